@@ -1,0 +1,84 @@
+"""Acknowledgement: when a worker tells the broker a message is done, and the ackable message."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+
+class AcknowledgeType(str, enum.Enum):
+    """When the worker acknowledges a message.
+
+    ``WHEN_RECEIVED``: as soon as it is decoded (at most once). ``WHEN_EXECUTED``: after the
+    task ran, before its result is stored. ``WHEN_SAVED`` (the default): after the result is
+    stored, so a crash before that leaves the message to be redelivered. ``MANUAL``: the task
+    acknowledges itself through ``Context.ack()``.
+    """
+
+    WHEN_RECEIVED = "when_received"
+    WHEN_EXECUTED = "when_executed"
+    WHEN_SAVED = "when_saved"
+    MANUAL = "manual"
+
+
+AckCallback = Callable[[], "Awaitable[None] | None"]
+
+
+@dataclass(slots=True)
+class AckableMessage:
+    """A received message that the broker wants acknowledged (and, optionally, rejectable).
+
+    ``ack`` and ``reject`` take no arguments and may be sync or async.
+    """
+
+    data: bytes | str
+    ack: AckCallback
+    reject: AckCallback | None = None
+
+
+class AckController:
+    """Settles one received message exactly once: ack, or reject where the broker can."""
+
+    __slots__ = ("_ack", "_reject", "is_acked")
+
+    def __init__(self, message: AckableMessage | bytes | str) -> None:
+        """Control the acknowledgement of ``message`` (plain bytes need none)."""
+        if isinstance(message, AckableMessage):
+            self._ack: AckCallback | None = message.ack
+            self._reject: AckCallback | None = message.reject
+        else:
+            self._ack = self._reject = None
+        self.is_acked = False
+
+    @property
+    def is_ackable(self) -> bool:
+        """Whether the broker wants this message acknowledged."""
+        return self._ack is not None
+
+    @property
+    def can_reject(self) -> bool:
+        """Whether the broker can reject this message."""
+        return self._reject is not None
+
+    async def ack(self) -> None:
+        """Acknowledge the message, once; later calls do nothing."""
+        if self.is_acked or self._ack is None:
+            self.is_acked = True
+            return
+        self.is_acked = True
+        outcome = self._ack()
+        if outcome is not None:
+            await outcome
+
+    async def reject(self) -> None:
+        """Reject the message (or acknowledge it when the broker cannot reject), once."""
+        if self._reject is None:
+            await self.ack()
+            return
+        if self.is_acked:
+            return
+        self.is_acked = True
+        outcome = self._reject()
+        if outcome is not None:
+            await outcome

@@ -1,0 +1,37 @@
+"""Capabilities: the named, checkable facts an implementation declares about itself."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Capability(str, enum.Enum):
+    """What a broker, result backend or schedule source can do beyond the mandatory contract.
+
+    Brokers: ``ACKS``, ``REJECT``, ``REDELIVERY``, ``DELAY``, ``PRIORITY``, ``LOAD_BALANCING``,
+    ``CROSS_PROCESS``. Result backends: ``PROGRESS``, ``TTL``, ``NOTIFY``, ``CROSS_PROCESS``.
+    Schedule sources: ``DYNAMIC``, ``PERSISTENT``.
+    """
+
+    ACKS = "acks"
+    REJECT = "reject"
+    REDELIVERY = "redelivery"
+    DELAY = "delay"
+    PRIORITY = "priority"
+    LOAD_BALANCING = "load_balancing"
+    CROSS_PROCESS = "cross_process"
+    PROGRESS = "progress"
+    TTL = "ttl"
+    NOTIFY = "notify"
+    DYNAMIC = "dynamic"
+    PERSISTENT = "persistent"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: The labels whose meaning a broker must implement, with the capability that says it does.
+LABEL_CAPABILITIES: dict[str, Capability] = {
+    "delay": Capability.DELAY,
+    "priority": Capability.PRIORITY,
+}

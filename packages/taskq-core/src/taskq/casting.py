@@ -1,0 +1,40 @@
+"""Casting plain data to annotated types with pydantic, skipping values that already fit."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any
+
+_NO_CAST: tuple[Any, ...] = (Any, inspect.Parameter.empty, object, None)
+
+
+def cast_value(annotation: Any, value: Any) -> Any:
+    """Return ``value`` converted to ``annotation`` (ValueError when it cannot be).
+
+    A value that is already an instance of a plain class annotation is returned untouched,
+    so the common case costs one isinstance check and pydantic is imported only when needed.
+    """
+    if annotation in _NO_CAST or (isinstance(annotation, type) and isinstance(value, annotation)):
+        return value
+    adapter = _adapter(annotation)
+    if adapter is None:  # a type pydantic has no schema for: nothing to cast with
+        return value
+    return adapter.validate_python(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_adapter(annotation: Any) -> Any:
+    from pydantic import PydanticSchemaGenerationError, TypeAdapter
+
+    try:
+        return TypeAdapter(annotation)
+    except PydanticSchemaGenerationError:
+        return None
+
+
+def _adapter(annotation: Any) -> Any:
+    try:
+        return _cached_adapter(annotation)
+    except TypeError:  # unhashable annotation
+        return _cached_adapter.__wrapped__(annotation)

@@ -1,0 +1,67 @@
+"""`Context`: what a running task can know and do about its own message."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+# Imported at run time (not only for type checking): dependency injection reads the hints.
+from taskq.abc.broker import AsyncBroker
+from taskq.acks import AckController
+from taskq.exceptions import NoResultError, TaskRejectedError
+from taskq.message import TaskiqMessage
+from taskq.state import TaskiqState
+
+#: The label that counts how many times a message was requeued by `Context.requeue`.
+REQUEUE_LABEL = "requeue_count"
+
+
+class Context:
+    """The running task's message, broker and state, with ack, requeue and reject.
+
+    Get it in a task with ``context: Context = TaskiqDepends()``.
+    """
+
+    def __init__(
+        self,
+        message: TaskiqMessage,
+        broker: AsyncBroker,
+        ack_controller: AckController | None = None,
+    ) -> None:
+        """Describe the run of ``message`` on ``broker``."""
+        self.message = message
+        self.broker = broker
+        self.state: TaskiqState = broker.state
+        self._ack_controller = ack_controller
+
+    @property
+    def is_ackable(self) -> bool:
+        """Whether the broker wants this message acknowledged."""
+        return self._ack_controller is not None and self._ack_controller.is_ackable
+
+    @property
+    def is_acked(self) -> bool:
+        """Whether the message was already acknowledged."""
+        return self._ack_controller is not None and self._ack_controller.is_acked
+
+    async def ack(self) -> None:
+        """Acknowledge the message now (for the ``manual`` ack mode); idempotent."""
+        if self._ack_controller is None:
+            raise RuntimeError("this message has no acknowledgement (not run by a receiver)")
+        await self._ack_controller.ack()
+
+    async def requeue(self) -> NoReturn:
+        """Send this message again (counting it in the ``requeue_count`` label); store no result.
+
+        Raises `NoResultError`, which the receiver handles: let it propagate.
+        """
+        labels = self.message.labels
+        labels[REQUEUE_LABEL] = int(labels.get(REQUEUE_LABEL, 0)) + 1
+        await self.broker.kick(self.broker.formatter.dumps(self.message))
+        raise NoResultError
+
+    def reject(self) -> NoReturn:
+        """Reject the message (through the broker's reject where it has one); store no result.
+
+        Raises `TaskRejectedError`, which the receiver handles: let it propagate.
+        """
+        raise TaskRejectedError

@@ -1,0 +1,86 @@
+"""`AsyncTaskiqDecoratedTask`: what ``@broker.task`` returns; call it here or send it away."""
+
+from __future__ import annotations
+
+import functools
+import typing
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+from typing_extensions import ParamSpec
+
+from taskq.kicker import AsyncKicker
+
+if TYPE_CHECKING:
+    from taskq.abc.broker import AsyncBroker
+    from taskq.task import AsyncTaskiqTask
+
+_Params = ParamSpec("_Params")
+_ReturnType = TypeVar("_ReturnType")
+_Value = TypeVar("_Value")
+
+_UNKNOWN: Any = object()
+
+
+class AsyncTaskiqDecoratedTask(Generic[_Params, _ReturnType]):
+    """A registered task.
+
+    Calling it runs the function here; ``await task.kiq(...)`` sends it to a worker and
+    returns an `AsyncTaskiqTask`; ``task.kicker()`` sends it with extra labels or a task id.
+    """
+
+    def __init__(
+        self,
+        broker: AsyncBroker,
+        task_name: str,
+        original_func: Callable[_Params, _ReturnType],
+        labels: dict[str, Any],
+        return_type: Any = _UNKNOWN,
+    ) -> None:
+        """Wrap ``original_func`` as task ``task_name`` of ``broker`` with default ``labels``."""
+        self.broker = broker
+        self.task_name = task_name
+        self.original_func = original_func
+        self.labels = labels
+        self._return_type = return_type
+        functools.update_wrapper(self, original_func)
+
+    @property
+    def return_type(self) -> Any:
+        """The function's return annotation (None when it has none or it cannot be resolved)."""
+        if self._return_type is _UNKNOWN:
+            try:
+                hints = typing.get_type_hints(self.original_func)
+            except Exception:
+                hints = {}
+            self._return_type = hints.get("return")
+        return self._return_type
+
+    def __call__(self, *args: _Params.args, **kwargs: _Params.kwargs) -> _ReturnType:
+        """Run the function here, as if it were not a task."""
+        return self.original_func(*args, **kwargs)
+
+    @overload
+    async def kiq(
+        self: AsyncTaskiqDecoratedTask[_Params, Coroutine[Any, Any, _Value]],
+        *args: _Params.args,
+        **kwargs: _Params.kwargs,
+    ) -> AsyncTaskiqTask[_Value]: ...
+
+    @overload
+    async def kiq(
+        self: AsyncTaskiqDecoratedTask[_Params, _Value],
+        *args: _Params.args,
+        **kwargs: _Params.kwargs,
+    ) -> AsyncTaskiqTask[_Value]: ...
+
+    async def kiq(self, *args: Any, **kwargs: Any) -> Any:
+        """Send the task to a worker; return a handle on its result."""
+        return await self.kicker().kiq(*args, **kwargs)
+
+    def kicker(self) -> AsyncKicker[_Params, _ReturnType]:
+        """Return a kicker to send this task with extra labels, a task id or another broker."""
+        return AsyncKicker(self.task_name, self.broker, self.labels, self.return_type)
+
+    def __repr__(self) -> str:
+        return f"AsyncTaskiqDecoratedTask({self.task_name!r})"

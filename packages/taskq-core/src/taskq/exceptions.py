@@ -1,0 +1,190 @@
+"""The exceptions taskq raises: every error a user can catch derives from `TaskiqError`."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class TaskiqError(Exception):
+    """Base class of every taskq error.
+
+    Subclasses carry a message template; keyword arguments fill it and become attributes,
+    so ``UnknownTaskError(task_name="x")`` reads "... task name: x" and has ``.task_name``.
+    A positional message replaces the template.
+    """
+
+    __template__: ClassVar[str] = "taskq error"
+
+    def __init__(self, message: str | None = None, **fields: Any) -> None:
+        for name, value in fields.items():
+            setattr(self, name, value)
+        if message is None:
+            try:
+                message = self.__template__.format(**fields)
+            except (KeyError, IndexError):
+                message = self.__template__
+        self.message = message
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        fields = {k: v for k, v in self.__dict__.items() if k != "message"}
+        return (_rebuild_error, (type(self), self.message, fields))
+
+
+def _rebuild_error(cls: type[TaskiqError], message: str, fields: dict[str, Any]) -> TaskiqError:
+    return cls(message, **fields)
+
+
+class TaskiqResultTimeoutError(TaskiqError):
+    """Waiting for a task's result took longer than the given timeout."""
+
+    __template__ = "waiting for the task's result timed out after {timeout} s"
+    timeout: float | None = None
+
+
+class BrokerError(TaskiqError):
+    """Base class of errors raised by brokers."""
+
+    __template__ = "broker error"
+
+
+class ListenError(BrokerError):
+    """The broker cannot listen for messages."""
+
+    __template__ = "the broker cannot listen for messages"
+
+
+class SharedBrokerListenError(ListenError):
+    """`async_shared_broker` was asked to listen; it only forwards to a real broker."""
+
+    __template__ = "the shared broker cannot listen: run a worker with a real broker instead"
+
+
+class SendTaskError(BrokerError):
+    """The broker could not send a task."""
+
+    __template__ = "the task could not be sent to the broker"
+
+
+class SharedBrokerSendTaskError(SendTaskError):
+    """A shared task was sent before `async_shared_broker.default_broker(...)` was called."""
+
+    __template__ = (
+        "a shared task was sent with no default broker: "
+        "call async_shared_broker.default_broker(your_broker) first, "
+        "or use task.kicker().with_broker(your_broker)"
+    )
+
+
+class UnknownTaskError(SendTaskError):
+    """No task is registered under the given name."""
+
+    __template__ = (
+        "no task is registered under the name {task_name!r}: "
+        "import the module that defines it in the worker"
+    )
+    task_name: str
+
+
+class UnsupportedCapabilityError(SendTaskError):
+    """The message asks for something (a `delay` or `priority` label) the broker cannot do."""
+
+    __template__ = (
+        "{broker} does not support {capability!r} (label {label!r}); "
+        "remove the label or use a broker that declares this capability"
+    )
+
+
+class ResultBackendError(TaskiqError):
+    """Base class of errors raised by result backends."""
+
+    __template__ = "result backend error"
+
+
+class ResultGetError(ResultBackendError):
+    """The result could not be read (for example, no result is stored for that task id)."""
+
+    __template__ = "cannot get the result of the task"
+
+
+class ResultSetError(ResultBackendError):
+    """The result could not be stored."""
+
+    __template__ = "cannot store the result of the task"
+
+
+class ResultIsReadyError(ResultBackendError):
+    """The result backend could not tell whether a result is ready."""
+
+    __template__ = "cannot tell whether the task's result is ready"
+
+
+class SecurityError(TaskiqError):
+    """A security check failed."""
+
+    __template__ = "security check failed: {description}"
+    description: str
+
+
+class NoResultError(TaskiqError):
+    """Raised inside a task (or by `Context.requeue`) to store no result for this run."""
+
+    __template__ = "the task asked for no result to be stored"
+
+
+class TaskRejectedError(TaskiqError):
+    """Raised inside a task (or by `Context.reject`) to reject its message."""
+
+    __template__ = "the task was rejected"
+
+
+class TaskBrokerMismatchError(TaskRejectedError):
+    """The task is registered on a different broker than the one that received it."""
+
+    __template__ = "the task already belongs to another broker ({broker})"
+    broker: Any
+
+
+class ScheduledTaskCancelledError(TaskiqError):
+    """A schedule source cancelled a scheduled task before it was sent."""
+
+    __template__ = "the scheduled task was cancelled and not sent"
+
+
+class SerializationError(TaskiqError):
+    """A serializer could not encode or decode a value."""
+
+    __template__ = "the serializer could not handle the value"
+
+
+class MessageDecodeError(TaskiqError):
+    """A message's bytes are not a valid taskq message."""
+
+    __template__ = "the message's bytes are not a valid taskq message: {reason}"
+    reason: str
+
+
+class TaskArgumentsError(TaskiqError):
+    """The message's arguments do not fit the task's signature or annotated types."""
+
+    __template__ = "the arguments do not fit task {task_name!r}: {reason}"
+    task_name: str
+    reason: str
+
+
+class TaskTimeoutError(TaskiqError, TimeoutError):
+    """The task ran longer than its `timeout` label allows."""
+
+    __template__ = "the task ran longer than its timeout of {timeout} s"
+    timeout: float
+
+
+class RemoteTaskError(TaskiqError):
+    """A task failed with an exception whose type cannot be rebuilt where the result is read.
+
+    ``type_name`` holds the original exception's qualified type name.
+    """
+
+    __template__ = "{type_name}: {text}"
+    type_name: str
+    text: str

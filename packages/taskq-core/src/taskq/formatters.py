@@ -1,0 +1,101 @@
+"""Formatters: the default one encodes a message as a plain dict with the broker's serializer."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from taskq.abc.formatter import TaskiqFormatter
+from taskq.abc.serializer import TaskiqSerializer
+from taskq.exceptions import MessageDecodeError, SerializationError
+from taskq.message import BrokerMessage, TaskiqMessage
+from taskq.serializers.json import JSONSerializer
+
+if TYPE_CHECKING:
+    from taskq.abc.broker import AsyncBroker
+
+
+def message_to_dict(message: TaskiqMessage) -> dict[str, Any]:
+    """Return the plain-data wire form of a task message."""
+    return {
+        "task_id": message.task_id,
+        "task_name": message.task_name,
+        "labels": message.labels,
+        "args": message.args,
+        "kwargs": message.kwargs,
+    }
+
+
+def message_from_dict(data: Any) -> TaskiqMessage:
+    """Validate decoded wire data and build a `TaskiqMessage`; `MessageDecodeError` if invalid."""
+    if not isinstance(data, dict):
+        raise MessageDecodeError(reason=f"expected a mapping, got {type(data).__name__}")
+    task_id, task_name = data.get("task_id"), data.get("task_name")
+    labels, args, kwargs = data.get("labels", {}), data.get("args", []), data.get("kwargs", {})
+    if not isinstance(task_id, str) or not task_id:
+        raise MessageDecodeError(reason="task_id is missing or not a string")
+    if not isinstance(task_name, str) or not task_name:
+        raise MessageDecodeError(reason=f"task_name is missing or not a string (task {task_id})")
+    if not isinstance(labels, dict) or not isinstance(kwargs, dict):
+        raise MessageDecodeError(reason=f"labels and kwargs must be mappings (task {task_id})")
+    if not isinstance(args, (list, tuple)):
+        raise MessageDecodeError(reason=f"args must be a list (task {task_id})")
+    return TaskiqMessage(task_id, task_name, labels, list(args), kwargs)
+
+
+def encode_message(serializer: TaskiqSerializer, message: TaskiqMessage) -> BrokerMessage:
+    """Encode ``message`` with ``serializer``; `SerializationError` if an argument cannot be."""
+    return BrokerMessage(
+        message.task_id,
+        message.task_name,
+        serializer.dumpb(message_to_dict(message)),
+        message.labels,
+    )
+
+
+def decode_message(serializer: TaskiqSerializer, data: bytes) -> TaskiqMessage:
+    """Decode bytes with ``serializer``; `MessageDecodeError` when they are not a message."""
+    try:
+        decoded = serializer.loadb(data)
+    except SerializationError as exc:
+        raise MessageDecodeError(reason=str(exc)) from exc
+    return message_from_dict(decoded)
+
+
+class SerializerFormatter(TaskiqFormatter):
+    """Encodes messages as plain dicts with a given serializer."""
+
+    def __init__(self, serializer: TaskiqSerializer) -> None:
+        """Use ``serializer`` for the message bytes."""
+        self.serializer = serializer
+
+    def dumps(self, message: TaskiqMessage) -> BrokerMessage:
+        """Encode ``message``; `SerializationError` when an argument cannot be encoded."""
+        return encode_message(self.serializer, message)
+
+    def loads(self, message: bytes) -> TaskiqMessage:
+        """Decode bytes into a message; `MessageDecodeError` when they are not one."""
+        return decode_message(self.serializer, message)
+
+
+class JSONFormatter(SerializerFormatter):
+    """Encodes messages as JSON, whatever serializer the broker has."""
+
+    def __init__(self) -> None:
+        """Create a JSON formatter."""
+        super().__init__(JSONSerializer())
+
+
+class ProxyFormatter(TaskiqFormatter):
+    """The default formatter: uses the broker's current serializer (see `with_serializer`)."""
+
+    def __init__(self, broker: AsyncBroker) -> None:
+        """Follow ``broker.serializer``."""
+        self.broker = broker
+
+    def dumps(self, message: TaskiqMessage) -> BrokerMessage:
+        """Encode ``message`` with the broker's serializer."""
+        return encode_message(self.broker.serializer, message)
+
+    def loads(self, message: bytes) -> TaskiqMessage:
+        """Decode bytes with the broker's serializer."""
+        return decode_message(self.broker.serializer, message)

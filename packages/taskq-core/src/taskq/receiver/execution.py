@@ -1,0 +1,152 @@
+"""Running one task function: dependencies, arguments, sync or async, under its timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import logging
+import time
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING, Any
+
+from taskq.context import Context
+from taskq.exceptions import NoResultError, TaskiqError, TaskRejectedError, TaskTimeoutError
+from taskq.receiver.signature import TaskSignature
+from taskq.result import TaskiqResult
+from taskq.state import TaskiqState
+
+if TYPE_CHECKING:
+    from taskq.abc.broker import AsyncBroker
+    from taskq.acks import AckController
+    from taskq.decor import AsyncTaskiqDecoratedTask
+    from taskq.message import TaskiqMessage
+
+logger = logging.getLogger("taskq.receiver")
+
+#: Exceptions a task raises to steer the receiver rather than to fail.
+CONTROL_FLOW = (NoResultError, TaskRejectedError)
+
+
+class TaskExecutor:
+    """Runs task functions for a receiver and turns what happened into a `TaskiqResult`."""
+
+    def __init__(
+        self,
+        broker: AsyncBroker,
+        executor: Executor | None,
+        cast_types: bool,
+        propagate_exceptions: bool,
+    ) -> None:
+        """Run tasks of ``broker``; sync functions go to ``executor`` (a thread pool)."""
+        self.broker = broker
+        self.executor = executor
+        self.cast_types = cast_types
+        self.propagate_exceptions = propagate_exceptions
+        self._signatures: dict[str, TaskSignature] = {}
+
+    async def run(
+        self,
+        task: AsyncTaskiqDecoratedTask[Any, Any],
+        message: TaskiqMessage,
+        acker: AckController,
+    ) -> TaskiqResult[Any]:
+        """Run ``task`` for ``message`` and return its result (``error`` set when it raised)."""
+        signature = self.signature_of(task)
+        started = time.perf_counter()
+        value: Any = None
+        error: BaseException | None = None
+        resolver = None
+        try:
+            args, kwargs = signature.bind(message.task_name, message.args, message.kwargs)
+            if signature.graph is not None:
+                resolver = signature.graph.async_ctx(
+                    {
+                        Context: Context(message, self.broker, acker),
+                        TaskiqState: self.broker.state,
+                        **self.broker.custom_dependency_context,
+                    },
+                    self.broker.dependency_overrides or None,
+                )
+                kwargs.update(await resolver.resolve_kwargs())
+            value = await self._call(signature, args, kwargs, _timeout_of(message))
+        except Exception as exc:
+            error = exc
+        elapsed = time.perf_counter() - started
+        if resolver is not None:
+            await self._close(resolver, error)
+        if error is not None and not isinstance(error, CONTROL_FLOW):
+            _log_failure(message, error)
+        return TaskiqResult(
+            is_err=error is not None,
+            return_value=value,
+            execution_time=elapsed,
+            labels=message.labels,
+            error=error,
+        )
+
+    def signature_of(self, task: AsyncTaskiqDecoratedTask[Any, Any]) -> TaskSignature:
+        """Return the prepared signature of ``task`` (inspected once per function)."""
+        signature = self._signatures.get(task.task_name)
+        if signature is None or signature.func is not task.original_func:
+            signature = TaskSignature(task.original_func, self.cast_types)
+            self._signatures[task.task_name] = signature
+        return signature
+
+    async def _call(
+        self,
+        signature: TaskSignature,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+    ) -> Any:
+        if signature.is_async:
+            pending = signature.func(*args, **kwargs)
+        else:
+            loop = asyncio.get_running_loop()
+            call = functools.partial(signature.func, *args, **kwargs)
+            pending = loop.run_in_executor(self.executor, contextvars.copy_context().run, call)
+        if timeout is None:
+            value = await pending
+        else:
+            try:
+                value = await asyncio.wait_for(pending, timeout)
+            except asyncio.TimeoutError:
+                raise TaskTimeoutError(timeout=timeout) from None
+        if inspect.isawaitable(value):  # a sync function that returned a coroutine
+            value = await value
+        return value
+
+    async def _close(self, resolver: Any, error: BaseException | None) -> None:
+        exc_info: tuple[Any, ...] = (None, None, None)
+        if error is not None and self.propagate_exceptions:
+            exc_info = (type(error), error, error.__traceback__)
+        try:
+            await resolver.close(*exc_info)
+        except Exception:
+            logger.exception("A dependency failed while closing")
+
+
+def _timeout_of(message: TaskiqMessage) -> float | None:
+    raw = message.labels.get("timeout")
+    if raw is None:
+        return None
+    try:
+        timeout = float(raw)
+    except (TypeError, ValueError):
+        raise TaskiqError(f"the timeout label must be a number of seconds, got {raw!r}") from None
+    return timeout if timeout > 0 else None
+
+
+def _log_failure(message: TaskiqMessage, error: BaseException) -> None:
+    if isinstance(error, TaskiqError):  # our own errors say what is wrong in one line
+        logger.error("Task %s (%s) failed: %s", message.task_id, message.task_name, error)
+    else:
+        logger.error(
+            "Task %s (%s) failed: %r",
+            message.task_id,
+            message.task_name,
+            error,
+            exc_info=error,
+        )

@@ -1,0 +1,303 @@
+"""The receiver: what a worker does with each message, step by step, and its consume loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from taskq._awaitable import maybe_await
+from taskq.abc.middleware import overridden_hooks
+from taskq.acks import AckableMessage, AckController, AcknowledgeType
+from taskq.exceptions import (
+    MessageDecodeError,
+    NoResultError,
+    ResultSetError,
+    TaskRejectedError,
+    UnknownTaskError,
+)
+from taskq.receiver.execution import TaskExecutor
+from taskq.result import TaskiqResult
+
+if TYPE_CHECKING:
+    from taskq.abc.broker import AsyncBroker
+    from taskq.message import TaskiqMessage
+
+logger = logging.getLogger("taskq.receiver")
+
+DEFAULT_MAX_ASYNC_TASKS = 100
+DEFAULT_THREADPOOL_THREADS = 8
+_WORKER_HOOKS = ("pre_execute", "post_execute", "on_error", "post_save")
+
+
+class Receiver:
+    """Runs the messages a broker delivers: the worker's engine.
+
+    For each message: decode → find the task → ``pre_execute`` → bind, cast and inject
+    arguments → run (async on the loop, sync in the thread pool) under the ``timeout`` label
+    → ``post_execute`` / ``on_error`` → store the result → ``post_save``, acknowledging
+    where ``ack_type`` says. Bad input (undecodable bytes, an unknown task, arguments that do
+    not fit) is logged once, stored as a failed result when the task id is known, and
+    settled; the receiver goes on.
+
+    ``max_async_tasks`` bounds the tasks running at once and ``max_prefetch`` the messages
+    taken from the broker beyond those.
+    """
+
+    def __init__(
+        self,
+        broker: AsyncBroker,
+        executor: Executor | None = None,
+        validate_params: bool = True,
+        max_async_tasks: int | None = None,
+        max_prefetch: int = 0,
+        propagate_exceptions: bool = True,
+        ack_type: AcknowledgeType | str | None = None,
+        max_tasks_to_execute: int | None = None,
+        wait_tasks_timeout: float | None = None,
+        max_threadpool_threads: int | None = None,
+    ) -> None:
+        """Prepare to run ``broker``'s messages (see the class docstring for the options)."""
+        if max_prefetch < 0:
+            raise ValueError("max_prefetch cannot be negative")
+        if max_async_tasks is not None and max_async_tasks < 1:
+            raise ValueError("max_async_tasks must be at least 1")
+        self.broker = broker
+        self.ack_type = AcknowledgeType(ack_type or AcknowledgeType.WHEN_SAVED)
+        self.max_async_tasks = max_async_tasks or DEFAULT_MAX_ASYNC_TASKS
+        self.max_prefetch = max_prefetch
+        self.max_tasks_to_execute = max_tasks_to_execute
+        self.wait_tasks_timeout = wait_tasks_timeout
+        self._owns_executor = executor is None
+        self.executor = executor or ThreadPoolExecutor(
+            max_threadpool_threads or DEFAULT_THREADPOOL_THREADS,
+            thread_name_prefix="taskq-sync",
+        )
+        self.task_executor = TaskExecutor(
+            broker, self.executor, validate_params, propagate_exceptions
+        )
+        self._running: set[asyncio.Task[None]] = set()
+        self._run_slots: asyncio.Semaphore | None = None
+        self._hooks: dict[str, list[Any]] = {}
+        self._hooks_key: tuple[Any, ...] | None = None
+
+    # -- one message --------------------------------------------------------------------------
+
+    async def callback(self, message: bytes | str | AckableMessage) -> None:
+        """Process one received message to the end; never raises for a bad message."""
+        acker = AckController(message)
+        try:
+            await self._process(message, acker)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("Unexpected error while processing a message; the worker goes on")
+
+    async def _process(self, raw: bytes | str | AckableMessage, acker: AckController) -> None:
+        message = self._decode(raw)
+        if message is None:
+            await acker.reject()
+            return
+        task = self.broker.find_task(message.task_name)
+        if task is None:
+            error = UnknownTaskError(task_name=message.task_name)
+            logger.error("Task %s: %s", message.task_id, error)
+            await self._store_failure(message, error)
+            await acker.reject()
+            return
+        if self.ack_type is AcknowledgeType.WHEN_RECEIVED:
+            await acker.ack()
+        hooks = self._middleware_hooks()
+        try:
+            for hook in hooks["pre_execute"]:
+                message = await maybe_await(hook(message))
+        except Exception as exc:
+            logger.exception("Task %s: a pre_execute middleware failed", message.task_id)
+            await self._store_failure(message, exc)
+            await acker.reject()
+            return
+        result = await self._execute(task, message, acker)
+        await self._finish(message, result, acker, hooks)
+
+    def _decode(self, raw: bytes | str | AckableMessage) -> TaskiqMessage | None:
+        data = raw.data if isinstance(raw, AckableMessage) else raw
+        if isinstance(data, str):
+            data = data.encode()
+        try:
+            return self.broker.formatter.loads(data)
+        except MessageDecodeError as exc:
+            logger.error(
+                "Rejecting a message that cannot be decoded (%d bytes): %s", len(data), exc
+            )
+        except Exception as exc:
+            logger.error(
+                "Rejecting a message that cannot be decoded (%d bytes): %r", len(data), exc
+            )
+        return None
+
+    async def _execute(
+        self, task: Any, message: TaskiqMessage, acker: AckController
+    ) -> TaskiqResult[Any]:
+        if self._run_slots is None:
+            return await self.task_executor.run(task, message, acker)
+        async with self._run_slots:
+            return await self.task_executor.run(task, message, acker)
+
+    async def _finish(
+        self,
+        message: TaskiqMessage,
+        result: TaskiqResult[Any],
+        acker: AckController,
+        hooks: dict[str, list[Any]],
+    ) -> None:
+        if isinstance(result.error, TaskRejectedError):
+            logger.info("Task %s rejected its message", message.task_id)
+            await acker.reject()
+            return
+        if self.ack_type is AcknowledgeType.WHEN_EXECUTED:
+            await acker.ack()
+        if not isinstance(result.error, NoResultError) and await self._after_run(
+            message, result, hooks
+        ):
+            if not await self._save(message, result):
+                return  # nothing stored: leave the message unacknowledged for redelivery
+            await self._call_hooks(hooks["post_save"], message, result)
+        if self.ack_type is AcknowledgeType.WHEN_SAVED:
+            await acker.ack()
+
+    async def _after_run(
+        self, message: TaskiqMessage, result: TaskiqResult[Any], hooks: dict[str, list[Any]]
+    ) -> bool:
+        """Run post_execute and on_error; False when a middleware asks for no result."""
+        try:
+            for hook in hooks["post_execute"]:
+                await maybe_await(hook(message, result))
+            if result.error is not None:
+                for hook in hooks["on_error"]:
+                    await maybe_await(hook(message, result, result.error))
+        except NoResultError:
+            return False
+        except Exception:
+            logger.exception("Task %s: a middleware failed after the run", message.task_id)
+        return True
+
+    async def _call_hooks(
+        self, hooks: list[Any], message: TaskiqMessage, result: TaskiqResult[Any]
+    ) -> None:
+        try:
+            for hook in hooks:
+                await maybe_await(hook(message, result))
+        except Exception:
+            logger.exception("Task %s: a post_save middleware failed", message.task_id)
+
+    async def _save(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> bool:
+        """Store ``result``; if it cannot be stored, store an error saying why instead."""
+        backend = self.broker.result_backend
+        try:
+            await backend.set_result(message.task_id, result)
+        except Exception as exc:
+            reason = f"the result could not be stored: {exc}"
+        else:
+            return True
+        failure = _failed_result(message, ResultSetError(reason), result.execution_time)
+        try:
+            await backend.set_result(message.task_id, failure)
+        except Exception as exc:
+            logger.error(
+                "Task %s: %s; storing that error failed too (%r); the message is not acknowledged",
+                message.task_id,
+                reason,
+                exc,
+            )
+            return False
+        logger.error("Task %s: %s; an error result was stored instead", message.task_id, reason)
+        return True
+
+    async def _store_failure(self, message: TaskiqMessage, error: Exception) -> None:
+        await self._save(message, _failed_result(message, error, 0.0))
+
+    def _middleware_hooks(self) -> dict[str, list[Any]]:
+        """The overridden worker-side hooks of the broker's middlewares, recomputed on change."""
+        current = tuple(self.broker.middlewares)
+        if current != self._hooks_key:
+            self._hooks = {name: overridden_hooks(list(current), name) for name in _WORKER_HOOKS}
+            self._hooks_key = current
+        return self._hooks
+
+    # -- the consume loop ---------------------------------------------------------------------
+
+    async def listen(self, finish_event: asyncio.Event | None = None) -> None:
+        """Run messages from ``broker.listen()`` until it ends or ``finish_event`` is set.
+
+        No message is taken without a free slot, so stopping never strands a taken message
+        in this process. Tasks still running then get ``wait_tasks_timeout`` seconds
+        (None: as long as they need) to finish, store their results and be acknowledged.
+        """
+        consumer = asyncio.create_task(self._consume())
+        if finish_event is not None:
+            stopper = asyncio.create_task(finish_event.wait())
+            await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            consumer.cancel()
+        try:
+            await consumer
+        except asyncio.CancelledError:
+            if finish_event is None or not finish_event.is_set():
+                raise
+        await self.wait_running(self.wait_tasks_timeout)
+
+    async def _consume(self) -> None:
+        self._run_slots = asyncio.Semaphore(self.max_async_tasks)
+        fetch_slots = asyncio.Semaphore(self.max_async_tasks + self.max_prefetch)
+        messages = self.broker.listen().__aiter__()
+        taken = 0
+        while self.max_tasks_to_execute is None or taken < self.max_tasks_to_execute:
+            await fetch_slots.acquire()
+            try:
+                message = await messages.__anext__()
+            except StopAsyncIteration:
+                fetch_slots.release()
+                return
+            except BaseException:
+                fetch_slots.release()
+                raise
+            taken += 1
+            self._spawn(message, fetch_slots)
+
+    def _spawn(self, message: bytes | AckableMessage, slot: asyncio.Semaphore) -> None:
+        running = asyncio.create_task(self.callback(message))
+        self._running.add(running)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._running.discard(finished)
+            slot.release()
+
+        running.add_done_callback(done)
+
+    @property
+    def running(self) -> int:
+        """How many messages this receiver is processing now."""
+        return len(self._running)
+
+    async def wait_running(self, timeout: float | None = None) -> None:
+        """Wait for the tasks this receiver is running (at most ``timeout`` seconds)."""
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=timeout)
+
+    def close(self) -> None:
+        """Release the thread pool this receiver created."""
+        if self._owns_executor:
+            self.executor.shutdown(wait=False)
+
+
+def _failed_result(
+    message: TaskiqMessage, error: Exception, execution_time: float
+) -> TaskiqResult[Any]:
+    return TaskiqResult(
+        is_err=True,
+        return_value=None,
+        execution_time=execution_time,
+        labels=message.labels,
+        error=error,
+    )

@@ -1,0 +1,122 @@
+"""A task's signature, prepared once: binding a message's arguments and casting them to types."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from taskiq_dependencies import DependencyGraph
+from taskiq_dependencies.dependency import Dependency
+
+from taskq.casting import cast_value
+from taskq.exceptions import TaskArgumentsError
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL)
+
+
+class TaskSignature:
+    """How to call one task function with a message's ``args`` and ``kwargs``.
+
+    Parameters filled by dependency injection (``= TaskiqDepends()``) are left out of the
+    binding and resolved through ``graph``; every other parameter is bound by name, so an
+    unannotated parameter never shifts the casting of the ones after it.
+    """
+
+    def __init__(self, func: Callable[..., Any], cast_types: bool) -> None:
+        """Inspect ``func`` once."""
+        self.func = func
+        self.is_async = _is_async(func)
+        signature = inspect.signature(func)
+        hints = _type_hints(func)
+        dependency_names = {
+            name for name, p in signature.parameters.items() if _is_dependency(p, hints.get(name))
+        }
+        parameters = [p for p in signature.parameters.values() if p.name not in dependency_names]
+        self.call_signature = signature.replace(parameters=parameters)
+        self.has_parameters = bool(parameters)
+        self.annotations: dict[str, Any] = {}
+        for parameter in parameters if cast_types else ():
+            annotation = hints.get(parameter.name, parameter.annotation)
+            if annotation is not inspect.Parameter.empty:
+                self.annotations[parameter.name] = annotation
+        self.pass_by_position = any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in parameters)
+        self.graph = DependencyGraph(func) if dependency_names else None
+
+    def bind(
+        self, task_name: str, args: list[Any], kwargs: dict[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """Return the positional and keyword arguments to call the function with.
+
+        Raises `TaskArgumentsError` when they do not fit the signature or a value cannot be
+        cast to its parameter's annotation.
+        """
+        if not args and not kwargs and not self.has_parameters:
+            return [], {}
+        try:
+            bound = self.call_signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TaskArgumentsError(task_name=task_name, reason=str(exc)) from None
+        arguments = bound.arguments
+        for name, annotation in self.annotations.items():
+            if name in arguments:
+                arguments[name] = self._cast(task_name, name, annotation, arguments[name])
+        return self._split(arguments)
+
+    def _cast(self, task_name: str, name: str, annotation: Any, value: Any) -> Any:
+        kind = self.call_signature.parameters[name].kind
+        try:
+            if kind == inspect.Parameter.VAR_POSITIONAL:
+                return tuple(cast_value(annotation, item) for item in value)
+            if kind == inspect.Parameter.VAR_KEYWORD:
+                return {key: cast_value(annotation, item) for key, item in value.items()}
+            return cast_value(annotation, value)
+        except ValueError as exc:
+            reason = f"parameter {name!r} does not accept {value!r}: {_reason(exc)}"
+            raise TaskArgumentsError(task_name=task_name, reason=reason) from None
+
+    def _split(self, arguments: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        positional: list[Any] = []
+        keywords: dict[str, Any] = {}
+        for name, value in arguments.items():
+            kind = self.call_signature.parameters[name].kind
+            if kind == inspect.Parameter.VAR_POSITIONAL:
+                positional.extend(value)
+            elif kind == inspect.Parameter.VAR_KEYWORD:
+                keywords.update(value)
+            elif kind in _POSITIONAL or (
+                self.pass_by_position and kind == inspect.Parameter.POSITIONAL_OR_KEYWORD
+            ):
+                positional.append(value)
+            else:
+                keywords[name] = value
+        return positional, keywords
+
+
+def _type_hints(func: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(func, include_extras=True)
+    except Exception:
+        return {}
+
+
+def _is_dependency(parameter: inspect.Parameter, hint: Any) -> bool:
+    if isinstance(parameter.default, Dependency):
+        return True
+    metadata = getattr(hint, "__metadata__", ())
+    return any(isinstance(item, Dependency) for item in metadata)
+
+
+def _is_async(func: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(func):
+        return True
+    call = getattr(func, "__call__", None)  # noqa: B004 - callable objects
+    return inspect.iscoroutinefunction(call)
+
+
+def _reason(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)  # pydantic's ValidationError lists its reasons
+    if callable(errors):
+        return "; ".join(str(error.get("msg", error)) for error in errors())
+    return str(exc).strip().split("\n", 1)[0]

@@ -1,0 +1,130 @@
+"""`InMemoryBroker`: client and worker in one process, through the same receiver as production."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator
+from concurrent.futures import ThreadPoolExecutor
+from typing import ClassVar
+
+from taskq.abc.broker import AsyncBroker
+from taskq.capabilities import Capability
+from taskq.events import TaskiqEvents
+from taskq.exceptions import UnknownTaskError
+from taskq.message import BrokerMessage
+from taskq.receiver import Receiver
+from taskq_inmemory.message_queue import MessageQueue
+from taskq_inmemory.result_backend import InmemoryResultBackend
+
+logger = logging.getLogger("taskq.inmemory")
+
+
+class InMemoryBroker(AsyncBroker):
+    """Runs tasks in this process, for development and tests.
+
+    Messages go through a real queue (honouring the ``delay`` and ``priority`` labels) and
+    the same `Receiver` a worker runs, so tests exercise what production runs: encoding,
+    middlewares, argument casting, results. Results are kept by an `InmemoryResultBackend`.
+
+    Args:
+        sync_tasks_pool_size: threads that run sync tasks.
+        max_stored_results: results kept before the oldest is forgotten (-1: all).
+        cast_types: cast arguments to the task's annotations.
+        max_async_tasks: tasks running at once.
+        propagate_exceptions: let dependencies (generator ``TaskiqDepends``) see the task's error.
+        await_inplace: ``kiq`` returns only once the task ran (no queue; no delay).
+
+    When ``is_worker_process`` is set before `startup`, the broker does not run its own
+    messages: whoever consumes `listen` does (a worker, or a conformance test).
+    """
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.DELAY, Capability.PRIORITY, Capability.LOAD_BALANCING}
+    )
+
+    def __init__(
+        self,
+        sync_tasks_pool_size: int = 4,
+        max_stored_results: int = 100,
+        cast_types: bool = True,
+        max_async_tasks: int = 30,
+        propagate_exceptions: bool = True,
+        await_inplace: bool = False,
+    ) -> None:
+        """Create the broker (see the class docstring for the arguments)."""
+        super().__init__(result_backend=InmemoryResultBackend(max_stored_results))
+        self.executor = ThreadPoolExecutor(sync_tasks_pool_size, thread_name_prefix="taskq-sync")
+        self.receiver = Receiver(
+            self,
+            executor=self.executor,
+            validate_params=cast_types,
+            max_async_tasks=max_async_tasks,
+            propagate_exceptions=propagate_exceptions,
+        )
+        self.await_inplace = await_inplace
+        self.queue = MessageQueue()
+        self._consumer: asyncio.Task[None] | None = None
+
+    async def kick(self, message: BrokerMessage) -> None:
+        """Queue the message (or, with ``await_inplace``, run it before returning)."""
+        runs_here = not self.is_worker_process
+        if runs_here and self.find_task(message.task_name) is None:
+            raise UnknownTaskError(task_name=message.task_name)
+        delay = float(message.labels.get("delay") or 0)
+        if runs_here and self.await_inplace and delay <= 0:
+            await self.receiver.callback(message.message)
+            return
+        if runs_here:
+            self._ensure_consumer()
+        self.queue.put(message.message, int(message.labels.get("priority") or 0), delay)
+
+    async def listen(self) -> AsyncGenerator[bytes, None]:
+        """Yield queued messages until the broker shuts down (then what is ready, then stop)."""
+        while (data := await self.queue.get()) is not None:
+            yield data
+
+    async def startup(self) -> None:
+        """Start the backend, middlewares and event handlers, then run this broker's messages.
+
+        Outside a worker process it is its own worker: both ``CLIENT_STARTUP`` and
+        ``WORKER_STARTUP`` handlers run.
+        """
+        self.queue.open()
+        await super().startup()
+        if not self.is_worker_process:
+            await self.run_event_handlers(TaskiqEvents.WORKER_STARTUP)
+            self._ensure_consumer()
+
+    async def shutdown(self) -> None:
+        """Run what is queued and ready, wait for running tasks, then shut everything down.
+
+        Delayed messages that are not due yet are dropped with a warning.
+        """
+        if not self._started:
+            self.queue.close()
+            return
+        dropped = self.queue.close()
+        if dropped:
+            logger.warning("Shutdown dropped %d delayed messages that were not due yet", dropped)
+        if self._consumer is not None:
+            await self._consumer
+            self._consumer = None
+        if not self.is_worker_process:
+            await self.run_event_handlers(TaskiqEvents.WORKER_SHUTDOWN)
+        await super().shutdown()
+
+    async def wait_all(self) -> None:
+        """Wait until every message sent so far has run (delayed ones included)."""
+        while len(self.queue) or self.receiver.running:
+            if self.receiver.running:
+                await self.receiver.wait_running()
+            else:
+                await asyncio.sleep(self.queue.seconds_until_due() or 0)
+
+    def _ensure_consumer(self) -> None:
+        loop = asyncio.get_running_loop()
+        consumer = self._consumer
+        if consumer is None or consumer.done() or consumer.get_loop() is not loop:
+            self.queue.open()
+            self._consumer = loop.create_task(self.receiver.listen())
