@@ -12,7 +12,13 @@ from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 from taskq.context import Context
-from taskq.exceptions import NoResultError, TaskiqError, TaskRejectedError, TaskTimeoutError
+from taskq.exceptions import (
+    NoResultError,
+    TaskArgumentsError,
+    TaskiqError,
+    TaskRejectedError,
+    TaskTimeoutError,
+)
 from taskq.receiver.signature import TaskSignature
 from taskq.result import TaskiqResult
 from taskq.state import TaskiqState
@@ -69,7 +75,9 @@ class TaskExecutor:
                     },
                     self.broker.dependency_overrides or None,
                 )
-                kwargs.update(await resolver.resolve_kwargs())
+                injected = await resolver.resolve_kwargs()
+                _check_injected(message.task_name, signature, injected)
+                kwargs.update(injected)
             value = await self._call(signature, args, kwargs, _timeout_of(message))
         except Exception as exc:
             error = exc
@@ -126,6 +134,16 @@ class TaskExecutor:
             await resolver.close(*exc_info)
         except Exception:
             logger.exception("A dependency failed while closing")
+
+
+def _check_injected(task_name: str, signature: TaskSignature, injected: dict[str, Any]) -> None:
+    missing = signature.dependency_names - injected.keys()
+    if missing:
+        raise TaskArgumentsError(
+            task_name=task_name,
+            reason=f"dependencies {sorted(missing)} could not be resolved "
+            "(are their type hints importable at module level?)",
+        )
 
 
 def _timeout_of(message: TaskiqMessage) -> float | None:

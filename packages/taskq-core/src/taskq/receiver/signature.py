@@ -42,6 +42,7 @@ class TaskSignature:
             if annotation is not inspect.Parameter.empty:
                 self.annotations[parameter.name] = annotation
         self.pass_by_position = any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in parameters)
+        self.dependency_names = frozenset(dependency_names)
         self.graph = DependencyGraph(func) if dependency_names else None
 
     def bind(

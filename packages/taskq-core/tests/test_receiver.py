@@ -1,0 +1,428 @@
+"""The receiver: each step of a message's run, bad input, ack modes and the consume loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+import pytest
+
+from taskq import (
+    AcknowledgeType,
+    Context,
+    MessageDecodeError,
+    NoResultError,
+    Receiver,
+    ResultSetError,
+    TaskArgumentsError,
+    TaskiqDepends,
+    TaskiqMiddleware,
+    TaskiqResult,
+    TaskiqState,
+    TaskTimeoutError,
+    UnknownTaskError,
+)
+from taskq.serializers import JSONSerializer
+from taskq_inmemory import InmemoryResultBackend
+
+
+async def run_one(broker: Any, data: bytes, **receiver_options: Any) -> Receiver:
+    receiver = Receiver(broker, **receiver_options)
+    await receiver.callback(broker.ackable(data))
+    return receiver
+
+
+async def result_of(broker: Any, task_id: str = "t1") -> TaskiqResult[Any]:
+    return await broker.result_backend.get_result(task_id)
+
+
+async def test_runs_async_task_stores_result_and_acks_after_saving(recording_broker, encode):
+    @recording_broker.task
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    data = encode(recording_broker, add.task_name, 2, 3)
+    await run_one(recording_broker, data)
+    result = await result_of(recording_broker)
+    assert (result.is_err, result.return_value) == (False, 5)
+    assert result.execution_time >= 0
+    assert recording_broker.settled == [("ack", data)]
+
+
+async def test_sync_task_runs_in_a_thread_pool(recording_broker, encode):
+    @recording_broker.task
+    def whoami() -> str:
+        return threading.current_thread().name
+
+    await run_one(recording_broker, encode(recording_broker, whoami.task_name))
+    result = await result_of(recording_broker)
+    assert result.return_value.startswith("taskq-sync")
+
+
+async def test_arguments_are_cast_to_annotations_by_name(recording_broker, encode):
+    @recording_broker.task
+    async def mixed(a, b: int, *rest: float, flag: bool = False, **extra: int) -> list[Any]:  # noqa: ANN001
+        return [a, b, rest, flag, extra]
+
+    data = encode(recording_broker, mixed.task_name, "x", "2", "1.5", 2, flag="true", n="7")
+    await run_one(recording_broker, data)
+    result = await result_of(recording_broker)
+    # the unannotated `a` is passed as is and does not shift the casting of `b`
+    assert result.return_value == ["x", 2, (1.5, 2.0), True, {"n": 7}]
+
+
+async def test_cast_types_off_passes_values_untouched(recording_broker, encode):
+    @recording_broker.task
+    async def echo(b: int) -> Any:
+        return b
+
+    await run_one(recording_broker, encode(recording_broker, echo.task_name, "2"), validate_params=False)
+    assert (await result_of(recording_broker)).return_value == "2"
+
+
+async def test_arguments_that_do_not_fit_give_a_typed_failed_result(recording_broker, encode, caplog):
+    @recording_broker.task
+    async def one(a: int) -> int:
+        return a
+
+    await run_one(recording_broker, encode(recording_broker, one.task_name, 1, 2, task_id="many"))
+    await run_one(recording_broker, encode(recording_broker, one.task_name, "nope", task_id="bad"))
+    many = await result_of(recording_broker, "many")
+    bad = await result_of(recording_broker, "bad")
+    assert many.is_err and isinstance(many.error, TaskArgumentsError)
+    assert isinstance(bad.error, TaskArgumentsError)
+    assert "parameter 'a'" in str(bad.error)
+    assert [kind for kind, _ in recording_broker.settled] == ["ack", "ack"]
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 2
+
+
+async def test_undecodable_bytes_are_rejected_and_logged_once(recording_broker, caplog):
+    for junk in (b"\xff\xfe\x00", b"[1, 2]", b'{"task_id": "x"}'):
+        await run_one(recording_broker, junk)
+    assert [kind for kind, _ in recording_broker.settled] == ["reject"] * 3
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 3
+    assert all("cannot be decoded" in r.getMessage() for r in errors)
+
+
+async def test_unknown_task_stores_a_failed_result_and_rejects(recording_broker, encode, caplog):
+    data = encode(recording_broker, "no.such:task", task_id="u1")
+    await run_one(recording_broker, data)
+    result = await result_of(recording_broker, "u1")
+    assert result.is_err and isinstance(result.error, UnknownTaskError)
+    assert recording_broker.settled == [("reject", data)]
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
+
+
+class JSONStoringBackend(InmemoryResultBackend[Any]):
+    """Encodes every result as JSON before keeping it, as a networked backend would."""
+
+    async def set_result(self, task_id: str, result: TaskiqResult[Any]) -> None:
+        JSONSerializer().dumpb(result.to_dict())
+        await super().set_result(task_id, result)
+
+
+async def test_unencodable_result_is_replaced_by_an_error_result(recording_broker, encode, caplog):
+    recording_broker.with_result_backend(JSONStoringBackend())
+
+    @recording_broker.task
+    async def opaque() -> object:
+        return object()
+
+    data = encode(recording_broker, opaque.task_name)
+    await run_one(recording_broker, data)
+    result = await result_of(recording_broker)
+    assert result.is_err and isinstance(result.error, ResultSetError)
+    assert "could not be stored" in str(result.error)
+    assert recording_broker.settled == [("ack", data)]
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
+
+
+async def test_result_not_stored_at_all_leaves_message_unacked(recording_broker, encode, caplog):
+    class BrokenBackend(InmemoryResultBackend[Any]):
+        async def set_result(self, task_id: str, result: TaskiqResult[Any]) -> None:
+            raise ConnectionError("backend down")
+
+    recording_broker.with_result_backend(BrokenBackend())
+
+    @recording_broker.task
+    async def fine() -> int:
+        return 1
+
+    await run_one(recording_broker, encode(recording_broker, fine.task_name))
+    assert recording_broker.settled == []
+    assert "not acknowledged" in caplog.text
+
+
+async def test_task_exception_becomes_a_failed_result(recording_broker, encode):
+    @recording_broker.task
+    async def boom() -> None:
+        raise ValueError("bad value")
+
+    await run_one(recording_broker, encode(recording_broker, boom.task_name))
+    result = await result_of(recording_broker)
+    assert result.is_err and isinstance(result.error, ValueError)
+    with pytest.raises(ValueError, match="bad value"):
+        result.raise_for_error()
+
+
+async def test_timeout_label_stops_waiting_for_async_and_sync_tasks(recording_broker, encode):
+    @recording_broker.task
+    async def slow() -> None:
+        await asyncio.sleep(5)
+
+    @recording_broker.task
+    def slow_sync() -> None:
+        threading.Event().wait(0.5)
+
+    for name, task_id in ((slow.task_name, "a"), (slow_sync.task_name, "s")):
+        data = encode(recording_broker, name, task_id=task_id, labels={"timeout": 0.05})
+        await run_one(recording_broker, data)
+        result = await result_of(recording_broker, task_id)
+        assert isinstance(result.error, TaskTimeoutError)
+        assert isinstance(result.error, TimeoutError)
+
+
+@pytest.mark.parametrize(
+    ("ack_type", "expected"),
+    [
+        ("when_received", ["ack", "run", "save"]),
+        ("when_executed", ["run", "ack", "save"]),
+        ("when_saved", ["run", "save", "ack"]),
+        ("manual", ["run", "save"]),
+    ],
+)
+async def test_ack_modes_ack_at_their_step(recording_broker, encode, ack_type, expected):
+    events: list[str] = []
+    backend = recording_broker.result_backend
+
+    class Watching(InmemoryResultBackend[Any]):
+        async def set_result(self, task_id: str, result: TaskiqResult[Any]) -> None:
+            events.append("save")
+            await backend.set_result(task_id, result)
+
+    recording_broker.with_result_backend(Watching())
+
+    @recording_broker.task
+    async def work() -> None:
+        events.append("run")
+
+    message = recording_broker.ackable(encode(recording_broker, work.task_name))
+    original_ack = message.ack
+
+    async def ack() -> None:
+        events.append("ack")
+        await original_ack()
+
+    message.ack = ack
+    await Receiver(recording_broker, ack_type=AcknowledgeType(ack_type)).callback(message)
+    assert events == expected
+
+
+async def test_manual_ack_through_context(recording_broker, encode):
+    @recording_broker.task
+    async def acking(context: Context = TaskiqDepends()) -> bool:
+        assert context.is_ackable and not context.is_acked
+        await context.ack()
+        await context.ack()  # idempotent
+        return context.is_acked
+
+    data = encode(recording_broker, acking.task_name)
+    await run_one(recording_broker, data, ack_type="manual")
+    assert (await result_of(recording_broker)).return_value is True
+    assert recording_broker.settled == [("ack", data)]
+
+
+async def test_context_reject_rejects_and_stores_nothing(recording_broker, encode):
+    @recording_broker.task
+    async def refuse(context: Context = TaskiqDepends()) -> None:
+        context.reject()
+
+    data = encode(recording_broker, refuse.task_name)
+    await run_one(recording_broker, data)
+    assert recording_broker.settled == [("reject", data)]
+    assert not await recording_broker.result_backend.is_result_ready("t1")
+
+
+async def test_context_requeue_sends_again_with_a_count(recording_broker, encode):
+    @recording_broker.task
+    async def again(context: Context = TaskiqDepends()) -> None:
+        if context.message.labels.get("requeue_count", 0) < 2:
+            await context.requeue()
+
+    await run_one(recording_broker, encode(recording_broker, again.task_name))
+    assert not await recording_broker.result_backend.is_result_ready("t1")
+    requeued = recording_broker.formatter.loads(recording_broker.queue.get_nowait())
+    assert requeued.labels["requeue_count"] == 1
+    assert requeued.task_id == "t1"
+
+
+class Settings:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+async def test_dependencies_state_and_custom_context_are_injected(recording_broker, encode):
+    recording_broker.add_dependency_context({Settings: Settings("prod")})
+    recording_broker.state.set_value("greeting", "hi")
+    closed: list[bool] = []
+
+    def resource() -> Any:
+        yield "res"
+        closed.append(True)
+
+    @recording_broker.task
+    async def uses(
+        x: int,
+        state: TaskiqState = TaskiqDepends(),
+        settings: Settings = TaskiqDepends(),
+        res: str = TaskiqDepends(resource),
+    ) -> str:
+        return f"{x}-{state.greeting}-{settings.name}-{res}"
+
+    await run_one(recording_broker, encode(recording_broker, uses.task_name, "4"))
+    assert (await result_of(recording_broker)).return_value == "4-hi-prod-res"
+    assert closed == [True]
+
+
+async def test_middleware_hooks_run_in_order_sync_and_async(recording_broker, encode):
+    calls: list[str] = []
+
+    class Tracing(TaskiqMiddleware):
+        def pre_execute(self, message):  # noqa: ANN001, ANN201
+            calls.append("pre_execute")
+            if message.task_name.endswith(":add"):
+                message.kwargs["b"] = 10
+            return message
+
+        async def post_execute(self, message, result):  # noqa: ANN001, ANN201
+            calls.append(f"post_execute:{result.return_value}")
+
+        def on_error(self, message, result, exception):  # noqa: ANN001, ANN201
+            calls.append(f"on_error:{type(exception).__name__}")
+
+        async def post_save(self, message, result):  # noqa: ANN001, ANN201
+            calls.append("post_save")
+
+    recording_broker.add_middlewares(Tracing())
+
+    @recording_broker.task
+    async def add(a: int, b: int = 0) -> int:
+        return a + b
+
+    @recording_broker.task
+    async def fail() -> None:
+        raise KeyError("k")
+
+    await run_one(recording_broker, encode(recording_broker, add.task_name, 1))
+    assert calls == ["pre_execute", "post_execute:11", "post_save"]
+    calls.clear()
+    await run_one(recording_broker, encode(recording_broker, fail.task_name, task_id="f"))
+    assert calls == ["pre_execute", "post_execute:None", "on_error:KeyError", "post_save"]
+
+
+async def test_middleware_may_ask_for_no_result(recording_broker, encode):
+    class Swallow(TaskiqMiddleware):
+        def on_error(self, message, result, exception):  # noqa: ANN001, ANN201
+            raise NoResultError
+
+    recording_broker.add_middlewares(Swallow())
+
+    @recording_broker.task
+    async def fail() -> None:
+        raise KeyError("k")
+
+    data = encode(recording_broker, fail.task_name)
+    await run_one(recording_broker, data)
+    assert not await recording_broker.result_backend.is_result_ready("t1")
+    assert recording_broker.settled == [("ack", data)]
+
+
+async def test_failing_middlewares_never_stop_the_worker(recording_broker, encode, caplog):
+    class Broken(TaskiqMiddleware):
+        def post_execute(self, message, result):  # noqa: ANN001, ANN201
+            raise RuntimeError("post")
+
+        def post_save(self, message, result):  # noqa: ANN001, ANN201
+            raise RuntimeError("save")
+
+    recording_broker.add_middlewares(Broken())
+
+    @recording_broker.task
+    async def ok() -> int:
+        return 1
+
+    await run_one(recording_broker, encode(recording_broker, ok.task_name))
+    assert (await result_of(recording_broker)).return_value == 1
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 2
+
+    class BrokenBefore(TaskiqMiddleware):
+        def pre_execute(self, message):  # noqa: ANN001, ANN201
+            raise RuntimeError("pre")
+
+    recording_broker.add_middlewares(BrokenBefore())
+    await run_one(recording_broker, encode(recording_broker, ok.task_name, task_id="p"))
+    assert isinstance((await result_of(recording_broker, "p")).error, RuntimeError)
+
+
+async def test_listen_bounds_running_tasks_and_drains_on_stop(recording_broker, encode):
+    running = 0
+    peak = 0
+
+    @recording_broker.task
+    async def busy() -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+
+    for i in range(20):
+        recording_broker.put_raw(encode(recording_broker, busy.task_name, task_id=f"b{i}"))
+    recording_broker.close()
+    await Receiver(recording_broker, max_async_tasks=3).listen()
+    assert peak == 3
+    assert len([kind for kind, _ in recording_broker.settled if kind == "ack"]) == 20
+
+
+async def test_listen_stops_taking_messages_when_finish_event_is_set(recording_broker, encode):
+    @recording_broker.task
+    async def work() -> None:
+        await asyncio.sleep(0.05)
+
+    for i in range(5):
+        recording_broker.put_raw(encode(recording_broker, work.task_name, task_id=f"w{i}"))
+    finish = asyncio.Event()
+    receiver = Receiver(recording_broker, max_async_tasks=2)
+    listening = asyncio.create_task(receiver.listen(finish))
+    await asyncio.sleep(0.01)
+    finish.set()
+    await asyncio.wait_for(listening, 2)
+    # the two taken messages finished, stored and acked; the rest stay in the queue
+    assert len(recording_broker.settled) == 2
+    assert recording_broker.queue.qsize() == 3
+
+
+async def test_max_tasks_to_execute_ends_the_loop(recording_broker, encode):
+    @recording_broker.task
+    async def work() -> None:
+        pass
+
+    for i in range(5):
+        recording_broker.put_raw(encode(recording_broker, work.task_name, task_id=f"m{i}"))
+    await asyncio.wait_for(Receiver(recording_broker, max_tasks_to_execute=3).listen(), 2)
+    assert len(recording_broker.settled) == 3
+
+
+def test_receiver_rejects_bad_options(recording_broker):
+    with pytest.raises(ValueError, match="max_prefetch"):
+        Receiver(recording_broker, max_prefetch=-1)
+    with pytest.raises(ValueError, match="max_async_tasks"):
+        Receiver(recording_broker, max_async_tasks=0)
+
+
+def test_formatter_errors_are_typed(recording_broker):
+    with pytest.raises(MessageDecodeError, match="task_name"):
+        recording_broker.formatter.loads(b'{"task_id": "a", "task_name": 3}')

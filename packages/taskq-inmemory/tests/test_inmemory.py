@@ -1,0 +1,224 @@
+"""The in-memory broker: the real worker path in one process, delay, priority, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from taskq import (
+    Capability,
+    ProgressTracker,
+    ResultGetError,
+    TaskiqDepends,
+    TaskiqEvents,
+    TaskState,
+    UnknownTaskError,
+)
+from taskq_inmemory import InMemoryBroker, InmemoryResultBackend
+
+
+@pytest.fixture
+async def broker():
+    broker = InMemoryBroker()
+    await broker.startup()
+    yield broker
+    await broker.shutdown()
+
+
+async def test_sync_and_async_tasks_round_trip(broker):
+    @broker.task
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    @broker.task
+    def mul(a: int, b: int) -> int:
+        return a * b
+
+    assert (await (await add.kiq(5, 3)).wait_result()).return_value == 8
+    assert (await (await mul.kiq("4", 7)).wait_result()).return_value == 28
+
+
+async def test_failures_are_results(broker):
+    @broker.task
+    async def fail() -> None:
+        raise ValueError("nope")
+
+    result = await (await fail.kiq()).wait_result()
+    assert result.is_err and isinstance(result.error, ValueError)
+
+
+async def test_unknown_task_name_fails_at_kiq(broker):
+    @broker.task
+    async def work() -> None: ...
+
+    with pytest.raises(UnknownTaskError):
+        await work.kicker().with_broker(InMemoryBroker()).kiq()
+
+
+async def test_delay_label_runs_the_task_after_the_delay(broker):
+    @broker.task
+    async def stamp() -> float:
+        return time.monotonic()
+
+    sent = time.monotonic()
+    task = await stamp.kicker().with_labels(delay=0.1).kiq()
+    assert not await task.is_ready()
+    ran_at = (await task.wait_result(timeout=2)).return_value
+    assert ran_at - sent >= 0.1
+
+
+async def test_priority_label_runs_higher_first_under_a_backlog():
+    broker = InMemoryBroker(max_async_tasks=1)
+    order: list[int] = []
+
+    @broker.task
+    async def job(n: int) -> None:
+        order.append(n)
+        await asyncio.sleep(0)
+
+    await broker.startup()
+    for n, priority in ((0, 0), (1, 1), (2, 5), (3, 1)):
+        await job.kicker().with_labels(priority=priority).kiq(n)
+    await broker.wait_all()
+    await broker.shutdown()
+    assert order == [2, 1, 3, 0]
+
+
+async def test_wait_all_waits_for_queued_running_and_delayed_messages(broker):
+    done: list[int] = []
+
+    @broker.task
+    async def job(n: int) -> None:
+        await asyncio.sleep(0.01)
+        done.append(n)
+
+    for n in range(5):
+        await job.kiq(n)
+    await job.kicker().with_labels(delay=0.05).kiq(99)
+    await broker.wait_all()
+    assert sorted(done) == [0, 1, 2, 3, 4, 99]
+
+
+async def test_await_inplace_runs_before_kiq_returns():
+    broker = InMemoryBroker(await_inplace=True)
+    ran: list[int] = []
+
+    @broker.task
+    async def job() -> None:
+        ran.append(1)
+
+    await broker.startup()
+    task = await job.kiq()
+    assert ran == [1] and await task.is_ready()
+    await broker.shutdown()
+
+
+async def test_kiq_without_startup_still_runs(broker):
+    lazy = InMemoryBroker()
+
+    @lazy.task
+    async def job() -> int:
+        return 3
+
+    assert (await (await job.kiq()).wait_result(timeout=2)).return_value == 3
+    await lazy.shutdown()
+
+
+async def test_startup_runs_client_and_worker_events():
+    broker = InMemoryBroker()
+    fired: list[str] = []
+    for event in TaskiqEvents:
+        broker.add_event_handler(event, lambda state, e=event: fired.append(e.value))
+    await broker.startup()
+    await broker.shutdown()
+    assert fired == ["CLIENT_STARTUP", "WORKER_STARTUP", "WORKER_SHUTDOWN", "CLIENT_SHUTDOWN"]
+
+
+async def test_shutdown_runs_what_is_ready_and_drops_undue_delayed(caplog):
+    broker = InMemoryBroker()
+    done: list[int] = []
+
+    @broker.task
+    async def job(n: int) -> None:
+        done.append(n)
+
+    await broker.startup()
+    for n in range(3):
+        await job.kiq(n)
+    await job.kicker().with_labels(delay=60).kiq(99)
+    await broker.shutdown()
+    assert sorted(done) == [0, 1, 2]
+    assert "dropped 1 delayed" in caplog.text
+
+
+async def test_worker_mode_leaves_messages_to_listen():
+    broker = InMemoryBroker()
+    broker.is_worker_process = True
+    await broker.startup()
+    await broker.kick(broker.formatter.dumps(__import__("taskq").TaskiqMessage("i", "any:name")))
+    received = []
+
+    async def consume() -> None:
+        async for data in broker.listen():
+            received.append(data)
+
+    consumer = asyncio.create_task(consume())
+    await asyncio.sleep(0.01)
+    await broker.shutdown()
+    await asyncio.wait_for(consumer, 1)
+    assert len(received) == 1
+
+
+async def test_many_listeners_share_messages_each_once():
+    broker = InMemoryBroker()
+    broker.is_worker_process = True
+    await broker.startup()
+    got: list[list[bytes]] = [[], [], []]
+
+    async def consume(bucket: list[bytes]) -> None:
+        async for data in broker.listen():
+            bucket.append(data)
+            await asyncio.sleep(0)
+
+    consumers = [asyncio.create_task(consume(b)) for b in got]
+    for n in range(300):
+        await broker.kick(broker.formatter.dumps(__import__("taskq").TaskiqMessage(str(n), "x")))
+    await asyncio.sleep(0.05)
+    await broker.shutdown()
+    await asyncio.wait_for(asyncio.gather(*consumers), 1)
+    everything = [d for bucket in got for d in bucket]
+    assert len(everything) == len(set(everything)) == 300
+    assert all(bucket for bucket in got)
+    assert Capability.LOAD_BALANCING in broker.capabilities
+
+
+async def test_progress_is_reported_and_read(broker):
+    @broker.task
+    async def long(tracker: ProgressTracker[int] = TaskiqDepends()) -> None:
+        await tracker.set_progress(TaskState.STARTED, 50)
+        assert (await tracker.get_progress()).meta == 50
+
+    task = await long.kiq()
+    await task.wait_result(timeout=2)
+    progress = await task.get_progress()
+    assert progress.state is TaskState.STARTED and progress.meta == 50
+
+
+async def test_result_backend_keeps_the_latest_results_and_wakes_waiters():
+    backend = InmemoryResultBackend(max_stored_results=2)
+    from taskq import TaskiqResult
+
+    waiter = asyncio.create_task(backend.wait_ready("c", None, 10))
+    await asyncio.sleep(0)
+    for task_id in "abc":
+        await backend.set_result(task_id, TaskiqResult(is_err=False, return_value=task_id, execution_time=0))
+    assert await asyncio.wait_for(waiter, 1) is True
+    assert not await backend.is_result_ready("a")
+    with pytest.raises(ResultGetError):
+        await backend.get_result("a")
+    assert await backend.wait_ready("missing", 0.01, 10) is False
+    assert backend._waiters == {}
+    with pytest.raises(ValueError, match="max_stored_results"):
+        InmemoryResultBackend(0)
