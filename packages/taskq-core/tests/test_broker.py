@@ -58,7 +58,9 @@ async def test_kiq_sends_labels_id_and_arguments(recording_broker):
     task = await work.kicker().with_labels(extra=1).with_task_id("my-id").kiq(1, b="two")
     assert task.task_id == "my-id"
     message = recording_broker.formatter.loads(recording_broker.queue.get_nowait())
-    assert message == TaskiqMessage("my-id", work.task_name, {"priority_hint": "x", "extra": 1}, [1], {"b": "two"})
+    assert message == TaskiqMessage(
+        "my-id", work.task_name, {"priority_hint": "x", "extra": 1}, [1], {"b": "two"}
+    )
 
 
 async def test_with_broker_sends_through_another_broker(recording_broker, make_recording_broker):

@@ -43,7 +43,13 @@ from taskq.serializers import (
 )
 from taskq_inmemory import InmemoryResultBackend
 
-SERIALIZERS = [JSONSerializer, MSGPackSerializer, CBORSerializer, ORJSONSerializer, PickleSerializer]
+SERIALIZERS = [
+    JSONSerializer,
+    MSGPackSerializer,
+    CBORSerializer,
+    ORJSONSerializer,
+    PickleSerializer,
+]
 
 
 class Point(pydantic.BaseModel):
@@ -69,7 +75,9 @@ def test_serializers_encode_rich_types_as_plain_data(serializer_class):
     serializer = serializer_class()
     when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     ident = uuid.UUID(int=7)
-    decoded = serializer.loadb(serializer.dumpb([Point(x=1, y=2), Pair(1, "b"), Decimal("1.5"), ident, when]))
+    decoded = serializer.loadb(
+        serializer.dumpb([Point(x=1, y=2), Pair(1, "b"), Decimal("1.5"), ident, when])
+    )
     assert decoded[:2] == [{"x": 1, "y": 2}, {"a": 1, "b": "b"}]
     assert pydantic.TypeAdapter(datetime).validate_python(decoded[4]) == when
     assert pydantic.TypeAdapter(uuid.UUID).validate_python(decoded[3]) == ident
@@ -102,7 +110,9 @@ def test_results_round_trip_as_plain_data_with_their_error():
     )
     data = JSONSerializer().loadb(JSONSerializer().dumpb(result.to_dict()))
     back = TaskiqResult.from_dict(data)
-    assert back.is_err and back.labels == {"l": 1} and back.execution_time == 0.5
+    assert back.is_err
+    assert back.labels == {"l": 1}
+    assert back.execution_time == 0.5
     assert isinstance(back.error, UnknownTaskError)
     assert back.error.task_name == "a:b"
     assert str(back.error) == str(result.error)
@@ -120,16 +130,22 @@ def test_errors_of_unknown_or_unloaded_types_become_remote_task_errors():
     unloaded = decode_error({"type": "not_imported_module.Boom", "message": "m"})
     assert isinstance(unloaded, RemoteTaskError)
     assert "not_imported_module" not in sys.modules
-    assert isinstance(decode_error({"type": "builtins.ValueError", "message": "v", "args": ["v"]}), ValueError)
+    assert isinstance(
+        decode_error({"type": "builtins.ValueError", "message": "v", "args": ["v"]}), ValueError
+    )
     # a type whose constructor refuses the stored args still comes back, as a remote error
-    assert isinstance(decode_error({"type": "builtins.UnicodeDecodeError", "message": "u"}), RemoteTaskError)
+    assert isinstance(
+        decode_error({"type": "builtins.UnicodeDecodeError", "message": "u"}), RemoteTaskError
+    )
 
 
 def test_taskiq_errors_format_templates_and_pickle():
     error = TaskiqResultTimeoutError(timeout=1.5)
-    assert "1.5" in str(error) and error.timeout == 1.5
+    assert "1.5" in str(error)
+    assert error.timeout == 1.5
     again = pickle.loads(pickle.dumps(UnknownTaskError(task_name="x")))
-    assert isinstance(again, UnknownTaskError) and again.task_name == "x"
+    assert isinstance(again, UnknownTaskError)
+    assert again.task_name == "x"
     assert str(taskq.TaskiqError("custom")) == "custom"
     assert issubclass(taskq.TaskTimeoutError, TimeoutError)
 
@@ -138,9 +154,11 @@ def test_state_is_a_dict_with_attribute_access():
     state = TaskiqState()
     state.set_value("a", 1)
     state.b = 2
-    assert state.get_value("a") == 1 and state.b == 2
+    assert state.get_value("a") == 1
+    assert state.b == 2
     assert state.get_value("zz", "d") == "d"
-    assert state.keys() == ["a", "b"] and state.values() == [1, 2]
+    assert state.keys() == ["a", "b"]
+    assert state.values() == [1, 2]
     assert state.items() == [("a", 1), ("b", 2)]
     assert "a" in state
     del state.b
@@ -150,7 +168,8 @@ def test_state_is_a_dict_with_attribute_access():
     with pytest.raises(AttributeError):
         del state.b
     state.clear()
-    assert state.keys() == [] and repr(state) == "TaskiqState({})"
+    assert state.keys() == []
+    assert repr(state) == "TaskiqState({})"
 
 
 def test_scheduled_task_validates_its_schedule():
@@ -163,7 +182,7 @@ def test_scheduled_task_validates_its_schedule():
     with pytest.raises(ValueError, match="exactly one"):
         ScheduledTask(task_name="t", cron="* * * * *", interval=5)
     with pytest.raises(ValueError, match="timezone-aware"):
-        ScheduledTask(task_name="t", time=datetime(2026, 1, 1))  # noqa: DTZ001
+        ScheduledTask(task_name="t", time=datetime(2026, 1, 1))
     with pytest.raises(ValueError, match="at least 1 second"):
         ScheduledTask(task_name="t", interval=0.5)
     with pytest.raises(ValueError, match="task_name"):
@@ -234,7 +253,9 @@ async def test_return_value_that_does_not_fit_its_annotation_is_returned_as_is(c
     assert result.return_value == "abc"
     assert "does not fit" in caplog.text
     point = AsyncTaskiqTask("r", backend, Point)
-    await backend.set_result("r", TaskiqResult(is_err=False, return_value={"x": 1, "y": 2}, execution_time=0))
+    await backend.set_result(
+        "r", TaskiqResult(is_err=False, return_value={"x": 1, "y": 2}, execution_time=0)
+    )
     assert (await point.get_result()).return_value == Point(x=1, y=2)
 
 
@@ -253,7 +274,9 @@ async def test_gather_returns_results_in_order_and_times_out():
     backend = InmemoryResultBackend()
     tasks = [AsyncTaskiqTask(f"g{i}", backend) for i in range(3)]
     for i in (2, 0, 1):
-        await backend.set_result(f"g{i}", TaskiqResult(is_err=False, return_value=i, execution_time=0))
+        await backend.set_result(
+            f"g{i}", TaskiqResult(is_err=False, return_value=i, execution_time=0)
+        )
     assert [r.return_value for r in await gather(*tasks)] == [0, 1, 2]
     with pytest.raises(TaskiqResultTimeoutError):
         await gather(AsyncTaskiqTask("never", backend), timeout=0.02)
@@ -293,4 +316,3 @@ def test_version_matches_the_distribution():
     from importlib.metadata import version
 
     assert taskq.__version__ == version("taskq-core")
-

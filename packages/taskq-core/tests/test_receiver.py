@@ -63,7 +63,7 @@ async def test_sync_task_runs_in_a_thread_pool(recording_broker, encode):
 
 async def test_arguments_are_cast_to_annotations_by_name(recording_broker, encode):
     @recording_broker.task
-    async def mixed(a, b: int, *rest: float, flag: bool = False, **extra: int) -> list[Any]:  # noqa: ANN001
+    async def mixed(a, b: int, *rest: float, flag: bool = False, **extra: int) -> list[Any]:
         return [a, b, rest, flag, extra]
 
     data = encode(recording_broker, mixed.task_name, "x", "2", "1.5", 2, flag="true", n="7")
@@ -78,11 +78,15 @@ async def test_cast_types_off_passes_values_untouched(recording_broker, encode):
     async def echo(b: int) -> Any:
         return b
 
-    await run_one(recording_broker, encode(recording_broker, echo.task_name, "2"), validate_params=False)
+    await run_one(
+        recording_broker, encode(recording_broker, echo.task_name, "2"), validate_params=False
+    )
     assert (await result_of(recording_broker)).return_value == "2"
 
 
-async def test_arguments_that_do_not_fit_give_a_typed_failed_result(recording_broker, encode, caplog):
+async def test_arguments_that_do_not_fit_give_a_typed_failed_result(
+    recording_broker, encode, caplog
+):
     @recording_broker.task
     async def one(a: int) -> int:
         return a
@@ -91,7 +95,8 @@ async def test_arguments_that_do_not_fit_give_a_typed_failed_result(recording_br
     await run_one(recording_broker, encode(recording_broker, one.task_name, "nope", task_id="bad"))
     many = await result_of(recording_broker, "many")
     bad = await result_of(recording_broker, "bad")
-    assert many.is_err and isinstance(many.error, TaskArgumentsError)
+    assert many.is_err
+    assert isinstance(many.error, TaskArgumentsError)
     assert isinstance(bad.error, TaskArgumentsError)
     assert "parameter 'a'" in str(bad.error)
     assert [kind for kind, _ in recording_broker.settled] == ["ack", "ack"]
@@ -111,7 +116,8 @@ async def test_unknown_task_stores_a_failed_result_and_rejects(recording_broker,
     data = encode(recording_broker, "no.such:task", task_id="u1")
     await run_one(recording_broker, data)
     result = await result_of(recording_broker, "u1")
-    assert result.is_err and isinstance(result.error, UnknownTaskError)
+    assert result.is_err
+    assert isinstance(result.error, UnknownTaskError)
     assert recording_broker.settled == [("reject", data)]
     assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
 
@@ -134,7 +140,8 @@ async def test_unencodable_result_is_replaced_by_an_error_result(recording_broke
     data = encode(recording_broker, opaque.task_name)
     await run_one(recording_broker, data)
     result = await result_of(recording_broker)
-    assert result.is_err and isinstance(result.error, ResultSetError)
+    assert result.is_err
+    assert isinstance(result.error, ResultSetError)
     assert "could not be stored" in str(result.error)
     assert recording_broker.settled == [("ack", data)]
     assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
@@ -163,7 +170,8 @@ async def test_task_exception_becomes_a_failed_result(recording_broker, encode):
 
     await run_one(recording_broker, encode(recording_broker, boom.task_name))
     result = await result_of(recording_broker)
-    assert result.is_err and isinstance(result.error, ValueError)
+    assert result.is_err
+    assert isinstance(result.error, ValueError)
     with pytest.raises(ValueError, match="bad value"):
         result.raise_for_error()
 
@@ -224,7 +232,8 @@ async def test_ack_modes_ack_at_their_step(recording_broker, encode, ack_type, e
 async def test_manual_ack_through_context(recording_broker, encode):
     @recording_broker.task
     async def acking(context: Context = TaskiqDepends()) -> bool:
-        assert context.is_ackable and not context.is_acked
+        assert context.is_ackable
+        assert not context.is_acked
         await context.ack()
         await context.ack()  # idempotent
         return context.is_acked
@@ -291,19 +300,19 @@ async def test_middleware_hooks_run_in_order_sync_and_async(recording_broker, en
     calls: list[str] = []
 
     class Tracing(TaskiqMiddleware):
-        def pre_execute(self, message):  # noqa: ANN001, ANN201
+        def pre_execute(self, message):
             calls.append("pre_execute")
             if message.task_name.endswith(":add"):
                 message.kwargs["b"] = 10
             return message
 
-        async def post_execute(self, message, result):  # noqa: ANN001, ANN201
+        async def post_execute(self, message, result):
             calls.append(f"post_execute:{result.return_value}")
 
-        def on_error(self, message, result, exception):  # noqa: ANN001, ANN201
+        def on_error(self, message, result, exception):
             calls.append(f"on_error:{type(exception).__name__}")
 
-        async def post_save(self, message, result):  # noqa: ANN001, ANN201
+        async def post_save(self, message, result):
             calls.append("post_save")
 
     recording_broker.add_middlewares(Tracing())
@@ -325,7 +334,7 @@ async def test_middleware_hooks_run_in_order_sync_and_async(recording_broker, en
 
 async def test_middleware_may_ask_for_no_result(recording_broker, encode):
     class Swallow(TaskiqMiddleware):
-        def on_error(self, message, result, exception):  # noqa: ANN001, ANN201
+        def on_error(self, message, result, exception):
             raise NoResultError
 
     recording_broker.add_middlewares(Swallow())
@@ -342,10 +351,10 @@ async def test_middleware_may_ask_for_no_result(recording_broker, encode):
 
 async def test_failing_middlewares_never_stop_the_worker(recording_broker, encode, caplog):
     class Broken(TaskiqMiddleware):
-        def post_execute(self, message, result):  # noqa: ANN001, ANN201
+        def post_execute(self, message, result):
             raise RuntimeError("post")
 
-        def post_save(self, message, result):  # noqa: ANN001, ANN201
+        def post_save(self, message, result):
             raise RuntimeError("save")
 
     recording_broker.add_middlewares(Broken())
@@ -359,7 +368,7 @@ async def test_failing_middlewares_never_stop_the_worker(recording_broker, encod
     assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 2
 
     class BrokenBefore(TaskiqMiddleware):
-        def pre_execute(self, message):  # noqa: ANN001, ANN201
+        def pre_execute(self, message):
             raise RuntimeError("pre")
 
     recording_broker.add_middlewares(BrokenBefore())

@@ -46,7 +46,8 @@ async def test_failures_are_results(broker):
         raise ValueError("nope")
 
     result = await (await fail.kiq()).wait_result()
-    assert result.is_err and isinstance(result.error, ValueError)
+    assert result.is_err
+    assert isinstance(result.error, ValueError)
 
 
 async def test_unknown_task_name_fails_at_kiq(broker):
@@ -111,7 +112,8 @@ async def test_await_inplace_runs_before_kiq_returns():
 
     await broker.startup()
     task = await job.kiq()
-    assert ran == [1] and await task.is_ready()
+    assert ran == [1]
+    assert await task.is_ready()
     await broker.shutdown()
 
 
@@ -203,7 +205,8 @@ async def test_progress_is_reported_and_read(broker):
     task = await long.kiq()
     await task.wait_result(timeout=2)
     progress = await task.get_progress()
-    assert progress.state is TaskState.STARTED and progress.meta == 50
+    assert progress.state is TaskState.STARTED
+    assert progress.meta == 50
 
 
 async def test_result_backend_keeps_the_latest_results_and_wakes_waiters():
@@ -213,7 +216,9 @@ async def test_result_backend_keeps_the_latest_results_and_wakes_waiters():
     waiter = asyncio.create_task(backend.wait_ready("c", None, 10))
     await asyncio.sleep(0)
     for task_id in "abc":
-        await backend.set_result(task_id, TaskiqResult(is_err=False, return_value=task_id, execution_time=0))
+        await backend.set_result(
+            task_id, TaskiqResult(is_err=False, return_value=task_id, execution_time=0)
+        )
     assert await asyncio.wait_for(waiter, 1) is True
     assert not await backend.is_result_ready("a")
     with pytest.raises(ResultGetError):
