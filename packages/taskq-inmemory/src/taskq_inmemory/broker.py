@@ -101,15 +101,14 @@ class InMemoryBroker(AsyncBroker):
 
         Delayed messages that are not due yet are dropped with a warning.
         """
-        if not self._started:
-            self.queue.close()
-            return
         dropped = self.queue.close()
         if dropped:
             logger.warning("Shutdown dropped %d delayed messages that were not due yet", dropped)
-        if self._consumer is not None:
-            await self._consumer
-            self._consumer = None
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None and consumer.get_loop() is asyncio.get_running_loop():
+            await consumer
+        if not self._started:
+            return
         if not self.is_worker_process:
             await self.run_event_handlers(TaskiqEvents.WORKER_SHUTDOWN)
         await super().shutdown()
