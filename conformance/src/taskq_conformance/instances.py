@@ -1,0 +1,106 @@
+"""Making, starting and stopping the instances under test, with what a test needs around them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+from taskq import AckableMessage, AsyncBroker, AsyncResultBackend, DummyResultBackend, TaskiqResult
+from taskq.exceptions import ResultGetError
+from taskq_conformance.targets import Target, make_instance
+
+#: What the ``taskq_new_*`` fixtures return: call it, then ``async with`` the result.
+NewBroker = Callable[..., AbstractAsyncContextManager[AsyncBroker]]
+NewBackend = Callable[[], AbstractAsyncContextManager[Any]]
+NewSource = Callable[[], AbstractAsyncContextManager[Any]]
+
+#: Seconds a start or stop may take before the suite calls it a hang.
+LIFECYCLE_TIMEOUT = 30.0
+
+
+class SuiteResultBackend(AsyncResultBackend[Any]):
+    """A dict backend that wakes waiters, given to brokers under test that keep no results."""
+
+    def __init__(self) -> None:
+        self.results: dict[str, TaskiqResult[Any]] = {}
+        self.stored = asyncio.Condition()
+
+    async def set_result(self, task_id: str, result: TaskiqResult[Any]) -> None:
+        """Keep the result and wake waiters."""
+        async with self.stored:
+            self.results[task_id] = result
+            self.stored.notify_all()
+
+    async def is_result_ready(self, task_id: str) -> bool:
+        """Tell whether the result is kept."""
+        return task_id in self.results
+
+    async def get_result(self, task_id: str, with_logs: bool = False) -> TaskiqResult[Any]:
+        """Return the kept result."""
+        try:
+            return self.results[task_id]
+        except KeyError:
+            raise ResultGetError(f"no result for {task_id}") from None
+
+    async def wait_ready(self, task_id: str, timeout: float | None, check_interval: float) -> bool:
+        """Wait on the condition instead of polling."""
+        async with self.stored:
+            try:
+                await asyncio.wait_for(
+                    self.stored.wait_for(lambda: task_id in self.results), timeout
+                )
+            except asyncio.TimeoutError:
+                return False
+        return True
+
+
+@asynccontextmanager
+async def started_broker(target: Target, worker: bool = True) -> AsyncIterator[AsyncBroker]:
+    """A fresh broker from ``target``, started (as a worker by default), shut down after."""
+    broker: AsyncBroker = await make_instance(target)
+    broker.is_worker_process = worker
+    if isinstance(broker.result_backend, DummyResultBackend):
+        broker.with_result_backend(SuiteResultBackend())
+    await asyncio.wait_for(broker.startup(), LIFECYCLE_TIMEOUT)
+    try:
+        yield broker
+    finally:
+        await asyncio.wait_for(broker.shutdown(), LIFECYCLE_TIMEOUT)
+
+
+@asynccontextmanager
+async def started_backend(target: Target) -> AsyncIterator[Any]:
+    """A fresh result backend from ``target``, started, shut down after."""
+    backend = await make_instance(target)
+    await asyncio.wait_for(backend.startup(), LIFECYCLE_TIMEOUT)
+    try:
+        yield backend
+    finally:
+        await asyncio.wait_for(backend.shutdown(), LIFECYCLE_TIMEOUT)
+
+
+@asynccontextmanager
+async def started_source(target: Target) -> AsyncIterator[Any]:
+    """A fresh schedule source from ``target``, started, shut down after."""
+    source = await make_instance(target)
+    await asyncio.wait_for(source.startup(), LIFECYCLE_TIMEOUT)
+    try:
+        yield source
+    finally:
+        await asyncio.wait_for(source.shutdown(), LIFECYCLE_TIMEOUT)
+
+
+def payload(item: bytes | str | AckableMessage) -> bytes:
+    """The bytes of a message yielded by ``listen``."""
+    data = item.data if isinstance(item, AckableMessage) else item
+    return data.encode() if isinstance(data, str) else data
+
+
+async def settle(item: bytes | str | AckableMessage) -> None:
+    """Acknowledge a received message when the broker wants it acknowledged."""
+    if isinstance(item, AckableMessage):
+        outcome = item.ack()
+        if outcome is not None:
+            await outcome

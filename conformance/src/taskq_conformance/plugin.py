@@ -1,0 +1,265 @@
+"""The pytest plugin: options, target loading, capability gating and the capability table."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskq import Capability
+from taskq_conformance import hookspecs
+from taskq_conformance.instances import started_backend, started_broker, started_source
+from taskq_conformance.targets import HOW_TO, KINDS, Target, make_instance, resolve_target
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SUITES = {
+    "suite_broker.py": "broker",
+    "suite_result_backend.py": "result_backend",
+    "suite_schedule_source.py": "schedule_source",
+}
+_TARGETS = pytest.StashKey[dict[str, Target | None]]()
+_CAPABILITIES = pytest.StashKey[dict[str, frozenset[Capability]]]()
+_CATEGORIES = pytest.StashKey[dict[str, str]]()
+
+
+# -- options and set-up ------------------------------------------------------------------------
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """Register the factory hooks."""
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add the ``--taskq-*`` options and ini keys."""
+    group = parser.getgroup("taskq", "taskq conformance suite")
+    for kind, (option, ini, env, _) in KINDS.items():
+        label = kind.replace("_", " ")
+        help_text = f"module:attribute of a factory making fresh {label}s (env {env})"
+        group.addoption(option, default=None, help=help_text)
+        parser.addini(ini, f"module:attribute of a factory making fresh {label}s", default="")
+    group.addoption("--taskq-report", default=None, help="write the capability table as JSON")
+    group.addoption(
+        "--taskq-xfail-file",
+        default=None,
+        help="file listing known failures by test id, one a line (strict xfail)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the markers and the tally."""
+    config.addinivalue_line(
+        "markers", "taskq_requires(capability): run only if the target declares it"
+    )
+    config.addinivalue_line(
+        "markers", "taskq_lacks(capability): run only if the target does not declare it"
+    )
+    config.stash[_CATEGORIES] = {}
+    config.pluginmanager.register(CapabilityTally(config), "taskq-conformance-tally")
+
+
+class SuiteModule(pytest.Module):
+    """A suite module: collected whatever the user's ``python_files``/``python_functions`` say."""
+
+    def funcnamefilter(self, name: str) -> bool:
+        """Collect functions named ``test_*``."""
+        return name.startswith("test_")
+
+    def collect(self) -> Any:
+        """Mark the module's async tests for pytest-asyncio, whatever its mode, then collect."""
+        asyncio_mark = pytest.mark.asyncio(loop_scope="function")
+        for name, value in vars(self.obj).items():
+            marks = getattr(value, "pytestmark", [])
+            if (
+                self.funcnamefilter(name)
+                and inspect.iscoroutinefunction(value)
+                and not any(m.name == "asyncio" for m in marks)
+            ):
+                setattr(self.obj, name, asyncio_mark(value))
+        return super().collect()
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
+    """Collect this package's suite modules."""
+    if file_path.parent == PACKAGE_DIR and file_path.name in SUITES:
+        return SuiteModule.from_parent(parent, path=file_path)
+    return None
+
+
+# -- gating --------------------------------------------------------------------------------------
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Skip what the targets do not declare, drop suites without a target, mark async tests."""
+    ours = [item for item in items if _kind_of(item) is not None]
+    if not ours:
+        return
+    targets = {kind: resolve_target(config, kind) for kind in KINDS}
+    if all(target is None for target in targets.values()):
+        raise pytest.UsageError(HOW_TO)
+    config.stash[_TARGETS] = targets
+    config.stash[_CAPABILITIES] = {
+        kind: _declared(target) for kind, target in targets.items() if target is not None
+    }
+    known_failures = _read_xfail_file(config)
+    dropped = [item for item in ours if targets[_kind_of(item) or ""] is None]
+    for item in ours:
+        if item not in dropped:
+            _prepare(item, config, known_failures)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]
+
+
+def _kind_of(item: pytest.Item) -> str | None:
+    path = getattr(item, "path", None)
+    if path is None or Path(path).parent != PACKAGE_DIR:
+        return None
+    return SUITES.get(Path(path).name)
+
+
+def _declared(target: Target) -> frozenset[Capability]:
+    instance = asyncio.run(make_instance(target))
+    return frozenset(Capability(c) for c in getattr(instance, "capabilities", ()))
+
+
+def _prepare(item: pytest.Item, config: pytest.Config, known_failures: set[str]) -> None:
+    kind = _kind_of(item) or ""
+    declared = config.stash[_CAPABILITIES][kind]
+    category = f"{kind}: mandatory"
+    for marker in item.iter_markers("taskq_requires"):
+        capability = Capability(marker.args[0])
+        category = f"{kind}: {capability.value}"
+        if capability not in declared:
+            item.add_marker(pytest.mark.skip(reason=f"{kind} does not declare {capability.value}"))
+    for marker in item.iter_markers("taskq_lacks"):
+        capability = Capability(marker.args[0])
+        category = f"{kind}: {capability.value} (undeclared)"
+        if capability in declared:
+            item.add_marker(pytest.mark.skip(reason=f"{kind} declares {capability.value}"))
+    if _test_id(item) in known_failures or item.nodeid in known_failures:
+        item.add_marker(pytest.mark.xfail(reason="listed in --taskq-xfail-file", strict=True))
+    config.stash[_CATEGORIES][item.nodeid] = category
+
+
+def _test_id(item: pytest.Item) -> str:
+    return f"{Path(str(item.path)).name}::{item.name}"
+
+
+def _read_xfail_file(config: pytest.Config) -> set[str]:
+    path = config.getoption("--taskq-xfail-file")
+    if not path:
+        return set()
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise pytest.UsageError(f"--taskq-xfail-file: cannot read {path}: {exc}") from None
+    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+
+
+# -- the table -----------------------------------------------------------------------------------
+
+
+class CapabilityTally:
+    """Counts outcomes per capability and prints them as a table at the end of the run."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.counts: defaultdict[str, dict[str, int]] = defaultdict(
+            lambda: {"passed": 0, "failed": 0, "skipped": 0}
+        )
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Count the outcome of a suite test under its capability."""
+        category = self.config.stash[_CATEGORIES].get(report.nodeid)
+        if category is None:
+            return
+        if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+            self.counts[category][report.outcome] += 1
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """Print the table; write it as JSON with ``--taskq-report``."""
+        if not self.counts:
+            return
+        rows = sorted(self.counts.items())
+        width = max(len("capability"), *(len(name) for name, _ in rows))
+        terminalreporter.write_sep("=", "taskq conformance")
+        terminalreporter.write_line(f"{'capability':<{width}}  passed  failed  skipped")
+        for name, n in rows:
+            terminalreporter.write_line(
+                f"{name:<{width}}  {n['passed']:>6}  {n['failed']:>6}  {n['skipped']:>7}"
+            )
+        path = self.config.getoption("--taskq-report")
+        if path:
+            Path(path).write_text(json.dumps(self.as_json(rows), indent=2) + "\n")
+
+    def as_json(self, rows: list[tuple[str, dict[str, int]]]) -> dict[str, Any]:
+        """The table with the targets and their declared capabilities."""
+        targets = self.config.stash.get(_TARGETS, {})
+        declared = self.config.stash.get(_CAPABILITIES, {})
+        return {
+            "targets": {k: (t.spec or "hook") for k, t in targets.items() if t is not None},
+            "declared": {k: sorted(c.value for c in caps) for k, caps in declared.items()},
+            "capabilities": dict(rows),
+        }
+
+
+# -- fixtures ------------------------------------------------------------------------------------
+
+
+def _target(request: pytest.FixtureRequest, kind: str) -> Target:
+    target = request.config.stash.get(_TARGETS, {}).get(kind)
+    if target is None:
+        pytest.skip(f"no {kind} target given")
+    return target
+
+
+@pytest.fixture(scope="session")
+def taskq_broker_target(request: pytest.FixtureRequest) -> Target:
+    """The broker factory under test."""
+    return _target(request, "broker")
+
+
+@pytest.fixture(scope="session")
+def taskq_result_backend_target(request: pytest.FixtureRequest) -> Target:
+    """The result backend factory under test."""
+    return _target(request, "result_backend")
+
+
+@pytest.fixture(scope="session")
+def taskq_schedule_source_target(request: pytest.FixtureRequest) -> Target:
+    """The schedule source factory under test."""
+    return _target(request, "schedule_source")
+
+
+@pytest.fixture
+def taskq_new_broker(
+    taskq_broker_target: Target,
+) -> Callable[..., AbstractAsyncContextManager[Any]]:
+    """Make fresh, started brokers (worker side) to use in ``async with`` blocks."""
+    return lambda worker=True: started_broker(taskq_broker_target, worker)
+
+
+@pytest.fixture
+def taskq_new_result_backend(
+    taskq_result_backend_target: Target,
+) -> Callable[[], AbstractAsyncContextManager[Any]]:
+    """Make fresh, started result backends to use in ``async with`` blocks."""
+    return lambda: started_backend(taskq_result_backend_target)
+
+
+@pytest.fixture
+def taskq_new_schedule_source(
+    taskq_schedule_source_target: Target,
+) -> Callable[[], AbstractAsyncContextManager[Any]]:
+    """Make fresh, started schedule sources to use in ``async with`` blocks."""
+    return lambda: started_source(taskq_schedule_source_target)

@@ -1,0 +1,362 @@
+"""The broker suite: what every broker must do, then each capability it may declare."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from taskq import (
+    AckableMessage,
+    AsyncBroker,
+    BrokerMessage,
+    Capability,
+    Receiver,
+    TaskiqMessage,
+    UnsupportedCapabilityError,
+)
+from taskq_conformance.instances import NewBroker, payload, settle
+from taskq_conformance.targets import Target
+
+#: Seconds a broker may take to deliver what the suite waits for.
+DELIVERY_TIMEOUT = 30.0
+#: Seconds the suite waits for a message that must not come (a duplicate, an early delay).
+QUIET_PERIOD = 0.5
+#: Seconds `listen()` may run on after shutdown.
+LISTEN_END_TIMEOUT = 5.0
+
+
+def raw_message(data: bytes, **labels: Any) -> BrokerMessage:
+    """A broker message with a fresh task id carrying ``data``."""
+    return BrokerMessage(uuid.uuid4().hex, "conformance:raw", data, labels)
+
+
+class Inbox:
+    """Pumps ``broker.listen()`` into a queue, so waiting for a message never cancels listen()."""
+
+    def __init__(self, broker: AsyncBroker) -> None:
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.pump = asyncio.create_task(self._pump(broker))
+
+    async def _pump(self, broker: AsyncBroker) -> None:
+        async for item in broker.listen():
+            self.queue.put_nowait(item)
+
+    async def take(self, count: int, timeout: float = DELIVERY_TIMEOUT) -> list[Any]:
+        """Take ``count`` messages; fail, saying how many came, past ``timeout`` seconds."""
+        received: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while len(received) < count:
+            item = await self.next(deadline - time.monotonic())
+            if item is None:
+                pytest.fail(
+                    f"only {len(received)} of {count} messages were delivered within {timeout} s"
+                )
+            received.append(item)
+        return received
+
+    async def next(self, wait: float = QUIET_PERIOD) -> Any:
+        """The next message within ``wait`` seconds, or None."""
+        try:
+            return await asyncio.wait_for(self.queue.get(), max(wait, 0.001))
+        except asyncio.TimeoutError:
+            return None
+
+    async def close(self) -> None:
+        """Stop pumping."""
+        self.pump.cancel()
+        await asyncio.gather(self.pump, return_exceptions=True)
+
+
+@asynccontextmanager
+async def inbox(broker: AsyncBroker) -> AsyncIterator[Inbox]:
+    """An `Inbox` on ``broker`` for the duration of the block."""
+    box = Inbox(broker)
+    await asyncio.sleep(0)  # let the consumer subscribe before anything is sent
+    try:
+        yield box
+    finally:
+        await box.close()
+
+
+# -- mandatory -------------------------------------------------------------------------------
+
+
+async def test_startup_and_shutdown_twice(taskq_new_broker: NewBroker) -> None:
+    async with taskq_new_broker() as broker:
+        await broker.shutdown()
+    # the context manager shuts it down a second time: that must be harmless
+
+
+async def test_listen_ends_after_shutdown(taskq_new_broker: NewBroker) -> None:
+    async with taskq_new_broker() as broker:
+        box = Inbox(broker)
+        await asyncio.sleep(0.1)
+        await broker.shutdown()
+        done, _ = await asyncio.wait({box.pump}, timeout=LISTEN_END_TIMEOUT)
+        await box.close()
+        assert done, f"listen() still runs {LISTEN_END_TIMEOUT} s after shutdown()"
+
+
+async def test_each_message_is_delivered_exactly_once(taskq_new_broker: NewBroker) -> None:
+    count = 1000
+    async with taskq_new_broker() as broker, inbox(broker) as box:
+        await asyncio.gather(*(broker.kick(raw_message(b"%d" % n)) for n in range(count)))
+        received = await box.take(count)
+        for item in received:
+            await settle(item)
+        bodies = sorted(int(payload(item)) for item in received)
+        duplicates = len(bodies) - len(set(bodies))
+        assert duplicates == 0, f"{duplicates} of {count} messages were delivered twice"
+        assert bodies == list(range(count)), "some messages were lost and others duplicated"
+        extra = await box.next()
+        assert extra is None, f"a message was delivered again: {payload(extra)[:40]!r}"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\xff\xfe\x00\x80 not utf-8 \xc3\x28", bytes(range(256)) * 4096],
+    ids=["empty", "non-utf8", "1MiB"],
+)
+async def test_bytes_round_trip_exactly(taskq_new_broker: NewBroker, data: bytes) -> None:
+    async with taskq_new_broker() as broker, inbox(broker) as box:
+        await broker.kick(raw_message(data))
+        (item,) = await box.take(1)
+        await settle(item)
+        got = payload(item)
+        assert len(got) == len(data), f"sent {len(data)} bytes, received {len(got)}"
+        assert got == data, "the message bytes were changed in transit"
+
+
+async def test_labels_round_trip(taskq_new_broker: NewBroker) -> None:
+    labels = {"text": "é", "number": 7, "ratio": 0.5, "flag": True, "nested": {"a": [1, 2]}}
+    async with taskq_new_broker() as broker, inbox(broker) as box:
+        sent = TaskiqMessage(uuid.uuid4().hex, "conformance:labels", labels, [1], {"k": "v"})
+        await broker.kick(broker.formatter.dumps(sent))
+        (item,) = await box.take(1)
+        await settle(item)
+        received = broker.formatter.loads(payload(item))
+        assert received.labels == labels, f"labels changed in transit: {received.labels!r}"
+        assert received == sent
+
+
+async def test_task_runs_end_to_end_and_its_result_is_readable(taskq_new_broker: NewBroker) -> None:
+    async with taskq_new_broker() as broker:
+
+        @broker.task(task_name=f"conformance:add:{uuid.uuid4().hex}")
+        async def add(a: int, b: int) -> int:
+            return a + b
+
+        receiver = Receiver(broker)
+        worker = asyncio.create_task(receiver.listen())
+        try:
+            task = await add.kiq(2, 40)
+            result = await task.wait_result(timeout=DELIVERY_TIMEOUT)
+        finally:
+            await broker.shutdown()
+            await asyncio.wait_for(worker, LISTEN_END_TIMEOUT)
+        assert not result.is_err, f"the task failed: {result.error!r}"
+        assert result.return_value == 42
+
+
+# -- undeclared capabilities fail loudly -------------------------------------------------------
+
+
+@pytest.mark.taskq_lacks(Capability.DELAY)
+async def test_delay_label_is_refused_without_the_capability(taskq_new_broker: NewBroker) -> None:
+    await _label_is_refused(taskq_new_broker, delay=1)
+
+
+@pytest.mark.taskq_lacks(Capability.PRIORITY)
+async def test_priority_label_is_refused_without_the_capability(
+    taskq_new_broker: NewBroker,
+) -> None:
+    await _label_is_refused(taskq_new_broker, priority=5)
+
+
+async def _label_is_refused(new_broker: NewBroker, **labels: Any) -> None:
+    async with new_broker(worker=False) as broker:
+
+        @broker.task(task_name=f"conformance:refused:{uuid.uuid4().hex}")
+        async def job() -> None: ...
+
+        with pytest.raises(UnsupportedCapabilityError):
+            await job.kicker().with_labels(**labels).kiq()
+
+
+@pytest.mark.taskq_lacks(Capability.ACKS)
+async def test_messages_are_not_ackable_without_the_capability(taskq_new_broker: NewBroker) -> None:
+    async with taskq_new_broker() as broker, inbox(broker) as box:
+        await broker.kick(raw_message(b"x"))
+        (item,) = await box.take(1)
+        assert not isinstance(item, AckableMessage), (
+            "listen() yields AckableMessage but the broker does not declare 'acks'"
+        )
+
+
+@pytest.mark.taskq_requires(Capability.ACKS)
+@pytest.mark.taskq_lacks(Capability.REJECT)
+async def test_messages_are_not_rejectable_without_the_capability(
+    taskq_new_broker: NewBroker,
+) -> None:
+    async with taskq_new_broker() as broker, inbox(broker) as box:
+        await broker.kick(raw_message(b"x"))
+        (item,) = await box.take(1)
+        await settle(item)
+        assert item.reject is None, "messages have reject() but the broker does not declare it"
+
+
+# -- declared capabilities -----------------------------------------------------------------------
+
+
+@pytest.mark.taskq_requires(Capability.ACKS)
+async def test_acks(taskq_new_broker: NewBroker) -> None:
+    marker = uuid.uuid4().hex.encode()
+    async with taskq_new_broker() as broker, inbox(broker) as box:
+        await broker.kick(raw_message(marker))
+        (item,) = await box.take(1)
+        assert isinstance(item, AckableMessage), "listen() must yield AckableMessage with 'acks'"
+        await settle(item)
+    async with taskq_new_broker() as broker, inbox(broker) as box:
+        again = await box.next(2 * QUIET_PERIOD)
+        assert again is None or payload(again) != marker, "an acknowledged message came back"
+
+
+@pytest.mark.taskq_requires(Capability.REJECT)
+async def test_reject(taskq_new_broker: NewBroker) -> None:
+    async with taskq_new_broker() as broker, inbox(broker) as box:
+        await broker.kick(raw_message(b"reject me"))
+        (item,) = await box.take(1)
+        assert isinstance(item, AckableMessage)
+        assert item.reject is not None, "messages must have reject() with 'reject'"
+        outcome = item.reject()
+        if outcome is not None:
+            await outcome
+        again = await box.next(2 * QUIET_PERIOD)
+        assert again is None, "a rejected message was delivered again"
+
+
+@pytest.mark.taskq_requires(Capability.REDELIVERY)
+async def test_redelivery_after_the_consumer_is_gone(taskq_new_broker: NewBroker) -> None:
+    marker = uuid.uuid4().hex.encode()
+    async with taskq_new_broker() as broker, inbox(broker) as box:
+        await broker.kick(raw_message(marker))
+        (item,) = await box.take(1)
+        assert payload(item) == marker
+        # taken, never acknowledged: now the consumer goes away
+    async with taskq_new_broker() as broker, inbox(broker) as box:
+        deadline = time.monotonic() + DELIVERY_TIMEOUT
+        while (item := await box.next(deadline - time.monotonic())) is not None:
+            await settle(item)
+            if payload(item) == marker:
+                return
+        pytest.fail(
+            f"a message taken but not acknowledged was not redelivered in {DELIVERY_TIMEOUT} s"
+        )
+
+
+@pytest.mark.taskq_requires(Capability.DELAY)
+async def test_delay(taskq_new_broker: NewBroker) -> None:
+    delay = 1.0
+    async with taskq_new_broker() as broker, inbox(broker) as box:
+        sent_at = time.monotonic()
+        await broker.kick(raw_message(b"later", delay=delay))
+        early = await box.next(delay * 0.8)
+        assert early is None, f"delivered {time.monotonic() - sent_at:.2f} s into a {delay} s delay"
+        (item,) = await box.take(1)
+        await settle(item)
+        elapsed = time.monotonic() - sent_at
+        assert elapsed >= delay * 0.9, (
+            f"delivered after {elapsed:.2f} s, before the {delay} s delay"
+        )
+
+
+@pytest.mark.taskq_requires(Capability.PRIORITY)
+async def test_priority_under_a_backlog(taskq_new_broker: NewBroker) -> None:
+    priorities = [0, 3, 1, 9, 0, 5, 3, 9, 1, 5]
+    async with taskq_new_broker() as broker:
+        for n, priority in enumerate(priorities):
+            await broker.kick(raw_message(b"%d" % n, priority=priority))
+        await asyncio.sleep(QUIET_PERIOD)
+        received = []
+        async for item in broker.listen():
+            received.append(priorities[int(payload(item))])
+            await settle(item)
+            if len(received) == len(priorities):
+                break
+        assert received == sorted(priorities, reverse=True), (
+            f"a backlog was delivered in the priority order {received}, not highest first"
+        )
+
+
+@pytest.mark.taskq_requires(Capability.LOAD_BALANCING)
+async def test_load_balancing(taskq_new_broker: NewBroker, taskq_broker_target: Target) -> None:
+    count, consumers = 300, 3
+    async with taskq_new_broker() as broker:
+        buckets: list[list[bytes]] = [[] for _ in range(consumers)]
+
+        async def consume(bucket: list[bytes], source: AsyncBroker) -> None:
+            async for item in source.listen():
+                bucket.append(payload(item))
+                await settle(item)
+                await asyncio.sleep(0.001)
+
+        tasks = [asyncio.create_task(consume(bucket, broker)) for bucket in buckets]
+        await asyncio.sleep(0.1)
+        for n in range(count):
+            await broker.kick(raw_message(b"%d" % n))
+        for _ in range(int(DELIVERY_TIMEOUT / QUIET_PERIOD)):
+            await asyncio.sleep(QUIET_PERIOD)
+            if sum(map(len, buckets)) >= count:
+                break
+        await asyncio.sleep(QUIET_PERIOD)
+        await broker.shutdown()
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), LISTEN_END_TIMEOUT)
+    everything = [body for bucket in buckets for body in bucket]
+    assert len(everything) == count, f"{len(everything)} deliveries for {count} messages"
+    assert len(set(everything)) == count, "a message went to more than one consumer"
+    idle = [n for n, bucket in enumerate(buckets) if not bucket]
+    assert not idle, f"consumers {idle} got no message: the load is not shared"
+
+
+@pytest.mark.taskq_requires(Capability.CROSS_PROCESS)
+async def test_cross_process(taskq_new_broker: NewBroker, taskq_broker_target: Target) -> None:
+    if taskq_broker_target.spec is None:
+        pytest.skip("the broker comes from a hook: another process cannot make one")
+    count = 20
+    async with taskq_new_broker() as broker, inbox(broker) as box:
+        await asyncio.sleep(0.2)
+        await asyncio.to_thread(_kick_from_another_process, taskq_broker_target.spec, count)
+        received = await box.take(count)
+        for item in received:
+            await settle(item)
+        assert sorted(int(payload(item)) for item in received) == list(range(count))
+
+
+def _kick_from_another_process(spec: str, count: int) -> None:
+    module, _, attribute = spec.partition(":")
+    script = (
+        "import asyncio, importlib, inspect, uuid\n"
+        "from taskq import BrokerMessage\n"
+        f"factory = importlib.import_module({module!r})\n"
+        f"for part in {attribute!r}.split('.'):\n"
+        "    factory = getattr(factory, part)\n"
+        "async def main():\n"
+        "    broker = factory()\n"
+        "    if inspect.isawaitable(broker):\n"
+        "        broker = await broker\n"
+        "    await broker.startup()\n"
+        f"    for n in range({count}):\n"
+        "        message = BrokerMessage(uuid.uuid4().hex, 'conformance:x', b'%d' % n, {})\n"
+        "        await broker.kick(message)\n"
+        "    await broker.shutdown()\n"
+        "asyncio.run(main())\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=DELIVERY_TIMEOUT)

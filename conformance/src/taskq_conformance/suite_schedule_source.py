@@ -1,0 +1,118 @@
+"""The schedule source suite: what every source must do, then each capability it may declare."""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from taskq import Capability, ScheduledTask, TaskiqError
+from taskq_conformance.instances import NewSource
+
+
+def schedules() -> list[ScheduledTask]:
+    """One schedule of each kind, with arguments and labels to check."""
+    marker = uuid.uuid4().hex
+    when = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    return [
+        ScheduledTask(
+            task_name="conformance:cron",
+            cron="*/5 * * * *",
+            cron_offset="Europe/Paris",
+            args=[1, "a"],
+            kwargs={"k": marker},
+            labels={"l": 1},
+            schedule_id=f"cron-{marker}",
+        ),
+        ScheduledTask(task_name="conformance:time", time=when, schedule_id=f"time-{marker}"),
+        ScheduledTask(task_name="conformance:every", interval=30, schedule_id=f"every-{marker}"),
+    ]
+
+
+def same_schedule(got: ScheduledTask, sent: ScheduledTask) -> bool:
+    """Whether a schedule read back is the one stored (times compared as instants)."""
+    fields = ("task_name", "args", "kwargs", "labels", "schedule_id", "cron", "cron_offset")
+    if any(getattr(got, f) != getattr(sent, f) for f in fields):
+        return False
+    if (got.time is None) != (sent.time is None):
+        return False
+    if got.time is not None and sent.time is not None and got.time != sent.time:
+        return False
+    return got.interval_seconds == sent.interval_seconds
+
+
+async def call_hook(value: Any) -> None:
+    """Await a hook's result when it is awaitable."""
+    if inspect.isawaitable(value):
+        await value
+
+
+# -- mandatory -------------------------------------------------------------------------------
+
+
+async def test_get_schedules_returns_valid_schedules(taskq_new_schedule_source: NewSource) -> None:
+    async with taskq_new_schedule_source() as source:
+        found = await source.get_schedules()
+        assert isinstance(found, list)
+        for schedule in found:
+            assert isinstance(schedule, ScheduledTask), f"not a ScheduledTask: {schedule!r}"
+
+
+async def test_pre_send_and_post_send_can_be_called(taskq_new_schedule_source: NewSource) -> None:
+    async with taskq_new_schedule_source() as source:
+        for schedule in schedules():
+            await call_hook(source.pre_send(schedule))
+            await call_hook(source.post_send(schedule))
+
+
+# -- undeclared capabilities fail loudly -------------------------------------------------------
+
+
+@pytest.mark.taskq_lacks(Capability.DYNAMIC)
+async def test_adding_is_refused_without_the_capability(
+    taskq_new_schedule_source: NewSource,
+) -> None:
+    async with taskq_new_schedule_source() as source:
+        with pytest.raises(TaskiqError):
+            await source.add_schedule(schedules()[0])
+
+
+# -- declared capabilities -----------------------------------------------------------------------
+
+
+@pytest.mark.taskq_requires(Capability.DYNAMIC)
+async def test_added_schedules_come_back_intact_and_can_be_deleted(
+    taskq_new_schedule_source: NewSource,
+) -> None:
+    async with taskq_new_schedule_source() as source:
+        sent = schedules()
+        for schedule in sent:
+            await source.add_schedule(schedule)
+        found = {s.schedule_id: s for s in await source.get_schedules()}
+        for schedule in sent:
+            assert schedule.schedule_id in found, f"{schedule.schedule_id} was not kept"
+            got = found[schedule.schedule_id]
+            assert same_schedule(got, schedule), f"changed in the source: {got!r}"
+        await source.delete_schedule(sent[0].schedule_id)
+        left = {s.schedule_id for s in await source.get_schedules()}
+        assert sent[0].schedule_id not in left, "a deleted schedule is still returned"
+        assert sent[1].schedule_id in left, "deleting one schedule removed another"
+        for schedule in sent[1:]:
+            await source.delete_schedule(schedule.schedule_id)
+
+
+@pytest.mark.taskq_requires(Capability.PERSISTENT)
+async def test_schedules_survive_a_new_instance(taskq_new_schedule_source: NewSource) -> None:
+    sent = schedules()[2]
+    async with taskq_new_schedule_source() as first:
+        await first.add_schedule(sent)
+    async with taskq_new_schedule_source() as second:
+        try:
+            found = {s.schedule_id: s for s in await second.get_schedules()}
+            assert sent.schedule_id in found, "a schedule did not survive a new instance"
+            assert same_schedule(found[sent.schedule_id], sent)
+        finally:
+            await second.delete_schedule(sent.schedule_id)

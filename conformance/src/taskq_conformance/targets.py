@@ -1,0 +1,88 @@
+"""Finding what to test: a ``module:attribute`` factory from options, ini, env or a hook."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+#: kind -> (command-line option, ini key, environment variable, hook name)
+KINDS: dict[str, tuple[str, str, str, str]] = {
+    "broker": ("--taskq-broker", "taskq_broker", "TASKQ_BROKER", "pytest_taskq_broker_factory"),
+    "result_backend": (
+        "--taskq-result-backend",
+        "taskq_result_backend",
+        "TASKQ_RESULT_BACKEND",
+        "pytest_taskq_result_backend_factory",
+    ),
+    "schedule_source": (
+        "--taskq-schedule-source",
+        "taskq_schedule_source",
+        "TASKQ_SCHEDULE_SOURCE",
+        "pytest_taskq_schedule_source_factory",
+    ),
+}
+
+HOW_TO = (
+    "taskq-conformance needs something to test. Give a factory, a zero-argument callable "
+    "returning a fresh, not started instance:\n"
+    "  pytest --pyargs taskq_conformance --taskq-broker mypkg.testing:make_broker\n"
+    "  pytest --pyargs taskq_conformance --taskq-result-backend mypkg.testing:make_backend\n"
+    "  pytest --pyargs taskq_conformance --taskq-schedule-source mypkg.testing:make_source\n"
+    "or set the ini keys taskq_broker / taskq_result_backend / taskq_schedule_source, the "
+    "environment variables TASKQ_BROKER / TASKQ_RESULT_BACKEND / TASKQ_SCHEDULE_SOURCE, or "
+    "implement the hook pytest_taskq_broker_factory(config) (and its siblings) in a conftest.py."
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A factory to test and where it came from (``spec`` is None when a hook gave it)."""
+
+    kind: str
+    factory: Callable[[], Any]
+    spec: str | None
+
+
+def resolve_target(config: pytest.Config, kind: str) -> Target | None:
+    """Return the target of ``kind``: command line, then ini, then environment, then hook."""
+    option, ini, env, hook = KINDS[kind]
+    spec = config.getoption(option) or config.getini(ini) or os.environ.get(env)
+    if spec:
+        return Target(kind, load_factory(spec, option), spec)
+    factory = getattr(config.hook, hook)(config=config)
+    if factory is not None:
+        return Target(kind, factory, None)
+    return None
+
+
+def load_factory(spec: str, option: str) -> Callable[[], Any]:
+    """Import ``module:attribute`` and return it; a one-line `pytest.UsageError` otherwise."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise pytest.UsageError(f"{option}: expected module:attribute, got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise pytest.UsageError(
+            f"{option}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from None
+    factory: Any = module
+    for part in attribute.split("."):
+        factory = getattr(factory, part, None)
+    if not callable(factory):
+        raise pytest.UsageError(f"{option}: {spec!r} is not a callable in {module_name!r}")
+    return factory  # type: ignore[no-any-return]
+
+
+async def make_instance(target: Target) -> Any:
+    """Call the target's factory (sync or async) and return the fresh instance."""
+    made = target.factory()
+    if inspect.isawaitable(made):
+        made = await made
+    return made
