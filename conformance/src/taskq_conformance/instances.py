@@ -37,7 +37,7 @@ class SuiteResultBackend(AsyncResultBackend[Any]):
         """Tell whether the result is kept."""
         return task_id in self.results
 
-    async def get_result(self, task_id: str, with_logs: bool = False) -> TaskiqResult[Any]:
+    async def get_result(self, task_id: str, with_logs: bool = True) -> TaskiqResult[Any]:
         """Return the kept result."""
         try:
             return self.results[task_id]

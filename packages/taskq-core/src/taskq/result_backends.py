@@ -22,6 +22,6 @@ class DummyResultBackend(AsyncResultBackend[Any]):
         """Always True: there is nothing to wait for."""
         return True
 
-    async def get_result(self, task_id: str, with_logs: bool = False) -> TaskiqResult[Any]:
+    async def get_result(self, task_id: str, with_logs: bool = True) -> TaskiqResult[Any]:
         """Return an empty successful result."""
         return TaskiqResult(is_err=False, return_value=None, execution_time=0.0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator
-from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar
 
 from taskq.abc.broker import AsyncBroker
@@ -54,10 +53,9 @@ class InMemoryBroker(AsyncBroker):
     ) -> None:
         """Create the broker (see the class docstring for the arguments)."""
         super().__init__(result_backend=InmemoryResultBackend(max_stored_results))
-        self.executor = ThreadPoolExecutor(sync_tasks_pool_size, thread_name_prefix="taskq-sync")
         self.receiver = Receiver(
             self,
-            executor=self.executor,
+            max_threadpool_threads=sync_tasks_pool_size,
             validate_params=cast_types,
             max_async_tasks=max_async_tasks,
             propagate_exceptions=propagate_exceptions,
@@ -107,6 +105,7 @@ class InMemoryBroker(AsyncBroker):
         consumer, self._consumer = self._consumer, None
         if consumer is not None and consumer.get_loop() is asyncio.get_running_loop():
             await consumer
+        self.receiver.close()
         if not self._started:
             return
         if not self.is_worker_process:

@@ -46,7 +46,7 @@ class InmemoryResultBackend(AsyncResultBackend[_ReturnType]):
         """Tell whether a result is stored for ``task_id``."""
         return task_id in self.results
 
-    async def get_result(self, task_id: str, with_logs: bool = False) -> TaskiqResult[_ReturnType]:
+    async def get_result(self, task_id: str, with_logs: bool = True) -> TaskiqResult[_ReturnType]:
         """Return the stored result; `ResultGetError` when there is none (or it was evicted)."""
         try:
             return self.results[task_id]

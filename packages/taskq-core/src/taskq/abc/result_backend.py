@@ -42,7 +42,7 @@ class AsyncResultBackend(ABC, Generic[_ReturnType]):
         """Tell whether a result is stored for ``task_id``."""
 
     @abstractmethod
-    async def get_result(self, task_id: str, with_logs: bool = False) -> TaskiqResult[_ReturnType]:
+    async def get_result(self, task_id: str, with_logs: bool = True) -> TaskiqResult[_ReturnType]:
         """Return the stored result of ``task_id`` (raise `ResultGetError` when there is none)."""
 
     async def set_progress(self, task_id: str, progress: TaskProgress[Any]) -> None:

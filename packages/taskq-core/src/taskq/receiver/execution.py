@@ -8,7 +8,7 @@ import functools
 import inspect
 import logging
 import time
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from taskq.context import Context
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("taskq.receiver")
 
+DEFAULT_THREADPOOL_THREADS = 8
+
 #: Exceptions a task raises to steer the receiver rather than to fail.
 CONTROL_FLOW = (NoResultError, TaskRejectedError)
 
@@ -44,10 +46,17 @@ class TaskExecutor:
         executor: Executor | None,
         cast_types: bool,
         propagate_exceptions: bool,
+        threads: int = DEFAULT_THREADPOOL_THREADS,
     ) -> None:
-        """Run tasks of ``broker``; sync functions go to ``executor`` (a thread pool)."""
+        """Run tasks of ``broker``; sync functions go to ``executor``.
+
+        Without an executor, a pool of ``threads`` threads is made on the first sync task
+        and released by `close`.
+        """
         self.broker = broker
-        self.executor = executor
+        self._given_executor = executor
+        self._own_pool: ThreadPoolExecutor | None = None
+        self.threads = threads
         self.cast_types = cast_types
         self.propagate_exceptions = propagate_exceptions
         self._signatures: dict[str, TaskSignature] = {}
@@ -94,6 +103,20 @@ class TaskExecutor:
             error=error,
         )
 
+    def executor(self) -> Executor:
+        """The executor sync tasks run in."""
+        if self._given_executor is not None:
+            return self._given_executor
+        if self._own_pool is None:
+            self._own_pool = ThreadPoolExecutor(self.threads, thread_name_prefix="taskq-sync")
+        return self._own_pool
+
+    def close(self) -> None:
+        """Release the thread pool this executor made (a later sync task makes a new one)."""
+        pool, self._own_pool = self._own_pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
+
     def signature_of(self, task: AsyncTaskiqDecoratedTask[Any, Any]) -> TaskSignature:
         """Return the prepared signature of ``task`` (inspected once per function)."""
         signature = self._signatures.get(task.task_name)
@@ -114,7 +137,7 @@ class TaskExecutor:
         else:
             loop = asyncio.get_running_loop()
             call = functools.partial(signature.func, *args, **kwargs)
-            pending = loop.run_in_executor(self.executor, contextvars.copy_context().run, call)
+            pending = loop.run_in_executor(self.executor(), contextvars.copy_context().run, call)
         if timeout is None:
             value = await pending
         else:

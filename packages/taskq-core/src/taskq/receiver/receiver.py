@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 from taskq._awaitable import maybe_await
@@ -17,7 +17,7 @@ from taskq.exceptions import (
     TaskRejectedError,
     UnknownTaskError,
 )
-from taskq.receiver.execution import TaskExecutor
+from taskq.receiver.execution import DEFAULT_THREADPOOL_THREADS, TaskExecutor
 from taskq.result import TaskiqResult
 
 if TYPE_CHECKING:
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("taskq.receiver")
 
 DEFAULT_MAX_ASYNC_TASKS = 100
-DEFAULT_THREADPOOL_THREADS = 8
 _WORKER_HOOKS = ("pre_execute", "post_execute", "on_error", "post_save")
 
 
@@ -69,13 +68,12 @@ class Receiver:
         self.max_prefetch = max_prefetch
         self.max_tasks_to_execute = max_tasks_to_execute
         self.wait_tasks_timeout = wait_tasks_timeout
-        self._owns_executor = executor is None
-        self.executor = executor or ThreadPoolExecutor(
-            max_threadpool_threads or DEFAULT_THREADPOOL_THREADS,
-            thread_name_prefix="taskq-sync",
-        )
         self.task_executor = TaskExecutor(
-            broker, self.executor, validate_params, propagate_exceptions
+            broker,
+            executor,
+            validate_params,
+            propagate_exceptions,
+            max_threadpool_threads or DEFAULT_THREADPOOL_THREADS,
         )
         self._running: set[asyncio.Task[None]] = set()
         self._run_slots: asyncio.Semaphore | None = None
@@ -286,9 +284,8 @@ class Receiver:
             await asyncio.wait(set(self._running), timeout=timeout)
 
     def close(self) -> None:
-        """Release the thread pool this receiver created."""
-        if self._owns_executor:
-            self.executor.shutdown(wait=False)
+        """Release the thread pool this receiver made for sync tasks (if it made one)."""
+        self.task_executor.close()
 
 
 def _failed_result(
