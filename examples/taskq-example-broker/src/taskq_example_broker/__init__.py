@@ -1,0 +1,5 @@
+"""A third-party taskq broker, as an example: a queue with acks and a dead-letter list."""
+
+from taskq_example_broker.broker import AckingQueueBroker
+
+__all__ = ["AckingQueueBroker"]
