@@ -57,6 +57,8 @@ class Context:
         labels = self.message.labels
         labels[REQUEUE_LABEL] = int(labels.get(REQUEUE_LABEL, 0)) + 1
         await self.broker.kick(self.broker.formatter.dumps(self.message))
+        if self._ack_controller is not None:  # this delivery is replaced by the new one
+            await self._ack_controller.ack()
         raise NoResultError
 
     def reject(self) -> NoReturn:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
-from taskq.kicker import AsyncKicker
+from taskq.kicker import AsyncKicker, send_task
 
 if TYPE_CHECKING:
     from taskq.abc.broker import AsyncBroker
@@ -76,7 +76,9 @@ class AsyncTaskiqDecoratedTask(Generic[_Params, _ReturnType]):
 
     async def kiq(self, *args: Any, **kwargs: Any) -> Any:
         """Send the task to a worker; return a handle on its result."""
-        return await self.kicker().kiq(*args, **kwargs)
+        return await send_task(
+            self.broker, self.task_name, self.labels, args, kwargs, self.return_type
+        )
 
     def kicker(self) -> AsyncKicker[_Params, _ReturnType]:
         """Return a kicker to send this task with extra labels, a task id or another broker."""

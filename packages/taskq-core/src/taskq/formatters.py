@@ -27,19 +27,25 @@ def message_to_dict(message: TaskiqMessage) -> dict[str, Any]:
 
 def message_from_dict(data: Any) -> TaskiqMessage:
     """Validate decoded wire data and build a `TaskiqMessage`; `MessageDecodeError` if invalid."""
-    if not isinstance(data, dict):
+    if type(data) is not dict:
         raise MessageDecodeError(reason=f"expected a mapping, got {type(data).__name__}")
     task_id, task_name = data.get("task_id"), data.get("task_name")
     labels, args, kwargs = data.get("labels", {}), data.get("args", []), data.get("kwargs", {})
-    if not isinstance(task_id, str) or not task_id:
+    if type(task_id) is not str or not task_id:
         raise MessageDecodeError(reason="task_id is missing or not a string")
-    if not isinstance(task_name, str) or not task_name:
+    if type(task_name) is not str or not task_name:
         raise MessageDecodeError(reason=f"task_name is missing or not a string (task {task_id})")
-    if not isinstance(labels, dict) or not isinstance(kwargs, dict):
+    if type(labels) is not dict or type(kwargs) is not dict:
         raise MessageDecodeError(reason=f"labels and kwargs must be mappings (task {task_id})")
-    if not isinstance(args, (list, tuple)):
-        raise MessageDecodeError(reason=f"args must be a list (task {task_id})")
-    return TaskiqMessage(task_id, task_name, labels, list(args), kwargs)
+    if type(args) is not list:
+        args = _as_list(args, task_id)
+    return TaskiqMessage(task_id, task_name, labels, args, kwargs)
+
+
+def _as_list(args: Any, task_id: str) -> list[Any]:
+    if isinstance(args, (list, tuple)):  # a list subclass, or a tuple from a binary serializer
+        return list(args)
+    raise MessageDecodeError(reason=f"args must be a list (task {task_id})")
 
 
 def encode_message(serializer: TaskiqSerializer, message: TaskiqMessage) -> BrokerMessage:

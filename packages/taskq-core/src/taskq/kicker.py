@@ -76,31 +76,49 @@ class AsyncKicker(Generic[_Params, _ReturnType]):
         cannot honour, `SerializationError` for an argument the serializer cannot encode and
         `SendTaskError` when the broker fails to send.
         """
-        broker = self.broker.target_broker()
-        message = TaskiqMessage(
-            self.custom_task_id or broker.id_generator(),
+        return await send_task(
+            self.broker,
             self.task_name,
-            dict(self.labels),
-            list(args),
+            self.labels,
+            args,
             kwargs,
+            self.return_type,
+            self.custom_task_id,
         )
-        for hook in broker.pre_send_hooks:
-            message = await _settle(hook(message))
-        if message.labels:
-            _check_labels(broker, message.labels)
-        broker_message = broker.formatter.dumps(message)
-        try:
-            await broker.kick(broker_message)
-        except TaskiqError:
-            raise
-        except Exception as exc:
-            raise SendTaskError(f"{type(broker).__name__} could not send: {exc!r}") from exc
-        for hook in broker.post_send_hooks:
-            await _settle(hook(message))
-        return AsyncTaskiqTask(message.task_id, broker.result_backend, self.return_type)
 
     def __repr__(self) -> str:
         return f"AsyncKicker({self.task_name!r}, labels={self.labels!r})"
+
+
+async def send_task(
+    broker: AsyncBroker,
+    task_name: str,
+    labels: dict[str, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    return_type: Any = None,
+    task_id: str | None = None,
+) -> AsyncTaskiqTask[Any]:
+    """Build the message, run the send middlewares, kick it; return a handle on the result."""
+    broker = broker.target_broker()
+    message = TaskiqMessage(
+        task_id or broker.id_generator(), task_name, dict(labels), list(args), kwargs
+    )
+    hooks = broker.middleware_hooks
+    for hook in hooks["pre_send"]:
+        message = await _settle(hook(message))
+    if message.labels:
+        _check_labels(broker, message.labels)
+    broker_message = broker.formatter.dumps(message)
+    try:
+        await broker.kick(broker_message)
+    except TaskiqError:
+        raise
+    except Exception as exc:
+        raise SendTaskError(f"{type(broker).__name__} could not send: {exc!r}") from exc
+    for hook in hooks["post_send"]:
+        await _settle(hook(message))
+    return AsyncTaskiqTask(message.task_id, broker.result_backend, return_type)
 
 
 async def _settle(value: Any) -> Any:
@@ -111,7 +129,7 @@ async def _settle(value: Any) -> Any:
 
 def _check_labels(broker: AsyncBroker, labels: dict[str, Any]) -> None:
     for label, capability in LABEL_CAPABILITIES.items():
-        if labels.get(label) is not None and capability not in broker.capabilities:
+        if labels.get(label) and capability not in broker.capabilities:  # 0 asks for nothing
             raise UnsupportedCapabilityError(
                 broker=type(broker).__name__, capability=capability.value, label=label
             )

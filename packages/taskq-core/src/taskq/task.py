@@ -91,7 +91,7 @@ class AsyncTaskiqTask(Generic[_ReturnType]):
     def _cast_return(self, value: Any) -> Any:
         try:
             return cast_value(self.return_type, value)
-        except ValueError:
+        except (ValueError, TypeError):
             logger.warning(
                 "Result of task %s does not fit its return annotation %r; returning it as is",
                 self.task_id,

@@ -66,16 +66,17 @@ class InMemoryBroker(AsyncBroker):
 
     async def kick(self, message: BrokerMessage) -> None:
         """Queue the message (or, with ``await_inplace``, run it before returning)."""
-        runs_here = not self.is_worker_process
-        if runs_here and self.find_task(message.task_name) is None:
-            raise UnknownTaskError(task_name=message.task_name)
-        delay = float(message.labels.get("delay") or 0)
-        if runs_here and self.await_inplace and delay <= 0:
-            await self.receiver.callback(message.message)
-            return
-        if runs_here:
+        labels = message.labels
+        delay = float(labels.get("delay") or 0) if labels else 0.0
+        priority = int(labels.get("priority") or 0) if labels else 0
+        if not self.is_worker_process:
+            if self.find_task(message.task_name) is None:
+                raise UnknownTaskError(task_name=message.task_name)
+            if self.await_inplace and delay <= 0:
+                await self.receiver.callback(message.message)
+                return
             self._ensure_consumer()
-        self.queue.put(message.message, int(message.labels.get("priority") or 0), delay)
+        self.queue.put(message.message, priority, delay)
 
     async def listen(self) -> AsyncGenerator[bytes, None]:
         """Yield queued messages until the broker shuts down (then what is ready, then stop)."""
@@ -123,6 +124,7 @@ class InMemoryBroker(AsyncBroker):
     def _ensure_consumer(self) -> None:
         loop = asyncio.get_running_loop()
         consumer = self._consumer
-        if consumer is None or consumer.done() or consumer.get_loop() is not loop:
-            self.queue.open()
-            self._consumer = loop.create_task(self.receiver.listen())
+        if consumer is not None and not consumer.done() and consumer.get_loop() is loop:
+            return
+        self.queue.open()
+        self._consumer = loop.create_task(self.receiver.listen())

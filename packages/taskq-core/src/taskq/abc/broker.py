@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import uuid
+import os
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import AsyncGenerator, Callable
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 from typing_extensions import ParamSpec, Self
 
 from taskq._awaitable import maybe_await
-from taskq.abc.middleware import TaskiqMiddleware, overridden_hooks
+from taskq.abc.middleware import TaskiqMiddleware, hooks_by_name
 from taskq.capabilities import Capability
 from taskq.decor import AsyncTaskiqDecoratedTask
 from taskq.events import EventHandler, TaskiqEvents
@@ -38,8 +38,11 @@ shared_task_registry: dict[str, AsyncTaskiqDecoratedTask[Any, Any]] = {}
 
 
 def default_id_generator() -> str:
-    """Return a new random task id (32 hex digits)."""
-    return uuid.uuid4().hex
+    """Return a new random task id: a version-4 UUID as 32 hex digits."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    return raw.hex()
 
 
 class AsyncBroker(ABC):
@@ -58,8 +61,7 @@ class AsyncBroker(ABC):
     ) -> None:
         """Set up an empty broker with ``result_backend`` (default: keeps no results)."""
         self.middlewares: list[TaskiqMiddleware] = []
-        self.pre_send_hooks: list[Any] = []
-        self.post_send_hooks: list[Any] = []
+        self.middleware_hooks: dict[str, list[Any]] = hooks_by_name([])
         self.result_backend: AsyncResultBackend[Any] = result_backend or DummyResultBackend()
         self.decorator_class = AsyncTaskiqDecoratedTask
         self.serializer: TaskiqSerializer = JSONSerializer()
@@ -193,8 +195,7 @@ class AsyncBroker(ABC):
                 raise TypeError(f"{middleware!r} is not a TaskiqMiddleware")
             middleware.set_broker(self)
             self.middlewares.append(middleware)
-        self.pre_send_hooks = overridden_hooks(self.middlewares, "pre_send")
-        self.post_send_hooks = overridden_hooks(self.middlewares, "post_send")
+        self.middleware_hooks = hooks_by_name(self.middlewares)
 
     def with_serializer(self, serializer: TaskiqSerializer) -> Self:
         """Encode messages with ``serializer``; return the broker."""

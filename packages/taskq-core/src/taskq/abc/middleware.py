@@ -59,7 +59,14 @@ class TaskiqMiddleware:
         """Run after the result was stored."""
 
 
-def overridden_hooks(middlewares: list[TaskiqMiddleware], hook: str) -> list[Any]:
-    """Return the bound ``hook`` methods of the middlewares that override it, in order."""
+HOOKS = ("pre_send", "post_send", "pre_execute", "post_execute", "on_error", "post_save")
+
+
+def hooks_by_name(middlewares: list[TaskiqMiddleware]) -> dict[str, list[Any]]:
+    """Map each hook name to the bound methods of the middlewares that override it, in order."""
+    return {name: _overridden(middlewares, name) for name in HOOKS}
+
+
+def _overridden(middlewares: list[TaskiqMiddleware], hook: str) -> list[Any]:
     base = getattr(TaskiqMiddleware, hook)
     return [getattr(m, hook) for m in middlewares if getattr(type(m), hook, base) is not base]

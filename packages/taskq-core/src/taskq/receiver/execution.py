@@ -134,6 +134,8 @@ class TaskExecutor:
     ) -> Any:
         if signature.is_async:
             pending = signature.func(*args, **kwargs)
+            if timeout is None:
+                return await pending
         else:
             loop = asyncio.get_running_loop()
             call = functools.partial(signature.func, *args, **kwargs)

@@ -8,7 +8,6 @@ from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 from taskq._awaitable import maybe_await
-from taskq.abc.middleware import overridden_hooks
 from taskq.acks import AckableMessage, AckController, AcknowledgeType
 from taskq.exceptions import (
     MessageDecodeError,
@@ -17,6 +16,7 @@ from taskq.exceptions import (
     TaskRejectedError,
     UnknownTaskError,
 )
+from taskq.receiver.eager import start_eagerly
 from taskq.receiver.execution import DEFAULT_THREADPOOL_THREADS, TaskExecutor
 from taskq.result import TaskiqResult
 
@@ -26,8 +26,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("taskq.receiver")
 
+#: Messages taken in a row before the consume loop lets other coroutines run.
+_YIELD_EVERY = 64
+
 DEFAULT_MAX_ASYNC_TASKS = 100
-_WORKER_HOOKS = ("pre_execute", "post_execute", "on_error", "post_save")
 
 
 class Receiver:
@@ -77,8 +79,6 @@ class Receiver:
         )
         self._running: set[asyncio.Task[None]] = set()
         self._run_slots: asyncio.Semaphore | None = None
-        self._hooks: dict[str, list[Any]] = {}
-        self._hooks_key: tuple[Any, ...] | None = None
 
     # -- one message --------------------------------------------------------------------------
 
@@ -106,7 +106,7 @@ class Receiver:
             return
         if self.ack_type is AcknowledgeType.WHEN_RECEIVED:
             await acker.ack()
-        hooks = self._middleware_hooks()
+        hooks = self.broker.middleware_hooks
         try:
             for hook in hooks["pre_execute"]:
                 message = await maybe_await(hook(message))
@@ -149,15 +149,15 @@ class Receiver:
         acker: AckController,
         hooks: dict[str, list[Any]],
     ) -> None:
-        if isinstance(result.error, TaskRejectedError):
+        error = result.error
+        if error is not None and isinstance(error, TaskRejectedError):
             logger.info("Task %s rejected its message", message.task_id)
             await acker.reject()
             return
         if self.ack_type is AcknowledgeType.WHEN_EXECUTED:
             await acker.ack()
-        if not isinstance(result.error, NoResultError) and await self._after_run(
-            message, result, hooks
-        ):
+        wants_result = error is None or not isinstance(error, NoResultError)
+        if wants_result and await self._after_run(message, result, hooks):
             if not await self._save(message, result):
                 return  # nothing stored: leave the message unacknowledged for redelivery
             await self._call_hooks(hooks["post_save"], message, result)
@@ -168,6 +168,8 @@ class Receiver:
         self, message: TaskiqMessage, result: TaskiqResult[Any], hooks: dict[str, list[Any]]
     ) -> bool:
         """Run post_execute and on_error; False when a middleware asks for no result."""
+        if not hooks["post_execute"] and not hooks["on_error"]:
+            return True
         try:
             for hook in hooks["post_execute"]:
                 await maybe_await(hook(message, result))
@@ -183,6 +185,8 @@ class Receiver:
     async def _call_hooks(
         self, hooks: list[Any], message: TaskiqMessage, result: TaskiqResult[Any]
     ) -> None:
+        if not hooks:
+            return
         try:
             for hook in hooks:
                 await maybe_await(hook(message, result))
@@ -215,14 +219,6 @@ class Receiver:
     async def _store_failure(self, message: TaskiqMessage, error: Exception) -> None:
         await self._save(message, _failed_result(message, error, 0.0))
 
-    def _middleware_hooks(self) -> dict[str, list[Any]]:
-        """The overridden worker-side hooks of the broker's middlewares, recomputed on change."""
-        current = tuple(self.broker.middlewares)
-        if current != self._hooks_key:
-            self._hooks = {name: overridden_hooks(list(current), name) for name in _WORKER_HOOKS}
-            self._hooks_key = current
-        return self._hooks
-
     # -- the consume loop ---------------------------------------------------------------------
 
     async def listen(self, finish_event: asyncio.Event | None = None) -> None:
@@ -246,11 +242,14 @@ class Receiver:
         await self.wait_running(self.wait_tasks_timeout)
 
     async def _consume(self) -> None:
-        self._run_slots = asyncio.Semaphore(self.max_async_tasks)
+        # with no prefetch, the fetch slots alone bound the running tasks
+        self._run_slots = asyncio.Semaphore(self.max_async_tasks) if self.max_prefetch else None
         fetch_slots = asyncio.Semaphore(self.max_async_tasks + self.max_prefetch)
         messages = self.broker.listen().__aiter__()
         taken = 0
         while self.max_tasks_to_execute is None or taken < self.max_tasks_to_execute:
+            if taken % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a backlog of instant messages must not starve the loop
             await fetch_slots.acquire()
             try:
                 message = await messages.__anext__()
@@ -264,7 +263,10 @@ class Receiver:
             self._spawn(message, fetch_slots)
 
     def _spawn(self, message: bytes | AckableMessage, slot: asyncio.Semaphore) -> None:
-        running = asyncio.create_task(self.callback(message))
+        running = start_eagerly(self.callback(message))
+        if running is None:  # done without waiting
+            slot.release()
+            return
         self._running.add(running)
 
         def done(finished: asyncio.Task[None]) -> None:

@@ -20,7 +20,10 @@ class JSONSerializer(TaskiqSerializer):
     def __init__(self) -> None:
         """Create the serializer."""
         self._encoder = json.JSONEncoder(
-            ensure_ascii=False, separators=(",", ":"), default=to_plain, allow_nan=True
+            ensure_ascii=False,
+            separators=(",", ":"),
+            default=to_plain,
+            check_circular=False,  # a cycle still fails: RecursionError, reported below
         )
         self._decode = json.JSONDecoder().decode
 
@@ -28,7 +31,7 @@ class JSONSerializer(TaskiqSerializer):
         """Encode ``value`` as JSON bytes."""
         try:
             return self._encoder.encode(value).encode()
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise SerializationError(f"cannot encode as JSON: {exc}") from exc
 
     def loadb(self, value: bytes) -> Any:
