@@ -102,6 +102,14 @@ async def test_send_middlewares_change_the_message_in_order(recording_broker):
         recording_broker.add_middlewares(object())
 
 
+async def test_zero_delay_and_priority_ask_for_nothing(recording_broker):
+    @recording_broker.task
+    async def work() -> None: ...
+
+    await work.kicker().with_labels(delay=0, priority=0).kiq()
+    assert recording_broker.queue.qsize() == 1
+
+
 @pytest.mark.parametrize("label", ["delay", "priority"])
 async def test_labels_the_broker_cannot_honour_fail_at_kiq(recording_broker, label):
     @recording_broker.task

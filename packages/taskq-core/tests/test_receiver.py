@@ -435,3 +435,74 @@ def test_receiver_rejects_bad_options(recording_broker):
 def test_formatter_errors_are_typed(recording_broker):
     with pytest.raises(MessageDecodeError, match="task_name"):
         recording_broker.formatter.loads(b'{"task_id": "a", "task_name": 3}')
+
+
+async def test_context_variables_do_not_leak_between_messages(recording_broker, encode):
+    import contextvars
+
+    current: contextvars.ContextVar[str] = contextvars.ContextVar("current", default="unset")
+
+    @recording_broker.task
+    async def set_it(value: str) -> str:
+        before = current.get()
+        current.set(value)
+        await asyncio.sleep(0)  # continue as a task after the first wait
+        return f"{before}->{current.get()}"
+
+    for n in range(3):
+        recording_broker.put_raw(
+            encode(recording_broker, set_it.task_name, f"v{n}", task_id=f"c{n}")
+        )
+    recording_broker.close()
+    await Receiver(recording_broker).listen()
+    values = [(await result_of(recording_broker, f"c{n}")).return_value for n in range(3)]
+    assert values == ["unset->v0", "unset->v1", "unset->v2"]
+    assert current.get() == "unset"
+
+
+async def test_a_waiting_task_can_be_cancelled_at_shutdown(recording_broker, encode):
+    started = asyncio.Event()
+
+    @recording_broker.task
+    async def forever() -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    recording_broker.put_raw(encode(recording_broker, forever.task_name))
+    finish = asyncio.Event()
+    receiver = Receiver(recording_broker, wait_tasks_timeout=0.05)
+    listening = asyncio.create_task(receiver.listen(finish))
+    await asyncio.wait_for(started.wait(), 2)
+    finish.set()
+    await asyncio.wait_for(listening, 2)
+    assert receiver.running == 1  # still running after the shutdown timeout: not acked
+    assert recording_broker.settled == []
+    running = list(receiver._running)
+    for task in running:
+        task.cancel()
+    outcomes = await asyncio.gather(*running, return_exceptions=True)
+    assert all(isinstance(o, asyncio.CancelledError) for o in outcomes)
+    await asyncio.sleep(0)
+    assert receiver.running == 0
+
+
+async def test_requeue_in_manual_mode_acknowledges_the_replaced_delivery(recording_broker, encode):
+    @recording_broker.task
+    async def again(context: Context = TaskiqDepends()) -> None:
+        if not context.message.labels.get("requeue_count"):
+            await context.requeue()
+
+    data = encode(recording_broker, again.task_name)
+    await run_one(recording_broker, data, ack_type="manual")
+    assert recording_broker.settled == [("ack", data)]
+
+
+async def test_generic_annotations_are_cast(recording_broker, encode):
+    @recording_broker.task
+    async def total(values: list[int], weights: dict[str, float]) -> float:
+        return sum(values) * weights["w"]
+
+    await run_one(
+        recording_broker, encode(recording_broker, total.task_name, ["1", 2], {"w": "0.5"})
+    )
+    assert (await result_of(recording_broker)).return_value == 1.5

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import json.encoder
+from collections.abc import Callable
 from typing import Any
 
 from taskq.abc.serializer import TaskiqSerializer
@@ -19,18 +21,19 @@ class JSONSerializer(TaskiqSerializer):
 
     def __init__(self) -> None:
         """Create the serializer."""
-        self._encoder = json.JSONEncoder(
+        encoder = json.JSONEncoder(
             ensure_ascii=False,
             separators=(",", ":"),
             default=to_plain,
             check_circular=False,  # a cycle still fails: RecursionError, reported below
         )
+        self._encode = _one_shot_encoder(encoder) or encoder.encode
         self._decode = json.JSONDecoder().decode
 
     def dumpb(self, value: Any) -> bytes:
         """Encode ``value`` as JSON bytes."""
         try:
-            return self._encoder.encode(value).encode()
+            return self._encode(value).encode()
         except (TypeError, ValueError, RecursionError) as exc:
             raise SerializationError(f"cannot encode as JSON: {exc}") from exc
 
@@ -40,3 +43,26 @@ class JSONSerializer(TaskiqSerializer):
             return self._decode(value.decode())
         except (UnicodeDecodeError, ValueError) as exc:
             raise SerializationError(f"not valid UTF-8 JSON: {exc}") from exc
+
+
+def _one_shot_encoder(encoder: json.JSONEncoder) -> Callable[[Any], str] | None:
+    """The C encoder of the standard library, built once with ``encoder``'s settings.
+
+    ``JSONEncoder.encode`` builds it again for every call, which costs more than encoding a
+    small message. None when the C accelerator is not available.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython always has it
+        return None
+    iterencode = make(
+        None,  # no cycle markers: check_circular=False
+        encoder.default,
+        json.encoder.encode_basestring,  # ensure_ascii=False
+        None,  # no indent
+        encoder.key_separator,
+        encoder.item_separator,
+        encoder.sort_keys,
+        encoder.skipkeys,
+        encoder.allow_nan,
+    )
+    return lambda value: "".join(iterencode(value, 0))
