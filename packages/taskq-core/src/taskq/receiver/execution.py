@@ -87,7 +87,11 @@ class TaskExecutor:
                 injected = await resolver.resolve_kwargs()
                 _check_injected(message.task_name, signature, injected)
                 kwargs.update(injected)
-            value = await self._call(signature, args, kwargs, _timeout_of(message))
+            timeout = _timeout_of(message)
+            if signature.is_async and timeout is None:
+                value = await signature.func(*args, **kwargs)
+            else:
+                value = await self._call(signature, args, kwargs, timeout)
         except Exception as exc:
             error = exc
         elapsed = time.perf_counter() - started
@@ -134,8 +138,6 @@ class TaskExecutor:
     ) -> Any:
         if signature.is_async:
             pending = signature.func(*args, **kwargs)
-            if timeout is None:
-                return await pending
         else:
             loop = asyncio.get_running_loop()
             call = functools.partial(signature.func, *args, **kwargs)

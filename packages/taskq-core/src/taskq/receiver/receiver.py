@@ -115,7 +115,11 @@ class Receiver:
             await self._store_failure(message, exc)
             await acker.reject()
             return
-        result = await self._execute(task, message, acker)
+        if self._run_slots is None:
+            result = await self.task_executor.run(task, message, acker)
+        else:
+            async with self._run_slots:
+                result = await self.task_executor.run(task, message, acker)
         await self._finish(message, result, acker, hooks)
 
     def _decode(self, raw: bytes | str | AckableMessage) -> TaskiqMessage | None:
@@ -134,14 +138,6 @@ class Receiver:
             )
         return None
 
-    async def _execute(
-        self, task: Any, message: TaskiqMessage, acker: AckController
-    ) -> TaskiqResult[Any]:
-        if self._run_slots is None:
-            return await self.task_executor.run(task, message, acker)
-        async with self._run_slots:
-            return await self.task_executor.run(task, message, acker)
-
     async def _finish(
         self,
         message: TaskiqMessage,
@@ -156,20 +152,21 @@ class Receiver:
             return
         if self.ack_type is AcknowledgeType.WHEN_EXECUTED:
             await acker.ack()
-        wants_result = error is None or not isinstance(error, NoResultError)
-        if wants_result and await self._after_run(message, result, hooks):
+        stores = error is None or not isinstance(error, NoResultError)
+        if stores and (hooks["post_execute"] or hooks["on_error"]):
+            stores = await self._after_run(message, result, hooks)
+        if stores:
             if not await self._save(message, result):
                 return  # nothing stored: leave the message unacknowledged for redelivery
-            await self._call_hooks(hooks["post_save"], message, result)
-        if self.ack_type is AcknowledgeType.WHEN_SAVED:
+            if hooks["post_save"]:
+                await self._call_hooks(hooks["post_save"], message, result)
+        if self.ack_type is AcknowledgeType.WHEN_SAVED and acker.is_ackable:
             await acker.ack()
 
     async def _after_run(
         self, message: TaskiqMessage, result: TaskiqResult[Any], hooks: dict[str, list[Any]]
     ) -> bool:
         """Run post_execute and on_error; False when a middleware asks for no result."""
-        if not hooks["post_execute"] and not hooks["on_error"]:
-            return True
         try:
             for hook in hooks["post_execute"]:
                 await maybe_await(hook(message, result))
@@ -185,8 +182,6 @@ class Receiver:
     async def _call_hooks(
         self, hooks: list[Any], message: TaskiqMessage, result: TaskiqResult[Any]
     ) -> None:
-        if not hooks:
-            return
         try:
             for hook in hooks:
                 await maybe_await(hook(message, result))
