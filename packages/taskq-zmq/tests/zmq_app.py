@@ -1,0 +1,62 @@
+"""A client and worker program for the cross-process tests (run as a script, not collected).
+
+Workers record the numbers they ran, keep ``<out>.<pid>.count`` up to date with how many, and
+write the numbers to ``<out>.<pid>`` when they stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from taskq import Receiver, TaskiqEvents
+from taskq_zmq import ZeroMQBroker
+
+ADDRESS = os.environ["TASKQ_TEST_ZMQ_ADDRESS"]
+OUT = os.environ.get("TASKQ_TEST_OUT", "")
+broker = ZeroMQBroker(ADDRESS, ADDRESS)
+ran: list[int] = []
+
+
+@broker.task(task_name="zmq_app:record")
+async def record(n: int) -> None:
+    ran.append(n)
+
+
+@broker.on_event(TaskiqEvents.WORKER_SHUTDOWN)
+def write_out(state: object) -> None:
+    with open(f"{OUT}.{os.getpid()}", "w") as out:
+        out.write("\n".join(map(str, ran)))
+
+
+async def work() -> None:
+    broker.is_worker_process = True
+    await broker.startup()
+    finish = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, finish.set)
+    counting = asyncio.create_task(keep_count())
+    print("ready", flush=True)
+    await Receiver(broker).listen(finish)
+    counting.cancel()
+    await broker.shutdown()
+
+
+async def keep_count() -> None:
+    while True:
+        Path(f"{OUT}.{os.getpid()}.count").write_text(str(len(ran)))  # noqa: ASYNC240 - tiny
+        await asyncio.sleep(0.2)
+
+
+async def send(count: int) -> None:
+    await broker.startup()
+    for n in range(count):
+        await record.kiq(n)
+    await broker.shutdown()
+    print("sent", count, flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(work() if sys.argv[1] == "worker" else send(int(sys.argv[2])))
