@@ -1,0 +1,80 @@
+"""Importing what the command line names: ``module:attribute`` targets and task modules."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+
+from taskq.abc.broker import AsyncBroker
+from taskq.exceptions import TaskiqError
+
+logger = logging.getLogger("taskq.cli")
+
+
+class TargetError(TaskiqError):
+    """A target or module given on the command line cannot be imported or is the wrong thing."""
+
+    __template__ = "cannot import the target"
+
+
+def add_working_directory_to_path() -> None:
+    """Let the current directory's modules be imported, as ``python -m`` would."""
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def import_module(name: str) -> None:
+    """Import module ``name``; raise `TargetError` with a one-line reason when it fails."""
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        logger.debug("Importing %r failed", name, exc_info=True)
+        if exc.name is not None and (name == exc.name or name.startswith(f"{exc.name}.")):
+            raise TargetError(
+                f"no module named {exc.name!r}: check the spelling, and run from the directory "
+                "that contains it (or add that directory to PYTHONPATH)"
+            ) from exc
+        raise TargetError(f"importing {name!r} failed: {_one_line(exc)}") from exc
+    except Exception as exc:
+        logger.debug("Importing %r failed", name, exc_info=True)
+        raise TargetError(f"importing {name!r} failed: {_one_line(exc)}") from exc
+
+
+def import_object(target: str) -> object:
+    """Return the object ``target`` names, written ``package.module:attribute``.
+
+    The attribute may be dotted (``app:container.broker``). Raises `TargetError`.
+    """
+    module_name, colon, attribute = target.partition(":")
+    if not colon or not module_name or not attribute:
+        raise TargetError(
+            f"{target!r} is not a target: write module:attribute, e.g. myapp.tasks:broker"
+        )
+    import_module(module_name)
+    found: object = sys.modules[module_name]
+    for part in attribute.split("."):
+        try:
+            found = getattr(found, part)
+        except AttributeError:
+            raise TargetError(
+                f"{target!r}: module {module_name!r} has no attribute {attribute!r}"
+            ) from None
+    return found
+
+
+def import_broker(target: str) -> AsyncBroker:
+    """Return the `AsyncBroker` that ``target`` (``module:attribute``) names."""
+    found = import_object(target)
+    if not isinstance(found, AsyncBroker):
+        raise TargetError(
+            f"{target!r} is an object of type {type(found).__name__}, not an AsyncBroker"
+        )
+    return found
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
