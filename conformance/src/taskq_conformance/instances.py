@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -104,3 +106,12 @@ async def settle(item: bytes | str | AckableMessage) -> None:
         outcome = item.ack()
         if outcome is not None:
             await outcome
+
+
+def child_environment() -> dict[str, str]:
+    """The environment for a process that must import the target as this one does.
+
+    Targets are often importable only through what pytest put on ``sys.path`` (the
+    ``pythonpath`` ini key, the rootdir, a conftest's directory): hand that path on.
+    """
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}

@@ -86,11 +86,19 @@ class SuiteModule(pytest.Module):
         return super().collect()
 
 
-def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
-    """Collect this package's suite modules."""
-    if file_path.parent == PACKAGE_DIR and file_path.name in SUITES:
-        return SuiteModule.from_parent(parent, path=file_path)
-    return None
+@pytest.hookimpl(wrapper=True)
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Any:
+    """Collect each suite module once, as a `SuiteModule`, whatever else would collect it.
+
+    The python plugin collects it too when the user's ``python_files`` matches it or it is
+    named on the command line (``--pyargs taskq_conformance.suite_broker``): that collector
+    is replaced, or each check would run twice.
+    """
+    collected = yield
+    if _suite_kind(file_path) is None:
+        return collected
+    others = [node for node in collected if not isinstance(node, pytest.Module)]
+    return [*others, SuiteModule.from_parent(parent, path=file_path)]
 
 
 # -- gating --------------------------------------------------------------------------------------
@@ -121,10 +129,16 @@ def pytest_collection_modifyitems(
 
 
 def _kind_of(item: pytest.Item) -> str | None:
-    path = getattr(item, "path", None)
-    if path is None or Path(path).parent != PACKAGE_DIR:
+    return _suite_kind(getattr(item, "path", None))
+
+
+def _suite_kind(path: Path | str | None) -> str | None:
+    """The kind a suite module tests; None when ``path`` is not one (symbolic links resolved)."""
+    if path is None or Path(path).name not in SUITES:
         return None
-    return SUITES.get(Path(path).name)
+    if Path(path).parent.resolve() != PACKAGE_DIR:
+        return None
+    return SUITES[Path(path).name]
 
 
 def _declared(target: Target) -> frozenset[Capability]:

@@ -22,7 +22,7 @@ from taskq import (
     TaskiqMessage,
     UnsupportedCapabilityError,
 )
-from taskq_conformance.instances import NewBroker, payload, settle
+from taskq_conformance.instances import NewBroker, child_environment, payload, settle
 from taskq_conformance.targets import Target
 
 #: Seconds a broker may take to deliver what the suite waits for.
@@ -359,4 +359,9 @@ def _kick_from_another_process(spec: str, count: int) -> None:
         "    await broker.shutdown()\n"
         "asyncio.run(main())\n"
     )
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=DELIVERY_TIMEOUT)
+    subprocess.run(
+        [sys.executable, "-c", script],
+        check=True,
+        timeout=DELIVERY_TIMEOUT,
+        env=child_environment(),
+    )

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from taskq import Capability, TaskiqError, TaskiqResult, TaskProgress, TaskState
-from taskq_conformance.instances import NewBackend
+from taskq_conformance.instances import NewBackend, child_environment
 from taskq_conformance.targets import Target
 
 #: Seconds the suite allows for what must happen "now" (a wake-up, a write by another process).
@@ -187,4 +187,6 @@ def _store_from_another_process(spec: str, task_id: str) -> None:
         "    await backend.shutdown()\n"
         "asyncio.run(main())\n"
     )
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=PROMPT * 6)
+    subprocess.run(
+        [sys.executable, "-c", script], check=True, timeout=PROMPT * 6, env=child_environment()
+    )

@@ -52,9 +52,12 @@ class Target:
 def resolve_target(config: pytest.Config, kind: str) -> Target | None:
     """Return the target of ``kind``: command line, then ini, then environment, then hook."""
     option, ini, env, hook = KINDS[kind]
-    spec = config.getoption(option) or config.getini(ini) or os.environ.get(env)
+    for source, spec in ((option, config.getoption(option)), (f"ini {ini}", config.getini(ini))):
+        if spec:
+            return Target(kind, load_factory(spec, source), spec)
+    spec = os.environ.get(env)
     if spec:
-        return Target(kind, load_factory(spec, option), spec)
+        return Target(kind, load_factory(spec, env), spec)
     factory = getattr(config.hook, hook)(config=config)
     if factory is not None:
         return Target(kind, factory, None)

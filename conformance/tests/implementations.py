@@ -1,0 +1,348 @@
+"""Implementations the conformance suite is run against to show that it catches defects.
+
+Each broken class is a correct in-memory implementation with exactly ONE defect, named in its
+docstring; the zero-argument ``make_*`` factories at the end are the targets given to
+``--taskq-broker`` / ``--taskq-result-backend`` / ``--taskq-schedule-source``.
+Two are correct: `InMemoryScheduleSource`, since no schedule source ships with taskq yet and the
+suite needs one to show that its schedule source checks pass, and
+`SharedDirectoryResultBackend`, to run the ``cross_process`` checks of result backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import json
+import os
+import tempfile
+from collections.abc import AsyncGenerator
+from pathlib import Path
+from typing import Any, ClassVar
+
+from taskq import (
+    AckableMessage,
+    AsyncResultBackend,
+    BrokerMessage,
+    Capability,
+    ScheduledTask,
+    ScheduleSource,
+    TaskiqResult,
+    TaskProgress,
+)
+from taskq.exceptions import MessageDecodeError, ResultGetError
+from taskq_inmemory import InMemoryBroker, InmemoryResultBackend
+
+# -- brokers -------------------------------------------------------------------------------------
+
+
+class DropsOneMessageInAHundred(InMemoryBroker):
+    """Defect: every hundredth message given to `kick` is silently dropped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kicked = 0
+
+    async def kick(self, message: BrokerMessage) -> None:
+        self.kicked += 1
+        if self.kicked % 100 == 0:
+            return
+        await super().kick(message)
+
+
+class DuplicatesOneMessage(InMemoryBroker):
+    """Defect: the fiftieth message given to `kick` is queued twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kicked = 0
+
+    async def kick(self, message: BrokerMessage) -> None:
+        self.kicked += 1
+        if self.kicked == 50:
+            await super().kick(message)
+        await super().kick(message)
+
+
+class ManglesNonUtf8Bytes(InMemoryBroker):
+    """Defect: message bytes go through a text round trip that replaces invalid UTF-8."""
+
+    async def kick(self, message: BrokerMessage) -> None:
+        text = message.message.decode("utf-8", errors="replace")
+        await super().kick(dataclasses.replace(message, message=text.encode("utf-8")))
+
+
+class LosesLabels(InMemoryBroker):
+    """Defect: task messages are decoded and encoded again without their labels."""
+
+    async def kick(self, message: BrokerMessage) -> None:
+        try:
+            decoded = self.formatter.loads(message.message)
+        except MessageDecodeError:  # not a task message: passed on as it is
+            await super().kick(message)
+            return
+        decoded.labels = {}
+        await super().kick(self.formatter.dumps(decoded))
+
+
+class DeliversDelayedMessagesAtOnce(InMemoryBroker):
+    """Defect: declares ``delay`` (inherited) but ignores the ``delay`` label."""
+
+    async def kick(self, message: BrokerMessage) -> None:
+        labels = {name: value for name, value in message.labels.items() if name != "delay"}
+        await super().kick(dataclasses.replace(message, labels=labels))
+
+
+class IgnoresPriority(InMemoryBroker):
+    """Defect: declares ``priority`` (inherited) but ignores the ``priority`` label."""
+
+    async def kick(self, message: BrokerMessage) -> None:
+        labels = {name: value for name, value in message.labels.items() if name != "priority"}
+        await super().kick(dataclasses.replace(message, labels=labels))
+
+
+class NeverRedelivers(InMemoryBroker):
+    """Defect: declares ``acks`` and ``redelivery``, but an unacknowledged message is lost."""
+
+    capabilities: ClassVar[frozenset[Capability]] = InMemoryBroker.capabilities | {
+        Capability.ACKS,
+        Capability.REDELIVERY,
+    }
+
+    async def listen(self) -> AsyncGenerator[bytes | AckableMessage, None]:
+        async for data in super().listen():
+            yield AckableMessage(data, ack=lambda: None)
+
+
+class ListenNeverEnds(InMemoryBroker):
+    """Defect: `listen` keeps waiting after `shutdown` instead of returning."""
+
+    async def listen(self) -> AsyncGenerator[bytes, None]:
+        async for data in super().listen():
+            yield data
+        await asyncio.Event().wait()
+
+
+class AckableWithoutDeclaringAcks(InMemoryBroker):
+    """Defect: `listen` yields `AckableMessage` but the broker does not declare ``acks``."""
+
+    async def listen(self) -> AsyncGenerator[bytes | AckableMessage, None]:
+        async for data in super().listen():
+            yield AckableMessage(data, ack=lambda: None)
+
+
+# -- result backends -----------------------------------------------------------------------------
+
+
+class AnswersTheLatestRead(InmemoryResultBackend[Any]):
+    """Defect: concurrent reads share one request slot, so a read gets another task's result."""
+
+    def __init__(self) -> None:
+        super().__init__(max_stored_results=-1)
+        self.requested = ""
+
+    async def get_result(self, task_id: str, with_logs: bool = True) -> TaskiqResult[Any]:
+        self.requested = task_id
+        await asyncio.sleep(0)  # the round trip to the store, while other reads start
+        return await super().get_result(self.requested, with_logs)
+
+
+class LosesIsErr(InmemoryResultBackend[Any]):
+    """Defect: every result is stored as a success (``is_err`` is dropped)."""
+
+    def __init__(self) -> None:
+        super().__init__(max_stored_results=-1)
+
+    async def set_result(self, task_id: str, result: TaskiqResult[Any]) -> None:
+        await super().set_result(task_id, dataclasses.replace(result, is_err=False))
+
+
+class DropsProgress(InmemoryResultBackend[Any]):
+    """Defect: declares ``progress`` (inherited) but `get_progress` always returns None."""
+
+    def __init__(self) -> None:
+        super().__init__(max_stored_results=-1)
+
+    async def get_progress(self, task_id: str) -> TaskProgress[Any] | None:
+        return None
+
+
+class IgnoresTtl(InmemoryResultBackend[Any]):
+    """Defect: declares ``ttl`` and has ``result_ttl``, but results never expire."""
+
+    capabilities: ClassVar[frozenset[Capability]] = InmemoryResultBackend.capabilities | {
+        Capability.TTL
+    }
+
+    def __init__(self) -> None:
+        super().__init__(max_stored_results=-1)
+        self.result_ttl: float | None = None
+
+
+class PollsDespiteNotify(InmemoryResultBackend[Any]):
+    """Defect: declares ``notify`` (inherited) but `wait_ready` only polls."""
+
+    def __init__(self) -> None:
+        super().__init__(max_stored_results=-1)
+
+    async def wait_ready(self, task_id: str, timeout: float | None, check_interval: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while not await self.is_result_ready(task_id):
+            if deadline is not None and loop.time() >= deadline:
+                return False
+            pause = check_interval if deadline is None else deadline - loop.time()
+            await asyncio.sleep(max(0.0, min(check_interval, pause)))
+        return True
+
+
+class SharedDirectoryResultBackend(AsyncResultBackend[Any]):
+    """A correct ``cross_process`` backend: one JSON file per result in a shared directory.
+
+    The directory is ``$TASKQ_TEST_RESULTS_DIR``, or one under the system's temporary directory.
+    """
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.CROSS_PROCESS})
+
+    def __init__(self) -> None:
+        default = Path(tempfile.gettempdir()) / "taskq-conformance-results"
+        self.directory = Path(os.environ.get("TASKQ_TEST_RESULTS_DIR", default))
+
+    async def startup(self) -> None:
+        await asyncio.to_thread(self.directory.mkdir, parents=True, exist_ok=True)
+
+    async def set_result(self, task_id: str, result: TaskiqResult[Any]) -> None:
+        data = json.dumps(result.to_dict())
+        partial = self.directory / f"{task_id}.partial"
+        await asyncio.to_thread(partial.write_text, data, encoding="utf-8")
+        await asyncio.to_thread(partial.replace, self.directory / task_id)
+
+    async def is_result_ready(self, task_id: str) -> bool:
+        return await asyncio.to_thread((self.directory / task_id).exists)
+
+    async def get_result(self, task_id: str, with_logs: bool = True) -> TaskiqResult[Any]:
+        try:
+            data = await asyncio.to_thread((self.directory / task_id).read_text, encoding="utf-8")
+        except FileNotFoundError:
+            raise ResultGetError(f"no result is stored for task {task_id}") from None
+        return TaskiqResult.from_dict(json.loads(data))
+
+
+# -- schedule sources ----------------------------------------------------------------------------
+
+
+class InMemoryScheduleSource(ScheduleSource):
+    """A correct source: schedules kept in this process, added and deleted at runtime."""
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.DYNAMIC})
+
+    def __init__(self) -> None:
+        self.schedules: dict[str, ScheduledTask] = {}
+
+    async def get_schedules(self) -> list[ScheduledTask]:
+        return [copy.deepcopy(schedule) for schedule in self.schedules.values()]
+
+    async def add_schedule(self, schedule: ScheduledTask) -> None:
+        self.schedules[schedule.schedule_id] = copy.deepcopy(schedule)
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        self.schedules.pop(schedule_id, None)
+
+
+class LosesArgs(InMemoryScheduleSource):
+    """Defect: a schedule added at runtime is kept without its positional arguments."""
+
+    async def add_schedule(self, schedule: ScheduledTask) -> None:
+        await super().add_schedule(dataclasses.replace(schedule, args=[]))
+
+
+class DeleteDoesNothing(InMemoryScheduleSource):
+    """Defect: `delete_schedule` returns without deleting anything."""
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        return
+
+
+class AddsWithoutDeclaringDynamic(InMemoryScheduleSource):
+    """Defect: accepts `add_schedule` but does not declare ``dynamic``."""
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+
+
+# -- factories: the targets given to the suite ---------------------------------------------------
+
+
+def make_dropping_broker() -> InMemoryBroker:
+    return DropsOneMessageInAHundred()
+
+
+def make_duplicating_broker() -> InMemoryBroker:
+    return DuplicatesOneMessage()
+
+
+def make_mangling_broker() -> InMemoryBroker:
+    return ManglesNonUtf8Bytes()
+
+
+def make_label_losing_broker() -> InMemoryBroker:
+    return LosesLabels()
+
+
+def make_undelaying_broker() -> InMemoryBroker:
+    return DeliversDelayedMessagesAtOnce()
+
+
+def make_priority_ignoring_broker() -> InMemoryBroker:
+    return IgnoresPriority()
+
+
+def make_non_redelivering_broker() -> InMemoryBroker:
+    return NeverRedelivers()
+
+
+def make_endless_listen_broker() -> InMemoryBroker:
+    return ListenNeverEnds()
+
+
+def make_undeclared_acks_broker() -> InMemoryBroker:
+    return AckableWithoutDeclaringAcks()
+
+
+def make_mixing_backend() -> InmemoryResultBackend[Any]:
+    return AnswersTheLatestRead()
+
+
+def make_is_err_losing_backend() -> InmemoryResultBackend[Any]:
+    return LosesIsErr()
+
+
+def make_progress_dropping_backend() -> InmemoryResultBackend[Any]:
+    return DropsProgress()
+
+
+def make_ttl_ignoring_backend() -> InmemoryResultBackend[Any]:
+    return IgnoresTtl()
+
+
+def make_polling_backend() -> InmemoryResultBackend[Any]:
+    return PollsDespiteNotify()
+
+
+def make_shared_directory_backend() -> AsyncResultBackend[Any]:
+    return SharedDirectoryResultBackend()
+
+
+def make_schedule_source() -> ScheduleSource:
+    return InMemoryScheduleSource()
+
+
+def make_args_losing_source() -> ScheduleSource:
+    return LosesArgs()
+
+
+def make_undeleting_source() -> ScheduleSource:
+    return DeleteDoesNothing()
+
+
+def make_undeclared_dynamic_source() -> ScheduleSource:
+    return AddsWithoutDeclaringDynamic()

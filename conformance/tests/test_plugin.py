@@ -1,0 +1,284 @@
+"""The plugin's interface: where targets come from, the capability table, the report, xfails.
+
+Each test runs ``pytest --pyargs taskq_conformance`` in a scratch directory; most select one
+or a few suite checks with ``-k``, since the point here is the plugin, not the suite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+import taskq_conformance
+
+HERE = Path(__file__).resolve().parent
+BROKER = "taskq_inmemory.conformance:make_broker"
+BACKEND = "taskq_inmemory.conformance:make_result_backend"
+#: One quick check of the broker suite.
+ONE_CHECK = ("-k", "test_startup_and_shutdown_twice")
+
+
+def run_suite(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """Run the suite the way a third party does, with ``args`` after the package name."""
+    return pytester.runpytest_subprocess(
+        "--pyargs", "taskq_conformance", *args, "-p", "no:cacheprovider"
+    )
+
+
+# -- targets -------------------------------------------------------------------------------------
+
+
+def test_without_a_target_the_run_fails_and_says_how_to_give_one(pytester: pytest.Pytester):
+    result = run_suite(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "*taskq-conformance needs something to test*",
+            "*pytest --pyargs taskq_conformance --taskq-broker mypkg.testing:make_broker*",
+        ]
+    )
+    assert result.parseoutcomes().get("passed", 0) == 0
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("no_such_module:make_broker", "--taskq-broker: cannot import 'no_such_module'*"),
+        (
+            "taskq_inmemory.conformance:no_such_factory",
+            "--taskq-broker: 'taskq_inmemory.conformance:no_such_factory' is not a callable*",
+        ),
+        ("taskq_inmemory.conformance", "--taskq-broker: expected module:attribute*"),
+    ],
+    ids=["module", "attribute", "no-colon"],
+)
+def test_a_target_that_cannot_be_loaded_is_a_one_line_error(
+    pytester: pytest.Pytester, spec: str, message: str
+):
+    result = run_suite(pytester, "--taskq-broker", spec)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.errlines if line.startswith("ERROR:")]
+    assert len(errors) == 1, result.errlines
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+    assert "Traceback" not in "\n".join(result.outlines + result.errlines)
+
+
+@pytest.mark.parametrize("config_file", ["tox.ini", "pyproject.toml"])
+def test_target_from_an_ini_key(pytester: pytest.Pytester, config_file: str):
+    if config_file == "tox.ini":
+        pytester.makeini(f"[pytest]\ntaskq_broker = {BROKER}\n")
+    else:
+        pytester.makepyprojecttoml(f'[tool.pytest.ini_options]\ntaskq_broker = "{BROKER}"\n')
+    result = run_suite(pytester, *ONE_CHECK)
+    result.assert_outcomes(passed=1)
+
+
+def test_target_from_an_environment_variable(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("TASKQ_BROKER", BROKER)
+    result = run_suite(pytester, *ONE_CHECK)
+    result.assert_outcomes(passed=1)
+
+
+def test_the_command_line_wins_over_ini_and_environment(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+):
+    # were either of these used, the run would stop: neither can be imported
+    pytester.makeini("[pytest]\ntaskq_broker = no_such_module:from_ini\n")
+    monkeypatch.setenv("TASKQ_BROKER", "no_such_module:from_env")
+    result = run_suite(pytester, "--taskq-broker", BROKER, *ONE_CHECK)
+    result.assert_outcomes(passed=1)
+
+
+def test_target_from_a_conftest_hook(pytester: pytest.Pytester):
+    pytester.makeconftest(
+        """
+        from taskq_inmemory.conformance import make_broker
+
+        def pytest_taskq_broker_factory(config):
+            return make_broker
+        """
+    )
+    result = run_suite(pytester, *ONE_CHECK, "--taskq-report", "report.json")
+    result.assert_outcomes(passed=1)
+    report = json.loads((pytester.path / "report.json").read_text())
+    assert report["targets"] == {"broker": "hook"}
+
+
+# -- the table and the report --------------------------------------------------------------------
+
+
+def test_the_capability_table_is_printed(pytester: pytest.Pytester):
+    result = run_suite(
+        pytester, "--taskq-broker", BROKER, "-k", "test_startup_and_shutdown_twice or test_acks"
+    )
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*= taskq conformance =*", "capability*passed*failed*skipped"])
+    result.stdout.re_match_lines([r"broker: acks\s+0\s+0\s+1$", r"broker: mandatory\s+1\s+0\s+0$"])
+
+
+def test_the_report_is_written_as_json(pytester: pytest.Pytester):
+    result = run_suite(
+        pytester,
+        "--taskq-broker",
+        BROKER,
+        "--taskq-result-backend",
+        BACKEND,
+        "-k",
+        "test_startup_and_shutdown_twice or test_set_get_and_is_ready or test_ttl",
+        "--taskq-report",
+        "report.json",
+    )
+    assert result.ret == pytest.ExitCode.OK
+    report = json.loads((pytester.path / "report.json").read_text())
+    assert report["targets"] == {"broker": BROKER, "result_backend": BACKEND}
+    assert report["declared"] == {
+        "broker": ["delay", "load_balancing", "priority"],
+        "result_backend": ["notify", "progress"],
+    }
+    assert report["capabilities"] == {
+        "broker: mandatory": {"passed": 1, "failed": 0, "skipped": 0},
+        "result_backend: mandatory": {"passed": 1, "failed": 0, "skipped": 0},
+        "result_backend: ttl": {"passed": 0, "failed": 0, "skipped": 1},
+    }
+
+
+# -- capabilities and known failures -------------------------------------------------------------
+
+
+def test_undeclared_capabilities_are_skipped_naming_the_capability(pytester: pytest.Pytester):
+    result = run_suite(
+        pytester,
+        "--taskq-broker",
+        BROKER,
+        "--taskq-result-backend",
+        BACKEND,
+        "-k",
+        "test_acks or test_reject or test_redelivery or test_cross_process or test_ttl"
+        " or test_delay_label_is_refused",
+        "-rs",
+    )
+    assert result.ret == pytest.ExitCode.OK
+    for reason in [
+        "broker does not declare acks",
+        "broker does not declare reject",
+        "broker does not declare redelivery",
+        "broker does not declare cross_process",
+        "result_backend does not declare ttl",
+        "result_backend does not declare cross_process",
+        "broker declares delay",  # the check that an undeclared delay is refused
+    ]:
+        result.stdout.fnmatch_lines([f"SKIPPED *: {reason}"])
+    assert result.parseoutcomes().get("passed", 0) == 0
+
+
+def test_a_listed_failing_check_is_xfailed_and_the_run_passes(pytester: pytest.Pytester):
+    pytester.path.joinpath("known-failures.txt").write_text(
+        "# delay is not honoured yet\nsuite_broker.py::test_delay\n"
+    )
+    result = run_suite(
+        pytester,
+        "--taskq-broker",
+        "implementations:make_undelaying_broker",
+        "-k",
+        "test_delay or test_startup_and_shutdown_twice",
+        "--taskq-xfail-file",
+        "known-failures.txt",
+    )
+    assert result.ret == pytest.ExitCode.OK
+    result.assert_outcomes(passed=1, skipped=1, xfailed=1)
+
+
+def test_a_listed_passing_check_fails_the_run_as_a_strict_xpass(pytester: pytest.Pytester):
+    pytester.path.joinpath("known-failures.txt").write_text(
+        "suite_broker.py::test_startup_and_shutdown_twice\n"
+    )
+    result = run_suite(
+        pytester, "--taskq-broker", BROKER, *ONE_CHECK, "--taskq-xfail-file", "known-failures.txt"
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*XPASS(strict)*"])
+    result.assert_outcomes(failed=1)
+
+
+def test_a_missing_xfail_file_is_a_usage_error(pytester: pytest.Pytester):
+    result = run_suite(pytester, "--taskq-broker", BROKER, "--taskq-xfail-file", "no-such-file.txt")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --taskq-xfail-file: cannot read no-such-file.txt*"])
+
+
+# -- the user's own pytest configuration ---------------------------------------------------------
+
+
+def test_the_suite_is_collected_whatever_python_files_and_functions_say(
+    pytester: pytest.Pytester,
+):
+    pytester.makeini(
+        "[pytest]\npython_files = check_*.py\npython_functions = check_*\npython_classes = Check\n"
+    )
+    result = run_suite(
+        pytester,
+        "--taskq-broker",
+        BROKER,
+        "-k",
+        "test_startup_and_shutdown_twice or test_bytes_round_trip_exactly",
+    )
+    result.assert_outcomes(passed=4)
+
+
+@pytest.mark.parametrize("python_files", ["*.py", "suite_*.py"])
+def test_each_check_runs_once_when_python_files_matches_the_suite(
+    pytester: pytest.Pytester, python_files: str
+):
+    pytester.makeini(f"[pytest]\npython_files = {python_files}\n")
+    result = run_suite(pytester, "--taskq-broker", BROKER, *ONE_CHECK)
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("mode", ["strict", "auto"])
+def test_async_checks_run_in_any_asyncio_mode(pytester: pytest.Pytester, mode: str):
+    pytester.makeini(f"[pytest]\nasyncio_mode = {mode}\n")
+    result = run_suite(
+        pytester,
+        "--taskq-broker",
+        BROKER,
+        "-k",
+        "test_startup_and_shutdown_twice or test_labels_round_trip",
+    )
+    result.assert_outcomes(passed=2)
+
+
+def test_cross_process_checks_import_the_target_as_this_run_does(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+):
+    # the target is importable through the user's `pythonpath` ini setting, as is common
+    others = [p for p in os.environ["PYTHONPATH"].split(os.pathsep) if p and p != str(HERE)]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(others))
+    monkeypatch.setenv("TASKQ_TEST_RESULTS_DIR", str(pytester.path / "results"))
+    pytester.makeini(f"[pytest]\npythonpath = {HERE}\n")
+    result = run_suite(
+        pytester,
+        "--taskq-result-backend",
+        "implementations:make_shared_directory_backend",
+        "-k",
+        "test_cross_process",
+    )
+    result.assert_outcomes(passed=1)
+
+
+def test_the_suite_is_found_through_a_symlinked_install(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+):
+    # e.g. a virtualenv whose lib64 is a link to lib, or a macOS /tmp (a link to /private/tmp)
+    link = pytester.path / "linked-site-packages"
+    try:
+        link.symlink_to(Path(taskq_conformance.__file__).resolve().parent.parent)
+    except OSError:
+        pytest.skip("symbolic links cannot be made here")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(link), os.environ["PYTHONPATH"]]))
+    result = run_suite(pytester, "--taskq-broker", BROKER, *ONE_CHECK)
+    result.assert_outcomes(passed=1)

@@ -1,0 +1,261 @@
+"""The suite fails each deliberately broken implementation, on the check meant to catch it.
+
+Every broken implementation in `implementations.py` has one defect. The whole suite of its kind
+is run against it as a third party runs it (``pytest --pyargs taskq_conformance --taskq-broker
+implementations:make_dropping_broker``) and must fail, on the check named here; the correct
+implementations must pass.
+
+The suite waits up to 30 s for a message that never comes (one dropped, one never redelivered),
+so one run can take a minute. The runs are therefore started together, in the background, when
+the first test of this module needs one, and each test waits for its own run's outcome.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+#: kind of target -> (its command-line option, its suite module)
+KINDS = {
+    "broker": ("--taskq-broker", "suite_broker.py"),
+    "result_backend": ("--taskq-result-backend", "suite_result_backend.py"),
+    "schedule_source": ("--taskq-schedule-source", "suite_schedule_source.py"),
+}
+#: Runs of the suite at once (they mostly wait on timeouts, not on the CPU).
+PARALLEL_RUNS = 4
+#: Seconds one run of a suite may take.
+RUN_TIMEOUT = 300
+#: Environment variables that would give a run a target besides the one under test.
+TARGET_VARIABLES = ("TASKQ_BROKER", "TASKQ_RESULT_BACKEND", "TASKQ_SCHEDULE_SOURCE")
+#: A failed check in pytest's short summary: ``FAILED <path>/suite_broker.py::test_x - why``.
+FAILED_LINE = re.compile(r"FAILED \S*?(suite_\w+\.py::\S+)")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One run of the suite: the targets it is given and what its outcome must show."""
+
+    name: str
+    targets: tuple[str, ...]
+    #: The suite check (``suite_module.py::test_name[id]``) that must fail; None: all must pass.
+    catching: str | None = None
+    #: Rows the capability table must print (regular expressions).
+    rows: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def broken(kind: str, factory: str, check: str) -> Case:
+    """A run against ``implementations:<factory>`` that the suite ``check`` must fail."""
+    option, suite = KINDS[kind]
+    target = f"implementations:{factory}"
+    return Case(factory.removeprefix("make_"), (option, target), f"{suite}::{check}")
+
+
+# Slowest first: the batch then takes about as long as its slowest run.
+BROKEN = [
+    broken("broker", "make_dropping_broker", "test_each_message_is_delivered_exactly_once"),
+    broken("broker", "make_non_redelivering_broker", "test_redelivery_after_the_consumer_is_gone"),
+    broken("broker", "make_endless_listen_broker", "test_listen_ends_after_shutdown"),
+    broken("broker", "make_duplicating_broker", "test_each_message_is_delivered_exactly_once"),
+    broken("broker", "make_mangling_broker", "test_bytes_round_trip_exactly[non-utf8]"),
+    broken("broker", "make_label_losing_broker", "test_labels_round_trip"),
+    broken("broker", "make_priority_ignoring_broker", "test_priority_under_a_backlog"),
+    broken("broker", "make_undelaying_broker", "test_delay"),
+    broken(
+        "broker",
+        "make_undeclared_acks_broker",
+        "test_messages_are_not_ackable_without_the_capability",
+    ),
+    broken("result_backend", "make_polling_backend", "test_notify_wakes_a_waiter_without_polling"),
+    broken("result_backend", "make_ttl_ignoring_backend", "test_ttl"),
+    broken("result_backend", "make_mixing_backend", "test_concurrent_writers_never_mix_results"),
+    broken(
+        "result_backend", "make_is_err_losing_backend", "test_error_results_keep_type_and_message"
+    ),
+    broken("result_backend", "make_progress_dropping_backend", "test_progress"),
+    broken(
+        "schedule_source",
+        "make_args_losing_source",
+        "test_added_schedules_come_back_intact_and_can_be_deleted",
+    ),
+    broken(
+        "schedule_source",
+        "make_undeleting_source",
+        "test_added_schedules_come_back_intact_and_can_be_deleted",
+    ),
+    broken(
+        "schedule_source",
+        "make_undeclared_dynamic_source",
+        "test_adding_is_refused_without_the_capability",
+    ),
+]
+
+CORRECT = [
+    Case(
+        "inmemory",
+        (
+            "--taskq-broker",
+            "taskq_inmemory.conformance:make_broker",
+            "--taskq-result-backend",
+            "taskq_inmemory.conformance:make_result_backend",
+        ),
+        rows=(
+            r"broker: mandatory\s+\d+\s+0\s+0$",
+            r"broker: delay\s+1\s+0\s+0$",
+            r"result_backend: mandatory\s+\d+\s+0\s+0$",
+            r"result_backend: progress\s+1\s+0\s+0$",
+        ),
+    ),
+    Case(
+        "shared_directory_backend",
+        ("--taskq-result-backend", "implementations:make_shared_directory_backend"),
+        rows=(r"result_backend: cross_process\s+1\s+0\s+0$",),
+    ),
+    Case(
+        "schedule_source",
+        ("--taskq-schedule-source", "implementations:make_schedule_source"),
+        rows=(
+            r"schedule_source: mandatory\s+\d+\s+0\s+0$",
+            r"schedule_source: dynamic\s+1\s+0\s+0$",
+        ),
+    ),
+]
+
+
+# -- running the suite ---------------------------------------------------------------------------
+
+
+def run_suite(case: Case, scratch: Path, env: dict[str, str]) -> pytest.RunResult:
+    """Run the suite in ``scratch`` (no pytest config there) as a third party would."""
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "--pyargs",
+        "taskq_conformance",
+        *case.targets,
+        "-p",
+        "no:cacheprovider",
+        f"--basetemp={scratch / 'basetemp'}",
+    ]
+    started = time.monotonic()
+    done = subprocess.run(
+        command,
+        cwd=scratch,
+        env={**env, "TASKQ_TEST_RESULTS_DIR": str(scratch / "results")},
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+    return pytest.RunResult(
+        done.returncode,
+        done.stdout.splitlines(),
+        done.stderr.splitlines(),
+        time.monotonic() - started,
+    )
+
+
+@pytest.fixture(scope="module")
+def suite_runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[Case, Future[pytest.RunResult]]]:
+    """Start the runs of every selected case of this module at once; each test awaits its own."""
+    cases = _selected_cases(request)
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in TARGET_VARIABLES and name != "PYTEST_ADDOPTS"
+    }
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
+    with ThreadPoolExecutor(max_workers=PARALLEL_RUNS) as pool:
+        runs = {
+            case: pool.submit(run_suite, case, tmp_path_factory.mktemp(case.name), env)
+            for case in cases
+        }
+        yield runs
+        for run in runs.values():
+            run.cancel()
+
+
+def _selected_cases(request: pytest.FixtureRequest) -> list[Case]:
+    cases: list[Case] = []
+    for item in request.session.items:
+        callspec = getattr(item, "callspec", None)
+        if getattr(item, "module", None) is request.module and callspec is not None:
+            case = callspec.params.get("case")
+            if isinstance(case, Case) and case not in cases:
+                cases.append(case)
+    return cases
+
+
+def failed_checks(result: pytest.RunResult) -> set[str]:
+    """The suite checks a run reports as FAILED, as ``suite_module.py::test_name[id]``."""
+    return {m.group(1) for line in result.outlines if (m := FAILED_LINE.match(line))}
+
+
+def tail(result: pytest.RunResult, lines: int = 80) -> str:
+    """The end of a run's output, to show when an assertion about it fails."""
+    return "\n".join(
+        ["--- stdout", *result.outlines[-lines:], "--- stderr", *result.errlines[-20:]]
+    )
+
+
+# -- the tests -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", BROKEN, ids=str)
+def test_the_suite_fails_a_broken_implementation(
+    case: Case, suite_runs: dict[Case, Future[pytest.RunResult]]
+) -> None:
+    result = suite_runs[case].result()
+    failed = failed_checks(result)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, (
+        f"the suite did not fail {case.targets[1]}\n{tail(result)}"
+    )
+    assert case.catching in failed, (
+        f"the suite did not catch the defect of {case.targets[1]} in {case.catching}; "
+        f"it failed {sorted(failed)}\n{tail(result)}"
+    )
+
+
+@pytest.mark.parametrize("case", CORRECT, ids=str)
+def test_the_suite_passes_a_correct_implementation(
+    case: Case, suite_runs: dict[Case, Future[pytest.RunResult]]
+) -> None:
+    result = suite_runs[case].result()
+    assert result.ret == pytest.ExitCode.OK, tail(result)
+    result.stdout.fnmatch_lines(["*= taskq conformance =*"])
+    for row in case.rows:
+        result.stdout.re_match_lines([row])
+
+
+def test_every_implementation_is_run_and_names_its_defect(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(HERE))
+    implementations = importlib.import_module("implementations")
+    factories = {name for name in vars(implementations) if name.startswith("make_")}
+    run = {
+        target.removeprefix("implementations:")
+        for case in [*BROKEN, *CORRECT]
+        for target in case.targets
+        if target.startswith("implementations:")
+    }
+    assert factories == run, "every factory in implementations.py has a case here"
+    for name, value in vars(implementations).items():
+        if inspect.isclass(value) and value.__module__ == implementations.__name__:
+            doc = inspect.getdoc(value) or ""
+            assert doc.startswith(("Defect: ", "A correct ")), f"{name} does not name its defect"
