@@ -62,10 +62,17 @@ class ZeroMQBroker(AsyncBroker):
         self._intake: Intake | None = None
 
     async def startup(self) -> None:
-        """Open the worker side in a worker process (the client side opens on first kick)."""
+        """Open the worker side in a worker process, the client side elsewhere."""
         await super().startup()
         if self.is_worker_process:
             self._worker_side()
+        else:
+            self._client_side()
+
+    @property
+    def connected_workers(self) -> int:
+        """How many workers this client hears from now (0 before startup or on a worker)."""
+        return 0 if self._dispatcher is None else self._dispatcher.live_workers()
 
     async def shutdown(self) -> None:
         """Hand back unstarted messages (worker side), fail waiting kicks (client side), close."""
@@ -82,17 +89,18 @@ class ZeroMQBroker(AsyncBroker):
 
     async def kick(self, message: BrokerMessage) -> None:
         """Send the message to one worker, waiting while no worker has room."""
-        if self._dispatcher is None:
-            self._dispatcher = Dispatcher(
-                self._zmq(), self.zmq_pub_host, bind=self.bind == "client"
-            )
-        await self._dispatcher.send(message.message)
+        await self._client_side().send(message.message)
 
     async def listen(self) -> AsyncGenerator[bytes, None]:
         """Yield the messages this worker receives until shutdown."""
         intake = self._worker_side()
         while (payload := await intake.take()) is not None:
             yield payload
+
+    def _client_side(self) -> Dispatcher:
+        if self._dispatcher is None:
+            self._dispatcher = Dispatcher(self._zmq(), self.zmq_pub_host, self.bind == "client")
+        return self._dispatcher
 
     def _worker_side(self) -> Intake:
         if self._intake is None:

@@ -139,6 +139,11 @@ class Dispatcher:
             return True
         return False
 
+    def live_workers(self) -> int:
+        """Workers heard from within `PEER_TIMEOUT`."""
+        now = time.monotonic()
+        return sum(now - peer.last_seen <= PEER_TIMEOUT for peer in self.peers.values())
+
     def _pick(self) -> bytes | None:
         now = time.monotonic()
         best, best_credits = None, 0
@@ -147,4 +152,6 @@ class Dispatcher:
                 del self.peers[identity]
             elif peer.credits > best_credits:
                 best, best_credits = identity, peer.credits
+        if best is not None:  # to the back: workers with equal room take turns
+            self.peers[best] = self.peers.pop(best)
         return best
