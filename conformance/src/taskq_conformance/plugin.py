@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from taskq import Capability
+# Nothing from taskq is imported here: pytest loads this plugin before coverage starts, and the
+# implementations under test (taskq's own included) must be measured from their first line.
 from taskq_conformance import hookspecs
-from taskq_conformance.instances import started_backend, started_broker, started_source
 from taskq_conformance.targets import HOW_TO, KINDS, Target, make_instance, resolve_target
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -25,7 +25,7 @@ SUITES = {
     "suite_schedule_source.py": "schedule_source",
 }
 _TARGETS = pytest.StashKey[dict[str, Target | None]]()
-_CAPABILITIES = pytest.StashKey[dict[str, frozenset[Capability]]]()
+_CAPABILITIES = pytest.StashKey[dict[str, frozenset[str]]]()
 _CATEGORIES = pytest.StashKey[dict[str, str]]()
 
 
@@ -141,9 +141,14 @@ def _suite_kind(path: Path | str | None) -> str | None:
     return SUITES[Path(path).name]
 
 
-def _declared(target: Target) -> frozenset[Capability]:
+def _declared(target: Target) -> frozenset[str]:
     instance = asyncio.run(make_instance(target))
-    return frozenset(Capability(c) for c in getattr(instance, "capabilities", ()))
+    return frozenset(_capability_name(c) for c in getattr(instance, "capabilities", ()))
+
+
+def _capability_name(capability: Any) -> str:
+    """``"delay"`` for ``Capability.DELAY`` (or for ``"delay"``)."""
+    return str(getattr(capability, "value", capability))
 
 
 def _prepare(item: pytest.Item, config: pytest.Config, known_failures: set[str]) -> None:
@@ -151,15 +156,15 @@ def _prepare(item: pytest.Item, config: pytest.Config, known_failures: set[str])
     declared = config.stash[_CAPABILITIES][kind]
     category = f"{kind}: mandatory"
     for marker in item.iter_markers("taskq_requires"):
-        capability = Capability(marker.args[0])
-        category = f"{kind}: {capability.value}"
+        capability = _capability_name(marker.args[0])
+        category = f"{kind}: {capability}"
         if capability not in declared:
-            item.add_marker(pytest.mark.skip(reason=f"{kind} does not declare {capability.value}"))
+            item.add_marker(pytest.mark.skip(reason=f"{kind} does not declare {capability}"))
     for marker in item.iter_markers("taskq_lacks"):
-        capability = Capability(marker.args[0])
-        category = f"{kind}: {capability.value} (undeclared)"
+        capability = _capability_name(marker.args[0])
+        category = f"{kind}: {capability} (undeclared)"
         if capability in declared:
-            item.add_marker(pytest.mark.skip(reason=f"{kind} declares {capability.value}"))
+            item.add_marker(pytest.mark.skip(reason=f"{kind} declares {capability}"))
     if _test_id(item) in known_failures or item.nodeid in known_failures:
         item.add_marker(pytest.mark.xfail(reason="listed in --taskq-xfail-file", strict=True))
     config.stash[_CATEGORIES][item.nodeid] = category
@@ -222,7 +227,7 @@ class CapabilityTally:
         declared = self.config.stash.get(_CAPABILITIES, {})
         return {
             "targets": {k: (t.spec or "hook") for k, t in targets.items() if t is not None},
-            "declared": {k: sorted(c.value for c in caps) for k, caps in declared.items()},
+            "declared": {k: sorted(caps) for k, caps in declared.items()},
             "capabilities": dict(rows),
         }
 
@@ -260,6 +265,8 @@ def taskq_new_broker(
     taskq_broker_target: Target,
 ) -> Callable[..., AbstractAsyncContextManager[Any]]:
     """Make fresh, started brokers (worker side) to use in ``async with`` blocks."""
+    from taskq_conformance.instances import started_broker  # late: see the module's imports
+
     return lambda worker=True: started_broker(taskq_broker_target, worker)
 
 
@@ -268,6 +275,8 @@ def taskq_new_result_backend(
     taskq_result_backend_target: Target,
 ) -> Callable[[], AbstractAsyncContextManager[Any]]:
     """Make fresh, started result backends to use in ``async with`` blocks."""
+    from taskq_conformance.instances import started_backend  # late: see the module's imports
+
     return lambda: started_backend(taskq_result_backend_target)
 
 
@@ -276,4 +285,6 @@ def taskq_new_schedule_source(
     taskq_schedule_source_target: Target,
 ) -> Callable[[], AbstractAsyncContextManager[Any]]:
     """Make fresh, started schedule sources to use in ``async with`` blocks."""
+    from taskq_conformance.instances import started_source  # late: see the module's imports
+
     return lambda: started_source(taskq_schedule_source_target)

@@ -31,7 +31,7 @@ def _is_plain_class(annotation: Any) -> bool:
 
 @functools.lru_cache(maxsize=1024)
 def _cached_adapter(annotation: Any) -> Any:
-    from pydantic import PydanticSchemaGenerationError, TypeAdapter
+    from pydantic import PydanticSchemaGenerationError, TypeAdapter  # heavy: imported on need
 
     try:
         return TypeAdapter(annotation)
