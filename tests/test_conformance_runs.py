@@ -26,11 +26,19 @@ EXAMPLE_SRC = ROOT / "examples" / "taskq-example-broker" / "src"
             ["broker: mandatory 8 0 0", "broker: delay 1 0 0", "result_backend: notify 1 0 0"],
         ),
         (
+            ["--taskq-broker", "taskq_zmq.conformance:make_broker"],
+            ["broker: mandatory 8 0 0", "broker: cross_process 1 0 0"],
+        ),
+        (
+            ["--taskq-result-backend", "taskq_result_backends.conformance:make_sqlite_backend"],
+            ["result_backend: ttl 1 0 0", "result_backend: cross_process 1 0 0"],
+        ),
+        (
             ["--taskq-broker", "taskq_example_broker.testing:make_broker"],
             ["broker: mandatory 8 0 0", "broker: acks 1 0 0", "broker: reject 1 0 0"],
         ),
     ],
-    ids=["inmemory", "example-broker"],
+    ids=["inmemory", "zmq", "sqlite", "example-broker"],
 )
 def test_suite_passes_and_prints_its_table(tmp_path, targets, expected_rows):
     env = {**os.environ, "PYTHONPATH": str(EXAMPLE_SRC)}

@@ -1,0 +1,31 @@
+"""taskq-result-backends: result backends shared by processes (SQLite) or hosts (Redis).
+
+``RedisResultBackend`` is imported on first access, so that this package imports without
+the ``redis`` extra.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from taskq_result_backends.errors import ResultStoreBusyError, ResultStoreUnavailableError
+from taskq_result_backends.sqlite import SQLiteResultBackend
+
+if TYPE_CHECKING:
+    from taskq_result_backends.redis import RedisResultBackend
+
+__all__ = [
+    "RedisResultBackend",
+    "ResultStoreBusyError",
+    "ResultStoreUnavailableError",
+    "SQLiteResultBackend",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Import `RedisResultBackend` when it is first asked for (it needs the redis extra)."""
+    if name == "RedisResultBackend":
+        from taskq_result_backends.redis import RedisResultBackend
+
+        return RedisResultBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,363 @@
+"""`RedisResultBackend`: results in Redis for many hosts; waiters are woken by pub/sub."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlsplit
+
+from taskq.abc.result_backend import AsyncResultBackend
+from taskq.abc.serializer import TaskiqSerializer
+from taskq.capabilities import Capability
+from taskq.exceptions import ResultBackendError, ResultGetError, TaskiqError
+from taskq.progress import TaskProgress
+from taskq.result import TaskiqResult
+from taskq_result_backends._codec import (
+    decode_progress,
+    decode_result,
+    encode_progress,
+    encode_result,
+    serializer_or_default,
+)
+from taskq_result_backends.errors import ResultStoreUnavailableError
+
+try:
+    import redis.asyncio as aioredis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import RedisError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subprocess
+    if (exc.name or "").partition(".")[0] != "redis":
+        raise
+    raise ImportError(
+        "RedisResultBackend needs the redis package, which is not installed: "
+        "pip install 'taskq-result-backends[redis]'"
+    ) from exc
+
+_ReturnType = TypeVar("_ReturnType")
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+#: Seconds the pub/sub reader blocks on its socket before reading again (no query is sent).
+READ_BLOCK_S = 1.0
+#: Pauses (seconds) before each attempt to reopen a lost pub/sub connection; then waits fail.
+RECONNECT_DELAYS_S = (0.1, 0.2, 0.5, 1.0, 2.0, 2.0, 2.0, 2.0)
+
+
+class RedisResultBackend(AsyncResultBackend[_ReturnType]):
+    """Stores results and progress reports in Redis, for workers and clients on many hosts.
+
+    A result is the string key ``{prefix}:result:{task_id}``, a progress report
+    ``{prefix}:progress:{task_id}``; with a TTL both are written with ``SET ... PX``.
+    Storing a result also publishes its task id on the channel ``{prefix}:ready`` (in the
+    same MULTI/EXEC as the SET), so `wait_ready` is woken at once instead of polling.
+
+    Waiting uses one pub/sub connection per backend, opened by the first `wait_ready` and
+    read by one task that wakes the waiters of each published id: thousands of waiters cost
+    one connection. Each waiting process receives every ready notice of its prefix (a task
+    id); processes that only store results (workers) never subscribe. A lost pub/sub
+    connection is reopened (see ``RECONNECT_DELAYS_S``) and every waiter then checks its key
+    again, so a notice published meanwhile is not missed.
+
+    Args:
+        url: The Redis server, ``redis://[[user]:[password]@]host[:port][/db]``, ``rediss://``
+            for TLS or ``unix://``.
+        prefix: Start of every key and of the channel; backends sharing results must share it.
+        result_ttl: Seconds a result or progress report is kept; None (the default) keeps it
+            forever. The attribute may be changed at any time; it applies to what is stored
+            afterwards.
+        serializer: Encodes results (default: taskq's `JSONSerializer`). Writers and readers
+            must use the same one.
+        max_connections: At most this many connections (at least 2: waiting holds one);
+            when all are busy, a call waits for one (up to the pool's ``timeout``, 20 s by
+            default). None: redis-py's default for such a pool (50).
+        **connection_kwargs: Passed to redis-py's `BlockingConnectionPool` (``timeout``,
+            ``socket_timeout``, ``password``, ``ssl_cert_reqs``, ...). ``decode_responses``
+            must stay false.
+
+    Raises:
+        ValueError: A bad URL scheme, ``result_ttl``, ``max_connections`` or
+            ``decode_responses=True``.
+    """
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.PROGRESS, Capability.TTL, Capability.NOTIFY, Capability.CROSS_PROCESS}
+    )
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        prefix: str = "taskq",
+        result_ttl: float | None = None,
+        serializer: TaskiqSerializer | None = None,
+        max_connections: int | None = None,
+        **connection_kwargs: Any,
+    ) -> None:
+        if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"not a Redis URL (redis://, rediss:// or unix://): {url!r}")
+        if result_ttl is not None and result_ttl <= 0:
+            raise ValueError(f"result_ttl must be positive seconds or None, got {result_ttl!r}")
+        if max_connections is not None and max_connections < 2:
+            raise ValueError("max_connections must be at least 2 (waiting holds one) or None")
+        if connection_kwargs.get("decode_responses"):
+            raise ValueError("RedisResultBackend stores bytes: decode_responses must be False")
+        self.url = url
+        self.prefix = prefix
+        self.result_ttl = result_ttl
+        self.serializer = serializer_or_default(serializer)
+        self.max_connections = max_connections
+        self.connection_kwargs = connection_kwargs
+        self.ready_channel = f"{prefix}:ready"
+        self._redis: aioredis.Redis | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._subscribed: asyncio.Future[None] | None = None
+        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+
+    def result_key(self, task_id: str) -> str:
+        """The key holding the result of ``task_id``."""
+        return f"{self.prefix}:result:{task_id}"
+
+    def progress_key(self, task_id: str) -> str:
+        """The key holding the latest progress report of ``task_id``."""
+        return f"{self.prefix}:progress:{task_id}"
+
+    async def startup(self) -> None:
+        """Connect and check that the server answers.
+
+        Raises:
+            ResultStoreUnavailableError: The server does not answer at ``url``.
+        """
+        with self._errors("connect"):
+            await self._client().ping()
+
+    async def shutdown(self) -> None:
+        """Stop waiting (pending waiters get `ResultBackendError`) and close the connections."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+        stopped = ResultBackendError("the result backend was shut down during the wait")
+        if self._subscribed is not None and not self._subscribed.done():
+            self._subscribed.set_exception(stopped)
+        self._subscribed = None
+        self._fail_waiters(stopped)
+        client, self._redis = self._redis, None
+        if client is not None:
+            await client.aclose()
+
+    async def set_result(self, task_id: str, result: TaskiqResult[_ReturnType]) -> None:
+        """Store ``result`` (replacing an earlier one) and notify who waits for it.
+
+        Raises:
+            SerializationError: The result cannot be encoded by the serializer.
+            ResultStoreUnavailableError: The server does not answer.
+        """
+        payload = encode_result(self.serializer, task_id, result)
+        with self._errors(f"store the result of task {task_id}"):
+            async with self._client().pipeline(transaction=True) as pipe:
+                pipe.set(self.result_key(task_id), payload, px=self._ttl_ms())
+                pipe.publish(self.ready_channel, task_id)
+                await pipe.execute()
+
+    async def is_result_ready(self, task_id: str) -> bool:
+        """Tell whether a result is stored (and not expired) for ``task_id``."""
+        with self._errors(f"check the result of task {task_id}"):
+            return bool(await self._client().exists(self.result_key(task_id)))
+
+    async def get_result(self, task_id: str, with_logs: bool = True) -> TaskiqResult[_ReturnType]:
+        """Return the stored result of ``task_id`` (its log only when ``with_logs``).
+
+        Raises:
+            ResultGetError: No result is stored (or it expired), or it cannot be decoded.
+        """
+        with self._errors(f"read the result of task {task_id}"):
+            payload = await self._client().get(self.result_key(task_id))
+        if payload is None:
+            raise ResultGetError(f"no result is stored for task {task_id} (or it expired)")
+        return decode_result(self.serializer, task_id, _as_bytes(payload), with_logs)
+
+    async def set_progress(self, task_id: str, progress: TaskProgress[Any]) -> None:
+        """Store the latest progress report of ``task_id`` (kept for ``result_ttl`` too).
+
+        Raises:
+            SerializationError: The report's metadata cannot be encoded by the serializer.
+        """
+        payload = encode_progress(self.serializer, task_id, progress)
+        with self._errors(f"store the progress of task {task_id}"):
+            await self._client().set(self.progress_key(task_id), payload, px=self._ttl_ms())
+
+    async def get_progress(self, task_id: str) -> TaskProgress[Any] | None:
+        """Return the latest progress report of ``task_id``, or None."""
+        with self._errors(f"read the progress of task {task_id}"):
+            payload = await self._client().get(self.progress_key(task_id))
+        if payload is None:
+            return None
+        return decode_progress(self.serializer, task_id, _as_bytes(payload))
+
+    async def wait_ready(self, task_id: str, timeout: float | None, check_interval: float) -> bool:
+        """Wait until a result for ``task_id`` is stored; False when ``timeout`` s passed first.
+
+        The wait is woken by the writer's notification; ``check_interval`` is not used.
+        The channel is subscribed (and the subscription confirmed) before the key is checked,
+        so a result stored in between is not missed; after a reconnection of the pub/sub
+        connection every waiter checks its key again.
+
+        Raises:
+            ResultStoreUnavailableError: The server stopped answering during the wait.
+        """
+        if timeout is not None and timeout <= 0:
+            return await self.is_result_ready(task_id)
+        try:
+            await asyncio.wait_for(self._wait(task_id), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    # -- waiting -------------------------------------------------------------------------------
+
+    async def _wait(self, task_id: str) -> None:
+        await self._listening()
+        loop = asyncio.get_running_loop()
+        while True:
+            woken: asyncio.Future[None] = loop.create_future()
+            self._waiters.setdefault(task_id, set()).add(woken)
+            try:
+                if await self.is_result_ready(task_id):
+                    return
+                await woken
+            finally:
+                self._forget(task_id, woken)
+
+    async def _listening(self) -> None:
+        """Start the pub/sub reader unless it runs; return once the channel is subscribed."""
+        if self._listener is None or self._listener.done() or self._subscribed is None:
+            self._subscribed = asyncio.get_running_loop().create_future()
+            self._subscribed.add_done_callback(_retrieve_exception)
+            self._listener = asyncio.create_task(self._listen(self._subscribed))
+        await asyncio.shield(self._subscribed)
+
+    async def _listen(self, subscribed: asyncio.Future[None]) -> None:
+        """Wake the waiters of each id published on the ready channel, reconnecting if lost.
+
+        ``subscribed`` is resolved by the first subscription. A connection lost after it is
+        opened again after each of ``RECONNECT_DELAYS_S`` in turn; when all are spent (or the
+        first subscription fails), every waiter gets the error.
+        """
+        lost = 0  # connections lost since the last subscription
+
+        def on_subscribed() -> None:
+            nonlocal lost
+            lost = 0
+            if not subscribed.done():
+                subscribed.set_result(None)
+            self._wake_all()  # anything published while unsubscribed is checked again
+
+        try:
+            while True:
+                try:
+                    await self._read_channel(on_subscribed)
+                except ResultStoreUnavailableError:
+                    if not subscribed.done() or lost == len(RECONNECT_DELAYS_S):
+                        raise
+                    await asyncio.sleep(RECONNECT_DELAYS_S[lost])
+                    lost += 1
+        except Exception as exc:
+            error = (
+                exc
+                if isinstance(exc, TaskiqError)
+                else ResultBackendError(f"the reader of {self.ready_channel} failed: {exc!r}")
+            )
+            if not subscribed.done():
+                subscribed.set_exception(error)
+            self._fail_waiters(error)
+
+    async def _read_channel(self, on_subscribed: Callable[[], None]) -> None:
+        """Subscribe on a connection of its own and dispatch its messages until it fails."""
+        pubsub = self._client().pubsub()
+        try:
+            with self._errors("listen for stored results"):
+                await pubsub.subscribe(self.ready_channel)
+                while True:
+                    message = await pubsub.get_message(timeout=READ_BLOCK_S)
+                    if message is None:
+                        continue
+                    if message["type"] == "subscribe":
+                        on_subscribed()
+                    elif message["type"] == "message":
+                        data = message["data"]
+                        self._wake(data.decode() if isinstance(data, bytes) else str(data))
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+
+    def _wake(self, task_id: str) -> None:
+        for woken in self._waiters.get(task_id, ()):
+            if not woken.done():
+                woken.set_result(None)
+
+    def _wake_all(self) -> None:
+        for task_id in list(self._waiters):
+            self._wake(task_id)
+
+    def _fail_waiters(self, error: BaseException) -> None:
+        for waiters in self._waiters.values():
+            for woken in waiters:
+                if not woken.done():
+                    woken.set_exception(error)
+                    woken.add_done_callback(_retrieve_exception)
+
+    def _forget(self, task_id: str, woken: asyncio.Future[None]) -> None:
+        waiters = self._waiters.get(task_id)
+        if waiters is not None:
+            waiters.discard(woken)
+            if not waiters:
+                del self._waiters[task_id]
+
+    # -- the connection ------------------------------------------------------------------------
+
+    def _client(self) -> aioredis.Redis:
+        if self._redis is None:
+            options = dict(self.connection_kwargs)
+            if self.max_connections is not None:
+                options["max_connections"] = self.max_connections
+            pool = aioredis.BlockingConnectionPool.from_url(self.url, **options)
+            self._redis = aioredis.Redis.from_pool(pool)
+        return self._redis
+
+    def _ttl_ms(self) -> int | None:
+        return None if self.result_ttl is None else max(1, round(self.result_ttl * 1000))
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Turn redis-py's errors into taskq's, naming the server (without its password)."""
+        try:
+            yield
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise ResultStoreUnavailableError(
+                f"cannot {action}: Redis at {_redacted(self.url)} does not answer ({exc}); "
+                "check that the server runs and the URL is right"
+            ) from exc
+        except RedisError as exc:
+            raise ResultBackendError(
+                f"cannot {action}: Redis at {_redacted(self.url)} answered an error: {exc}"
+            ) from exc
+
+
+def _redacted(url: str) -> str:
+    """``url`` with its password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()
+
+
+def _as_bytes(value: bytes | str) -> bytes:
+    """A GET reply as bytes (it is bytes unless ``decode_responses`` was forced on)."""
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def _retrieve_exception(future: asyncio.Future[None]) -> None:
+    """Mark a future's exception as seen, for futures whose waiter may have gone."""
+    if not future.cancelled():
+        future.exception()

@@ -1,0 +1,321 @@
+"""`SQLiteResultBackend`: results in one SQLite file, shared by the processes of one host."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar, TypeVar
+
+from taskq.abc.result_backend import AsyncResultBackend
+from taskq.abc.serializer import TaskiqSerializer
+from taskq.capabilities import Capability
+from taskq.exceptions import ResultBackendError, ResultGetError
+from taskq.progress import TaskProgress
+from taskq.result import TaskiqResult
+from taskq_result_backends._codec import (
+    decode_progress,
+    decode_result,
+    encode_progress,
+    encode_result,
+    serializer_or_default,
+)
+from taskq_result_backends.errors import ResultStoreBusyError, ResultStoreUnavailableError
+
+_ReturnType = TypeVar("_ReturnType")
+_T = TypeVar("_T")
+
+#: Seconds a statement waits for another connection's write lock before giving up.
+DEFAULT_BUSY_TIMEOUT_S = 5.0
+#: Seconds between two purges of expired rows; a purge runs after a write, when one is due.
+DEFAULT_PURGE_INTERVAL_S = 60.0
+#: Rows one purge deletes at most per table, so that no single write pays for a large backlog.
+PURGE_BATCH = 1000
+#: First pause of `SQLiteResultBackend.wait_ready`; it doubles up to the caller's interval.
+FIRST_POLL_S = 0.01
+#: Seconds between two attempts to open a file that another process is setting up.
+OPEN_RETRY_S = 0.01
+
+RESULTS = "taskq_results"
+PROGRESS = "taskq_progress"
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {RESULTS} (
+    task_id TEXT PRIMARY KEY NOT NULL,
+    payload BLOB NOT NULL,
+    stored_at REAL NOT NULL,
+    expires_at REAL
+);
+CREATE INDEX IF NOT EXISTS {RESULTS}_expires_at
+    ON {RESULTS} (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS {PROGRESS} (
+    task_id TEXT PRIMARY KEY NOT NULL,
+    payload BLOB NOT NULL,
+    stored_at REAL NOT NULL,
+    expires_at REAL
+);
+CREATE INDEX IF NOT EXISTS {PROGRESS}_expires_at
+    ON {PROGRESS} (expires_at) WHERE expires_at IS NOT NULL;
+"""
+
+#: Connections a forked child inherited: kept referenced so that the child never closes them
+#: (SQLite must not use a connection across fork(), and closing one is a use).
+_INHERITED: list[sqlite3.Connection] = []
+
+
+class SQLiteResultBackend(AsyncResultBackend[_ReturnType]):
+    """Stores results and progress reports in a SQLite file, with the standard library only.
+
+    Every process that opens the same file shares the results: the embedded choice for a
+    worker pool and its clients on one host. The database runs in WAL mode (readers never
+    wait for the writer) with ``synchronous=NORMAL``: a stored result survives a crash of
+    any process; a power cut may lose the last few. Each backend holds one connection, used
+    from one thread of its own, so the event loop never waits for the disk or a lock.
+
+    SQLite cannot tell another process that a row was written, so `wait_ready` polls (see
+    there) and ``Capability.NOTIFY`` is not declared.
+
+    Args:
+        path: The database file, created with its tables on first use (its directory must
+            exist). Processes giving the same path share results.
+        result_ttl: Seconds a result or progress report is kept; None (the default) keeps it
+            forever. An expired row is never returned and is purged later. The attribute may
+            be changed at any time; it applies to what is stored afterwards.
+        serializer: Encodes results (default: taskq's `JSONSerializer`). Every process using
+            the file must use the same one.
+        busy_timeout_s: Seconds a statement waits for another connection's write lock before
+            `ResultStoreBusyError` is raised. Default 5.
+        purge_interval_s: Seconds between two purges of expired rows; a purge runs after a
+            write and deletes at most ``PURGE_BATCH`` rows per table. Default 60.
+
+    Raises:
+        ValueError: ``result_ttl``, ``busy_timeout_s`` or ``purge_interval_s`` is not positive.
+    """
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.PROGRESS, Capability.TTL, Capability.CROSS_PROCESS}
+    )
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = "taskq-results.sqlite3",
+        result_ttl: float | None = None,
+        serializer: TaskiqSerializer | None = None,
+        *,
+        busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+        purge_interval_s: float = DEFAULT_PURGE_INTERVAL_S,
+    ) -> None:
+        if result_ttl is not None and result_ttl <= 0:
+            raise ValueError(f"result_ttl must be positive seconds or None, got {result_ttl!r}")
+        if busy_timeout_s <= 0 or purge_interval_s <= 0:
+            raise ValueError("busy_timeout_s and purge_interval_s must be positive seconds")
+        self.path = os.fspath(path)
+        self.result_ttl = result_ttl
+        self.serializer = serializer_or_default(serializer)
+        self.busy_timeout_s = busy_timeout_s
+        self.purge_interval_s = purge_interval_s
+        self._connection: sqlite3.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._pid = os.getpid()
+        self._next_purge = 0.0  # time.monotonic() from which a write purges; used in the thread
+
+    async def startup(self) -> None:
+        """Open the database (creating the file and tables); a bad path fails here.
+
+        Raises:
+            ResultStoreUnavailableError: The file cannot be opened or created.
+            ResultStoreBusyError: The database stayed locked longer than ``busy_timeout_s``.
+        """
+        await self._run(lambda connection: None)
+
+    async def shutdown(self) -> None:
+        """Close the connection and stop its thread; the backend reopens on its next use."""
+        executor = self._executor
+        if executor is None or self._pid != os.getpid():
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(executor, self._close)
+        finally:
+            executor.shutdown(wait=False)
+            self._executor = None
+
+    async def set_result(self, task_id: str, result: TaskiqResult[_ReturnType]) -> None:
+        """Store ``result`` under ``task_id``, replacing an earlier one.
+
+        Raises:
+            SerializationError: The result cannot be encoded by the serializer.
+            ResultStoreBusyError: The database stayed locked longer than ``busy_timeout_s``.
+        """
+        payload = encode_result(self.serializer, task_id, result)
+        await self._write(RESULTS, task_id, payload)
+
+    async def is_result_ready(self, task_id: str) -> bool:
+        """Tell whether an unexpired result is stored for ``task_id``."""
+        return await self._read(RESULTS, task_id) is not None
+
+    async def get_result(self, task_id: str, with_logs: bool = True) -> TaskiqResult[_ReturnType]:
+        """Return the stored result of ``task_id`` (its log only when ``with_logs``).
+
+        Raises:
+            ResultGetError: No unexpired result is stored, or it cannot be decoded.
+        """
+        payload = await self._read(RESULTS, task_id)
+        if payload is None:
+            raise ResultGetError(f"no result is stored for task {task_id} (or it expired)")
+        return decode_result(self.serializer, task_id, payload, with_logs)
+
+    async def set_progress(self, task_id: str, progress: TaskProgress[Any]) -> None:
+        """Store the latest progress report of ``task_id`` (kept for ``result_ttl`` too).
+
+        Raises:
+            SerializationError: The report's metadata cannot be encoded by the serializer.
+        """
+        payload = encode_progress(self.serializer, task_id, progress)
+        await self._write(PROGRESS, task_id, payload)
+
+    async def get_progress(self, task_id: str) -> TaskProgress[Any] | None:
+        """Return the latest unexpired progress report of ``task_id``, or None."""
+        payload = await self._read(PROGRESS, task_id)
+        return None if payload is None else decode_progress(self.serializer, task_id, payload)
+
+    async def wait_ready(self, task_id: str, timeout: float | None, check_interval: float) -> bool:
+        """Wait until a result for ``task_id`` is stored; False when ``timeout`` s passed first.
+
+        Polls: first after ``FIRST_POLL_S`` seconds, then twice as long each time, up to
+        ``check_interval`` seconds, so short tasks are seen soon and long ones cost little.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = min(FIRST_POLL_S, check_interval)
+        while not await self.is_result_ready(task_id):
+            sleep = pause
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                sleep = min(pause, remaining)
+            await asyncio.sleep(sleep)
+            pause = min(pause * 2, check_interval)
+        return True
+
+    # -- the connection's thread -------------------------------------------------------------
+
+    async def _write(self, table: str, task_id: str, payload: bytes) -> None:
+        now = time.time()
+        expires_at = None if self.result_ttl is None else now + self.result_ttl
+
+        def write(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                f"INSERT OR REPLACE INTO {table} (task_id, payload, stored_at, expires_at)"
+                " VALUES (?, ?, ?, ?)",
+                (task_id, payload, now, expires_at),
+            )
+            if time.monotonic() >= self._next_purge:
+                self._purge(connection, now)
+
+        await self._run(write)
+
+    async def _read(self, table: str, task_id: str) -> bytes | None:
+        now = time.time()
+
+        def read(connection: sqlite3.Connection) -> bytes | None:
+            row = connection.execute(
+                f"SELECT payload FROM {table}"
+                " WHERE task_id = ? AND (expires_at IS NULL OR expires_at > ?)",
+                (task_id, now),
+            ).fetchone()
+            return None if row is None else bytes(row[0])
+
+        return await self._run(read)
+
+    def _purge(self, connection: sqlite3.Connection, now: float) -> None:
+        """Delete expired rows, at most ``PURGE_BATCH`` per table; due again soon if more are."""
+        backlog = False
+        for table in (RESULTS, PROGRESS):
+            deleted = connection.execute(
+                f"DELETE FROM {table} WHERE rowid IN"
+                f" (SELECT rowid FROM {table} WHERE expires_at <= ? LIMIT ?)",
+                (now, PURGE_BATCH),
+            ).rowcount
+            backlog = backlog or deleted >= PURGE_BATCH
+        self._next_purge = time.monotonic() + (0.0 if backlog else self.purge_interval_s)
+
+    async def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``work`` with the connection in the backend's thread, opening it first if needed."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread(), self._with_connection, work)
+
+    def _thread(self) -> ThreadPoolExecutor:
+        if self._pid != os.getpid():
+            # Forked: the thread did not survive, and the inherited connection must stay unused.
+            if self._connection is not None:
+                _INHERITED.append(self._connection)
+            self._connection, self._executor, self._pid = None, None, os.getpid()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskq-sqlite")
+        return self._executor
+
+    def _with_connection(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        try:
+            if self._connection is None:
+                self._connection = _connect(self.path, self.busy_timeout_s)
+            return work(self._connection)
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path, self.busy_timeout_s) from exc
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def _connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
+    """Open ``path`` in autocommit mode (one statement, one transaction) and create the tables.
+
+    While another process opens the same new file, switching it to WAL can fail at once with
+    "database is locked": SQLite does not wait there, as waiting could deadlock. Opening is
+    then tried again until ``busy_timeout_s`` has passed.
+    """
+    deadline = time.monotonic() + busy_timeout_s
+    while True:
+        connection = sqlite3.connect(
+            path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            connection.executescript(_SCHEMA)
+        except sqlite3.OperationalError as exc:
+            connection.close()
+            if not _is_busy(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(OPEN_RETRY_S)
+        except BaseException:
+            connection.close()
+            raise
+        else:
+            return connection
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says that another connection holds the lock."""
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
+def _store_error(exc: sqlite3.Error, path: str, busy_timeout_s: float) -> ResultBackendError:
+    """The typed error, with what to do, for a failure of the database at ``path``."""
+    text = str(exc)
+    if _is_busy(exc):
+        return ResultStoreBusyError(
+            f"the SQLite result database {path!r} stayed locked for more than "
+            f"{busy_timeout_s} s ({text}): another connection holds a long write "
+            "transaction; find it, or raise busy_timeout_s"
+        )
+    if any(sign in text for sign in ("unable to open", "not a database", "readonly")):
+        return ResultStoreUnavailableError(
+            f"cannot use {path!r} as the SQLite result database ({text}): check that its "
+            "directory exists and is writable and that the file, if any, is a SQLite database"
+        )
+    return ResultBackendError(f"the SQLite result database {path!r} failed: {text}")
