@@ -41,7 +41,9 @@ EXAMPLE_SRC = ROOT / "examples" / "taskq-example-broker" / "src"
     ids=["inmemory", "zmq", "sqlite", "example-broker"],
 )
 def test_suite_passes_and_prints_its_table(tmp_path, targets, expected_rows):
-    env = {**os.environ, "PYTHONPATH": str(EXAMPLE_SRC)}
+    # a clean run: no target or store chosen by an earlier test in this process
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKQ_")}
+    env["PYTHONPATH"] = str(EXAMPLE_SRC)
     run = subprocess.run(
         [
             sys.executable,
