@@ -36,7 +36,7 @@ async def client() -> None:
     from demo_app import broker, divide, fibonacci, greet
 
     await broker.startup()
-    for _ in range(200):  # kiq alone would wait for the first worker only
+    for _ in range(600):  # kiq alone would wait for the first worker only
         if broker.connected_workers >= 2:
             break
         await asyncio.sleep(0.05)

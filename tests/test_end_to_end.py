@@ -77,7 +77,7 @@ def stop(process: subprocess.Popen[bytes]) -> int:
 
 
 async def send_and_collect(
-    env: dict[str, str], count: int, pause: float, during: Any = None
+    env: dict[str, str], count: int, pause: float, workers: int, during: Any = None
 ) -> list[Any]:
     os.environ.update({k: v for k, v in env.items() if k.startswith("E2E_")})
     sys.path.insert(0, str(APPS))
@@ -88,8 +88,8 @@ async def send_and_collect(
 
         app = importlib.reload(e2e_app)
         await app.broker.startup()
-        for _ in range(200):
-            if app.broker.connected_workers >= 1:
+        for _ in range(600):  # every worker process connected, or the spread is luck
+            if app.broker.connected_workers >= workers:
                 break
             await asyncio.sleep(0.05)
         tasks = [await app.square.kiq(n, pause) for n in range(count)]
@@ -112,7 +112,7 @@ def runs_of(env: dict[str, str]) -> dict[str, list[int]]:
 def test_two_worker_processes_run_each_task_once(environment):
     workers = start_workers(environment, 2)
     try:
-        results = asyncio.run(send_and_collect(environment, 300, 0.002))
+        results = asyncio.run(send_and_collect(environment, 300, 0.002, workers=2))
     finally:
         assert stop(workers) == 0
     assert all(not r.is_err for r in results), [r.error for r in results if r.is_err][:3]
@@ -134,7 +134,9 @@ def test_sigterm_to_a_worker_under_load_loses_nothing(environment):
         leaving.send_signal(signal.SIGTERM)
 
     try:
-        results = asyncio.run(send_and_collect(environment, 400, 0.01, during=stop_one_worker))
+        results = asyncio.run(
+            send_and_collect(environment, 400, 0.01, workers=2, during=stop_one_worker)
+        )
         assert leaving.wait(timeout=60) == 0
     finally:
         stop(leaving)
