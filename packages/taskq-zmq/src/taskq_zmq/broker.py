@@ -6,7 +6,6 @@ from collections.abc import AsyncGenerator, Callable
 from typing import Any, ClassVar, Literal
 
 import zmq
-import zmq.asyncio
 
 from taskq.abc.broker import AsyncBroker
 from taskq.abc.result_backend import AsyncResultBackend
@@ -57,7 +56,7 @@ class ZeroMQBroker(AsyncBroker):
         self.zmq_sub_host = zmq_sub_host
         self.prefetch = prefetch
         self.bind = bind
-        self._context: zmq.asyncio.Context | None = None
+        self._context: zmq.Context[zmq.Socket[bytes]] | None = None
         self._dispatcher: Dispatcher | None = None
         self._intake: Intake | None = None
 
@@ -109,7 +108,7 @@ class ZeroMQBroker(AsyncBroker):
             )
         return self._intake
 
-    def _zmq(self) -> zmq.asyncio.Context:
+    def _zmq(self) -> zmq.Context[zmq.Socket[bytes]]:
         if self._context is None:
-            self._context = zmq.asyncio.Context()
+            self._context = zmq.Context()
         return self._context

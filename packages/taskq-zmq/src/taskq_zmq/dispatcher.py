@@ -10,11 +10,9 @@ from collections import deque
 from dataclasses import dataclass
 
 import zmq
-import zmq.asyncio
 
 from taskq.exceptions import SendTaskError
 from taskq_zmq import protocol
-from taskq_zmq.sockets import send
 
 logger = logging.getLogger("taskq.zmq")
 
@@ -40,9 +38,10 @@ class Dispatcher:
     worker hands back at shutdown go to the front of the outbox.
     """
 
-    def __init__(self, context: zmq.asyncio.Context, address: str, bind: bool) -> None:
+    def __init__(self, context: zmq.Context[zmq.Socket[bytes]], address: str, bind: bool) -> None:
         """Open the ROUTER socket on ``address`` (bind, or connect)."""
         self.session = os.urandom(16)
+        # a plain socket: the event loop watches its FD, and sends never wait (credit-bounded)
         self.socket = context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.socket.setsockopt(zmq.LINGER, 2000)
@@ -53,13 +52,17 @@ class Dispatcher:
         self.peers: dict[bytes, Peer] = {}
         self.outbox: deque[tuple[bytes, asyncio.Future[None] | None]] = deque()
         self.closed = False
-        self._receiver = asyncio.create_task(self._receive())
+        self._polling = False
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self.socket.FD, self._poll)
+        self._poll()
 
     async def send(self, payload: bytes) -> None:
         """Send ``payload`` to a worker with room, waiting (backpressure) until there is one."""
         if self.closed:
             raise SendTaskError("the ZeroMQ broker is shut down")
-        if not self.outbox and await self._send_to_any(payload):
+        if not self.outbox and self._send_to_any(payload):
+            self._poll()
             return
         sent = asyncio.get_running_loop().create_future()
         self.outbox.append((payload, sent))
@@ -74,8 +77,7 @@ class Dispatcher:
     async def close(self) -> None:
         """Stop: messages still waiting fail their ``kick`` with `SendTaskError`."""
         self.closed = True
-        self._receiver.cancel()
-        await asyncio.gather(self._receiver, return_exceptions=True)
+        self._loop.remove_reader(self.socket.FD)
         error = SendTaskError("the ZeroMQ broker shut down before a worker took the message")
         for payload, sent in self.outbox:
             if sent is not None and not sent.done():
@@ -87,18 +89,32 @@ class Dispatcher:
         self.outbox.clear()
         self.socket.close()
 
-    async def _receive(self) -> None:
-        while True:
-            frames = await self.socket.recv_multipart()
-            if len(frames) != 2:
-                logger.warning("Ignoring a message of %d frames from a worker", len(frames))
-                continue
-            try:
-                self._on_frame(frames[0], frames[1])
-            except protocol.MalformedFrame as exc:
-                logger.warning("Ignoring a malformed frame from a worker: %s", exc)
-                continue
-            await self._drain()
+    def _poll(self) -> None:
+        """Take every frame the socket holds and send what they make room for.
+
+        The socket's FD signals edge-triggered: it is armed again only once ``EVENTS`` shows
+        no input, so this runs after every send as well as when the FD is readable.
+        """
+        if self._polling or self.closed:
+            return
+        self._polling = True
+        try:
+            while int(self.socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                try:
+                    frames = self.socket.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                if len(frames) != 2:
+                    logger.warning("Ignoring a message of %d frames from a worker", len(frames))
+                    continue
+                try:
+                    self._on_frame(frames[0], frames[1])
+                except protocol.MalformedFrame as exc:
+                    logger.warning("Ignoring a malformed frame from a worker: %s", exc)
+                    continue
+                self._drain()
+        finally:
+            self._polling = False
 
     def _on_frame(self, identity: bytes, frame: bytes) -> None:
         kind = frame[:1]
@@ -115,23 +131,28 @@ class Dispatcher:
         else:
             raise protocol.MalformedFrame(f"unknown kind {kind[:10]!r}")
 
-    async def _drain(self) -> None:
+    def _drain(self) -> None:
         while self.outbox:
             payload, sent = self.outbox[0]
-            if not await self._send_to_any(payload):
+            if not self._send_to_any(payload):
                 return
             self.outbox.popleft()
             if sent is not None and not sent.done():
                 sent.set_result(None)
 
-    async def _send_to_any(self, payload: bytes) -> bool:
+    def _send_to_any(self, payload: bytes) -> bool:
         """Send to the live worker with the most credit; False when none has any."""
         while (identity := self._pick()) is not None:
             peer = self.peers[identity]
             peer.sent += 1
             peer.credits -= 1
+            frame = protocol.task(self.session, peer.sent, payload)
             try:
-                await send(self.socket, [identity, protocol.task(self.session, peer.sent, payload)])
+                self.socket.send_multipart([identity, frame], zmq.NOBLOCK)
+            except zmq.Again:  # its pipe is full: wait for its next credit report
+                peer.sent -= 1
+                peer.credits = 0
+                continue
             except zmq.ZMQError as exc:  # EHOSTUNREACH: the worker went away
                 logger.warning("A worker went away (%s); sending to another", exc.strerror)
                 self.peers.pop(identity, None)

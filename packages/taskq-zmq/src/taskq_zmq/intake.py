@@ -9,7 +9,6 @@ import os
 from collections import deque
 
 import zmq
-import zmq.asyncio
 
 from taskq_zmq import protocol
 
@@ -28,7 +27,7 @@ class Intake:
     """
 
     def __init__(
-        self, context: zmq.asyncio.Context, address: str, bind: bool, prefetch: int
+        self, context: zmq.Context[zmq.Socket[bytes]], address: str, bind: bool, prefetch: int
     ) -> None:
         """Open the DEALER socket on ``address`` (connect, or bind) and announce ``prefetch``."""
         self.prefetch = prefetch
@@ -45,7 +44,9 @@ class Intake:
         self._last_seq = 0
         self._advertised = 0
         self._arrived = asyncio.Event()
-        self._tasks = [asyncio.create_task(self._receive()), asyncio.create_task(self._beat())]
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self.socket.FD, self._poll)
+        self._tasks = [asyncio.create_task(self._beat())]
 
     async def take(self) -> bytes | None:
         """The next message; None once the intake is closed."""
@@ -56,7 +57,7 @@ class Intake:
             await self._arrived.wait()
         payload = self.buffer.popleft()
         if self.free - self._advertised >= max(1, self.prefetch // 4) or not self.buffer:
-            await self._report()
+            self._report()
         return payload
 
     @property
@@ -70,13 +71,14 @@ class Intake:
             return
         self.closed = True
         self._arrived.set()
+        self._loop.remove_reader(self.socket.FD)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         try:
-            await self._send_now(protocol.BYE)
+            self._send_now(protocol.BYE)
             while self.buffer:
-                await self._send_now(protocol.RETURN + self.buffer[0])
+                self._send_now(protocol.RETURN + self.buffer[0])
                 self.buffer.popleft()
         except zmq.ZMQError as exc:
             if self.buffer:
@@ -87,9 +89,14 @@ class Intake:
                 )
         self.socket.close()
 
-    async def _receive(self) -> None:
-        while True:
-            frames = await self.socket.recv_multipart()
+    def _poll(self) -> None:
+        """Move every frame the socket holds into the buffer (see `Dispatcher._poll`)."""
+        arrived = False
+        while int(self.socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
             try:
                 if len(frames) != 1:
                     raise protocol.MalformedFrame(f"{len(frames)} frames")
@@ -99,19 +106,25 @@ class Intake:
                 continue
             self._session, self._last_seq = session, seq
             self.buffer.append(payload)
+            arrived = True
+        if arrived:
             self._arrived.set()
 
     async def _beat(self) -> None:
         while True:
-            await self._report()
+            self._report()
             await asyncio.sleep(HEARTBEAT)
 
-    async def _report(self) -> None:
+    def _report(self) -> None:
         self._advertised = self.free
         report = protocol.Credit(self.free, self._session, self._last_seq)
         with contextlib.suppress(zmq.Again):  # no client connected now: the heartbeat repeats it
-            await self._send_now(protocol.credit(report))
+            self._send_now(protocol.credit(report))
 
-    async def _send_now(self, frame: bytes) -> None:
+    def _send_now(self, frame: bytes) -> None:
         """Queue ``frame`` for the client without waiting; `zmq.Again` when none can take it."""
-        await self.socket.send(frame, flags=zmq.NOBLOCK)
+        try:
+            self.socket.send(frame, flags=zmq.NOBLOCK)
+        finally:
+            if not self.closed:
+                self._poll()  # a send can take in frames without the FD signalling them
