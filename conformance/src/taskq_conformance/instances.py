@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
+import textwrap
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -73,25 +75,14 @@ async def started_broker(target: Target, worker: bool = True) -> AsyncIterator[A
 
 
 @asynccontextmanager
-async def started_backend(target: Target) -> AsyncIterator[Any]:
-    """A fresh result backend from ``target``, started, shut down after."""
-    backend = await make_instance(target)
-    await asyncio.wait_for(backend.startup(), LIFECYCLE_TIMEOUT)
+async def started(target: Target) -> AsyncIterator[Any]:
+    """A fresh result backend or schedule source from ``target``, started, shut down after."""
+    instance = await make_instance(target)
+    await asyncio.wait_for(instance.startup(), LIFECYCLE_TIMEOUT)
     try:
-        yield backend
+        yield instance
     finally:
-        await asyncio.wait_for(backend.shutdown(), LIFECYCLE_TIMEOUT)
-
-
-@asynccontextmanager
-async def started_source(target: Target) -> AsyncIterator[Any]:
-    """A fresh schedule source from ``target``, started, shut down after."""
-    source = await make_instance(target)
-    await asyncio.wait_for(source.startup(), LIFECYCLE_TIMEOUT)
-    try:
-        yield source
-    finally:
-        await asyncio.wait_for(source.shutdown(), LIFECYCLE_TIMEOUT)
+        await asyncio.wait_for(instance.shutdown(), LIFECYCLE_TIMEOUT)
 
 
 def payload(item: bytes | str | AckableMessage) -> bytes:
@@ -115,3 +106,30 @@ def child_environment() -> dict[str, str]:
     ``pythonpath`` ini key, the rootdir, a conftest's directory): hand that path on.
     """
     return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+
+
+def run_in_another_process(spec: str, body: str, timeout: float) -> None:
+    """Run ``body`` in a new Python process, with ``instance`` made by ``spec`` and started.
+
+    ``body`` is async Python code that may use ``instance``, ``taskq`` and ``uuid``; the
+    instance is shut down after it. Raises `subprocess.CalledProcessError` when it fails.
+    """
+    module, _, attribute = spec.partition(":")
+    script = (
+        "import asyncio, importlib, inspect, uuid\n"
+        "import taskq\n"
+        f"factory = importlib.import_module({module!r})\n"
+        f"for part in {attribute!r}.split('.'):\n"
+        "    factory = getattr(factory, part)\n"
+        "async def main():\n"
+        "    instance = factory()\n"
+        "    if inspect.isawaitable(instance):\n"
+        "        instance = await instance\n"
+        "    await instance.startup()\n"
+        f"{textwrap.indent(body, '    ')}\n"
+        "    await instance.shutdown()\n"
+        "asyncio.run(main())\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script], check=True, timeout=timeout, env=child_environment()
+    )

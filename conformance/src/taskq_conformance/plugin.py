@@ -275,9 +275,9 @@ def taskq_new_result_backend(
     taskq_result_backend_target: Target,
 ) -> Callable[[], AbstractAsyncContextManager[Any]]:
     """Make fresh, started result backends to use in ``async with`` blocks."""
-    from taskq_conformance.instances import started_backend  # late: see the module's imports
+    from taskq_conformance.instances import started  # late: see the module's imports
 
-    return lambda: started_backend(taskq_result_backend_target)
+    return lambda: started(taskq_result_backend_target)
 
 
 @pytest.fixture
@@ -285,6 +285,6 @@ def taskq_new_schedule_source(
     taskq_schedule_source_target: Target,
 ) -> Callable[[], AbstractAsyncContextManager[Any]]:
     """Make fresh, started schedule sources to use in ``async with`` blocks."""
-    from taskq_conformance.instances import started_source  # late: see the module's imports
+    from taskq_conformance.instances import started  # late: see the module's imports
 
-    return lambda: started_source(taskq_schedule_source_target)
+    return lambda: started(taskq_schedule_source_target)

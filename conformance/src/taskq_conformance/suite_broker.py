@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -22,7 +20,7 @@ from taskq import (
     TaskiqMessage,
     UnsupportedCapabilityError,
 )
-from taskq_conformance.instances import NewBroker, child_environment, payload, settle
+from taskq_conformance.instances import NewBroker, payload, run_in_another_process, settle
 from taskq_conformance.targets import Target
 
 #: Seconds a broker may take to deliver what the suite waits for.
@@ -341,27 +339,9 @@ async def test_cross_process(taskq_new_broker: NewBroker, taskq_broker_target: T
 
 
 def _kick_from_another_process(spec: str, count: int) -> None:
-    module, _, attribute = spec.partition(":")
-    script = (
-        "import asyncio, importlib, inspect, uuid\n"
-        "from taskq import BrokerMessage\n"
-        f"factory = importlib.import_module({module!r})\n"
-        f"for part in {attribute!r}.split('.'):\n"
-        "    factory = getattr(factory, part)\n"
-        "async def main():\n"
-        "    broker = factory()\n"
-        "    if inspect.isawaitable(broker):\n"
-        "        broker = await broker\n"
-        "    await broker.startup()\n"
-        f"    for n in range({count}):\n"
-        "        message = BrokerMessage(uuid.uuid4().hex, 'conformance:x', b'%d' % n, {})\n"
-        "        await broker.kick(message)\n"
-        "    await broker.shutdown()\n"
-        "asyncio.run(main())\n"
+    body = (
+        f"for n in range({count}):\n"
+        "    message = taskq.BrokerMessage(uuid.uuid4().hex, 'conformance:x', b'%d' % n, {})\n"
+        "    await instance.kick(message)"
     )
-    subprocess.run(
-        [sys.executable, "-c", script],
-        check=True,
-        timeout=DELIVERY_TIMEOUT,
-        env=child_environment(),
-    )
+    run_in_another_process(spec, body, DELIVERY_TIMEOUT)

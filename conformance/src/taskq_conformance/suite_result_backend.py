@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 import uuid
 from typing import Any
@@ -12,7 +10,7 @@ from typing import Any
 import pytest
 
 from taskq import Capability, TaskiqError, TaskiqResult, TaskProgress, TaskState
-from taskq_conformance.instances import NewBackend, child_environment
+from taskq_conformance.instances import NewBackend, run_in_another_process
 from taskq_conformance.targets import Target
 
 #: Seconds the suite allows for what must happen "now" (a wake-up, a write by another process).
@@ -170,23 +168,8 @@ async def test_cross_process(
 
 
 def _store_from_another_process(spec: str, task_id: str) -> None:
-    module, _, attribute = spec.partition(":")
-    script = (
-        "import asyncio, importlib, inspect\n"
-        "from taskq import TaskiqResult\n"
-        f"factory = importlib.import_module({module!r})\n"
-        f"for part in {attribute!r}.split('.'):\n"
-        "    factory = getattr(factory, part)\n"
-        "async def main():\n"
-        "    backend = factory()\n"
-        "    if inspect.isawaitable(backend):\n"
-        "        backend = await backend\n"
-        "    await backend.startup()\n"
-        "    result = TaskiqResult(is_err=False, return_value=[1, 'two'], execution_time=0)\n"
-        f"    await backend.set_result({task_id!r}, result)\n"
-        "    await backend.shutdown()\n"
-        "asyncio.run(main())\n"
+    body = (
+        "result = taskq.TaskiqResult(is_err=False, return_value=[1, 'two'], execution_time=0)\n"
+        f"await instance.set_result({task_id!r}, result)"
     )
-    subprocess.run(
-        [sys.executable, "-c", script], check=True, timeout=PROMPT * 6, env=child_environment()
-    )
+    run_in_another_process(spec, body, PROMPT * 6)
