@@ -506,3 +506,21 @@ async def test_generic_annotations_are_cast(recording_broker, encode):
         recording_broker, encode(recording_broker, total.task_name, ["1", 2], {"w": "0.5"})
     )
     assert (await result_of(recording_broker)).return_value == 1.5
+
+
+async def test_a_timed_out_task_does_not_stop_the_consume_loop(recording_broker, encode):
+    @recording_broker.task
+    async def slow() -> None:
+        await asyncio.sleep(5)
+
+    @recording_broker.task
+    async def quick() -> str:
+        return "ok" if asyncio.current_task() is not None else "no task"
+
+    timed = encode(recording_broker, slow.task_name, task_id="slow", labels={"timeout": 0.05})
+    recording_broker.put_raw(timed)
+    recording_broker.put_raw(encode(recording_broker, quick.task_name, task_id="quick"))
+    recording_broker.close()
+    await asyncio.wait_for(Receiver(recording_broker).listen(), 5)
+    assert isinstance((await result_of(recording_broker, "slow")).error, TaskTimeoutError)
+    assert (await result_of(recording_broker, "quick")).return_value == "ok"
