@@ -42,6 +42,9 @@ class TaskSignature:
             if annotation is not inspect.Parameter.empty:
                 self.annotations[parameter.name] = annotation
         self.pass_by_position = any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in parameters)
+        # the common case, plain parameters all given by position, skips Signature.bind
+        plain = all(p.kind == inspect.Parameter.POSITIONAL_OR_KEYWORD for p in parameters)
+        self._plain_names = [p.name for p in parameters] if plain else None
         self.dependency_names = frozenset(dependency_names)
         self.graph = DependencyGraph(func) if dependency_names else None
 
@@ -55,15 +58,19 @@ class TaskSignature:
         """
         if not args and not kwargs and not self.has_parameters:
             return [], {}
+        if self._plain_names is not None and not kwargs and len(args) == len(self._plain_names):
+            return [], self._cast_all(task_name, dict(zip(self._plain_names, args, strict=True)))
         try:
             bound = self.call_signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise TaskArgumentsError(task_name=task_name, reason=str(exc)) from None
-        arguments = bound.arguments
+        return self._split(self._cast_all(task_name, bound.arguments))
+
+    def _cast_all(self, task_name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         for name, annotation in self.annotations.items():
             if name in arguments:
                 arguments[name] = self._cast(task_name, name, annotation, arguments[name])
-        return self._split(arguments)
+        return arguments
 
     def _cast(self, task_name: str, name: str, annotation: Any, value: Any) -> Any:
         kind = self.call_signature.parameters[name].kind
