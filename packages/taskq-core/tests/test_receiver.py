@@ -21,6 +21,7 @@ from taskq import (
     TaskiqMiddleware,
     TaskiqResult,
     TaskiqState,
+    TaskRejectedError,
     TaskTimeoutError,
     UnknownTaskError,
 )
@@ -347,6 +348,52 @@ async def test_middleware_may_ask_for_no_result(recording_broker, encode):
     await run_one(recording_broker, data)
     assert not await recording_broker.result_backend.is_result_ready("t1")
     assert recording_broker.settled == [("ack", data)]
+
+
+async def test_middleware_may_replace_the_error_with_no_result(recording_broker, encode):
+    class Resent(TaskiqMiddleware):
+        def on_error(self, message, result, exception):
+            result.error = NoResultError()  # how the retry middlewares skip storing
+
+    recording_broker.add_middlewares(Resent())
+
+    @recording_broker.task
+    async def fail() -> None:
+        raise KeyError("k")
+
+    data = encode(recording_broker, fail.task_name)
+    await run_one(recording_broker, data)
+    assert not await recording_broker.result_backend.is_result_ready("t1")
+    assert recording_broker.settled == [("ack", data)]
+
+
+async def test_post_execute_sees_control_flow_results_but_on_error_does_not(
+    recording_broker, encode
+):
+    calls: list[str] = []
+
+    class Tracing(TaskiqMiddleware):
+        def post_execute(self, message, result):
+            calls.append(f"post_execute:{type(result.error).__name__}")
+
+        def on_error(self, message, result, exception):
+            calls.append("on_error")
+
+    recording_broker.add_middlewares(Tracing())
+
+    @recording_broker.task
+    async def skip() -> None:
+        raise NoResultError
+
+    @recording_broker.task
+    async def refuse() -> None:
+        raise TaskRejectedError
+
+    await run_one(recording_broker, encode(recording_broker, skip.task_name))
+    refused = encode(recording_broker, refuse.task_name, task_id="r")
+    await run_one(recording_broker, refused)
+    assert calls == ["post_execute:NoResultError", "post_execute:TaskRejectedError"]
+    assert recording_broker.settled[-1] == ("reject", refused)
 
 
 async def test_failing_middlewares_never_stop_the_worker(recording_broker, encode, caplog):

@@ -17,7 +17,7 @@ from taskq.exceptions import (
     UnknownTaskError,
 )
 from taskq.receiver.eager import start_eagerly
-from taskq.receiver.execution import DEFAULT_THREADPOOL_THREADS, TaskExecutor
+from taskq.receiver.execution import CONTROL_FLOW, DEFAULT_THREADPOOL_THREADS, TaskExecutor
 from taskq.result import TaskiqResult
 
 if TYPE_CHECKING:
@@ -145,6 +145,8 @@ class Receiver:
         acker: AckController,
         hooks: dict[str, list[Any]],
     ) -> None:
+        if hooks["post_execute"] or hooks["on_error"]:
+            await self._after_run(message, result, hooks)
         error = result.error
         if error is not None and isinstance(error, TaskRejectedError):
             logger.info("Task %s rejected its message", message.task_id)
@@ -152,10 +154,7 @@ class Receiver:
             return
         if self.ack_type is AcknowledgeType.WHEN_EXECUTED:
             await acker.ack()
-        stores = error is None or not isinstance(error, NoResultError)
-        if stores and (hooks["post_execute"] or hooks["on_error"]):
-            stores = await self._after_run(message, result, hooks)
-        if stores:
+        if error is None or not isinstance(error, NoResultError):
             if not await self._save(message, result):
                 return  # nothing stored: leave the message unacknowledged for redelivery
             if hooks["post_save"]:
@@ -165,19 +164,23 @@ class Receiver:
 
     async def _after_run(
         self, message: TaskiqMessage, result: TaskiqResult[Any], hooks: dict[str, list[Any]]
-    ) -> bool:
-        """Run post_execute and on_error; False when a middleware asks for no result."""
+    ) -> None:
+        """Run post_execute, then on_error if the task failed (not for NoResult/Rejected).
+
+        A middleware asks for no result to be stored by setting ``result.error`` to a
+        `NoResultError` or by raising one.
+        """
+        error = result.error
         try:
             for hook in hooks["post_execute"]:
                 await maybe_await(hook(message, result))
-            if result.error is not None:
+            if error is not None and not isinstance(error, CONTROL_FLOW):
                 for hook in hooks["on_error"]:
-                    await maybe_await(hook(message, result, result.error))
-        except NoResultError:
-            return False
+                    await maybe_await(hook(message, result, error))
+        except NoResultError as no_result:
+            result.error = no_result
         except Exception:
             logger.exception("Task %s: a middleware failed after the run", message.task_id)
-        return True
 
     async def _call_hooks(
         self, hooks: list[Any], message: TaskiqMessage, result: TaskiqResult[Any]
