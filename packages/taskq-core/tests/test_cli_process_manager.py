@@ -38,6 +38,8 @@ def starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     directory.mkdir()
     monkeypatch.setenv("TASKQ_TEST_STARTS", str(directory))
     monkeypatch.setattr(process_manager, "FIRST_RESTART_DELAY_S", 0.05)
+    # the manager exports its group to its workers; undone after the test
+    monkeypatch.setenv(process_manager.WORKER_GROUP_ENV, "unset")
     return directory
 
 
@@ -80,6 +82,8 @@ def test_a_signal_stops_every_worker_and_the_status_is_0(
 
     assert run_manager(manager, steps) == 0
     assert "SIGINT: stopping the workers" in caplog.text
+    groups = {path.read_text() for path in starts.iterdir()}
+    assert groups == {str(os.getpid())}  # both workers know their manager's group
     assert all(slot.process is None for slot in manager.slots)
     assert signal.getsignal(signal.SIGTERM) == handler_before
 

@@ -191,3 +191,38 @@ async def test_worker_side_may_bind_for_many_clients(address):
     await host.shutdown()
     await consumer
     logging.getLogger(__name__).info("done")
+
+
+async def test_a_worker_sends_tasks_through_the_client_to_any_worker(address):
+    client = ZeroMQBroker(address, address)
+    first, second = await worker(address), await worker(address)
+    got_first: list[bytes] = []
+    got_second: list[bytes] = []
+    consumers = [
+        asyncio.create_task(collect(first, got_first, 0.001)),
+        asyncio.create_task(collect(second, got_second, 0.001)),
+    ]
+    await client.startup()
+    for _ in range(200):
+        if client.connected_workers == 2:
+            break
+        await asyncio.sleep(0.02)
+    for n in range(200):  # as tasks running on the first worker would (retries, follow-ups)
+        await first.kick(message(n))
+    for _ in range(200):
+        if len(got_first) + len(got_second) == 200:
+            break
+        await asyncio.sleep(0.05)
+    await first.shutdown()
+    await second.shutdown()
+    await client.shutdown()
+    await asyncio.gather(*consumers)
+    assert sorted(int(p) for p in got_first + got_second) == list(range(200))
+    assert got_second  # dispatched by the client, not kept by the sender
+
+
+async def test_a_stopped_worker_fails_its_kick_loudly(address):
+    stopped = await worker(address)
+    await stopped.shutdown()
+    with pytest.raises(SendTaskError, match="shut down"):
+        await stopped.kick(message(2))

@@ -1,6 +1,7 @@
 """Stand-ins for a worker process, to test the process manager on its own.
 
-Each notes its start as a file named after its pid in ``$TASKQ_TEST_STARTS``.
+Each notes its start as a file named after its pid in ``$TASKQ_TEST_STARTS``, holding the
+worker group it was given.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 
 
 def _note_start() -> None:
-    (Path(os.environ["TASKQ_TEST_STARTS"]) / str(os.getpid())).touch()
+    group = os.environ.get("TASKQ_WORKER_GROUP", "")
+    (Path(os.environ["TASKQ_TEST_STARTS"]) / str(os.getpid())).write_text(group)
 
 
 def _sleep_forever() -> None:

@@ -10,6 +10,7 @@ import zmq
 from taskq.abc.broker import AsyncBroker
 from taskq.abc.result_backend import AsyncResultBackend
 from taskq.capabilities import Capability
+from taskq.exceptions import SendTaskError
 from taskq.message import BrokerMessage
 from taskq_zmq.dispatcher import Dispatcher
 from taskq_zmq.intake import Intake
@@ -87,7 +88,16 @@ class ZeroMQBroker(AsyncBroker):
         await super().shutdown()
 
     async def kick(self, message: BrokerMessage) -> None:
-        """Send the message to one worker, waiting while no worker has room."""
+        """Send the message to one worker, waiting while no worker has room.
+
+        In a worker process (a task sending a task, a retry) the message goes to the client,
+        which dispatches it like its own.
+        """
+        if self.is_worker_process:
+            if self._intake is None:
+                raise SendTaskError("the ZeroMQ worker is not started, or shut down")
+            self._intake.forward(message.message)
+            return
         await self._client_side().send(message.message)
 
     async def listen(self) -> AsyncGenerator[bytes, None]:

@@ -84,7 +84,8 @@ class Dispatcher:
                 sent.set_exception(error)
             elif sent is None:
                 logger.error(
-                    "Shutdown dropped a message a worker had handed back (%d bytes)", len(payload)
+                    "Shutdown dropped a message a worker had handed back or sent (%d bytes)",
+                    len(payload),
                 )
         self.outbox.clear()
         self.socket.close()
@@ -126,6 +127,8 @@ class Dispatcher:
             peer.last_seen = time.monotonic()
         elif kind == protocol.RETURN:
             self.outbox.appendleft((frame[1:], None))
+        elif kind == protocol.FORWARD:
+            self.outbox.append((frame[1:], None))
         elif kind == protocol.BYE:
             self.peers.pop(identity, None)
         else:

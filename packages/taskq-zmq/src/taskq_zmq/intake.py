@@ -10,6 +10,7 @@ from collections import deque
 
 import zmq
 
+from taskq.exceptions import SendTaskError
 from taskq_zmq import protocol
 
 logger = logging.getLogger("taskq.zmq")
@@ -59,6 +60,19 @@ class Intake:
         if self.free - self._advertised >= max(1, self.prefetch // 4) or not self.buffer:
             self._report()
         return payload
+
+    def forward(self, payload: bytes) -> None:
+        """Send a new message to the client, which dispatches it to a worker with room.
+
+        ZeroMQ queues it until the client is connected; `SendTaskError` when the worker is
+        shut down or its queue to the client is full.
+        """
+        if self.closed:
+            raise SendTaskError("the ZeroMQ worker is shut down")
+        try:
+            self._send_now(protocol.FORWARD + payload)
+        except zmq.Again:
+            raise SendTaskError("the queue to the ZeroMQ client is full") from None
 
     @property
     def free(self) -> int:

@@ -3,7 +3,8 @@
 Client to worker: ``TASK session seq payload`` — ``seq`` counts the tasks this client session
 sent to that worker. Worker to client: ``CREDIT free session last_seq`` — how many more messages
 it can buffer, after the last task it received (so the client subtracts what is still in
-flight); ``RETURN payload`` — a message handed back at shutdown; ``BYE`` — it takes no more.
+flight); ``RETURN payload`` — a message handed back at shutdown; ``FORWARD payload`` — a new
+message a task sent from the worker, for the client to dispatch; ``BYE`` — it takes no more.
 Each message is one frame (a kind byte, then fixed-size fields), because every extra frame costs
 as much as a small payload.
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 TASK = b"T"
 CREDIT = b"C"
 RETURN = b"R"
+FORWARD = b"F"
 BYE = b"B"
 
 SESSION_SIZE = 16

@@ -8,6 +8,9 @@
   timeout plus `STOP_MARGIN_S` to finish; a worker still there then is killed. The status is
   0 when every worker stopped by itself, 1 otherwise.
 - A second SIGTERM or SIGINT kills the workers and exits at once with status 128 + signal.
+- Every worker finds the manager's pid in the `WORKER_GROUP_ENV` environment variable: what
+  the processes of one ``taskq worker`` share (Prometheus metric files, for instance) is
+  keyed by it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ MAX_RESTART_DELAY_S = 10.0
 #: A worker that ran this long before dying is restarted after the first delay again.
 HEALTHY_AFTER_S = 30.0
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: Environment variable naming a worker's group: the pid of the manager that started it.
+WORKER_GROUP_ENV = "TASKQ_WORKER_GROUP"
 
 
 class _Slot:
@@ -77,6 +82,7 @@ class ProcessManager:
     def run(self) -> int:
         """Run the workers until a signal stops them; return the exit status."""
         restore = self._handle_signals()
+        os.environ[WORKER_GROUP_ENV] = str(os.getpid())  # inherited by every worker
         try:
             for slot in self.slots:
                 self._start(slot)

@@ -1,0 +1,104 @@
+"""The HTTP endpoint of the metrics: served by one worker of a group, taken over if it stops.
+
+Every worker process of a group tries to listen on the address; one gets it and serves the
+sum over the group. The others try again every `RETRY_BIND_S` seconds, so when the serving
+worker stops or dies another one takes its place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from taskq_middlewares.metric_files import forget_dead_processes
+
+logger = logging.getLogger("taskq.prometheus")
+
+#: Seconds between two attempts to listen while another process holds the address.
+RETRY_BIND_S = 5.0
+
+
+class MetricsServer:
+    """Serves the metrics of ``directory`` on ``addr:port`` once the address is free."""
+
+    def __init__(self, directory: Path, addr: str, port: int) -> None:
+        """Prepare to serve; nothing happens before `start`."""
+        self.directory = directory
+        self.addr = addr
+        self.port = port
+        self._stopping = threading.Event()
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def serving(self) -> bool:
+        """Whether this process is the one serving the endpoint now."""
+        return self._server is not None
+
+    def start(self) -> None:
+        """Listen now if the address is free, else keep trying in a background thread."""
+        if self._try_listen():
+            return
+        logger.info(
+            "Metrics: %s:%d is taken (another worker of this group serves it); "
+            "this process takes over if it frees",
+            self.addr,
+            self.port,
+        )
+        self._thread = threading.Thread(target=self._wait_for_address, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving (or waiting to)."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(RETRY_BIND_S + 1)
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+    def _wait_for_address(self) -> None:
+        while not self._stopping.wait(RETRY_BIND_S):
+            if self._try_listen():
+                return
+
+    def _try_listen(self) -> bool:
+        from prometheus_client import start_http_server
+
+        try:
+            self._server, _ = start_http_server(
+                self.port, addr=self.addr, registry=group_registry(self.directory)
+            )
+        except OSError:
+            return False
+        logger.info("Metrics served on http://%s:%d/ (pid %d)", self.addr, self.port, os.getpid())
+        return True
+
+
+def group_registry(directory: Path) -> Any:
+    """A registry that sums the metric files in ``directory``."""
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    registry.register(GroupCollector(directory))
+    return registry
+
+
+class GroupCollector:
+    """Sums the metric files of a group, first forgetting the gauges of dead processes."""
+
+    def __init__(self, directory: Path) -> None:
+        """Collect from ``directory``."""
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        self.directory = directory
+        self._files = MultiProcessCollector(None, path=str(directory))
+
+    def collect(self) -> Any:
+        """Return the summed metrics of the live and the finished processes of the group."""
+        forget_dead_processes(self.directory)
+        return self._files.collect()

@@ -1,0 +1,160 @@
+"""`SimpleRetryMiddleware`: sends a failed task again, at once, up to a number of attempts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from taskq.abc.broker import AsyncBroker
+from taskq.abc.middleware import TaskiqMiddleware
+from taskq.exceptions import NoResultError, TaskArgumentsError
+from taskq.kicker import AsyncKicker
+from taskq.message import TaskiqMessage
+from taskq.result import TaskiqResult
+from taskq_middlewares.errors import NoRetryError
+
+logger = logging.getLogger("taskq.retry")
+
+#: Attempts (the first run included) of a task without a ``max_retries`` label.
+DEFAULT_RETRY_COUNT = 3
+#: Label counting the runs that failed before this one (absent on the first run).
+RETRIES_LABEL = "_retries"
+#: Decorator label: the exception types worth a retry for that task.
+TYPES_LABEL = "types_of_exceptions"
+#: Errors that running again cannot mend: never retried.
+NEVER_RETRIED: tuple[type[BaseException], ...] = (NoRetryError, TaskArgumentsError)
+
+
+class SimpleRetryMiddleware(TaskiqMiddleware):
+    """Sends a task that raised again, at once, until it has run ``max_retries`` times.
+
+    ``max_retries`` counts attempts, the first run included, as in the reference: with
+    ``max_retries=3`` a task that always fails runs three times and the third error is its
+    result. The retry keeps the task id, arguments and labels, and carries the number of
+    failed runs so far in the ``_retries`` label.
+
+    A task is retried when its ``retry_on_error`` label (on the decorator or the kicker) is
+    true, or, without that label, when ``default_retry_label`` is. Its ``max_retries`` label
+    overrides ``default_retry_count``. `NoRetryError` and `TaskArgumentsError` are never
+    retried, nor are errors outside ``types_of_exceptions`` when it is given (broker-wide, or
+    per task with the decorator label ``types_of_exceptions``).
+
+    Parameters:
+        default_retry_count: attempts of a task without a ``max_retries`` label (default 3).
+        default_retry_label: retry tasks that have no ``retry_on_error`` label (default False).
+        no_result_on_retry: store nothing for a run that is retried, so ``wait_result``
+            returns the last attempt's result (default True).
+        types_of_exceptions: retry only these exception types (default: any).
+        max_retries: the same as ``default_retry_count`` (the spelling of the broker docs).
+    """
+
+    def __init__(
+        self,
+        default_retry_count: int = DEFAULT_RETRY_COUNT,
+        default_retry_label: bool = False,
+        no_result_on_retry: bool = True,
+        types_of_exceptions: Iterable[type[BaseException]] | None = None,
+        *,
+        max_retries: int | None = None,
+    ) -> None:
+        """Configure the retries (see the class docstring)."""
+        super().__init__()
+        self.default_retry_count = default_retry_count if max_retries is None else max_retries
+        self.default_retry_label = default_retry_label
+        self.no_result_on_retry = no_result_on_retry
+        self.types_of_exceptions = (
+            None if types_of_exceptions is None else tuple(types_of_exceptions)
+        )
+
+    def pre_send(self, message: TaskiqMessage) -> TaskiqMessage:
+        """Drop the ``types_of_exceptions`` label (types do not serialize; workers use the task)."""
+        message.labels.pop(TYPES_LABEL, None)
+        return message
+
+    async def on_error(
+        self, message: TaskiqMessage, result: TaskiqResult[Any], exception: BaseException
+    ) -> None:
+        """Send the task again if it may be retried; else let its error be stored."""
+        if not self.is_retried(message, exception):
+            return
+        failed_runs = int_label(message, RETRIES_LABEL, 0) + 1
+        attempts = int_label(message, "max_retries", self.default_retry_count)
+        if failed_runs >= attempts:
+            logger.warning(
+                "Task %s (%s) failed on its last attempt (%d of %d)",
+                message.task_id,
+                message.task_name,
+                failed_runs,
+                attempts,
+            )
+            return
+        try:
+            await self.send_again(message, failed_runs)
+        except Exception as exc:
+            logger.error(
+                "Task %s (%s): the retry could not be sent (%s); the error is stored",
+                message.task_id,
+                message.task_name,
+                exc,
+            )
+            return
+        if self.no_result_on_retry:
+            result.error = NoResultError()
+
+    def is_retried(self, message: TaskiqMessage, exception: BaseException) -> bool:
+        """Whether ``exception`` raised by the task of ``message`` calls for another run."""
+        if isinstance(exception, NEVER_RETRIED):
+            return False
+        wanted = self._types_for(message.task_name)
+        if wanted is not None and not isinstance(exception, wanted):
+            return False
+        return bool_label(message, "retry_on_error", self.default_retry_label)
+
+    async def send_again(self, message: TaskiqMessage, failed_runs: int) -> None:
+        """Send ``message`` again now, counting ``failed_runs`` in its labels."""
+        labels = {**message.labels, RETRIES_LABEL: failed_runs}
+        logger.info(
+            "Task %s (%s) failed (attempt %d); retrying now",
+            message.task_id,
+            message.task_name,
+            failed_runs,
+        )
+        await resend(self.broker, message, labels)
+
+    def _types_for(self, task_name: str) -> tuple[type[BaseException], ...] | None:
+        task = self.broker.find_task(task_name)
+        per_task = None if task is None else task.labels.get(TYPES_LABEL)
+        if per_task is not None:
+            return tuple(per_task)
+        return self.types_of_exceptions
+
+
+async def resend(broker: AsyncBroker, message: TaskiqMessage, labels: dict[str, Any]) -> None:
+    """Send the task of ``message`` again through ``broker`` under its task id, with ``labels``."""
+    kicker: AsyncKicker[Any, Any] = AsyncKicker(message.task_name, broker, labels)
+    await kicker.with_task_id(message.task_id).kiq(*message.args, **message.kwargs)
+
+
+def int_label(message: TaskiqMessage, name: str, default: int) -> int:
+    """The label ``name`` as an int (labels may arrive as strings), ``default`` if absent."""
+    raw = message.labels.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        logger.warning(
+            "Task %s: label %s=%r is not an integer; using %d", message.task_id, name, raw, default
+        )
+        return default
+
+
+def bool_label(message: TaskiqMessage, name: str, default: bool) -> bool:
+    """The label ``name`` as a bool (``"true"``/``"false"`` strings too), ``default`` if absent."""
+    raw = message.labels.get(name)
+    if raw is None:
+        return default
+    if isinstance(raw, str):
+        return raw.strip().lower() in ("true", "1", "yes")
+    return bool(raw)

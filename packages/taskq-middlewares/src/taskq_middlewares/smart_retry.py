@@ -1,0 +1,158 @@
+"""`SmartRetryMiddleware`: retries after a delay that grows exponentially, with full jitter."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
+
+from taskq.abc.schedule_source import ScheduleSource
+from taskq.capabilities import Capability
+from taskq.message import TaskiqMessage
+from taskq.scheduled_task import ScheduledTask
+from taskq_middlewares.errors import RetryConfigurationError
+from taskq_middlewares.simple_retry import (
+    DEFAULT_RETRY_COUNT,
+    RETRIES_LABEL,
+    SimpleRetryMiddleware,
+    resend,
+)
+
+logger = logging.getLogger("taskq.retry")
+
+#: Seconds before the first retry of a task without a ``delay`` label.
+DEFAULT_DELAY_S = 5.0
+#: Most seconds an exponential backoff grows to.
+DEFAULT_MAX_DELAY_S = 60.0
+#: Label keeping a task's base delay across retries (its ``delay`` label is the broker's).
+BASE_DELAY_LABEL = "_retry_delay"
+#: Doublings beyond which the backoff is the cap anyway (keeps 2**n a finite float).
+_MAX_DOUBLINGS = 1000
+
+
+class SmartRetryMiddleware(SimpleRetryMiddleware):
+    """Retries like `SimpleRetryMiddleware`, but each retry waits first.
+
+    After the n-th failed run (n = 1, 2, ...) the retry waits ``delay`` seconds — the task's
+    ``delay`` label, else ``default_delay`` —, or with ``use_delay_exponent``
+    ``delay * 2**(n - 1)`` capped at ``max_delay_exponent`` seconds (1, 2, 4, 8, ... for a
+    delay of 1). With ``use_jitter`` the wait is drawn uniformly from [0, that wait] ("full
+    jitter"), so workers that failed together do not retry together.
+
+    The wait is carried by the ``delay`` label when the broker declares the ``delay``
+    capability, else by a one-shot schedule added to ``schedule_source`` (a dynamic source a
+    scheduler reads). With neither, `startup` raises `RetryConfigurationError` rather than
+    retrying at once.
+
+    Parameters:
+        default_retry_count: attempts of a task without a ``max_retries`` label, the first
+            run included (default 3).
+        default_retry_label: retry tasks that have no ``retry_on_error`` label (default False).
+        no_result_on_retry: store nothing for a run that is retried (default True).
+        default_delay: seconds before a retry of a task without a ``delay`` label (default 5).
+        use_jitter: wait a uniform random time in [0, backoff] instead (default False).
+        use_delay_exponent: double the wait after each failed run (default False).
+        max_delay_exponent: cap of the exponential backoff, in seconds (default 60).
+        schedule_source: where to add the retries when the broker has no ``delay``.
+        types_of_exceptions: retry only these exception types (default: any).
+    """
+
+    def __init__(
+        self,
+        default_retry_count: int = DEFAULT_RETRY_COUNT,
+        default_retry_label: bool = False,
+        no_result_on_retry: bool = True,
+        default_delay: float = DEFAULT_DELAY_S,
+        use_jitter: bool = False,
+        use_delay_exponent: bool = False,
+        max_delay_exponent: float = DEFAULT_MAX_DELAY_S,
+        schedule_source: ScheduleSource | None = None,
+        types_of_exceptions: Iterable[type[BaseException]] | None = None,
+    ) -> None:
+        """Configure the retries and their delays (see the class docstring)."""
+        super().__init__(
+            default_retry_count, default_retry_label, no_result_on_retry, types_of_exceptions
+        )
+        if schedule_source is not None and not isinstance(schedule_source, ScheduleSource):
+            raise TypeError(f"schedule_source must be a ScheduleSource, not {schedule_source!r}")
+        if default_delay < 0 or max_delay_exponent < 0:
+            raise ValueError("default_delay and max_delay_exponent cannot be negative")
+        self.default_delay = default_delay
+        self.use_jitter = use_jitter
+        self.use_delay_exponent = use_delay_exponent
+        self.max_delay_exponent = max_delay_exponent
+        self.schedule_source = schedule_source
+
+    def startup(self) -> None:
+        """Check that retries can be delayed: by the broker, or through a dynamic source."""
+        if Capability.DELAY in self.broker.capabilities:
+            return
+        broker = type(self.broker).__name__
+        if self.schedule_source is None:
+            raise RetryConfigurationError(
+                f"SmartRetryMiddleware cannot delay retries: {broker} does not support the "
+                "'delay' label; pass schedule_source= (a dynamic schedule source a scheduler "
+                "reads) or use a broker with the 'delay' capability"
+            )
+        if Capability.DYNAMIC not in self.schedule_source.capabilities:
+            raise RetryConfigurationError(
+                f"SmartRetryMiddleware cannot delay retries: {broker} does not support the "
+                f"'delay' label and {type(self.schedule_source).__name__} cannot add "
+                "schedules at runtime (it lacks the 'dynamic' capability)"
+            )
+
+    def base_delay(self, message: TaskiqMessage) -> float:
+        """The task's base delay in seconds: its ``delay`` label when first sent, or the default."""
+        raw = message.labels.get(BASE_DELAY_LABEL, message.labels.get("delay"))
+        if raw is None:
+            return self.default_delay
+        try:
+            return max(float(raw), 0.0)
+        except (TypeError, ValueError):
+            logger.warning(
+                "Task %s: delay %r is not a number of seconds; using %s",
+                message.task_id,
+                raw,
+                self.default_delay,
+            )
+            return self.default_delay
+
+    def retry_delay(self, message: TaskiqMessage, failed_runs: int) -> float:
+        """Seconds to wait before the run after ``failed_runs`` failed ones."""
+        base = wait = self.base_delay(message)
+        if self.use_delay_exponent:
+            wait = min(base * 2.0 ** min(failed_runs - 1, _MAX_DOUBLINGS), self.max_delay_exponent)
+        if self.use_jitter:
+            wait = random.uniform(0.0, wait)
+        return wait
+
+    async def send_again(self, message: TaskiqMessage, failed_runs: int) -> None:
+        """Send ``message`` again after its backoff: by ``delay`` label or schedule source."""
+        wait = self.retry_delay(message, failed_runs)
+        base = self.base_delay(message)
+        labels = {**message.labels, RETRIES_LABEL: failed_runs, BASE_DELAY_LABEL: base}
+        logger.info(
+            "Task %s (%s) failed (attempt %d); retrying in %.3f s",
+            message.task_id,
+            message.task_name,
+            failed_runs,
+            wait,
+        )
+        if Capability.DELAY in self.broker.capabilities:
+            await resend(self.broker, message, {**labels, "delay": wait})
+            return
+        if self.schedule_source is None:  # startup refuses this configuration
+            raise RetryConfigurationError("no way to delay the retry: see SmartRetryMiddleware")
+        labels.pop("delay", None)
+        await self.schedule_source.add_schedule(
+            ScheduledTask(
+                task_name=message.task_name,
+                labels=labels,
+                args=list(message.args),
+                kwargs=dict(message.kwargs),
+                task_id=message.task_id,
+                schedule_id=f"retry-{message.task_id}-{failed_runs}",
+                time=datetime.now(timezone.utc) + timedelta(seconds=wait),
+            )
+        )

@@ -1,0 +1,224 @@
+"""PrometheusMiddleware in one process: what it counts, the endpoint, and its metric files."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskq import Receiver
+from taskq.cli.process_manager import WORKER_GROUP_ENV
+from taskq_inmemory import InMemoryBroker
+from taskq_middlewares import PrometheusMiddleware, SimpleRetryMiddleware, metrics_server
+from taskq_middlewares.metric_files import (
+    MULTIPROC_DIR_ENV,
+    forget_dead_processes,
+    prepare_directory,
+    remove_dead_groups,
+)
+from taskq_middlewares.metrics_server import GroupCollector, MetricsServer
+
+pytest.importorskip("prometheus_client")
+WAIT = 10
+
+
+@pytest.fixture(scope="module")
+def metrics_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The multiprocess directory of this test process (prometheus-client keeps one per process)."""
+    directory = tmp_path_factory.mktemp("metrics")
+    before = os.environ.get(MULTIPROC_DIR_ENV)
+    os.environ[MULTIPROC_DIR_ENV] = str(directory)
+    yield directory
+    if before is None:
+        del os.environ[MULTIPROC_DIR_ENV]
+    else:
+        os.environ[MULTIPROC_DIR_ENV] = before
+
+
+def value(directory: Path, sample_name: str, task_name: str) -> float:
+    """The summed value of one sample of one task in the directory's files."""
+    for metric in GroupCollector(directory).collect():
+        for sample in metric.samples:
+            if sample.name == sample_name and sample.labels.get("task_name") == task_name:
+                return float(sample.value)
+    return 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+NAMES = (
+    "taskq_tasks_received_total",
+    "taskq_tasks_succeeded_total",
+    "taskq_tasks_failed_total",
+    "taskq_tasks_retried_total",
+    "taskq_task_execution_seconds_count",
+    "taskq_tasks_running",
+)
+
+
+async def test_counts_received_succeeded_failed_retried_and_run_times(
+    metrics_dir: Path, running: Any
+) -> None:
+    broker = InMemoryBroker().with_middlewares(PrometheusMiddleware(), SimpleRetryMiddleware())
+    attempts: list[int] = []
+
+    @broker.task(task_name="prom:ok")
+    async def ok(x: int) -> int:
+        return x
+
+    @broker.task(task_name="prom:broken")
+    async def broken() -> None:
+        raise ValueError("no")
+
+    @broker.task(task_name="prom:flaky", retry_on_error=True)
+    async def flaky() -> str:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ConnectionError("once")
+        return "fine"
+
+    def snapshot() -> dict[str, tuple[float, ...]]:
+        return {
+            name: tuple(value(metrics_dir, sample, name) for sample in NAMES)
+            for name in ("prom:ok", "prom:broken", "prom:flaky")
+        }
+
+    before = snapshot()
+    async with running(broker):
+        for i in range(3):
+            await (await ok.kiq(i)).wait_result(timeout=WAIT)
+        for _ in range(2):
+            await (await broken.kiq()).wait_result(timeout=WAIT)
+        assert (await (await flaky.kiq()).wait_result(timeout=WAIT)).return_value == "fine"
+    after = snapshot()
+    delta = {k: tuple(a - b for a, b in zip(after[k], before[k], strict=True)) for k in after}
+    # received, succeeded, failed, retried, runs timed, running now
+    assert delta["prom:ok"] == (3, 3, 0, 0, 3, 0)
+    assert delta["prom:broken"] == (2, 0, 2, 0, 2, 0)
+    assert delta["prom:flaky"] == (2, 1, 1, 1, 2, 0)
+
+
+async def test_a_worker_serves_the_metrics_over_http(metrics_dir: Path) -> None:
+    port = free_port()
+    broker = InMemoryBroker().with_middlewares(
+        PrometheusMiddleware(server_addr="127.0.0.1", server_port=port)
+    )
+    broker.is_worker_process = True
+
+    @broker.task(task_name="prom:served")
+    async def served() -> int:
+        return 1
+
+    await broker.startup()
+    finished = asyncio.Event()
+    listening = asyncio.create_task(Receiver(broker).listen(finished))
+    try:
+        for _ in range(4):
+            await (await served.kiq()).wait_result(timeout=WAIT)
+        url = f"http://127.0.0.1:{port}/metrics"
+        body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())
+    finally:
+        finished.set()
+        await listening
+        await broker.shutdown()
+    text = body.decode()
+    assert 'taskq_tasks_received_total{task_name="prom:served"} 4.0' in text
+    assert 'taskq_tasks_succeeded_total{task_name="prom:served"} 4.0' in text
+    assert 'taskq_tasks_running{task_name="prom:served"} 0.0' in text
+    with pytest.raises(OSError, match="refused"):  # shutdown stopped the endpoint
+        await asyncio.to_thread(urllib.request.urlopen, url, timeout=2)
+
+
+def test_a_waiting_process_takes_the_endpoint_over_when_it_frees(
+    metrics_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(metrics_server, "RETRY_BIND_S", 0.05)
+    port = free_port()
+    first = MetricsServer(metrics_dir, "127.0.0.1", port)
+    second = MetricsServer(metrics_dir, "127.0.0.1", port)
+    first.start()
+    second.start()
+    try:
+        assert first.serving
+        assert not second.serving
+        first.stop()
+        deadline = time.monotonic() + WAIT
+        while not second.serving and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert second.serving
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    finally:
+        first.stop()
+        second.stop()
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_groups_of_dead_managers_and_gauges_of_dead_processes_are_removed(
+    tmp_path: Path,
+) -> None:
+    gone = dead_pid()
+    (tmp_path / f"group-{gone}").mkdir()
+    (tmp_path / f"group-{os.getpid()}").mkdir()
+    remove_dead_groups(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"group-{os.getpid()}"]
+
+    group = tmp_path / f"group-{os.getpid()}"
+    for name in (
+        f"counter_{gone}.db",
+        f"gauge_livesum_{gone}.db",
+        f"gauge_livesum_{os.getpid()}.db",
+    ):
+        (group / name).touch()
+    forget_dead_processes(group)
+    # a dead worker's counters still count; its running gauge does not
+    assert sorted(p.name for p in group.iterdir()) == [
+        f"counter_{gone}.db",
+        f"gauge_livesum_{os.getpid()}.db",
+    ]
+
+
+def test_worker_processes_of_one_manager_share_a_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(MULTIPROC_DIR_ENV, raising=False)
+    monkeypatch.setenv(WORKER_GROUP_ENV, str(os.getppid()))
+    directory = prepare_directory(tmp_path)
+    assert directory == tmp_path / f"group-{os.getppid()}"
+    assert os.environ[MULTIPROC_DIR_ENV] == str(directory)
+
+    monkeypatch.delenv(MULTIPROC_DIR_ENV)
+    monkeypatch.delenv(WORKER_GROUP_ENV)
+    alone = tmp_path / f"group-{os.getpid()}"
+    alone.mkdir()
+    (alone / "counter_1.db").touch()  # left by an earlier process with this pid
+    assert prepare_directory(tmp_path) == alone
+    assert list(alone.iterdir()) == []
+
+    monkeypatch.setenv(MULTIPROC_DIR_ENV, str(tmp_path / "mine"))
+    assert prepare_directory(tmp_path) == tmp_path / "mine"  # the user's own, used as is
+
+
+def test_without_prometheus_client_the_error_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    with pytest.raises(ImportError, match=r"pip install 'taskq-middlewares\[prometheus\]'"):
+        PrometheusMiddleware()

@@ -1,0 +1,206 @@
+"""SimpleRetryMiddleware on the in-memory broker: attempts, labels, final results, opt-outs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from taskq import Context, TaskiqDepends, TaskiqMessage, TaskiqMiddleware, TaskiqResult
+from taskq_inmemory import InMemoryBroker
+from taskq_middlewares import NoRetryError, SimpleRetryMiddleware
+
+WAIT = 10
+
+
+def broker_with(middleware: SimpleRetryMiddleware) -> InMemoryBroker:
+    return InMemoryBroker().with_middlewares(middleware)
+
+
+class Runs:
+    """What a task saw on each of its runs: the ``_retries`` label."""
+
+    def __init__(self) -> None:
+        self.retries: list[Any] = []
+
+    def note(self, context: Context) -> int:
+        self.retries.append(context.message.labels.get("_retries"))
+        return len(self.retries)
+
+
+async def test_a_failing_task_runs_max_retries_times_and_its_last_error_is_stored(
+    running: Any,
+) -> None:
+    broker = broker_with(SimpleRetryMiddleware())
+    runs = Runs()
+
+    @broker.task(retry_on_error=True, max_retries=3)
+    async def flaky(context: Context = TaskiqDepends()) -> None:
+        attempt = runs.note(context)
+        raise ValueError(f"attempt {attempt}")
+
+    async with running(broker):
+        result = await (await flaky.kiq()).wait_result(timeout=WAIT)
+    assert runs.retries == [None, 1, 2]  # three runs in all: max_retries counts attempts
+    assert result.is_err
+    assert str(result.error) == "attempt 3"
+
+
+async def test_a_task_that_recovers_returns_its_value_under_the_same_task_id(running: Any) -> None:
+    broker = broker_with(SimpleRetryMiddleware(default_retry_count=5))
+    runs = Runs()
+    task_ids: set[str] = set()
+
+    @broker.task(retry_on_error=True)
+    async def recovers(x: int, context: Context = TaskiqDepends()) -> int:
+        task_ids.add(context.message.task_id)
+        if runs.note(context) < 3:
+            raise ConnectionError("not yet")
+        return x * 2
+
+    async with running(broker):
+        task = await recovers.kiq(21)
+        result = await task.wait_result(timeout=WAIT)
+    assert result.return_value == 42
+    assert not result.is_err
+    assert runs.retries == [None, 1, 2]
+    assert task_ids == {task.task_id}
+
+
+@pytest.mark.parametrize(
+    ("middleware", "labels", "runs_expected"),
+    [
+        (SimpleRetryMiddleware(), {}, 1),  # retries are opt-in by default
+        (SimpleRetryMiddleware(default_retry_label=True), {}, 3),
+        (SimpleRetryMiddleware(default_retry_label=True), {"retry_on_error": False}, 1),
+        (SimpleRetryMiddleware(), {"retry_on_error": "true", "max_retries": "2"}, 2),
+        (SimpleRetryMiddleware(max_retries=4), {"retry_on_error": True}, 4),
+    ],
+)
+async def test_labels_and_defaults_decide_how_many_runs(
+    running: Any, middleware: SimpleRetryMiddleware, labels: dict[str, Any], runs_expected: int
+) -> None:
+    broker = broker_with(middleware)
+    runs = Runs()
+
+    @broker.task
+    async def fails(context: Context = TaskiqDepends()) -> None:
+        runs.note(context)
+        raise RuntimeError("no")
+
+    async with running(broker):
+        result = await (await fails.kicker().with_labels(**labels).kiq()).wait_result(timeout=WAIT)
+    assert result.is_err
+    assert len(runs.retries) == runs_expected
+
+
+async def test_no_retry_error_and_bad_arguments_are_never_retried(running: Any) -> None:
+    broker = broker_with(SimpleRetryMiddleware(default_retry_label=True))
+    runs = Runs()
+
+    @broker.task
+    async def refuses(n: int, context: Context = TaskiqDepends()) -> None:
+        runs.note(context)
+        raise NoRetryError("the card was declined")
+
+    async with running(broker):
+        refused = await (await refuses.kiq(1)).wait_result(timeout=WAIT)
+        bad_args = await (await refuses.kiq("not a number")).wait_result(timeout=WAIT)  # type: ignore[arg-type]
+    assert isinstance(refused.error, NoRetryError)
+    assert "TaskArgumentsError" in type(bad_args.error).__name__
+    assert len(runs.retries) == 1  # the bad-arguments message never reached the function
+
+
+async def test_types_of_exceptions_limit_what_is_retried_broker_wide_and_per_task(
+    running: Any,
+) -> None:
+    broker = broker_with(
+        SimpleRetryMiddleware(default_retry_label=True, types_of_exceptions=[ConnectionError])
+    )
+    runs: dict[str, int] = {}
+
+    @broker.task
+    async def network() -> None:
+        runs["network"] = runs.get("network", 0) + 1
+        raise ConnectionError
+
+    @broker.task
+    async def logic() -> None:
+        runs["logic"] = runs.get("logic", 0) + 1
+        raise KeyError
+
+    @broker.task(types_of_exceptions=[KeyError])
+    async def lookup() -> None:
+        runs["lookup"] = runs.get("lookup", 0) + 1
+        raise KeyError
+
+    async with running(broker):
+        for task in (network, logic, lookup):
+            await (await task.kiq()).wait_result(timeout=WAIT)
+    assert runs == {"network": 3, "logic": 1, "lookup": 3}
+
+
+async def test_without_no_result_on_retry_each_failed_run_stores_its_error(running: Any) -> None:
+    stored: list[str] = []
+
+    class Saved(TaskiqMiddleware):
+        def post_save(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
+            stored.append(str(result.error))
+
+    broker = InMemoryBroker().with_middlewares(
+        SimpleRetryMiddleware(no_result_on_retry=False), Saved()
+    )
+    runs = Runs()
+
+    @broker.task(retry_on_error=True, max_retries=2)
+    async def fails(context: Context = TaskiqDepends()) -> None:
+        raise ValueError(f"attempt {runs.note(context)}")
+
+    async with running(broker):
+        await (await fails.kiq()).wait_result(timeout=WAIT)
+        await broker.wait_all()
+    assert stored == ["attempt 1", "attempt 2"]
+    assert runs.retries == [None, 1]
+
+
+async def test_a_retry_that_cannot_be_sent_leaves_the_error_stored_and_logged_once(
+    running: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class BrokenResend(TaskiqMiddleware):
+        def pre_send(self, message: TaskiqMessage) -> TaskiqMessage:
+            if "_retries" in message.labels:
+                raise ConnectionError("the broker is gone")
+            return message
+
+    broker = InMemoryBroker().with_middlewares(BrokenResend(), SimpleRetryMiddleware())
+
+    @broker.task(retry_on_error=True)
+    async def fails() -> None:
+        raise ValueError("original")
+
+    async with running(broker):
+        result = await (await fails.kiq()).wait_result(timeout=WAIT)
+    assert str(result.error) == "original"
+    lines = [r for r in caplog.records if "retry could not be sent" in r.getMessage()]
+    assert len(lines) == 1
+    assert lines[0].levelno == logging.ERROR
+
+
+async def test_an_unreadable_max_retries_label_falls_back_to_the_default(
+    running: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker = broker_with(SimpleRetryMiddleware(default_retry_count=2))
+    runs = Runs()
+
+    @broker.task(retry_on_error=True, max_retries="many")
+    async def fails(context: Context = TaskiqDepends()) -> None:
+        runs.note(context)
+        raise ValueError
+
+    async with running(broker):
+        await (await fails.kiq()).wait_result(timeout=WAIT)
+    assert len(runs.retries) == 2
+    assert "max_retries='many' is not an integer" in caplog.text
