@@ -90,14 +90,16 @@ class ZeroMQBroker(AsyncBroker):
     async def kick(self, message: BrokerMessage) -> None:
         """Send the message to one worker, waiting while no worker has room.
 
-        In a worker process (a task sending a task, a retry) the message goes to the client,
-        which dispatches it like its own.
+        In a worker process that has received tasks from a client (a task sending a task, a
+        retry), the message goes to that client, which dispatches it like its own. Elsewhere
+        this broker is the client itself.
         """
-        if self.is_worker_process:
+        if self.is_worker_process and self._dispatcher is None:
             if self._intake is None:
                 raise SendTaskError("the ZeroMQ worker is not started, or shut down")
-            self._intake.forward(message.message)
-            return
+            if self._intake.heard_from_client:
+                self._intake.forward(message.message)
+                return
         await self._client_side().send(message.message)
 
     async def listen(self) -> AsyncGenerator[bytes, None]:

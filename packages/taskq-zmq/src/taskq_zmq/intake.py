@@ -75,6 +75,11 @@ class Intake:
             raise SendTaskError("the queue to the ZeroMQ client is full") from None
 
     @property
+    def heard_from_client(self) -> bool:
+        """Whether a client has sent this worker a task (so it can take messages back)."""
+        return bool(self._session)
+
+    @property
     def free(self) -> int:
         """Buffer slots not in use."""
         return self.prefetch - len(self.buffer)
