@@ -47,7 +47,8 @@ class ScheduleSource(ABC):
 
         The scheduler calls it before each send. A claim must be atomic among the schedulers
         sharing the source, succeed once per fire, and refuse a fire older than one already
-        claimed. The default (a source read by one scheduler) claims every fire.
+        claimed and a fire of a schedule no longer in the source. The default (a source read
+        by one scheduler) claims every fire.
         """
         return True
 
