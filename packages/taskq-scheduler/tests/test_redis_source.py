@@ -112,7 +112,7 @@ async def run_for(app: App, sources: list[Any], seconds: float, **options: Any) 
     schedulers = [TaskiqScheduler(app.broker, [source], clock=app.clock) for source in sources]
     stops = [asyncio.Event() for _ in schedulers]
     tasks = []
-    for scheduler, stop in zip(schedulers, stops):
+    for scheduler, stop in zip(schedulers, stops, strict=True):
         await scheduler.startup()
         asleep = app.clock.sleepers
         tasks.append(asyncio.create_task(scheduler.run(stop, **options)))
@@ -132,8 +132,10 @@ async def test_two_schedulers_sharing_redis_send_each_fire_once(
     try:
         await app.task.kicker().with_schedule_id("c").schedule_by_cron(adder, "*/10 * * * * *")
         await app.task.kicker().with_schedule_id("i").schedule_by_interval(adder, 7)
-        await app.task.kicker().with_schedule_id("o").schedule_by_time(
-            adder, START + timedelta(seconds=33)
+        await (
+            app.task.kicker()
+            .with_schedule_id("o")
+            .schedule_by_time(adder, START + timedelta(seconds=33))
         )
     finally:
         await adder.shutdown()
@@ -150,7 +152,10 @@ async def test_a_restart_does_not_send_a_fire_again(app: App, new_redis_source: 
     await app.task.kicker().with_schedule_id("m").schedule_by_cron(adder, "* * * * *")
     await adder.shutdown()
     await run_for(app, [new_redis_source()], 40)  # 12:00:30 → 12:01:10: sends 12:00 and 12:01
-    assert app.fire_times("m") == [iso(START.replace(second=0)), iso(START.replace(minute=1, second=0))]
+    assert app.fire_times("m") == [
+        iso(START.replace(second=0)),
+        iso(START.replace(minute=1, second=0)),
+    ]
     # restarted 10 s later, in the same minute: 12:01 fell due 20 s ago, already sent
     app.clock.jump(10)
     await run_for(app, [new_redis_source()], 45)
@@ -158,7 +163,9 @@ async def test_a_restart_does_not_send_a_fire_again(app: App, new_redis_source: 
     # the same with an in-memory source: the start resends 12:02 (nothing remembers it)
     from taskq_scheduler import InMemoryScheduleSource
 
-    memory = InMemoryScheduleSource([ScheduledTask(task_name="record", cron="* * * * *", schedule_id="m")])
+    memory = InMemoryScheduleSource(
+        [ScheduledTask(task_name="record", cron="* * * * *", schedule_id="m")]
+    )
     await run_for(app, [memory], 1)
     assert len(app.fire_times("m")) == 4
 

@@ -65,7 +65,9 @@ async def test_the_start_sends_the_fire_of_the_last_minute_unless_skip_first_run
 
 
 async def test_skip_first_run_sends_nothing_old(app: App, start_scheduler: Any) -> None:
-    source = InMemoryScheduleSource([cron("* * * * *"), ScheduledTask(task_name="record", interval=3600)])
+    source = InMemoryScheduleSource(
+        [cron("* * * * *"), ScheduledTask(task_name="record", interval=3600)]
+    )
     scheduler = TaskiqScheduler(app.broker, [source], clock=app.clock)
     await start_scheduler(scheduler, skip_first_run=True)
     await app.clock.advance(29)
@@ -166,8 +168,10 @@ async def test_schedules_added_at_runtime_fire_and_unschedule_stops_them(
     await start_scheduler(
         TaskiqScheduler(app.broker, [source], clock=app.clock), update_interval=10
     )
-    handle = await app.task.kicker().with_schedule_id("rt").schedule_by_cron(
-        source, "*/15 * * * * *", "hi"
+    handle = (
+        await app.task.kicker()
+        .with_schedule_id("rt")
+        .schedule_by_cron(source, "*/15 * * * * *", "hi")
     )
     assert handle.schedule_id == "rt"
     await app.clock.advance(40)  # seen at 12:00:40, then fires at 12:00:45, 12:01:00, 12:01:10
@@ -187,7 +191,8 @@ async def test_the_decorated_task_schedules_by_time_and_interval(app: App) -> No
     assert found[one.schedule_id].time == START + timedelta(hours=1)
     assert found[every.schedule_id].interval == 30
     task = await one.kiq()
-    assert task.task_id and app.runs[-1].args == (1, 2)
+    assert task.task_id
+    assert app.runs[-1].args == (1, 2)
 
 
 async def test_bad_schedules_fail_when_added(app: App) -> None:
@@ -198,7 +203,7 @@ async def test_bad_schedules_fail_when_added(app: App) -> None:
     with pytest.raises(InvalidScheduleError, match="not a cron expression"):
         await kicker.schedule_by_cron(source, "* * *")
     with pytest.raises(InvalidScheduleError, match="timezone-aware"):
-        await kicker.schedule_by_time(source, datetime(2030, 1, 1))  # noqa: DTZ001
+        await kicker.schedule_by_time(source, datetime(2030, 1, 1))
     with pytest.raises(InvalidScheduleError, match="at least 1 second"):
         await kicker.schedule_by_interval(source, 0.5)
     from taskq import CronSpec
@@ -324,7 +329,10 @@ async def test_two_schedulers_sharing_a_source_send_each_fire_once(
     app: App, start_scheduler: Any
 ) -> None:
     source = InMemoryScheduleSource(
-        [cron("*/20 * * * * *", "c"), ScheduledTask(task_name="record", interval=15, schedule_id="i")]
+        [
+            cron("*/20 * * * * *", "c"),
+            ScheduledTask(task_name="record", interval=15, schedule_id="i"),
+        ]
     )
     for _ in range(2):
         await start_scheduler(TaskiqScheduler(app.broker, [source], clock=app.clock))
@@ -375,9 +383,7 @@ async def test_the_default_timezone_applies_to_crons_without_offset(
     app: App, start_scheduler: Any
 ) -> None:
     source = InMemoryScheduleSource([cron("0 13 * * *", "lunch")])
-    await start_scheduler(
-        TaskiqScheduler(app.broker, [source], clock=app.clock), tz="Europe/Paris"
-    )
+    await start_scheduler(TaskiqScheduler(app.broker, [source], clock=app.clock), tz="Europe/Paris")
     await app.clock.advance(3600)
     assert app.fire_times() == [iso(at(2025, 1, 6, 12))]  # 13:00 in Paris, sent at start
 
