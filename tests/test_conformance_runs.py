@@ -34,11 +34,15 @@ EXAMPLE_SRC = ROOT / "examples" / "taskq-example-broker" / "src"
             ["result_backend: ttl 1 0 0", "result_backend: cross_process 1 0 0"],
         ),
         (
+            ["--taskq-schedule-source", "taskq_scheduler.conformance:make_memory_source"],
+            ["schedule_source: mandatory 2 0 0", "schedule_source: dynamic 2 0 0"],
+        ),
+        (
             ["--taskq-broker", "taskq_example_broker.testing:make_broker"],
             ["broker: mandatory 8 0 0", "broker: acks 1 0 0", "broker: reject 1 0 0"],
         ),
     ],
-    ids=["inmemory", "zmq", "sqlite", "example-broker"],
+    ids=["inmemory", "zmq", "sqlite", "schedule-memory", "example-broker"],
 )
 def test_suite_passes_and_prints_its_table(tmp_path, targets, expected_rows):
     # a clean run: no target or store chosen by an earlier test in this process

@@ -17,6 +17,7 @@ import json
 import os
 import tempfile
 from collections.abc import AsyncGenerator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -269,6 +270,37 @@ class AddsWithoutDeclaringDynamic(InMemoryScheduleSource):
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
 
 
+class SharedStoreScheduleSource(InMemoryScheduleSource):
+    """A correct persistent source: its store is shared by every instance in the process."""
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.DYNAMIC, Capability.PERSISTENT}
+    )
+    store: ClassVar[dict[str, ScheduledTask]] = {}
+    claims: ClassVar[dict[str, datetime]] = {}
+
+    def __init__(self) -> None:
+        self.schedules = self.store
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        self.schedules.pop(schedule_id, None)
+        self.claims.pop(schedule_id, None)
+
+    async def claim_fire(self, schedule_id: str, fire_time: datetime) -> bool:
+        last = self.claims.get(schedule_id)
+        if schedule_id not in self.schedules or (last is not None and fire_time <= last):
+            return False
+        self.claims[schedule_id] = fire_time
+        return True
+
+
+class ClaimsEveryFire(SharedStoreScheduleSource):
+    """Defect: declares ``persistent`` but lets every scheduler claim every fire."""
+
+    async def claim_fire(self, schedule_id: str, fire_time: datetime) -> bool:
+        return True
+
+
 # -- factories: the targets given to the suite ---------------------------------------------------
 
 
@@ -342,6 +374,14 @@ def make_args_losing_source() -> ScheduleSource:
 
 def make_undeleting_source() -> ScheduleSource:
     return DeleteDoesNothing()
+
+
+def make_persistent_source() -> ScheduleSource:
+    return SharedStoreScheduleSource()
+
+
+def make_claiming_everything_source() -> ScheduleSource:
+    return ClaimsEveryFire()
 
 
 def make_undeclared_dynamic_source() -> ScheduleSource:

@@ -99,6 +99,11 @@ BROKEN = [
     ),
     broken(
         "schedule_source",
+        "make_claiming_everything_source",
+        "test_each_fire_is_claimed_once_among_schedulers",
+    ),
+    broken(
+        "schedule_source",
         "make_undeclared_dynamic_source",
         "test_adding_is_refused_without_the_capability",
     ),
@@ -130,7 +135,15 @@ CORRECT = [
         ("--taskq-schedule-source", "implementations:make_schedule_source"),
         rows=(
             r"schedule_source: mandatory\s+\d+\s+0\s+0$",
-            r"schedule_source: dynamic\s+1\s+0\s+0$",
+            r"schedule_source: dynamic\s+2\s+0\s+0$",
+        ),
+    ),
+    Case(
+        "persistent_schedule_source",
+        ("--taskq-schedule-source", "implementations:make_persistent_source"),
+        rows=(
+            r"schedule_source: dynamic\s+2\s+0\s+0$",
+            r"schedule_source: persistent\s+3\s+0\s+0$",
         ),
     ),
 ]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -116,3 +117,67 @@ async def test_schedules_survive_a_new_instance(taskq_new_schedule_source: NewSo
             assert same_schedule(found[sent.schedule_id], sent)
         finally:
             await second.delete_schedule(sent.schedule_id)
+
+
+@pytest.mark.taskq_requires(Capability.DYNAMIC)
+async def test_adding_an_id_again_replaces_its_schedule(
+    taskq_new_schedule_source: NewSource,
+) -> None:
+    async with taskq_new_schedule_source() as source:
+        first = schedules()[2]
+        second = ScheduledTask(
+            task_name=first.task_name, interval=45, args=[2], schedule_id=first.schedule_id
+        )
+        await source.add_schedule(first)
+        try:
+            await source.add_schedule(second)
+            found = [s for s in await source.get_schedules() if s.schedule_id == first.schedule_id]
+            assert len(found) == 1, "adding an id again kept two schedules"
+            assert same_schedule(found[0], second), f"not replaced: {found[0]!r}"
+        finally:
+            await source.delete_schedule(first.schedule_id)
+
+
+@pytest.mark.taskq_requires(Capability.PERSISTENT)
+async def test_each_fire_is_claimed_once_among_schedulers(
+    taskq_new_schedule_source: NewSource,
+) -> None:
+    # schedulers sharing a persistent source each claim a fire before sending it: exactly
+    # one claim of a fire succeeds, an older fire is refused, a later one accepted
+    sent = schedules()[0]
+    fire = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
+    later = fire + timedelta(minutes=5)
+    async with taskq_new_schedule_source() as first, taskq_new_schedule_source() as second:
+        await first.add_schedule(sent)
+        try:
+            claims = await asyncio.gather(
+                *(source.claim_fire(sent.schedule_id, fire) for source in [first, second] * 4)
+            )
+            assert sum(claims) == 1, f"{sum(claims)} of 8 claims of one fire succeeded"
+            older = fire - timedelta(minutes=5)
+            assert not await second.claim_fire(sent.schedule_id, older), (
+                "a fire older than one already claimed was claimed"
+            )
+            assert await second.claim_fire(sent.schedule_id, later), "a later fire was refused"
+        finally:
+            await first.delete_schedule(sent.schedule_id)
+        assert not await second.claim_fire(sent.schedule_id, later + timedelta(minutes=5)), (
+            "a fire of a deleted schedule was claimed"
+        )
+
+
+@pytest.mark.taskq_requires(Capability.PERSISTENT)
+async def test_claims_survive_a_new_instance(taskq_new_schedule_source: NewSource) -> None:
+    # a restarted scheduler must not send again a fire sent before the restart
+    sent = schedules()[1]
+    assert sent.time is not None
+    async with taskq_new_schedule_source() as first:
+        await first.add_schedule(sent)
+        assert await first.claim_fire(sent.schedule_id, sent.time)
+    async with taskq_new_schedule_source() as restarted:
+        try:
+            assert not await restarted.claim_fire(sent.schedule_id, sent.time), (
+                "a new instance claimed a fire claimed before it"
+            )
+        finally:
+            await restarted.delete_schedule(sent.schedule_id)

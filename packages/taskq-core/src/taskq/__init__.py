@@ -17,10 +17,12 @@ from taskq.abc.serializer import TaskiqSerializer
 from taskq.acks import AckableMessage, AcknowledgeType
 from taskq.capabilities import Capability
 from taskq.context import Context
+from taskq.created_schedule import CreatedSchedule
 from taskq.decor import AsyncTaskiqDecoratedTask
 from taskq.events import TaskiqEvents
 from taskq.exceptions import (
     BrokerError,
+    InvalidScheduleError,
     ListenError,
     MessageDecodeError,
     NoResultError,
@@ -50,7 +52,7 @@ from taskq.kicker import AsyncKicker
 from taskq.message import BrokerMessage, TaskiqMessage
 from taskq.result import TaskiqResult
 from taskq.result_backends import DummyResultBackend
-from taskq.scheduled_task import ScheduledTask
+from taskq.scheduled_task import CronSpec, ScheduledTask
 from taskq.shared_broker import async_shared_broker
 from taskq.state import TaskiqState
 from taskq.task import AsyncTaskiqTask
@@ -118,9 +120,12 @@ __all__ = [  # noqa: RUF022 - grouped by concept
     "PickleSerializer",
     "ScheduleSource",
     "ScheduledTask",
+    "CronSpec",
+    "CreatedSchedule",
     # errors
     "TaskiqError",
     "BrokerError",
+    "InvalidScheduleError",
     "ListenError",
     "MessageDecodeError",
     "NoResultError",

@@ -12,7 +12,12 @@ from typing_extensions import ParamSpec
 from taskq.kicker import AsyncKicker, send_task
 
 if TYPE_CHECKING:
+    from datetime import datetime, timedelta
+
     from taskq.abc.broker import AsyncBroker
+    from taskq.abc.schedule_source import ScheduleSource
+    from taskq.created_schedule import CreatedSchedule
+    from taskq.scheduled_task import CronSpec
     from taskq.task import AsyncTaskiqTask
 
 _Params = ParamSpec("_Params")
@@ -82,6 +87,36 @@ class AsyncTaskiqDecoratedTask(Generic[_Params, _ReturnType]):
     def kicker(self) -> AsyncKicker[_Params, _ReturnType]:
         """Return a kicker to send this task with extra labels, a task id or another broker."""
         return AsyncKicker(self.task_name, self.broker, self.labels, self.return_type)
+
+    async def schedule_by_cron(
+        self,
+        source: ScheduleSource,
+        cron: str | CronSpec,
+        *args: _Params.args,
+        **kwargs: _Params.kwargs,
+    ) -> CreatedSchedule[_ReturnType]:
+        """Add a cron schedule of this task to ``source`` (see `AsyncKicker.schedule_by_cron`)."""
+        return await self.kicker().schedule_by_cron(source, cron, *args, **kwargs)
+
+    async def schedule_by_time(
+        self,
+        source: ScheduleSource,
+        time: datetime,
+        *args: _Params.args,
+        **kwargs: _Params.kwargs,
+    ) -> CreatedSchedule[_ReturnType]:
+        """Add a one-shot schedule of this task to ``source`` (`AsyncKicker.schedule_by_time`)."""
+        return await self.kicker().schedule_by_time(source, time, *args, **kwargs)
+
+    async def schedule_by_interval(
+        self,
+        source: ScheduleSource,
+        interval: int | float | timedelta,
+        *args: _Params.args,
+        **kwargs: _Params.kwargs,
+    ) -> CreatedSchedule[_ReturnType]:
+        """Add an interval schedule of this task to ``source`` (see `AsyncKicker`)."""
+        return await self.kicker().schedule_by_interval(source, interval, *args, **kwargs)
 
     def __repr__(self) -> str:
         return f"AsyncTaskiqDecoratedTask({self.task_name!r})"

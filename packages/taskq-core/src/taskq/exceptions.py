@@ -151,6 +151,16 @@ class ScheduledTaskCancelledError(TaskiqError):
     __template__ = "the scheduled task was cancelled and not sent"
 
 
+class InvalidScheduleError(TaskiqError, ValueError):
+    """A schedule cannot be fired: a bad cron expression or timezone, a naive datetime, ...
+
+    Raised when the schedule is made or added to a source, never later by the scheduler loop.
+    """
+
+    __template__ = "invalid schedule: {reason}"
+    reason: str
+
+
 class SerializationError(TaskiqError):
     """A serializer could not encode or decode a value."""
 

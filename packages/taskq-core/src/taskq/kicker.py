@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Coroutine
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from typing_extensions import ParamSpec, Self
 
 from taskq.capabilities import LABEL_CAPABILITIES
-from taskq.exceptions import SendTaskError, TaskiqError, UnsupportedCapabilityError
+from taskq.created_schedule import CreatedSchedule
+from taskq.exceptions import (
+    SendTaskError,
+    TaskiqError,
+    UnknownTaskError,
+    UnsupportedCapabilityError,
+)
 from taskq.message import TaskiqMessage
+from taskq.scheduled_task import CronSpec, ScheduledTask
 from taskq.task import AsyncTaskiqTask
 
 if TYPE_CHECKING:
     from taskq.abc.broker import AsyncBroker
+    from taskq.abc.schedule_source import ScheduleSource
 
 _Params = ParamSpec("_Params")
 _ReturnType = TypeVar("_ReturnType")
@@ -39,6 +49,7 @@ class AsyncKicker(Generic[_Params, _ReturnType]):
         self.labels = dict(labels)
         self.return_type = return_type
         self.custom_task_id: str | None = None
+        self.custom_schedule_id: str | None = None
 
     def with_labels(self, **labels: Any) -> Self:
         """Add (or override) labels of the message."""
@@ -48,6 +59,11 @@ class AsyncKicker(Generic[_Params, _ReturnType]):
     def with_task_id(self, task_id: str) -> Self:
         """Send the message under ``task_id`` instead of a generated one."""
         self.custom_task_id = task_id
+        return self
+
+    def with_schedule_id(self, schedule_id: str) -> Self:
+        """Add the next schedule under ``schedule_id`` (adding it again replaces it)."""
+        self.custom_schedule_id = schedule_id
         return self
 
     def with_broker(self, broker: AsyncBroker) -> Self:
@@ -86,6 +102,74 @@ class AsyncKicker(Generic[_Params, _ReturnType]):
             self.custom_task_id,
         )
 
+    async def schedule_by_cron(
+        self,
+        source: ScheduleSource,
+        cron: str | CronSpec,
+        *args: _Params.args,
+        **kwargs: _Params.kwargs,
+    ) -> CreatedSchedule[_ReturnType]:
+        """Add a schedule to ``source`` sending the task on the cron expression ``cron``.
+
+        Five fields (minute resolution) or six (a seconds field first); a `CronSpec` also
+        gives the timezone. Raises `UnknownTaskError` for a task this process does not know
+        and `InvalidScheduleError` (from the source) for an expression or timezone the
+        scheduler could not use.
+        """
+        if isinstance(cron, CronSpec):
+            return await self._add_schedule(
+                source, args, kwargs, cron=cron.to_cron(), cron_offset=cron.offset
+            )
+        return await self._add_schedule(source, args, kwargs, cron=cron)
+
+    async def schedule_by_time(
+        self,
+        source: ScheduleSource,
+        time: datetime,
+        *args: _Params.args,
+        **kwargs: _Params.kwargs,
+    ) -> CreatedSchedule[_ReturnType]:
+        """Add a schedule to ``source`` sending the task once, at the aware datetime ``time``.
+
+        Raises `InvalidScheduleError` for a naive datetime and `UnknownTaskError` for a task
+        this process does not know.
+        """
+        return await self._add_schedule(source, args, kwargs, time=time)
+
+    async def schedule_by_interval(
+        self,
+        source: ScheduleSource,
+        interval: int | float | timedelta,
+        *args: _Params.args,
+        **kwargs: _Params.kwargs,
+    ) -> CreatedSchedule[_ReturnType]:
+        """Add a schedule to ``source`` sending the task every ``interval`` (seconds, >= 1).
+
+        Raises `InvalidScheduleError` for a shorter interval and `UnknownTaskError` for a task
+        this process does not know.
+        """
+        return await self._add_schedule(source, args, kwargs, interval=interval)
+
+    async def _add_schedule(
+        self,
+        source: ScheduleSource,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        **when: Any,
+    ) -> CreatedSchedule[_ReturnType]:
+        check_task_known(self.broker, self.task_name)
+        schedule = ScheduledTask(
+            task_name=self.task_name,
+            labels=dict(self.labels),
+            args=list(args),
+            kwargs=dict(kwargs),
+            task_id=self.custom_task_id,
+            schedule_id=self.custom_schedule_id or uuid.uuid4().hex,
+            **when,
+        )
+        await source.add_schedule(schedule)
+        return CreatedSchedule(self, source, schedule)
+
     def __repr__(self) -> str:
         return f"AsyncKicker({self.task_name!r}, labels={self.labels!r})"
 
@@ -119,6 +203,26 @@ async def send_task(
     for hook in hooks["post_send"]:
         await _settle(hook(message))
     return AsyncTaskiqTask(message.task_id, broker.result_backend, return_type)
+
+
+def check_task_known(broker: AsyncBroker, task_name: str) -> None:
+    """Raise `UnknownTaskError` unless ``broker`` (or the broker it sends through) has the task.
+
+    Shared tasks are known to every broker; through `async_shared_broker`, the tasks of its
+    default broker are known too.
+    """
+    if broker.find_task(task_name) is not None:
+        return
+    try:
+        target = broker.target_broker()
+    except TaskiqError:
+        target = broker
+    if target.find_task(task_name) is None:
+        raise UnknownTaskError(
+            f"no task is registered under the name {task_name!r}: a schedule can only name a "
+            "task this process has registered (import the module that defines it)",
+            task_name=task_name,
+        )
 
 
 async def _settle(value: Any) -> Any:

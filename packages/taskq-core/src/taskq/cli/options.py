@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import enum
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from taskq.acks import AcknowledgeType
+from taskq.cli import converters
 from taskq.cli.discovery import DEFAULT_TASKS_PATTERN
-from taskq.cli.logs import DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL, LOG_LEVELS, check_log_format
+from taskq.cli.env_parser import EnvArgumentParser
+from taskq.cli.logs import DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL
 from taskq.receiver.execution import DEFAULT_THREADPOOL_THREADS
 from taskq.receiver.receiver import DEFAULT_MAX_ASYNC_TASKS
 
@@ -20,9 +21,6 @@ from taskq.receiver.receiver import DEFAULT_MAX_ASYNC_TASKS
 ENV_PREFIX = "TASKQ_WORKER_"
 DEFAULT_WORKERS = 2
 DEFAULT_SHUTDOWN_TIMEOUT_S = 5.0
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
 
 
 @dataclass(frozen=True)
@@ -91,85 +89,48 @@ def parse_worker_args(
     return WorkerOptions(**values)
 
 
-class _WorkerParser(argparse.ArgumentParser):
-    """An argument parser whose options also read an environment variable each."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            prog="taskq worker",
-            description="Run worker processes that execute the tasks a broker delivers.",
-            epilog=(
-                f"Each option can also be set by the environment variable in brackets "
-                f"({ENV_PREFIX}<OPTION>); the command line wins."
-            ),
-            argument_default=argparse.SUPPRESS,
-        )
-        self._twins: list[tuple[str, str, Callable[[str], Any]]] = []
-
-    def add_option(
-        self,
-        *flags: str,
-        help: str,
-        convert: Callable[[str], Any] | None = None,
-        env_convert: Callable[[str], Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Add an option; ``env_convert`` (default ``convert``) reads its environment twin."""
-        dest = flags[0].removeprefix("--").replace("-", "_")
-        variable = env_variable(flags[0])
-        shown = _show(_FIELD_DEFAULTS[dest])
-        text = f"{help} (default: {shown}) [{variable}]".replace("%", "%%")
-        if convert is not None:
-            kwargs["type"] = convert
-        self.add_argument(*flags, dest=dest, help=text, **kwargs)
-        reader = env_convert or convert
-        if reader is None:
-            raise TypeError(f"option {flags[0]} needs a converter for {variable}")
-        self._twins.append((dest, variable, reader))
-
-    def fill_from_environment(
-        self, namespace: argparse.Namespace, environ: Mapping[str, str]
-    ) -> None:
-        """Set each option not given on the command line from its environment variable."""
-        for dest, variable, convert in self._twins:
-            raw = environ.get(variable)
-            if raw is None or hasattr(namespace, dest):
-                continue
-            try:
-                setattr(namespace, dest, convert(raw))
-            except argparse.ArgumentTypeError as exc:
-                self.error(f"environment variable {variable}={raw!r}: {exc}")
-
-
-def build_parser() -> _WorkerParser:
+def build_parser() -> EnvArgumentParser:
     """Return the argument parser of ``taskq worker``."""
-    parser = _WorkerParser()
+    parser = EnvArgumentParser(
+        prog="taskq worker",
+        description="Run worker processes that execute the tasks a broker delivers.",
+        env_prefix=ENV_PREFIX,
+        defaults=_FIELD_DEFAULTS,
+    )
     parser.add_argument(
         "broker", help="the broker to listen to, as module:attribute (e.g. myapp.broker:broker)"
     )
     parser.add_argument("modules", nargs="*", default=[], help="modules to import for their tasks")
     _add_process_options(parser)
     _add_receiver_options(parser)
-    _add_discovery_options(parser)
-    parser.add_option("--log-level", help="logging level", convert=_log_level, metavar="LEVEL")
-    parser.add_option("--log-format", help="logging format", convert=_log_format, metavar="FORMAT")
+    add_discovery_options(parser)
+    parser.add_option(
+        "--log-level", help="logging level", convert=converters.log_level, metavar="LEVEL"
+    )
+    parser.add_option(
+        "--log-format", help="logging format", convert=converters.log_format, metavar="FORMAT"
+    )
     return parser
 
 
-def _add_process_options(parser: _WorkerParser) -> None:
+def _add_process_options(parser: EnvArgumentParser) -> None:
     parser.add_option(
-        "--workers", "-w", help="worker processes to run", convert=_at_least(1), metavar="N"
+        "--workers",
+        "-w",
+        help="worker processes to run",
+        convert=converters.at_least(1),
+        metavar="N",
     )
     parser.add_option(
         "--shutdown-timeout",
         help="seconds running tasks get to finish after SIGTERM/SIGINT",
-        convert=_seconds,
+        convert=converters.seconds,
         metavar="SECONDS",
     )
     parser.add_option(
         "--max-tasks-per-child",
         help="replace a worker process after it ran this many tasks",
-        convert=_at_least(1),
+        convert=converters.at_least(1),
         metavar="N",
     )
     parser.add_option(
@@ -177,45 +138,46 @@ def _add_process_options(parser: _WorkerParser) -> None:
         "-r",
         help="restart the worker processes when a .py file under the current directory changes",
         action=argparse.BooleanOptionalAction,
-        env_convert=_boolean,
+        env_convert=converters.boolean,
     )
 
 
-def _add_receiver_options(parser: _WorkerParser) -> None:
+def _add_receiver_options(parser: EnvArgumentParser) -> None:
     parser.add_option(
         "--max-async-tasks",
         help="tasks one worker process runs at once",
-        convert=_at_least(1),
+        convert=converters.at_least(1),
         metavar="N",
     )
     parser.add_option(
         "--max-prefetch",
         help="messages a worker process takes beyond those it can run",
-        convert=_at_least(0),
+        convert=converters.at_least(0),
         metavar="N",
     )
     parser.add_option(
         "--max-threadpool-threads",
         help="threads running sync tasks, per worker process",
-        convert=_at_least(1),
+        convert=converters.at_least(1),
         metavar="N",
     )
     parser.add_option(
         "--ack-type",
         help="when messages are acknowledged: "
         + ", ".join(ack_type.value for ack_type in AcknowledgeType),
-        convert=_ack_type,
+        convert=converters.ack_type,
         metavar="WHEN",
     )
 
 
-def _add_discovery_options(parser: _WorkerParser) -> None:
+def add_discovery_options(parser: EnvArgumentParser) -> None:
+    """Add ``--fs-discover`` and ``--tasks-pattern`` (options of every command importing tasks)."""
     parser.add_option(
         "--fs-discover",
         "-fsd",
         help="also import every module under the current directory matching --tasks-pattern",
         action=argparse.BooleanOptionalAction,
-        env_convert=_boolean,
+        env_convert=converters.boolean,
     )
     parser.add_option(
         "--tasks-pattern",
@@ -223,85 +185,7 @@ def _add_discovery_options(parser: _WorkerParser) -> None:
         help="glob of the task modules to discover; repeat for several "
         "(environment: comma-separated)",
         action="append",
-        convert=_pattern,
-        env_convert=_patterns,
+        convert=converters.pattern,
+        env_convert=converters.patterns,
         metavar="GLOB",
     )
-
-
-def _show(default: object) -> str:
-    if default is None:
-        return "none"
-    if isinstance(default, bool):
-        return "on" if default else "off"
-    if isinstance(default, tuple):
-        return ",".join(default)
-    if isinstance(default, enum.Enum):
-        return str(default.value)
-    return str(default)
-
-
-# -- converters: each reads one value, from the command line or the environment ------------
-
-
-def _at_least(minimum: int) -> Callable[[str], int]:
-    def convert(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
-        return value
-
-    return convert
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
-    return value
-
-
-def _boolean(text: str) -> bool:
-    word = text.strip().lower()
-    if word in _TRUE or word in _FALSE:
-        return word in _TRUE
-    raise argparse.ArgumentTypeError(f"expected 1/0, true/false, yes/no or on/off, got {text!r}")
-
-
-def _ack_type(text: str) -> AcknowledgeType:
-    try:
-        return AcknowledgeType(text.strip().lower())
-    except ValueError:
-        choices = ", ".join(ack_type.value for ack_type in AcknowledgeType)
-        raise argparse.ArgumentTypeError(f"expected one of {choices}, got {text!r}") from None
-
-
-def _log_level(text: str) -> str:
-    level = text.strip().upper()
-    if level not in LOG_LEVELS:
-        raise argparse.ArgumentTypeError(f"expected one of {', '.join(LOG_LEVELS)}, got {text!r}")
-    return level
-
-
-def _log_format(text: str) -> str:
-    try:
-        check_log_format(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a logging format ({exc}): {text!r}") from None
-    return text
-
-
-def _pattern(text: str) -> str:
-    if not text.strip():
-        raise argparse.ArgumentTypeError("expected a glob pattern, got an empty string")
-    return text.strip()
-
-
-def _patterns(text: str) -> tuple[str, ...]:
-    return tuple(_pattern(part) for part in text.split(","))

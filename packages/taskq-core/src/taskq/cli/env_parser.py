@@ -1,0 +1,92 @@
+"""`EnvArgumentParser`: an argument parser whose every option also reads an environment variable.
+
+A subcommand names its prefix (``TASKQ_WORKER_``, ``TASKQ_SCHEDULER_``, ...); the variable of
+``--max-prefetch`` is then ``TASKQ_WORKER_MAX_PREFETCH``. The command line wins over the
+variable, which wins over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+from collections.abc import Callable, Mapping
+from typing import Any
+
+
+class EnvArgumentParser(argparse.ArgumentParser):
+    """An argument parser whose options (`add_option`) each have an environment twin.
+
+    Args:
+        prog: The command, e.g. ``taskq worker``.
+        description: What the command does.
+        env_prefix: The start of every variable, e.g. ``TASKQ_WORKER_``.
+        defaults: Each option's default by destination name, shown in the help (the values
+            themselves come from the caller's options dataclass).
+    """
+
+    def __init__(
+        self, *, prog: str, description: str, env_prefix: str, defaults: Mapping[str, Any]
+    ) -> None:
+        super().__init__(
+            prog=prog,
+            description=description,
+            epilog=(
+                f"Each option can also be set by the environment variable in brackets "
+                f"({env_prefix}<OPTION>); the command line wins."
+            ),
+            argument_default=argparse.SUPPRESS,
+        )
+        self.env_prefix = env_prefix
+        self.defaults = defaults
+        self._twins: list[tuple[str, str, Callable[[str], Any]]] = []
+
+    def env_variable(self, flag: str) -> str:
+        """Return a flag's environment twin: ``--max-prefetch`` → ``<prefix>MAX_PREFETCH``."""
+        return self.env_prefix + flag.removeprefix("--").replace("-", "_").upper()
+
+    def add_option(
+        self,
+        *flags: str,
+        help: str,
+        convert: Callable[[str], Any] | None = None,
+        env_convert: Callable[[str], Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Add an option; ``env_convert`` (default ``convert``) reads its environment twin."""
+        dest = flags[0].removeprefix("--").replace("-", "_")
+        variable = self.env_variable(flags[0])
+        shown = show_default(self.defaults[dest])
+        text = f"{help} (default: {shown}) [{variable}]".replace("%", "%%")
+        if convert is not None:
+            kwargs["type"] = convert
+        self.add_argument(*flags, dest=dest, help=text, **kwargs)
+        reader = env_convert or convert
+        if reader is None:
+            raise TypeError(f"option {flags[0]} needs a converter for {variable}")
+        self._twins.append((dest, variable, reader))
+
+    def fill_from_environment(
+        self, namespace: argparse.Namespace, environ: Mapping[str, str]
+    ) -> None:
+        """Set each option not given on the command line from its environment variable."""
+        for dest, variable, convert in self._twins:
+            raw = environ.get(variable)
+            if raw is None or hasattr(namespace, dest):
+                continue
+            try:
+                setattr(namespace, dest, convert(raw))
+            except argparse.ArgumentTypeError as exc:
+                self.error(f"environment variable {variable}={raw!r}: {exc}")
+
+
+def show_default(default: object) -> str:
+    """Return how the help shows a default value."""
+    if default is None:
+        return "none"
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    if isinstance(default, tuple):
+        return ",".join(default)
+    if isinstance(default, enum.Enum):
+        return str(default.value)
+    return str(default)

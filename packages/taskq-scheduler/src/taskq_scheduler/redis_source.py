@@ -1,0 +1,156 @@
+"""`RedisScheduleSource`: schedules kept in Redis, shared by schedulers, claimed once per fire."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any, ClassVar
+
+from taskq.abc.schedule_source import ScheduleSource
+from taskq.capabilities import Capability
+from taskq.scheduled_task import ScheduledTask
+from taskq_scheduler._codec import decode_schedule, encode_schedule
+from taskq_scheduler.errors import ScheduleSourceUnavailableError
+from taskq_scheduler.fire_times import check_schedule
+
+try:
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subprocess
+    if (exc.name or "").partition(".")[0] != "redis":
+        raise
+    raise ImportError(
+        "RedisScheduleSource needs the redis package, which is not installed: "
+        "pip install 'taskq-scheduler[redis]'"
+    ) from exc
+
+logger = logging.getLogger("taskq.scheduler")
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_PREFIX = "taskq-schedules"
+
+# KEYS: schedules hash, fires hash; ARGV: schedule id, fire time in ms.
+# A fire is claimed once: only while its schedule exists, and only if it is later than the
+# last fire claimed for that schedule.
+_CLAIM = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+local last = redis.call('HGET', KEYS[2], ARGV[1])
+if last and tonumber(last) >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"""
+
+
+class RedisScheduleSource(ScheduleSource):
+    """Keeps schedules in Redis: added at runtime, kept across restarts, shared by schedulers.
+
+    Schedules are the hash ``{prefix}:schedules`` (schedule id → JSON); the last fire claimed
+    for each is in ``{prefix}:fires`` (schedule id → milliseconds). `claim_fire` is one Lua
+    script, so when several schedulers share the source each fire is claimed, and sent, by
+    one of them; a restarted scheduler does not send again a fire it already sent. A one-shot
+    schedule is deleted once sent.
+
+    Args:
+        url: The Redis server, ``redis://[[user]:[password]@]host[:port][/db]``, ``rediss://``
+            for TLS or ``unix://``.
+        prefix: Start of the keys; schedulers sharing schedules must share it.
+        **connection_kwargs: Passed to redis-py's ``Redis.from_url`` (``socket_timeout``,
+            ``password``, ...). ``decode_responses`` must stay false.
+    """
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.DYNAMIC, Capability.PERSISTENT}
+    )
+
+    def __init__(
+        self, url: str = DEFAULT_URL, prefix: str = DEFAULT_PREFIX, **connection_kwargs: Any
+    ) -> None:
+        if not prefix:
+            raise ValueError("prefix must not be empty")
+        self.url = url
+        self.prefix = prefix
+        self.schedules_key = f"{prefix}:schedules"
+        self.fires_key = f"{prefix}:fires"
+        self._connection_kwargs = connection_kwargs
+        self._redis: aioredis.Redis | None = None
+        self._undecodable: set[bytes | str] = set()
+
+    async def startup(self) -> None:
+        """Connect, and check that the server answers."""
+        client = aioredis.Redis.from_url(self.url, **self._connection_kwargs)
+        try:
+            await client.ping()
+        except RedisError as exc:
+            await client.aclose()
+            raise ScheduleSourceUnavailableError(
+                f"no Redis server answers at {self.url}: {exc}"
+            ) from exc
+        self._redis = client
+
+    async def shutdown(self) -> None:
+        """Close the connections."""
+        client, self._redis = self._redis, None
+        if client is not None:
+            await client.aclose()
+
+    async def get_schedules(self) -> list[ScheduledTask]:
+        """Return every stored schedule; one that cannot be decoded is logged once and skipped."""
+        try:
+            stored = await self._client().hgetall(self.schedules_key)
+        except RedisError as exc:
+            raise ScheduleSourceUnavailableError(f"reading schedules failed: {exc}") from exc
+        schedules: list[ScheduledTask] = []
+        for schedule_id, data in stored.items():
+            try:
+                schedules.append(decode_schedule(data.encode() if isinstance(data, str) else data))
+            except (ValueError, KeyError, TypeError) as exc:
+                if schedule_id not in self._undecodable:
+                    self._undecodable.add(schedule_id)
+                    logger.error("Skipping undecodable schedule %r: %r", schedule_id, exc)
+        return schedules
+
+    async def add_schedule(self, schedule: ScheduledTask) -> None:
+        """Store ``schedule`` (replacing the one with its id); `InvalidScheduleError` if unfireable.
+
+        Its claimed fires are kept: adding the same schedule again at every start of an
+        application does not make a fire already sent go out again.
+        """
+        check_schedule(schedule)
+        data = encode_schedule(schedule)
+        try:
+            await self._client().hset(self.schedules_key, schedule.schedule_id, data)
+        except RedisError as exc:
+            raise ScheduleSourceUnavailableError(f"storing a schedule failed: {exc}") from exc
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        """Delete the schedule and its claims (no error if there is none)."""
+        try:
+            async with self._client().pipeline(transaction=True) as pipe:
+                pipe.hdel(self.schedules_key, schedule_id)
+                pipe.hdel(self.fires_key, schedule_id)
+                await pipe.execute()
+        except RedisError as exc:
+            raise ScheduleSourceUnavailableError(f"deleting a schedule failed: {exc}") from exc
+
+    async def claim_fire(self, schedule_id: str, fire_time: datetime) -> bool:
+        """Claim the fire atomically: once, while the schedule exists, never an older one."""
+        milliseconds = round(fire_time.timestamp() * 1000)
+        try:
+            claimed = await self._client().eval(
+                _CLAIM, 2, self.schedules_key, self.fires_key, schedule_id, milliseconds
+            )
+        except RedisError as exc:
+            raise ScheduleSourceUnavailableError(f"claiming a fire failed: {exc}") from exc
+        return bool(claimed)
+
+    async def post_send(self, task: ScheduledTask) -> None:
+        """Delete a one-shot schedule once sent."""
+        if task.time is not None:
+            await self.delete_schedule(task.schedule_id)
+
+    def _client(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise ScheduleSourceUnavailableError(
+                "RedisScheduleSource is not started: call startup() (the scheduler does)"
+            )
+        return self._redis
