@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -52,7 +53,8 @@ def test_help_lists_the_installed_subcommands(capsys: pytest.CaptureFixture[str]
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: taskq")
-    assert "  worker  Run worker processes that execute the tasks a broker delivers." in out
+    # names are padded to the longest installed one, so the spacing varies
+    assert re.search(r"^  worker +Run worker processes that execute the tasks a broker", out, re.M)
 
 
 def test_help_shows_the_first_docstring_line_of_each_subcommand(
@@ -60,9 +62,9 @@ def test_help_shows_the_first_docstring_line_of_each_subcommand(
 ) -> None:
     assert main(["-h"]) == 0
     out = capsys.readouterr().out
-    assert "  fake    Echo the arguments it was given.\n" in out
+    assert re.search(r"^  fake +Echo the arguments it was given\.$", out, re.M)
     assert "More lines" not in out
-    assert "  broken  (cannot be loaded: ModuleNotFoundError" in out
+    assert re.search(r"^  broken +\(cannot be loaded: ModuleNotFoundError", out, re.M)
 
 
 def test_a_subcommand_gets_the_remaining_arguments(
