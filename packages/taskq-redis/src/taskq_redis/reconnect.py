@@ -22,6 +22,9 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 #: Seconds before the first retry; each next one waits twice as long, up to the cap.
 FIRST_RETRY_DELAY_S = 0.05
+#: Failures this soon after a reconnection belong to the same outage (other pooled connections
+#: dropped with the first one fail on their next use) and are not logged again.
+SAME_OUTAGE_S = 10.0
 
 _Result = TypeVar("_Result")
 
@@ -30,8 +33,8 @@ class Reconnector:
     """Runs a broker's Redis calls, retrying those that fail on the connection.
 
     redis-py opens a new connection for the next attempt by itself. The first failure of an
-    outage is logged as one warning and the recovery as one info line, however many calls
-    fail in between.
+    outage is logged as one warning and the recovery as another, however many calls fail in
+    between; failures within ``SAME_OUTAGE_S`` of a recovery count as the same outage.
     """
 
     def __init__(self, server: str, max_delay_s: float) -> None:
@@ -40,6 +43,8 @@ class Reconnector:
         self.max_delay_s = max_delay_s
         self.closed = False
         self._down_since: float | None = None
+        self._restored_at = -SAME_OUTAGE_S
+        self._logged = False
 
     async def call(
         self,
@@ -78,8 +83,11 @@ class Reconnector:
         return self._down_since is not None
 
     def _lost(self, action: str, error: BaseException) -> None:
-        if self._down_since is None:
-            self._down_since = time.monotonic()
+        if self._down_since is not None:
+            return
+        self._down_since = now = time.monotonic()
+        self._logged = now - self._restored_at > SAME_OUTAGE_S
+        if self._logged:
             logger.warning(
                 "Lost the connection to Redis at %s while trying to %s (%s); retrying every "
                 "%g s at most until it answers",
@@ -90,6 +98,8 @@ class Reconnector:
             )
 
     def _restored(self) -> None:
-        down_for = time.monotonic() - (self._down_since or 0.0)
+        self._restored_at = now = time.monotonic()
+        down_for = now - (self._down_since or now)
         self._down_since = None
-        logger.warning("Reconnected to Redis at %s after %.1f s", self.server, down_for)
+        if self._logged:
+            logger.warning("Reconnected to Redis at %s after %.1f s", self.server, down_for)
