@@ -50,9 +50,7 @@ def raw_redis(redis_url: str) -> Iterator[Any]:
 
 
 @pytest.fixture
-async def new_broker(
-    redis_url: str, redis_prefix: str
-) -> AsyncIterator[Callable[..., Any]]:
+async def new_broker(redis_url: str, redis_prefix: str) -> AsyncIterator[Callable[..., Any]]:
     """Make started brokers on the test's prefix (workers by default); shut down after."""
     made: list[RedisStreamBroker] = []
 

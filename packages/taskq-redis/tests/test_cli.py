@@ -13,7 +13,9 @@ from taskq_redis import RedisStreamBroker
 HERE = Path(__file__).resolve().parent
 
 
-def dlq(tmp_path: Path, redis_url: str, prefix: str, *args: str) -> subprocess.CompletedProcess[str]:
+def dlq(
+    tmp_path: Path, redis_url: str, prefix: str, *args: str
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "REDIS_APP_URL": redis_url,

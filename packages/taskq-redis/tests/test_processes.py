@@ -13,7 +13,6 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,10 @@ HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture
-def app_env(redis_url: str, redis_prefix: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+def app_env(redis_url: str, redis_prefix: str, tmp_path: Path) -> dict[str, str]:
     out = tmp_path / "out"
     out.mkdir()
-    yield {
+    return {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
         "REDIS_APP_URL": redis_url,

@@ -27,7 +27,7 @@ from taskq_redis.delayed import delayed_member, move_due_forever
 from taskq_redis.errors import InvalidLabelError, RedisUnavailableError, SendUnavailableError
 from taskq_redis.keys import QueueKeys
 from taskq_redis.reconnect import CONNECTION_ERRORS, Reconnector
-from taskq_redis.scripts import Scripts
+from taskq_redis.scripts import ScriptArgs, ScriptKeys, Scripts
 
 logger = logging.getLogger("taskq.redis")
 
@@ -272,7 +272,7 @@ class RedisStreamBroker(AsyncBroker):
                 )
                 if handed:
                     logger.info("Handed back %d message(s) this worker had not settled", handed)
-        except (asyncio.TimeoutError, *CONNECTION_ERRORS) as exc:
+        except (asyncio.TimeoutError, *CONNECTION_ERRORS) as exc:  # type: ignore[misc]
             logger.warning(
                 "Could not hand back held messages (%s): other workers take them over when "
                 "their lease (%g s) expires",
@@ -310,7 +310,8 @@ class RedisStreamBroker(AsyncBroker):
 
     async def _kick_delayed(self, level: int, payload: bytes, delay_ms: int) -> None:
         member = delayed_member(level, payload)
-        keys, args = [self.keys.delayed], [delay_ms, member]
+        keys: ScriptKeys = [self.keys.delayed]
+        args: ScriptArgs = [delay_ms, member]
         await self._sending(functools.partial(self.scripts.kick_delayed, keys, args))
 
     async def _send_kicks(self, items: list[tuple[int, bytes]]) -> None:

@@ -84,12 +84,12 @@ async def _run(broker: RedisStreamBroker, args: argparse.Namespace) -> int:
         if args.action == "show":
             missing = 0
             for dead_letter_id in args.ids:
-                letter = await queue.show(dead_letter_id)
-                if letter is None:
+                found = await queue.show(dead_letter_id)
+                if found is None:
                     print(f"{dead_letter_id}: no such dead letter", file=sys.stderr)
                     missing += 1
                 else:
-                    print(_details(broker, letter))
+                    print(_details(broker, found))
             return EXIT_NOT_FOUND if missing else 0
         ids = None if args.all else args.ids
         if args.action == "replay":

@@ -26,6 +26,7 @@ from taskq_redis.reconnect import CONNECTION_ERRORS
 
 if TYPE_CHECKING:
     from taskq_redis.broker import RedisStreamBroker
+    from taskq_redis.scripts import ScriptArgs, ScriptKeys
 
 logger = logging.getLogger("taskq.redis")
 
@@ -86,8 +87,8 @@ class StreamConsumer:
         """Move the entry to the dead letters with ``reason``, acknowledging it, in one step."""
         self.held[level].discard(entry_id)
         broker = self.broker
-        keys = [broker.keys.streams[level], broker.keys.dead_letters]
-        args = [broker.consumer_group_name, entry_id, reason, level, self.name]
+        keys: ScriptKeys = [broker.keys.streams[level], broker.keys.dead_letters]
+        args: ScriptArgs = [broker.consumer_group_name, entry_id, reason, level, self.name]
         await broker.reconnector.call(
             "dead-letter a rejected message", lambda: broker.scripts.reject(keys, args)
         )
@@ -115,7 +116,7 @@ class StreamConsumer:
     async def hand_back(self) -> int:
         """Put everything this consumer still holds back in its stream; return how many."""
         broker = self.broker
-        args = [broker.consumer_group_name, self.name, HAND_BACK_CHUNK]
+        args: ScriptArgs = [broker.consumer_group_name, self.name, HAND_BACK_CHUNK]
         handed = 0
         for stream in broker.keys.streams:
             while True:
@@ -192,8 +193,8 @@ class StreamConsumer:
         claimed: list[Entry] = []
         for stream in broker.keys.highest_first:
             level = broker.keys.streams.index(stream)
-            keys = [stream, broker.keys.dead_letters]
-            args = [
+            keys: ScriptKeys = [stream, broker.keys.dead_letters]
+            args: ScriptArgs = [
                 broker.consumer_group_name,
                 self.name,
                 broker.lease_ms,
@@ -268,7 +269,7 @@ class StreamConsumer:
         broker = self.broker
         for level, held in enumerate(self.held):
             for chunk in _chunks(list(held), HEARTBEAT_CHUNK):
-                args = [broker.consumer_group_name, self.name, *chunk]
+                args: ScriptArgs = [broker.consumer_group_name, self.name, *chunk]
                 stream = broker.keys.streams[level]
                 kept = await broker.reconnector.call(
                     "extend leases", functools.partial(broker.scripts.heartbeat, [stream], args)

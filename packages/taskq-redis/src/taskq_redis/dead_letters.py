@@ -121,12 +121,13 @@ class DeadLetterQueue:
         newest = await self._call("list dead letters", redis.xrevrange, self.key, "+", "-", 1)
         if not newest:
             return
-        last, start = newest[0][0], "-"  # those dead-lettered meanwhile wait for another call
+        last: bytes = newest[0][0]  # those dead-lettered meanwhile wait for another call
+        from_id = "-"
         while entries := await self._call(
-            "list dead letters", redis.xrange, self.key, start, last, CHUNK
+            "list dead letters", redis.xrange, self.key, from_id, last, CHUNK
         ):
             yield [entry_id.decode() for entry_id, _ in entries]
-            start = "(" + entries[-1][0].decode()
+            from_id = "(" + entries[-1][0].decode()
 
     async def _call(self, action: str, method: Any, *args: Any) -> Any:
         broker = self.broker

@@ -17,6 +17,7 @@ from taskq_redis.reconnect import CONNECTION_ERRORS
 
 if TYPE_CHECKING:
     from taskq_redis.broker import RedisStreamBroker
+    from taskq_redis.scripts import ScriptArgs, ScriptKeys
 
 logger = logging.getLogger("taskq.redis")
 
@@ -34,8 +35,8 @@ async def move_due_forever(broker: RedisStreamBroker) -> None:
 
     Sleeps until the next due time when that comes sooner. Returns when the broker closes.
     """
-    keys = [broker.keys.delayed, *broker.keys.streams]
-    args = [MOVE_BATCH, broker.max_stream_length or ""]
+    keys: ScriptKeys = [broker.keys.delayed, *broker.keys.streams]
+    args: ScriptArgs = [MOVE_BATCH, broker.max_stream_length or ""]
     while not broker.reconnector.closed:
         try:
             moved, wait_ms = await broker.reconnector.call(

@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
     from redis.commands.core import AsyncScript
 
+#: What a script takes as KEYS, and as ARGV.
+ScriptKeys = list[bytes | str]
+ScriptArgs = list[bytes | str | int | float]
+
 _NOW = """
 local function now_ms()
   local t = redis.call('TIME')
@@ -98,7 +102,8 @@ local dead, claimed = 0, {}
 for _, p in ipairs(pending) do
   local id, owner, deliveries = p[1], p[2], p[4]
   if max_deliveries > 0 and deliveries >= max_deliveries then
-    local reason = 'delivered ' .. deliveries .. ' times, never acknowledged (last to ' .. owner .. ')'
+    local reason = 'delivered ' .. deliveries .. ' times, never acknowledged (last to '
+      .. owner .. ')'
     dead = dead + dead_letter(KEYS[1], KEYS[2], ARGV[1], id, reason, ARGV[6], owner, deliveries)
   else
     local got = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], id)
