@@ -337,3 +337,47 @@ def test_options_are_checked_and_capabilities_declared():
     assert broker.heartbeat_interval_s == 3
     assert broker.keys.streams == ("p:q:p0", "p:q:p1")
     assert broker.keys.dead_letters == "p:q:dead-letters"
+
+
+async def test_a_consumer_group_lost_with_its_stream_is_created_again(
+    new_broker, raw_redis, caplog
+):
+    broker = await new_broker()
+    received: list[bytes] = []
+
+    async def consume() -> None:
+        async for item in broker.listen():
+            received.append(bytes(item.data))  # type: ignore[arg-type]
+            await item.ack()  # type: ignore[misc]
+
+    consumer = asyncio.create_task(consume())
+    await asyncio.sleep(0.3)
+    raw_redis.delete(*broker.keys.streams)  # as if Redis restarted without its data
+    await asyncio.sleep(0.1)
+    raw_redis.xadd(broker.keys.streams[0], {"m": b"before the group is back"})
+    for _ in range(200):
+        if received:
+            break
+        await asyncio.sleep(0.05)
+    consumer.cancel()
+    await asyncio.gather(consumer, return_exceptions=True)
+    assert received == [b"before the group is back"]
+    assert "is gone" in caplog.text
+
+
+async def test_a_worker_that_lost_its_lease_drops_what_it_had_not_started(
+    new_broker, raw_redis, caplog
+):
+    broker = await new_broker(lease_s=5, heartbeat_interval_s=0.2, batch_size=5)
+    for n in range(5):
+        await broker.kick(message(b"%d" % n))
+    messages = broker.listen()
+    first = await messages.__anext__()  # the other 4 wait in this worker's buffer
+    stream = broker.keys.streams[0]
+    ids = [p["message_id"] for p in raw_redis.xpending_range(stream, "taskq", "-", "+", 10)]
+    raw_redis.xclaim(stream, "taskq", "thief", 0, ids)  # another worker took them all over
+    await asyncio.sleep(0.5)  # a heartbeat finds out
+    assert "The lease of 5 message(s) expired" in caplog.text
+    assert "4 not started yet" in caplog.text
+    assert await nothing_comes(broker, 0.5), "a message another worker holds came here too"
+    await first.ack()  # type: ignore[misc]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from taskq import TaskiqMessage
+import pytest
+
+from taskq import BrokerMessage, TaskiqMessage
 from taskq_redis import RedisStreamBroker
+from taskq_redis.cli import main
 
 HERE = Path(__file__).resolve().parent
 
@@ -82,16 +86,78 @@ async def test_dlq_round_trip_from_the_command_line(new_broker, redis_url, redis
     assert await broker.dead_letters.count() == 0
 
 
-def test_dlq_usage_errors_say_what_is_wrong(redis_url, redis_prefix, tmp_path):
-    args = (tmp_path, redis_url, redis_prefix)
-    no_ids = dlq(*args, "replay", "redis_app:broker")
-    assert no_ids.returncode == 2
-    assert "give dead-letter ids, or --all" in no_ids.stderr
-    bad_target = dlq(*args, "list", "no_such_module:broker")
-    assert bad_target.returncode == 2
-    assert "no module named 'no_such_module'" in bad_target.stderr
-    not_redis = dlq(*args, "list", "redis_app:OUT")
-    assert not_redis.returncode == 2
-    assert "not an AsyncBroker" in not_redis.stderr
-    no_action = dlq(*args)
-    assert no_action.returncode == 2
+@pytest.fixture
+def in_app_dir(redis_url, redis_prefix, tmp_path, monkeypatch):
+    """Run `main` in this process as ``taskq dlq`` would, next to ``redis_app.py``."""
+    monkeypatch.chdir(HERE)
+    monkeypatch.setenv("REDIS_APP_URL", redis_url)
+    monkeypatch.setenv("REDIS_APP_PREFIX", redis_prefix)
+    monkeypatch.setenv("REDIS_APP_OUT", str(tmp_path))
+    monkeypatch.delitem(sys.modules, "redis_app", raising=False)
+    monkeypatch.syspath_prepend(str(HERE))
+
+
+def test_dlq_main_lists_shows_replays_and_purges(in_app_dir, redis_url, redis_prefix, capsys):
+    async def reject_two() -> list[str]:
+        broker = RedisStreamBroker(redis_url, key_prefix=redis_prefix)
+        try:
+            return await dead_letters(broker, 2)
+        finally:
+            await broker.shutdown()
+
+    ids = asyncio.run(reject_two())
+    assert main(["list", "redis_app:broker", "--count", "1"]) == 0
+    assert "1 of 2 dead letter(s)" in capsys.readouterr().out
+    assert main(["list", "redis_app:broker", "--after", ids[0]]) == 0
+    assert f"{ids[1]}  " in capsys.readouterr().out
+    assert main(["show", "redis_app:broker", ids[0], "9-9"]) == 1
+    captured = capsys.readouterr()
+    assert "task:        redis_app:record" in captured.out
+    assert "9-9: no such dead letter" in captured.err
+    assert main(["replay", "redis_app:broker", ids[0], "9-9"]) == 1  # one of two not found
+    assert "replayed 1 dead letter(s)" in capsys.readouterr().out
+    assert main(["purge", "redis_app:broker", ids[1]]) == 0
+    assert "purged 1 dead letter(s)" in capsys.readouterr().out
+
+
+def test_dlq_shows_what_is_not_a_taskq_message(in_app_dir, redis_url, redis_prefix, capsys):
+    async def reject_garbage() -> str:
+        broker = RedisStreamBroker(redis_url, key_prefix=redis_prefix)
+        try:
+            await broker.kick(BrokerMessage("id", "x", b"\xff garbage", {}))
+            async for item in broker.listen():
+                await item.reject()  # type: ignore[misc,union-attr]
+                break
+            (letter,) = await broker.dead_letters.list()
+            return letter.id
+        finally:
+            await broker.shutdown()
+
+    dead_letter_id = asyncio.run(reject_garbage())
+    assert main(["list", "redis_app:broker"]) == 0
+    assert "(undecodable, 9 bytes)" in capsys.readouterr().out
+    assert main(["show", "redis_app:broker", dead_letter_id]) == 0
+    assert "not a taskq message" in capsys.readouterr().out
+
+
+def test_dlq_usage_errors_say_what_is_wrong(in_app_dir, capsys):
+    assert main(["replay", "redis_app:broker"]) == 2
+    assert "give dead-letter ids, or --all" in capsys.readouterr().err
+    assert main(["list", "no_such_module:broker"]) == 2
+    assert "no module named 'no_such_module'" in capsys.readouterr().err
+    assert main(["list", "redis_app:OUT"]) == 2
+    assert "not an AsyncBroker" in capsys.readouterr().err
+    assert main(["list", "taskq:async_shared_broker"]) == 2
+    assert "not a RedisStreamBroker" in capsys.readouterr().err
+    assert main([]) == 2
+    assert main(["--help"]) == 0
+
+
+def test_dlq_reports_an_unreachable_redis(in_app_dir, monkeypatch, capsys):
+    monkeypatch.setenv("REDIS_APP_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setattr("taskq_redis.broker.DEFAULT_SEND_TIMEOUT_S", 0.3)
+    import redis_app
+
+    redis_app.broker.send_timeout_s = 0.3
+    assert main(["list", "redis_app:broker"]) == 1
+    assert "does not answer" in capsys.readouterr().err
