@@ -137,9 +137,11 @@ return mine
 
 #: KEYS: stream. ARGV: group, consumer, most to move. Puts up to that many entries this
 #: consumer holds back at the end of the stream as new entries, for any worker to read, and
-#: removes the consumer once it holds none. Returns how many were handed back.
+#: removes the consumer once it holds none. Returns how many were handed back (0 when the
+#: stream or the group is gone).
 HAND_BACK = """
-local pending = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', tonumber(ARGV[3]), ARGV[2])
+local pending = redis.pcall('XPENDING', KEYS[1], ARGV[1], '-', '+', tonumber(ARGV[3]), ARGV[2])
+if pending.err then return 0 end  -- no stream or no group (deleted): nothing is held there
 for _, p in ipairs(pending) do
   local entry = redis.call('XRANGE', KEYS[1], p[1], p[1])
   if entry[1] then redis.call('XADD', KEYS[1], '*', unpack(entry[1][2])) end
