@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -130,7 +131,8 @@ class Run:
 
     def fail(self, why: str) -> None:
         self.log.flush()
-        raise SystemExit(f"{self.lib}: {why}\n{(self.out / 'log').read_text()[-3000:]}")
+        log = (self.out / "log").read_text()[-3000:]
+        raise SystemExit(f"{self.lib}: {why} (files in {self.out})\n{log}")
 
     def cleanup(self) -> None:
         """Delete the run's keys (in a child: ``import redis`` here would find this file)."""
@@ -143,6 +145,7 @@ class Run:
             "        client.delete(*keys)\n"
         )
         subprocess.run([sys.executable, "-c", script, URL, self.queue], cwd=ROOT, check=True)
+        shutil.rmtree(self.out, ignore_errors=True)
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
