@@ -333,6 +333,9 @@ def test_options_are_checked_and_capabilities_declared():
         RedisStreamBroker(priority_levels=0)
     with pytest.raises(ValueError, match="decode_responses"):
         RedisStreamBroker(decode_responses=True)
+    import taskq
+
+    assert taskq.RedisStreamBroker is RedisStreamBroker
     broker = RedisStreamBroker(lease_s=9, key_prefix="p", queue_name="q", priority_levels=2)
     assert broker.heartbeat_interval_s == 3
     assert broker.keys.streams == ("p:q:p0", "p:q:p1")

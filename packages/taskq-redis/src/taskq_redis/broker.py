@@ -190,7 +190,6 @@ class RedisStreamBroker(AsyncBroker):
         self._scripts: Scripts | None = None
         self._consumers: list[StreamConsumer] = []
         self._consumer_numbers = itertools.count(1)
-        self._groups_ready = False
         self._mover: asyncio.Task[None] | None = None
 
     # -- the connection ------------------------------------------------------------------------
@@ -256,7 +255,6 @@ class RedisStreamBroker(AsyncBroker):
             await self._settle_and_hand_back(consumers)
         self.reconnector.closed = True
         client, self._redis, self._scripts = self._redis, None, None
-        self._groups_ready = False
         if client is not None:
             await client.aclose()
         await super().shutdown()
@@ -374,7 +372,6 @@ class RedisStreamBroker(AsyncBroker):
         for outcome in await self.reconnector.call("create the consumer group", create):
             if isinstance(outcome, ResponseError) and "BUSYGROUP" not in str(outcome):
                 raise outcome
-        self._groups_ready = True
 
     async def _send_acks(self, items: list[tuple[int, bytes]]) -> None:
         by_level: dict[int, list[bytes]] = {}

@@ -77,11 +77,6 @@ class Reconnector:
                 self._restored()
             return result
 
-    @property
-    def is_down(self) -> bool:
-        """Whether an outage is going on (a call failed and none has succeeded since)."""
-        return self._down_since is not None
-
     def _lost(self, action: str, error: BaseException) -> None:
         if self._down_since is not None:
             return
