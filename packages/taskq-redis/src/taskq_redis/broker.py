@@ -1,0 +1,412 @@
+"""`RedisStreamBroker`: a durable broker on Redis Streams and consumer groups."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import logging
+import os
+import socket
+from collections.abc import AsyncGenerator, Callable
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from taskq.abc.broker import AsyncBroker
+from taskq.abc.result_backend import AsyncResultBackend
+from taskq.acks import AckableMessage
+from taskq.capabilities import Capability
+from taskq.message import BrokerMessage
+from taskq_redis.batching import BatchSender
+from taskq_redis.consumer import StreamConsumer
+from taskq_redis.dead_letters import DeadLetterQueue
+from taskq_redis.delayed import delayed_member, move_due_forever
+from taskq_redis.errors import InvalidLabelError, RedisUnavailableError, SendUnavailableError
+from taskq_redis.keys import QueueKeys
+from taskq_redis.reconnect import CONNECTION_ERRORS, Reconnector
+from taskq_redis.scripts import ScriptArgs, ScriptKeys, Scripts
+
+logger = logging.getLogger("taskq.redis")
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_LEASE_S = 30.0
+DEFAULT_BLOCK_MS = 1000
+DEFAULT_BATCH_SIZE = 100
+DEFAULT_PRIORITY_LEVELS = 10
+DEFAULT_MAX_DELIVERIES = 5
+DEFAULT_DELAY_CHECK_INTERVAL_S = 0.2
+DEFAULT_RECONNECT_MAX_DELAY_S = 5.0
+DEFAULT_SEND_TIMEOUT_S = 30.0
+#: Seconds a shutdown keeps trying to hand back held messages while Redis does not answer.
+HAND_BACK_TIMEOUT_S = 5.0
+
+
+class RedisStreamBroker(AsyncBroker):
+    """Sends tasks through Redis Streams; workers read them through one consumer group.
+
+    A message stays in Redis until a worker acknowledges it (then it is deleted). A worker
+    holds what it read under a lease of ``lease_s`` seconds, which it renews every
+    ``heartbeat_interval_s`` while the task runs, so a slow task is never handed to a second
+    worker while the first lives; when a worker dies, another takes its messages over once
+    their lease expires. ``reject`` (and a message delivered ``max_deliveries`` times without
+    an acknowledgement) moves the message to a dead-letter stream that `dead_letters` (and
+    ``taskq dlq``) lists and replays. The ``delay`` label (seconds) parks a message in a
+    sorted set until it is due; the ``priority`` label picks one of ``priority_levels``
+    streams, read highest first. Delivery is at least once: a task can run twice when its
+    worker dies (or loses Redis for longer than the lease) after running it, before the
+    acknowledgement.
+
+    Args:
+        url: The Redis server, ``redis://[[user]:[password]@]host[:port][/db]``, ``rediss://``
+            for TLS or ``unix://``. Redis 6.2 or later.
+        queue_name: The queue; clients and workers of one queue must agree on it.
+        consumer_group_name: The consumer group workers read through; every message goes to
+            one worker of the group.
+        result_backend: Where results go (default: nowhere).
+        task_id_generator: Makes task ids (default: random UUID hex).
+        key_prefix: Start of every key (``{key_prefix}:{queue_name}:...``); use a hash tag
+            such as ``"{taskq}"`` on Redis Cluster.
+        consumer_name: This process's consumer name in the group (default: host, pid and a
+            random suffix); each ``listen()`` adds ``-1``, ``-2``, ...
+        lease_s: Seconds a taken message is reserved for its worker without a heartbeat;
+            after that another worker takes it over. Default 30.
+        heartbeat_interval_s: Seconds between lease renewals of held messages (default
+            ``lease_s / 3``).
+        reclaim_interval_s: Seconds between looks for expired leases to take over (default
+            ``lease_s / 4``).
+        block_ms: Milliseconds one read waits for new messages before looking again.
+        batch_size: Messages read at once from each priority level's stream (the worker's
+            buffer; they are leased too).
+        priority_levels: Number of priority streams; ``priority`` label values are clamped
+            to ``0 .. priority_levels - 1`` (no label: 0, the lowest). Default 10.
+        max_deliveries: A message whose lease expired after this many deliveries goes to
+            the dead letters instead of another worker (a task that kills its worker every
+            time). None: no limit. Default 5.
+        max_stream_length: Approximate cap on each stream's length (``XADD MAXLEN ~``):
+            past it Redis drops the *oldest entries, even unread ones*. None (default): no cap.
+        dead_letter_stream: Key of the dead-letter stream (default
+            ``{key_prefix}:{queue_name}:dead-letters``).
+        delay_check_interval_s: Seconds between a worker's looks for due delayed messages.
+        reconnect_max_delay_s: Longest pause between reconnection attempts.
+        send_timeout_s: Seconds ``kick`` keeps retrying while Redis does not answer, before
+            raising `SendUnavailableError`.
+        max_connections: Most connections to Redis (each ``listen()`` holds one while it
+            waits for messages). None: redis-py's default.
+        **connection_kwargs: Passed to redis-py's `BlockingConnectionPool` (``password``,
+            ``client_name``, ``socket_timeout``, ``ssl_cert_reqs``, ...).
+
+    Raises:
+        ValueError: A bad URL scheme or option value.
+    """
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {
+            Capability.ACKS,
+            Capability.REJECT,
+            Capability.REDELIVERY,
+            Capability.DELAY,
+            Capability.PRIORITY,
+            Capability.LOAD_BALANCING,
+            Capability.CROSS_PROCESS,
+        }
+    )
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        queue_name: str = "taskq",
+        consumer_group_name: str = "taskq",
+        result_backend: AsyncResultBackend[Any] | None = None,
+        task_id_generator: Callable[[], str] | None = None,
+        *,
+        key_prefix: str = "taskq",
+        consumer_name: str | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
+        heartbeat_interval_s: float | None = None,
+        reclaim_interval_s: float | None = None,
+        block_ms: int = DEFAULT_BLOCK_MS,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        priority_levels: int = DEFAULT_PRIORITY_LEVELS,
+        max_deliveries: int | None = DEFAULT_MAX_DELIVERIES,
+        max_stream_length: int | None = None,
+        dead_letter_stream: str | None = None,
+        delay_check_interval_s: float = DEFAULT_DELAY_CHECK_INTERVAL_S,
+        reconnect_max_delay_s: float = DEFAULT_RECONNECT_MAX_DELAY_S,
+        send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S,
+        max_connections: int | None = None,
+        **connection_kwargs: Any,
+    ) -> None:
+        super().__init__(result_backend, task_id_generator)
+        if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"not a Redis URL (redis://, rediss:// or unix://): {url!r}")
+        _check_positive(
+            lease_s=lease_s,
+            block_ms=block_ms,
+            batch_size=batch_size,
+            delay_check_interval_s=delay_check_interval_s,
+            reconnect_max_delay_s=reconnect_max_delay_s,
+            send_timeout_s=send_timeout_s,
+            heartbeat_interval_s=heartbeat_interval_s,
+            reclaim_interval_s=reclaim_interval_s,
+            max_deliveries=max_deliveries,
+            max_stream_length=max_stream_length,
+        )
+        if not 1 <= priority_levels <= 100:
+            raise ValueError(f"priority_levels must be 1 to 100, got {priority_levels!r}")
+        if heartbeat_interval_s is not None and heartbeat_interval_s >= lease_s:
+            raise ValueError("heartbeat_interval_s must be shorter than lease_s")
+        if max_connections is not None and max_connections < 2:
+            raise ValueError("max_connections must be at least 2 (a waiting read holds one)")
+        if connection_kwargs.get("decode_responses"):
+            raise ValueError("RedisStreamBroker carries bytes: decode_responses must be False")
+        self.url = url
+        self.queue_name = queue_name
+        self.consumer_group_name = consumer_group_name
+        self.keys = QueueKeys.of(key_prefix, queue_name, priority_levels, dead_letter_stream)
+        self.consumer_name = consumer_name or (
+            f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+        )
+        self.lease_s = lease_s
+        self.lease_ms = max(1, round(lease_s * 1000))
+        self.heartbeat_interval_s = heartbeat_interval_s or lease_s / 3
+        self.reclaim_interval_s = reclaim_interval_s or lease_s / 4
+        self.block_ms = block_ms
+        self.batch_size = batch_size
+        self.priority_levels = priority_levels
+        self.max_deliveries = max_deliveries
+        self.max_stream_length = max_stream_length
+        self.delay_check_interval_s = delay_check_interval_s
+        self.reconnect_max_delay_s = reconnect_max_delay_s
+        self.send_timeout_s = send_timeout_s
+        self.max_connections = max_connections
+        self.connection_kwargs = connection_kwargs
+        self.reconnector = Reconnector(_redacted(url), reconnect_max_delay_s)
+        self.kick_sender: BatchSender[tuple[int, bytes]] = BatchSender(self._send_kicks)
+        self.ack_sender: BatchSender[tuple[int, bytes]] = BatchSender(self._send_acks)
+        self._redis: aioredis.Redis | None = None
+        self._scripts: Scripts | None = None
+        self._consumers: list[StreamConsumer] = []
+        self._consumer_numbers = itertools.count(1)
+        self._mover: asyncio.Task[None] | None = None
+
+    # -- the connection ------------------------------------------------------------------------
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        """The redis-py client (opened on first use, closed by `shutdown`)."""
+        if self._redis is None:
+            options = dict(self.connection_kwargs)
+            if self.max_connections is not None:
+                options["max_connections"] = self.max_connections
+            pool = aioredis.BlockingConnectionPool.from_url(self.url, **options)
+            self._redis = aioredis.Redis.from_pool(pool)
+            self.reconnector.closed = False
+        return self._redis
+
+    @property
+    def scripts(self) -> Scripts:
+        """The broker's Lua scripts, registered on its client."""
+        if self._scripts is None or self._redis is None:
+            self._scripts = Scripts(self.redis)
+        return self._scripts
+
+    @property
+    def dead_letters(self) -> DeadLetterQueue:
+        """The dead letters of this queue: list, show, replay and purge them."""
+        return DeadLetterQueue(self)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Check that Redis answers (retrying for ``send_timeout_s``), then start as usual.
+
+        Raises:
+            RedisUnavailableError: Redis did not answer in time.
+        """
+        try:
+            await self.reconnector.call(
+                "connect", self.redis.ping, give_up_after_s=self.send_timeout_s
+            )
+        except CONNECTION_ERRORS as exc:
+            raise RedisUnavailableError(
+                f"Redis at {self.reconnector.server} does not answer ({exc}): check that it "
+                "runs and that the broker's URL is right"
+            ) from exc
+        await super().startup()
+
+    async def shutdown(self) -> None:
+        """Stop reading, finish pending acknowledgements, hand back held messages, close.
+
+        Messages this process read but did not settle go back to the end of their stream at
+        once, for other workers. If Redis does not answer for ``HAND_BACK_TIMEOUT_S``, they
+        stay pending and another worker takes them over when their lease expires.
+        """
+        consumers, self._consumers = self._consumers, []
+        for consumer in consumers:
+            await consumer.close()
+        mover, self._mover = self._mover, None
+        if mover is not None:
+            mover.cancel()
+            await asyncio.gather(mover, return_exceptions=True)
+        if self._redis is not None:
+            await self._settle_and_hand_back(consumers)
+        self.reconnector.closed = True
+        client, self._redis, self._scripts = self._redis, None, None
+        if client is not None:
+            await client.aclose()
+        await super().shutdown()
+
+    async def _settle_and_hand_back(self, consumers: list[StreamConsumer]) -> None:
+        try:
+            await asyncio.wait_for(self.ack_sender.drain(), HAND_BACK_TIMEOUT_S)
+            for consumer in consumers:
+                handed = await self.reconnector.call(
+                    "hand back held messages",
+                    consumer.hand_back,
+                    give_up_after_s=HAND_BACK_TIMEOUT_S,
+                )
+                if handed:
+                    logger.info("Handed back %d message(s) this worker had not settled", handed)
+        except (asyncio.TimeoutError, *CONNECTION_ERRORS) as exc:  # type: ignore[misc]
+            logger.warning(
+                "Could not hand back held messages (%s): other workers take them over when "
+                "their lease (%g s) expires",
+                exc or type(exc).__name__,
+                self.lease_s,
+            )
+
+    # -- sending -------------------------------------------------------------------------------
+
+    async def kick(self, message: BrokerMessage) -> None:
+        """Append the message to the stream of its priority, or park it until its delay.
+
+        Raises:
+            InvalidLabelError: ``delay`` or ``priority`` is not a number.
+            SendUnavailableError: Redis did not answer for ``send_timeout_s``.
+        """
+        labels = message.labels
+        level = self._level(labels.get("priority")) if labels else 0
+        delay = labels.get("delay") if labels else None
+        if delay is not None:
+            delay_ms = _delay_ms(delay)
+            if delay_ms > 0:
+                await self._kick_delayed(level, message.message, delay_ms)
+                return
+        await self.kick_sender.submit((level, message.message))
+
+    def _level(self, priority: Any) -> int:
+        if priority is None:
+            return 0
+        try:
+            value = int(float(priority))
+        except (TypeError, ValueError):
+            raise InvalidLabelError(label="priority", value=priority) from None
+        return min(max(value, 0), self.priority_levels - 1)
+
+    async def _kick_delayed(self, level: int, payload: bytes, delay_ms: int) -> None:
+        member = delayed_member(level, payload)
+        keys: ScriptKeys = [self.keys.delayed]
+        args: ScriptArgs = [delay_ms, member]
+        await self._sending(functools.partial(self.scripts.kick_delayed, keys, args))
+
+    async def _send_kicks(self, items: list[tuple[int, bytes]]) -> None:
+        streams, maxlen = self.keys.streams, self.max_stream_length
+        if len(items) == 1:
+            level, payload = items[0]
+            fields: Any = {b"m": payload}
+            await self._sending(
+                lambda: self.redis.xadd(streams[level], fields, maxlen=maxlen, approximate=True)
+            )
+            return
+
+        async def append_all() -> None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for level, payload in items:
+                    pipe.xadd(streams[level], {b"m": payload}, maxlen=maxlen, approximate=True)
+                await pipe.execute()
+
+        await self._sending(append_all)
+
+    async def _sending(self, operation: Callable[[], Any]) -> None:
+        try:
+            await self.reconnector.call(
+                "send a task", operation, give_up_after_s=self.send_timeout_s
+            )
+        except CONNECTION_ERRORS as exc:
+            raise SendUnavailableError(
+                f"the task could not be sent: Redis at {self.reconnector.server} did not answer "
+                f"for {self.send_timeout_s:g} s ({exc})"
+            ) from exc
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    async def listen(self) -> AsyncGenerator[AckableMessage, None]:
+        """Yield messages for this worker as a new consumer of the group, until shutdown.
+
+        Each message's ``ack`` deletes it from the stream; its ``reject`` moves it to the
+        dead letters. The first ``listen()`` also starts moving due delayed messages.
+        """
+        await self.create_groups()
+        if self._mover is None:
+            self._mover = asyncio.ensure_future(move_due_forever(self))
+        consumer = StreamConsumer(self, f"{self.consumer_name}-{next(self._consumer_numbers)}")
+        self._consumers.append(consumer)
+        async for message in consumer.messages():
+            yield message
+
+    async def create_groups(self) -> None:
+        """Create the consumer group on every priority stream (and the streams) if missing.
+
+        The group starts at the beginning, so messages sent before any worker ran are read.
+        """
+
+        async def create() -> list[Any]:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for stream in self.keys.streams:
+                    pipe.xgroup_create(stream, self.consumer_group_name, id="0", mkstream=True)
+                return list(await pipe.execute(raise_on_error=False))
+
+        for outcome in await self.reconnector.call("create the consumer group", create):
+            if isinstance(outcome, ResponseError) and "BUSYGROUP" not in str(outcome):
+                raise outcome
+
+    async def _send_acks(self, items: list[tuple[int, bytes]]) -> None:
+        by_level: dict[int, list[bytes]] = {}
+        for level, entry_id in items:
+            by_level.setdefault(level, []).append(entry_id)
+
+        async def ack_and_delete() -> None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for level, ids in by_level.items():
+                    stream = self.keys.streams[level]
+                    pipe.xack(stream, self.consumer_group_name, *ids)
+                    pipe.xdel(stream, *ids)
+                await pipe.execute()
+
+        await self.reconnector.call("acknowledge messages", ack_and_delete)
+
+
+def _delay_ms(delay: Any) -> int:
+    try:
+        seconds = float(delay)
+    except (TypeError, ValueError):
+        raise InvalidLabelError(label="delay", value=delay) from None
+    return round(seconds * 1000) if seconds > 0 else 0
+
+
+def _check_positive(**options: float | None) -> None:
+    for name, value in options.items():
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be positive, got {value!r}")
+
+
+def _redacted(url: str) -> str:
+    """``url`` with its password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()

@@ -1,0 +1,144 @@
+"""``taskq dlq``: list, show, replay and purge the dead letters of a `RedisStreamBroker`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import TYPE_CHECKING
+
+from taskq.cli.targets import TargetError, add_working_directory_to_path, import_broker
+from taskq.exceptions import TaskiqError
+from taskq_redis.broker import RedisStreamBroker
+
+if TYPE_CHECKING:
+    from taskq_redis.dead_letters import DeadLetter
+
+EXIT_NOT_FOUND = 1
+EXIT_USAGE = 2
+#: Bytes of an undecodable message shown by ``show``.
+RAW_PREVIEW = 200
+
+
+def main(argv: list[str]) -> int:
+    """Inspect and replay the dead letters of a Redis broker's queue."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse exits on --help and on usage errors
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    if args.action in ("replay", "purge") and not (args.ids or args.all):
+        print(f"taskq dlq {args.action}: error: give dead-letter ids, or --all", file=sys.stderr)
+        return EXIT_USAGE
+    add_working_directory_to_path()
+    try:
+        broker = import_broker(args.broker)
+    except TargetError as error:
+        print(f"taskq dlq: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if not isinstance(broker, RedisStreamBroker):
+        print(
+            f"taskq dlq: error: {args.broker!r} is a {type(broker).__name__}, "
+            "not a RedisStreamBroker",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        return asyncio.run(_run(broker, args))
+    except TaskiqError as error:
+        print(f"taskq dlq: error: {error}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="taskq dlq",
+        description="Inspect and replay the dead letters of a RedisStreamBroker's queue: "
+        "messages rejected by a worker, or delivered too often without an acknowledgement.",
+    )
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="list dead letters, oldest first")
+    listing.add_argument("broker", help="the broker, as module:attribute")
+    listing.add_argument("--count", type=int, default=100, help="at most this many (100)")
+    listing.add_argument("--after", help="start after this dead-letter id (paging)")
+    show = actions.add_parser("show", help="show dead letters in full, with their message")
+    show.add_argument("broker", help="the broker, as module:attribute")
+    show.add_argument("ids", nargs="+", metavar="ID", help="dead-letter ids")
+    for name, text in (("replay", "send to the queue again"), ("purge", "delete for good")):
+        action = actions.add_parser(name, help=f"{text}: the ids given, or --all")
+        action.add_argument("broker", help="the broker, as module:attribute")
+        action.add_argument("ids", nargs="*", metavar="ID", help="dead-letter ids")
+        action.add_argument("--all", action="store_true", help="every dead letter there is now")
+    return parser
+
+
+async def _run(broker: RedisStreamBroker, args: argparse.Namespace) -> int:
+    queue = broker.dead_letters
+    try:
+        if args.action == "list":
+            letters = await queue.list(args.count, args.after)
+            for letter in letters:
+                print(_summary(broker, letter))
+            print(f"{len(letters)} of {await queue.count()} dead letter(s) in {queue.key}")
+            return 0
+        if args.action == "show":
+            missing = 0
+            for dead_letter_id in args.ids:
+                found = await queue.show(dead_letter_id)
+                if found is None:
+                    print(f"{dead_letter_id}: no such dead letter", file=sys.stderr)
+                    missing += 1
+                else:
+                    print(_details(broker, found))
+            return EXIT_NOT_FOUND if missing else 0
+        ids = None if args.all else args.ids
+        if args.action == "replay":
+            done = await queue.replay(ids)
+            print(f"replayed {done} dead letter(s)")
+        else:
+            done = await queue.purge(ids)
+            print(f"purged {done} dead letter(s)")
+        return EXIT_NOT_FOUND if ids is not None and done < len(ids) else 0
+    finally:
+        await broker.shutdown()
+
+
+def _summary(broker: RedisStreamBroker, letter: DeadLetter) -> str:
+    when = letter.dead_at.strftime("%Y-%m-%d %H:%M:%SZ")
+    return f"{letter.id}  {when}  {_task_of(broker, letter)}  {letter.reason}"
+
+
+def _task_of(broker: RedisStreamBroker, letter: DeadLetter) -> str:
+    """``task_name[task_id]``, or what the bytes are when they are not a taskq message."""
+    if letter.payload is None:
+        return "(no message)"
+    try:
+        message = broker.formatter.loads(letter.payload)
+    except Exception:
+        return f"(undecodable, {len(letter.payload)} bytes)"
+    return f"{message.task_name}[{message.task_id}]"
+
+
+def _details(broker: RedisStreamBroker, letter: DeadLetter) -> str:
+    lines = [
+        f"id:          {letter.id}",
+        f"dead at:     {letter.dead_at.isoformat()}",
+        f"reason:      {letter.reason}",
+        f"deliveries:  {letter.deliveries}",
+        f"consumer:    {letter.consumer}",
+        f"was entry:   {letter.source_id} (priority level {letter.priority_level})",
+    ]
+    try:
+        message = broker.formatter.loads(letter.payload or b"")
+    except Exception as exc:
+        raw = (letter.payload or b"")[:RAW_PREVIEW]
+        lines.append(f"message:     not a taskq message ({exc}): {raw!r}")
+    else:
+        lines += [
+            f"task:        {message.task_name}",
+            f"task id:     {message.task_id}",
+            f"labels:      {message.labels}",
+            f"args:        {message.args}",
+            f"kwargs:      {message.kwargs}",
+        ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,148 @@
+"""The dead letters of a queue: messages taken out of circulation, kept with why, to replay."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from taskq_redis.errors import RedisUnavailableError
+from taskq_redis.reconnect import CONNECTION_ERRORS
+
+if TYPE_CHECKING:
+    from taskq_redis.broker import RedisStreamBroker
+
+#: Dead letters replayed or purged per script call.
+CHUNK = 500
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One dead letter: the message bytes, why and when it left the queue, where from."""
+
+    id: str
+    payload: bytes | None
+    reason: str
+    dead_at: datetime
+    source_id: str
+    priority_level: int
+    consumer: str
+    deliveries: int
+
+    @classmethod
+    def from_entry(cls, entry_id: bytes | str, fields: dict[bytes, bytes]) -> DeadLetter:
+        """Read a dead-letter stream entry (``fields`` as redis-py returns them)."""
+
+        def text(name: bytes) -> str:
+            return fields.get(name, b"").decode(errors="replace")
+
+        return cls(
+            id=entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
+            payload=fields.get(b"m"),
+            reason=text(b"reason"),
+            dead_at=datetime.fromtimestamp(_int(text(b"dead_at_ms")) / 1000, tz=timezone.utc),
+            source_id=text(b"source_id"),
+            priority_level=_int(text(b"level")),
+            consumer=text(b"consumer"),
+            deliveries=_int(text(b"deliveries")),
+        )
+
+
+class DeadLetterQueue:
+    """List, show, replay and purge the dead letters of a broker's queue.
+
+    Replaying puts a message back at the end of the stream of its priority level as a new
+    entry; each dead letter is replayed at most once, even by concurrent callers.
+
+    Raises (every method):
+        RedisUnavailableError: Redis did not answer for the broker's ``send_timeout_s``.
+    """
+
+    def __init__(self, broker: RedisStreamBroker) -> None:
+        """The dead letters of ``broker``'s queue."""
+        self.broker = broker
+        self.key = broker.keys.dead_letters
+
+    async def count(self) -> int:
+        """How many dead letters there are."""
+        return int(await self._call("count dead letters", self.broker.redis.xlen, self.key))
+
+    async def list(self, count: int = 100, after: str | None = None) -> list[DeadLetter]:
+        """Up to ``count`` dead letters, oldest first, starting after the id ``after``."""
+        start = f"({after}" if after else "-"
+        entries = await self._call(
+            "list dead letters", self.broker.redis.xrange, self.key, start, "+", count
+        )
+        return [DeadLetter.from_entry(entry_id, fields) for entry_id, fields in entries]
+
+    async def show(self, dead_letter_id: str) -> DeadLetter | None:
+        """The dead letter ``dead_letter_id``, or None when there is none."""
+        entries = await self._call(
+            "read a dead letter",
+            self.broker.redis.xrange,
+            self.key,
+            dead_letter_id,
+            dead_letter_id,
+        )
+        return DeadLetter.from_entry(*entries[0]) if entries else None
+
+    async def replay(self, dead_letter_ids: Iterable[str] | None = None) -> int:
+        """Send these dead letters (None: all) to their queue again; return how many."""
+        keys = [self.key, *self.broker.keys.streams]
+        replayed = 0
+        async for chunk in self._chunks(dead_letter_ids):
+            replayed += int(
+                await self._call("replay dead letters", self.broker.scripts.replay, keys, chunk)
+            )
+        return replayed
+
+    async def purge(self, dead_letter_ids: Iterable[str] | None = None) -> int:
+        """Delete these dead letters (None: all) for good; return how many."""
+        if dead_letter_ids is None:
+            total = await self.count()
+            await self._call("purge dead letters", self.broker.redis.delete, self.key)
+            return total
+        purged = 0
+        async for chunk in self._chunks(dead_letter_ids):
+            purged += int(
+                await self._call("purge dead letters", self.broker.redis.xdel, self.key, *chunk)
+            )
+        return purged
+
+    async def _chunks(self, ids: Iterable[str] | None) -> Any:
+        """The ids given in chunks, or (None) the id of every dead letter there is now."""
+        if ids is not None:
+            given = list(ids)
+            for start in range(0, len(given), CHUNK):
+                yield given[start : start + CHUNK]
+            return
+        redis = self.broker.redis
+        newest = await self._call("list dead letters", redis.xrevrange, self.key, "+", "-", 1)
+        if not newest:
+            return
+        last: bytes = newest[0][0]  # those dead-lettered meanwhile wait for another call
+        from_id = "-"
+        while entries := await self._call(
+            "list dead letters", redis.xrange, self.key, from_id, last, CHUNK
+        ):
+            yield [entry_id.decode() for entry_id, _ in entries]
+            from_id = "(" + entries[-1][0].decode()
+
+    async def _call(self, action: str, method: Any, *args: Any) -> Any:
+        broker = self.broker
+        try:
+            return await broker.reconnector.call(
+                action, lambda: method(*args), give_up_after_s=broker.send_timeout_s
+            )
+        except CONNECTION_ERRORS as exc:
+            raise RedisUnavailableError(
+                f"cannot {action}: Redis at {broker.reconnector.server} does not answer ({exc})"
+            ) from exc
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return 0

@@ -1,0 +1,55 @@
+"""Delayed messages: kept in a sorted set by due time, moved into their stream once due.
+
+Every worker runs `move_due_forever`; the move is one Lua script (``ZRANGEBYSCORE``, ``XADD``,
+``ZREM``), so however many workers run it, each message is moved exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import TYPE_CHECKING
+
+from redis.exceptions import ResponseError
+
+from taskq_redis.reconnect import CONNECTION_ERRORS
+
+if TYPE_CHECKING:
+    from taskq_redis.broker import RedisStreamBroker
+    from taskq_redis.scripts import ScriptArgs, ScriptKeys
+
+logger = logging.getLogger("taskq.redis")
+
+#: Due messages moved per script call (the script runs again at once when it moved that many).
+MOVE_BATCH = 1000
+
+
+def delayed_member(level: int, payload: bytes) -> bytes:
+    """The member of the delayed set for ``payload`` on priority ``level``."""
+    return b"%s%03d%s" % (os.urandom(8).hex().encode(), level, payload)
+
+
+async def move_due_forever(broker: RedisStreamBroker) -> None:
+    """Move due messages into their streams, checking every ``delay_check_interval_s``.
+
+    Sleeps until the next due time when that comes sooner. Returns when the broker closes.
+    """
+    keys: ScriptKeys = [broker.keys.delayed, *broker.keys.streams]
+    args: ScriptArgs = [MOVE_BATCH, broker.max_stream_length or ""]
+    while not broker.reconnector.closed:
+        try:
+            moved, wait_ms = await broker.reconnector.call(
+                "move due delayed messages", lambda: broker.scripts.move_due(keys, args)
+            )
+        except CONNECTION_ERRORS:
+            return  # closed during an outage
+        except ResponseError as exc:
+            logger.error("Moving due delayed messages failed: %s; trying again", exc)
+            moved, wait_ms = 0, -1
+        if moved >= MOVE_BATCH:
+            continue
+        pause = broker.delay_check_interval_s
+        if wait_ms >= 0:
+            pause = min(pause, wait_ms / 1000)
+        await asyncio.sleep(pause)

@@ -1,0 +1,386 @@
+"""The Redis broker in one process, against a real Redis: acks, leases, delay, priority, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from taskq import AckableMessage, BrokerMessage, Capability, Receiver
+from taskq_redis import (
+    InvalidLabelError,
+    RedisStreamBroker,
+    RedisUnavailableError,
+    SendUnavailableError,
+)
+
+
+def message(body: bytes, **labels: Any) -> BrokerMessage:
+    return BrokerMessage(uuid.uuid4().hex, "test:raw", body, labels)
+
+
+async def take(broker: RedisStreamBroker, count: int, timeout: float = 30) -> list[AckableMessage]:
+    """The next ``count`` messages of a new ``listen()`` of ``broker``."""
+    got: list[AckableMessage] = []
+
+    async def collect() -> None:
+        async for item in broker.listen():
+            got.append(item)
+            if len(got) == count:
+                return
+
+    await asyncio.wait_for(collect(), timeout)
+    return got
+
+
+async def nothing_comes(broker: RedisStreamBroker, wait: float) -> bool:
+    """True when a new ``listen()`` of ``broker`` yields nothing within ``wait`` seconds."""
+    try:
+        await take(broker, 1, timeout=wait)
+    except asyncio.TimeoutError:
+        return True
+    return False
+
+
+def pending(raw_redis: Any, broker: RedisStreamBroker, level: int = 0) -> int:
+    return int(raw_redis.xpending(broker.keys.streams[level], "taskq")["pending"])
+
+
+async def test_ack_acknowledges_and_deletes_the_entry(new_broker, raw_redis):
+    broker = await new_broker()
+    for n in range(50):
+        await broker.kick(message(b"%d" % n))
+    assert raw_redis.xlen(broker.keys.streams[0]) == 50
+    received = await take(broker, 50)
+    assert sorted(int(m.data) for m in received) == list(range(50))
+    assert pending(raw_redis, broker) == 50
+    await asyncio.gather(*(m.ack() for m in received))  # type: ignore[misc]
+    assert pending(raw_redis, broker) == 0
+    assert raw_redis.xlen(broker.keys.streams[0]) == 0, "acknowledged entries piled up"
+
+
+async def test_a_task_runs_through_the_receiver_and_its_message_is_gone(new_broker, raw_redis):
+    broker = await new_broker()
+    done = asyncio.Event()
+
+    @broker.task(task_name="test:flag")
+    async def flag() -> None:
+        done.set()
+
+    worker = asyncio.create_task(Receiver(broker).listen())
+    await flag.kiq()
+    await asyncio.wait_for(done.wait(), 30)
+    for _ in range(100):
+        if pending(raw_redis, broker) == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert raw_redis.xlen(broker.keys.streams[0]) == 0
+    worker.cancel()
+    await asyncio.gather(worker, return_exceptions=True)
+
+
+async def test_reject_moves_the_message_to_the_dead_letters(new_broker, raw_redis):
+    broker = await new_broker()
+    await broker.kick(message(b"poison"))
+    (item,) = await take(broker, 1)
+    assert item.reject is not None
+    await item.reject()  # type: ignore[misc]
+    assert raw_redis.xlen(broker.keys.streams[0]) == 0
+    assert pending(raw_redis, broker) == 0
+    (letter,) = await broker.dead_letters.list()
+    assert letter.payload == b"poison"
+    assert "rejected" in letter.reason
+    assert letter.deliveries == 1
+    assert letter.consumer.startswith(broker.consumer_name)
+
+
+async def test_dead_letters_show_replay_and_purge(new_broker):
+    broker = await new_broker()
+    for body in (b"a", b"b", b"c"):
+        await broker.kick(message(body, priority=7))
+    for item in await take(broker, 3):
+        await item.reject()  # type: ignore[misc]
+    letters = await broker.dead_letters.list()
+    assert [letter.payload for letter in letters] == [b"a", b"b", b"c"]
+    assert all(letter.priority_level == 7 for letter in letters)
+    shown = await broker.dead_letters.show(letters[1].id)
+    assert shown == letters[1]
+    assert await broker.dead_letters.show("1-1") is None
+    assert await broker.dead_letters.replay([letters[0].id]) == 1
+    assert await broker.dead_letters.replay([letters[0].id]) == 0, "replayed twice"
+    (again,) = await take(broker, 1)
+    assert again.data == b"a"
+    await again.ack()  # type: ignore[misc]
+    assert await broker.dead_letters.purge([letters[1].id]) == 1
+    assert [letter.payload for letter in await broker.dead_letters.list()] == [b"c"]
+    assert await broker.dead_letters.replay() == 1
+    assert await broker.dead_letters.count() == 0
+    (last,) = await take(broker, 1)
+    assert last.data == b"c"
+    await last.reject()  # type: ignore[misc]
+    assert await broker.dead_letters.purge() == 1
+    assert await broker.dead_letters.count() == 0
+
+
+async def test_dead_letters_page_with_after(new_broker):
+    broker = await new_broker()
+    for n in range(5):
+        await broker.kick(message(b"%d" % n))
+    for item in await take(broker, 5):
+        await item.reject()  # type: ignore[misc]
+    first = await broker.dead_letters.list(count=2)
+    rest = await broker.dead_letters.list(count=10, after=first[-1].id)
+    assert [letter.payload for letter in first + rest] == [b"%d" % n for n in range(5)]
+
+
+async def test_an_expired_lease_is_taken_over_by_a_live_worker(new_broker, raw_redis):
+    broker = await new_broker(lease_s=1.0)
+    await broker.create_groups()
+    await broker.kick(message(b"orphan"))
+    # a consumer that takes the message and dies: it never heartbeats or acknowledges
+    stream = broker.keys.streams[0]
+    taken = raw_redis.xreadgroup("taskq", "dead-worker", {stream: ">"}, count=1)
+    assert taken[0][1][0][1] == {b"m": b"orphan"}
+    started = time.monotonic()
+    (item,) = await take(broker, 1)
+    assert item.data == b"orphan"
+    assert time.monotonic() - started >= 0.5, "taken over before the lease expired"
+    await item.ack()  # type: ignore[misc]
+    assert pending(raw_redis, broker) == 0
+
+
+async def test_a_held_message_keeps_its_lease_while_its_worker_lives(new_broker):
+    holder = await new_broker(lease_s=1.0)
+    other = await new_broker(lease_s=1.0)
+    await holder.kick(message(b"slow"))
+    (item,) = await take(holder, 1)
+    # 3.5 leases without an acknowledgement: the heartbeat must keep the message with holder
+    assert await nothing_comes(other, 3.5), "a message still held was handed to a second worker"
+    await item.ack()  # type: ignore[misc]
+    assert await nothing_comes(other, 1.5)
+
+
+async def test_a_message_delivered_too_often_goes_to_the_dead_letters(new_broker, raw_redis):
+    broker = await new_broker(lease_s=0.3, max_deliveries=2)
+    await broker.create_groups()
+    await broker.kick(message(b"kills its worker"))
+    stream = broker.keys.streams[0]
+    raw_redis.xreadgroup("taskq", "dead-1", {stream: ">"}, count=1)  # delivery 1
+    (entry_id,) = [p["message_id"] for p in raw_redis.xpending_range(stream, "taskq", "-", "+", 5)]
+    raw_redis.xclaim(stream, "taskq", "dead-2", 0, [entry_id])  # delivery 2, dies too
+    await asyncio.sleep(0.4)
+    assert await nothing_comes(broker, 1.0)
+    (letter,) = await broker.dead_letters.list()
+    assert letter.payload == b"kills its worker"
+    assert "delivered 2 times" in letter.reason
+    assert letter.deliveries == 2
+    assert pending(raw_redis, broker) == 0
+
+
+async def test_shutdown_hands_back_what_the_worker_held(new_broker, redis_url, redis_prefix):
+    leaving = RedisStreamBroker(redis_url, key_prefix=redis_prefix, batch_size=20)
+    leaving.is_worker_process = True
+    await leaving.startup()
+    for n in range(10):
+        await leaving.kick(message(b"%d" % n))
+    (started,) = await take(leaving, 1)  # read all 10 in one batch, started one, acked none
+    await leaving.shutdown()
+    staying = await new_broker(lease_s=60)  # so nothing comes back through a lease
+    received = await take(staying, 10, timeout=10)
+    assert sorted(int(m.data) for m in received) == list(range(10))
+    assert started.data in {m.data for m in received}
+
+
+async def test_delayed_messages_wait_and_are_moved_once_by_many_workers(new_broker):
+    client = await new_broker(worker=False)
+    workers = [await new_broker(delay_check_interval_s=0.05) for _ in range(3)]
+    received: list[bytes] = []
+
+    async def consume(worker: RedisStreamBroker) -> None:
+        async for item in worker.listen():
+            received.append(bytes(item.data))  # type: ignore[arg-type]
+            await item.ack()  # type: ignore[misc]
+
+    consumers = [asyncio.create_task(consume(worker)) for worker in workers]
+    await asyncio.sleep(0.2)
+    await client.kick(message(b"now"))
+    for n in range(200):
+        await client.kick(message(b"%d" % n, delay=1.0))
+    await asyncio.sleep(0.6)
+    assert received == [b"now"], "a delayed message came before it was due"
+    for _ in range(200):
+        if len(received) >= 201:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    for task in consumers:
+        task.cancel()
+    await asyncio.gather(*consumers, return_exceptions=True)
+    assert sorted(received[1:], key=int) == [b"%d" % n for n in range(200)], "moved twice or lost"
+
+
+async def test_priority_backlog_is_read_highest_first_with_clamping(new_broker):
+    broker = await new_broker(priority_levels=4)
+    sent = [("low", None), ("top", 3), ("over", 99), ("neg", -5), ("mid", "2"), ("one", 1.9)]
+    for body, priority in sent:
+        labels = {} if priority is None else {"priority": priority}
+        await broker.kick(message(body.encode(), **labels))
+    received = [bytes(m.data) for m in await take(broker, len(sent))]  # type: ignore[arg-type]
+    # levels: top 3, over 3 (clamped), mid 2, one 1 (int), low 0, neg 0 (clamped); FIFO within
+    assert received == [b"top", b"over", b"mid", b"one", b"low", b"neg"]
+
+
+async def test_labels_that_are_not_numbers_are_refused(new_broker):
+    broker = await new_broker(worker=False)
+    with pytest.raises(InvalidLabelError, match="priority"):
+        await broker.kick(message(b"x", priority="high"))
+    with pytest.raises(InvalidLabelError, match="delay"):
+        await broker.kick(message(b"x", delay="soon"))
+
+
+async def test_an_entry_not_written_by_taskq_is_dead_lettered_and_the_loop_goes_on(
+    new_broker, raw_redis, caplog
+):
+    broker = await new_broker()
+    await broker.create_groups()
+    raw_redis.xadd(broker.keys.streams[0], {"other": "field"})
+    await broker.kick(message(b"good"))
+    (item,) = await take(broker, 1)
+    assert item.data == b"good"
+    (letter,) = await broker.dead_letters.list()
+    assert letter.payload is None
+    assert "no 'm' field" in letter.reason
+    assert "not written by taskq" in caplog.text
+
+
+async def test_dropped_connections_are_retried_and_nothing_is_lost(
+    redis_url, redis_prefix, raw_redis, caplog
+):
+    name = f"taskq-test-kill-{uuid.uuid4().hex[:8]}"
+    worker = RedisStreamBroker(redis_url, key_prefix=redis_prefix, client_name=name)
+    worker.is_worker_process = True
+    client = RedisStreamBroker(redis_url, key_prefix=redis_prefix)
+    await worker.startup()
+    await client.startup()
+    received: list[int] = []
+
+    async def consume() -> None:
+        async for item in worker.listen():
+            received.append(int(item.data))
+            await item.ack()  # type: ignore[misc]
+
+    consumer = asyncio.create_task(consume())
+    caplog.set_level(logging.WARNING, logger="taskq.redis")
+    count = 3000
+    for n in range(count):
+        await client.kick(message(b"%d" % n))
+        if n % 1000 == 500:
+            killed = kill_clients(raw_redis, name)
+            assert killed, "the worker had no connection to drop"
+    for _ in range(600):
+        if len(received) >= count:
+            break
+        await asyncio.sleep(0.05)
+    consumer.cancel()
+    await asyncio.gather(consumer, return_exceptions=True)
+    await worker.shutdown()
+    await client.shutdown()
+    assert sorted(received) == list(range(count))
+    assert "Lost the connection to Redis" in caplog.text
+    assert "Reconnected to Redis" in caplog.text
+
+
+def kill_clients(raw_redis: Any, name: str) -> int:
+    """Drop every connection named ``name``; return how many."""
+    ids = [c["id"] for c in raw_redis.client_list() if c.get("name") == name]
+    for client_id in ids:
+        raw_redis.client_kill_filter(_id=client_id)
+    return len(ids)
+
+
+async def test_an_unreachable_redis_fails_sends_and_startup_with_typed_errors():
+    broker = RedisStreamBroker("redis://127.0.0.1:1/0", send_timeout_s=0.3)
+    with pytest.raises(SendUnavailableError, match="did not answer"):
+        await broker.kick(message(b"x"))
+    with pytest.raises(RedisUnavailableError, match="does not answer"):
+        await broker.startup()
+    with pytest.raises(RedisUnavailableError):
+        await broker.dead_letters.count()
+    await broker.shutdown()
+
+
+def test_options_are_checked_and_capabilities_declared():
+    assert RedisStreamBroker.capabilities == {
+        Capability.ACKS,
+        Capability.REJECT,
+        Capability.REDELIVERY,
+        Capability.DELAY,
+        Capability.PRIORITY,
+        Capability.LOAD_BALANCING,
+        Capability.CROSS_PROCESS,
+    }
+    with pytest.raises(ValueError, match="not a Redis URL"):
+        RedisStreamBroker("http://localhost")
+    with pytest.raises(ValueError, match="lease_s"):
+        RedisStreamBroker(lease_s=0)
+    with pytest.raises(ValueError, match="heartbeat_interval_s"):
+        RedisStreamBroker(lease_s=5, heartbeat_interval_s=5)
+    with pytest.raises(ValueError, match="priority_levels"):
+        RedisStreamBroker(priority_levels=0)
+    with pytest.raises(ValueError, match="decode_responses"):
+        RedisStreamBroker(decode_responses=True)
+    import taskq
+
+    assert taskq.RedisStreamBroker is RedisStreamBroker
+    broker = RedisStreamBroker(lease_s=9, key_prefix="p", queue_name="q", priority_levels=2)
+    assert broker.heartbeat_interval_s == 3
+    assert broker.keys.streams == ("p:q:p0", "p:q:p1")
+    assert broker.keys.dead_letters == "p:q:dead-letters"
+
+
+async def test_a_consumer_group_lost_with_its_stream_is_created_again(
+    new_broker, raw_redis, caplog
+):
+    broker = await new_broker()
+    received: list[bytes] = []
+
+    async def consume() -> None:
+        async for item in broker.listen():
+            received.append(bytes(item.data))  # type: ignore[arg-type]
+            await item.ack()  # type: ignore[misc]
+
+    consumer = asyncio.create_task(consume())
+    await asyncio.sleep(0.3)
+    raw_redis.delete(*broker.keys.streams)  # as if Redis restarted without its data
+    await asyncio.sleep(0.1)
+    raw_redis.xadd(broker.keys.streams[0], {"m": b"before the group is back"})
+    for _ in range(200):
+        if received:
+            break
+        await asyncio.sleep(0.05)
+    consumer.cancel()
+    await asyncio.gather(consumer, return_exceptions=True)
+    assert received == [b"before the group is back"]
+    assert "is gone" in caplog.text
+
+
+async def test_a_worker_that_lost_its_lease_drops_what_it_had_not_started(
+    new_broker, raw_redis, caplog
+):
+    broker = await new_broker(lease_s=5, heartbeat_interval_s=0.2, batch_size=5)
+    for n in range(5):
+        await broker.kick(message(b"%d" % n))
+    messages = broker.listen()
+    first = await messages.__anext__()  # the other 4 wait in this worker's buffer
+    stream = broker.keys.streams[0]
+    ids = [p["message_id"] for p in raw_redis.xpending_range(stream, "taskq", "-", "+", 10)]
+    raw_redis.xclaim(stream, "taskq", "thief", 0, ids)  # another worker took them all over
+    await asyncio.sleep(0.5)  # a heartbeat finds out
+    assert "The lease of 5 message(s) expired" in caplog.text
+    assert "4 not started yet" in caplog.text
+    assert await nothing_comes(broker, 0.5), "a message another worker holds came here too"
+    await first.ack()  # type: ignore[misc]

@@ -1,0 +1,191 @@
+"""The Redis broker across processes: a client and ``taskq worker`` processes, real Redis.
+
+Each worker process appends the number of each task it starts to ``<pid>.ran`` and of each
+task it finished to ``<pid>.done`` (see ``redis_app.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def app_env(redis_url: str, redis_prefix: str, tmp_path: Path) -> dict[str, str]:
+    out = tmp_path / "out"
+    out.mkdir()
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+        "REDIS_APP_URL": redis_url,
+        "REDIS_APP_PREFIX": redis_prefix,
+        "REDIS_APP_OUT": str(out),
+        "REDIS_APP_CLIENT_NAME": f"taskq-test-{uuid.uuid4().hex[:12]}",
+    }
+
+
+def start_workers(env: dict[str, str], workers: int, *options: str) -> subprocess.Popen[bytes]:
+    """``taskq worker redis_app:broker`` with ``workers`` processes, once they all started."""
+    out = Path(env["REDIS_APP_OUT"])
+    before = len(list(out.glob("*.ready")))
+    command = [sys.executable, "-m", "taskq", "worker", "redis_app:broker"]
+    command += ["--workers", str(workers), "--shutdown-timeout", "30", "--log-level", "WARNING"]
+    log = open(out / f"workers-{before}.log", "w")  # noqa: SIM115 - closed with the process
+    manager = subprocess.Popen([*command, *options], cwd=HERE, env=env, stderr=log)
+    log.close()
+    deadline = time.monotonic() + 60
+    while len(list(out.glob("*.ready"))) < before + workers:
+        assert time.monotonic() < deadline, "the worker processes did not start within 60 s"
+        assert manager.poll() is None, "the worker manager exited"
+        time.sleep(0.05)
+    return manager
+
+
+def send(env: dict[str, str], count: int, pause: float = 0.0) -> None:
+    client = start_client(env, count, pause)
+    out, _ = client.communicate(timeout=300)
+    assert client.returncode == 0
+    assert out.strip() == f"sent {count}"
+
+
+def start_client(env: dict[str, str], count: int, pause: float = 0.0) -> subprocess.Popen[str]:
+    """The client process kicking ``count`` tasks; its connections have a name of their own."""
+    client_env = {**env, "REDIS_APP_CLIENT_NAME": env["REDIS_APP_CLIENT_NAME"] + "-client"}
+    return subprocess.Popen(
+        [sys.executable, str(HERE / "redis_app.py"), str(count), str(pause)],
+        env=client_env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def numbers(env: dict[str, str], kind: str) -> dict[int, list[int]]:
+    """``{pid: [task numbers]}`` from the ``<pid>.<kind>`` files."""
+    found = {}
+    for path in Path(env["REDIS_APP_OUT"]).glob(f"*.{kind}"):
+        found[int(path.stem)] = [int(n) for n in path.read_text().split()]
+    return found
+
+
+def wait_until_done(env: dict[str, str], count: int, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = sum(path.stat().st_size for path in Path(env["REDIS_APP_OUT"]).glob("*.done"))
+        if done and len(set(_all(numbers(env, "done")))) >= count:
+            return
+        time.sleep(0.5)
+
+
+def worker_logs(env: dict[str, str]) -> str:
+    return "".join(path.read_text() for path in Path(env["REDIS_APP_OUT"]).glob("workers-*.log"))
+
+
+def _all(by_pid: dict[int, list[int]]) -> list[int]:
+    return [n for ran in by_pid.values() for n in ran]
+
+
+def stop(manager: subprocess.Popen[Any]) -> int:
+    if manager.poll() is None:
+        manager.send_signal(signal.SIGTERM)
+    return manager.wait(timeout=90)
+
+
+def test_100000_tasks_through_two_worker_processes_each_complete_once(app_env, raw_redis):
+    count = 100_000
+    workers = start_workers(app_env, 2)
+    try:
+        send(app_env, count)
+        wait_until_done(app_env, count)
+    finally:
+        assert stop(workers) == 0
+    done = numbers(app_env, "done")
+    everything = _all(done)
+    assert len(everything) == count, f"{len(everything) - count:+d} runs for {count} tasks"
+    assert sorted(everything) == list(range(count)), "some tasks ran twice and others never"
+    assert len(done) == 2, "both worker processes should have run tasks"
+    assert all(len(ran) > count // 10 for ran in done.values()), "one worker got almost nothing"
+    stream = f"{app_env['REDIS_APP_PREFIX']}:taskq:p0"
+    assert raw_redis.xlen(stream) == 0, "acknowledged entries were left in the stream"
+
+
+def test_a_killed_worker_loses_nothing_and_only_its_running_task_runs_twice(app_env):
+    count = 3000
+    app_env["REDIS_APP_LEASE_S"] = "3"
+    one_at_a_time = ("--max-async-tasks", "1")
+    doomed = start_workers(app_env, 1, *one_at_a_time)
+    (doomed_pid,) = [int(path.stem) for path in _ready(app_env)]
+    survivor = start_workers(app_env, 1, *one_at_a_time)
+    try:
+        send(app_env, count, pause=0.002)
+        deadline = time.monotonic() + 60
+        while len(numbers(app_env, "done").get(doomed_pid, [])) < 200:
+            assert time.monotonic() < deadline, "the doomed worker ran nothing"
+            time.sleep(0.05)
+        os.kill(doomed_pid, signal.SIGKILL)
+        wait_until_done(app_env, count)
+    finally:
+        stop(doomed)
+        assert stop(survivor) == 0
+    ran = numbers(app_env, "ran")
+    done = set(_all(numbers(app_env, "done")))
+    assert done == set(range(count)), f"{count - len(done)} tasks never completed"
+    twice = {n: c for n, c in Counter(_all(ran)).items() if c > 1}
+    assert len(twice) <= 1, f"{len(twice)} tasks ran more than once: {sorted(twice)[:10]}"
+    for n in twice:
+        assert n in ran[doomed_pid], f"task {n} ran twice but not on the killed worker"
+        assert twice[n] == 2
+    assert "whose lease (3 s) had expired" in worker_logs(app_env)
+
+
+def _ready(env: dict[str, str]) -> list[Path]:
+    return list(Path(env["REDIS_APP_OUT"]).glob("*.ready"))
+
+
+def test_a_30_s_task_with_a_5_s_lease_runs_once(app_env):
+    app_env["REDIS_APP_LEASE_S"] = "5"
+    workers = start_workers(app_env, 2)
+    try:
+        send(app_env, 1, pause=30.0)
+        wait_until_done(app_env, 1, timeout=120)
+    finally:
+        assert stop(workers) == 0
+    assert _all(numbers(app_env, "ran")) == [0], "the slow task was handed to a second worker"
+    assert _all(numbers(app_env, "done")) == [0]
+
+
+def test_dropping_the_workers_connections_mid_run_loses_nothing(app_env, raw_redis):
+    count = 20_000
+    workers = start_workers(app_env, 2)
+    name = app_env["REDIS_APP_CLIENT_NAME"]
+    try:
+        client = start_client(app_env, count)
+        killed = 0
+        for _ in range(4):
+            time.sleep(0.5)
+            for connection in raw_redis.client_list():
+                if connection.get("name") == name:
+                    raw_redis.client_kill_filter(_id=connection["id"])
+                    killed += 1
+        assert killed, "the workers had no connection to drop"
+        out, _ = client.communicate(timeout=300)
+        assert out.strip() == f"sent {count}"
+        wait_until_done(app_env, count)
+    finally:
+        assert stop(workers) == 0
+    everything = _all(numbers(app_env, "done"))
+    assert sorted(set(everything)) == list(range(count)), "some tasks never completed"
+    assert len(everything) == count, f"{len(everything) - count} tasks ran twice"
+    logs = worker_logs(app_env)
+    assert "Lost the connection to Redis" in logs
+    assert "Reconnected to Redis" in logs
