@@ -88,14 +88,7 @@ def parse_scheduler_args(
     argv: Sequence[str], environ: Mapping[str, str] | None = None
 ) -> SchedulerOptions:
     """Return the options of ``argv``, with ``environ`` (default: os.environ) filling the gaps."""
-    parser = build_parser()
-    namespace = parser.parse_args(argv)
-    parser.fill_from_environment(namespace, os.environ if environ is None else environ)
-    values = vars(namespace)
-    for name in ("modules", "tasks_pattern"):
-        if name in values:
-            values[name] = tuple(values[name])
-    return SchedulerOptions(**values)
+    return SchedulerOptions(**build_parser().parse_options(argv, environ))
 
 
 def build_parser() -> EnvArgumentParser:

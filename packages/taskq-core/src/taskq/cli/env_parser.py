@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 import enum
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 
@@ -64,6 +65,20 @@ class EnvArgumentParser(argparse.ArgumentParser):
         if reader is None:
             raise TypeError(f"option {flags[0]} needs a converter for {variable}")
         self._twins.append((dest, variable, reader))
+
+    def parse_options(
+        self, argv: Sequence[str], environ: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Parse ``argv``, fill the gaps from ``environ`` (default: os.environ), return the values.
+
+        List values come back as tuples, for the frozen option dataclasses.
+        """
+        namespace = self.parse_args(argv)
+        self.fill_from_environment(namespace, os.environ if environ is None else environ)
+        return {
+            name: tuple(value) if isinstance(value, list) else value
+            for name, value in vars(namespace).items()
+        }
 
     def fill_from_environment(
         self, namespace: argparse.Namespace, environ: Mapping[str, str]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -79,14 +78,7 @@ def parse_worker_args(
     A flag on the command line wins over its environment variable, which wins over the
     default. Bad values exit with status 2 and a usage message, as argparse does.
     """
-    parser = build_parser()
-    namespace = parser.parse_args(argv)
-    parser.fill_from_environment(namespace, os.environ if environ is None else environ)
-    values = vars(namespace)
-    for name in ("modules", "tasks_pattern"):
-        if name in values:
-            values[name] = tuple(values[name])
-    return WorkerOptions(**values)
+    return WorkerOptions(**build_parser().parse_options(argv, environ))
 
 
 def build_parser() -> EnvArgumentParser:
