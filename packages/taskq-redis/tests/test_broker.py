@@ -17,6 +17,7 @@ from taskq_redis import (
     RedisUnavailableError,
     SendUnavailableError,
 )
+from taskq_redis.delayed import move_due_forever
 
 
 def message(body: bytes, **labels: Any) -> BrokerMessage:
@@ -384,3 +385,14 @@ async def test_a_worker_that_lost_its_lease_drops_what_it_had_not_started(
     assert "4 not started yet" in caplog.text
     assert await nothing_comes(broker, 0.5), "a message another worker holds came here too"
     await first.ack()  # type: ignore[misc]
+
+
+async def test_the_delayed_mover_stops_on_its_event_even_if_a_cancel_is_lost(new_broker):
+    # redis-py can swallow a cancellation that arrives as a command completes; shutdown must
+    # not then wait forever for the mover
+    broker = await new_broker(delay_check_interval_s=0.05)
+    stop = asyncio.Event()
+    mover = asyncio.create_task(move_due_forever(broker, stop))
+    await asyncio.sleep(0.2)
+    stop.set()  # and no cancel()
+    await asyncio.wait_for(mover, 5)

@@ -145,7 +145,8 @@ def test_a_killed_worker_loses_nothing_and_only_its_running_task_runs_twice(app_
     for n in twice:
         assert n in ran[doomed_pid], f"task {n} ran twice but not on the killed worker"
         assert twice[n] == 2
-    assert "whose lease (3 s) had expired" in worker_logs(app_env)
+    if twice:  # the task it was running went to another worker once its lease expired
+        assert "whose lease (3 s) had expired" in worker_logs(app_env)
 
 
 def _ready(env: dict[str, str]) -> list[Path]:

@@ -191,6 +191,7 @@ class RedisStreamBroker(AsyncBroker):
         self._consumers: list[StreamConsumer] = []
         self._consumer_numbers = itertools.count(1)
         self._mover: asyncio.Task[None] | None = None
+        self._mover_stop = asyncio.Event()
 
     # -- the connection ------------------------------------------------------------------------
 
@@ -249,6 +250,7 @@ class RedisStreamBroker(AsyncBroker):
             await consumer.close()
         mover, self._mover = self._mover, None
         if mover is not None:
+            self._mover_stop.set()
             mover.cancel()
             await asyncio.gather(mover, return_exceptions=True)
         if self._redis is not None:
@@ -351,7 +353,8 @@ class RedisStreamBroker(AsyncBroker):
         """
         await self.create_groups()
         if self._mover is None:
-            self._mover = asyncio.ensure_future(move_due_forever(self))
+            self._mover_stop = asyncio.Event()
+            self._mover = asyncio.ensure_future(move_due_forever(self, self._mover_stop))
         consumer = StreamConsumer(self, f"{self.consumer_name}-{next(self._consumer_numbers)}")
         self._consumers.append(consumer)
         async for message in consumer.messages():

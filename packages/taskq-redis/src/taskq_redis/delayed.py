@@ -30,14 +30,16 @@ def delayed_member(level: int, payload: bytes) -> bytes:
     return b"%s%03d%s" % (os.urandom(8).hex().encode(), level, payload)
 
 
-async def move_due_forever(broker: RedisStreamBroker) -> None:
+async def move_due_forever(broker: RedisStreamBroker, stop: asyncio.Event) -> None:
     """Move due messages into their streams, checking every ``delay_check_interval_s``.
 
-    Sleeps until the next due time when that comes sooner. Returns when the broker closes.
+    Sleeps until the next due time when that comes sooner. Returns once ``stop`` is set (a
+    cancellation alone is not enough: a client library can swallow one that arrives just as
+    a command completes, and the loop would go on) or the broker closes.
     """
     keys: ScriptKeys = [broker.keys.delayed, *broker.keys.streams]
     args: ScriptArgs = [MOVE_BATCH, broker.max_stream_length or ""]
-    while not broker.reconnector.closed:
+    while not stop.is_set() and not broker.reconnector.closed:
         try:
             moved, wait_ms = await broker.reconnector.call(
                 "move due delayed messages", lambda: broker.scripts.move_due(keys, args)
