@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 import pytest
 import zmq
@@ -31,27 +33,38 @@ async def collect(broker: ZeroMQBroker, into: list[bytes], delay: float = 0.0) -
             await asyncio.sleep(delay)
 
 
-async def test_each_message_goes_to_exactly_one_of_two_workers(address):
-    client = ZeroMQBroker(address, address)
+@contextlib.asynccontextmanager
+async def two_workers(
+    address: str, delay: float
+) -> AsyncIterator[tuple[ZeroMQBroker, ZeroMQBroker, list[bytes], list[bytes]]]:
+    """Two started workers, each noting what it receives (``delay`` s per message)."""
     first, second = await worker(address), await worker(address)
     got_first: list[bytes] = []
     got_second: list[bytes] = []
     consumers = [
-        asyncio.create_task(collect(first, got_first, 0.0005)),
-        asyncio.create_task(collect(second, got_second, 0.0005)),
+        asyncio.create_task(collect(first, got_first, delay)),
+        asyncio.create_task(collect(second, got_second, delay)),
     ]
-    await client.startup()
-    await asyncio.sleep(0.2)  # both workers report their room
-    for n in range(2000):
-        await client.kick(message(n))
-    for _ in range(100):
-        if len(got_first) + len(got_second) == 2000:
-            break
-        await asyncio.sleep(0.05)
-    await first.shutdown()
-    await second.shutdown()
+    try:
+        yield first, second, got_first, got_second
+    finally:
+        await first.shutdown()
+        await second.shutdown()
+        await asyncio.gather(*consumers)
+
+
+async def test_each_message_goes_to_exactly_one_of_two_workers(address):
+    client = ZeroMQBroker(address, address)
+    async with two_workers(address, 0.0005) as (_, _, got_first, got_second):
+        await client.startup()
+        await asyncio.sleep(0.2)  # both workers report their room
+        for n in range(2000):
+            await client.kick(message(n))
+        for _ in range(100):
+            if len(got_first) + len(got_second) == 2000:
+                break
+            await asyncio.sleep(0.05)
     await client.shutdown()
-    await asyncio.gather(*consumers)
     everything = sorted(int(p) for p in got_first + got_second)
     assert everything == list(range(2000))
     assert got_first
@@ -195,34 +208,25 @@ async def test_worker_side_may_bind_for_many_clients(address):
 
 async def test_a_worker_sends_tasks_through_the_client_to_any_worker(address):
     client = ZeroMQBroker(address, address)
-    first, second = await worker(address), await worker(address)
-    got_first: list[bytes] = []
-    got_second: list[bytes] = []
-    consumers = [
-        asyncio.create_task(collect(first, got_first, 0.001)),
-        asyncio.create_task(collect(second, got_second, 0.001)),
-    ]
-    await client.startup()
-    for _ in range(200):
-        if client.connected_workers == 2:
-            break
-        await asyncio.sleep(0.02)
-    for n in range(1000, 1020):  # tasks from the client first: the workers hear from it
-        await client.kick(message(n))
-    for _ in range(200):
-        if got_first and got_second:
-            break
-        await asyncio.sleep(0.02)
-    for n in range(200):  # as tasks running on the first worker would (retries, follow-ups)
-        await first.kick(message(n))
-    for _ in range(200):
-        if len(got_first) + len(got_second) == 220:
-            break
-        await asyncio.sleep(0.05)
-    await first.shutdown()
-    await second.shutdown()
+    async with two_workers(address, 0.001) as (first, _, got_first, got_second):
+        await client.startup()
+        for _ in range(200):
+            if client.connected_workers == 2:
+                break
+            await asyncio.sleep(0.02)
+        for n in range(1000, 1020):  # tasks from the client first: the workers hear from it
+            await client.kick(message(n))
+        for _ in range(200):
+            if got_first and got_second:
+                break
+            await asyncio.sleep(0.02)
+        for n in range(200):  # as tasks running on the first worker would (retries, follow-ups)
+            await first.kick(message(n))
+        for _ in range(200):
+            if len(got_first) + len(got_second) == 220:
+                break
+            await asyncio.sleep(0.05)
     await client.shutdown()
-    await asyncio.gather(*consumers)
     everything = sorted(int(p) for p in got_first + got_second)
     assert everything == list(range(200)) + list(range(1000, 1020))
     assert any(int(p) < 1000 for p in got_second)  # dispatched by the client, not kept
