@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import pickle
 import subprocess
 import sys
@@ -90,6 +91,24 @@ def test_serializers_raise_typed_errors(serializer_class):
         serializer.dumpb(lambda: None)
     with pytest.raises(SerializationError):
         serializer.loadb(b"\xc1\xff\x00garbage")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b'{"a":1}', b' {"a": 1}\n', b"[1,2]", b'"s"', b"NaN", b"1e400", b'{"a":"\\ud800"}'],
+)
+def test_json_serializer_decodes_what_json_loads_decodes(data):
+    expected = json.loads(data)
+    decoded = JSONSerializer().loadb(data)
+    assert decoded == expected or (decoded != decoded and expected != expected)  # NaN
+
+
+@pytest.mark.parametrize("data", [b'{"a":1}x', b"", b"[1,2", b"nan", b'{"a":1} {}'])
+def test_json_serializer_refuses_what_json_loads_refuses(data):
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(data)
+    with pytest.raises(SerializationError):
+        JSONSerializer().loadb(data)
 
 
 def test_json_formatter_round_trips_messages():

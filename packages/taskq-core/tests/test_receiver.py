@@ -443,6 +443,45 @@ async def test_listen_bounds_running_tasks_and_drains_on_stop(recording_broker, 
     assert len([kind for kind, _ in recording_broker.settled if kind == "ack"]) == 20
 
 
+async def test_finished_messages_are_not_kept_by_a_long_running_receiver(recording_broker, encode):
+    @recording_broker.task
+    async def yields() -> None:
+        await asyncio.sleep(0)
+
+    for i in range(200):
+        recording_broker.put_raw(encode(recording_broker, yields.task_name, task_id=f"y{i}"))
+    recording_broker.close()
+    receiver = Receiver(recording_broker, max_async_tasks=4)
+    await receiver.listen()
+    assert receiver.running == 0
+    assert len(recording_broker.settled) == 200
+    # finished tasks are forgotten in batches: never more than twice the slots are held
+    assert len(receiver._running) <= 2 * 4
+
+
+async def test_a_task_factory_set_on_the_loop_makes_the_message_tasks(recording_broker, encode):
+    made: list[str] = []
+    loop = asyncio.get_running_loop()
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        made.append(coro.__qualname__)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    @recording_broker.task
+    async def work() -> str:
+        return "done"
+
+    recording_broker.put_raw(encode(recording_broker, work.task_name, task_id="f1"))
+    recording_broker.close()
+    loop.set_task_factory(factory)
+    try:
+        await Receiver(recording_broker).listen()
+    finally:
+        loop.set_task_factory(None)
+    assert "Receiver._run_in_slot" in made
+    assert (await result_of(recording_broker, "f1")).return_value == "done"
+
+
 async def test_listen_stops_taking_messages_when_finish_event_is_set(recording_broker, encode):
     @recording_broker.task
     async def work() -> None:

@@ -18,6 +18,7 @@ from taskq.exceptions import (
 )
 from taskq.receiver.eager import start_eagerly
 from taskq.receiver.execution import CONTROL_FLOW, DEFAULT_THREADPOOL_THREADS, TaskExecutor
+from taskq.receiver.slots import Slots
 from taskq.result import TaskiqResult
 
 if TYPE_CHECKING:
@@ -78,6 +79,9 @@ class Receiver:
             max_threadpool_threads or DEFAULT_THREADPOOL_THREADS,
         )
         self._running: set[asyncio.Task[None]] = set()
+        # at most max_async_tasks + max_prefetch are unfinished: forgetting the finished
+        # ones each time the set doubles costs O(1) per message
+        self._forget_done_at = 2 * (self.max_async_tasks + max_prefetch)
         self._run_slots: asyncio.Semaphore | None = None
 
     # -- one message --------------------------------------------------------------------------
@@ -242,46 +246,51 @@ class Receiver:
     async def _consume(self) -> None:
         # with no prefetch, the fetch slots alone bound the running tasks
         self._run_slots = asyncio.Semaphore(self.max_async_tasks) if self.max_prefetch else None
-        fetch_slots = asyncio.Semaphore(self.max_async_tasks + self.max_prefetch)
+        fetch_slots = Slots(self.max_async_tasks + self.max_prefetch)
         messages = self.broker.listen().__aiter__()
         taken = 0
         while self.max_tasks_to_execute is None or taken < self.max_tasks_to_execute:
             if taken % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # a backlog of instant messages must not starve the loop
-            await fetch_slots.acquire()
+            if fetch_slots.free <= 0:
+                await fetch_slots.wait_free()
             try:
                 message = await messages.__anext__()
             except StopAsyncIteration:
-                fetch_slots.release()
                 return
-            except BaseException:
-                fetch_slots.release()
-                raise
             taken += 1
+            fetch_slots.take()
             self._spawn(message, fetch_slots)
 
-    def _spawn(self, message: bytes | AckableMessage, slot: asyncio.Semaphore) -> None:
-        running = start_eagerly(self.callback(message))
+    def _spawn(self, message: bytes | AckableMessage, slots: Slots) -> None:
+        running = start_eagerly(self._run_in_slot(message, slots))
         if running is None:  # done without waiting
-            slot.release()
             return
+        if len(self._running) >= self._forget_done_at:
+            self._running = set(self._unfinished())
         self._running.add(running)
 
-        def done(finished: asyncio.Task[None]) -> None:
-            self._running.discard(finished)
-            slot.release()
-
-        running.add_done_callback(done)
+    async def _run_in_slot(self, message: bytes | AckableMessage, slots: Slots) -> None:
+        # gives its slot back itself: a done callback would cost one more loop trip per message
+        try:
+            await self.callback(message)
+        finally:
+            slots.give_back()
 
     @property
     def running(self) -> int:
         """How many messages this receiver is processing now."""
-        return len(self._running)
+        return len(self._unfinished())
 
     async def wait_running(self, timeout: float | None = None) -> None:
         """Wait for the tasks this receiver is running (at most ``timeout`` seconds)."""
-        if self._running:
-            await asyncio.wait(set(self._running), timeout=timeout)
+        unfinished = self._unfinished()
+        if unfinished:
+            await asyncio.wait(unfinished, timeout=timeout)
+
+    def _unfinished(self) -> list[asyncio.Task[None]]:
+        # finished tasks are forgotten lazily (see _spawn), not one by one as they finish
+        return [task for task in self._running if not task.done()]
 
     def close(self) -> None:
         """Release the thread pool this receiver made for sync tasks (if it made one)."""

@@ -28,7 +28,10 @@ class JSONSerializer(TaskiqSerializer):
             check_circular=False,  # a cycle still fails: RecursionError, reported below
         )
         self._encode = _one_shot_encoder(encoder) or encoder.encode
-        self._decode = json.JSONDecoder().decode
+        decoder = json.JSONDecoder()
+        self._decode = decoder.decode
+        # the C scanner JSONDecoder made (typeshed does not declare the attribute)
+        self._scan: Callable[[str, int], tuple[Any, int]] = decoder.scan_once  # type: ignore[attr-defined]
 
     def dumpb(self, value: Any) -> bytes:
         """Encode ``value`` as JSON bytes."""
@@ -40,9 +43,21 @@ class JSONSerializer(TaskiqSerializer):
     def loadb(self, value: bytes) -> Any:
         """Decode JSON bytes."""
         try:
-            return self._decode(value.decode())
+            text = value.decode()
+            return self._scan_whole(text)
         except (UnicodeDecodeError, ValueError) as exc:
             raise SerializationError(f"not valid UTF-8 JSON: {exc}") from exc
+
+    def _scan_whole(self, text: str) -> Any:
+        # the scanner alone is what `JSONDecoder.decode` runs, without its two whitespace
+        # regexes; text it does not take whole (whitespace around, invalid) goes the long way
+        try:
+            value, end = self._scan(text, 0)
+        except StopIteration:
+            return self._decode(text)
+        if end != len(text):
+            return self._decode(text)
+        return value
 
 
 def _one_shot_encoder(encoder: json.JSONEncoder) -> Callable[[Any], str] | None:
