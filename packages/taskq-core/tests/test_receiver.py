@@ -478,7 +478,7 @@ async def test_a_task_factory_set_on_the_loop_makes_the_message_tasks(recording_
         await Receiver(recording_broker).listen()
     finally:
         loop.set_task_factory(None)
-    assert "Receiver._run_in_slot" in made
+    assert "Receiver._run_message" in made
     assert (await result_of(recording_broker, "f1")).return_value == "done"
 
 

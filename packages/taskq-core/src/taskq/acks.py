@@ -40,21 +40,19 @@ class AckableMessage:
 class AckController:
     """Settles one received message exactly once: ack, or reject where the broker can."""
 
-    __slots__ = ("_ack", "_reject", "is_acked")
+    __slots__ = ("_ack", "_reject", "is_ackable", "is_acked")
 
     def __init__(self, message: AckableMessage | bytes | str) -> None:
         """Control the acknowledgement of ``message`` (plain bytes need none)."""
         if isinstance(message, AckableMessage):
             self._ack: AckCallback | None = message.ack
             self._reject: AckCallback | None = message.reject
+            #: Whether the broker wants this message acknowledged.
+            self.is_ackable = message.ack is not None
         else:
             self._ack = self._reject = None
+            self.is_ackable = False
         self.is_acked = False
-
-    @property
-    def is_ackable(self) -> bool:
-        """Whether the broker wants this message acknowledged."""
-        return self._ack is not None
 
     @property
     def can_reject(self) -> bool:

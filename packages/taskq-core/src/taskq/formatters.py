@@ -27,6 +27,28 @@ def message_to_dict(message: TaskiqMessage) -> dict[str, Any]:
 
 def message_from_dict(data: Any) -> TaskiqMessage:
     """Validate decoded wire data and build a `TaskiqMessage`; `MessageDecodeError` if invalid."""
+    try:  # every message taskq sends has all five keys, with these types
+        task_id, task_name = data["task_id"], data["task_name"]
+        labels, args, kwargs = data["labels"], data["args"], data["kwargs"]
+    except (KeyError, TypeError):
+        pass
+    else:
+        if (
+            type(task_id) is str
+            and type(task_name) is str
+            and task_id
+            and task_name
+            and type(labels) is dict
+            and type(args) is list
+            and type(kwargs) is dict
+            and type(data) is dict
+        ):
+            return TaskiqMessage(task_id, task_name, labels, args, kwargs)
+    return _checked_message(data)
+
+
+def _checked_message(data: Any) -> TaskiqMessage:
+    """`message_from_dict` for data from other senders: defaults, lenient args, clear errors."""
     if type(data) is not dict:
         raise MessageDecodeError(reason=f"expected a mapping, got {type(data).__name__}")
     task_id, task_name = data.get("task_id"), data.get("task_name")

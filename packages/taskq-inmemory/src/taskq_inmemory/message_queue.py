@@ -38,12 +38,14 @@ class MessageQueue:
             self._arm_timer()
         else:
             heapq.heappush(self._ready, (-priority, order, data))
-        self._wake_one()
+        if self._waiters:
+            self._wake_one()
 
     async def get(self) -> bytes | None:
         """Take the next available message; None once the queue is closed and drained."""
         while True:
-            self._promote_due()
+            if self._delayed:
+                self._promote_due()
             if self._ready:
                 return heapq.heappop(self._ready)[2]
             if self.closed:

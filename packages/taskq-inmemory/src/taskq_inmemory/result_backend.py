@@ -79,10 +79,12 @@ class InmemoryResultBackend(AsyncResultBackend[_ReturnType]):
         return True
 
     def _remember(self, store: OrderedDict[str, Any], task_id: str, value: Any) -> None:
+        if task_id in store:  # stored again: now the newest
+            store.move_to_end(task_id)
         store[task_id] = value
-        store.move_to_end(task_id)
-        if self.max_stored_results != -1:
-            while len(store) > self.max_stored_results:
+        limit = self.max_stored_results
+        if limit != -1:
+            while len(store) > limit:
                 store.popitem(last=False)
 
     def _forget_waiter(self, task_id: str, waiter: asyncio.Future[None]) -> None:

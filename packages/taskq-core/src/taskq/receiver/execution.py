@@ -87,7 +87,7 @@ class TaskExecutor:
                 injected = await resolver.resolve_kwargs()
                 _check_injected(message.task_name, signature, injected)
                 kwargs.update(injected)
-            timeout = _timeout_of(message)
+            timeout = _timeout_of(message) if "timeout" in message.labels else None
             if signature.is_async and timeout is None:
                 value = await signature.func(*args, **kwargs)
             else:

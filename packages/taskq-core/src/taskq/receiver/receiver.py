@@ -88,6 +88,13 @@ class Receiver:
 
     async def callback(self, message: bytes | str | AckableMessage) -> None:
         """Process one received message to the end; never raises for a bad message."""
+        await self._run_message(message, None)
+
+    async def _run_message(
+        self, message: bytes | str | AckableMessage, slots: Slots | None
+    ) -> None:
+        # frees the consume loop's slot itself: a done callback would cost the event loop
+        # one more trip per message
         acker = AckController(message)
         try:
             await self._process(message, acker)
@@ -95,6 +102,9 @@ class Receiver:
             raise
         except Exception:
             logger.exception("Unexpected error while processing a message; the worker goes on")
+        finally:
+            if slots is not None:
+                slots.give_back()
 
     async def _process(self, raw: bytes | str | AckableMessage, acker: AckController) -> None:
         message = self._decode(raw)
@@ -248,12 +258,15 @@ class Receiver:
         self._run_slots = asyncio.Semaphore(self.max_async_tasks) if self.max_prefetch else None
         fetch_slots = Slots(self.max_async_tasks + self.max_prefetch)
         messages = self.broker.listen().__aiter__()
-        taken = 0
+        taken = since_yield = 0
         while self.max_tasks_to_execute is None or taken < self.max_tasks_to_execute:
-            if taken % _YIELD_EVERY == 0:
-                await asyncio.sleep(0)  # a backlog of instant messages must not starve the loop
             if fetch_slots.free <= 0:
                 await fetch_slots.wait_free()
+                since_yield = 0
+            elif since_yield >= _YIELD_EVERY:
+                await asyncio.sleep(0)  # a backlog of instant messages must not starve the loop
+                since_yield = 0
+            since_yield += 1
             try:
                 message = await messages.__anext__()
             except StopAsyncIteration:
@@ -263,19 +276,12 @@ class Receiver:
             self._spawn(message, fetch_slots)
 
     def _spawn(self, message: bytes | AckableMessage, slots: Slots) -> None:
-        running = start_eagerly(self._run_in_slot(message, slots))
+        running = start_eagerly(self._run_message(message, slots))
         if running is None:  # done without waiting
             return
         if len(self._running) >= self._forget_done_at:
             self._running = set(self._unfinished())
         self._running.add(running)
-
-    async def _run_in_slot(self, message: bytes | AckableMessage, slots: Slots) -> None:
-        # gives its slot back itself: a done callback would cost one more loop trip per message
-        try:
-            await self.callback(message)
-        finally:
-            slots.give_back()
 
     @property
     def running(self) -> int:

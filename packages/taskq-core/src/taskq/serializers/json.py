@@ -44,20 +44,15 @@ class JSONSerializer(TaskiqSerializer):
         """Decode JSON bytes."""
         try:
             text = value.decode()
-            return self._scan_whole(text)
+            # the C scanner alone is what `JSONDecoder.decode` runs, without its whitespace
+            # regexes; text it does not take whole (whitespace around, invalid) goes the long way
+            try:
+                decoded, end = self._scan(text, 0)
+            except StopIteration:
+                return self._decode(text)
+            return decoded if end == len(text) else self._decode(text)
         except (UnicodeDecodeError, ValueError) as exc:
             raise SerializationError(f"not valid UTF-8 JSON: {exc}") from exc
-
-    def _scan_whole(self, text: str) -> Any:
-        # the scanner alone is what `JSONDecoder.decode` runs, without its two whitespace
-        # regexes; text it does not take whole (whitespace around, invalid) goes the long way
-        try:
-            value, end = self._scan(text, 0)
-        except StopIteration:
-            return self._decode(text)
-        if end != len(text):
-            return self._decode(text)
-        return value
 
 
 def _one_shot_encoder(encoder: json.JSONEncoder) -> Callable[[Any], str] | None:
