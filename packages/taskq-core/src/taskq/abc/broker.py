@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import AsyncGenerator, Callable
@@ -20,6 +19,7 @@ from taskq.formatters import ProxyFormatter
 from taskq.result_backends import DummyResultBackend
 from taskq.serializers.json import JSONSerializer
 from taskq.state import TaskiqState
+from taskq.task_ids import default_id_generator
 
 if TYPE_CHECKING:
     from taskq.abc.formatter import TaskiqFormatter
@@ -35,14 +35,6 @@ _ReturnType = TypeVar("_ReturnType")
 
 #: Tasks registered on `async_shared_broker`; every broker finds them by name.
 shared_task_registry: dict[str, AsyncTaskiqDecoratedTask[Any, Any]] = {}
-
-
-def default_id_generator() -> str:
-    """Return a new random task id: a version-4 UUID as 32 hex digits."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = raw[6] & 0x0F | 0x40  # version 4
-    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
-    return raw.hex()
 
 
 class AsyncBroker(ABC):
