@@ -82,7 +82,10 @@ class AsyncTaskiqDecoratedTask(Generic[_Params, _ReturnType]):
     def kiq(self, *args: Any, **kwargs: Any) -> Any:
         """Send the task to a worker: ``await task.kiq(...)`` returns a handle on its result."""
         # a plain function returning the coroutine: one await less on the hottest path
-        return send_task(self.broker, self.task_name, self.labels, args, kwargs, self.return_type)
+        return_type = self._return_type
+        if return_type is _UNKNOWN:
+            return_type = self.return_type
+        return send_task(self.broker, self.task_name, self.labels, args, kwargs, return_type)
 
     def kicker(self) -> AsyncKicker[_Params, _ReturnType]:
         """Return a kicker to send this task with extra labels, a task id or another broker."""

@@ -7,8 +7,8 @@ import contextvars
 import functools
 import inspect
 import logging
-import time
 from concurrent.futures import Executor, ThreadPoolExecutor
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from taskq.context import Context
@@ -68,13 +68,18 @@ class TaskExecutor:
         acker: AckController,
     ) -> TaskiqResult[Any]:
         """Run ``task`` for ``message`` and return its result (``error`` set when it raised)."""
-        signature = self.signature_of(task)
-        started = time.perf_counter()
+        signature = self._signatures.get(task.task_name)
+        if signature is None or signature.func is not task.original_func:
+            signature = self.signature_of(task)
+        started = perf_counter()
         value: Any = None
         error: BaseException | None = None
         resolver = None
         try:
-            args, kwargs = signature.bind(message.task_name, message.args, message.kwargs)
+            if signature.has_parameters or message.args or message.kwargs:
+                args, kwargs = signature.bind(message.task_name, message.args, message.kwargs)
+            else:
+                args, kwargs = [], {}
             if signature.graph is not None:
                 resolver = signature.graph.async_ctx(
                     {
@@ -94,7 +99,7 @@ class TaskExecutor:
                 value = await self._call(signature, args, kwargs, timeout)
         except Exception as exc:
             error = exc
-        elapsed = time.perf_counter() - started
+        elapsed = perf_counter() - started
         if resolver is not None:
             await self._close(resolver, error)
         if error is not None and not isinstance(error, CONTROL_FLOW):

@@ -27,7 +27,8 @@ class JSONSerializer(TaskiqSerializer):
             default=to_plain,
             check_circular=False,  # a cycle still fails: RecursionError, reported below
         )
-        self._encode = _one_shot_encoder(encoder) or encoder.encode
+        self._encoder = encoder
+        self._iterencode = _c_iterencode(encoder)
         decoder = json.JSONDecoder()
         self._decode = decoder.decode
         # the C scanner JSONDecoder made (typeshed does not declare the attribute)
@@ -36,7 +37,9 @@ class JSONSerializer(TaskiqSerializer):
     def dumpb(self, value: Any) -> bytes:
         """Encode ``value`` as JSON bytes."""
         try:
-            return self._encode(value).encode()
+            if self._iterencode is None:  # pragma: no cover - CPython always has it
+                return self._encoder.encode(value).encode()
+            return "".join(self._iterencode(value, 0)).encode()
         except (TypeError, ValueError, RecursionError) as exc:
             raise SerializationError(f"cannot encode as JSON: {exc}") from exc
 
@@ -55,11 +58,12 @@ class JSONSerializer(TaskiqSerializer):
             raise SerializationError(f"not valid UTF-8 JSON: {exc}") from exc
 
 
-def _one_shot_encoder(encoder: json.JSONEncoder) -> Callable[[Any], str] | None:
+def _c_iterencode(encoder: json.JSONEncoder) -> Callable[[Any, int], list[str]] | None:
     """The C encoder of the standard library, built once with ``encoder``'s settings.
 
     ``JSONEncoder.encode`` builds it again for every call, which costs more than encoding a
-    small message. None when the C accelerator is not available.
+    small message. It returns the JSON text in chunks. None when the C accelerator is not
+    available.
     """
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:  # pragma: no cover - CPython always has it
@@ -75,4 +79,4 @@ def _one_shot_encoder(encoder: json.JSONEncoder) -> Callable[[Any], str] | None:
         encoder.skipkeys,
         encoder.allow_nan,
     )
-    return lambda value: "".join(iterencode(value, 0))
+    return iterencode  # type: ignore[no-any-return]
