@@ -227,3 +227,13 @@ async def test_result_backend_keeps_the_latest_results_and_wakes_waiters():
     assert backend._waiters == {}
     with pytest.raises(ValueError, match="max_stored_results"):
         InmemoryResultBackend(0)
+
+
+async def test_listen_delivers_every_message_in_order_even_empty_ones():
+    broker = InMemoryBroker()
+    broker.is_worker_process = True
+    await broker.startup()
+    for data in (b"", b"a", b"", b"b"):
+        broker.queue.put(data)
+    await broker.shutdown()  # closes the queue: listen yields what is ready, then stops
+    assert [data async for data in broker.listen()] == [b"", b"a", b"", b"b"]

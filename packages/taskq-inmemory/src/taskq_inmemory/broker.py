@@ -80,7 +80,11 @@ class InMemoryBroker(AsyncBroker):
 
     async def listen(self) -> AsyncGenerator[bytes, None]:
         """Yield queued messages until the broker shuts down (then what is ready, then stop)."""
-        while (data := await self.queue.get()) is not None:
+        queue = self.queue
+        while True:
+            data = queue.get_nowait()  # no coroutine to make while messages are waiting
+            if data is None and (data := await queue.get()) is None:
+                return
             yield data
 
     async def startup(self) -> None:

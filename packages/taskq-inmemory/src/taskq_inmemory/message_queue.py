@@ -41,13 +41,20 @@ class MessageQueue:
         if self._waiters:
             self._wake_one()
 
+    def get_nowait(self) -> bytes | None:
+        """Take the next available message without waiting; None when none is available."""
+        if self._delayed:
+            self._promote_due()
+        if self._ready:
+            return heapq.heappop(self._ready)[2]
+        return None
+
     async def get(self) -> bytes | None:
         """Take the next available message; None once the queue is closed and drained."""
         while True:
-            if self._delayed:
-                self._promote_due()
-            if self._ready:
-                return heapq.heappop(self._ready)[2]
+            data = self.get_nowait()
+            if data is not None:
+                return data
             if self.closed:
                 return None
             waiter = asyncio.get_running_loop().create_future()
