@@ -7,6 +7,7 @@ import heapq
 import itertools
 import logging
 import time
+from collections import deque
 
 logger = logging.getLogger("taskq.inmemory")
 
@@ -14,13 +15,18 @@ logger = logging.getLogger("taskq.inmemory")
 class MessageQueue:
     """Holds message bytes until a consumer takes them: higher priority first, then FIFO.
 
-    A delayed message becomes available once its delay has passed. Any number of consumers
-    may wait in `get`; each message goes to exactly one of them.
+    A delayed message becomes available once its delay has passed, and then queues behind
+    the messages of its priority that are already available. Any number of consumers may
+    wait in `get`; each message goes to exactly one of them.
     """
 
     def __init__(self) -> None:
         """Create an open, empty queue."""
-        self._ready: list[tuple[int, int, bytes]] = []
+        # one FIFO lane per priority that has messages, and a heap of those priorities
+        # (negated: the highest on top), so a message costs O(1) however long the queue
+        self._lanes: dict[int, deque[bytes]] = {}
+        self._priorities: list[int] = []
+        self._available = 0
         self._delayed: list[tuple[float, int, int, bytes]] = []
         self._order = itertools.count()
         self._waiters: list[asyncio.Future[None]] = []
@@ -28,16 +34,18 @@ class MessageQueue:
         self.closed = False
 
     def __len__(self) -> int:
-        return len(self._ready) + len(self._delayed)
+        return self._available + len(self._delayed)
 
     def put(self, data: bytes, priority: int = 0, delay: float = 0.0) -> None:
         """Add a message; ``delay`` in seconds, ``priority`` higher runs sooner."""
-        order = next(self._order)
         if delay > 0:
-            heapq.heappush(self._delayed, (time.monotonic() + delay, order, priority, data))
+            due = time.monotonic() + delay
+            heapq.heappush(self._delayed, (due, next(self._order), priority, data))
             self._arm_timer()
         else:
-            heapq.heappush(self._ready, (-priority, order, data))
+            if self._delayed:  # what fell due before this message goes ahead of it
+                self._promote_due()
+            self._make_available(data, priority)
         if self._waiters:
             self._wake_one()
 
@@ -45,9 +53,24 @@ class MessageQueue:
         """Take the next available message without waiting; None when none is available."""
         if self._delayed:
             self._promote_due()
-        if self._ready:
-            return heapq.heappop(self._ready)[2]
-        return None
+        if not self._available:
+            return None
+        priority = -self._priorities[0]
+        lane = self._lanes[priority]
+        data = lane.popleft()
+        if not lane:
+            del self._lanes[priority]
+            heapq.heappop(self._priorities)
+        self._available -= 1
+        return data
+
+    def _make_available(self, data: bytes, priority: int) -> None:
+        lane = self._lanes.get(priority)
+        if lane is None:
+            lane = self._lanes[priority] = deque()
+            heapq.heappush(self._priorities, -priority)
+        lane.append(data)
+        self._available += 1
 
     async def get(self) -> bytes | None:
         """Take the next available message; None once the queue is closed and drained."""
@@ -95,8 +118,8 @@ class MessageQueue:
     def _promote_due(self) -> None:
         now = time.monotonic()
         while self._delayed and self._delayed[0][0] <= now:
-            _, order, priority, data = heapq.heappop(self._delayed)
-            heapq.heappush(self._ready, (-priority, order, data))
+            _, _, priority, data = heapq.heappop(self._delayed)
+            self._make_available(data, priority)
 
     def _wake_one(self) -> None:
         for waiter in self._waiters:

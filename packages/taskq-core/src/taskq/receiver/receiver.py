@@ -279,7 +279,7 @@ class Receiver:
             except StopAsyncIteration:
                 return
             taken += 1
-            fetch_slots.take()
+            fetch_slots.free -= 1  # taken: given back when the message is done
             self._spawn(message, fetch_slots)
 
     def _spawn(self, message: bytes | AckableMessage, slots: Slots) -> None:

@@ -8,8 +8,9 @@ import asyncio
 class Slots:
     """A counting semaphore for one consumer, cheaper than `asyncio.Semaphore`.
 
-    Only the consume loop takes slots and waits for them; any number of message tasks give
-    them back. Taking is a plain decrement, so a loop that finds a free slot does not await.
+    Only the consume loop takes slots (``free -= 1`` once it saw one free) and waits for
+    them; any number of message tasks give them back. A loop that finds a slot free does
+    not await.
     """
 
     __slots__ = ("_waiter", "free")
@@ -18,10 +19,6 @@ class Slots:
         """Start with ``count`` free slots."""
         self.free = count
         self._waiter: asyncio.Future[None] | None = None
-
-    def take(self) -> None:
-        """Use one free slot (check `free` first, or `wait_free`)."""
-        self.free -= 1
 
     def give_back(self) -> None:
         """Free one slot and wake the consumer if it waits for one."""

@@ -1,0 +1,69 @@
+"""`MessageQueue`: priority lanes, FIFO within a priority, delays, waiting consumers."""
+
+from __future__ import annotations
+
+import asyncio
+
+from taskq_inmemory.message_queue import MessageQueue
+
+
+def drain(queue: MessageQueue) -> list[bytes]:
+    taken = []
+    while (data := queue.get_nowait()) is not None:
+        taken.append(data)
+    return taken
+
+
+def test_higher_priority_first_then_first_in_first_out() -> None:
+    queue = MessageQueue()
+    for data, priority in ((b"a", 0), (b"b", 5), (b"c", -1), (b"d", 5), (b"e", 0), (b"f", 1)):
+        queue.put(data, priority)
+    assert len(queue) == 6
+    assert drain(queue) == [b"b", b"d", b"f", b"a", b"e", b"c"]
+    assert len(queue) == 0
+
+
+def test_a_priority_emptied_and_used_again_keeps_its_place() -> None:
+    queue = MessageQueue()
+    queue.put(b"low", 0)
+    queue.put(b"high", 3)
+    assert queue.get_nowait() == b"high"
+    queue.put(b"high again", 3)
+    assert drain(queue) == [b"high again", b"low"]
+
+
+async def test_a_due_delayed_message_queues_behind_what_is_available() -> None:
+    queue = MessageQueue()
+    queue.put(b"later", 0, delay=0.01)
+    queue.put(b"now", 0)
+    assert len(queue) == 2
+    await asyncio.sleep(0.02)
+    queue.put(b"after it fell due", 0)
+    assert drain(queue) == [b"now", b"later", b"after it fell due"]
+
+
+async def test_a_due_delayed_message_of_higher_priority_goes_first() -> None:
+    queue = MessageQueue()
+    queue.put(b"plain", 0)
+    queue.put(b"urgent", 9, delay=0.01)
+    await asyncio.sleep(0.02)
+    assert drain(queue) == [b"urgent", b"plain"]
+
+
+async def test_a_waiting_consumer_wakes_for_a_put_and_for_a_due_message() -> None:
+    queue = MessageQueue()
+    getting = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)
+    queue.put(b"x")
+    assert await asyncio.wait_for(getting, 1) == b"x"
+    queue.put(b"y", delay=0.01)
+    assert await asyncio.wait_for(queue.get(), 1) == b"y"
+
+
+async def test_close_lets_waiters_go_and_counts_dropped_delayed_messages() -> None:
+    queue = MessageQueue()
+    getting = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)
+    queue.put(b"later", delay=60)
+    assert queue.close() == 1
+    assert await asyncio.wait_for(getting, 1) is None
