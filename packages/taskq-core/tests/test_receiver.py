@@ -39,6 +39,11 @@ async def result_of(broker: Any, task_id: str = "t1") -> TaskiqResult[Any]:
     return await broker.result_backend.get_result(task_id)
 
 
+def put_many(broker: Any, encode: Any, task_name: str, count: int, id_prefix: str) -> None:
+    for n in range(count):
+        broker.put_raw(encode(broker, task_name, task_id=f"{id_prefix}{n}"))
+
+
 async def test_runs_async_task_stores_result_and_acks_after_saving(recording_broker, encode):
     @recording_broker.task
     async def add(a: int, b: int) -> int:
@@ -435,8 +440,7 @@ async def test_listen_bounds_running_tasks_and_drains_on_stop(recording_broker, 
         await asyncio.sleep(0.01)
         running -= 1
 
-    for i in range(20):
-        recording_broker.put_raw(encode(recording_broker, busy.task_name, task_id=f"b{i}"))
+    put_many(recording_broker, encode, busy.task_name, 20, "b")
     recording_broker.close()
     await Receiver(recording_broker, max_async_tasks=3).listen()
     assert peak == 3
@@ -448,8 +452,7 @@ async def test_finished_messages_are_not_kept_by_a_long_running_receiver(recordi
     async def yields() -> None:
         await asyncio.sleep(0)
 
-    for i in range(200):
-        recording_broker.put_raw(encode(recording_broker, yields.task_name, task_id=f"y{i}"))
+    put_many(recording_broker, encode, yields.task_name, 200, "y")
     recording_broker.close()
     receiver = Receiver(recording_broker, max_async_tasks=4)
     await receiver.listen()
@@ -487,8 +490,7 @@ async def test_listen_stops_taking_messages_when_finish_event_is_set(recording_b
     async def work() -> None:
         await asyncio.sleep(0.05)
 
-    for i in range(5):
-        recording_broker.put_raw(encode(recording_broker, work.task_name, task_id=f"w{i}"))
+    put_many(recording_broker, encode, work.task_name, 5, "w")
     finish = asyncio.Event()
     receiver = Receiver(recording_broker, max_async_tasks=2)
     listening = asyncio.create_task(receiver.listen(finish))
@@ -505,8 +507,7 @@ async def test_max_tasks_to_execute_ends_the_loop(recording_broker, encode):
     async def work() -> None:
         pass
 
-    for i in range(5):
-        recording_broker.put_raw(encode(recording_broker, work.task_name, task_id=f"m{i}"))
+    put_many(recording_broker, encode, work.task_name, 5, "m")
     await asyncio.wait_for(Receiver(recording_broker, max_tasks_to_execute=3).listen(), 2)
     assert len(recording_broker.settled) == 3
 
