@@ -338,29 +338,19 @@ async def test_middleware_hooks_run_in_order_sync_and_async(recording_broker, en
     assert calls == ["pre_execute", "post_execute:None", "on_error:KeyError", "post_save"]
 
 
-async def test_middleware_may_ask_for_no_result(recording_broker, encode):
-    class Swallow(TaskiqMiddleware):
-        def on_error(self, message, result, exception):
-            raise NoResultError
-
-    recording_broker.add_middlewares(Swallow())
-
-    @recording_broker.task
-    async def fail() -> None:
-        raise KeyError("k")
-
-    data = encode(recording_broker, fail.task_name)
-    await run_one(recording_broker, data)
-    assert not await recording_broker.result_backend.is_result_ready("t1")
-    assert recording_broker.settled == [("ack", data)]
+class RaisesNoResult(TaskiqMiddleware):
+    def on_error(self, message, result, exception):
+        raise NoResultError
 
 
-async def test_middleware_may_replace_the_error_with_no_result(recording_broker, encode):
-    class Resent(TaskiqMiddleware):
-        def on_error(self, message, result, exception):
-            result.error = NoResultError()  # how the retry middlewares skip storing
+class SetsNoResult(TaskiqMiddleware):
+    def on_error(self, message, result, exception):
+        result.error = NoResultError()  # how the retry middlewares skip storing
 
-    recording_broker.add_middlewares(Resent())
+
+@pytest.mark.parametrize("middleware", [RaisesNoResult, SetsNoResult])
+async def test_middleware_may_ask_for_no_result(recording_broker, encode, middleware):
+    recording_broker.add_middlewares(middleware())
 
     @recording_broker.task
     async def fail() -> None:

@@ -169,11 +169,8 @@ class Receiver:
         if self.ack_type is AcknowledgeType.WHEN_EXECUTED:
             await acker.ack()
         if error is None or not isinstance(error, NoResultError):
-            try:
-                await self.broker.result_backend.set_result(message.task_id, result)
-            except Exception as exc:
-                if not await self._store_instead(message, result, exc):
-                    return  # nothing stored: leave the message unacknowledged for redelivery
+            if not await self._save(message, result):
+                return  # nothing stored: leave the message unacknowledged for redelivery
             if hooks["post_save"]:
                 await self._call_hooks(hooks["post_save"], message, result)
         if self.ack_type is AcknowledgeType.WHEN_SAVED and acker.is_ackable:
@@ -210,20 +207,16 @@ class Receiver:
 
     async def _save(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> bool:
         """Store ``result``; if it cannot be stored, store an error saying why instead."""
+        backend = self.broker.result_backend
         try:
-            await self.broker.result_backend.set_result(message.task_id, result)
+            await backend.set_result(message.task_id, result)
         except Exception as exc:
-            return await self._store_instead(message, result, exc)
-        return True
-
-    async def _store_instead(
-        self, message: TaskiqMessage, result: TaskiqResult[Any], exc: Exception
-    ) -> bool:
-        """Store why ``result`` could not be stored (``exc``); False if that fails too."""
-        reason = f"the result could not be stored: {exc}"
+            reason = f"the result could not be stored: {exc}"
+        else:
+            return True
         failure = _failed_result(message, ResultSetError(reason), result.execution_time)
         try:
-            await self.broker.result_backend.set_result(message.task_id, failure)
+            await backend.set_result(message.task_id, failure)
         except Exception as exc:
             logger.error(
                 "Task %s: %s; storing that error failed too (%r); the message is not acknowledged",
