@@ -29,28 +29,33 @@ AckCallback = Callable[[], "Awaitable[None] | None"]
 class AckableMessage:
     """A received message that the broker wants acknowledged (and, optionally, rejectable).
 
-    ``ack`` and ``reject`` take no arguments and may be sync or async.
+    ``ack``, ``reject`` and ``release`` take no arguments and may be sync or async.
+    ``release`` hands the message back unsettled, for redelivery to any worker, keeping its
+    delivery count: the receiver calls it when processing ended without an ack or a reject
+    (the result could not be stored, say), so the message does not stay held forever.
     """
 
     data: bytes | str
     ack: AckCallback
     reject: AckCallback | None = None
+    release: AckCallback | None = None
 
 
 class AckController:
     """Settles one received message exactly once: ack, or reject where the broker can."""
 
-    __slots__ = ("_ack", "_reject", "is_ackable", "is_acked")
+    __slots__ = ("_ack", "_reject", "_release", "is_ackable", "is_acked")
 
     def __init__(self, message: AckableMessage | bytes | str) -> None:
         """Control the acknowledgement of ``message`` (plain bytes need none)."""
         if isinstance(message, AckableMessage):
             self._ack: AckCallback | None = message.ack
             self._reject: AckCallback | None = message.reject
+            self._release: AckCallback | None = message.release
             #: Whether the broker wants this message acknowledged.
             self.is_ackable = message.ack is not None
         else:
-            self._ack = self._reject = None
+            self._ack = self._reject = self._release = None
             self.is_ackable = False
         self.is_acked = False
 
@@ -78,5 +83,19 @@ class AckController:
             return
         self.is_acked = True
         outcome = self._reject()
+        if outcome is not None:
+            await outcome
+
+    async def release(self) -> None:
+        """Hand the unsettled message back for redelivery, once (nothing if it is settled).
+
+        A broker without ``release`` keeps the message as it is.
+        """
+        if self.is_acked:
+            return
+        self.is_acked = True
+        if self._release is None:
+            return
+        outcome = self._release()
         if outcome is not None:
             await outcome
