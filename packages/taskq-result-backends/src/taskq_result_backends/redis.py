@@ -288,7 +288,7 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
                         data = message["data"]
                         self._wake(data.decode() if isinstance(data, bytes) else str(data))
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+            await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # typed from redis-py 8.2
 
     def _wake(self, task_id: str) -> None:
         for woken in self._waiters.get(task_id, ()):
