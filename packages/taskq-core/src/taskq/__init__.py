@@ -22,6 +22,7 @@ from taskq.decor import AsyncTaskiqDecoratedTask
 from taskq.events import TaskiqEvents
 from taskq.exceptions import (
     BrokerError,
+    InvalidLabelError,
     InvalidScheduleError,
     ListenError,
     MessageDecodeError,
@@ -125,6 +126,7 @@ __all__ = [  # noqa: RUF022 - grouped by concept
     # errors
     "TaskiqError",
     "BrokerError",
+    "InvalidLabelError",
     "InvalidScheduleError",
     "ListenError",
     "MessageDecodeError",

@@ -95,6 +95,20 @@ class UnsupportedCapabilityError(SendTaskError):
     )
 
 
+class InvalidLabelError(SendTaskError):
+    """A ``delay``, ``priority`` or ``timeout`` label is not a value taskq can honour.
+
+    ``delay``: a finite number of seconds up to 30 days; ``priority``: an integral number
+    from -2**31 to 2**31 - 1; ``timeout``: a finite number of seconds (see `taskq.labels`).
+    ``label``, ``value`` and ``expected`` say which label, what it held and what it takes.
+    """
+
+    __template__ = "the label {label!r} must be {expected}, got {value!r}"
+    label: str
+    value: Any
+    expected: str
+
+
 class ResultBackendError(TaskiqError):
     """Base class of errors raised by result backends."""
 

@@ -19,6 +19,7 @@ from taskq.exceptions import (
     TaskRejectedError,
     TaskTimeoutError,
 )
+from taskq.labels import timeout_seconds
 from taskq.receiver.signature import TaskSignature
 from taskq.result import TaskiqResult
 from taskq.state import TaskiqState
@@ -92,7 +93,8 @@ class TaskExecutor:
                 injected = await resolver.resolve_kwargs()
                 _check_injected(message.task_name, signature, injected)
                 kwargs.update(injected)
-            timeout = _timeout_of(message) if "timeout" in message.labels else None
+            labels = message.labels
+            timeout = timeout_seconds(labels["timeout"]) if "timeout" in labels else None
             if signature.is_async and timeout is None:
                 value = await signature.func(*args, **kwargs)
             else:
@@ -176,17 +178,6 @@ def _check_injected(task_name: str, signature: TaskSignature, injected: dict[str
             reason=f"dependencies {sorted(missing)} could not be resolved "
             "(are their type hints importable at module level?)",
         )
-
-
-def _timeout_of(message: TaskiqMessage) -> float | None:
-    raw = message.labels.get("timeout")
-    if raw is None:
-        return None
-    try:
-        timeout = float(raw)
-    except (TypeError, ValueError):
-        raise TaskiqError(f"the timeout label must be a number of seconds, got {raw!r}") from None
-    return timeout if timeout > 0 else None
 
 
 def _log_failure(message: TaskiqMessage, error: BaseException) -> None:
