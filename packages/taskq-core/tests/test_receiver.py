@@ -25,7 +25,14 @@ from taskq import (
     TaskTimeoutError,
     UnknownTaskError,
 )
-from taskq.serializers import JSONSerializer
+from taskq.formatters import JSONFormatter
+from taskq.serializers import (
+    CBORSerializer,
+    JSONSerializer,
+    MSGPackSerializer,
+    ORJSONSerializer,
+    PickleSerializer,
+)
 from taskq_inmemory import InmemoryResultBackend
 
 
@@ -116,6 +123,38 @@ async def test_undecodable_bytes_are_rejected_and_logged_once(recording_broker, 
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 3
     assert all("cannot be decoded" in r.getMessage() for r in errors)
+
+
+@pytest.mark.parametrize(
+    "serializer",
+    [JSONSerializer, MSGPackSerializer, CBORSerializer, ORJSONSerializer, PickleSerializer],
+)
+@pytest.mark.parametrize(
+    ("field", "bad_value"),
+    [("args", "abc"), ("kwargs", [1]), ("labels", "x"), ("task_name", None)],
+)
+async def test_an_invalid_message_naming_its_task_id_stores_a_typed_failure(
+    recording_broker, caplog, serializer, field, bad_value
+):
+    recording_broker.with_serializer(serializer())
+    fields = {"task_id": "d1", "task_name": "t:x", "labels": {}, "args": [], "kwargs": {}}
+    data = recording_broker.serializer.dumpb({**fields, field: bad_value})
+    await run_one(recording_broker, data)
+    result = await result_of(recording_broker, "d1")
+    assert result.is_err
+    assert isinstance(result.error, MessageDecodeError)
+    assert result.error.task_id == "d1"
+    assert field in str(result.error)
+    assert recording_broker.settled == [("reject", data)]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "d1" in errors[0].getMessage()
+
+
+async def test_an_invalid_message_is_refused_alike_with_the_json_formatter(recording_broker):
+    recording_broker.with_serializer(PickleSerializer()).with_formatter(JSONFormatter())
+    await run_one(recording_broker, b'{"task_id": "j1", "task_name": "t:x", "args": "abc"}')
+    assert isinstance((await result_of(recording_broker, "j1")).error, MessageDecodeError)
 
 
 async def test_unknown_task_stores_a_failed_result_and_rejects(recording_broker, encode, caplog):

@@ -182,10 +182,16 @@ class SerializationError(TaskiqError):
 
 
 class MessageDecodeError(TaskiqError):
-    """A message's bytes are not a valid taskq message."""
+    """A message's bytes are not a valid taskq message.
+
+    ``task_id`` is the message's task id when the bytes named one (a mapping whose
+    ``task_id`` is a string), None otherwise: the worker stores this error as the task's
+    failed result under it.
+    """
 
     __template__ = "the message's bytes are not a valid taskq message: {reason}"
     reason: str
+    task_id: str | None = None
 
 
 class TaskArgumentsError(TaskiqError):

@@ -16,6 +16,7 @@ from taskq.exceptions import (
     TaskRejectedError,
     UnknownTaskError,
 )
+from taskq.message import TaskiqMessage
 from taskq.receiver.eager import start_eagerly
 from taskq.receiver.execution import CONTROL_FLOW, DEFAULT_THREADPOOL_THREADS, TaskExecutor
 from taskq.receiver.slots import Slots
@@ -23,7 +24,6 @@ from taskq.result import TaskiqResult
 
 if TYPE_CHECKING:
     from taskq.abc.broker import AsyncBroker
-    from taskq.message import TaskiqMessage
 
 logger = logging.getLogger("taskq.receiver")
 
@@ -108,8 +108,8 @@ class Receiver:
 
     async def _process(self, raw: bytes | str | AckableMessage, acker: AckController) -> None:
         message = self._decode(raw)
-        if message is None:
-            await acker.reject()
+        if not isinstance(message, TaskiqMessage):
+            await self._refuse_undecodable(message, acker)
             return
         task = self.broker.find_task(message.task_name)
         if task is None:
@@ -136,21 +136,34 @@ class Receiver:
                 result = await self.task_executor.run(task, message, acker)
         await self._finish(message, result, acker, hooks)
 
-    def _decode(self, raw: bytes | str | AckableMessage) -> TaskiqMessage | None:
+    def _decode(self, raw: bytes | str | AckableMessage) -> TaskiqMessage | MessageDecodeError:
         data = raw.data if isinstance(raw, AckableMessage) else raw
         if isinstance(data, str):
             data = data.encode()
         try:
             return self.broker.formatter.loads(data)
         except MessageDecodeError as exc:
+            error = exc
+        except Exception as exc:  # a formatter of another kind
+            error = MessageDecodeError(reason=repr(exc))
+        if error.task_id is None:
             logger.error(
-                "Rejecting a message that cannot be decoded (%d bytes): %s", len(data), exc
+                "Rejecting a message that cannot be decoded (%d bytes): %s", len(data), error
             )
-        except Exception as exc:
+        else:
             logger.error(
-                "Rejecting a message that cannot be decoded (%d bytes): %r", len(data), exc
+                "Task %s: rejecting a message that cannot be decoded (%d bytes): %s",
+                error.task_id,
+                len(data),
+                error,
             )
-        return None
+        return error
+
+    async def _refuse_undecodable(self, error: MessageDecodeError, acker: AckController) -> None:
+        """Store ``error`` as the failed result where the task id is known; reject."""
+        if error.task_id is not None:
+            await self._store_failure(TaskiqMessage(error.task_id, ""), error)
+        await acker.reject()
 
     async def _finish(
         self,
