@@ -209,6 +209,23 @@ class TaskTimeoutError(TaskiqError, TimeoutError):
     timeout: float
 
 
+class TaskExitError(TaskiqError):
+    """Task code raised SystemExit, KeyboardInterrupt, CancelledError or another BaseException.
+
+    ``sys.exit()`` in a task, a ``KeyboardInterrupt`` it raises, a ``CancelledError`` it raises
+    itself (not the worker cancelling it) or any other exception that is not an `Exception`
+    would stop the worker; instead the run fails with this error and the worker goes on.
+    ``exception`` is the original's repr (``SystemExit(3)``), ``exception_type`` its qualified
+    type name and ``advice`` what to do instead; where the run happened, the original is the
+    ``__cause__``.
+    """
+
+    __template__ = "task code raised {exception}: {advice}"
+    exception: str
+    exception_type: str
+    advice: str
+
+
 class RemoteTaskError(TaskiqError):
     """A task failed with an exception whose type cannot be rebuilt where the result is read.
 

@@ -15,11 +15,13 @@ from taskq.context import Context
 from taskq.exceptions import (
     NoResultError,
     TaskArgumentsError,
+    TaskExitError,
     TaskiqError,
     TaskRejectedError,
     TaskTimeoutError,
 )
 from taskq.labels import timeout_seconds
+from taskq.receiver.interrupts import task_failure
 from taskq.receiver.signature import TaskSignature
 from taskq.result import TaskiqResult
 from taskq.state import TaskiqState
@@ -101,6 +103,8 @@ class TaskExecutor:
                 value = await self._call(signature, args, kwargs, timeout)
         except Exception as exc:
             error = exc
+        except BaseException as exc:  # sys.exit() & co.; the task's cancellation goes on up
+            error = task_failure(exc)
         elapsed = perf_counter() - started
         if resolver is not None:
             await self._close(resolver, error)
@@ -166,7 +170,8 @@ class TaskExecutor:
             exc_info = (type(error), error, error.__traceback__)
         try:
             await resolver.close(*exc_info)
-        except Exception:
+        except BaseException as exc:
+            task_failure(exc)  # raises the task's cancellation
             logger.exception("A dependency failed while closing")
 
 
@@ -181,7 +186,15 @@ def _check_injected(task_name: str, signature: TaskSignature, injected: dict[str
 
 
 def _log_failure(message: TaskiqMessage, error: BaseException) -> None:
-    if isinstance(error, TaskiqError):  # our own errors say what is wrong in one line
+    if isinstance(error, TaskExitError):  # one line, with where the task exited
+        logger.error(
+            "Task %s (%s) failed: %s",
+            message.task_id,
+            message.task_name,
+            error,
+            exc_info=error.__cause__,
+        )
+    elif isinstance(error, TaskiqError):  # our own errors say what is wrong in one line
         logger.error("Task %s (%s) failed: %s", message.task_id, message.task_name, error)
     else:
         logger.error(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from taskq.exceptions import (
 from taskq.message import TaskiqMessage
 from taskq.receiver.eager import start_eagerly
 from taskq.receiver.execution import CONTROL_FLOW, DEFAULT_THREADPOOL_THREADS, TaskExecutor
+from taskq.receiver.interrupts import MessageTask, task_failure
 from taskq.receiver.slots import Slots
 from taskq.result import TaskiqResult
 
@@ -31,6 +33,9 @@ logger = logging.getLogger("taskq.receiver")
 _YIELD_EVERY = 64
 
 DEFAULT_MAX_ASYNC_TASKS = 100
+
+#: Python 3.10 has no Task.cancelling(): `callback` runs each message in a task of its own.
+_OWN_TASK_PER_MESSAGE = sys.version_info < (3, 11)
 
 
 class Receiver:
@@ -87,8 +92,15 @@ class Receiver:
     # -- one message --------------------------------------------------------------------------
 
     async def callback(self, message: bytes | str | AckableMessage) -> None:
-        """Process one received message to the end; never raises for a bad message."""
-        await self._run_message(message, None)
+        """Process one received message to the end; never raises for a bad message.
+
+        Only the cancellation of the calling task goes through (the message is then left
+        unsettled, as a stopping worker leaves it).
+        """
+        if _OWN_TASK_PER_MESSAGE:  # pragma: no cover - Python 3.10
+            await MessageTask(self._run_message(message, None), loop=asyncio.get_running_loop())
+        else:
+            await self._run_message(message, None)
 
     async def _run_message(
         self, message: bytes | str | AckableMessage, slots: Slots | None
@@ -98,13 +110,21 @@ class Receiver:
         acker = AckController(message)
         try:
             await self._process(message, acker)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
+        except BaseException as exc:
+            task_failure(exc)  # the cancellation of this task goes on up, unsettled
             logger.exception("Unexpected error while processing a message; the worker goes on")
         finally:
             if slots is not None:
                 slots.give_back()
+        if acker.is_ackable and not acker.is_acked:
+            await self._release(acker)
+
+    async def _release(self, acker: AckController) -> None:
+        """Hand back a message whose processing ended neither acknowledged nor rejected."""
+        try:
+            await acker.release()
+        except Exception:
+            logger.exception("A message could not be released for redelivery")
 
     async def _process(self, raw: bytes | str | AckableMessage, acker: AckController) -> None:
         message = self._decode(raw)
@@ -124,9 +144,10 @@ class Receiver:
         try:
             for hook in hooks["pre_execute"]:
                 message = await maybe_await(hook(message))
-        except Exception as exc:
+        except BaseException as exc:
+            failure = task_failure(exc)
             logger.exception("Task %s: a pre_execute middleware failed", message.task_id)
-            await self._store_failure(message, exc)
+            await self._store_failure(message, failure)
             await acker.reject()
             return
         if self._run_slots is None:
@@ -183,11 +204,17 @@ class Receiver:
             await acker.ack()
         if error is None or not isinstance(error, NoResultError):
             if not await self._save(message, result):
-                return  # nothing stored: leave the message unacknowledged for redelivery
+                return  # nothing stored: an unsettled message is released for redelivery
             if hooks["post_save"]:
                 await self._call_hooks(hooks["post_save"], message, result)
         if self.ack_type is AcknowledgeType.WHEN_SAVED and acker.is_ackable:
             await acker.ack()
+        elif self.ack_type is AcknowledgeType.MANUAL and acker.is_ackable and not acker.is_acked:
+            logger.warning(
+                "Task %s ended without acknowledging its message (ack mode manual): "
+                "it is released for redelivery",
+                message.task_id,
+            )
 
     async def _after_run(
         self, message: TaskiqMessage, result: TaskiqResult[Any], hooks: dict[str, list[Any]]
@@ -206,7 +233,8 @@ class Receiver:
                     await maybe_await(hook(message, result, error))
         except NoResultError as no_result:
             result.error = no_result
-        except Exception:
+        except BaseException as exc:
+            task_failure(exc)  # the cancellation of this task goes on up
             logger.exception("Task %s: a middleware failed after the run", message.task_id)
 
     async def _call_hooks(
@@ -215,7 +243,8 @@ class Receiver:
         try:
             for hook in hooks:
                 await maybe_await(hook(message, result))
-        except Exception:
+        except BaseException as exc:
+            task_failure(exc)  # the cancellation of this task goes on up
             logger.exception("Task %s: a post_save middleware failed", message.task_id)
 
     async def _save(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> bool:
@@ -232,7 +261,8 @@ class Receiver:
             await backend.set_result(message.task_id, failure)
         except Exception as exc:
             logger.error(
-                "Task %s: %s; storing that error failed too (%r); the message is not acknowledged",
+                "Task %s: %s; storing that error failed too (%r); an unsettled message is "
+                "released for redelivery",
                 message.task_id,
                 reason,
                 exc,
