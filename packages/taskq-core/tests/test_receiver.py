@@ -749,10 +749,11 @@ EXITS = [
 ]
 
 
+@pytest.mark.parametrize("timeout", [None, 5], ids=["", "timeout"])
 @pytest.mark.parametrize("sync", [False, True], ids=["async", "sync"])
 @pytest.mark.parametrize(("kind", "shown"), EXITS)
 async def test_a_task_that_exits_fails_with_a_typed_error_and_the_worker_goes_on(
-    recording_broker, encode, caplog, sync, kind, shown
+    recording_broker, encode, caplog, sync, kind, shown, timeout
 ):
     if sync:
 
@@ -770,7 +771,8 @@ async def test_a_task_that_exits_fails_with_a_typed_error_and_the_worker_goes_on
     async def after() -> str:
         return "ran"
 
-    exit_data = encode(recording_broker, "exits", task_id="x")
+    labels = {} if timeout is None else {"timeout": timeout}
+    exit_data = encode(recording_broker, "exits", task_id="x", labels=labels)
     recording_broker.put_raw(exit_data)
     put_many(recording_broker, encode, "after", 3, "a")
     recording_broker.close()

@@ -149,6 +149,8 @@ class TaskExecutor:
     ) -> Any:
         if signature.is_async:
             pending = signature.func(*args, **kwargs)
+            if timeout is not None:  # before 3.12 wait_for runs it in a task of its own
+                pending = _contained(pending)
         else:
             loop = asyncio.get_running_loop()
             call = functools.partial(signature.func, *args, **kwargs)
@@ -173,6 +175,17 @@ class TaskExecutor:
         except BaseException as exc:
             task_failure(exc)  # raises the task's cancellation
             logger.exception("A dependency failed while closing")
+
+
+async def _contained(coro: Any) -> Any:
+    """Await ``coro``, turning SystemExit and KeyboardInterrupt into a `TaskExitError`.
+
+    Raised in a task of its own, those two would escape the event loop and end the worker.
+    """
+    try:
+        return await coro
+    except (SystemExit, KeyboardInterrupt) as exc:
+        raise task_failure(exc)  # noqa: B904 - the original is its __cause__
 
 
 def _check_injected(task_name: str, signature: TaskSignature, injected: dict[str, Any]) -> None:
