@@ -21,7 +21,7 @@ from taskq.exceptions import (
     TaskTimeoutError,
 )
 from taskq.labels import timeout_seconds
-from taskq.receiver.interrupts import task_failure
+from taskq.receiver.interrupts import reraise_cancellation, task_failure
 from taskq.receiver.signature import TaskSignature
 from taskq.result import TaskiqResult
 from taskq.state import TaskiqState
@@ -173,7 +173,7 @@ class TaskExecutor:
         try:
             await resolver.close(*exc_info)
         except BaseException as exc:
-            task_failure(exc)  # raises the task's cancellation
+            reraise_cancellation(exc)
             logger.exception("A dependency failed while closing")
 
 
