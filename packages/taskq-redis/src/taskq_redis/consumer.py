@@ -457,9 +457,12 @@ class _Settler:
 
     def __del__(self) -> None:
         consumer = self.consumer
-        if self.entry_id not in consumer.held[self.level] or consumer._loop.is_closed():
+        if self.entry_id not in consumer.held[self.level]:
             return  # settled: the usual case, decided without touching the loop
-        consumer._loop.call_soon_threadsafe(consumer._release_dropped, self.level, self.entry_id)
+        with contextlib.suppress(RuntimeError):  # the loop closed: the hand-back took it
+            consumer._loop.call_soon_threadsafe(
+                consumer._release_dropped, self.level, self.entry_id
+            )
 
 
 def _highest_level_first(entry: Entry) -> int:
