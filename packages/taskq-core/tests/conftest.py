@@ -13,7 +13,7 @@ from taskq_inmemory import InmemoryResultBackend
 
 
 class RecordingBroker(AsyncBroker):
-    """A queue-backed broker yielding ackable messages that remember ack and reject."""
+    """A queue-backed broker yielding ackable messages that remember ack, reject and release."""
 
     capabilities = frozenset({Capability.ACKS, Capability.REJECT})
 
@@ -42,7 +42,10 @@ class RecordingBroker(AsyncBroker):
         def reject() -> None:
             self.settled.append(("reject", data))
 
-        return AckableMessage(data=data, ack=ack, reject=reject)
+        async def release() -> None:
+            self.settled.append(("release", data))
+
+        return AckableMessage(data=data, ack=ack, reject=reject, release=release)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 from typing import Any
 
@@ -17,6 +18,7 @@ from taskq import (
     Receiver,
     ResultSetError,
     TaskArgumentsError,
+    TaskExitError,
     TaskiqDepends,
     TaskiqMiddleware,
     TaskiqResult,
@@ -25,7 +27,14 @@ from taskq import (
     TaskTimeoutError,
     UnknownTaskError,
 )
-from taskq.serializers import JSONSerializer
+from taskq.formatters import JSONFormatter
+from taskq.serializers import (
+    CBORSerializer,
+    JSONSerializer,
+    MSGPackSerializer,
+    ORJSONSerializer,
+    PickleSerializer,
+)
 from taskq_inmemory import InmemoryResultBackend
 
 
@@ -118,6 +127,38 @@ async def test_undecodable_bytes_are_rejected_and_logged_once(recording_broker, 
     assert all("cannot be decoded" in r.getMessage() for r in errors)
 
 
+@pytest.mark.parametrize(
+    "serializer",
+    [JSONSerializer, MSGPackSerializer, CBORSerializer, ORJSONSerializer, PickleSerializer],
+)
+@pytest.mark.parametrize(
+    ("field", "bad_value"),
+    [("args", "abc"), ("kwargs", [1]), ("labels", "x"), ("task_name", None)],
+)
+async def test_an_invalid_message_naming_its_task_id_stores_a_typed_failure(
+    recording_broker, caplog, serializer, field, bad_value
+):
+    recording_broker.with_serializer(serializer())
+    fields = {"task_id": "d1", "task_name": "t:x", "labels": {}, "args": [], "kwargs": {}}
+    data = recording_broker.serializer.dumpb({**fields, field: bad_value})
+    await run_one(recording_broker, data)
+    result = await result_of(recording_broker, "d1")
+    assert result.is_err
+    assert isinstance(result.error, MessageDecodeError)
+    assert result.error.task_id == "d1"
+    assert field in str(result.error)
+    assert recording_broker.settled == [("reject", data)]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "d1" in errors[0].getMessage()
+
+
+async def test_an_invalid_message_is_refused_alike_with_the_json_formatter(recording_broker):
+    recording_broker.with_serializer(PickleSerializer()).with_formatter(JSONFormatter())
+    await run_one(recording_broker, b'{"task_id": "j1", "task_name": "t:x", "args": "abc"}')
+    assert isinstance((await result_of(recording_broker, "j1")).error, MessageDecodeError)
+
+
 async def test_unknown_task_stores_a_failed_result_and_rejects(recording_broker, encode, caplog):
     data = encode(recording_broker, "no.such:task", task_id="u1")
     await run_one(recording_broker, data)
@@ -153,20 +194,100 @@ async def test_unencodable_result_is_replaced_by_an_error_result(recording_broke
     assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
 
 
-async def test_result_not_stored_at_all_leaves_message_unacked(recording_broker, encode, caplog):
-    class BrokenBackend(InmemoryResultBackend[Any]):
-        async def set_result(self, task_id: str, result: TaskiqResult[Any]) -> None:
-            raise ConnectionError("backend down")
+class BrokenBackend(InmemoryResultBackend[Any]):
+    async def set_result(self, task_id: str, result: TaskiqResult[Any]) -> None:
+        raise ConnectionError("backend down")
 
+
+async def test_result_not_stored_at_all_releases_the_message_for_redelivery(
+    recording_broker, encode, caplog
+):
     recording_broker.with_result_backend(BrokenBackend())
 
     @recording_broker.task
     async def fine() -> int:
         return 1
 
-    await run_one(recording_broker, encode(recording_broker, fine.task_name))
-    assert recording_broker.settled == []
-    assert "not acknowledged" in caplog.text
+    data = encode(recording_broker, fine.task_name)
+    await run_one(recording_broker, data)
+    assert recording_broker.settled == [("release", data)]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "released for redelivery" in errors[0].getMessage()
+
+
+@pytest.mark.parametrize(
+    ("ack_type", "settled"),
+    [("when_received", "ack"), ("when_executed", "ack"), ("when_saved", "release")],
+)
+async def test_a_result_not_stored_settles_per_the_ack_mode(
+    recording_broker, encode, ack_type, settled
+):
+    recording_broker.with_result_backend(BrokenBackend())
+
+    @recording_broker.task
+    async def fine() -> int:
+        return 1
+
+    data = encode(recording_broker, fine.task_name)
+    await run_one(recording_broker, data, ack_type=ack_type)
+    assert recording_broker.settled == [(settled, data)]
+
+
+async def test_a_manual_task_that_never_acks_has_its_message_released(
+    recording_broker, encode, caplog
+):
+    @recording_broker.task
+    async def forgetful() -> int:
+        return 1
+
+    data = encode(recording_broker, forgetful.task_name)
+    await run_one(recording_broker, data, ack_type="manual")
+    assert (await result_of(recording_broker)).return_value == 1
+    assert recording_broker.settled == [("release", data)]
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    assert "without acknowledging" in warnings[0].getMessage()
+
+
+async def test_an_unexpected_error_while_processing_releases_the_message(
+    recording_broker, encode, caplog
+):
+    class CancellingBackend(InmemoryResultBackend[Any]):
+        async def set_result(self, task_id: str, result: TaskiqResult[Any]) -> None:
+            raise asyncio.CancelledError  # not a cancellation of the worker's task
+
+    recording_broker.with_result_backend(CancellingBackend())
+
+    @recording_broker.task
+    async def fine() -> int:
+        return 1
+
+    first = encode(recording_broker, fine.task_name, task_id="a")
+    second = encode(recording_broker, fine.task_name, task_id="b")
+    recording_broker.put_raw(first)
+    recording_broker.put_raw(second)
+    recording_broker.close()
+    await asyncio.wait_for(Receiver(recording_broker).listen(), 5)
+    assert recording_broker.settled == [("release", first), ("release", second)]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 2
+    assert all("the worker goes on" in r.getMessage() for r in errors)
+
+
+async def test_a_message_that_cannot_be_released_is_logged(recording_broker, encode, caplog):
+    @recording_broker.task
+    async def forgetful() -> int:
+        return 1
+
+    message = recording_broker.ackable(encode(recording_broker, forgetful.task_name))
+
+    def release() -> None:
+        raise ConnectionError("broker down")
+
+    message.release = release
+    await Receiver(recording_broker, ack_type="manual").callback(message)
+    assert "could not be released for redelivery" in caplog.text
 
 
 async def test_task_exception_becomes_a_failed_result(recording_broker, encode):
@@ -601,3 +722,148 @@ async def test_a_timed_out_task_does_not_stop_the_consume_loop(recording_broker,
     await asyncio.wait_for(Receiver(recording_broker).listen(), 5)
     assert isinstance((await result_of(recording_broker, "slow")).error, TaskTimeoutError)
     assert (await result_of(recording_broker, "quick")).return_value == "ok"
+
+
+class Stop(BaseException):
+    """A BaseException of the user's own."""
+
+
+def exiting(kind: str) -> Any:
+    if kind == "sys.exit":
+        sys.exit(3)
+    if kind == "SystemExit":
+        raise SystemExit("bye")
+    if kind == "KeyboardInterrupt":
+        raise KeyboardInterrupt
+    if kind == "CancelledError":
+        raise asyncio.CancelledError
+    raise Stop("mine")
+
+
+EXITS = [
+    ("sys.exit", "SystemExit(3)"),
+    ("SystemExit", "SystemExit('bye')"),
+    ("KeyboardInterrupt", "KeyboardInterrupt()"),
+    ("CancelledError", "CancelledError()"),
+    ("Stop", "Stop('mine')"),
+]
+
+
+@pytest.mark.parametrize("sync", [False, True], ids=["async", "sync"])
+@pytest.mark.parametrize(("kind", "shown"), EXITS)
+async def test_a_task_that_exits_fails_with_a_typed_error_and_the_worker_goes_on(
+    recording_broker, encode, caplog, sync, kind, shown
+):
+    if sync:
+
+        @recording_broker.task(task_name="exits")
+        def exits_sync() -> None:
+            exiting(kind)
+
+    else:
+
+        @recording_broker.task(task_name="exits")
+        async def exits_async() -> None:
+            exiting(kind)
+
+    @recording_broker.task(task_name="after")
+    async def after() -> str:
+        return "ran"
+
+    exit_data = encode(recording_broker, "exits", task_id="x")
+    recording_broker.put_raw(exit_data)
+    put_many(recording_broker, encode, "after", 3, "a")
+    recording_broker.close()
+    await asyncio.wait_for(Receiver(recording_broker).listen(), 5)
+
+    failed = await result_of(recording_broker, "x")
+    assert failed.is_err
+    assert isinstance(failed.error, TaskExitError)
+    assert failed.error.exception == shown
+    assert shown in str(failed.error)
+    assert failed.error.exception_type.endswith(shown.split("(")[0])
+    for n in range(3):
+        assert (await result_of(recording_broker, f"a{n}")).return_value == "ran"
+    assert [kind for kind, _ in recording_broker.settled] == ["ack"] * 4
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "x" in errors[0].getMessage()
+    assert errors[0].exc_info is not None  # where the task exited
+
+
+async def test_the_exit_error_survives_the_trip_to_the_client(recording_broker, encode):
+    recording_broker.with_result_backend(JSONStoringBackend())
+
+    @recording_broker.task
+    async def leave() -> None:
+        sys.exit(3)
+
+    await run_one(recording_broker, encode(recording_broker, leave.task_name))
+    stored = (await result_of(recording_broker)).to_dict()
+    error = TaskiqResult.from_dict(JSONSerializer().loadb(JSONSerializer().dumpb(stored))).error
+    assert isinstance(error, TaskExitError)
+    assert error.exception == "SystemExit(3)"
+    assert "sys.exit() does not stop a worker" in str(error)
+
+
+async def test_a_task_raising_cancelled_error_itself_through_callback(recording_broker, encode):
+    @recording_broker.task
+    async def gives_up() -> None:
+        raise asyncio.CancelledError
+
+    data = encode(recording_broker, gives_up.task_name)
+    await run_one(recording_broker, data)
+    error = (await result_of(recording_broker)).error
+    assert isinstance(error, TaskExitError)
+    assert "raised CancelledError itself" in str(error)
+    assert recording_broker.settled == [("ack", data)]
+
+
+async def test_cancelling_the_caller_of_callback_still_cancels(recording_broker, encode):
+    started = asyncio.Event()
+
+    @recording_broker.task
+    async def forever() -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    receiver = Receiver(recording_broker)
+    calling = asyncio.create_task(
+        receiver.callback(recording_broker.ackable(encode(recording_broker, forever.task_name)))
+    )
+    await asyncio.wait_for(started.wait(), 2)
+    calling.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await calling
+    assert recording_broker.settled == []  # left to the broker, as a stopping worker leaves it
+    assert not await recording_broker.result_backend.is_result_ready("t1")
+
+
+@pytest.mark.parametrize("hook", ["pre_execute", "post_execute", "on_error", "post_save"])
+async def test_a_middleware_raising_a_base_exception_does_not_stop_the_worker(
+    recording_broker, encode, caplog, hook
+):
+    class Exiting(TaskiqMiddleware):
+        pass
+
+    def raise_exit(*args: Any) -> None:
+        sys.exit(4)
+
+    setattr(Exiting, hook, raise_exit)
+    recording_broker.add_middlewares(Exiting())
+
+    @recording_broker.task
+    async def fails() -> None:
+        raise ValueError("to reach on_error")
+
+    data = encode(recording_broker, fails.task_name)
+    await run_one(recording_broker, data)
+    assert "middleware failed" in caplog.text
+    result = await result_of(recording_broker)
+    assert result.is_err
+    if hook == "pre_execute":
+        assert isinstance(result.error, TaskExitError)
+        assert recording_broker.settled == [("reject", data)]
+    else:
+        assert isinstance(result.error, ValueError)
+        assert recording_broker.settled == [("ack", data)]

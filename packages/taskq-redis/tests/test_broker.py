@@ -226,7 +226,7 @@ async def test_delayed_messages_wait_and_are_moved_once_by_many_workers(new_brok
 
 async def test_priority_backlog_is_read_highest_first_with_clamping(new_broker):
     broker = await new_broker(priority_levels=4)
-    sent = [("low", None), ("top", 3), ("over", 99), ("neg", -5), ("mid", "2"), ("one", 1.9)]
+    sent = [("low", None), ("top", 3), ("over", 99), ("neg", -5), ("mid", "2"), ("one", 1.0)]
     for body, priority in sent:
         labels = {} if priority is None else {"priority": priority}
         await broker.kick(message(body.encode(), **labels))
@@ -241,6 +241,27 @@ async def test_labels_that_are_not_numbers_are_refused(new_broker):
         await broker.kick(message(b"x", priority="high"))
     with pytest.raises(InvalidLabelError, match="delay"):
         await broker.kick(message(b"x", delay="soon"))
+
+
+@pytest.mark.parametrize(
+    ("label", "value"),
+    [("delay", float("inf")), ("delay", float("nan")), ("delay", 1e300), ("priority", 1e300)],
+)
+async def test_labels_out_of_bounds_are_refused_before_anything_is_parked(
+    new_broker, raw_redis, label, value
+):
+    broker = await new_broker(worker=False)
+    with pytest.raises(InvalidLabelError, match=label):
+        await broker.kick(message(b"x", **{label: value}))
+    assert raw_redis.zcard(broker.keys.delayed) == 0
+    assert raw_redis.xlen(broker.keys.streams[0]) == 0
+
+
+def test_the_label_error_is_taskqs_own() -> None:
+    import taskq
+    import taskq_redis.errors
+
+    assert InvalidLabelError is taskq.InvalidLabelError is taskq_redis.errors.InvalidLabelError
 
 
 async def test_an_entry_not_written_by_taskq_is_dead_lettered_and_the_loop_goes_on(

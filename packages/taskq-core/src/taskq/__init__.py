@@ -22,6 +22,7 @@ from taskq.decor import AsyncTaskiqDecoratedTask
 from taskq.events import TaskiqEvents
 from taskq.exceptions import (
     BrokerError,
+    InvalidLabelError,
     InvalidScheduleError,
     ListenError,
     MessageDecodeError,
@@ -39,6 +40,7 @@ from taskq.exceptions import (
     SharedBrokerSendTaskError,
     TaskArgumentsError,
     TaskBrokerMismatchError,
+    TaskExitError,
     TaskiqError,
     TaskiqResultTimeoutError,
     TaskRejectedError,
@@ -125,6 +127,7 @@ __all__ = [  # noqa: RUF022 - grouped by concept
     # errors
     "TaskiqError",
     "BrokerError",
+    "InvalidLabelError",
     "InvalidScheduleError",
     "ListenError",
     "MessageDecodeError",
@@ -142,6 +145,7 @@ __all__ = [  # noqa: RUF022 - grouped by concept
     "SharedBrokerSendTaskError",
     "TaskArgumentsError",
     "TaskBrokerMismatchError",
+    "TaskExitError",
     "TaskiqResultTimeoutError",
     "TaskRejectedError",
     "TaskTimeoutError",

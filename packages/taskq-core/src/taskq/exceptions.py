@@ -95,6 +95,20 @@ class UnsupportedCapabilityError(SendTaskError):
     )
 
 
+class InvalidLabelError(SendTaskError):
+    """A ``delay``, ``priority`` or ``timeout`` label is not a value taskq can honour.
+
+    ``delay``: a finite number of seconds up to 30 days; ``priority``: an integral number
+    from -2**31 to 2**31 - 1; ``timeout``: a finite number of seconds (see `taskq.labels`).
+    ``label``, ``value`` and ``expected`` say which label, what it held and what it takes.
+    """
+
+    __template__ = "the label {label!r} must be {expected}, got {value!r}"
+    label: str
+    value: Any
+    expected: str
+
+
 class ResultBackendError(TaskiqError):
     """Base class of errors raised by result backends."""
 
@@ -168,10 +182,16 @@ class SerializationError(TaskiqError):
 
 
 class MessageDecodeError(TaskiqError):
-    """A message's bytes are not a valid taskq message."""
+    """A message's bytes are not a valid taskq message.
+
+    ``task_id`` is the message's task id when the bytes named one (a mapping whose
+    ``task_id`` is a string), None otherwise: the worker stores this error as the task's
+    failed result under it.
+    """
 
     __template__ = "the message's bytes are not a valid taskq message: {reason}"
     reason: str
+    task_id: str | None = None
 
 
 class TaskArgumentsError(TaskiqError):
@@ -187,6 +207,23 @@ class TaskTimeoutError(TaskiqError, TimeoutError):
 
     __template__ = "the task ran longer than its timeout of {timeout} s"
     timeout: float
+
+
+class TaskExitError(TaskiqError):
+    """Task code raised SystemExit, KeyboardInterrupt, CancelledError or another BaseException.
+
+    ``sys.exit()`` in a task, a ``KeyboardInterrupt`` it raises, a ``CancelledError`` it raises
+    itself (not the worker cancelling it) or any other exception that is not an `Exception`
+    would stop the worker; instead the run fails with this error and the worker goes on.
+    ``exception`` is the original's repr (``SystemExit(3)``), ``exception_type`` its qualified
+    type name and ``advice`` what to do instead; where the run happened, the original is the
+    ``__cause__``.
+    """
+
+    __template__ = "task code raised {exception}: {advice}"
+    exception: str
+    exception_type: str
+    advice: str
 
 
 class RemoteTaskError(TaskiqError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from taskq.abc.formatter import TaskiqFormatter
@@ -48,17 +49,25 @@ def message_from_dict(data: Any) -> TaskiqMessage:
 
 
 def _checked_message(data: Any) -> TaskiqMessage:
-    """`message_from_dict` for data from other senders: defaults, lenient args, clear errors."""
-    if type(data) is not dict:
+    """`message_from_dict` for data from other senders: defaults, lenient args, clear errors.
+
+    Once the data is a mapping with a ``task_id`` string, a `MessageDecodeError` carries that
+    id as ``task_id``, so that the worker can store the failure where the sender waits for it.
+    """
+    if not isinstance(data, Mapping):
         raise MessageDecodeError(reason=f"expected a mapping, got {type(data).__name__}")
     task_id, task_name = data.get("task_id"), data.get("task_name")
     labels, args, kwargs = data.get("labels", {}), data.get("args", []), data.get("kwargs", {})
     if type(task_id) is not str or not task_id:
         raise MessageDecodeError(reason="task_id is missing or not a string")
     if type(task_name) is not str or not task_name:
-        raise MessageDecodeError(reason=f"task_name is missing or not a string (task {task_id})")
+        raise MessageDecodeError(
+            reason=f"task_name is missing or not a string (task {task_id})", task_id=task_id
+        )
     if type(labels) is not dict or type(kwargs) is not dict:
-        raise MessageDecodeError(reason=f"labels and kwargs must be mappings (task {task_id})")
+        raise MessageDecodeError(
+            reason=f"labels and kwargs must be mappings (task {task_id})", task_id=task_id
+        )
     if type(args) is not list:
         args = _as_list(args, task_id)
     return TaskiqMessage(task_id, task_name, labels, args, kwargs)
@@ -67,7 +76,10 @@ def _checked_message(data: Any) -> TaskiqMessage:
 def _as_list(args: Any, task_id: str) -> list[Any]:
     if isinstance(args, (list, tuple)):  # a list subclass, or a tuple from a binary serializer
         return list(args)
-    raise MessageDecodeError(reason=f"args must be a list (task {task_id})")
+    raise MessageDecodeError(
+        reason=f"args must be a list, got {type(args).__name__} (task {task_id})",
+        task_id=task_id,
+    )
 
 
 def encode_message(serializer: TaskiqSerializer, message: TaskiqMessage) -> BrokerMessage:

@@ -17,6 +17,7 @@ from taskq.exceptions import (
     UnknownTaskError,
     UnsupportedCapabilityError,
 )
+from taskq.labels import check_labels
 from taskq.message import TaskiqMessage
 from taskq.scheduled_task import CronSpec, ScheduledTask
 from taskq.task import AsyncTaskiqTask
@@ -89,8 +90,9 @@ class AsyncKicker(Generic[_Params, _ReturnType]):
         """Send the task with these arguments; return a handle to wait for its result.
 
         Raises `UnsupportedCapabilityError` for a ``delay``/``priority`` label the broker
-        cannot honour, `SerializationError` for an argument the serializer cannot encode and
-        `SendTaskError` when the broker fails to send.
+        cannot honour, `InvalidLabelError` for a ``delay``, ``priority`` or ``timeout`` label
+        outside its bounds (see `taskq.labels`), `SerializationError` for an argument the
+        serializer cannot encode and `SendTaskError` when the broker fails to send.
         """
         return await send_task(
             self.broker,
@@ -237,3 +239,4 @@ def _check_labels(broker: AsyncBroker, labels: dict[str, Any]) -> None:
             raise UnsupportedCapabilityError(
                 broker=type(broker).__name__, capability=capability.value, label=label
             )
+    check_labels(labels)

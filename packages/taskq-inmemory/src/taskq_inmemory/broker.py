@@ -11,6 +11,7 @@ from taskq.abc.broker import AsyncBroker
 from taskq.capabilities import Capability
 from taskq.events import TaskiqEvents
 from taskq.exceptions import UnknownTaskError
+from taskq.labels import delay_seconds, priority_value
 from taskq.message import BrokerMessage
 from taskq.receiver import Receiver
 from taskq_inmemory.message_queue import MessageQueue
@@ -67,8 +68,8 @@ class InMemoryBroker(AsyncBroker):
     async def kick(self, message: BrokerMessage) -> None:
         """Queue the message (or, with ``await_inplace``, run it before returning)."""
         labels = message.labels
-        delay = float(labels.get("delay") or 0) if labels else 0.0
-        priority = int(labels.get("priority") or 0) if labels else 0
+        delay = delay_seconds(labels.get("delay")) if labels else 0.0
+        priority = priority_value(labels.get("priority")) if labels else 0
         if not self.is_worker_process:
             if self.find_task(message.task_name) is None:
                 raise UnknownTaskError(task_name=message.task_name)

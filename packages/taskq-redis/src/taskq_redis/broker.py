@@ -19,12 +19,13 @@ from taskq.abc.broker import AsyncBroker
 from taskq.abc.result_backend import AsyncResultBackend
 from taskq.acks import AckableMessage
 from taskq.capabilities import Capability
+from taskq.labels import delay_seconds, priority_value
 from taskq.message import BrokerMessage
 from taskq_redis.batching import BatchSender
 from taskq_redis.consumer import StreamConsumer
 from taskq_redis.dead_letters import DeadLetterQueue
 from taskq_redis.delayed import delayed_member, move_due_forever
-from taskq_redis.errors import InvalidLabelError, RedisUnavailableError, SendUnavailableError
+from taskq_redis.errors import RedisUnavailableError, SendUnavailableError
 from taskq_redis.keys import QueueKeys
 from taskq_redis.reconnect import CONNECTION_ERRORS, Reconnector
 from taskq_redis.scripts import ScriptArgs, ScriptKeys, Scripts
@@ -292,7 +293,9 @@ class RedisStreamBroker(AsyncBroker):
         """Append the message to the stream of its priority, or park it until its delay.
 
         Raises:
-            InvalidLabelError: ``delay`` or ``priority`` is not a number.
+            InvalidLabelError: ``delay`` or ``priority`` is outside the bounds of
+                `taskq.labels` (a ``delay`` over 30 days, a ``priority`` that is not an
+                integral number, ``inf`` or ``nan``, ...).
             SendUnavailableError: Redis did not answer for ``send_timeout_s``.
         """
         labels = message.labels
@@ -306,13 +309,7 @@ class RedisStreamBroker(AsyncBroker):
         await self.kick_sender.submit((level, message.message))
 
     def _level(self, priority: Any) -> int:
-        if priority is None:
-            return 0
-        try:
-            value = int(float(priority))
-        except (TypeError, ValueError):
-            raise InvalidLabelError(label="priority", value=priority) from None
-        return min(max(value, 0), self.priority_levels - 1)
+        return min(max(priority_value(priority), 0), self.priority_levels - 1)
 
     async def _kick_delayed(self, level: int, payload: bytes, delay_ms: int) -> None:
         member = delayed_member(level, payload)
@@ -401,11 +398,7 @@ class RedisStreamBroker(AsyncBroker):
 
 
 def _delay_ms(delay: Any) -> int:
-    try:
-        seconds = float(delay)
-    except (TypeError, ValueError):
-        raise InvalidLabelError(label="delay", value=delay) from None
-    return round(seconds * 1000) if seconds > 0 else 0
+    return round(delay_seconds(delay) * 1000)
 
 
 def _check_positive(**options: float | None) -> None:

@@ -1,8 +1,13 @@
-"""The errors of the Redis broker beyond taskq's own: a server that does not answer, a bad label."""
+"""The errors of the Redis broker beyond taskq's own: a server that does not answer.
+
+`InvalidLabelError` (a bad ``delay`` or ``priority`` label) is taskq's own, re-exported here.
+"""
 
 from __future__ import annotations
 
-from taskq.exceptions import BrokerError, SendTaskError
+from taskq.exceptions import BrokerError, InvalidLabelError, SendTaskError
+
+__all__ = ["InvalidLabelError", "RedisUnavailableError", "SendUnavailableError"]
 
 
 class RedisUnavailableError(BrokerError):
@@ -15,9 +20,3 @@ class SendUnavailableError(RedisUnavailableError, SendTaskError):
     """A task could not be sent: Redis stayed unreachable for the broker's ``send_timeout_s``."""
 
     __template__ = "the task could not be sent: the Redis server does not answer"
-
-
-class InvalidLabelError(SendTaskError):
-    """A ``delay`` or ``priority`` label is not a number: send seconds, or an integer priority."""
-
-    __template__ = "the label {label!r} must be a number, got {value!r}"

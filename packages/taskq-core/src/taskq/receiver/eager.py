@@ -7,6 +7,8 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
+from taskq.receiver.interrupts import MessageTask
+
 
 def start_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
     """Start ``coro`` as a task; None if it already finished.
@@ -14,7 +16,8 @@ def start_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
     On Python 3.12 and later the task starts eagerly: it runs at once, inside this call, until
     it first waits, so a message that never waits (a short async task whose result is stored
     in memory) costs no trip through the event loop. Earlier Pythons schedule it as usual.
-    A task factory set on the loop is honoured (the task is then made by the factory).
+    A task factory set on the loop is honoured (the task is then made by the factory). On
+    Python 3.10 the task is a `MessageTask`, which can tell that it was cancelled.
     """
     loop = asyncio.get_running_loop()
     if loop.get_task_factory() is not None:
@@ -22,5 +25,5 @@ def start_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
     if sys.version_info >= (3, 12):
         task: asyncio.Task[None] = asyncio.Task(coro, loop=loop, eager_start=True)
     else:  # pragma: no cover - exercised on 3.10 and 3.11
-        task = asyncio.Task(coro, loop=loop)  # what create_task does, minus its checks
+        task = MessageTask(coro, loop=loop)  # what create_task does, minus its checks
     return None if task.done() else task

@@ -15,10 +15,13 @@ from taskq.context import Context
 from taskq.exceptions import (
     NoResultError,
     TaskArgumentsError,
+    TaskExitError,
     TaskiqError,
     TaskRejectedError,
     TaskTimeoutError,
 )
+from taskq.labels import timeout_seconds
+from taskq.receiver.interrupts import task_failure
 from taskq.receiver.signature import TaskSignature
 from taskq.result import TaskiqResult
 from taskq.state import TaskiqState
@@ -92,13 +95,16 @@ class TaskExecutor:
                 injected = await resolver.resolve_kwargs()
                 _check_injected(message.task_name, signature, injected)
                 kwargs.update(injected)
-            timeout = _timeout_of(message) if "timeout" in message.labels else None
+            labels = message.labels
+            timeout = timeout_seconds(labels["timeout"]) if "timeout" in labels else None
             if signature.is_async and timeout is None:
                 value = await signature.func(*args, **kwargs)
             else:
                 value = await self._call(signature, args, kwargs, timeout)
         except Exception as exc:
             error = exc
+        except BaseException as exc:  # sys.exit() & co.; the task's cancellation goes on up
+            error = task_failure(exc)
         elapsed = perf_counter() - started
         if resolver is not None:
             await self._close(resolver, error)
@@ -164,7 +170,8 @@ class TaskExecutor:
             exc_info = (type(error), error, error.__traceback__)
         try:
             await resolver.close(*exc_info)
-        except Exception:
+        except BaseException as exc:
+            task_failure(exc)  # raises the task's cancellation
             logger.exception("A dependency failed while closing")
 
 
@@ -178,19 +185,16 @@ def _check_injected(task_name: str, signature: TaskSignature, injected: dict[str
         )
 
 
-def _timeout_of(message: TaskiqMessage) -> float | None:
-    raw = message.labels.get("timeout")
-    if raw is None:
-        return None
-    try:
-        timeout = float(raw)
-    except (TypeError, ValueError):
-        raise TaskiqError(f"the timeout label must be a number of seconds, got {raw!r}") from None
-    return timeout if timeout > 0 else None
-
-
 def _log_failure(message: TaskiqMessage, error: BaseException) -> None:
-    if isinstance(error, TaskiqError):  # our own errors say what is wrong in one line
+    if isinstance(error, TaskExitError):  # one line, with where the task exited
+        logger.error(
+            "Task %s (%s) failed: %s",
+            message.task_id,
+            message.task_name,
+            error,
+            exc_info=error.__cause__,
+        )
+    elif isinstance(error, TaskiqError):  # our own errors say what is wrong in one line
         logger.error("Task %s (%s) failed: %s", message.task_id, message.task_name, error)
     else:
         logger.error(

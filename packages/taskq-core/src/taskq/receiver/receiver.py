@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
@@ -16,14 +17,15 @@ from taskq.exceptions import (
     TaskRejectedError,
     UnknownTaskError,
 )
+from taskq.message import TaskiqMessage
 from taskq.receiver.eager import start_eagerly
 from taskq.receiver.execution import CONTROL_FLOW, DEFAULT_THREADPOOL_THREADS, TaskExecutor
+from taskq.receiver.interrupts import MessageTask, task_failure
 from taskq.receiver.slots import Slots
 from taskq.result import TaskiqResult
 
 if TYPE_CHECKING:
     from taskq.abc.broker import AsyncBroker
-    from taskq.message import TaskiqMessage
 
 logger = logging.getLogger("taskq.receiver")
 
@@ -31,6 +33,9 @@ logger = logging.getLogger("taskq.receiver")
 _YIELD_EVERY = 64
 
 DEFAULT_MAX_ASYNC_TASKS = 100
+
+#: Python 3.10 has no Task.cancelling(): `callback` runs each message in a task of its own.
+_OWN_TASK_PER_MESSAGE = sys.version_info < (3, 11)
 
 
 class Receiver:
@@ -87,8 +92,15 @@ class Receiver:
     # -- one message --------------------------------------------------------------------------
 
     async def callback(self, message: bytes | str | AckableMessage) -> None:
-        """Process one received message to the end; never raises for a bad message."""
-        await self._run_message(message, None)
+        """Process one received message to the end; never raises for a bad message.
+
+        Only the cancellation of the calling task goes through (the message is then left
+        unsettled, as a stopping worker leaves it).
+        """
+        if _OWN_TASK_PER_MESSAGE:  # pragma: no cover - Python 3.10
+            await MessageTask(self._run_message(message, None), loop=asyncio.get_running_loop())
+        else:
+            await self._run_message(message, None)
 
     async def _run_message(
         self, message: bytes | str | AckableMessage, slots: Slots | None
@@ -98,18 +110,26 @@ class Receiver:
         acker = AckController(message)
         try:
             await self._process(message, acker)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
+        except BaseException as exc:
+            task_failure(exc)  # the cancellation of this task goes on up, unsettled
             logger.exception("Unexpected error while processing a message; the worker goes on")
         finally:
             if slots is not None:
                 slots.give_back()
+        if acker.is_ackable and not acker.is_acked:
+            await self._release(acker)
+
+    async def _release(self, acker: AckController) -> None:
+        """Hand back a message whose processing ended neither acknowledged nor rejected."""
+        try:
+            await acker.release()
+        except Exception:
+            logger.exception("A message could not be released for redelivery")
 
     async def _process(self, raw: bytes | str | AckableMessage, acker: AckController) -> None:
         message = self._decode(raw)
-        if message is None:
-            await acker.reject()
+        if not isinstance(message, TaskiqMessage):
+            await self._refuse_undecodable(message, acker)
             return
         task = self.broker.find_task(message.task_name)
         if task is None:
@@ -124,9 +144,10 @@ class Receiver:
         try:
             for hook in hooks["pre_execute"]:
                 message = await maybe_await(hook(message))
-        except Exception as exc:
+        except BaseException as exc:
+            failure = task_failure(exc)
             logger.exception("Task %s: a pre_execute middleware failed", message.task_id)
-            await self._store_failure(message, exc)
+            await self._store_failure(message, failure)
             await acker.reject()
             return
         if self._run_slots is None:
@@ -136,21 +157,34 @@ class Receiver:
                 result = await self.task_executor.run(task, message, acker)
         await self._finish(message, result, acker, hooks)
 
-    def _decode(self, raw: bytes | str | AckableMessage) -> TaskiqMessage | None:
+    def _decode(self, raw: bytes | str | AckableMessage) -> TaskiqMessage | MessageDecodeError:
         data = raw.data if isinstance(raw, AckableMessage) else raw
         if isinstance(data, str):
             data = data.encode()
         try:
             return self.broker.formatter.loads(data)
         except MessageDecodeError as exc:
+            error = exc
+        except Exception as exc:  # a formatter of another kind
+            error = MessageDecodeError(reason=repr(exc))
+        if error.task_id is None:
             logger.error(
-                "Rejecting a message that cannot be decoded (%d bytes): %s", len(data), exc
+                "Rejecting a message that cannot be decoded (%d bytes): %s", len(data), error
             )
-        except Exception as exc:
+        else:
             logger.error(
-                "Rejecting a message that cannot be decoded (%d bytes): %r", len(data), exc
+                "Task %s: rejecting a message that cannot be decoded (%d bytes): %s",
+                error.task_id,
+                len(data),
+                error,
             )
-        return None
+        return error
+
+    async def _refuse_undecodable(self, error: MessageDecodeError, acker: AckController) -> None:
+        """Store ``error`` as the failed result where the task id is known; reject."""
+        if error.task_id is not None:
+            await self._store_failure(TaskiqMessage(error.task_id, ""), error)
+        await acker.reject()
 
     async def _finish(
         self,
@@ -170,11 +204,17 @@ class Receiver:
             await acker.ack()
         if error is None or not isinstance(error, NoResultError):
             if not await self._save(message, result):
-                return  # nothing stored: leave the message unacknowledged for redelivery
+                return  # nothing stored: an unsettled message is released for redelivery
             if hooks["post_save"]:
                 await self._call_hooks(hooks["post_save"], message, result)
         if self.ack_type is AcknowledgeType.WHEN_SAVED and acker.is_ackable:
             await acker.ack()
+        elif self.ack_type is AcknowledgeType.MANUAL and acker.is_ackable and not acker.is_acked:
+            logger.warning(
+                "Task %s ended without acknowledging its message (ack mode manual): "
+                "it is released for redelivery",
+                message.task_id,
+            )
 
     async def _after_run(
         self, message: TaskiqMessage, result: TaskiqResult[Any], hooks: dict[str, list[Any]]
@@ -193,7 +233,8 @@ class Receiver:
                     await maybe_await(hook(message, result, error))
         except NoResultError as no_result:
             result.error = no_result
-        except Exception:
+        except BaseException as exc:
+            task_failure(exc)  # the cancellation of this task goes on up
             logger.exception("Task %s: a middleware failed after the run", message.task_id)
 
     async def _call_hooks(
@@ -202,7 +243,8 @@ class Receiver:
         try:
             for hook in hooks:
                 await maybe_await(hook(message, result))
-        except Exception:
+        except BaseException as exc:
+            task_failure(exc)  # the cancellation of this task goes on up
             logger.exception("Task %s: a post_save middleware failed", message.task_id)
 
     async def _save(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> bool:
@@ -219,7 +261,8 @@ class Receiver:
             await backend.set_result(message.task_id, failure)
         except Exception as exc:
             logger.error(
-                "Task %s: %s; storing that error failed too (%r); the message is not acknowledged",
+                "Task %s: %s; storing that error failed too (%r); an unsettled message is "
+                "released for redelivery",
                 message.task_id,
                 reason,
                 exc,
