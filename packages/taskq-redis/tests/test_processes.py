@@ -222,3 +222,21 @@ def test_a_task_that_stops_its_worker_each_time_ends_in_the_dead_letters(app_env
     assert stop_task_id.encode() in letter[b"m"]
     assert letter[b"deliveries"] == b"2"
     assert b"handed back by a stopping worker" in letter[b"reason"]
+
+
+def test_a_task_that_exits_fails_and_the_tasks_queued_behind_it_run(app_env, raw_redis):
+    app_env["REDIS_APP_RESULTS"] = "1"
+    count = 20
+    workers = start_workers(app_env, 1, "--max-async-tasks", "1")
+    try:
+        exit_task_id = send_after(app_env, "exit", count)
+        wait_until_done(app_env, count, timeout=60)
+    finally:
+        assert stop(workers) == 0
+    assert sorted(_all(numbers(app_env, "done"))) == list(range(count))
+    assert len(_ready(app_env)) == 1, "the worker process was restarted"
+    result = Path(app_env["REDIS_APP_OUT"], f"{exit_task_id}.result").read_text()
+    assert result.startswith("True "), f"the exiting task has no failed result: {result}"
+    assert "exit" in result.lower()
+    stream = f"{app_env['REDIS_APP_PREFIX']}:taskq:p0"
+    assert raw_redis.xlen(stream) == 0
