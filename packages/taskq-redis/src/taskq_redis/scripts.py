@@ -12,7 +12,10 @@ nobody heartbeats it there, it keeps its id (so its stream, hence its priority l
 order), and ``XCLAIM ... JUSTID`` keeps its delivery count (``RETRYCOUNT`` sets it where a
 delivery is to be undone). Workers take entries from there with `TAKE_HANDED_BACK` (at once)
 or `RECLAIM` (once idle for a lease), and the next ``XCLAIM`` counts that delivery, so the
-``max_deliveries`` check applies to them as to any other entry.
+``max_deliveries`` check applies to them as to any other entry. The two differ on purpose: a
+handed-back entry's worker only stopped, so it is taken at once; a released entry's processing
+ended unsettled (its result backend was down, say), which usually lasts a while, so it waits
+for a reclaim, up to a lease, instead of spending its deliveries in a burst of retries.
 
 A delayed message is a member of the delayed set: 16 random hex digits (so that equal messages
 stay distinct), the priority level in 3 digits, then the message bytes.
@@ -221,8 +224,10 @@ if pending.err then return 0 end  -- no stream or no group (deleted): nothing is
 if #pending > 0 then
   local args = {{KEYS[1], ARGV[1], '{HANDED_BACK}', 0}}
   for _, p in ipairs(pending) do table.insert(args, p[1]) end
-  for _, option in ipairs({{'IDLE', ARGV[3], 'JUSTID'}}) do table.insert(args, option) end
-  redis.call('XCLAIM', unpack(args))  -- JUSTID: the delivery count stays as it is
+  table.insert(args, 'IDLE')
+  table.insert(args, ARGV[3])
+  table.insert(args, 'JUSTID')  -- JUSTID: the delivery count stays as it is
+  redis.call('XCLAIM', unpack(args))
 end
 if #pending < tonumber(ARGV[4]) then  -- it holds nothing now: deleting it loses nothing
   redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
