@@ -18,6 +18,8 @@ if str(SUPPORT_DIR) not in sys.path:
 
 from worker_run import SpoolClient, WorkerRun, eventually, pid_is_alive  # noqa: E402
 
+from taskq import TaskExitError  # noqa: E402
+
 pytestmark = [
     pytest.mark.timeout(90),
     pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and process groups"),
@@ -194,3 +196,28 @@ def test_fs_discover_imports_the_tasks_modules_from_the_environment(
         assert run.wait() == 0
 
     assert "Starting 1 worker process(es)" in run.log
+
+
+def test_a_task_calling_sys_exit_fails_and_the_same_worker_runs_the_rest(
+    spool: Path, client: SpoolClient
+) -> None:
+    leaving = client.send("leave")
+    keys = {client.send("record", f"after-{n}"): f"after-{n}" for n in range(20)}
+
+    with WorkerRun([APP, "--workers", "1"], spool) as run:
+        ((_, pid),) = run.wait_for_starts(1)
+        exited = client.result(leaving)
+        results = {task_id: client.result(task_id) for task_id in keys}
+        starts = run.started_workers()
+        run.send_signal(signal.SIGTERM)
+        assert run.wait() == 0
+
+    assert starts == [("worker-0", pid)]  # never restarted
+    assert exited.is_err
+    assert isinstance(exited.error, TaskExitError)
+    assert exited.error.exception == "SystemExit()"
+    assert not any(result.is_err for result in results.values())
+    assert {result.return_value for result in results.values()} == {pid}
+    runs = sorted(path.name.split(".")[0] for path in (spool / "runs").iterdir())
+    assert runs == sorted(keys.values())
+    assert settled(spool)

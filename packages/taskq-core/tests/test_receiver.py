@@ -749,10 +749,11 @@ EXITS = [
 ]
 
 
+@pytest.mark.parametrize("timeout", [None, 5], ids=["", "timeout"])
 @pytest.mark.parametrize("sync", [False, True], ids=["async", "sync"])
 @pytest.mark.parametrize(("kind", "shown"), EXITS)
 async def test_a_task_that_exits_fails_with_a_typed_error_and_the_worker_goes_on(
-    recording_broker, encode, caplog, sync, kind, shown
+    recording_broker, encode, caplog, sync, kind, shown, timeout
 ):
     if sync:
 
@@ -770,7 +771,8 @@ async def test_a_task_that_exits_fails_with_a_typed_error_and_the_worker_goes_on
     async def after() -> str:
         return "ran"
 
-    exit_data = encode(recording_broker, "exits", task_id="x")
+    labels = {} if timeout is None else {"timeout": timeout}
+    exit_data = encode(recording_broker, "exits", task_id="x", labels=labels)
     recording_broker.put_raw(exit_data)
     put_many(recording_broker, encode, "after", 3, "a")
     recording_broker.close()
@@ -867,3 +869,34 @@ async def test_a_middleware_raising_a_base_exception_does_not_stop_the_worker(
     else:
         assert isinstance(result.error, ValueError)
         assert recording_broker.settled == [("ack", data)]
+
+
+async def test_a_dependency_exiting_in_its_teardown_does_not_stop_the_worker(
+    recording_broker, encode, caplog
+):
+    def resource() -> Any:
+        yield "res"
+        sys.exit(5)
+
+    @recording_broker.task
+    async def uses(res: str = TaskiqDepends(resource)) -> str:
+        return res
+
+    data = encode(recording_broker, uses.task_name)
+    await run_one(recording_broker, data)
+    assert (await result_of(recording_broker)).return_value == "res"
+    assert recording_broker.settled == [("ack", data)]
+    assert "A dependency failed while closing" in caplog.text
+
+
+async def test_a_formatter_failing_its_own_way_rejects_the_message(recording_broker, caplog):
+    class Picky(JSONFormatter):
+        def loads(self, message: bytes) -> Any:
+            raise ValueError("not for me")
+
+    recording_broker.with_formatter(Picky())
+    await run_one(recording_broker, b"{}")
+    assert recording_broker.settled == [("reject", b"{}")]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "ValueError('not for me')" in errors[0].getMessage()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -40,3 +41,9 @@ async def nap(seconds: float, key: str) -> str:
     (started / key).write_text(str(os.getpid()))
     await asyncio.sleep(seconds)
     return key
+
+
+@broker.task(task_name="leave")
+def leave() -> None:
+    """Call ``sys.exit()``, as a task should not."""
+    sys.exit()

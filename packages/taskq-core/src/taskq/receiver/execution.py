@@ -21,7 +21,7 @@ from taskq.exceptions import (
     TaskTimeoutError,
 )
 from taskq.labels import timeout_seconds
-from taskq.receiver.interrupts import task_failure
+from taskq.receiver.interrupts import reraise_cancellation, task_failure
 from taskq.receiver.signature import TaskSignature
 from taskq.result import TaskiqResult
 from taskq.state import TaskiqState
@@ -149,6 +149,8 @@ class TaskExecutor:
     ) -> Any:
         if signature.is_async:
             pending = signature.func(*args, **kwargs)
+            if timeout is not None:  # before 3.12 wait_for runs it in a task of its own
+                pending = _contained(pending)
         else:
             loop = asyncio.get_running_loop()
             call = functools.partial(signature.func, *args, **kwargs)
@@ -171,8 +173,19 @@ class TaskExecutor:
         try:
             await resolver.close(*exc_info)
         except BaseException as exc:
-            task_failure(exc)  # raises the task's cancellation
+            reraise_cancellation(exc)
             logger.exception("A dependency failed while closing")
+
+
+async def _contained(coro: Any) -> Any:
+    """Await ``coro``, turning SystemExit and KeyboardInterrupt into a `TaskExitError`.
+
+    Raised in a task of its own, those two would escape the event loop and end the worker.
+    """
+    try:
+        return await coro
+    except (SystemExit, KeyboardInterrupt) as exc:
+        raise task_failure(exc)  # noqa: B904 - the original is its __cause__
 
 
 def _check_injected(task_name: str, signature: TaskSignature, injected: dict[str, Any]) -> None:

@@ -64,19 +64,27 @@ else:  # pragma: no cover - Python 3.10, run by its own tox environment
         return bool(getattr(asyncio.current_task(), "cancel_was_requested", True))
 
 
+def reraise_cancellation(error: BaseException) -> None:
+    """Raise ``error`` again if it must end the running task: its cancellation, GeneratorExit.
+
+    Call it where a BaseException was caught; anything else is left to the caller.
+    """
+    if isinstance(error, GeneratorExit) or (
+        isinstance(error, asyncio.CancelledError) and cancel_requested()
+    ):
+        raise error
+
+
 def task_failure(error: BaseException) -> Exception:
     """Return what a failed run carries for ``error``, raised by task or middleware code.
 
     An `Exception` is returned as it is; SystemExit, KeyboardInterrupt, a CancelledError the
     code raised itself and other BaseExceptions become a `TaskExitError`. The cancellation of
-    the running task, and GeneratorExit, are raised again: they must end it.
+    the running task, and GeneratorExit, are raised again (`reraise_cancellation`).
     """
     if isinstance(error, Exception):
         return error
-    if isinstance(error, GeneratorExit) or (
-        isinstance(error, asyncio.CancelledError) and cancel_requested()
-    ):
-        raise error
+    reraise_cancellation(error)
     kind = type(error)
     advice = next((text for base, text in _ADVICE if isinstance(error, base)), _OTHER_ADVICE)
     failure = TaskExitError(

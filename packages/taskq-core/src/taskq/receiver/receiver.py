@@ -20,7 +20,7 @@ from taskq.exceptions import (
 from taskq.message import TaskiqMessage
 from taskq.receiver.eager import start_eagerly
 from taskq.receiver.execution import CONTROL_FLOW, DEFAULT_THREADPOOL_THREADS, TaskExecutor
-from taskq.receiver.interrupts import MessageTask, task_failure
+from taskq.receiver.interrupts import MessageTask, reraise_cancellation, task_failure
 from taskq.receiver.slots import Slots
 from taskq.result import TaskiqResult
 
@@ -46,7 +46,10 @@ class Receiver:
     → ``post_execute`` / ``on_error`` → store the result → ``post_save``, acknowledging
     where ``ack_type`` says. Bad input (undecodable bytes, an unknown task, arguments that do
     not fit) is logged once, stored as a failed result when the task id is known, and
-    settled; the receiver goes on.
+    settled; the receiver goes on. So does a task that exits (``sys.exit()``,
+    ``KeyboardInterrupt``, a ``CancelledError`` of its own): its run fails with
+    `TaskExitError`. A message whose processing ends neither acknowledged nor rejected is
+    released for redelivery; only the cancellation of its asyncio task leaves it as it is.
 
     ``max_async_tasks`` bounds the tasks running at once and ``max_prefetch`` the messages
     taken from the broker beyond those.
@@ -111,7 +114,7 @@ class Receiver:
         try:
             await self._process(message, acker)
         except BaseException as exc:
-            task_failure(exc)  # the cancellation of this task goes on up, unsettled
+            reraise_cancellation(exc)  # a cancelled message is left unsettled
             logger.exception("Unexpected error while processing a message; the worker goes on")
         finally:
             if slots is not None:
@@ -234,7 +237,7 @@ class Receiver:
         except NoResultError as no_result:
             result.error = no_result
         except BaseException as exc:
-            task_failure(exc)  # the cancellation of this task goes on up
+            reraise_cancellation(exc)
             logger.exception("Task %s: a middleware failed after the run", message.task_id)
 
     async def _call_hooks(
@@ -244,7 +247,7 @@ class Receiver:
             for hook in hooks:
                 await maybe_await(hook(message, result))
         except BaseException as exc:
-            task_failure(exc)  # the cancellation of this task goes on up
+            reraise_cancellation(exc)
             logger.exception("Task %s: a post_save middleware failed", message.task_id)
 
     async def _save(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> bool:
