@@ -1,28 +1,49 @@
 """The app of the cross-process tests, run by ``taskq worker redis_app:broker`` (not collected).
 
 Configured by the environment: ``REDIS_APP_URL``, ``REDIS_APP_PREFIX``, ``REDIS_APP_LEASE_S``,
-``REDIS_APP_CLIENT_NAME`` (the name of the workers' connections) and ``REDIS_APP_OUT``, a
-directory where each worker process writes ``<pid>.ready`` when started and appends to
-``<pid>.ran`` the number of each task it starts (``<pid>.done`` once it finished).
+``REDIS_APP_MAX_DELIVERIES``, ``REDIS_APP_CLIENT_NAME`` (the name of the workers' connections)
+and ``REDIS_APP_OUT``, a directory where each worker process writes ``<pid>.ready`` when
+started and appends to ``<pid>.ran`` the number of each task it starts (``<pid>.done`` once it
+finished). With ``REDIS_APP_RESULTS=1``, results are stored as ``<task id>.result`` files there
+too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from taskq import TaskiqEvents
+from taskq import AsyncResultBackend, TaskiqEvents, TaskiqResult
+from taskq.exceptions import ResultGetError
 from taskq_redis import RedisStreamBroker
 
 OUT = Path(os.environ["REDIS_APP_OUT"])
+
+
+class FileResultBackend(AsyncResultBackend[Any]):
+    """Writes whether each task failed, and its error, to ``<task id>.result`` in ``OUT``."""
+
+    async def set_result(self, task_id: str, result: TaskiqResult[Any]) -> None:
+        (OUT / f"{task_id}.result").write_text(f"{result.is_err} {result.error!r}")
+
+    async def is_result_ready(self, task_id: str) -> bool:
+        return (OUT / f"{task_id}.result").exists()
+
+    async def get_result(self, task_id: str, with_logs: bool = True) -> TaskiqResult[Any]:
+        raise ResultGetError("read the .result files instead")
+
+
 broker = RedisStreamBroker(
     os.environ["REDIS_APP_URL"],
     key_prefix=os.environ["REDIS_APP_PREFIX"],
     lease_s=float(os.environ.get("REDIS_APP_LEASE_S", "30")),
+    max_deliveries=int(os.environ.get("REDIS_APP_MAX_DELIVERIES", "5")),
     client_name=os.environ.get("REDIS_APP_CLIENT_NAME", "taskq-test-client"),
+    result_backend=FileResultBackend() if os.environ.get("REDIS_APP_RESULTS") else None,
 )
 _files: dict[str, Any] = {}
 
@@ -47,9 +68,27 @@ async def record(n: int, pause: float = 0.0) -> None:
     _log("done", n)
 
 
-async def send(count: int, pause: float) -> None:
-    """Kick ``record(0 .. count - 1)`` in concurrent chunks (as a client process)."""
+@broker.task(task_name="redis_app:exit")
+async def exit_worker() -> None:
+    sys.exit("a task that ends its process")
+
+
+@broker.task(task_name="redis_app:stop")
+async def stop_worker() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)  # a graceful stop of its own process, while it runs
+    await asyncio.sleep(3600)
+
+
+async def send(count: int, pause: float, first: str = "") -> None:
+    """Kick ``record(0 .. count - 1)`` in concurrent chunks (as a client process).
+
+    ``first`` sends a task before them: ``exit`` (it calls ``sys.exit()``) or ``stop`` (it
+    stops its worker); its id is printed.
+    """
     await broker.startup()
+    if first:
+        task = await {"exit": exit_worker, "stop": stop_worker}[first].kiq()
+        print(first, task.task_id, flush=True)
     chunk = 1000
     for start in range(0, count, chunk):
         numbers = range(start, min(start + chunk, count))
@@ -59,4 +98,5 @@ async def send(count: int, pause: float) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(send(int(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else 0.0))
+    pause = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+    asyncio.run(send(int(sys.argv[1]), pause, *sys.argv[3:4]))

@@ -59,11 +59,13 @@ def send(env: dict[str, str], count: int, pause: float = 0.0) -> None:
     assert out.strip() == f"sent {count}"
 
 
-def start_client(env: dict[str, str], count: int, pause: float = 0.0) -> subprocess.Popen[str]:
+def start_client(
+    env: dict[str, str], count: int, pause: float = 0.0, *options: str
+) -> subprocess.Popen[str]:
     """The client process kicking ``count`` tasks; its connections have a name of their own."""
     client_env = {**env, "REDIS_APP_CLIENT_NAME": env["REDIS_APP_CLIENT_NAME"] + "-client"}
     return subprocess.Popen(
-        [sys.executable, str(HERE / "redis_app.py"), str(count), str(pause)],
+        [sys.executable, str(HERE / "redis_app.py"), str(count), str(pause), *options],
         env=client_env,
         stdout=subprocess.PIPE,
         text=True,
@@ -190,3 +192,51 @@ def test_dropping_the_workers_connections_mid_run_loses_nothing(app_env, raw_red
     logs = worker_logs(app_env)
     assert "Lost the connection to Redis" in logs
     assert "Reconnected to Redis" in logs
+
+
+def send_after(env: dict[str, str], first: str, count: int) -> str:
+    """Send a ``first`` task (see ``redis_app.send``), then ``count``; return its task id."""
+    client = start_client(env, count, 0.0, first)
+    out, _ = client.communicate(timeout=60)
+    assert client.returncode == 0
+    first_line, sent_line = out.strip().splitlines()
+    assert sent_line == f"sent {count}"
+    return first_line.split()[1]
+
+
+def test_a_task_that_stops_its_worker_each_time_ends_in_the_dead_letters(app_env, raw_redis):
+    # each stop is graceful: the running message is handed back, keeping its delivery count;
+    # the 20 waiting in the worker's buffer never started, so their count is not raised
+    app_env["REDIS_APP_MAX_DELIVERIES"] = "2"
+    count = 20
+    workers = start_workers(app_env, 1, "--max-async-tasks", "1", "--shutdown-timeout", "0.5")
+    try:
+        stop_task_id = send_after(app_env, "stop", count)
+        wait_until_done(app_env, count, timeout=60)
+    finally:
+        assert stop(workers) == 0
+    assert sorted(_all(numbers(app_env, "done"))) == list(range(count))
+    assert len(_ready(app_env)) == 3, "two graceful stops, then the message is a dead letter"
+    dead_letters = f"{app_env['REDIS_APP_PREFIX']}:taskq:dead-letters"
+    ((_, letter),) = raw_redis.xrange(dead_letters)
+    assert stop_task_id.encode() in letter[b"m"]
+    assert letter[b"deliveries"] == b"2"
+    assert b"handed back by a stopping worker" in letter[b"reason"]
+
+
+def test_a_task_that_exits_fails_and_the_tasks_queued_behind_it_run(app_env, raw_redis):
+    app_env["REDIS_APP_RESULTS"] = "1"
+    count = 20
+    workers = start_workers(app_env, 1, "--max-async-tasks", "1")
+    try:
+        exit_task_id = send_after(app_env, "exit", count)
+        wait_until_done(app_env, count, timeout=60)
+    finally:
+        assert stop(workers) == 0
+    assert sorted(_all(numbers(app_env, "done"))) == list(range(count))
+    assert len(_ready(app_env)) == 1, "the worker process was restarted"
+    result = Path(app_env["REDIS_APP_OUT"], f"{exit_task_id}.result").read_text()
+    assert result.startswith("True "), f"the exiting task has no failed result: {result}"
+    assert "exit" in result.lower()
+    stream = f"{app_env['REDIS_APP_PREFIX']}:taskq:p0"
+    assert raw_redis.xlen(stream) == 0

@@ -52,8 +52,10 @@ class RedisStreamBroker(AsyncBroker):
     holds what it read under a lease of ``lease_s`` seconds, which it renews every
     ``heartbeat_interval_s`` while the task runs, so a slow task is never handed to a second
     worker while the first lives; when a worker dies, another takes its messages over once
-    their lease expires. ``reject`` (and a message delivered ``max_deliveries`` times without
-    an acknowledgement) moves the message to a dead-letter stream that `dead_letters` (and
+    their lease expires. A message whose processing ended unsettled (``release``, or dropped
+    without an ack or reject) goes back to the workers within a lease, keeping its delivery
+    count. ``reject`` (and a message delivered ``max_deliveries`` times without an
+    acknowledgement) moves the message to a dead-letter stream that `dead_letters` (and
     ``taskq dlq``) lists and replays. The ``delay`` label (seconds) parks a message in a
     sorted set until it is due; the ``priority`` label picks one of ``priority_levels``
     streams, read highest first. Delivery is at least once: a task can run twice when its
@@ -83,8 +85,9 @@ class RedisStreamBroker(AsyncBroker):
             buffer; they are leased too).
         priority_levels: Number of priority streams; ``priority`` label values are clamped
             to ``0 .. priority_levels - 1`` (no label: 0, the lowest). Default 10.
-        max_deliveries: A message whose lease expired after this many deliveries goes to
-            the dead letters instead of another worker (a task that kills its worker every
+        max_deliveries: A message delivered this many times without an acknowledgement (its
+            lease expired, it was released, or its worker stopped while it ran) goes to the
+            dead letters instead of another worker (a task that kills its worker every
             time). None: no limit. Default 5.
         max_stream_length: Approximate cap on each stream's length (``XADD MAXLEN ~``):
             past it Redis drops the *oldest entries, even unread ones*. None (default): no cap.
@@ -242,9 +245,12 @@ class RedisStreamBroker(AsyncBroker):
     async def shutdown(self) -> None:
         """Stop reading, finish pending acknowledgements, hand back held messages, close.
 
-        Messages this process read but did not settle go back to the end of their stream at
-        once, for other workers. If Redis does not answer for ``HAND_BACK_TIMEOUT_S``, they
-        stay pending and another worker takes them over when their lease expires.
+        Messages this process read but did not settle are handed back: other workers take
+        them within about a second, in their order. Those that started keep their delivery
+        count (a task that stops its worker every time reaches the dead letters after
+        ``max_deliveries``); those never started have that delivery undone. If Redis does not
+        answer for ``HAND_BACK_TIMEOUT_S``, they stay pending and another worker takes them
+        over when their lease expires.
         """
         consumers, self._consumers = self._consumers, []
         for consumer in consumers:
@@ -346,7 +352,9 @@ class RedisStreamBroker(AsyncBroker):
         """Yield messages for this worker as a new consumer of the group, until shutdown.
 
         Each message's ``ack`` deletes it from the stream; its ``reject`` moves it to the
-        dead letters. The first ``listen()`` also starts moving due delayed messages.
+        dead letters; its ``release`` gives it back unsettled, for any worker within a lease,
+        keeping its delivery count (as happens to a message dropped without being settled).
+        The first ``listen()`` also starts moving due delayed messages.
         """
         await self.create_groups()
         if self._mover is None:

@@ -5,7 +5,14 @@ yet settled (buffered, or running in the worker) it *holds*: the entries sit in 
 list, and every ``heartbeat_interval_s`` it resets their idle time so that no other consumer
 takes them. Every ``reclaim_interval_s`` it takes over entries whose holder stopped
 heartbeating for longer than the lease (a killed worker), or dead-letters those delivered
-``max_deliveries`` times already. At shutdown it hands back what it still holds.
+``max_deliveries`` times already; every ``HANDED_BACK_CHECK_INTERVAL_S`` it takes what
+stopping workers handed back.
+
+A message leaves the consumer's hold in one of four ways: acknowledged, rejected, released
+(its processing ended unsettled: it comes back to a worker within a lease, keeping its
+delivery count), or handed back at shutdown. A message that nothing in the process can
+settle any more (every reference to its ``ack``, ``reject`` and ``release`` dropped) is
+released too, so that a worker never heartbeats an entry no one will settle.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from redis.exceptions import ResponseError
 
 from taskq.acks import AckableMessage
 from taskq_redis.reconnect import CONNECTION_ERRORS
+from taskq_redis.scripts import HANDED_BACK, RELEASED
 
 if TYPE_CHECKING:
     from taskq_redis.broker import RedisStreamBroker
@@ -38,6 +46,9 @@ NOT_A_MESSAGE = "the stream entry has no 'm' field: not a taskq message"
 HEARTBEAT_CHUNK = 1000
 #: Entries handed back per script call at shutdown.
 HAND_BACK_CHUNK = 1000
+#: Seconds between a consumer's looks for messages that stopping workers handed back (when
+#: it looks for messages at all: a worker whose buffer is full takes nothing).
+HANDED_BACK_CHECK_INTERVAL_S = 0.5
 
 #: A read entry: priority level, entry id, message bytes.
 Entry = tuple[int, bytes, bytes]
@@ -54,6 +65,9 @@ class StreamConsumer:
         self.held: list[set[bytes]] = [set() for _ in broker.keys.streams]
         self.closed = False
         self._next_reclaim = 0.0
+        self._next_handed_back_check = 0.0
+        self._loop = asyncio.get_running_loop()
+        self._releasing: set[asyncio.Task[None]] = set()
         self._fetching: asyncio.Task[None] | None = None
         self._heartbeat = asyncio.ensure_future(self._beat())
         # blocking reads go through a connection of their own, so that `close` can unblock
@@ -72,11 +86,8 @@ class StreamConsumer:
                 await self._refill()
                 continue
             level, entry_id, payload = buffer.popleft()
-            yield AckableMessage(
-                payload,
-                functools.partial(self.ack, level, entry_id),
-                functools.partial(self.reject, level, entry_id),
-            )
+            # no local keeps the message: when the worker drops it, `_Settler` sees that
+            yield _Settler(self, level, entry_id).message(payload)
 
     async def ack(self, level: int, entry_id: bytes) -> None:
         """Acknowledge and delete the entry (batched with other acknowledgements)."""
@@ -92,6 +103,62 @@ class StreamConsumer:
         await broker.reconnector.call(
             "dead-letter a rejected message", lambda: broker.scripts.reject(keys, args)
         )
+
+    async def release(self, level: int, entry_id: bytes) -> None:
+        """Give the entry up unsettled: any worker takes it again within a lease.
+
+        The consumer stops holding (and heartbeating) it at once; in Redis it moves to the
+        `RELEASED` consumer with an idle time of ``reclaim_interval_s``, so the reclaims of
+        live workers take it between ``lease_s - reclaim_interval_s`` and ``lease_s`` later
+        (a pause that spares ``max_deliveries`` when the cause, a result backend down say,
+        lasts a while). Its delivery count stays as it is. If Redis does not answer, the
+        entry stays pending unheartbeated and is taken over once its lease expires.
+        """
+        if entry_id not in self.held[level]:
+            return  # settled, handed back or lost meanwhile
+        self.held[level].discard(entry_id)
+        broker = self.broker
+        idle_ms = min(broker.lease_ms, round(broker.reclaim_interval_s * 1000))
+        try:
+            await broker.reconnector.call(
+                "release a message",
+                functools.partial(self._move, level, [entry_id], RELEASED, idle_ms, 0),
+            )
+        except CONNECTION_ERRORS:
+            logger.warning(
+                "Could not release entry %s (Redis does not answer): another worker takes it "
+                "over when its lease (%g s) expires",
+                entry_id.decode(),
+                broker.lease_s,
+            )
+
+    def _release_dropped(self, level: int, entry_id: bytes) -> None:
+        """Release an entry that no one can settle any more (its message was dropped)."""
+        if self.closed or entry_id not in self.held[level]:
+            return
+        logger.warning(
+            "Entry %s of %s was dropped unsettled (neither acknowledged, rejected nor "
+            "released): released for another delivery",
+            entry_id.decode(),
+            self.broker.keys.streams[level],
+        )
+        task = asyncio.ensure_future(self.release(level, entry_id))
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
+
+    async def _move(
+        self, level: int, ids: list[bytes], to: str, idle_ms: int, undo_deliveries: int
+    ) -> int:
+        broker = self.broker
+        args: ScriptArgs = [
+            broker.consumer_group_name,
+            self.name,
+            to,
+            idle_ms,
+            undo_deliveries,
+            *ids,
+        ]
+        return int(await broker.scripts.release([broker.keys.streams[level]], args))
 
     async def close(self) -> None:
         """Stop reading and heartbeating (what is held stays pending: see `hand_back`).
@@ -109,22 +176,38 @@ class StreamConsumer:
             for task in late:
                 task.cancel()
         self._heartbeat.cancel()
-        await asyncio.gather(self._heartbeat, return_exceptions=True)
+        await asyncio.gather(self._heartbeat, *self._releasing, return_exceptions=True)
         with contextlib.suppress(*CONNECTION_ERRORS):
             await self._reader.aclose()
 
     async def hand_back(self) -> int:
-        """Put everything this consumer still holds back in its stream; return how many."""
+        """Hand everything this consumer still holds to other workers; return how many.
+
+        Each entry keeps its id (its place in its stream) and moves to `HANDED_BACK`, where
+        live workers take it within about ``HANDED_BACK_CHECK_INTERVAL_S`` plus a read's
+        ``block_ms``. A message that started running keeps its delivery count, so one that
+        stops its worker every time reaches the dead letters after ``max_deliveries``; one
+        still in the buffer, never started, has that delivery undone, so a restarting worker
+        never pushes a message it did not run towards the dead letters.
+        """
         broker = self.broker
-        args: ScriptArgs = [broker.consumer_group_name, self.name, HAND_BACK_CHUNK]
         handed = 0
+        unstarted: list[list[bytes]] = [[] for _ in broker.keys.streams]
+        for level, entry_id, _ in self.buffer:
+            unstarted[level].append(entry_id)
+        for level, ids in enumerate(unstarted):
+            for chunk in _chunks(ids, HAND_BACK_CHUNK):
+                handed += await self._move(level, chunk, HANDED_BACK, broker.lease_ms, 1)
+        self.buffer.clear()
+        args: ScriptArgs = [broker.consumer_group_name, self.name, broker.lease_ms, HAND_BACK_CHUNK]
         for stream in broker.keys.streams:
             while True:
                 moved = int(await broker.scripts.hand_back([stream], args))
                 handed += moved
                 if moved < HAND_BACK_CHUNK:
                     break
-        self.buffer.clear()
+        for held in self.held:
+            held.clear()
         return handed
 
     # -- reading -------------------------------------------------------------------------------
@@ -141,12 +224,10 @@ class StreamConsumer:
 
     async def _fetch(self) -> None:
         try:
-            if time.monotonic() >= self._next_reclaim:
-                self._next_reclaim = time.monotonic() + self.broker.reclaim_interval_s
-                claimed = await self._reclaim()
-                if claimed:
-                    self.buffer.extend(claimed)
-                    return
+            claimed = await self._take_back()
+            if claimed:
+                self.buffer.extend(claimed)
+                return
             self.buffer.extend(await self._read())
         except CONNECTION_ERRORS:  # closed during an outage
             return
@@ -187,6 +268,65 @@ class StreamConsumer:
             self._reader_id = None  # the next connection has another id
             raise
 
+    async def _take_back(self) -> list[Entry]:
+        """What stopping workers handed back, or else expired leases, when it is time to look.
+
+        A look that found a full batch looks again at the next fetch, so that a backlog (many
+        messages released at once, say) is taken at the pace of the worker, not of the timers.
+        """
+        now = time.monotonic()
+        claimed: list[Entry] = []
+        if now >= self._next_handed_back_check:
+            self._next_handed_back_check = now + HANDED_BACK_CHECK_INTERVAL_S
+            claimed = await self._take_handed_back()
+        if not claimed and now >= self._next_reclaim:
+            self._next_reclaim = now + self.broker.reclaim_interval_s
+            claimed = await self._reclaim()
+        return claimed
+
+    async def _take_handed_back(self) -> list[Entry]:
+        broker = self.broker
+        keys: ScriptKeys = [broker.keys.dead_letters, *broker.keys.streams]
+        args: ScriptArgs = [
+            broker.consumer_group_name,
+            self.name,
+            broker.batch_size,
+            broker.max_deliveries or 0,
+        ]
+        dead, entries = await broker.reconnector.call(
+            "take handed-back messages",
+            functools.partial(broker.scripts.take_handed_back, keys, args),
+        )
+        self._log_dead_lettered(dead, "handed back by stopping workers")
+        if dead + len(entries) >= broker.batch_size:
+            self._next_handed_back_check = 0.0  # more may wait: look again at the next fetch
+        claimed: list[Entry] = []
+        for level, (entry_id, fields) in entries:
+            payload = await self._held_payload(int(level), entry_id, fields)
+            if payload is not None:
+                claimed.append((int(level), entry_id, payload))
+        return claimed
+
+    async def _held_payload(self, level: int, entry_id: bytes, fields: Any) -> bytes | None:
+        """The message of an entry a script claimed (now held), or None if it has none."""
+        payload = _field(fields, b"m")
+        if payload is None:
+            await self._reject_foreign(level, entry_id)
+            return None
+        self.held[level].add(entry_id)
+        return payload
+
+    def _log_dead_lettered(self, dead: int, how: str) -> None:
+        if dead:
+            logger.warning(
+                "%d message(s) %s were delivered %d times without being acknowledged: moved "
+                "to the dead letters (%s)",
+                dead,
+                how,
+                self.broker.max_deliveries,
+                self.broker.keys.dead_letters,
+            )
+
     async def _reclaim(self) -> list[Entry]:
         """Take over entries whose lease expired (or dead-letter those delivered too often)."""
         broker = self.broker
@@ -206,26 +346,17 @@ class StreamConsumer:
                 "take over expired messages",
                 functools.partial(broker.scripts.reclaim, keys, args),
             )
-            if dead:
-                logger.warning(
-                    "%d message(s) of %s were delivered %d times without being acknowledged: "
-                    "moved to the dead letters (%s)",
-                    dead,
-                    stream,
-                    broker.max_deliveries,
-                    broker.keys.dead_letters,
-                )
+            self._log_dead_lettered(dead, f"of {stream}")
+            if dead + len(entries) >= broker.batch_size:
+                self._next_reclaim = 0.0  # more may wait: look again at the next fetch
             for entry_id, fields in entries:
-                payload = _field(fields, b"m")
-                if payload is None:
-                    await self._reject_foreign(level, entry_id)
-                    continue
-                self.held[level].add(entry_id)
-                claimed.append((level, entry_id, payload))
+                payload = await self._held_payload(level, entry_id, fields)
+                if payload is not None:
+                    claimed.append((level, entry_id, payload))
         if claimed:
             logger.warning(
                 "Took over %d message(s) whose lease (%g s) had expired: their worker stopped "
-                "without acknowledging them",
+                "(or released them) without acknowledging them",
                 len(claimed),
                 broker.lease_s,
             )
@@ -292,6 +423,46 @@ class StreamConsumer:
             len(lost),
             len(unstarted),
         )
+
+
+class _Settler:
+    """Settles one delivered entry; once nothing references it, releases it if unsettled.
+
+    The message's ``ack``, ``reject`` and ``release`` are this object's methods, so it lives
+    exactly as long as something can still settle the message. When it goes (the receiver,
+    or a loop of the user's, finished with the message without settling it), nobody can
+    settle the entry any more: heartbeating it on would hold it for as long as the worker
+    lives, so it is released instead.
+    """
+
+    __slots__ = ("consumer", "entry_id", "level")
+
+    def __init__(self, consumer: StreamConsumer, level: int, entry_id: bytes) -> None:
+        self.consumer = consumer
+        self.level = level
+        self.entry_id = entry_id
+
+    def message(self, payload: bytes) -> AckableMessage:
+        """The message to yield, settled through this object."""
+        return AckableMessage(payload, self.ack, self.reject, self.release)
+
+    async def ack(self) -> None:
+        await self.consumer.ack(self.level, self.entry_id)
+
+    async def reject(self) -> None:
+        await self.consumer.reject(self.level, self.entry_id)
+
+    async def release(self) -> None:
+        await self.consumer.release(self.level, self.entry_id)
+
+    def __del__(self) -> None:
+        consumer = self.consumer
+        if self.entry_id not in consumer.held[self.level]:
+            return  # settled: the usual case, decided without touching the loop
+        with contextlib.suppress(RuntimeError):  # the loop closed: the hand-back took it
+            consumer._loop.call_soon_threadsafe(
+                consumer._release_dropped, self.level, self.entry_id
+            )
 
 
 def _highest_level_first(entry: Entry) -> int:

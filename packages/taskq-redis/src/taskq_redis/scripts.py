@@ -4,6 +4,19 @@ Redis runs a script as one command, so two workers can never both move the same 
 claim the same expired entry or replay the same dead letter. Due times come from the server's
 clock (``TIME``), so the hosts' clocks need not agree.
 
+Giving an entry back (`RELEASE`, `HAND_BACK`) never re-adds it as a new entry: that would
+reset its delivery count, so a message that kills its worker every time would never reach
+``max_deliveries``, and it would lose its place in the stream. Instead the entry moves, in the
+group's pending list, to one of two consumers no worker reads as (`RELEASED`, `HANDED_BACK`):
+nobody heartbeats it there, it keeps its id (so its stream, hence its priority level, and its
+order), and ``XCLAIM ... JUSTID`` keeps its delivery count (``RETRYCOUNT`` sets it where a
+delivery is to be undone). Workers take entries from there with `TAKE_HANDED_BACK` (at once)
+or `RECLAIM` (once idle for a lease), and the next ``XCLAIM`` counts that delivery, so the
+``max_deliveries`` check applies to them as to any other entry. The two differ on purpose: a
+handed-back entry's worker only stopped, so it is taken at once; a released entry's processing
+ended unsettled (its result backend was down, say), which usually lasts a while, so it waits
+for a reclaim, up to a lease, instead of spending its deliveries in a burst of retries.
+
 A delayed message is a member of the delayed set: 16 random hex digits (so that equal messages
 stay distinct), the priority level in 3 digits, then the message bytes.
 """
@@ -19,6 +32,12 @@ if TYPE_CHECKING:
 #: What a script takes as KEYS, and as ARGV.
 ScriptKeys = list[bytes | str]
 ScriptArgs = list[bytes | str | int | float]
+
+#: The consumer that holds entries their worker released unsettled, until a reclaim takes
+#: them (a real consumer's name always ends in ``-<number>``, so none can be called this).
+RELEASED = "taskq:released"
+#: The consumer that holds entries a stopping worker handed back, until a worker takes them.
+HANDED_BACK = "taskq:handed-back"
 
 _NOW = """
 local function now_ms()
@@ -42,6 +61,33 @@ local function dead_letter(stream, dlq, group, id, reason, level, consumer, deli
   redis.call('XADD', unpack(args))
   redis.call('XDEL', stream, id)
   return 1
+end
+"""
+)
+
+# Takes pending entry `id` (held by `owner`, delivered `deliveries` times) for `consumer`, or
+# dead-letters it once delivered `max_deliveries` times (0: no limit), with a reason saying
+# how its last delivery ended. Returns {dead-lettered (0 or 1), the entry or nil}.
+_TAKE = (
+    _DEAD_LETTER
+    + f"""
+local function last_delivery(owner)
+  if owner == '{RELEASED}' then return 'its last worker released it unsettled' end
+  if owner == '{HANDED_BACK}' then return 'handed back by a stopping worker the last time' end
+  return 'last to ' .. owner .. ', whose lease expired'
+end
+
+local function take(stream, dlq, group, consumer, id, owner, deliveries, max_deliveries, level)
+  if max_deliveries > 0 and deliveries >= max_deliveries then
+    local reason = 'delivered ' .. deliveries .. ' times, never acknowledged ('
+      .. last_delivery(owner) .. ')'
+    return {{dead_letter(stream, dlq, group, id, reason, level, owner, deliveries), nil}}
+  end
+  local got = redis.call('XCLAIM', stream, group, consumer, 0, id)
+  if got[1] and type(got[1][2]) == 'table' then return {{0, got[1]}} end
+  -- deleted meanwhile (Redis 7 drops it from the pending list itself): nothing to deliver
+  if got[1] then redis.call('XACK', stream, group, id) end
+  return {{0, nil}}
 end
 """
 )
@@ -91,30 +137,44 @@ return dead_letter(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 )
 
 #: KEYS: stream, dead letters. ARGV: group, consumer, lease in ms, most to take, max deliveries
-#: (0: no limit), level. Takes entries idle for longer than the lease; those delivered max
-#: deliveries times go to the dead letters instead. Returns {dead-lettered, claimed entries}.
+#: (0: no limit), level. Takes entries idle for longer than the lease (their worker died, or
+#: released them a while ago); those delivered max deliveries times go to the dead letters
+#: instead. Returns {dead-lettered, claimed entries}.
 RECLAIM = (
-    _DEAD_LETTER
+    _TAKE
     + """
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], '-', '+', ARGV[4])
 local max_deliveries = tonumber(ARGV[5])
 local dead, claimed = 0, {}
 for _, p in ipairs(pending) do
-  local id, owner, deliveries = p[1], p[2], p[4]
-  if max_deliveries > 0 and deliveries >= max_deliveries then
-    local reason = 'delivered ' .. deliveries .. ' times, never acknowledged (last to '
-      .. owner .. ')'
-    dead = dead + dead_letter(KEYS[1], KEYS[2], ARGV[1], id, reason, ARGV[6], owner, deliveries)
-  else
-    local got = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], id)
-    if got[1] and type(got[1][2]) == 'table' then
-      table.insert(claimed, got[1])
-    elseif got[1] then
-      redis.call('XACK', KEYS[1], ARGV[1], id)  -- deleted meanwhile: nothing to deliver
-    end
-  end
+  local outcome = take(KEYS[1], KEYS[2], ARGV[1], ARGV[2], p[1], p[2], p[4], max_deliveries,
+                       ARGV[6])
+  dead = dead + outcome[1]
+  if outcome[2] then table.insert(claimed, outcome[2]) end
 end
 return {dead, claimed}
+"""
+)
+
+#: KEYS: dead letters, then the stream of each level. ARGV: group, consumer, most to take per
+#: level, max deliveries (0: no limit). Takes what stopping workers handed back, highest level
+#: first and oldest first within a level, whatever its idle time; those delivered max
+#: deliveries times go to the dead letters instead. Returns {dead-lettered, {level, entry}...}.
+TAKE_HANDED_BACK = (
+    _TAKE
+    + f"""
+local max_deliveries = tonumber(ARGV[4])
+local dead, claimed = 0, {{}}
+for k = #KEYS, 2, -1 do
+  local pending = redis.call('XPENDING', KEYS[k], ARGV[1], '-', '+', ARGV[3], '{HANDED_BACK}')
+  for _, p in ipairs(pending) do
+    local outcome = take(KEYS[k], KEYS[1], ARGV[1], ARGV[2], p[1], p[2], p[4],
+                         max_deliveries, k - 2)
+    dead = dead + outcome[1]
+    if outcome[2] then table.insert(claimed, {{k - 2, outcome[2]}}) end
+  end
+end
+return {{dead, claimed}}
 """
 )
 
@@ -135,20 +195,41 @@ end
 return mine
 """
 
-#: KEYS: stream. ARGV: group, consumer, most to move. Puts up to that many entries this
-#: consumer holds back at the end of the stream as new entries, for any worker to read, and
-#: removes the consumer once it holds none. Returns how many were handed back (0 when the
-#: stream or the group is gone).
-HAND_BACK = """
-local pending = redis.pcall('XPENDING', KEYS[1], ARGV[1], '-', '+', tonumber(ARGV[3]), ARGV[2])
-if pending.err then return 0 end  -- no stream or no group (deleted): nothing is held there
-for _, p in ipairs(pending) do
-  local entry = redis.call('XRANGE', KEYS[1], p[1], p[1])
-  if entry[1] then redis.call('XADD', KEYS[1], '*', unpack(entry[1][2])) end
-  redis.call('XACK', KEYS[1], ARGV[1], p[1])
-  redis.call('XDEL', KEYS[1], p[1])
+#: KEYS: stream. ARGV: group, consumer, to (`RELEASED` or `HANDED_BACK`), idle time to give
+#: in ms, deliveries to undo (0 or 1), ids. Moves those of the ids this consumer still holds
+#: to ``to``, so that it stops holding them, their idle time set as given and their delivery
+#: count lowered by the deliveries to undo (1 for an entry read but never started: that
+#: delivery ran nothing). Returns how many were moved.
+RELEASE = """
+local moved = 0
+for i = 6, #ARGV do
+  local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])
+  if pending[1] then
+    local count = math.max(0, pending[1][4] - tonumber(ARGV[5]))
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[i], 'IDLE', ARGV[4],
+               'RETRYCOUNT', count, 'JUSTID')
+    moved = moved + 1
+  end
 end
-if #pending < tonumber(ARGV[3]) then
+return moved
+"""
+
+#: KEYS: stream. ARGV: group, consumer, lease in ms, most to move. Moves up to that many
+#: entries this consumer holds to `HANDED_BACK`, keeping their delivery count, idle for a
+#: lease already (so that even a reclaim takes them at once), and removes the consumer once
+#: it holds none. Returns how many were handed back (0 when the stream or the group is gone).
+HAND_BACK = f"""
+local pending = redis.pcall('XPENDING', KEYS[1], ARGV[1], '-', '+', tonumber(ARGV[4]), ARGV[2])
+if pending.err then return 0 end  -- no stream or no group (deleted): nothing is held there
+if #pending > 0 then
+  local args = {{KEYS[1], ARGV[1], '{HANDED_BACK}', 0}}
+  for _, p in ipairs(pending) do table.insert(args, p[1]) end
+  table.insert(args, 'IDLE')
+  table.insert(args, ARGV[3])
+  table.insert(args, 'JUSTID')  -- JUSTID: the delivery count stays as it is
+  redis.call('XCLAIM', unpack(args))
+end
+if #pending < tonumber(ARGV[4]) then  -- it holds nothing now: deleting it loses nothing
   redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
 end
 return #pending
@@ -187,6 +268,8 @@ class Scripts:
         self.move_due: AsyncScript = client.register_script(MOVE_DUE)
         self.reject: AsyncScript = client.register_script(REJECT)
         self.reclaim: AsyncScript = client.register_script(RECLAIM)
+        self.take_handed_back: AsyncScript = client.register_script(TAKE_HANDED_BACK)
+        self.release: AsyncScript = client.register_script(RELEASE)
         self.heartbeat: AsyncScript = client.register_script(HEARTBEAT)
         self.hand_back: AsyncScript = client.register_script(HAND_BACK)
         self.replay: AsyncScript = client.register_script(REPLAY)
