@@ -110,6 +110,15 @@ class AsyncBroker(ABC):
             await maybe_await(middleware.shutdown())
         await self.result_backend.shutdown()
 
+    async def __aenter__(self) -> Self:
+        """Start the broker (`startup`) for the ``async with`` block and return it."""
+        await self.startup()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Stop the broker (`shutdown`) when the ``async with`` block ends, even on error."""
+        await self.shutdown()
+
     async def run_event_handlers(self, event: TaskiqEvents) -> None:
         """Run the handlers of ``event`` in the order they were added."""
         for handler in self.event_handlers.get(event, ()):
