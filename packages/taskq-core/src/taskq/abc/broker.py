@@ -20,6 +20,7 @@ from taskq.result_backends import DummyResultBackend
 from taskq.serializers.json import JSONSerializer
 from taskq.state import TaskiqState
 from taskq.task_ids import default_id_generator
+from taskq.task_names import default_task_name
 
 if TYPE_CHECKING:
     from taskq.abc.formatter import TaskiqFormatter
@@ -158,7 +159,7 @@ class AsyncBroker(ABC):
         **labels: Any,
     ) -> AsyncTaskiqDecoratedTask[_Params, _ReturnType]:
         """Register ``func`` as a task and return the decorated task."""
-        name = task_name or f"{func.__module__}:{func.__name__}"
+        name = task_name or default_task_name(func)
         if name in self.local_task_registry:
             logger.warning("Task %r is registered again; the new function replaces it", name)
         decorated = self.decorator_class(self, name, func, labels)
