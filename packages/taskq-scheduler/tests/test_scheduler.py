@@ -3,7 +3,6 @@ idempotency keys, bad input, and several schedulers sharing a source."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -409,7 +408,7 @@ async def test_the_loop_sends_each_fire_through_on_ready(app: App, start_schedul
             calls.append((source, task.schedule_id))
             if task.schedule_id == "skipped":
                 return
-            tagged = dataclasses.replace(task, labels={**task.labels, "tag": "x"})
+            tagged = task.model_copy(update={"labels": {**task.labels, "tag": "x"}})
             await super().on_ready(source, tagged)
 
     calls: list[tuple[ScheduleSource, str]] = []
