@@ -125,3 +125,14 @@ def test_code_given_to_python_c_keeps_main(tmp_path: Path) -> None:
         check=True,
     ).stdout
     assert json.loads(printed) == ["__main__:add"]
+
+
+def test_lambdas_get_unique_names() -> None:
+    from taskq import InMemoryBroker
+
+    broker = InMemoryBroker()
+    first = broker.register_task(lambda: 1)
+    second = broker.register_task(lambda: 2)
+    assert first.task_name != second.task_name
+    assert first.task_name.startswith(f"{__name__}:lambda_")
+    assert broker.find_task(first.task_name) is first

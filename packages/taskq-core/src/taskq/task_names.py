@@ -11,16 +11,24 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 
 def default_task_name(func: Callable[..., Any]) -> str:
-    """Return ``"module:function"`` for ``func``, naming ``__main__`` as a worker would."""
+    """Return ``"module:function"`` for ``func``, naming ``__main__`` as a worker would.
+
+    A lambda gets a unique name (``module:lambda_<hex>``), so that two lambdas of a module
+    do not replace each other, as in taskiq.
+    """
     module = func.__module__
     if module == "__main__":
         module = main_module_name()
-    return f"{module}:{func.__name__}"
+    name = func.__name__
+    if name == "<lambda>":
+        name = f"lambda_{uuid.uuid4().hex}"
+    return f"{module}:{name}"
 
 
 def main_module_name() -> str:
