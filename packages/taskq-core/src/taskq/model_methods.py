@@ -110,9 +110,15 @@ def _model_of(cls: type[Any]) -> type[BaseModel]:
 def _build(cls: type[_Instance], model: BaseModel, raw: Any) -> _Instance:
     """Make the data class from the validated model; its own checks become validation errors."""
     from pydantic import ValidationError
+    from pydantic_core import InitErrorDetails
 
     try:
         return cls(**dict(model))
     except ValueError as error:
-        line = {"type": "value_error", "loc": (), "input": raw, "ctx": {"error": error}}
-        raise ValidationError.from_exception_data(cls.__name__, [line]) from None  # type: ignore[list-item]
+        line: InitErrorDetails = {
+            "type": "value_error",
+            "loc": (),
+            "input": raw,
+            "ctx": {"error": error},
+        }
+        raise ValidationError.from_exception_data(cls.__name__, [line]) from None
