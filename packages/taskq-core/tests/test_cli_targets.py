@@ -70,6 +70,40 @@ def test_bad_targets(project: Path, target: str, message: str) -> None:
     assert "\n" not in str(error.value)
 
 
+def test_a_broker_of_another_library_is_named_with_the_import_to_change(
+    project: Path,
+) -> None:
+    # a stand-in for taskiq (the module names are what the message is built from)
+    (project / "taskiq_standin").mkdir()
+    (project / "taskiq_standin" / "__init__.py").write_text(
+        "class AsyncBroker: ...\nclass InMemoryBroker(AsyncBroker): ...\n"
+    )
+    (project / "cli_app_foreign.py").write_text(
+        "from taskiq_standin import InMemoryBroker\nbroker = InMemoryBroker()\n"
+    )
+    with pytest.raises(TargetError) as error:
+        import_broker("cli_app_foreign:broker")
+    assert str(error.value) == (
+        "'cli_app_foreign:broker' is a taskiq_standin broker "
+        "(taskiq_standin.InMemoryBroker); taskq needs its own: use a taskq broker instead "
+        "(`from taskq import ...` or a taskq_* package)"
+    )
+
+
+def test_a_taskiq_broker_says_to_import_from_taskq(project: Path) -> None:
+    pytest.importorskip("taskiq")
+    (project / "cli_app_taskiq.py").write_text(
+        "from taskiq import InMemoryBroker\nbroker = InMemoryBroker()\n"
+    )
+    with pytest.raises(TargetError) as error:
+        import_broker("cli_app_taskiq:broker")
+    assert str(error.value) == (
+        "'cli_app_taskiq:broker' is a taskiq broker "
+        "(taskiq.brokers.inmemory_broker.InMemoryBroker); taskq needs its own: "
+        "change `from taskiq import ...` to `from taskq import ...`"
+    )
+
+
 def test_a_task_module_that_cannot_be_imported(project: Path) -> None:
     import_module("cli_app_ok")
     with pytest.raises(TargetError, match="no module named 'cli_app_absent'"):

@@ -125,6 +125,24 @@ def test_targets(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     assert cli.main(["target_app:nothing"]) == 2
 
 
+def test_a_taskiq_scheduler_says_to_import_from_taskq(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("taskiq")
+    (tmp_path / "taskiq_app.py").write_text(
+        "from taskiq import InMemoryBroker, TaskiqScheduler\n"
+        "scheduler = TaskiqScheduler(InMemoryBroker(), [])\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(TargetError) as error:
+        cli.import_scheduler(SchedulerOptions("taskiq_app:scheduler"))
+    assert str(error.value) == (
+        "'taskiq_app:scheduler' is a taskiq scheduler "
+        "(taskiq.scheduler.scheduler.TaskiqScheduler); taskq needs its own: "
+        "change `from taskiq import ...` to `from taskq import ...`"
+    )
+
+
 async def test_serve_runs_until_a_signal_and_shuts_down(tmp_path: Any) -> None:
     from taskq_inmemory import InMemoryBroker
     from taskq_scheduler import InMemoryScheduleSource, TaskiqScheduler

@@ -400,3 +400,44 @@ async def test_a_schedule_changed_in_its_source_is_replanned(
     await source.add_schedule(cron("*/2 * * * *", "c"))
     await app.clock.advance(240)
     assert app.fire_times() == [iso(at(2025, 1, 6, 12, 2)), iso(at(2025, 1, 6, 12, 4))]
+
+
+async def test_the_loop_sends_each_fire_through_on_ready(app: App, start_scheduler: Any) -> None:
+    class Tagging(TaskiqScheduler):
+        async def on_ready(self, source: ScheduleSource, task: ScheduledTask) -> None:
+            calls.append((source, task.schedule_id))
+            if task.schedule_id == "skipped":
+                return
+            tagged = task.model_copy(update={"labels": {**task.labels, "tag": "x"}})
+            await super().on_ready(source, tagged)
+
+    calls: list[tuple[ScheduleSource, str]] = []
+    source = InMemoryScheduleSource([cron("* * * * *", "kept"), cron("* * * * *", "skipped")])
+    await start_scheduler(Tagging(app.broker, [source], clock=app.clock), skip_first_run=True)
+    await app.clock.advance(60)
+    assert sorted(calls, key=lambda call: call[1]) == [(source, "kept"), (source, "skipped")]
+    [run] = app.runs
+    key = f"kept@{iso(at(2025, 1, 6, 12, 1))}"
+    assert run.labels["tag"] == "x"
+    assert run.labels["idempotency_key"] == key
+    assert run.task_id == uuid.uuid5(TASK_ID_NAMESPACE, key).hex
+
+
+async def test_on_ready_called_directly_sends_now_unless_pre_send_cancels(app: App) -> None:
+    class Cancels(InMemoryScheduleSource):
+        def pre_send(self, task: ScheduledTask) -> None:
+            if task.schedule_id == "cancelled":
+                raise ScheduledTaskCancelledError
+
+    sent = cron("* * * * *", "now", args=[1], task_id="my-id")
+    source = Cancels([])
+    scheduler = TaskiqScheduler(app.broker, [source], clock=app.clock)
+    await scheduler.startup()
+    try:
+        await scheduler.on_ready(source, sent)
+        await scheduler.on_ready(source, cron("* * * * *", "cancelled"))
+    finally:
+        await scheduler.shutdown()
+    [run] = app.runs
+    assert (run.args, run.task_id, run.labels["schedule_id"]) == ((1,), "my-id", "now")
+    assert run.labels["fire_time"] == iso(START)

@@ -5,10 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from taskq.model_methods import ModelMethods
+
 
 @dataclass(slots=True)
-class TaskiqMessage:
-    """A task invocation: which task, with which arguments and labels, under which id."""
+class TaskiqMessage(ModelMethods):
+    """A task invocation: which task, with which arguments and labels, under which id.
+
+    ``model_dump``, ``model_validate`` and the other pydantic methods give taskiq's results.
+    """
 
     task_id: str
     task_name: str

@@ -9,6 +9,7 @@ from typing import Any, Generic, TypeVar
 from taskiq_dependencies import Depends
 
 from taskq.context import Context
+from taskq.model_methods import ModelMethods
 
 _ProgressType = TypeVar("_ProgressType")
 
@@ -23,11 +24,22 @@ class TaskState(str, enum.Enum):
 
 
 @dataclass(slots=True)
-class TaskProgress(Generic[_ProgressType]):
-    """A progress report: a state and any metadata the task attaches."""
+class TaskProgress(ModelMethods, Generic[_ProgressType]):
+    """A progress report: a state and any metadata the task attaches.
+
+    ``state`` must be a `TaskState` or a string, as in taskiq: anything else raises
+    pydantic's ``ValidationError``. ``model_dump``, ``model_validate`` and the other pydantic
+    methods give taskiq's results.
+    """
 
     state: TaskState | str
     meta: _ProgressType | None = None
+
+    def __post_init__(self) -> None:
+        """Validate ``state`` as taskiq does (the common case costs one isinstance check)."""
+        state: object = self.state  # typed as valid, but callers may pass anything
+        if not isinstance(state, str):
+            self.state = self.model_validate({"state": state, "meta": self.meta}).state
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as plain data for a serializer."""

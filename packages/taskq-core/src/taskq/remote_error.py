@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Mapping
 from typing import Any
 
-from taskq.exceptions import RemoteTaskError, TaskiqError
+from taskq.exceptions import RemoteTaskError, SecurityError, TaskiqError
 
 _PLAIN = (str, int, float, bool, type(None))
 
@@ -62,3 +64,78 @@ def _instantiate(
         return kind(*encoded.get("args", [message]))
     except Exception:
         return None
+
+
+def describe_error(error: BaseException) -> dict[str, Any]:
+    """Describe ``error`` as taskiq's results do (``TaskiqResult.model_dump``'s ``error``).
+
+    Keys: ``exc_type`` (qualified name), ``exc_message`` (the args, each kept when JSON can
+    carry it, else its repr), ``exc_module``, ``exc_cause`` and ``exc_context`` (described
+    the same way, or None) and ``exc_suppress_context``.
+    """
+    return _describe(error, frozenset())
+
+
+def restore_described_error(described: Mapping[str, Any]) -> BaseException:
+    """Rebuild an exception from `describe_error`'s data, with its cause and context.
+
+    As `decode_error`: only an exception type whose module is already imported is used, any
+    other type gives a `RemoteTaskError`; a name that is not an exception type raises
+    `SecurityError`.
+    """
+    module_name = described.get("exc_module")
+    type_name = str(described["exc_type"])
+    args = tuple(described.get("exc_message") or ())
+    found: Any = sys.modules.get(module_name) if isinstance(module_name, str) else None
+    for part in type_name.split("."):
+        found = getattr(found, part, None)
+    full_name = f"{module_name}.{type_name}" if module_name else type_name
+    if found is not None and not (isinstance(found, type) and issubclass(found, BaseException)):
+        raise SecurityError(description=f"{full_name} is not an exception type")
+    error = _construct(found, args, full_name)
+    for attribute in ("exc_cause", "exc_context"):
+        linked = described.get(attribute)
+        if isinstance(linked, BaseException) or linked is None:
+            setattr(error, f"__{attribute[4:]}__", linked)
+        else:
+            setattr(error, f"__{attribute[4:]}__", restore_described_error(linked))
+    error.__suppress_context__ = bool(described.get("exc_suppress_context", False))
+    return error
+
+
+def _describe(error: BaseException, path: frozenset[int]) -> dict[str, Any]:
+    path = path | {id(error)}
+    kind = type(error)
+    context = None if error.__suppress_context__ else error.__context__
+    return {
+        "exc_type": kind.__qualname__,
+        "exc_message": tuple(_json_or_repr(arg) for arg in error.args),
+        "exc_module": kind.__module__,
+        "exc_cause": _describe_linked(error.__cause__, path),
+        "exc_context": _describe_linked(context, path),
+        "exc_suppress_context": error.__suppress_context__,
+    }
+
+
+def _describe_linked(error: BaseException | None, path: frozenset[int]) -> dict[str, Any] | None:
+    if error is None or id(error) in path:
+        return None
+    return _describe(error, path)
+
+
+def _json_or_repr(value: Any) -> Any:
+    try:
+        json.loads(json.dumps(value))
+    except Exception:
+        return repr(value)
+    return value
+
+
+def _construct(kind: Any, args: tuple[Any, ...], full_name: str) -> BaseException:
+    text = ", ".join(str(arg) for arg in args)
+    if kind is not None:
+        try:
+            return kind(*args)  # type: ignore[no-any-return]
+        except Exception:
+            pass
+    return RemoteTaskError(f"{full_name}: {text}", type_name=full_name, text=text)

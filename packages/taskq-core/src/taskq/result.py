@@ -7,18 +7,20 @@ from typing import Any, Generic, TypeVar
 
 from typing_extensions import Self
 
+from taskq.model_methods import ModelMethods
 from taskq.remote_error import decode_error, encode_error
 
 _ReturnType = TypeVar("_ReturnType")
 
 
 @dataclass(slots=True, kw_only=True)
-class TaskiqResult(Generic[_ReturnType]):
+class TaskiqResult(ModelMethods, Generic[_ReturnType]):
     """The outcome of one task run.
 
     ``is_err`` tells whether the task raised; then ``error`` holds the exception and
     ``return_value`` is None. ``execution_time`` is in seconds; ``labels`` are the message's.
     ``log`` is kept for compatibility and is None unless a backend stores logs.
+    ``model_dump``, ``model_validate`` and the other pydantic methods give taskiq's results.
     """
 
     is_err: bool

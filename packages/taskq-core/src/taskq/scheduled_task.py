@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from taskq.exceptions import InvalidScheduleError
+from taskq.model_methods import ModelMethods
 
 
 @dataclass(kw_only=True)
@@ -35,14 +36,16 @@ class CronSpec:
 
 
 @dataclass(kw_only=True)
-class ScheduledTask:
+class ScheduledTask(ModelMethods):
     """A task to send on a schedule.
 
     Exactly one of ``cron`` (a cron expression of five fields, or six with a leading seconds
     field, evaluated in ``cron_offset`` — a timezone name such as ``"Europe/Paris"``, or a UTC
     offset as a timedelta or ``"+05:30"`` — or else in the scheduler's default timezone, UTC),
     ``time`` (an aware datetime: fire once) or ``interval`` (seconds, or a timedelta, of at
-    least one second) must be given.
+    least one second) must be given. ``model_dump``, ``model_validate`` and the other
+    pydantic methods give taskiq's results (`model_validate` raises pydantic's
+    ``ValidationError`` for a bad schedule).
     """
 
     task_name: str

@@ -26,6 +26,7 @@ from taskq.cli.options import add_discovery_options
 from taskq.cli.targets import (
     TargetError,
     add_working_directory_to_path,
+    foreign_object_hint,
     import_module,
     import_object,
 )
@@ -137,7 +138,8 @@ def import_scheduler(options: SchedulerOptions) -> TaskiqScheduler:
         found = found()
     if not isinstance(found, TaskiqScheduler):
         raise TargetError(
-            f"{options.scheduler!r} is an object of type {type(found).__name__}, "
+            foreign_object_hint(options.scheduler, found, "TaskiqScheduler", "scheduler")
+            or f"{options.scheduler!r} is an object of type {type(found).__name__}, "
             "not a TaskiqScheduler"
         )
     found.broker.is_scheduler_process = True

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import timedelta, tzinfo
 from typing import Any
 
@@ -12,6 +14,7 @@ from taskq.abc.broker import AsyncBroker
 from taskq.abc.schedule_source import ScheduleSource
 from taskq.exceptions import ScheduledTaskCancelledError
 from taskq.kicker import send_task
+from taskq.scheduled_task import ScheduledTask
 from taskq_scheduler.clock import Clock, SystemClock
 from taskq_scheduler.fire import Fire
 from taskq_scheduler.loop import SchedulerLoop
@@ -83,37 +86,64 @@ class TaskiqScheduler:
         await loop.run(stop)
 
     async def send(self, fire: Fire) -> bool:
-        """Claim ``fire`` from its source and send it; return whether it was sent.
+        """Claim ``fire`` from its source, send it with `on_ready`; return whether it was sent.
 
         Nothing raises: a fire another scheduler claimed, one that `pre_send` cancels and
         one the broker fails to send are logged and skipped.
         """
-        schedule = fire.schedule
+        sending = _Sending(fire)
+        token = _sending.set(sending)
         try:
-            if not await fire.source.claim_fire(schedule.schedule_id, fire.instant):
+            if not await fire.source.claim_fire(fire.schedule.schedule_id, fire.instant):
                 logger.debug("Fire %s was claimed by another scheduler", fire.idempotency_key)
                 return False
-            await _settle(fire.source.pre_send(schedule))
-            await send_task(
-                self.broker,
-                schedule.task_name,
-                fire.labels,
-                tuple(schedule.args),
-                schedule.kwargs,
-                task_id=fire.task_id,
-            )
-        except ScheduledTaskCancelledError:
-            logger.info("Fire %s was cancelled by its source", fire.idempotency_key)
-            return False
+            await self.on_ready(fire.source, fire.schedule)
         except Exception as exc:
             self._log_failure(fire, exc)
             return False
-        logger.info("Sent %s (task %s)", fire.idempotency_key, schedule.task_name)
+        finally:
+            _sending.reset(token)
+        return sending.sent
+
+    async def on_ready(self, source: ScheduleSource, task: ScheduledTask) -> None:
+        """Send ``task``, a schedule of ``source``, now: the loop calls it for each due fire.
+
+        It runs ``source.pre_send(task)`` (a `ScheduledTaskCancelledError` there cancels this
+        fire: logged, not raised), sends the task with the schedule's arguments, its labels
+        plus ``schedule_id``, ``fire_time`` and ``idempotency_key``, and the schedule's task
+        id (or one derived from the idempotency key), then runs ``source.post_send(task)``
+        (a failure there is logged). A broker failure raises.
+
+        Override it to change how fires are sent (add labels, log, skip some), and call
+        ``super().on_ready(source, task)`` to send; ``task`` may be a changed copy of the
+        schedule (``task.model_copy(update=...)``). Called directly, outside the loop, it
+        sends a fire at the current time (without claiming it).
+        """
+        sending = _sending.get()
+        if sending is not None and sending.fire.schedule.schedule_id == task.schedule_id:
+            fire = Fire(source, task, sending.fire.time)
+        else:
+            sending, fire = None, Fire(source, task, self.clock.now())
         try:
-            await _settle(fire.source.post_send(schedule))
+            await _settle(source.pre_send(task))
+        except ScheduledTaskCancelledError:
+            logger.info("Fire %s was cancelled by its source", fire.idempotency_key)
+            return
+        await send_task(
+            self.broker,
+            task.task_name,
+            fire.labels,
+            tuple(task.args),
+            task.kwargs,
+            task_id=fire.task_id,
+        )
+        if sending is not None:
+            sending.sent = True
+        logger.info("Sent %s (task %s)", fire.idempotency_key, task.task_name)
+        try:
+            await _settle(source.post_send(task))
         except Exception:
             logger.exception("post_send of %s failed", fire.idempotency_key)
-        return True
 
     def _log_failure(self, fire: Fire, error: Exception) -> None:
         schedule_id = fire.schedule.schedule_id
@@ -126,6 +156,18 @@ class TaskiqScheduler:
             error,
             exc_info=error if first else None,
         )
+
+
+@dataclass
+class _Sending:
+    """The fire `TaskiqScheduler.send` is sending, and whether `on_ready` sent it."""
+
+    fire: Fire
+    sent: bool = False
+
+
+#: Set by `TaskiqScheduler.send` while `on_ready` runs, so that it sends the loop's fire.
+_sending: ContextVar[_Sending | None] = ContextVar("taskq_scheduler_sending", default=None)
 
 
 async def _settle(value: Any) -> Any:

@@ -20,6 +20,7 @@ from taskq.result_backends import DummyResultBackend
 from taskq.serializers.json import JSONSerializer
 from taskq.state import TaskiqState
 from taskq.task_ids import default_id_generator
+from taskq.task_names import default_task_name
 
 if TYPE_CHECKING:
     from taskq.abc.formatter import TaskiqFormatter
@@ -110,6 +111,15 @@ class AsyncBroker(ABC):
             await maybe_await(middleware.shutdown())
         await self.result_backend.shutdown()
 
+    async def __aenter__(self) -> Self:
+        """Start the broker (`startup`) for the ``async with`` block and return it."""
+        await self.startup()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Stop the broker (`shutdown`) when the ``async with`` block ends, even on error."""
+        await self.shutdown()
+
     async def run_event_handlers(self, event: TaskiqEvents) -> None:
         """Run the handlers of ``event`` in the order they were added."""
         for handler in self.event_handlers.get(event, ()):
@@ -149,7 +159,7 @@ class AsyncBroker(ABC):
         **labels: Any,
     ) -> AsyncTaskiqDecoratedTask[_Params, _ReturnType]:
         """Register ``func`` as a task and return the decorated task."""
-        name = task_name or f"{func.__module__}:{func.__name__}"
+        name = task_name or default_task_name(func)
         if name in self.local_task_registry:
             logger.warning("Task %r is registered again; the new function replaces it", name)
         decorated = self.decorator_class(self, name, func, labels)

@@ -70,9 +70,30 @@ def import_broker(target: str) -> AsyncBroker:
     found = import_object(target)
     if not isinstance(found, AsyncBroker):
         raise TargetError(
-            f"{target!r} is an object of type {type(found).__name__}, not an AsyncBroker"
+            foreign_object_hint(target, found, "AsyncBroker", "broker")
+            or f"{target!r} is an object of type {type(found).__name__}, not an AsyncBroker"
         )
     return found
+
+
+def foreign_object_hint(target: str, found: object, base_name: str, kind: str) -> str | None:
+    """Explain a ``kind`` made with another library (one whose class ``base_name`` it derives).
+
+    Returns None when ``found`` is no such object. The usual case is code still importing
+    from taskiq: the message says which import to change.
+    """
+    kind_type = type(found)
+    bases = [c for c in kind_type.__mro__ if c.__name__ == base_name]
+    if not bases:
+        return None
+    library = bases[0].__module__.partition(".")[0]
+    package = kind_type.__module__.partition(".")[0]
+    what = f"{kind_type.__module__}.{kind_type.__qualname__}"
+    if package == library == "taskiq":
+        advice = "change `from taskiq import ...` to `from taskq import ...`"
+    else:
+        advice = f"use a taskq {kind} instead (`from taskq import ...` or a taskq_* package)"
+    return f"{target!r} is a {library} {kind} ({what}); taskq needs its own: {advice}"
 
 
 def _one_line(error: BaseException) -> str:
