@@ -21,6 +21,7 @@ from taskq import (
     AsyncTaskiqTask,
     DummyResultBackend,
     JSONFormatter,
+    MessageDecodeError,
     RemoteTaskError,
     ResultBackendError,
     ResultGetError,
@@ -34,6 +35,7 @@ from taskq import (
     UnknownTaskError,
     gather,
 )
+from taskq.formatters import SerializerFormatter
 from taskq.remote_error import decode_error, encode_error
 from taskq.serializers import (
     CBORSerializer,
@@ -91,6 +93,14 @@ def test_serializers_raise_typed_errors(serializer_class):
         serializer.dumpb(lambda: None)
     with pytest.raises(SerializationError):
         serializer.loadb(b"\xc1\xff\x00garbage")
+
+
+@pytest.mark.parametrize("serializer_class", SERIALIZERS)
+@pytest.mark.parametrize("opening", [b"[", b'{"a":', b" [", b"\x91", b"\x9f", b"("])
+def test_data_nested_too_deeply_is_a_typed_decode_error(serializer_class, opening):
+    # JSON's decoder raised RecursionError past the interpreter's recursion limit
+    with pytest.raises(MessageDecodeError):
+        SerializerFormatter(serializer_class()).loads(opening * 100_000)
 
 
 @pytest.mark.parametrize(
