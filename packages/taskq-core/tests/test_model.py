@@ -121,6 +121,19 @@ def test_json_serializer_refuses_what_json_loads_refuses(data):
         JSONSerializer().loadb(data)
 
 
+def test_a_stored_error_naming_a_lazy_export_imports_nothing(monkeypatch):
+    # taskq's lazy names were looked up with getattr, which imports the sibling package:
+    # a result naming "taskq.ZeroMQBroker" imported taskq_zmq, or raised ImportError when
+    # it was not installed
+    from taskq import _lazy
+
+    monkeypatch.setitem(_lazy.LAZY_NAMES, "GhostBroker", ("taskq_ghost_missing", "taskq-ghost"))
+    rebuilt = decode_error({"type": "taskq.GhostBroker", "message": "m"})
+    assert isinstance(rebuilt, RemoteTaskError)
+    assert str(rebuilt) == "taskq.GhostBroker: m"
+    assert "taskq_ghost_missing" not in sys.modules
+
+
 def test_json_formatter_round_trips_messages():
     formatter = JSONFormatter()
     message = taskq.TaskiqMessage("id", "m:f", {"a": 1}, [1, "x"], {"k": [1]})
