@@ -41,10 +41,18 @@ from taskq.serializers import (
     PickleSerializer,
 )
 from taskq_result_backends import SQLiteResultBackend
+from taskq_result_backends._codec import encode_progress, encode_result
 from taskq_result_backends.sqlite import PROGRESS, RESULTS
 
+#: Entries each example stores and reads back, at least; the tests run
+#: ``TASKQ_FUZZ_EXAMPLES / ENTRIES_PER_EXAMPLE`` examples, so as many entries or more in all,
+#: written in one transaction (SQLite) or pipeline (Redis) per example.
+ENTRIES_PER_EXAMPLE = 5
+
+_profile = settings.get_profile("taskq-fuzz")
 FUZZ = settings(
-    settings.get_profile("taskq-fuzz"),
+    _profile,
+    max_examples=max(1, _profile.max_examples // ENTRIES_PER_EXAMPLE),
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
@@ -55,6 +63,8 @@ SERIALIZERS: dict[str, Callable[[], TaskiqSerializer]] = {
     "cbor": CBORSerializer,
     "pickle": PickleSerializer,
 }
+
+INSTANCES = {name: make() for name, make in SERIALIZERS.items()}
 
 TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=6)
 #: plain values every serializer round-trips exactly
@@ -154,40 +164,49 @@ def damaged(data: bytes, how: str, at: int, extra: bytes) -> bytes:
     return data[:at] + extra + data[at:]  # insert
 
 
+def payloads(name: str, table: str) -> st.SearchStrategy[bytes]:
+    """Bytes that are mostly not a stored result (or progress report), some almost one."""
+    serializer = INSTANCES[name]
+    valid = RESULTS_ if table == "result" else PROGRESSES
+    payload = st.one_of(
+        st.binary(max_size=48),
+        WRONG_SHAPES.map(lambda value: encoded_or_nothing(serializer, value)),
+        st.builds(
+            damaged,
+            valid.map(lambda stored: serializer.dumpb(stored.to_dict())),
+            st.sampled_from(["truncate", "flip", "insert"]),
+            st.integers(0, 1 << 16),
+            st.binary(max_size=4),
+        ),
+        st.builds(
+            lambda opening, depth: opening * depth,
+            st.sampled_from(NESTING),
+            st.integers(0, 13).map(lambda k: 1 << k),
+        ),
+    )
+    if name == "pickle":
+        return payload.map(lambda data: bytes(b for b in data if b not in IMPORTING_OPCODES))
+    return payload
+
+
+#: built once: a strategy made during a draw is validated again each time, which is slow
+PAYLOADS = {
+    (name, table): payloads(name, table) for name in SERIALIZERS for table in ("result", "progress")
+}
+
+
 @st.composite
 def entries(draw: Any, raw_rows: st.SearchStrategy[Any]) -> tuple[str, str, str, Any]:
     """One stored entry: (serializer, "result" or "progress", kind, what) — kind is "valid"
     (what: the result or progress report), "payload" (bytes) or "raw" (a foreign value)."""
     name = draw(st.sampled_from(list(SERIALIZERS)))
-    serializer = SERIALIZERS[name]()
     table = draw(st.sampled_from(["result", "progress"]))
     kind = draw(st.sampled_from(["valid", "payload", "payload", "raw"]))
     if kind == "valid":
         return name, table, kind, draw(RESULTS_ if table == "result" else PROGRESSES)
     if kind == "raw":
         return name, table, kind, draw(raw_rows)
-    valid = draw(RESULTS_ if table == "result" else PROGRESSES).to_dict()
-    payload = draw(
-        st.one_of(
-            st.binary(max_size=48),
-            WRONG_SHAPES.map(lambda value: encoded_or_nothing(serializer, value)),
-            st.builds(
-                damaged,
-                st.just(serializer.dumpb(valid)),
-                st.sampled_from(["truncate", "flip", "insert"]),
-                st.integers(0, 1 << 16),
-                st.binary(max_size=4),
-            ),
-            st.builds(
-                lambda opening, depth: opening * depth,
-                st.sampled_from(NESTING),
-                st.integers(0, 13).map(lambda k: 1 << k),
-            ),
-        )
-    )
-    if name == "pickle":
-        payload = bytes(byte for byte in payload if byte not in IMPORTING_OPCODES)
-    return name, table, kind, payload
+    return name, table, kind, draw(PAYLOADS[name, table])
 
 
 def same_result(got: TaskiqResult[Any], stored: TaskiqResult[Any]) -> bool:
@@ -232,6 +251,23 @@ async def check_reads(backend: Any, task_id: str, table: str, kind: str, what: A
         assert got is None or isinstance(got, TaskProgress)
 
 
+def encoded(name: str, table: str, what: Any) -> bytes:
+    """A valid result or progress report as the backends encode it."""
+    if table == "result":
+        return encode_result(INSTANCES[name], "id", what)
+    return encode_progress(INSTANCES[name], "id", what)
+
+
+async def read_all(backends: dict[str, Any], written: list[tuple[str, str, str, str, Any]]) -> None:
+    """Read back every written entry, concurrently."""
+    await asyncio.gather(
+        *(
+            check_reads(backends[name], task_id, table, kind, what)
+            for name, task_id, table, kind, what in written
+        )
+    )
+
+
 # -- SQLite ----------------------------------------------------------------------------------
 
 SQL_VALUES = (
@@ -247,8 +283,8 @@ def test_sqlite_reads_back_stored_results_or_a_typed_error(
     sqlite_path: str, loop: asyncio.AbstractEventLoop
 ) -> None:
     backends = {
-        name: SQLiteResultBackend(sqlite_path, serializer=make())
-        for name, make in SERIALIZERS.items()
+        name: SQLiteResultBackend(sqlite_path, serializer=serializer)
+        for name, serializer in INSTANCES.items()
     }
     for backend in backends.values():
         loop.run_until_complete(backend.startup())
@@ -263,26 +299,26 @@ def test_sqlite_reads_back_stored_results_or_a_typed_error(
     with closing(sqlite3.connect(sqlite_path, isolation_level=None)) as connection:
 
         @FUZZ
-        @given(st.lists(entries(raw_rows), min_size=1, max_size=3))
+        @given(st.lists(entries(raw_rows), min_size=ENTRIES_PER_EXAMPLE, max_size=8))
         def store_and_read(stored: list[tuple[str, str, str, Any]]) -> None:
-            written = []
+            written, rows = [], {RESULTS: [], PROGRESS: []}
             for name, table, kind, what in stored:
                 task_id = f"t{next(ids)}"
-                backend = backends[name]
-                if kind == "valid" and table == "result":
-                    loop.run_until_complete(backend.set_result(task_id, what))
-                elif kind == "valid":
-                    loop.run_until_complete(backend.set_progress(task_id, what))
+                if kind == "valid":
+                    row = (encoded(name, table, what), 0.0, None)
                 else:
                     row = (what, 0.0, None) if kind == "payload" else what
-                    connection.execute(
-                        f"INSERT INTO {RESULTS if table == 'result' else PROGRESS}"
-                        " (task_id, payload, stored_at, expires_at) VALUES (?, ?, ?, ?)",
-                        (task_id, *row),
-                    )
-                written.append((backend, task_id, table, kind, what))
-            for backend, task_id, table, kind, what in written:
-                loop.run_until_complete(check_reads(backend, task_id, table, kind, what))
+                rows[RESULTS if table == "result" else PROGRESS].append((task_id, *row))
+                written.append((name, task_id, table, kind, what))
+            connection.execute("BEGIN")  # one transaction
+            for sql_table, table_rows in rows.items():
+                connection.executemany(
+                    f"INSERT INTO {sql_table} (task_id, payload, stored_at, expires_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    table_rows,
+                )
+            connection.execute("COMMIT")
+            loop.run_until_complete(read_all(backends, written))
 
         store_and_read()
     for backend in backends.values():
@@ -295,51 +331,46 @@ def test_sqlite_reads_back_stored_results_or_a_typed_error(
 def test_redis_reads_back_stored_results_or_a_typed_error(
     redis_url: str, redis_prefix: str, loop: asyncio.AbstractEventLoop
 ) -> None:
+    import redis.asyncio
+
     from taskq_result_backends import RedisResultBackend
 
     backends = {
-        name: RedisResultBackend(redis_url, prefix=redis_prefix, serializer=make())
-        for name, make in SERIALIZERS.items()
+        name: RedisResultBackend(redis_url, prefix=redis_prefix, serializer=serializer)
+        for name, serializer in INSTANCES.items()
     }
     for backend in backends.values():
         loop.run_until_complete(backend.startup())
-    import redis.asyncio
-
     client = redis.asyncio.Redis.from_url(redis_url)
     ids = itertools.count()
     # a key of another type than a string: (command, arguments after the key)
     raw_rows = st.sampled_from(
         [("rpush", ["x"]), ("sadd", ["x"]), ("hset", ["f", "v"]), ("zadd", [{"m": 1}])]
     )
+    any_backend = backends["json"]
 
-    async def write_raw(key: str, kind: str, what: Any) -> None:
-        if kind == "payload":
-            await client.set(key, what)
-        else:
-            command, arguments = what
-            await getattr(client, command)(key, *arguments)
+    async def write_all(written: list[tuple[str, str, str, str, Any]]) -> None:
+        async with client.pipeline(transaction=False) as pipe:
+            for name, task_id, table, kind, what in written:
+                if table == "result":
+                    key = any_backend.result_key(task_id)
+                else:
+                    key = any_backend.progress_key(task_id)
+                if kind == "valid":
+                    pipe.set(key, encoded(name, table, what))
+                elif kind == "payload":
+                    pipe.set(key, what)
+                else:
+                    command, arguments = what
+                    getattr(pipe, command)(key, *arguments)
+            await pipe.execute()
 
     @FUZZ
-    @given(st.lists(entries(raw_rows), min_size=1, max_size=3))
+    @given(st.lists(entries(raw_rows), min_size=ENTRIES_PER_EXAMPLE, max_size=8))
     def store_and_read(stored: list[tuple[str, str, str, Any]]) -> None:
-        written = []
-        for name, table, kind, what in stored:
-            task_id = f"t{next(ids)}"
-            backend = backends[name]
-            if kind == "valid" and table == "result":
-                loop.run_until_complete(backend.set_result(task_id, what))
-            elif kind == "valid":
-                loop.run_until_complete(backend.set_progress(task_id, what))
-            else:
-                key = (
-                    backend.result_key(task_id)
-                    if table == "result"
-                    else backend.progress_key(task_id)
-                )
-                loop.run_until_complete(write_raw(key, kind, what))
-            written.append((backend, task_id, table, kind, what))
-        for backend, task_id, table, kind, what in written:
-            loop.run_until_complete(check_reads(backend, task_id, table, kind, what))
+        written = [(name, f"t{next(ids)}", table, kind, what) for name, table, kind, what in stored]
+        loop.run_until_complete(write_all(written))
+        loop.run_until_complete(read_all(backends, written))
 
     store_and_read()
     for backend in backends.values():
