@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -79,7 +80,7 @@ def entries(encode: Any) -> st.SearchStrategy[dict[bytes, bytes]]:
     valid = MESSAGES.map(encode)
     garbage = st.one_of(
         st.binary(max_size=32),
-        WRONG_SHAPES.map(lambda value: encode_plain(value)),
+        WRONG_SHAPES.map(encode_plain),
         st.builds(
             damaged,
             valid,
@@ -100,8 +101,6 @@ def entries(encode: Any) -> st.SearchStrategy[dict[bytes, bytes]]:
 
 
 def encode_plain(value: Any) -> bytes:
-    import json
-
     return json.dumps(value).encode()
 
 
