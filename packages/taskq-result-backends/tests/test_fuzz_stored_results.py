@@ -6,9 +6,9 @@ come back either as the `TaskiqResult` (or progress report) that was stored, or 
 task ids — real results and progress reports through the backend, interleaved with
 arbitrary payloads (random bytes, damaged results, well-formed data of the wrong shape,
 deeply nested data) and, for SQLite, rows with values of any SQL type; for Redis, keys of
-another type — and reads each back. The serializer (every one taskq has) is drawn per
-entry; pickle entries get garbage without the opcodes that import a name, since unpickling
-arbitrary bytes can run code (pickle is only for trusted peers).
+another type — and reads each back. The serializer (every one taskq has whose extra is
+installed) is drawn per entry; pickle entries get garbage without the opcodes that import a
+name, since unpickling arbitrary bytes can run code (pickle is only for trusted peers).
 """
 
 from __future__ import annotations
@@ -64,7 +64,19 @@ SERIALIZERS: dict[str, Callable[[], TaskiqSerializer]] = {
     "pickle": PickleSerializer,
 }
 
-INSTANCES = {name: make() for name, make in SERIALIZERS.items()}
+
+def _available() -> dict[str, TaskiqSerializer]:
+    """An instance of every serializer whose extra is installed."""
+    instances = {}
+    for name, make in SERIALIZERS.items():
+        try:
+            instances[name] = make()
+        except ImportError:
+            continue
+    return instances
+
+
+INSTANCES = _available()
 
 TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=6)
 #: plain values every serializer round-trips exactly
@@ -191,7 +203,7 @@ def payloads(name: str, table: str) -> st.SearchStrategy[bytes]:
 
 #: built once: a strategy made during a draw is validated again each time, which is slow
 PAYLOADS = {
-    (name, table): payloads(name, table) for name in SERIALIZERS for table in ("result", "progress")
+    (name, table): payloads(name, table) for name in INSTANCES for table in ("result", "progress")
 }
 
 
@@ -199,7 +211,7 @@ PAYLOADS = {
 def entries(draw: Any, raw_rows: st.SearchStrategy[Any]) -> tuple[str, str, str, Any]:
     """One stored entry: (serializer, "result" or "progress", kind, what) — kind is "valid"
     (what: the result or progress report), "payload" (bytes) or "raw" (a foreign value)."""
-    name = draw(st.sampled_from(list(SERIALIZERS)))
+    name = draw(st.sampled_from(list(INSTANCES)))
     table = draw(st.sampled_from(["result", "progress"]))
     kind = draw(st.sampled_from(["valid", "payload", "payload", "raw"]))
     if kind == "valid":
