@@ -102,10 +102,6 @@ ERROR_TYPES = (
             "taskq.exceptions.TaskiqError",
             "taskq.exceptions.TaskArgumentsError",
             "taskq.exceptions.TaskiqResultTimeoutError",
-            "taskq.ZeroMQBroker",
-            "taskq.RedisStreamBroker",
-            "taskq.InMemoryBroker",
-            "taskq.Receiver",
             "taskq.TaskiqError",
             "os.path",
             "builtins",
@@ -114,12 +110,24 @@ ERROR_TYPES = (
             "no.such.module.Error",
         ]
     )
+    # names taskq exports lazily: looking one up must not import its package
+    | st.sampled_from(
+        [
+            "taskq.ZeroMQBroker",
+            "taskq.RedisStreamBroker",
+            "taskq.InMemoryBroker",
+            "taskq.SimpleRetryMiddleware",
+            "taskq.PrometheusMiddleware",
+            "taskq.TaskiqScheduler",
+            "taskq.LabelScheduleSource",
+            "taskq.Receiver",
+        ]
+    )
     | TEXT
 )
 ERRORS = st.fixed_dictionaries(
-    {},
+    {"type": ERROR_TYPES},
     optional={
-        "type": ERROR_TYPES | VALUES,
         "message": VALUES,
         "args": VALUES,
         "fields": VALUES | st.dictionaries(TEXT, SCALARS, max_size=2),
@@ -140,6 +148,8 @@ WRONG_SHAPES = VALUES | st.fixed_dictionaries(
         "meta": FIELD,
     },
 )
+#: failed results whose error names any type
+FAILURES = st.fixed_dictionaries({"is_err": st.just(True), "error": ERRORS})
 NESTING = [b"[", b'{"a":', b"\x91", b"\x81\xa1a", b"\x9f", b"\x81\x61a", b"("]
 #: Pickle opcodes that import a name (GLOBAL, INST, STACK_GLOBAL, EXT1/2/4).
 IMPORTING_OPCODES = frozenset(b"ci\x93\x82\x83\x84")
@@ -213,7 +223,10 @@ def entries(draw: Any, raw_rows: st.SearchStrategy[Any]) -> tuple[str, str, str,
     (what: the result or progress report), "payload" (bytes) or "raw" (a foreign value)."""
     name = draw(st.sampled_from(list(INSTANCES)))
     table = draw(st.sampled_from(["result", "progress"]))
-    kind = draw(st.sampled_from(["valid", "payload", "payload", "raw"]))
+    kind = draw(st.sampled_from(["valid", "payload", "payload", "raw", "failure"]))
+    if kind == "failure":  # a failed result whose error is anything: stored as a payload
+        failure = encoded_or_nothing(INSTANCES[name], draw(FAILURES))
+        return name, "result", "payload", failure
     if kind == "valid":
         return name, table, kind, draw(RESULTS_ if table == "result" else PROGRESSES)
     if kind == "raw":
