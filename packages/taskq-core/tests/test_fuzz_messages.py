@@ -56,6 +56,9 @@ FUZZ = settings(
     settings.get_profile("taskq-fuzz"),
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+#: 10000 examples take minutes on a slow machine under coverage: more than pytest's
+#: default timeout of this repository, which is meant for single tests.
+FUZZ_TIMEOUT_S = 600
 
 RECORD = "fuzz:record"
 
@@ -315,6 +318,7 @@ def check_one(worker: Worker, item: Input, data: bytes, loop: Any, caplog: Any) 
         assert settled == [("reject", delivered)], where
 
 
+@pytest.mark.timeout(FUZZ_TIMEOUT_S)
 def test_every_decoder_runs_valid_messages_once_and_rejects_garbage_once(
     make_recording_broker: Any, event_loop_of_test: Any, caplog: Any
 ) -> None:

@@ -39,6 +39,9 @@ FUZZ = settings(
     max_examples=max(1, _profile.max_examples // ENTRIES_PER_EXAMPLE),
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+#: 10000 examples take minutes on a slow machine under coverage: more than pytest's
+#: default timeout of this repository, which is meant for single tests.
+FUZZ_TIMEOUT_S = 600
 
 RECORD = "fuzz:record"
 GROUP = "taskq"
@@ -112,6 +115,7 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop.close()
 
 
+@pytest.mark.timeout(FUZZ_TIMEOUT_S)
 def test_the_consumer_runs_valid_entries_once_and_dead_letters_the_rest_once(
     redis_url: str, redis_prefix: str, raw_redis: Any, loop: Any, caplog: Any
 ) -> None:

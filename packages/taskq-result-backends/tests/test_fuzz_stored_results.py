@@ -55,6 +55,9 @@ FUZZ = settings(
     max_examples=max(1, _profile.max_examples // ENTRIES_PER_EXAMPLE),
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+#: 10000 examples take minutes on a slow machine under coverage: more than pytest's
+#: default timeout of this repository, which is meant for single tests.
+FUZZ_TIMEOUT_S = 600
 
 SERIALIZERS: dict[str, Callable[[], TaskiqSerializer]] = {
     "json": JSONSerializer,
@@ -304,6 +307,7 @@ SQL_VALUES = (
 )
 
 
+@pytest.mark.timeout(FUZZ_TIMEOUT_S)
 def test_sqlite_reads_back_stored_results_or_a_typed_error(
     sqlite_path: str, loop: asyncio.AbstractEventLoop
 ) -> None:
@@ -353,6 +357,7 @@ def test_sqlite_reads_back_stored_results_or_a_typed_error(
 # -- Redis -----------------------------------------------------------------------------------
 
 
+@pytest.mark.timeout(FUZZ_TIMEOUT_S)
 def test_redis_reads_back_stored_results_or_a_typed_error(
     redis_url: str, redis_prefix: str, loop: asyncio.AbstractEventLoop
 ) -> None:
