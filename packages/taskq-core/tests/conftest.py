@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from taskq import AckableMessage, AsyncBroker, BrokerMessage, Capability, TaskiqMessage
 from taskq_inmemory import InmemoryResultBackend
+
+# Fuzz tests (test_fuzz_*.py) use this profile: TASKQ_FUZZ_EXAMPLES inputs per property
+# (10000 by default; tox.ini lowers it), and no per-example deadline (timings vary on CI).
+settings.register_profile(
+    "taskq-fuzz",
+    max_examples=int(os.environ.get("TASKQ_FUZZ_EXAMPLES", "10000")),
+    deadline=None,
+)
 
 
 class RecordingBroker(AsyncBroker):

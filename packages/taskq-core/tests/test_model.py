@@ -21,6 +21,7 @@ from taskq import (
     AsyncTaskiqTask,
     DummyResultBackend,
     JSONFormatter,
+    MessageDecodeError,
     RemoteTaskError,
     ResultBackendError,
     ResultGetError,
@@ -34,6 +35,7 @@ from taskq import (
     UnknownTaskError,
     gather,
 )
+from taskq.formatters import SerializerFormatter
 from taskq.remote_error import decode_error, encode_error
 from taskq.serializers import (
     CBORSerializer,
@@ -93,6 +95,14 @@ def test_serializers_raise_typed_errors(serializer_class):
         serializer.loadb(b"\xc1\xff\x00garbage")
 
 
+@pytest.mark.parametrize("serializer_class", SERIALIZERS)
+@pytest.mark.parametrize("opening", [b"[", b'{"a":', b" [", b"\x91", b"\x9f", b"("])
+def test_data_nested_too_deeply_is_a_typed_decode_error(serializer_class, opening):
+    # JSON's decoder raised RecursionError past the interpreter's recursion limit
+    with pytest.raises(MessageDecodeError):
+        SerializerFormatter(serializer_class()).loads(opening * 100_000)
+
+
 @pytest.mark.parametrize(
     "data",
     [b'{"a":1}', b' {"a": 1}\n', b"[1,2]", b'"s"', b"NaN", b"1e400", b'{"a":"\\ud800"}'],
@@ -109,6 +119,19 @@ def test_json_serializer_refuses_what_json_loads_refuses(data):
         json.loads(data)
     with pytest.raises(SerializationError):
         JSONSerializer().loadb(data)
+
+
+def test_a_stored_error_naming_a_lazy_export_imports_nothing(monkeypatch):
+    # taskq's lazy names were looked up with getattr, which imports the sibling package:
+    # a result naming "taskq.ZeroMQBroker" imported taskq_zmq, or raised ImportError when
+    # it was not installed
+    from taskq import _lazy
+
+    monkeypatch.setitem(_lazy.LAZY_NAMES, "GhostBroker", ("taskq_ghost_missing", "taskq-ghost"))
+    rebuilt = decode_error({"type": "taskq.GhostBroker", "message": "m"})
+    assert isinstance(rebuilt, RemoteTaskError)
+    assert str(rebuilt) == "taskq.GhostBroker: m"
+    assert "taskq_ghost_missing" not in sys.modules
 
 
 def test_json_formatter_round_trips_messages():

@@ -8,11 +8,20 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from taskq_redis import RedisStreamBroker
 from taskq_redis.conformance import REDIS_URL_ENV, delete_keys
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
+
+# Fuzz tests (test_fuzz_*.py) use this profile: TASKQ_FUZZ_EXAMPLES inputs per property
+# (10000 by default; tox.ini lowers it), and no per-example deadline (timings vary on CI).
+settings.register_profile(
+    "taskq-fuzz",
+    max_examples=int(os.environ.get("TASKQ_FUZZ_EXAMPLES", "10000")),
+    deadline=None,
+)
 
 
 @pytest.fixture(scope="session")

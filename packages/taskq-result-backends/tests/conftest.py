@@ -9,8 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from taskq_result_backends.conformance import DEFAULT_REDIS_URL, REDIS_URL_ENV, delete_redis_keys
+
+# Fuzz tests (test_fuzz_*.py) use this profile: TASKQ_FUZZ_EXAMPLES inputs per property
+# (10000 by default; tox.ini lowers it), and no per-example deadline (timings vary on CI).
+settings.register_profile(
+    "taskq-fuzz",
+    max_examples=int(os.environ.get("TASKQ_FUZZ_EXAMPLES", "10000")),
+    deadline=None,
+)
 
 
 @pytest.fixture

@@ -302,6 +302,36 @@ async def test_malformed_payloads_are_result_get_errors(backend, stored, message
             await backend.get_progress("bad")
 
 
+async def test_an_execution_time_too_large_for_a_float_is_a_result_get_error(backend):
+    # float() of a 400-digit integer raised OverflowError, which escaped untyped
+    stored = b'{"is_err": false, "execution_time": 1' + b"0" * 400 + b"}"
+    with closing(sqlite3.connect(backend.path, isolation_level=None)) as connection:
+        connection.execute("INSERT INTO taskq_results VALUES ('huge', ?, 0, NULL)", (stored,))
+    with pytest.raises(ResultGetError, match="malformed"):
+        await backend.get_result("huge")
+
+
+@pytest.mark.parametrize("stored", [-1, 10**12, 2.5])
+async def test_a_numeric_payload_column_is_a_result_get_error(backend, stored):
+    # bytes(row[0]) raised ValueError for -1 and allocated that many zero bytes for a
+    # large positive integer
+    with closing(sqlite3.connect(backend.path, isolation_level=None)) as connection:
+        for table in ("taskq_results", "taskq_progress"):
+            connection.execute(f"INSERT INTO {table} VALUES ('number', ?, 0, NULL)", (stored,))
+    assert await backend.is_result_ready("number")
+    with pytest.raises(ResultGetError, match="not bytes"):
+        await backend.get_result("number")
+    with pytest.raises(ResultGetError, match="not bytes"):
+        await backend.get_progress("number")
+
+
+async def test_a_text_payload_column_is_read_as_utf8(backend):
+    stored = json.dumps(success("é").to_dict())
+    with closing(sqlite3.connect(backend.path, isolation_level=None)) as connection:
+        connection.execute("INSERT INTO taskq_results VALUES ('text', ?, 0, NULL)", (stored,))
+    assert (await backend.get_result("text")).return_value == "é"
+
+
 class TaggedJSON(TaskiqSerializer):
     """JSON behind a tag, to show that the backend uses the serializer it is given."""
 

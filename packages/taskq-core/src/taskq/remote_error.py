@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping
+from types import ModuleType
 from typing import Any
 
 from taskq.exceptions import RemoteTaskError, SecurityError, TaskiqError
@@ -46,10 +47,13 @@ def decode_error(encoded: dict[str, Any]) -> BaseException:
 
 def _find_exception_type(type_name: str) -> type[BaseException] | None:
     module_name, _, qualname = type_name.rpartition(".")
-    module = sys.modules.get(module_name)
-    found: Any = module
+    found: Any = sys.modules.get(module_name)
     for part in qualname.split("."):
-        found = getattr(found, part, None)
+        # a namespace's own entries, never getattr: a module's __getattr__ may import
+        # (taskq's lazy names do), and what a payload names must not run anything
+        if not isinstance(found, (ModuleType, type)):
+            return None
+        found = vars(found).get(part)
     if isinstance(found, type) and issubclass(found, BaseException):
         return found
     return None

@@ -31,7 +31,7 @@ def decode_result(
     data = _decode(serializer, f"the stored result of task {task_id}", payload)
     try:
         result = TaskiqResult.from_dict(data)
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ResultGetError(f"the stored result of task {task_id} is malformed: {exc!r}") from exc
     if not with_logs:
         result.log = None
@@ -52,7 +52,7 @@ def decode_progress(
     data = _decode(serializer, f"the stored progress of task {task_id}", payload)
     try:
         return TaskProgress.from_dict(data)
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ResultGetError(
             f"the stored progress of task {task_id} is malformed: {exc!r}"
         ) from exc

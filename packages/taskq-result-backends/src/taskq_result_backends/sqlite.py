@@ -27,6 +27,8 @@ from taskq_result_backends.errors import ResultStoreBusyError, ResultStoreUnavai
 
 _ReturnType = TypeVar("_ReturnType")
 _T = TypeVar("_T")
+#: What SQLite returns for a column.
+SQLValue = bytes | str | int | float | None
 
 #: Seconds a statement waits for another connection's write lock before giving up.
 DEFAULT_BUSY_TIMEOUT_S = 5.0
@@ -164,7 +166,8 @@ class SQLiteResultBackend(AsyncResultBackend[_ReturnType]):
         payload = await self._read(RESULTS, task_id)
         if payload is None:
             raise ResultGetError(f"no result is stored for task {task_id} (or it expired)")
-        return decode_result(self.serializer, task_id, payload, with_logs)
+        what = f"the stored result of task {task_id}"
+        return decode_result(self.serializer, task_id, _as_bytes(payload, what), with_logs)
 
     async def set_progress(self, task_id: str, progress: TaskProgress[Any]) -> None:
         """Store the latest progress report of ``task_id`` (kept for ``result_ttl`` too).
@@ -178,7 +181,10 @@ class SQLiteResultBackend(AsyncResultBackend[_ReturnType]):
     async def get_progress(self, task_id: str) -> TaskProgress[Any] | None:
         """Return the latest unexpired progress report of ``task_id``, or None."""
         payload = await self._read(PROGRESS, task_id)
-        return None if payload is None else decode_progress(self.serializer, task_id, payload)
+        if payload is None:
+            return None
+        what = f"the stored progress of task {task_id}"
+        return decode_progress(self.serializer, task_id, _as_bytes(payload, what))
 
     async def wait_ready(self, task_id: str, timeout: float | None, check_interval: float) -> bool:
         """Wait until a result for ``task_id`` is stored; False when ``timeout`` s passed first.
@@ -216,16 +222,17 @@ class SQLiteResultBackend(AsyncResultBackend[_ReturnType]):
 
         await self._run(write)
 
-    async def _read(self, table: str, task_id: str) -> bytes | None:
+    async def _read(self, table: str, task_id: str) -> SQLValue:
+        """The payload column of ``task_id``'s unexpired row, as SQLite returns it; None if none."""
         now = time.time()
 
-        def read(connection: sqlite3.Connection) -> bytes | None:
+        def read(connection: sqlite3.Connection) -> SQLValue:
             row = connection.execute(
                 f"SELECT payload FROM {table}"
                 " WHERE task_id = ? AND (expires_at IS NULL OR expires_at > ?)",
                 (task_id, now),
             ).fetchone()
-            return None if row is None else bytes(row[0])
+            return None if row is None else row[0]
 
         return await self._run(read)
 
@@ -296,6 +303,22 @@ def _connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
             raise
         else:
             return connection
+
+
+def _as_bytes(payload: SQLValue, what: str) -> bytes:
+    """A payload column as bytes: a BLOB as is, TEXT (written by another program) as UTF-8.
+
+    Raises:
+        ResultGetError: The column holds a number: not something a backend stored.
+    """
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, str):
+        return payload.encode()
+    raise ResultGetError(
+        f"{what} is not bytes but a SQL {type(payload).__name__}: was it written by "
+        "something else than SQLiteResultBackend?"
+    )
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:

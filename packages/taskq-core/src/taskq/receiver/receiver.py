@@ -162,9 +162,9 @@ class Receiver:
 
     def _decode(self, raw: bytes | str | AckableMessage) -> TaskiqMessage | MessageDecodeError:
         data = raw.data if isinstance(raw, AckableMessage) else raw
-        if isinstance(data, str):
-            data = data.encode()
         try:
+            if isinstance(data, str):
+                data = data.encode()  # a lone surrogate fails here: bad input like the rest
             return self.broker.formatter.loads(data)
         except MessageDecodeError as exc:
             error = exc

@@ -56,6 +56,8 @@ class JSONSerializer(TaskiqSerializer):
             return decoded if end == len(text) else self._decode(text)
         except (UnicodeDecodeError, ValueError) as exc:
             raise SerializationError(f"not valid UTF-8 JSON: {exc}") from exc
+        except RecursionError as exc:  # nesting deeper than the interpreter's recursion limit
+            raise SerializationError(f"JSON nested too deeply to decode: {exc}") from exc
 
 
 def _c_iterencode(encoder: json.JSONEncoder) -> Callable[[Any, int], list[str]] | None:
