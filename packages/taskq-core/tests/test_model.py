@@ -36,7 +36,7 @@ from taskq import (
     gather,
 )
 from taskq.formatters import SerializerFormatter
-from taskq.remote_error import decode_error, encode_error
+from taskq.remote_error import decode_error, encode_error, restore_described_error
 from taskq.serializers import (
     CBORSerializer,
     JSONSerializer,
@@ -119,6 +119,29 @@ def test_json_serializer_refuses_what_json_loads_refuses(data):
         json.loads(data)
     with pytest.raises(SerializationError):
         JSONSerializer().loadb(data)
+
+
+@pytest.mark.parametrize("name", ["builtins.SystemExit", "builtins.KeyboardInterrupt"])
+def test_a_stored_error_never_rebuilds_an_exit(name):
+    # a result naming SystemExit made raise_for_error() exit the process reading it
+    rebuilt = decode_error({"type": name, "message": "3", "args": [3]})
+    assert isinstance(rebuilt, RemoteTaskError)
+    assert str(rebuilt) == f"{name}: 3"
+    described = restore_described_error(
+        {"exc_type": name.partition(".")[2], "exc_module": "builtins", "exc_message": [3]}
+    )
+    assert isinstance(described, RemoteTaskError)
+
+
+def test_a_described_error_naming_a_lazy_export_imports_nothing(monkeypatch):
+    from taskq import _lazy
+
+    monkeypatch.setitem(_lazy.LAZY_NAMES, "GhostBroker", ("taskq_ghost_missing", "taskq-ghost"))
+    rebuilt = restore_described_error(
+        {"exc_type": "GhostBroker", "exc_module": "taskq", "exc_message": ["m"]}
+    )
+    assert isinstance(rebuilt, RemoteTaskError)
+    assert "taskq_ghost_missing" not in sys.modules
 
 
 def test_a_stored_error_naming_a_lazy_export_imports_nothing(monkeypatch):

@@ -31,9 +31,10 @@ def encode_error(error: BaseException) -> dict[str, Any]:
 def decode_error(encoded: dict[str, Any]) -> BaseException:
     """Rebuild an exception from `encode_error`'s data.
 
-    The original type is used only when its module is already imported here (no module is
-    imported because a payload names it); otherwise the result is a `RemoteTaskError`
-    carrying the original type name and message.
+    The original type is used only when it is an Exception type (never SystemExit & co.)
+    whose module is already imported here (no module is imported because a payload names
+    it); otherwise the result is a `RemoteTaskError` carrying the original type name and
+    message.
     """
     type_name = str(encoded.get("type", "builtins.Exception"))
     message = str(encoded.get("message", ""))
@@ -45,8 +46,14 @@ def decode_error(encoded: dict[str, Any]) -> BaseException:
     return RemoteTaskError(f"{type_name}: {message}", type_name=type_name, text=message)
 
 
-def _find_exception_type(type_name: str) -> type[BaseException] | None:
+def _find_exception_type(type_name: str) -> type[Exception] | None:
     module_name, _, qualname = type_name.rpartition(".")
+    found = _look_up(module_name, qualname)
+    return found if _is_exception_type(found) else None
+
+
+def _look_up(module_name: str, qualname: str) -> Any:
+    """What ``qualname`` names in the already imported module ``module_name``, or None."""
     found: Any = sys.modules.get(module_name)
     for part in qualname.split("."):
         # a namespace's own entries, never getattr: a module's __getattr__ may import
@@ -54,14 +61,16 @@ def _find_exception_type(type_name: str) -> type[BaseException] | None:
         if not isinstance(found, (ModuleType, type)):
             return None
         found = vars(found).get(part)
-    if isinstance(found, type) and issubclass(found, BaseException):
-        return found
-    return None
+    return found
 
 
-def _instantiate(
-    kind: type[BaseException], encoded: dict[str, Any], message: str
-) -> BaseException | None:
+def _is_exception_type(found: Any) -> bool:
+    """Whether ``found`` is an Exception type (SystemExit & co. are never rebuilt)."""
+    # a stored result must not be able to make the process that reads it exit
+    return isinstance(found, type) and issubclass(found, Exception)
+
+
+def _instantiate(kind: type[Exception], encoded: dict[str, Any], message: str) -> Exception | None:
     try:
         if issubclass(kind, TaskiqError):
             return kind(message, **encoded.get("fields", {}))
@@ -83,20 +92,18 @@ def describe_error(error: BaseException) -> dict[str, Any]:
 def restore_described_error(described: Mapping[str, Any]) -> BaseException:
     """Rebuild an exception from `describe_error`'s data, with its cause and context.
 
-    As `decode_error`: only an exception type whose module is already imported is used, any
-    other type gives a `RemoteTaskError`; a name that is not an exception type raises
-    `SecurityError`.
+    As `decode_error`: only an Exception type whose module is already imported is used, any
+    other type (SystemExit, say) gives a `RemoteTaskError`; a name that is not an exception
+    type raises `SecurityError`.
     """
     module_name = described.get("exc_module")
     type_name = str(described["exc_type"])
     args = tuple(described.get("exc_message") or ())
-    found: Any = sys.modules.get(module_name) if isinstance(module_name, str) else None
-    for part in type_name.split("."):
-        found = getattr(found, part, None)
+    found = _look_up(module_name, type_name) if isinstance(module_name, str) else None
     full_name = f"{module_name}.{type_name}" if module_name else type_name
     if found is not None and not (isinstance(found, type) and issubclass(found, BaseException)):
         raise SecurityError(description=f"{full_name} is not an exception type")
-    error = _construct(found, args, full_name)
+    error = _construct(found if _is_exception_type(found) else None, args, full_name)
     for attribute in ("exc_cause", "exc_context"):
         linked = described.get(attribute)
         if isinstance(linked, BaseException) or linked is None:
