@@ -271,17 +271,19 @@ def _problems(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 def check_one(worker: Worker, item: Input, data: bytes, loop: Any, caplog: Any) -> None:
     """Give ``data`` to ``worker`` and check what happened against what it decodes to."""
     broker = worker.broker
+    named_id: str | None = None  # the task id a message that does not decode still names
     try:
         expected: TaskiqMessage | None = broker.formatter.loads(data)
-    except MessageDecodeError:
+    except MessageDecodeError as exc:
         expected = None  # any other exception fails the test: the decoder's bug
+        named_id = exc.task_id
     if item.message is not None and item.damage is None:
         assert expected == item.message, f"{worker.name}: did not decode back equal"
     delivered: bytes | str = data
     if item.as_text:  # a broker that delivers text; bytes that are not UTF-8 become surrogates
         delivered = data.decode("utf-8", "surrogateescape")
         if not _encodable(delivered):
-            expected = None
+            expected, named_id = None, None
     caplog.clear()
     worker.runs.clear()
     worker.backend.stored.clear()
@@ -294,7 +296,12 @@ def check_one(worker: Worker, item: Input, data: bytes, loop: Any, caplog: Any) 
         assert len(settled) == 1, where  # a timeout label may fail the run: typed, settled once
     elif expected is None:
         assert len(problems) == 1, f"{where}: logged {len(problems)} times"
-        assert (worker.runs, worker.backend.stored) == ([], []), where
+        assert worker.runs == [], where
+        if named_id is None:
+            assert worker.backend.stored == [], where
+        else:  # the waiting client learns why, under the id the message names
+            [(task_id, result)] = worker.backend.stored
+            assert (task_id, type(result.error)) == (named_id, MessageDecodeError), where
         assert settled == [("reject", delivered)], where
     elif expected.task_name == RECORD and not all(type(k) is str for k in expected.kwargs):
         # binary formats carry keys of any type: arguments that do not fit
