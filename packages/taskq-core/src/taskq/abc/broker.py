@@ -81,6 +81,11 @@ class AsyncBroker(ABC):
 
     # -- lifecycle --------------------------------------------------------------------------
 
+    @property
+    def is_started(self) -> bool:
+        """Whether `startup` ran and `shutdown` has not run since."""
+        return self._started
+
     async def startup(self) -> None:
         """Start the result backend and middlewares, then fire the startup event handlers.
 

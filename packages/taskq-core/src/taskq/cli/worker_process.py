@@ -107,6 +107,7 @@ async def run_receiver(broker: AsyncBroker, options: WorkerOptions, stop: StopRe
         max_async_tasks=options.max_async_tasks,
         max_prefetch=options.max_prefetch,
         ack_type=options.ack_type,
+        run_startup=False,  # serve() started the broker
         max_tasks_to_execute=options.max_tasks_per_child,
         max_threadpool_threads=options.max_threadpool_threads,
     )
