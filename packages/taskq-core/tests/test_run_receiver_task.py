@@ -56,3 +56,8 @@ async def test_listens_again_after_a_failure_until_cancelled(recording_broker, m
 async def test_refuses_a_negative_prefetch(recording_broker):
     with pytest.raises(ValueError, match="max_prefetch"):
         await run_receiver_task(recording_broker, max_prefetch=-1)
+
+
+async def test_refuses_a_process_pool_with_the_reason(recording_broker):
+    with pytest.raises(ValueError, match="sync tasks in threads"):
+        await run_receiver_task(recording_broker, use_process_pool=True)

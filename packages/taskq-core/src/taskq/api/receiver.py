@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 from taskq.abc.broker import AsyncBroker
 from taskq.acks import AcknowledgeType
@@ -33,21 +33,23 @@ async def run_receiver_task(
 
     Run it as an asyncio task beside your own code. The broker is marked as a worker
     (``WORKER_STARTUP`` handlers run on `startup`); ``run_startup`` starts it if it is not
-    started yet. Sync tasks run in a pool of ``sync_workers`` threads, or processes with
-    ``use_process_pool``. A receiver that fails is logged and listens again after
+    started yet. Sync tasks run in a pool of ``sync_workers`` threads; ``use_process_pool``
+    is refused (taskq runs sync tasks in threads: run more workers for CPU-bound tasks).
+    A receiver that fails is logged and listens again after
     `RESTART_DELAY_S`. The other arguments are the `Receiver`'s (``ack_time`` is its
     ``ack_type``). Unlike ``taskq worker``, this runs one process and handles no signals.
 
     Raises:
-        ValueError: ``max_prefetch`` is negative.
+        ValueError: ``max_prefetch`` is negative, or ``use_process_pool`` is set.
     """
     if max_prefetch < 0:
         raise ValueError("max_prefetch cannot be negative")
-    executor: Executor = (
-        ProcessPoolExecutor(max_workers=sync_workers)
-        if use_process_pool
-        else ThreadPoolExecutor(max_workers=sync_workers, thread_name_prefix="taskq-sync")
-    )
+    if use_process_pool:
+        raise ValueError(
+            "use_process_pool is not supported: taskq runs sync tasks in threads; "
+            "run more worker processes for CPU-bound tasks"
+        )
+    executor = ThreadPoolExecutor(max_workers=sync_workers, thread_name_prefix="taskq-sync")
     broker.is_worker_process = True
     with executor:
         while True:
