@@ -46,6 +46,7 @@ def watch_saves_and_acks(broker: Any, data: bytes, events: list[str]) -> Any:
     [
         ("when_received", ["ack", "run", "save"]),
         ("WHEN_EXECUTED", ["run", "ack", "save"]),
+        ("AcknowledgeType.WHEN_EXECUTED", ["run", "ack", "save"]),  # from a taskiq client
         (AcknowledgeType.WHEN_SAVED, ["run", "save", "ack"]),
     ],
 )

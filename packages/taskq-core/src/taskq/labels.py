@@ -10,7 +10,8 @@ holding one (labels travel as strings in some formats).
   `MAX_PRIORITY`; higher runs sooner. Brokers clamp it to the levels they have.
 - ``timeout``: seconds the run may take; a finite number. Zero or negative means no limit.
 - ``ack_type``: when the worker acknowledges this task's message, overriding the worker's
-  setting: an `AcknowledgeType` or its value in any case (``"manual"``, ``"WHEN_SAVED"``).
+  setting: an `AcknowledgeType` or its value in any case (``"manual"``, ``"WHEN_SAVED"``),
+  also written ``"AcknowledgeType.MANUAL"`` (what a taskiq client sends for the member).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def timeout_seconds(value: Any) -> float | None:
 
 
 def ack_type_value(value: Any) -> AcknowledgeType:
-    """Return the `AcknowledgeType` an ``ack_type`` label asks for (its value in any case).
+    """Return the `AcknowledgeType` an ``ack_type`` label asks for (see the module docstring).
 
     Raises:
         InvalidLabelError: ``value`` is not an `AcknowledgeType` nor the name of one.
@@ -90,7 +91,7 @@ def ack_type_value(value: Any) -> AcknowledgeType:
         return value
     if isinstance(value, str):
         try:
-            return AcknowledgeType(value.lower())
+            return AcknowledgeType(value.lower().removeprefix("acknowledgetype."))
         except ValueError:
             pass
     raise InvalidLabelError(label="ack_type", value=value, expected=_ACK_TYPE_EXPECTED)
