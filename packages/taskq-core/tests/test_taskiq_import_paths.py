@@ -50,6 +50,15 @@ PATHS: dict[str, dict[str, tuple[str, str]]] = {
     "taskq.result_backends.dummy": {
         "DummyResultBackend": ("taskq.result_backends", "DummyResultBackend")
     },
+    "taskq.abc": {
+        "AsyncBroker": ("taskq", "AsyncBroker"),
+        "AsyncResultBackend": ("taskq", "AsyncResultBackend"),
+    },
+    "taskq.middlewares": {
+        "SimpleRetryMiddleware": ("taskq_middlewares", "SimpleRetryMiddleware"),
+        "SmartRetryMiddleware": ("taskq_middlewares", "SmartRetryMiddleware"),
+        "PrometheusMiddleware": ("taskq_middlewares", "PrometheusMiddleware"),
+    },
     "taskq.abc.broker": {
         "AckableMessage": ("taskq.acks", "AckableMessage"),
         "AsyncBroker": ("taskq", "AsyncBroker"),
@@ -135,4 +144,7 @@ def test_the_paths_have_every_public_name_taskiq_has_there(path):
 
 
 #: Names taskiq has under a path that taskq does not (see docs/migrating.md).
-KNOWN_GAPS = {"taskq.brokers.shared_broker": {"SharedDecoratedTask"}}
+KNOWN_GAPS = {
+    "taskq.brokers.shared_broker": {"SharedDecoratedTask"},
+    "taskq.middlewares": {"TaskiqAdminMiddleware"},
+}
