@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 #: name -> (module, distribution that provides it)
@@ -28,6 +29,7 @@ LAZY_NAMES: dict[str, tuple[str, str]] = {
     "LabelScheduleSource": ("taskq_scheduler", "taskq-scheduler"),
     "SQLiteResultBackend": ("taskq_result_backends", "taskq-result-backends"),
     "RedisResultBackend": ("taskq_result_backends", "taskq-result-backends"),
+    "run_scheduler_task": ("taskq_scheduler", "taskq-scheduler"),
 }
 _RENAMED = {"TaskiqDepends": "Depends"}
 
@@ -44,3 +46,17 @@ def load(name: str) -> Any:
             f"{name} comes from {distribution}, which is not installed: pip install {distribution}"
         ) from exc
     return getattr(module, _RENAMED.get(name, name))
+
+
+def module_getattr(module: str, names: tuple[str, ...]) -> Callable[[str], Any]:
+    """Return a module-level ``__getattr__`` resolving ``names`` (of `LAZY_NAMES`) with `load`.
+
+    The modules that keep taskiq's import paths use it for names of sibling packages.
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name in names:
+            return load(name)
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return __getattr__

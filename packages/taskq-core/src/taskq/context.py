@@ -7,7 +7,7 @@ from typing import NoReturn
 # Imported at run time (not only for type checking): dependency injection reads the hints.
 from taskq.abc.broker import AsyncBroker
 from taskq.acks import AckController
-from taskq.exceptions import NoResultError, TaskRejectedError
+from taskq.exceptions import MessageNotAckableError, NoResultError, TaskRejectedError
 from taskq.message import TaskiqMessage
 from taskq.state import TaskiqState
 
@@ -44,9 +44,13 @@ class Context:
         return self._ack_controller is not None and self._ack_controller.is_acked
 
     async def ack(self) -> None:
-        """Acknowledge the message now (for the ``manual`` ack mode); idempotent."""
-        if self._ack_controller is None:
-            raise RuntimeError("this message has no acknowledgement (not run by a receiver)")
+        """Acknowledge the message now (for the ``manual`` ack mode); idempotent.
+
+        Raises:
+            MessageNotAckableError: the message cannot be acknowledged (see `is_ackable`).
+        """
+        if self._ack_controller is None or not self._ack_controller.is_ackable:
+            raise MessageNotAckableError
         await self._ack_controller.ack()
 
     async def requeue(self) -> NoReturn:

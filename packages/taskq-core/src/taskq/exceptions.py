@@ -96,10 +96,11 @@ class UnsupportedCapabilityError(SendTaskError):
 
 
 class InvalidLabelError(SendTaskError):
-    """A ``delay``, ``priority`` or ``timeout`` label is not a value taskq can honour.
+    """A ``delay``, ``priority``, ``timeout`` or ``ack_type`` label taskq cannot honour.
 
     ``delay``: a finite number of seconds up to 30 days; ``priority``: an integral number
-    from -2**31 to 2**31 - 1; ``timeout``: a finite number of seconds (see `taskq.labels`).
+    from -2**31 to 2**31 - 1; ``timeout``: a finite number of seconds; ``ack_type``: an
+    acknowledgement mode (see `taskq.labels`).
     ``label``, ``value`` and ``expected`` say which label, what it held and what it takes.
     """
 
@@ -144,6 +145,19 @@ class NoResultError(TaskiqError):
     """Raised inside a task (or by `Context.requeue`) to store no result for this run."""
 
     __template__ = "the task asked for no result to be stored"
+
+
+class MessageNotAckableError(TaskiqError, RuntimeError):
+    """`Context.ack` was called for a message that cannot be acknowledged.
+
+    The broker delivered it without an acknowledgement (plain bytes), or the task does not
+    run under a receiver. A `RuntimeError` too, as taskiq raises there.
+    """
+
+    __template__ = (
+        "the current message cannot be acknowledged: its broker delivers messages "
+        "without acknowledgement (check Context.is_ackable first)"
+    )
 
 
 class TaskRejectedError(TaskiqError):

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from taskq.abc.formatter import TaskiqFormatter
 from taskq.abc.serializer import TaskiqSerializer
 from taskq.exceptions import MessageDecodeError, SerializationError
+from taskq.label_types import parse_typed_labels
 from taskq.message import BrokerMessage, TaskiqMessage
 from taskq.serializers.json import JSONSerializer
 
@@ -28,7 +29,7 @@ def message_to_dict(message: TaskiqMessage) -> dict[str, Any]:
 
 def message_from_dict(data: Any) -> TaskiqMessage:
     """Validate decoded wire data and build a `TaskiqMessage`; `MessageDecodeError` if invalid."""
-    try:  # every message taskq sends has all five keys, with these types
+    try:  # every message taskq sends has these five keys only, with these types
         task_id, task_name = data["task_id"], data["task_name"]
         labels, args, kwargs = data["labels"], data["args"], data["kwargs"]
     except (KeyError, TypeError):
@@ -43,6 +44,7 @@ def message_from_dict(data: Any) -> TaskiqMessage:
             and type(args) is list
             and type(kwargs) is dict
             and type(data) is dict
+            and len(data) == 5  # a taskiq client adds labels_types
         ):
             return TaskiqMessage(task_id, task_name, labels, args, kwargs)
     return _checked_message(data)
@@ -51,8 +53,9 @@ def message_from_dict(data: Any) -> TaskiqMessage:
 def _checked_message(data: Any) -> TaskiqMessage:
     """`message_from_dict` for data from other senders: defaults, lenient args, clear errors.
 
-    Once the data is a mapping with a ``task_id`` string, a `MessageDecodeError` carries that
-    id as ``task_id``, so that the worker can store the failure where the sender waits for it.
+    The labels of a taskiq client get their types back from its ``labels_types``. Once the
+    data is a mapping with a ``task_id`` string, a `MessageDecodeError` carries that id as
+    ``task_id``, so that the worker can store the failure where the sender waits for it.
     """
     if not isinstance(data, Mapping):
         raise MessageDecodeError(reason=f"expected a mapping, got {type(data).__name__}")
@@ -70,6 +73,10 @@ def _checked_message(data: Any) -> TaskiqMessage:
         )
     if type(args) is not list:
         args = _as_list(args, task_id)
+    try:
+        parse_typed_labels(labels, data.get("labels_types"))
+    except ValueError as exc:
+        raise MessageDecodeError(reason=f"{exc} (task {task_id})", task_id=task_id) from None
     return TaskiqMessage(task_id, task_name, labels, args, kwargs)
 
 

@@ -1,4 +1,4 @@
-"""The labels that steer a run (`delay`, `priority`, `timeout`): their bounds, parsing and check.
+"""The labels that steer a run (`delay`, `priority`, `timeout`, `ack_type`): bounds, parsing, check.
 
 Every broker reads these labels through the functions here, and `kiq` refuses a value outside
 the bounds with `InvalidLabelError` before anything is sent. Values may be numbers or strings
@@ -9,6 +9,9 @@ holding one (labels travel as strings in some formats).
 - ``priority``: a finite integral number (``5``, ``5.0`` or ``"5"``) from `MIN_PRIORITY` to
   `MAX_PRIORITY`; higher runs sooner. Brokers clamp it to the levels they have.
 - ``timeout``: seconds the run may take; a finite number. Zero or negative means no limit.
+- ``ack_type``: when the worker acknowledges this task's message, overriding the worker's
+  setting: an `AcknowledgeType` or its value in any case (``"manual"``, ``"WHEN_SAVED"``),
+  also written ``"AcknowledgeType.MANUAL"`` (what a taskiq client sends for the member).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from taskq.acks import AcknowledgeType
 from taskq.exceptions import InvalidLabelError
 
 #: The longest ``delay`` a message may ask for, in seconds (30 days).
@@ -28,6 +32,7 @@ MAX_PRIORITY = 2**31 - 1
 _DELAY_EXPECTED = f"a finite number of seconds, at most {MAX_DELAY_S} (30 days)"
 _PRIORITY_EXPECTED = f"an integral number from {MIN_PRIORITY} to {MAX_PRIORITY}"
 _TIMEOUT_EXPECTED = "a finite number of seconds"
+_ACK_TYPE_EXPECTED = "one of " + ", ".join(repr(ack_type.value) for ack_type in AcknowledgeType)
 
 
 def delay_seconds(value: Any) -> float:
@@ -76,8 +81,24 @@ def timeout_seconds(value: Any) -> float | None:
     return seconds if seconds > 0 else None
 
 
+def ack_type_value(value: Any) -> AcknowledgeType:
+    """Return the `AcknowledgeType` an ``ack_type`` label asks for (see the module docstring).
+
+    Raises:
+        InvalidLabelError: ``value`` is not an `AcknowledgeType` nor the name of one.
+    """
+    if isinstance(value, AcknowledgeType):
+        return value
+    if isinstance(value, str):
+        try:
+            return AcknowledgeType(value.lower().removeprefix("acknowledgetype."))
+        except ValueError:
+            pass
+    raise InvalidLabelError(label="ack_type", value=value, expected=_ACK_TYPE_EXPECTED)
+
+
 def check_labels(labels: dict[str, Any]) -> None:
-    """Check the ``delay``, ``priority`` and ``timeout`` labels that ``labels`` holds.
+    """Check the ``delay``, ``priority``, ``timeout`` and ``ack_type`` labels ``labels`` holds.
 
     Raises:
         InvalidLabelError: one of them is outside its bounds (see the module docstring).
@@ -88,6 +109,8 @@ def check_labels(labels: dict[str, Any]) -> None:
         priority_value(labels["priority"])
     if "timeout" in labels:
         timeout_seconds(labels["timeout"])
+    if "ack_type" in labels:
+        ack_type_value(labels["ack_type"])
 
 
 def _finite(label: str, value: Any, expected: str) -> float:

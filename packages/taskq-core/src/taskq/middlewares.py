@@ -1,13 +1,13 @@
 """The middlewares under their reference module path; they come from taskq-middlewares."""
 
-from typing import Any
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from taskq import _lazy
 
-_NAMES = ("SimpleRetryMiddleware", "SmartRetryMiddleware", "PrometheusMiddleware")
+if TYPE_CHECKING:
+    from taskq_middlewares import PrometheusMiddleware, SimpleRetryMiddleware, SmartRetryMiddleware
 
-
-def __getattr__(name: str) -> Any:
-    if name in _NAMES:
-        return _lazy.load(name)
-    raise AttributeError(f"module 'taskq.middlewares' has no attribute {name!r}")
+__all__ = ["PrometheusMiddleware", "SimpleRetryMiddleware", "SmartRetryMiddleware"]
+__getattr__ = _lazy.module_getattr(__name__, tuple(__all__))

@@ -60,3 +60,6 @@ class AsyncSharedBroker(AsyncBroker):
 
 #: The process-wide shared broker.
 async_shared_broker = AsyncSharedBroker()
+
+#: The shared broker's ``task`` decorator: ``@shared_task`` declares a shared task.
+shared_task = async_shared_broker.task

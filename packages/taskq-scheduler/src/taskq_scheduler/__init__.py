@@ -14,6 +14,7 @@ from taskq_scheduler.fire import Fire
 from taskq_scheduler.label_source import LabelScheduleSource
 from taskq_scheduler.loop import SchedulerLoop
 from taskq_scheduler.memory_source import InMemoryScheduleSource
+from taskq_scheduler.run_task import run_scheduler_task
 from taskq_scheduler.scheduler import TaskiqScheduler
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ __all__ = [
     "SchedulerLoop",
     "SystemClock",
     "TaskiqScheduler",
+    "run_scheduler_task",
 ]
 
 

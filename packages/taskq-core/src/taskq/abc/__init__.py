@@ -1,17 +1,9 @@
-"""The contracts implementations fulfil: brokers, result backends, middlewares, and the rest."""
+"""The contracts implementations fulfil: brokers, result backends, middlewares, and the rest.
+
+`AsyncBroker` and `AsyncResultBackend` are importable from here too, as from taskiq's.
+"""
 
 from taskq.abc.broker import AsyncBroker
-from taskq.abc.formatter import TaskiqFormatter
-from taskq.abc.middleware import TaskiqMiddleware
 from taskq.abc.result_backend import AsyncResultBackend
-from taskq.abc.schedule_source import ScheduleSource
-from taskq.abc.serializer import TaskiqSerializer
 
-__all__ = [
-    "AsyncBroker",
-    "AsyncResultBackend",
-    "ScheduleSource",
-    "TaskiqFormatter",
-    "TaskiqMiddleware",
-    "TaskiqSerializer",
-]
+__all__ = ["AsyncBroker", "AsyncResultBackend"]

@@ -12,6 +12,7 @@ from typing_extensions import ParamSpec, Self
 
 from taskq._awaitable import maybe_await
 from taskq.abc.middleware import TaskiqMiddleware, hooks_by_name
+from taskq.acks import AckableMessage
 from taskq.capabilities import Capability
 from taskq.decor import AsyncTaskiqDecoratedTask
 from taskq.events import EventHandler, TaskiqEvents
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from taskq.abc.formatter import TaskiqFormatter
     from taskq.abc.result_backend import AsyncResultBackend
     from taskq.abc.serializer import TaskiqSerializer
-    from taskq.acks import AckableMessage
     from taskq.message import BrokerMessage
 
 logger = logging.getLogger("taskq.broker")
@@ -80,6 +80,11 @@ class AsyncBroker(ABC):
         """Yield received messages until the broker shuts down."""
 
     # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def is_started(self) -> bool:
+        """Whether `startup` ran and `shutdown` has not run since."""
+        return self._started
 
     async def startup(self) -> None:
         """Start the result backend and middlewares, then fire the startup event handlers.

@@ -7,6 +7,7 @@ Each raises `argparse.ArgumentTypeError` saying what it expected; argparse (or
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 
 from taskq.acks import AcknowledgeType
@@ -94,3 +95,15 @@ def pattern(text: str) -> str:
 def patterns(text: str) -> tuple[str, ...]:
     """Read comma-separated glob patterns."""
     return tuple(pattern(part) for part in text.split(","))
+
+
+def directory(text: str) -> str:
+    """Read the path of an existing directory."""
+    if not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"expected an existing directory, got {text!r}")
+    return text
+
+
+def directories(text: str) -> tuple[str, ...]:
+    """Read comma-separated paths of existing directories."""
+    return tuple(directory(part.strip()) for part in text.split(","))

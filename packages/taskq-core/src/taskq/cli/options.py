@@ -13,6 +13,7 @@ from taskq.cli import converters
 from taskq.cli.discovery import DEFAULT_TASKS_PATTERN
 from taskq.cli.env_parser import EnvArgumentParser
 from taskq.cli.logs import DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL
+from taskq.cli.refused_flags import add_refused_flags
 from taskq.receiver.execution import DEFAULT_THREADPOOL_THREADS
 from taskq.receiver.receiver import DEFAULT_MAX_ASYNC_TASKS
 
@@ -31,32 +32,51 @@ class WorkerOptions:
         modules: modules to import for their tasks.
         workers: worker processes to run (default 2).
         max_async_tasks: tasks one worker process runs at once (default 100).
+        max_async_tasks_jitter: a random 0 to this many tasks added to ``max_async_tasks``
+            per process, so that processes do not reach their limits together (default 0).
         max_prefetch: messages a process takes beyond those it can run (default 0).
         max_threadpool_threads: threads running sync tasks, per process (default 8).
         ack_type: when messages are acknowledged (default ``when_saved``).
         shutdown_timeout: seconds running tasks get to finish on a stop (default 5).
         max_tasks_per_child: tasks after which a process is replaced (default: never).
         reload: restart the processes when a ``.py`` file changes (default off).
+        reload_dir: the directories ``reload`` watches (default: the current one).
+        app_dir: the directory the broker and task modules are imported from, and
+            discovered in (default: the current one).
         fs_discover: import the modules matching ``tasks_pattern`` (default off).
         tasks_pattern: globs of the task modules to discover (default ``**/tasks.py``).
         log_level: the logging level name (default ``INFO``).
         log_format: the %-style logging format.
+        configure_logging: set up logging with ``log_level`` and ``log_format`` (default
+            on; off when the application configures logging itself).
+        parse: cast arguments to the tasks' annotated types (default on).
+        propagate_errors: let a task's exception reach its generator dependencies
+            (default on).
+        do_not_use_gitignore: accepted for taskiq's command lines; ``reload`` never
+            reads ``.gitignore``.
     """
 
     broker: str
     modules: tuple[str, ...] = ()
     workers: int = DEFAULT_WORKERS
     max_async_tasks: int = DEFAULT_MAX_ASYNC_TASKS
+    max_async_tasks_jitter: int = 0
     max_prefetch: int = 0
     max_threadpool_threads: int = DEFAULT_THREADPOOL_THREADS
     ack_type: AcknowledgeType = AcknowledgeType.WHEN_SAVED
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT_S
     max_tasks_per_child: int | None = None
     reload: bool = False
+    reload_dir: tuple[str, ...] = ()
+    app_dir: str | None = None
     fs_discover: bool = False
     tasks_pattern: tuple[str, ...] = (DEFAULT_TASKS_PATTERN,)
     log_level: str = DEFAULT_LOG_LEVEL
     log_format: str = DEFAULT_LOG_FORMAT
+    configure_logging: bool = True
+    parse: bool = True
+    propagate_errors: bool = True
+    do_not_use_gitignore: bool = False
 
 
 #: The defaults the help shows, taken from `WorkerOptions` itself.
@@ -102,6 +122,22 @@ def build_parser() -> EnvArgumentParser:
     parser.add_option(
         "--log-format", help="logging format", convert=converters.log_format, metavar="FORMAT"
     )
+    parser.add_option(
+        "--configure-logging",
+        help="set up logging with --log-level and --log-format; "
+        "--no-configure-logging when the application configures logging itself",
+        action=argparse.BooleanOptionalAction,
+        env_convert=converters.boolean,
+    )
+    parser.add_option(
+        "--app-dir",
+        "-d",
+        help="directory to import the broker and the task modules from (and to discover "
+        "them in); default: the current directory",
+        convert=converters.directory,
+        metavar="DIR",
+    )
+    add_refused_flags(parser)
     return parser
 
 
@@ -132,6 +168,21 @@ def _add_process_options(parser: EnvArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         env_convert=converters.boolean,
     )
+    parser.add_option(
+        "--reload-dir",
+        help="directory --reload watches instead of the current one; repeat for several "
+        "(environment: comma-separated)",
+        action="append",
+        convert=converters.directory,
+        env_convert=converters.directories,
+        metavar="DIR",
+    )
+    parser.add_option(
+        "--do-not-use-gitignore",
+        help="accepted for taskiq's command lines: --reload never reads .gitignore",
+        action="store_true",
+        env_convert=converters.boolean,
+    )
 
 
 def _add_receiver_options(parser: EnvArgumentParser) -> None:
@@ -139,6 +190,13 @@ def _add_receiver_options(parser: EnvArgumentParser) -> None:
         "--max-async-tasks",
         help="tasks one worker process runs at once",
         convert=converters.at_least(1),
+        metavar="N",
+    )
+    parser.add_option(
+        "--max-async-tasks-jitter",
+        help="a random 0 to N added to --max-async-tasks per worker process, so that "
+        "processes do not reach their limits together",
+        convert=converters.at_least(0),
         metavar="N",
     )
     parser.add_option(
@@ -159,6 +217,18 @@ def _add_receiver_options(parser: EnvArgumentParser) -> None:
         + ", ".join(ack_type.value for ack_type in AcknowledgeType),
         convert=converters.ack_type,
         metavar="WHEN",
+    )
+    parser.add_option(
+        "--parse",
+        help="cast arguments to the tasks' annotated types (--no-parse: pass them as sent)",
+        action=argparse.BooleanOptionalAction,
+        env_convert=converters.boolean,
+    )
+    parser.add_option(
+        "--propagate-errors",
+        help="let a task's exception reach its generator dependencies",
+        action=argparse.BooleanOptionalAction,
+        env_convert=converters.boolean,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from taskq.cli.discovery import python_files
@@ -22,10 +23,14 @@ class ChangeWatcher:
     `changed` compares the files with the last look, at most every ``interval_s`` seconds: a
     file added, removed, or with another modification time or size counts as a change.
     Polling needs no dependency and works on every file system, mounted volumes included.
+    ``root`` may be several directories; a changed file's path is then given under its root
+    (relative to the root when there is one).
     """
 
-    def __init__(self, root: Path, interval_s: float = RELOAD_POLL_INTERVAL_S) -> None:
-        self.root = root
+    def __init__(
+        self, root: Path | Sequence[Path], interval_s: float = RELOAD_POLL_INTERVAL_S
+    ) -> None:
+        self.roots = [root] if isinstance(root, Path) else list(root)
         self.interval_s = interval_s
         self._snapshot = self._look()
         self._next_look = time.monotonic() + interval_s
@@ -47,10 +52,14 @@ class ChangeWatcher:
 
     def _look(self) -> _Snapshot:
         snapshot: _Snapshot = {}
-        for path in python_files(self.root):
-            try:
-                stat = (self.root / path).stat()
-            except OSError:  # removed since it was listed
-                continue
-            snapshot[path] = (stat.st_mtime_ns, stat.st_size)
+        for root in self.roots:
+            for path in python_files(root):
+                try:
+                    stat = (root / path).stat()
+                except OSError:  # removed since it was listed
+                    continue
+                snapshot[path if len(self.roots) == 1 else root / path] = (
+                    stat.st_mtime_ns,
+                    stat.st_size,
+                )
         return snapshot

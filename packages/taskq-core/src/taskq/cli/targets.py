@@ -19,11 +19,14 @@ class TargetError(TaskiqError):
     __template__ = "cannot import the target"
 
 
-def add_working_directory_to_path() -> None:
-    """Let the current directory's modules be imported, as ``python -m`` would."""
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
+def add_working_directory_to_path(directory: str | None = None) -> None:
+    """Let ``directory``'s modules (default: the current directory's) be imported first.
+
+    As ``python -m`` does for the current directory.
+    """
+    path = os.path.abspath(directory) if directory is not None else os.getcwd()
+    if path not in sys.path:
+        sys.path.insert(0, path)
 
 
 def import_module(name: str) -> None:

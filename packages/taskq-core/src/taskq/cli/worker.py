@@ -27,7 +27,8 @@ def main(argv: list[str]) -> int:
     except SystemExit as exit_:  # argparse exits on --help and on usage errors
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     multiprocessing.current_process().name = "manager"
-    configure_logging(options.log_level, options.log_format)
+    if options.configure_logging:
+        configure_logging(options.log_level, options.log_format)
     try:
         import_app(options, in_worker=False)
     except TargetError as error:
@@ -38,7 +39,8 @@ def main(argv: list[str]) -> int:
 
 def run(options: WorkerOptions) -> int:
     """Run the worker processes ``options`` describe until a signal stops them."""
-    watcher = ChangeWatcher(Path.cwd()) if options.reload else None
+    roots = [Path(directory) for directory in options.reload_dir] or [Path.cwd()]
+    watcher = ChangeWatcher(roots) if options.reload else None
     logger.info(
         "Starting %d worker process(es) for %s%s",
         options.workers,

@@ -40,7 +40,8 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 def run_worker(options: WorkerOptions) -> None:
     """Run one worker process to its end, then exit with its status (the process's target)."""
-    configure_logging(options.log_level, options.log_format)
+    if options.configure_logging:
+        configure_logging(options.log_level, options.log_format)
     status, abandoned = asyncio.run(serve(options))
     if abandoned:
         # threads of sync tasks that outlived the shutdown timeout would hold the exit
@@ -57,7 +58,7 @@ def import_app(options: WorkerOptions, *, in_worker: bool) -> AsyncBroker:
     In a worker, the broker is marked as a worker before the task modules are imported, so
     that their code can tell where it runs. Raises `TargetError`.
     """
-    add_working_directory_to_path()
+    add_working_directory_to_path(options.app_dir)
     broker = import_broker(options.broker)
     if in_worker:
         broker.is_worker_process = True
@@ -70,7 +71,7 @@ def task_modules(options: WorkerOptions) -> list[str]:
     """Return the modules to import for tasks: those given, then those discovered."""
     names = list(options.modules)
     if options.fs_discover:
-        found = discover_modules(Path.cwd(), options.tasks_pattern)
+        found = discover_modules(Path(options.app_dir or Path.cwd()), options.tasks_pattern)
         names.extend(name for name in found if name not in names)
     return names
 
@@ -104,9 +105,13 @@ async def run_receiver(broker: AsyncBroker, options: WorkerOptions, stop: StopRe
     """
     receiver = Receiver(
         broker,
+        validate_params=options.parse,
         max_async_tasks=options.max_async_tasks,
+        max_async_tasks_jitter=options.max_async_tasks_jitter,
         max_prefetch=options.max_prefetch,
+        propagate_exceptions=options.propagate_errors,
         ack_type=options.ack_type,
+        run_startup=False,  # serve() started the broker
         max_tasks_to_execute=options.max_tasks_per_child,
         max_threadpool_threads=options.max_threadpool_threads,
     )

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import sys
+from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 from taskq._awaitable import maybe_await
 from taskq.acks import AckableMessage, AckController, AcknowledgeType
 from taskq.exceptions import (
+    InvalidLabelError,
     MessageDecodeError,
     NoResultError,
     ResultSetError,
     TaskRejectedError,
     UnknownTaskError,
 )
+from taskq.labels import ack_type_value
 from taskq.message import TaskiqMessage
 from taskq.receiver.eager import start_eagerly
 from taskq.receiver.execution import CONTROL_FLOW, DEFAULT_THREADPOOL_THREADS, TaskExecutor
@@ -51,8 +55,12 @@ class Receiver:
     `TaskExitError`. A message whose processing ends neither acknowledged nor rejected is
     released for redelivery; only the cancellation of its asyncio task leaves it as it is.
 
-    ``max_async_tasks`` bounds the tasks running at once and ``max_prefetch`` the messages
-    taken from the broker beyond those.
+    ``max_async_tasks`` bounds the tasks running at once (plus a random 0 to
+    ``max_async_tasks_jitter`` drawn once per receiver, so that workers started together do
+    not reach their limits together) and ``max_prefetch`` the messages taken from the broker
+    beyond those. A task's ``ack_type`` label overrides ``ack_type`` for its messages.
+    ``run_startup``: `listen` first starts the broker if it is not started yet.
+    ``on_exit(receiver)`` is called when `listen` returns.
     """
 
     def __init__(
@@ -61,9 +69,12 @@ class Receiver:
         executor: Executor | None = None,
         validate_params: bool = True,
         max_async_tasks: int | None = None,
+        max_async_tasks_jitter: int = 0,
         max_prefetch: int = 0,
         propagate_exceptions: bool = True,
+        run_startup: bool = True,
         ack_type: AcknowledgeType | str | None = None,
+        on_exit: Callable[[Receiver], None] | None = None,
         max_tasks_to_execute: int | None = None,
         wait_tasks_timeout: float | None = None,
         max_threadpool_threads: int | None = None,
@@ -73,9 +84,15 @@ class Receiver:
             raise ValueError("max_prefetch cannot be negative")
         if max_async_tasks is not None and max_async_tasks < 1:
             raise ValueError("max_async_tasks must be at least 1")
+        if max_async_tasks_jitter < 0:
+            raise ValueError("max_async_tasks_jitter cannot be negative")
         self.broker = broker
         self.ack_type = AcknowledgeType(ack_type or AcknowledgeType.WHEN_SAVED)
-        self.max_async_tasks = max_async_tasks or DEFAULT_MAX_ASYNC_TASKS
+        self.run_startup = run_startup
+        self.on_exit = on_exit
+        self.max_async_tasks = (max_async_tasks or DEFAULT_MAX_ASYNC_TASKS) + _jitter(
+            max_async_tasks_jitter
+        )
         self.max_prefetch = max_prefetch
         self.max_tasks_to_execute = max_tasks_to_execute
         self.wait_tasks_timeout = wait_tasks_timeout
@@ -141,7 +158,16 @@ class Receiver:
             await self._store_failure(message, error)
             await acker.reject()
             return
-        if self.ack_type is AcknowledgeType.WHEN_RECEIVED:
+        ack_type = self.ack_type
+        if "ack_type" in message.labels:
+            try:
+                ack_type = ack_type_value(message.labels["ack_type"])
+            except InvalidLabelError as error:
+                logger.error("Task %s: %s", message.task_id, error)
+                await self._store_failure(message, error)
+                await acker.reject()
+                return
+        if ack_type is AcknowledgeType.WHEN_RECEIVED:
             await acker.ack()
         hooks = self.broker.middleware_hooks
         try:
@@ -158,7 +184,7 @@ class Receiver:
         else:
             async with self._run_slots:
                 result = await self.task_executor.run(task, message, acker)
-        await self._finish(message, result, acker, hooks)
+        await self._finish(message, result, acker, hooks, ack_type)
 
     def _decode(self, raw: bytes | str | AckableMessage) -> TaskiqMessage | MessageDecodeError:
         data = raw.data if isinstance(raw, AckableMessage) else raw
@@ -195,6 +221,7 @@ class Receiver:
         result: TaskiqResult[Any],
         acker: AckController,
         hooks: dict[str, list[Any]],
+        ack_type: AcknowledgeType,
     ) -> None:
         if hooks["post_execute"] or hooks["on_error"]:
             await self._after_run(message, result, hooks)
@@ -203,16 +230,16 @@ class Receiver:
             logger.info("Task %s rejected its message", message.task_id)
             await acker.reject()
             return
-        if self.ack_type is AcknowledgeType.WHEN_EXECUTED:
+        if ack_type is AcknowledgeType.WHEN_EXECUTED:
             await acker.ack()
         if error is None or not isinstance(error, NoResultError):
             if not await self._save(message, result):
                 return  # nothing stored: an unsettled message is released for redelivery
             if hooks["post_save"]:
                 await self._call_hooks(hooks["post_save"], message, result)
-        if self.ack_type is AcknowledgeType.WHEN_SAVED and acker.is_ackable:
+        if ack_type is AcknowledgeType.WHEN_SAVED and acker.is_ackable:
             await acker.ack()
-        elif self.ack_type is AcknowledgeType.MANUAL and acker.is_ackable and not acker.is_acked:
+        elif ack_type is AcknowledgeType.MANUAL and acker.is_ackable and not acker.is_acked:
             logger.warning(
                 "Task %s ended without acknowledging its message (ack mode manual): "
                 "it is released for redelivery",
@@ -285,7 +312,11 @@ class Receiver:
         No message is taken without a free slot, so stopping never strands a taken message
         in this process. Tasks still running then get ``wait_tasks_timeout`` seconds
         (None: as long as they need) to finish, store their results and be acknowledged.
+        With ``run_startup``, an unstarted broker is started first; ``on_exit`` is called
+        at the end.
         """
+        if self.run_startup and not self.broker.is_started:
+            await self.broker.startup()
         consumer = asyncio.create_task(self._consume())
         if finish_event is not None:
             stopper = asyncio.create_task(finish_event.wait())
@@ -298,6 +329,8 @@ class Receiver:
             if finish_event is None or not finish_event.is_set():
                 raise
         await self.wait_running(self.wait_tasks_timeout)
+        if self.on_exit is not None:
+            self.on_exit(self)
 
     async def _consume(self) -> None:
         # with no prefetch, the fetch slots alone bound the running tasks
@@ -347,6 +380,11 @@ class Receiver:
     def close(self) -> None:
         """Release the thread pool this receiver made for sync tasks (if it made one)."""
         self.task_executor.close()
+
+
+def _jitter(max_jitter: int) -> int:
+    """A random 0 to ``max_jitter`` spreading the concurrency limits of workers apart."""
+    return random.randint(0, max_jitter) if max_jitter else 0
 
 
 def _failed_result(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Callable
 from typing import Any
 
 from taskq.abc.serializer import TaskiqSerializer
@@ -11,22 +13,62 @@ from taskq.serializers._plain import to_plain
 
 
 class CBORSerializer(TaskiqSerializer):
-    """Encodes values with cbor2; needs ``pip install taskq-core[cbor]``."""
+    """Encodes values with cbor2; needs ``pip install taskq-core[cbor]``.
 
-    def __init__(self) -> None:
-        """Create the serializer (imports cbor2)."""
+    The options are cbor2's, with taskiq's defaults: datetimes travel as timestamps and
+    come back timezone-aware, dates as datetimes.
+
+    Args:
+        datetime_as_timestamp: Encode datetimes as epoch timestamps (default True).
+        timezone: The timezone of naive datetimes (default: a naive one fails).
+        value_sharing: Encode a value referenced several times once (keeps cycles).
+        default: ``default(encoder, value)`` encodes a value cbor2 does not know; default:
+            UUIDs, models and the like become their plain forms.
+        canonical: Encode canonically (sorted keys, shortest forms).
+        date_as_datetime: Encode dates as datetimes at midnight (default True).
+        string_referencing: Encode a string repeated in a message once (default True).
+        tag_hook: ``tag_hook(decoder, tag)`` decodes the tags cbor2 does not know.
+        object_hook: ``object_hook(decoder, mapping)`` rebuilds objects from maps.
+    """
+
+    def __init__(
+        self,
+        datetime_as_timestamp: bool = True,
+        timezone: datetime.tzinfo | None = None,
+        value_sharing: bool = False,
+        default: Callable[[Any, Any], Any] | None = None,
+        canonical: bool = False,
+        date_as_datetime: bool = True,
+        string_referencing: bool = True,
+        tag_hook: Callable[[Any, Any], Any] | None = None,
+        object_hook: Callable[[Any, dict[Any, Any]], Any] | None = None,
+    ) -> None:
         self._cbor2 = require("cbor2", "cbor")
+        self._dump_options = {
+            "datetime_as_timestamp": datetime_as_timestamp,
+            "timezone": timezone,
+            "value_sharing": value_sharing,
+            "default": default or _encode_plain,
+            "canonical": canonical,
+            "date_as_datetime": date_as_datetime,
+            "string_referencing": string_referencing,
+        }
+        self._load_options = {"tag_hook": tag_hook, "object_hook": object_hook}
 
     def dumpb(self, value: Any) -> bytes:
         """Encode ``value`` as CBOR bytes."""
         try:
-            return bytes(self._cbor2.dumps(value, default=lambda enc, v: enc.encode(to_plain(v))))
+            return bytes(self._cbor2.dumps(value, **self._dump_options))
         except (TypeError, ValueError, self._cbor2.CBOREncodeError) as exc:
             raise SerializationError(f"cannot encode as CBOR: {exc}") from exc
 
     def loadb(self, value: bytes) -> Any:
         """Decode CBOR bytes."""
         try:
-            return self._cbor2.loads(value)
+            return self._cbor2.loads(value, **self._load_options)
         except Exception as exc:
             raise SerializationError(f"not valid CBOR: {exc}") from exc
+
+
+def _encode_plain(encoder: Any, value: Any) -> None:
+    encoder.encode(to_plain(value))

@@ -17,14 +17,21 @@ class JSONSerializer(TaskiqSerializer):
 
     Tuples become lists; datetimes, UUIDs, decimals, enums, dataclasses and pydantic models
     become their JSON forms (the worker casts them back to the task's annotated types).
+
+    Args:
+        default: Turns a value JSON does not know into one it does (raise TypeError for
+            none), as ``json.dumps``'s ``default``; replaces the conversion above.
+        ensure_ascii: Escape every non-ASCII character (``\u00e9``) instead of writing it
+            as UTF-8 (default False: shorter messages; any JSON reader takes both).
     """
 
-    def __init__(self) -> None:
-        """Create the serializer."""
+    def __init__(
+        self, default: Callable[[Any], Any] | None = None, ensure_ascii: bool = False
+    ) -> None:
         encoder = json.JSONEncoder(
-            ensure_ascii=False,
+            ensure_ascii=ensure_ascii,
             separators=(",", ":"),
-            default=to_plain,
+            default=default or to_plain,
             check_circular=False,  # a cycle still fails: RecursionError, reported below
         )
         self._encoder = encoder
@@ -73,7 +80,11 @@ def _c_iterencode(encoder: json.JSONEncoder) -> Callable[[Any, int], list[str]] 
     iterencode = make(
         None,  # no cycle markers: check_circular=False
         encoder.default,
-        json.encoder.encode_basestring,  # ensure_ascii=False
+        (
+            json.encoder.encode_basestring_ascii
+            if encoder.ensure_ascii
+            else json.encoder.encode_basestring
+        ),
         None,  # no indent
         encoder.key_separator,
         encoder.item_separator,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from taskq.abc.serializer import TaskiqSerializer
@@ -11,18 +12,26 @@ from taskq.serializers._plain import to_plain
 
 
 class ORJSONSerializer(TaskiqSerializer):
-    """Encodes values with orjson; needs ``pip install taskq-core[orjson]``."""
+    """Encodes values with orjson; needs ``pip install taskq-core[orjson]``.
 
-    def __init__(self) -> None:
-        """Create the serializer (imports orjson)."""
+    Args:
+        default: Turns a value orjson does not know into one it does (raise TypeError for
+            none); default: datetimes, UUIDs, models and the like become their JSON forms.
+        option: orjson's ``OPT_*`` flags, combined with ``|`` (default
+            ``OPT_NON_STR_KEYS``: integer keys become strings instead of failing).
+    """
+
+    def __init__(
+        self, default: Callable[[Any], Any] | None = None, option: int | None = None
+    ) -> None:
         self._orjson = require("orjson", "orjson")
+        self._default = default or to_plain
+        self._option = self._orjson.OPT_NON_STR_KEYS if option is None else option
 
     def dumpb(self, value: Any) -> bytes:
         """Encode ``value`` as JSON bytes."""
         try:
-            return bytes(
-                self._orjson.dumps(value, default=to_plain, option=self._orjson.OPT_NON_STR_KEYS)
-            )
+            return bytes(self._orjson.dumps(value, default=self._default, option=self._option))
         except TypeError as exc:
             raise SerializationError(f"cannot encode with orjson: {exc}") from exc
 

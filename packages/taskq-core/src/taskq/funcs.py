@@ -1,0 +1,5 @@
+"""taskiq's ``funcs`` path: `gather`."""
+
+from taskq.gather import gather
+
+__all__ = ["gather"]
