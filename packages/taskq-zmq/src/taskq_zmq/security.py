@@ -21,8 +21,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import zmq
-import zmq.auth
-from zmq.auth.thread import ThreadAuthenticator
 
 from taskq.exceptions import SecurityError
 
@@ -125,6 +123,8 @@ class Gatekeeper:
 
     def __init__(self, context: zmq.Context[Any], keys: CurveKeys) -> None:
         """Start the authenticator thread."""
+        from zmq.auth.thread import ThreadAuthenticator  # only with CURVE: workers stay small
+
         self._allowed = keys.allowed_keys
         self._authenticator = ThreadAuthenticator(context, log=logger.getChild("auth"))
         self._authenticator.start()
@@ -145,6 +145,8 @@ def create_keys(directory: str | os.PathLike[str], name: str) -> tuple[Path, Pat
     Returns:
         The paths of the public and the secret certificate.
     """
+    import zmq.auth
+
     Path(directory).mkdir(parents=True, exist_ok=True)
     public, secret = zmq.auth.create_certificates(os.fspath(directory), name)
     return Path(public), Path(secret)
@@ -180,6 +182,8 @@ def warn_if_exposed(address: str, keys: CurveKeys | None) -> None:
 
 
 def _certificate(path: str | os.PathLike[str], secret: bool) -> tuple[bytes, bytes | None]:
+    import zmq.auth
+
     what = "secret" if secret else "public"
     try:
         public, secret_key = zmq.auth.load_certificate(os.fspath(path))
