@@ -80,7 +80,7 @@ def context() -> Iterator[zmq.Context[zmq.Socket[bytes]]]:
 
 # Frames that are never a valid message, whoever receives them (built, not filtered: cheap).
 _OTHER_KINDS = [bytes([k]) for k in range(256) if bytes([k]) not in b"TCRFBH"]
-_tail = st.binary(max_size=40)
+_tail = st.binary(max_size=16)
 never_valid = st.one_of(
     st.just(b""),
     st.tuples(st.sampled_from(_OTHER_KINDS), _tail).map(b"".join),  # an unknown kind
@@ -110,10 +110,10 @@ def client_side_junk() -> st.SearchStrategy[list[bytes]]:
     st.lists(
         st.one_of(
             client_side_junk().map(lambda m: ("junk", m)),
-            st.lists(st.binary(max_size=60), min_size=1, max_size=3).map(lambda m: ("any", m)),
+            st.lists(st.binary(max_size=24), min_size=1, max_size=3).map(lambda m: ("any", m)),
             st.just(("valid", [])),
         ),
-        max_size=20,
+        max_size=16,
     )
 )
 def test_the_client_survives_any_frames_and_dispatches_each_valid_one_once(
@@ -168,10 +168,10 @@ def worker_side_junk(routed: bool) -> st.SearchStrategy[list[bytes]]:
 def worker_messages(routed: bool) -> st.SearchStrategy[tuple[bool, list[tuple[str, list[bytes]]]]]:
     kinds = st.one_of(
         worker_side_junk(routed).map(lambda m: ("junk", m)),
-        st.lists(st.binary(max_size=60), min_size=1, max_size=3).map(lambda m: ("any", m)),
+        st.lists(st.binary(max_size=24), min_size=1, max_size=3).map(lambda m: ("any", m)),
         st.just(("valid", [])),
     )
-    return st.tuples(st.just(routed), st.lists(kinds, max_size=20))
+    return st.tuples(st.just(routed), st.lists(kinds, max_size=16))
 
 
 @FUZZ
