@@ -252,6 +252,21 @@ async def test_a_graceful_stop_hands_back_everything_at_prefetch_5000(address, c
     await consumer
 
 
+async def test_a_hand_back_that_cannot_happen_says_why(address, caplog):
+    host = await worker(address, bind="worker", prefetch=50)
+    client = ZeroMQBroker(address, address, bind="worker")
+    await client.startup()
+    for n in range(5):
+        await asyncio.wait_for(client.kick(message(n)), 10)
+    await eventually(lambda: len(host._intake.buffer) == 5)  # type: ignore[union-attr]
+    await client.shutdown()  # the only client leaves before the worker stops
+    await eventually(lambda: not host._intake.clients)  # type: ignore[union-attr]
+    await host.shutdown()
+    assert "5 of 5 buffered messages could not be handed back: no client is connected" in (
+        caplog.text
+    )
+
+
 # 5. a killed worker's loss is logged
 
 

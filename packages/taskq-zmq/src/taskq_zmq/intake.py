@@ -177,8 +177,8 @@ class Intake:
                     key = self._any_client()
                 self._send_now(key, protocol.RETURN + payload)
             except zmq.Again:
-                if not self.heard_from_client:
-                    return "no client has sent this worker anything"
+                if not self.heard_from_client:  # a worker that binds: every client left
+                    return "no client is connected to take them (the clients that sent them left)"
                 if time.monotonic() > deadline:
                     return (
                         f"no client took them within {HANDBACK_TIMEOUT:g} s "
