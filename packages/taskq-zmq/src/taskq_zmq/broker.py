@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, ClassVar, Literal
 
@@ -12,11 +13,17 @@ from taskq.abc.result_backend import AsyncResultBackend
 from taskq.capabilities import Capability
 from taskq.exceptions import SendTaskError
 from taskq.message import BrokerMessage
+from taskq_zmq import protocol
 from taskq_zmq.dispatcher import Dispatcher
 from taskq_zmq.intake import Intake
+from taskq_zmq.security import CurveKeys, Gatekeeper
 
 #: Messages a worker buffers beyond those it is running (its credit with the client).
 DEFAULT_PREFETCH = 256
+#: Where the client binds by default: loopback only (see the Security section of the docs).
+DEFAULT_PUB_HOST = "tcp://127.0.0.1:5555"
+#: Where workers connect by default.
+DEFAULT_SUB_HOST = "tcp://localhost:5555"
 
 
 class ZeroMQBroker(AsyncBroker):
@@ -24,14 +31,35 @@ class ZeroMQBroker(AsyncBroker):
 
     The client binds ``zmq_pub_host`` and workers connect to ``zmq_sub_host`` (with
     ``bind="worker"``, the worker binds ``zmq_sub_host`` and clients connect to
-    ``zmq_pub_host``: one worker host, many clients). Workers report how many messages they
-    have room for; a message goes to the worker with the most room, and when no worker has
-    any, ``kiq`` waits instead of dropping it. A worker buffers at most ``prefetch`` messages
-    beyond those it runs, and when it stops gracefully it hands them back to the client, which
-    sends them to another worker.
+    ``zmq_pub_host``, which may list several workers' addresses separated by commas: one
+    worker host, many clients). Workers report how many messages they have room for; a message
+    goes to the worker with the most room, and when no worker has any, ``kiq`` waits instead of
+    dropping it. A worker buffers at most ``prefetch`` messages beyond those it runs, and when
+    it stops gracefully it hands them back to the client, which sends them to another worker.
 
-    ZeroMQ keeps nothing: messages a killed worker held are lost (no redelivery), and messages
-    the client holds die with it. Use a durable broker where that matters.
+    Whoever reaches the bound address can take and inject tasks: the default binds loopback
+    only, binding another address without CURVE logs a warning, and CURVE (keys from the
+    arguments or the ``TASKQ_ZMQ_CURVE_*`` environment variables, see `taskq_zmq.security`)
+    lets in only peers whose public keys are allowed.
+
+    ZeroMQ keeps nothing: messages a killed worker held are lost (no redelivery; the client
+    logs how many), and messages the client holds die with it. Use a durable broker where that
+    matters.
+
+    Args:
+        zmq_pub_host: the client's address (bound by the client); default loopback port 5555.
+        zmq_sub_host: where workers find the client (workers connect).
+        result_backend: where workers store results; default none (results are discarded).
+        task_id_generator: how task ids are made; default random UUID4 hex.
+        prefetch: messages a worker buffers beyond those it runs (its credit), 1 to
+            `protocol.MAX_CREDIT` (65,535); default 256.
+        bind: ``"client"`` (default) or ``"worker"``: which side binds.
+        curve_secret_key_file: this process's ``.key_secret`` certificate: turns CURVE on.
+            Default: ``TASKQ_ZMQ_CURVE_SECRET_KEY_FILE``, else CURVE is off.
+        curve_server_key_file: the binding side's public ``.key`` certificate (needed by the
+            side that connects). Default: ``TASKQ_ZMQ_CURVE_SERVER_KEY_FILE``.
+        curve_allowed_keys_dir: a directory of the ``.key`` certificates the binding side lets
+            in (needed by the side that binds). Default: ``TASKQ_ZMQ_CURVE_ALLOWED_KEYS_DIR``.
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
@@ -40,24 +68,37 @@ class ZeroMQBroker(AsyncBroker):
 
     def __init__(
         self,
-        zmq_pub_host: str = "tcp://0.0.0.0:5555",
-        zmq_sub_host: str = "tcp://localhost:5555",
+        zmq_pub_host: str = DEFAULT_PUB_HOST,
+        zmq_sub_host: str = DEFAULT_SUB_HOST,
         result_backend: AsyncResultBackend[Any] | None = None,
         task_id_generator: Callable[[], str] | None = None,
         prefetch: int = DEFAULT_PREFETCH,
         bind: Literal["client", "worker"] = "client",
+        *,
+        curve_secret_key_file: str | os.PathLike[str] | None = None,
+        curve_server_key_file: str | os.PathLike[str] | None = None,
+        curve_allowed_keys_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        """Configure the addresses (see the class docstring); nothing is opened before use."""
+        """Configure the addresses and keys (see the class docstring); nothing opens before use.
+
+        Raises:
+            ValueError: ``prefetch`` or ``bind`` is out of range.
+            SecurityError: a CURVE key file cannot be read (see `CurveKeys.load`).
+        """
         super().__init__(result_backend, task_id_generator)
-        if prefetch < 1:
-            raise ValueError("prefetch must be at least 1")
+        if not 1 <= prefetch <= protocol.MAX_CREDIT:
+            raise ValueError(f"prefetch must be from 1 to {protocol.MAX_CREDIT}")
         if bind not in ("client", "worker"):
             raise ValueError("bind must be 'client' or 'worker'")
         self.zmq_pub_host = zmq_pub_host
         self.zmq_sub_host = zmq_sub_host
         self.prefetch = prefetch
         self.bind = bind
+        self.curve = CurveKeys.load(
+            curve_secret_key_file, curve_server_key_file, curve_allowed_keys_dir
+        )
         self._context: zmq.Context[zmq.Socket[bytes]] | None = None
+        self._gatekeeper: Gatekeeper | None = None
         self._dispatcher: Dispatcher | None = None
         self._intake: Intake | None = None
 
@@ -82,6 +123,9 @@ class ZeroMQBroker(AsyncBroker):
         dispatcher, self._dispatcher = self._dispatcher, None
         if dispatcher is not None:
             await dispatcher.close()
+        if self._gatekeeper is not None:
+            self._gatekeeper.stop()
+            self._gatekeeper = None
         if self._context is not None:
             self._context.term()
             self._context = None
@@ -110,17 +154,24 @@ class ZeroMQBroker(AsyncBroker):
 
     def _client_side(self) -> Dispatcher:
         if self._dispatcher is None:
-            self._dispatcher = Dispatcher(self._zmq(), self.zmq_pub_host, self.bind == "client")
+            binds = self.bind == "client"
+            self._dispatcher = Dispatcher(
+                self._zmq(binds), self.zmq_pub_host, binds, curve=self.curve
+            )
         return self._dispatcher
 
     def _worker_side(self) -> Intake:
         if self._intake is None:
+            binds = self.bind == "worker"
             self._intake = Intake(
-                self._zmq(), self.zmq_sub_host, bind=self.bind == "worker", prefetch=self.prefetch
+                self._zmq(binds), self.zmq_sub_host, binds, self.prefetch, curve=self.curve
             )
         return self._intake
 
-    def _zmq(self) -> zmq.Context[zmq.Socket[bytes]]:
+    def _zmq(self, binds: bool) -> zmq.Context[zmq.Socket[bytes]]:
+        """The context, with the authenticator running if a CURVE socket is about to bind."""
         if self._context is None:
             self._context = zmq.Context()
+        if binds and self.curve is not None and self._gatekeeper is None:
+            self._gatekeeper = Gatekeeper(self._context, self.curve)
         return self._context

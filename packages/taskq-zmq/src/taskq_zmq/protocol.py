@@ -1,12 +1,21 @@
-"""The messages the client (ROUTER) and the workers (DEALER) exchange, one frame each.
+"""The messages the client and the workers exchange, one frame each, and their limits.
 
 Client to worker: ``TASK session seq payload`` — ``seq`` counts the tasks this client session
-sent to that worker. Worker to client: ``CREDIT free session last_seq`` — how many more messages
-it can buffer, after the last task it received (so the client subtracts what is still in
-flight); ``RETURN payload`` — a message handed back at shutdown; ``FORWARD payload`` — a new
-message a task sent from the worker, for the client to dispatch; ``BYE`` — it takes no more.
+sent to that worker; ``HELLO session`` — a client announcing itself to a worker that binds
+(``bind="worker"``), repeated as its heartbeat; ``BYE`` — the client leaves. Worker to client:
+``CREDIT free session last_seq held`` — how many more messages it can take from that client
+after the last task it received from it (so the client subtracts what is still in flight), and
+how many of that client's messages it holds unstarted; ``RETURN payload`` — a message handed back
+(at shutdown, or one sent beyond its credit); ``FORWARD payload`` — a new message a task sent
+from the worker, for the client to dispatch; ``BYE`` — it takes no more.
+
 Each message is one frame (a kind byte, then fixed-size fields), because every extra frame costs
 as much as a small payload.
+
+Limits: a worker's buffer, and so the credit it may report, is at most `MAX_CREDIT` messages.
+A client caps every report at that value, never counts a ``last_seq`` beyond what it sent, and
+ignores frames that fit none of these shapes; a worker hands back a task that arrives when its
+buffer is full instead of taking it.
 """
 
 from __future__ import annotations
@@ -15,14 +24,19 @@ import struct
 from dataclasses import dataclass
 
 TASK = b"T"
+HELLO = b"H"
 CREDIT = b"C"
 RETURN = b"R"
 FORWARD = b"F"
 BYE = b"B"
 
+#: The largest prefetch (buffered messages) a worker may have, and so the largest credit a
+#: client accepts from one worker.
+MAX_CREDIT = 65_535
 SESSION_SIZE = 16
 _TASK_HEADER = struct.Struct(f"!c{SESSION_SIZE}sQ")
-_CREDIT = struct.Struct(f"!cI{SESSION_SIZE}sQ")
+_CREDIT = struct.Struct(f"!cI{SESSION_SIZE}sQI")
+_HELLO = struct.Struct(f"!c{SESSION_SIZE}s")
 
 
 class MalformedFrame(ValueError):
@@ -31,11 +45,12 @@ class MalformedFrame(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Credit:
-    """A worker's report of its free buffer slots."""
+    """A worker's report to one client session: room, last task received, messages held."""
 
     free: int
     session: bytes
     last_seq: int
+    held: int = 0
 
 
 def task(session: bytes, seq: int, payload: bytes) -> bytes:
@@ -52,15 +67,33 @@ def parse_task(frame: bytes) -> tuple[bytes, int, bytes]:
 
 
 def credit(report: Credit) -> bytes:
-    """A credit report for the client."""
+    """A credit report for a client (``free`` and ``held`` clamped to ``0..MAX_CREDIT``)."""
     return _CREDIT.pack(
-        CREDIT, report.free, report.session.ljust(SESSION_SIZE, b"\0"), report.last_seq
+        CREDIT,
+        min(max(report.free, 0), MAX_CREDIT),
+        report.session.ljust(SESSION_SIZE, b"\0")[:SESSION_SIZE],
+        report.last_seq,
+        min(max(report.held, 0), MAX_CREDIT),
     )
 
 
 def parse_credit(frame: bytes) -> Credit:
-    """The credit report in ``frame``; `MalformedFrame` if it is not one."""
+    """The credit report in ``frame``; `MalformedFrame` if it is not one or exceeds the limits."""
     if len(frame) != _CREDIT.size or frame[:1] != CREDIT:
         raise MalformedFrame(f"not a credit report: {frame[:20]!r}")
-    _, free, session, last_seq = _CREDIT.unpack(frame)
-    return Credit(free, session, last_seq)
+    _, free, session, last_seq, held = _CREDIT.unpack(frame)
+    if free > MAX_CREDIT or held > MAX_CREDIT:
+        raise MalformedFrame(f"a credit report beyond the limit of {MAX_CREDIT}: {free}, {held}")
+    return Credit(free, session, last_seq, held)
+
+
+def hello(session: bytes) -> bytes:
+    """A client's greeting (and heartbeat) to a worker that binds."""
+    return _HELLO.pack(HELLO, session)
+
+
+def parse_hello(frame: bytes) -> bytes:
+    """The session of a greeting; `MalformedFrame` if it is not one."""
+    if len(frame) != _HELLO.size or frame[:1] != HELLO:
+        raise MalformedFrame(f"not a greeting: {frame[:20]!r}")
+    return bytes(_HELLO.unpack(frame)[1])

@@ -1,0 +1,300 @@
+"""The ZeroMQ broker against hostile or broken peers, many clients, big buffers, killed workers."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import time
+from collections.abc import Callable
+
+import pytest
+import zmq
+import zmq.asyncio
+
+from taskq import BrokerMessage
+from taskq_zmq import ZeroMQBroker, dispatcher, protocol
+
+
+def message(n: int) -> BrokerMessage:
+    return BrokerMessage(f"id-{n}", "zmq:test", b"%d" % n, {})
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until ``condition()`` holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.02)
+
+
+def free_address() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+
+
+async def worker(address: str, **options: object) -> ZeroMQBroker:
+    broker = ZeroMQBroker(address, address, **options)  # type: ignore[arg-type]
+    broker.is_worker_process = True
+    await broker.startup()
+    return broker
+
+
+async def collect(broker: ZeroMQBroker, into: list[bytes]) -> None:
+    async for payload in broker.listen():
+        into.append(payload)
+
+
+# 1. the trust boundary
+
+
+def test_the_client_binds_loopback_by_default():
+    assert ZeroMQBroker().zmq_pub_host == "tcp://127.0.0.1:5555"
+
+
+async def test_binding_a_public_address_without_curve_warns_once(caplog):
+    port = free_address().rsplit(":", 1)[1]
+    client = ZeroMQBroker(f"tcp://0.0.0.0:{port}", f"tcp://127.0.0.1:{port}")
+    await client.startup()
+    await client.shutdown()
+    warnings = [r for r in caplog.records if "read their arguments" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "anyone who reaches it can run tasks" in warnings[0].getMessage()
+
+
+async def test_loopback_binding_does_not_warn(address, caplog):
+    client = ZeroMQBroker(address, address)
+    await client.startup()
+    await client.shutdown()
+    assert "read their arguments" not in caplog.text
+
+
+def test_a_bad_key_file_fails_at_construction(tmp_path):
+    from taskq import SecurityError
+
+    bad = tmp_path / "bad.key_secret"
+    bad.write_text("not a certificate")
+    with pytest.raises(SecurityError, match=r"bad\.key_secret"):
+        ZeroMQBroker(curve_secret_key_file=bad)
+    with pytest.raises(SecurityError, match="cannot read"):
+        ZeroMQBroker(curve_secret_key_file=tmp_path / "missing.key_secret")
+
+
+async def test_with_curve_an_unauthenticated_peer_takes_nothing_and_injects_nothing(
+    tmp_path, address
+):
+    from taskq_zmq.security import create_keys  # here: the rest of the module runs without it
+
+    allowed, outsiders = tmp_path / "allowed", tmp_path / "outsiders"
+    _, client_secret = create_keys(tmp_path, "client")
+    create_keys(allowed, "worker")
+    _, stranger_secret = create_keys(outsiders, "stranger")
+    worker_secret = allowed / "worker.key_secret"
+    client = ZeroMQBroker(
+        address,
+        address,
+        curve_secret_key_file=client_secret,
+        curve_allowed_keys_dir=allowed,
+    )
+    await client.startup()
+    context = zmq.asyncio.Context()
+    intruders = []
+    for curve_key in (None, stranger_secret):  # no CURVE at all; CURVE with an unknown key
+        intruder = context.socket(zmq.DEALER)
+        intruder.setsockopt(zmq.LINGER, 0)
+        if curve_key is not None:
+            public, secret = zmq.auth.load_certificate(curve_key)
+            intruder.curve_publickey, intruder.curve_secretkey = public, secret
+            intruder.curve_serverkey = zmq.auth.load_certificate(tmp_path / "client.key")[0]
+        intruder.connect(address)
+        intruders.append(intruder)
+    for intruder in intruders:  # pose as a worker with room for everything; inject a task
+        await intruder.send(protocol.credit(protocol.Credit(protocol.MAX_CREDIT, b"", 0)))
+        await intruder.send(protocol.FORWARD + b"injected")
+    genuine = await worker(
+        address,
+        curve_secret_key_file=worker_secret,
+        curve_server_key_file=tmp_path / "client.key",
+    )
+    received: list[bytes] = []
+    consumer = asyncio.create_task(collect(genuine, received))
+    for n in range(200):
+        await asyncio.wait_for(client.kick(message(n)), 10)
+    await eventually(lambda: len(received) == 200)
+    taken = 0
+    for intruder in intruders:
+        while await intruder.poll(100):
+            await intruder.recv()
+            taken += 1
+    assert taken == 0
+    assert b"injected" not in received
+    assert sorted(int(p) for p in received) == list(range(200))
+    await genuine.shutdown()
+    await client.shutdown()
+    await consumer
+    for intruder in intruders:
+        intruder.close()
+    context.term()
+
+
+async def test_a_peer_cannot_claim_more_credit_than_the_protocol_allows(address, caplog):
+    client = ZeroMQBroker(address, address)
+    await client.startup()
+    context = zmq.asyncio.Context()
+    greedy = context.socket(zmq.DEALER)
+    greedy.setsockopt(zmq.LINGER, 0)
+    greedy.connect(address)
+    huge = struct.pack("!cI16sQI", b"C", 2**32 - 1, b"\0" * 16, 0, 0)
+    for _ in range(50):
+        await greedy.send(huge)
+    await greedy.send(b"\xff garbage")
+    await asyncio.sleep(0.2)  # let the client read them: nothing to wait for but time
+    pending = asyncio.create_task(client.kick(message(1)))
+    assert not await greedy.poll(300), "the client sent a task on absurd credit"
+    assert not pending.done()
+    lines = [r for r in caplog.records if "does not fit the protocol" in r.getMessage()]
+    assert len(lines) == 1  # once for that peer, however many frames
+    honest = await worker(address)
+    received: list[bytes] = []
+    consumer = asyncio.create_task(collect(honest, received))
+    await asyncio.wait_for(pending, 10)
+    await eventually(lambda: received == [b"1"])
+    await honest.shutdown()
+    await client.shutdown()
+    await consumer
+    greedy.close()
+    context.term()
+
+
+# 2. several clients when the workers bind
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_three_clients_and_binding_workers_complete_every_task_once(workers):
+    addresses = [free_address() for _ in range(workers)]
+    hosts = []
+    received: list[bytes] = []
+    consumers = []
+    for address in addresses:
+        host = await worker(address, bind="worker")
+        hosts.append(host)
+        consumers.append(asyncio.create_task(collect(host, received)))
+    joined = ",".join(addresses)
+    clients = [ZeroMQBroker(joined, joined, bind="worker") for _ in range(3)]
+
+    async def send_all(client: ZeroMQBroker, first: int) -> None:
+        await client.startup()
+        for n in range(first, first + 3000):
+            await client.kick(message(n))
+
+    await asyncio.wait_for(
+        asyncio.gather(*(send_all(c, i * 3000) for i, c in enumerate(clients))), 60
+    )
+    await eventually(lambda: len(received) >= 9000, 30)
+    for client in clients:
+        await client.shutdown()
+    for host in hosts:
+        await host.shutdown()
+    await asyncio.gather(*consumers)
+    assert sorted(int(p) for p in received) == list(range(9000))
+
+
+# 3. a worker sent more than its credit
+
+
+async def test_a_worker_hands_back_tasks_beyond_its_credit_and_lives(address, caplog):
+    context = zmq.asyncio.Context()
+    router = context.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    router.bind(address)
+    target = await worker(address, prefetch=16)
+    identity, _ = await asyncio.wait_for(router.recv_multipart(), 5)
+    for n in range(40):
+        await router.send_multipart([identity, protocol.task(b"s" * 16, n + 1, b"%d" % n)])
+    returned = []
+    while len(returned) < 24:
+        _, frame = await asyncio.wait_for(router.recv_multipart(), 5)
+        if frame[:1] == protocol.RETURN:
+            returned.append(frame[1:])
+    assert len(target._intake.buffer) == 16  # type: ignore[union-attr]
+    received: list[bytes] = []
+    consumer = asyncio.create_task(collect(target, received))
+    await eventually(lambda: len(received) == 16)
+    assert sorted(int(p) for p in received + returned) == list(range(40))
+    assert caplog.text.count("beyond the credit") == 1
+    await target.shutdown()
+    await consumer
+    router.close()
+    context.term()
+
+
+# 4. a graceful stop hands back everything
+
+
+async def test_a_graceful_stop_hands_back_everything_at_prefetch_5000(address, caplog):
+    client = ZeroMQBroker(address, address)
+    await client.startup()
+    leaving = await worker(address, prefetch=5000)
+    for n in range(5000):
+        await asyncio.wait_for(client.kick(message(n)), 10)
+    await eventually(lambda: len(leaving._intake.buffer) == 5000)  # type: ignore[union-attr]
+    await leaving.shutdown()
+    staying = await worker(address)
+    received: list[bytes] = []
+    consumer = asyncio.create_task(collect(staying, received))
+    await eventually(lambda: len(received) >= 5000, 30)
+    assert sorted(int(p) for p in received) == list(range(5000))
+    assert "could not be handed back" not in caplog.text
+    await staying.shutdown()
+    await client.shutdown()
+    await consumer
+
+
+async def test_a_hand_back_that_cannot_happen_says_why(address, caplog):
+    host = await worker(address, bind="worker", prefetch=50)
+    client = ZeroMQBroker(address, address, bind="worker")
+    await client.startup()
+    for n in range(5):
+        await asyncio.wait_for(client.kick(message(n)), 10)
+    await eventually(lambda: len(host._intake.buffer) == 5)  # type: ignore[union-attr]
+    await client.shutdown()  # the only client leaves before the worker stops
+    await eventually(lambda: not host._intake.clients)  # type: ignore[union-attr]
+    await host.shutdown()
+    assert "5 of 5 buffered messages could not be handed back: no client is connected" in (
+        caplog.text
+    )
+
+
+# 5. a killed worker's loss is logged
+
+
+async def test_a_vanished_worker_s_unstarted_messages_are_logged_once(address, caplog, monkeypatch):
+    monkeypatch.setattr(dispatcher, "PEER_TIMEOUT", 0.5)
+    monkeypatch.setattr(dispatcher, "HEARTBEAT", 0.1)
+    client = ZeroMQBroker(address, address)
+    await client.startup()
+    context = zmq.asyncio.Context()
+    doomed = context.socket(zmq.DEALER)
+    doomed.setsockopt(zmq.LINGER, 0)
+    doomed.connect(address)
+    await doomed.send(protocol.credit(protocol.Credit(10, b"", 0)))
+    for n in range(7):
+        await asyncio.wait_for(client.kick(message(n)), 5)
+    for _ in range(7):
+        await asyncio.wait_for(doomed.recv(), 5)
+    doomed.close()  # killed: it reports nothing more
+    await eventually(lambda: "lost" in caplog.text, 5)
+    await asyncio.sleep(0.3)  # several watch rounds: still one line
+    lines = [r.getMessage() for r in caplog.records if "lost" in r.getMessage()]
+    assert len(lines) == 1
+    assert "holding 7 messages" in lines[0]
+    await client.shutdown()
+    context.term()
+
+
+def test_prefetch_is_bounded_by_the_protocol():
+    with pytest.raises(ValueError, match="65535"):
+        ZeroMQBroker(prefetch=protocol.MAX_CREDIT + 1)
+    assert ZeroMQBroker(prefetch=protocol.MAX_CREDIT).prefetch == 65_535
