@@ -10,7 +10,6 @@ import os
 import socket
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
@@ -22,24 +21,24 @@ from taskq.capabilities import Capability
 from taskq.labels import delay_seconds, priority_value
 from taskq.message import BrokerMessage
 from taskq_redis.batching import BatchSender
+from taskq_redis.connection import DEFAULT_URL, RedisConnection
 from taskq_redis.consumer import StreamConsumer
 from taskq_redis.dead_letters import DeadLetterQueue
 from taskq_redis.delayed import delayed_member, move_due_forever
-from taskq_redis.errors import RedisUnavailableError, SendUnavailableError
+from taskq_redis.errors import RedisBrokerUnavailableError, SendUnavailableError, unavailable
 from taskq_redis.keys import QueueKeys
-from taskq_redis.reconnect import CONNECTION_ERRORS, Reconnector
+from taskq_redis.reconnect import CONNECTION_ERRORS, DEFAULT_MAX_DELAY_S, Reconnector
 from taskq_redis.scripts import ScriptArgs, ScriptKeys, Scripts
 
 logger = logging.getLogger("taskq.redis")
 
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_LEASE_S = 30.0
 DEFAULT_BLOCK_MS = 1000
 DEFAULT_BATCH_SIZE = 100
 DEFAULT_PRIORITY_LEVELS = 10
 DEFAULT_MAX_DELIVERIES = 5
 DEFAULT_DELAY_CHECK_INTERVAL_S = 0.2
-DEFAULT_RECONNECT_MAX_DELAY_S = 5.0
+DEFAULT_RECONNECT_MAX_DELAY_S = DEFAULT_MAX_DELAY_S
 DEFAULT_SEND_TIMEOUT_S = 30.0
 #: Seconds a shutdown keeps trying to hand back held messages while Redis does not answer.
 HAND_BACK_TIMEOUT_S = 5.0
@@ -144,8 +143,9 @@ class RedisStreamBroker(AsyncBroker):
         **connection_kwargs: Any,
     ) -> None:
         super().__init__(result_backend, task_id_generator)
-        if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError(f"not a Redis URL (redis://, rediss:// or unix://): {url!r}")
+        self.connection = RedisConnection(
+            url, "RedisStreamBroker", max_connections, **connection_kwargs
+        )
         _check_positive(
             lease_s=lease_s,
             block_ms=block_ms,
@@ -162,10 +162,6 @@ class RedisStreamBroker(AsyncBroker):
             raise ValueError(f"priority_levels must be 1 to 100, got {priority_levels!r}")
         if heartbeat_interval_s is not None and heartbeat_interval_s >= lease_s:
             raise ValueError("heartbeat_interval_s must be shorter than lease_s")
-        if max_connections is not None and max_connections < 2:
-            raise ValueError("max_connections must be at least 2 (a waiting read holds one)")
-        if connection_kwargs.get("decode_responses"):
-            raise ValueError("RedisStreamBroker carries bytes: decode_responses must be False")
         self.url = url
         self.queue_name = queue_name
         self.consumer_group_name = consumer_group_name
@@ -187,10 +183,9 @@ class RedisStreamBroker(AsyncBroker):
         self.send_timeout_s = send_timeout_s
         self.max_connections = max_connections
         self.connection_kwargs = connection_kwargs
-        self.reconnector = Reconnector(_redacted(url), reconnect_max_delay_s)
+        self.reconnector = Reconnector(self.connection.server, reconnect_max_delay_s)
         self.kick_sender: BatchSender[tuple[int, bytes]] = BatchSender(self._send_kicks)
         self.ack_sender: BatchSender[tuple[int, bytes]] = BatchSender(self._send_acks)
-        self._redis: aioredis.Redis | None = None
         self._scripts: Scripts | None = None
         self._consumers: list[StreamConsumer] = []
         self._consumer_numbers = itertools.count(1)
@@ -202,19 +197,14 @@ class RedisStreamBroker(AsyncBroker):
     @property
     def redis(self) -> aioredis.Redis:
         """The redis-py client (opened on first use, closed by `shutdown`)."""
-        if self._redis is None:
-            options = dict(self.connection_kwargs)
-            if self.max_connections is not None:
-                options["max_connections"] = self.max_connections
-            pool = aioredis.BlockingConnectionPool.from_url(self.url, **options)
-            self._redis = aioredis.Redis.from_pool(pool)
+        if not self.connection.is_open:
             self.reconnector.closed = False
-        return self._redis
+        return self.connection.client
 
     @property
     def scripts(self) -> Scripts:
         """The broker's Lua scripts, registered on its client."""
-        if self._scripts is None or self._redis is None:
+        if self._scripts is None or not self.connection.is_open:
             self._scripts = Scripts(self.redis)
         return self._scripts
 
@@ -236,9 +226,8 @@ class RedisStreamBroker(AsyncBroker):
                 "connect", self.redis.ping, give_up_after_s=self.send_timeout_s
             )
         except CONNECTION_ERRORS as exc:
-            raise RedisUnavailableError(
-                f"Redis at {self.reconnector.server} does not answer ({exc}): check that it "
-                "runs and that the broker's URL is right"
+            raise unavailable(
+                RedisBrokerUnavailableError, "connect", self.reconnector.server, exc
             ) from exc
         await super().startup()
 
@@ -260,12 +249,11 @@ class RedisStreamBroker(AsyncBroker):
             self._mover_stop.set()
             mover.cancel()
             await asyncio.gather(mover, return_exceptions=True)
-        if self._redis is not None:
+        if self.connection.is_open:
             await self._settle_and_hand_back(consumers)
         self.reconnector.closed = True
-        client, self._redis, self._scripts = self._redis, None, None
-        if client is not None:
-            await client.aclose()
+        self._scripts = None
+        await self.connection.close()
         await super().shutdown()
 
     async def _settle_and_hand_back(self, consumers: list[StreamConsumer]) -> None:
@@ -341,9 +329,12 @@ class RedisStreamBroker(AsyncBroker):
                 "send a task", operation, give_up_after_s=self.send_timeout_s
             )
         except CONNECTION_ERRORS as exc:
-            raise SendUnavailableError(
-                f"the task could not be sent: Redis at {self.reconnector.server} did not answer "
-                f"for {self.send_timeout_s:g} s ({exc})"
+            raise unavailable(
+                SendUnavailableError,
+                "send the task",
+                self.reconnector.server,
+                exc,
+                self.send_timeout_s,
             ) from exc
 
     # -- receiving -----------------------------------------------------------------------------
@@ -405,12 +396,3 @@ def _check_positive(**options: float | None) -> None:
     for name, value in options.items():
         if value is not None and not value > 0:
             raise ValueError(f"{name} must be positive, got {value!r}")
-
-
-def _redacted(url: str) -> str:
-    """``url`` with its password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()

@@ -16,7 +16,8 @@ import contextlib
 import os
 import uuid
 
-from taskq_redis.broker import DEFAULT_URL, RedisStreamBroker
+from taskq_redis.broker import RedisStreamBroker
+from taskq_redis.connection import DEFAULT_URL
 
 PREFIX_ENV = "TASKQ_CONFORMANCE_REDIS_BROKER_PREFIX"
 REDIS_URL_ENV = "TASKQ_REDIS_URL"

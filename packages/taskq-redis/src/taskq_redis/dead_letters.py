@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from taskq_redis.errors import RedisUnavailableError
+from taskq_redis.errors import RedisBrokerUnavailableError, unavailable
 from taskq_redis.reconnect import CONNECTION_ERRORS
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class DeadLetterQueue:
     entry; each dead letter is replayed at most once, even by concurrent callers.
 
     Raises (every method):
-        RedisUnavailableError: Redis did not answer for the broker's ``send_timeout_s``.
+        RedisBrokerUnavailableError: Redis did not answer for the broker's ``send_timeout_s``.
     """
 
     def __init__(self, broker: RedisStreamBroker) -> None:
@@ -136,8 +136,8 @@ class DeadLetterQueue:
                 action, lambda: method(*args), give_up_after_s=broker.send_timeout_s
             )
         except CONNECTION_ERRORS as exc:
-            raise RedisUnavailableError(
-                f"cannot {action}: Redis at {broker.reconnector.server} does not answer ({exc})"
+            raise unavailable(
+                RedisBrokerUnavailableError, action, broker.reconnector.server, exc
             ) from exc
 
 
