@@ -2,21 +2,28 @@
 
 `RedisUnavailableError` is the base: the broker, the result backend and the schedule source
 raise subclasses of it that are also their own kind of error (a `BrokerError`, a
-`ResultBackendError`, ...), built by `unavailable` so that every outage reads the same.
+`ResultBackendError`, ...), built by `unavailable` (or `translated`) so that every outage
+reads the same.
 `InvalidLabelError` (a bad ``delay`` or ``priority`` label) is taskq's own, re-exported here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
+from redis.exceptions import RedisError
+
 from taskq.exceptions import BrokerError, InvalidLabelError, SendTaskError, TaskiqError
+from taskq_redis.reconnect import CONNECTION_ERRORS
 
 __all__ = [
     "InvalidLabelError",
     "RedisBrokerUnavailableError",
     "RedisUnavailableError",
     "SendUnavailableError",
+    "translated",
     "unavailable",
 ]
 
@@ -66,3 +73,23 @@ def unavailable(
         f"cannot {action}: Redis at {server} {silence} ({cause}); check that it runs and that "
         "the URL is right"
     )
+
+
+@contextmanager
+def translated(
+    action: str,
+    server: str,
+    unavailable_type: type[RedisUnavailableError],
+    error_type: type[TaskiqError],
+) -> Iterator[None]:
+    """Within the block, turn redis-py's errors into taskq's, naming ``server`` (redacted).
+
+    A lost connection becomes `unavailable` ``unavailable_type``; any other Redis error
+    (the server answered with one) becomes ``error_type``.
+    """
+    try:
+        yield
+    except CONNECTION_ERRORS as exc:
+        raise unavailable(unavailable_type, action, server, exc) from exc
+    except RedisError as exc:
+        raise error_type(f"cannot {action}: Redis at {server} answered an error: {exc}") from exc

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, ClassVar, TypeVar
 
 from taskq.abc.result_backend import AsyncResultBackend
@@ -25,16 +25,10 @@ from taskq_result_backends.errors import ResultStoreUnavailableError
 
 try:
     import redis.asyncio as aioredis
-    from redis.exceptions import RedisError
 
     from taskq_redis.connection import DEFAULT_URL, RedisConnection
-    from taskq_redis.errors import RedisUnavailableError, unavailable
-    from taskq_redis.reconnect import (
-        CONNECTION_ERRORS,
-        DEFAULT_MAX_DELAY_S,
-        FIRST_RETRY_DELAY_S,
-        Reconnector,
-    )
+    from taskq_redis.errors import RedisUnavailableError, translated
+    from taskq_redis.reconnect import DEFAULT_MAX_DELAY_S, FIRST_RETRY_DELAY_S, Reconnector
 except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subprocess
     if (exc.name or "").partition(".")[0] not in ("redis", "taskq_redis"):
         raise
@@ -339,18 +333,11 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
     def _ttl_ms(self) -> int | None:
         return None if self.result_ttl is None else max(1, round(self.result_ttl * 1000))
 
-    @contextmanager
-    def _errors(self, action: str) -> Iterator[None]:
+    def _errors(self, action: str) -> AbstractContextManager[None]:
         """Turn redis-py's errors into taskq's, naming the server (without its password)."""
-        server = self.connection.server
-        try:
-            yield
-        except CONNECTION_ERRORS as exc:
-            raise unavailable(RedisResultStoreUnavailableError, action, server, exc) from exc
-        except RedisError as exc:
-            raise ResultBackendError(
-                f"cannot {action}: Redis at {server} answered an error: {exc}"
-            ) from exc
+        return translated(
+            action, self.connection.server, RedisResultStoreUnavailableError, ResultBackendError
+        )
 
 
 def _as_bytes(value: bytes | str) -> bytes:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -17,11 +16,9 @@ from taskq_scheduler.fire_times import check_schedule
 
 try:
     import redis.asyncio as aioredis
-    from redis.exceptions import RedisError
 
     from taskq_redis.connection import DEFAULT_URL, RedisConnection
-    from taskq_redis.errors import RedisUnavailableError, unavailable
-    from taskq_redis.reconnect import CONNECTION_ERRORS
+    from taskq_redis.errors import RedisUnavailableError, translated
 except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subprocess
     if (exc.name or "").partition(".")[0] not in ("redis", "taskq_redis"):
         raise
@@ -167,15 +164,11 @@ class RedisScheduleSource(ScheduleSource):
             )
         return self.connection.client
 
-    @contextmanager
-    def _errors(self, action: str) -> Iterator[None]:
+    def _errors(self, action: str) -> AbstractContextManager[None]:
         """Turn redis-py's errors into taskq's, naming the server (without its password)."""
-        server = self.connection.server
-        try:
-            yield
-        except CONNECTION_ERRORS as exc:
-            raise unavailable(RedisScheduleSourceUnavailableError, action, server, exc) from exc
-        except RedisError as exc:
-            raise ScheduleSourceUnavailableError(
-                f"cannot {action}: Redis at {server} answered an error: {exc}"
-            ) from exc
+        return translated(
+            action,
+            self.connection.server,
+            RedisScheduleSourceUnavailableError,
+            ScheduleSourceUnavailableError,
+        )
