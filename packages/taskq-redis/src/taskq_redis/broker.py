@@ -27,6 +27,7 @@ from taskq_redis.dead_letters import DeadLetterQueue
 from taskq_redis.delayed import delayed_member, move_due_forever
 from taskq_redis.errors import RedisBrokerUnavailableError, SendUnavailableError, unavailable
 from taskq_redis.keys import QueueKeys
+from taskq_redis.options import BrokerOption, BrokerOptions
 from taskq_redis.reconnect import CONNECTION_ERRORS, DEFAULT_MAX_DELAY_S, Reconnector
 from taskq_redis.scripts import ScriptArgs, ScriptKeys, Scripts
 
@@ -117,6 +118,22 @@ class RedisStreamBroker(AsyncBroker):
         }
     )
 
+    # the settings, read (and set) as attributes: each is a field of `options`
+    queue_name: BrokerOption[str] = BrokerOption()
+    consumer_group_name: BrokerOption[str] = BrokerOption()
+    keys: BrokerOption[QueueKeys] = BrokerOption()
+    lease_s: BrokerOption[float] = BrokerOption()
+    heartbeat_interval_s: BrokerOption[float] = BrokerOption()
+    reclaim_interval_s: BrokerOption[float] = BrokerOption()
+    block_ms: BrokerOption[int] = BrokerOption()
+    batch_size: BrokerOption[int] = BrokerOption()
+    priority_levels: BrokerOption[int] = BrokerOption()
+    max_deliveries: BrokerOption[int | None] = BrokerOption()
+    max_stream_length: BrokerOption[int | None] = BrokerOption()
+    delay_check_interval_s: BrokerOption[float] = BrokerOption()
+    reconnect_max_delay_s: BrokerOption[float] = BrokerOption()
+    send_timeout_s: BrokerOption[float] = BrokerOption()
+
     def __init__(
         self,
         url: str = DEFAULT_URL,
@@ -146,41 +163,26 @@ class RedisStreamBroker(AsyncBroker):
         self.connection = RedisConnection(
             url, "RedisStreamBroker", max_connections, **connection_kwargs
         )
-        _check_positive(
+        self.options = BrokerOptions(
+            queue_name=queue_name,
+            consumer_group_name=consumer_group_name,
+            keys=QueueKeys.of(key_prefix, queue_name, priority_levels, dead_letter_stream),
             lease_s=lease_s,
+            heartbeat_interval_s=_or_default(heartbeat_interval_s, lease_s / 3),
+            reclaim_interval_s=_or_default(reclaim_interval_s, lease_s / 4),
             block_ms=block_ms,
             batch_size=batch_size,
+            priority_levels=priority_levels,
+            max_deliveries=max_deliveries,
+            max_stream_length=max_stream_length,
             delay_check_interval_s=delay_check_interval_s,
             reconnect_max_delay_s=reconnect_max_delay_s,
             send_timeout_s=send_timeout_s,
-            heartbeat_interval_s=heartbeat_interval_s,
-            reclaim_interval_s=reclaim_interval_s,
-            max_deliveries=max_deliveries,
-            max_stream_length=max_stream_length,
         )
-        if not 1 <= priority_levels <= 100:
-            raise ValueError(f"priority_levels must be 1 to 100, got {priority_levels!r}")
-        if heartbeat_interval_s is not None and heartbeat_interval_s >= lease_s:
-            raise ValueError("heartbeat_interval_s must be shorter than lease_s")
         self.url = url
-        self.queue_name = queue_name
-        self.consumer_group_name = consumer_group_name
-        self.keys = QueueKeys.of(key_prefix, queue_name, priority_levels, dead_letter_stream)
         self.consumer_name = consumer_name or (
             f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         )
-        self.lease_s = lease_s
-        self.lease_ms = max(1, round(lease_s * 1000))
-        self.heartbeat_interval_s = heartbeat_interval_s or lease_s / 3
-        self.reclaim_interval_s = reclaim_interval_s or lease_s / 4
-        self.block_ms = block_ms
-        self.batch_size = batch_size
-        self.priority_levels = priority_levels
-        self.max_deliveries = max_deliveries
-        self.max_stream_length = max_stream_length
-        self.delay_check_interval_s = delay_check_interval_s
-        self.reconnect_max_delay_s = reconnect_max_delay_s
-        self.send_timeout_s = send_timeout_s
         self.max_connections = max_connections
         self.connection_kwargs = connection_kwargs
         self.reconnector = Reconnector(self.connection.server, reconnect_max_delay_s)
@@ -191,6 +193,11 @@ class RedisStreamBroker(AsyncBroker):
         self._consumer_numbers = itertools.count(1)
         self._mover: asyncio.Task[None] | None = None
         self._mover_stop = asyncio.Event()
+
+    @property
+    def lease_ms(self) -> int:
+        """``lease_s`` in whole milliseconds, as Redis takes it."""
+        return self.options.lease_ms
 
     # -- the connection ------------------------------------------------------------------------
 
@@ -211,7 +218,7 @@ class RedisStreamBroker(AsyncBroker):
     @property
     def dead_letters(self) -> DeadLetterQueue:
         """The dead letters of this queue: list, show, replay and purge them."""
-        return DeadLetterQueue(self)
+        return DeadLetterQueue.of(self)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -350,8 +357,18 @@ class RedisStreamBroker(AsyncBroker):
         await self.create_groups()
         if self._mover is None:
             self._mover_stop = asyncio.Event()
-            self._mover = asyncio.ensure_future(move_due_forever(self, self._mover_stop))
-        consumer = StreamConsumer(self, f"{self.consumer_name}-{next(self._consumer_numbers)}")
+            self._mover = asyncio.ensure_future(
+                move_due_forever(self.options, self.scripts, self.reconnector, self._mover_stop)
+            )
+        consumer = StreamConsumer(
+            f"{self.consumer_name}-{next(self._consumer_numbers)}",
+            self.options,
+            self.redis,
+            self.scripts,
+            self.reconnector,
+            self.ack_sender,
+            self.create_groups,
+        )
         self._consumers.append(consumer)
         async for message in consumer.messages():
             yield message
@@ -392,7 +409,5 @@ def _delay_ms(delay: Any) -> int:
     return round(delay_seconds(delay) * 1000)
 
 
-def _check_positive(**options: float | None) -> None:
-    for name, value in options.items():
-        if value is not None and not value > 0:
-            raise ValueError(f"{name} must be positive, got {value!r}")
+def _or_default(value: float | None, default: float) -> float:
+    return default if value is None else value
