@@ -102,6 +102,9 @@ class RedisStreamBroker(AsyncBroker):
         **connection_kwargs: Passed to redis-py's `BlockingConnectionPool` (``password``,
             ``client_name``, ``socket_timeout``, ``ssl_cert_reqs``, ...).
 
+    The settings are kept in ``options``, a checked `BrokerOptions` that the broker's parts
+    receive; each also reads (and sets, as a checked copy) as an attribute: ``lease_s``, ...
+
     Raises:
         ValueError: A bad URL scheme or option value.
     """
