@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -364,6 +365,18 @@ def test_options_are_checked_and_capabilities_declared():
     assert broker.keys.dead_letters == "p:q:dead-letters"
 
 
+def test_the_settings_are_one_checked_options_object():
+    broker = RedisStreamBroker(lease_s=9)
+    assert broker.options.lease_s == broker.lease_s == 9
+    assert broker.lease_ms == broker.options.lease_ms == 9000
+    broker.send_timeout_s = 0.5
+    assert broker.options.send_timeout_s == 0.5
+    with pytest.raises(ValueError, match="batch_size"):
+        broker.batch_size = 0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        broker.options.lease_s = 1  # type: ignore[misc]
+
+
 async def test_a_consumer_group_lost_with_its_stream_is_created_again(
     new_broker, raw_redis, caplog
 ):
@@ -413,7 +426,9 @@ async def test_the_delayed_mover_stops_on_its_event_even_if_a_cancel_is_lost(new
     # not then wait forever for the mover
     broker = await new_broker(delay_check_interval_s=0.05)
     stop = asyncio.Event()
-    mover = asyncio.create_task(move_due_forever(broker, stop))
+    mover = asyncio.create_task(
+        move_due_forever(broker.options, broker.scripts, broker.reconnector, stop)
+    )
     await asyncio.sleep(0.2)
     stop.set()  # and no cancel()
     await asyncio.wait_for(mover, 5)

@@ -102,15 +102,15 @@ def test_the_sqlite_factory_shares_one_file_with_child_processes(monkeypatch, at
 
 
 def test_the_redis_factory_shares_one_prefix_with_child_processes(monkeypatch, at_exit):
-    pytest.importorskip("redis")
+    testing = pytest.importorskip("taskq_redis.testing")
     monkeypatch.delenv(conformance.REDIS_PREFIX_ENV, raising=False)
-    monkeypatch.setenv(conformance.REDIS_URL_ENV, "redis://127.0.0.1:6390/3")
+    monkeypatch.setenv(testing.URL_ENV, "redis://127.0.0.1:6390/3")
     backend = conformance.make_redis_backend()
     assert backend.url == "redis://127.0.0.1:6390/3"
     assert backend.prefix == os.environ[conformance.REDIS_PREFIX_ENV]
     assert backend.prefix.startswith("taskq-conformance-")
     assert [(f.__name__, a) for f, a, _ in at_exit] == [
-        ("delete_redis_keys", ("redis://127.0.0.1:6390/3", backend.prefix))
+        ("delete_keys", ("redis://127.0.0.1:6390/3", backend.prefix))
     ]
     child = run_python(
         "from taskq_result_backends.conformance import make_redis_backend\n"

@@ -22,6 +22,7 @@ from taskq import (
 from taskq_result_backends import ResultStoreUnavailableError
 
 redis = pytest.importorskip("redis", reason="the redis extra is not installed")
+from taskq_redis import RedisUnavailableError  # noqa: E402
 from taskq_result_backends.redis import RedisResultBackend  # noqa: E402
 
 #: Seconds allowed for what must happen "now" on a loaded two-core machine.
@@ -244,6 +245,7 @@ async def test_an_unreachable_server_is_named_without_its_password():
         await backend.startup()
     assert "hunter2" not in str(caught.value)
     assert "***" in str(caught.value)
+    assert isinstance(caught.value, RedisUnavailableError), "one error family for outages"
     with pytest.raises(ResultStoreUnavailableError):
         await backend.wait_ready("t", timeout=PROMPT, check_interval=3600)
     await backend.shutdown()

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -17,7 +15,12 @@ import pytest
 from taskq import Context, TaskiqDepends
 from taskq_inmemory import InMemoryBroker
 from taskq_scheduler import ManualClock, TaskiqScheduler
-from taskq_scheduler.conformance import DEFAULT_REDIS_URL, REDIS_URL_ENV, delete_redis_keys
+
+with contextlib.suppress(ImportError):  # without the redis extra, Redis tests cannot run
+    from taskq_redis.testing import redis_prefix, redis_url
+
+# the Redis server of the tests (skip without one, fail on CI) and a key prefix per test
+__all__ = ["redis_prefix", "redis_url"]
 
 START = datetime(2025, 1, 6, 12, 0, 30, tzinfo=timezone.utc)
 
@@ -85,30 +88,6 @@ async def start_scheduler() -> AsyncIterator[Callable[..., Any]]:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, 30)
         await scheduler.shutdown()
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    """The Redis server of the tests (``TASKQ_REDIS_URL``); skip without one, fail on CI."""
-    redis = pytest.importorskip("redis", reason="the redis extra is not installed")
-    url = os.environ.get(REDIS_URL_ENV) or DEFAULT_REDIS_URL
-    try:
-        with redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2) as client:
-            client.ping()
-    except redis.RedisError as exc:
-        reason = f"no Redis server at {url} ({exc}); set {REDIS_URL_ENV} to use another"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true requires Redis: {reason}", pytrace=False)
-        pytest.skip(reason)
-    return url
-
-
-@pytest.fixture
-def redis_prefix(redis_url: str) -> Any:
-    """A key prefix of this test alone; its keys are deleted after the test."""
-    prefix = f"taskq-test-{uuid.uuid4().hex}"
-    yield prefix
-    delete_redis_keys(redis_url, prefix)
 
 
 @pytest.fixture

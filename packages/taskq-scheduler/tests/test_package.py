@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import subprocess
 import sys
@@ -67,13 +68,13 @@ def test_the_memory_factory_makes_fresh_sources() -> None:
 
 
 def test_the_redis_factory_shares_one_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("redis")
+    testing = pytest.importorskip("taskq_redis.testing")
     registered: list[Any] = []
-    monkeypatch.setattr(conformance.atexit, "register", lambda *a: registered.append(a))
+    monkeypatch.setattr(atexit, "register", lambda *a: registered.append(a))
     monkeypatch.delenv(conformance.REDIS_PREFIX_ENV, raising=False)
-    monkeypatch.setenv(conformance.REDIS_URL_ENV, "redis://127.0.0.1:6390/3")
+    monkeypatch.setenv(testing.URL_ENV, "redis://127.0.0.1:6390/3")
     first, second = conformance.make_redis_source(), conformance.make_redis_source()
     assert first.prefix == second.prefix == os.environ[conformance.REDIS_PREFIX_ENV]
     assert first.url == "redis://127.0.0.1:6390/3"
-    assert [a[0].__name__ for a in registered] == ["delete_redis_keys"]
-    assert conformance.delete_redis_keys("redis://127.0.0.1:1/0", first.prefix) == 0
+    assert [a[0].__name__ for a in registered] == ["delete_keys"]
+    assert testing.delete_keys("redis://127.0.0.1:1/0", first.prefix) == 0

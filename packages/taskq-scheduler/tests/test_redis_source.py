@@ -98,11 +98,14 @@ async def test_a_fire_is_claimed_once_across_instances(new_redis_source: Any) ->
 
 
 async def test_an_unreachable_server_is_a_clear_error() -> None:
+    from taskq_redis import RedisUnavailableError
     from taskq_scheduler import RedisScheduleSource
 
-    source = RedisScheduleSource("redis://127.0.0.1:1/0", socket_connect_timeout=1)
-    with pytest.raises(ScheduleSourceUnavailableError, match="no Redis server"):
+    source = RedisScheduleSource("redis://:hunter2@127.0.0.1:1/0", socket_connect_timeout=1)
+    with pytest.raises(ScheduleSourceUnavailableError, match="does not answer") as caught:
         await source.startup()
+    assert isinstance(caught.value, RedisUnavailableError), "one error family for outages"
+    assert "hunter2" not in str(caught.value)
     with pytest.raises(ScheduleSourceUnavailableError, match="not started"):
         await source.get_schedules()
 

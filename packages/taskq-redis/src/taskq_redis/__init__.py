@@ -1,13 +1,27 @@
-"""taskq-redis: a durable broker on Redis Streams (acks, leases, redelivery, dead letters)."""
+"""taskq-redis: a durable broker on Redis Streams, and the one Redis layer of taskq.
+
+The broker (acks, leases, redelivery, dead letters) and what every Redis part of taskq
+shares: the connection (`taskq_redis.connection`), the reconnect policy
+(`taskq_redis.reconnect`), the error family (`taskq_redis.errors`) and test helpers
+(`taskq_redis.testing`).
+"""
 
 from taskq_redis.broker import RedisStreamBroker
+from taskq_redis.connection import RedisConnection
 from taskq_redis.dead_letters import DeadLetter, DeadLetterQueue
-from taskq_redis.errors import InvalidLabelError, RedisUnavailableError, SendUnavailableError
+from taskq_redis.errors import (
+    InvalidLabelError,
+    RedisBrokerUnavailableError,
+    RedisUnavailableError,
+    SendUnavailableError,
+)
 
 __all__ = [
     "DeadLetter",
     "DeadLetterQueue",
     "InvalidLabelError",
+    "RedisBrokerUnavailableError",
+    "RedisConnection",
     "RedisStreamBroker",
     "RedisUnavailableError",
     "SendUnavailableError",

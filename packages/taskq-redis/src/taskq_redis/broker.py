@@ -10,7 +10,6 @@ import os
 import socket
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
@@ -22,24 +21,25 @@ from taskq.capabilities import Capability
 from taskq.labels import delay_seconds, priority_value
 from taskq.message import BrokerMessage
 from taskq_redis.batching import BatchSender
+from taskq_redis.connection import DEFAULT_URL, RedisConnection
 from taskq_redis.consumer import StreamConsumer
 from taskq_redis.dead_letters import DeadLetterQueue
 from taskq_redis.delayed import delayed_member, move_due_forever
-from taskq_redis.errors import RedisUnavailableError, SendUnavailableError
+from taskq_redis.errors import RedisBrokerUnavailableError, SendUnavailableError, unavailable
 from taskq_redis.keys import QueueKeys
-from taskq_redis.reconnect import CONNECTION_ERRORS, Reconnector
+from taskq_redis.options import BrokerOption, BrokerOptions
+from taskq_redis.reconnect import CONNECTION_ERRORS, DEFAULT_MAX_DELAY_S, Reconnector
 from taskq_redis.scripts import ScriptArgs, ScriptKeys, Scripts
 
 logger = logging.getLogger("taskq.redis")
 
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_LEASE_S = 30.0
 DEFAULT_BLOCK_MS = 1000
 DEFAULT_BATCH_SIZE = 100
 DEFAULT_PRIORITY_LEVELS = 10
 DEFAULT_MAX_DELIVERIES = 5
 DEFAULT_DELAY_CHECK_INTERVAL_S = 0.2
-DEFAULT_RECONNECT_MAX_DELAY_S = 5.0
+DEFAULT_RECONNECT_MAX_DELAY_S = DEFAULT_MAX_DELAY_S
 DEFAULT_SEND_TIMEOUT_S = 30.0
 #: Seconds a shutdown keeps trying to hand back held messages while Redis does not answer.
 HAND_BACK_TIMEOUT_S = 5.0
@@ -102,6 +102,9 @@ class RedisStreamBroker(AsyncBroker):
         **connection_kwargs: Passed to redis-py's `BlockingConnectionPool` (``password``,
             ``client_name``, ``socket_timeout``, ``ssl_cert_reqs``, ...).
 
+    The settings are kept in ``options``, a checked `BrokerOptions` that the broker's parts
+    receive; each also reads (and sets, as a checked copy) as an attribute: ``lease_s``, ...
+
     Raises:
         ValueError: A bad URL scheme or option value.
     """
@@ -117,6 +120,22 @@ class RedisStreamBroker(AsyncBroker):
             Capability.CROSS_PROCESS,
         }
     )
+
+    # the settings, read (and set) as attributes: each is a field of `options`
+    queue_name: BrokerOption[str] = BrokerOption()
+    consumer_group_name: BrokerOption[str] = BrokerOption()
+    keys: BrokerOption[QueueKeys] = BrokerOption()
+    lease_s: BrokerOption[float] = BrokerOption()
+    heartbeat_interval_s: BrokerOption[float] = BrokerOption()
+    reclaim_interval_s: BrokerOption[float] = BrokerOption()
+    block_ms: BrokerOption[int] = BrokerOption()
+    batch_size: BrokerOption[int] = BrokerOption()
+    priority_levels: BrokerOption[int] = BrokerOption()
+    max_deliveries: BrokerOption[int | None] = BrokerOption()
+    max_stream_length: BrokerOption[int | None] = BrokerOption()
+    delay_check_interval_s: BrokerOption[float] = BrokerOption()
+    reconnect_max_delay_s: BrokerOption[float] = BrokerOption()
+    send_timeout_s: BrokerOption[float] = BrokerOption()
 
     def __init__(
         self,
@@ -144,84 +163,65 @@ class RedisStreamBroker(AsyncBroker):
         **connection_kwargs: Any,
     ) -> None:
         super().__init__(result_backend, task_id_generator)
-        if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError(f"not a Redis URL (redis://, rediss:// or unix://): {url!r}")
-        _check_positive(
+        self.connection = RedisConnection(
+            url, "RedisStreamBroker", max_connections, **connection_kwargs
+        )
+        self.options = BrokerOptions(
+            queue_name=queue_name,
+            consumer_group_name=consumer_group_name,
+            keys=QueueKeys.of(key_prefix, queue_name, priority_levels, dead_letter_stream),
             lease_s=lease_s,
+            heartbeat_interval_s=_or_default(heartbeat_interval_s, lease_s / 3),
+            reclaim_interval_s=_or_default(reclaim_interval_s, lease_s / 4),
             block_ms=block_ms,
             batch_size=batch_size,
+            priority_levels=priority_levels,
+            max_deliveries=max_deliveries,
+            max_stream_length=max_stream_length,
             delay_check_interval_s=delay_check_interval_s,
             reconnect_max_delay_s=reconnect_max_delay_s,
             send_timeout_s=send_timeout_s,
-            heartbeat_interval_s=heartbeat_interval_s,
-            reclaim_interval_s=reclaim_interval_s,
-            max_deliveries=max_deliveries,
-            max_stream_length=max_stream_length,
         )
-        if not 1 <= priority_levels <= 100:
-            raise ValueError(f"priority_levels must be 1 to 100, got {priority_levels!r}")
-        if heartbeat_interval_s is not None and heartbeat_interval_s >= lease_s:
-            raise ValueError("heartbeat_interval_s must be shorter than lease_s")
-        if max_connections is not None and max_connections < 2:
-            raise ValueError("max_connections must be at least 2 (a waiting read holds one)")
-        if connection_kwargs.get("decode_responses"):
-            raise ValueError("RedisStreamBroker carries bytes: decode_responses must be False")
         self.url = url
-        self.queue_name = queue_name
-        self.consumer_group_name = consumer_group_name
-        self.keys = QueueKeys.of(key_prefix, queue_name, priority_levels, dead_letter_stream)
         self.consumer_name = consumer_name or (
             f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         )
-        self.lease_s = lease_s
-        self.lease_ms = max(1, round(lease_s * 1000))
-        self.heartbeat_interval_s = heartbeat_interval_s or lease_s / 3
-        self.reclaim_interval_s = reclaim_interval_s or lease_s / 4
-        self.block_ms = block_ms
-        self.batch_size = batch_size
-        self.priority_levels = priority_levels
-        self.max_deliveries = max_deliveries
-        self.max_stream_length = max_stream_length
-        self.delay_check_interval_s = delay_check_interval_s
-        self.reconnect_max_delay_s = reconnect_max_delay_s
-        self.send_timeout_s = send_timeout_s
         self.max_connections = max_connections
         self.connection_kwargs = connection_kwargs
-        self.reconnector = Reconnector(_redacted(url), reconnect_max_delay_s)
+        self.reconnector = Reconnector(self.connection.server, reconnect_max_delay_s)
         self.kick_sender: BatchSender[tuple[int, bytes]] = BatchSender(self._send_kicks)
         self.ack_sender: BatchSender[tuple[int, bytes]] = BatchSender(self._send_acks)
-        self._redis: aioredis.Redis | None = None
         self._scripts: Scripts | None = None
         self._consumers: list[StreamConsumer] = []
         self._consumer_numbers = itertools.count(1)
         self._mover: asyncio.Task[None] | None = None
         self._mover_stop = asyncio.Event()
 
+    @property
+    def lease_ms(self) -> int:
+        """``lease_s`` in whole milliseconds, as Redis takes it."""
+        return self.options.lease_ms
+
     # -- the connection ------------------------------------------------------------------------
 
     @property
     def redis(self) -> aioredis.Redis:
         """The redis-py client (opened on first use, closed by `shutdown`)."""
-        if self._redis is None:
-            options = dict(self.connection_kwargs)
-            if self.max_connections is not None:
-                options["max_connections"] = self.max_connections
-            pool = aioredis.BlockingConnectionPool.from_url(self.url, **options)
-            self._redis = aioredis.Redis.from_pool(pool)
+        if not self.connection.is_open:
             self.reconnector.closed = False
-        return self._redis
+        return self.connection.client
 
     @property
     def scripts(self) -> Scripts:
         """The broker's Lua scripts, registered on its client."""
-        if self._scripts is None or self._redis is None:
+        if self._scripts is None or not self.connection.is_open:
             self._scripts = Scripts(self.redis)
         return self._scripts
 
     @property
     def dead_letters(self) -> DeadLetterQueue:
         """The dead letters of this queue: list, show, replay and purge them."""
-        return DeadLetterQueue(self)
+        return DeadLetterQueue.of(self)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -236,9 +236,8 @@ class RedisStreamBroker(AsyncBroker):
                 "connect", self.redis.ping, give_up_after_s=self.send_timeout_s
             )
         except CONNECTION_ERRORS as exc:
-            raise RedisUnavailableError(
-                f"Redis at {self.reconnector.server} does not answer ({exc}): check that it "
-                "runs and that the broker's URL is right"
+            raise unavailable(
+                RedisBrokerUnavailableError, "connect", self.reconnector.server, exc
             ) from exc
         await super().startup()
 
@@ -260,12 +259,11 @@ class RedisStreamBroker(AsyncBroker):
             self._mover_stop.set()
             mover.cancel()
             await asyncio.gather(mover, return_exceptions=True)
-        if self._redis is not None:
+        if self.connection.is_open:
             await self._settle_and_hand_back(consumers)
         self.reconnector.closed = True
-        client, self._redis, self._scripts = self._redis, None, None
-        if client is not None:
-            await client.aclose()
+        self._scripts = None
+        await self.connection.close()
         await super().shutdown()
 
     async def _settle_and_hand_back(self, consumers: list[StreamConsumer]) -> None:
@@ -341,9 +339,12 @@ class RedisStreamBroker(AsyncBroker):
                 "send a task", operation, give_up_after_s=self.send_timeout_s
             )
         except CONNECTION_ERRORS as exc:
-            raise SendUnavailableError(
-                f"the task could not be sent: Redis at {self.reconnector.server} did not answer "
-                f"for {self.send_timeout_s:g} s ({exc})"
+            raise unavailable(
+                SendUnavailableError,
+                "send the task",
+                self.reconnector.server,
+                exc,
+                self.send_timeout_s,
             ) from exc
 
     # -- receiving -----------------------------------------------------------------------------
@@ -359,8 +360,18 @@ class RedisStreamBroker(AsyncBroker):
         await self.create_groups()
         if self._mover is None:
             self._mover_stop = asyncio.Event()
-            self._mover = asyncio.ensure_future(move_due_forever(self, self._mover_stop))
-        consumer = StreamConsumer(self, f"{self.consumer_name}-{next(self._consumer_numbers)}")
+            self._mover = asyncio.ensure_future(
+                move_due_forever(self.options, self.scripts, self.reconnector, self._mover_stop)
+            )
+        consumer = StreamConsumer(
+            f"{self.consumer_name}-{next(self._consumer_numbers)}",
+            self.options,
+            self.redis,
+            self.scripts,
+            self.reconnector,
+            self.ack_sender,
+            self.create_groups,
+        )
         self._consumers.append(consumer)
         async for message in consumer.messages():
             yield message
@@ -401,16 +412,5 @@ def _delay_ms(delay: Any) -> int:
     return round(delay_seconds(delay) * 1000)
 
 
-def _check_positive(**options: float | None) -> None:
-    for name, value in options.items():
-        if value is not None and not value > 0:
-            raise ValueError(f"{name} must be positive, got {value!r}")
-
-
-def _redacted(url: str) -> str:
-    """``url`` with its password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()
+def _or_default(value: float | None, default: float) -> float:
+    return default if value is None else value

@@ -23,7 +23,7 @@ import functools
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ResponseError
@@ -33,8 +33,12 @@ from taskq_redis.reconnect import CONNECTION_ERRORS
 from taskq_redis.scripts import HANDED_BACK, RELEASED
 
 if TYPE_CHECKING:
-    from taskq_redis.broker import RedisStreamBroker
-    from taskq_redis.scripts import ScriptArgs, ScriptKeys
+    import redis.asyncio as aioredis
+
+    from taskq_redis.batching import BatchSender
+    from taskq_redis.options import BrokerOptions
+    from taskq_redis.reconnect import Reconnector
+    from taskq_redis.scripts import ScriptArgs, ScriptKeys, Scripts
 
 logger = logging.getLogger("taskq.redis")
 
@@ -55,14 +59,33 @@ Entry = tuple[int, bytes, bytes]
 
 
 class StreamConsumer:
-    """Reads a queue's streams for one ``listen()`` of ``broker`` as consumer ``name``."""
+    """Reads a queue's streams for one ``listen()`` of a broker as consumer ``name``."""
 
-    def __init__(self, broker: RedisStreamBroker, name: str) -> None:
-        """Consume for ``broker``; start heartbeating what this consumer will hold."""
-        self.broker = broker
+    def __init__(
+        self,
+        name: str,
+        options: BrokerOptions,
+        redis: aioredis.Redis,
+        scripts: Scripts,
+        reconnector: Reconnector,
+        acks: BatchSender[tuple[int, bytes]],
+        create_groups: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Consume as ``name`` with the broker's settings and its Redis machinery.
+
+        ``redis``, ``scripts`` and ``reconnector`` are the broker's client, Lua scripts and
+        reconnect policy; ``acks`` batches acknowledgements; ``create_groups`` creates the
+        consumer group again when Redis lost it. Starts heartbeating what it will hold.
+        """
         self.name = name
+        self.options = options
+        self.redis = redis
+        self.scripts = scripts
+        self.reconnector = reconnector
+        self.acks = acks
+        self._create_groups = create_groups
         self.buffer: deque[Entry] = deque()
-        self.held: list[set[bytes]] = [set() for _ in broker.keys.streams]
+        self.held: list[set[bytes]] = [set() for _ in options.keys.streams]
         self.closed = False
         self._next_reclaim = 0.0
         self._next_handed_back_check = 0.0
@@ -72,11 +95,11 @@ class StreamConsumer:
         self._heartbeat = asyncio.ensure_future(self._beat())
         # blocking reads go through a connection of their own, so that `close` can unblock
         # its read (CLIENT UNBLOCK) instead of leaving one that would take messages no one sees
-        self._reader = broker.redis.client()
+        self._reader = self.redis.client()
         self._reader_id: int | None = None
-        streams = broker.keys.highest_first
+        streams = options.keys.highest_first
         self._read_from = dict.fromkeys(streams, ">")
-        self._level_of = {key.encode(): broker.keys.streams.index(key) for key in streams}
+        self._level_of = {key.encode(): options.keys.streams.index(key) for key in streams}
 
     async def messages(self) -> AsyncGenerator[AckableMessage, None]:
         """Yield each message read, highest priority level first within a batch, until closed."""
@@ -92,16 +115,16 @@ class StreamConsumer:
     async def ack(self, level: int, entry_id: bytes) -> None:
         """Acknowledge and delete the entry (batched with other acknowledgements)."""
         self.held[level].discard(entry_id)
-        await self.broker.ack_sender.submit((level, entry_id))
+        await self.acks.submit((level, entry_id))
 
     async def reject(self, level: int, entry_id: bytes, reason: str = REJECTED) -> None:
         """Move the entry to the dead letters with ``reason``, acknowledging it, in one step."""
         self.held[level].discard(entry_id)
-        broker = self.broker
-        keys: ScriptKeys = [broker.keys.streams[level], broker.keys.dead_letters]
-        args: ScriptArgs = [broker.consumer_group_name, entry_id, reason, level, self.name]
-        await broker.reconnector.call(
-            "dead-letter a rejected message", lambda: broker.scripts.reject(keys, args)
+        options = self.options
+        keys: ScriptKeys = [options.keys.streams[level], options.keys.dead_letters]
+        args: ScriptArgs = [options.consumer_group_name, entry_id, reason, level, self.name]
+        await self.reconnector.call(
+            "dead-letter a rejected message", lambda: self.scripts.reject(keys, args)
         )
 
     async def release(self, level: int, entry_id: bytes) -> None:
@@ -117,10 +140,10 @@ class StreamConsumer:
         if entry_id not in self.held[level]:
             return  # settled, handed back or lost meanwhile
         self.held[level].discard(entry_id)
-        broker = self.broker
-        idle_ms = min(broker.lease_ms, round(broker.reclaim_interval_s * 1000))
+        options = self.options
+        idle_ms = min(options.lease_ms, round(options.reclaim_interval_s * 1000))
         try:
-            await broker.reconnector.call(
+            await self.reconnector.call(
                 "release a message",
                 functools.partial(self._move, level, [entry_id], RELEASED, idle_ms, 0),
             )
@@ -129,7 +152,7 @@ class StreamConsumer:
                 "Could not release entry %s (Redis does not answer): another worker takes it "
                 "over when its lease (%g s) expires",
                 entry_id.decode(),
-                broker.lease_s,
+                options.lease_s,
             )
 
     def _release_dropped(self, level: int, entry_id: bytes) -> None:
@@ -140,7 +163,7 @@ class StreamConsumer:
             "Entry %s of %s was dropped unsettled (neither acknowledged, rejected nor "
             "released): released for another delivery",
             entry_id.decode(),
-            self.broker.keys.streams[level],
+            self.options.keys.streams[level],
         )
         task = asyncio.ensure_future(self.release(level, entry_id))
         self._releasing.add(task)
@@ -149,16 +172,16 @@ class StreamConsumer:
     async def _move(
         self, level: int, ids: list[bytes], to: str, idle_ms: int, undo_deliveries: int
     ) -> int:
-        broker = self.broker
+        options = self.options
         args: ScriptArgs = [
-            broker.consumer_group_name,
+            options.consumer_group_name,
             self.name,
             to,
             idle_ms,
             undo_deliveries,
             *ids,
         ]
-        return int(await broker.scripts.release([broker.keys.streams[level]], args))
+        return int(await self.scripts.release([options.keys.streams[level]], args))
 
     async def close(self) -> None:
         """Stop reading and heartbeating (what is held stays pending: see `hand_back`).
@@ -171,8 +194,8 @@ class StreamConsumer:
         if fetching is not None and not fetching.done():
             if self._reader_id is not None:
                 with contextlib.suppress(*CONNECTION_ERRORS, ResponseError):
-                    await self.broker.redis.client_unblock(self._reader_id)
-            _, late = await asyncio.wait((fetching,), timeout=self.broker.block_ms / 1000 + 5)
+                    await self.redis.client_unblock(self._reader_id)
+            _, late = await asyncio.wait((fetching,), timeout=self.options.block_ms / 1000 + 5)
             for task in late:
                 task.cancel()
         self._heartbeat.cancel()
@@ -190,19 +213,20 @@ class StreamConsumer:
         still in the buffer, never started, has that delivery undone, so a restarting worker
         never pushes a message it did not run towards the dead letters.
         """
-        broker = self.broker
+        options = self.options
         handed = 0
-        unstarted: list[list[bytes]] = [[] for _ in broker.keys.streams]
+        unstarted: list[list[bytes]] = [[] for _ in options.keys.streams]
         for level, entry_id, _ in self.buffer:
             unstarted[level].append(entry_id)
         for level, ids in enumerate(unstarted):
             for chunk in _chunks(ids, HAND_BACK_CHUNK):
-                handed += await self._move(level, chunk, HANDED_BACK, broker.lease_ms, 1)
+                handed += await self._move(level, chunk, HANDED_BACK, options.lease_ms, 1)
         self.buffer.clear()
-        args: ScriptArgs = [broker.consumer_group_name, self.name, broker.lease_ms, HAND_BACK_CHUNK]
-        for stream in broker.keys.streams:
+        group, lease_ms = options.consumer_group_name, options.lease_ms
+        args: ScriptArgs = [group, self.name, lease_ms, HAND_BACK_CHUNK]
+        for stream in options.keys.streams:
             while True:
-                moved = int(await broker.scripts.hand_back([stream], args))
+                moved = int(await self.scripts.hand_back([stream], args))
                 handed += moved
                 if moved < HAND_BACK_CHUNK:
                     break
@@ -235,8 +259,7 @@ class StreamConsumer:
             await self._recover(exc)
 
     async def _read(self) -> list[Entry]:
-        broker = self.broker
-        response = await broker.reconnector.call("read messages", self._read_once)
+        response = await self.reconnector.call("read messages", self._read_once)
         entries: list[Entry] = []
         for key, items in response or ():
             level = self._level_of[key]
@@ -253,16 +276,16 @@ class StreamConsumer:
         return entries
 
     async def _read_once(self) -> Any:
-        broker, reader = self.broker, self._reader
+        options, reader = self.options, self._reader
         try:
             if self._reader_id is None:
                 self._reader_id = int(await reader.client_id())
             return await reader.xreadgroup(
-                broker.consumer_group_name,
+                options.consumer_group_name,
                 self.name,
                 self._read_from,  # type: ignore[arg-type]  # redis-py's hint is too narrow
-                count=broker.batch_size,
-                block=broker.block_ms,
+                count=options.batch_size,
+                block=options.block_ms,
             )
         except CONNECTION_ERRORS:
             self._reader_id = None  # the next connection has another id
@@ -280,25 +303,25 @@ class StreamConsumer:
             self._next_handed_back_check = now + HANDED_BACK_CHECK_INTERVAL_S
             claimed = await self._take_handed_back()
         if not claimed and now >= self._next_reclaim:
-            self._next_reclaim = now + self.broker.reclaim_interval_s
+            self._next_reclaim = now + self.options.reclaim_interval_s
             claimed = await self._reclaim()
         return claimed
 
     async def _take_handed_back(self) -> list[Entry]:
-        broker = self.broker
-        keys: ScriptKeys = [broker.keys.dead_letters, *broker.keys.streams]
+        options = self.options
+        keys: ScriptKeys = [options.keys.dead_letters, *options.keys.streams]
         args: ScriptArgs = [
-            broker.consumer_group_name,
+            options.consumer_group_name,
             self.name,
-            broker.batch_size,
-            broker.max_deliveries or 0,
+            options.batch_size,
+            options.max_deliveries or 0,
         ]
-        dead, entries = await broker.reconnector.call(
+        dead, entries = await self.reconnector.call(
             "take handed-back messages",
-            functools.partial(broker.scripts.take_handed_back, keys, args),
+            functools.partial(self.scripts.take_handed_back, keys, args),
         )
         self._log_dead_lettered(dead, "handed back by stopping workers")
-        if dead + len(entries) >= broker.batch_size:
+        if dead + len(entries) >= options.batch_size:
             self._next_handed_back_check = 0.0  # more may wait: look again at the next fetch
         claimed: list[Entry] = []
         for level, (entry_id, fields) in entries:
@@ -323,31 +346,31 @@ class StreamConsumer:
                 "to the dead letters (%s)",
                 dead,
                 how,
-                self.broker.max_deliveries,
-                self.broker.keys.dead_letters,
+                self.options.max_deliveries,
+                self.options.keys.dead_letters,
             )
 
     async def _reclaim(self) -> list[Entry]:
         """Take over entries whose lease expired (or dead-letter those delivered too often)."""
-        broker = self.broker
+        options = self.options
         claimed: list[Entry] = []
-        for stream in broker.keys.highest_first:
-            level = broker.keys.streams.index(stream)
-            keys: ScriptKeys = [stream, broker.keys.dead_letters]
+        for stream in options.keys.highest_first:
+            level = options.keys.streams.index(stream)
+            keys: ScriptKeys = [stream, options.keys.dead_letters]
             args: ScriptArgs = [
-                broker.consumer_group_name,
+                options.consumer_group_name,
                 self.name,
-                broker.lease_ms,
-                broker.batch_size,
-                broker.max_deliveries or 0,
+                options.lease_ms,
+                options.batch_size,
+                options.max_deliveries or 0,
                 level,
             ]
-            dead, entries = await broker.reconnector.call(
+            dead, entries = await self.reconnector.call(
                 "take over expired messages",
-                functools.partial(broker.scripts.reclaim, keys, args),
+                functools.partial(self.scripts.reclaim, keys, args),
             )
             self._log_dead_lettered(dead, f"of {stream}")
-            if dead + len(entries) >= broker.batch_size:
+            if dead + len(entries) >= options.batch_size:
                 self._next_reclaim = 0.0  # more may wait: look again at the next fetch
             for entry_id, fields in entries:
                 payload = await self._held_payload(level, entry_id, fields)
@@ -358,7 +381,7 @@ class StreamConsumer:
                 "Took over %d message(s) whose lease (%g s) had expired: their worker stopped "
                 "(or released them) without acknowledging them",
                 len(claimed),
-                broker.lease_s,
+                options.lease_s,
             )
         return claimed
 
@@ -366,7 +389,7 @@ class StreamConsumer:
         logger.error(
             "Entry %s of %s has no 'm' field (not written by taskq): moved to the dead letters",
             entry_id.decode(),
-            self.broker.keys.streams[level],
+            self.options.keys.streams[level],
         )
         await self.reject(level, entry_id, NOT_A_MESSAGE)
 
@@ -376,18 +399,18 @@ class StreamConsumer:
             logger.warning(
                 "The consumer group %r is gone (Redis restarted without its data?): creating "
                 "it again",
-                self.broker.consumer_group_name,
+                self.options.consumer_group_name,
             )
-            await self.broker.create_groups()
+            await self._create_groups()
             return
         logger.error("Redis refused to deliver messages: %s; trying again", error)
-        await asyncio.sleep(self.broker.reconnect_max_delay_s)
+        await asyncio.sleep(self.options.reconnect_max_delay_s)
 
     # -- leases --------------------------------------------------------------------------------
 
     async def _beat(self) -> None:
         while not self.closed:
-            await asyncio.sleep(self.broker.heartbeat_interval_s)
+            await asyncio.sleep(self.options.heartbeat_interval_s)
             try:
                 await self.heartbeat()
             except CONNECTION_ERRORS:
@@ -397,13 +420,13 @@ class StreamConsumer:
 
     async def heartbeat(self) -> None:
         """Restart the lease of every entry this consumer holds; drop those it lost."""
-        broker = self.broker
+        options = self.options
         for level, held in enumerate(self.held):
             for chunk in _chunks(list(held), HEARTBEAT_CHUNK):
-                args: ScriptArgs = [broker.consumer_group_name, self.name, *chunk]
-                stream = broker.keys.streams[level]
-                kept = await broker.reconnector.call(
-                    "extend leases", functools.partial(broker.scripts.heartbeat, [stream], args)
+                args: ScriptArgs = [options.consumer_group_name, self.name, *chunk]
+                stream = options.keys.streams[level]
+                kept = await self.reconnector.call(
+                    "extend leases", functools.partial(self.scripts.heartbeat, [stream], args)
                 )
                 if len(kept) < len(chunk):
                     self._forget_lost(level, set(chunk) - set(kept))

@@ -7,11 +7,16 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from taskq_redis.errors import RedisUnavailableError
+from taskq_redis.errors import RedisBrokerUnavailableError, unavailable
 from taskq_redis.reconnect import CONNECTION_ERRORS
 
 if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
     from taskq_redis.broker import RedisStreamBroker
+    from taskq_redis.options import BrokerOptions
+    from taskq_redis.reconnect import Reconnector
+    from taskq_redis.scripts import Scripts
 
 #: Dead letters replayed or purged per script call.
 CHUNK = 500
@@ -56,23 +61,41 @@ class DeadLetterQueue:
     entry; each dead letter is replayed at most once, even by concurrent callers.
 
     Raises (every method):
-        RedisUnavailableError: Redis did not answer for the broker's ``send_timeout_s``.
+        RedisBrokerUnavailableError: Redis did not answer for the broker's ``send_timeout_s``.
     """
 
-    def __init__(self, broker: RedisStreamBroker) -> None:
-        """The dead letters of ``broker``'s queue."""
-        self.broker = broker
-        self.key = broker.keys.dead_letters
+    def __init__(
+        self,
+        options: BrokerOptions,
+        redis: aioredis.Redis,
+        scripts: Scripts,
+        reconnector: Reconnector,
+    ) -> None:
+        """The dead letters of the queue of ``options``, through the broker's Redis machinery.
+
+        ``redis``, ``scripts`` and ``reconnector`` are the broker's client, Lua scripts and
+        reconnect policy. `of` makes one from a broker.
+        """
+        self.options = options
+        self.redis = redis
+        self.scripts = scripts
+        self.reconnector = reconnector
+        self.key = options.keys.dead_letters
+
+    @classmethod
+    def of(cls, broker: RedisStreamBroker) -> DeadLetterQueue:
+        """The dead letters of ``broker``'s queue (what ``broker.dead_letters`` gives)."""
+        return cls(broker.options, broker.redis, broker.scripts, broker.reconnector)
 
     async def count(self) -> int:
         """How many dead letters there are."""
-        return int(await self._call("count dead letters", self.broker.redis.xlen, self.key))
+        return int(await self._call("count dead letters", self.redis.xlen, self.key))
 
     async def list(self, count: int = 100, after: str | None = None) -> list[DeadLetter]:
         """Up to ``count`` dead letters, oldest first, starting after the id ``after``."""
         start = f"({after}" if after else "-"
         entries = await self._call(
-            "list dead letters", self.broker.redis.xrange, self.key, start, "+", count
+            "list dead letters", self.redis.xrange, self.key, start, "+", count
         )
         return [DeadLetter.from_entry(entry_id, fields) for entry_id, fields in entries]
 
@@ -80,7 +103,7 @@ class DeadLetterQueue:
         """The dead letter ``dead_letter_id``, or None when there is none."""
         entries = await self._call(
             "read a dead letter",
-            self.broker.redis.xrange,
+            self.redis.xrange,
             self.key,
             dead_letter_id,
             dead_letter_id,
@@ -89,11 +112,11 @@ class DeadLetterQueue:
 
     async def replay(self, dead_letter_ids: Iterable[str] | None = None) -> int:
         """Send these dead letters (None: all) to their queue again; return how many."""
-        keys = [self.key, *self.broker.keys.streams]
+        keys = [self.key, *self.options.keys.streams]
         replayed = 0
         async for chunk in self._chunks(dead_letter_ids):
             replayed += int(
-                await self._call("replay dead letters", self.broker.scripts.replay, keys, chunk)
+                await self._call("replay dead letters", self.scripts.replay, keys, chunk)
             )
         return replayed
 
@@ -101,13 +124,11 @@ class DeadLetterQueue:
         """Delete these dead letters (None: all) for good; return how many."""
         if dead_letter_ids is None:
             total = await self.count()
-            await self._call("purge dead letters", self.broker.redis.delete, self.key)
+            await self._call("purge dead letters", self.redis.delete, self.key)
             return total
         purged = 0
         async for chunk in self._chunks(dead_letter_ids):
-            purged += int(
-                await self._call("purge dead letters", self.broker.redis.xdel, self.key, *chunk)
-            )
+            purged += int(await self._call("purge dead letters", self.redis.xdel, self.key, *chunk))
         return purged
 
     async def _chunks(self, ids: Iterable[str] | None) -> Any:
@@ -117,7 +138,7 @@ class DeadLetterQueue:
             for start in range(0, len(given), CHUNK):
                 yield given[start : start + CHUNK]
             return
-        redis = self.broker.redis
+        redis = self.redis
         newest = await self._call("list dead letters", redis.xrevrange, self.key, "+", "-", 1)
         if not newest:
             return
@@ -130,15 +151,13 @@ class DeadLetterQueue:
             from_id = "(" + entries[-1][0].decode()
 
     async def _call(self, action: str, method: Any, *args: Any) -> Any:
-        broker = self.broker
+        reconnector = self.reconnector
         try:
-            return await broker.reconnector.call(
-                action, lambda: method(*args), give_up_after_s=broker.send_timeout_s
+            return await reconnector.call(
+                action, lambda: method(*args), give_up_after_s=self.options.send_timeout_s
             )
         except CONNECTION_ERRORS as exc:
-            raise RedisUnavailableError(
-                f"cannot {action}: Redis at {broker.reconnector.server} does not answer ({exc})"
-            ) from exc
+            raise unavailable(RedisBrokerUnavailableError, action, reconnector.server, exc) from exc
 
 
 def _int(text: str) -> int:

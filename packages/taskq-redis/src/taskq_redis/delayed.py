@@ -16,8 +16,9 @@ from redis.exceptions import ResponseError
 from taskq_redis.reconnect import CONNECTION_ERRORS
 
 if TYPE_CHECKING:
-    from taskq_redis.broker import RedisStreamBroker
-    from taskq_redis.scripts import ScriptArgs, ScriptKeys
+    from taskq_redis.options import BrokerOptions
+    from taskq_redis.reconnect import Reconnector
+    from taskq_redis.scripts import ScriptArgs, ScriptKeys, Scripts
 
 logger = logging.getLogger("taskq.redis")
 
@@ -30,19 +31,22 @@ def delayed_member(level: int, payload: bytes) -> bytes:
     return b"%s%03d%s" % (os.urandom(8).hex().encode(), level, payload)
 
 
-async def move_due_forever(broker: RedisStreamBroker, stop: asyncio.Event) -> None:
+async def move_due_forever(
+    options: BrokerOptions, scripts: Scripts, reconnector: Reconnector, stop: asyncio.Event
+) -> None:
     """Move due messages into their streams, checking every ``delay_check_interval_s``.
 
-    Sleeps until the next due time when that comes sooner. Returns once ``stop`` is set (a
-    cancellation alone is not enough: a client library can swallow one that arrives just as
-    a command completes, and the loop would go on) or the broker closes.
+    Runs the broker's ``scripts`` through its ``reconnector``. Sleeps until the next due
+    time when that comes sooner. Returns once ``stop`` is set (a cancellation alone is not
+    enough: a client library can swallow one that arrives just as a command completes, and
+    the loop would go on) or the broker closes.
     """
-    keys: ScriptKeys = [broker.keys.delayed, *broker.keys.streams]
-    args: ScriptArgs = [MOVE_BATCH, broker.max_stream_length or ""]
-    while not stop.is_set() and not broker.reconnector.closed:
+    keys: ScriptKeys = [options.keys.delayed, *options.keys.streams]
+    args: ScriptArgs = [MOVE_BATCH, options.max_stream_length or ""]
+    while not stop.is_set() and not reconnector.closed:
         try:
-            moved, wait_ms = await broker.reconnector.call(
-                "move due delayed messages", lambda: broker.scripts.move_due(keys, args)
+            moved, wait_ms = await reconnector.call(
+                "move due delayed messages", lambda: scripts.move_due(keys, args)
             )
         except CONNECTION_ERRORS:
             return  # closed during an outage
@@ -51,7 +55,7 @@ async def move_due_forever(broker: RedisStreamBroker, stop: asyncio.Event) -> No
             moved, wait_ms = 0, -1
         if moved >= MOVE_BATCH:
             continue
-        pause = broker.delay_check_interval_s
+        pause = options.delay_check_interval_s
         if wait_ms >= 0:
             pause = min(pause, wait_ms / 1000)
         await asyncio.sleep(pause)

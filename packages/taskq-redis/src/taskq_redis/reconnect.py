@@ -1,4 +1,9 @@
-"""Riding out a lost connection: retry with capped exponential backoff, log once per outage."""
+"""Riding out a lost connection: retry with capped exponential backoff, log once per outage.
+
+The one reconnect policy of taskq's Redis parts: the broker runs its calls through
+`Reconnector.call`; a loop that cannot be wrapped as one call (a pub/sub reader) uses
+`Reconnector.pause` and `Reconnector.restored` for the same schedule and the same log lines.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +27,8 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 #: Seconds before the first retry; each next one waits twice as long, up to the cap.
 FIRST_RETRY_DELAY_S = 0.05
+#: The cap on the pause between two attempts, unless a part is told otherwise.
+DEFAULT_MAX_DELAY_S = 5.0
 #: Failures this soon after a reconnection belong to the same outage (other pooled connections
 #: dropped with the first one fail on their next use) and are not logged again.
 SAME_OUTAGE_S = 10.0
@@ -30,7 +37,7 @@ _Result = TypeVar("_Result")
 
 
 class Reconnector:
-    """Runs a broker's Redis calls, retrying those that fail on the connection.
+    """Runs a part's Redis calls, retrying those that fail on the connection.
 
     redis-py opens a new connection for the next attempt by itself. The first failure of an
     outage is logged as one warning and the recovery as another, however many calls fail in
@@ -54,7 +61,7 @@ class Reconnector:
     ) -> _Result:
         """Await ``operation()`` until it does not fail on the connection, and return its result.
 
-        Gives up (re-raising the connection error) once the broker is closed, or when
+        Gives up (re-raising the connection error) once the part is closed, or when
         ``give_up_after_s`` seconds have passed since the first failure.
         """
         delay = FIRST_RETRY_DELAY_S
@@ -69,13 +76,25 @@ class Reconnector:
                     give_up_after_s is not None and now - first_failure >= give_up_after_s
                 ):
                     raise
-                self._lost(action, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_delay_s)
+                delay = await self.pause(action, exc, delay)
                 continue
-            if self._down_since is not None:
-                self._restored()
+            self.restored()
             return result
+
+    async def pause(self, action: str, error: BaseException, delay_s: float) -> float:
+        """Note a failure of ``action`` (logged once per outage), wait ``delay_s``, return the next.
+
+        Start with ``FIRST_RETRY_DELAY_S``; the delay returned is twice ``delay_s``, capped at
+        ``max_delay_s``.
+        """
+        self._lost(action, error)
+        await asyncio.sleep(delay_s)
+        return min(delay_s * 2, self.max_delay_s)
+
+    def restored(self) -> None:
+        """Note that the server answers (logged when an outage was logged)."""
+        if self._down_since is not None:
+            self._restored()
 
     def _lost(self, action: str, error: BaseException) -> None:
         if self._down_since is not None:

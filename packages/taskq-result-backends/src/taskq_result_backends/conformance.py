@@ -7,18 +7,17 @@ The suite's cross-process check runs the same factory in a child process, which 
 the same store. So the first call in a process chooses the store of the run and exports it
 in an environment variable that child processes inherit: ``TASKQ_CONFORMANCE_SQLITE`` (the
 database file) and ``TASKQ_CONFORMANCE_REDIS_PREFIX`` (the key prefix). Set them yourself to
-choose; otherwise the process that chose deletes the store at exit. ``TASKQ_REDIS_URL``
-names the Redis server (default ``redis://127.0.0.1:6379/0``).
+choose; otherwise the process that chose deletes the store at exit (for Redis, see
+`taskq_redis.testing.run_prefix`). ``TASKQ_REDIS_URL`` names the Redis server (default
+``redis://127.0.0.1:6379/0``).
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
 import shutil
 import tempfile
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from taskq_result_backends.sqlite import SQLiteResultBackend
@@ -28,8 +27,6 @@ if TYPE_CHECKING:
 
 SQLITE_PATH_ENV = "TASKQ_CONFORMANCE_SQLITE"
 REDIS_PREFIX_ENV = "TASKQ_CONFORMANCE_REDIS_PREFIX"
-REDIS_URL_ENV = "TASKQ_REDIS_URL"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def make_sqlite_backend() -> SQLiteResultBackend[Any]:
@@ -44,28 +41,8 @@ def make_sqlite_backend() -> SQLiteResultBackend[Any]:
 
 def make_redis_backend() -> RedisResultBackend[Any]:
     """A backend on ``TASKQ_REDIS_URL`` under the run's key prefix (fresh by default)."""
+    from taskq_redis.testing import run_prefix, server_url
     from taskq_result_backends.redis import RedisResultBackend
 
-    url = os.environ.get(REDIS_URL_ENV) or DEFAULT_REDIS_URL
-    prefix = os.environ.get(REDIS_PREFIX_ENV)
-    if not prefix:
-        prefix = os.environ[REDIS_PREFIX_ENV] = f"taskq-conformance-{uuid.uuid4().hex}"
-        atexit.register(delete_redis_keys, url, prefix)
-    return RedisResultBackend(url, prefix=prefix)
-
-
-def delete_redis_keys(url: str, prefix: str) -> int:
-    """Delete every key under ``prefix`` at ``url`` and return how many; 0 if unreachable."""
-    import redis
-
-    deleted = 0
-    with contextlib.suppress(redis.RedisError), redis.Redis.from_url(url) as client:
-        batch: list[bytes] = []
-        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                deleted += int(client.delete(*batch))
-                batch.clear()
-        if batch:
-            deleted += int(client.delete(*batch))
-    return deleted
+    url = server_url()
+    return RedisResultBackend(url, prefix=run_prefix(REDIS_PREFIX_ENV, url))

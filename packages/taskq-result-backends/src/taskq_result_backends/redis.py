@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import urlsplit
 
 from taskq.abc.result_backend import AsyncResultBackend
 from taskq.abc.serializer import TaskiqSerializer
@@ -25,24 +25,37 @@ from taskq_result_backends.errors import ResultStoreUnavailableError
 
 try:
     import redis.asyncio as aioredis
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import RedisError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from taskq_redis.connection import DEFAULT_URL, RedisConnection
+    from taskq_redis.errors import RedisUnavailableError, translated
+    from taskq_redis.reconnect import DEFAULT_MAX_DELAY_S, FIRST_RETRY_DELAY_S, Reconnector
 except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subprocess
-    if (exc.name or "").partition(".")[0] != "redis":
+    if (exc.name or "").partition(".")[0] not in ("redis", "taskq_redis"):
         raise
     raise ImportError(
-        "RedisResultBackend needs the redis package, which is not installed: "
+        "RedisResultBackend needs taskq-redis, which is not installed: "
         "pip install 'taskq-result-backends[redis]'"
     ) from exc
 
 _ReturnType = TypeVar("_ReturnType")
 
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
 #: Seconds the pub/sub reader blocks on its socket before reading again (no query is sent).
 READ_BLOCK_S = 1.0
-#: Pauses (seconds) before each attempt to reopen a lost pub/sub connection; then waits fail.
-RECONNECT_DELAYS_S = (0.1, 0.2, 0.5, 1.0, 2.0, 2.0, 2.0, 2.0)
+#: Seconds the pub/sub reader keeps reopening a lost connection (on taskq-redis's reconnect
+#: schedule) before the waiters get the error.
+RECONNECT_TIMEOUT_S = 12.0
+#: What the pub/sub reader does, as errors and logs say it.
+LISTEN = "listen for stored results"
+
+
+class RedisResultStoreUnavailableError(RedisUnavailableError, ResultStoreUnavailableError):
+    """The result backend's Redis did not answer.
+
+    Both a `ResultStoreUnavailableError` (as before) and a
+    `taskq_redis.RedisUnavailableError` (as every Redis outage).
+    """
+
+    __template__ = "the result store's Redis server does not answer"
 
 
 class RedisResultBackend(AsyncResultBackend[_ReturnType]):
@@ -57,8 +70,9 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
     read by one task that wakes the waiters of each published id: thousands of waiters cost
     one connection. Each waiting process receives every ready notice of its prefix (a task
     id); processes that only store results (workers) never subscribe. A lost pub/sub
-    connection is reopened (see ``RECONNECT_DELAYS_S``) and every waiter then checks its key
-    again, so a notice published meanwhile is not missed.
+    connection is reopened on taskq-redis's reconnect schedule for up to
+    ``RECONNECT_TIMEOUT_S``, and every waiter then checks its key again, so a notice published
+    meanwhile is not missed.
 
     Args:
         url: The Redis server, ``redis://[[user]:[password]@]host[:port][/db]``, ``rediss://``
@@ -94,14 +108,11 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
         max_connections: int | None = None,
         **connection_kwargs: Any,
     ) -> None:
-        if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError(f"not a Redis URL (redis://, rediss:// or unix://): {url!r}")
+        self.connection = RedisConnection(
+            url, "RedisResultBackend", max_connections, **connection_kwargs
+        )
         if result_ttl is not None and result_ttl <= 0:
             raise ValueError(f"result_ttl must be positive seconds or None, got {result_ttl!r}")
-        if max_connections is not None and max_connections < 2:
-            raise ValueError("max_connections must be at least 2 (waiting holds one) or None")
-        if connection_kwargs.get("decode_responses"):
-            raise ValueError("RedisResultBackend stores bytes: decode_responses must be False")
         self.url = url
         self.prefix = prefix
         self.result_ttl = result_ttl
@@ -109,7 +120,7 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
         self.max_connections = max_connections
         self.connection_kwargs = connection_kwargs
         self.ready_channel = f"{prefix}:ready"
-        self._redis: aioredis.Redis | None = None
+        self.reconnector = Reconnector(self.connection.server, DEFAULT_MAX_DELAY_S)
         self._listener: asyncio.Task[None] | None = None
         self._subscribed: asyncio.Future[None] | None = None
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
@@ -126,7 +137,7 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
         """Connect and check that the server answers.
 
         Raises:
-            ResultStoreUnavailableError: The server does not answer at ``url``.
+            RedisResultStoreUnavailableError: The server does not answer at ``url``.
         """
         with self._errors("connect"):
             await self._client().ping()
@@ -142,16 +153,14 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
             self._subscribed.set_exception(stopped)
         self._subscribed = None
         self._fail_waiters(stopped)
-        client, self._redis = self._redis, None
-        if client is not None:
-            await client.aclose()
+        await self.connection.close()
 
     async def set_result(self, task_id: str, result: TaskiqResult[_ReturnType]) -> None:
         """Store ``result`` (replacing an earlier one) and notify who waits for it.
 
         Raises:
             SerializationError: The result cannot be encoded by the serializer.
-            ResultStoreUnavailableError: The server does not answer.
+            RedisResultStoreUnavailableError: The server does not answer.
         """
         payload = encode_result(self.serializer, task_id, result)
         with self._errors(f"store the result of task {task_id}"):
@@ -204,7 +213,7 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
         connection every waiter checks its key again.
 
         Raises:
-            ResultStoreUnavailableError: The server stopped answering during the wait.
+            RedisResultStoreUnavailableError: The server stopped answering during the wait.
         """
         if timeout is not None and timeout <= 0:
             return await self.is_result_ready(task_id)
@@ -241,14 +250,16 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
         """Wake the waiters of each id published on the ready channel, reconnecting if lost.
 
         ``subscribed`` is resolved by the first subscription. A connection lost after it is
-        opened again after each of ``RECONNECT_DELAYS_S`` in turn; when all are spent (or the
-        first subscription fails), every waiter gets the error.
+        opened again on the reconnect schedule (logged as every Redis outage is); when that
+        failed for ``RECONNECT_TIMEOUT_S`` (or the first subscription fails), every waiter gets
+        the error.
         """
-        lost = 0  # connections lost since the last subscription
+        delay, lost_at = FIRST_RETRY_DELAY_S, None  # since the last subscription
 
         def on_subscribed() -> None:
-            nonlocal lost
-            lost = 0
+            nonlocal delay, lost_at
+            delay, lost_at = FIRST_RETRY_DELAY_S, None
+            self.reconnector.restored()
             if not subscribed.done():
                 subscribed.set_result(None)
             self._wake_all()  # anything published while unsubscribed is checked again
@@ -257,11 +268,12 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
             while True:
                 try:
                     await self._read_channel(on_subscribed)
-                except ResultStoreUnavailableError:
-                    if not subscribed.done() or lost == len(RECONNECT_DELAYS_S):
+                except RedisResultStoreUnavailableError as lost:
+                    lost_at = lost_at or time.monotonic()
+                    if not subscribed.done() or time.monotonic() - lost_at >= RECONNECT_TIMEOUT_S:
                         raise
-                    await asyncio.sleep(RECONNECT_DELAYS_S[lost])
-                    lost += 1
+                    cause = lost.__cause__ or lost
+                    delay = await self.reconnector.pause(LISTEN, cause, delay)
         except Exception as exc:
             error = (
                 exc
@@ -276,7 +288,7 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
         """Subscribe on a connection of its own and dispatch its messages until it fails."""
         pubsub = self._client().pubsub()
         try:
-            with self._errors("listen for stored results"):
+            with self._errors(LISTEN):
                 await pubsub.subscribe(self.ready_channel)
                 while True:
                     message = await pubsub.get_message(timeout=READ_BLOCK_S)
@@ -316,40 +328,16 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
     # -- the connection ------------------------------------------------------------------------
 
     def _client(self) -> aioredis.Redis:
-        if self._redis is None:
-            options = dict(self.connection_kwargs)
-            if self.max_connections is not None:
-                options["max_connections"] = self.max_connections
-            pool = aioredis.BlockingConnectionPool.from_url(self.url, **options)
-            self._redis = aioredis.Redis.from_pool(pool)
-        return self._redis
+        return self.connection.client
 
     def _ttl_ms(self) -> int | None:
         return None if self.result_ttl is None else max(1, round(self.result_ttl * 1000))
 
-    @contextmanager
-    def _errors(self, action: str) -> Iterator[None]:
+    def _errors(self, action: str) -> AbstractContextManager[None]:
         """Turn redis-py's errors into taskq's, naming the server (without its password)."""
-        try:
-            yield
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise ResultStoreUnavailableError(
-                f"cannot {action}: Redis at {_redacted(self.url)} does not answer ({exc}); "
-                "check that the server runs and the URL is right"
-            ) from exc
-        except RedisError as exc:
-            raise ResultBackendError(
-                f"cannot {action}: Redis at {_redacted(self.url)} answered an error: {exc}"
-            ) from exc
-
-
-def _redacted(url: str) -> str:
-    """``url`` with its password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()
+        return translated(
+            action, self.connection.server, RedisResultStoreUnavailableError, ResultBackendError
+        )
 
 
 def _as_bytes(value: bytes | str) -> bytes:

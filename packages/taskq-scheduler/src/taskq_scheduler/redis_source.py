@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -15,18 +16,19 @@ from taskq_scheduler.fire_times import check_schedule
 
 try:
     import redis.asyncio as aioredis
-    from redis.exceptions import RedisError
+
+    from taskq_redis.connection import DEFAULT_URL, RedisConnection
+    from taskq_redis.errors import RedisUnavailableError, translated
 except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subprocess
-    if (exc.name or "").partition(".")[0] != "redis":
+    if (exc.name or "").partition(".")[0] not in ("redis", "taskq_redis"):
         raise
     raise ImportError(
-        "RedisScheduleSource needs the redis package, which is not installed: "
+        "RedisScheduleSource needs taskq-redis, which is not installed: "
         "pip install 'taskq-scheduler[redis]'"
     ) from exc
 
 logger = logging.getLogger("taskq.scheduler")
 
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PREFIX = "taskq-schedules"
 
 # KEYS: schedules hash, fires hash; ARGV: schedule id, fire time in ms.
@@ -39,6 +41,16 @@ if last and tonumber(last) >= tonumber(ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 return 1
 """
+
+
+class RedisScheduleSourceUnavailableError(RedisUnavailableError, ScheduleSourceUnavailableError):
+    """The schedule source's Redis did not answer.
+
+    Both a `ScheduleSourceUnavailableError` (as before) and a
+    `taskq_redis.RedisUnavailableError` (as every Redis outage).
+    """
+
+    __template__ = "the schedule store's Redis server does not answer"
 
 
 class RedisScheduleSource(ScheduleSource):
@@ -54,8 +66,12 @@ class RedisScheduleSource(ScheduleSource):
         url: The Redis server, ``redis://[[user]:[password]@]host[:port][/db]``, ``rediss://``
             for TLS or ``unix://``.
         prefix: Start of the keys; schedulers sharing schedules must share it.
-        **connection_kwargs: Passed to redis-py's ``Redis.from_url`` (``socket_timeout``,
-            ``password``, ...). ``decode_responses`` must stay false.
+        **connection_kwargs: Passed to redis-py's ``BlockingConnectionPool``
+            (``max_connections``, ``socket_timeout``, ``password``, ...).
+            ``decode_responses`` must stay false.
+
+    Raises:
+        ValueError: A bad URL scheme, an empty ``prefix`` or ``decode_responses=True``.
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
@@ -67,38 +83,37 @@ class RedisScheduleSource(ScheduleSource):
     ) -> None:
         if not prefix:
             raise ValueError("prefix must not be empty")
+        self.connection = RedisConnection(url, "RedisScheduleSource", **connection_kwargs)
         self.url = url
         self.prefix = prefix
         self.schedules_key = f"{prefix}:schedules"
         self.fires_key = f"{prefix}:fires"
-        self._connection_kwargs = connection_kwargs
-        self._redis: aioredis.Redis | None = None
+        self._started = False
         self._undecodable: set[bytes | str] = set()
 
     async def startup(self) -> None:
-        """Connect, and check that the server answers."""
-        client = aioredis.Redis.from_url(self.url, **self._connection_kwargs)
+        """Connect, and check that the server answers.
+
+        Raises:
+            RedisScheduleSourceUnavailableError: The server does not answer at ``url``.
+        """
         try:
-            await client.ping()
-        except RedisError as exc:
-            await client.aclose()
-            raise ScheduleSourceUnavailableError(
-                f"no Redis server answers at {self.url}: {exc}"
-            ) from exc
-        self._redis = client
+            with self._errors("connect"):
+                await self.connection.client.ping()
+        except ScheduleSourceUnavailableError:
+            await self.connection.close()
+            raise
+        self._started = True
 
     async def shutdown(self) -> None:
         """Close the connections."""
-        client, self._redis = self._redis, None
-        if client is not None:
-            await client.aclose()
+        self._started = False
+        await self.connection.close()
 
     async def get_schedules(self) -> list[ScheduledTask]:
         """Return every stored schedule; one that cannot be decoded is logged once and skipped."""
-        try:
+        with self._errors("read the schedules"):
             stored = await self._client().hgetall(self.schedules_key)
-        except RedisError as exc:
-            raise ScheduleSourceUnavailableError(f"reading schedules failed: {exc}") from exc
         schedules: list[ScheduledTask] = []
         for schedule_id, data in stored.items():
             try:
@@ -117,30 +132,24 @@ class RedisScheduleSource(ScheduleSource):
         """
         check_schedule(schedule)
         data = encode_schedule(schedule)
-        try:
+        with self._errors(f"store schedule {schedule.schedule_id}"):
             await self._client().hset(self.schedules_key, schedule.schedule_id, data)
-        except RedisError as exc:
-            raise ScheduleSourceUnavailableError(f"storing a schedule failed: {exc}") from exc
 
     async def delete_schedule(self, schedule_id: str) -> None:
         """Delete the schedule and its claims (no error if there is none)."""
-        try:
+        with self._errors(f"delete schedule {schedule_id}"):
             async with self._client().pipeline(transaction=True) as pipe:
                 pipe.hdel(self.schedules_key, schedule_id)
                 pipe.hdel(self.fires_key, schedule_id)
                 await pipe.execute()
-        except RedisError as exc:
-            raise ScheduleSourceUnavailableError(f"deleting a schedule failed: {exc}") from exc
 
     async def claim_fire(self, schedule_id: str, fire_time: datetime) -> bool:
         """Claim the fire atomically: once, while the schedule exists, never an older one."""
         milliseconds = round(fire_time.timestamp() * 1000)
-        try:
+        with self._errors(f"claim a fire of schedule {schedule_id}"):
             claimed = await self._client().eval(
                 _CLAIM, 2, self.schedules_key, self.fires_key, schedule_id, milliseconds
             )
-        except RedisError as exc:
-            raise ScheduleSourceUnavailableError(f"claiming a fire failed: {exc}") from exc
         return bool(claimed)
 
     async def post_send(self, task: ScheduledTask) -> None:
@@ -149,8 +158,17 @@ class RedisScheduleSource(ScheduleSource):
             await self.delete_schedule(task.schedule_id)
 
     def _client(self) -> aioredis.Redis:
-        if self._redis is None:
+        if not self._started:
             raise ScheduleSourceUnavailableError(
                 "RedisScheduleSource is not started: call startup() (the scheduler does)"
             )
-        return self._redis
+        return self.connection.client
+
+    def _errors(self, action: str) -> AbstractContextManager[None]:
+        """Turn redis-py's errors into taskq's, naming the server (without its password)."""
+        return translated(
+            action,
+            self.connection.server,
+            RedisScheduleSourceUnavailableError,
+            ScheduleSourceUnavailableError,
+        )

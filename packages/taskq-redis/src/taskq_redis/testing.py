@@ -1,0 +1,124 @@
+"""Helpers for tests and conformance runs against a real Redis server (they need pytest).
+
+`redis_url_or_skip` gives the server of the tests (``TASKQ_REDIS_URL``, default
+``redis://127.0.0.1:6379/0``): without one a test is skipped, except under ``CI=true`` where
+it fails, so that CI never passes by testing nothing. `unique_prefix` names the keys of one
+test (`temporary_prefix` also deletes them afterwards), `run_prefix` those of one
+conformance run (shared with its child processes) and `delete_keys` removes them.
+
+Two fixtures wrap them; a ``conftest.py`` imports them to use them::
+
+    from taskq_redis.testing import redis_prefix, redis_url
+
+``redis_url`` (session scope) is the server or a skip, ``redis_prefix`` a `temporary_prefix`
+of the test.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from taskq_redis.connection import DEFAULT_URL
+
+#: The environment variable naming the Redis server of tests and conformance runs.
+URL_ENV = "TASKQ_REDIS_URL"
+#: Keys deleted per ``DEL`` (and scanned per ``SCAN`` step) by `delete_keys`.
+DELETE_BATCH = 1000
+#: Seconds `redis_url_or_skip` waits for the server to answer.
+PING_TIMEOUT_S = 2.0
+
+
+def server_url() -> str:
+    """The server named by ``TASKQ_REDIS_URL``, or the default one."""
+    return os.environ.get(URL_ENV) or DEFAULT_URL
+
+
+def redis_url_or_skip() -> str:
+    """The tests' Redis server if it answers; otherwise skip the test (fail under ``CI=true``).
+
+    Call it from a (session-scoped) pytest fixture, as `redis_url` does.
+    """
+    import redis
+
+    url = server_url()
+    timeout = PING_TIMEOUT_S
+    try:
+        with redis.Redis.from_url(
+            url, socket_connect_timeout=timeout, socket_timeout=timeout
+        ) as client:
+            client.ping()
+    except redis.RedisError as exc:
+        reason = f"no Redis server at {url} ({exc}); set {URL_ENV} to use another"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true requires Redis: {reason}", pytrace=False)
+        pytest.skip(reason)
+    return url
+
+
+def unique_prefix(kind: str = "test") -> str:
+    """A key prefix no other test or run uses: ``taskq-{kind}-{random hex}``."""
+    return f"taskq-{kind}-{uuid.uuid4().hex}"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """Fixture: the tests' Redis server; skip without one, fail under ``CI=true``."""
+    return redis_url_or_skip()
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """Fixture: a key prefix of this test alone; its keys are deleted after the test."""
+    with temporary_prefix(redis_url) as prefix:
+        yield prefix
+
+
+@contextlib.contextmanager
+def temporary_prefix(url: str, kind: str = "test") -> Iterator[str]:
+    """A `unique_prefix` whose keys at ``url`` are deleted when the block ends."""
+    prefix = unique_prefix(kind)
+    try:
+        yield prefix
+    finally:
+        delete_keys(url, prefix)
+
+
+def run_prefix(env: str, url: str) -> str:
+    """The key prefix of this conformance run, shared with its child processes.
+
+    The first call in a process (with ``env`` unset) chooses a `unique_prefix`, exports it
+    in the environment variable ``env`` for child processes to inherit, and has its keys at
+    ``url`` deleted when the process exits. Set ``env`` yourself to choose the prefix (then
+    nothing is deleted).
+    """
+    prefix = os.environ.get(env)
+    if not prefix:
+        prefix = os.environ[env] = unique_prefix("conformance")
+        atexit.register(delete_keys, url, prefix)
+    return prefix
+
+
+def delete_keys(url: str, prefix: str) -> int:
+    """Delete every key under ``prefix`` at ``url`` and return how many; 0 if unreachable.
+
+    Keys are deleted in batches of ``DELETE_BATCH`` as ``SCAN`` finds them.
+    """
+    import redis
+
+    deleted = 0
+    with contextlib.suppress(redis.RedisError), redis.Redis.from_url(url) as client:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=f"{prefix}:*", count=DELETE_BATCH):
+            batch.append(key)
+            if len(batch) >= DELETE_BATCH:
+                deleted += int(client.delete(*batch))
+                batch.clear()
+        if batch:
+            deleted += int(client.delete(*batch))
+    return deleted
