@@ -23,8 +23,8 @@ from taskq.scheduled_task import CronSpec, ScheduledTask
 from taskq.task import AsyncTaskiqTask
 
 if TYPE_CHECKING:
-    from taskq.abc.broker import AsyncBroker
     from taskq.abc.schedule_source import ScheduleSource
+    from taskq.broker import AsyncBroker
 
 _Params = ParamSpec("_Params")
 _ReturnType = TypeVar("_ReturnType")
