@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from taskq import Receiver
-from taskq.cli.process_manager import WORKER_GROUP_ENV
+from taskq.toolkit import WORKER_GROUP_ENV
 from taskq_inmemory import InMemoryBroker
 from taskq_middlewares import PrometheusMiddleware, SimpleRetryMiddleware, metrics_server
 from taskq_middlewares.metric_files import (

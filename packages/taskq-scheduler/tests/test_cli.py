@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from taskq.cli.main import installed_subcommands
-from taskq.cli.targets import TargetError
+from taskq.toolkit import TargetError
 from taskq_scheduler import cli
 from taskq_scheduler.cli import SchedulerOptions, parse_scheduler_args
 

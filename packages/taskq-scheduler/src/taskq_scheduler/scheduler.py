@@ -13,8 +13,8 @@ from typing import Any
 from taskq.abc.broker import AsyncBroker
 from taskq.abc.schedule_source import ScheduleSource
 from taskq.exceptions import ScheduledTaskCancelledError
-from taskq.kicker import send_task
 from taskq.scheduled_task import ScheduledTask
+from taskq.toolkit import send_task
 from taskq_scheduler.clock import Clock, SystemClock
 from taskq_scheduler.fire import Fire
 from taskq_scheduler.loop import SchedulerLoop

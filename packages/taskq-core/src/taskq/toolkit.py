@@ -1,0 +1,56 @@
+"""What sibling packages and plugins use from core beyond the public API: one declared seam.
+
+A package that adds a subcommand, a broker or a middleware imports these names from here,
+never from core's private modules (``taskq.cli.*``, ``taskq.kicker``, ...), which may change.
+
+Command-line helpers (a subcommand reads like ``taskq worker``):
+    `EnvArgumentParser`: an argument parser whose options each have an environment twin.
+    `converters`: the option value readers (`converters.boolean`, `converters.seconds`, ...).
+    `add_discovery_options`: ``--fs-discover`` and ``--tasks-pattern``.
+    `DEFAULT_TASKS_PATTERN`, `discover_modules`: find task modules under a directory.
+    `configure_logging`: logging to stderr, as the worker does it.
+    `add_working_directory_to_path`, `import_module`, `import_object`, `import_broker`,
+    `foreign_object_hint`, `TargetError`: import ``module:attribute`` targets with errors
+    that say what to do.
+
+The worker environment:
+    `WORKER_GROUP_ENV`: the variable naming the group of a ``taskq worker`` process (the pid
+    of the manager that started it); unset in a process started otherwise.
+
+Sending:
+    `send_task`: send a task by name, with labels, through a broker's middlewares, without
+    the task being registered in this process.
+"""
+
+from taskq.cli import converters
+from taskq.cli.discovery import DEFAULT_TASKS_PATTERN, discover_modules
+from taskq.cli.env_parser import EnvArgumentParser
+from taskq.cli.environment import WORKER_GROUP_ENV
+from taskq.cli.logs import configure_logging
+from taskq.cli.options import add_discovery_options
+from taskq.cli.targets import (
+    TargetError,
+    add_working_directory_to_path,
+    foreign_object_hint,
+    import_broker,
+    import_module,
+    import_object,
+)
+from taskq.kicker import send_task
+
+__all__ = [
+    "DEFAULT_TASKS_PATTERN",
+    "WORKER_GROUP_ENV",
+    "EnvArgumentParser",
+    "TargetError",
+    "add_discovery_options",
+    "add_working_directory_to_path",
+    "configure_logging",
+    "converters",
+    "discover_modules",
+    "foreign_object_hint",
+    "import_broker",
+    "import_module",
+    "import_object",
+    "send_task",
+]
