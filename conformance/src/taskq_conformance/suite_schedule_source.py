@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 import pytest
 
 from taskq import Capability, ScheduledTask, TaskiqError
+from taskq.toolkit import maybe_await
 from taskq_conformance.instances import NewSource
 
 
@@ -45,12 +44,6 @@ def same_schedule(got: ScheduledTask, sent: ScheduledTask) -> bool:
     return got.interval_seconds == sent.interval_seconds
 
 
-async def call_hook(value: Any) -> None:
-    """Await a hook's result when it is awaitable."""
-    if inspect.isawaitable(value):
-        await value
-
-
 # -- mandatory -------------------------------------------------------------------------------
 
 
@@ -65,8 +58,8 @@ async def test_get_schedules_returns_valid_schedules(taskq_new_schedule_source: 
 async def test_pre_send_and_post_send_can_be_called(taskq_new_schedule_source: NewSource) -> None:
     async with taskq_new_schedule_source() as source:
         for schedule in schedules():
-            await call_hook(source.pre_send(schedule))
-            await call_hook(source.post_send(schedule))
+            await maybe_await(source.pre_send(schedule))
+            await maybe_await(source.post_send(schedule))
 
 
 # -- undeclared capabilities fail loudly -------------------------------------------------------
