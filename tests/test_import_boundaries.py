@@ -51,6 +51,7 @@ PUBLIC_CORE = frozenset(
         "taskq.result",
         "taskq.scheduled_task",
         "taskq.serializers.*",
+        "taskq.testing",
         "taskq.toolkit",
     }
 )
