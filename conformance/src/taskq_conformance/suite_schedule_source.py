@@ -10,7 +10,7 @@ import pytest
 
 from taskq import Capability, ScheduledTask, TaskiqError
 from taskq.toolkit import maybe_await
-from taskq_conformance.instances import NewSource
+from taskq_conformance.instances import FACTORY_CONTRACT, NewSource
 
 
 def schedules() -> list[ScheduledTask]:
@@ -106,7 +106,9 @@ async def test_schedules_survive_a_new_instance(taskq_new_schedule_source: NewSo
     async with taskq_new_schedule_source() as second:
         try:
             found = {s.schedule_id: s for s in await second.get_schedules()}
-            assert sent.schedule_id in found, "a schedule did not survive a new instance"
+            assert sent.schedule_id in found, (
+                f"a schedule did not survive a new instance; {FACTORY_CONTRACT}"
+            )
             assert same_schedule(found[sent.schedule_id], sent)
         finally:
             await second.delete_schedule(sent.schedule_id)
