@@ -3,9 +3,10 @@
 Each broken class is a correct in-memory implementation with exactly ONE defect, named in its
 docstring; the zero-argument ``make_*`` factories at the end are the targets given to
 ``--taskq-broker`` / ``--taskq-result-backend`` / ``--taskq-schedule-source``.
-Two are correct: `InMemoryScheduleSource`, since no schedule source ships with taskq yet and the
-suite needs one to show that its schedule source checks pass, and
-`SharedDirectoryResultBackend`, to run the ``cross_process`` checks of result backends.
+Three are correct: `InMemoryScheduleSource`, since no schedule source ships with taskq yet and
+the suite needs one to show that its schedule source checks pass,
+`SharedDirectoryResultBackend`, to run the ``cross_process`` checks of result backends, and
+`DirectoryQueueBroker`, whose two factories show the factory contract kept and broken.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import dataclasses
 import json
 import os
 import tempfile
+import time
+import uuid
 from collections.abc import AsyncGenerator
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +26,7 @@ from typing import Any, ClassVar
 
 from taskq import (
     AckableMessage,
+    AsyncBroker,
     AsyncResultBackend,
     BrokerMessage,
     Capability,
@@ -113,6 +117,56 @@ class NeverRedelivers(InMemoryBroker):
     async def listen(self) -> AsyncGenerator[bytes | AckableMessage, None]:
         async for data in super().listen():
             yield AckableMessage(data, ack=lambda: None)
+
+
+class DirectoryQueueBroker(AsyncBroker):
+    """A correct queue of files in the directory it is given; its factories differ.
+
+    Claimed files move to a directory of the consumer's; an ack deletes one, a shutdown hands
+    the unacknowledged back. `make_shared_directory_broker` honours the factory contract: the
+    directory is exported in the environment, so every instance, here or in a child process,
+    uses it. `make_fresh_directory_broker` has the defect: a new directory per call, so a
+    second instance never sees the first one's messages, and the suite must blame the factory.
+    """
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.ACKS, Capability.REDELIVERY, Capability.CROSS_PROCESS}
+    )
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__()
+        self.queue = directory / "queue"
+        self.claimed = directory / "claimed" / uuid.uuid4().hex
+        self.tmp = directory / "tmp"
+        self.running = False
+
+    async def startup(self) -> None:
+        for path in (self.queue, self.claimed, self.tmp):
+            path.mkdir(parents=True, exist_ok=True)
+        self.running = True
+        await super().startup()
+
+    async def shutdown(self) -> None:
+        self.running = False
+        for name in os.listdir(self.claimed):  # the consumer is gone: hand back what it held
+            os.replace(self.claimed / name, self.queue / name)
+        await super().shutdown()
+
+    async def kick(self, message: BrokerMessage) -> None:
+        name = f"{time.time_ns():020d}-{uuid.uuid4().hex}"
+        (self.tmp / name).write_bytes(message.message)
+        os.replace(self.tmp / name, self.queue / name)
+
+    async def listen(self) -> AsyncGenerator[bytes | AckableMessage, None]:
+        while self.running:
+            for name in sorted(os.listdir(self.queue)):
+                try:
+                    os.replace(self.queue / name, self.claimed / name)
+                except FileNotFoundError:  # another consumer claimed it first
+                    continue
+                data = (self.claimed / name).read_bytes()
+                yield AckableMessage(data, ack=(self.claimed / name).unlink)
+            await asyncio.sleep(0.01)
 
 
 class ListenNeverEnds(InMemoryBroker):
@@ -330,6 +384,17 @@ def make_priority_ignoring_broker() -> InMemoryBroker:
 
 def make_non_redelivering_broker() -> InMemoryBroker:
     return NeverRedelivers()
+
+
+def make_fresh_directory_broker() -> AsyncBroker:
+    return DirectoryQueueBroker(Path(tempfile.mkdtemp(prefix="taskq-conformance-queue-")))
+
+
+def make_shared_directory_broker() -> AsyncBroker:
+    directory = os.environ.setdefault(
+        "TASKQ_TEST_QUEUE_DIR", tempfile.mkdtemp(prefix="taskq-conformance-queue-")
+    )
+    return DirectoryQueueBroker(Path(directory))
 
 
 def make_endless_listen_broker() -> InMemoryBroker:

@@ -65,8 +65,14 @@ def broken(kind: str, factory: str, check: str) -> Case:
     return Case(factory.removeprefix("make_"), (option, target), f"{suite}::{check}")
 
 
+#: A factory making a fresh store per call: the failures must point at the factory contract.
+FRESH_STORE_PER_CALL = broken(
+    "broker", "make_fresh_directory_broker", "test_redelivery_after_the_consumer_is_gone"
+)
+
 # Slowest first: the batch then takes about as long as its slowest run.
 BROKEN = [
+    FRESH_STORE_PER_CALL,
     broken("broker", "make_dropping_broker", "test_each_message_is_delivered_exactly_once"),
     broken("broker", "make_non_redelivering_broker", "test_redelivery_after_the_consumer_is_gone"),
     broken("broker", "make_endless_listen_broker", "test_listen_ends_after_shutdown"),
@@ -126,6 +132,14 @@ CORRECT = [
         ),
     ),
     Case(
+        "shared_directory_broker",
+        ("--taskq-broker", "implementations:make_shared_directory_broker"),
+        rows=(
+            r"broker: redelivery\s+1\s+0\s+0$",
+            r"broker: cross_process\s+1\s+0\s+0$",
+        ),
+    ),
+    Case(
         "shared_directory_backend",
         ("--taskq-result-backend", "implementations:make_shared_directory_backend"),
         rows=(r"result_backend: cross_process\s+1\s+0\s+0$",),
@@ -169,7 +183,11 @@ def run_suite(case: Case, scratch: Path, env: dict[str, str]) -> pytest.RunResul
     done = subprocess.run(
         command,
         cwd=scratch,
-        env={**env, "TASKQ_TEST_RESULTS_DIR": str(scratch / "results")},
+        env={
+            **env,
+            "TASKQ_TEST_RESULTS_DIR": str(scratch / "results"),
+            "TASKQ_TEST_QUEUE_DIR": str(scratch / "queue"),
+        },
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT,
@@ -244,6 +262,24 @@ def test_the_suite_fails_a_broken_implementation(
         f"the suite did not catch the defect of {case.targets[1]} in {case.catching}; "
         f"it failed {sorted(failed)}\n{tail(result)}"
     )
+
+
+@pytest.mark.parametrize("case", [FRESH_STORE_PER_CALL], ids=str)
+def test_a_factory_making_a_fresh_store_per_call_is_blamed(
+    case: Case, suite_runs: dict[Case, Future[pytest.RunResult]]
+) -> None:
+    result = suite_runs[case].result()
+    failed = failed_checks(result)
+    # sound but for its factory: only the checks that need a second instance fail
+    assert failed == {
+        "suite_broker.py::test_redelivery_after_the_consumer_is_gone",
+        "suite_broker.py::test_cross_process",
+    }, tail(result)
+    output = "\n".join(result.outlines)
+    for check in ("not redelivered in", "sent by a broker another process made with the factory"):
+        assert re.search(f"{check}.*does the factory make a fresh one on each call", output), (
+            f"the failure ({check}...) does not point at the factory contract\n{tail(result)}"
+        )
 
 
 @pytest.mark.parametrize("case", CORRECT, ids=str)

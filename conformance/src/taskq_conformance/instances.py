@@ -13,6 +13,7 @@ from typing import Any
 
 from taskq import AckableMessage, AsyncBroker, AsyncResultBackend, DummyResultBackend, TaskiqResult
 from taskq.exceptions import ResultGetError
+from taskq.toolkit import maybe_await
 from taskq_conformance.targets import Target, make_instance
 
 #: What the ``taskq_new_*`` fixtures return: call it, then ``async with`` the result.
@@ -94,9 +95,15 @@ def payload(item: bytes | str | AckableMessage) -> bytes:
 async def settle(item: bytes | str | AckableMessage) -> None:
     """Acknowledge a received message when the broker wants it acknowledged."""
     if isinstance(item, AckableMessage):
-        outcome = item.ack()
-        if outcome is not None:
-            await outcome
+        await maybe_await(item.ack())
+
+
+#: What a failure that needs two instances points at when the second saw nothing of the first.
+FACTORY_CONTRACT = (
+    "every instance the factory makes in one run, in this process or another, must reach the "
+    "same queue or store: does the factory make a fresh one on each call? (see 'What a factory "
+    "must do' in the conformance guide)"
+)
 
 
 def child_environment() -> dict[str, str]:

@@ -20,7 +20,13 @@ from taskq import (
     TaskiqMessage,
     UnsupportedCapabilityError,
 )
-from taskq_conformance.instances import NewBroker, payload, run_in_another_process, settle
+from taskq_conformance.instances import (
+    FACTORY_CONTRACT,
+    NewBroker,
+    payload,
+    run_in_another_process,
+    settle,
+)
 from taskq_conformance.targets import Target
 
 #: Seconds a broker may take to deliver what the suite waits for.
@@ -47,8 +53,13 @@ class Inbox:
         async for item in broker.listen():
             self.queue.put_nowait(item)
 
-    async def take(self, count: int, timeout: float = DELIVERY_TIMEOUT) -> list[Any]:
-        """Take ``count`` messages; fail, saying how many came, past ``timeout`` seconds."""
+    async def take(
+        self, count: int, timeout: float = DELIVERY_TIMEOUT, *, hint: str = ""
+    ) -> list[Any]:
+        """Take ``count`` messages; fail past ``timeout`` seconds, saying how many came.
+
+        ``hint`` ends the failure message: what to check first.
+        """
         received: list[Any] = []
         deadline = time.monotonic() + timeout
         while len(received) < count:
@@ -56,6 +67,7 @@ class Inbox:
             if item is None:
                 pytest.fail(
                     f"only {len(received)} of {count} messages were delivered within {timeout} s"
+                    + (f"; {hint}" if hint else "")
                 )
             received.append(item)
         return received
@@ -256,7 +268,10 @@ async def test_redelivery_after_the_consumer_is_gone(taskq_new_broker: NewBroker
             if payload(item) == marker:
                 return
         pytest.fail(
-            f"a message taken but not acknowledged was not redelivered in {DELIVERY_TIMEOUT} s"
+            f"a message taken but not acknowledged was not redelivered in {DELIVERY_TIMEOUT} s "
+            "to a second broker made by the factory: either the broker loses unacknowledged "
+            f"messages, or the second broker does not reach the first one's queue; "
+            f"{FACTORY_CONTRACT}"
         )
 
 
@@ -332,7 +347,11 @@ async def test_cross_process(taskq_new_broker: NewBroker, taskq_broker_target: T
     async with taskq_new_broker() as broker, inbox(broker) as box:
         await asyncio.sleep(0.2)
         await asyncio.to_thread(_kick_from_another_process, taskq_broker_target.spec, count)
-        received = await box.take(count)
+        received = await box.take(
+            count,
+            hint="the messages were sent by a broker another process made with the factory; "
+            + FACTORY_CONTRACT,
+        )
         for item in received:
             await settle(item)
         assert sorted(int(payload(item)) for item in received) == list(range(count))

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from taskq import Capability, TaskiqError, TaskiqResult, TaskProgress, TaskState
-from taskq_conformance.instances import NewBackend, run_in_another_process
+from taskq_conformance.instances import FACTORY_CONTRACT, NewBackend, run_in_another_process
 from taskq_conformance.targets import Target
 
 #: Seconds the suite allows for what must happen "now" (a wake-up, a write by another process).
@@ -163,7 +163,9 @@ async def test_cross_process(
         await asyncio.to_thread(
             _store_from_another_process, taskq_result_backend_target.spec, task_id
         )
-        assert await backend.is_result_ready(task_id), "a result stored elsewhere is not ready here"
+        assert await backend.is_result_ready(task_id), (
+            f"a result stored by another process is not ready here; {FACTORY_CONTRACT}"
+        )
         assert (await backend.get_result(task_id)).return_value == [1, "two"]
 
 

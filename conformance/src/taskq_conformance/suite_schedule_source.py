@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 import pytest
 
 from taskq import Capability, ScheduledTask, TaskiqError
-from taskq_conformance.instances import NewSource
+from taskq.toolkit import maybe_await
+from taskq_conformance.instances import FACTORY_CONTRACT, NewSource
 
 
 def schedules() -> list[ScheduledTask]:
@@ -45,12 +44,6 @@ def same_schedule(got: ScheduledTask, sent: ScheduledTask) -> bool:
     return got.interval_seconds == sent.interval_seconds
 
 
-async def call_hook(value: Any) -> None:
-    """Await a hook's result when it is awaitable."""
-    if inspect.isawaitable(value):
-        await value
-
-
 # -- mandatory -------------------------------------------------------------------------------
 
 
@@ -65,8 +58,8 @@ async def test_get_schedules_returns_valid_schedules(taskq_new_schedule_source: 
 async def test_pre_send_and_post_send_can_be_called(taskq_new_schedule_source: NewSource) -> None:
     async with taskq_new_schedule_source() as source:
         for schedule in schedules():
-            await call_hook(source.pre_send(schedule))
-            await call_hook(source.post_send(schedule))
+            await maybe_await(source.pre_send(schedule))
+            await maybe_await(source.post_send(schedule))
 
 
 # -- undeclared capabilities fail loudly -------------------------------------------------------
@@ -113,7 +106,9 @@ async def test_schedules_survive_a_new_instance(taskq_new_schedule_source: NewSo
     async with taskq_new_schedule_source() as second:
         try:
             found = {s.schedule_id: s for s in await second.get_schedules()}
-            assert sent.schedule_id in found, "a schedule did not survive a new instance"
+            assert sent.schedule_id in found, (
+                f"a schedule did not survive a new instance; {FACTORY_CONTRACT}"
+            )
             assert same_schedule(found[sent.schedule_id], sent)
         finally:
             await second.delete_schedule(sent.schedule_id)

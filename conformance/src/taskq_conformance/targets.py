@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,7 +84,6 @@ def load_factory(spec: str, option: str) -> Callable[[], Any]:
 
 async def make_instance(target: Target) -> Any:
     """Call the target's factory (sync or async) and return the fresh instance."""
-    made = target.factory()
-    if inspect.isawaitable(made):
-        made = await made
-    return made
+    from taskq.toolkit import maybe_await  # late: the plugin imports no taskq module at load
+
+    return await maybe_await(target.factory())

@@ -35,6 +35,7 @@ from taskq.serializers import (
     ORJSONSerializer,
     PickleSerializer,
 )
+from taskq.testing import eventually
 from taskq_inmemory import InmemoryResultBackend
 
 
@@ -605,7 +606,7 @@ async def test_listen_stops_taking_messages_when_finish_event_is_set(recording_b
     finish = asyncio.Event()
     receiver = Receiver(recording_broker, max_async_tasks=2)
     listening = asyncio.create_task(receiver.listen(finish))
-    await asyncio.sleep(0.01)
+    await eventually(lambda: recording_broker.queue.qsize() == 3, what="two messages taken")
     finish.set()
     await asyncio.wait_for(listening, 2)
     # the two taken messages finished, stored and acked; the rest stay in the queue

@@ -57,4 +57,4 @@ def test_the_broker_uses_it_unless_given_another_generator() -> None:
     from taskq_inmemory import InMemoryBroker
 
     assert InMemoryBroker().id_generator is default_id_generator
-    assert sys.modules["taskq.abc.broker"].default_id_generator is default_id_generator
+    assert sys.modules["taskq.broker"].default_id_generator is default_id_generator

@@ -16,6 +16,7 @@ from taskq import (
     TaskState,
     UnknownTaskError,
 )
+from taskq.testing import eventually
 from taskq_inmemory import InMemoryBroker, InmemoryResultBackend
 
 
@@ -167,7 +168,7 @@ async def test_worker_mode_leaves_messages_to_listen():
             received.append(data)
 
     consumer = asyncio.create_task(consume())
-    await asyncio.sleep(0.01)
+    await eventually(lambda: received)
     await broker.shutdown()
     await asyncio.wait_for(consumer, 1)
     assert len(received) == 1
@@ -187,7 +188,7 @@ async def test_many_listeners_share_messages_each_once():
     consumers = [asyncio.create_task(consume(b)) for b in got]
     for n in range(300):
         await broker.kick(broker.formatter.dumps(__import__("taskq").TaskiqMessage(str(n), "x")))
-    await asyncio.sleep(0.05)
+    await eventually(lambda: sum(map(len, got)) >= 300, what="every message consumed")
     await broker.shutdown()
     await asyncio.wait_for(asyncio.gather(*consumers), 1)
     everything = [d for bucket in got for d in bucket]

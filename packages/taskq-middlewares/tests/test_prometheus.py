@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,8 @@ from typing import Any
 import pytest
 
 from taskq import Receiver
-from taskq.cli.process_manager import WORKER_GROUP_ENV
+from taskq.testing import eventually_blocking
+from taskq.toolkit import WORKER_GROUP_ENV
 from taskq_inmemory import InMemoryBroker
 from taskq_middlewares import PrometheusMiddleware, SimpleRetryMiddleware, metrics_server
 from taskq_middlewares.metric_files import (
@@ -155,10 +155,7 @@ def test_a_waiting_process_takes_the_endpoint_over_when_it_frees(
         assert first.serving
         assert not second.serving
         first.stop()
-        deadline = time.monotonic() + WAIT
-        while not second.serving and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert second.serving
+        eventually_blocking(lambda: second.serving, WAIT, what="the second server to take over")
         urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
     finally:
         first.stop()

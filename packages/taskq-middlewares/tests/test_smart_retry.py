@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import pytest
 
 from taskq import (
+    AsyncKicker,
     Capability,
     Context,
     ScheduledTask,
@@ -17,7 +18,6 @@ from taskq import (
     TaskiqDepends,
     TaskiqMessage,
 )
-from taskq.kicker import AsyncKicker
 from taskq_inmemory import InMemoryBroker
 from taskq_middlewares import RetryConfigurationError, SmartRetryMiddleware
 

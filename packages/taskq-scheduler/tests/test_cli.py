@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from taskq.cli.main import installed_subcommands
-from taskq.cli.targets import TargetError
+from taskq.testing import eventually
+from taskq.toolkit import TargetError
 from taskq_scheduler import cli
 from taskq_scheduler.cli import SchedulerOptions, parse_scheduler_args
 
@@ -158,7 +159,7 @@ async def test_serve_runs_until_a_signal_and_shuts_down(tmp_path: Any) -> None:
 
     scheduler = TaskiqScheduler(InMemoryBroker(), [Source()])
     serving = asyncio.create_task(cli.serve(scheduler, SchedulerOptions("x:y")))
-    await asyncio.sleep(0.2)
+    await eventually(lambda: events == ["source up"])
     os.kill(os.getpid(), signal.SIGTERM)
     assert await asyncio.wait_for(serving, 30) == 0
     assert events == ["source up", "source down"]

@@ -14,9 +14,10 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
+
+from taskq.testing import eventually_blocking
 
 APPS = Path(__file__).resolve().parent / "apps"
 WAIT_S = 90.0
@@ -81,13 +82,6 @@ async def add_schedules(env: dict[str, str]) -> datetime:
         sys.path.remove(str(APPS))
 
 
-def wait_for(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
 def test_two_schedulers_sharing_redis_send_each_fire_once(environment: dict[str, str]) -> None:
     when = asyncio.run(add_schedules(environment))
     worker = taskq(environment, "worker", "sched_app:broker", "--workers", "1")
@@ -96,12 +90,14 @@ def test_two_schedulers_sharing_redis_send_each_fire_once(environment: dict[str,
         taskq(environment, "scheduler", "sched_app:make_scheduler"),
     ]
     try:
-        wait_for(
+        eventually_blocking(
             lambda: (
                 sum(tag == "c" for tag, _, _ in runs(environment)) >= 5
                 and any(tag == "o" for tag, _, _ in runs(environment))
             ),
-            "five cron fires and the one-shot",
+            WAIT_S,
+            interval=0.2,
+            what="five cron fires and the one-shot",
         )
     finally:
         statuses = [stop(process) for process in schedulers]

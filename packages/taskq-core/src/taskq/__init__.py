@@ -8,13 +8,13 @@ results with ``await task.wait_result()``. Names of sibling packages (``InMemory
 from typing import TYPE_CHECKING, Any
 
 from taskq import _lazy
-from taskq.abc.broker import AsyncBroker
 from taskq.abc.formatter import TaskiqFormatter
 from taskq.abc.middleware import TaskiqMiddleware
 from taskq.abc.result_backend import AsyncResultBackend
 from taskq.abc.schedule_source import ScheduleSource
 from taskq.abc.serializer import TaskiqSerializer
 from taskq.acks import AckableMessage, AcknowledgeType
+from taskq.broker import AsyncBroker
 from taskq.capabilities import Capability
 from taskq.context import Context
 from taskq.created_schedule import CreatedSchedule

@@ -59,11 +59,6 @@ class AckController:
             self.is_ackable = False
         self.is_acked = False
 
-    @property
-    def can_reject(self) -> bool:
-        """Whether the broker can reject this message."""
-        return self._reject is not None
-
     async def ack(self) -> None:
         """Acknowledge the message, once; later calls do nothing."""
         if self.is_acked or self._ack is None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import NoReturn
 
-# Imported at run time (not only for type checking): dependency injection reads the hints.
-from taskq.abc.broker import AsyncBroker
 from taskq.acks import AckController
+
+# Imported at run time (not only for type checking): dependency injection reads the hints.
+from taskq.broker import AsyncBroker
 from taskq.exceptions import MessageNotAckableError, NoResultError, TaskRejectedError
 from taskq.message import TaskiqMessage
 from taskq.state import TaskiqState

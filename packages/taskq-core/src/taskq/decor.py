@@ -14,8 +14,8 @@ from taskq.kicker import AsyncKicker, send_task
 if TYPE_CHECKING:
     from datetime import datetime, timedelta
 
-    from taskq.abc.broker import AsyncBroker
     from taskq.abc.schedule_source import ScheduleSource
+    from taskq.broker import AsyncBroker
     from taskq.created_schedule import CreatedSchedule
     from taskq.scheduled_task import CronSpec
     from taskq.task import AsyncTaskiqTask

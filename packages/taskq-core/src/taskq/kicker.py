@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from typing_extensions import ParamSpec, Self
 
+from taskq._awaitable import maybe_await
 from taskq.capabilities import LABEL_CAPABILITIES
 from taskq.created_schedule import CreatedSchedule
 from taskq.exceptions import (
@@ -23,8 +24,8 @@ from taskq.scheduled_task import CronSpec, ScheduledTask
 from taskq.task import AsyncTaskiqTask
 
 if TYPE_CHECKING:
-    from taskq.abc.broker import AsyncBroker
     from taskq.abc.schedule_source import ScheduleSource
+    from taskq.broker import AsyncBroker
 
 _Params = ParamSpec("_Params")
 _ReturnType = TypeVar("_ReturnType")
@@ -192,7 +193,7 @@ async def send_task(
     )
     hooks = broker.middleware_hooks
     for hook in hooks["pre_send"]:
-        message = await _settle(hook(message))
+        message = await maybe_await(hook(message))
     if message.labels:
         _check_labels(broker, message.labels)
     broker_message = broker.formatter.dumps(message)
@@ -203,7 +204,7 @@ async def send_task(
     except Exception as exc:
         raise SendTaskError(f"{type(broker).__name__} could not send: {exc!r}") from exc
     for hook in hooks["post_send"]:
-        await _settle(hook(message))
+        await maybe_await(hook(message))
     return AsyncTaskiqTask(message.task_id, broker.result_backend, return_type)
 
 
@@ -225,12 +226,6 @@ def check_task_known(broker: AsyncBroker, task_name: str) -> None:
             "task this process has registered (import the module that defines it)",
             task_name=task_name,
         )
-
-
-async def _settle(value: Any) -> Any:
-    if hasattr(value, "__await__"):
-        return await value
-    return value
 
 
 def _check_labels(broker: AsyncBroker, labels: dict[str, Any]) -> None:

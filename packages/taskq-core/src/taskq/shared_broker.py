@@ -7,11 +7,12 @@ from typing import Any, TypeVar
 
 from typing_extensions import ParamSpec
 
-from taskq.abc.broker import AsyncBroker, shared_task_registry
 from taskq.acks import AckableMessage
+from taskq.broker import AsyncBroker
 from taskq.decor import AsyncTaskiqDecoratedTask
 from taskq.exceptions import SharedBrokerListenError, SharedBrokerSendTaskError
 from taskq.message import BrokerMessage
+from taskq.shared_registry import shared_task_registry
 
 _Params = ParamSpec("_Params")
 _ReturnType = TypeVar("_ReturnType")

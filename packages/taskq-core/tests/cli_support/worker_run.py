@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,6 +16,7 @@ from typing import Any, TypeVar
 from spool import SpoolBroker
 
 from taskq import AsyncKicker, TaskiqResult
+from taskq.testing import eventually_blocking
 
 #: This directory: the worker processes import ``spool`` and ``spool_app`` from it.
 SUPPORT_DIR = Path(__file__).resolve().parent
@@ -36,15 +36,8 @@ def worker_environment(spool: Path, **extra: str) -> dict[str, str]:
 
 
 def eventually(check: Callable[[], _T], timeout: float = PATIENCE_S, what: str = "") -> _T:
-    """Call ``check`` until it returns something true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
-        time.sleep(0.05)
+    """`eventually_blocking` with the patience of a run of worker processes."""
+    return eventually_blocking(check, timeout, interval=0.05, what=what or None)
 
 
 class SpoolClient:

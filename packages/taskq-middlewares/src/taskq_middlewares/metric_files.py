@@ -34,7 +34,7 @@ def prepare_directory(root: Path | None) -> Path:
         directory = Path(given)
         directory.mkdir(parents=True, exist_ok=True)
         return directory
-    from taskq.cli.process_manager import WORKER_GROUP_ENV
+    from taskq.toolkit import WORKER_GROUP_ENV
 
     root = root or DEFAULT_ROOT
     group = os.environ.get(WORKER_GROUP_ENV)

@@ -6,10 +6,10 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from taskq import AsyncKicker
 from taskq.abc.broker import AsyncBroker
 from taskq.abc.middleware import TaskiqMiddleware
 from taskq.exceptions import NoResultError, TaskArgumentsError
-from taskq.kicker import AsyncKicker
 from taskq.message import TaskiqMessage
 from taskq.result import TaskiqResult
 from taskq_middlewares.errors import NoRetryError

@@ -7,8 +7,8 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING
 
-from taskq.cli.targets import TargetError, add_working_directory_to_path, import_broker
 from taskq.exceptions import TaskiqError
+from taskq.toolkit import TargetError, add_working_directory_to_path, import_broker
 from taskq_redis.broker import RedisStreamBroker
 
 if TYPE_CHECKING:

@@ -18,19 +18,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from taskq.cli import converters
-from taskq.cli.discovery import DEFAULT_TASKS_PATTERN, discover_modules
-from taskq.cli.env_parser import EnvArgumentParser
-from taskq.cli.logs import configure_logging
-from taskq.cli.options import add_discovery_options
-from taskq.cli.targets import (
+from taskq.exceptions import InvalidScheduleError
+from taskq.toolkit import (
+    DEFAULT_TASKS_PATTERN,
+    EnvArgumentParser,
     TargetError,
+    add_discovery_options,
     add_working_directory_to_path,
+    configure_logging,
+    converters,
+    discover_modules,
     foreign_object_hint,
     import_module,
     import_object,
 )
-from taskq.exceptions import InvalidScheduleError
 from taskq_scheduler.fire_times import parse_zone
 from taskq_scheduler.scheduler import DEFAULT_UPDATE_INTERVAL_S, TaskiqScheduler
 

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta, tzinfo
-from typing import Any
 
 from taskq.abc.broker import AsyncBroker
 from taskq.abc.schedule_source import ScheduleSource
 from taskq.exceptions import ScheduledTaskCancelledError
-from taskq.kicker import send_task
 from taskq.scheduled_task import ScheduledTask
+from taskq.toolkit import maybe_await, send_task
 from taskq_scheduler.clock import Clock, SystemClock
 from taskq_scheduler.fire import Fire
 from taskq_scheduler.loop import SchedulerLoop
@@ -125,7 +123,7 @@ class TaskiqScheduler:
         else:
             sending, fire = None, Fire(source, task, self.clock.now())
         try:
-            await _settle(source.pre_send(task))
+            await maybe_await(source.pre_send(task))
         except ScheduledTaskCancelledError:
             logger.info("Fire %s was cancelled by its source", fire.idempotency_key)
             return
@@ -141,7 +139,7 @@ class TaskiqScheduler:
             sending.sent = True
         logger.info("Sent %s (task %s)", fire.idempotency_key, task.task_name)
         try:
-            await _settle(source.post_send(task))
+            await maybe_await(source.post_send(task))
         except Exception:
             logger.exception("post_send of %s failed", fire.idempotency_key)
 
@@ -168,12 +166,6 @@ class _Sending:
 
 #: Set by `TaskiqScheduler.send` while `on_ready` runs, so that it sends the loop's fire.
 _sending: ContextVar[_Sending | None] = ContextVar("taskq_scheduler_sending", default=None)
-
-
-async def _settle(value: Any) -> Any:
-    if inspect.isawaitable(value):
-        return await value
-    return value
 
 
 async def _shutdown_quietly(source: ScheduleSource) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from taskq.abc.broker import AsyncBroker
+    from taskq.broker import AsyncBroker
     from taskq.message import TaskiqMessage
     from taskq.result import TaskiqResult
 

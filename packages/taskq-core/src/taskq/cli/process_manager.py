@@ -26,6 +26,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
 
+from taskq.cli.environment import WORKER_GROUP_ENV
 from taskq.cli.options import WorkerOptions
 from taskq.cli.reload import ChangeWatcher
 from taskq.cli.worker_process import run_worker
@@ -39,8 +40,6 @@ MAX_RESTART_DELAY_S = 10.0
 #: A worker that ran this long before dying is restarted after the first delay again.
 HEALTHY_AFTER_S = 30.0
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-#: Environment variable naming a worker's group: the pid of the manager that started it.
-WORKER_GROUP_ENV = "TASKQ_WORKER_GROUP"
 
 
 class _Slot:

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from taskq.abc.broker import AsyncBroker
+from taskq.broker import AsyncBroker
 from taskq.exceptions import TaskiqError
 
 logger = logging.getLogger("taskq.cli")

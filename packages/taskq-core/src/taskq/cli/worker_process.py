@@ -17,7 +17,7 @@ import signal
 import sys
 from pathlib import Path
 
-from taskq.abc.broker import AsyncBroker
+from taskq.broker import AsyncBroker
 from taskq.cli.discovery import discover_modules
 from taskq.cli.logs import configure_logging
 from taskq.cli.options import WorkerOptions

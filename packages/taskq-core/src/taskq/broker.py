@@ -1,0 +1,249 @@
+"""`AsyncBroker`: the base class of every broker, with what brokers share (tasks, builders, events).
+
+Its contract (what a subclass implements: `kick`, `listen`, ``capabilities``) is documented
+in `taskq.abc.broker`; the class lives here because it wires concrete defaults (JSON
+serializer, proxy formatter, a result backend that keeps nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from collections.abc import AsyncGenerator, Callable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
+
+from typing_extensions import ParamSpec, Self
+
+from taskq._awaitable import maybe_await
+from taskq.abc.middleware import TaskiqMiddleware, hooks_by_name
+from taskq.capabilities import Capability
+from taskq.decor import AsyncTaskiqDecoratedTask
+from taskq.events import EventHandler, TaskiqEvents
+from taskq.formatters import ProxyFormatter
+from taskq.result_backends import DummyResultBackend
+from taskq.serializers.json import JSONSerializer
+from taskq.shared_registry import shared_task_registry
+from taskq.state import TaskiqState
+from taskq.task_ids import default_id_generator
+from taskq.task_names import default_task_name
+
+if TYPE_CHECKING:
+    from taskq.abc.formatter import TaskiqFormatter
+    from taskq.abc.result_backend import AsyncResultBackend
+    from taskq.abc.serializer import TaskiqSerializer
+    from taskq.acks import AckableMessage
+    from taskq.message import BrokerMessage
+
+logger = logging.getLogger("taskq.broker")
+
+_Params = ParamSpec("_Params")
+_ReturnType = TypeVar("_ReturnType")
+
+
+class AsyncBroker(ABC):
+    """Base class of every broker.
+
+    Subclasses implement `kick` (send bytes) and `listen` (yield received bytes or
+    `AckableMessage`s), and declare what else they can do in ``capabilities``.
+    """
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+
+    def __init__(
+        self,
+        result_backend: AsyncResultBackend[Any] | None = None,
+        task_id_generator: Callable[[], str] | None = None,
+    ) -> None:
+        """Set up an empty broker with ``result_backend`` (default: keeps no results)."""
+        self.middlewares: list[TaskiqMiddleware] = []
+        self.middleware_hooks: dict[str, list[Any]] = hooks_by_name([])
+        self.result_backend: AsyncResultBackend[Any] = result_backend or DummyResultBackend()
+        self.decorator_class = AsyncTaskiqDecoratedTask
+        self.serializer: TaskiqSerializer = JSONSerializer()
+        self.formatter: TaskiqFormatter = ProxyFormatter(self)
+        self.id_generator: Callable[[], str] = task_id_generator or default_id_generator
+        self.local_task_registry: dict[str, AsyncTaskiqDecoratedTask[Any, Any]] = {}
+        self.dependency_overrides: dict[Any, Any] = {}
+        self.custom_dependency_context: dict[Any, Any] = {}
+        self.state = TaskiqState()
+        self.event_handlers: defaultdict[TaskiqEvents, list[EventHandler]] = defaultdict(list)
+        self.is_worker_process = False
+        self.is_scheduler_process = False
+        self._started = False
+
+    # -- the two methods every broker implements ------------------------------------------
+
+    @abstractmethod
+    async def kick(self, message: BrokerMessage) -> None:
+        """Send ``message.message`` (bytes, delivered byte for byte) to the queue."""
+
+    @abstractmethod
+    def listen(self) -> AsyncGenerator[bytes | AckableMessage, None]:
+        """Yield received messages until the broker shuts down."""
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def is_started(self) -> bool:
+        """Whether `startup` ran and `shutdown` has not run since."""
+        return self._started
+
+    async def startup(self) -> None:
+        """Start the result backend and middlewares, then fire the startup event handlers.
+
+        Workers fire ``WORKER_STARTUP``, everything else ``CLIENT_STARTUP``.
+        """
+        self._started = True
+        await self.result_backend.startup()
+        for middleware in self.middlewares:
+            await maybe_await(middleware.startup())
+        event = (
+            TaskiqEvents.WORKER_STARTUP if self.is_worker_process else TaskiqEvents.CLIENT_STARTUP
+        )
+        await self.run_event_handlers(event)
+
+    async def shutdown(self) -> None:
+        """Fire the shutdown event handlers, then stop middlewares and the result backend.
+
+        Calling it twice, or without `startup`, does nothing the second time.
+        """
+        if not self._started:
+            return
+        self._started = False
+        event = (
+            TaskiqEvents.WORKER_SHUTDOWN if self.is_worker_process else TaskiqEvents.CLIENT_SHUTDOWN
+        )
+        await self.run_event_handlers(event)
+        for middleware in self.middlewares:
+            await maybe_await(middleware.shutdown())
+        await self.result_backend.shutdown()
+
+    async def __aenter__(self) -> Self:
+        """Start the broker (`startup`) for the ``async with`` block and return it."""
+        await self.startup()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Stop the broker (`shutdown`) when the ``async with`` block ends, even on error."""
+        await self.shutdown()
+
+    async def run_event_handlers(self, event: TaskiqEvents) -> None:
+        """Run the handlers of ``event`` in the order they were added."""
+        for handler in self.event_handlers.get(event, ()):
+            await maybe_await(handler(self.state))
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    @overload
+    def task(
+        self, task_name: Callable[_Params, _ReturnType]
+    ) -> AsyncTaskiqDecoratedTask[_Params, _ReturnType]: ...
+
+    @overload
+    def task(
+        self, task_name: str | None = None, **labels: Any
+    ) -> Callable[
+        [Callable[_Params, _ReturnType]], AsyncTaskiqDecoratedTask[_Params, _ReturnType]
+    ]: ...
+
+    def task(self, task_name: Any = None, **labels: Any) -> Any:
+        """Register a function as a task: ``@broker.task`` or ``@broker.task("name", **labels)``.
+
+        The default name is ``"module:function"``; labels are sent with every message.
+        """
+        if callable(task_name):
+            return self.register_task(task_name)
+
+        def register(func: Callable[_Params, _ReturnType]) -> Any:
+            return self.register_task(func, task_name, **labels)
+
+        return register
+
+    def register_task(
+        self,
+        func: Callable[_Params, _ReturnType],
+        task_name: str | None = None,
+        **labels: Any,
+    ) -> AsyncTaskiqDecoratedTask[_Params, _ReturnType]:
+        """Register ``func`` as a task and return the decorated task."""
+        name = task_name or default_task_name(func)
+        if name in self.local_task_registry:
+            logger.warning("Task %r is registered again; the new function replaces it", name)
+        decorated = self.decorator_class(self, name, func, labels)
+        self.local_task_registry[name] = decorated
+        return decorated
+
+    def find_task(self, task_name: str) -> AsyncTaskiqDecoratedTask[Any, Any] | None:
+        """Return the task registered under ``task_name`` (here or on the shared broker)."""
+        return self.local_task_registry.get(task_name) or shared_task_registry.get(task_name)
+
+    def get_all_tasks(self) -> dict[str, AsyncTaskiqDecoratedTask[Any, Any]]:
+        """Return every task this broker can run, by name."""
+        return {**shared_task_registry, **self.local_task_registry}
+
+    def target_broker(self) -> AsyncBroker:
+        """Return the broker that sends this broker's tasks (itself, for real brokers)."""
+        return self
+
+    # -- builders ---------------------------------------------------------------------------
+
+    def with_result_backend(self, result_backend: AsyncResultBackend[Any]) -> Self:
+        """Store results in ``result_backend``; return the broker."""
+        self.result_backend = result_backend
+        return self
+
+    def with_middlewares(self, *middlewares: TaskiqMiddleware) -> Self:
+        """Add middlewares (they run in the order given); return the broker."""
+        self.add_middlewares(*middlewares)
+        return self
+
+    def add_middlewares(self, *middlewares: TaskiqMiddleware) -> None:
+        """Add middlewares (they run in the order given)."""
+        for middleware in middlewares:
+            if not isinstance(middleware, TaskiqMiddleware):
+                raise TypeError(f"{middleware!r} is not a TaskiqMiddleware")
+            middleware.set_broker(self)
+            self.middlewares.append(middleware)
+        self.middleware_hooks = hooks_by_name(self.middlewares)
+
+    def with_serializer(self, serializer: TaskiqSerializer) -> Self:
+        """Encode messages with ``serializer``; return the broker."""
+        self.serializer = serializer
+        return self
+
+    def with_formatter(self, formatter: TaskiqFormatter) -> Self:
+        """Format messages with ``formatter``; return the broker."""
+        self.formatter = formatter
+        return self
+
+    def with_id_generator(self, task_id_generator: Callable[[], str]) -> Self:
+        """Generate task ids with ``task_id_generator``; return the broker."""
+        self.id_generator = task_id_generator
+        return self
+
+    def add_dependency_context(self, new_ctx: dict[Any, Any]) -> None:
+        """Make these values injectable into tasks (``{SomeType: instance}``)."""
+        self.custom_dependency_context.update(new_ctx)
+
+    # -- events -----------------------------------------------------------------------------
+
+    def on_event(self, *events: TaskiqEvents) -> Callable[[EventHandler], EventHandler]:
+        """Decorate a handler (sync or async, taking the state) to run on these events."""
+
+        def register(handler: EventHandler) -> EventHandler:
+            for event in events:
+                self.add_event_handler(event, handler)
+            return handler
+
+        return register
+
+    def add_event_handler(self, event: TaskiqEvents, handler: EventHandler) -> None:
+        """Run ``handler`` on ``event``."""
+        self.event_handlers[TaskiqEvents(event)].append(handler)
+
+    def with_event_handlers(self, event: TaskiqEvents, *handlers: EventHandler) -> Self:
+        """Run these handlers on ``event``; return the broker."""
+        for handler in handlers:
+            self.add_event_handler(event, handler)
+        return self

@@ -1,0 +1,85 @@
+"""Helpers for tests of taskq applications and of brokers, backends and sources.
+
+Tests wait for a condition, never for a duration: a fixed ``sleep`` before an assert is
+either too long or flaky. `eventually` polls the condition until it holds; in a plain
+(not async) test that drives other processes, `eventually_blocking` does the same without
+an event loop (a blocking poll inside a loop would starve what it waits for).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+#: Seconds `eventually` waits by default: long enough for a loaded CI machine.
+DEFAULT_TIMEOUT_S = 10.0
+#: Seconds between two checks of the condition.
+DEFAULT_INTERVAL_S = 0.01
+
+_T = TypeVar("_T")
+
+
+async def eventually(
+    condition: Callable[[], _T | Awaitable[_T]],
+    timeout: float = DEFAULT_TIMEOUT_S,
+    *,
+    interval: float = DEFAULT_INTERVAL_S,
+    what: str | None = None,
+) -> _T:
+    """Wait until ``condition()`` returns a true value, and return that value.
+
+    Args:
+        condition: A callable taking no argument, sync or async; checked at once, then
+            every ``interval`` seconds.
+        timeout: Seconds to wait before failing (default 10).
+        interval: Seconds between two checks (default 0.01).
+        what: What is awaited, for the failure message (default: the condition's name).
+
+    Returns:
+        The first true value ``condition()`` returned.
+
+    Raises:
+        AssertionError: ``condition()`` was still false after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        _fail_after(deadline, timeout, condition, what)
+        await asyncio.sleep(interval)
+
+
+def eventually_blocking(
+    condition: Callable[[], _T],
+    timeout: float = DEFAULT_TIMEOUT_S,
+    *,
+    interval: float = DEFAULT_INTERVAL_S,
+    what: str | None = None,
+) -> _T:
+    """Block until ``condition()`` returns a true value, and return that value.
+
+    `eventually` for plain tests (no event loop); the same arguments, with a sync
+    ``condition``.
+
+    Raises:
+        AssertionError: ``condition()`` was still false after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        _fail_after(deadline, timeout, condition, what)
+        time.sleep(interval)
+
+
+def _fail_after(deadline: float, timeout: float, condition: object, what: str | None) -> None:
+    if time.monotonic() >= deadline:
+        described = what or getattr(condition, "__qualname__", repr(condition))
+        raise AssertionError(f"still waiting after {timeout} s for {described}")

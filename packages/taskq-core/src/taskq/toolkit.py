@@ -1,0 +1,96 @@
+"""What sibling packages and plugins use from core beyond the public API: one declared seam.
+
+A package that adds a subcommand, a broker or a middleware imports these names from here,
+never from core's private modules (``taskq.cli.*``, ``taskq.kicker``, ...), which may change.
+
+Command-line helpers (a subcommand reads like ``taskq worker``):
+    `EnvArgumentParser`: an argument parser whose options each have an environment twin.
+    `converters`: the option value readers (`converters.boolean`, `converters.seconds`, ...).
+    `add_discovery_options`: ``--fs-discover`` and ``--tasks-pattern``.
+    `DEFAULT_TASKS_PATTERN`, `discover_modules`: find task modules under a directory.
+    `configure_logging`: logging to stderr, as the worker does it.
+    `add_working_directory_to_path`, `import_module`, `import_object`, `import_broker`,
+    `foreign_object_hint`, `TargetError`: import ``module:attribute`` targets with errors
+    that say what to do.
+
+The worker environment:
+    `WORKER_GROUP_ENV`: the variable naming the group of a ``taskq worker`` process (the pid
+    of the manager that started it); unset in a process started otherwise.
+
+Sending and hooks:
+    `send_task`: send a task by name, with labels, through a broker's middlewares, without
+    the task being registered in this process.
+    `maybe_await`: await a hook's result when it is awaitable (hooks may be sync or async).
+
+Each name is imported on first use, so importing this module costs nothing until then.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from taskq._awaitable import maybe_await
+    from taskq.cli import converters
+    from taskq.cli.discovery import DEFAULT_TASKS_PATTERN, discover_modules
+    from taskq.cli.env_parser import EnvArgumentParser
+    from taskq.cli.environment import WORKER_GROUP_ENV
+    from taskq.cli.logs import configure_logging
+    from taskq.cli.options import add_discovery_options
+    from taskq.cli.targets import (
+        TargetError,
+        add_working_directory_to_path,
+        foreign_object_hint,
+        import_broker,
+        import_module,
+        import_object,
+    )
+    from taskq.kicker import send_task
+
+#: Each name of the toolkit, with the module that defines it (or that it is).
+_DEFINED_IN = {
+    "DEFAULT_TASKS_PATTERN": "taskq.cli.discovery",
+    "EnvArgumentParser": "taskq.cli.env_parser",
+    "TargetError": "taskq.cli.targets",
+    "WORKER_GROUP_ENV": "taskq.cli.environment",
+    "add_discovery_options": "taskq.cli.options",
+    "add_working_directory_to_path": "taskq.cli.targets",
+    "configure_logging": "taskq.cli.logs",
+    "converters": "taskq.cli.converters",  # the module itself
+    "discover_modules": "taskq.cli.discovery",
+    "foreign_object_hint": "taskq.cli.targets",
+    "import_broker": "taskq.cli.targets",
+    "import_module": "taskq.cli.targets",
+    "import_object": "taskq.cli.targets",
+    "maybe_await": "taskq._awaitable",
+    "send_task": "taskq.kicker",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _DEFINED_IN:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(_DEFINED_IN[name])
+    value = module if module.__name__.endswith(f".{name}") else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "DEFAULT_TASKS_PATTERN",
+    "WORKER_GROUP_ENV",
+    "EnvArgumentParser",
+    "TargetError",
+    "add_discovery_options",
+    "add_working_directory_to_path",
+    "configure_logging",
+    "converters",
+    "discover_modules",
+    "foreign_object_hint",
+    "import_broker",
+    "import_module",
+    "import_object",
+    "maybe_await",
+    "send_task",
+]
