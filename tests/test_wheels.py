@@ -40,7 +40,7 @@ PACKAGE_DIRS = [*sorted(ROOT.glob("packages/*/")), ROOT / "conformance"]
 #: The pieces a ZeroMQ deployment with SQLite results needs, and nothing else.
 ROUND_TRIP_DISTS = ["taskq-core", "taskq-zmq", "taskq-result-backends"]
 BUILD_TIMEOUT_S = 120
-INSTALL_TIMEOUT_S = 300
+INSTALL_TIMEOUT_S = 180
 CLIENT_TIMEOUT_S = 120
 
 
@@ -251,6 +251,8 @@ def worker_processes() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="taskq worker is made for POSIX systems")
+# more than the suite's per-test timeout: the install may download from the package index
+@pytest.mark.timeout(INSTALL_TIMEOUT_S + CLIENT_TIMEOUT_S + 60)
 def test_core_zmq_and_result_backends_installed_from_wheels_run_a_task_across_processes(
     built: dict[str, Built],
     tmp_path: Path,
