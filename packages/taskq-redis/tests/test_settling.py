@@ -11,11 +11,11 @@ import gc
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from taskq import AckableMessage, AsyncResultBackend, BrokerMessage, Receiver, TaskiqResult
 from taskq.exceptions import ResultGetError
+from taskq.testing import eventually
 from taskq_redis import RedisStreamBroker
 
 
@@ -35,19 +35,6 @@ async def take(broker: RedisStreamBroker, count: int, timeout: float = 30) -> li
 
     await asyncio.wait_for(collect(), timeout)
     return got
-
-
-async def eventually(condition: Callable[[], Awaitable[bool] | bool], timeout: float) -> None:
-    """Wait until ``condition()`` holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        outcome = condition()
-        if not isinstance(outcome, bool):
-            outcome = await outcome
-        if outcome:
-            return
-        assert time.monotonic() < deadline, f"not true within {timeout} s"
-        await asyncio.sleep(0.02)
 
 
 def deliveries(raw_redis: Any, broker: RedisStreamBroker) -> dict[bytes, int]:
