@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from taskq import AckableMessage, BrokerMessage, Capability, Receiver
+from taskq import BrokerMessage, Capability, Receiver
 from taskq_redis import (
     InvalidLabelError,
     RedisStreamBroker,
@@ -19,24 +19,11 @@ from taskq_redis import (
     SendUnavailableError,
 )
 from taskq_redis.delayed import move_due_forever
+from taskq_redis.testing import take
 
 
 def message(body: bytes, **labels: Any) -> BrokerMessage:
     return BrokerMessage(uuid.uuid4().hex, "test:raw", body, labels)
-
-
-async def take(broker: RedisStreamBroker, count: int, timeout: float = 30) -> list[AckableMessage]:
-    """The next ``count`` messages of a new ``listen()`` of ``broker``."""
-    got: list[AckableMessage] = []
-
-    async def collect() -> None:
-        async for item in broker.listen():
-            got.append(item)
-            if len(got) == count:
-                return
-
-    await asyncio.wait_for(collect(), timeout)
-    return got
 
 
 async def nothing_comes(broker: RedisStreamBroker, wait: float) -> bool:

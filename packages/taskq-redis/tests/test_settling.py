@@ -17,24 +17,11 @@ from taskq import AckableMessage, AsyncResultBackend, BrokerMessage, Receiver, T
 from taskq.exceptions import ResultGetError
 from taskq.testing import eventually
 from taskq_redis import RedisStreamBroker
+from taskq_redis.testing import take
 
 
 def message(body: bytes) -> BrokerMessage:
     return BrokerMessage(uuid.uuid4().hex, "test:raw", body, {})
-
-
-async def take(broker: RedisStreamBroker, count: int, timeout: float = 30) -> list[AckableMessage]:
-    """The next ``count`` messages of a new ``listen()`` of ``broker``."""
-    got: list[AckableMessage] = []
-
-    async def collect() -> None:
-        async for item in broker.listen():
-            got.append(item)
-            if len(got) == count:
-                return
-
-    await asyncio.wait_for(collect(), timeout)
-    return got
 
 
 def deliveries(raw_redis: Any, broker: RedisStreamBroker) -> dict[bytes, int]:

@@ -16,15 +16,21 @@ of the test.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import os
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from taskq_redis.connection import DEFAULT_URL
+
+if TYPE_CHECKING:
+    from taskq.acks import AckableMessage
+    from taskq_redis.broker import RedisStreamBroker
 
 #: The environment variable naming the Redis server of tests and conformance runs.
 URL_ENV = "TASKQ_REDIS_URL"
@@ -122,3 +128,21 @@ def delete_keys(url: str, prefix: str) -> int:
         if batch:
             deleted += int(client.delete(*batch))
     return deleted
+
+
+async def take(broker: RedisStreamBroker, count: int, timeout: float = 30) -> list[AckableMessage]:
+    """The next ``count`` messages of a new ``listen()`` of ``broker``, unsettled.
+
+    Raises:
+        TimeoutError: Fewer than ``count`` came within ``timeout`` seconds.
+    """
+    got: list[AckableMessage] = []
+
+    async def collect() -> None:
+        async for item in broker.listen():
+            got.append(item)
+            if len(got) == count:
+                return
+
+    await asyncio.wait_for(collect(), timeout)
+    return got
