@@ -223,6 +223,17 @@ class TaskTimeoutError(TaskiqError, TimeoutError):
     timeout: float
 
 
+class TaskCancelledError(TaskiqError):
+    """The task was cancelled before or while it ran; its result is a failed one with this error.
+
+    ``task_id`` is the cancelled task's id and ``reason`` what the canceller gave (may be empty).
+    """
+
+    __template__ = "task {task_id} was cancelled"
+    task_id: str
+    reason: str = ""
+
+
 class TaskExitError(TaskiqError):
     """Task code raised SystemExit, KeyboardInterrupt, CancelledError or another BaseException.
 
