@@ -88,8 +88,8 @@ class TaskEvent:
     retry_delay: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """The event as JSON-ready data (the worker id as its string form)."""
-        data = asdict(self)
+        """The event as JSON-ready data: the worker id as its string form, None fields left out."""
+        data = {key: value for key, value in asdict(self).items() if value is not None}
         data["kind"] = self.kind.value
         data["worker"] = str(self.worker)
         return data
