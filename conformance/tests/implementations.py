@@ -36,6 +36,7 @@ from taskq import (
     TaskProgress,
 )
 from taskq.exceptions import MessageDecodeError, ResultGetError
+from taskq.inspection import QueueInspection
 from taskq_inmemory import InMemoryBroker, InmemoryResultBackend
 
 # -- brokers -------------------------------------------------------------------------------------
@@ -117,6 +118,14 @@ class NeverRedelivers(InMemoryBroker):
     async def listen(self) -> AsyncGenerator[bytes | AckableMessage, None]:
         async for data in super().listen():
             yield AckableMessage(data, ack=lambda: None)
+
+
+class CountsDelayedAsReady(InMemoryBroker):
+    """Defect: declares ``inspect`` (inherited) but reports delayed messages as ready."""
+
+    async def inspect(self) -> QueueInspection:
+        counts = await super().inspect()
+        return dataclasses.replace(counts, ready=counts.ready + counts.delayed, delayed=0)
 
 
 class DirectoryQueueBroker(AsyncBroker):
@@ -384,6 +393,10 @@ def make_priority_ignoring_broker() -> InMemoryBroker:
 
 def make_non_redelivering_broker() -> InMemoryBroker:
     return NeverRedelivers()
+
+
+def make_miscounting_broker() -> InMemoryBroker:
+    return CountsDelayedAsReady()
 
 
 def make_fresh_directory_broker() -> AsyncBroker:
