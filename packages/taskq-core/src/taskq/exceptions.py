@@ -143,6 +143,12 @@ class ResultIsReadyError(ResultBackendError):
     __template__ = "cannot tell whether the task's result is ready"
 
 
+class EventStoreError(TaskiqError):
+    """An event store cannot record or answer (bad settings, bad data, an unreachable store)."""
+
+    __template__ = "event store error"
+
+
 class SecurityError(TaskiqError):
     """A security check failed."""
 

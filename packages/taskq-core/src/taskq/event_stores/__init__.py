@@ -1,0 +1,5 @@
+"""Event stores core provides: `InMemoryEventStore` (one process)."""
+
+from taskq.event_stores.memory import InMemoryEventStore
+
+__all__ = ["InMemoryEventStore"]
