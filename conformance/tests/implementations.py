@@ -38,6 +38,7 @@ from taskq import (
 )
 from taskq.event_stores import InMemoryEventStore
 from taskq.exceptions import MessageDecodeError, ResultGetError
+from taskq.inspection import QueueInspection
 from taskq.task_events import TaskEvent, WorkerHeartbeat
 from taskq_inmemory import InMemoryBroker, InmemoryResultBackend
 
@@ -120,6 +121,14 @@ class NeverRedelivers(InMemoryBroker):
     async def listen(self) -> AsyncGenerator[bytes | AckableMessage, None]:
         async for data in super().listen():
             yield AckableMessage(data, ack=lambda: None)
+
+
+class CountsDelayedAsReady(InMemoryBroker):
+    """Defect: declares ``inspect`` (inherited) but reports delayed messages as ready."""
+
+    async def inspect(self) -> QueueInspection:
+        counts = await super().inspect()
+        return dataclasses.replace(counts, ready=counts.ready + counts.delayed, delayed=0)
 
 
 class DirectoryQueueBroker(AsyncBroker):
@@ -423,6 +432,10 @@ def make_priority_ignoring_broker() -> InMemoryBroker:
 
 def make_non_redelivering_broker() -> InMemoryBroker:
     return NeverRedelivers()
+
+
+def make_miscounting_broker() -> InMemoryBroker:
+    return CountsDelayedAsReady()
 
 
 def make_fresh_directory_broker() -> AsyncBroker:

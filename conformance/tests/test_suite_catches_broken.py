@@ -87,6 +87,7 @@ BROKEN = [
     broken("broker", "make_label_losing_broker", "test_labels_round_trip"),
     broken("broker", "make_priority_ignoring_broker", "test_priority_under_a_backlog"),
     broken("broker", "make_undelaying_broker", "test_delay"),
+    broken("broker", "make_miscounting_broker", "test_inspect_counts_messages_by_state"),
     broken(
         "broker",
         "make_undeclared_acks_broker",
@@ -153,6 +154,7 @@ CORRECT = [
         rows=(
             r"broker: mandatory\s+\d+\s+0\s+0$",
             r"broker: delay\s+1\s+0\s+0$",
+            r"broker: inspect\s+1\s+0\s+0$",
             r"result_backend: mandatory\s+\d+\s+0\s+0$",
             r"result_backend: progress\s+1\s+0\s+0$",
         ),

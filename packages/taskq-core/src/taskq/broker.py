@@ -20,6 +20,7 @@ from taskq.abc.middleware import TaskiqMiddleware, hooks_by_name
 from taskq.capabilities import Capability
 from taskq.decor import AsyncTaskiqDecoratedTask
 from taskq.events import EventHandler, TaskiqEvents
+from taskq.exceptions import InspectUnsupportedError
 from taskq.formatters import ProxyFormatter
 from taskq.result_backends import DummyResultBackend
 from taskq.serializers.json import JSONSerializer
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from taskq.abc.result_backend import AsyncResultBackend
     from taskq.abc.serializer import TaskiqSerializer
     from taskq.acks import AckableMessage
+    from taskq.inspection import QueueInspection
     from taskq.message import BrokerMessage
 
 logger = logging.getLogger("taskq.broker")
@@ -81,6 +83,16 @@ class AsyncBroker(ABC):
     @abstractmethod
     def listen(self) -> AsyncGenerator[bytes | AckableMessage, None]:
         """Yield received messages until the broker shuts down."""
+
+    async def inspect(self) -> QueueInspection:
+        """Count the queue's messages by state and list its consumers.
+
+        Only brokers that declare ``Capability.INSPECT`` implement it.
+
+        Raises:
+            InspectUnsupportedError: The broker does not declare ``inspect``.
+        """
+        raise InspectUnsupportedError(broker=type(self).__name__)
 
     # -- lifecycle --------------------------------------------------------------------------
 

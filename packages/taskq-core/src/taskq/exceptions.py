@@ -95,6 +95,15 @@ class UnsupportedCapabilityError(SendTaskError):
     )
 
 
+class InspectUnsupportedError(BrokerError):
+    """`AsyncBroker.inspect` was called on a broker that does not declare ``inspect``."""
+
+    __template__ = (
+        "{broker} cannot report its queue (it does not declare the 'inspect' capability); "
+        "use a broker that declares it, such as RedisStreamBroker or InMemoryBroker"
+    )
+
+
 class InvalidLabelError(SendTaskError):
     """A ``delay``, ``priority``, ``timeout`` or ``ack_type`` label taskq cannot honour.
 
