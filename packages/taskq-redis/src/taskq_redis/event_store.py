@@ -22,9 +22,11 @@ import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from taskq.abc.event_store import DEFAULT_FAILURES, AsyncEventStore
 from taskq.capabilities import Capability
+from taskq.event_stores.urls import url_retention
 from taskq.exceptions import EventStoreError
 from taskq.task_events import (
     LATEST_TASKS,
@@ -331,6 +333,20 @@ class RedisEventStore(AsyncEventStore):
         return translated(
             action, self.connection.server, EventStoreUnavailableError, EventStoreError
         )
+
+
+def from_url(url: str) -> RedisEventStore:
+    """The store of ``redis://host:port/db?prefix=P&max_events=N&max_age=S`` (not started).
+
+    ``prefix``, ``max_events`` and ``max_age`` are the store's; the rest of the URL goes to
+    Redis. The entry point of the ``redis``, ``rediss`` and ``unix`` event store URLs.
+    """
+    parts = urlsplit(url)
+    ours = ("prefix", "max_events", "max_age")
+    query = parse_qsl(parts.query)
+    redis_url = parts._replace(query=urlencode([(k, v) for k, v in query if k not in ours]))
+    prefix = dict(query).get("prefix", DEFAULT_PREFIX)
+    return RedisEventStore(redis_url.geturl(), prefix=prefix, retention=url_retention(url))
 
 
 def _json(data: dict[str, Any]) -> str:
