@@ -3,7 +3,8 @@
 For each store: fill it with ``--events`` events (default 1,000,000: tasks of 4 events each,
 sent/received/started/succeeded, 1 in 20 failed instead, spread over the last 20 minutes, by 8
 workers with their heartbeats) in batches of 1,000 through ``write`` (the fill rate is printed
-too), then measure
+too), then measure (after the bytes stored per event: the SQLite files' size, or the growth of the
+Redis server's ``used_memory``)
 
 1. query: `taskq.status_report.collect_status` in this process (workers, rates over 16 minutes,
    the last 10 failures, the broker's queue inspection), median and worst of 20 runs;
@@ -177,8 +178,13 @@ def bench(store_name: str, events: int, directory: Path) -> None:
     sys.path.insert(0, str(directory))
     try:
         store = open_event_store(url)
+        before = _stored_bytes(store_name, directory)
         rate = asyncio.run(_fill(store, events))
-        print(f"{store_name}: {events:,} events written at {rate:,.0f} events/s")
+        size = (_stored_bytes(store_name, directory) - before) / events
+        print(
+            f"{store_name}: {events:,} events written at {rate:,.0f} events/s, "
+            f"{size:,.0f} bytes stored per event"
+        )
         show("query", asyncio.run(query_times(url, f"{name}:broker")))
         show("command", command_times(url, f"{name}:broker", str(directory)))
     finally:
@@ -186,6 +192,16 @@ def bench(store_name: str, events: int, directory: Path) -> None:
             prefix, delete_keys = cleanup
             delete_keys(URL, prefix)
             delete_keys(URL, f"{prefix}-q")
+
+
+def _stored_bytes(store_name: str, directory: Path) -> int:
+    """The SQLite files' size, or the Redis server's ``used_memory``."""
+    if store_name == "sqlite":
+        return sum(path.stat().st_size for path in directory.glob("events.sqlite3*"))
+    import redis
+
+    with redis.Redis.from_url(URL) as client:
+        return int(client.info("memory")["used_memory"])
 
 
 async def _fill(store: AsyncEventStore, events: int) -> float:
