@@ -107,7 +107,8 @@ async def fill(store: AsyncEventStore, events: int) -> float:
     for batch, beats in work:
         await store.write(batch, beats)
     elapsed = time.perf_counter() - started
-    fresh = [WorkerHeartbeat(w, now, now - 3600, "B", "q", 4, 1, 0, 0, "0") for w in WORKERS]
+    beat = time.time()
+    fresh = [WorkerHeartbeat(w, beat, now - 3600, "B", "q", 4, 1, 0, 0, "0") for w in WORKERS]
     await store.write([], fresh)
     return sum(len(batch) for batch, _ in work) / elapsed
 
