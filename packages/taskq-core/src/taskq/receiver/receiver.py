@@ -25,8 +25,10 @@ from taskq.message import TaskiqMessage
 from taskq.receiver.eager import start_eagerly
 from taskq.receiver.execution import CONTROL_FLOW, DEFAULT_THREADPOOL_THREADS, TaskExecutor
 from taskq.receiver.interrupts import MessageTask, reraise_cancellation, task_failure
+from taskq.receiver.recording import heartbeat_source, record_outcome
 from taskq.receiver.slots import Slots
 from taskq.result import TaskiqResult
+from taskq.task_events import EventKind
 
 if TYPE_CHECKING:
     from taskq.abc.broker import AsyncBroker
@@ -148,15 +150,19 @@ class Receiver:
 
     async def _process(self, raw: bytes | str | AckableMessage, acker: AckController) -> None:
         message = self._decode(raw)
+        recorder = self.broker.event_recorder
         if not isinstance(message, TaskiqMessage):
+            if recorder is not None and message.task_id is not None:
+                recorder.record_error(EventKind.REJECTED, message.task_id, "", message)
             await self._refuse_undecodable(message, acker)
             return
+        if recorder is not None:
+            recorder.record(EventKind.RECEIVED, message.task_id, message.task_name)
         task = self.broker.find_task(message.task_name)
         if task is None:
             error = UnknownTaskError(task_name=message.task_name)
             logger.error("Task %s: %s", message.task_id, error)
-            await self._store_failure(message, error)
-            await acker.reject()
+            await self._refuse(message, error, acker)
             return
         ack_type = self.ack_type
         if "ack_type" in message.labels:
@@ -164,8 +170,7 @@ class Receiver:
                 ack_type = ack_type_value(message.labels["ack_type"])
             except InvalidLabelError as error:
                 logger.error("Task %s: %s", message.task_id, error)
-                await self._store_failure(message, error)
-                await acker.reject()
+                await self._refuse(message, error, acker)
                 return
         if ack_type is AcknowledgeType.WHEN_RECEIVED:
             await acker.ack()
@@ -176,9 +181,10 @@ class Receiver:
         except BaseException as exc:
             failure = task_failure(exc)
             logger.exception("Task %s: a pre_execute middleware failed", message.task_id)
-            await self._store_failure(message, failure)
-            await acker.reject()
+            await self._refuse(message, failure, acker)
             return
+        if recorder is not None:
+            recorder.record(EventKind.STARTED, message.task_id, message.task_name)
         if self._run_slots is None:
             result = await self.task_executor.run(task, message, acker)
         else:
@@ -209,6 +215,14 @@ class Receiver:
             )
         return error
 
+    async def _refuse(self, message: TaskiqMessage, error: Exception, acker: AckController) -> None:
+        """Store ``error`` as the task's failed result, record the rejection, reject."""
+        recorder = self.broker.event_recorder
+        if recorder is not None:
+            recorder.record_error(EventKind.REJECTED, message.task_id, message.task_name, error)
+        await self._store_failure(message, error)
+        await acker.reject()
+
     async def _refuse_undecodable(self, error: MessageDecodeError, acker: AckController) -> None:
         """Store ``error`` as the failed result where the task id is known; reject."""
         if error.task_id is not None:
@@ -223,6 +237,9 @@ class Receiver:
         hooks: dict[str, list[Any]],
         ack_type: AcknowledgeType,
     ) -> None:
+        recorder = self.broker.event_recorder
+        if recorder is not None:  # before the middlewares, so a retry is recorded after it
+            record_outcome(recorder, message, result)
         if hooks["post_execute"] or hooks["on_error"]:
             await self._after_run(message, result, hooks)
         error = result.error
@@ -317,6 +334,10 @@ class Receiver:
         """
         if self.run_startup and not self.broker.is_started:
             await self.broker.startup()
+        if self.broker.event_recorder is not None:
+            self.broker.event_recorder.beat_with(
+                heartbeat_source(self.broker, self.max_async_tasks, lambda: self.running)
+            )
         consumer = asyncio.create_task(self._consume())
         if finish_event is not None:
             stopper = asyncio.create_task(finish_event.wait())
