@@ -1,0 +1,49 @@
+"""RedisEventStore beyond the conformance suite: key isolation and outages."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from taskq.exceptions import EventStoreError
+from taskq.task_events import EventKind, TaskEvent, WorkerHeartbeat, WorkerId
+from taskq_redis.errors import EventStoreUnavailableError, RedisUnavailableError
+from taskq_redis.event_store import RedisEventStore
+
+WORKER = WorkerId("host", 1, 0)
+
+
+async def test_every_key_is_under_the_prefix_and_prefixes_share_nothing(
+    redis_url: str, redis_prefix: str, raw_redis: Any
+) -> None:
+    store = RedisEventStore(redis_url, prefix=redis_prefix)
+    other = RedisEventStore(redis_url, prefix=f"{redis_prefix}-other")
+    await store.startup()
+    try:
+        now, task_id = time.time(), f"task-{uuid.uuid4().hex}"
+        await store.write(
+            [TaskEvent(EventKind.FAILED, task_id, "tasks:x", WORKER, now, error_type="E")],
+            [WorkerHeartbeat(WORKER, now, now, "B", "q", 1, 0, 0, 1, "0")],
+        )
+        keys = [key.decode() for key in raw_redis.scan_iter(match="*")]
+        ours = [key for key in keys if task_id in key or key.startswith(redis_prefix)]
+        assert ours, "the store wrote nothing"
+        assert all(key.startswith(f"{redis_prefix}:") for key in ours)
+        assert await other.task_events(task_id) == []
+        assert await other.failures() == []
+        assert await other.workers(stale_after=60) == []
+    finally:
+        await store.shutdown()
+        await other.shutdown()
+
+
+async def test_an_unreachable_server_raises_the_typed_error() -> None:
+    store = RedisEventStore("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    with pytest.raises(EventStoreUnavailableError) as caught:
+        await store.startup()
+    assert isinstance(caught.value, EventStoreError)
+    assert isinstance(caught.value, RedisUnavailableError)
+    await store.shutdown()
