@@ -144,3 +144,17 @@ async def test_a_broker_without_inspect_shows_the_queue_as_not_available() -> No
 def _main_with_stdout(argv: list[str], out: io.StringIO) -> int:
     with contextlib.redirect_stdout(out):
         return main(argv)
+
+
+def test_the_brokers_own_event_store_is_read_by_default(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    asyncio.run(fill(SQLiteEventStore(path), heartbeat_age=1))
+    name = f"status_app_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text(
+        "from taskq.event_stores import SQLiteEventStore\n"
+        "from taskq_inmemory import InMemoryBroker\n"
+        f"broker = InMemoryBroker().with_event_store(SQLiteEventStore({str(path)!r}))\n"
+    )
+    out = io.StringIO()
+    assert _main_with_stdout([f"{name}:broker", "-d", str(tmp_path), "--json"], out) == 0
+    assert json.loads(out.getvalue())["workers"][0]["worker"] == "host-a:10:0"

@@ -140,13 +140,12 @@ def build_parser() -> EnvArgumentParser:
 def event_store_of(broker: AsyncBroker, events: str | None) -> AsyncEventStore:
     """The store ``--events`` names, else the broker's; raise `TargetError` when there is none."""
     if events is None:
-        store = getattr(broker, "event_store", None)
-        if store is None:
+        if broker.event_store is None:
             raise TargetError(
                 "the broker has no event store: give it one (broker.with_event_store(...)) "
                 "or name one with --events (e.g. --events sqlite://taskq-events.sqlite3)"
             )
-        return store  # type: ignore[no-any-return]
+        return broker.event_store
     if "://" in events:
         return open_event_store(events)
     found = import_object(events)
