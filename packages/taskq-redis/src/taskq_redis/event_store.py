@@ -2,12 +2,13 @@
 
 Keys, all under the store's prefix ``P``:
 
-- ``P:task:<id>``: a sorted set of the task's events (score: time; member: a zero-padded
-  write sequence, ``|``, the event as JSON, so that equal times keep the write order);
+- ``P:task:<id>``: a list of the task's events in write order, each a zero-padded write
+  sequence, ``|``, the event as JSON (a list, not a sorted set: small lists are stored
+  compactly whatever the size of their items); reads sort them by time, then sequence;
 - ``P:summary:<id>``: a hash with the task's latest event, first and last time, event count;
 - ``P:tasks`` and ``P:state:<kind>``, ``P:name:<name>``, ``P:worker:<id>``: sorted sets of
   task ids by the time of their latest event, the indexes that `tasks` pages through;
-- ``P:failures``: a sorted set of the ``failed`` events (members as in ``P:task:<id>``);
+- ``P:failures``: a sorted set of the ``failed`` events by time (members as in ``P:task:<id>``);
 - ``P:minute:<start>``: a hash of event counts by kind, expiring once older than the age bound;
 - ``P:workers`` (a hash of heartbeats) and ``P:workers:seen`` (worker ids by time);
 - ``P:sequence`` and ``P:count``: the write sequence and the number of events kept.
@@ -89,7 +90,7 @@ for _ = 1, n_events do
   local at = tonumber(t)
   local seq = redis.call('INCR', p .. ':sequence')
   local member = string.format('%016d', seq) .. '|' .. data
-  redis.call('ZADD', p .. ':task:' .. id, at, member)
+  redis.call('RPUSH', p .. ':task:' .. id, member)
   if kind == 'failed' then
     redis.call('ZADD', p .. ':failures', at, member)
   end
@@ -132,7 +133,7 @@ while dropped < max_drop do
   local id = oldest_task[1]
   local summary = p .. ':summary:' .. id
   local events_key = p .. ':task:' .. id
-  local members = redis.call('ZRANGE', events_key, 0, -1)
+  local members = redis.call('LRANGE', events_key, 0, -1)
   for j = 1, #members, 500 do
     redis.call('ZREM', p .. ':failures', unpack(members, j, math.min(j + 499, #members)))
   end
@@ -221,9 +222,11 @@ class RedisEventStore(AsyncEventStore):
     async def task_events(self, task_id: str) -> list[TaskEvent]:
         """Every retained event of ``task_id``, by time, ties in write order."""
         with self._translated(f"read the events of task {task_id}"):
-            found = await self.connection.client.zrange(self._key("task", task_id), 0, -1)
+            found = await self.connection.client.lrange(self._key("task", task_id), 0, -1)
         members = cast("list[bytes]", found)
-        return [_event(member) for member in members]
+        written = [(_event(member), member[:_SEQUENCE_DIGITS]) for member in members]
+        written.sort(key=lambda pair: (pair[0].time, pair[1]))
+        return [event for event, _ in written]
 
     async def tasks(self, query: TaskQuery = LATEST_TASKS) -> TaskPage:
         """The matching tasks, latest first, one page of them."""
@@ -351,6 +354,10 @@ def from_url(url: str) -> RedisEventStore:
 
 def _json(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"))
+
+
+#: Digits of the write sequence that starts each event member.
+_SEQUENCE_DIGITS = 16
 
 
 def _event(member: bytes) -> TaskEvent:
