@@ -79,3 +79,12 @@ def test_bad_settings_and_data_raise_the_event_store_error() -> None:
     with pytest.raises(EventStoreError):
         WorkerId.parse("no-pid")
     assert WorkerId.parse(str(WORKER)) == WORKER
+
+
+async def test_a_late_earlier_event_keeps_the_tasks_failures() -> None:
+    store = InMemoryEventStore(Retention(max_events=3))
+    now = time.time()
+    await store.write([event(EventKind.FAILED, "t1", now)])
+    await store.write([event(EventKind.SENT, "t1", now - 1)])  # arrives late, happened first
+    await store.write([event(EventKind.SENT, "t2", now - 10), event(EventKind.SENT, "t3", now + 1)])
+    assert [f.task_id for f in await store.failures()] == ["t1"]

@@ -32,8 +32,13 @@ from taskq.task_events import (
 
 @dataclass
 class _Task:
-    """A task's retained events as (time, sequence, event), in order, and its summary."""
+    """A task's retained events as (time, sequence, event), in order, and its summary.
 
+    ``created`` is the sequence of its first event written: older entries elsewhere (a
+    failure) belong to an earlier, dropped task of the same id.
+    """
+
+    created: int
     events: list[tuple[float, int, TaskEvent]] = field(default_factory=list)
     summary: TaskSummary | None = None
 
@@ -89,7 +94,9 @@ class InMemoryEventStore(AsyncEventStore):
 
     def _add(self, event: TaskEvent) -> None:
         sequence = next(self._sequence)
-        task = self._tasks.setdefault(event.task_id, _Task())
+        task = self._tasks.get(event.task_id)
+        if task is None:
+            task = self._tasks[event.task_id] = _Task(created=sequence)
         entry = (event.time, sequence, event)
         bisect.insort(task.events, entry, key=lambda item: item[:2])
         is_latest = task.events[-1] is entry
@@ -126,7 +133,7 @@ class InMemoryEventStore(AsyncEventStore):
 
     def _retained(self, entry: tuple[float, int, TaskEvent]) -> bool:
         task = self._tasks.get(entry[2].task_id)
-        return task is not None and task.events[0][1] <= entry[1]
+        return task is not None and task.created <= entry[1]
 
     async def task_events(self, task_id: str) -> list[TaskEvent]:
         """Every retained event of ``task_id``, in order."""
