@@ -78,6 +78,7 @@ class InMemoryEventStore(AsyncEventStore):
         self._by_age: list[tuple[float, int, str]] = []
         self._failures: list[tuple[float, int, TaskEvent]] = []
         self._rates: dict[int, Counter[EventKind]] = {}
+        self._minutes: list[int] = []  # the keys of _rates, as a heap
         self._workers: dict[str, WorkerHeartbeat] = {}
 
     async def write(
@@ -105,7 +106,11 @@ class InMemoryEventStore(AsyncEventStore):
             heapq.heappush(self._by_age, (event.time, sequence, event.task_id))
         if event.kind is EventKind.FAILED:
             self._failures.append(entry)
-        self._rates.setdefault(minute_of(event.time), Counter())[event.kind] += 1
+        minute = minute_of(event.time)
+        if minute not in self._rates:
+            self._rates[minute] = Counter()
+            heapq.heappush(self._minutes, minute)
+        self._rates[minute][event.kind] += 1
         self._total += 1
 
     def _retain(self, now: float) -> None:
@@ -125,8 +130,8 @@ class InMemoryEventStore(AsyncEventStore):
                 break
         if dropped:
             self._failures = [entry for entry in self._failures if self._retained(entry)]
-        for minute in [m for m in self._rates if m + 60 <= oldest_allowed]:
-            del self._rates[minute]
+        while self._minutes and self._minutes[0] + 60 <= oldest_allowed:
+            del self._rates[heapq.heappop(self._minutes)]
         for worker, heartbeat in list(self._workers.items()):
             if heartbeat.time < oldest_allowed:
                 del self._workers[worker]
