@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from taskq.exceptions import EventStoreError
-from taskq.task_events import EventKind, TaskEvent, WorkerHeartbeat, WorkerId
+from taskq.task_events import EventKind, Retention, TaskEvent, WorkerHeartbeat, WorkerId
 from taskq_redis.errors import EventStoreUnavailableError, RedisUnavailableError
 from taskq_redis.event_store import RedisEventStore
 
@@ -47,3 +47,23 @@ async def test_an_unreachable_server_raises_the_typed_error() -> None:
     assert isinstance(caught.value, EventStoreError)
     assert isinstance(caught.value, RedisUnavailableError)
     await store.shutdown()
+
+
+async def test_a_task_with_many_events_in_one_batch_is_kept_and_dropped_whole(
+    redis_url: str, redis_prefix: str
+) -> None:
+    store = RedisEventStore(redis_url, prefix=redis_prefix, retention=Retention(max_events=1500))
+    try:
+        now = time.time()
+        many = [
+            TaskEvent(EventKind.FAILED if i % 2 else EventKind.RETRIED, "big", "t", WORKER, now + i)
+            for i in range(1200)
+        ]
+        await store.write(many)
+        assert await store.task_events("big") == many
+        await store.write([TaskEvent(EventKind.SENT, "t1", "t", WORKER, now + 2000)] * 400)
+        assert await store.task_events("big") == []
+        assert await store.failures() == []
+        assert len(await store.task_events("t1")) == 400
+    finally:
+        await store.shutdown()
