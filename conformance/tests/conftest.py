@@ -13,7 +13,12 @@ pytest_plugins = ["pytester"]
 HERE = Path(__file__).resolve().parent
 
 #: Where a run of the suite could pick up a target other than the one a test gives.
-TARGET_VARIABLES = ("TASKQ_BROKER", "TASKQ_RESULT_BACKEND", "TASKQ_SCHEDULE_SOURCE")
+TARGET_VARIABLES = (
+    "TASKQ_BROKER",
+    "TASKQ_RESULT_BACKEND",
+    "TASKQ_SCHEDULE_SOURCE",
+    "TASKQ_EVENT_STORE",
+)
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 from taskq import (
     AckableMessage,
     AsyncBroker,
+    AsyncEventStore,
     AsyncResultBackend,
     BrokerMessage,
     Capability,
@@ -35,7 +36,10 @@ from taskq import (
     TaskiqResult,
     TaskProgress,
 )
+from taskq.event_stores import InMemoryEventStore
 from taskq.exceptions import MessageDecodeError, ResultGetError
+from taskq.inspection import QueueInspection
+from taskq.task_events import TaskEvent, WorkerHeartbeat
 from taskq_inmemory import InMemoryBroker, InmemoryResultBackend
 
 # -- brokers -------------------------------------------------------------------------------------
@@ -117,6 +121,14 @@ class NeverRedelivers(InMemoryBroker):
     async def listen(self) -> AsyncGenerator[bytes | AckableMessage, None]:
         async for data in super().listen():
             yield AckableMessage(data, ack=lambda: None)
+
+
+class CountsDelayedAsReady(InMemoryBroker):
+    """Defect: declares ``inspect`` (inherited) but reports delayed messages as ready."""
+
+    async def inspect(self) -> QueueInspection:
+        counts = await super().inspect()
+        return dataclasses.replace(counts, ready=counts.ready + counts.delayed, delayed=0)
 
 
 class DirectoryQueueBroker(AsyncBroker):
@@ -355,6 +367,42 @@ class ClaimsEveryFire(SharedStoreScheduleSource):
         return True
 
 
+# -- event stores --------------------------------------------------------------------------------
+
+
+class DropsAnEvent(InMemoryEventStore):
+    """Defect: every fifth event written is lost."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = 0
+
+    async def write(
+        self, events: Sequence[TaskEvent], heartbeats: Sequence[WorkerHeartbeat] = ()
+    ) -> None:
+        kept = []
+        for event in events:
+            self.written += 1
+            if self.written % 5:
+                kept.append(event)
+        await super().write(kept, heartbeats)
+
+
+class ReordersEvents(InMemoryEventStore):
+    """Defect: a task's events come back in write order, not by time."""
+
+    async def task_events(self, task_id: str) -> list[TaskEvent]:
+        task = self._tasks.get(task_id)
+        return [] if task is None else [e for _, _, e in sorted(task.events, key=lambda i: i[1])]
+
+
+class IgnoresRetention(InMemoryEventStore):
+    """Defect: nothing is ever dropped, whatever `retention` says."""
+
+    def _retain(self, now: float) -> None:
+        pass
+
+
 # -- factories: the targets given to the suite ---------------------------------------------------
 
 
@@ -384,6 +432,10 @@ def make_priority_ignoring_broker() -> InMemoryBroker:
 
 def make_non_redelivering_broker() -> InMemoryBroker:
     return NeverRedelivers()
+
+
+def make_miscounting_broker() -> InMemoryBroker:
+    return CountsDelayedAsReady()
 
 
 def make_fresh_directory_broker() -> AsyncBroker:
@@ -451,3 +503,15 @@ def make_claiming_everything_source() -> ScheduleSource:
 
 def make_undeclared_dynamic_source() -> ScheduleSource:
     return AddsWithoutDeclaringDynamic()
+
+
+def make_event_dropping_store() -> AsyncEventStore:
+    return DropsAnEvent()
+
+
+def make_reordering_store() -> AsyncEventStore:
+    return ReordersEvents()
+
+
+def make_retention_ignoring_store() -> AsyncEventStore:
+    return IgnoresRetention()

@@ -24,3 +24,8 @@ def pytest_taskq_result_backend_factory(config: pytest.Config) -> Callable[[], A
 @pytest.hookspec(firstresult=True)
 def pytest_taskq_schedule_source_factory(config: pytest.Config) -> Callable[[], Any] | None:
     """Return a zero-argument callable making fresh, not started schedule sources."""
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_taskq_event_store_factory(config: pytest.Config) -> Callable[[], Any] | None:
+    """Return a zero-argument callable making fresh, not started event stores."""

@@ -23,6 +23,7 @@ SUITES = {
     "suite_broker.py": "broker",
     "suite_result_backend.py": "result_backend",
     "suite_schedule_source.py": "schedule_source",
+    "suite_event_store.py": "event_store",
 }
 _TARGETS = pytest.StashKey[dict[str, Target | None]]()
 _CAPABILITIES = pytest.StashKey[dict[str, frozenset[str]]]()
@@ -260,6 +261,12 @@ def taskq_schedule_source_target(request: pytest.FixtureRequest) -> Target:
     return _target(request, "schedule_source")
 
 
+@pytest.fixture(scope="session")
+def taskq_event_store_target(request: pytest.FixtureRequest) -> Target:
+    """The event store factory under test."""
+    return _target(request, "event_store")
+
+
 @pytest.fixture
 def taskq_new_broker(
     taskq_broker_target: Target,
@@ -288,3 +295,13 @@ def taskq_new_schedule_source(
     from taskq_conformance.instances import started  # late: see the module's imports
 
     return lambda: started(taskq_schedule_source_target)
+
+
+@pytest.fixture
+def taskq_new_event_store(
+    taskq_event_store_target: Target,
+) -> Callable[[], AbstractAsyncContextManager[Any]]:
+    """Make fresh, started event stores to use in ``async with`` blocks."""
+    from taskq_conformance.instances import started  # late: see the module's imports
+
+    return lambda: started(taskq_event_store_target)

@@ -20,6 +20,8 @@ from taskq import (
     TaskiqMessage,
     UnsupportedCapabilityError,
 )
+from taskq.exceptions import InspectUnsupportedError
+from taskq.inspection import QueueInspection
 from taskq_conformance.instances import (
     FACTORY_CONTRACT,
     NewBroker,
@@ -35,6 +37,10 @@ DELIVERY_TIMEOUT = 30.0
 QUIET_PERIOD = 0.5
 #: Seconds `listen()` may run on after shutdown.
 LISTEN_END_TIMEOUT = 5.0
+#: Seconds of the ``delay`` of the message the ``inspect`` check counts as delayed.
+INSPECT_DELAY = 5.0
+#: The counts of `QueueInspection`, as the ``inspect`` check compares them.
+COUNTS = ("ready", "delayed", "in_flight", "dead")
 
 
 def raw_message(data: bytes, **labels: Any) -> BrokerMessage:
@@ -211,6 +217,13 @@ async def test_messages_are_not_ackable_without_the_capability(taskq_new_broker:
         )
 
 
+@pytest.mark.taskq_lacks(Capability.INSPECT)
+async def test_inspect_is_refused_without_the_capability(taskq_new_broker: NewBroker) -> None:
+    async with taskq_new_broker() as broker:
+        with pytest.raises(InspectUnsupportedError):
+            await broker.inspect()
+
+
 @pytest.mark.taskq_requires(Capability.ACKS)
 @pytest.mark.taskq_lacks(Capability.REJECT)
 async def test_messages_are_not_rejectable_without_the_capability(
@@ -364,3 +377,116 @@ def _kick_from_another_process(spec: str, count: int) -> None:
         "    await instance.kick(message)"
     )
     run_in_another_process(spec, body, DELIVERY_TIMEOUT)
+
+
+@pytest.mark.taskq_requires(Capability.INSPECT)
+async def test_inspect_counts_messages_by_state(taskq_new_broker: NewBroker) -> None:
+    async with taskq_new_broker() as drainer, inbox(drainer) as box:
+        while (item := await box.next()) is not None:  # what earlier checks left behind
+            await settle(item)
+    markers = {uuid.uuid4().hex.encode() for _ in range(3)}
+    async with taskq_new_broker() as broker:
+        capabilities = broker.capabilities
+        base = await broker.inspect()
+        # a broker with backpressure sends only once a consumer has room: kick in the background
+        kicks = asyncio.gather(*(broker.kick(raw_message(marker)) for marker in markers))
+        await _counts_become(broker, base, "3 messages sent", queued=3)
+        delayed = 0
+        late = uuid.uuid4().hex.encode()
+        if Capability.DELAY in capabilities:
+            await broker.kick(raw_message(late, delay=INSPECT_DELAY))
+            delayed = 1
+            await _counts_become(broker, base, "a delayed message sent", queued=3, delayed=1)
+        async with inbox(broker) as box:
+            mine = await _take_marked(box, markers)
+            await kicks
+            await _consumers_listed(broker)
+            dead = 0
+            if Capability.ACKS in capabilities:
+                dead = await _check_settling(broker, base, mine, delayed)
+            else:
+                await _counts_become(broker, base, "taken (without acks)", delayed=delayed)
+            if delayed:
+                (item,) = await _take_marked(box, {late})
+                await settle(item)
+                await _counts_become(broker, base, "the delayed message settled", dead=dead)
+
+
+async def _check_settling(
+    broker: AsyncBroker, base: QueueInspection, taken: list[Any], delayed: int
+) -> int:
+    """In flight while taken; settled by acks; dead once rejected (with ``reject``).
+
+    Returns how many messages it made dead.
+    """
+    await _counts_become(broker, base, "3 taken, none settled", in_flight=3, delayed=delayed)
+    for item in taken[:2]:
+        await settle(item)
+    await _counts_become(broker, base, "2 of 3 acknowledged", in_flight=1, delayed=delayed)
+    last = taken[2]
+    if Capability.REJECT in broker.capabilities:
+        outcome = last.reject()
+        if outcome is not None:
+            await outcome
+        await _counts_become(broker, base, "the third rejected", dead=1, delayed=delayed)
+        return 1
+    await settle(last)
+    await _counts_become(broker, base, "all 3 acknowledged", delayed=delayed)
+    return 0
+
+
+async def _take_marked(box: Inbox, markers: set[bytes]) -> list[Any]:
+    """Take messages until those carrying ``markers`` came (others are settled), unsettled."""
+    mine: list[Any] = []
+    deadline = time.monotonic() + DELIVERY_TIMEOUT
+    while len(mine) < len(markers):
+        item = await box.next(deadline - time.monotonic())
+        if item is None:
+            pytest.fail(f"only {len(mine)} of {len(markers)} messages were delivered")
+        if payload(item) in markers:
+            mine.append(item)
+        else:
+            await settle(item)
+    return mine
+
+
+async def _counts_become(
+    broker: AsyncBroker,
+    base: QueueInspection,
+    after: str,
+    queued: int = 0,
+    **expected: int,
+) -> None:
+    """Wait until ``inspect()`` shows ``expected`` more than ``base`` (0 where not given).
+
+    ``queued`` messages may be ready or already in flight (in a consumer's buffer, say):
+    their sum is checked; without ``queued``, ``ready`` must be back to its base.
+    """
+    wanted = {name: expected.get(name, 0) for name in COUNTS}
+    deadline = time.monotonic() + DELIVERY_TIMEOUT
+    while True:
+        now = await broker.inspect()
+        seen = {name: getattr(now, name) - getattr(base, name) for name in COUNTS}
+        if queued:
+            fits = seen["ready"] + seen["in_flight"] == queued + wanted["in_flight"] and all(
+                seen[name] == wanted[name] for name in ("delayed", "dead")
+            )
+        else:
+            fits = seen == wanted
+        if fits:
+            return
+        if time.monotonic() > deadline:
+            want = dict(wanted, ready_plus_in_flight=queued) if queued else wanted
+            pytest.fail(
+                f"after {after}, inspect() counts changed by {seen} from {base}, "
+                f"not by {want}, within {DELIVERY_TIMEOUT} s"
+            )
+        await asyncio.sleep(0.05)
+
+
+async def _consumers_listed(broker: AsyncBroker) -> None:
+    deadline = time.monotonic() + DELIVERY_TIMEOUT
+    while not (await broker.inspect()).consumers:
+        if time.monotonic() > deadline:
+            pytest.fail("inspect() lists no consumer while one listens")
+        await asyncio.sleep(0.05)

@@ -25,6 +25,12 @@ KINDS: dict[str, tuple[str, str, str, str]] = {
         "TASKQ_SCHEDULE_SOURCE",
         "pytest_taskq_schedule_source_factory",
     ),
+    "event_store": (
+        "--taskq-event-store",
+        "taskq_event_store",
+        "TASKQ_EVENT_STORE",
+        "pytest_taskq_event_store_factory",
+    ),
 }
 
 HOW_TO = (
@@ -33,8 +39,10 @@ HOW_TO = (
     "  pytest --pyargs taskq_conformance --taskq-broker mypkg.testing:make_broker\n"
     "  pytest --pyargs taskq_conformance --taskq-result-backend mypkg.testing:make_backend\n"
     "  pytest --pyargs taskq_conformance --taskq-schedule-source mypkg.testing:make_source\n"
-    "or set the ini keys taskq_broker / taskq_result_backend / taskq_schedule_source, the "
-    "environment variables TASKQ_BROKER / TASKQ_RESULT_BACKEND / TASKQ_SCHEDULE_SOURCE, or "
+    "  pytest --pyargs taskq_conformance --taskq-event-store mypkg.testing:make_store\n"
+    "or set the ini keys taskq_broker / taskq_result_backend / taskq_schedule_source / "
+    "taskq_event_store, the environment variables TASKQ_BROKER / TASKQ_RESULT_BACKEND / "
+    "TASKQ_SCHEDULE_SOURCE / TASKQ_EVENT_STORE, or "
     "implement the hook pytest_taskq_broker_factory(config) (and its siblings) in a conftest.py."
 )
 

@@ -332,6 +332,7 @@ def test_options_are_checked_and_capabilities_declared():
         Capability.PRIORITY,
         Capability.LOAD_BALANCING,
         Capability.CROSS_PROCESS,
+        Capability.INSPECT,
     }
     with pytest.raises(ValueError, match="not a Redis URL"):
         RedisStreamBroker("http://localhost")

@@ -182,7 +182,11 @@ def test_options_are_checked_and_capabilities_honest():
         ZeroMQBroker(prefetch=0)
     with pytest.raises(ValueError, match="bind"):
         ZeroMQBroker(bind="both")  # type: ignore[arg-type]
-    assert ZeroMQBroker.capabilities == {Capability.LOAD_BALANCING, Capability.CROSS_PROCESS}
+    assert ZeroMQBroker.capabilities == {
+        Capability.LOAD_BALANCING,
+        Capability.CROSS_PROCESS,
+        Capability.INSPECT,
+    }
 
 
 async def test_worker_side_may_bind_for_many_clients(address):

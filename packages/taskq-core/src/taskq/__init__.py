@@ -8,6 +8,7 @@ results with ``await task.wait_result()``. Names of sibling packages (``InMemory
 from typing import TYPE_CHECKING, Any
 
 from taskq import _lazy
+from taskq.abc.event_store import AsyncEventStore
 from taskq.abc.formatter import TaskiqFormatter
 from taskq.abc.middleware import TaskiqMiddleware
 from taskq.abc.result_backend import AsyncResultBackend
@@ -104,6 +105,7 @@ __all__ = [  # noqa: RUF022 - grouped by concept
     "gather",
     "Receiver",
     # results
+    "AsyncEventStore",
     "AsyncResultBackend",
     "DummyResultBackend",
     "TaskiqResult",

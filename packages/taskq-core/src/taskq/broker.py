@@ -19,7 +19,9 @@ from taskq._awaitable import maybe_await
 from taskq.abc.middleware import TaskiqMiddleware, hooks_by_name
 from taskq.capabilities import Capability
 from taskq.decor import AsyncTaskiqDecoratedTask
+from taskq.event_recorder import EventRecorder
 from taskq.events import EventHandler, TaskiqEvents
+from taskq.exceptions import InspectUnsupportedError
 from taskq.formatters import ProxyFormatter
 from taskq.result_backends import DummyResultBackend
 from taskq.serializers.json import JSONSerializer
@@ -29,10 +31,12 @@ from taskq.task_ids import default_id_generator
 from taskq.task_names import default_task_name
 
 if TYPE_CHECKING:
+    from taskq.abc.event_store import AsyncEventStore
     from taskq.abc.formatter import TaskiqFormatter
     from taskq.abc.result_backend import AsyncResultBackend
     from taskq.abc.serializer import TaskiqSerializer
     from taskq.acks import AckableMessage
+    from taskq.inspection import QueueInspection
     from taskq.message import BrokerMessage
 
 logger = logging.getLogger("taskq.broker")
@@ -70,6 +74,10 @@ class AsyncBroker(ABC):
         self.event_handlers: defaultdict[TaskiqEvents, list[EventHandler]] = defaultdict(list)
         self.is_worker_process = False
         self.is_scheduler_process = False
+        #: Where task events and heartbeats go (None: not recorded); see `with_event_store`.
+        self.event_store: AsyncEventStore | None = None
+        #: What records them while the broker runs (None when there is no event store).
+        self.event_recorder: EventRecorder | None = None
         self._started = False
 
     # -- the two methods every broker implements ------------------------------------------
@@ -81,6 +89,16 @@ class AsyncBroker(ABC):
     @abstractmethod
     def listen(self) -> AsyncGenerator[bytes | AckableMessage, None]:
         """Yield received messages until the broker shuts down."""
+
+    async def inspect(self) -> QueueInspection:
+        """Count the queue's messages by state and list its consumers.
+
+        Only brokers that declare ``Capability.INSPECT`` implement it.
+
+        Raises:
+            InspectUnsupportedError: The broker does not declare ``inspect``.
+        """
+        raise InspectUnsupportedError(broker=type(self).__name__)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -96,6 +114,10 @@ class AsyncBroker(ABC):
         """
         self._started = True
         await self.result_backend.startup()
+        if self.event_store is not None:
+            await self.event_store.startup()
+            self.event_recorder = EventRecorder(self.event_store)
+            self.event_recorder.start()
         for middleware in self.middlewares:
             await maybe_await(middleware.startup())
         event = (
@@ -117,6 +139,10 @@ class AsyncBroker(ABC):
         await self.run_event_handlers(event)
         for middleware in self.middlewares:
             await maybe_await(middleware.shutdown())
+        recorder, self.event_recorder = self.event_recorder, None
+        if recorder is not None and self.event_store is not None:
+            await recorder.close()
+            await self.event_store.shutdown()
         await self.result_backend.shutdown()
 
     async def __aenter__(self) -> Self:
@@ -191,6 +217,15 @@ class AsyncBroker(ABC):
     def with_result_backend(self, result_backend: AsyncResultBackend[Any]) -> Self:
         """Store results in ``result_backend``; return the broker."""
         self.result_backend = result_backend
+        return self
+
+    def with_event_store(self, event_store: AsyncEventStore) -> Self:
+        """Record task events and worker heartbeats in ``event_store``; return the broker.
+
+        Off by default. Events are buffered and written in batches in the background (see
+        `taskq.event_recorder`); `shutdown` writes what is left.
+        """
+        self.event_store = event_store
         return self
 
     def with_middlewares(self, *middlewares: TaskiqMiddleware) -> Self:

@@ -9,7 +9,8 @@ class Capability(str, enum.Enum):
     """What a broker, result backend or schedule source can do beyond the mandatory contract.
 
     Brokers: ``ACKS``, ``REJECT``, ``REDELIVERY``, ``DELAY``, ``PRIORITY``, ``LOAD_BALANCING``,
-    ``CROSS_PROCESS``. Result backends: ``PROGRESS``, ``TTL``, ``NOTIFY``, ``CROSS_PROCESS``.
+    ``CROSS_PROCESS``, ``INSPECT``. Result backends: ``PROGRESS``, ``TTL``, ``NOTIFY``,
+    ``CROSS_PROCESS``.
     Schedule sources: ``DYNAMIC``, ``PERSISTENT``.
     """
 
@@ -20,6 +21,7 @@ class Capability(str, enum.Enum):
     PRIORITY = "priority"
     LOAD_BALANCING = "load_balancing"
     CROSS_PROCESS = "cross_process"
+    INSPECT = "inspect"
     PROGRESS = "progress"
     TTL = "ttl"
     NOTIFY = "notify"

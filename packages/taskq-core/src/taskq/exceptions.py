@@ -95,6 +95,15 @@ class UnsupportedCapabilityError(SendTaskError):
     )
 
 
+class InspectUnsupportedError(BrokerError):
+    """`AsyncBroker.inspect` was called on a broker that does not declare ``inspect``."""
+
+    __template__ = (
+        "{broker} cannot report its queue (it does not declare the 'inspect' capability); "
+        "use a broker that declares it, such as RedisStreamBroker or InMemoryBroker"
+    )
+
+
 class InvalidLabelError(SendTaskError):
     """A ``delay``, ``priority``, ``timeout`` or ``ack_type`` label taskq cannot honour.
 
@@ -132,6 +141,12 @@ class ResultIsReadyError(ResultBackendError):
     """The result backend could not tell whether a result is ready."""
 
     __template__ = "cannot tell whether the task's result is ready"
+
+
+class EventStoreError(TaskiqError):
+    """An event store cannot record or answer (bad settings, bad data, an unreachable store)."""
+
+    __template__ = "event store error"
 
 
 class SecurityError(TaskiqError):

@@ -22,6 +22,7 @@ from taskq.labels import check_labels
 from taskq.message import TaskiqMessage
 from taskq.scheduled_task import CronSpec, ScheduledTask
 from taskq.task import AsyncTaskiqTask
+from taskq.task_events import EventKind
 
 if TYPE_CHECKING:
     from taskq.abc.schedule_source import ScheduleSource
@@ -203,6 +204,9 @@ async def send_task(
         raise
     except Exception as exc:
         raise SendTaskError(f"{type(broker).__name__} could not send: {exc!r}") from exc
+    recorder = broker.event_recorder
+    if recorder is not None:
+        recorder.record(EventKind.SENT, message.task_id, message.task_name)
     for hook in hooks["post_send"]:
         await maybe_await(hook(message))
     return AsyncTaskiqTask(message.task_id, broker.result_backend, return_type)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import AsyncGenerator
 from typing import ClassVar
@@ -11,6 +12,7 @@ from taskq.abc.broker import AsyncBroker
 from taskq.capabilities import Capability
 from taskq.events import TaskiqEvents
 from taskq.exceptions import UnknownTaskError
+from taskq.inspection import ConsumerInfo, QueueInspection
 from taskq.labels import delay_seconds, priority_value
 from taskq.message import BrokerMessage
 from taskq.receiver import Receiver
@@ -40,7 +42,7 @@ class InMemoryBroker(AsyncBroker):
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.DELAY, Capability.PRIORITY, Capability.LOAD_BALANCING}
+        {Capability.DELAY, Capability.PRIORITY, Capability.LOAD_BALANCING, Capability.INSPECT}
     )
 
     def __init__(
@@ -64,6 +66,8 @@ class InMemoryBroker(AsyncBroker):
         self.await_inplace = await_inplace
         self.queue = MessageQueue()
         self._consumer: asyncio.Task[None] | None = None
+        self._listeners: set[str] = set()
+        self._listener_numbers = itertools.count(1)
 
     async def kick(self, message: BrokerMessage) -> None:
         """Queue the message (or, with ``await_inplace``, run it before returning)."""
@@ -82,11 +86,34 @@ class InMemoryBroker(AsyncBroker):
     async def listen(self) -> AsyncGenerator[bytes, None]:
         """Yield queued messages until the broker shuts down (then what is ready, then stop)."""
         queue = self.queue
-        while True:
-            data = queue.get_nowait()  # no coroutine to make while messages are waiting
-            if data is None and (data := await queue.get()) is None:
-                return
-            yield data
+        name = f"listen-{next(self._listener_numbers)}"
+        self._listeners.add(name)
+        try:
+            while True:
+                data = queue.get_nowait()  # no coroutine to make while messages are waiting
+                if data is None and (data := await queue.get()) is None:
+                    return
+                yield data
+        finally:
+            self._listeners.discard(name)
+
+    async def inspect(self) -> QueueInspection:
+        """Count the queued messages (ready, delayed) and those this broker's tasks run now.
+
+        Messages have no acknowledgement: one taken by a ``listen()`` of another consumer is
+        settled as it is taken, so ``in_flight`` counts only what this broker runs itself
+        (outside a worker process). Nothing is ever dead. Each running ``listen()`` is a
+        consumer.
+        """
+        queue = self.queue
+        own = 0 if self.is_worker_process else self.receiver.running
+        return QueueInspection(
+            queue="memory",
+            ready=queue.ready,
+            delayed=queue.delayed,
+            in_flight=own,
+            consumers=tuple(ConsumerInfo(name) for name in sorted(self._listeners)),
+        )
 
     async def startup(self) -> None:
         """Start the backend, middlewares and event handlers, then run this broker's messages.

@@ -36,6 +36,20 @@ class MessageQueue:
     def __len__(self) -> int:
         return self._available + len(self._delayed)
 
+    @property
+    def ready(self) -> int:
+        """Messages a consumer can take now (delayed ones that fell due included)."""
+        if self._delayed:
+            self._promote_due()
+        return self._available
+
+    @property
+    def delayed(self) -> int:
+        """Messages waiting for their delay to pass."""
+        if self._delayed:
+            self._promote_due()
+        return len(self._delayed)
+
     def put(self, data: bytes, priority: int = 0, delay: float = 0.0) -> None:
         """Add a message; ``delay`` in seconds, ``priority`` higher runs sooner."""
         if delay > 0:

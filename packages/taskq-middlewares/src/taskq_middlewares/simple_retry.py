@@ -12,6 +12,7 @@ from taskq.abc.middleware import TaskiqMiddleware
 from taskq.exceptions import NoResultError, TaskArgumentsError
 from taskq.message import TaskiqMessage
 from taskq.result import TaskiqResult
+from taskq.task_events import EventKind
 from taskq_middlewares.errors import NoRetryError
 
 logger = logging.getLogger("taskq.retry")
@@ -90,7 +91,7 @@ class SimpleRetryMiddleware(TaskiqMiddleware):
             )
             return
         try:
-            await self.send_again(message, failed_runs)
+            delay = await self.send_again(message, failed_runs)
         except Exception as exc:
             logger.error(
                 "Task %s (%s): the retry could not be sent (%s); the error is stored",
@@ -99,6 +100,15 @@ class SimpleRetryMiddleware(TaskiqMiddleware):
                 exc,
             )
             return
+        recorder = self.broker.event_recorder
+        if recorder is not None:
+            recorder.record(
+                EventKind.RETRIED,
+                message.task_id,
+                message.task_name,
+                retry=failed_runs,
+                retry_delay=delay,
+            )
         if self.no_result_on_retry:
             result.error = NoResultError()
 
@@ -111,8 +121,8 @@ class SimpleRetryMiddleware(TaskiqMiddleware):
             return False
         return bool_label(message, "retry_on_error", self.default_retry_label)
 
-    async def send_again(self, message: TaskiqMessage, failed_runs: int) -> None:
-        """Send ``message`` again now, counting ``failed_runs`` in its labels."""
+    async def send_again(self, message: TaskiqMessage, failed_runs: int) -> float:
+        """Send ``message`` again now, counting ``failed_runs`` in its labels; return 0 (s)."""
         labels = {**message.labels, RETRIES_LABEL: failed_runs}
         logger.info(
             "Task %s (%s) failed (attempt %d); retrying now",
@@ -121,6 +131,7 @@ class SimpleRetryMiddleware(TaskiqMiddleware):
             failed_runs,
         )
         await resend(self.broker, message, labels)
+        return 0.0
 
     def _types_for(self, task_name: str) -> tuple[type[BaseException], ...] | None:
         task = self.broker.find_task(task_name)

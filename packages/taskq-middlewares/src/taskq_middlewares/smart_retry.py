@@ -127,8 +127,11 @@ class SmartRetryMiddleware(SimpleRetryMiddleware):
             wait = random.uniform(0.0, wait)
         return wait
 
-    async def send_again(self, message: TaskiqMessage, failed_runs: int) -> None:
-        """Send ``message`` again after its backoff: by ``delay`` label or schedule source."""
+    async def send_again(self, message: TaskiqMessage, failed_runs: int) -> float:
+        """Send ``message`` again after its backoff (by ``delay`` label or schedule source).
+
+        Returns the backoff in seconds.
+        """
         wait = self.retry_delay(message, failed_runs)
         base = self.base_delay(message)
         labels = {**message.labels, RETRIES_LABEL: failed_runs, BASE_DELAY_LABEL: base}
@@ -141,7 +144,7 @@ class SmartRetryMiddleware(SimpleRetryMiddleware):
         )
         if Capability.DELAY in self.broker.capabilities:
             await resend(self.broker, message, {**labels, "delay": wait})
-            return
+            return wait
         if self.schedule_source is None:  # startup refuses this configuration
             raise RetryConfigurationError("no way to delay the retry: see SmartRetryMiddleware")
         labels.pop("delay", None)
@@ -156,3 +159,4 @@ class SmartRetryMiddleware(SimpleRetryMiddleware):
                 time=datetime.now(timezone.utc) + timedelta(seconds=wait),
             )
         )
+        return wait

@@ -18,6 +18,7 @@ from taskq.abc.broker import AsyncBroker
 from taskq.abc.result_backend import AsyncResultBackend
 from taskq.acks import AckableMessage
 from taskq.capabilities import Capability
+from taskq.inspection import QueueInspection
 from taskq.labels import delay_seconds, priority_value
 from taskq.message import BrokerMessage
 from taskq_redis.batching import BatchSender
@@ -26,6 +27,7 @@ from taskq_redis.consumer import StreamConsumer
 from taskq_redis.dead_letters import DeadLetterQueue
 from taskq_redis.delayed import delayed_member, move_due_forever
 from taskq_redis.errors import RedisBrokerUnavailableError, SendUnavailableError, unavailable
+from taskq_redis.inspection import inspect_queue
 from taskq_redis.keys import QueueKeys
 from taskq_redis.options import BrokerOption, BrokerOptions
 from taskq_redis.reconnect import CONNECTION_ERRORS, DEFAULT_MAX_DELAY_S, Reconnector
@@ -118,6 +120,7 @@ class RedisStreamBroker(AsyncBroker):
             Capability.PRIORITY,
             Capability.LOAD_BALANCING,
             Capability.CROSS_PROCESS,
+            Capability.INSPECT,
         }
     )
 
@@ -222,6 +225,27 @@ class RedisStreamBroker(AsyncBroker):
     def dead_letters(self) -> DeadLetterQueue:
         """The dead letters of this queue: list, show, replay and purge them."""
         return DeadLetterQueue.of(self)
+
+    async def inspect(self) -> QueueInspection:
+        """Count the queue's messages by state and list the consumers holding messages.
+
+        ``in_flight`` counts what workers read and hold unsettled, their buffers included
+        (each reads up to ``batch_size`` ahead). Consumers are those the consumer group knows,
+        with the messages each holds (a stopped worker stays listed, holding nothing).
+
+        Raises:
+            RedisBrokerUnavailableError: Redis did not answer for ``send_timeout_s``.
+        """
+        try:
+            return await self.reconnector.call(
+                "inspect the queue",
+                lambda: inspect_queue(self.redis, self.options),
+                give_up_after_s=self.send_timeout_s,
+            )
+        except CONNECTION_ERRORS as exc:
+            raise unavailable(
+                RedisBrokerUnavailableError, "inspect the queue", self.reconnector.server, exc
+            ) from exc
 
     # -- lifecycle -----------------------------------------------------------------------------
 

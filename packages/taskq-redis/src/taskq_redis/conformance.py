@@ -1,6 +1,8 @@
-"""The Redis broker as the conformance suite tests it: one key prefix per test run.
+"""The Redis broker and event store as the conformance suite tests them: a key prefix per run.
 
 ``pytest --pyargs taskq_conformance --taskq-broker taskq_redis.conformance:make_broker``
+(``--taskq-event-store taskq_redis.conformance:make_event_store`` for the event store, whose
+prefix is exported in ``TASKQ_CONFORMANCE_REDIS_EVENTS_PREFIX``)
 
 The suite's cross-process check makes a broker in a child process, which must reach the same
 queue. So the first call in a process chooses the run's key prefix and exports it in
@@ -12,12 +14,20 @@ chose it deletes the run's keys at exit (see `taskq_redis.testing.run_prefix`).
 from __future__ import annotations
 
 from taskq_redis.broker import RedisStreamBroker
+from taskq_redis.event_store import RedisEventStore
 from taskq_redis.testing import run_prefix, server_url
 
 PREFIX_ENV = "TASKQ_CONFORMANCE_REDIS_BROKER_PREFIX"
+EVENTS_PREFIX_ENV = "TASKQ_CONFORMANCE_REDIS_EVENTS_PREFIX"
 
 
 def make_broker() -> RedisStreamBroker:
     """A broker on ``TASKQ_REDIS_URL`` under the run's key prefix (fresh by default)."""
     url = server_url()
     return RedisStreamBroker(url, key_prefix=run_prefix(PREFIX_ENV, url))
+
+
+def make_event_store() -> RedisEventStore:
+    """An event store on ``TASKQ_REDIS_URL`` under the run's key prefix (fresh by default)."""
+    url = server_url()
+    return RedisEventStore(url, prefix=run_prefix(EVENTS_PREFIX_ENV, url))

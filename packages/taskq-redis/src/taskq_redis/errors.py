@@ -15,10 +15,17 @@ from typing import TypeVar
 
 from redis.exceptions import RedisError
 
-from taskq.exceptions import BrokerError, InvalidLabelError, SendTaskError, TaskiqError
+from taskq.exceptions import (
+    BrokerError,
+    EventStoreError,
+    InvalidLabelError,
+    SendTaskError,
+    TaskiqError,
+)
 from taskq_redis.reconnect import CONNECTION_ERRORS
 
 __all__ = [
+    "EventStoreUnavailableError",
     "InvalidLabelError",
     "RedisBrokerUnavailableError",
     "RedisUnavailableError",
@@ -50,6 +57,12 @@ class SendUnavailableError(RedisBrokerUnavailableError, SendTaskError):
     """A task could not be sent: Redis stayed unreachable for the broker's ``send_timeout_s``."""
 
     __template__ = "the task could not be sent: the Redis server does not answer"
+
+
+class EventStoreUnavailableError(RedisUnavailableError, EventStoreError):
+    """The event store's Redis did not answer."""
+
+    __template__ = "the event store's Redis server does not answer"
 
 
 def unavailable(

@@ -12,6 +12,7 @@ from taskq.abc.broker import AsyncBroker
 from taskq.abc.result_backend import AsyncResultBackend
 from taskq.capabilities import Capability
 from taskq.exceptions import SendTaskError
+from taskq.inspection import QueueInspection
 from taskq.message import BrokerMessage
 from taskq_zmq import protocol
 from taskq_zmq.dispatcher import Dispatcher
@@ -63,7 +64,7 @@ class ZeroMQBroker(AsyncBroker):
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.LOAD_BALANCING, Capability.CROSS_PROCESS}
+        {Capability.LOAD_BALANCING, Capability.CROSS_PROCESS, Capability.INSPECT}
     )
 
     def __init__(
@@ -114,6 +115,18 @@ class ZeroMQBroker(AsyncBroker):
     def connected_workers(self) -> int:
         """How many workers this client hears from now (0 before startup or on a worker)."""
         return 0 if self._dispatcher is None else self._dispatcher.live_workers()
+
+    async def inspect(self) -> QueueInspection:
+        """The client's view of the queue: ZeroMQ keeps no queue anywhere else.
+
+        ``ready``: messages waiting until a worker has room; ``in_flight``: messages sent to
+        live workers that they had not started by their last report, per worker in
+        ``consumers``. Nothing is delayed or dead. Before the client side opens (or in a
+        worker that never sent a task) every count is 0.
+        """
+        if self._dispatcher is None:
+            return QueueInspection(queue=self.zmq_pub_host)
+        return self._dispatcher.inspect()
 
     async def shutdown(self) -> None:
         """Hand back unstarted messages (worker side), fail waiting kicks (client side), close."""

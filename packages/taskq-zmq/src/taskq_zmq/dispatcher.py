@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import zmq
 
 from taskq.exceptions import SendTaskError
+from taskq.inspection import ConsumerInfo, QueueInspection
 from taskq_zmq import protocol
 from taskq_zmq.badframes import BadFrames
 from taskq_zmq.security import CurveKeys, warn_if_exposed
@@ -68,6 +69,7 @@ class Dispatcher:
     ) -> None:
         """Open the ROUTER socket on ``address`` (bind, or connect), CURVE-secured if given."""
         self.session = os.urandom(protocol.SESSION_SIZE)
+        self.address = address
         # a plain socket: the event loop watches its FD, and sends never wait (credit-bounded)
         self.socket = context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -233,6 +235,25 @@ class Dispatcher:
         now = time.monotonic()
         return sum(now - peer.last_seen <= PEER_TIMEOUT for peer in self.peers.values())
 
+    def inspect(self) -> QueueInspection:
+        """This client's view: messages waiting for room, and those each worker has not started.
+
+        ``ready`` counts the outbox; a live worker's ``in_flight`` is what this client sent it
+        that it had not started by its last report (what it runs is not reported).
+        """
+        now = time.monotonic()
+        workers = tuple(
+            ConsumerInfo(_peer_name(identity), peer.unstarted)
+            for identity, peer in self.peers.items()
+            if now - peer.last_seen <= PEER_TIMEOUT
+        )
+        return QueueInspection(
+            queue=self.address,
+            ready=len(self.outbox),
+            in_flight=sum(worker.in_flight or 0 for worker in workers),
+            consumers=workers,
+        )
+
     def _pick(self) -> bytes | None:
         now = time.monotonic()
         best, best_credits = None, 0
@@ -278,3 +299,10 @@ class Dispatcher:
                     self._drop(identity, f"silent for {PEER_TIMEOUT:.0f} s")
             self._greet()
             self._poll()
+
+
+def _peer_name(identity: bytes) -> str:
+    """A worker's routing id as text: its address when it binds, else hex."""
+    if identity.startswith(b"worker@"):
+        return identity.decode(errors="backslashreplace")
+    return identity.hex()

@@ -21,12 +21,16 @@ from taskq.exceptions import (
     UnknownTaskError,
 )
 from taskq.labels import ack_type_value
+from taskq.log_context import current_task
 from taskq.message import TaskiqMessage
 from taskq.receiver.eager import start_eagerly
 from taskq.receiver.execution import CONTROL_FLOW, DEFAULT_THREADPOOL_THREADS, TaskExecutor
 from taskq.receiver.interrupts import MessageTask, reraise_cancellation, task_failure
+from taskq.receiver.recording import heartbeat_source, record_outcome
 from taskq.receiver.slots import Slots
+from taskq.receiver.task_log import log_task
 from taskq.result import TaskiqResult
+from taskq.task_events import EventKind
 
 if TYPE_CHECKING:
     from taskq.abc.broker import AsyncBroker
@@ -60,6 +64,8 @@ class Receiver:
     not reach their limits together) and ``max_prefetch`` the messages taken from the broker
     beyond those. A task's ``ack_type`` label overrides ``ack_type`` for its messages.
     ``run_startup``: `listen` first starts the broker if it is not started yet.
+    ``log_tasks``: log one INFO line per run (``taskq.tasks`` logger); ``failure_log_level``:
+    the level of the record, with its traceback, a task's failure is logged as.
     ``on_exit(receiver)`` is called when `listen` returns.
     """
 
@@ -78,6 +84,8 @@ class Receiver:
         max_tasks_to_execute: int | None = None,
         wait_tasks_timeout: float | None = None,
         max_threadpool_threads: int | None = None,
+        log_tasks: bool = False,
+        failure_log_level: int = logging.ERROR,
     ) -> None:
         """Prepare to run ``broker``'s messages (see the class docstring for the options)."""
         if max_prefetch < 0:
@@ -103,6 +111,8 @@ class Receiver:
             propagate_exceptions,
             max_threadpool_threads or DEFAULT_THREADPOOL_THREADS,
         )
+        self.task_executor.failure_log_level = failure_log_level
+        self.log_tasks = log_tasks
         self._running: set[asyncio.Task[None]] = set()
         # at most max_async_tasks + max_prefetch are unfinished: forgetting the finished
         # ones each time the set doubles costs O(1) per message
@@ -148,15 +158,27 @@ class Receiver:
 
     async def _process(self, raw: bytes | str | AckableMessage, acker: AckController) -> None:
         message = self._decode(raw)
+        recorder = self.broker.event_recorder
         if not isinstance(message, TaskiqMessage):
+            if recorder is not None and message.task_id is not None:
+                recorder.record_error(EventKind.REJECTED, message.task_id, "", message)
             await self._refuse_undecodable(message, acker)
             return
+        if recorder is not None:
+            recorder.record(EventKind.RECEIVED, message.task_id, message.task_name)
+        context = current_task.set((message.task_id, message.task_name))
+        try:
+            await self._process_decoded(message, acker)
+        finally:
+            current_task.reset(context)
+
+    async def _process_decoded(self, message: TaskiqMessage, acker: AckController) -> None:
+        recorder = self.broker.event_recorder
         task = self.broker.find_task(message.task_name)
         if task is None:
             error = UnknownTaskError(task_name=message.task_name)
             logger.error("Task %s: %s", message.task_id, error)
-            await self._store_failure(message, error)
-            await acker.reject()
+            await self._refuse(message, error, acker)
             return
         ack_type = self.ack_type
         if "ack_type" in message.labels:
@@ -164,8 +186,7 @@ class Receiver:
                 ack_type = ack_type_value(message.labels["ack_type"])
             except InvalidLabelError as error:
                 logger.error("Task %s: %s", message.task_id, error)
-                await self._store_failure(message, error)
-                await acker.reject()
+                await self._refuse(message, error, acker)
                 return
         if ack_type is AcknowledgeType.WHEN_RECEIVED:
             await acker.ack()
@@ -176,9 +197,10 @@ class Receiver:
         except BaseException as exc:
             failure = task_failure(exc)
             logger.exception("Task %s: a pre_execute middleware failed", message.task_id)
-            await self._store_failure(message, failure)
-            await acker.reject()
+            await self._refuse(message, failure, acker)
             return
+        if recorder is not None:
+            recorder.record(EventKind.STARTED, message.task_id, message.task_name)
         if self._run_slots is None:
             result = await self.task_executor.run(task, message, acker)
         else:
@@ -209,6 +231,14 @@ class Receiver:
             )
         return error
 
+    async def _refuse(self, message: TaskiqMessage, error: Exception, acker: AckController) -> None:
+        """Store ``error`` as the task's failed result, record the rejection, reject."""
+        recorder = self.broker.event_recorder
+        if recorder is not None:
+            recorder.record_error(EventKind.REJECTED, message.task_id, message.task_name, error)
+        await self._store_failure(message, error)
+        await acker.reject()
+
     async def _refuse_undecodable(self, error: MessageDecodeError, acker: AckController) -> None:
         """Store ``error`` as the failed result where the task id is known; reject."""
         if error.task_id is not None:
@@ -223,6 +253,11 @@ class Receiver:
         hooks: dict[str, list[Any]],
         ack_type: AcknowledgeType,
     ) -> None:
+        recorder = self.broker.event_recorder
+        if recorder is not None:  # before the middlewares, so a retry is recorded after it
+            record_outcome(recorder, message, result)
+        if self.log_tasks:
+            log_task(message, result)
         if hooks["post_execute"] or hooks["on_error"]:
             await self._after_run(message, result, hooks)
         error = result.error
@@ -317,6 +352,10 @@ class Receiver:
         """
         if self.run_startup and not self.broker.is_started:
             await self.broker.startup()
+        if self.broker.event_recorder is not None:
+            self.broker.event_recorder.beat_with(
+                heartbeat_source(self.broker, self.max_async_tasks, lambda: self.running)
+            )
         consumer = asyncio.create_task(self._consume())
         if finish_event is not None:
             stopper = asyncio.create_task(finish_event.wait())

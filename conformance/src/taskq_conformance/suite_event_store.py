@@ -1,0 +1,359 @@
+"""The event store suite: ordering per task, each query, retention, several writer processes.
+
+The stores a factory makes in one run may share one store (they must, for ``cross_process``):
+each check uses task ids and names of its own, and events later than any the suite wrote before,
+so what earlier checks left behind does not change its answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from taskq import AsyncEventStore, Capability
+from taskq.task_events import (
+    EventKind,
+    Retention,
+    TaskEvent,
+    TaskQuery,
+    TaskSummary,
+    WorkerHeartbeat,
+    WorkerId,
+    minute_of,
+)
+from taskq_conformance.instances import FACTORY_CONTRACT, NewEventStore, run_in_another_process
+from taskq_conformance.targets import Target
+
+#: Seconds a child process may take to write its events.
+CHILD_TIMEOUT = 60.0
+#: Writer processes in the cross-process check, and the batches each writes.
+WRITERS, BATCHES = 3, 10
+WORKER = WorkerId("conformance-host", 4242, 1)
+
+_reserved = [time.time()]
+
+
+def later(span: float = 10) -> float:
+    """A wall-clock time later than any the suite used before, with ``span`` seconds after it."""
+    start = max(time.time(), _reserved[0])
+    _reserved[0] = start + span + 1
+    return start
+
+
+def new_id(what: str = "task") -> str:
+    """An id no other check uses."""
+    return f"conformance-{what}-{uuid.uuid4().hex}"
+
+
+def event(kind: EventKind, task_id: str, at: float, name: str = "tasks:add", **extra: Any) -> Any:
+    """A task event recorded by `WORKER` unless ``worker=`` says otherwise."""
+    worker = extra.pop("worker", WORKER)
+    return TaskEvent(kind, task_id, name, worker, at, **extra)
+
+
+def heartbeat(worker: WorkerId, at: float, processed: int = 0) -> WorkerHeartbeat:
+    """A heartbeat of ``worker`` sent at ``at``."""
+    return WorkerHeartbeat(worker, at, at - 60, "Broker", "queue", 4, 1, processed, 0, "0")
+
+
+async def all_tasks(store: AsyncEventStore, query: TaskQuery) -> list[TaskSummary]:
+    """Every task matching ``query``, following the cursor page by page."""
+    found: list[TaskSummary] = []
+    while True:
+        page = await store.tasks(query)
+        found.extend(page.tasks)
+        if page.cursor is None:
+            return found
+        query = dataclasses.replace(query, cursor=page.cursor)
+
+
+# -- mandatory -------------------------------------------------------------------------------
+
+
+async def test_the_store_is_an_event_store(taskq_new_event_store: NewEventStore) -> None:
+    async with taskq_new_event_store() as store:
+        assert isinstance(store, AsyncEventStore), "the factory must make an AsyncEventStore"
+
+
+async def test_a_tasks_events_come_back_in_order(taskq_new_event_store: NewEventStore) -> None:
+    async with taskq_new_event_store() as store:
+        task_id, start = new_id(), later()
+        sent = event(EventKind.SENT, task_id, start)
+        received = event(EventKind.RECEIVED, task_id, start + 0.25)
+        started = event(EventKind.STARTED, task_id, start + 0.25)  # same time: write order
+        retried = event(EventKind.RETRIED, task_id, start + 0.5, retry=1, retry_delay=2.0)
+        failed = event(
+            EventKind.FAILED,
+            task_id,
+            start + 0.5,
+            duration=0.2,
+            error_type="ValueError",
+            error_message="bad input",
+        )
+        succeeded = event(EventKind.SUCCEEDED, task_id, start + 3, duration=0.1)
+        await store.write([received, started, failed, retried])
+        # Another process's batch arrives late, holding an earlier and a later event.
+        await store.write([sent, succeeded])
+        events = await store.task_events(task_id)
+        assert events == [sent, received, started, failed, retried, succeeded], (
+            "a task's events must come back by time, ties in write order, every field intact"
+        )
+        assert await store.task_events(new_id()) == [], "an unknown task has no events"
+
+
+async def test_many_events_in_many_batches_are_all_kept(
+    taskq_new_event_store: NewEventStore,
+) -> None:
+    async with taskq_new_event_store() as store:
+        start, ids = later(), [new_id() for _ in range(20)]
+        written: dict[str, list[TaskEvent]] = {task_id: [] for task_id in ids}
+        kinds = [EventKind.RECEIVED, EventKind.STARTED, EventKind.SUCCEEDED]
+        for step, kind in enumerate(kinds):
+            batch = [event(kind, task_id, start + step) for task_id in ids]
+            for item in batch:
+                written[item.task_id].append(item)
+            await store.write(batch)
+        for task_id in ids:
+            assert await store.task_events(task_id) == written[task_id], (
+                f"the events of {task_id} are not the ones written"
+            )
+
+
+async def test_a_task_summary_follows_its_latest_event(
+    taskq_new_event_store: NewEventStore,
+) -> None:
+    async with taskq_new_event_store() as store:
+        task_id, name, start = new_id(), new_id("name"), later()
+        other = WorkerId("conformance-other", 7, 2)
+        await store.write(
+            [
+                event(EventKind.SENT, task_id, start, name),
+                event(
+                    EventKind.FAILED,
+                    task_id,
+                    start + 2,
+                    name,
+                    worker=other,
+                    duration=0.5,
+                    error_type="KeyError",
+                    error_message="'x'",
+                ),
+                event(EventKind.RECEIVED, task_id, start + 1, name, worker=other),
+            ]
+        )
+        page = await store.tasks(TaskQuery(name=name))
+        assert page.tasks == [
+            TaskSummary(
+                task_id, name, EventKind.FAILED, other, start, start + 2, 0.5, "KeyError", "'x'"
+            )
+        ], "the summary must carry the latest event's state, worker, duration and error"
+        assert page.cursor is None
+
+
+async def test_tasks_filter_by_state_name_worker_and_time(
+    taskq_new_event_store: NewEventStore,
+) -> None:
+    async with taskq_new_event_store() as store:
+        name, other_name, start = new_id("name"), new_id("name"), later()
+        other = WorkerId("conformance-other", 8, 0)
+        done, failed, elsewhere, renamed = (new_id() for _ in range(4))
+        await store.write(
+            [
+                event(EventKind.SUCCEEDED, done, start, name),
+                event(EventKind.FAILED, failed, start + 1, name),
+                event(EventKind.SUCCEEDED, elsewhere, start + 2, name, worker=other),
+                event(EventKind.SUCCEEDED, renamed, start + 3, other_name),
+            ]
+        )
+
+        async def ids(**filters: Any) -> list[str]:
+            return [t.task_id for t in await all_tasks(store, TaskQuery(**filters))]
+
+        assert await ids(name=name) == [elsewhere, failed, done], "latest first, by name"
+        assert await ids(name=name, state=EventKind.SUCCEEDED) == [elsewhere, done]
+        assert await ids(state=EventKind.FAILED, since=start) == [failed]
+        assert await ids(worker=other, since=start) == [elsewhere]
+        assert await ids(since=start + 1, until=start + 3) == [elsewhere, failed], (
+            "since is inclusive, until exclusive, on the latest event's time"
+        )
+
+
+async def test_task_pages_cover_every_task_once(taskq_new_event_store: NewEventStore) -> None:
+    async with taskq_new_event_store() as store:
+        name, start = new_id("name"), later()
+        ids = [new_id() for _ in range(7)]
+        # Two tasks share a time: the order between them is still total.
+        times = [start, start + 1, start + 1, start + 2, start + 3, start + 4, start + 5]
+        await store.write(
+            [event(EventKind.STARTED, i, t, name) for i, t in zip(ids, times, strict=True)]
+        )
+        pages = []
+        query = TaskQuery(name=name, limit=3)
+        while True:
+            page = await store.tasks(query)
+            assert len(page.tasks) <= 3, "a page holds at most `limit` tasks"
+            pages.append([t.task_id for t in page.tasks])
+            if page.cursor is None:
+                break
+            query = TaskQuery(name=name, limit=3, cursor=page.cursor)
+        found = [task_id for page_ids in pages for task_id in page_ids]
+        assert sorted(found) == sorted(ids), f"the pages {pages} do not hold each task once"
+        assert [len(p) for p in pages][:2] == [3, 3], "a page is full while more tasks follow"
+        assert (found[0], found[-1]) == (ids[-1], ids[0]), "tasks must come latest first"
+
+
+async def test_latest_failures_come_newest_first(taskq_new_event_store: NewEventStore) -> None:
+    async with taskq_new_event_store() as store:
+        start = later()
+        failures = [
+            event(
+                EventKind.FAILED,
+                new_id(),
+                start + i,
+                duration=0.1,
+                error_type="RuntimeError",
+                error_message=f"failure {i}",
+            )
+            for i in range(4)
+        ]
+        await store.write([*failures, event(EventKind.SUCCEEDED, new_id(), start + 9)])
+        assert await store.failures(3) == failures[:0:-1], (
+            "the latest failed events, newest first, with their error"
+        )
+
+
+async def test_rates_count_events_per_minute(taskq_new_event_store: NewEventStore) -> None:
+    async with taskq_new_event_store() as store:
+        # A minute of its own, a day ago: no other check writes there.
+        minute = minute_of(time.time() - 86400) - 60 * (uuid.uuid4().int % 600)
+        succeeded = [event(EventKind.SUCCEEDED, new_id(), minute + s) for s in (1, 20, 59)]
+        failed = [event(EventKind.FAILED, new_id(), minute + 30)]
+        next_minute = [event(EventKind.SUCCEEDED, new_id(), minute + 60 + s) for s in (0, 5)]
+        await store.write([*succeeded, *failed])
+        await store.write(next_minute)
+        rates = await store.rates(3, now=minute + 90)
+        assert [rate.minute for rate in rates] == [minute - 60, minute, minute + 60]
+        assert [rate.count(EventKind.SUCCEEDED) for rate in rates] == [0, 3, 2]
+        assert [rate.count(EventKind.FAILED) for rate in rates] == [0, 1, 0]
+
+
+async def test_workers_are_alive_or_stale(taskq_new_event_store: NewEventStore) -> None:
+    async with taskq_new_event_store() as store:
+        now = time.time()
+        host = new_id("host")
+        fresh, stale = WorkerId(host, 1, 0), WorkerId(host, 2, 0)
+        await store.write([], [heartbeat(fresh, now - 5, processed=3), heartbeat(stale, now - 100)])
+        await store.write([], [heartbeat(fresh, now - 1, processed=5)])
+        await store.write([], [heartbeat(fresh, now - 3, processed=4)])  # late, older
+        found = [
+            w for w in await store.workers(stale_after=30, now=now) if w.heartbeat.host == host
+        ]
+        assert [(w.heartbeat.worker, w.alive) for w in found] == [(fresh, True), (stale, False)]
+        assert found[0].heartbeat == heartbeat(fresh, now - 1, processed=5), (
+            "a worker's status is its newest heartbeat"
+        )
+
+
+async def test_retention_by_count_drops_the_oldest_tasks_whole(
+    taskq_new_event_store: NewEventStore,
+) -> None:
+    async with taskq_new_event_store() as store:
+        store.retention = Retention(max_events=20)
+        name, start = new_id("name"), later(span=40)
+        ids = [new_id() for _ in range(30)]
+        for step in range(0, 30, 5):
+            batch = []
+            for offset, task_id in enumerate(ids[step : step + 5]):
+                at = start + step + offset
+                batch += [
+                    event(EventKind.STARTED, task_id, at, name),
+                    event(EventKind.SUCCEEDED, task_id, at, name),
+                ]
+            await store.write(batch)
+        everything = await all_tasks(store, TaskQuery(limit=50))
+        kept = sum([len(await store.task_events(task.task_id)) for task in everything])
+        assert kept <= 20, f"max_events=20 but the store keeps {kept} events"
+        assert [t.task_id for t in await all_tasks(store, TaskQuery(name=name))] == ids[:19:-1], (
+            "the newest tasks must be kept, the oldest dropped"
+        )
+        for task_id in ids[20:]:
+            assert len(await store.task_events(task_id)) == 2, "a kept task keeps all its events"
+        assert await store.task_events(ids[0]) == [], "a dropped task has no events left"
+
+
+async def test_retention_by_age(taskq_new_event_store: NewEventStore) -> None:
+    async with taskq_new_event_store() as store:
+        store.retention = Retention(max_age=3600)
+        now = time.time()
+        old, fresh = new_id(), new_id()
+        host = new_id("host")
+        await store.write(
+            [event(EventKind.SUCCEEDED, old, now - 7200), event(EventKind.SENT, old, now - 7300)],
+            [heartbeat(WorkerId(host, 1, 0), now - 7200)],
+        )
+        await store.write([event(EventKind.SUCCEEDED, fresh, later())])
+        assert await store.task_events(old) == [], "events older than max_age must go"
+        assert len(await store.task_events(fresh)) == 1
+        workers = await store.workers(stale_after=30)
+        assert not [w for w in workers if w.heartbeat.host == host], "old heartbeats must go"
+        rates = await store.rates(1, now=now - 7200)
+        assert rates[0].count(EventKind.SUCCEEDED) == 0, "rates older than max_age must go"
+
+
+# -- cross_process ----------------------------------------------------------------------------
+
+
+@pytest.mark.taskq_requires(Capability.CROSS_PROCESS)
+async def test_several_writer_processes(
+    taskq_new_event_store: NewEventStore, taskq_event_store_target: Target
+) -> None:
+    if taskq_event_store_target.spec is None:
+        pytest.skip("the store comes from a hook: another process cannot make one")
+    name, host, start = new_id("name"), new_id("host"), later(span=BATCHES * 3)
+    await asyncio.gather(
+        *(
+            asyncio.to_thread(
+                _write_from_another_process,
+                taskq_event_store_target.spec,
+                name,
+                host,
+                writer,
+                start,
+            )
+            for writer in range(WRITERS)
+        )
+    )
+    async with taskq_new_event_store() as store:
+        tasks = await all_tasks(store, TaskQuery(name=name))
+        assert len(tasks) == WRITERS * BATCHES, (
+            f"{WRITERS} processes wrote {WRITERS * BATCHES} tasks, {len(tasks)} are here; "
+            f"{FACTORY_CONTRACT}"
+        )
+        for task in tasks:
+            kinds = [e.kind for e in await store.task_events(task.task_id)]
+            assert kinds == [EventKind.RECEIVED, EventKind.STARTED, EventKind.SUCCEEDED]
+        workers = [w for w in await store.workers(stale_after=3600) if w.heartbeat.host == host]
+        assert len(workers) == WRITERS, "each writer's heartbeat must be kept"
+
+
+def _write_from_another_process(spec: str, name: str, host: str, writer: int, start: float) -> None:
+    body = (
+        "from taskq.task_events import EventKind, TaskEvent, WorkerHeartbeat, WorkerId\n"
+        f"worker = WorkerId({host!r}, {writer}, 0)\n"
+        f"for batch in range({BATCHES}):\n"
+        f"    at = {start!r} + batch * 3\n"
+        f"    task_id = f'{name}-{writer}-{{batch}}'\n"
+        "    events = [\n"
+        f"        TaskEvent(kind, task_id, {name!r}, worker, at + step)\n"
+        "        for step, kind in enumerate(\n"
+        "            [EventKind.RECEIVED, EventKind.STARTED, EventKind.SUCCEEDED])\n"
+        "    ]\n"
+        "    beat = WorkerHeartbeat(worker, at, at, 'B', 'q', 1, 0, batch, 0, '0')\n"
+        "    await instance.write(events, [beat])\n"
+    )
+    run_in_another_process(spec, body, CHILD_TIMEOUT)

@@ -1,0 +1,77 @@
+"""The event store contract: where workers and clients record task events and heartbeats."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import ClassVar
+
+from taskq.capabilities import Capability
+from taskq.task_events import (
+    DEFAULT_PAGE_SIZE,
+    LATEST_TASKS,
+    MinuteRate,
+    Retention,
+    TaskEvent,
+    TaskPage,
+    TaskQuery,
+    WorkerHeartbeat,
+    WorkerStatus,
+)
+
+#: Default number of failures `AsyncEventStore.failures` returns.
+DEFAULT_FAILURES = 10
+
+
+class AsyncEventStore(ABC):
+    """Keeps task events and worker heartbeats, within its `Retention`, and answers queries.
+
+    Writers call `write` once per batch. A task's events come back ordered by time, ties in
+    the order they were written; tasks come back latest first. A store shared by processes
+    (and hosts) declares ``Capability.CROSS_PROCESS``.
+    """
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    retention: Retention
+
+    async def startup(self) -> None:  # noqa: B027 - optional hook
+        """Open connections; call before the first write or query."""
+
+    async def shutdown(self) -> None:  # noqa: B027 - optional hook
+        """Close connections."""
+
+    @abstractmethod
+    async def write(
+        self, events: Sequence[TaskEvent], heartbeats: Sequence[WorkerHeartbeat] = ()
+    ) -> None:
+        """Record a batch of events (in order) and heartbeats, then apply the retention."""
+
+    @abstractmethod
+    async def task_events(self, task_id: str) -> list[TaskEvent]:
+        """Every retained event of ``task_id``, in order; empty when none is retained."""
+
+    @abstractmethod
+    async def tasks(self, query: TaskQuery = LATEST_TASKS) -> TaskPage:
+        """The tasks that match ``query``, latest first, at most ``query.limit`` of them."""
+
+    @abstractmethod
+    async def failures(self, limit: int = DEFAULT_FAILURES) -> list[TaskEvent]:
+        """The latest ``failed`` events, newest first."""
+
+    @abstractmethod
+    async def rates(self, minutes: int, now: float | None = None) -> list[MinuteRate]:
+        """Event counts for each of the last ``minutes`` minutes up to ``now``, oldest first.
+
+        Every minute is present (with no counts when nothing happened). Counts include events
+        that count retention has since dropped; minutes older than the age bound are gone.
+        """
+
+    @abstractmethod
+    async def workers(self, stale_after: float, now: float | None = None) -> list[WorkerStatus]:
+        """Each retained worker's latest heartbeat, ordered by worker id.
+
+        A worker is alive when its heartbeat is at most ``stale_after`` seconds old at ``now``.
+        """
+
+
+__all__ = ["DEFAULT_FAILURES", "DEFAULT_PAGE_SIZE", "AsyncEventStore"]

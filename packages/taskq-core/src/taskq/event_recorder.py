@@ -1,0 +1,268 @@
+"""Recording task events: a bounded buffer that a background task writes to the event store.
+
+`record` only appends to the buffer, so recording never puts a network round trip on the task
+path; every ``flush_interval_s`` (sooner when a batch is full) one `AsyncEventStore.write`
+carries what was recorded, with a heartbeat when one is due. While the store does not answer,
+events stay buffered; past ``max_buffered`` the oldest are dropped and counted, with a warning
+per flush. `close` writes what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from taskq.task_events import EventKind, TaskEvent, WorkerHeartbeat, WorkerId
+
+if TYPE_CHECKING:
+    from taskq.abc.event_store import AsyncEventStore
+
+logger = logging.getLogger("taskq.events")
+
+#: Events kept while the store is slow or down; past it the oldest are dropped.
+DEFAULT_MAX_BUFFERED = 100_000
+#: Seconds between two writes to the store.
+DEFAULT_FLUSH_INTERVAL_S = 0.5
+#: Events per write; a full batch is written without waiting for the interval.
+DEFAULT_BATCH_SIZE = 1000
+#: Seconds between two heartbeats of a worker.
+DEFAULT_HEARTBEAT_INTERVAL_S = 5.0
+#: Seconds `close` keeps trying to write what is left, and between two tries.
+CLOSE_TIMEOUT_S = 5.0
+CLOSE_RETRY_S = 0.1
+
+#: The kinds that end a task's run in a worker (they count as processed).
+FINISHED = frozenset(
+    {EventKind.SUCCEEDED, EventKind.FAILED, EventKind.REJECTED, EventKind.CANCELLED}
+)
+
+#: An event as `EventRecorder.record` buffers it: kind, task id, task name, time, details.
+_Recorded = tuple[EventKind, str, str, float, dict[str, Any]]
+
+#: Makes the heartbeat of the worker that records (set by the receiver that runs the tasks).
+HeartbeatSource = Callable[["EventRecorder"], WorkerHeartbeat]
+
+
+def process_number() -> int:
+    """This process's number under ``taskq worker --workers N`` (``worker-3`` → 3), else 0."""
+    name = multiprocessing.current_process().name
+    prefix, _, number = name.rpartition("-")
+    return int(number) if prefix == "worker" and number.isdigit() else 0
+
+
+class EventRecorder:
+    """Buffers the events of this process and writes them to ``store`` in the background.
+
+    Args:
+        store: Where events and heartbeats go.
+        worker: The id events carry (default: this host and process).
+        max_buffered: Events kept while the store is behind; the oldest go first.
+        flush_interval_s: Seconds between writes.
+        batch_size: Events per write at most.
+        heartbeat_interval_s: Seconds between heartbeats (once `beat_with` is given a source).
+    """
+
+    def __init__(
+        self,
+        store: AsyncEventStore,
+        worker: WorkerId | None = None,
+        *,
+        max_buffered: int = DEFAULT_MAX_BUFFERED,
+        flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S,
+    ) -> None:
+        if max_buffered < 1 or batch_size < 1:
+            raise ValueError("max_buffered and batch_size must be at least 1")
+        self.store = store
+        self.worker = worker or WorkerId.current(process_number())
+        self.max_buffered = max_buffered
+        self.flush_interval_s = flush_interval_s
+        self.batch_size = batch_size
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.started_at = time.time()
+        #: Runs this process finished, and how many of them failed.
+        self.processed = 0
+        self.failed = 0
+        #: Events dropped because the buffer was full (the store was down or too slow).
+        self.dropped = 0
+        self._buffer: deque[_Recorded] = deque()
+        self._heartbeat: HeartbeatSource | None = None
+        self._next_beat = 0.0
+        self._wake = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._dropped_reported = 0
+        self._store_down = False
+
+    # -- recording (on the task path: no await) ---------------------------------------------------
+
+    def record(self, kind: EventKind, task_id: str, task_name: str, **details: Any) -> None:
+        """Buffer an event of ``kind`` for this task now; ``details`` are `TaskEvent` fields.
+
+        Only a tuple is made here: the `TaskEvent` is built by the background writer.
+        """
+        buffer = self._buffer
+        if len(buffer) >= self.max_buffered:
+            buffer.popleft()
+            self.dropped += 1
+        buffer.append((kind, task_id, task_name, time.time(), details))
+        if len(buffer) == self.batch_size:
+            self._wake.set()
+
+    def record_error(
+        self, kind: EventKind, task_id: str, task_name: str, error: BaseException, **details: Any
+    ) -> None:
+        """Buffer an event of ``kind`` carrying ``error``'s type and message."""
+        self.record(
+            kind,
+            task_id,
+            task_name,
+            error_type=type(error).__name__,
+            error_message=str(error),
+            **details,
+        )
+
+    def beat_with(self, source: HeartbeatSource | None) -> None:
+        """Send a heartbeat made by ``source`` every ``heartbeat_interval_s`` (None: stop)."""
+        self._heartbeat = source
+        self._next_beat = 0.0
+        self._wake.set()
+
+    def heartbeat(self, broker: str, queue: str, concurrency: int, running: int) -> WorkerHeartbeat:
+        """A heartbeat of this process now, with its totals and version."""
+        from taskq import __version__
+
+        return WorkerHeartbeat(
+            worker=self.worker,
+            time=time.time(),
+            started_at=self.started_at,
+            broker=broker,
+            queue=queue,
+            concurrency=concurrency,
+            running=running,
+            processed=self.processed,
+            failed=self.failed,
+            version=__version__,
+        )
+
+    # -- the background writer --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start writing in the background (in the running event loop)."""
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
+
+    async def close(self) -> None:
+        """Stop the background writer and write what is buffered (a last heartbeat too).
+
+        Gives up after `CLOSE_TIMEOUT_S` when the store does not answer, saying what is lost.
+        """
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+        deadline = time.monotonic() + CLOSE_TIMEOUT_S
+        self._next_beat = 0.0
+        while self._buffer or self._heartbeat_due():
+            if await self.flush():
+                continue
+            if time.monotonic() > deadline:
+                logger.warning(
+                    "%d task event(s) were not recorded: the event store does not answer",
+                    len(self._buffer),
+                )
+                self._buffer.clear()
+                return
+            await asyncio.sleep(CLOSE_RETRY_S)
+
+    async def flush(self) -> bool:
+        """Write one batch (and a due heartbeat) now; return False when the store failed."""
+        self._report_dropped()
+        recorded = [self._buffer.popleft() for _ in range(min(len(self._buffer), self.batch_size))]
+        batch = self._events(recorded)
+        self._tally(batch, 1)
+        heartbeats = [self._make_heartbeat()] if self._heartbeat_due() else []
+        if not batch and not heartbeats:
+            return True
+        try:
+            await self.store.write(batch, heartbeats)
+        except Exception as exc:
+            self._tally(batch, -1)
+            self._put_back(recorded)
+            if not self._store_down:
+                logger.warning(
+                    "The event store failed (%s); events stay buffered (up to %d) meanwhile",
+                    exc,
+                    self.max_buffered,
+                )
+            self._store_down = True
+            return False
+        if self._store_down:
+            logger.info("The event store answers again")
+            self._store_down = False
+        if heartbeats:
+            self._next_beat = time.monotonic() + self.heartbeat_interval_s
+        return True
+
+    async def _flush_forever(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._seconds_to_wait())
+            self._wake.clear()
+            ok = await self.flush()
+            while ok and len(self._buffer) >= self.batch_size:
+                ok = await self.flush()
+
+    def _seconds_to_wait(self) -> float:
+        wait = self.flush_interval_s
+        if self._heartbeat is not None:
+            wait = min(wait, max(0.0, self._next_beat - time.monotonic()))
+        return wait
+
+    def _heartbeat_due(self) -> bool:
+        return self._heartbeat is not None and time.monotonic() >= self._next_beat
+
+    def _make_heartbeat(self) -> WorkerHeartbeat:
+        assert self._heartbeat is not None
+        return self._heartbeat(self)
+
+    def _events(self, recorded: list[_Recorded]) -> list[TaskEvent]:
+        """Build the events of a batch."""
+        worker = self.worker
+        return [
+            TaskEvent(kind, task_id, task_name, worker, at, **details)
+            for kind, task_id, task_name, at, details in recorded
+        ]
+
+    def _tally(self, events: list[TaskEvent], sign: int) -> None:
+        """Count (``sign`` 1) or uncount (-1) the runs ``events`` finish, for the heartbeat."""
+        for event in events:
+            if event.kind in FINISHED:
+                self.processed += sign
+                self.failed += sign * (event.kind is EventKind.FAILED)
+
+    def _put_back(self, batch: list[_Recorded]) -> None:
+        """Return a batch the store refused to the front of the buffer, dropping the oldest."""
+        room = self.max_buffered - len(self._buffer)
+        keep = batch[len(batch) - room :] if room < len(batch) else batch
+        self.dropped += len(batch) - len(keep)
+        self._buffer.extendleft(reversed(keep))
+
+    def _report_dropped(self) -> None:
+        new = self.dropped - self._dropped_reported
+        if new:
+            self._dropped_reported = self.dropped
+            logger.warning(
+                "Dropped %d task event(s) (%d in all): the buffer of %d was full while the "
+                "event store was behind",
+                new,
+                self.dropped,
+                self.max_buffered,
+            )

@@ -1,0 +1,64 @@
+"""Opening an event store from a URL: ``sqlite://PATH``, ``memory://``, ``redis://...``.
+
+Core opens ``sqlite`` and ``memory``; an installed package adds schemes through the entry-point
+group ``taskq.event_stores`` (name: the scheme; value: a callable taking the URL and returning
+a store), as taskq-redis does for ``redis``, ``rediss`` and ``unix``. Every scheme reads the
+retention from the query: ``?max_events=N&max_age=SECONDS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from urllib.parse import parse_qsl, urlsplit
+
+from taskq.abc.event_store import AsyncEventStore
+from taskq.event_stores.memory import InMemoryEventStore
+from taskq.event_stores.sqlite import SQLiteEventStore
+from taskq.exceptions import EventStoreError
+from taskq.task_events import Retention
+
+#: The entry-point group of the schemes other packages add.
+ENTRY_POINT_GROUP = "taskq.event_stores"
+#: The schemes of the Redis store, and the package that has it.
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def open_event_store(url: str) -> AsyncEventStore:
+    """The store ``url`` names, not started; raise `EventStoreError` for a bad or unknown URL."""
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        return InMemoryEventStore(url_retention(url))
+    if scheme == "sqlite":
+        return open_sqlite(url)
+    opener = _installed_openers().get(scheme)
+    if opener is None:
+        hint = "; pip install taskq-redis" if scheme in _REDIS_SCHEMES else ""
+        known = ", ".join(sorted({"memory", "sqlite", *_installed_openers()}))
+        raise EventStoreError(f"no event store for the URL scheme {scheme!r} ({known}){hint}")
+    return opener(url)
+
+
+def open_sqlite(url: str) -> SQLiteEventStore:
+    """``sqlite://PATH``: the file PATH (``sqlite://events.db`` relative, ``sqlite:///var/x.db``)."""
+    path = url.removeprefix("sqlite://").partition("?")[0]
+    if not path:
+        raise EventStoreError(f"the SQLite event store URL names no file: {url!r}")
+    return SQLiteEventStore(path, url_retention(url))
+
+
+def url_retention(url: str) -> Retention:
+    """The `Retention` of ``url``'s query (``max_events``, ``max_age`` in seconds)."""
+    query = dict(parse_qsl(urlsplit(url).query))
+    default = Retention()
+    try:
+        return Retention(
+            max_events=int(query.get("max_events", default.max_events)),
+            max_age=float(query.get("max_age", default.max_age)),
+        )
+    except ValueError:
+        raise EventStoreError(f"max_events and max_age must be numbers in {url!r}") from None
+
+
+def _installed_openers() -> dict[str, Callable[[str], AsyncEventStore]]:
+    return {point.name: point.load() for point in entry_points(group=ENTRY_POINT_GROUP)}

@@ -1,0 +1,287 @@
+"""Task events and worker heartbeats: the plain records an event store keeps and answers with."""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from taskq.exceptions import EventStoreError
+
+#: Default bound on the number of events a store keeps.
+DEFAULT_MAX_EVENTS = 100_000
+#: Default bound on the age of what a store keeps, in seconds (7 days).
+DEFAULT_MAX_AGE_S = 7 * 24 * 3600.0
+#: Default number of tasks in one page of `AsyncEventStore.tasks`.
+DEFAULT_PAGE_SIZE = 50
+
+
+class EventKind(str, enum.Enum):
+    """What happened to a task: ``sent`` by `kiq`, then what the worker did with it."""
+
+    SENT = "sent"
+    RECEIVED = "received"
+    STARTED = "started"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    RETRIED = "retried"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, order=True)
+class WorkerId:
+    """The process that recorded an event: host name, process id and process number.
+
+    The process number is the index of a worker process under `taskq worker --workers N`
+    (0 for a client or a single process). ``str()`` gives ``host:pid:process``.
+    """
+
+    host: str
+    pid: int
+    process: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.pid}:{self.process}"
+
+    @classmethod
+    def parse(cls, text: str) -> WorkerId:
+        """Read the ``host:pid:process`` form; raise `EventStoreError` when it is not one."""
+        host, _, rest = text.rpartition(":")
+        host, _, pid = host.rpartition(":")
+        try:
+            return cls(host, int(pid), int(rest))
+        except ValueError:
+            raise EventStoreError(f"not a worker id (host:pid:process): {text!r}") from None
+
+    @classmethod
+    def current(cls, process: int = 0) -> WorkerId:
+        """The id of this process, as process number ``process``."""
+        return cls(socket.gethostname(), os.getpid(), process)
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """One lifecycle event of one task.
+
+    ``time`` is wall-clock Unix seconds; ``duration`` (seconds) is set on ``succeeded`` and
+    ``failed``; ``error_type``/``error_message`` on ``failed``, ``rejected`` and
+    ``cancelled``; ``retry`` (1 for the first retry) and ``retry_delay`` (seconds) on
+    ``retried``. ``worker`` is the process that recorded it (for ``sent``: the sender).
+    """
+
+    kind: EventKind
+    task_id: str
+    task_name: str
+    worker: WorkerId
+    time: float
+    duration: float | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    retry: int | None = None
+    retry_delay: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The event as JSON-ready data: the worker id as its string form, None fields left out."""
+        data = {key: value for key, value in asdict(self).items() if value is not None}
+        data["kind"] = self.kind.value
+        data["worker"] = str(self.worker)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TaskEvent:
+        """Rebuild an event from `as_dict` data; raise `EventStoreError` when it is not one."""
+        try:
+            fields = dict(data)
+            fields["kind"] = EventKind(fields["kind"])
+            fields["worker"] = WorkerId.parse(fields["worker"])
+            return cls(**fields)
+        except (KeyError, TypeError, ValueError) as error:
+            raise EventStoreError(f"not a task event: {data!r} ({error})") from None
+
+
+@dataclass(frozen=True)
+class WorkerHeartbeat:
+    """What a worker process reports every few seconds about itself.
+
+    ``time`` and ``started_at`` are wall-clock Unix seconds; ``broker`` is the broker's class
+    name and ``queue`` its queue; ``running`` counts the tasks running now, ``processed``
+    and ``failed`` the tasks finished since the start.
+    """
+
+    worker: WorkerId
+    time: float
+    started_at: float
+    broker: str
+    queue: str
+    concurrency: int
+    running: int
+    processed: int
+    failed: int
+    version: str
+
+    @property
+    def host(self) -> str:
+        """The worker's host name."""
+        return self.worker.host
+
+    @property
+    def pid(self) -> int:
+        """The worker's process id."""
+        return self.worker.pid
+
+    def as_dict(self) -> dict[str, Any]:
+        """The heartbeat as JSON-ready data (the worker id as its string form)."""
+        data = asdict(self)
+        data["worker"] = str(self.worker)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WorkerHeartbeat:
+        """Rebuild a heartbeat from `as_dict` data; raise `EventStoreError` when it is not one."""
+        try:
+            fields = dict(data)
+            fields["worker"] = WorkerId.parse(fields["worker"])
+            return cls(**fields)
+        except (KeyError, TypeError, ValueError) as error:
+            raise EventStoreError(f"not a worker heartbeat: {data!r} ({error})") from None
+
+
+@dataclass(frozen=True)
+class TaskSummary:
+    """A task as its latest event leaves it: ``state`` is that event's kind.
+
+    ``first_time``/``last_time`` are the times of its earliest and latest retained events;
+    ``worker``, ``duration`` and the error fields come from the latest event.
+    """
+
+    task_id: str
+    task_name: str
+    state: EventKind
+    worker: WorkerId
+    first_time: float
+    last_time: float
+    duration: float | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskQuery:
+    """Which tasks `AsyncEventStore.tasks` returns: every given filter must match.
+
+    ``since``/``until`` bound the time of a task's latest event (``since <= t < until``);
+    ``cursor`` is the `TaskPage.cursor` of the previous page.
+    """
+
+    state: EventKind | None = None
+    name: str | None = None
+    worker: WorkerId | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = DEFAULT_PAGE_SIZE
+    cursor: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.limit < 1:
+            raise EventStoreError(f"a task page holds at least 1 task, got limit={self.limit}")
+
+    def matches(self, task: TaskSummary) -> bool:
+        """Tell whether ``task`` passes the filters (the cursor and limit aside)."""
+        return (
+            (self.state is None or task.state == self.state)
+            and (self.name is None or task.task_name == self.name)
+            and (self.worker is None or task.worker == self.worker)
+            and (self.since is None or task.last_time >= self.since)
+            and (self.until is None or task.last_time < self.until)
+        )
+
+
+#: The query with no filter: the first page of the latest tasks.
+LATEST_TASKS = TaskQuery()
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    """One page of tasks, latest first; ``cursor`` fetches the next page (None: no more)."""
+
+    tasks: list[TaskSummary]
+    cursor: str | None = None
+
+
+def page_cursor(task: TaskSummary) -> str:
+    """The cursor of the page that follows ``task`` (tasks order by latest event time, then id)."""
+    return f"{task.last_time!r}|{task.task_id}"
+
+
+def read_cursor(cursor: str) -> tuple[float, str]:
+    """The (last time, task id) a cursor from `page_cursor` continues after."""
+    last_time, sep, task_id = cursor.partition("|")
+    try:
+        if not sep:
+            raise ValueError(cursor)
+        return float(last_time), task_id
+    except ValueError:
+        raise EventStoreError(f"not a task page cursor: {cursor!r}") from None
+
+
+@dataclass(frozen=True)
+class MinuteRate:
+    """How many events of each kind happened in the minute starting at ``minute`` (Unix s)."""
+
+    minute: int
+    counts: Mapping[EventKind, int] = field(default_factory=dict)
+
+    def count(self, *kinds: EventKind) -> int:
+        """The number of events of the given kinds in this minute."""
+        return sum(self.counts.get(kind, 0) for kind in kinds)
+
+
+def minute_of(timestamp: float) -> int:
+    """The start (Unix seconds) of the minute holding ``timestamp``."""
+    return int(timestamp // 60) * 60
+
+
+def last_minutes(minutes: int, now: float) -> list[int]:
+    """The starts of the last ``minutes`` minutes, oldest first, the one holding ``now`` last."""
+    current = minute_of(now)
+    return [current - 60 * back for back in range(minutes - 1, -1, -1)]
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """A worker's latest heartbeat and whether it came within the staleness threshold."""
+
+    heartbeat: WorkerHeartbeat
+    alive: bool
+
+    @property
+    def last_seen(self) -> float:
+        """When the worker last reported (Unix seconds)."""
+        return self.heartbeat.time
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How much an event store keeps: at most ``max_events`` events, none older than ``max_age``.
+
+    Retention works by whole tasks: when over either bound, the store drops the tasks whose
+    latest event is oldest, with all their events, so a task's history is never cut in two.
+    Rates per minute are kept for ``max_age`` seconds; heartbeats until ``max_age`` old.
+    """
+
+    max_events: int = DEFAULT_MAX_EVENTS
+    max_age: float = DEFAULT_MAX_AGE_S
+
+    def __post_init__(self) -> None:
+        if self.max_events < 1 or self.max_age <= 0:
+            raise EventStoreError(
+                "retention needs max_events >= 1 and max_age > 0 seconds, "
+                f"got max_events={self.max_events}, max_age={self.max_age}"
+            )
