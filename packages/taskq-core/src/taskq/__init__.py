@@ -8,6 +8,7 @@ results with ``await task.wait_result()``. Names of sibling packages (``InMemory
 from typing import TYPE_CHECKING, Any
 
 from taskq import _lazy
+from taskq.abc.cancellation import Cancellation, CancellationStore
 from taskq.abc.formatter import TaskiqFormatter
 from taskq.abc.middleware import TaskiqMiddleware
 from taskq.abc.result_backend import AsyncResultBackend
@@ -22,6 +23,7 @@ from taskq.decor import AsyncTaskiqDecoratedTask
 from taskq.events import TaskiqEvents
 from taskq.exceptions import (
     BrokerError,
+    CancellationUnavailableError,
     InvalidLabelError,
     InvalidScheduleError,
     ListenError,
@@ -41,6 +43,7 @@ from taskq.exceptions import (
     SharedBrokerSendTaskError,
     TaskArgumentsError,
     TaskBrokerMismatchError,
+    TaskCancelledError,
     TaskExitError,
     TaskiqError,
     TaskiqResultTimeoutError,
@@ -52,6 +55,7 @@ from taskq.exceptions import (
 from taskq.formatters import JSONFormatter, ProxyFormatter
 from taskq.gather import gather
 from taskq.kicker import AsyncKicker
+from taskq.memory_cancellation import InMemoryCancellationStore
 from taskq.message import BrokerMessage, TaskiqMessage
 from taskq.result import TaskiqResult
 from taskq.result_backends import DummyResultBackend
@@ -103,6 +107,10 @@ __all__ = [  # noqa: RUF022 - grouped by concept
     "async_shared_broker",
     "gather",
     "Receiver",
+    # cancellation
+    "Cancellation",
+    "CancellationStore",
+    "InMemoryCancellationStore",
     # results
     "AsyncResultBackend",
     "DummyResultBackend",
@@ -128,6 +136,7 @@ __all__ = [  # noqa: RUF022 - grouped by concept
     # errors
     "TaskiqError",
     "BrokerError",
+    "CancellationUnavailableError",
     "InvalidLabelError",
     "InvalidScheduleError",
     "ListenError",
@@ -147,6 +156,7 @@ __all__ = [  # noqa: RUF022 - grouped by concept
     "SharedBrokerSendTaskError",
     "TaskArgumentsError",
     "TaskBrokerMismatchError",
+    "TaskCancelledError",
     "TaskExitError",
     "TaskiqResultTimeoutError",
     "TaskRejectedError",

@@ -20,6 +20,7 @@ from taskq.abc.middleware import TaskiqMiddleware, hooks_by_name
 from taskq.capabilities import Capability
 from taskq.decor import AsyncTaskiqDecoratedTask
 from taskq.events import EventHandler, TaskiqEvents
+from taskq.exceptions import CancellationUnavailableError
 from taskq.formatters import ProxyFormatter
 from taskq.result_backends import DummyResultBackend
 from taskq.serializers.json import JSONSerializer
@@ -29,6 +30,7 @@ from taskq.task_ids import default_id_generator
 from taskq.task_names import default_task_name
 
 if TYPE_CHECKING:
+    from taskq.abc.cancellation import CancellationStore
     from taskq.abc.formatter import TaskiqFormatter
     from taskq.abc.result_backend import AsyncResultBackend
     from taskq.abc.serializer import TaskiqSerializer
@@ -59,6 +61,7 @@ class AsyncBroker(ABC):
         self.middlewares: list[TaskiqMiddleware] = []
         self.middleware_hooks: dict[str, list[Any]] = hooks_by_name([])
         self.result_backend: AsyncResultBackend[Any] = result_backend or DummyResultBackend()
+        self.cancellation: CancellationStore | None = None
         self.decorator_class = AsyncTaskiqDecoratedTask
         self.serializer: TaskiqSerializer = JSONSerializer()
         self.formatter: TaskiqFormatter = ProxyFormatter(self)
@@ -96,6 +99,8 @@ class AsyncBroker(ABC):
         """
         self._started = True
         await self.result_backend.startup()
+        if self.cancellation is not None:
+            await self.cancellation.startup()
         for middleware in self.middlewares:
             await maybe_await(middleware.startup())
         event = (
@@ -117,6 +122,8 @@ class AsyncBroker(ABC):
         await self.run_event_handlers(event)
         for middleware in self.middlewares:
             await maybe_await(middleware.shutdown())
+        if self.cancellation is not None:
+            await self.cancellation.shutdown()
         await self.result_backend.shutdown()
 
     async def __aenter__(self) -> Self:
@@ -182,6 +189,22 @@ class AsyncBroker(ABC):
         """Return every task this broker can run, by name."""
         return {**shared_task_registry, **self.local_task_registry}
 
+    async def cancel(self, task_id: str, reason: str = "") -> None:
+        """Cancel task ``task_id``: if queued it never starts; if running it is stopped.
+
+        A running async task is cancelled within about a second; a sync one sees
+        ``Context.cancelled`` and stops itself. Its result is a failed one with
+        `TaskCancelledError`. Cancelling a finished or unknown task does nothing but keep
+        the record (for the store's TTL).
+
+        Raises:
+            CancellationUnavailableError: the broker has no cancellation store.
+        """
+        store = self.target_broker().cancellation
+        if store is None:
+            raise CancellationUnavailableError(broker=type(self.target_broker()).__name__)
+        await store.cancel(task_id, reason)
+
     def target_broker(self) -> AsyncBroker:
         """Return the broker that sends this broker's tasks (itself, for real brokers)."""
         return self
@@ -191,6 +214,15 @@ class AsyncBroker(ABC):
     def with_result_backend(self, result_backend: AsyncResultBackend[Any]) -> Self:
         """Store results in ``result_backend``; return the broker."""
         self.result_backend = result_backend
+        return self
+
+    def with_cancellation(self, store: CancellationStore | None) -> Self:
+        """Record and watch cancellations in ``store`` (None: no cancellation); return the broker.
+
+        Workers then check each message against the store before running it and stop
+        running tasks whose cancellation is recorded; see `cancel`.
+        """
+        self.cancellation = store
         return self
 
     def with_middlewares(self, *middlewares: TaskiqMiddleware) -> Self:

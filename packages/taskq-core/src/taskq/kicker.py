@@ -205,7 +205,7 @@ async def send_task(
         raise SendTaskError(f"{type(broker).__name__} could not send: {exc!r}") from exc
     for hook in hooks["post_send"]:
         await maybe_await(hook(message))
-    return AsyncTaskiqTask(message.task_id, broker.result_backend, return_type)
+    return AsyncTaskiqTask(message.task_id, broker.result_backend, return_type, broker)
 
 
 def check_task_known(broker: AsyncBroker, task_name: str) -> None:

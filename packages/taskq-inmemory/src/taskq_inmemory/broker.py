@@ -12,6 +12,7 @@ from taskq.capabilities import Capability
 from taskq.events import TaskiqEvents
 from taskq.exceptions import UnknownTaskError
 from taskq.labels import delay_seconds, priority_value
+from taskq.memory_cancellation import InMemoryCancellationStore
 from taskq.message import BrokerMessage
 from taskq.receiver import Receiver
 from taskq_inmemory.message_queue import MessageQueue
@@ -25,7 +26,8 @@ class InMemoryBroker(AsyncBroker):
 
     Messages go through a real queue (honouring the ``delay`` and ``priority`` labels) and
     the same `Receiver` a worker runs, so tests exercise what production runs: encoding,
-    middlewares, argument casting, results. Results are kept by an `InmemoryResultBackend`.
+    middlewares, argument casting, results. Results are kept by an `InmemoryResultBackend`,
+    cancellations (``broker.cancel``) by an `InMemoryCancellationStore`.
 
     Args:
         sync_tasks_pool_size: threads that run sync tasks.
@@ -40,7 +42,7 @@ class InMemoryBroker(AsyncBroker):
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.DELAY, Capability.PRIORITY, Capability.LOAD_BALANCING}
+        {Capability.DELAY, Capability.PRIORITY, Capability.LOAD_BALANCING, Capability.CANCEL}
     )
 
     def __init__(
@@ -61,6 +63,7 @@ class InMemoryBroker(AsyncBroker):
             max_async_tasks=max_async_tasks,
             propagate_exceptions=propagate_exceptions,
         )
+        self.cancellation = InMemoryCancellationStore()
         self.await_inplace = await_inplace
         self.queue = MessageQueue()
         self._consumer: asyncio.Task[None] | None = None

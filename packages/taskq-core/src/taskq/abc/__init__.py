@@ -7,6 +7,7 @@ capabilities, exceptions). `AsyncBroker` is named here for compatibility; it is 
 
 from typing import TYPE_CHECKING, Any
 
+from taskq.abc.cancellation import CancellationStore
 from taskq.abc.formatter import TaskiqFormatter
 from taskq.abc.middleware import TaskiqMiddleware
 from taskq.abc.result_backend import AsyncResultBackend
@@ -29,6 +30,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AsyncBroker",
     "AsyncResultBackend",
+    "CancellationStore",
     "ScheduleSource",
     "TaskiqFormatter",
     "TaskiqMiddleware",

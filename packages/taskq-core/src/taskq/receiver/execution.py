@@ -21,7 +21,7 @@ from taskq.exceptions import (
     TaskTimeoutError,
 )
 from taskq.labels import timeout_seconds
-from taskq.receiver.interrupts import reraise_cancellation, task_failure
+from taskq.receiver.interrupts import cancel_requested, reraise_cancellation, task_failure
 from taskq.receiver.signature import TaskSignature
 from taskq.result import TaskiqResult
 from taskq.state import TaskiqState
@@ -29,6 +29,7 @@ from taskq.state import TaskiqState
 if TYPE_CHECKING:
     from taskq.abc.broker import AsyncBroker
     from taskq.acks import AckController
+    from taskq.cancel_token import CancelToken
     from taskq.decor import AsyncTaskiqDecoratedTask
     from taskq.message import TaskiqMessage
 
@@ -69,8 +70,13 @@ class TaskExecutor:
         task: AsyncTaskiqDecoratedTask[Any, Any],
         message: TaskiqMessage,
         acker: AckController,
+        token: CancelToken | None = None,
     ) -> TaskiqResult[Any]:
-        """Run ``task`` for ``message`` and return its result (``error`` set when it raised)."""
+        """Run ``task`` for ``message`` and return its result (``error`` set when it raised).
+
+        With a ``token``, cancelling it stops an async task (the result's error is then a
+        `TaskCancelledError`); a sync task reads it through ``Context.cancelled``.
+        """
         signature = self._signatures.get(task.task_name)
         if signature is None or signature.func is not task.original_func:
             signature = self.signature_of(task)
@@ -86,7 +92,7 @@ class TaskExecutor:
             if signature.graph is not None:
                 resolver = signature.graph.async_ctx(
                     {
-                        Context: Context(message, self.broker, acker),
+                        Context: Context(message, self.broker, acker, token),
                         TaskiqState: self.broker.state,
                         **self.broker.custom_dependency_context,
                     },
@@ -97,14 +103,14 @@ class TaskExecutor:
                 kwargs.update(injected)
             labels = message.labels
             timeout = timeout_seconds(labels["timeout"]) if "timeout" in labels else None
-            if signature.is_async and timeout is None:
+            if signature.is_async and timeout is None and token is None:
                 value = await signature.func(*args, **kwargs)
             else:
-                value = await self._call(signature, args, kwargs, timeout)
+                value = await self._call(signature, args, kwargs, timeout, token)
         except Exception as exc:
             error = exc
         except BaseException as exc:  # sys.exit() & co.; the task's cancellation goes on up
-            error = task_failure(exc)
+            error = _cancelled_run(token, exc) or task_failure(exc)
         elapsed = perf_counter() - started
         if resolver is not None:
             await self._close(resolver, error)
@@ -146,10 +152,13 @@ class TaskExecutor:
         args: list[Any],
         kwargs: dict[str, Any],
         timeout: float | None,
+        token: CancelToken | None = None,
     ) -> Any:
         if signature.is_async:
             pending = signature.func(*args, **kwargs)
-            if timeout is not None:  # before 3.12 wait_for runs it in a task of its own
+            if token is not None:  # a task of its own, which the token cancels
+                pending = token.run(_contained(pending))
+            elif timeout is not None:  # before 3.12 wait_for runs it in a task of its own
                 pending = _contained(pending)
         else:
             loop = asyncio.get_running_loop()
@@ -186,6 +195,18 @@ async def _contained(coro: Any) -> Any:
         return await coro
     except (SystemExit, KeyboardInterrupt) as exc:
         raise task_failure(exc)  # noqa: B904 - the original is its __cause__
+
+
+def _cancelled_run(token: CancelToken | None, error: BaseException) -> Exception | None:
+    """The `TaskCancelledError` of a run its token stopped; None for any other ``error``."""
+    if (
+        token is not None
+        and token.cancelled
+        and isinstance(error, asyncio.CancelledError)
+        and not cancel_requested()  # the worker stopping the whole message goes on up
+    ):
+        return token.error()
+    return None
 
 
 def _check_injected(task_name: str, signature: TaskSignature, injected: dict[str, Any]) -> None:
