@@ -7,12 +7,12 @@ import logging
 from collections.abc import AsyncGenerator
 from typing import ClassVar
 
+from taskq import InMemoryCancellationStore
 from taskq.abc.broker import AsyncBroker
 from taskq.capabilities import Capability
 from taskq.events import TaskiqEvents
 from taskq.exceptions import UnknownTaskError
 from taskq.labels import delay_seconds, priority_value
-from taskq.memory_cancellation import InMemoryCancellationStore
 from taskq.message import BrokerMessage
 from taskq.receiver import Receiver
 from taskq_inmemory.message_queue import MessageQueue
