@@ -1,12 +1,13 @@
 """taskq-redis: a durable broker on Redis Streams, and the one Redis layer of taskq.
 
-The broker (acks, leases, redelivery, dead letters) and what every Redis part of taskq
+The broker (acks, leases, redelivery, dead letters), the cancellation store, and what every Redis part of taskq
 shares: the connection (`taskq_redis.connection`), the reconnect policy
 (`taskq_redis.reconnect`), the error family (`taskq_redis.errors`) and test helpers
 (`taskq_redis.testing`).
 """
 
 from taskq_redis.broker import RedisStreamBroker
+from taskq_redis.cancellation import RedisCancellationStore
 from taskq_redis.connection import RedisConnection
 from taskq_redis.dead_letters import DeadLetter, DeadLetterQueue
 from taskq_redis.errors import (
@@ -21,6 +22,7 @@ __all__ = [
     "DeadLetterQueue",
     "InvalidLabelError",
     "RedisBrokerUnavailableError",
+    "RedisCancellationStore",
     "RedisConnection",
     "RedisStreamBroker",
     "RedisUnavailableError",
