@@ -1,9 +1,9 @@
 """taskq-redis: a durable broker on Redis Streams, and the one Redis layer of taskq.
 
-The broker (acks, leases, redelivery, dead letters), the cancellation store, and what every Redis part of taskq
-shares: the connection (`taskq_redis.connection`), the reconnect policy
-(`taskq_redis.reconnect`), the error family (`taskq_redis.errors`) and test helpers
-(`taskq_redis.testing`).
+The broker (acks, leases, redelivery, dead letters), the cancellation store
+(`RedisCancellationStore`), and what every Redis part of taskq shares: the connection
+(`taskq_redis.connection`), the reconnect policy (`taskq_redis.reconnect`), the error family
+(`taskq_redis.errors`) and test helpers (`taskq_redis.testing`).
 """
 
 from taskq_redis.broker import RedisStreamBroker
