@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from typing import Any
@@ -228,3 +229,22 @@ async def test_the_ack_mode_is_kept_for_tasks_that_are_not_cancelled(broker, enc
     data = encode(broker, work.task_name)
     await Receiver(broker, ack_type=AcknowledgeType.WHEN_RECEIVED).callback(broker.ackable(data))
     assert [kind for kind, _ in broker.settled] == ["ack"]
+
+
+async def test_a_cancelled_run_is_logged_as_information_not_as_an_error(broker, caplog):
+    started = asyncio.Event()
+
+    @broker.task
+    async def forever() -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    _, listener = await listening(broker)
+    task = await forever.kiq()
+    await asyncio.wait_for(started.wait(), 10)
+    with caplog.at_level(logging.INFO, logger="taskq.receiver"):
+        await task.cancel()
+        await task.wait_result(timeout=10)
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
+    assert "was cancelled while running" in caplog.text
+    await stop(broker, listener)

@@ -15,6 +15,7 @@ from taskq.context import Context
 from taskq.exceptions import (
     NoResultError,
     TaskArgumentsError,
+    TaskCancelledError,
     TaskExitError,
     TaskiqError,
     TaskRejectedError,
@@ -220,7 +221,9 @@ def _check_injected(task_name: str, signature: TaskSignature, injected: dict[str
 
 
 def _log_failure(message: TaskiqMessage, error: BaseException) -> None:
-    if isinstance(error, TaskExitError):  # one line, with where the task exited
+    if isinstance(error, TaskCancelledError):  # asked for: not an error of the task
+        logger.info("Task %s (%s) was cancelled while running", message.task_id, message.task_name)
+    elif isinstance(error, TaskExitError):  # one line, with where the task exited
         logger.error(
             "Task %s (%s) failed: %s",
             message.task_id,
