@@ -29,7 +29,9 @@ from taskq import (
     AsyncBroker,
     AsyncResultBackend,
     BrokerMessage,
+    Cancellation,
     Capability,
+    InMemoryCancellationStore,
     ScheduledTask,
     ScheduleSource,
     TaskiqResult,
@@ -184,6 +186,43 @@ class AckableWithoutDeclaringAcks(InMemoryBroker):
     async def listen(self) -> AsyncGenerator[bytes | AckableMessage, None]:
         async for data in super().listen():
             yield AckableMessage(data, ack=lambda: None)
+
+
+class ForgetfulCancellationStore(InMemoryCancellationStore):
+    """Defect: records no cancellation (the store of `ForgetsCancellations`)."""
+
+    async def cancel(self, task_id: str, reason: str = "") -> None:
+        return
+
+
+class DeafCancellationStore(InMemoryCancellationStore):
+    """Defect: never tells a listener of a cancellation (the store of `CancelsOnlyQueuedTasks`)."""
+
+    async def listen(self) -> AsyncGenerator[Cancellation, None]:
+        feed = await super().listen()
+        await feed.aclose()
+        return _silence()
+
+
+async def _silence() -> AsyncGenerator[Cancellation, None]:
+    await asyncio.Event().wait()
+    yield Cancellation("never")  # pragma: no cover - never reached
+
+
+class ForgetsCancellations(InMemoryBroker):
+    """Defect: declares ``cancel``, but its cancellation store keeps nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.with_cancellation(ForgetfulCancellationStore())
+
+
+class CancelsOnlyQueuedTasks(InMemoryBroker):
+    """Defect: declares ``cancel``, but its workers never hear of a cancellation while running."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.with_cancellation(DeafCancellationStore())
 
 
 # -- result backends -----------------------------------------------------------------------------
@@ -403,6 +442,14 @@ def make_endless_listen_broker() -> InMemoryBroker:
 
 def make_undeclared_acks_broker() -> InMemoryBroker:
     return AckableWithoutDeclaringAcks()
+
+
+def make_cancellation_forgetting_broker() -> InMemoryBroker:
+    return ForgetsCancellations()
+
+
+def make_queued_only_cancelling_broker() -> InMemoryBroker:
+    return CancelsOnlyQueuedTasks()
 
 
 def make_mixing_backend() -> InmemoryResultBackend[Any]:
