@@ -264,13 +264,17 @@ class DropsProgress(InmemoryResultBackend[Any]):
 class IgnoresTtl(InmemoryResultBackend[Any]):
     """Defect: declares ``ttl`` and has ``result_ttl``, but results never expire."""
 
-    capabilities: ClassVar[frozenset[Capability]] = InmemoryResultBackend.capabilities | {
-        Capability.TTL
-    }
-
     def __init__(self) -> None:
         super().__init__(max_stored_results=-1)
-        self.result_ttl: float | None = None
+
+    async def is_result_ready(self, task_id: str) -> bool:
+        return task_id in self.results
+
+    async def get_result(self, task_id: str, with_logs: bool = True) -> TaskiqResult[Any]:
+        try:
+            return self.results[task_id]
+        except KeyError:
+            raise ResultGetError(f"no result for {task_id}") from None
 
 
 class PollsDespiteNotify(InmemoryResultBackend[Any]):

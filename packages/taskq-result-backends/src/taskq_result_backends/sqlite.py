@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
-from taskq.abc.result_backend import AsyncResultBackend
+from taskq.abc.result_backend import DEFAULT_RESULT_TTL_S, AsyncResultBackend
 from taskq.abc.serializer import TaskiqSerializer
 from taskq.capabilities import Capability
 from taskq.exceptions import ResultGetError
@@ -75,9 +75,9 @@ class SQLiteResultBackend(AsyncResultBackend[_ReturnType]):
     Args:
         path: The database file, created with its tables on first use (its directory must
             exist). Processes giving the same path share results.
-        result_ttl: Seconds a result or progress report is kept; None (the default) keeps it
-            forever. An expired row is never returned and is purged later. The attribute may
-            be changed at any time; it applies to what is stored afterwards.
+        result_ttl: Seconds a result or progress report is kept: one day by default; None
+            keeps it forever. An expired row is never returned and is purged later. The
+            attribute may be changed at any time; it applies to what is stored afterwards.
         serializer: Encodes results (default: taskq's `JSONSerializer`). Every process using
             the file must use the same one.
         busy_timeout_s: Seconds a statement waits for another connection's write lock before
@@ -96,7 +96,7 @@ class SQLiteResultBackend(AsyncResultBackend[_ReturnType]):
     def __init__(
         self,
         path: str | os.PathLike[str] = "taskq-results.sqlite3",
-        result_ttl: float | None = None,
+        result_ttl: float | None = DEFAULT_RESULT_TTL_S,
         serializer: TaskiqSerializer | None = None,
         *,
         busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
