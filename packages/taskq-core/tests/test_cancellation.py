@@ -20,6 +20,7 @@ from taskq import (
     TaskCancelledError,
     TaskiqDepends,
 )
+from taskq.cancel_token import CancelToken
 from taskq.testing import eventually
 
 
@@ -248,3 +249,49 @@ async def test_a_cancelled_run_is_logged_as_information_not_as_an_error(broker, 
     assert [r.levelno for r in caplog.records] == [logging.INFO]
     assert "was cancelled while running" in caplog.text
     await stop(broker, listener)
+
+
+async def test_a_cancellation_recorded_while_nobody_listened_is_found_on_listening_again(
+    recording_broker, caplog
+):
+    class FailsOnce(InMemoryCancellationStore):
+        failed = False
+
+        async def listen(self) -> Any:
+            if not self.failed:
+                self.failed = True
+                await eventually(lambda: started.is_set())  # the task runs, unheard of
+                await self.cancel(task.task_id, "while deaf")  # told to no listener
+                raise OSError("the store is down")
+            return await super().listen()
+
+    started = asyncio.Event()
+    broker = recording_broker.with_cancellation(FailsOnce())
+
+    @broker.task
+    async def forever() -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    task = await forever.kiq()
+    _, listener = await listening(broker)
+    result = await task.wait_result(timeout=20)
+    assert isinstance(result.error, TaskCancelledError)
+    assert result.error.reason == "while deaf"
+    assert "Cannot listen for cancellations" in caplog.text
+    await stop(broker, listener)
+
+
+async def test_a_token_cancelled_before_the_run_does_not_start_it():
+    token = CancelToken("t1")
+    token.cancel("early")
+    ran: list[int] = []
+
+    async def work() -> None:
+        ran.append(1)
+
+    coro = work()
+    with pytest.raises(TaskCancelledError):
+        token.run(coro)
+    assert ran == []
+    assert coro.cr_frame is None  # closed, not left to warn "never awaited"
