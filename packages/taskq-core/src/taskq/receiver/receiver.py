@@ -50,7 +50,8 @@ _OWN_TASK_PER_MESSAGE = sys.version_info < (3, 11)
 class Receiver:
     """Runs the messages a broker delivers: the worker's engine.
 
-    For each message: decode → find the task → ``pre_execute`` → bind, cast and inject
+    For each message: decode → find the task → (with a cancellation store on the broker) not
+    run if cancelled, else run cancellably → ``pre_execute`` → bind, cast and inject
     arguments → run (async on the loop, sync in the thread pool) under the ``timeout`` label
     → ``post_execute`` / ``on_error`` → store the result → ``post_save``, acknowledging
     where ``ack_type`` says. Bad input (undecodable bytes, an unknown task, arguments that do
