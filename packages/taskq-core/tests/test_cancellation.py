@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -292,6 +293,27 @@ async def test_a_token_cancelled_before_the_run_does_not_start_it():
 
     coro = work()
     with pytest.raises(TaskCancelledError):
-        token.run(coro)
+        await token.run(coro)
     assert ran == []
     assert coro.cr_frame is None  # closed, not left to warn "never awaited"
+
+
+async def test_an_async_task_that_swallows_the_cancellation_finishes_normally(broker):
+    started = asyncio.Event()
+
+    @broker.task
+    async def stubborn() -> str:
+        started.set()
+        with contextlib.suppress(asyncio.CancelledError):  # it declines: the run goes on,
+            await asyncio.sleep(3600)  # and what follows must not be cancelled
+        await asyncio.sleep(0.01)
+        return "declined"
+
+    _, listener = await listening(broker)
+    task = await stubborn.kiq()
+    await asyncio.wait_for(started.wait(), 10)
+    await task.cancel()
+    result = await task.wait_result(timeout=10)
+    assert result.return_value == "declined"
+    assert [kind for kind, _ in broker.settled] == ["ack"]
+    await stop(broker, listener)

@@ -22,7 +22,7 @@ from taskq.exceptions import (
     TaskTimeoutError,
 )
 from taskq.labels import timeout_seconds
-from taskq.receiver.interrupts import cancel_requested, reraise_cancellation, task_failure
+from taskq.receiver.interrupts import reraise_cancellation, task_failure
 from taskq.receiver.signature import TaskSignature
 from taskq.result import TaskiqResult
 from taskq.state import TaskiqState
@@ -104,14 +104,15 @@ class TaskExecutor:
                 kwargs.update(injected)
             labels = message.labels
             timeout = timeout_seconds(labels["timeout"]) if "timeout" in labels else None
-            if signature.is_async and timeout is None and token is None:
-                value = await signature.func(*args, **kwargs)
+            if signature.is_async and timeout is None:
+                call = signature.func(*args, **kwargs)
+                value = await (call if token is None else token.run(call))
             else:
                 value = await self._call(signature, args, kwargs, timeout, token)
         except Exception as exc:
             error = exc
         except BaseException as exc:  # sys.exit() & co.; the task's cancellation goes on up
-            error = _cancelled_run(token, exc) or task_failure(exc)
+            error = task_failure(exc)
         elapsed = perf_counter() - started
         if resolver is not None:
             await self._close(resolver, error)
@@ -157,9 +158,9 @@ class TaskExecutor:
     ) -> Any:
         if signature.is_async:
             pending = signature.func(*args, **kwargs)
-            if token is not None:  # a task of its own, which the token cancels
-                pending = token.run(_contained(pending))
-            elif timeout is not None:  # before 3.12 wait_for runs it in a task of its own
+            if token is not None:
+                pending = token.run(pending)
+            if timeout is not None:  # before 3.12 wait_for runs it in a task of its own
                 pending = _contained(pending)
         else:
             loop = asyncio.get_running_loop()
@@ -196,18 +197,6 @@ async def _contained(coro: Any) -> Any:
         return await coro
     except (SystemExit, KeyboardInterrupt) as exc:
         raise task_failure(exc)  # noqa: B904 - the original is its __cause__
-
-
-def _cancelled_run(token: CancelToken | None, error: BaseException) -> Exception | None:
-    """The `TaskCancelledError` of a run its token stopped; None for any other ``error``."""
-    if (
-        token is not None
-        and token.cancelled
-        and isinstance(error, asyncio.CancelledError)
-        and not cancel_requested()  # the worker stopping the whole message goes on up
-    ):
-        return token.error()
-    return None
 
 
 def _check_injected(task_name: str, signature: TaskSignature, injected: dict[str, Any]) -> None:

@@ -32,7 +32,7 @@ from taskq.result import TaskiqResult
 
 if TYPE_CHECKING:
     from taskq.abc.broker import AsyncBroker
-    from taskq.abc.cancellation import Cancellation, CancellationStore
+    from taskq.abc.cancellation import CancellationStore
     from taskq.cancel_token import CancelToken
     from taskq.decor import AsyncTaskiqDecoratedTask
 
@@ -181,7 +181,15 @@ class Receiver:
         watch = self._watch_for(store)
         token = watch.register(message.task_id)  # before the check: no cancellation is missed
         try:
-            cancellation = await _recorded_cancellation(store, message.task_id)
+            try:
+                cancellation = await store.cancellation(message.task_id)
+            except Exception as exc:
+                cancellation = None
+                logger.warning(
+                    "Task %s: cannot check whether it was cancelled (%r); it runs",
+                    message.task_id,
+                    exc,
+                )
             if cancellation is not None:
                 logger.info("Task %s was cancelled before it started", message.task_id)
                 token.cancel(cancellation.reason)
@@ -431,15 +439,6 @@ class Receiver:
     def close(self) -> None:
         """Release the thread pool this receiver made for sync tasks (if it made one)."""
         self.task_executor.close()
-
-
-async def _recorded_cancellation(store: CancellationStore, task_id: str) -> Cancellation | None:
-    """The cancellation ``store`` holds for ``task_id``; None (the task runs) if it cannot say."""
-    try:
-        return await store.cancellation(task_id)
-    except Exception as exc:
-        logger.warning("Task %s: cannot check whether it was cancelled (%r); it runs", task_id, exc)
-        return None
 
 
 def _jitter(max_jitter: int) -> int:
