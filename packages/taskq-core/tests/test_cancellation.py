@@ -22,6 +22,7 @@ from taskq import (
     TaskiqDepends,
 )
 from taskq.cancel_token import CancelToken
+from taskq.receiver.interrupts import MessageTask
 from taskq.testing import eventually
 
 
@@ -317,3 +318,22 @@ async def test_an_async_task_that_swallows_the_cancellation_finishes_normally(br
     assert result.return_value == "declined"
     assert [kind for kind, _ in broker.settled] == ["ack"]
     await stop(broker, listener)
+
+
+async def test_a_run_also_cancelled_by_the_stopping_worker_is_not_turned_into_a_result():
+    token = CancelToken("t1")
+    started = asyncio.Event()
+
+    async def work() -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    async def message() -> None:
+        await token.run(work())
+
+    task = MessageTask(message(), loop=asyncio.get_running_loop())
+    await started.wait()
+    task.cancel()  # the worker stops
+    token.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
