@@ -1,27 +1,25 @@
-"""What controlling tasks costs on Redis: each control's cost per task against a plain task.
+"""The cost per task of a cancellable task against a plain one, on Redis.
 
-Each row of the table is a `Variant`: how its brokers are set up and how its task is declared
-and sent. For each, one process runs a client broker and a worker broker (a `Receiver`) on a
-fresh key prefix of the Redis server (``TASKQ_REDIS_URL``, default
-``redis://127.0.0.1:6379/0``); the client sends N no-op tasks one after another and the run
-ends when the worker ran the last one. Two figures per row:
+For each kind of task, N no-op tasks are kicked one after another by a client broker, then run
+by a worker (a `Receiver` on a second broker, in this process), against the same Redis server
+(``TASKQ_REDIS_URL``, default ``redis://127.0.0.1:6379/0``), on keys of their own run:
 
-- Redis round trips per task: every command (or pipeline) redis-py sends from this process,
-  client and worker together, counted at the connection, divided by N. Background traffic
-  (the worker's blocking reads, lease renewals) is included and about the same in each row,
-  so the difference to the plain row is the control's own cost.
-- microseconds per task: the wall time from the first send to the last run, divided by N
-  (the fastest of 3 runs; the rows take turns, so that a slow moment hits them alike).
+- plain: ``@broker.task``;
+- cancellable: the same task on brokers with a `RedisCancellationStore`
+  (``broker.with_cancellation(...)``): the worker looks each message up in the store before
+  running it, and listens to its channel.
 
-The cancellable row also times how long a running async task takes to stop after
-``task.cancel()``: from the call to the task's ``CancelledError`` (the median of 10), through
-the store's pub/sub channel.
+Round trips are counted on the client side: each request redis-py writes to a connection
+(one command, one script call or one pipeline) is one round trip. The brokers' background
+loops (delayed messages, lease renewal) count too, the same for every kind. Per task, the
+script prints the client's round trips per ``kiq``, the worker's per task run (the worker
+reads, acknowledges and decides in batches, hence less than one), the extra ones over plain
+on both sides together, and the time per task of each side (median of 3 runs). For the
+cancellable kind it also prints how long a running async task takes to stop after
+``task.cancel()``: from the call to the task's ``CancelledError`` (median of 10).
 
-    python bench/control.py           # 2,000 tasks per row
-    python bench/control.py --quick   # 300 tasks per row
-
-A row is added by appending a `Variant` to `VARIANTS`. On a shared machine the times vary by
-20% or more between runs; the round trips do not.
+    python bench/control.py           # 2,000 tasks per kind
+    python bench/control.py --quick   # 300 tasks per kind (smoke test)
 """
 
 from __future__ import annotations
@@ -29,135 +27,118 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import platform
 import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-# bench/redis.py would stand for the redis package: drop this script's directory from the path
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+# bench/redis.py would shadow redis-py: look for modules outside this directory
+sys.path[:] = [
+    path
+    for path in sys.path
+    if os.path.abspath(path or ".") != os.path.dirname(os.path.abspath(__file__))
+]
 
 from redis.asyncio.connection import AbstractConnection  # noqa: E402
 
-from taskq import AsyncBroker, AsyncKicker, AsyncTaskiqDecoratedTask, Receiver  # noqa: E402
+from taskq import Receiver  # noqa: E402
 from taskq_redis import RedisCancellationStore, RedisStreamBroker  # noqa: E402
 from taskq_redis.testing import delete_keys  # noqa: E402
 
 URL = os.environ.get("TASKQ_REDIS_URL") or "redis://127.0.0.1:6379/0"
+KINDS = ("plain", "cancellable")
+RUNS = 3
 #: Cancellations timed for the latency figure.
 CANCELLATIONS = 10
-#: Runs of each row; the fastest is reported.
-RUNS = 3
 
 
-@dataclass(frozen=True)
-class Variant:
-    """One row: how its brokers are set up, and how its task is declared and sent."""
+@contextmanager
+def counting_round_trips() -> Iterator[list[int]]:
+    """Count the requests redis-py sends (``[count]``, read it inside or after the block)."""
+    count = [0]
+    original = AbstractConnection.send_packed_command
 
-    name: str
-    #: Called on the client broker and on the worker broker with (broker, url, key prefix).
-    configure: Callable[[AsyncBroker, str, str], object] = lambda broker, url, prefix: None
-    #: Options of ``@broker.task(...)`` for the measured task.
-    task_options: dict[str, Any] = field(default_factory=dict)
-    #: The kicker each task is sent with (a unique task would add ``.with_unique()``).
-    kicker: Callable[[AsyncTaskiqDecoratedTask[Any, Any], int], AsyncKicker[Any, Any]] = (
-        lambda task, n: task.kicker()
-    )
+    async def counted(self: AbstractConnection, *args: Any, **kwargs: Any) -> None:
+        count[0] += 1
+        await original(self, *args, **kwargs)
 
-
-def with_cancellation(broker: AsyncBroker, url: str, prefix: str) -> object:
-    """Give ``broker`` a Redis cancellation store on the run's prefix."""
-    return broker.with_cancellation(RedisCancellationStore(url, prefix=prefix))
+    AbstractConnection.send_packed_command = counted  # type: ignore[method-assign]
+    try:
+        yield count
+    finally:
+        AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
 
 
-VARIANTS = [
-    Variant("plain"),
-    Variant("cancellable", configure=with_cancellation),
-]
+def make_broker(prefix: str, worker: bool, kind: str) -> RedisStreamBroker:
+    broker = RedisStreamBroker(URL, key_prefix=prefix)
+    if kind == "cancellable":
+        broker.with_cancellation(RedisCancellationStore(URL, prefix=prefix))
+    broker.is_worker_process = worker
+    return broker
 
 
-class RoundTrips:
-    """Counts what redis-py sends from this process: one per command or pipeline."""
+def register(broker: RedisStreamBroker, done: Callable[[], None]) -> dict[str, Any]:
+    @broker.task(task_name="bench:plain")
+    async def plain(n: int) -> None:
+        done()
 
-    def __init__(self) -> None:
-        self.count = 0
-        self._original = AbstractConnection.send_packed_command
-
-    def __enter__(self) -> RoundTrips:
-        original, counter = self._original, self
-
-        async def counted(connection: Any, command: Any, check_health: bool = True) -> None:
-            counter.count += 1
-            await original(connection, command, check_health)
-
-        AbstractConnection.send_packed_command = counted  # type: ignore[method-assign]
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        AbstractConnection.send_packed_command = self._original  # type: ignore[method-assign]
+    return {
+        "plain": plain.kiq,
+        "cancellable": plain.kiq,
+    }
 
 
-@dataclass
-class Row:
-    """The figures of one variant."""
-
-    name: str
-    round_trips: float
-    micros: float
-    cancel_ms: float | None = None
-
-
-async def measure(variant: Variant, tasks: int) -> Row:
-    """Send ``tasks`` tasks of ``variant`` through Redis and time them to the last run."""
-    prefix = f"taskq-bench-control-{uuid.uuid4().hex[:12]}"
-    done = asyncio.Event()
+async def measure(kind: str, tasks: int) -> dict[str, float]:
+    prefix = f"taskq-bench-control-{uuid.uuid4().hex}"
     ran = 0
+    finished = asyncio.Event()
 
-    def make(worker: bool) -> tuple[AsyncBroker, AsyncTaskiqDecoratedTask[Any, Any]]:
-        broker = RedisStreamBroker(URL, key_prefix=prefix)
-        broker.is_worker_process = worker
-        variant.configure(broker, URL, prefix)
+    def done() -> None:
+        nonlocal ran
+        ran += 1
+        if ran == tasks:
+            finished.set()
 
-        @broker.task(task_name="bench:noop", **variant.task_options)
-        async def noop() -> None:
-            nonlocal ran
-            ran += 1
-            if ran == tasks:
-                done.set()
-
-        return broker, noop
-
-    client, task = make(worker=False)
-    worker, _ = make(worker=True)
-    stop = asyncio.Event()
+    client, worker = make_broker(prefix, False, kind), make_broker(prefix, True, kind)
+    send = register(client, done)[kind]
+    register(worker, done)
     try:
         await client.startup()
         await worker.startup()
-        consumer = asyncio.create_task(Receiver(worker).listen(stop))
-        await asyncio.sleep(0.5)  # the worker's first read is waiting
-        with RoundTrips() as trips:
+        await send(-1)  # warm-up: connections and scripts loaded
+        with counting_round_trips() as count:
             started = time.perf_counter()
             for n in range(tasks):
-                await variant.kicker(task, n).kiq()
-            await asyncio.wait_for(done.wait(), 600)
-            elapsed = time.perf_counter() - started
-        row = Row(variant.name, trips.count / tasks, elapsed / tasks * 1e6)
-        if worker.cancellation is not None:
-            row.cancel_ms = await cancel_latency(client, worker)
+                await send(n)
+            client_s, client_trips = time.perf_counter() - started, count[0]
+        ran = -1  # the warm-up task runs too
+        stop = asyncio.Event()
+        with counting_round_trips() as count:
+            started = time.perf_counter()
+            listening = asyncio.create_task(Receiver(worker, run_startup=False).listen(stop))
+            await asyncio.wait_for(finished.wait(), 300)
+            worker_s, worker_trips = time.perf_counter() - started, count[0]
+        cancel_ms = await cancel_latency(client, worker) if kind == "cancellable" else 0.0
         stop.set()
-        await consumer
+        await listening
     finally:
         await client.shutdown()
         await worker.shutdown()
         delete_keys(URL, prefix)
-    return row
+    return {
+        "client_trips": client_trips / tasks,
+        "worker_trips": worker_trips / tasks,
+        "client_us": client_s / tasks * 1e6,
+        "worker_us": worker_s / tasks * 1e6,
+        "cancel_ms": cancel_ms,
+    }
 
 
-async def cancel_latency(client: AsyncBroker, worker: AsyncBroker) -> float:
+async def cancel_latency(client: RedisStreamBroker, worker: RedisStreamBroker) -> float:
     """Median milliseconds from ``task.cancel()`` to the running task's ``CancelledError``."""
     started, stopped = asyncio.Event(), asyncio.Event()
     stopped_at = 0.0
@@ -187,33 +168,33 @@ async def cancel_latency(client: AsyncBroker, worker: AsyncBroker) -> float:
     return statistics.median(latencies)
 
 
-def report(rows: list[Row], tasks: int) -> None:
-    plain = rows[0]
-    print(f"Redis {URL}, {tasks} no-op tasks per row, sent one after another")
-    print(f"{'row':<14} {'round trips/task':>17} {'extra':>7} {'us/task':>9} {'extra':>8}")
-    for row in rows:
-        extra_trips = row.round_trips - plain.round_trips
-        extra_us = row.micros - plain.micros
-        print(
-            f"{row.name:<14} {row.round_trips:>17.2f} {extra_trips:>+7.2f} "
-            f"{row.micros:>9.0f} {extra_us:>+8.0f}"
-        )
-    for row in rows:
-        if row.cancel_ms is not None:
-            print(f"{row.name}: a running task stopped {row.cancel_ms:.1f} ms after cancel()")
-
-
-async def main() -> None:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="300 tasks per row")
-    args = parser.parse_args()
-    tasks = 300 if args.quick else 2000
-    runs: dict[str, list[Row]] = {variant.name: [] for variant in VARIANTS}
-    for _ in range(RUNS):
-        for variant in VARIANTS:
-            runs[variant.name].append(await measure(variant, tasks))
-    report([min(rows, key=lambda row: row.micros) for rows in runs.values()], tasks)
+    parser.add_argument("--quick", action="store_true", help="smaller run, for smoke tests")
+    tasks = 300 if parser.parse_args().quick else 2000
+    print(f"Python {platform.python_version()} on {platform.platform()}, {os.cpu_count()} CPUs")
+    print(f"Redis at {URL}; {tasks} tasks per kind, median of {RUNS} runs\n")
+    figures: dict[str, dict[str, float]] = {}
+    for kind in KINDS:
+        runs = [asyncio.run(measure(kind, tasks)) for _ in range(RUNS)]
+        figures[kind] = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    head = (
+        f"{'task':<14} {'client trips':>12} {'worker trips':>12} {'extra':>7}"
+        f" {'kiq (us)':>9} {'run (us)':>9}  target: <= 1 extra round trip"
+    )
+    print(head, "-" * len(head), sep="\n")
+    plain = figures["plain"]
+    for kind, row in figures.items():
+        extra = row["client_trips"] - plain["client_trips"]
+        extra += row["worker_trips"] - plain["worker_trips"]
+        target = "" if kind == "plain" else ("met" if extra <= 1 else "missed")
+        print(
+            f"{kind:<14} {row['client_trips']:>12.2f} {row['worker_trips']:>12.2f}"
+            f" {extra:>7.2f} {row['client_us']:>9.0f} {row['worker_us']:>9.0f}  {target}"
+        )
+    cancel_ms = figures["cancellable"]["cancel_ms"]
+    print(f"\na running async task stopped {cancel_ms:.1f} ms after task.cancel() (median)")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -55,3 +55,20 @@ async def test_an_unreachable_server_raises_a_typed_error():
     with pytest.raises(RedisUnavailableError):
         await store.listen()
     await store.shutdown()
+
+
+async def test_concurrent_lookups_go_together_and_each_gets_its_answer(store, monkeypatch):
+    for n in range(0, 60, 3):
+        await store.cancel(f"t{n}", f"r{n}")
+    calls = []
+    mget = store.connection.client.mget
+
+    async def counted(keys: list[str]) -> Any:
+        calls.append(len(keys))
+        return await mget(keys)
+
+    monkeypatch.setattr(store.connection.client, "mget", counted)
+    found = await asyncio.gather(*(store.cancellation(f"t{n}") for n in range(60)))
+    assert found == [Cancellation(f"t{n}", f"r{n}") if n % 3 == 0 else None for n in range(60)]
+    assert sum(calls) == 60
+    assert len(calls) == 2  # the first alone, the 59 that came meanwhile together
