@@ -165,3 +165,22 @@ def _nothing_pending(app: Any) -> bool:
     except AssertionError:
         return False
     return True
+
+
+async def test_taskq_cancel_from_a_shell_stops_a_running_task(environment):
+    async with worker_and_client(environment) as app:
+        task = await app.wait_async.kiq(LONG)
+        await eventually(lambda: noted(environment, task.task_id, "started"), WAIT)
+        command = [sys.executable, "-m", "taskq", "cancel", "cancel_app:broker", task.task_id]
+        shell = await asyncio.create_subprocess_exec(
+            *command,
+            "--reason",
+            "from a shell",
+            cwd=APPS,
+            env=environment,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await asyncio.wait_for(shell.communicate(), WAIT)
+        assert shell.returncode == 0
+        assert out.decode().strip() == f"cancelled {task.task_id}"
+        assert (await cancelled_result(task)).reason == "from a shell"
