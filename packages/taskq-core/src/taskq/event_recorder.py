@@ -102,16 +102,19 @@ class EventRecorder:
 
     # -- recording (on the task path: no await) ---------------------------------------------------
 
-    def record(self, kind: EventKind, task_id: str, task_name: str, **details: Any) -> None:
-        """Buffer an event of ``kind`` for this task now; ``details`` are `TaskEvent` fields.
+    def record(
+        self, kind: EventKind, task_id: str, task_name: str, at: float | None = None, **details: Any
+    ) -> None:
+        """Buffer an event of ``kind`` for this task, at time ``at`` (default: now).
 
-        Only a tuple is made here: the `TaskEvent` is built by the background writer.
+        ``details`` are `TaskEvent` fields. Only a tuple is made here: the `TaskEvent` is built
+        by the background writer.
         """
         buffer = self._buffer
         if len(buffer) >= self.max_buffered:
             buffer.popleft()
             self.dropped += 1
-        buffer.append((kind, task_id, task_name, time.time(), details))
+        buffer.append((kind, task_id, task_name, time.time() if at is None else at, details))
         if len(buffer) == self.batch_size:
             self._wake.set()
 
