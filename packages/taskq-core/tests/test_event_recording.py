@@ -131,3 +131,25 @@ async def test_close_writes_what_is_buffered_and_a_last_heartbeat() -> None:
     assert await kinds(store, "t") == ["sent"]
     (worker,) = await store.workers(stale_after=60)
     assert (worker.heartbeat.concurrency, worker.heartbeat.queue) == (4, "queue")
+
+
+class HangingStore(InMemoryEventStore):
+    """Never answers a write."""
+
+    async def write(
+        self, events: Sequence[TaskEvent], heartbeats: Sequence[WorkerHeartbeat] = ()
+    ) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_close_gives_up_on_a_store_that_never_answers(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("taskq.event_recorder.CLOSE_TIMEOUT_S", 0.2)
+    recorder = EventRecorder(HangingStore(), flush_interval_s=0.01)
+    recorder.start()
+    recorder.record(EventKind.SENT, "t", "job")
+    await asyncio.sleep(0.05)  # the background writer is stuck in its write
+    with caplog.at_level(logging.WARNING, logger="taskq.events"):
+        await asyncio.wait_for(recorder.close(), 5)
+    assert "1 task event(s) were not recorded" in caplog.text

@@ -102,16 +102,19 @@ class EventRecorder:
 
     # -- recording (on the task path: no await) ---------------------------------------------------
 
-    def record(self, kind: EventKind, task_id: str, task_name: str, **details: Any) -> None:
-        """Buffer an event of ``kind`` for this task now; ``details`` are `TaskEvent` fields.
+    def record(
+        self, kind: EventKind, task_id: str, task_name: str, at: float | None = None, **details: Any
+    ) -> None:
+        """Buffer an event of ``kind`` for this task, at time ``at`` (default: now).
 
-        Only a tuple is made here: the `TaskEvent` is built by the background writer.
+        ``details`` are `TaskEvent` fields. Only a tuple is made here: the `TaskEvent` is built
+        by the background writer.
         """
         buffer = self._buffer
         if len(buffer) >= self.max_buffered:
             buffer.popleft()
             self.dropped += 1
-        buffer.append((kind, task_id, task_name, time.time(), details))
+        buffer.append((kind, task_id, task_name, time.time() if at is None else at, details))
         if len(buffer) == self.batch_size:
             self._wake.set()
 
@@ -171,9 +174,13 @@ class EventRecorder:
         deadline = time.monotonic() + CLOSE_TIMEOUT_S
         self._next_beat = 0.0
         while self._buffer or self._heartbeat_due():
-            if await self.flush():
-                continue
-            if time.monotonic() > deadline:
+            left = deadline - time.monotonic()
+            try:
+                if left > 0 and await asyncio.wait_for(self.flush(), left):
+                    continue
+            except asyncio.TimeoutError:
+                pass
+            if time.monotonic() >= deadline:
                 logger.warning(
                     "%d task event(s) were not recorded: the event store does not answer",
                     len(self._buffer),
@@ -193,6 +200,10 @@ class EventRecorder:
             return True
         try:
             await self.store.write(batch, heartbeats)
+        except asyncio.CancelledError:  # stopped mid-write: keep the batch for `close`
+            self._tally(batch, -1)
+            self._put_back(recorded)
+            raise
         except Exception as exc:
             self._tally(batch, -1)
             self._put_back(recorded)
