@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from taskq import InMemoryCancellationStore, Receiver
 from taskq.event_recorder import EventRecorder
 from taskq.event_stores import InMemoryEventStore
 from taskq.exceptions import EventStoreError, TaskCancelledError, TaskRejectedError
@@ -153,3 +154,22 @@ async def test_close_gives_up_on_a_store_that_never_answers(
     with caplog.at_level(logging.WARNING, logger="taskq.events"):
         await asyncio.wait_for(recorder.close(), 5)
     assert "1 task event(s) were not recorded" in caplog.text
+
+
+async def test_a_task_cancelled_before_it_starts_records_a_cancellation(
+    recording_broker, encode
+) -> None:
+    store = InMemoryEventStore()
+    broker = recording_broker.with_event_store(store)
+    broker.with_cancellation(InMemoryCancellationStore())
+
+    @broker.task
+    async def work() -> None:
+        raise AssertionError("a cancelled task ran")
+
+    async with broker:
+        await broker.cancel("t1", reason="not wanted")
+        await Receiver(broker).callback(broker.ackable(encode(broker, work.task_name)))
+    assert await kinds(store, "t1") == ["received", "cancelled"]
+    (task,) = (await store.tasks()).tasks
+    assert task.error_type == "TaskCancelledError"

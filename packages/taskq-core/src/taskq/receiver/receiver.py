@@ -213,7 +213,13 @@ class Receiver:
             if cancellation is not None:
                 logger.info("Task %s was cancelled before it started", message.task_id)
                 token.cancel(cancellation.reason)
-                await self._store_failure(message, token.error())
+                error = token.error()
+                recorder = self.broker.event_recorder
+                if recorder is not None:
+                    recorder.record_error(
+                        EventKind.CANCELLED, message.task_id, message.task_name, error
+                    )
+                await self._store_failure(message, error)
                 await acker.ack()  # settled for good: a cancelled message is not delivered again
                 return
             await self._run(task, message, acker, ack_type, token)
