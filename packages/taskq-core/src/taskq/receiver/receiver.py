@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from taskq._awaitable import maybe_await
 from taskq.acks import AckableMessage, AckController, AcknowledgeType
+from taskq.control.unique import UNIQUE_LABEL, release_unique
 from taskq.exceptions import (
     InvalidLabelError,
     MessageDecodeError,
     NoResultError,
     ResultSetError,
+    TaskiqError,
     TaskRejectedError,
     UnknownTaskError,
 )
@@ -25,11 +27,13 @@ from taskq.message import TaskiqMessage
 from taskq.receiver.eager import start_eagerly
 from taskq.receiver.execution import CONTROL_FLOW, DEFAULT_THREADPOOL_THREADS, TaskExecutor
 from taskq.receiver.interrupts import MessageTask, reraise_cancellation, task_failure
+from taskq.receiver.limits import admit
 from taskq.receiver.slots import Slots
 from taskq.result import TaskiqResult
 
 if TYPE_CHECKING:
     from taskq.abc.broker import AsyncBroker
+    from taskq.decor import AsyncTaskiqDecoratedTask
 
 logger = logging.getLogger("taskq.receiver")
 
@@ -167,6 +171,41 @@ class Receiver:
                 await self._store_failure(message, error)
                 await acker.reject()
                 return
+        if task.limits is not None:
+            await self._run_limited(task, message, acker, ack_type)
+            return
+        await self._run(task, message, acker, ack_type)
+
+    async def _run_limited(
+        self,
+        task: AsyncTaskiqDecoratedTask[Any, Any],
+        message: TaskiqMessage,
+        acker: AckController,
+        ack_type: AcknowledgeType,
+    ) -> None:
+        """`_run` once the task's limits allow it (see `taskq.receiver.limits`)."""
+        assert task.limits is not None
+        try:
+            admission = await admit(self.broker, task.limits, message, acker)
+        except TaskiqError as error:
+            logger.error("Task %s: %s", message.task_id, error)
+            await self._store_failure(message, error)
+            await acker.reject()
+            return
+        if admission is None:  # sent back to wait
+            return
+        try:
+            await self._run(task, message, acker, ack_type)
+        finally:
+            await admission.release()
+
+    async def _run(
+        self,
+        task: AsyncTaskiqDecoratedTask[Any, Any],
+        message: TaskiqMessage,
+        acker: AckController,
+        ack_type: AcknowledgeType,
+    ) -> None:
         if ack_type is AcknowledgeType.WHEN_RECEIVED:
             await acker.ack()
         hooks = self.broker.middleware_hooks
@@ -185,6 +224,8 @@ class Receiver:
             async with self._run_slots:
                 result = await self.task_executor.run(task, message, acker)
         await self._finish(message, result, acker, hooks, ack_type)
+        if UNIQUE_LABEL in message.labels:
+            await release_unique(self.broker, message)
 
     def _decode(self, raw: bytes | str | AckableMessage) -> TaskiqMessage | MessageDecodeError:
         data = raw.data if isinstance(raw, AckableMessage) else raw

@@ -1,0 +1,84 @@
+"""The receiver's limit step: a run starts only when its task's rate and concurrency limits allow.
+
+A run over its limit waits without being dropped. On a broker that declares ``delay`` it
+goes back to the queue under the same task id, with a ``delay`` label for when it may start
+(plus a random spread of up to `DEFER_SPREAD_S`, so that the runs that wait do not all come
+back at once), and its message is acknowledged: it holds no worker slot while it waits. On
+other brokers it waits here until its limiter says it may try again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from taskq.capabilities import Capability
+from taskq.control.stores import limiter_of
+
+if TYPE_CHECKING:
+    from taskq.abc.limiter import TaskLimiter
+    from taskq.acks import AckController
+    from taskq.broker import AsyncBroker
+    from taskq.control.limits import TaskLimits
+    from taskq.message import TaskiqMessage
+
+logger = logging.getLogger("taskq.receiver")
+
+#: Most seconds added at random to the delay of a run sent back to wait for its limits.
+DEFER_SPREAD_S = 0.1
+
+
+@dataclass
+class Admission:
+    """A run's admission under its limits: the concurrency place it holds, if any."""
+
+    limiter: TaskLimiter
+    key: str
+    token: str
+    holds_place: bool
+
+    async def release(self) -> None:
+        """Give back the concurrency place (a lease frees it anyway if this never runs)."""
+        if self.holds_place:
+            await self.limiter.release(self.key, self.token)
+
+
+async def admit(
+    broker: AsyncBroker, limits: TaskLimits, message: TaskiqMessage, acker: AckController
+) -> Admission | None:
+    """Wait for ``message``'s run to be allowed; None when it was sent back to wait instead.
+
+    Raises:
+        TaskArgumentsError: the task's ``limit_key`` failed for these arguments.
+        SharedStoreRequiredError: the broker runs in several processes and has no limiter.
+    """
+    key = limits.key(message.task_name, message.args, message.kwargs)
+    limiter = limiter_of(broker)
+    can_delay = Capability.DELAY in broker.capabilities
+    while True:
+        wait_s = await limiter.acquire(key, message.task_id, limits.rate, limits.max_concurrency)
+        if wait_s <= 0:
+            return Admission(limiter, key, message.task_id, limits.max_concurrency is not None)
+        if can_delay and await _send_back(broker, message, wait_s, acker):
+            return None
+        await limiter.wait(key, wait_s)
+
+
+async def _send_back(
+    broker: AsyncBroker, message: TaskiqMessage, wait_s: float, acker: AckController
+) -> bool:
+    """Queue ``message`` again, due in ``wait_s`` seconds, and acknowledge it; False if not sent."""
+    delay = wait_s + random.uniform(0, DEFER_SPREAD_S)
+    message.labels["delay"] = math.ceil(delay * 1000) / 1000
+    try:
+        await broker.kick(broker.formatter.dumps(message))
+    except Exception:
+        logger.exception(
+            "Task %s: could not queue it again to wait; it waits here", message.task_id
+        )
+        return False
+    await acker.ack()
+    return True
