@@ -1,6 +1,7 @@
 """taskq-redis: a durable broker on Redis Streams, and the one Redis layer of taskq.
 
-The broker (acks, leases, redelivery, dead letters) and what every Redis part of taskq
+The broker (acks, leases, redelivery, dead letters), the shared limiter and unique key
+store (`RedisLimiter`, `RedisUniqueStore`), and what every Redis part of taskq
 shares: the connection (`taskq_redis.connection`), the reconnect policy
 (`taskq_redis.reconnect`), the error family (`taskq_redis.errors`) and test helpers
 (`taskq_redis.testing`).
@@ -15,6 +16,8 @@ from taskq_redis.errors import (
     RedisUnavailableError,
     SendUnavailableError,
 )
+from taskq_redis.limiter import RedisLimiter
+from taskq_redis.unique import RedisUniqueStore
 
 __all__ = [
     "DeadLetter",
@@ -22,7 +25,9 @@ __all__ = [
     "InvalidLabelError",
     "RedisBrokerUnavailableError",
     "RedisConnection",
+    "RedisLimiter",
     "RedisStreamBroker",
     "RedisUnavailableError",
+    "RedisUniqueStore",
     "SendUnavailableError",
 ]

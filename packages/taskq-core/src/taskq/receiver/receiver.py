@@ -18,7 +18,8 @@ from taskq.exceptions import (
     MessageDecodeError,
     NoResultError,
     ResultSetError,
-    TaskiqError,
+    SharedStoreRequiredError,
+    TaskArgumentsError,
     TaskRejectedError,
     UnknownTaskError,
 )
@@ -187,7 +188,7 @@ class Receiver:
         assert task.limits is not None
         try:
             admission = await admit(self.broker, task.limits, message, acker)
-        except TaskiqError as error:
+        except (TaskArgumentsError, SharedStoreRequiredError) as error:  # retrying cannot help
             logger.error("Task %s: %s", message.task_id, error)
             await self._store_failure(message, error)
             await acker.reject()

@@ -1,0 +1,189 @@
+"""Rate and concurrency limits and unique tasks on Redis: the stores, and across processes.
+
+The cross-process tests run ``taskq worker limits_app:broker --workers 4`` and client
+processes; the tasks record their starts in Redis by the server's clock (see
+``limits_app.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from taskq.control.limits import RateLimit
+from taskq.testing import eventually, eventually_blocking
+from taskq_redis import RedisLimiter, RedisUniqueStore
+
+HERE = Path(__file__).resolve().parent
+WORKERS = 4
+#: Microseconds a run's start stamp may trail the limiter's decision (see the rate test).
+DECISION_LAG_US = 50_000
+
+
+@pytest.fixture
+async def limiter(redis_url: str, redis_prefix: str):
+    limiter = RedisLimiter(redis_url, key_prefix=redis_prefix, slot_lease_s=0.3)
+    yield limiter
+    await limiter.shutdown()
+
+
+@pytest.fixture
+async def store(redis_url: str, redis_prefix: str):
+    store = RedisUniqueStore(redis_url, key_prefix=redis_prefix)
+    yield store
+    await store.shutdown()
+
+
+async def test_the_rate_is_a_sliding_window_per_key(limiter: RedisLimiter):
+    rate = RateLimit(3, 0.5)
+    assert [await limiter.acquire("k", f"t{n}", rate, None) for n in range(3)] == [0.0] * 3
+    wait_s = await limiter.acquire("k", "t3", rate, None)
+    assert 0 < wait_s <= 0.5
+    assert await limiter.acquire("other", "t3", rate, None) == 0.0
+    await asyncio.sleep(wait_s)
+    assert await limiter.acquire("k", "t3", rate, None) == 0.0
+
+
+async def test_a_place_is_held_until_released(limiter: RedisLimiter):
+    assert await limiter.acquire("k", "a", None, 1) == 0.0
+    assert await limiter.acquire("k", "b", None, 1) > 0
+    await limiter.release("k", "a")
+    assert await limiter.acquire("k", "b", None, 1) == 0.0
+
+
+async def test_a_place_stays_held_while_renewed_and_frees_itself_when_its_worker_dies(
+    redis_url: str, redis_prefix: str, limiter: RedisLimiter
+):
+    assert await limiter.acquire("k", "a", None, 1) == 0.0
+    await asyncio.sleep(0.8)  # longer than the lease: renewed meanwhile
+    assert await limiter.acquire("k", "b", None, 1) > 0
+    await limiter.shutdown()  # renewals stop, as when the worker is killed; nothing released
+    other = RedisLimiter(redis_url, key_prefix=redis_prefix, slot_lease_s=0.3)
+    try:
+        await eventually(lambda: _granted(other.acquire("k", "b", None, 1)), timeout=10)
+    finally:
+        await other.shutdown()
+
+
+async def _granted(decision: object) -> bool:
+    return await decision == 0.0  # type: ignore[misc]
+
+
+async def test_a_unique_key_is_held_by_one_task_until_freed_or_expired(store: RedisUniqueStore):
+    assert await store.claim("k", "a", 60) is None
+    assert await store.claim("k", "b", 60) == "a"
+    await store.release("k", "b")
+    assert await store.claim("k", "b", 60) == "a"
+    await store.release("k", "a")
+    assert await store.claim("k", "b", 0.2) is None
+    await eventually(lambda: _claimed(store, "k", "c"), timeout=10)
+
+
+async def _claimed(store: RedisUniqueStore, key: str, task_id: str) -> bool:
+    return await store.claim(key, task_id, 60) is None
+
+
+# -- across processes ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def app_env(redis_url: str, redis_prefix: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        "LIMITS_APP_OUT": str(tmp_path),
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+        "LIMITS_APP_URL": redis_url,
+        "LIMITS_APP_PREFIX": redis_prefix,
+    }
+
+
+@pytest.fixture
+def workers(app_env: dict[str, str], tmp_path: Path):
+    command = [sys.executable, "-m", "taskq", "worker", "limits_app:broker"]
+    command += ["--workers", str(WORKERS), "--shutdown-timeout", "10", "--log-level", "WARNING"]
+    with open(tmp_path / "workers.log", "w") as log:
+        manager = subprocess.Popen(command, cwd=HERE, env=app_env, stderr=log)
+    yield manager
+    manager.terminate()
+    try:
+        manager.wait(60)
+    except subprocess.TimeoutExpired:
+        manager.kill()
+        manager.wait()
+
+
+def _client(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(HERE / "limits_app.py"), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_100_per_second_over_10_s_on_4_workers_runs_1000_and_never_101_in_a_second(
+    app_env: dict[str, str], workers: subprocess.Popen[bytes], raw_redis, redis_prefix: str
+):
+    total = 1300
+    client = _client(app_env, "send", str(total))
+    assert client.communicate(timeout=120)[0].strip() == f"sent {total}"
+    out = Path(app_env["LIMITS_APP_OUT"])
+    eventually_blocking(lambda: len(_starts(out)) == total, timeout=120, interval=0.5)
+    starts_us = sorted(_starts(out))
+    first = starts_us[0]
+    in_10_s = sum(1 for start in starts_us if start < first + 10_000_000)
+    assert 980 <= in_10_s <= 1020
+    # any window of 1 s holds at most 100 starts: the 101st is 1 s or more after the 1st.
+    # The limiter decides by Redis's clock; a task stamps its start when the answer reached
+    # its worker, a round trip later, so two stamps may be up to that lag closer than their
+    # decisions: DECISION_LAG_US allows it (a loaded machine's round trip is ms, not 50).
+    closest = min(later - early for early, later in zip(starts_us, starts_us[100:], strict=False))
+    assert closest >= 1_000_000 - DECISION_LAG_US, f"101 starts within {closest} us"
+
+
+def _starts(out: Path) -> list[int]:
+    return [int(n) for path in out.glob("*.starts") for n in path.read_text().split()]
+
+
+def test_max_concurrency_3_never_runs_4_at_once_across_4_workers(
+    app_env: dict[str, str], workers: subprocess.Popen[bytes], raw_redis, redis_prefix: str
+):
+    client = _client(app_env, "send-bounded", "150")
+    assert client.communicate(timeout=120)[0].strip() == "sent 150"
+    eventually_blocking(
+        lambda: int(raw_redis.get(f"{redis_prefix}:done") or 0) == 150, timeout=120, interval=0.2
+    )
+    assert int(raw_redis.get(f"{redis_prefix}:peak")) == 3
+
+
+def test_8_clients_sending_one_unique_task_1000_times_at_once_run_it_once(
+    app_env: dict[str, str], workers: subprocess.Popen[bytes], raw_redis, redis_prefix: str
+):
+    clients = [_client(app_env, "unique", "1000") for _ in range(8)]
+    for client in clients:
+        assert client.stdout is not None
+        assert client.stdout.readline().strip() == "ready"
+    raw_redis.rpush(f"{redis_prefix}:go", *range(len(clients)))  # one each: all go at once
+    task_ids: set[str] = set()
+    for client in clients:
+        out, _ = client.communicate(timeout=180)
+        assert client.returncode == 0
+        lines = out.split()
+        assert len(lines) == 1000
+        task_ids.update(lines)
+    assert len(task_ids) == 1
+    runs = f"{redis_prefix}:unique-runs"
+    eventually_blocking(lambda: raw_redis.get(runs) == b"1", timeout=60, interval=0.1)
+    raw_redis.rpush(f"{redis_prefix}:finish", 1)
+    # the worker frees the key once the task is done: the next unique kiq runs it again
+    eventually_blocking(
+        lambda: not raw_redis.exists(*raw_redis.keys(f"{redis_prefix}:unique:*") or ["-"]),
+        timeout=60,
+        interval=0.1,
+    )
+    assert raw_redis.get(runs) == b"1"
