@@ -1,7 +1,9 @@
 """`RedisLimiter`: rate and concurrency limits shared by every worker on every host.
 
-One decision is one Lua script (one round trip), so two workers can never both take the last
-place. Per limited key there are two sorted sets, timed by the server's clock (``TIME``):
+One decision is one call of a Lua script, so two workers can never both take the last place;
+the decisions a worker asks for while one round trip is in flight go together in the next
+(`BatchedScript`): one round trip per decision at most. Per limited key there are two sorted
+sets, timed by the server's clock (``TIME``):
 
 - ``{key_prefix}:limits:{key}:starts``: the start of each run of the last window (score: ms);
   a run may start while fewer than ``count`` are younger than the window (a sliding window:
@@ -21,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 from taskq.abc.limiter import TaskLimiter
 from taskq.control.limits import CONCURRENCY_RETRY_S
+from taskq_redis.batching import BatchSender
 from taskq_redis.connection import DEFAULT_URL, RedisConnection
+from taskq_redis.script_batch import BatchedScript
 from taskq_redis.scripts import _NOW
 
 if TYPE_CHECKING:
-    from redis.commands.core import AsyncScript
-
     from taskq.control.limits import RateLimit
 
 logger = logging.getLogger("taskq.redis.limiter")
@@ -83,8 +85,9 @@ return #KEYS
 class RedisLimiter(TaskLimiter):
     """Enforces rate and concurrency limits through Redis, for workers on many hosts.
 
-    ``broker.with_limiter(RedisLimiter(url))``. One round trip decides whether a run may
-    start; one more gives back a concurrency place when the run ends.
+    ``broker.with_limiter(RedisLimiter(url))``. One round trip (at most; concurrent ones
+    share it) decides whether a run may start; one more gives back a concurrency place when
+    the run ends.
 
     Args:
         url: The Redis server (``redis://``, ``rediss://`` or ``unix://``).
@@ -111,7 +114,9 @@ class RedisLimiter(TaskLimiter):
         self.connection = RedisConnection(url, "RedisLimiter", max_connections, **connection_kwargs)
         self.key_prefix = key_prefix
         self.slot_lease_s = slot_lease_s
-        self._scripts: tuple[AsyncScript, AsyncScript] | None = None
+        self._acquire = BatchedScript(self.connection, _ACQUIRE)
+        self._renew = BatchedScript(self.connection, _RENEW)
+        self._releases: BatchSender[tuple[str, str]] = BatchSender(self._release_places)
         self._held: dict[tuple[str, str], None] = {}  # (running key, token), in order
         self._renewer: asyncio.Task[None] | None = None
 
@@ -124,11 +129,10 @@ class RedisLimiter(TaskLimiter):
         self, key: str, token: str, rate: RateLimit | None, max_concurrency: int | None
     ) -> float:
         """Start a run under ``key`` if its limits allow it now (see `TaskLimiter.acquire`)."""
-        acquire, _ = self._loaded()
         starts, running = self.keys(key)
-        wait_ms = await acquire(
-            keys=[starts, running],
-            args=[
+        wait_ms = await self._acquire(
+            [starts, running],
+            [
                 token,
                 rate.count if rate is not None else 0,
                 round(rate.period_s * 1000) if rate is not None else 0,
@@ -148,7 +152,7 @@ class RedisLimiter(TaskLimiter):
         """Give back the concurrency place ``token`` holds under ``key``."""
         running = self.keys(key)[1]
         self._held.pop((running, token), None)
-        await self.connection.client.zrem(running, token)
+        await self._releases.submit((running, token))
 
     async def shutdown(self) -> None:
         """Stop renewing leases and close the connection pool."""
@@ -157,14 +161,13 @@ class RedisLimiter(TaskLimiter):
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
-        self._scripts = None
         await self.connection.close()
 
-    def _loaded(self) -> tuple[AsyncScript, AsyncScript]:
-        if self._scripts is None:
-            client = self.connection.client
-            self._scripts = (client.register_script(_ACQUIRE), client.register_script(_RENEW))
-        return self._scripts
+    async def _release_places(self, places: list[tuple[str, str]]) -> None:
+        async with self.connection.client.pipeline(transaction=False) as pipe:
+            for running, token in places:
+                pipe.zrem(running, token)
+            await pipe.execute()
 
     def _start_renewing(self) -> None:
         if self._renewer is None or self._renewer.done():
@@ -178,9 +181,9 @@ class RedisLimiter(TaskLimiter):
             if not held:
                 return
             try:
-                await self._loaded()[1](
-                    keys=[running for running, _ in held],
-                    args=[round(self.slot_lease_s * 1000), *(token for _, token in held)],
+                await self._renew(
+                    [running for running, _ in held],
+                    [round(self.slot_lease_s * 1000), *(token for _, token in held)],
                 )
             except Exception as exc:
                 logger.warning("Could not renew %d concurrency places: %s", len(held), exc)

@@ -2,20 +2,19 @@
 
 A key is ``{key_prefix}:unique:{key}`` holding the holder's task id with a TTL: claiming is
 one ``SET NX PX`` (in a script that also returns the holder when the key is taken: one round
-trip), freeing deletes the key only if the task still holds it.
+trip, shared by the claims made meanwhile: see `BatchedScript`), freeing deletes the key only
+if the task still holds it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from taskq.abc.unique_store import UniqueKeyStore
 from taskq.exceptions import SendTaskError, TaskiqError
 from taskq_redis.connection import DEFAULT_URL, RedisConnection
 from taskq_redis.errors import RedisUnavailableError, SendUnavailableError, translated
-
-if TYPE_CHECKING:
-    from redis.commands.core import AsyncScript
+from taskq_redis.script_batch import BatchedScript
 
 # KEYS: the key; ARGV: task id, ttl ms. Returns nil when claimed, else the holder's task id.
 _CLAIM = """
@@ -56,7 +55,8 @@ class RedisUniqueStore(UniqueKeyStore):
             url, "RedisUniqueStore", max_connections, **connection_kwargs
         )
         self.key_prefix = key_prefix
-        self._scripts: tuple[AsyncScript, AsyncScript] | None = None
+        self._claim = BatchedScript(self.connection, _CLAIM)
+        self._release = BatchedScript(self.connection, _RELEASE)
 
     def key(self, key: str) -> str:
         """The Redis key of unique key ``key``."""
@@ -68,14 +68,13 @@ class RedisUniqueStore(UniqueKeyStore):
         Raises:
             SendUnavailableError: Redis does not answer (the task is not sent).
         """
-        claim, _ = self._loaded()
         with translated(
             f"claim the unique key {key!r}",
             self.connection.server,
             SendUnavailableError,
             SendTaskError,
         ):
-            holder = await claim(keys=[self.key(key)], args=[task_id, max(1, round(ttl_s * 1000))])
+            holder = await self._claim([self.key(key)], [task_id, max(1, round(ttl_s * 1000))])
         return None if holder is None else holder.decode()
 
     async def release(self, key: str, task_id: str) -> None:
@@ -84,22 +83,14 @@ class RedisUniqueStore(UniqueKeyStore):
         Raises:
             RedisUnavailableError: Redis does not answer (the key frees itself at its TTL).
         """
-        _, release = self._loaded()
         with translated(
             f"free the unique key {key!r}",
             self.connection.server,
             RedisUnavailableError,
             TaskiqError,
         ):
-            await release(keys=[self.key(key)], args=[task_id])
+            await self._release([self.key(key)], [task_id])
 
     async def shutdown(self) -> None:
         """Close the connection pool."""
-        self._scripts = None
         await self.connection.close()
-
-    def _loaded(self) -> tuple[AsyncScript, AsyncScript]:
-        if self._scripts is None:
-            client = self.connection.client
-            self._scripts = (client.register_script(_CLAIM), client.register_script(_RELEASE))
-        return self._scripts
