@@ -73,12 +73,22 @@ def test_plain_tasks_have_no_limits():
     assert plain.limits is None
 
 
-def test_the_limit_key_names_the_task_and_the_key_of_the_arguments():
-    limits = TaskLimits(RateLimit(1, 1.0), None, lambda customer_id, **_: customer_id)
-    assert limits.key("t", [], {"customer_id": 7, "x": 1}) == "t:7"
+def test_the_limit_key_gets_the_arguments_by_name_however_they_were_passed():
+    def bill(customer_id: int, amount: int, **extra: object) -> None: ...
+
+    labels: dict[str, Any] = {
+        "rate_limit": "1/s",
+        "limit_key": lambda customer_id, **_: customer_id,
+    }
+    limits = TaskLimits.take_from(labels, bill)
+    assert limits is not None
+    assert limits.key("t", [7, 100], {}) == "t:7"
+    assert limits.key("t", [], {"customer_id": 7, "amount": 1, "note": "x"}) == "t:7"
     assert TaskLimits(RateLimit(1, 1.0)).key("t", [1], {}) == "t"
     with pytest.raises(TaskArgumentsError, match="limit_key"):
-        limits.key("t", [], {"other": 1})
+        limits.key("t", [], {"amount": 1})  # no customer_id
+    with pytest.raises(TaskArgumentsError, match="limit_key"):
+        limits.key("t", [1, 2, 3], {})  # does not fit the task
 
 
 async def test_memory_limiter_counts_starts_in_a_sliding_window():

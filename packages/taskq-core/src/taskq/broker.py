@@ -180,7 +180,7 @@ class AsyncBroker(ABC):
     ) -> AsyncTaskiqDecoratedTask[_Params, _ReturnType]:
         """Register ``func`` as a task and return the decorated task."""
         name = task_name or default_task_name(func)
-        limits = TaskLimits.take_from(labels)
+        limits = TaskLimits.take_from(labels, func)
         if name in self.local_task_registry:
             logger.warning("Task %r is registered again; the new function replaces it", name)
         decorated = self.decorator_class(self, name, func, labels)

@@ -7,16 +7,18 @@ the task is registered.
 - ``rate_limit``: ``"N/s"``, ``"N/m"`` or ``"N/h"`` (also ``sec``/``second(s)``,
   ``min``/``minute(s)``, ``hour(s)``): at most N runs start in any window of that length.
 - ``max_concurrency``: at most this many runs at once.
-- ``limit_key``: a function of the task's arguments (called like the task) returning the key
-  the limits apply per, e.g. ``lambda customer_id, **_: customer_id``; without it the limits
-  apply to the task as a whole.
+- ``limit_key``: a function of the task's arguments returning the key the limits apply per,
+  called with the arguments by name (however they were passed to ``kiq``), e.g.
+  ``lambda customer_id, **_: customer_id``; without it the limits apply to the task as a
+  whole.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from taskq.exceptions import InvalidTaskLimitError, TaskArgumentsError
@@ -65,10 +67,16 @@ class TaskLimits:
     rate: RateLimit | None = None
     max_concurrency: int | None = None
     limit_key: Callable[..., Any] | None = None
+    #: The task function's signature, to pass its arguments to ``limit_key`` by name.
+    signature: inspect.Signature | None = field(default=None, compare=False)
 
     @classmethod
-    def take_from(cls, labels: dict[str, Any]) -> TaskLimits | None:
+    def take_from(
+        cls, labels: dict[str, Any], func: Callable[..., Any] | None = None
+    ) -> TaskLimits | None:
         """Remove the limit options from ``labels``; return their limits (None: no limit).
+
+        ``func`` is the task function, whose parameter names ``limit_key`` receives.
 
         Raises:
             InvalidTaskLimitError: an option has a value it cannot have.
@@ -97,7 +105,13 @@ class TaskLimits:
                 value=limit_key,
                 expected="given with a rate_limit or a max_concurrency",
             )
-        return cls(rate, concurrency, limit_key)
+        signature = None
+        if limit_key is not None and func is not None:
+            try:
+                signature = inspect.signature(func)
+            except (TypeError, ValueError):  # a builtin without one: positions pass as given
+                signature = None
+        return cls(rate, concurrency, limit_key, signature)
 
     def key(self, task_name: str, args: list[Any], kwargs: dict[str, Any]) -> str:
         """The key these limits count under for a run with these arguments.
@@ -108,9 +122,26 @@ class TaskLimits:
         if self.limit_key is None:
             return task_name
         try:
-            part = self.limit_key(*args, **kwargs)
+            if self.signature is None:
+                part = self.limit_key(*args, **kwargs)
+            else:
+                part = self.limit_key(**_by_name(self.signature, args, kwargs))
         except Exception as exc:
             raise TaskArgumentsError(
                 task_name=task_name, reason=f"limit_key failed: {exc!r}"
             ) from exc
         return f"{task_name}:{part}"
+
+
+def _by_name(
+    signature: inspect.Signature, args: list[Any], kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """The arguments of a call, each under its parameter's name (``**kwargs`` spread out)."""
+    named: dict[str, Any] = {}
+    for name, value in signature.bind_partial(*args, **kwargs).arguments.items():
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            named.update(value)
+        else:  # *args stay a tuple under their name
+            named[name] = value
+    return named
