@@ -42,6 +42,7 @@ PUBLIC_CORE = frozenset(
         "taskq.abc.*",
         "taskq.acks",
         "taskq.capabilities",
+        "taskq.control.*",
         "taskq.events",
         "taskq.exceptions",
         "taskq.labels",
