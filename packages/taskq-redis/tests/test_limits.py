@@ -11,13 +11,15 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from taskq import Context, Receiver, TaskiqDepends
 from taskq.control.limits import RateLimit
 from taskq.testing import eventually, eventually_blocking
-from taskq_redis import RedisLimiter, RedisUniqueStore
+from taskq_redis import RedisLimiter, RedisStreamBroker, RedisUniqueStore
 
 HERE = Path(__file__).resolve().parent
 WORKERS = 4
@@ -187,3 +189,32 @@ def test_8_clients_sending_one_unique_task_1000_times_at_once_run_it_once(
         interval=0.1,
     )
     assert raw_redis.get(runs) == b"1"
+
+
+async def test_a_run_over_its_rate_goes_back_to_the_queue_under_its_task_id(
+    redis_url: str, redis_prefix: str
+):
+    broker = RedisStreamBroker(
+        redis_url, key_prefix=redis_prefix, delay_check_interval_s=0.05
+    ).with_limiter(RedisLimiter(redis_url, key_prefix=redis_prefix))
+    ran: dict[str, float] = {}
+
+    @broker.task(rate_limit="2/s")
+    async def tick(context: Context = TaskiqDepends()) -> None:
+        ran[context.message.task_id] = time.monotonic()
+
+    await broker.startup()
+    try:
+        sent = {(await tick.kiq()).task_id for _ in range(5)}
+        broker.is_worker_process = True
+        stop = asyncio.Event()
+        listening = asyncio.create_task(Receiver(broker, run_startup=False).listen(stop))
+        await eventually(lambda: len(ran) == 5, timeout=30)
+        stop.set()
+        await listening
+    finally:
+        await broker.shutdown()
+    assert set(ran) == sent  # each ran once, under the id its handle has
+    starts = sorted(ran.values())
+    assert starts[2] - starts[0] >= 0.9  # the third waited for the window (by Redis's clock)
+    assert starts[4] - starts[2] >= 0.9
