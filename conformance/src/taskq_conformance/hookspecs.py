@@ -24,3 +24,13 @@ def pytest_taskq_result_backend_factory(config: pytest.Config) -> Callable[[], A
 @pytest.hookspec(firstresult=True)
 def pytest_taskq_schedule_source_factory(config: pytest.Config) -> Callable[[], Any] | None:
     """Return a zero-argument callable making fresh, not started schedule sources."""
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_taskq_limiter_factory(config: pytest.Config) -> Callable[[], Any] | None:
+    """Return a zero-argument callable making fresh, not started limiters."""
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_taskq_unique_store_factory(config: pytest.Config) -> Callable[[], Any] | None:
+    """Return a zero-argument callable making fresh, not started unique key stores."""

@@ -103,6 +103,9 @@ class AsyncBroker(ABC):
         """
         self._started = True
         await self.result_backend.startup()
+        for store in (self.limiter, self.unique_store):
+            if store is not None:
+                await store.startup()
         for middleware in self.middlewares:
             await maybe_await(middleware.startup())
         event = (

@@ -1,6 +1,8 @@
-"""The Redis broker as the conformance suite tests it: one key prefix per test run.
+"""The Redis broker, limiter and unique key store as the conformance suite tests them.
 
 ``pytest --pyargs taskq_conformance --taskq-broker taskq_redis.conformance:make_broker``
+(``--taskq-limiter ...:make_limiter``, ``--taskq-unique-store ...:make_unique_store``); one
+key prefix per test run.
 
 The suite's cross-process check makes a broker in a child process, which must reach the same
 queue. So the first call in a process chooses the run's key prefix and exports it in
@@ -12,7 +14,9 @@ chose it deletes the run's keys at exit (see `taskq_redis.testing.run_prefix`).
 from __future__ import annotations
 
 from taskq_redis.broker import RedisStreamBroker
+from taskq_redis.limiter import RedisLimiter
 from taskq_redis.testing import run_prefix, server_url
+from taskq_redis.unique import RedisUniqueStore
 
 PREFIX_ENV = "TASKQ_CONFORMANCE_REDIS_BROKER_PREFIX"
 
@@ -21,3 +25,15 @@ def make_broker() -> RedisStreamBroker:
     """A broker on ``TASKQ_REDIS_URL`` under the run's key prefix (fresh by default)."""
     url = server_url()
     return RedisStreamBroker(url, key_prefix=run_prefix(PREFIX_ENV, url))
+
+
+def make_limiter() -> RedisLimiter:
+    """A limiter on ``TASKQ_REDIS_URL`` under the run's key prefix."""
+    url = server_url()
+    return RedisLimiter(url, key_prefix=run_prefix(PREFIX_ENV, url))
+
+
+def make_unique_store() -> RedisUniqueStore:
+    """A unique key store on ``TASKQ_REDIS_URL`` under the run's key prefix."""
+    url = server_url()
+    return RedisUniqueStore(url, key_prefix=run_prefix(PREFIX_ENV, url))

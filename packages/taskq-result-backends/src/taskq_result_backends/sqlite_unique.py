@@ -51,6 +51,10 @@ class SQLiteUniqueStore(UniqueKeyStore):
             self.path, busy_timeout_s, _SCHEMA, "the SQLite unique key database"
         )
 
+    async def startup(self) -> None:
+        """Open the database (creating the file and its table); a bad path fails here."""
+        await self._file.run(lambda connection: None)
+
     async def claim(self, key: str, task_id: str, ttl_s: float) -> str | None:
         """Hold ``key`` for ``task_id`` unless it is held (see `UniqueKeyStore.claim`).
 

@@ -41,6 +41,10 @@ class TaskLimiter(ABC):
         """
         await asyncio.sleep(seconds)
 
+    async def startup(self) -> None:
+        """Open what the limiter needs (the broker calls it on its startup)."""
+        return None  # nothing to open by default
+
     async def shutdown(self) -> None:
         """Close what the limiter opened (the broker calls it on its shutdown)."""
         return None  # nothing to close by default

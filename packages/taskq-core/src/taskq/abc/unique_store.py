@@ -22,6 +22,10 @@ class UniqueKeyStore(ABC):
     async def release(self, key: str, task_id: str) -> None:
         """Free ``key`` if ``task_id`` holds it (a key another task claimed since stays)."""
 
+    async def startup(self) -> None:
+        """Open what the store needs (the broker calls it on its startup)."""
+        return None  # nothing to open by default
+
     async def shutdown(self) -> None:
         """Close what the store opened (the broker calls it on its shutdown)."""
         return None  # nothing to close by default
