@@ -232,3 +232,37 @@ async def test_a_cross_process_broker_without_a_limiter_fails_the_task_saying_wh
     result = await task.get_result()
     assert isinstance(result.error, SharedStoreRequiredError)
     assert "with_limiter" in str(result.error)
+
+
+async def test_a_limit_key_failing_on_the_arguments_fails_the_run_and_the_worker_goes_on():
+    broker = InMemoryBroker(max_stored_results=-1)
+
+    @broker.task(max_concurrency=1, limit_key=lambda customer_id: customer_id)
+    async def bill(**kwargs: Any) -> str:
+        return "billed"
+
+    async with broker:
+        bad = await bill.kiq(amount=3)  # no customer_id
+        good = await bill.kiq(customer_id=1)
+        failed = await bad.wait_result(timeout=10)
+        assert isinstance(failed.error, TaskArgumentsError)
+        assert "limit_key" in str(failed.error)
+        assert (await good.wait_result(timeout=10)).return_value == "billed"
+
+
+class _ReleaseFails(MemoryLimiter):
+    async def release(self, key: str, token: str) -> None:
+        raise ConnectionError("the limiter's server went away")
+
+
+async def test_a_place_that_cannot_be_given_back_is_logged_and_the_result_kept(caplog):
+    broker = InMemoryBroker(max_stored_results=-1).with_limiter(_ReleaseFails())
+
+    @broker.task(max_concurrency=2)
+    async def work() -> int:
+        return 7
+
+    async with broker:
+        task = await work.kiq()
+        assert (await task.wait_result(timeout=10)).return_value == 7
+    assert "frees itself when its lease ends" in caplog.text

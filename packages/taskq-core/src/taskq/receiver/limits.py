@@ -41,9 +41,17 @@ class Admission:
     holds_place: bool
 
     async def release(self) -> None:
-        """Give back the concurrency place (a lease frees it anyway if this never runs)."""
-        if self.holds_place:
+        """Give back the concurrency place; a failure is logged (a lease frees the place)."""
+        if not self.holds_place:
+            return
+        try:
             await self.limiter.release(self.key, self.token)
+        except Exception:
+            logger.exception(
+                "Task %s: its concurrency place could not be given back; it frees itself "
+                "when its lease ends",
+                self.token,
+            )
 
 
 async def admit(

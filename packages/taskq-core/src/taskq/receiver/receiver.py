@@ -34,6 +34,7 @@ from taskq.result import TaskiqResult
 
 if TYPE_CHECKING:
     from taskq.abc.broker import AsyncBroker
+    from taskq.control.limits import TaskLimits
     from taskq.decor import AsyncTaskiqDecoratedTask
 
 logger = logging.getLogger("taskq.receiver")
@@ -50,14 +51,15 @@ _OWN_TASK_PER_MESSAGE = sys.version_info < (3, 11)
 class Receiver:
     """Runs the messages a broker delivers: the worker's engine.
 
-    For each message: decode → find the task → ``pre_execute`` → bind, cast and inject
+    For each message: decode → find the task → wait for the task's rate and concurrency
+    limits, if it has any (`taskq.receiver.limits`) → ``pre_execute`` → bind, cast and inject
     arguments → run (async on the loop, sync in the thread pool) under the ``timeout`` label
-    → ``post_execute`` / ``on_error`` → store the result → ``post_save``, acknowledging
-    where ``ack_type`` says. Bad input (undecodable bytes, an unknown task, arguments that do
-    not fit) is logged once, stored as a failed result when the task id is known, and
-    settled; the receiver goes on. So does a task that exits (``sys.exit()``,
-    ``KeyboardInterrupt``, a ``CancelledError`` of its own): its run fails with
-    `TaskExitError`. A message whose processing ends neither acknowledged nor rejected is
+    → ``post_execute`` / ``on_error`` → store the result → ``post_save`` → free a unique
+    task's key, acknowledging where ``ack_type`` says. Bad input (undecodable bytes, an
+    unknown task, arguments that do not fit) is logged once, stored as a failed result when
+    the task id is known, and settled; the receiver goes on. So does a task that exits
+    (``sys.exit()``, ``KeyboardInterrupt``, a ``CancelledError`` of its own): its run fails
+    with `TaskExitError`. A message whose processing ends neither acknowledged nor rejected is
     released for redelivery; only the cancellation of its asyncio task leaves it as it is.
 
     ``max_async_tasks`` bounds the tasks running at once (plus a random 0 to
@@ -173,21 +175,21 @@ class Receiver:
                 await acker.reject()
                 return
         if task.limits is not None:
-            await self._run_limited(task, message, acker, ack_type)
+            await self._run_limited(task, task.limits, message, acker, ack_type)
             return
         await self._run(task, message, acker, ack_type)
 
     async def _run_limited(
         self,
         task: AsyncTaskiqDecoratedTask[Any, Any],
+        limits: TaskLimits,
         message: TaskiqMessage,
         acker: AckController,
         ack_type: AcknowledgeType,
     ) -> None:
-        """`_run` once the task's limits allow it (see `taskq.receiver.limits`)."""
-        assert task.limits is not None
+        """`_run` once the task's ``limits`` allow it (see `taskq.receiver.limits`)."""
         try:
-            admission = await admit(self.broker, task.limits, message, acker)
+            admission = await admit(self.broker, limits, message, acker)
         except (TaskArgumentsError, SharedStoreRequiredError) as error:  # retrying cannot help
             logger.error("Task %s: %s", message.task_id, error)
             await self._store_failure(message, error)
