@@ -266,3 +266,15 @@ async def test_a_place_that_cannot_be_given_back_is_logged_and_the_result_kept(c
         task = await work.kiq()
         assert (await task.wait_result(timeout=10)).return_value == 7
     assert "frees itself when its lease ends" in caplog.text
+
+
+async def test_memory_limiter_forgets_keys_whose_window_is_over():
+    limiter, rate = MemoryLimiter(), RateLimit(1, 0.01)
+    for n in range(200):
+        assert await limiter.acquire(f"customer-{n}", "t", rate, 1) == 0.0
+        await limiter.release(f"customer-{n}", "t")
+        await asyncio.sleep(0.001)
+    await asyncio.sleep(0.02)
+    await limiter.acquire("last", "t", rate, None)  # a new key may sweep the idle ones
+    assert len(limiter._starts) < 200
+    assert not limiter._running

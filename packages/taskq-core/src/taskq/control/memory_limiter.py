@@ -24,7 +24,7 @@ class MemoryLimiter(TaskLimiter):
 
     def __init__(self) -> None:
         """Start with no run counted."""
-        self._starts: dict[str, deque[float]] = {}
+        self._starts: dict[str, tuple[deque[float], float]] = {}  # starts, period
         self._running: dict[str, set[str]] = {}
         self._released: dict[str, asyncio.Event] = {}
 
@@ -33,18 +33,15 @@ class MemoryLimiter(TaskLimiter):
     ) -> float:
         """Start a run under ``key`` if its limits allow it now (see `TaskLimiter.acquire`)."""
         now = time.monotonic()
-        running = self._running.setdefault(key, set())
-        if max_concurrency is not None and len(running) >= max_concurrency:
+        running = self._running.get(key)
+        if max_concurrency is not None and running and len(running) >= max_concurrency:
             return CONCURRENCY_RETRY_S
         if rate is not None:
-            starts = self._starts.setdefault(key, deque())
-            while starts and starts[0] <= now - rate.period_s:
-                starts.popleft()
-            if len(starts) >= rate.count:
-                return starts[0] + rate.period_s - now
-            starts.append(now)
+            wait_s = self._start(key, rate, now)
+            if wait_s > 0:
+                return wait_s
         if max_concurrency is not None:
-            running.add(token)
+            self._running.setdefault(key, set()).add(token)
         return 0.0
 
     async def release(self, key: str, token: str) -> None:
@@ -53,9 +50,34 @@ class MemoryLimiter(TaskLimiter):
         if running is None or token not in running:
             return
         running.discard(token)
+        if not running:
+            del self._running[key]
         released = self._released.pop(key, None)
         if released is not None:
             released.set()
+
+    def _start(self, key: str, rate: RateLimit, now: float) -> float:
+        """Count a start under ``key`` and return 0.0, or return the seconds to wait."""
+        entry = self._starts.get(key)
+        if entry is None:
+            self._forget_idle(now)
+            entry = self._starts[key] = (deque(), rate.period_s)
+        starts = entry[0]
+        while starts and starts[0] <= now - rate.period_s:
+            starts.popleft()
+        if len(starts) >= rate.count:
+            return starts[0] + rate.period_s - now
+        starts.append(now)
+        return 0.0
+
+    def _forget_idle(self, now: float) -> None:
+        # amortised: a sweep each time the keys double keeps them bounded by the live ones
+        count = len(self._starts)
+        if count < 2 or count & (count - 1):
+            return
+        for key, (starts, period_s) in list(self._starts.items()):
+            if not starts or starts[-1] <= now - period_s:
+                del self._starts[key]
 
     async def wait(self, key: str, seconds: float) -> None:
         """Wait ``seconds``, or less when a place under ``key`` is released."""
