@@ -2,7 +2,9 @@
 
 Configured by ``LIMITS_APP_URL``, ``LIMITS_APP_PREFIX`` and ``LIMITS_APP_OUT``, a directory
 where each worker process appends the start of each ``rated`` run (microseconds of the
-wall clock, taken first thing in the task) to ``<pid>.starts``. The other tasks record what
+wall clock, taken first thing in the task) to ``<pid>.starts``, and the time the limiter
+allowed it (milliseconds of Redis's clock, read from the limiter's record) to
+``<pid>.grants``. The other tasks record what
 they did in Redis under the prefix: ``:running``/``:peak`` (``bounded`` runs at once, and the
 most seen), ``:unique-runs`` (runs of ``once``, which waits for ``:finish`` to end).
 
@@ -23,16 +25,17 @@ from typing import Any, TextIO
 
 import redis.asyncio as aioredis
 
-from taskq import TaskiqEvents, TaskiqState
+from taskq import Context, TaskiqDepends, TaskiqEvents, TaskiqState
 from taskq_redis import RedisLimiter, RedisStreamBroker, RedisUniqueStore
 
 URL = os.environ["LIMITS_APP_URL"]
 PREFIX = os.environ["LIMITS_APP_PREFIX"]
 OUT = Path(os.environ["LIMITS_APP_OUT"])
 
+LIMITER = RedisLimiter(URL, key_prefix=PREFIX)
 broker = (
     RedisStreamBroker(URL, key_prefix=PREFIX, delay_check_interval_s=0.05)
-    .with_limiter(RedisLimiter(URL, key_prefix=PREFIX))
+    .with_limiter(LIMITER)
     .with_unique_store(RedisUniqueStore(URL, key_prefix=PREFIX))
 )
 _ENTER = """
@@ -44,6 +47,7 @@ return running
 """
 _client: aioredis.Redis | None = None
 _starts: TextIO | None = None
+_grants: TextIO | None = None
 
 
 def client() -> aioredis.Redis:
@@ -55,8 +59,9 @@ def client() -> aioredis.Redis:
 
 @broker.on_event(TaskiqEvents.WORKER_STARTUP)
 def open_starts(state: TaskiqState) -> None:
-    global _starts
+    global _starts, _grants
     _starts = open(OUT / f"{os.getpid()}.starts", "a", buffering=1)  # noqa: SIM115
+    _grants = open(OUT / f"{os.getpid()}.grants", "a", buffering=1)  # noqa: SIM115
 
 
 @broker.on_event(TaskiqEvents.WORKER_SHUTDOWN)
@@ -66,9 +71,15 @@ async def close(state: TaskiqState) -> None:
 
 
 @broker.task(task_name="limits_app:rated", rate_limit="100/s")
-async def rated() -> None:
+async def rated(context: Context = TaskiqDepends()) -> None:
     assert _starts is not None
+    assert _grants is not None
     _starts.write(f"{time.time_ns() // 1000}\n")
+    # the limiter's record of this start (``<task id>:<ms>``, scored by Redis's clock)
+    starts_key = LIMITER.keys("limits_app:rated")[0]
+    match = f"{context.message.task_id}:*"
+    async for _, score in client().zscan_iter(starts_key, match=match):
+        _grants.write(f"{int(score)}\n")
 
 
 @broker.task(task_name="limits_app:bounded", max_concurrency=3)
