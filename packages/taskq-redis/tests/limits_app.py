@@ -1,6 +1,7 @@
 """The app of the limit and unique task tests, run by ``taskq worker limits_app:broker``.
 
-Configured by ``LIMITS_APP_URL``, ``LIMITS_APP_PREFIX`` and ``LIMITS_APP_OUT``, a directory
+Configured by ``LIMITS_APP_URL``, ``LIMITS_APP_PREFIX``, ``LIMITS_APP_SLOT_LEASE_S`` (the
+limiter's ``slot_lease_s``, default 60) and ``LIMITS_APP_OUT``, a directory
 where each worker process appends the start of each ``rated`` run (microseconds of the
 wall clock, taken first thing in the task) to ``<pid>.starts``, and the time the limiter
 allowed it (milliseconds of Redis's clock, read from the limiter's record) to
@@ -9,9 +10,10 @@ they did in Redis under the prefix: ``:running``/``:peak`` (``bounded`` runs at 
 most seen), ``:unique-runs`` (runs of ``once``, which waits for ``:finish`` to end).
 
 Run as a client, ``python limits_app.py send N`` kicks ``rated`` N times (``send-bounded N``:
-``bounded``, which counts its finished runs in ``:done``) and ``python limits_app.py unique N``
-kicks ``once`` N times at once (once it pops its item of the list ``:go``), then prints the
-task ids it got back, one per line.
+``bounded``, which counts its finished runs in ``:done``; ``send-hold N``: ``hold``, which
+holds its only concurrency place for an hour and writes its pid to ``:holder``) and
+``python limits_app.py unique N`` kicks ``once`` N times at once (once it pops its item of
+the list ``:go``), then prints the task ids it got back, one per line.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ URL = os.environ["LIMITS_APP_URL"]
 PREFIX = os.environ["LIMITS_APP_PREFIX"]
 OUT = Path(os.environ["LIMITS_APP_OUT"])
 
-LIMITER = RedisLimiter(URL, key_prefix=PREFIX)
+LIMITER = RedisLimiter(
+    URL, key_prefix=PREFIX, slot_lease_s=float(os.environ.get("LIMITS_APP_SLOT_LEASE_S", "60"))
+)
 broker = (
     RedisStreamBroker(URL, key_prefix=PREFIX, delay_check_interval_s=0.05)
     .with_limiter(LIMITER)
@@ -90,6 +94,12 @@ async def bounded() -> None:
     await client().incr(f"{PREFIX}:done")
 
 
+@broker.task(task_name="limits_app:hold", max_concurrency=1)
+async def hold() -> None:
+    await client().set(f"{PREFIX}:holder", os.getpid())
+    await asyncio.sleep(3600)
+
+
 @broker.task(task_name="limits_app:once")
 async def once() -> None:
     await client().incr(f"{PREFIX}:unique-runs")
@@ -118,4 +128,5 @@ if __name__ == "__main__":
     if action == "unique":
         asyncio.run(send_unique(number))
     else:
-        asyncio.run(send(bounded if action == "send-bounded" else rated, number))
+        task = {"send-bounded": bounded, "send-hold": hold}.get(action, rated)
+        asyncio.run(send(task, number))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -103,11 +104,15 @@ def app_env(redis_url: str, redis_prefix: str, tmp_path: Path) -> dict[str, str]
 
 
 @pytest.fixture
-def workers(app_env: dict[str, str], tmp_path: Path):
+def workers(app_env: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest):
+    options = {"count": WORKERS, "slot_lease_s": 60.0, **getattr(request, "param", {})}
+    env = {**app_env, "LIMITS_APP_SLOT_LEASE_S": str(options["slot_lease_s"])}
     command = [sys.executable, "-m", "taskq", "worker", "limits_app:broker"]
-    command += ["--workers", str(WORKERS), "--shutdown-timeout", "10", "--log-level", "WARNING"]
+    command += ["--workers", str(options["count"]), "--shutdown-timeout", "10"]
     with open(tmp_path / "workers.log", "w") as log:
-        manager = subprocess.Popen(command, cwd=HERE, env=app_env, stderr=log)
+        manager = subprocess.Popen(
+            [*command, "--log-level", "WARNING"], cwd=HERE, env=env, stderr=log
+        )
     yield manager
     manager.terminate()
     try:
@@ -217,3 +222,32 @@ async def test_a_run_over_its_rate_goes_back_to_the_queue_under_its_task_id(
     starts = sorted(ran.values())
     assert starts[2] - starts[0] >= 0.9  # the third waited for the window (by Redis's clock)
     assert starts[4] - starts[2] >= 0.9
+
+
+@pytest.mark.parametrize("workers", [{"count": 1, "slot_lease_s": 2.0}], indirect=True)
+def test_a_killed_workers_concurrency_place_frees_itself_when_its_lease_ends(
+    app_env: dict[str, str],
+    workers: subprocess.Popen[bytes],
+    raw_redis,
+    redis_prefix: str,
+    redis_url: str,
+):
+    client = _client(app_env, "send-hold", "1")
+    assert client.communicate(timeout=120)[0].strip() == "sent 1"
+    holder = eventually_blocking(lambda: raw_redis.get(f"{redis_prefix}:holder"), timeout=60)
+
+    async def place_is_free() -> bool:
+        limiter = RedisLimiter(redis_url, key_prefix=redis_prefix)
+        try:
+            granted = await limiter.acquire("limits_app:hold", "probe", None, 1) == 0.0
+            await limiter.release("limits_app:hold", "probe")
+            return granted
+        finally:
+            await limiter.shutdown()
+
+    assert not asyncio.run(place_is_free()), "the running task holds the only place"
+    time.sleep(3)  # longer than the lease: its worker renews it
+    assert not asyncio.run(place_is_free()), "the place was lost while its task ran"
+    os.kill(int(holder), signal.SIGKILL)
+    # within the lease of 2 s (the broker would redeliver the message only after 30 s)
+    eventually_blocking(lambda: asyncio.run(place_is_free()), timeout=15, interval=0.25)
