@@ -138,3 +138,17 @@ async def test_a_cross_process_broker_without_a_store_refuses_a_unique_kiq():
 
     with pytest.raises(SharedStoreRequiredError, match="with_unique_store"):
         await work.kicker().with_unique().kiq()
+
+
+async def test_a_unique_task_that_cannot_be_sent_frees_its_key():
+    from taskq.exceptions import SendTaskError
+
+    broker = InMemoryBroker(max_stored_results=-1)
+
+    @broker.task
+    async def job() -> None: ...
+
+    async with broker:
+        with pytest.raises(SendTaskError):  # an unsupported label: nothing is sent
+            await job.kicker().with_labels(delay="soon").with_unique(key="k").kiq()
+        assert await broker.unique_store.claim("k", "next", 60) is None

@@ -13,6 +13,7 @@ turned into plain data first).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import decimal
@@ -122,7 +123,8 @@ async def send_unique(
             broker, task_name, {**labels, UNIQUE_LABEL: key}, args, kwargs, return_type, task_id
         )
     except BaseException:
-        await store.release(key, task_id)
+        with contextlib.suppress(Exception):  # the send's error is the one to report
+            await store.release(key, task_id)
         raise
 
 
