@@ -8,6 +8,11 @@ sets, timed by the server's clock (``TIME``):
 - ``{key_prefix}:limits:{key}:starts``: the start of each run of the last window (score: ms);
   a run may start while fewer than ``count`` are younger than the window (a sliding window:
   never more than ``count`` starts in any window of the period).
+- ``{key_prefix}:limits:{key}:refused``: how many starts the rate refused since the first
+  refusal of the last period. The n-th refused run is told to wait until a start frees, plus
+  ``(n - 1) // count - 1`` whole periods (none for the first ``2 * count``): the next window
+  meets twice the runs it can start, enough to fill it however late some come, and the runs
+  further behind come back a window's worth at a time instead of all at once.
 - ``{key_prefix}:limits:{key}:running``: the token (task id) of each run holding a
   concurrency place, scored by the end of its lease. A worker renews the leases of its runs
   every ``slot_lease_s / 3`` seconds; a killed worker's places come free when their leases
@@ -37,8 +42,8 @@ logger = logging.getLogger("taskq.redis.limiter")
 #: after this long).
 DEFAULT_SLOT_LEASE_S = 60.0
 
-# KEYS: starts, running. ARGV: token, rate count (0: none), period ms, max concurrency
-# (0: none), lease ms, retry ms. Returns 0 when the run may start, else ms to wait.
+# KEYS: starts, running, refused. ARGV: token, rate count (0: none), period ms, max
+# concurrency (0: none), lease ms, retry ms. Returns 0 when the run may start, else ms to wait.
 _ACQUIRE = (
     _NOW
     + """
@@ -55,7 +60,10 @@ if count > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - period)
   if redis.call('ZCARD', KEYS[1]) >= count then
     local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-    return math.max(1, tonumber(oldest[2]) + period - now)
+    local refused = redis.call('INCR', KEYS[3])
+    if refused == 1 then redis.call('PEXPIRE', KEYS[3], period) end
+    local behind = math.max(0, math.floor((refused - 1) / count) - 1) * period
+    return math.max(1, tonumber(oldest[2]) + period - now + behind)
   end
   redis.call('ZADD', KEYS[1], now, token .. ':' .. now)
   redis.call('PEXPIRE', KEYS[1], period)
@@ -120,18 +128,18 @@ class RedisLimiter(TaskLimiter):
         self._held: dict[tuple[str, str], None] = {}  # (running key, token), in order
         self._renewer: asyncio.Task[None] | None = None
 
-    def keys(self, key: str) -> tuple[str, str]:
-        """The two keys of limited ``key``: its starts and its running places."""
+    def keys(self, key: str) -> tuple[str, str, str]:
+        """The keys of limited ``key``: its starts, its running places, its refusals."""
         base = f"{self.key_prefix}:limits:{key}"
-        return f"{base}:starts", f"{base}:running"
+        return f"{base}:starts", f"{base}:running", f"{base}:refused"
 
     async def acquire(
         self, key: str, token: str, rate: RateLimit | None, max_concurrency: int | None
     ) -> float:
         """Start a run under ``key`` if its limits allow it now (see `TaskLimiter.acquire`)."""
-        starts, running = self.keys(key)
+        starts, running, refused = self.keys(key)
         wait_ms = await self._acquire(
-            [starts, running],
+            [starts, running, refused],
             [
                 token,
                 rate.count if rate is not None else 0,

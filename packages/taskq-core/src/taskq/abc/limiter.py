@@ -26,8 +26,10 @@ class TaskLimiter(ABC):
         """Start a run under ``key`` if its limits allow it now.
 
         Returns 0.0 when the run may start (it then counts towards ``rate`` and holds one of
-        the ``max_concurrency`` places under ``token``), otherwise the seconds after which
-        trying again may succeed.
+        the ``max_concurrency`` places under ``token``), otherwise the seconds to wait before
+        trying again: at least until a place may free up, and for a rate, longer for the runs
+        refused after many others, so that waiting runs do not all come back at once. A
+        refusal never counts as a start.
         """
 
     @abstractmethod

@@ -18,6 +18,11 @@ if TYPE_CHECKING:
 class MemoryLimiter(TaskLimiter):
     """Keeps, per key, the start times of the last window and the tokens running now.
 
+    A refused run is told to wait until a start frees, plus ``(n - 1) // count - 1`` whole
+    periods for the n-th refusal of a period (none for the first ``2 * count``): the next
+    window meets twice the runs it can start, and the runs further behind come back a
+    window's worth at a time.
+
     The default limiter of a broker whose workers share one process (the in-memory broker);
     a waiter for a concurrency place wakes as soon as one is released.
     """
@@ -27,6 +32,7 @@ class MemoryLimiter(TaskLimiter):
         self._starts: dict[str, tuple[deque[float], float]] = {}  # starts, period
         self._running: dict[str, set[str]] = {}
         self._released: dict[str, asyncio.Event] = {}
+        self._refused: dict[str, tuple[int, float]] = {}  # refusals, until when they count
 
     async def acquire(
         self, key: str, token: str, rate: RateLimit | None, max_concurrency: int | None
@@ -66,9 +72,17 @@ class MemoryLimiter(TaskLimiter):
         while starts and starts[0] <= now - rate.period_s:
             starts.popleft()
         if len(starts) >= rate.count:
-            return starts[0] + rate.period_s - now
+            return starts[0] + rate.period_s - now + self._behind(key, rate, now)
         starts.append(now)
         return 0.0
+
+    def _behind(self, key: str, rate: RateLimit, now: float) -> float:
+        """Count a refusal; the n-th of a period waits ``(n - 1) // count - 1`` periods more."""
+        refused, until = self._refused.get(key, (0, 0.0))
+        if until <= now:
+            refused, until = 0, now + rate.period_s
+        self._refused[key] = (refused + 1, until)
+        return max(0, refused // rate.count - 1) * rate.period_s
 
     def _forget_idle(self, now: float) -> None:
         # amortised: a sweep each time the keys double keeps them bounded by the live ones
@@ -78,6 +92,7 @@ class MemoryLimiter(TaskLimiter):
         for key, (starts, period_s) in list(self._starts.items()):
             if not starts or starts[-1] <= now - period_s:
                 del self._starts[key]
+                self._refused.pop(key, None)
 
     async def wait(self, key: str, seconds: float) -> None:
         """Wait ``seconds``, or less when a place under ``key`` is released."""
