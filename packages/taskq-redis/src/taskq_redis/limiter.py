@@ -8,11 +8,12 @@ sets, timed by the server's clock (``TIME``):
 - ``{key_prefix}:limits:{key}:starts``: the start of each run of the last window (score: ms);
   a run may start while fewer than ``count`` are younger than the window (a sliding window:
   never more than ``count`` starts in any window of the period).
-- ``{key_prefix}:limits:{key}:refused``: how many starts the rate refused since the first
-  refusal of the last period. The n-th refused run is told to wait until a start frees, plus
-  ``(n - 1) // count - 1`` whole periods (none for the first ``2 * count``): the next window
-  meets twice the runs it can start, enough to fill it however late some come, and the runs
-  further behind come back a window's worth at a time instead of all at once.
+- ``{key_prefix}:limits:{key}:refused``: the runs (tokens) the rate refused since the first
+  refusal of the last period, each with its place in that order. The n-th is told to wait
+  until a start frees, plus ``(n - 1) // count - 1`` whole periods (none for the first
+  ``2 * count``): the next window meets twice the runs it can start, enough to fill it
+  however late some come, and the runs further behind come back a window's worth at a time
+  instead of all at once. A run refused again in the same period keeps its place.
 - ``{key_prefix}:limits:{key}:running``: the token (task id) of each run holding a
   concurrency place, scored by the end of its lease. A worker renews the leases of its runs
   every ``slot_lease_s / 3`` seconds; a killed worker's places come free when their leases
@@ -60,9 +61,13 @@ if count > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - period)
   if redis.call('ZCARD', KEYS[1]) >= count then
     local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-    local refused = redis.call('INCR', KEYS[3])
-    if refused == 1 then redis.call('PEXPIRE', KEYS[3], period) end
-    local behind = math.max(0, math.floor((refused - 1) / count) - 1) * period
+    local place = tonumber(redis.call('HGET', KEYS[3], token))
+    if not place then
+      place = redis.call('HLEN', KEYS[3]) + 1
+      redis.call('HSET', KEYS[3], token, place)
+      if place == 1 then redis.call('PEXPIRE', KEYS[3], period) end
+    end
+    local behind = math.max(0, math.floor((place - 1) / count) - 1) * period
     return math.max(1, tonumber(oldest[2]) + period - now + behind)
   end
   redis.call('ZADD', KEYS[1], now, token .. ':' .. now)

@@ -30,8 +30,10 @@ PERIODS_S = {
     **dict.fromkeys(("h", "hour", "hours"), 3600.0),
 }
 #: Seconds after which a run refused for want of a concurrency place tries again (a limiter
-#: that learns of releases wakes a waiting run earlier).
-CONCURRENCY_RETRY_S = 0.25
+#: that learns of releases wakes a waiting run earlier). Longer than the receiver's local
+#: wait (`taskq.receiver.limits.LOCAL_WAIT_S`), so that such a run goes back to the queue on
+#: brokers that can delay it, instead of holding a worker slot.
+CONCURRENCY_RETRY_S = 0.5
 #: The labels `TaskLimits.take_from` takes out of a task's labels.
 LIMIT_OPTIONS = ("rate_limit", "max_concurrency", "limit_key")
 

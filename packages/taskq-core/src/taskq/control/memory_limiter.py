@@ -19,9 +19,9 @@ class MemoryLimiter(TaskLimiter):
     """Keeps, per key, the start times of the last window and the tokens running now.
 
     A refused run is told to wait until a start frees, plus ``(n - 1) // count - 1`` whole
-    periods for the n-th refusal of a period (none for the first ``2 * count``): the next
-    window meets twice the runs it can start, and the runs further behind come back a
-    window's worth at a time.
+    periods for the n-th run refused in a period (none for the first ``2 * count``; a run
+    refused again keeps its place): the next window meets twice the runs it can start, and
+    the runs further behind come back a window's worth at a time.
 
     The default limiter of a broker whose workers share one process (the in-memory broker);
     a waiter for a concurrency place wakes as soon as one is released.
@@ -32,7 +32,7 @@ class MemoryLimiter(TaskLimiter):
         self._starts: dict[str, tuple[deque[float], float]] = {}  # starts, period
         self._running: dict[str, set[str]] = {}
         self._released: dict[str, asyncio.Event] = {}
-        self._refused: dict[str, tuple[int, float]] = {}  # refusals, until when they count
+        self._refused: dict[str, tuple[dict[str, int], float]] = {}  # places, until when
 
     async def acquire(
         self, key: str, token: str, rate: RateLimit | None, max_concurrency: int | None
@@ -43,7 +43,7 @@ class MemoryLimiter(TaskLimiter):
         if max_concurrency is not None and running and len(running) >= max_concurrency:
             return CONCURRENCY_RETRY_S
         if rate is not None:
-            wait_s = self._start(key, rate, now)
+            wait_s = self._start(key, token, rate, now)
             if wait_s > 0:
                 return wait_s
         if max_concurrency is not None:
@@ -62,7 +62,7 @@ class MemoryLimiter(TaskLimiter):
         if released is not None:
             released.set()
 
-    def _start(self, key: str, rate: RateLimit, now: float) -> float:
+    def _start(self, key: str, token: str, rate: RateLimit, now: float) -> float:
         """Count a start under ``key`` and return 0.0, or return the seconds to wait."""
         entry = self._starts.get(key)
         if entry is None:
@@ -72,17 +72,18 @@ class MemoryLimiter(TaskLimiter):
         while starts and starts[0] <= now - rate.period_s:
             starts.popleft()
         if len(starts) >= rate.count:
-            return starts[0] + rate.period_s - now + self._behind(key, rate, now)
+            return starts[0] + rate.period_s - now + self._behind(key, token, rate, now)
         starts.append(now)
         return 0.0
 
-    def _behind(self, key: str, rate: RateLimit, now: float) -> float:
-        """Count a refusal; the n-th of a period waits ``(n - 1) // count - 1`` periods more."""
-        refused, until = self._refused.get(key, (0, 0.0))
+    def _behind(self, key: str, token: str, rate: RateLimit, now: float) -> float:
+        """The extra wait of a refused run: ``(n - 1) // count - 1`` periods for the n-th."""
+        places, until = self._refused.get(key, ({}, 0.0))
         if until <= now:
-            refused, until = 0, now + rate.period_s
-        self._refused[key] = (refused + 1, until)
-        return max(0, refused // rate.count - 1) * rate.period_s
+            places, until = {}, now + rate.period_s
+            self._refused[key] = (places, until)
+        place = places.setdefault(token, len(places) + 1)
+        return max(0, (place - 1) // rate.count - 1) * rate.period_s
 
     def _forget_idle(self, now: float) -> None:
         # amortised: a sweep each time the keys double keeps them bounded by the live ones

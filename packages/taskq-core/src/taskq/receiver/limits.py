@@ -1,10 +1,13 @@
 """The receiver's limit step: a run starts only when its task's rate and concurrency limits allow.
 
 A run over its limit waits without being dropped. On a broker that declares ``delay`` it
-goes back to the queue under the same task id, with a ``delay`` label for when it may start
-(plus a random spread of up to `DEFER_SPREAD_S`, so that the runs that wait do not all come
-back at once), and its message is acknowledged: it holds no worker slot while it waits. On
-other brokers it waits here until its limiter says it may try again.
+goes back to the queue under the same task id, with a ``delay`` label for when it may start,
+and its message is acknowledged: it holds no worker slot while it waits. It is due
+`LOCAL_WAIT_S` early (plus a random spread of up to `DEFER_SPREAD_S`), since brokers move
+delayed messages at intervals, and waits out the rest here: a place that frees is taken when
+it frees, not one interval later, which over a backlog would lower the rate by that much
+each window. A wait no longer than `LOCAL_WAIT_S` happens here too, as does every wait on
+brokers without ``delay``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("taskq.receiver")
 
 #: Most seconds added at random to the delay of a run sent back to wait for its limits.
-DEFER_SPREAD_S = 0.1
+DEFER_SPREAD_S = 0.05
+#: Seconds of waiting a run does in the worker: a shorter wait is not sent back to the queue,
+#: and a run sent back is due this much early (more than a broker's delay granularity).
+LOCAL_WAIT_S = 0.25
 
 
 @dataclass
@@ -70,16 +76,19 @@ async def admit(
         wait_s = await limiter.acquire(key, message.task_id, limits.rate, limits.max_concurrency)
         if wait_s <= 0:
             return Admission(limiter, key, message.task_id, limits.max_concurrency is not None)
-        if can_delay and await _send_back(broker, message, wait_s, acker):
+        if can_delay and wait_s > LOCAL_WAIT_S and await _send_back(broker, message, wait_s, acker):
             return None
-        await limiter.wait(key, wait_s)
+        await limiter.wait(key, min(wait_s, LOCAL_WAIT_S) if can_delay else wait_s)
 
 
 async def _send_back(
     broker: AsyncBroker, message: TaskiqMessage, wait_s: float, acker: AckController
 ) -> bool:
-    """Queue ``message`` again, due in ``wait_s`` seconds, and acknowledge it; False if not sent."""
-    delay = wait_s + random.uniform(0, DEFER_SPREAD_S)
+    """Queue ``message`` again, due `LOCAL_WAIT_S` before ``wait_s``, and acknowledge it.
+
+    Returns False (the message is neither sent nor acknowledged) if it could not be sent.
+    """
+    delay = wait_s - LOCAL_WAIT_S + random.uniform(0, DEFER_SPREAD_S)
     message.labels["delay"] = math.ceil(delay * 1000) / 1000
     try:
         await broker.kick(broker.formatter.dumps(message))
