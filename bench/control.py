@@ -1,4 +1,4 @@
-"""The cost per task of a cancellable task against a plain one, on Redis.
+"""The cost per task of cancellable, rate-limited and unique tasks against plain ones, on Redis.
 
 For each kind of task, N no-op tasks are kicked one after another by a client broker, then run
 by a worker (a `Receiver` on a second broker, in this process), against the same Redis server
@@ -7,7 +7,11 @@ by a worker (a `Receiver` on a second broker, in this process), against the same
 - plain: ``@broker.task``;
 - cancellable: the same task on brokers with a `RedisCancellationStore`
   (``broker.with_cancellation(...)``): the worker looks each message up in the store before
-  running it, and listens to its channel.
+  running it, and listens to its channel;
+- rate-limited: ``@broker.task(rate_limit="1000000/s")`` (a limit never reached: the figure is
+  the cost of the decision, not of waiting), through a `RedisLimiter`;
+- unique: ``task.kicker().with_unique().kiq(n)`` (a distinct key per task, so each is sent),
+  through a `RedisUniqueStore`.
 
 Round trips are counted on the client side: each request redis-py writes to a connection
 (one command, one script call or one pipeline) is one round trip. The brokers' background
@@ -46,11 +50,16 @@ sys.path[:] = [
 from redis.asyncio.connection import AbstractConnection  # noqa: E402
 
 from taskq import Receiver  # noqa: E402
-from taskq_redis import RedisCancellationStore, RedisStreamBroker  # noqa: E402
+from taskq_redis import (  # noqa: E402
+    RedisCancellationStore,
+    RedisLimiter,
+    RedisStreamBroker,
+    RedisUniqueStore,
+)
 from taskq_redis.testing import delete_keys  # noqa: E402
 
 URL = os.environ.get("TASKQ_REDIS_URL") or "redis://127.0.0.1:6379/0"
-KINDS = ("plain", "cancellable")
+KINDS = ("plain", "cancellable", "rate-limited", "unique")
 RUNS = 3
 #: Cancellations timed for the latency figure.
 CANCELLATIONS = 10
@@ -74,7 +83,11 @@ def counting_round_trips() -> Iterator[list[int]]:
 
 
 def make_broker(prefix: str, worker: bool, kind: str) -> RedisStreamBroker:
-    broker = RedisStreamBroker(URL, key_prefix=prefix)
+    broker = (
+        RedisStreamBroker(URL, key_prefix=prefix)
+        .with_limiter(RedisLimiter(URL, key_prefix=prefix))
+        .with_unique_store(RedisUniqueStore(URL, key_prefix=prefix))
+    )
     if kind == "cancellable":
         broker.with_cancellation(RedisCancellationStore(URL, prefix=prefix))
     broker.is_worker_process = worker
@@ -86,9 +99,15 @@ def register(broker: RedisStreamBroker, done: Callable[[], None]) -> dict[str, A
     async def plain(n: int) -> None:
         done()
 
+    @broker.task(task_name="bench:rated", rate_limit="1000000/s")
+    async def rated(n: int) -> None:
+        done()
+
     return {
         "plain": plain.kiq,
         "cancellable": plain.kiq,
+        "rate-limited": rated.kiq,
+        "unique": lambda n: plain.kicker().with_unique().kiq(n),
     }
 
 

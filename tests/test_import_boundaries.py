@@ -45,6 +45,7 @@ PUBLIC_CORE = frozenset(
         "taskq.acks",
         "taskq.capabilities",
         "taskq.event_stores.*",
+        "taskq.control.*",
         "taskq.events",
         "taskq.exceptions",
         "taskq.inspection",

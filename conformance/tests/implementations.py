@@ -2,7 +2,8 @@
 
 Each broken class is a correct in-memory implementation with exactly ONE defect, named in its
 docstring; the zero-argument ``make_*`` factories at the end are the targets given to
-``--taskq-broker`` / ``--taskq-result-backend`` / ``--taskq-schedule-source``.
+``--taskq-broker`` / ``--taskq-result-backend`` / ``--taskq-schedule-source`` /
+``--taskq-limiter`` / ``--taskq-unique-store``.
 Three are correct: `InMemoryScheduleSource`, since no schedule source ships with taskq yet and
 the suite needs one to show that its schedule source checks pass,
 `SharedDirectoryResultBackend`, to run the ``cross_process`` checks of result backends, and
@@ -38,6 +39,9 @@ from taskq import (
     TaskiqResult,
     TaskProgress,
 )
+from taskq.control.limits import RateLimit
+from taskq.control.memory_limiter import MemoryLimiter
+from taskq.control.memory_unique import MemoryUniqueStore
 from taskq.event_stores import InMemoryEventStore
 from taskq.exceptions import MessageDecodeError, ResultGetError
 from taskq.inspection import QueueInspection
@@ -449,6 +453,70 @@ class IgnoresRetention(InMemoryEventStore):
 # -- factories: the targets given to the suite ---------------------------------------------------
 
 
+# -- limiters and unique key stores ---------------------------------------------------------------
+
+
+class CountsRefusals(MemoryLimiter):
+    """Defect: a refused start counts towards the rate, so a busy key never gets a start."""
+
+    async def acquire(
+        self, key: str, token: str, rate: RateLimit | None, max_concurrency: int | None
+    ) -> float:
+        wait_s = await super().acquire(key, token, rate, max_concurrency)
+        if wait_s > 0 and rate is not None:
+            self._starts[key].append(time.monotonic())
+        return wait_s
+
+
+class RacesOnDecisions(MemoryLimiter):
+    """Defect: reads the count, then lets other coroutines run before it records the start."""
+
+    async def acquire(
+        self, key: str, token: str, rate: RateLimit | None, max_concurrency: int | None
+    ) -> float:
+        running = len(self._running.get(key, ()))
+        await asyncio.sleep(0)
+        if max_concurrency is not None and running >= max_concurrency:
+            return 0.25
+        if max_concurrency is not None:
+            self._running.setdefault(key, set()).add(token)
+            return 0.0
+        return await super().acquire(key, token, rate, max_concurrency)
+
+
+class NeverReleases(MemoryLimiter):
+    """Defect: `release` does nothing, so a place is held for ever."""
+
+    async def release(self, key: str, token: str) -> None:
+        return None
+
+
+class RacesOnClaims(MemoryUniqueStore):
+    """Defect: checks the key, then lets other coroutines run before it holds it."""
+
+    async def claim(self, key: str, task_id: str, ttl_s: float) -> str | None:
+        held = self._held.get(key)
+        await asyncio.sleep(0)
+        if held is not None and held[1] > time.monotonic():
+            return held[0]
+        self._held[key] = (task_id, time.monotonic() + ttl_s)
+        return None
+
+
+class FreesForAnyone(MemoryUniqueStore):
+    """Defect: `release` frees the key whoever asks."""
+
+    async def release(self, key: str, task_id: str) -> None:
+        self._held.pop(key, None)
+
+
+class IgnoresUniqueTtl(MemoryUniqueStore):
+    """Defect: a key is held until released, whatever its TTL."""
+
+    async def claim(self, key: str, task_id: str, ttl_s: float) -> str | None:
+        return await super().claim(key, task_id, 3600.0)
+
+
 def make_dropping_broker() -> InMemoryBroker:
     return DropsOneMessageInAHundred()
 
@@ -566,3 +634,27 @@ def make_reordering_store() -> AsyncEventStore:
 
 def make_retention_ignoring_store() -> AsyncEventStore:
     return IgnoresRetention()
+
+
+def make_refusal_counting_limiter() -> MemoryLimiter:
+    return CountsRefusals()
+
+
+def make_racing_limiter() -> MemoryLimiter:
+    return RacesOnDecisions()
+
+
+def make_never_releasing_limiter() -> MemoryLimiter:
+    return NeverReleases()
+
+
+def make_racing_unique_store() -> MemoryUniqueStore:
+    return RacesOnClaims()
+
+
+def make_freeing_unique_store() -> MemoryUniqueStore:
+    return FreesForAnyone()
+
+
+def make_ttl_ignoring_unique_store() -> MemoryUniqueStore:
+    return IgnoresUniqueTtl()

@@ -33,6 +33,8 @@ KINDS = {
     "result_backend": ("--taskq-result-backend", "suite_result_backend.py"),
     "schedule_source": ("--taskq-schedule-source", "suite_schedule_source.py"),
     "event_store": ("--taskq-event-store", "suite_event_store.py"),
+    "limiter": ("--taskq-limiter", "suite_limiter.py"),
+    "unique_store": ("--taskq-unique-store", "suite_unique_store.py"),
 }
 #: Runs of the suite at once (they mostly wait on timeouts, not on the CPU).
 PARALLEL_RUNS = 4
@@ -44,6 +46,8 @@ TARGET_VARIABLES = (
     "TASKQ_RESULT_BACKEND",
     "TASKQ_SCHEDULE_SOURCE",
     "TASKQ_EVENT_STORE",
+    "TASKQ_LIMITER",
+    "TASKQ_UNIQUE_STORE",
 )
 #: A failed check in pytest's short summary: ``FAILED <path>/suite_broker.py::test_x - why``.
 FAILED_LINE = re.compile(r"FAILED \S*?(suite_\w+\.py::\S+)")
@@ -133,6 +137,20 @@ BROKEN = [
         "make_retention_ignoring_store",
         "test_retention_by_count_drops_the_oldest_tasks_whole",
     ),
+    broken("limiter", "make_refusal_counting_limiter", "test_a_refused_start_does_not_count"),
+    broken(
+        "limiter", "make_racing_limiter", "test_concurrent_decisions_never_hand_out_more_places"
+    ),
+    broken(
+        "limiter", "make_never_releasing_limiter", "test_a_concurrency_place_is_held_until_released"
+    ),
+    broken(
+        "unique_store", "make_racing_unique_store", "test_of_concurrent_claims_exactly_one_wins"
+    ),
+    broken("unique_store", "make_freeing_unique_store", "test_only_the_holder_frees_its_key"),
+    broken(
+        "unique_store", "make_ttl_ignoring_unique_store", "test_a_key_frees_itself_after_its_ttl"
+    ),
 ]
 
 CORRECT = [
@@ -163,6 +181,19 @@ CORRECT = [
             r"broker: inspect\s+1\s+0\s+0$",
             r"result_backend: mandatory\s+\d+\s+0\s+0$",
             r"result_backend: progress\s+1\s+0\s+0$",
+        ),
+    ),
+    Case(
+        "limiter_and_unique_store",
+        (
+            "--taskq-limiter",
+            "taskq.control.memory_limiter:MemoryLimiter",
+            "--taskq-unique-store",
+            "taskq.control.memory_unique:MemoryUniqueStore",
+        ),
+        rows=(
+            r"limiter: mandatory\s+\d+\s+0\s+0$",
+            r"unique_store: mandatory\s+\d+\s+0\s+0$",
         ),
     ),
     Case(

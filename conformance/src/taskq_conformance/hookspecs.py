@@ -29,3 +29,13 @@ def pytest_taskq_schedule_source_factory(config: pytest.Config) -> Callable[[], 
 @pytest.hookspec(firstresult=True)
 def pytest_taskq_event_store_factory(config: pytest.Config) -> Callable[[], Any] | None:
     """Return a zero-argument callable making fresh, not started event stores."""
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_taskq_limiter_factory(config: pytest.Config) -> Callable[[], Any] | None:
+    """Return a zero-argument callable making fresh, not started limiters."""
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_taskq_unique_store_factory(config: pytest.Config) -> Callable[[], Any] | None:
+    """Return a zero-argument callable making fresh, not started unique key stores."""

@@ -21,6 +21,8 @@ NewBroker = Callable[..., AbstractAsyncContextManager[AsyncBroker]]
 NewBackend = Callable[[], AbstractAsyncContextManager[Any]]
 NewSource = Callable[[], AbstractAsyncContextManager[Any]]
 NewEventStore = Callable[[], AbstractAsyncContextManager[Any]]
+NewLimiter = Callable[[], AbstractAsyncContextManager[Any]]
+NewUniqueStore = Callable[[], AbstractAsyncContextManager[Any]]
 
 #: Seconds a start or stop may take before the suite calls it a hang.
 LIFECYCLE_TIMEOUT = 30.0
@@ -78,7 +80,7 @@ async def started_broker(target: Target, worker: bool = True) -> AsyncIterator[A
 
 @asynccontextmanager
 async def started(target: Target) -> AsyncIterator[Any]:
-    """A fresh backend, schedule source or event store from ``target``, started, shut after."""
+    """A fresh instance (not a broker) from ``target``, started, shut down after."""
     instance = await make_instance(target)
     await asyncio.wait_for(instance.startup(), LIFECYCLE_TIMEOUT)
     try:

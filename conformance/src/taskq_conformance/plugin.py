@@ -24,6 +24,8 @@ SUITES = {
     "suite_result_backend.py": "result_backend",
     "suite_schedule_source.py": "schedule_source",
     "suite_event_store.py": "event_store",
+    "suite_limiter.py": "limiter",
+    "suite_unique_store.py": "unique_store",
 }
 _TARGETS = pytest.StashKey[dict[str, Target | None]]()
 _CAPABILITIES = pytest.StashKey[dict[str, frozenset[str]]]()
@@ -305,3 +307,35 @@ def taskq_new_event_store(
     from taskq_conformance.instances import started  # late: see the module's imports
 
     return lambda: started(taskq_event_store_target)
+
+
+@pytest.fixture(scope="session")
+def taskq_limiter_target(request: pytest.FixtureRequest) -> Target:
+    """The limiter factory under test."""
+    return _target(request, "limiter")
+
+
+@pytest.fixture(scope="session")
+def taskq_unique_store_target(request: pytest.FixtureRequest) -> Target:
+    """The unique key store factory under test."""
+    return _target(request, "unique_store")
+
+
+@pytest.fixture
+def taskq_new_limiter(
+    taskq_limiter_target: Target,
+) -> Callable[[], AbstractAsyncContextManager[Any]]:
+    """Make fresh, started limiters to use in ``async with`` blocks."""
+    from taskq_conformance.instances import started  # late: see the module's imports
+
+    return lambda: started(taskq_limiter_target)
+
+
+@pytest.fixture
+def taskq_new_unique_store(
+    taskq_unique_store_target: Target,
+) -> Callable[[], AbstractAsyncContextManager[Any]]:
+    """Make fresh, started unique key stores to use in ``async with`` blocks."""
+    from taskq_conformance.instances import started  # late: see the module's imports
+
+    return lambda: started(taskq_unique_store_target)

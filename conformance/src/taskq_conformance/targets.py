@@ -31,6 +31,18 @@ KINDS: dict[str, tuple[str, str, str, str]] = {
         "TASKQ_EVENT_STORE",
         "pytest_taskq_event_store_factory",
     ),
+    "limiter": (
+        "--taskq-limiter",
+        "taskq_limiter",
+        "TASKQ_LIMITER",
+        "pytest_taskq_limiter_factory",
+    ),
+    "unique_store": (
+        "--taskq-unique-store",
+        "taskq_unique_store",
+        "TASKQ_UNIQUE_STORE",
+        "pytest_taskq_unique_store_factory",
+    ),
 }
 
 HOW_TO = (
@@ -40,9 +52,12 @@ HOW_TO = (
     "  pytest --pyargs taskq_conformance --taskq-result-backend mypkg.testing:make_backend\n"
     "  pytest --pyargs taskq_conformance --taskq-schedule-source mypkg.testing:make_source\n"
     "  pytest --pyargs taskq_conformance --taskq-event-store mypkg.testing:make_store\n"
+    "  pytest --pyargs taskq_conformance --taskq-limiter mypkg.testing:make_limiter\n"
+    "  pytest --pyargs taskq_conformance --taskq-unique-store mypkg.testing:make_unique_store\n"
     "or set the ini keys taskq_broker / taskq_result_backend / taskq_schedule_source / "
-    "taskq_event_store, the environment variables TASKQ_BROKER / TASKQ_RESULT_BACKEND / "
-    "TASKQ_SCHEDULE_SOURCE / TASKQ_EVENT_STORE, or "
+    "taskq_event_store / taskq_limiter / taskq_unique_store, the environment variables "
+    "TASKQ_BROKER / TASKQ_RESULT_BACKEND / TASKQ_SCHEDULE_SOURCE / TASKQ_EVENT_STORE / "
+    "TASKQ_LIMITER / TASKQ_UNIQUE_STORE, or "
     "implement the hook pytest_taskq_broker_factory(config) (and its siblings) in a conftest.py."
 )
 

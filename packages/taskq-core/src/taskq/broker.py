@@ -18,6 +18,7 @@ from typing_extensions import ParamSpec, Self
 from taskq._awaitable import maybe_await
 from taskq.abc.middleware import TaskiqMiddleware, hooks_by_name
 from taskq.capabilities import Capability
+from taskq.control.limits import TaskLimits
 from taskq.decor import AsyncTaskiqDecoratedTask
 from taskq.event_recorder import EventRecorder
 from taskq.events import EventHandler, TaskiqEvents
@@ -34,8 +35,10 @@ if TYPE_CHECKING:
     from taskq.abc.cancellation import CancellationStore
     from taskq.abc.event_store import AsyncEventStore
     from taskq.abc.formatter import TaskiqFormatter
+    from taskq.abc.limiter import TaskLimiter
     from taskq.abc.result_backend import AsyncResultBackend
     from taskq.abc.serializer import TaskiqSerializer
+    from taskq.abc.unique_store import UniqueKeyStore
     from taskq.acks import AckableMessage
     from taskq.inspection import QueueInspection
     from taskq.message import BrokerMessage
@@ -73,6 +76,10 @@ class AsyncBroker(ABC):
         self.dependency_overrides: dict[Any, Any] = {}
         self.custom_dependency_context: dict[Any, Any] = {}
         self.state = TaskiqState()
+        #: Enforces the tasks' rate and concurrency limits (None: see `with_limiter`).
+        self.limiter: TaskLimiter | None = None
+        #: Holds the keys of unique tasks (None: see `with_unique_store`).
+        self.unique_store: UniqueKeyStore | None = None
         self.event_handlers: defaultdict[TaskiqEvents, list[EventHandler]] = defaultdict(list)
         self.is_worker_process = False
         self.is_scheduler_process = False
@@ -122,6 +129,9 @@ class AsyncBroker(ABC):
             self.event_recorder.start()
         if self.cancellation is not None:
             await self.cancellation.startup()
+        for store in (self.limiter, self.unique_store):
+            if store is not None:
+                await store.startup()
         for middleware in self.middlewares:
             await maybe_await(middleware.startup())
         event = (
@@ -143,6 +153,9 @@ class AsyncBroker(ABC):
         await self.run_event_handlers(event)
         for middleware in self.middlewares:
             await maybe_await(middleware.shutdown())
+        for store in (self.limiter, self.unique_store):
+            if store is not None:
+                await store.shutdown()
         recorder, self.event_recorder = self.event_recorder, None
         if recorder is not None and self.event_store is not None:
             await recorder.close()
@@ -182,7 +195,9 @@ class AsyncBroker(ABC):
     def task(self, task_name: Any = None, **labels: Any) -> Any:
         """Register a function as a task: ``@broker.task`` or ``@broker.task("name", **labels)``.
 
-        The default name is ``"module:function"``; labels are sent with every message.
+        The default name is ``"module:function"``; labels are sent with every message, except
+        ``rate_limit``, ``max_concurrency`` and ``limit_key``, the task's limits (see
+        `taskq.control.limits`; a bad value raises `InvalidTaskLimitError`).
         """
         if callable(task_name):
             return self.register_task(task_name)
@@ -200,9 +215,12 @@ class AsyncBroker(ABC):
     ) -> AsyncTaskiqDecoratedTask[_Params, _ReturnType]:
         """Register ``func`` as a task and return the decorated task."""
         name = task_name or default_task_name(func)
+        limits = TaskLimits.take_from(labels, func)
         if name in self.local_task_registry:
             logger.warning("Task %r is registered again; the new function replaces it", name)
         decorated = self.decorator_class(self, name, func, labels)
+        if limits is not None:
+            decorated.limits = limits
         self.local_task_registry[name] = decorated
         return decorated
 
@@ -257,6 +275,24 @@ class AsyncBroker(ABC):
         running tasks whose cancellation is recorded; see `cancel`.
         """
         self.cancellation = store
+        return self
+
+    def with_limiter(self, limiter: TaskLimiter) -> Self:
+        """Enforce rate and concurrency limits through ``limiter``; return the broker.
+
+        A broker whose workers share one process uses an in-process limiter by default; one
+        that declares ``cross_process`` needs a shared one (``taskq_redis.RedisLimiter``).
+        """
+        self.limiter = limiter
+        return self
+
+    def with_unique_store(self, store: UniqueKeyStore) -> Self:
+        """Hold the keys of unique tasks in ``store``; return the broker.
+
+        A broker whose workers share one process uses an in-process store by default; one
+        that declares ``cross_process`` needs a shared one (SQLite on one host, Redis).
+        """
+        self.unique_store = store
         return self
 
     def with_middlewares(self, *middlewares: TaskiqMiddleware) -> Self:

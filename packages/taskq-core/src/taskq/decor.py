@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from taskq.abc.schedule_source import ScheduleSource
     from taskq.broker import AsyncBroker
+    from taskq.control.limits import TaskLimits
     from taskq.created_schedule import CreatedSchedule
     from taskq.scheduled_task import CronSpec
     from taskq.task import AsyncTaskiqTask
@@ -33,6 +34,9 @@ class AsyncTaskiqDecoratedTask(Generic[_Params, _ReturnType]):
     Calling it runs the function here; ``await task.kiq(...)`` sends it to a worker and
     returns an `AsyncTaskiqTask`; ``task.kicker()`` sends it with extra labels or a task id.
     """
+
+    #: The task's rate and concurrency limits (None: none), set by `AsyncBroker.register_task`.
+    limits: TaskLimits | None = None
 
     def __init__(
         self,

@@ -285,3 +285,38 @@ class RemoteTaskError(TaskiqError):
     __template__ = "{type_name}: {text}"
     type_name: str
     text: str
+
+
+class InvalidTaskLimitError(TaskiqError, ValueError):
+    """A task's ``rate_limit``, ``max_concurrency`` or ``limit_key`` is not a valid setting."""
+
+    __template__ = "the task option {option!r} must be {expected}, got {value!r}"
+    option: str
+    value: Any
+    expected: str
+
+
+class SharedStoreRequiredError(TaskiqError):
+    """A broker running in several processes was given no shared store for a limit or a key.
+
+    In-process stores are only used by default where every worker shares one process.
+    """
+
+    __template__ = (
+        "{broker} runs tasks in several processes, so {feature} needs a store they share: "
+        "give the broker one with broker.{builder}(...) (a Redis one for many hosts)"
+    )
+    broker: str
+    feature: str
+    builder: str
+
+
+class UniqueKeyError(TaskiqError, ValueError):
+    """A unique task's key could not be made from its arguments: give ``with_unique(key=...)``."""
+
+    __template__ = (
+        "the arguments of task {task_name!r} cannot be made into a unique key ({reason}): "
+        "give one with .with_unique(key=...)"
+    )
+    task_name: str
+    reason: str

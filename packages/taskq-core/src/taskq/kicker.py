@@ -12,6 +12,7 @@ from typing_extensions import ParamSpec, Self
 
 from taskq._awaitable import maybe_await
 from taskq.capabilities import LABEL_CAPABILITIES
+from taskq.control.unique import DEFAULT_UNIQUE_TTL_S, Uniqueness, send_unique
 from taskq.created_schedule import CreatedSchedule
 from taskq.exceptions import (
     SendTaskError,
@@ -54,6 +55,7 @@ class AsyncKicker(Generic[_Params, _ReturnType]):
         self.return_type = return_type
         self.custom_task_id: str | None = None
         self.custom_schedule_id: str | None = None
+        self.uniqueness: Uniqueness | None = None
 
     def with_labels(self, **labels: Any) -> Self:
         """Add (or override) labels of the message."""
@@ -68,6 +70,21 @@ class AsyncKicker(Generic[_Params, _ReturnType]):
     def with_schedule_id(self, schedule_id: str) -> Self:
         """Add the next schedule under ``schedule_id`` (adding it again replaces it)."""
         self.custom_schedule_id = schedule_id
+        return self
+
+    def with_unique(
+        self, key: str | None = None, ttl: float | timedelta = DEFAULT_UNIQUE_TTL_S
+    ) -> Self:
+        """Send the task only if no task with the same key is queued or running.
+
+        While one is, `kiq` sends nothing and returns that task's handle. ``key`` defaults to
+        the task's name and its arguments; the key is freed when the task's result is stored,
+        or after ``ttl`` (seconds or a timedelta; default one hour). See `taskq.control.unique`.
+
+        Raises:
+            ValueError: ``ttl`` is not positive or ``key`` is empty.
+        """
+        self.uniqueness = Uniqueness.of(key, ttl)
         return self
 
     def with_broker(self, broker: AsyncBroker) -> Self:
@@ -95,8 +112,21 @@ class AsyncKicker(Generic[_Params, _ReturnType]):
         Raises `UnsupportedCapabilityError` for a ``delay``/``priority`` label the broker
         cannot honour, `InvalidLabelError` for a ``delay``, ``priority`` or ``timeout`` label
         outside its bounds (see `taskq.labels`), `SerializationError` for an argument the
-        serializer cannot encode and `SendTaskError` when the broker fails to send.
+        serializer cannot encode and `SendTaskError` when the broker fails to send; for a
+        unique task, `UniqueKeyError` for arguments without a canonical form and
+        `SharedStoreRequiredError` for a broker without a shared unique key store.
         """
+        if self.uniqueness is not None:
+            return await send_unique(
+                self.broker,
+                self.uniqueness,
+                self.task_name,
+                self.labels,
+                args,
+                kwargs,
+                self.return_type,
+                self.custom_task_id,
+            )
         return await send_task(
             self.broker,
             self.task_name,

@@ -1,9 +1,10 @@
 """taskq-redis: a durable broker on Redis Streams, and the one Redis layer of taskq.
 
 The broker (acks, leases, redelivery, dead letters), the event store (`RedisEventStore`), the
-cancellation store (`RedisCancellationStore`), and what every Redis part of taskq shares: the
-connection (`taskq_redis.connection`), the reconnect policy (`taskq_redis.reconnect`), the error
-family (`taskq_redis.errors`) and test helpers (`taskq_redis.testing`).
+cancellation store (`RedisCancellationStore`), the shared limiter and unique key store
+(`RedisLimiter`, `RedisUniqueStore`), and what every Redis part of taskq shares: the connection
+(`taskq_redis.connection`), the reconnect policy (`taskq_redis.reconnect`), the error family
+(`taskq_redis.errors`) and test helpers (`taskq_redis.testing`).
 """
 
 from taskq_redis.broker import RedisStreamBroker
@@ -18,6 +19,8 @@ from taskq_redis.errors import (
     SendUnavailableError,
 )
 from taskq_redis.event_store import RedisEventStore
+from taskq_redis.limiter import RedisLimiter
+from taskq_redis.unique import RedisUniqueStore
 
 __all__ = [
     "DeadLetter",
@@ -28,7 +31,9 @@ __all__ = [
     "RedisCancellationStore",
     "RedisConnection",
     "RedisEventStore",
+    "RedisLimiter",
     "RedisStreamBroker",
     "RedisUnavailableError",
+    "RedisUniqueStore",
     "SendUnavailableError",
 ]

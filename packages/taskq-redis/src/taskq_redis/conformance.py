@@ -1,8 +1,9 @@
-"""The Redis broker and event store as the conformance suite tests them: a key prefix per run.
+"""Redis implementations as the conformance suite tests them: a key prefix per run.
 
 ``pytest --pyargs taskq_conformance --taskq-broker taskq_redis.conformance:make_broker``
-(``--taskq-event-store taskq_redis.conformance:make_event_store`` for the event store, whose
-prefix is exported in ``TASKQ_CONFORMANCE_REDIS_EVENTS_PREFIX``)
+(``--taskq-limiter ...:make_limiter``, ``--taskq-unique-store ...:make_unique_store``;
+``--taskq-event-store ...:make_event_store`` for the event store, whose prefix is exported in
+``TASKQ_CONFORMANCE_REDIS_EVENTS_PREFIX``)
 
 The suite's cross-process check makes a broker in a child process, which must reach the same
 queue. So the first call in a process chooses the run's key prefix and exports it in
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 from taskq_redis.broker import RedisStreamBroker
 from taskq_redis.event_store import RedisEventStore
+from taskq_redis.limiter import RedisLimiter
 from taskq_redis.testing import run_prefix, server_url
+from taskq_redis.unique import RedisUniqueStore
 
 PREFIX_ENV = "TASKQ_CONFORMANCE_REDIS_BROKER_PREFIX"
 EVENTS_PREFIX_ENV = "TASKQ_CONFORMANCE_REDIS_EVENTS_PREFIX"
@@ -31,3 +34,15 @@ def make_event_store() -> RedisEventStore:
     """An event store on ``TASKQ_REDIS_URL`` under the run's key prefix (fresh by default)."""
     url = server_url()
     return RedisEventStore(url, prefix=run_prefix(EVENTS_PREFIX_ENV, url))
+
+
+def make_limiter() -> RedisLimiter:
+    """A limiter on ``TASKQ_REDIS_URL`` under the run's key prefix."""
+    url = server_url()
+    return RedisLimiter(url, key_prefix=run_prefix(PREFIX_ENV, url))
+
+
+def make_unique_store() -> RedisUniqueStore:
+    """A unique key store on ``TASKQ_REDIS_URL`` under the run's key prefix."""
+    url = server_url()
+    return RedisUniqueStore(url, key_prefix=run_prefix(PREFIX_ENV, url))

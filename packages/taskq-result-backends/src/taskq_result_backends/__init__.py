@@ -1,6 +1,7 @@
 """taskq-result-backends: result backends shared by processes (SQLite) or hosts (Redis).
 
-It also holds `SQLiteCancellationStore`, cancellations shared by the processes of one host.
+It also holds `SQLiteCancellationStore` and `SQLiteUniqueStore`: cancellations and unique
+task keys shared by the processes of one host.
 
 ``RedisResultBackend`` is imported on first access, so that this package imports without
 the ``redis`` extra.
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from taskq_result_backends.errors import ResultStoreBusyError, ResultStoreUnavailableError
 from taskq_result_backends.sqlite import SQLiteResultBackend
 from taskq_result_backends.sqlite_cancellation import SQLiteCancellationStore
+from taskq_result_backends.sqlite_unique import SQLiteUniqueStore
 
 if TYPE_CHECKING:
     from taskq_result_backends.redis import RedisResultBackend
@@ -23,6 +25,7 @@ __all__ = [
     "ResultStoreUnavailableError",
     "SQLiteCancellationStore",
     "SQLiteResultBackend",
+    "SQLiteUniqueStore",
 ]
 
 

@@ -1,7 +1,8 @@
 """The result backends as the conformance suite tests them, one factory per backend.
 
 ``pytest --pyargs taskq_conformance --taskq-result-backend
-taskq_result_backends.conformance:make_sqlite_backend`` (or ``:make_redis_backend``).
+taskq_result_backends.conformance:make_sqlite_backend`` (or ``:make_redis_backend``);
+``--taskq-unique-store taskq_result_backends.conformance:make_sqlite_unique_store``.
 
 The suite's cross-process check runs the same factory in a child process, which must reach
 the same store. So the first call in a process chooses the store of the run and exports it
@@ -21,6 +22,7 @@ import tempfile
 from typing import TYPE_CHECKING, Any
 
 from taskq_result_backends.sqlite import SQLiteResultBackend
+from taskq_result_backends.sqlite_unique import SQLiteUniqueStore
 
 if TYPE_CHECKING:
     from taskq_result_backends.redis import RedisResultBackend
@@ -46,3 +48,9 @@ def make_redis_backend() -> RedisResultBackend[Any]:
 
     url = server_url()
     return RedisResultBackend(url, prefix=run_prefix(REDIS_PREFIX_ENV, url))
+
+
+def make_sqlite_unique_store() -> SQLiteUniqueStore:
+    """A unique key store on the run's database (the result backend's file, another table)."""
+    make_sqlite_backend()  # chooses the run's file
+    return SQLiteUniqueStore(os.environ[SQLITE_PATH_ENV])

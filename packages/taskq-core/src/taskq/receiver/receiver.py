@@ -12,11 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from taskq._awaitable import maybe_await
 from taskq.acks import AckableMessage, AckController, AcknowledgeType
+from taskq.control.unique import UNIQUE_LABEL, release_unique
 from taskq.exceptions import (
     InvalidLabelError,
     MessageDecodeError,
     NoResultError,
     ResultSetError,
+    SharedStoreRequiredError,
+    TaskArgumentsError,
     TaskCancelledError,
     TaskRejectedError,
     UnknownTaskError,
@@ -28,6 +31,7 @@ from taskq.receiver.cancel_watch import CancelWatch
 from taskq.receiver.eager import start_eagerly
 from taskq.receiver.execution import CONTROL_FLOW, DEFAULT_THREADPOOL_THREADS, TaskExecutor
 from taskq.receiver.interrupts import MessageTask, reraise_cancellation, task_failure
+from taskq.receiver.limits import admit
 from taskq.receiver.recording import heartbeat_source, record_outcome
 from taskq.receiver.slots import Slots
 from taskq.receiver.task_log import log_task
@@ -38,6 +42,7 @@ if TYPE_CHECKING:
     from taskq.abc.broker import AsyncBroker
     from taskq.abc.cancellation import CancellationStore
     from taskq.cancel_token import CancelToken
+    from taskq.control.limits import TaskLimits
     from taskq.decor import AsyncTaskiqDecoratedTask
 
 logger = logging.getLogger("taskq.receiver")
@@ -55,14 +60,15 @@ class Receiver:
     """Runs the messages a broker delivers: the worker's engine.
 
     For each message: decode → find the task → (with a cancellation store on the broker) not
-    run if cancelled, else run cancellably → ``pre_execute`` → bind, cast and inject
+    run if cancelled, else run cancellably → wait for the task's rate and concurrency limits,
+    if it has any (`taskq.receiver.limits`) → ``pre_execute`` → bind, cast and inject
     arguments → run (async on the loop, sync in the thread pool) under the ``timeout`` label
-    → ``post_execute`` / ``on_error`` → store the result → ``post_save``, acknowledging
-    where ``ack_type`` says. Bad input (undecodable bytes, an unknown task, arguments that do
-    not fit) is logged once, stored as a failed result when the task id is known, and
-    settled; the receiver goes on. So does a task that exits (``sys.exit()``,
-    ``KeyboardInterrupt``, a ``CancelledError`` of its own): its run fails with
-    `TaskExitError`. A message whose processing ends neither acknowledged nor rejected is
+    → ``post_execute`` / ``on_error`` → store the result → ``post_save`` → free a unique
+    task's key, acknowledging where ``ack_type`` says. Bad input (undecodable bytes, an
+    unknown task, arguments that do not fit) is logged once, stored as a failed result when
+    the task id is known, and settled; the receiver goes on. So does a task that exits
+    (``sys.exit()``, ``KeyboardInterrupt``, a ``CancelledError`` of its own): its run fails
+    with `TaskExitError`. A message whose processing ends neither acknowledged nor rejected is
     released for redelivery; only the cancellation of its asyncio task leaves it as it is.
 
     ``max_async_tasks`` bounds the tasks running at once (plus a random 0 to
@@ -196,7 +202,7 @@ class Receiver:
                 return
         store = self.broker.cancellation
         if store is None:
-            await self._run(task, message, acker, ack_type, None)
+            await self._run_when_allowed(task, message, acker, ack_type, None)
             return
         watch = self._watch_for(store)
         token = watch.register(message.task_id)  # before the check: no cancellation is missed
@@ -213,18 +219,44 @@ class Receiver:
             if cancellation is not None:
                 logger.info("Task %s was cancelled before it started", message.task_id)
                 token.cancel(cancellation.reason)
-                error = token.error()
+                cancelled = token.error()
                 recorder = self.broker.event_recorder
                 if recorder is not None:
                     recorder.record_error(
-                        EventKind.CANCELLED, message.task_id, message.task_name, error
+                        EventKind.CANCELLED, message.task_id, message.task_name, cancelled
                     )
-                await self._store_failure(message, error)
+                await self._store_failure(message, cancelled)
                 await acker.ack()  # settled for good: a cancelled message is not delivered again
                 return
-            await self._run(task, message, acker, ack_type, token)
+            await self._run_when_allowed(task, message, acker, ack_type, token)
         finally:
             watch.unregister(token)
+
+    async def _run_when_allowed(
+        self,
+        task: AsyncTaskiqDecoratedTask[Any, Any],
+        message: TaskiqMessage,
+        acker: AckController,
+        ack_type: AcknowledgeType,
+        token: CancelToken | None,
+    ) -> None:
+        """`_run` once the task's rate and concurrency limits allow it, if it has any."""
+        limits: TaskLimits | None = task.limits
+        if limits is None:
+            await self._run(task, message, acker, ack_type, token)
+            return
+        try:
+            admission = await admit(self.broker, limits, message, acker)
+        except (TaskArgumentsError, SharedStoreRequiredError) as error:  # retrying cannot help
+            logger.error("Task %s: %s", message.task_id, error)
+            await self._refuse(message, error, acker)
+            return
+        if admission is None:  # sent back to wait
+            return
+        try:
+            await self._run(task, message, acker, ack_type, token)
+        finally:
+            await admission.release()
 
     async def _run(
         self,
@@ -254,6 +286,8 @@ class Receiver:
             async with self._run_slots:
                 result = await self.task_executor.run(task, message, acker, token)
         await self._finish(message, result, acker, hooks, ack_type)
+        if UNIQUE_LABEL in message.labels:
+            await release_unique(self.broker, message)
 
     def _watch_for(self, store: CancellationStore) -> CancelWatch:
         """The watch of the broker's cancellation store (a new one if the store was replaced)."""

@@ -1,0 +1,139 @@
+"""Unique tasks: ``task.kicker().with_unique(...).kiq(...)`` sends nothing while one is pending.
+
+The client claims the task's key in the broker's `UniqueKeyStore` (one atomic step) under the
+id of the task it is about to send. If another task holds the key, `kiq` returns that task's
+handle and sends nothing; otherwise it sends the task with the key in the `UNIQUE_LABEL`
+label, and the worker frees the key once the task's result is stored. The key also frees
+itself after its TTL, so a lost task cannot block its key for ever.
+
+The default key is the task's name and a digest of its arguments serialized canonically
+(JSON with sorted keys; pydantic models, dataclasses, enums, sets, dates and UUIDs are
+turned into plain data first).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import decimal
+import enum
+import hashlib
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from taskq.control.stores import unique_store_of
+from taskq.exceptions import UniqueKeyError
+from taskq.task import AsyncTaskiqTask
+
+if TYPE_CHECKING:
+    from taskq.broker import AsyncBroker
+    from taskq.message import TaskiqMessage
+
+logger = logging.getLogger("taskq.unique")
+
+#: The label that carries a unique task's key to the worker, which frees the key.
+UNIQUE_LABEL = "unique_key"
+#: Seconds a unique key is held at most when ``with_unique`` gives no ``ttl`` (one hour).
+DEFAULT_UNIQUE_TTL_S = 3600.0
+
+
+@dataclass(frozen=True)
+class Uniqueness:
+    """What ``with_unique`` asked for: a key (None: made from the arguments) and a TTL."""
+
+    key: str | None
+    ttl_s: float
+
+    @classmethod
+    def of(cls, key: str | None, ttl: float | datetime.timedelta) -> Uniqueness:
+        """Check ``ttl`` (seconds or a timedelta, positive) and ``key``.
+
+        Raises:
+            ValueError: ``ttl`` is not positive or ``key`` is an empty string.
+        """
+        ttl_s = ttl.total_seconds() if isinstance(ttl, datetime.timedelta) else float(ttl)
+        if not ttl_s > 0:
+            raise ValueError(f"a unique task's ttl must be positive seconds, got {ttl!r}")
+        if key is not None and (not isinstance(key, str) or not key):
+            raise ValueError(f"a unique task's key must be a non-empty string, got {key!r}")
+        return cls(key, ttl_s)
+
+
+def default_key(task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """The task's name and a digest of its arguments, equal for equal arguments.
+
+    Raises:
+        UniqueKeyError: an argument has no canonical form.
+    """
+    try:
+        text = json.dumps(
+            [list(args), kwargs],
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            default=_plain,
+        )
+    except (TypeError, ValueError) as exc:
+        raise UniqueKeyError(task_name=task_name, reason=str(exc)) from None
+    return f"{task_name}:{hashlib.sha256(text.encode()).hexdigest()}"
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "model_dump"):  # pydantic
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (set, frozenset)):
+        return sorted(json.dumps(item, sort_keys=True, default=_plain) for item in value)
+    if isinstance(value, (datetime.date, datetime.time, uuid.UUID, decimal.Decimal)):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    raise TypeError(f"{type(value).__qualname__} has no canonical form")
+
+
+async def send_unique(
+    broker: AsyncBroker,
+    uniqueness: Uniqueness,
+    task_name: str,
+    labels: dict[str, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    return_type: Any,
+    task_id: str | None,
+) -> AsyncTaskiqTask[Any]:
+    """Send the task unless a task holds its key; return the handle of the one that runs."""
+    from taskq.kicker import send_task
+
+    broker = broker.target_broker()
+    store = unique_store_of(broker)
+    key = uniqueness.key or default_key(task_name, args, kwargs)
+    task_id = task_id or broker.id_generator()
+    holder = await store.claim(key, task_id, uniqueness.ttl_s)
+    if holder is not None:
+        return AsyncTaskiqTask(holder, broker.result_backend, return_type)
+    try:
+        return await send_task(
+            broker, task_name, {**labels, UNIQUE_LABEL: key}, args, kwargs, return_type, task_id
+        )
+    except BaseException:
+        with contextlib.suppress(Exception):  # the send's error is the one to report
+            await store.release(key, task_id)
+        raise
+
+
+async def release_unique(broker: AsyncBroker, message: TaskiqMessage) -> None:
+    """Free the unique key ``message`` holds (its task is done); log a failure, never raise."""
+    try:
+        await unique_store_of(broker).release(message.labels[UNIQUE_LABEL], message.task_id)
+    except Exception:
+        logger.exception(
+            "Task %s: its unique key could not be freed; it frees itself after its TTL",
+            message.task_id,
+        )

@@ -1,0 +1,154 @@
+"""Unique tasks in one process: the default key, the store, kiq and the release."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+from typing import Any
+
+import pytest
+
+from taskq import AsyncBroker, BrokerMessage, Capability
+from taskq.control.memory_unique import MemoryUniqueStore
+from taskq.control.unique import UNIQUE_LABEL, default_key
+from taskq.exceptions import SharedStoreRequiredError, UniqueKeyError
+from taskq.testing import eventually
+from taskq_inmemory import InMemoryBroker
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
+
+
+def test_the_default_key_is_canonical_in_the_order_of_keyword_arguments():
+    assert default_key("t", (1,), {"a": 1, "b": {"x": 1, "y": 2}}) == default_key(
+        "t", (1,), {"b": {"y": 2, "x": 1}, "a": 1}
+    )
+    assert default_key("t", (1,), {}) != default_key("t", (2,), {})
+    assert default_key("t", (1,), {}) != default_key("u", (1,), {})
+    assert default_key("t", ({3, 1, 2},), {}) == default_key("t", ({2, 1, 3},), {})
+    assert default_key("t", (Point(1, 2), datetime.date(2026, 1, 1)), {}).startswith("t:")
+
+
+def test_an_argument_without_a_canonical_form_asks_for_a_key():
+    with pytest.raises(UniqueKeyError, match="with_unique"):
+        default_key("t", (object(),), {})
+
+
+@pytest.mark.parametrize(("key", "ttl"), [(None, 0), (None, -1), ("", 10)])
+def test_bad_unique_options_are_refused(key: Any, ttl: Any):
+    broker = InMemoryBroker()
+
+    @broker.task
+    def work() -> None: ...
+
+    with pytest.raises(ValueError, match="unique task"):
+        work.kicker().with_unique(key=key, ttl=ttl)
+
+
+async def test_memory_store_gives_a_key_to_one_task_until_released_or_expired():
+    store = MemoryUniqueStore()
+    assert await store.claim("k", "a", 60) is None
+    assert await store.claim("k", "b", 60) == "a"
+    await store.release("k", "b")  # not the holder: nothing happens
+    assert await store.claim("k", "b", 60) == "a"
+    await store.release("k", "a")
+    assert await store.claim("k", "b", 0.05) is None
+    await asyncio.sleep(0.06)
+    assert await store.claim("k", "c", 60) is None
+
+
+async def test_a_second_kiq_while_the_first_is_queued_returns_the_first_handle():
+    broker = InMemoryBroker(max_stored_results=-1)
+    runs: list[int] = []
+    gate = asyncio.Event()
+
+    @broker.task
+    async def sync_account(account: int) -> int:
+        await gate.wait()
+        runs.append(account)
+        return account
+
+    async with broker:
+        first = await sync_account.kicker().with_unique().kiq(1)
+        second = await sync_account.kicker().with_unique().kiq(1)
+        other = await sync_account.kicker().with_unique().kiq(2)
+        assert second.task_id == first.task_id
+        assert other.task_id != first.task_id
+        gate.set()
+        assert (await second.wait_result(timeout=10)).return_value == 1
+        await other.wait_result(timeout=10)
+        # the result is stored and the key freed: the next kiq sends a new task
+        third = await eventually(lambda: sync_account.kicker().with_unique().kiq(1))
+        assert third.task_id != first.task_id
+        await third.wait_result(timeout=10)
+    assert sorted(runs) == [1, 1, 2]
+
+
+async def test_an_explicit_key_makes_different_arguments_one_task():
+    broker = InMemoryBroker(max_stored_results=-1)
+    gate = asyncio.Event()
+
+    @broker.task
+    async def report(day: str) -> str:
+        await gate.wait()
+        return day
+
+    async with broker:
+        first = await report.kicker().with_unique(key="daily-report").kiq("mon")
+        second = await report.kicker().with_unique(key="daily-report").kiq("tue")
+        assert second.task_id == first.task_id
+        assert first.task_id in str(await broker.unique_store.claim("daily-report", "x", 1))
+        gate.set()
+        assert (await second.wait_result(timeout=10)).return_value == "mon"
+
+
+async def test_the_key_travels_in_a_label_and_a_plain_kiq_is_not_unique():
+    broker = InMemoryBroker(max_stored_results=-1)
+
+    @broker.task
+    async def echo(x: int) -> dict[str, Any]:
+        return {}
+
+    async with broker:
+        unique = await echo.kicker().with_unique(key="k").kiq(1)
+        result = await unique.wait_result(timeout=10)
+        assert result.labels[UNIQUE_LABEL] == "k"
+        plain = [await echo.kiq(1), await echo.kiq(1)]
+        assert plain[0].task_id != plain[1].task_id
+
+
+async def test_a_cross_process_broker_without_a_store_refuses_a_unique_kiq():
+    class ManyProcessBroker(AsyncBroker):
+        capabilities = frozenset({Capability.CROSS_PROCESS})
+
+        async def kick(self, message: BrokerMessage) -> None:
+            raise AssertionError("nothing may be sent")
+
+        async def listen(self) -> Any:
+            yield b""
+
+    broker = ManyProcessBroker()
+
+    @broker.task
+    async def work() -> None: ...
+
+    with pytest.raises(SharedStoreRequiredError, match="with_unique_store"):
+        await work.kicker().with_unique().kiq()
+
+
+async def test_a_unique_task_that_cannot_be_sent_frees_its_key():
+    from taskq.exceptions import SendTaskError
+
+    broker = InMemoryBroker(max_stored_results=-1)
+
+    @broker.task
+    async def job() -> None: ...
+
+    async with broker:
+        with pytest.raises(SendTaskError):  # an unsupported label: nothing is sent
+            await job.kicker().with_labels(delay="soon").with_unique(key="k").kiq()
+        assert await broker.unique_store.claim("k", "next", 60) is None

@@ -1,0 +1,202 @@
+"""`RedisLimiter`: rate and concurrency limits shared by every worker on every host.
+
+One decision is one call of a Lua script, so two workers can never both take the last place;
+the decisions a worker asks for while one round trip is in flight go together in the next
+(`BatchedScript`): one round trip per decision at most. Per limited key there are two sorted
+sets, timed by the server's clock (``TIME``):
+
+- ``{key_prefix}:limits:{key}:starts``: the start of each run of the last window (score: ms);
+  a run may start while fewer than ``count`` are younger than the window (a sliding window:
+  never more than ``count`` starts in any window of the period).
+- ``{key_prefix}:limits:{key}:refused``: the runs (tokens) the rate refused since the first
+  refusal of the last period, each with its place in that order. The n-th is told to wait
+  until a start frees, plus ``(n - 1) // count - 1`` whole periods (none for the first
+  ``2 * count``): the next window meets twice the runs it can start, enough to fill it
+  however late some come, and the runs further behind come back a window's worth at a time
+  instead of all at once. A run refused again in the same period keeps its place.
+- ``{key_prefix}:limits:{key}:running``: the token (task id) of each run holding a
+  concurrency place, scored by the end of its lease. A worker renews the leases of its runs
+  every ``slot_lease_s / 3`` seconds; a killed worker's places come free when their leases
+  end, and expired places are dropped by the next decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from taskq.abc.limiter import TaskLimiter
+from taskq.control.limits import CONCURRENCY_RETRY_S
+from taskq_redis.batching import BatchSender
+from taskq_redis.connection import DEFAULT_URL, RedisConnection
+from taskq_redis.script_batch import BatchedScript
+from taskq_redis.scripts import _NOW
+
+if TYPE_CHECKING:
+    from taskq.control.limits import RateLimit
+
+logger = logging.getLogger("taskq.redis.limiter")
+
+#: Seconds a concurrency place is held without a renewal (a killed worker's places come free
+#: after this long).
+DEFAULT_SLOT_LEASE_S = 60.0
+
+# KEYS: starts, running, refused. ARGV: token, rate count (0: none), period ms, max
+# concurrency (0: none), lease ms, retry ms. Returns 0 when the run may start, else ms to wait.
+_ACQUIRE = (
+    _NOW
+    + """
+local now = now_ms()
+local token, count, period = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local most, lease = tonumber(ARGV[4]), tonumber(ARGV[5])
+if most > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  if redis.call('ZCARD', KEYS[2]) >= most and not redis.call('ZSCORE', KEYS[2], token) then
+    return tonumber(ARGV[6])
+  end
+end
+if count > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - period)
+  if redis.call('ZCARD', KEYS[1]) >= count then
+    local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+    local place = tonumber(redis.call('HGET', KEYS[3], token))
+    if not place then
+      place = redis.call('HLEN', KEYS[3]) + 1
+      redis.call('HSET', KEYS[3], token, place)
+      if place == 1 then redis.call('PEXPIRE', KEYS[3], period) end
+    end
+    local behind = math.max(0, math.floor((place - 1) / count) - 1) * period
+    return math.max(1, tonumber(oldest[2]) + period - now + behind)
+  end
+  redis.call('ZADD', KEYS[1], now, token .. ':' .. now)
+  redis.call('PEXPIRE', KEYS[1], period)
+end
+if most > 0 then
+  redis.call('ZADD', KEYS[2], now + lease, token)
+  redis.call('PEXPIRE', KEYS[2], lease)
+end
+return 0
+"""
+)
+
+# KEYS: running sets; ARGV: lease ms, then the token held in each. Pushes their leases on.
+_RENEW = (
+    _NOW
+    + """
+local deadline = now_ms() + tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, 'XX', deadline, ARGV[i + 1])
+  redis.call('PEXPIRE', key, tonumber(ARGV[1]))
+end
+return #KEYS
+"""
+)
+
+
+class RedisLimiter(TaskLimiter):
+    """Enforces rate and concurrency limits through Redis, for workers on many hosts.
+
+    ``broker.with_limiter(RedisLimiter(url))``. One round trip (at most; concurrent ones
+    share it) decides whether a run may start; one more gives back a concurrency place when
+    the run ends.
+
+    Args:
+        url: The Redis server (``redis://``, ``rediss://`` or ``unix://``).
+        key_prefix: Start of every key (``{key_prefix}:limits:...``).
+        slot_lease_s: Seconds a concurrency place stays held without a renewal (default 60);
+            the worker renews its places every third of that.
+        max_connections: Most connections to Redis (None: redis-py's default).
+        **connection_kwargs: Passed to redis-py's ``BlockingConnectionPool``.
+
+    Raises:
+        ValueError: A bad URL or a ``slot_lease_s`` that is not positive.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        key_prefix: str = "taskq",
+        slot_lease_s: float = DEFAULT_SLOT_LEASE_S,
+        max_connections: int | None = None,
+        **connection_kwargs: Any,
+    ) -> None:
+        if not slot_lease_s > 0:
+            raise ValueError(f"slot_lease_s must be positive seconds, got {slot_lease_s!r}")
+        self.connection = RedisConnection(url, "RedisLimiter", max_connections, **connection_kwargs)
+        self.key_prefix = key_prefix
+        self.slot_lease_s = slot_lease_s
+        self._acquire = BatchedScript(self.connection, _ACQUIRE)
+        self._renew = BatchedScript(self.connection, _RENEW)
+        self._releases: BatchSender[tuple[str, str]] = BatchSender(self._release_places)
+        self._held: dict[tuple[str, str], None] = {}  # (running key, token), in order
+        self._renewer: asyncio.Task[None] | None = None
+
+    def keys(self, key: str) -> tuple[str, str, str]:
+        """The keys of limited ``key``: its starts, its running places, its refusals."""
+        base = f"{self.key_prefix}:limits:{key}"
+        return f"{base}:starts", f"{base}:running", f"{base}:refused"
+
+    async def acquire(
+        self, key: str, token: str, rate: RateLimit | None, max_concurrency: int | None
+    ) -> float:
+        """Start a run under ``key`` if its limits allow it now (see `TaskLimiter.acquire`)."""
+        starts, running, refused = self.keys(key)
+        wait_ms = await self._acquire(
+            [starts, running, refused],
+            [
+                token,
+                rate.count if rate is not None else 0,
+                round(rate.period_s * 1000) if rate is not None else 0,
+                max_concurrency or 0,
+                round(self.slot_lease_s * 1000),
+                round(CONCURRENCY_RETRY_S * 1000),
+            ],
+        )
+        if int(wait_ms) > 0:
+            return int(wait_ms) / 1000
+        if max_concurrency is not None:
+            self._held[running, token] = None
+            self._start_renewing()
+        return 0.0
+
+    async def release(self, key: str, token: str) -> None:
+        """Give back the concurrency place ``token`` holds under ``key``."""
+        running = self.keys(key)[1]
+        self._held.pop((running, token), None)
+        await self._releases.submit((running, token))
+
+    async def shutdown(self) -> None:
+        """Stop renewing leases and close the connection pool."""
+        renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+        await self.connection.close()
+
+    async def _release_places(self, places: list[tuple[str, str]]) -> None:
+        async with self.connection.client.pipeline(transaction=False) as pipe:
+            for running, token in places:
+                pipe.zrem(running, token)
+            await pipe.execute()
+
+    def _start_renewing(self) -> None:
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.get_running_loop().create_task(self._renew_forever())
+
+    async def _renew_forever(self) -> None:
+        interval = self.slot_lease_s / 3
+        while self._held:
+            await asyncio.sleep(interval)
+            held = list(self._held)
+            if not held:
+                return
+            try:
+                await self._renew(
+                    [running for running, _ in held],
+                    [round(self.slot_lease_s * 1000), *(token for _, token in held)],
+                )
+            except Exception as exc:
+                logger.warning("Could not renew %d concurrency places: %s", len(held), exc)

@@ -1,0 +1,255 @@
+"""Rate and concurrency limits and unique tasks on Redis: the stores, and across processes.
+
+The cross-process tests run ``taskq worker limits_app:broker --workers 4`` and client
+processes; the tasks record their starts in Redis by the server's clock (see
+``limits_app.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from taskq import Context, Receiver, TaskiqDepends
+from taskq.control.limits import RateLimit
+from taskq.testing import eventually, eventually_blocking
+from taskq_redis import RedisLimiter, RedisStreamBroker, RedisUniqueStore
+
+HERE = Path(__file__).resolve().parent
+WORKERS = 4
+
+
+@pytest.fixture
+async def limiter(redis_url: str, redis_prefix: str):
+    limiter = RedisLimiter(redis_url, key_prefix=redis_prefix, slot_lease_s=0.3)
+    yield limiter
+    await limiter.shutdown()
+
+
+@pytest.fixture
+async def store(redis_url: str, redis_prefix: str):
+    store = RedisUniqueStore(redis_url, key_prefix=redis_prefix)
+    yield store
+    await store.shutdown()
+
+
+async def test_the_rate_is_a_sliding_window_per_key(limiter: RedisLimiter):
+    rate = RateLimit(3, 0.5)
+    assert [await limiter.acquire("k", f"t{n}", rate, None) for n in range(3)] == [0.0] * 3
+    wait_s = await limiter.acquire("k", "t3", rate, None)
+    assert 0 < wait_s <= 0.5
+    assert await limiter.acquire("other", "t3", rate, None) == 0.0
+    await asyncio.sleep(wait_s)
+    assert await limiter.acquire("k", "t3", rate, None) == 0.0
+
+
+async def test_a_place_is_held_until_released(limiter: RedisLimiter):
+    assert await limiter.acquire("k", "a", None, 1) == 0.0
+    assert await limiter.acquire("k", "b", None, 1) > 0
+    await limiter.release("k", "a")
+    assert await limiter.acquire("k", "b", None, 1) == 0.0
+
+
+async def test_a_place_stays_held_while_renewed_and_frees_itself_when_its_worker_dies(
+    redis_url: str, redis_prefix: str, limiter: RedisLimiter
+):
+    assert await limiter.acquire("k", "a", None, 1) == 0.0
+    await asyncio.sleep(0.8)  # longer than the lease: renewed meanwhile
+    assert await limiter.acquire("k", "b", None, 1) > 0
+    await limiter.shutdown()  # renewals stop, as when the worker is killed; nothing released
+    other = RedisLimiter(redis_url, key_prefix=redis_prefix, slot_lease_s=0.3)
+    try:
+        await eventually(lambda: _granted(other.acquire("k", "b", None, 1)), timeout=10)
+    finally:
+        await other.shutdown()
+
+
+async def _granted(decision: object) -> bool:
+    return await decision == 0.0  # type: ignore[misc]
+
+
+async def test_a_unique_key_is_held_by_one_task_until_freed_or_expired(store: RedisUniqueStore):
+    assert await store.claim("k", "a", 60) is None
+    assert await store.claim("k", "b", 60) == "a"
+    await store.release("k", "b")
+    assert await store.claim("k", "b", 60) == "a"
+    await store.release("k", "a")
+    assert await store.claim("k", "b", 0.2) is None
+    await eventually(lambda: _claimed(store, "k", "c"), timeout=10)
+
+
+async def _claimed(store: RedisUniqueStore, key: str, task_id: str) -> bool:
+    return await store.claim(key, task_id, 60) is None
+
+
+# -- across processes ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def app_env(redis_url: str, redis_prefix: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        "LIMITS_APP_OUT": str(tmp_path),
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+        "LIMITS_APP_URL": redis_url,
+        "LIMITS_APP_PREFIX": redis_prefix,
+    }
+
+
+@pytest.fixture
+def workers(app_env: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest):
+    options = {"count": WORKERS, "slot_lease_s": 60.0, **getattr(request, "param", {})}
+    env = {**app_env, "LIMITS_APP_SLOT_LEASE_S": str(options["slot_lease_s"])}
+    command = [sys.executable, "-m", "taskq", "worker", "limits_app:broker"]
+    command += ["--workers", str(options["count"]), "--shutdown-timeout", "10"]
+    with open(tmp_path / "workers.log", "w") as log:
+        manager = subprocess.Popen(
+            [*command, "--log-level", "WARNING"], cwd=HERE, env=env, stderr=log
+        )
+    yield manager
+    manager.terminate()
+    try:
+        manager.wait(60)
+    except subprocess.TimeoutExpired:
+        manager.kill()
+        manager.wait()
+
+
+def _client(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(HERE / "limits_app.py"), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_100_per_second_over_10_s_on_4_workers_runs_1000_and_never_101_in_a_second(
+    app_env: dict[str, str], workers: subprocess.Popen[bytes], raw_redis, redis_prefix: str
+):
+    total = 1300
+    client = _client(app_env, "send", str(total))
+    assert client.communicate(timeout=120)[0].strip() == f"sent {total}"
+    out = Path(app_env["LIMITS_APP_OUT"])
+    eventually_blocking(lambda: len(_read(out, "starts")) == total, timeout=120, interval=0.5)
+    starts_us = sorted(_read(out, "starts"))
+    first = starts_us[0]
+    in_10_s = sum(1 for start in starts_us if start < first + 10_000_000)
+    assert 980 <= in_10_s <= 1020
+    # any window of 1 s holds at most 100 starts: the 101st is 1 s or more after the 1st.
+    # Checked on the times the limiter allowed each run, by Redis's clock: a task's own stamp
+    # trails that decision by a round trip, and by more on a loaded machine.
+    grants_ms = sorted(_read(out, "grants"))
+    # (a run that starts more than a window after its decision finds its record gone)
+    assert len(grants_ms) >= total // 2, "most runs find their start in the limiter's record"
+    closest = min(later - early for early, later in zip(grants_ms, grants_ms[100:], strict=False))
+    assert closest >= 1000, f"101 starts within {closest} ms"
+
+
+def _read(out: Path, kind: str) -> list[int]:
+    return [int(n) for path in out.glob(f"*.{kind}") for n in path.read_text().split()]
+
+
+def test_max_concurrency_3_never_runs_4_at_once_across_4_workers(
+    app_env: dict[str, str], workers: subprocess.Popen[bytes], raw_redis, redis_prefix: str
+):
+    client = _client(app_env, "send-bounded", "150")
+    assert client.communicate(timeout=120)[0].strip() == "sent 150"
+    eventually_blocking(
+        lambda: int(raw_redis.get(f"{redis_prefix}:done") or 0) == 150, timeout=120, interval=0.2
+    )
+    assert int(raw_redis.get(f"{redis_prefix}:peak")) == 3
+
+
+def test_8_clients_sending_one_unique_task_1000_times_at_once_run_it_once(
+    app_env: dict[str, str], workers: subprocess.Popen[bytes], raw_redis, redis_prefix: str
+):
+    clients = [_client(app_env, "unique", "1000") for _ in range(8)]
+    for client in clients:
+        assert client.stdout is not None
+        assert client.stdout.readline().strip() == "ready"
+    raw_redis.rpush(f"{redis_prefix}:go", *range(len(clients)))  # one each: all go at once
+    task_ids: set[str] = set()
+    for client in clients:
+        out, _ = client.communicate(timeout=180)
+        assert client.returncode == 0
+        lines = out.split()
+        assert len(lines) == 1000
+        task_ids.update(lines)
+    assert len(task_ids) == 1
+    runs = f"{redis_prefix}:unique-runs"
+    eventually_blocking(lambda: raw_redis.get(runs) == b"1", timeout=60, interval=0.1)
+    raw_redis.rpush(f"{redis_prefix}:finish", 1)
+    # the worker frees the key once the task is done: the next unique kiq runs it again
+    eventually_blocking(
+        lambda: not raw_redis.exists(*raw_redis.keys(f"{redis_prefix}:unique:*") or ["-"]),
+        timeout=60,
+        interval=0.1,
+    )
+    assert raw_redis.get(runs) == b"1"
+
+
+async def test_a_run_over_its_rate_goes_back_to_the_queue_under_its_task_id(
+    redis_url: str, redis_prefix: str
+):
+    broker = RedisStreamBroker(
+        redis_url, key_prefix=redis_prefix, delay_check_interval_s=0.05
+    ).with_limiter(RedisLimiter(redis_url, key_prefix=redis_prefix))
+    ran: dict[str, float] = {}
+
+    @broker.task(rate_limit="2/s")
+    async def tick(context: Context = TaskiqDepends()) -> None:
+        ran[context.message.task_id] = time.monotonic()
+
+    await broker.startup()
+    try:
+        sent = {(await tick.kiq()).task_id for _ in range(5)}
+        broker.is_worker_process = True
+        stop = asyncio.Event()
+        listened = time.monotonic()
+        listening = asyncio.create_task(Receiver(broker, run_startup=False).listen(stop))
+        await eventually(lambda: len(ran) == 5, timeout=30)
+        stop.set()
+        await listening
+    finally:
+        await broker.shutdown()
+    assert set(ran) == sent  # each ran once, under the id its handle has
+    starts = sorted(ran.values())
+    assert starts[2] - listened >= 1.0  # the third waited a window (of Redis's clock)
+    assert starts[4] - listened >= 2.0  # the fifth two
+
+
+@pytest.mark.parametrize("workers", [{"count": 1, "slot_lease_s": 2.0}], indirect=True)
+def test_a_killed_workers_concurrency_place_frees_itself_when_its_lease_ends(
+    app_env: dict[str, str],
+    workers: subprocess.Popen[bytes],
+    raw_redis,
+    redis_prefix: str,
+    redis_url: str,
+):
+    client = _client(app_env, "send-hold", "1")
+    assert client.communicate(timeout=120)[0].strip() == "sent 1"
+    holder = eventually_blocking(lambda: raw_redis.get(f"{redis_prefix}:holder"), timeout=60)
+
+    async def place_is_free() -> bool:
+        limiter = RedisLimiter(redis_url, key_prefix=redis_prefix)
+        try:
+            granted = await limiter.acquire("limits_app:hold", "probe", None, 1) == 0.0
+            await limiter.release("limits_app:hold", "probe")
+            return granted
+        finally:
+            await limiter.shutdown()
+
+    assert not asyncio.run(place_is_free()), "the running task holds the only place"
+    time.sleep(3)  # longer than the lease: its worker renews it
+    assert not asyncio.run(place_is_free()), "the place was lost while its task ran"
+    os.kill(int(holder), signal.SIGKILL)
+    # within the lease of 2 s (the broker would redeliver the message only after 30 s)
+    eventually_blocking(lambda: asyncio.run(place_is_free()), timeout=15, interval=0.25)

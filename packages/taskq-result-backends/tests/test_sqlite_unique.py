@@ -1,0 +1,92 @@
+"""`SQLiteUniqueStore`: one holder per key, across the processes of one host."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from taskq.testing import eventually
+from taskq_inmemory import InMemoryBroker
+from taskq_result_backends import ResultStoreUnavailableError, SQLiteUniqueStore
+
+
+@pytest.fixture
+async def store(sqlite_path: str):
+    store = SQLiteUniqueStore(sqlite_path)
+    yield store
+    await store.shutdown()
+
+
+async def test_a_key_is_held_by_one_task_until_released(store: SQLiteUniqueStore):
+    assert await store.claim("k", "a", 60) is None
+    assert await store.claim("k", "b", 60) == "a"
+    await store.release("k", "b")  # not the holder: nothing happens
+    assert await store.claim("k", "b", 60) == "a"
+    await store.release("k", "a")
+    assert await store.claim("k", "b", 60) is None
+
+
+async def test_an_expired_key_goes_to_the_next_claim(store: SQLiteUniqueStore):
+    assert await store.claim("k", "a", 0.05) is None
+    await eventually(lambda: _claimed(store, "k", "b"), timeout=10)
+    assert await store.claim("k", "c", 60) == "b"
+
+
+async def _claimed(store: SQLiteUniqueStore, key: str, task_id: str) -> bool:
+    return await store.claim(key, task_id, 60) is None
+
+
+async def test_a_bad_path_is_a_typed_error(tmp_path):
+    store = SQLiteUniqueStore(tmp_path / "missing" / "unique.sqlite3")
+    with pytest.raises(ResultStoreUnavailableError):
+        await store.claim("k", "a", 60)
+
+
+async def test_a_unique_kiq_through_the_store_sends_once(sqlite_path: str):
+    broker = InMemoryBroker(max_stored_results=-1).with_unique_store(SQLiteUniqueStore(sqlite_path))
+    gate = asyncio.Event()
+
+    @broker.task
+    async def job(n: int) -> int:
+        await gate.wait()
+        return n
+
+    async with broker:
+        first = await job.kicker().with_unique().kiq(1)
+        again = await job.kicker().with_unique().kiq(1)
+        assert again.task_id == first.task_id
+        gate.set()
+        assert (await first.wait_result(timeout=10)).return_value == 1
+        next_one = await eventually(lambda: job.kicker().with_unique().kiq(1))
+        assert next_one.task_id != first.task_id
+
+
+_CLAIMER = """
+import asyncio, sys
+from taskq_result_backends import SQLiteUniqueStore
+
+async def main(path, who):
+    store = SQLiteUniqueStore(path)
+    won = [await store.claim("k", f"{who}-{n}", 60) for n in range(50)]
+    await store.shutdown()
+    print(sum(holder is None for holder in won))
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+def test_of_8_processes_claiming_one_key_at_once_one_gets_it(sqlite_path: str):
+    claimers = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(_CLAIMER), sqlite_path, str(n)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(8)
+    ]
+    wins = [int(claimer.communicate(timeout=120)[0]) for claimer in claimers]
+    assert sum(wins) == 1
