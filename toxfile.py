@@ -7,8 +7,9 @@ module prepends ``<pyenv root>/versions/<X.Y.Z>/bin`` for every installed CPytho
 newest first, so that ``base_python = python3.10`` resolves to the real binary.
 
 The pyenv root is ``pyenv root`` when ``pyenv`` is on PATH, else ``$PYENV_ROOT``, else
-``~/.pyenv``. Without pyenv (e.g. on GitHub Actions) this module does nothing. It never makes
-tox skip anything: an interpreter that cannot be found still fails its environment.
+``~/.pyenv``. Without pyenv (e.g. on GitHub Actions) it adds nothing to ``PATH``. It never makes
+tox skip anything: an interpreter that cannot be found still fails its environment (it also
+forbids uv, which creates the envs through tox-uv, to download one).
 """
 
 from __future__ import annotations
@@ -61,3 +62,6 @@ def _expose_pyenv_interpreters() -> None:
 
 
 _expose_pyenv_interpreters()
+# tox-uv creates the envs with uv, which would download a missing interpreter instead of
+# failing its env; a missing Python must fail.
+os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")

@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from importlib.metadata import EntryPoint
 from typing import Any
 
 import pydantic
@@ -136,7 +137,9 @@ def test_a_stored_error_never_rebuilds_an_exit(name):
 def test_a_described_error_naming_a_lazy_export_imports_nothing(monkeypatch):
     from taskq import _lazy
 
-    monkeypatch.setitem(_lazy.LAZY_NAMES, "GhostBroker", ("taskq_ghost_missing", "taskq-ghost"))
+    monkeypatch.setitem(
+        _lazy.announced(), "GhostBroker", EntryPoint("GhostBroker", "taskq_ghost_missing:G", "g")
+    )
     rebuilt = restore_described_error(
         {"exc_type": "GhostBroker", "exc_module": "taskq", "exc_message": ["m"]}
     )
@@ -150,7 +153,9 @@ def test_a_stored_error_naming_a_lazy_export_imports_nothing(monkeypatch):
     # it was not installed
     from taskq import _lazy
 
-    monkeypatch.setitem(_lazy.LAZY_NAMES, "GhostBroker", ("taskq_ghost_missing", "taskq-ghost"))
+    monkeypatch.setitem(
+        _lazy.announced(), "GhostBroker", EntryPoint("GhostBroker", "taskq_ghost_missing:G", "g")
+    )
     rebuilt = decode_error({"type": "taskq.GhostBroker", "message": "m"})
     assert isinstance(rebuilt, RemoteTaskError)
     assert str(rebuilt) == "taskq.GhostBroker: m"

@@ -2,7 +2,7 @@
 
 Decorate functions with ``@broker.task``, send them with ``await f.kiq(...)`` and read
 results with ``await task.wait_result()``. Names of sibling packages (``InMemoryBroker``,
-``ZeroMQBroker``, ...) resolve lazily from the installed distribution.
+``ZeroMQBroker``, ...) resolve lazily from the installed distribution that announces them.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -78,7 +78,7 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    if name in _lazy.LAZY_NAMES:
+    if _lazy.is_lazy(name):
         value = _lazy.load(name)
         globals()[name] = value
         return value

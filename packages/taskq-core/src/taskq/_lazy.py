@@ -1,55 +1,93 @@
-"""Names `taskq` exports without importing them up front: heavy modules and sibling packages."""
+"""Names `taskq` exports without importing them up front: heavy modules and sibling packages.
+
+Core's own heavy names are listed here. Sibling packages announce theirs through the
+``taskq.names`` entry-point group (``SomeBroker = "their_module:SomeBroker"`` in their
+``pyproject.toml``), so core resolves only what is installed and names no sibling module.
+"""
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-#: name -> (module, distribution that provides it)
-LAZY_NAMES: dict[str, tuple[str, str]] = {
-    "TaskiqDepends": ("taskiq_dependencies", "taskq-core"),
-    "Receiver": ("taskq.receiver", "taskq-core"),
-    "ProgressTracker": ("taskq.progress", "taskq-core"),
-    "TaskProgress": ("taskq.progress", "taskq-core"),
-    "TaskState": ("taskq.progress", "taskq-core"),
-    "JSONSerializer": ("taskq.serializers", "taskq-core"),
-    "MSGPackSerializer": ("taskq.serializers", "taskq-core"),
-    "CBORSerializer": ("taskq.serializers", "taskq-core"),
-    "ORJSONSerializer": ("taskq.serializers", "taskq-core"),
-    "PickleSerializer": ("taskq.serializers", "taskq-core"),
-    "InMemoryBroker": ("taskq_inmemory", "taskq-inmemory"),
-    "InmemoryResultBackend": ("taskq_inmemory", "taskq-inmemory"),
-    "ZeroMQBroker": ("taskq_zmq", "taskq-zmq"),
-    "RedisStreamBroker": ("taskq_redis", "taskq-redis"),
-    "SimpleRetryMiddleware": ("taskq_middlewares", "taskq-middlewares"),
-    "SmartRetryMiddleware": ("taskq_middlewares", "taskq-middlewares"),
-    "PrometheusMiddleware": ("taskq_middlewares", "taskq-middlewares"),
-    "TaskiqScheduler": ("taskq_scheduler", "taskq-scheduler"),
-    "LabelScheduleSource": ("taskq_scheduler", "taskq-scheduler"),
-    "SQLiteResultBackend": ("taskq_result_backends", "taskq-result-backends"),
-    "RedisResultBackend": ("taskq_result_backends", "taskq-result-backends"),
-    "run_scheduler_task": ("taskq_scheduler", "taskq-scheduler"),
+#: The entry-point group in which packages announce the names ``from taskq import ...`` finds.
+ENTRY_POINT_GROUP = "taskq.names"
+
+#: core's lazily imported names -> module
+CORE_NAMES: dict[str, str] = {
+    "TaskiqDepends": "taskiq_dependencies",
+    "Receiver": "taskq.receiver",
+    "ProgressTracker": "taskq.progress",
+    "TaskProgress": "taskq.progress",
+    "TaskState": "taskq.progress",
+    "JSONSerializer": "taskq.serializers",
+    "MSGPackSerializer": "taskq.serializers",
+    "CBORSerializer": "taskq.serializers",
+    "ORJSONSerializer": "taskq.serializers",
+    "PickleSerializer": "taskq.serializers",
 }
 _RENAMED = {"TaskiqDepends": "Depends"}
+
+#: The names this repository's packages announce -> the distribution that does. Used only to
+#: say what to install when no installed package announces the name; a repository test checks
+#: it against the packages' ``taskq.names`` entry points.
+INSTALL_HINTS: dict[str, str] = {
+    "InMemoryBroker": "taskq-inmemory",
+    "InmemoryResultBackend": "taskq-inmemory",
+    "ZeroMQBroker": "taskq-zmq",
+    "RedisStreamBroker": "taskq-redis",
+    "SQLiteResultBackend": "taskq-result-backends",
+    "RedisResultBackend": "taskq-result-backends",
+    "SimpleRetryMiddleware": "taskq-middlewares",
+    "SmartRetryMiddleware": "taskq-middlewares",
+    "PrometheusMiddleware": "taskq-middlewares",
+    "TaskiqScheduler": "taskq-scheduler",
+    "LabelScheduleSource": "taskq-scheduler",
+    "run_scheduler_task": "taskq-scheduler",
+}
+
+
+@functools.cache
+def announced() -> dict[str, EntryPoint]:
+    """The names installed packages announce in `ENTRY_POINT_GROUP` (the first one wins)."""
+    names: dict[str, EntryPoint] = {}
+    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        names.setdefault(entry_point.name, entry_point)
+    return names
+
+
+def is_lazy(name: str) -> bool:
+    """Whether ``name`` is one `load` resolves (or explains how to install)."""
+    return name in CORE_NAMES or name in announced() or name in INSTALL_HINTS
 
 
 def load(name: str) -> Any:
     """Import and return the lazily exported ``name``; the ImportError names what to install."""
-    module_name, distribution = LAZY_NAMES[name]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name.split(".")[0]:
-            raise
-        raise ImportError(
-            f"{name} comes from {distribution}, which is not installed: pip install {distribution}"
-        ) from exc
-    return getattr(module, _RENAMED.get(name, name))
+    if name in CORE_NAMES:
+        module = importlib.import_module(CORE_NAMES[name])
+        return getattr(module, _RENAMED.get(name, name))
+    entry_point = announced().get(name)
+    if entry_point is not None:
+        try:
+            return entry_point.load()
+        except ModuleNotFoundError as exc:
+            # metadata left behind by a package whose modules are gone
+            if exc.name != entry_point.module.partition(".")[0]:
+                raise
+    distribution = INSTALL_HINTS.get(name)
+    if distribution is None:
+        raise AttributeError(f"module 'taskq' has no attribute {name!r}")
+    raise ImportError(
+        f"{name} comes from {distribution}, which is not installed: pip install {distribution}",
+        name=name,
+    )
 
 
 def module_getattr(module: str, names: tuple[str, ...]) -> Callable[[str], Any]:
-    """Return a module-level ``__getattr__`` resolving ``names`` (of `LAZY_NAMES`) with `load`.
+    """Return a module-level ``__getattr__`` resolving ``names`` with `load`.
 
     The modules that keep taskiq's import paths use it for names of sibling packages.
     """
