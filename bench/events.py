@@ -1,0 +1,213 @@
+"""Benchmark ``taskq status`` against event stores holding 1,000,000 events (SQLite and Redis).
+
+For each store: fill it with ``--events`` events (default 1,000,000: tasks of 4 events each,
+sent/received/started/succeeded, 1 in 20 failed instead, spread over the last 20 minutes, by 8
+workers with their heartbeats) in batches of 1,000 through ``write`` (the fill rate is printed
+too), then measure
+
+1. query: `taskq.status_report.collect_status` in this process (workers, rates over 16 minutes,
+   the last 10 failures, the broker's queue inspection), median and worst of 20 runs;
+2. command: ``python -m taskq.cli status APP:broker --events URL --json`` as a fresh process,
+   interpreter start and imports included (bytecode cached, as after ``pip install``),
+   median and worst of 5 runs after one that caches it.
+
+The target is 200 ms for the command. The SQLite file is made in a temporary directory and
+deleted; the Redis keys live under a fresh prefix on ``TASKQ_REDIS_URL`` (default
+``redis://127.0.0.1:6379/0``) and are deleted after. Run from the repository root:
+
+    python bench/events.py                    # SQLite and Redis, 1,000,000 events each
+    python bench/events.py --quick            # 50,000 events (smoke run)
+    python bench/events.py --stores sqlite
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+# bench/redis.py would shadow the redis package: this directory is not an import root here.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from taskq.abc.event_store import AsyncEventStore  # noqa: E402
+from taskq.event_stores import open_event_store  # noqa: E402
+from taskq.status_report import collect_status  # noqa: E402
+from taskq.task_events import EventKind, TaskEvent, WorkerHeartbeat, WorkerId  # noqa: E402
+from taskq.toolkit import import_broker  # noqa: E402
+
+URL = os.environ.get("TASKQ_REDIS_URL") or "redis://127.0.0.1:6379/0"
+BATCH = 1000
+WORKERS = [WorkerId(f"bench-host-{i % 2}", 1000 + i, i % 4) for i in range(8)]
+SPREAD_S = 20 * 60
+QUERY_RUNS, COMMAND_RUNS = 20, 5
+APP = """
+from taskq_inmemory import InMemoryBroker
+broker = InMemoryBroker()
+"""
+REDIS_APP = """
+from taskq_redis import RedisStreamBroker
+broker = RedisStreamBroker({url!r}, key_prefix={prefix!r})
+"""
+
+
+def batches(events: int, now: float) -> list[tuple[list[TaskEvent], list[WorkerHeartbeat]]]:
+    """The events to write, in batches of `BATCH`, oldest first, with a heartbeat each."""
+    found: list[tuple[list[TaskEvent], list[WorkerHeartbeat]]] = []
+    batch: list[TaskEvent] = []
+    tasks = events // 4
+    for task in range(tasks):
+        at = now - SPREAD_S + SPREAD_S * task / tasks
+        worker = WORKERS[task % len(WORKERS)]
+        task_id = f"task-{task:08d}"
+        name = f"bench:task{task % 10}"
+        batch += [
+            TaskEvent(EventKind.SENT, task_id, name, worker, at),
+            TaskEvent(EventKind.RECEIVED, task_id, name, worker, at + 0.001),
+            TaskEvent(EventKind.STARTED, task_id, name, worker, at + 0.002),
+        ]
+        if task % 20 == 0:
+            batch.append(
+                TaskEvent(
+                    EventKind.FAILED,
+                    task_id,
+                    name,
+                    worker,
+                    at + 0.003,
+                    duration=0.001,
+                    error_type="ValueError",
+                    error_message=f"bad input {task}",
+                )
+            )
+        else:
+            batch.append(
+                TaskEvent(EventKind.SUCCEEDED, task_id, name, worker, at + 0.003, duration=0.001)
+            )
+        if len(batch) >= BATCH:
+            beat = WorkerHeartbeat(worker, at, now - 3600, "B", "q", 4, 1, task, task // 20, "0")
+            found.append((batch, [beat]))
+            batch = []
+    if batch:
+        found.append((batch, []))
+    return found
+
+
+async def fill(store: AsyncEventStore, events: int) -> float:
+    """Write ``events`` events (fresh heartbeats last); return the events written per second."""
+    now = time.time()
+    work = batches(events, now)
+    started = time.perf_counter()
+    for batch, beats in work:
+        await store.write(batch, beats)
+    elapsed = time.perf_counter() - started
+    fresh = [WorkerHeartbeat(w, now, now - 3600, "B", "q", 4, 1, 0, 0, "0") for w in WORKERS]
+    await store.write([], fresh)
+    return sum(len(batch) for batch, _ in work) / elapsed
+
+
+async def query_times(store_url: str, broker_target: str) -> list[float]:
+    """Seconds of `collect_status` runs against the store (opened once)."""
+    store = open_event_store(store_url)
+    broker = import_broker(broker_target)
+    await store.startup()
+    times = []
+    try:
+        for _ in range(QUERY_RUNS):
+            started = time.perf_counter()
+            report = await collect_status(store, broker)
+            times.append(time.perf_counter() - started)
+        assert report.alive == len(WORKERS), report.workers
+        assert len(report.failures) == 10
+    finally:
+        await store.shutdown()
+    return times
+
+
+def command_times(store_url: str, broker_target: str, app_dir: str) -> list[float]:
+    """Seconds of ``taskq status --json`` runs, each a fresh process."""
+    command = [
+        sys.executable,
+        "-m",
+        "taskq.cli",
+        "status",
+        broker_target,
+        "--events",
+        store_url,
+        "--json",
+        "--app-dir",
+        app_dir,
+    ]
+    # Bytecode cached, as after a pip install (which compiles it): one run first writes it.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    times = []
+    for _ in range(COMMAND_RUNS + 1):
+        started = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+        times.append(time.perf_counter() - started)
+        if done.returncode != 0:
+            raise SystemExit(f"taskq status failed ({done.returncode}): {done.stderr}")
+    return times[1:]
+
+
+def show(label: str, times: list[float]) -> None:
+    median, worst = statistics.median(times) * 1000, max(times) * 1000
+    print(f"  {label:<8} median {median:7.1f} ms   worst {worst:7.1f} ms   ({len(times)} runs)")
+
+
+def bench(store_name: str, events: int, directory: Path) -> None:
+    retention = f"max_events={events * 2}&max_age=86400"
+    name = f"bench_events_app_{uuid.uuid4().hex[:8]}"
+    if store_name == "sqlite":
+        url = f"sqlite://{directory / 'events.sqlite3'}?{retention}"
+        (directory / f"{name}.py").write_text(APP)
+        cleanup = None
+    else:
+        from taskq_redis.testing import delete_keys
+
+        prefix = f"taskq-bench-{uuid.uuid4().hex}"
+        url = f"{URL}?prefix={prefix}&{retention}"
+        (directory / f"{name}.py").write_text(REDIS_APP.format(url=URL, prefix=f"{prefix}-q"))
+        cleanup = (prefix, delete_keys)
+    sys.path.insert(0, str(directory))
+    try:
+        store = open_event_store(url)
+        rate = asyncio.run(_fill(store, events))
+        print(f"{store_name}: {events:,} events written at {rate:,.0f} events/s")
+        show("query", asyncio.run(query_times(url, f"{name}:broker")))
+        show("command", command_times(url, f"{name}:broker", str(directory)))
+    finally:
+        if cleanup is not None:
+            prefix, delete_keys = cleanup
+            delete_keys(URL, prefix)
+            delete_keys(URL, f"{prefix}-q")
+
+
+async def _fill(store: AsyncEventStore, events: int) -> float:
+    await store.startup()
+    try:
+        return await fill(store, events)
+    finally:
+        await store.shutdown()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="50,000 events")
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--stores", default="sqlite,redis", help="sqlite, redis or both")
+    args = parser.parse_args()
+    events = 50_000 if args.quick else args.events
+    print(f"taskq status over {events:,} stored events; load average {os.getloadavg()[0]:.2f}")
+    for store_name in args.stores.split(","):
+        with tempfile.TemporaryDirectory(prefix="taskq-bench-events-") as directory:
+            bench(store_name.strip(), events, Path(directory))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""``taskq status``: workers, queue depths, throughput and the last failures, on one screen."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TextIO
+
+from taskq.abc.event_store import AsyncEventStore
+from taskq.cli import converters
+from taskq.cli.env_parser import EnvArgumentParser
+from taskq.cli.targets import (
+    TargetError,
+    add_working_directory_to_path,
+    import_broker,
+    import_object,
+)
+from taskq.event_stores.urls import open_event_store
+from taskq.exceptions import TaskiqError
+from taskq.status_report import (
+    DEFAULT_FAILURES,
+    DEFAULT_STALE_AFTER_S,
+    StatusReport,
+    collect_status,
+)
+
+if TYPE_CHECKING:
+    from taskq.broker import AsyncBroker
+
+ENV_PREFIX = "TASKQ_STATUS_"
+#: Exit status when no worker is alive (or the store cannot be read): the health check fails.
+EXIT_UNHEALTHY = 1
+EXIT_USAGE = 2
+#: Clear the terminal and put the cursor top left, for ``--watch``.
+_REDRAW = "\x1b[H\x1b[2J"
+
+
+@dataclass(frozen=True)
+class StatusOptions:
+    """The options of ``taskq status``; each has a ``TASKQ_STATUS_*`` environment twin."""
+
+    broker: str
+    events: str | None = None
+    stale_after: float = DEFAULT_STALE_AFTER_S
+    failures: int = DEFAULT_FAILURES
+    json: bool = False
+    watch: bool = False
+    interval: float = 2.0
+    app_dir: str | None = None
+
+
+def main(argv: list[str]) -> int:
+    """Show workers, queue depths, throughput and last failures; exit 1 if no worker is alive."""
+    try:
+        options = parse_status_args(argv)
+    except SystemExit as exit_:  # argparse exits on --help and on usage errors
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    add_working_directory_to_path(options.app_dir)
+    try:
+        broker = import_broker(options.broker)
+        store = event_store_of(broker, options.events)
+    except TaskiqError as error:
+        print(f"taskq status: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return asyncio.run(run(options, broker, store, sys.stdout))
+    except KeyboardInterrupt:
+        return 0
+    except TaskiqError as error:
+        print(f"taskq status: error: {error}", file=sys.stderr)
+        return EXIT_UNHEALTHY
+
+
+def parse_status_args(
+    argv: Sequence[str], environ: Mapping[str, str] | None = None
+) -> StatusOptions:
+    """The options of ``argv``, with ``environ`` (default: os.environ) filling the gaps."""
+    return StatusOptions(**build_parser().parse_options(argv, environ))
+
+
+def build_parser() -> EnvArgumentParser:
+    """The argument parser of ``taskq status``."""
+    parser = EnvArgumentParser(
+        prog="taskq status",
+        description="Show the workers (alive or stale), the queue's depth by state, the "
+        "throughput and failure rate over 1, 5 and 15 minutes and the last failures. The exit "
+        "status is 1 when no worker is alive: a health check.",
+        env_prefix=ENV_PREFIX,
+        defaults={field.name: field.default for field in dataclasses.fields(StatusOptions)},
+    )
+    parser.add_argument("broker", help="the broker, as module:attribute (e.g. myapp.broker:broker)")
+    parser.add_option(
+        "--events",
+        help="the event store to read: a URL (sqlite://PATH, redis://HOST/DB?prefix=P) or "
+        "module:attribute; default: the broker's (with_event_store)",
+        convert=str,
+        metavar="STORE",
+    )
+    parser.add_option(
+        "--stale-after",
+        help="seconds after its last heartbeat a worker counts as stale",
+        convert=converters.positive_seconds,
+        metavar="SECONDS",
+    )
+    parser.add_option(
+        "--failures",
+        help="how many of the last failures to show",
+        convert=converters.at_least(0),
+        metavar="N",
+    )
+    for flag, text in (
+        ("--json", "print the status as one JSON object (one per redraw with --watch)"),
+        ("--watch", "redraw every --interval seconds until interrupted"),
+    ):
+        parser.add_option(
+            flag, help=text, action=argparse.BooleanOptionalAction, env_convert=converters.boolean
+        )
+    parser.add_option(
+        "--interval",
+        help="seconds between two redraws of --watch",
+        convert=converters.positive_seconds,
+        metavar="SECONDS",
+    )
+    parser.add_option(
+        "--app-dir",
+        "-d",
+        help="directory to import the broker from; default: the current directory",
+        convert=converters.directory,
+        metavar="DIR",
+    )
+    return parser
+
+
+def event_store_of(broker: AsyncBroker, events: str | None) -> AsyncEventStore:
+    """The store ``--events`` names, else the broker's; raise `TargetError` when there is none."""
+    if events is None:
+        store = getattr(broker, "event_store", None)
+        if store is None:
+            raise TargetError(
+                "the broker has no event store: give it one (broker.with_event_store(...)) "
+                "or name one with --events (e.g. --events sqlite://taskq-events.sqlite3)"
+            )
+        return store  # type: ignore[no-any-return]
+    if "://" in events:
+        return open_event_store(events)
+    found = import_object(events)
+    if not isinstance(found, AsyncEventStore) and callable(found):
+        found = found()
+    if not isinstance(found, AsyncEventStore):
+        raise TargetError(f"{events!r} is a {type(found).__name__}, not an event store")
+    return found
+
+
+async def run(
+    options: StatusOptions, broker: AsyncBroker, store: AsyncEventStore, out: TextIO
+) -> int:
+    """Print the status once (or until interrupted with ``--watch``); the exit status."""
+    await store.startup()
+    try:
+        while True:
+            report = await collect_status(
+                store, broker, stale_after=options.stale_after, failures=options.failures
+            )
+            if options.json:
+                out.write(json.dumps(report.as_dict()) + "\n")
+            else:
+                out.write((_REDRAW if options.watch else "") + render(report))
+            out.flush()
+            if not options.watch:
+                return 0 if report.alive else EXIT_UNHEALTHY
+            await asyncio.sleep(options.interval)
+    finally:
+        await store.shutdown()
+
+
+def render(report: StatusReport) -> str:
+    """The report as the screen of ``taskq status``."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(report.time))
+    lines = [f"taskq status  {stamp}  {report.broker}", ""]
+    lines += _workers(report)
+    lines += ["", *_queue(report), "", *_throughput(report)]
+    if report.failures:
+        lines += ["", "Last failures:"]
+        for event in report.failures:
+            when = time.strftime("%H:%M:%S", time.gmtime(event.time))
+            error = f"{event.error_type or 'error'}: {event.error_message or ''}".rstrip(": ")
+            lines.append(f"  {when}  {event.task_name}  {event.task_id}  {error}")
+    return "\n".join(lines) + "\n"
+
+
+def _workers(report: StatusReport) -> list[str]:
+    stale = len(report.workers) - report.alive
+    lines = [f"Workers: {report.alive} alive, {stale} stale"]
+    if not report.workers:
+        return [*lines, "  (no heartbeat recorded)"]
+    rows = [("WORKER", "STATE", "RUNNING", "PROCESSED", "FAILED", "LAST SEEN")]
+    for status in report.workers:
+        beat = status.heartbeat
+        rows.append(
+            (
+                str(beat.worker),
+                "alive" if status.alive else "stale",
+                str(beat.running),
+                str(beat.processed),
+                str(beat.failed),
+                f"{max(report.time - beat.time, 0):.0f} s ago",
+            )
+        )
+    return lines + _table(rows)
+
+
+def _queue(report: StatusReport) -> list[str]:
+    queue = report.queue
+    if queue is None:
+        return [f"Queue: n/a ({report.queue_note})"]
+    return [
+        f"Queue {queue.queue}: ready {queue.ready}, delayed {queue.delayed}, "
+        f"in flight {queue.in_flight}, dead {queue.dead}; consumers {len(queue.consumers)}"
+    ]
+
+
+def _throughput(report: StatusReport) -> list[str]:
+    rows = [("WINDOW", "FINISHED/MIN", "SUCCEEDED", "FAILED", "FAILURE RATE")]
+    for window in report.throughput:
+        rate = "-" if window.failure_rate is None else f"{window.failure_rate:.1%}"
+        rows.append(
+            (
+                f"{window.minutes} min",
+                f"{window.per_minute:.1f}",
+                str(window.succeeded),
+                str(window.failed),
+                rate,
+            )
+        )
+    return ["Throughput:", *_table(rows)]
+
+
+def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]

@@ -1,0 +1,146 @@
+"""``taskq status``: options and their environment twins, the screen, JSON, watch, exit status."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from taskq.cli.status import StatusOptions, main, parse_status_args, run
+from taskq.event_stores import InMemoryEventStore, SQLiteEventStore
+from taskq.task_events import EventKind, TaskEvent, WorkerHeartbeat, WorkerId
+from taskq.testing import eventually
+from taskq_inmemory import InMemoryBroker
+
+from .conftest import RecordingBroker
+
+WORKER = WorkerId("host-a", 10, 0)
+
+
+def beat(at: float) -> WorkerHeartbeat:
+    return WorkerHeartbeat(WORKER, at, at - 60, "InMemoryBroker", "default", 4, 1, 7, 2, "0.1.0")
+
+
+async def fill(store: SQLiteEventStore | InMemoryEventStore, heartbeat_age: float) -> None:
+    now = time.time()
+    await store.write(
+        [
+            TaskEvent(EventKind.SUCCEEDED, "t1", "app:add", WORKER, now, duration=0.1),
+            TaskEvent(
+                EventKind.FAILED,
+                "t2",
+                "app:div",
+                WORKER,
+                now,
+                duration=0.1,
+                error_type="ZeroDivisionError",
+                error_message="division by zero",
+            ),
+        ],
+        [beat(now - heartbeat_age)],
+    )
+
+
+def app(tmp_path: Path) -> tuple[str, str]:
+    """A module in ``tmp_path`` with an in-memory broker; (target, app dir)."""
+    name = f"status_app_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text(
+        "from taskq_inmemory import InMemoryBroker\nbroker = InMemoryBroker()\n"
+    )
+    return f"{name}:broker", str(tmp_path)
+
+
+def test_every_option_has_its_environment_twin_and_the_command_line_wins() -> None:
+    environ = {
+        "TASKQ_STATUS_EVENTS": "sqlite://x.db",
+        "TASKQ_STATUS_STALE_AFTER": "12",
+        "TASKQ_STATUS_FAILURES": "3",
+        "TASKQ_STATUS_JSON": "yes",
+        "TASKQ_STATUS_WATCH": "1",
+        "TASKQ_STATUS_INTERVAL": "0.5",
+    }
+    options = parse_status_args(["app:broker", "--failures", "4"], environ)
+    assert options == StatusOptions(
+        broker="app:broker",
+        events="sqlite://x.db",
+        stale_after=12,
+        failures=4,
+        json=True,
+        watch=True,
+        interval=0.5,
+    )
+
+
+async def test_the_screen_shows_workers_queue_throughput_and_failures(tmp_path: Path) -> None:
+    store = SQLiteEventStore(tmp_path / "events.db")
+    await fill(store, heartbeat_age=1)
+    await store.shutdown()
+    target, app_dir = app(tmp_path)
+    out = io.StringIO()
+    status = await asyncio.to_thread(
+        _main_with_stdout,
+        [target, "--app-dir", app_dir, "--events", f"sqlite://{tmp_path / 'events.db'}"],
+        out,
+    )
+    assert status == 0, out.getvalue()
+    screen = out.getvalue()
+    assert "Workers: 1 alive, 0 stale" in screen
+    assert "host-a:10:0" in screen
+    assert "Queue memory: ready 0" in screen
+    assert "app:div  t2  ZeroDivisionError: division by zero" in screen
+    assert "1 min" in screen
+    assert "50.0%" in screen
+
+
+def test_no_alive_worker_fails_the_health_check_and_json_says_so(tmp_path: Path) -> None:
+    asyncio.run(fill(SQLiteEventStore(tmp_path / "events.db"), heartbeat_age=120))
+    target, app_dir = app(tmp_path)
+    out = io.StringIO()
+    events = f"sqlite://{tmp_path / 'events.db'}"
+    status = _main_with_stdout([target, "-d", app_dir, "--events", events, "--json"], out)
+    assert status == 1
+    report = json.loads(out.getvalue())
+    assert report["alive"] == 0
+    assert report["workers"][0]["alive"] is False
+    assert report["throughput"][0]["failed"] == 1
+    assert report["failures"][0]["error_type"] == "ZeroDivisionError"
+
+
+def test_a_broker_without_an_event_store_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target, app_dir = app(tmp_path)
+    assert main([target, "-d", app_dir]) == 2
+    assert "--events" in capsys.readouterr().err
+
+
+async def test_watch_redraws_until_interrupted() -> None:
+    store = InMemoryEventStore()
+    await fill(store, heartbeat_age=0)
+    out = io.StringIO()
+    options = StatusOptions("x:y", watch=True, interval=0.01)
+    running = asyncio.create_task(run(options, InMemoryBroker(), store, out))
+    await eventually(lambda: out.getvalue().count("\x1b[H\x1b[2J") >= 3, what="three redraws")
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+
+
+async def test_a_broker_without_inspect_shows_the_queue_as_not_available() -> None:
+    store = InMemoryEventStore()
+    await fill(store, heartbeat_age=0)
+    out = io.StringIO()
+    status = await run(StatusOptions("x:y"), RecordingBroker(), store, out)
+    assert status == 0
+    assert "Queue: n/a (RecordingBroker does not declare inspect)" in out.getvalue()
+
+
+def _main_with_stdout(argv: list[str], out: io.StringIO) -> int:
+    with contextlib.redirect_stdout(out):
+        return main(argv)
