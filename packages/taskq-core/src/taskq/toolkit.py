@@ -12,6 +12,7 @@ Command-line helpers (a subcommand reads like ``taskq worker``):
     `add_working_directory_to_path`, `import_module`, `import_object`, `import_broker`,
     `foreign_object_hint`, `TargetError`: import ``module:attribute`` targets with errors
     that say what to do.
+    `event_store_of`: the event store an ``--events`` option names, else the broker's.
 
 The worker environment:
     `WORKER_GROUP_ENV`: the variable naming the group of a ``taskq worker`` process (the pid
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from taskq.cli.environment import WORKER_GROUP_ENV
     from taskq.cli.logs import configure_logging
     from taskq.cli.options import add_discovery_options
+    from taskq.cli.status import event_store_of
     from taskq.cli.targets import (
         TargetError,
         add_working_directory_to_path,
@@ -59,6 +61,7 @@ _DEFINED_IN = {
     "configure_logging": "taskq.cli.logs",
     "converters": "taskq.cli.converters",  # the module itself
     "discover_modules": "taskq.cli.discovery",
+    "event_store_of": "taskq.cli.status",
     "foreign_object_hint": "taskq.cli.targets",
     "import_broker": "taskq.cli.targets",
     "import_module": "taskq.cli.targets",
@@ -87,6 +90,7 @@ __all__ = [
     "configure_logging",
     "converters",
     "discover_modules",
+    "event_store_of",
     "foreign_object_hint",
     "import_broker",
     "import_module",
