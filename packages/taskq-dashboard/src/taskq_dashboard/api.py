@@ -70,7 +70,7 @@ def routes() -> list[Route]:
     get = [
         ("/api/overview", lambda s, r: views.overview(s)),
         ("/api/tasks", lambda s, r: views.tasks(s, r.query_params)),
-        ("/api/tasks/{task_id}", lambda s, r: views.task_detail(s, r.path_params["task_id"])),
+        ("/api/tasks/{task_id:path}", lambda s, r: views.task_detail(s, r.path_params["task_id"])),
         ("/api/workers", lambda s, r: views.workers(s)),
         (
             "/api/dead-letters",
@@ -80,17 +80,17 @@ def routes() -> list[Route]:
     ]
     post = [
         (
-            "/api/tasks/{task_id}/cancel",
+            "/api/tasks/{task_id:path}/cancel",
             lambda s, r: actions.cancel_task(s, r.path_params["task_id"]),
         ),
         ("/api/dead-letters/replay", _replay),
         ("/api/dead-letters/purge", _purge),
         (
-            "/api/schedules/{source}/{schedule_id}/run",
+            "/api/schedules/{source}/{schedule_id:path}/run",
             lambda s, r: actions.run_schedule_now(s, _source(r), r.path_params["schedule_id"]),
         ),
         (
-            "/api/schedules/{source}/{schedule_id}/delete",
+            "/api/schedules/{source}/{schedule_id:path}/delete",
             lambda s, r: actions.delete_schedule(s, _source(r), r.path_params["schedule_id"]),
         ),
         ("/api/schedules/{source}", _add_schedule),
