@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from taskq.exceptions import TaskiqError
 from taskq_dashboard import actions, dead_letter_views, schedule_views, views
 from taskq_dashboard.errors import DashboardError
 from taskq_dashboard.state import DashboardState
@@ -31,7 +32,7 @@ def _json(read: Callable[[DashboardState, Request], Awaitable[Any]]) -> Handler:
         await state.ensure_started()
         try:
             data = await read(state, request)
-        except DashboardError as error:
+        except TaskiqError as error:  # a DashboardError, or the broker's or a source's refusal
             return JSONResponse({"error": str(error)}, status_code=400)
         if data is None:
             return JSONResponse({"error": "not found"}, status_code=404)

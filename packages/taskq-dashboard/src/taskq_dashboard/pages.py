@@ -30,6 +30,7 @@ _SHELL = """<!doctype html>
 <meta name="taskq-root" content="{root}">
 <meta name="csrf-token" content="{csrf}">
 <title>taskq dashboard</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="{root}/static/dashboard.css">
 <script src="{root}/static/dashboard.js" defer></script>
 </head>

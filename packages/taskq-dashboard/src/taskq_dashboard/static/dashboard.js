@@ -78,16 +78,20 @@ function flash(text, kind) {
 
 async function act(question, path, body) {
   if (!window.confirm(question)) return;
+  let result;
   try {
-    const result = await api(path, body);
-    flash(`Done: ${JSON.stringify(result)}`, "ok");
+    result = await api(path, body);
   } catch (error) {
-    flash(error.message);
+    flash(error.message);  // the page stays as it is: what was typed is kept
+    return;
   }
+  for (const form of document.querySelectorAll("form[data-dirty]")) delete form.dataset.dirty;
   if (refresh) await refresh();
+  flash(`Done: ${JSON.stringify(result)}`, "ok");
 }
 
 function page(title, ...children) {
+  if (document.querySelector("form[data-dirty]")) return;  // never wipe what is being typed
   const main = document.getElementById("page");
   main.replaceChildren(el("h1", {}, title), el("div", {id: "flash"}), ...children);
 }
@@ -200,6 +204,11 @@ async function tasksPage() {
     el("label", {}, "state", state), field("worker", "worker", {placeholder: "host:pid:process"}),
     field("since", "since (Unix s)", {inputmode: "numeric"}), field("until", "until (Unix s)", {inputmode: "numeric"}),
     el("button", {type: "submit"}, "Filter"));
+  form.onsubmit = (event) => {
+    event.preventDefault();
+    const chosen = [...new FormData(form).entries()].filter(([, value]) => value !== "");
+    location.assign(`${ROOT}/tasks?${new URLSearchParams(chosen)}`);
+  };
   const results = el("div", {id: "results"});
   page("Tasks", form, results);
   refresh = async () => {
@@ -324,6 +333,7 @@ function addScheduleForm(source, tasks) {
     el("label", {}, "args (JSON)", el("input", {name: "args", value: "[]"})),
     el("label", {}, "kwargs (JSON)", el("input", {name: "kwargs", value: "{}"})),
     el("button", {type: "submit"}, "Add schedule"));
+  form.oninput = () => { form.dataset.dirty = "1"; };  // live updates wait until it is sent
   form.onsubmit = (event) => {
     event.preventDefault();
     const body = Object.fromEntries(new FormData(form).entries());
@@ -375,6 +385,7 @@ function live() {
   source.addEventListener("overview", (event) => {
     const active = document.activeElement;
     if (active && ["INPUT", "SELECT", "TEXTAREA"].includes(active.tagName)) return;  // the user is typing
+    if (document.querySelector("form[data-dirty]")) return;  // a form is half filled in
     if (refresh === null) return;
     if ((location.pathname.slice(ROOT.length) || "/") === "/") renderOverview(JSON.parse(event.data));
     else refresh().catch((error) => flash(error.message));
