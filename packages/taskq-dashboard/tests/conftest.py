@@ -11,6 +11,7 @@ import pytest
 
 from taskq import Context, TaskiqDepends
 from taskq.event_stores import InMemoryEventStore
+from taskq.toolkit import send_task
 from taskq_dashboard import Auth, DashboardSettings, create_app
 from taskq_inmemory import InMemoryBroker
 
@@ -47,6 +48,18 @@ def make_broker() -> InMemoryBroker:
 
 #: Gates the progress task waits on, by name: set one to True to let the task finish.
 GATES: dict[str, bool] = {}
+
+
+async def make_dead_letters(client: Any, worker: Any, *args: str) -> list[str]:
+    """Send one task per argument and reject each: they become dead letters; their task ids."""
+    from taskq_redis.testing import take
+
+    ids = [(await send_task(client, "app:ingest", {}, (arg,), {})).task_id for arg in args]
+    for item in await take(worker, len(args)):
+        await item.reject()  # type: ignore[misc]
+    assert client.event_recorder is not None
+    await client.event_recorder.flush()  # the sent events are in the store
+    return ids
 
 
 def client_of(app: Any, **headers: str) -> httpx.AsyncClient:

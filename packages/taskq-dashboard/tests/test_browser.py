@@ -11,15 +11,19 @@ from typing import Any
 
 import pytest
 
+from taskq.event_stores import InMemoryEventStore
 from taskq.testing import eventually_blocking
 from taskq_dashboard import DashboardSettings
 from taskq_inmemory import InMemoryBroker
+from taskq_redis import RedisStreamBroker
+from taskq_redis.testing import redis_prefix, redis_url
 from taskq_scheduler import InMemoryScheduleSource, TaskiqScheduler
 
 from .browser import Served, chromium_or_skip, serve
-from .conftest import GATES, XSS_ARGS, make_broker
+from .conftest import GATES, XSS_ARGS, make_broker, make_dead_letters
 
 pytestmark = pytest.mark.timeout(120)
+__all__ = ["redis_prefix", "redis_url"]  # fixtures: the Redis server (skip without) and keys
 
 
 @pytest.fixture(scope="module")
@@ -216,3 +220,51 @@ async def _state(broker: InMemoryBroker, task_id: str) -> str | None:
     assert broker.event_store is not None
     events = await broker.event_store.task_events(task_id)
     return events[-1].kind.value if events else None
+
+
+@pytest.fixture
+def redis_served(
+    redis_url: str, redis_prefix: str
+) -> Iterator[tuple[Served, RedisStreamBroker, RedisStreamBroker]]:
+    """A dashboard of a Redis broker that keeps dead letters, and a worker that makes them."""
+    client = RedisStreamBroker(redis_url, key_prefix=redis_prefix).with_event_store(
+        InMemoryEventStore()
+    )
+    worker = RedisStreamBroker(redis_url, key_prefix=redis_prefix)
+    worker.is_worker_process = True
+    serving = serve(client, settings=DashboardSettings(refresh=0.3))
+    served = next(serving)
+    served.run(client.startup())
+    served.run(worker.startup())
+    yield served, client, worker
+    served.run(worker.shutdown())
+    served.run(client.shutdown())
+    serving.close()
+
+
+def test_dead_letters_replay_one_and_purge_all(
+    browser: Any, redis_served: tuple[Served, RedisStreamBroker, RedisStreamBroker], tmp_path: Path
+) -> None:
+    served, client, worker = redis_served
+    served.run(make_dead_letters(client, worker, XSS_ARGS[1], "second", "third"))
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    open_page(page, served, "/dead-letters")
+    assert page.locator("#dead-count").inner_text() == "3 dead letter(s)"
+    table = page.locator("main table").inner_text()
+    assert "rejected" in table
+    assert XSS_ARGS[1].replace('"', '\\"') in table
+    assert page.locator("main img").count() == 0
+    assert page.evaluate("window.pwned") is None
+    shot(page, tmp_path, "dead-letters")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("tbody tr").first.locator("button:has-text('Replay')").click()
+    page.wait_for_selector("#dead-count:has-text('2 dead letter(s)')")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.click("#purge-all")
+    page.wait_for_timeout(300)
+    assert page.locator("#dead-count").inner_text() == "2 dead letter(s)"
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#purge-all")
+    page.wait_for_selector("#dead-count:has-text('0 dead letter(s)')")
+    context.close()
