@@ -14,12 +14,12 @@ import pytest
 from taskq.event_stores import InMemoryEventStore
 from taskq.testing import eventually_blocking
 from taskq_dashboard import DashboardSettings
+from taskq_dashboard.testing import Served, chromium_or_skip, serve
 from taskq_inmemory import InMemoryBroker
 from taskq_redis import RedisStreamBroker
 from taskq_redis.testing import redis_prefix, redis_url
 from taskq_scheduler import InMemoryScheduleSource, TaskiqScheduler
 
-from .browser import Served, chromium_or_skip, serve
 from .conftest import GATES, XSS_ARGS, make_broker, make_dead_letters
 
 pytestmark = pytest.mark.timeout(120)

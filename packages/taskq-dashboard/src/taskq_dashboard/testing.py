@@ -1,7 +1,8 @@
-"""A dashboard served over real HTTP for a real browser: uvicorn and the broker on one loop.
+"""Test and benchmark helpers: the dashboard served over real HTTP for a real browser.
 
-The system Chromium (``TASKQ_CHROMIUM``, default ``/usr/bin/chromium``) is driven by
-Playwright; without it the browser tests skip, except with ``CI=true``.
+`Served` runs uvicorn and the broker on one event loop in a thread; `chromium_or_skip` finds
+the system Chromium (``TASKQ_CHROMIUM``, default ``/usr/bin/chromium``) that Playwright
+drives, and skips a test without it (fails it with ``CI=true``).
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import threading
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
-import pytest
 import uvicorn
 
 from taskq_dashboard import create_app
 
 _T = TypeVar("_T")
 
+#: The browser the tests and the benchmark drive.
 CHROMIUM = os.environ.get("TASKQ_CHROMIUM", "/usr/bin/chromium")
 
 
@@ -35,6 +36,8 @@ def chromium_or_skip() -> str:
         except ImportError:
             missing = "playwright is not installed (pip install playwright)"
     if missing is not None:
+        import pytest
+
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true but {missing}")
         pytest.skip(missing)
