@@ -1,9 +1,23 @@
-"""Benchmark ``taskq status`` against event stores holding 1,000,000 events (SQLite and Redis).
+"""Benchmark task events: ``taskq status`` over 1,000,000 events, and what recording costs.
+
+Part ``status`` (below) measures ``taskq status``; part ``throughput`` measures tasks per second
+with events on as a fraction of events off, one run each way, alternated ``ROUNDS`` times (the
+medians are compared; targets 0.7 and 0.85):
+
+- in-memory broker with `InMemoryEventStore`, client and worker in this process: ``--tasks``
+  no-op tasks (default 20,000) sent one after another, then waited for;
+- Redis broker with the Redis event store, 1 worker process (``taskq worker --workers 1``,
+  events on through ``TASKQ_WORKER_EVENTS``): the queue is filled with ``--tasks`` / 4 no-op
+  tasks while no worker runs, then a worker empties it; the rate is the tasks run between the
+  first and the last.
+
+Part ``status``:
 
 For each store: fill it with ``--events`` events (default 1,000,000: tasks of 4 events each,
 sent/received/started/succeeded, 1 in 20 failed instead, spread over the last 20 minutes, by 8
 workers with their heartbeats) in batches of 1,000 through ``write`` (the fill rate is printed
-too), then measure
+too), then measure (after the bytes stored per event: the SQLite files' size, or the growth of the
+Redis server's ``used_memory``)
 
 1. query: `taskq.status_report.collect_status` in this process (workers, rates over 16 minutes,
    the last 10 failures, the broker's queue inspection), median and worst of 20 runs;
@@ -15,16 +29,19 @@ The target is 200 ms for the command. The SQLite file is made in a temporary dir
 deleted; the Redis keys live under a fresh prefix on ``TASKQ_REDIS_URL`` (default
 ``redis://127.0.0.1:6379/0``) and are deleted after. Run from the repository root:
 
-    python bench/events.py                    # SQLite and Redis, 1,000,000 events each
-    python bench/events.py --quick            # 50,000 events (smoke run)
+    python bench/events.py                    # both parts; SQLite and Redis, 1,000,000 events
+    python bench/events.py --quick            # 50,000 events, 5,000 tasks (smoke run)
     python bench/events.py --stores sqlite
+    python bench/events.py --parts throughput
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -32,6 +49,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 # bench/redis.py would shadow the redis package: this directory is not an import root here.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
@@ -106,7 +124,8 @@ async def fill(store: AsyncEventStore, events: int) -> float:
     for batch, beats in work:
         await store.write(batch, beats)
     elapsed = time.perf_counter() - started
-    fresh = [WorkerHeartbeat(w, now, now - 3600, "B", "q", 4, 1, 0, 0, "0") for w in WORKERS]
+    beat = time.time()
+    fresh = [WorkerHeartbeat(w, beat, now - 3600, "B", "q", 4, 1, 0, 0, "0") for w in WORKERS]
     await store.write([], fresh)
     return sum(len(batch) for batch, _ in work) / elapsed
 
@@ -177,8 +196,13 @@ def bench(store_name: str, events: int, directory: Path) -> None:
     sys.path.insert(0, str(directory))
     try:
         store = open_event_store(url)
+        before = _stored_bytes(store_name, directory)
         rate = asyncio.run(_fill(store, events))
-        print(f"{store_name}: {events:,} events written at {rate:,.0f} events/s")
+        size = (_stored_bytes(store_name, directory) - before) / events
+        print(
+            f"{store_name}: {events:,} events written at {rate:,.0f} events/s, "
+            f"{size:,.0f} bytes stored per event"
+        )
         show("query", asyncio.run(query_times(url, f"{name}:broker")))
         show("command", command_times(url, f"{name}:broker", str(directory)))
     finally:
@@ -186,6 +210,16 @@ def bench(store_name: str, events: int, directory: Path) -> None:
             prefix, delete_keys = cleanup
             delete_keys(URL, prefix)
             delete_keys(URL, f"{prefix}-q")
+
+
+def _stored_bytes(store_name: str, directory: Path) -> int:
+    """The SQLite files' size, or the Redis server's ``used_memory``."""
+    if store_name == "sqlite":
+        return sum(path.stat().st_size for path in directory.glob("events.sqlite3*"))
+    import redis
+
+    with redis.Redis.from_url(URL) as client:
+        return int(client.info("memory")["used_memory"])
 
 
 async def _fill(store: AsyncEventStore, events: int) -> float:
@@ -196,17 +230,153 @@ async def _fill(store: AsyncEventStore, events: int) -> float:
         await store.shutdown()
 
 
+# -- part throughput: events on / events off -----------------------------------------------------
+
+ROUNDS = 3
+WORKER_TIMEOUT_S = 120.0
+THROUGHPUT_APP = """
+import os
+import time
+from pathlib import Path
+
+from taskq_redis import RedisStreamBroker
+
+OUT = Path(os.environ["EVENTS_BENCH_DIR"])
+COUNT = int(os.environ["EVENTS_BENCH_COUNT"])
+broker = RedisStreamBroker({url!r}, key_prefix={prefix!r})
+done = 0
+
+
+@broker.task(task_name="bench:noop")
+async def noop() -> None:
+    global done
+    done += 1
+    if done == 1:
+        (OUT / "first").write_text(repr(time.monotonic()))
+    if done == COUNT:
+        (OUT / "last").write_text(repr(time.monotonic()))
+"""
+
+
+async def inmemory_rate(tasks: int, events: bool) -> float:
+    """Tasks/s of the in-memory broker, with the in-memory event store or without events."""
+    from taskq.event_stores import InMemoryEventStore
+    from taskq_inmemory import InMemoryBroker
+
+    broker = InMemoryBroker()
+    if events:
+        broker.with_event_store(InMemoryEventStore())
+
+    @broker.task(task_name="bench:noop")
+    async def noop() -> None: ...
+
+    async with broker:
+        started = time.perf_counter()
+        for _ in range(tasks):
+            await noop.kiq()
+        await broker.wait_all()
+        elapsed = time.perf_counter() - started
+    return tasks / elapsed
+
+
+def redis_rate(tasks: int, events: bool, directory: Path) -> float:
+    """Tasks/s of one ``taskq worker`` process emptying a Redis queue filled before it started."""
+    from taskq_redis.testing import delete_keys
+
+    prefix = f"taskq-bench-{uuid.uuid4().hex}"
+    name = f"bench_throughput_{uuid.uuid4().hex[:8]}"
+    out = directory / name
+    out.mkdir()
+    (directory / f"{name}.py").write_text(THROUGHPUT_APP.format(url=URL, prefix=prefix))
+    os.environ.update(EVENTS_BENCH_DIR=str(out), EVENTS_BENCH_COUNT=str(tasks))
+    env = {name: value for name, value in os.environ.items() if name != "TASKQ_WORKER_EVENTS"}
+    if events:
+        env["TASKQ_WORKER_EVENTS"] = f"{URL}?prefix={prefix}-events"
+    sys.path.insert(0, str(directory))
+    try:
+        app = importlib.import_module(name)
+        asyncio.run(_fill_queue(app, tasks))
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "taskq.cli", "worker", f"{name}:broker", "--workers", "1"],
+            cwd=directory,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=(out / "log").open("wb"),
+        )
+        try:
+            first, last = _wait_for(out / "first", worker), _wait_for(out / "last", worker)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(WORKER_TIMEOUT_S)
+    finally:
+        sys.path.remove(str(directory))
+        delete_keys(URL, prefix)
+        delete_keys(URL, f"{prefix}-events")
+    return (tasks - 1) / (last - first)
+
+
+async def _fill_queue(app: Any, tasks: int) -> None:
+    async with app.broker:
+        await app.broker.create_groups()  # the group reads from the start: nothing is missed
+        for _ in range(tasks):
+            await app.noop.kiq()
+
+
+def _wait_for(path: Path, worker: subprocess.Popen[bytes]) -> float:
+    deadline = time.monotonic() + WORKER_TIMEOUT_S
+    while not path.exists() or not path.read_text():
+        if worker.poll() is not None or time.monotonic() > deadline:
+            log = (path.parent / "log").read_text()[-2000:]
+            raise SystemExit(f"the worker did not run every task:\n{log}")
+        time.sleep(0.02)
+    return float(path.read_text())
+
+
+def fraction(label: str, rate: Any, target: float) -> None:
+    """Run ``rate(events)`` off and on, alternated `ROUNDS` times; print the medians' fraction."""
+    off: list[float] = []
+    on: list[float] = []
+    for _ in range(ROUNDS):
+        off.append(rate(False))
+        on.append(rate(True))
+    ratio = statistics.median(on) / statistics.median(off)
+    print(
+        f"  {label:<28} off {statistics.median(off):9,.0f} tasks/s   on "
+        f"{statistics.median(on):9,.0f} tasks/s   on/off {ratio:.2f} (target >= {target})"
+    )
+
+
+def throughput(tasks: int, stores: list[str]) -> None:
+    print(f"throughput with events on / off, {tasks:,} tasks in memory, median of {ROUNDS} runs")
+    fraction("in-memory + memory store", lambda on: asyncio.run(inmemory_rate(tasks, on)), 0.7)
+    if "redis" in stores:
+        with tempfile.TemporaryDirectory(prefix="taskq-bench-events-") as directory:
+            fraction(
+                "redis + redis store (1 proc)",
+                lambda on: redis_rate(tasks // 4, on, Path(directory)),
+                0.85,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="50,000 events")
+    parser.add_argument("--quick", action="store_true", help="50,000 events, 5,000 tasks")
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--tasks", type=int, default=20_000)
     parser.add_argument("--stores", default="sqlite,redis", help="sqlite, redis or both")
+    parser.add_argument("--parts", default="status,throughput", help="status, throughput or both")
     args = parser.parse_args()
     events = 50_000 if args.quick else args.events
-    print(f"taskq status over {events:,} stored events; load average {os.getloadavg()[0]:.2f}")
-    for store_name in args.stores.split(","):
-        with tempfile.TemporaryDirectory(prefix="taskq-bench-events-") as directory:
-            bench(store_name.strip(), events, Path(directory))
+    stores = [name.strip() for name in args.stores.split(",")]
+    parts = [name.strip() for name in args.parts.split(",")]
+    print(f"load average {os.getloadavg()[0]:.2f}")
+    if "status" in parts:
+        print(f"taskq status over {events:,} stored events")
+        for store_name in stores:
+            with tempfile.TemporaryDirectory(prefix="taskq-bench-events-") as directory:
+                bench(store_name, events, Path(directory))
+    if "throughput" in parts:
+        throughput(5_000 if args.quick else args.tasks, stores)
 
 
 if __name__ == "__main__":

@@ -29,9 +29,11 @@ CONTRACT_LAYER = frozenset(
         "taskq.abc.*",
         "taskq.capabilities",
         "taskq.exceptions",
+        "taskq.inspection",
         "taskq.message",
         "taskq.model_methods",
         "taskq.scheduled_task",
+        "taskq.task_events",
     }
 )
 
@@ -42,8 +44,10 @@ PUBLIC_CORE = frozenset(
         "taskq.abc.*",
         "taskq.acks",
         "taskq.capabilities",
+        "taskq.event_stores.*",
         "taskq.events",
         "taskq.exceptions",
+        "taskq.inspection",
         "taskq.labels",
         "taskq.message",
         "taskq.progress",
@@ -51,6 +55,7 @@ PUBLIC_CORE = frozenset(
         "taskq.result",
         "taskq.scheduled_task",
         "taskq.serializers.*",
+        "taskq.task_events",
         "taskq.testing",
         "taskq.toolkit",
     }

@@ -9,11 +9,13 @@ import json
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from taskq.cli.status import StatusOptions, main, parse_status_args, run
 from taskq.event_stores import InMemoryEventStore, SQLiteEventStore
+from taskq.exceptions import EventStoreError
 from taskq.task_events import EventKind, TaskEvent, WorkerHeartbeat, WorkerId
 from taskq.testing import eventually
 from taskq_inmemory import InMemoryBroker
@@ -144,3 +146,49 @@ async def test_a_broker_without_inspect_shows_the_queue_as_not_available() -> No
 def _main_with_stdout(argv: list[str], out: io.StringIO) -> int:
     with contextlib.redirect_stdout(out):
         return main(argv)
+
+
+def test_the_brokers_own_event_store_is_read_by_default(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    asyncio.run(fill(SQLiteEventStore(path), heartbeat_age=1))
+    name = f"status_app_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text(
+        "from taskq.event_stores import SQLiteEventStore\n"
+        "from taskq_inmemory import InMemoryBroker\n"
+        f"broker = InMemoryBroker().with_event_store(SQLiteEventStore({str(path)!r}))\n"
+    )
+    out = io.StringIO()
+    assert _main_with_stdout([f"{name}:broker", "-d", str(tmp_path), "--json"], out) == 0
+    assert json.loads(out.getvalue())["workers"][0]["worker"] == "host-a:10:0"
+
+
+class FailingOnce(InMemoryEventStore):
+    """A store whose first read of the workers fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    async def workers(self, stale_after: float, now: float | None = None) -> list[Any]:
+        if not self.failed:
+            self.failed = True
+            raise EventStoreError("the store is gone for a moment")
+        return await super().workers(stale_after, now)
+
+
+async def test_watch_shows_a_store_error_and_goes_on() -> None:
+    store = FailingOnce()
+    await fill(store, heartbeat_age=0)
+    out = io.StringIO()
+    options = StatusOptions("x:y", watch=True, interval=0.01)
+    running = asyncio.create_task(run(options, InMemoryBroker(), store, out))
+    await eventually(lambda: "Workers: 1 alive" in out.getvalue(), what="a redraw after the error")
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert "error: the store is gone for a moment" in out.getvalue()
+
+
+async def test_without_watch_a_store_error_ends_the_command() -> None:
+    with pytest.raises(EventStoreError):
+        await run(StatusOptions("x:y"), InMemoryBroker(), FailingOnce(), io.StringIO())

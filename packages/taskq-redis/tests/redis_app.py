@@ -5,7 +5,7 @@ Configured by the environment: ``REDIS_APP_URL``, ``REDIS_APP_PREFIX``, ``REDIS_
 and ``REDIS_APP_OUT``, a directory where each worker process writes ``<pid>.ready`` when
 started and appends to ``<pid>.ran`` the number of each task it starts (``<pid>.done`` once it
 finished). With ``REDIS_APP_RESULTS=1``, results are stored as ``<task id>.result`` files there
-too.
+too; with ``REDIS_APP_EVENTS`` (an event store URL), clients and workers record task events.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from taskq import AsyncResultBackend, TaskiqEvents, TaskiqResult
+from taskq.event_stores import open_event_store
 from taskq.exceptions import ResultGetError
 from taskq_redis import RedisStreamBroker
 
@@ -45,6 +46,8 @@ broker = RedisStreamBroker(
     client_name=os.environ.get("REDIS_APP_CLIENT_NAME", "taskq-test-client"),
     result_backend=FileResultBackend() if os.environ.get("REDIS_APP_RESULTS") else None,
 )
+if os.environ.get("REDIS_APP_EVENTS"):
+    broker.with_event_store(open_event_store(os.environ["REDIS_APP_EVENTS"]))
 _files: dict[str, Any] = {}
 
 

@@ -9,9 +9,16 @@ from typing import Any
 import pytest
 
 from taskq.exceptions import EventStoreError
-from taskq.task_events import EventKind, TaskEvent, WorkerHeartbeat, WorkerId
+from taskq.task_events import (
+    EventKind,
+    Retention,
+    TaskEvent,
+    TaskQuery,
+    WorkerHeartbeat,
+    WorkerId,
+)
 from taskq_redis.errors import EventStoreUnavailableError, RedisUnavailableError
-from taskq_redis.event_store import RedisEventStore
+from taskq_redis.event_store import RedisEventStore, from_url
 
 WORKER = WorkerId("host", 1, 0)
 
@@ -47,3 +54,56 @@ async def test_an_unreachable_server_raises_the_typed_error() -> None:
     assert isinstance(caught.value, EventStoreError)
     assert isinstance(caught.value, RedisUnavailableError)
     await store.shutdown()
+
+
+async def test_a_task_with_many_events_in_one_batch_is_kept_and_dropped_whole(
+    redis_url: str, redis_prefix: str
+) -> None:
+    store = RedisEventStore(redis_url, prefix=redis_prefix, retention=Retention(max_events=1500))
+    try:
+        now = time.time()
+        many = [
+            TaskEvent(EventKind.FAILED if i % 2 else EventKind.RETRIED, "big", "t", WORKER, now + i)
+            for i in range(1200)
+        ]
+        await store.write(many)
+        assert await store.task_events("big") == many
+        await store.write([TaskEvent(EventKind.SENT, "t1", "t", WORKER, now + 2000)] * 400)
+        assert await store.task_events("big") == []
+        assert await store.failures() == []
+        assert len(await store.task_events("t1")) == 400
+    finally:
+        await store.shutdown()
+
+
+async def test_queries_pages_rates_workers_and_age(redis_url: str, redis_prefix: str) -> None:
+    store = from_url(f"{redis_url}?prefix={redis_prefix}&max_age=3600")
+    assert store.retention == Retention(max_age=3600)
+    other = WorkerId("host", 2, 1)
+    now = time.time()
+    try:
+        await store.write(
+            [
+                TaskEvent(EventKind.SUCCEEDED, "a", "n1", WORKER, now),
+                TaskEvent(EventKind.FAILED, "b", "n1", other, now + 1),
+                TaskEvent(EventKind.SUCCEEDED, "c", "n2", WORKER, now + 1),
+                TaskEvent(EventKind.SENT, "old", "n1", WORKER, now - 7200),
+            ],
+            [WorkerHeartbeat(other, now - 100, now, "B", "q", 1, 0, 0, 0, "0")],
+        )
+        first = await store.tasks(TaskQuery(limit=2))
+        second = await store.tasks(TaskQuery(limit=2, cursor=first.cursor))
+        assert [t.task_id for t in first.tasks + second.tasks] == ["c", "b", "a"]
+        assert second.cursor is None
+        assert [t.task_id for t in (await store.tasks(TaskQuery(name="n1"))).tasks] == ["b", "a"]
+        assert [t.task_id for t in (await store.tasks(TaskQuery(worker=other))).tasks] == ["b"]
+        until = await store.tasks(TaskQuery(since=now, until=now + 1))
+        assert [t.task_id for t in until.tasks] == ["a"]
+        rates = await store.rates(2, now=now + 1)
+        assert sum(rate.count(EventKind.SUCCEEDED, EventKind.FAILED) for rate in rates) == 3
+        assert [(w.heartbeat.worker, w.alive) for w in await store.workers(30, now=now)] == [
+            (other, False)
+        ]
+        assert await store.task_events("old") == []
+    finally:
+        await store.shutdown()

@@ -6,6 +6,7 @@ task it finished to ``<pid>.done`` (see ``redis_app.py``).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -17,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from taskq.event_stores import open_event_store
+from taskq.task_events import EventKind, TaskQuery
 
 HERE = Path(__file__).resolve().parent
 
@@ -240,3 +244,34 @@ def test_a_task_that_exits_fails_and_the_tasks_queued_behind_it_run(app_env, raw
     assert "exit" in result.lower()
     stream = f"{app_env['REDIS_APP_PREFIX']}:taskq:p0"
     assert raw_redis.xlen(stream) == 0
+
+
+def test_clients_and_workers_record_events_and_heartbeats_in_redis(app_env, redis_prefix):
+    count = 200
+    events_url = f"{app_env['REDIS_APP_URL']}?prefix={redis_prefix}:events"
+    env = {**app_env, "REDIS_APP_EVENTS": events_url}
+    workers = start_workers(env, 2)
+    try:
+        send(env, count)
+        wait_until_done(env, count)
+    finally:
+        assert stop(workers) == 0
+    tasks, histories, statuses = asyncio.run(_read_events(events_url))
+    assert len(tasks) == count
+    assert {task.state for task in tasks} == {EventKind.SUCCEEDED}
+    kinds = ["sent", "received", "started", "succeeded"]
+    assert all([event.kind.value for event in history] == kinds for history in histories)
+    assert {status.heartbeat.worker.process for status in statuses} == {0, 1}
+    assert sum(status.heartbeat.processed for status in statuses) == count  # flushed at the stop
+    assert {status.heartbeat.queue for status in statuses} == {"taskq"}
+
+
+async def _read_events(url: str) -> tuple[list[Any], list[Any], list[Any]]:
+    store = open_event_store(url)
+    await store.startup()
+    try:
+        tasks = (await store.tasks(TaskQuery(limit=1000))).tasks
+        histories = [await store.task_events(task.task_id) for task in tasks]
+        return tasks, histories, await store.workers(stale_after=600)
+    finally:
+        await store.shutdown()

@@ -42,6 +42,9 @@ FINISHED = frozenset(
     {EventKind.SUCCEEDED, EventKind.FAILED, EventKind.REJECTED, EventKind.CANCELLED}
 )
 
+#: An event as `EventRecorder.record` buffers it: kind, task id, task name, time, details.
+_Recorded = tuple[EventKind, str, str, float, dict[str, Any]]
+
 #: Makes the heartbeat of the worker that records (set by the receiver that runs the tasks).
 HeartbeatSource = Callable[["EventRecorder"], WorkerHeartbeat]
 
@@ -89,7 +92,7 @@ class EventRecorder:
         self.failed = 0
         #: Events dropped because the buffer was full (the store was down or too slow).
         self.dropped = 0
-        self._buffer: deque[TaskEvent] = deque()
+        self._buffer: deque[_Recorded] = deque()
         self._heartbeat: HeartbeatSource | None = None
         self._next_beat = 0.0
         self._wake = asyncio.Event()
@@ -99,16 +102,19 @@ class EventRecorder:
 
     # -- recording (on the task path: no await) ---------------------------------------------------
 
-    def record(self, kind: EventKind, task_id: str, task_name: str, **details: Any) -> None:
-        """Buffer an event of ``kind`` for this task now; ``details`` are `TaskEvent` fields."""
+    def record(
+        self, kind: EventKind, task_id: str, task_name: str, at: float | None = None, **details: Any
+    ) -> None:
+        """Buffer an event of ``kind`` for this task, at time ``at`` (default: now).
+
+        ``details`` are `TaskEvent` fields. Only a tuple is made here: the `TaskEvent` is built
+        by the background writer.
+        """
         buffer = self._buffer
         if len(buffer) >= self.max_buffered:
             buffer.popleft()
             self.dropped += 1
-        buffer.append(TaskEvent(kind, task_id, task_name, self.worker, time.time(), **details))
-        if kind in FINISHED:
-            self.processed += 1
-            self.failed += kind is EventKind.FAILED
+        buffer.append((kind, task_id, task_name, time.time() if at is None else at, details))
         if len(buffer) == self.batch_size:
             self._wake.set()
 
@@ -182,14 +188,17 @@ class EventRecorder:
     async def flush(self) -> bool:
         """Write one batch (and a due heartbeat) now; return False when the store failed."""
         self._report_dropped()
-        batch = [self._buffer.popleft() for _ in range(min(len(self._buffer), self.batch_size))]
+        recorded = [self._buffer.popleft() for _ in range(min(len(self._buffer), self.batch_size))]
+        batch = self._events(recorded)
+        self._tally(batch, 1)
         heartbeats = [self._make_heartbeat()] if self._heartbeat_due() else []
         if not batch and not heartbeats:
             return True
         try:
             await self.store.write(batch, heartbeats)
         except Exception as exc:
-            self._put_back(batch)
+            self._tally(batch, -1)
+            self._put_back(recorded)
             if not self._store_down:
                 logger.warning(
                     "The event store failed (%s); events stay buffered (up to %d) meanwhile",
@@ -227,7 +236,22 @@ class EventRecorder:
         assert self._heartbeat is not None
         return self._heartbeat(self)
 
-    def _put_back(self, batch: list[TaskEvent]) -> None:
+    def _events(self, recorded: list[_Recorded]) -> list[TaskEvent]:
+        """Build the events of a batch."""
+        worker = self.worker
+        return [
+            TaskEvent(kind, task_id, task_name, worker, at, **details)
+            for kind, task_id, task_name, at, details in recorded
+        ]
+
+    def _tally(self, events: list[TaskEvent], sign: int) -> None:
+        """Count (``sign`` 1) or uncount (-1) the runs ``events`` finish, for the heartbeat."""
+        for event in events:
+            if event.kind in FINISHED:
+                self.processed += sign
+                self.failed += sign * (event.kind is EventKind.FAILED)
+
+    def _put_back(self, batch: list[_Recorded]) -> None:
         """Return a batch the store refused to the front of the buffer, dropping the oldest."""
         room = self.max_buffered - len(self._buffer)
         keep = batch[len(batch) - room :] if room < len(batch) else batch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Coroutine
 from datetime import datetime, timedelta
@@ -198,15 +199,16 @@ async def send_task(
     if message.labels:
         _check_labels(broker, message.labels)
     broker_message = broker.formatter.dumps(message)
+    recorder = broker.event_recorder
+    sent_at = time.time()  # before the kick: a worker may receive the task before it returns
     try:
         await broker.kick(broker_message)
     except TaskiqError:
         raise
     except Exception as exc:
         raise SendTaskError(f"{type(broker).__name__} could not send: {exc!r}") from exc
-    recorder = broker.event_recorder
     if recorder is not None:
-        recorder.record(EventKind.SENT, message.task_id, message.task_name)
+        recorder.record(EventKind.SENT, message.task_id, message.task_name, sent_at)
     for hook in hooks["post_send"]:
         await maybe_await(hook(message))
     return AsyncTaskiqTask(message.task_id, broker.result_backend, return_type)

@@ -2,12 +2,13 @@
 
 Keys, all under the store's prefix ``P``:
 
-- ``P:task:<id>``: a sorted set of the task's events (score: time; member: a zero-padded
-  write sequence, ``|``, the event as JSON, so that equal times keep the write order);
+- ``P:task:<id>``: a list of the task's events in write order, each a zero-padded write
+  sequence, ``|``, the event as JSON (a list, not a sorted set: small lists are stored
+  compactly whatever the size of their items); reads sort them by time, then sequence;
 - ``P:summary:<id>``: a hash with the task's latest event, first and last time, event count;
 - ``P:tasks`` and ``P:state:<kind>``, ``P:name:<name>``, ``P:worker:<id>``: sorted sets of
   task ids by the time of their latest event, the indexes that `tasks` pages through;
-- ``P:failures``: a sorted set of the ``failed`` events (members as in ``P:task:<id>``);
+- ``P:failures``: a sorted set of the ``failed`` events by time (members as in ``P:task:<id>``);
 - ``P:minute:<start>``: a hash of event counts by kind, expiring once older than the age bound;
 - ``P:workers`` (a hash of heartbeats) and ``P:workers:seen`` (worker ids by time);
 - ``P:sequence`` and ``P:count``: the write sequence and the number of events kept.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, cast
@@ -40,6 +42,7 @@ from taskq.task_events import (
     WorkerHeartbeat,
     WorkerStatus,
     last_minutes,
+    minute_of,
     page_cursor,
     read_cursor,
 )
@@ -53,17 +56,21 @@ RETENTION_BATCH = 1000
 #: Candidate tasks `RedisEventStore.tasks` reads from an index at a time.
 SCAN_CHUNK = 200
 # KEYS: none (every key derives from the prefix, ARGV[1]). ARGV: prefix, max events, oldest
-# time allowed, max age, events count, heartbeats count, tasks to drop at most, then per event:
-# task id, name, kind, worker, time, JSON; per heartbeat: worker, time, JSON.
+# time allowed, max age, events in the batch, tasks, (minute, kind) counts, heartbeats, tasks to
+# drop at most; then per task: id, and of its latest event in the batch: name, kind, worker,
+# time, JSON; its earliest time, its event count n, and n times (batch position, time, kind,
+# JSON); per count: minute, kind, count; per heartbeat: worker, time, JSON.
 _WRITE = """
 local p = ARGV[1]
 local max_events = tonumber(ARGV[2])
 local oldest = tonumber(ARGV[3])
 local max_age = tonumber(ARGV[4])
 local n_events = tonumber(ARGV[5])
-local n_beats = tonumber(ARGV[6])
-local max_drop = tonumber(ARGV[7])
-local i = 8
+local n_tasks = tonumber(ARGV[6])
+local n_counts = tonumber(ARGV[7])
+local n_beats = tonumber(ARGV[8])
+local max_drop = tonumber(ARGV[9])
+local i = 10
 
 local function index(id, state, name, worker, t)
   redis.call('ZADD', p .. ':tasks', t, id)
@@ -82,35 +89,46 @@ local function unindex(id, summary)
   end
 end
 
-for _ = 1, n_events do
-  local id, name, kind, worker, t, data =
-    ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-  i = i + 6
-  local at = tonumber(t)
-  local seq = redis.call('INCR', p .. ':sequence')
-  local member = string.format('%016d', seq) .. '|' .. data
-  redis.call('ZADD', p .. ':task:' .. id, at, member)
-  if kind == 'failed' then
-    redis.call('ZADD', p .. ':failures', at, member)
+local base = redis.call('INCRBY', p .. ':sequence', n_events) - n_events
+for _ = 1, n_tasks do
+  local id, name, kind, worker, t, data, first, n =
+    ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6],
+    tonumber(ARGV[i + 7])
+  i = i + 8
+  local members = {}
+  for k = 1, n do
+    local position, at, event_kind, event = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+    i = i + 4
+    local member = string.format('%016d', base + tonumber(position)) .. '|' .. event
+    members[k] = member
+    if event_kind == 'failed' then
+      redis.call('ZADD', p .. ':failures', at, member)
+    end
+  end
+  for j = 1, n, 500 do
+    redis.call('RPUSH', p .. ':task:' .. id, unpack(members, j, math.min(j + 499, n)))
   end
   local summary = p .. ':summary:' .. id
-  local last = redis.call('HGET', summary, 'last')
-  if (not last) or at >= tonumber(last) then
+  local known = redis.call('HMGET', summary, 'last', 'first')
+  if (not known[1]) or tonumber(t) >= tonumber(known[1]) then
     unindex(id, summary)
     redis.call('HSET', summary, 'state', kind, 'name', name, 'worker', worker, 'last', t,
                'latest', data)
-    index(id, kind, name, worker, at)
+    index(id, kind, name, worker, t)
   end
-  local first = redis.call('HGET', summary, 'first')
-  if (not first) or at < tonumber(first) then
-    redis.call('HSET', summary, 'first', t)
+  if (not known[2]) or tonumber(first) < tonumber(known[2]) then
+    redis.call('HSET', summary, 'first', first)
   end
-  redis.call('HINCRBY', summary, 'events', 1)
-  redis.call('INCR', p .. ':count')
-  local minute = math.floor(at / 60) * 60
+  redis.call('HINCRBY', summary, 'events', n)
+end
+redis.call('INCRBY', p .. ':count', n_events)
+
+for _ = 1, n_counts do
+  local minute, kind, count = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  i = i + 3
   local minute_key = p .. ':minute:' .. minute
-  redis.call('HINCRBY', minute_key, kind, 1)
-  redis.call('EXPIREAT', minute_key, math.ceil(minute + 60 + max_age))
+  redis.call('HINCRBY', minute_key, kind, count)
+  redis.call('EXPIREAT', minute_key, math.ceil(tonumber(minute) + 60 + max_age))
 end
 
 for _ = 1, n_beats do
@@ -132,7 +150,7 @@ while dropped < max_drop do
   local id = oldest_task[1]
   local summary = p .. ':summary:' .. id
   local events_key = p .. ':task:' .. id
-  local members = redis.call('ZRANGE', events_key, 0, -1)
+  local members = redis.call('LRANGE', events_key, 0, -1)
   for j = 1, #members, 500 do
     redis.call('ZREM', p .. ':failures', unpack(members, j, math.min(j + 499, #members)))
   end
@@ -193,24 +211,35 @@ class RedisEventStore(AsyncEventStore):
         self, events: Sequence[TaskEvent], heartbeats: Sequence[WorkerHeartbeat] = ()
     ) -> None:
         """Record the batch and apply the retention, in one script run."""
+        tasks = _by_task(events)
+        counts = Counter((minute_of(event.time), event.kind.value) for event in events)
         arguments: list[Any] = [
             self.prefix,
             self.retention.max_events,
             repr(time.time() - self.retention.max_age),
             repr(self.retention.max_age),
             len(events),
+            len(tasks),
+            len(counts),
             len(heartbeats),
             RETENTION_BATCH,
         ]
-        for event in events:
+        for task_id, written in tasks.items():
+            latest = max(written, key=lambda item: (item[1].time, item[0]))[1]
             arguments += [
-                event.task_id,
-                event.task_name,
-                event.kind.value,
-                str(event.worker),
-                repr(event.time),
-                _json(event.as_dict()),
+                task_id,
+                latest.task_name,
+                latest.kind.value,
+                str(latest.worker),
+                repr(latest.time),
+                _json(latest.as_dict()),
+                repr(min(event.time for _, event in written)),
+                len(written),
             ]
+            for position, event in written:
+                arguments += [position, repr(event.time), event.kind.value, _json(event.as_dict())]
+        for (minute, kind), count in counts.items():
+            arguments += [minute, kind, count]
         for beat in heartbeats:
             arguments += [str(beat.worker), repr(beat.time), _json(beat.as_dict())]
         if self._write_script is None:
@@ -221,9 +250,11 @@ class RedisEventStore(AsyncEventStore):
     async def task_events(self, task_id: str) -> list[TaskEvent]:
         """Every retained event of ``task_id``, by time, ties in write order."""
         with self._translated(f"read the events of task {task_id}"):
-            found = await self.connection.client.zrange(self._key("task", task_id), 0, -1)
+            found = await self.connection.client.lrange(self._key("task", task_id), 0, -1)
         members = cast("list[bytes]", found)
-        return [_event(member) for member in members]
+        written = [(_event(member), member[:_SEQUENCE_DIGITS]) for member in members]
+        written.sort(key=lambda pair: (pair[0].time, pair[1]))
+        return [event for event, _ in written]
 
     async def tasks(self, query: TaskQuery = LATEST_TASKS) -> TaskPage:
         """The matching tasks, latest first, one page of them."""
@@ -349,8 +380,20 @@ def from_url(url: str) -> RedisEventStore:
     return RedisEventStore(redis_url.geturl(), prefix=prefix, retention=url_retention(url))
 
 
+def _by_task(events: Sequence[TaskEvent]) -> dict[str, list[tuple[int, TaskEvent]]]:
+    """The batch's events by task, each with its position in the batch (1 for the first)."""
+    tasks: dict[str, list[tuple[int, TaskEvent]]] = {}
+    for position, event in enumerate(events, start=1):
+        tasks.setdefault(event.task_id, []).append((position, event))
+    return tasks
+
+
 def _json(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"))
+
+
+#: Digits of the write sequence that starts each event member.
+_SEQUENCE_DIGITS = 16
 
 
 def _event(member: bytes) -> TaskEvent:

@@ -77,11 +77,23 @@ def log_level(text: str) -> str:
 
 
 def log_format(text: str) -> str:
-    """Read a %-style logging format."""
+    """Read a %-style logging format, or ``json``."""
     try:
         check_log_format(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not a logging format ({exc}): {text!r}") from None
+    return text
+
+
+def event_store_url(text: str) -> str:
+    """Read the URL of an event store (checked, not opened)."""
+    from taskq.event_stores.urls import open_event_store
+    from taskq.exceptions import EventStoreError
+
+    try:
+        open_event_store(text)
+    except EventStoreError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 

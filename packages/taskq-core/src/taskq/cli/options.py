@@ -46,7 +46,12 @@ class WorkerOptions:
         fs_discover: import the modules matching ``tasks_pattern`` (default off).
         tasks_pattern: globs of the task modules to discover (default ``**/tasks.py``).
         log_level: the logging level name (default ``INFO``).
-        log_format: the %-style logging format.
+        log_format: the %-style logging format, or ``json`` (one JSON object per line).
+        log_tasks: log one INFO line per task run: name, id, duration, outcome (default off).
+        task_failure_level: the level a task's failure (with its traceback) is logged at
+            (default ``ERROR``).
+        events: the event store URL task events and heartbeats are recorded in
+            (``sqlite://events.db``, ``redis://...``; default: none, nothing recorded).
         configure_logging: set up logging with ``log_level`` and ``log_format`` (default
             on; off when the application configures logging itself).
         parse: cast arguments to the tasks' annotated types (default on).
@@ -73,6 +78,9 @@ class WorkerOptions:
     tasks_pattern: tuple[str, ...] = (DEFAULT_TASKS_PATTERN,)
     log_level: str = DEFAULT_LOG_LEVEL
     log_format: str = DEFAULT_LOG_FORMAT
+    log_tasks: bool = False
+    task_failure_level: str = "ERROR"
+    events: str | None = None
     configure_logging: bool = True
     parse: bool = True
     propagate_errors: bool = True
@@ -120,7 +128,29 @@ def build_parser() -> EnvArgumentParser:
         "--log-level", help="logging level", convert=converters.log_level, metavar="LEVEL"
     )
     parser.add_option(
-        "--log-format", help="logging format", convert=converters.log_format, metavar="FORMAT"
+        "--log-format",
+        help="logging format: %%-style, or json for one JSON object per line",
+        convert=converters.log_format,
+        metavar="FORMAT",
+    )
+    parser.add_option(
+        "--log-tasks",
+        help="log one INFO line per task run: name, id, duration, outcome",
+        action=argparse.BooleanOptionalAction,
+        env_convert=converters.boolean,
+    )
+    parser.add_option(
+        "--task-failure-level",
+        help="logging level of a task's failure, logged once with its traceback",
+        convert=converters.log_level,
+        metavar="LEVEL",
+    )
+    parser.add_option(
+        "--events",
+        help="record task events and worker heartbeats in this event store "
+        "(sqlite://events.db, redis://host:6379/0, ...)",
+        convert=converters.event_store_url,
+        metavar="URL",
     )
     parser.add_option(
         "--configure-logging",

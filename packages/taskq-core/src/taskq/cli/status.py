@@ -140,13 +140,12 @@ def build_parser() -> EnvArgumentParser:
 def event_store_of(broker: AsyncBroker, events: str | None) -> AsyncEventStore:
     """The store ``--events`` names, else the broker's; raise `TargetError` when there is none."""
     if events is None:
-        store = getattr(broker, "event_store", None)
-        if store is None:
+        if broker.event_store is None:
             raise TargetError(
                 "the broker has no event store: give it one (broker.with_event_store(...)) "
                 "or name one with --events (e.g. --events sqlite://taskq-events.sqlite3)"
             )
-        return store  # type: ignore[no-any-return]
+        return broker.event_store
     if "://" in events:
         return open_event_store(events)
     found = import_object(events)
@@ -160,13 +159,25 @@ def event_store_of(broker: AsyncBroker, events: str | None) -> AsyncEventStore:
 async def run(
     options: StatusOptions, broker: AsyncBroker, store: AsyncEventStore, out: TextIO
 ) -> int:
-    """Print the status once (or until interrupted with ``--watch``); the exit status."""
+    """Print the status once (or until interrupted with ``--watch``); the exit status.
+
+    With ``--watch``, a store that cannot be read shows the error and is tried again at the
+    next redraw; without it, the error ends the command.
+    """
     await store.startup()
     try:
         while True:
-            report = await collect_status(
-                store, broker, stale_after=options.stale_after, failures=options.failures
-            )
+            try:
+                report = await collect_status(
+                    store, broker, stale_after=options.stale_after, failures=options.failures
+                )
+            except TaskiqError as error:
+                if not options.watch:
+                    raise
+                out.write(f"{_REDRAW}taskq status: error: {error}\n")
+                out.flush()
+                await asyncio.sleep(options.interval)
+                continue
             if options.json:
                 out.write(json.dumps(report.as_dict()) + "\n")
             else:

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from taskq.broker import AsyncBroker
+from taskq.capabilities import Capability
 from taskq.cli.discovery import discover_modules
 from taskq.cli.logs import configure_logging
 from taskq.cli.options import WorkerOptions
@@ -27,6 +28,8 @@ from taskq.cli.targets import (
     import_broker,
     import_module,
 )
+from taskq.event_recorder import process_number
+from taskq.event_stores.urls import open_event_store
 from taskq.receiver.receiver import Receiver
 
 logger = logging.getLogger("taskq.worker")
@@ -85,6 +88,10 @@ async def serve(options: WorkerOptions) -> tuple[int, int]:
     except TargetError as error:
         logger.error("%s", error)
         return EXIT_BAD_TARGET, 0
+    if options.events:
+        broker.with_event_store(open_event_store(options.events))
+    if options.workers > 1 and process_number() == 0:
+        warn_if_not_cross_process(broker, options)
     watchdog = asyncio.create_task(_stop_when_orphaned(stop, os.getppid()))
     await broker.startup()
     try:
@@ -96,6 +103,19 @@ async def serve(options: WorkerOptions) -> tuple[int, int]:
         await broker.shutdown()
     logger.info("Stopped")
     return 0, abandoned
+
+
+def warn_if_not_cross_process(broker: AsyncBroker, options: WorkerOptions) -> None:
+    """Warn that ``--workers N`` is useless when the broker cannot cross processes."""
+    if Capability.CROSS_PROCESS in broker.capabilities:
+        return
+    logger.warning(
+        "%s cannot carry messages between processes (it lacks the 'cross_process' "
+        "capability): these %d worker processes will never receive a task sent from another "
+        "process; use a broker that declares it (Redis, RabbitMQ, ZeroMQ)",
+        type(broker).__name__,
+        options.workers,
+    )
 
 
 async def run_receiver(broker: AsyncBroker, options: WorkerOptions, stop: StopRequest) -> int:
@@ -114,6 +134,8 @@ async def run_receiver(broker: AsyncBroker, options: WorkerOptions, stop: StopRe
         run_startup=False,  # serve() started the broker
         max_tasks_to_execute=options.max_tasks_per_child,
         max_threadpool_threads=options.max_threadpool_threads,
+        log_tasks=options.log_tasks,
+        failure_log_level=logging.getLevelName(options.task_failure_level),
     )
     try:
         listening = asyncio.create_task(receiver.listen(stop.event))

@@ -32,8 +32,13 @@ from taskq.task_events import (
 
 @dataclass
 class _Task:
-    """A task's retained events as (time, sequence, event), in order, and its summary."""
+    """A task's retained events as (time, sequence, event), in order, and its summary.
 
+    ``created`` is the sequence of its first event written: older entries elsewhere (a
+    failure) belong to an earlier, dropped task of the same id.
+    """
+
+    created: int
     events: list[tuple[float, int, TaskEvent]] = field(default_factory=list)
     summary: TaskSummary | None = None
 
@@ -73,6 +78,7 @@ class InMemoryEventStore(AsyncEventStore):
         self._by_age: list[tuple[float, int, str]] = []
         self._failures: list[tuple[float, int, TaskEvent]] = []
         self._rates: dict[int, Counter[EventKind]] = {}
+        self._minutes: list[int] = []  # the keys of _rates, as a heap
         self._workers: dict[str, WorkerHeartbeat] = {}
 
     async def write(
@@ -89,7 +95,9 @@ class InMemoryEventStore(AsyncEventStore):
 
     def _add(self, event: TaskEvent) -> None:
         sequence = next(self._sequence)
-        task = self._tasks.setdefault(event.task_id, _Task())
+        task = self._tasks.get(event.task_id)
+        if task is None:
+            task = self._tasks[event.task_id] = _Task(created=sequence)
         entry = (event.time, sequence, event)
         bisect.insort(task.events, entry, key=lambda item: item[:2])
         is_latest = task.events[-1] is entry
@@ -98,7 +106,11 @@ class InMemoryEventStore(AsyncEventStore):
             heapq.heappush(self._by_age, (event.time, sequence, event.task_id))
         if event.kind is EventKind.FAILED:
             self._failures.append(entry)
-        self._rates.setdefault(minute_of(event.time), Counter())[event.kind] += 1
+        minute = minute_of(event.time)
+        if minute not in self._rates:
+            self._rates[minute] = Counter()
+            heapq.heappush(self._minutes, minute)
+        self._rates[minute][event.kind] += 1
         self._total += 1
 
     def _retain(self, now: float) -> None:
@@ -118,15 +130,15 @@ class InMemoryEventStore(AsyncEventStore):
                 break
         if dropped:
             self._failures = [entry for entry in self._failures if self._retained(entry)]
-        for minute in [m for m in self._rates if m + 60 <= oldest_allowed]:
-            del self._rates[minute]
+        while self._minutes and self._minutes[0] + 60 <= oldest_allowed:
+            del self._rates[heapq.heappop(self._minutes)]
         for worker, heartbeat in list(self._workers.items()):
             if heartbeat.time < oldest_allowed:
                 del self._workers[worker]
 
     def _retained(self, entry: tuple[float, int, TaskEvent]) -> bool:
         task = self._tasks.get(entry[2].task_id)
-        return task is not None and task.events[0][1] <= entry[1]
+        return task is not None and task.created <= entry[1]
 
     async def task_events(self, task_id: str) -> list[TaskEvent]:
         """Every retained event of ``task_id``, in order."""

@@ -106,8 +106,8 @@ _LATEST_FIELDS = ", ".join(
 )
 _UPSERT_TASK = (
     "INSERT INTO taskq_tasks (task_id, task_name, state, worker, first_time, last_time, events,"
-    " duration, error_type, error_message) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?)"
-    " ON CONFLICT (task_id) DO UPDATE SET events = taskq_tasks.events + 1,"
+    " duration, error_type, error_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (task_id) DO UPDATE SET events = taskq_tasks.events + excluded.events,"
     f" first_time = min(taskq_tasks.first_time, excluded.first_time), {_LATEST_FIELDS}"
 )
 _TASK_COLUMNS = (
@@ -166,7 +166,7 @@ class SQLiteEventStore(AsyncEventStore):
     ) -> None:
         """Record the batch in one transaction, then apply the retention in the same one."""
         rows = [_event_row(event) for event in events]
-        tasks = [_task_row(event) for event in events]
+        tasks = _task_rows(events)
         minutes = Counter((minute_of(event.time), event.kind.value) for event in events)
         beats = [(str(beat.worker), beat.time, _json(beat.as_dict())) for beat in heartbeats]
 
@@ -352,18 +352,33 @@ def _event_row(event: TaskEvent) -> tuple[str, str, float, str]:
     return (event.task_id, event.kind.value, event.time, _json(event.as_dict()))
 
 
-def _task_row(event: TaskEvent) -> tuple[Any, ...]:
-    return (
-        event.task_id,
-        event.task_name,
-        event.kind.value,
-        str(event.worker),
-        event.time,
-        event.time,
-        event.duration,
-        event.error_type,
-        event.error_message,
-    )
+def _task_rows(events: Sequence[TaskEvent]) -> list[tuple[Any, ...]]:
+    """One upsert row per task of the batch: its latest event, first time and event count."""
+    found: dict[str, tuple[TaskEvent, float, int]] = {}
+    for event in events:
+        known = found.get(event.task_id)
+        if known is None:
+            found[event.task_id] = (event, event.time, 1)
+        else:
+            latest, first_time, count = known
+            if event.time >= latest.time:
+                latest = event
+            found[event.task_id] = (latest, min(first_time, event.time), count + 1)
+    return [
+        (
+            task_id,
+            latest.task_name,
+            latest.kind.value,
+            str(latest.worker),
+            first_time,
+            latest.time,
+            count,
+            latest.duration,
+            latest.error_type,
+            latest.error_message,
+        )
+        for task_id, (latest, first_time, count) in found.items()
+    ]
 
 
 def _task_filters(query: TaskQuery) -> tuple[str, list[Any]]:

@@ -62,6 +62,8 @@ class TaskExecutor:
         self.threads = threads
         self.cast_types = cast_types
         self.propagate_exceptions = propagate_exceptions
+        #: The level of the one record (with its traceback) a task's failure is logged as.
+        self.failure_log_level = logging.ERROR
         self._signatures: dict[str, TaskSignature] = {}
 
     async def run(
@@ -109,7 +111,7 @@ class TaskExecutor:
         if resolver is not None:
             await self._close(resolver, error)
         if error is not None and not isinstance(error, CONTROL_FLOW):
-            _log_failure(message, error)
+            _log_failure(message, error, self.failure_log_level)
         return TaskiqResult(
             is_err=error is not None,
             return_value=value,
@@ -198,9 +200,10 @@ def _check_injected(task_name: str, signature: TaskSignature, injected: dict[str
         )
 
 
-def _log_failure(message: TaskiqMessage, error: BaseException) -> None:
+def _log_failure(message: TaskiqMessage, error: BaseException, level: int) -> None:
     if isinstance(error, TaskExitError):  # one line, with where the task exited
-        logger.error(
+        logger.log(
+            level,
             "Task %s (%s) failed: %s",
             message.task_id,
             message.task_name,
@@ -208,9 +211,10 @@ def _log_failure(message: TaskiqMessage, error: BaseException) -> None:
             exc_info=error.__cause__,
         )
     elif isinstance(error, TaskiqError):  # our own errors say what is wrong in one line
-        logger.error("Task %s (%s) failed: %s", message.task_id, message.task_name, error)
+        logger.log(level, "Task %s (%s) failed: %s", message.task_id, message.task_name, error)
     else:
-        logger.error(
+        logger.log(
+            level,
             "Task %s (%s) failed: %r",
             message.task_id,
             message.task_name,

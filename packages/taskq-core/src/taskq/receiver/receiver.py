@@ -21,12 +21,14 @@ from taskq.exceptions import (
     UnknownTaskError,
 )
 from taskq.labels import ack_type_value
+from taskq.log_context import current_task
 from taskq.message import TaskiqMessage
 from taskq.receiver.eager import start_eagerly
 from taskq.receiver.execution import CONTROL_FLOW, DEFAULT_THREADPOOL_THREADS, TaskExecutor
 from taskq.receiver.interrupts import MessageTask, reraise_cancellation, task_failure
 from taskq.receiver.recording import heartbeat_source, record_outcome
 from taskq.receiver.slots import Slots
+from taskq.receiver.task_log import log_task
 from taskq.result import TaskiqResult
 from taskq.task_events import EventKind
 
@@ -62,6 +64,8 @@ class Receiver:
     not reach their limits together) and ``max_prefetch`` the messages taken from the broker
     beyond those. A task's ``ack_type`` label overrides ``ack_type`` for its messages.
     ``run_startup``: `listen` first starts the broker if it is not started yet.
+    ``log_tasks``: log one INFO line per run (``taskq.tasks`` logger); ``failure_log_level``:
+    the level of the record, with its traceback, a task's failure is logged as.
     ``on_exit(receiver)`` is called when `listen` returns.
     """
 
@@ -80,6 +84,8 @@ class Receiver:
         max_tasks_to_execute: int | None = None,
         wait_tasks_timeout: float | None = None,
         max_threadpool_threads: int | None = None,
+        log_tasks: bool = False,
+        failure_log_level: int = logging.ERROR,
     ) -> None:
         """Prepare to run ``broker``'s messages (see the class docstring for the options)."""
         if max_prefetch < 0:
@@ -105,6 +111,8 @@ class Receiver:
             propagate_exceptions,
             max_threadpool_threads or DEFAULT_THREADPOOL_THREADS,
         )
+        self.task_executor.failure_log_level = failure_log_level
+        self.log_tasks = log_tasks
         self._running: set[asyncio.Task[None]] = set()
         # at most max_async_tasks + max_prefetch are unfinished: forgetting the finished
         # ones each time the set doubles costs O(1) per message
@@ -158,6 +166,14 @@ class Receiver:
             return
         if recorder is not None:
             recorder.record(EventKind.RECEIVED, message.task_id, message.task_name)
+        context = current_task.set((message.task_id, message.task_name))
+        try:
+            await self._process_decoded(message, acker)
+        finally:
+            current_task.reset(context)
+
+    async def _process_decoded(self, message: TaskiqMessage, acker: AckController) -> None:
+        recorder = self.broker.event_recorder
         task = self.broker.find_task(message.task_name)
         if task is None:
             error = UnknownTaskError(task_name=message.task_name)
@@ -240,6 +256,8 @@ class Receiver:
         recorder = self.broker.event_recorder
         if recorder is not None:  # before the middlewares, so a retry is recorded after it
             record_outcome(recorder, message, result)
+        if self.log_tasks:
+            log_task(message, result)
         if hooks["post_execute"] or hooks["on_error"]:
             await self._after_run(message, result, hooks)
         error = result.error

@@ -1,0 +1,133 @@
+"""Recording task events: what a worker and `kiq` record, batching, a store that is down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import pytest
+
+from taskq.event_recorder import EventRecorder
+from taskq.event_stores import InMemoryEventStore
+from taskq.exceptions import EventStoreError, TaskCancelledError, TaskRejectedError
+from taskq.message import TaskiqMessage
+from taskq.task_events import EventKind, TaskEvent, TaskQuery, WorkerHeartbeat
+from taskq.testing import eventually
+from taskq_inmemory import InMemoryBroker
+
+
+async def kinds(store: InMemoryEventStore, task_id: str) -> list[str]:
+    return [event.kind.value for event in await store.task_events(task_id)]
+
+
+async def test_a_task_records_sent_received_started_and_its_outcome() -> None:
+    store = InMemoryEventStore()
+    broker = InMemoryBroker().with_event_store(store)
+
+    @broker.task
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    @broker.task
+    async def boom() -> None:
+        raise ValueError("no luck")
+
+    @broker.task
+    async def refuse() -> None:
+        raise TaskRejectedError()
+
+    @broker.task
+    async def give_up() -> None:
+        raise TaskCancelledError("cancelled by the operator")
+
+    async with broker:
+        tasks = [await add.kiq(1, 2), await boom.kiq(), await refuse.kiq(), await give_up.kiq()]
+        await broker.wait_all()
+    ok, failed, rejected, cancelled = (task.task_id for task in tasks)
+    assert await kinds(store, ok) == ["sent", "received", "started", "succeeded"]
+    assert await kinds(store, rejected) == ["sent", "received", "started", "rejected"]
+    assert await kinds(store, cancelled) == ["sent", "received", "started", "cancelled"]
+    events = await store.task_events(failed)
+    assert [event.kind.value for event in events] == ["sent", "received", "started", "failed"]
+    failure = events[-1]
+    assert (failure.error_type, failure.error_message) == ("ValueError", "no luck")
+    assert failure.duration is not None
+    assert failure.duration >= 0
+    assert failure.task_name == boom.task_name
+    (worker,) = await store.workers(stale_after=60)
+    assert worker.alive
+    assert (worker.heartbeat.processed, worker.heartbeat.failed) == (4, 1)
+    assert worker.heartbeat.broker == "InMemoryBroker"
+
+
+async def test_messages_the_worker_refuses_are_recorded_as_rejected() -> None:
+    store = InMemoryEventStore()
+    broker = InMemoryBroker().with_event_store(store)
+    broker.is_worker_process = True  # the test plays the worker
+    async with broker:
+        message = broker.formatter.dumps(TaskiqMessage("t-1", "nowhere:unknown", {}, [], {}))
+        await broker.receiver.callback(message.message)
+    assert await kinds(store, "t-1") == ["received", "rejected"]
+    (task,) = (await store.tasks()).tasks
+    assert task.error_type == "UnknownTaskError"
+
+
+class FlakyStore(InMemoryEventStore):
+    """Fails every write while ``down``; counts the writes that reached it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.writes = 0
+
+    async def write(
+        self, events: Sequence[TaskEvent], heartbeats: Sequence[WorkerHeartbeat] = ()
+    ) -> None:
+        if self.down:
+            raise EventStoreError("the store is down")
+        self.writes += 1
+        await super().write(events, heartbeats)
+
+
+async def test_events_are_written_in_batches_not_one_by_one() -> None:
+    store = FlakyStore()
+    recorder = EventRecorder(store, flush_interval_s=0.05, batch_size=100)
+    recorder.start()
+    for n in range(1000):
+        recorder.record(EventKind.SENT, f"task-{n}", "job")
+    await recorder.close()
+    assert len((await store.tasks()).tasks) == 50  # one page of the 1000 tasks
+    assert store.writes <= 12, f"{store.writes} writes for 1000 events in batches of 100"
+
+
+async def test_a_store_that_is_down_loses_the_oldest_events_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = FlakyStore()
+    store.down = True
+    recorder = EventRecorder(store, flush_interval_s=0.01, max_buffered=100, batch_size=10)
+    recorder.start()
+    with caplog.at_level(logging.WARNING, logger="taskq.events"):
+        for n in range(250):
+            recorder.record(EventKind.SENT, f"task-{n}", "job")  # never blocks, never raises
+        await eventually(lambda: "event store failed" in caplog.text)
+        await eventually(lambda: "Dropped" in caplog.text)
+        store.down = False
+        await recorder.close()
+    assert recorder.dropped == 150
+    kept = {event.task_id for event in (await store.tasks(TaskQuery(limit=1000))).tasks}
+    assert kept == {f"task-{n}" for n in range(150, 250)}  # the newest 100
+
+
+async def test_close_writes_what_is_buffered_and_a_last_heartbeat() -> None:
+    store = InMemoryEventStore()
+    recorder = EventRecorder(store, flush_interval_s=3600)
+    recorder.beat_with(lambda rec: rec.heartbeat("Broker", "queue", 4, 0))
+    recorder.start()
+    recorder.record(EventKind.SENT, "t", "job")
+    await asyncio.sleep(0)
+    await recorder.close()
+    assert await kinds(store, "t") == ["sent"]
+    (worker,) = await store.workers(stale_after=60)
+    assert (worker.heartbeat.concurrency, worker.heartbeat.queue) == (4, "queue")

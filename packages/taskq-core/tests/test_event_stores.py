@@ -1,0 +1,131 @@
+"""Core's event stores, in-memory and SQLite: records, summaries, pages and retention.
+
+The conformance suite runs the whole contract against them too (tox envs conformance-events-*).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from taskq.abc.event_store import AsyncEventStore
+from taskq.event_stores import InMemoryEventStore, SQLiteEventStore
+from taskq.exceptions import EventStoreError
+from taskq.task_events import (
+    EventKind,
+    Retention,
+    TaskEvent,
+    TaskQuery,
+    WorkerHeartbeat,
+    WorkerId,
+)
+
+WORKER = WorkerId("host-a", 10, 1)
+
+
+NewStore = Callable[..., AsyncEventStore]
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[NewStore]:
+    """Make stores of one kind (``new_store(retention)``); shut down after the test."""
+    made: list[AsyncEventStore] = []
+
+    def make(retention: Retention | None = None) -> AsyncEventStore:
+        if request.param == "memory":
+            store: AsyncEventStore = InMemoryEventStore(retention)
+        else:
+            store = SQLiteEventStore(tmp_path / f"events-{len(made)}.db", retention)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        await store.shutdown()
+
+
+def event(kind: EventKind, task_id: str, at: float, **extra: object) -> TaskEvent:
+    return TaskEvent(kind, task_id, "tasks:add", WORKER, at, **extra)  # type: ignore[arg-type]
+
+
+async def test_a_tasks_events_come_back_by_time_and_its_summary_follows_the_latest(
+    new_store: NewStore,
+) -> None:
+    store = new_store()
+    now = time.time()
+    late = event(EventKind.SUCCEEDED, "t1", now + 2, duration=0.5)
+    early = event(EventKind.RECEIVED, "t1", now)
+    await store.write([late, early])
+    assert await store.task_events("t1") == [early, late]
+    page = await store.tasks()
+    assert [(t.task_id, t.state, t.first_time, t.duration) for t in page.tasks] == [
+        ("t1", EventKind.SUCCEEDED, now, 0.5)
+    ]
+
+
+async def test_pages_continue_where_the_cursor_says(new_store: NewStore) -> None:
+    store = new_store()
+    now = time.time()
+    await store.write([event(EventKind.SENT, f"t{i}", now + i) for i in range(5)])
+    first = await store.tasks(TaskQuery(limit=2))
+    second = await store.tasks(TaskQuery(limit=2, cursor=first.cursor))
+    third = await store.tasks(TaskQuery(limit=2, cursor=second.cursor))
+    ids = [t.task_id for page in (first, second, third) for t in page.tasks]
+    assert ids == ["t4", "t3", "t2", "t1", "t0"]
+    assert third.cursor is None
+
+
+async def test_retention_drops_the_oldest_tasks_whole(new_store: NewStore) -> None:
+    store = new_store(Retention(max_events=4))
+    now = time.time()
+    for i in range(4):
+        await store.write(
+            [event(EventKind.RECEIVED, f"t{i}", now + i), event(EventKind.FAILED, f"t{i}", now + i)]
+        )
+    assert [t.task_id for t in (await store.tasks()).tasks] == ["t3", "t2"]
+    assert await store.task_events("t0") == []
+    assert [f.task_id for f in await store.failures()] == ["t3", "t2"]
+
+
+async def test_old_heartbeats_and_rates_age_out(new_store: NewStore) -> None:
+    store = new_store(Retention(max_age=60))
+    now = time.time()
+    beat = WorkerHeartbeat(WORKER, now - 120, now - 300, "B", "q", 4, 0, 1, 0, "0")
+    await store.write([event(EventKind.SUCCEEDED, "t", now - 120)], [beat])
+    assert await store.workers(stale_after=10) == []
+    assert sum(rate.count(EventKind.SUCCEEDED) for rate in await store.rates(5)) == 0
+
+
+def test_bad_settings_and_data_raise_the_event_store_error() -> None:
+    with pytest.raises(EventStoreError):
+        Retention(max_events=0)
+    with pytest.raises(EventStoreError):
+        TaskEvent.from_dict({"kind": "exploded"})
+    with pytest.raises(EventStoreError):
+        WorkerId.parse("no-pid")
+    assert WorkerId.parse(str(WORKER)) == WORKER
+
+
+async def test_a_late_earlier_event_keeps_the_tasks_failures(new_store: NewStore) -> None:
+    store = new_store(Retention(max_events=3))
+    now = time.time()
+    await store.write([event(EventKind.FAILED, "t1", now)])
+    await store.write([event(EventKind.SENT, "t1", now - 1)])  # arrives late, happened first
+    await store.write([event(EventKind.SENT, "t2", now - 10), event(EventKind.SENT, "t3", now + 1)])
+    assert [f.task_id for f in await store.failures()] == ["t1"]
+
+
+def test_the_conformance_factories_give_one_sqlite_file_per_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from taskq.event_stores import conformance
+
+    monkeypatch.setenv(conformance.SQLITE_PATH_ENV, "")  # unset, and restored after the test
+    first, second = conformance.make_sqlite_store(), conformance.make_sqlite_store()
+    assert first.path == second.path
+    monkeypatch.setenv(conformance.SQLITE_PATH_ENV, str(tmp_path / "chosen.db"))
+    assert conformance.make_sqlite_store().path == str(tmp_path / "chosen.db")
+    assert isinstance(conformance.make_memory_store(), InMemoryEventStore)

@@ -1,0 +1,133 @@
+"""`OpenTelemetryMiddleware`: a producer span at `kiq`, a consumer span around each run.
+
+The producer's trace context travels in the message labels (W3C ``traceparent``,
+``tracestate``, ``baggage``: the fields of the global propagator), so the worker's span joins
+the sender's trace. Attributes follow OpenTelemetry's messaging semantic conventions.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from taskq.abc.middleware import TaskiqMiddleware
+from taskq.exceptions import NoResultError, TaskRejectedError
+
+if TYPE_CHECKING:
+    from contextvars import Token
+
+    from opentelemetry.context import Context
+    from opentelemetry.trace import Span, Tracer, TracerProvider
+
+    from taskq.message import TaskiqMessage
+    from taskq.result import TaskiqResult
+
+#: The value of ``messaging.system`` on every span.
+MESSAGING_SYSTEM = "taskq"
+#: Producer spans kept until their send completes; past this many (sends that failed) the
+#: oldest are ended, marked as errors.
+MAX_PENDING_SENDS = 10_000
+#: Results that steer the worker rather than report a failure.
+_CONTROL_FLOW = (NoResultError, TaskRejectedError)
+
+
+class OpenTelemetryMiddleware(TaskiqMiddleware):
+    """Traces tasks: a PRODUCER span per `kiq`, a CONSUMER span per run, in one trace.
+
+    The producer span is named ``send <task name>``, the consumer span ``process <task name>``;
+    the consumer's parent is the producer, through the context carried in the labels.
+
+    Spans carry ``messaging.system`` (``taskq``), ``messaging.operation.type`` and
+    ``messaging.operation.name`` (``send`` or ``process``), ``messaging.message.id`` (the task
+    id), ``messaging.destination.name`` (the broker's queue, where it has one) and
+    ``taskq.task.name``. A failed run records the exception on its span and sets the span's
+    status to error. Spans opened inside the task are children of the consumer span.
+
+    Only ``opentelemetry-api`` is required (``pip install 'taskq-middlewares[otel]'``): with no
+    SDK configured, spans cost next to nothing and go nowhere.
+
+    Args:
+        tracer_provider: Where spans go (default: the global tracer provider).
+    """
+
+    def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
+        """Get the tracer; fail here when opentelemetry-api is not installed."""
+        super().__init__()
+        try:
+            from opentelemetry import trace
+        except ImportError as exc:
+            raise ImportError(
+                "OpenTelemetryMiddleware needs opentelemetry-api: "
+                "pip install 'taskq-middlewares[otel]'"
+            ) from exc
+        self.tracer: Tracer = trace.get_tracer("taskq", tracer_provider=tracer_provider)
+        self._sending: OrderedDict[str, Span] = OrderedDict()
+        self._running: dict[str, tuple[Span, Token[Context]]] = {}
+
+    def pre_send(self, message: TaskiqMessage) -> TaskiqMessage:
+        """Open the producer span and put its context in the message labels."""
+        from opentelemetry import propagate, trace
+
+        span = self.tracer.start_span(
+            f"send {message.task_name}",
+            kind=trace.SpanKind.PRODUCER,
+            attributes=self._attributes(message, "send"),
+        )
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier, context=trace.set_span_in_context(span))
+        message.labels.update(carrier)
+        self._sending[message.task_id] = span
+        while len(self._sending) > MAX_PENDING_SENDS:
+            _, lost = self._sending.popitem(last=False)
+            lost.set_status(trace.StatusCode.ERROR, "the send did not complete")
+            lost.end()
+        return message
+
+    def post_send(self, message: TaskiqMessage) -> None:
+        """Close the producer span: the broker took the message."""
+        span = self._sending.pop(message.task_id, None)
+        if span is not None:
+            span.end()
+
+    def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
+        """Open the consumer span as a child of the sender's, current while the task runs."""
+        from opentelemetry import context, propagate, trace
+
+        carrier = {k: v for k, v in message.labels.items() if isinstance(v, str)}
+        span = self.tracer.start_span(
+            f"process {message.task_name}",
+            context=propagate.extract(carrier),
+            kind=trace.SpanKind.CONSUMER,
+            attributes=self._attributes(message, "process"),
+        )
+        token = context.attach(trace.set_span_in_context(span))
+        self._running[message.task_id] = (span, token)
+        return message
+
+    def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
+        """Close the consumer span, recording the task's error on it."""
+        from opentelemetry import context, trace
+
+        entry = self._running.pop(message.task_id, None)
+        if entry is None:
+            return
+        span, token = entry
+        error = result.error
+        if error is not None and not isinstance(error, _CONTROL_FLOW):
+            span.record_exception(error)
+            span.set_status(trace.StatusCode.ERROR, f"{type(error).__name__}: {error}")
+        span.end()
+        context.detach(token)
+
+    def _attributes(self, message: TaskiqMessage, operation: str) -> dict[str, str]:
+        attributes = {
+            "messaging.system": MESSAGING_SYSTEM,
+            "messaging.operation.type": operation,
+            "messaging.operation.name": operation,
+            "messaging.message.id": message.task_id,
+            "taskq.task.name": message.task_name,
+        }
+        queue = getattr(self.broker, "queue_name", None)
+        if isinstance(queue, str):
+            attributes["messaging.destination.name"] = queue
+        return attributes

@@ -1,0 +1,73 @@
+"""`OpenTelemetryMiddleware`: producer and consumer spans of one trace, in one process."""
+
+from __future__ import annotations
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from taskq_inmemory import InMemoryBroker
+from taskq_middlewares import OpenTelemetryMiddleware
+
+
+def traced_broker() -> tuple[InMemoryBroker, InMemorySpanExporter, TracerProvider]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    broker = InMemoryBroker().with_middlewares(OpenTelemetryMiddleware(tracer_provider=provider))
+    return broker, exporter, provider
+
+
+def by_name(spans: tuple[ReadableSpan, ...], name: str) -> ReadableSpan:
+    (span,) = [span for span in spans if span.name == name]
+    return span
+
+
+async def test_the_consumer_span_is_a_child_of_the_producer_span() -> None:
+    broker, exporter, provider = traced_broker()
+
+    @broker.task(task_name="add")
+    async def add(a: int, b: int) -> int:
+        with provider.get_tracer("test").start_as_current_span("inside"):
+            return a + b
+
+    async with broker:
+        task = await add.kiq(1, 2)
+        result = await task.wait_result(timeout=5)
+    assert result.return_value == 3
+    spans = exporter.get_finished_spans()
+    send, process = by_name(spans, "send add"), by_name(spans, "process add")
+    assert send.kind is trace.SpanKind.PRODUCER
+    assert process.kind is trace.SpanKind.CONSUMER
+    assert process.context.trace_id == send.context.trace_id
+    assert process.parent is not None
+    assert process.parent.span_id == send.context.span_id
+    for span, operation in ((send, "send"), (process, "process")):
+        assert span.attributes is not None
+        assert span.attributes["messaging.system"] == "taskq"
+        assert span.attributes["messaging.operation.type"] == operation
+        assert span.attributes["messaging.message.id"] == task.task_id
+        assert span.attributes["taskq.task.name"] == "add"
+    assert process.status.is_ok
+    inside = by_name(spans, "inside")
+    assert inside.parent is not None
+    assert inside.parent.span_id == process.context.span_id
+
+
+async def test_a_failed_run_records_its_exception_on_the_span() -> None:
+    broker, exporter, _ = traced_broker()
+
+    @broker.task(task_name="boom")
+    async def boom() -> None:
+        raise KeyError("missing")
+
+    async with broker:
+        task = await boom.kiq()
+        await task.wait_result(timeout=5)
+    process = by_name(exporter.get_finished_spans(), "process boom")
+    assert process.status.status_code is trace.StatusCode.ERROR
+    (event,) = process.events
+    assert event.name == "exception"
+    assert event.attributes is not None
+    assert event.attributes["exception.type"] == "KeyError"
