@@ -32,6 +32,9 @@ async def test_overview_counts_throughput_failures_queue_and_workers(
     assert len(data["minutes"]) == 60
     assert sum(m["succeeded"] for m in data["minutes"]) == 1
     assert data["queue"]["queue"] == "memory"
+    assert data["queue_history"][-1]["ready"] == 0
+    again = (await client.get("/api/overview")).json()["queue_history"]
+    assert len(again) == len(data["queue_history"]) + 1
     assert [f["task_id"] for f in data["failures"]] == [failing.task_id]
     assert data["features"]["inspect"] is True
     assert data["features"]["dead_letters"] is False

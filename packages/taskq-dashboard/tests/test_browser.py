@@ -88,6 +88,7 @@ def test_overview_draws_charts_queue_workers_and_failures(
     page.wait_for_selector(f"#failures a:has-text('{failing}')")
     assert page.locator("svg.chart rect.bar-ok").count() == 60
     assert page.locator("#queue").inner_text().startswith("Queue memory")
+    page.wait_for_selector("#queue svg.depth-chart polyline.depth-line-ready", state="attached")
     page.wait_for_selector("#workers-alive:has-text('1 / 1')")
     assert XSS_ARGS[0] in page.locator("#failures").inner_text()  # shown as text
     assert page.evaluate("window.pwned") is None
@@ -119,6 +120,14 @@ def test_tasks_filter_and_detail_show_errors_as_text(
     assert states
     assert set(states) == {"failed"}
     shot(page, tmp_path, "tasks")
+    open_page(page, served, "/tasks")
+    page.fill("input[name=since]", "2099-01-01T00:00")
+    page.click("button:has-text('Filter')")
+    page.wait_for_selector("#results td:has-text('nothing here')")
+    assert "since=40" in page.url  # the browser's time, as Unix seconds
+    assert page.locator("input[name=since]").input_value() == "2099-01-01T00:00"
+    page.go_back()
+    page.wait_for_selector("body[data-ready='1']")
     page.click(f"a:has-text('{failing}')")
     page.wait_for_selector("#error")
     assert f"builtins.ValueError: {XSS_ARGS[1]}" in page.locator("#error").inner_text()
@@ -190,9 +199,9 @@ def test_schedules_add_run_now_and_delete_ask_for_confirmation(
 
     page.once("dialog", accept)
     row.locator("button:has-text('Run now')").click()
-    page.wait_for_selector(".flash.ok")
+    done = page.wait_for_selector(".flash.ok:has-text('task_id')")
     assert messages == ["Run app:add now?"]
-    task_id = page.locator(".flash.ok").inner_text().split('"task_id":"')[1].split('"')[0]
+    task_id = done.inner_text().split('"task_id":"')[1].split('"')[0]
     eventually_blocking(lambda: served.run(_state(broker, task_id)) == "succeeded")
     page.once("dialog", lambda dialog: dialog.accept())
     row.locator("button:has-text('Delete')").click()

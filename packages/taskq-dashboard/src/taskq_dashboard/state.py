@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -56,6 +57,8 @@ class DashboardState:
         self.store = store
         self.scheduler = scheduler
         self.settings = settings
+        #: (time, ready, delayed, in flight, dead) each time the overview read the queue
+        self.depth_history: deque[tuple[float, int, int, int, int]] = deque()
         self._lock = asyncio.Lock()
         self._started: list[Any] = []
         self._ready = False

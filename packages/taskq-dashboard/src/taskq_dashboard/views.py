@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 #: Minutes the overview's charts cover.
 CHART_MINUTES = 60
+#: Seconds of queue depths the overview keeps (the broker reports only the present).
+DEPTH_HISTORY_S = CHART_MINUTES * 60.0
 #: Largest page of tasks one request may ask for.
 MAX_PAGE = 500
 #: Tasks shown as running now, per worker.
@@ -47,7 +49,19 @@ async def overview(state: DashboardState) -> dict[str, Any]:
         for rate in rates
     ]
     data["features"] = features(state)
+    data["queue_history"] = _depth_history(state, report.queue, now)
     return data
+
+
+def _depth_history(state: DashboardState, queue: Any, now: float) -> list[dict[str, float]]:
+    """The queue depths seen by this dashboard over the last hour, with the present one."""
+    history = state.depth_history
+    if queue is not None:  # timed now: the overview's reads may finish out of order
+        history.append((time.time(), queue.ready, queue.delayed, queue.in_flight, queue.dead))
+    while history and history[0][0] < now - DEPTH_HISTORY_S:
+        history.popleft()
+    names = ("time", "ready", "delayed", "in_flight", "dead")
+    return [dict(zip(names, row, strict=True)) for row in history]
 
 
 def features(state: DashboardState) -> dict[str, bool]:

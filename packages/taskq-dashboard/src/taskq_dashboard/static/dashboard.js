@@ -6,7 +6,6 @@ const ROOT = document.querySelector('meta[name="taskq-root"]').content;
 const CSRF = document.querySelector('meta[name="csrf-token"]').content;
 const STATES = ["sent", "received", "started", "succeeded", "failed", "retried", "rejected", "cancelled"];
 const SVG = "http://www.w3.org/2000/svg";
-const depthHistory = [];
 let refresh = null;
 
 function el(tag, attrs, ...children) {
@@ -52,6 +51,13 @@ function ago(seconds) {
   return `${Math.round(seconds / 3600)} h ago`;
 }
 
+function localInput(seconds) {
+  // Unix seconds as a datetime-local value, in the browser's timezone
+  if (!seconds) return "";
+  const date = new Date(Number(seconds) * 1000);
+  return new Date(date.getTime() - date.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+}
+
 function json(value) {
   return el("pre", {class: "code"}, JSON.stringify(value, null, 2));
 }
@@ -71,9 +77,16 @@ function table(headers, rows) {
       : el("tr", {}, el("td", {colspan: headers.length, class: "muted"}, "nothing here"))));
 }
 
+let lastFlash = null;  // the outcome of the last action: kept across live redraws
+
+function flashNode() {
+  return lastFlash === null ? "" : el("p", {class: `flash ${lastFlash.kind}`}, lastFlash.text);
+}
+
 function flash(text, kind) {
+  lastFlash = {text, kind: kind || "error"};
   const box = document.getElementById("flash");
-  if (box) box.replaceChildren(el("p", {class: `flash ${kind || "error"}`}, text));
+  if (box) box.replaceChildren(flashNode());
 }
 
 async function act(question, path, body) {
@@ -93,7 +106,7 @@ async function act(question, path, body) {
 function page(title, ...children) {
   if (document.querySelector("form[data-dirty]")) return;  // never wipe what is being typed
   const main = document.getElementById("page");
-  main.replaceChildren(el("h1", {}, title), el("div", {id: "flash"}), ...children);
+  main.replaceChildren(el("h1", {}, title), el("div", {id: "flash"}, flashNode()), ...children);
 }
 
 // -- charts (inline SVG) --------------------------------------------------------------------
@@ -144,12 +157,27 @@ function depthChart(queue) {
       el("span", {class: "depth-value"}, String(queue[s])))));
 }
 
-function sparkline(history, key) {
-  const width = 160, height = 30;
-  const max = Math.max(1, ...history.map((h) => h[key]));
-  const step = width / Math.max(history.length - 1, 1);
-  const points = history.map((h, i) => `${i * step},${height - (h[key] / max) * (height - 2)}`);
-  return svg("svg", {viewBox: `0 0 ${width} ${height}`, class: "spark"}, svg("polyline", {points: points.join(" ")}));
+function depthOverTime(history) {
+  // one line per state, over the time this dashboard has watched the queue (up to an hour)
+  const width = 600, height = 120, pad = 24;
+  const states = ["ready", "delayed", "in_flight", "dead"];
+  const chart = svg("svg", {viewBox: `0 0 ${width} ${height + 16}`, class: "chart depth-chart", role: "img", "aria-label": "queue depth over time"});
+  if (history.length < 2) {
+    chart.append(svg("text", {x: pad, y: height / 2, class: "axis"}, "collecting depths while the dashboard runs…"));
+    return chart;
+  }
+  const max = Math.max(1, ...history.flatMap((h) => states.map((s) => h[s])));
+  const times = history.map((h) => h.time);
+  const start = Math.min(...times), span = Math.max(Math.max(...times) - start, 1);
+  chart.append(svg("text", {x: 0, y: 12, class: "axis"}, String(max)));
+  chart.append(svg("line", {x1: pad, y1: height, x2: width, y2: height, class: "axis-line"}));
+  for (const state of states) {
+    const points = history.map((h) => `${pad + ((h.time - start) / span) * (width - pad)},${height - (h[state] / max) * (height - 16)}`);
+    chart.append(svg("polyline", {points: points.join(" "), class: `depth-line depth-line-${state}`}, svg("title", {}, state.replace("_", " "))));
+  }
+  chart.append(svg("text", {x: pad, y: height + 14, class: "axis"}, when(start).slice(11, 19)));
+  chart.append(svg("text", {x: width - 50, y: height + 14, class: "axis"}, "now"));
+  return chart;
 }
 
 function sizeBars(root) {
@@ -170,10 +198,8 @@ function renderOverview(data) {
     el("a", {href: `${ROOT}/workers`}, "see workers"));
   let queue;
   if (data.queue) {
-    depthHistory.push(data.queue);
-    if (depthHistory.length > 180) depthHistory.shift();
-    queue = el("section", {class: "panel", id: "queue"}, el("h2", {}, `Queue ${data.queue.queue}`), depthChart(data.queue),
-      el("div", {class: "muted"}, "ready over this session: ", sparkline(depthHistory, "ready")));
+    queue = el("section", {class: "panel", id: "queue"}, el("h2", {}, `Queue ${data.queue.queue}`),
+      el("div", {class: "grid"}, depthChart(data.queue), depthOverTime(data.queue_history)));
   } else {
     queue = el("section", {class: "panel", id: "queue"}, el("h2", {}, "Queue"), el("p", {class: "muted"}, `n/a: ${data.queue_note}`));
   }
@@ -202,11 +228,13 @@ async function tasksPage() {
   const form = el("form", {class: "filters", method: "get", action: `${ROOT}/tasks`},
     field("id", "id", {placeholder: "task id"}), field("name", "name", {placeholder: "task name"}),
     el("label", {}, "state", state), field("worker", "worker", {placeholder: "host:pid:process"}),
-    field("since", "since (Unix s)", {inputmode: "numeric"}), field("until", "until (Unix s)", {inputmode: "numeric"}),
+    field("since", "since (your time)", {type: "datetime-local", value: localInput(params.get("since"))}),
+    field("until", "until (your time)", {type: "datetime-local", value: localInput(params.get("until"))}),
     el("button", {type: "submit"}, "Filter"));
   form.onsubmit = (event) => {
     event.preventDefault();
-    const chosen = [...new FormData(form).entries()].filter(([, value]) => value !== "");
+    const chosen = [...new FormData(form).entries()].filter(([, value]) => value !== "")
+      .map(([name, value]) => [name, ["since", "until"].includes(name) ? String(new Date(value).getTime() / 1000) : value]);
     location.assign(`${ROOT}/tasks?${new URLSearchParams(chosen)}`);
   };
   const results = el("div", {id: "results"});
