@@ -14,6 +14,7 @@ from taskq.event_stores import InMemoryEventStore
 from taskq.toolkit import send_task
 from taskq_dashboard import Auth, DashboardSettings, create_app
 from taskq_inmemory import InMemoryBroker
+from taskq_middlewares import SimpleRetryMiddleware
 
 #: Arguments a page must show as text, never run or render.
 XSS_ARGS = ["<script>window.pwned = 1</script>", '<img src=x onerror="window.pwned = 2">']
@@ -21,7 +22,19 @@ XSS_ARGS = ["<script>window.pwned = 1</script>", '<img src=x onerror="window.pwn
 
 def make_broker() -> InMemoryBroker:
     """An in-memory broker recording events, with tasks that succeed, fail and report progress."""
-    broker = InMemoryBroker().with_event_store(InMemoryEventStore())
+    broker = (
+        InMemoryBroker()
+        .with_event_store(InMemoryEventStore())
+        .with_middlewares(SimpleRetryMiddleware(default_retry_count=3))
+    )
+    attempts: dict[str, int] = {}
+
+    @broker.task(task_name="app:flaky", retry_on_error=True)
+    async def flaky(key: str) -> str:
+        attempts[key] = attempts.get(key, 0) + 1
+        if attempts[key] == 1:
+            raise ConnectionError("the first attempt fails")
+        return f"attempt {attempts[key]}"
 
     @broker.task(task_name="app:add")
     async def add(a: int, b: int) -> int:

@@ -186,3 +186,20 @@ def test_event_kinds_are_the_states_the_tasks_page_filters_by() -> None:
     ).read_text()
     states = script.split("const STATES = [")[1].split("]")[0]
     assert [s.strip(' "') for s in states.split(",")] == [kind.value for kind in EventKind]
+
+
+async def test_a_retried_task_shows_its_retries(
+    broker: InMemoryBroker, client: httpx.AsyncClient
+) -> None:
+    flaky = await broker.find_task("app:flaky").kiq("retry")  # type: ignore[union-attr]
+
+    async def succeeded() -> dict[str, object] | None:
+        data = (await client.get(f"/api/tasks/{flaky.task_id}")).json()
+        return data if data.get("task", {}).get("state") == "succeeded" else None
+
+    detail = await eventually(succeeded)
+    assert detail["retries"] == 1
+    kinds = [event["kind"] for event in detail["events"]]  # type: ignore[attr-defined]
+    assert kinds.count("retried") == 1
+    assert kinds.index("retried") < len(kinds) - 1
+    assert detail["result"]["return_value"] == "attempt 2"  # type: ignore[index]

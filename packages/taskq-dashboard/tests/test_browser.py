@@ -160,6 +160,18 @@ def test_search_by_id_and_a_progress_bar(
     page.wait_for_selector("#result:has-text('\"done\"')", timeout=15000)
 
 
+def test_a_retried_task_shows_its_retry_in_the_timeline(
+    page: Any, served: Served, broker: InMemoryBroker
+) -> None:
+    flaky = kiq(served, broker, "app:flaky", "browser")
+    eventually_blocking(lambda: served.run(_state(broker, flaky)) == "succeeded")
+    open_page(page, served, f"/tasks/{flaky}")
+    assert page.locator("#retries").inner_text() == "1"
+    assert "retried" in page.locator("#timeline .badge").all_inner_texts()
+    assert "retry 1 in" in page.locator("#timeline").inner_text()
+    assert page.locator("#result").inner_text().count("attempt 2") == 1
+
+
 def test_workers_page_shows_heartbeats(page: Any, served: Served, broker: InMemoryBroker) -> None:
     kiq(served, broker, "app:add", 5, 5)
     open_page(page, served, "/workers")
