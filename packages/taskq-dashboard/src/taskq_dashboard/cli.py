@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from taskq.exceptions import TaskiqError
-from taskq.status_report import DEFAULT_STALE_AFTER_S
 from taskq.toolkit import (
+    DEFAULT_STALE_AFTER_S,
     EnvArgumentParser,
     add_working_directory_to_path,
     configure_logging,

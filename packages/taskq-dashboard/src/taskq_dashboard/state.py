@@ -8,7 +8,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from taskq.status_report import DEFAULT_STALE_AFTER_S
+from taskq.toolkit import DEFAULT_STALE_AFTER_S
 
 if TYPE_CHECKING:
     from taskq.abc.event_store import AsyncEventStore

@@ -13,9 +13,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from taskq.exceptions import EventStoreError, TaskiqError
-from taskq.remote_error import encode_error
-from taskq.status_report import collect_status
 from taskq.task_events import EventKind, TaskQuery, TaskSummary, WorkerId
+from taskq.toolkit import collect_status, encode_error
 from taskq_dashboard.errors import DashboardError
 from taskq_dashboard.features import can_cancel, can_inspect, dead_letters_of
 
