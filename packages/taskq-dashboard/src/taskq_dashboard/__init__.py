@@ -6,9 +6,16 @@ your own Starlette or FastAPI app; `DashboardSettings` and `Auth` configure it.
 
 from __future__ import annotations
 
-from taskq_dashboard.app import create_app
+from taskq_dashboard.app import DashboardApp, create_app
 from taskq_dashboard.errors import DashboardError, InsecureBindError
 from taskq_dashboard.security import Auth
 from taskq_dashboard.state import DashboardSettings
 
-__all__ = ["Auth", "DashboardError", "DashboardSettings", "InsecureBindError", "create_app"]
+__all__ = [
+    "Auth",
+    "DashboardApp",
+    "DashboardError",
+    "DashboardSettings",
+    "InsecureBindError",
+    "create_app",
+]

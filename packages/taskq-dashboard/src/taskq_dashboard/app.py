@@ -17,12 +17,24 @@ from taskq_dashboard.security import Auth, SecurityMiddleware
 from taskq_dashboard.state import DashboardSettings, DashboardState, SchedulerLike
 
 if TYPE_CHECKING:
-    from starlette.types import ASGIApp
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
     from taskq.abc.event_store import AsyncEventStore
     from taskq.broker import AsyncBroker
 
 STATIC_DIR = Path(__file__).parent / "static"
+
+
+class DashboardApp:
+    """The dashboard as an ASGI app; ``state`` holds the broker, store and scheduler it reads."""
+
+    def __init__(self, asgi: ASGIApp, state: DashboardState) -> None:
+        self.asgi = asgi
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one request (or the lifespan events)."""
+        await self.asgi(scope, receive, send)
 
 
 def create_app(
@@ -32,7 +44,7 @@ def create_app(
     scheduler: SchedulerLike | None = None,
     settings: DashboardSettings | None = None,
     auth: Auth | None = None,
-) -> ASGIApp:
+) -> DashboardApp:
     """The dashboard of ``broker``: an ASGI app to serve alone or mount at a path.
 
     Args:
@@ -71,4 +83,4 @@ def create_app(
     secured = SecurityMiddleware(app, auth or Auth())
     app.state.dashboard = state
     app.state.csrf_token = secured.csrf_token
-    return secured
+    return DashboardApp(secured, state)

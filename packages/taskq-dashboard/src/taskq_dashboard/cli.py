@@ -12,6 +12,7 @@ import dataclasses
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any, cast
 
 from taskq.exceptions import TaskiqError
@@ -25,13 +26,15 @@ from taskq.toolkit import (
     import_broker,
     import_object,
 )
-from taskq_dashboard.app import create_app
+from taskq_dashboard.app import DashboardApp, create_app
 from taskq_dashboard.security import Auth, check_bind
 from taskq_dashboard.state import DashboardSettings, SchedulerLike
 
 ENV_PREFIX = "TASKQ_DASHBOARD_"
 EXIT_USAGE = 2
 LOG_FORMAT = "[%(asctime)s][dashboard][%(levelname)s] %(name)s: %(message)s"
+#: Seconds a stop waits for open pages' live-update streams before closing them.
+SHUTDOWN_GRACE_S = 3
 
 
 @dataclass(frozen=True)
@@ -64,11 +67,28 @@ def main(argv: list[str]) -> int:
     except TaskiqError as error:
         print(f"taskq dashboard: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    print(f"taskq dashboard on http://{options.host}:{options.port}/", file=sys.stderr)
+    serve(app, options)
+    return 0
+
+
+def serve(app: DashboardApp, options: DashboardOptions) -> None:
+    """Serve ``app`` with uvicorn until SIGTERM/SIGINT; open pages' streams end at once then."""
     import uvicorn
 
-    print(f"taskq dashboard on http://{options.host}:{options.port}/", file=sys.stderr)
-    uvicorn.run(app, host=options.host, port=options.port, log_level=options.log_level.lower())
-    return 0
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            app.state.end_streams()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
+        app,
+        host=options.host,
+        port=options.port,
+        log_level=options.log_level.lower(),
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+    )
+    Server(config).run()
 
 
 def parse_dashboard_args(
@@ -78,7 +98,7 @@ def parse_dashboard_args(
     return DashboardOptions(**build_parser().parse_options(argv, environ))
 
 
-def build_app(options: DashboardOptions) -> Any:
+def build_app(options: DashboardOptions) -> DashboardApp:
     """Check the address against the auth setting, import the targets, build the app."""
     auth = Auth(token=options.token, basic=options.basic_auth)
     check_bind(options.host, auth)

@@ -59,6 +59,8 @@ class DashboardState:
         self.settings = settings
         #: (time, ready, delayed, in flight, dead) each time the overview read the queue
         self.depth_history: deque[tuple[float, int, int, int, int]] = deque()
+        #: False once the server stops: live-update streams then end (see `end_streams`)
+        self.streams_open = True
         self._lock = asyncio.Lock()
         self._started: list[Any] = []
         self._ready = False
@@ -83,6 +85,10 @@ class DashboardState:
                 await source.startup()
                 self._started.append(source)
         self._ready = True
+
+    def end_streams(self) -> None:
+        """Let every live-update stream end at its next tick, so that a stop need not wait."""
+        self.streams_open = False
 
     async def close(self) -> None:
         """Stop what `ensure_started` started, last started first."""
