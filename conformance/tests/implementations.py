@@ -30,7 +30,9 @@ from taskq import (
     AsyncEventStore,
     AsyncResultBackend,
     BrokerMessage,
+    Cancellation,
     Capability,
+    InMemoryCancellationStore,
     ScheduledTask,
     ScheduleSource,
     TaskiqResult,
@@ -198,6 +200,43 @@ class AckableWithoutDeclaringAcks(InMemoryBroker):
             yield AckableMessage(data, ack=lambda: None)
 
 
+class ForgetfulCancellationStore(InMemoryCancellationStore):
+    """Defect: records no cancellation (the store of `ForgetsCancellations`)."""
+
+    async def cancel(self, task_id: str, reason: str = "") -> None:
+        return
+
+
+class DeafCancellationStore(InMemoryCancellationStore):
+    """Defect: never tells a listener of a cancellation (the store of `CancelsOnlyQueuedTasks`)."""
+
+    async def listen(self) -> AsyncGenerator[Cancellation, None]:
+        feed = await super().listen()
+        await feed.aclose()
+        return _silence()
+
+
+async def _silence() -> AsyncGenerator[Cancellation, None]:
+    await asyncio.Event().wait()
+    yield Cancellation("never")  # pragma: no cover - never reached
+
+
+class ForgetsCancellations(InMemoryBroker):
+    """Defect: declares ``cancel``, but its cancellation store keeps nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.with_cancellation(ForgetfulCancellationStore())
+
+
+class CancelsOnlyQueuedTasks(InMemoryBroker):
+    """Defect: declares ``cancel``, but its workers never hear of a cancellation while running."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.with_cancellation(DeafCancellationStore())
+
+
 # -- result backends -----------------------------------------------------------------------------
 
 
@@ -237,13 +276,17 @@ class DropsProgress(InmemoryResultBackend[Any]):
 class IgnoresTtl(InmemoryResultBackend[Any]):
     """Defect: declares ``ttl`` and has ``result_ttl``, but results never expire."""
 
-    capabilities: ClassVar[frozenset[Capability]] = InmemoryResultBackend.capabilities | {
-        Capability.TTL
-    }
-
     def __init__(self) -> None:
         super().__init__(max_stored_results=-1)
-        self.result_ttl: float | None = None
+
+    async def is_result_ready(self, task_id: str) -> bool:
+        return task_id in self.results
+
+    async def get_result(self, task_id: str, with_logs: bool = True) -> TaskiqResult[Any]:
+        try:
+            return self.results[task_id]
+        except KeyError:
+            raise ResultGetError(f"no result for {task_id}") from None
 
 
 class PollsDespiteNotify(InmemoryResultBackend[Any]):
@@ -455,6 +498,14 @@ def make_endless_listen_broker() -> InMemoryBroker:
 
 def make_undeclared_acks_broker() -> InMemoryBroker:
     return AckableWithoutDeclaringAcks()
+
+
+def make_cancellation_forgetting_broker() -> InMemoryBroker:
+    return ForgetsCancellations()
+
+
+def make_queued_only_cancelling_broker() -> InMemoryBroker:
+    return CancelsOnlyQueuedTasks()
 
 
 def make_mixing_backend() -> InmemoryResultBackend[Any]:

@@ -129,7 +129,7 @@ def test_the_report_is_written_as_json(pytester: pytest.Pytester):
         "--taskq-result-backend",
         BACKEND,
         "-k",
-        "test_startup_and_shutdown_twice or test_set_get_and_is_ready or test_ttl",
+        "test_startup_and_shutdown_twice or test_set_get_and_is_ready or test_cross_process",
         "--taskq-report",
         "report.json",
     )
@@ -137,13 +137,14 @@ def test_the_report_is_written_as_json(pytester: pytest.Pytester):
     report = json.loads((pytester.path / "report.json").read_text())
     assert report["targets"] == {"broker": BROKER, "result_backend": BACKEND}
     assert report["declared"] == {
-        "broker": ["delay", "inspect", "load_balancing", "priority"],
-        "result_backend": ["notify", "progress"],
+        "broker": ["cancel", "delay", "inspect", "load_balancing", "priority"],
+        "result_backend": ["notify", "progress", "ttl"],
     }
     assert report["capabilities"] == {
         "broker: mandatory": {"passed": 1, "failed": 0, "skipped": 0},
+        "broker: cross_process": {"passed": 0, "failed": 0, "skipped": 1},
         "result_backend: mandatory": {"passed": 1, "failed": 0, "skipped": 0},
-        "result_backend: ttl": {"passed": 0, "failed": 0, "skipped": 1},
+        "result_backend: cross_process": {"passed": 0, "failed": 0, "skipped": 1},
     }
 
 
@@ -158,8 +159,8 @@ def test_undeclared_capabilities_are_skipped_naming_the_capability(pytester: pyt
         "--taskq-result-backend",
         BACKEND,
         "-k",
-        "test_acks or test_reject or test_redelivery or test_cross_process or test_ttl"
-        " or test_delay_label_is_refused",
+        "test_acks or test_reject or test_redelivery or test_cross_process"
+        " or test_delay_label_is_refused or test_cancel_is_refused",
         "-rs",
     )
     assert result.ret == pytest.ExitCode.OK
@@ -168,9 +169,9 @@ def test_undeclared_capabilities_are_skipped_naming_the_capability(pytester: pyt
         "broker does not declare reject",
         "broker does not declare redelivery",
         "broker does not declare cross_process",
-        "result_backend does not declare ttl",
         "result_backend does not declare cross_process",
         "broker declares delay",  # the check that an undeclared delay is refused
+        "broker declares cancel",  # the check that cancel without a store is refused
     ]:
         result.stdout.fnmatch_lines([f"SKIPPED *: {reason}"])
     assert result.parseoutcomes().get("passed", 0) == 0

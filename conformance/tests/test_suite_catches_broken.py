@@ -79,6 +79,9 @@ FRESH_STORE_PER_CALL = broken(
 # Slowest first: the batch then takes about as long as its slowest run.
 BROKEN = [
     FRESH_STORE_PER_CALL,
+    broken(
+        "broker", "make_queued_only_cancelling_broker", "test_a_cancelled_running_task_is_stopped"
+    ),
     broken("broker", "make_dropping_broker", "test_each_message_is_delivered_exactly_once"),
     broken("broker", "make_non_redelivering_broker", "test_redelivery_after_the_consumer_is_gone"),
     broken("broker", "make_endless_listen_broker", "test_listen_ends_after_shutdown"),
@@ -88,6 +91,9 @@ BROKEN = [
     broken("broker", "make_priority_ignoring_broker", "test_priority_under_a_backlog"),
     broken("broker", "make_undelaying_broker", "test_delay"),
     broken("broker", "make_miscounting_broker", "test_inspect_counts_messages_by_state"),
+    broken(
+        "broker", "make_cancellation_forgetting_broker", "test_a_cancelled_queued_task_never_runs"
+    ),
     broken(
         "broker",
         "make_undeclared_acks_broker",

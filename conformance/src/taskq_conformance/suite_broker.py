@@ -15,9 +15,12 @@ from taskq import (
     AckableMessage,
     AsyncBroker,
     BrokerMessage,
+    CancellationUnavailableError,
     Capability,
     Receiver,
+    TaskCancelledError,
     TaskiqMessage,
+    TaskiqResultTimeoutError,
     UnsupportedCapabilityError,
 )
 from taskq.exceptions import InspectUnsupportedError
@@ -41,6 +44,9 @@ LISTEN_END_TIMEOUT = 5.0
 INSPECT_DELAY = 5.0
 #: The counts of `QueueInspection`, as the ``inspect`` check compares them.
 COUNTS = ("ready", "delayed", "in_flight", "dead")
+#: Seconds a running task may go on after its cancellation (the promise is 1 s; a loaded
+#: machine gets more).
+CANCEL_TIMEOUT = 10.0
 
 
 def raw_message(data: bytes, **labels: Any) -> BrokerMessage:
@@ -490,3 +496,73 @@ async def _consumers_listed(broker: AsyncBroker) -> None:
         if time.monotonic() > deadline:
             pytest.fail("inspect() lists no consumer while one listens")
         await asyncio.sleep(0.05)
+
+
+# -- cancellation ----------------------------------------------------------------------------
+
+
+@pytest.mark.taskq_lacks(Capability.CANCEL)
+async def test_cancel_is_refused_without_the_capability(taskq_new_broker: NewBroker) -> None:
+    async with taskq_new_broker(worker=False) as broker:
+        assert broker.cancellation is None, (
+            "the broker has a cancellation store: declare Capability.CANCEL (and pass its checks)"
+        )
+        with pytest.raises(CancellationUnavailableError):
+            await broker.cancel(uuid.uuid4().hex)
+
+
+@pytest.mark.taskq_requires(Capability.CANCEL)
+async def test_a_cancelled_queued_task_never_runs(taskq_new_broker: NewBroker) -> None:
+    ran: list[int] = []
+    async with taskq_new_broker() as broker:
+
+        @broker.task(task_name=f"conformance:cancelled:{uuid.uuid4().hex}")
+        async def job() -> None:
+            ran.append(1)
+
+        task = await job.kiq()
+        await task.cancel("conformance")
+        async with _receiving(broker):
+            result = await task.wait_result(timeout=DELIVERY_TIMEOUT)
+    assert ran == [], "a task cancelled while queued ran"
+    assert isinstance(result.error, TaskCancelledError), (
+        f"a cancelled task's result must fail with TaskCancelledError, not {result.error!r}"
+    )
+    assert result.error.reason == "conformance"
+
+
+@pytest.mark.taskq_requires(Capability.CANCEL)
+async def test_a_cancelled_running_task_is_stopped(taskq_new_broker: NewBroker) -> None:
+    started = asyncio.Event()
+    async with taskq_new_broker() as broker:
+
+        @broker.task(task_name=f"conformance:running:{uuid.uuid4().hex}")
+        async def job() -> None:
+            started.set()
+            await asyncio.sleep(10 * DELIVERY_TIMEOUT)
+
+        async with _receiving(broker):
+            task = await job.kiq()
+            await asyncio.wait_for(started.wait(), DELIVERY_TIMEOUT)
+            await task.cancel()
+            try:
+                result = await task.wait_result(timeout=CANCEL_TIMEOUT)
+            except TaskiqResultTimeoutError:
+                pytest.fail(f"a running task went on {CANCEL_TIMEOUT} s after its cancellation")
+    assert isinstance(result.error, TaskCancelledError), repr(result.error)
+
+
+@asynccontextmanager
+async def _receiving(broker: AsyncBroker) -> AsyncIterator[None]:
+    """A `Receiver` running ``broker``'s messages for the duration of the block.
+
+    At the end, a task still running is left to the end of the test.
+    """
+    finished = asyncio.Event()
+    receiver = Receiver(broker, wait_tasks_timeout=LISTEN_END_TIMEOUT / 2)
+    worker = asyncio.create_task(receiver.listen(finished))
+    try:
+        yield
+    finally:
+        finished.set()
+        await asyncio.wait_for(worker, LISTEN_END_TIMEOUT)

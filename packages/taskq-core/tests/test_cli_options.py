@@ -141,6 +141,8 @@ def test_environment_variable_names() -> None:
         (["--log-level", "LOUD"], "expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
         (["--log-format", "%(message"], "not a logging format"),
         (["--tasks-pattern", " "], "expected a glob pattern"),
+        (["--task-failure-level", "LOUD"], "expected one of DEBUG, INFO"),
+        (["--events", "ftp://somewhere"], "no event store for the URL scheme 'ftp'"),
         (["--no-such-option"], "unrecognized arguments: --no-such-option"),
     ],
 )
@@ -168,6 +170,22 @@ def test_bad_environment_values_name_the_variable(
         parse("app:broker", **{variable: value})
     assert exit_info.value.code == 2
     assert f"environment variable {variable}={value!r}: {message}" in capsys.readouterr().err
+
+
+def test_the_logging_and_events_options_read_their_environment_variables() -> None:
+    options = parse(
+        "app:broker",
+        TASKQ_WORKER_LOG_FORMAT="json",
+        TASKQ_WORKER_LOG_TASKS="true",
+        TASKQ_WORKER_TASK_FAILURE_LEVEL="warning",
+        TASKQ_WORKER_EVENTS="sqlite://events.db",
+    )
+    assert (options.log_format, options.log_tasks) == ("json", True)
+    assert (options.task_failure_level, options.events) == ("WARNING", "sqlite://events.db")
+    flags = parse(
+        "app:broker", "--no-log-tasks", "--events", "memory://", TASKQ_WORKER_LOG_TASKS="1"
+    )
+    assert (flags.log_tasks, flags.events) == (False, "memory://")
 
 
 @pytest.mark.parametrize("value", ["", "0", "false", "No", "off"])

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from taskq import InMemoryCancellationStore, Receiver
 from taskq.event_recorder import EventRecorder
 from taskq.event_stores import InMemoryEventStore
 from taskq.exceptions import EventStoreError, TaskCancelledError, TaskRejectedError
@@ -131,3 +132,44 @@ async def test_close_writes_what_is_buffered_and_a_last_heartbeat() -> None:
     assert await kinds(store, "t") == ["sent"]
     (worker,) = await store.workers(stale_after=60)
     assert (worker.heartbeat.concurrency, worker.heartbeat.queue) == (4, "queue")
+
+
+class HangingStore(InMemoryEventStore):
+    """Never answers a write."""
+
+    async def write(
+        self, events: Sequence[TaskEvent], heartbeats: Sequence[WorkerHeartbeat] = ()
+    ) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_close_gives_up_on_a_store_that_never_answers(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("taskq.event_recorder.CLOSE_TIMEOUT_S", 0.2)
+    recorder = EventRecorder(HangingStore(), flush_interval_s=0.01)
+    recorder.start()
+    recorder.record(EventKind.SENT, "t", "job")
+    await asyncio.sleep(0.05)  # the background writer is stuck in its write
+    with caplog.at_level(logging.WARNING, logger="taskq.events"):
+        await asyncio.wait_for(recorder.close(), 5)
+    assert "1 task event(s) were not recorded" in caplog.text
+
+
+async def test_a_task_cancelled_before_it_starts_records_a_cancellation(
+    recording_broker, encode
+) -> None:
+    store = InMemoryEventStore()
+    broker = recording_broker.with_event_store(store)
+    broker.with_cancellation(InMemoryCancellationStore())
+
+    @broker.task
+    async def work() -> None:
+        raise AssertionError("a cancelled task ran")
+
+    async with broker:
+        await broker.cancel("t1", reason="not wanted")
+        await Receiver(broker).callback(broker.ackable(encode(broker, work.task_name)))
+    assert await kinds(store, "t1") == ["received", "cancelled"]
+    (task,) = (await store.tasks()).tasks
+    assert task.error_type == "TaskCancelledError"

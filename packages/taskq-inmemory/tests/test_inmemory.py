@@ -13,6 +13,8 @@ from taskq import (
     ResultGetError,
     TaskiqDepends,
     TaskiqEvents,
+    TaskiqResult,
+    TaskProgress,
     TaskState,
     UnknownTaskError,
 )
@@ -238,3 +240,50 @@ async def test_listen_delivers_every_message_in_order_even_empty_ones():
         broker.queue.put(data)
     await broker.shutdown()  # closes the queue: listen yields what is ready, then stops
     assert [data async for data in broker.listen()] == [b"", b"a", b"", b"b"]
+
+
+def result(value: int) -> TaskiqResult[int]:
+    return TaskiqResult(is_err=False, return_value=value, execution_time=0)
+
+
+async def test_results_expire_after_the_ttl_one_day_by_default():
+    assert InmemoryResultBackend().result_ttl == 86_400
+    backend = InmemoryResultBackend(max_stored_results=-1, result_ttl=0.05)
+    await backend.set_result("short", result(1))
+    await backend.set_progress("short", TaskProgress(TaskState.STARTED))
+    assert await backend.is_result_ready("short")
+    backend.result_ttl = None  # applies to what is stored from now on
+    await backend.set_result("kept", result(2))
+
+    async def expired() -> bool:
+        return not await backend.is_result_ready("short")
+
+    await eventually(expired)
+    with pytest.raises(ResultGetError, match="expired"):
+        await backend.get_result("short")
+    assert await backend.get_progress("short") is None
+    assert (await backend.get_result("kept")).return_value == 2
+
+
+async def test_expired_results_are_dropped_as_new_ones_come_and_the_count_still_bounds():
+    from taskq import TaskiqResult
+
+    backend = InmemoryResultBackend(max_stored_results=3, result_ttl=0.05)
+    for n in range(10):
+        await backend.set_result(
+            f"old-{n}", TaskiqResult(is_err=False, return_value=n, execution_time=0)
+        )
+    assert list(backend.results) == ["old-7", "old-8", "old-9"]
+    await eventually(lambda: _all_expired(backend))
+    backend.result_ttl = 60
+    await backend.set_result("new", result(0))
+    assert list(backend.results) == ["new"]
+    with pytest.raises(ValueError, match="result_ttl"):
+        InmemoryResultBackend(result_ttl=0)
+
+
+def _all_expired(backend: InmemoryResultBackend) -> bool:
+    return all(
+        deadline <= time.monotonic()
+        for deadline in backend._expires_at[id(backend.results)].values()
+    )

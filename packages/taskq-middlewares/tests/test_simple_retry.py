@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import pytest
 
-from taskq import Context, TaskiqDepends, TaskiqMessage, TaskiqMiddleware, TaskiqResult
+from taskq import (
+    Context,
+    TaskCancelledError,
+    TaskiqDepends,
+    TaskiqMessage,
+    TaskiqMiddleware,
+    TaskiqResult,
+)
 from taskq_inmemory import InMemoryBroker
-from taskq_middlewares import NoRetryError, SimpleRetryMiddleware
+from taskq_middlewares import NoRetryError, SimpleRetryMiddleware, SmartRetryMiddleware
 
 WAIT = 10
 
@@ -204,3 +212,33 @@ async def test_an_unreadable_max_retries_label_falls_back_to_the_default(
         await (await fails.kiq()).wait_result(timeout=WAIT)
     assert len(runs.retries) == 2
     assert "max_retries='many' is not an integer" in caplog.text
+
+
+@pytest.mark.parametrize("middleware_type", [SimpleRetryMiddleware, SmartRetryMiddleware])
+async def test_a_cancelled_task_is_never_retried(running: Any, middleware_type: type) -> None:
+    sent: list[str] = []
+
+    class CountSends(TaskiqMiddleware):
+        def post_send(self, message: TaskiqMessage) -> None:
+            sent.append(message.task_id)
+
+    retries = middleware_type(default_retry_label=True, default_retry_count=5)
+    broker = InMemoryBroker().with_middlewares(CountSends(), retries)
+    runs = Runs()
+    started = asyncio.Event()
+
+    @broker.task
+    async def long(context: Context = TaskiqDepends()) -> None:
+        runs.note(context)
+        started.set()
+        await asyncio.sleep(3600)
+
+    async with running(broker):
+        task = await long.kiq()
+        await asyncio.wait_for(started.wait(), WAIT)
+        await task.cancel("stop")
+        result = await task.wait_result(timeout=WAIT)
+        await broker.wait_all()
+    assert isinstance(result.error, TaskCancelledError)
+    assert runs.retries == [None]
+    assert sent == [task.task_id]  # no retry was sent

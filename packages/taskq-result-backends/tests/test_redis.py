@@ -51,7 +51,7 @@ async def test_result_round_trip_under_the_documented_key(backend, raw, redis_pr
     labels = {"text": "é", "nested": {"a": [1]}}
     await backend.set_result("t1", success({"answer": 42}, labels=labels, log="l1\nl2"))
     assert raw.exists(f"{redis_prefix}:result:t1") == 1
-    assert raw.pttl(f"{redis_prefix}:result:t1") == -1  # no TTL: kept
+    assert 0 < raw.pttl(f"{redis_prefix}:result:t1") <= 86_400_000  # kept one day
     assert await backend.is_result_ready("t1")
     result = await backend.get_result("t1")
     assert (result.return_value, result.labels, result.log) == ({"answer": 42}, labels, "l1\nl2")
@@ -116,9 +116,12 @@ async def test_results_and_progress_expire_after_the_ttl(new_redis_backend, raw,
 
 
 async def test_result_ttl_can_change_and_applies_to_later_writes(backend, raw, redis_prefix):
-    await backend.set_result("forever", success(1))
+    await backend.set_result("a-day", success(1))  # the default: one day
+    backend.result_ttl = None
+    await backend.set_result("forever", success(2))
     backend.result_ttl = 30
-    await backend.set_result("later", success(2))
+    await backend.set_result("later", success(3))
+    assert 86_000_000 < raw.pttl(f"{redis_prefix}:result:a-day") <= 86_400_000
     assert raw.pttl(f"{redis_prefix}:result:forever") == -1
     assert 0 < raw.pttl(f"{redis_prefix}:result:later") <= 30_000
 

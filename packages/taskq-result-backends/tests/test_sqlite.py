@@ -176,6 +176,18 @@ async def test_expired_rows_are_purged_by_a_later_write(sqlite_path):
     await backend.shutdown()
 
 
+async def test_results_are_kept_one_day_by_default_and_forever_with_none(sqlite_path):
+    backend = SQLiteResultBackend(sqlite_path)
+    await backend.startup()
+    await backend.set_result("a-day", success(1))
+    backend.result_ttl = None
+    await backend.set_result("forever", success(2))
+    await backend.shutdown()
+    with closing(sqlite3.connect(sqlite_path)) as connection:
+        rows = dict(connection.execute("SELECT task_id, expires_at - stored_at FROM taskq_results"))
+    assert rows == {"a-day": pytest.approx(86_400), "forever": None}
+
+
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="result_ttl"):
         SQLiteResultBackend(result_ttl=0)

@@ -8,6 +8,7 @@ results with ``await task.wait_result()``. Names of sibling packages (``InMemory
 from typing import TYPE_CHECKING, Any
 
 from taskq import _lazy
+from taskq.abc.cancellation import Cancellation, CancellationStore
 from taskq.abc.event_store import AsyncEventStore
 from taskq.abc.formatter import TaskiqFormatter
 from taskq.abc.middleware import TaskiqMiddleware
@@ -23,6 +24,7 @@ from taskq.decor import AsyncTaskiqDecoratedTask
 from taskq.events import TaskiqEvents
 from taskq.exceptions import (
     BrokerError,
+    CancellationUnavailableError,
     InvalidLabelError,
     InvalidScheduleError,
     ListenError,
@@ -42,6 +44,7 @@ from taskq.exceptions import (
     SharedBrokerSendTaskError,
     TaskArgumentsError,
     TaskBrokerMismatchError,
+    TaskCancelledError,
     TaskExitError,
     TaskiqError,
     TaskiqResultTimeoutError,
@@ -53,6 +56,7 @@ from taskq.exceptions import (
 from taskq.formatters import JSONFormatter, ProxyFormatter
 from taskq.gather import gather
 from taskq.kicker import AsyncKicker
+from taskq.memory_cancellation import InMemoryCancellationStore
 from taskq.message import BrokerMessage, TaskiqMessage
 from taskq.result import TaskiqResult
 from taskq.result_backends import DummyResultBackend
@@ -104,6 +108,10 @@ __all__ = [  # noqa: RUF022 - grouped by concept
     "async_shared_broker",
     "gather",
     "Receiver",
+    # cancellation
+    "Cancellation",
+    "CancellationStore",
+    "InMemoryCancellationStore",
     # results
     "AsyncEventStore",
     "AsyncResultBackend",
@@ -130,6 +138,7 @@ __all__ = [  # noqa: RUF022 - grouped by concept
     # errors
     "TaskiqError",
     "BrokerError",
+    "CancellationUnavailableError",
     "InvalidLabelError",
     "InvalidScheduleError",
     "ListenError",
@@ -149,6 +158,7 @@ __all__ = [  # noqa: RUF022 - grouped by concept
     "SharedBrokerSendTaskError",
     "TaskArgumentsError",
     "TaskBrokerMismatchError",
+    "TaskCancelledError",
     "TaskExitError",
     "TaskiqResultTimeoutError",
     "TaskRejectedError",

@@ -21,7 +21,7 @@ from taskq.capabilities import Capability
 from taskq.decor import AsyncTaskiqDecoratedTask
 from taskq.event_recorder import EventRecorder
 from taskq.events import EventHandler, TaskiqEvents
-from taskq.exceptions import InspectUnsupportedError
+from taskq.exceptions import CancellationUnavailableError, InspectUnsupportedError
 from taskq.formatters import ProxyFormatter
 from taskq.result_backends import DummyResultBackend
 from taskq.serializers.json import JSONSerializer
@@ -31,6 +31,7 @@ from taskq.task_ids import default_id_generator
 from taskq.task_names import default_task_name
 
 if TYPE_CHECKING:
+    from taskq.abc.cancellation import CancellationStore
     from taskq.abc.event_store import AsyncEventStore
     from taskq.abc.formatter import TaskiqFormatter
     from taskq.abc.result_backend import AsyncResultBackend
@@ -63,6 +64,7 @@ class AsyncBroker(ABC):
         self.middlewares: list[TaskiqMiddleware] = []
         self.middleware_hooks: dict[str, list[Any]] = hooks_by_name([])
         self.result_backend: AsyncResultBackend[Any] = result_backend or DummyResultBackend()
+        self.cancellation: CancellationStore | None = None
         self.decorator_class = AsyncTaskiqDecoratedTask
         self.serializer: TaskiqSerializer = JSONSerializer()
         self.formatter: TaskiqFormatter = ProxyFormatter(self)
@@ -118,6 +120,8 @@ class AsyncBroker(ABC):
             await self.event_store.startup()
             self.event_recorder = EventRecorder(self.event_store)
             self.event_recorder.start()
+        if self.cancellation is not None:
+            await self.cancellation.startup()
         for middleware in self.middlewares:
             await maybe_await(middleware.startup())
         event = (
@@ -143,6 +147,8 @@ class AsyncBroker(ABC):
         if recorder is not None and self.event_store is not None:
             await recorder.close()
             await self.event_store.shutdown()
+        if self.cancellation is not None:
+            await self.cancellation.shutdown()
         await self.result_backend.shutdown()
 
     async def __aenter__(self) -> Self:
@@ -208,6 +214,22 @@ class AsyncBroker(ABC):
         """Return every task this broker can run, by name."""
         return {**shared_task_registry, **self.local_task_registry}
 
+    async def cancel(self, task_id: str, reason: str = "") -> None:
+        """Cancel task ``task_id``: if queued it never starts; if running it is stopped.
+
+        A running async task is cancelled within about a second; a sync one sees
+        ``Context.cancelled`` and stops itself. Its result is a failed one with
+        `TaskCancelledError`. Cancelling a finished or unknown task does nothing but keep
+        the record (for the store's TTL).
+
+        Raises:
+            CancellationUnavailableError: the broker has no cancellation store.
+        """
+        store = self.target_broker().cancellation
+        if store is None:
+            raise CancellationUnavailableError(broker=type(self.target_broker()).__name__)
+        await store.cancel(task_id, reason)
+
     def target_broker(self) -> AsyncBroker:
         """Return the broker that sends this broker's tasks (itself, for real brokers)."""
         return self
@@ -226,6 +248,15 @@ class AsyncBroker(ABC):
         `taskq.event_recorder`); `shutdown` writes what is left.
         """
         self.event_store = event_store
+        return self
+
+    def with_cancellation(self, store: CancellationStore | None) -> Self:
+        """Record and watch cancellations in ``store`` (None: no cancellation); return the broker.
+
+        Workers then check each message against the store before running it and stop
+        running tasks whose cancellation is recorded; see `cancel`.
+        """
+        self.cancellation = store
         return self
 
     def with_middlewares(self, *middlewares: TaskiqMiddleware) -> Self:

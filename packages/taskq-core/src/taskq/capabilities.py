@@ -9,8 +9,9 @@ class Capability(str, enum.Enum):
     """What a broker, result backend or schedule source can do beyond the mandatory contract.
 
     Brokers: ``ACKS``, ``REJECT``, ``REDELIVERY``, ``DELAY``, ``PRIORITY``, ``LOAD_BALANCING``,
-    ``CROSS_PROCESS``, ``INSPECT``. Result backends: ``PROGRESS``, ``TTL``, ``NOTIFY``,
-    ``CROSS_PROCESS``.
+    ``CROSS_PROCESS``, ``INSPECT``, ``CANCEL`` (its instances come with a cancellation store
+    that reaches its workers: ``broker.cancel`` works out of the box). Result backends:
+    ``PROGRESS``, ``TTL``, ``NOTIFY``, ``CROSS_PROCESS``.
     Schedule sources: ``DYNAMIC``, ``PERSISTENT``.
     """
 
@@ -27,6 +28,7 @@ class Capability(str, enum.Enum):
     NOTIFY = "notify"
     DYNAMIC = "dynamic"
     PERSISTENT = "persistent"
+    CANCEL = "cancel"
 
     def __str__(self) -> str:
         return self.value

@@ -8,6 +8,7 @@ from taskq.acks import AckController
 
 # Imported at run time (not only for type checking): dependency injection reads the hints.
 from taskq.broker import AsyncBroker
+from taskq.cancel_token import CancelToken
 from taskq.exceptions import MessageNotAckableError, NoResultError, TaskRejectedError
 from taskq.message import TaskiqMessage
 from taskq.state import TaskiqState
@@ -17,7 +18,7 @@ REQUEUE_LABEL = "requeue_count"
 
 
 class Context:
-    """The running task's message, broker and state, with ack, requeue and reject.
+    """The running task's message, broker and state, with ack, requeue, reject and cancellation.
 
     Get it in a task with ``context: Context = TaskiqDepends()``.
     """
@@ -27,12 +28,31 @@ class Context:
         message: TaskiqMessage,
         broker: AsyncBroker,
         ack_controller: AckController | None = None,
+        cancel_token: CancelToken | None = None,
     ) -> None:
         """Describe the run of ``message`` on ``broker``."""
         self.message = message
         self.broker = broker
         self.state: TaskiqState = broker.state
         self._ack_controller = ack_controller
+        self._cancel_token = cancel_token
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether this task's cancellation was asked for while it runs (any thread may read it).
+
+        Async tasks are stopped by the worker; sync tasks check this and stop themselves.
+        Always false on a broker without a cancellation store.
+        """
+        return self._cancel_token is not None and self._cancel_token.cancelled
+
+    def raise_if_cancelled(self) -> None:
+        """Raise `TaskCancelledError` if this task's cancellation was asked for (see `cancelled`).
+
+        Let it propagate: the task's result is then the failed result of a cancelled task.
+        """
+        if self._cancel_token is not None and self._cancel_token.cancelled:
+            raise self._cancel_token.error()
 
     @property
     def is_ackable(self) -> bool:

@@ -174,9 +174,13 @@ class EventRecorder:
         deadline = time.monotonic() + CLOSE_TIMEOUT_S
         self._next_beat = 0.0
         while self._buffer or self._heartbeat_due():
-            if await self.flush():
-                continue
-            if time.monotonic() > deadline:
+            left = deadline - time.monotonic()
+            try:
+                if left > 0 and await asyncio.wait_for(self.flush(), left):
+                    continue
+            except asyncio.TimeoutError:
+                pass
+            if time.monotonic() >= deadline:
                 logger.warning(
                     "%d task event(s) were not recorded: the event store does not answer",
                     len(self._buffer),
@@ -196,6 +200,10 @@ class EventRecorder:
             return True
         try:
             await self.store.write(batch, heartbeats)
+        except asyncio.CancelledError:  # stopped mid-write: keep the batch for `close`
+            self._tally(batch, -1)
+            self._put_back(recorded)
+            raise
         except Exception as exc:
             self._tally(batch, -1)
             self._put_back(recorded)

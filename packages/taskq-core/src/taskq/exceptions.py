@@ -249,6 +249,16 @@ class TaskCancelledError(TaskiqError):
     reason: str = ""
 
 
+class CancellationUnavailableError(TaskiqError):
+    """A cancellation was asked of a broker that has no cancellation store."""
+
+    __template__ = (
+        "{broker} has no cancellation store: give it one with broker.with_cancellation(...) "
+        "(see the 'Controlling tasks' documentation page)"
+    )
+    broker: str
+
+
 class TaskExitError(TaskiqError):
     """Task code raised SystemExit, KeyboardInterrupt, CancelledError or another BaseException.
 

@@ -211,7 +211,7 @@ async def send_task(
         recorder.record(EventKind.SENT, message.task_id, message.task_name, sent_at)
     for hook in hooks["post_send"]:
         await maybe_await(hook(message))
-    return AsyncTaskiqTask(message.task_id, broker.result_backend, return_type)
+    return AsyncTaskiqTask(message.task_id, broker.result_backend, return_type, broker)
 
 
 def check_task_known(broker: AsyncBroker, task_name: str) -> None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from taskq.casting import cast_value
 from taskq.exceptions import (
+    CancellationUnavailableError,
     ResultGetError,
     ResultIsReadyError,
     TaskiqError,
@@ -14,6 +15,7 @@ from taskq.exceptions import (
 )
 
 if TYPE_CHECKING:
+    from taskq.abc.broker import AsyncBroker
     from taskq.abc.result_backend import AsyncResultBackend
     from taskq.progress import TaskProgress
     from taskq.result import TaskiqResult
@@ -23,22 +25,36 @@ _ReturnType = TypeVar("_ReturnType")
 
 
 class AsyncTaskiqTask(Generic[_ReturnType]):
-    """A sent task: ask whether it is done, wait for it and read its result or progress."""
+    """A sent task: ask whether it is done, wait for it, read its result or progress, cancel it."""
 
     def __init__(
         self,
         task_id: str,
         result_backend: AsyncResultBackend[_ReturnType],
         return_type: Any = None,
+        broker: AsyncBroker | None = None,
     ) -> None:
         """Track task ``task_id`` through ``result_backend``.
 
         ``return_type`` (the task's return annotation) is used to cast a result that came
-        back as plain data, e.g. a pydantic model from a JSON result backend.
+        back as plain data, e.g. a pydantic model from a JSON result backend. ``broker``,
+        the broker that sent it, is the one `cancel` asks.
         """
         self.task_id = task_id
         self.result_backend = result_backend
         self.return_type = return_type
+        self.broker = broker
+
+    async def cancel(self, reason: str = "") -> None:
+        """Cancel this task through the broker that sent it (see `AsyncBroker.cancel`).
+
+        Raises:
+            CancellationUnavailableError: the broker has no cancellation store, or the handle
+                was made without a broker.
+        """
+        if self.broker is None:
+            raise CancellationUnavailableError(broker="a task handle made without a broker")
+        await self.broker.cancel(self.task_id, reason)
 
     async def is_ready(self) -> bool:
         """Tell whether the result is stored; `ResultIsReadyError` if the backend cannot say."""

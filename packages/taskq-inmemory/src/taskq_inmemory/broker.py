@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncGenerator
 from typing import ClassVar
 
+from taskq import InMemoryCancellationStore
 from taskq.abc.broker import AsyncBroker
 from taskq.capabilities import Capability
 from taskq.events import TaskiqEvents
@@ -27,7 +28,8 @@ class InMemoryBroker(AsyncBroker):
 
     Messages go through a real queue (honouring the ``delay`` and ``priority`` labels) and
     the same `Receiver` a worker runs, so tests exercise what production runs: encoding,
-    middlewares, argument casting, results. Results are kept by an `InmemoryResultBackend`.
+    middlewares, argument casting, results. Results are kept by an `InmemoryResultBackend`,
+    cancellations (``broker.cancel``) by an `InMemoryCancellationStore`.
 
     Args:
         sync_tasks_pool_size: threads that run sync tasks.
@@ -42,7 +44,13 @@ class InMemoryBroker(AsyncBroker):
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.DELAY, Capability.PRIORITY, Capability.LOAD_BALANCING, Capability.INSPECT}
+        {
+            Capability.DELAY,
+            Capability.PRIORITY,
+            Capability.LOAD_BALANCING,
+            Capability.INSPECT,
+            Capability.CANCEL,
+        }
     )
 
     def __init__(
@@ -63,6 +71,7 @@ class InMemoryBroker(AsyncBroker):
             max_async_tasks=max_async_tasks,
             propagate_exceptions=propagate_exceptions,
         )
+        self.cancellation = InMemoryCancellationStore()
         self.await_inplace = await_inplace
         self.queue = MessageQueue()
         self._consumer: asyncio.Task[None] | None = None

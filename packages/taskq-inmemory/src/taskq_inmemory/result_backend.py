@@ -3,36 +3,50 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections import OrderedDict
 from typing import Any, ClassVar, TypeVar
 
-from taskq.abc.result_backend import AsyncResultBackend
+from taskq.abc.result_backend import DEFAULT_RESULT_TTL_S, AsyncResultBackend
 from taskq.capabilities import Capability
 from taskq.exceptions import ResultGetError
 from taskq.progress import TaskProgress
 from taskq.result import TaskiqResult
 
 _ReturnType = TypeVar("_ReturnType")
+_Value = TypeVar("_Value")
 
 
 class InmemoryResultBackend(AsyncResultBackend[_ReturnType]):
     """Keeps the latest ``max_stored_results`` results and progress reports (-1: no limit).
 
-    The oldest result is forgotten when the limit is reached; a waiter is woken as soon as
-    its result is stored (no polling).
+    The oldest result is forgotten when the limit is reached, and any result ``result_ttl``
+    seconds after it was stored (default one day; None: only the limit applies); a waiter is
+    woken as soon as its result is stored (no polling).
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.PROGRESS, Capability.NOTIFY}
+        {Capability.PROGRESS, Capability.NOTIFY, Capability.TTL}
     )
 
-    def __init__(self, max_stored_results: int = 100) -> None:
-        """Keep at most ``max_stored_results`` results (-1 keeps every result)."""
+    def __init__(
+        self, max_stored_results: int = 100, result_ttl: float | None = DEFAULT_RESULT_TTL_S
+    ) -> None:
+        """Keep at most ``max_stored_results`` results (-1: no limit), each ``result_ttl`` s."""
         if max_stored_results == 0 or max_stored_results < -1:
             raise ValueError("max_stored_results must be positive, or -1 for no limit")
+        if result_ttl is not None and not result_ttl > 0:
+            raise ValueError(f"result_ttl must be positive seconds or None, got {result_ttl!r}")
         self.max_stored_results = max_stored_results
+        self.result_ttl = result_ttl
         self.results: OrderedDict[str, TaskiqResult[_ReturnType]] = OrderedDict()
         self.progress: OrderedDict[str, TaskProgress[Any]] = OrderedDict()
+        # per store, the time.monotonic() past which each value is gone (absent: kept)
+        self._expires_at: dict[int, dict[str, float]] = {
+            id(self.results): {},
+            id(self.progress): {},
+        }
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
 
     async def set_result(self, task_id: str, result: TaskiqResult[_ReturnType]) -> None:
@@ -43,27 +57,27 @@ class InmemoryResultBackend(AsyncResultBackend[_ReturnType]):
                 waiter.set_result(None)
 
     async def is_result_ready(self, task_id: str) -> bool:
-        """Tell whether a result is stored for ``task_id``."""
-        return task_id in self.results
+        """Tell whether an unexpired result is stored for ``task_id``."""
+        return self._fresh(self.results, task_id) is not None
 
     async def get_result(self, task_id: str, with_logs: bool = True) -> TaskiqResult[_ReturnType]:
-        """Return the stored result; `ResultGetError` when there is none (or it was evicted)."""
-        try:
-            return self.results[task_id]
-        except KeyError:
-            raise ResultGetError(f"no result is stored for task {task_id}") from None
+        """Return the stored result; `ResultGetError` when there is none (evicted, expired)."""
+        result = self._fresh(self.results, task_id)
+        if result is None:
+            raise ResultGetError(f"no result is stored for task {task_id} (or it expired)")
+        return result
 
     async def set_progress(self, task_id: str, progress: TaskProgress[Any]) -> None:
         """Store the latest progress report of ``task_id``."""
         self._remember(self.progress, task_id, progress)
 
     async def get_progress(self, task_id: str) -> TaskProgress[Any] | None:
-        """Return the latest progress report of ``task_id``, or None."""
-        return self.progress.get(task_id)
+        """Return the latest unexpired progress report of ``task_id``, or None."""
+        return self._fresh(self.progress, task_id)
 
     async def wait_ready(self, task_id: str, timeout: float | None, check_interval: float) -> bool:
         """Wait until the result of ``task_id`` is stored, without polling."""
-        if task_id in self.results:
+        if self._fresh(self.results, task_id) is not None:
             return True
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(task_id, []).append(waiter)
@@ -78,14 +92,37 @@ class InmemoryResultBackend(AsyncResultBackend[_ReturnType]):
             self._forget_waiter(task_id, waiter)
         return True
 
-    def _remember(self, store: OrderedDict[str, Any], task_id: str, value: Any) -> None:
+    def _remember(self, store: OrderedDict[str, _Value], task_id: str, value: _Value) -> None:
         if task_id in store:  # stored again: now the newest
             store.move_to_end(task_id)
         store[task_id] = value
+        deadlines = self._expires_at[id(store)]
+        now = time.monotonic()
+        if self.result_ttl is None:
+            deadlines.pop(task_id, None)
+        else:
+            deadlines[task_id] = now + self.result_ttl
         limit = self.max_stored_results
-        if limit != -1:
-            while len(store) > limit:
-                store.popitem(last=False)
+        while store:  # the oldest go first: past the limit, or expired
+            oldest = next(iter(store))
+            over_limit = limit != -1 and len(store) > limit
+            if not over_limit and deadlines.get(oldest, math.inf) > now:
+                break
+            del store[oldest]
+            deadlines.pop(oldest, None)
+
+    def _fresh(self, store: OrderedDict[str, _Value], task_id: str) -> _Value | None:
+        """The value stored for ``task_id`` unless it expired (then it is dropped); or None."""
+        value = store.get(task_id)
+        if value is None:
+            return None
+        deadlines = self._expires_at[id(store)]
+        expires_at = deadlines.get(task_id)
+        if expires_at is not None and expires_at <= time.monotonic():
+            del store[task_id]
+            del deadlines[task_id]
+            return None
+        return value
 
     def _forget_waiter(self, task_id: str, waiter: asyncio.Future[None]) -> None:
         waiters = self._waiters.get(task_id)

@@ -9,7 +9,7 @@ from typing import Any
 from taskq import AsyncKicker
 from taskq.abc.broker import AsyncBroker
 from taskq.abc.middleware import TaskiqMiddleware
-from taskq.exceptions import NoResultError, TaskArgumentsError
+from taskq.exceptions import NoResultError, TaskArgumentsError, TaskCancelledError
 from taskq.message import TaskiqMessage
 from taskq.result import TaskiqResult
 from taskq.task_events import EventKind
@@ -23,8 +23,12 @@ DEFAULT_RETRY_COUNT = 3
 RETRIES_LABEL = "_retries"
 #: Decorator label: the exception types worth a retry for that task.
 TYPES_LABEL = "types_of_exceptions"
-#: Errors that running again cannot mend: never retried.
-NEVER_RETRIED: tuple[type[BaseException], ...] = (NoRetryError, TaskArgumentsError)
+#: Errors that running again cannot mend, or a run that was stopped on purpose: never retried.
+NEVER_RETRIED: tuple[type[BaseException], ...] = (
+    NoRetryError,
+    TaskArgumentsError,
+    TaskCancelledError,
+)
 
 
 class SimpleRetryMiddleware(TaskiqMiddleware):
@@ -37,9 +41,10 @@ class SimpleRetryMiddleware(TaskiqMiddleware):
 
     A task is retried when its ``retry_on_error`` label (on the decorator or the kicker) is
     true, or, without that label, when ``default_retry_label`` is. Its ``max_retries`` label
-    overrides ``default_retry_count``. `NoRetryError` and `TaskArgumentsError` are never
-    retried, nor are errors outside ``types_of_exceptions`` when it is given (broker-wide, or
-    per task with the decorator label ``types_of_exceptions``).
+    overrides ``default_retry_count``. `NoRetryError`, `TaskArgumentsError` and
+    `TaskCancelledError` (a cancelled task) are never retried, nor are errors outside
+    ``types_of_exceptions`` when it is given (broker-wide, or per task with the decorator
+    label ``types_of_exceptions``).
 
     Parameters:
         default_retry_count: attempts of a task without a ``max_retries`` label (default 3).

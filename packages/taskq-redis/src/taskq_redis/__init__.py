@@ -1,12 +1,13 @@
 """taskq-redis: a durable broker on Redis Streams, and the one Redis layer of taskq.
 
-The broker (acks, leases, redelivery, dead letters), the event store (`RedisEventStore`)
-and what every Redis part of taskq shares: the connection (`taskq_redis.connection`), the
-reconnect policy (`taskq_redis.reconnect`), the error family (`taskq_redis.errors`) and test
-helpers (`taskq_redis.testing`).
+The broker (acks, leases, redelivery, dead letters), the event store (`RedisEventStore`), the
+cancellation store (`RedisCancellationStore`), and what every Redis part of taskq shares: the
+connection (`taskq_redis.connection`), the reconnect policy (`taskq_redis.reconnect`), the error
+family (`taskq_redis.errors`) and test helpers (`taskq_redis.testing`).
 """
 
 from taskq_redis.broker import RedisStreamBroker
+from taskq_redis.cancellation import RedisCancellationStore
 from taskq_redis.connection import RedisConnection
 from taskq_redis.dead_letters import DeadLetter, DeadLetterQueue
 from taskq_redis.errors import (
@@ -24,6 +25,7 @@ __all__ = [
     "EventStoreUnavailableError",
     "InvalidLabelError",
     "RedisBrokerUnavailableError",
+    "RedisCancellationStore",
     "RedisConnection",
     "RedisEventStore",
     "RedisStreamBroker",

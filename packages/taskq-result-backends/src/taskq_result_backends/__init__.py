@@ -1,5 +1,7 @@
 """taskq-result-backends: result backends shared by processes (SQLite) or hosts (Redis).
 
+It also holds `SQLiteCancellationStore`, cancellations shared by the processes of one host.
+
 ``RedisResultBackend`` is imported on first access, so that this package imports without
 the ``redis`` extra.
 """
@@ -10,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from taskq_result_backends.errors import ResultStoreBusyError, ResultStoreUnavailableError
 from taskq_result_backends.sqlite import SQLiteResultBackend
+from taskq_result_backends.sqlite_cancellation import SQLiteCancellationStore
 
 if TYPE_CHECKING:
     from taskq_result_backends.redis import RedisResultBackend
@@ -18,6 +21,7 @@ __all__ = [
     "RedisResultBackend",
     "ResultStoreBusyError",
     "ResultStoreUnavailableError",
+    "SQLiteCancellationStore",
     "SQLiteResultBackend",
 ]
 

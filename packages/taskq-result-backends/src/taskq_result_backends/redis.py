@@ -8,7 +8,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, TypeVar
 
-from taskq.abc.result_backend import AsyncResultBackend
+from taskq.abc.result_backend import DEFAULT_RESULT_TTL_S, AsyncResultBackend
 from taskq.abc.serializer import TaskiqSerializer
 from taskq.capabilities import Capability
 from taskq.exceptions import ResultBackendError, ResultGetError, TaskiqError
@@ -78,9 +78,9 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
         url: The Redis server, ``redis://[[user]:[password]@]host[:port][/db]``, ``rediss://``
             for TLS or ``unix://``.
         prefix: Start of every key and of the channel; backends sharing results must share it.
-        result_ttl: Seconds a result or progress report is kept; None (the default) keeps it
-            forever. The attribute may be changed at any time; it applies to what is stored
-            afterwards.
+        result_ttl: Seconds a result or progress report is kept: one day by default; None
+            keeps it forever. The attribute may be changed at any time; it applies to what is
+            stored afterwards.
         serializer: Encodes results (default: taskq's `JSONSerializer`). Writers and readers
             must use the same one.
         max_connections: At most this many connections (at least 2: waiting holds one);
@@ -103,7 +103,7 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
         self,
         url: str = DEFAULT_URL,
         prefix: str = "taskq",
-        result_ttl: float | None = None,
+        result_ttl: float | None = DEFAULT_RESULT_TTL_S,
         serializer: TaskiqSerializer | None = None,
         max_connections: int | None = None,
         **connection_kwargs: Any,

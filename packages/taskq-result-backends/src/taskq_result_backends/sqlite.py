@@ -7,13 +7,12 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, TypeVar
 
-from taskq.abc.result_backend import AsyncResultBackend
+from taskq.abc.result_backend import DEFAULT_RESULT_TTL_S, AsyncResultBackend
 from taskq.abc.serializer import TaskiqSerializer
 from taskq.capabilities import Capability
-from taskq.exceptions import ResultBackendError, ResultGetError
+from taskq.exceptions import ResultGetError
 from taskq.progress import TaskProgress
 from taskq.result import TaskiqResult
 from taskq_result_backends._codec import (
@@ -23,7 +22,7 @@ from taskq_result_backends._codec import (
     encode_result,
     serializer_or_default,
 )
-from taskq_result_backends.errors import ResultStoreBusyError, ResultStoreUnavailableError
+from taskq_result_backends.sqlite_file import SQLiteFile
 
 _ReturnType = TypeVar("_ReturnType")
 _T = TypeVar("_T")
@@ -38,8 +37,6 @@ DEFAULT_PURGE_INTERVAL_S = 60.0
 PURGE_BATCH = 1000
 #: First pause of `SQLiteResultBackend.wait_ready`; it doubles up to the caller's interval.
 FIRST_POLL_S = 0.01
-#: Seconds between two attempts to open a file that another process is setting up.
-OPEN_RETRY_S = 0.01
 
 RESULTS = "taskq_results"
 PROGRESS = "taskq_progress"
@@ -62,10 +59,6 @@ CREATE INDEX IF NOT EXISTS {PROGRESS}_expires_at
     ON {PROGRESS} (expires_at) WHERE expires_at IS NOT NULL;
 """
 
-#: Connections a forked child inherited: kept referenced so that the child never closes them
-#: (SQLite must not use a connection across fork(), and closing one is a use).
-_INHERITED: list[sqlite3.Connection] = []
-
 
 class SQLiteResultBackend(AsyncResultBackend[_ReturnType]):
     """Stores results and progress reports in a SQLite file, with the standard library only.
@@ -82,9 +75,9 @@ class SQLiteResultBackend(AsyncResultBackend[_ReturnType]):
     Args:
         path: The database file, created with its tables on first use (its directory must
             exist). Processes giving the same path share results.
-        result_ttl: Seconds a result or progress report is kept; None (the default) keeps it
-            forever. An expired row is never returned and is purged later. The attribute may
-            be changed at any time; it applies to what is stored afterwards.
+        result_ttl: Seconds a result or progress report is kept: one day by default; None
+            keeps it forever. An expired row is never returned and is purged later. The
+            attribute may be changed at any time; it applies to what is stored afterwards.
         serializer: Encodes results (default: taskq's `JSONSerializer`). Every process using
             the file must use the same one.
         busy_timeout_s: Seconds a statement waits for another connection's write lock before
@@ -103,7 +96,7 @@ class SQLiteResultBackend(AsyncResultBackend[_ReturnType]):
     def __init__(
         self,
         path: str | os.PathLike[str] = "taskq-results.sqlite3",
-        result_ttl: float | None = None,
+        result_ttl: float | None = DEFAULT_RESULT_TTL_S,
         serializer: TaskiqSerializer | None = None,
         *,
         busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
@@ -118,9 +111,7 @@ class SQLiteResultBackend(AsyncResultBackend[_ReturnType]):
         self.serializer = serializer_or_default(serializer)
         self.busy_timeout_s = busy_timeout_s
         self.purge_interval_s = purge_interval_s
-        self._connection: sqlite3.Connection | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        self._pid = os.getpid()
+        self._file = SQLiteFile(self.path, busy_timeout_s, _SCHEMA, "the SQLite result database")
         self._next_purge = 0.0  # time.monotonic() from which a write purges; used in the thread
 
     async def startup(self) -> None:
@@ -134,14 +125,7 @@ class SQLiteResultBackend(AsyncResultBackend[_ReturnType]):
 
     async def shutdown(self) -> None:
         """Close the connection and stop its thread; the backend reopens on its next use."""
-        executor = self._executor
-        if executor is None or self._pid != os.getpid():
-            return
-        try:
-            await asyncio.get_running_loop().run_in_executor(executor, self._close)
-        finally:
-            executor.shutdown(wait=False)
-            self._executor = None
+        await self._file.close()
 
     async def set_result(self, task_id: str, result: TaskiqResult[_ReturnType]) -> None:
         """Store ``result`` under ``task_id``, replacing an earlier one.
@@ -250,59 +234,7 @@ class SQLiteResultBackend(AsyncResultBackend[_ReturnType]):
 
     async def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``work`` with the connection in the backend's thread, opening it first if needed."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread(), self._with_connection, work)
-
-    def _thread(self) -> ThreadPoolExecutor:
-        if self._pid != os.getpid():
-            # Forked: the thread did not survive, and the inherited connection must stay unused.
-            if self._connection is not None:
-                _INHERITED.append(self._connection)
-            self._connection, self._executor, self._pid = None, None, os.getpid()
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskq-sqlite")
-        return self._executor
-
-    def _with_connection(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
-        try:
-            if self._connection is None:
-                self._connection = _connect(self.path, self.busy_timeout_s)
-            return work(self._connection)
-        except sqlite3.Error as exc:
-            raise _store_error(exc, self.path, self.busy_timeout_s) from exc
-
-    def _close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-
-
-def _connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
-    """Open ``path`` in autocommit mode (one statement, one transaction) and create the tables.
-
-    While another process opens the same new file, switching it to WAL can fail at once with
-    "database is locked": SQLite does not wait there, as waiting could deadlock. Opening is
-    then tried again until ``busy_timeout_s`` has passed.
-    """
-    deadline = time.monotonic() + busy_timeout_s
-    while True:
-        connection = sqlite3.connect(
-            path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-        )
-        try:
-            connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute("PRAGMA synchronous = NORMAL")
-            connection.executescript(_SCHEMA)
-        except sqlite3.OperationalError as exc:
-            connection.close()
-            if not _is_busy(exc) or time.monotonic() >= deadline:
-                raise
-            time.sleep(OPEN_RETRY_S)
-        except BaseException:
-            connection.close()
-            raise
-        else:
-            return connection
+        return await self._file.run(work)
 
 
 def _as_bytes(payload: SQLValue, what: str) -> bytes:
@@ -319,26 +251,3 @@ def _as_bytes(payload: SQLValue, what: str) -> bytes:
         f"{what} is not bytes but a SQL {type(payload).__name__}: was it written by "
         "something else than SQLiteResultBackend?"
     )
-
-
-def _is_busy(exc: sqlite3.Error) -> bool:
-    """Whether ``exc`` says that another connection holds the lock."""
-    text = str(exc)
-    return "locked" in text or "busy" in text
-
-
-def _store_error(exc: sqlite3.Error, path: str, busy_timeout_s: float) -> ResultBackendError:
-    """The typed error, with what to do, for a failure of the database at ``path``."""
-    text = str(exc)
-    if _is_busy(exc):
-        return ResultStoreBusyError(
-            f"the SQLite result database {path!r} stayed locked for more than "
-            f"{busy_timeout_s} s ({text}): another connection holds a long write "
-            "transaction; find it, or raise busy_timeout_s"
-        )
-    if any(sign in text for sign in ("unable to open", "not a database", "readonly")):
-        return ResultStoreUnavailableError(
-            f"cannot use {path!r} as the SQLite result database ({text}): check that its "
-            "directory exists and is writable and that the file, if any, is a SQLite database"
-        )
-    return ResultBackendError(f"the SQLite result database {path!r} failed: {text}")

@@ -7,6 +7,7 @@ capabilities, exceptions). `AsyncBroker` is named here for compatibility; it is 
 
 from typing import TYPE_CHECKING, Any
 
+from taskq.abc.cancellation import CancellationStore
 from taskq.abc.event_store import AsyncEventStore
 from taskq.abc.formatter import TaskiqFormatter
 from taskq.abc.middleware import TaskiqMiddleware
@@ -31,6 +32,7 @@ __all__ = [
     "AsyncBroker",
     "AsyncEventStore",
     "AsyncResultBackend",
+    "CancellationStore",
     "ScheduleSource",
     "TaskiqFormatter",
     "TaskiqMiddleware",

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
 _ReturnType = TypeVar("_ReturnType")
 
+#: Seconds a result backend that declares ``Capability.TTL`` keeps a result by default: one day.
+DEFAULT_RESULT_TTL_S = 86_400.0
+
 
 class AsyncResultBackend(ABC, Generic[_ReturnType]):
     """Stores task results (and, where declared, progress) by task id.

@@ -15,6 +15,7 @@ from taskq.context import Context
 from taskq.exceptions import (
     NoResultError,
     TaskArgumentsError,
+    TaskCancelledError,
     TaskExitError,
     TaskiqError,
     TaskRejectedError,
@@ -29,6 +30,7 @@ from taskq.state import TaskiqState
 if TYPE_CHECKING:
     from taskq.abc.broker import AsyncBroker
     from taskq.acks import AckController
+    from taskq.cancel_token import CancelToken
     from taskq.decor import AsyncTaskiqDecoratedTask
     from taskq.message import TaskiqMessage
 
@@ -71,8 +73,13 @@ class TaskExecutor:
         task: AsyncTaskiqDecoratedTask[Any, Any],
         message: TaskiqMessage,
         acker: AckController,
+        token: CancelToken | None = None,
     ) -> TaskiqResult[Any]:
-        """Run ``task`` for ``message`` and return its result (``error`` set when it raised)."""
+        """Run ``task`` for ``message`` and return its result (``error`` set when it raised).
+
+        With a ``token``, cancelling it stops an async task (the result's error is then a
+        `TaskCancelledError`); a sync task reads it through ``Context.cancelled``.
+        """
         signature = self._signatures.get(task.task_name)
         if signature is None or signature.func is not task.original_func:
             signature = self.signature_of(task)
@@ -88,7 +95,7 @@ class TaskExecutor:
             if signature.graph is not None:
                 resolver = signature.graph.async_ctx(
                     {
-                        Context: Context(message, self.broker, acker),
+                        Context: Context(message, self.broker, acker, token),
                         TaskiqState: self.broker.state,
                         **self.broker.custom_dependency_context,
                     },
@@ -100,9 +107,10 @@ class TaskExecutor:
             labels = message.labels
             timeout = timeout_seconds(labels["timeout"]) if "timeout" in labels else None
             if signature.is_async and timeout is None:
-                value = await signature.func(*args, **kwargs)
+                call = signature.func(*args, **kwargs)
+                value = await (call if token is None else token.run(call))
             else:
-                value = await self._call(signature, args, kwargs, timeout)
+                value = await self._call(signature, args, kwargs, timeout, token)
         except Exception as exc:
             error = exc
         except BaseException as exc:  # sys.exit() & co.; the task's cancellation goes on up
@@ -148,9 +156,12 @@ class TaskExecutor:
         args: list[Any],
         kwargs: dict[str, Any],
         timeout: float | None,
+        token: CancelToken | None = None,
     ) -> Any:
         if signature.is_async:
             pending = signature.func(*args, **kwargs)
+            if token is not None:
+                pending = token.run(pending)
             if timeout is not None:  # before 3.12 wait_for runs it in a task of its own
                 pending = _contained(pending)
         else:
@@ -201,7 +212,9 @@ def _check_injected(task_name: str, signature: TaskSignature, injected: dict[str
 
 
 def _log_failure(message: TaskiqMessage, error: BaseException, level: int) -> None:
-    if isinstance(error, TaskExitError):  # one line, with where the task exited
+    if isinstance(error, TaskCancelledError):  # asked for: not an error of the task
+        logger.info("Task %s (%s) was cancelled while running", message.task_id, message.task_name)
+    elif isinstance(error, TaskExitError):  # one line, with where the task exited
         logger.log(
             level,
             "Task %s (%s) failed: %s",

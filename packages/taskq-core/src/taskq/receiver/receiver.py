@@ -17,12 +17,14 @@ from taskq.exceptions import (
     MessageDecodeError,
     NoResultError,
     ResultSetError,
+    TaskCancelledError,
     TaskRejectedError,
     UnknownTaskError,
 )
 from taskq.labels import ack_type_value
 from taskq.log_context import current_task
 from taskq.message import TaskiqMessage
+from taskq.receiver.cancel_watch import CancelWatch
 from taskq.receiver.eager import start_eagerly
 from taskq.receiver.execution import CONTROL_FLOW, DEFAULT_THREADPOOL_THREADS, TaskExecutor
 from taskq.receiver.interrupts import MessageTask, reraise_cancellation, task_failure
@@ -34,6 +36,9 @@ from taskq.task_events import EventKind
 
 if TYPE_CHECKING:
     from taskq.abc.broker import AsyncBroker
+    from taskq.abc.cancellation import CancellationStore
+    from taskq.cancel_token import CancelToken
+    from taskq.decor import AsyncTaskiqDecoratedTask
 
 logger = logging.getLogger("taskq.receiver")
 
@@ -49,7 +54,8 @@ _OWN_TASK_PER_MESSAGE = sys.version_info < (3, 11)
 class Receiver:
     """Runs the messages a broker delivers: the worker's engine.
 
-    For each message: decode → find the task → ``pre_execute`` → bind, cast and inject
+    For each message: decode → find the task → (with a cancellation store on the broker) not
+    run if cancelled, else run cancellably → ``pre_execute`` → bind, cast and inject
     arguments → run (async on the loop, sync in the thread pool) under the ``timeout`` label
     → ``post_execute`` / ``on_error`` → store the result → ``post_save``, acknowledging
     where ``ack_type`` says. Bad input (undecodable bytes, an unknown task, arguments that do
@@ -118,6 +124,7 @@ class Receiver:
         # ones each time the set doubles costs O(1) per message
         self._forget_done_at = 2 * (self.max_async_tasks + max_prefetch)
         self._run_slots: asyncio.Semaphore | None = None
+        self._watch: CancelWatch | None = None
 
     # -- one message --------------------------------------------------------------------------
 
@@ -173,7 +180,6 @@ class Receiver:
             current_task.reset(context)
 
     async def _process_decoded(self, message: TaskiqMessage, acker: AckController) -> None:
-        recorder = self.broker.event_recorder
         task = self.broker.find_task(message.task_name)
         if task is None:
             error = UnknownTaskError(task_name=message.task_name)
@@ -188,6 +194,46 @@ class Receiver:
                 logger.error("Task %s: %s", message.task_id, error)
                 await self._refuse(message, error, acker)
                 return
+        store = self.broker.cancellation
+        if store is None:
+            await self._run(task, message, acker, ack_type, None)
+            return
+        watch = self._watch_for(store)
+        token = watch.register(message.task_id)  # before the check: no cancellation is missed
+        try:
+            try:
+                cancellation = await store.cancellation(message.task_id)
+            except Exception as exc:
+                cancellation = None
+                logger.warning(
+                    "Task %s: cannot check whether it was cancelled (%r); it runs",
+                    message.task_id,
+                    exc,
+                )
+            if cancellation is not None:
+                logger.info("Task %s was cancelled before it started", message.task_id)
+                token.cancel(cancellation.reason)
+                error = token.error()
+                recorder = self.broker.event_recorder
+                if recorder is not None:
+                    recorder.record_error(
+                        EventKind.CANCELLED, message.task_id, message.task_name, error
+                    )
+                await self._store_failure(message, error)
+                await acker.ack()  # settled for good: a cancelled message is not delivered again
+                return
+            await self._run(task, message, acker, ack_type, token)
+        finally:
+            watch.unregister(token)
+
+    async def _run(
+        self,
+        task: AsyncTaskiqDecoratedTask[Any, Any],
+        message: TaskiqMessage,
+        acker: AckController,
+        ack_type: AcknowledgeType,
+        token: CancelToken | None,
+    ) -> None:
         if ack_type is AcknowledgeType.WHEN_RECEIVED:
             await acker.ack()
         hooks = self.broker.middleware_hooks
@@ -199,14 +245,21 @@ class Receiver:
             logger.exception("Task %s: a pre_execute middleware failed", message.task_id)
             await self._refuse(message, failure, acker)
             return
+        recorder = self.broker.event_recorder
         if recorder is not None:
             recorder.record(EventKind.STARTED, message.task_id, message.task_name)
         if self._run_slots is None:
-            result = await self.task_executor.run(task, message, acker)
+            result = await self.task_executor.run(task, message, acker, token)
         else:
             async with self._run_slots:
-                result = await self.task_executor.run(task, message, acker)
+                result = await self.task_executor.run(task, message, acker, token)
         await self._finish(message, result, acker, hooks, ack_type)
+
+    def _watch_for(self, store: CancellationStore) -> CancelWatch:
+        """The watch of the broker's cancellation store (a new one if the store was replaced)."""
+        if self._watch is None or self._watch.store is not store:
+            self._watch = CancelWatch(store)
+        return self._watch
 
     def _decode(self, raw: bytes | str | AckableMessage) -> TaskiqMessage | MessageDecodeError:
         data = raw.data if isinstance(raw, AckableMessage) else raw
@@ -272,8 +325,9 @@ class Receiver:
                 return  # nothing stored: an unsettled message is released for redelivery
             if hooks["post_save"]:
                 await self._call_hooks(hooks["post_save"], message, result)
-        if ack_type is AcknowledgeType.WHEN_SAVED and acker.is_ackable:
-            await acker.ack()
+        cancelled = error is not None and isinstance(error, TaskCancelledError)
+        if (ack_type is AcknowledgeType.WHEN_SAVED or cancelled) and acker.is_ackable:
+            await acker.ack()  # a cancelled message is settled in every mode: never redelivered
         elif ack_type is AcknowledgeType.MANUAL and acker.is_ackable and not acker.is_acked:
             logger.warning(
                 "Task %s ended without acknowledging its message (ack mode manual): "
@@ -356,6 +410,19 @@ class Receiver:
             self.broker.event_recorder.beat_with(
                 heartbeat_source(self.broker, self.max_async_tasks, lambda: self.running)
             )
+        store = self.broker.cancellation
+        watch = None if store is None else self._watch_for(store)
+        if watch is not None:
+            watch.start()
+        try:
+            await self._listen_until(finish_event)
+        finally:
+            if watch is not None:
+                await watch.stop()
+        if self.on_exit is not None:
+            self.on_exit(self)
+
+    async def _listen_until(self, finish_event: asyncio.Event | None) -> None:
         consumer = asyncio.create_task(self._consume())
         if finish_event is not None:
             stopper = asyncio.create_task(finish_event.wait())
@@ -368,8 +435,6 @@ class Receiver:
             if finish_event is None or not finish_event.is_set():
                 raise
         await self.wait_running(self.wait_tasks_timeout)
-        if self.on_exit is not None:
-            self.on_exit(self)
 
     async def _consume(self) -> None:
         # with no prefetch, the fetch slots alone bound the running tasks

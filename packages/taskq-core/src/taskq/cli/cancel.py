@@ -1,0 +1,61 @@
+"""``taskq cancel``: record the cancellation of tasks in a broker's cancellation store."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from taskq.abc.cancellation import CancellationStore
+from taskq.cli.targets import TargetError, add_working_directory_to_path, import_broker
+from taskq.exceptions import TaskiqError
+
+#: Exit status of a usage error: a bad option, a target that cannot be imported, no store.
+EXIT_USAGE = 2
+
+
+def main(argv: list[str]) -> int:
+    """Cancel tasks by id: queued ones never start, running ones are stopped."""
+    parser = argparse.ArgumentParser(
+        prog="taskq cancel",
+        description="Cancel tasks by id through a broker's cancellation store: a queued task "
+        "never starts, a running async task is stopped, a running sync task sees "
+        "Context.cancelled. Each task's result is a failed one with TaskCancelledError.",
+    )
+    parser.add_argument("broker", help="the broker, as module:attribute")
+    parser.add_argument("task_ids", nargs="+", metavar="TASK_ID", help="ids of tasks to cancel")
+    parser.add_argument("--reason", default="", help="why, stored with the cancellation")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse exits on --help and on usage errors
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    add_working_directory_to_path()
+    try:
+        broker = import_broker(args.broker)
+    except TargetError as error:
+        print(f"taskq cancel: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    store = broker.target_broker().cancellation
+    if store is None:
+        print(
+            f"taskq cancel: error: {args.broker!r} has no cancellation store: give it one with "
+            "broker.with_cancellation(...)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        asyncio.run(_cancel(store, args.task_ids, args.reason))
+    except TaskiqError as error:
+        print(f"taskq cancel: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _cancel(store: CancellationStore, task_ids: list[str], reason: str) -> None:
+    await store.startup()
+    try:
+        for task_id in task_ids:
+            await store.cancel(task_id, reason)
+            print(f"cancelled {task_id}")
+    finally:
+        await store.shutdown()

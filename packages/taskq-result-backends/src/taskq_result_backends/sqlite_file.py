@@ -1,0 +1,142 @@
+"""`SQLiteFile`: one process's connection to a SQLite file, used from a thread of its own.
+
+The SQLite parts of taskq (the result backend, the cancellation store) each hold one: the
+event loop never waits for the disk or a lock, a forked child opens its own connection, and
+SQLite's errors become typed ones that say what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from taskq.exceptions import ResultBackendError
+from taskq_result_backends.errors import ResultStoreBusyError, ResultStoreUnavailableError
+
+_T = TypeVar("_T")
+
+#: Seconds between two attempts to open a file that another process is setting up.
+OPEN_RETRY_S = 0.01
+
+#: Connections a forked child inherited: kept referenced so that the child never closes them
+#: (SQLite must not use a connection across fork(), and closing one is a use).
+_INHERITED: list[sqlite3.Connection] = []
+
+
+class SQLiteFile:
+    """The file at ``path`` with the tables of ``schema``, opened on first use in WAL mode.
+
+    ``busy_timeout_s`` is how long a statement waits for another connection's write lock;
+    ``what`` names the database in error messages ("the SQLite result database").
+    """
+
+    def __init__(self, path: str, busy_timeout_s: float, schema: str, what: str) -> None:
+        self.path = path
+        self.busy_timeout_s = busy_timeout_s
+        self.schema = schema
+        self.what = what
+        self._connection: sqlite3.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._pid = os.getpid()
+
+    async def run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``work`` with the connection in the file's thread, opening it first if needed.
+
+        Raises:
+            ResultStoreUnavailableError: The file cannot be opened or created.
+            ResultStoreBusyError: The database stayed locked longer than ``busy_timeout_s``.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread(), self._with_connection, work)
+
+    async def close(self) -> None:
+        """Close the connection and stop its thread; the next `run` opens them again."""
+        executor = self._executor
+        if executor is None or self._pid != os.getpid():
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(executor, self._close)
+        finally:
+            executor.shutdown(wait=False)
+            self._executor = None
+
+    def _thread(self) -> ThreadPoolExecutor:
+        if self._pid != os.getpid():
+            # Forked: the thread did not survive, and the inherited connection must stay unused.
+            if self._connection is not None:
+                _INHERITED.append(self._connection)
+            self._connection, self._executor, self._pid = None, None, os.getpid()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskq-sqlite")
+        return self._executor
+
+    def _with_connection(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        try:
+            if self._connection is None:
+                self._connection = _connect(self.path, self.busy_timeout_s, self.schema)
+            return work(self._connection)
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path, self.busy_timeout_s, self.what) from exc
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def _connect(path: str, busy_timeout_s: float, schema: str) -> sqlite3.Connection:
+    """Open ``path`` in autocommit mode (one statement, one transaction) and create the tables.
+
+    While another process opens the same new file, switching it to WAL can fail at once with
+    "database is locked": SQLite does not wait there, as waiting could deadlock. Opening is
+    then tried again until ``busy_timeout_s`` has passed.
+    """
+    deadline = time.monotonic() + busy_timeout_s
+    while True:
+        connection = sqlite3.connect(
+            path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            connection.executescript(schema)
+        except sqlite3.OperationalError as exc:
+            connection.close()
+            if not _is_busy(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(OPEN_RETRY_S)
+        except BaseException:
+            connection.close()
+            raise
+        else:
+            return connection
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says that another connection holds the lock."""
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
+def _store_error(
+    exc: sqlite3.Error, path: str, busy_timeout_s: float, what: str
+) -> ResultBackendError:
+    """The typed error, with what to do, for a failure of the database at ``path``."""
+    text = str(exc)
+    if _is_busy(exc):
+        return ResultStoreBusyError(
+            f"{what} {path!r} stayed locked for more than "
+            f"{busy_timeout_s} s ({text}): another connection holds a long write "
+            "transaction; find it, or raise busy_timeout_s"
+        )
+    if any(sign in text for sign in ("unable to open", "not a database", "readonly")):
+        return ResultStoreUnavailableError(
+            f"cannot use {path!r} as {what} ({text}): check that its "
+            "directory exists and is writable and that the file, if any, is a SQLite database"
+        )
+    return ResultBackendError(f"{what} {path!r} failed: {text}")
