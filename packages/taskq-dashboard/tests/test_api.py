@@ -38,7 +38,7 @@ async def test_overview_counts_throughput_failures_queue_and_workers(
     assert [f["task_id"] for f in data["failures"]] == [failing.task_id]
     assert data["features"]["inspect"] is True
     assert data["features"]["dead_letters"] is False
-    assert data["features"]["cancel"] is False  # no cancellation store on this broker
+    assert data["features"]["cancel"] is True  # the in-memory broker comes with cancellation
     await eventually(lambda: _alive(client))
 
 
@@ -149,13 +149,38 @@ async def test_stale_workers_are_flagged(broker: InMemoryBroker) -> None:
         await eventually(stale)
 
 
-async def test_cancel_is_refused_without_task_control(
+async def test_cancel_a_running_task_and_the_event_is_recorded(
     broker: InMemoryBroker, client: httpx.AsyncClient
 ) -> None:
+    GATES["cancel"] = False  # never opened: the task runs until it is cancelled
+    running = await broker.find_task("app:progress").kiq("cancel")  # type: ignore[union-attr]
+
+    async def offers_cancel() -> bool:
+        return bool((await client.get(f"/api/tasks/{running.task_id}")).json().get("can_cancel"))
+
+    await eventually(offers_cancel)
     token = await csrf_of(client)
-    response = await client.post("/api/tasks/abc/cancel", headers={"x-csrf-token": token})
-    assert response.status_code == 400
-    assert "no task cancellation" in response.json()["error"]
+    response = await client.post(
+        f"/api/tasks/{running.task_id}/cancel", headers={"x-csrf-token": token}
+    )
+    assert response.json() == {"cancelled": running.task_id}
+    result = await running.wait_result(timeout=30)
+    assert type(result.error).__name__ == "TaskCancelledError"
+    detail = (await client.get(f"/api/tasks/{running.task_id}")).json()
+    notes = [e.get("error_message", "") for e in detail["events"] if e["kind"] == "cancelled"]
+    assert "cancel from the dashboard" in notes
+    assert detail["can_cancel"] is False
+    assert detail["result"]["error"]["type"].endswith("TaskCancelledError")
+
+
+async def test_cancel_is_refused_without_task_control(broker: InMemoryBroker) -> None:
+    broker.with_cancellation(None)
+    async with client_of(create_app(broker)) as client:
+        assert (await client.get("/api/overview")).json()["features"]["cancel"] is False
+        token = await csrf_of(client)
+        response = await client.post("/api/tasks/abc/cancel", headers={"x-csrf-token": token})
+        assert response.status_code == 400
+        assert "no task cancellation" in response.json()["error"]
 
 
 async def test_a_dashboard_without_an_event_store_says_how_to_give_one() -> None:

@@ -172,6 +172,25 @@ def test_a_retried_task_shows_its_retry_in_the_timeline(
     assert page.locator("#result").inner_text().count("attempt 2") == 1
 
 
+def test_cancel_a_running_task_after_confirming(
+    page: Any, served: Served, broker: InMemoryBroker, tmp_path: Path
+) -> None:
+    GATES["browser-cancel"] = False  # never opened: it runs until cancelled
+    running = kiq(served, broker, "app:progress", "browser-cancel")
+    eventually_blocking(lambda: served.run(_state(broker, running)) == "started")
+    open_page(page, served, f"/tasks/{running}")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.click("#cancel")
+    page.wait_for_timeout(300)
+    assert served.run(_state(broker, running)) == "started"  # "no" cancels nothing
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#cancel")
+    page.wait_for_selector("#error:has-text('TaskCancelledError')", timeout=30000)
+    assert "cancelled" in page.locator("#timeline .badge").all_inner_texts()
+    assert page.locator("#cancel").count() == 0
+    shot(page, tmp_path, "task-cancelled")
+
+
 def test_workers_page_shows_heartbeats(page: Any, served: Served, broker: InMemoryBroker) -> None:
     kiq(served, broker, "app:add", 5, 5)
     open_page(page, served, "/workers")

@@ -38,7 +38,7 @@ async def cancel_task(state: DashboardState, task_id: str) -> dict[str, Any]:
         raise DashboardError(f"{type(state.broker).__name__} has no task cancellation")
     events = await state.store.task_events(task_id)
     name = events[-1].task_name if events else ""
-    await state.broker.cancel(task_id, f"cancelled {ACTION_NOTE}")  # type: ignore[attr-defined]
+    await state.broker.cancel(task_id, f"cancelled {ACTION_NOTE}")
     await _record(state, EventKind.CANCELLED, task_id, name, error_message=f"cancel {ACTION_NOTE}")
     logger.info("Task %s: cancel requested %s", task_id, ACTION_NOTE)
     return {"cancelled": task_id}

@@ -2,16 +2,20 @@
 
 The dashboard shows a page or an action only when the broker declares it. Dead letters and
 cancellation are found by their public contracts (``broker.dead_letters``, ``broker.cancel``
-with a cancellation store), never through a broker's private keys.
+with a cancellation store), never through a broker's private keys. `DeadLetters` states the
+dead-letter operations the dashboard uses (list, show, replay, purge, count).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Iterable
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from taskq.capabilities import Capability
+
+if TYPE_CHECKING:
+    from taskq.broker import AsyncBroker
 
 
 class DeadLetterView(Protocol):
@@ -69,8 +73,6 @@ def can_inspect(broker: object) -> bool:
     return Capability.INSPECT in getattr(broker, "capabilities", frozenset())
 
 
-def can_cancel(broker: object) -> bool:
+def can_cancel(broker: AsyncBroker) -> bool:
     """Whether ``broker.cancel(task_id)`` reaches the workers (a cancellation store is set)."""
-    return callable(getattr(broker, "cancel", None)) and (
-        getattr(broker, "cancellation", None) is not None
-    )
+    return broker.target_broker().cancellation is not None
