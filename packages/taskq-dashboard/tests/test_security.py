@@ -35,6 +35,11 @@ async def test_a_token_is_required_when_set(broker: InMemoryBroker) -> None:
         assert (await client.get("/api/overview")).status_code == 200  # the cookie carries it
     async with client_of(app) as other:
         assert (await other.get("/?token=nope")).status_code == 401
+        # a wrong ?token= beside good credentials is not written into a cookie
+        good = {"authorization": "Bearer s3cret"}
+        response = await other.get("/?token=x%0d%0aSet-Cookie:%20a=b", headers=good)
+        assert response.status_code == 200
+        assert "set-cookie" not in response.headers
 
 
 async def test_basic_auth_is_required_when_set(broker: InMemoryBroker) -> None:

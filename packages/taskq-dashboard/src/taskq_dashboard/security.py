@@ -103,7 +103,9 @@ class SecurityMiddleware:
         if scope["method"] == "POST" and not _same(headers.get(CSRF_HEADER, ""), self.csrf_token):
             await _refuse(send, 403, "missing or wrong CSRF token: reload the page")
             return
-        remember = query_token is not None and self.auth.token is not None
+        remember = (  # the token of the link itself, never another query value
+            query_token is not None and self.auth.token is not None
+        ) and _same(query_token, self.auth.token)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
