@@ -37,3 +37,25 @@ async def test_mounted_at_a_path_every_page_link_and_api_call_stays_under_it(
         )
         assert action.status_code == 400  # reached the action: this broker keeps no dead letters
         assert (await client.get("/tasks")).status_code == 404  # nothing outside its path
+
+
+async def test_mounted_in_a_fastapi_app(broker: InMemoryBroker) -> None:
+    from fastapi import FastAPI
+
+    api = FastAPI()
+
+    @api.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    api.mount("/dashboard", create_app(broker))
+    async with client_of(api) as client:
+        assert (await client.get("/health")).json() == {"status": "ok"}
+        page = await client.get("/dashboard/workers")
+        assert '<meta name="taskq-root" content="/dashboard">' in page.text
+        assert (await client.get("/dashboard/api/workers")).status_code == 200
+        token = await csrf_of(client, "/dashboard/")
+        refused = await client.post("/dashboard/api/tasks/x/cancel")
+        assert refused.status_code == 403
+        sent = await client.post("/dashboard/api/tasks/x/cancel", headers={"x-csrf-token": token})
+        assert sent.json() == {"cancelled": "x"}
