@@ -12,6 +12,12 @@ Command-line helpers (a subcommand reads like ``taskq worker``):
     `add_working_directory_to_path`, `import_module`, `import_object`, `import_broker`,
     `foreign_object_hint`, `TargetError`: import ``module:attribute`` targets with errors
     that say what to do.
+    `event_store_of`: the event store an ``--events`` option names, else the broker's.
+
+Monitoring (what ``taskq status`` shows, for other monitors such as the dashboard):
+    `collect_status`, `DEFAULT_STALE_AFTER_S`: a `StatusReport` of an event store and a
+    broker's queue; the heartbeat age after which a worker counts as stale.
+    `encode_error`: an exception as plain data (type, message, args), as results store it.
 
 The worker environment:
     `WORKER_GROUP_ENV`: the variable naming the group of a ``taskq worker`` process (the pid
@@ -38,6 +44,7 @@ if TYPE_CHECKING:
     from taskq.cli.environment import WORKER_GROUP_ENV
     from taskq.cli.logs import configure_logging
     from taskq.cli.options import add_discovery_options
+    from taskq.cli.status import event_store_of
     from taskq.cli.targets import (
         TargetError,
         add_working_directory_to_path,
@@ -47,9 +54,12 @@ if TYPE_CHECKING:
         import_object,
     )
     from taskq.kicker import send_task
+    from taskq.remote_error import encode_error
+    from taskq.status_report import DEFAULT_STALE_AFTER_S, collect_status
 
 #: Each name of the toolkit, with the module that defines it (or that it is).
 _DEFINED_IN = {
+    "DEFAULT_STALE_AFTER_S": "taskq.status_report",
     "DEFAULT_TASKS_PATTERN": "taskq.cli.discovery",
     "EnvArgumentParser": "taskq.cli.env_parser",
     "TargetError": "taskq.cli.targets",
@@ -58,7 +68,10 @@ _DEFINED_IN = {
     "add_working_directory_to_path": "taskq.cli.targets",
     "configure_logging": "taskq.cli.logs",
     "converters": "taskq.cli.converters",  # the module itself
+    "collect_status": "taskq.status_report",
     "discover_modules": "taskq.cli.discovery",
+    "encode_error": "taskq.remote_error",
+    "event_store_of": "taskq.cli.status",
     "foreign_object_hint": "taskq.cli.targets",
     "import_broker": "taskq.cli.targets",
     "import_module": "taskq.cli.targets",
@@ -78,15 +91,19 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "DEFAULT_STALE_AFTER_S",
     "DEFAULT_TASKS_PATTERN",
     "WORKER_GROUP_ENV",
     "EnvArgumentParser",
     "TargetError",
     "add_discovery_options",
     "add_working_directory_to_path",
+    "collect_status",
     "configure_logging",
     "converters",
     "discover_modules",
+    "encode_error",
+    "event_store_of",
     "foreign_object_hint",
     "import_broker",
     "import_module",

@@ -1,0 +1,80 @@
+"""Test and benchmark helpers: the dashboard served over real HTTP for a real browser.
+
+`Served` runs uvicorn and the broker on one event loop in a thread; `chromium_or_skip` finds
+the system Chromium (``TASKQ_CHROMIUM``, default ``/usr/bin/chromium``) that Playwright
+drives, and skips a test without it (fails it with ``CI=true``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import threading
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
+
+import uvicorn
+
+from taskq_dashboard import create_app
+
+_T = TypeVar("_T")
+
+#: The browser the tests and the benchmark drive.
+CHROMIUM = os.environ.get("TASKQ_CHROMIUM", "/usr/bin/chromium")
+
+
+def chromium_or_skip() -> str:
+    """The browser's path; skip (fail with CI=true) when it or Playwright is missing."""
+    missing = None
+    if shutil.which(CHROMIUM) is None:
+        missing = f"no browser at {CHROMIUM} (apt-get install chromium, or set TASKQ_CHROMIUM)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            missing = "playwright is not installed (pip install playwright)"
+    if missing is not None:
+        import pytest
+
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but {missing}")
+        pytest.skip(missing)
+    return CHROMIUM
+
+
+class Served:
+    """A dashboard app served by uvicorn on 127.0.0.1 from a thread with its own event loop."""
+
+    def __init__(self, app: Any) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self._serving = asyncio.run_coroutine_threadsafe(self.server.serve(), self.loop)
+
+    def run(self, coroutine: Coroutine[Any, Any, _T], timeout: float = 30) -> _T:
+        """Run ``coroutine`` on the server's loop (where the broker runs) and return its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        """Stop serving, then the loop."""
+        self.server.should_exit = True
+        self._serving.result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(30)
+
+
+def serve(broker: Any, **options: Any) -> Iterator[Served]:
+    """Serve ``create_app(broker, **options)`` until the generator is closed."""
+    served = Served(create_app(broker, **options))
+    try:
+        yield served
+    finally:
+        served.stop()

@@ -1,0 +1,207 @@
+"""What each page shows, as JSON-ready data read from the event store and the broker.
+
+Every page of the dashboard is drawn from one of these functions, and the JSON API returns
+them as they are: the API is the page's data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import traceback
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from taskq.exceptions import EventStoreError, TaskiqError
+from taskq.task_events import EventKind, TaskQuery, TaskSummary, WorkerId
+from taskq.toolkit import collect_status, encode_error
+from taskq_dashboard.errors import DashboardError
+from taskq_dashboard.features import can_cancel, can_inspect, dead_letters_of
+
+if TYPE_CHECKING:
+    from taskq_dashboard.state import DashboardState
+
+#: Minutes the overview's charts cover.
+CHART_MINUTES = 60
+#: Seconds of queue depths the overview keeps (the broker reports only the present).
+DEPTH_HISTORY_S = CHART_MINUTES * 60.0
+#: Largest page of tasks one request may ask for.
+MAX_PAGE = 500
+#: Tasks shown as running now, per worker.
+RUNNING_SHOWN = 10
+
+
+async def overview(state: DashboardState) -> dict[str, Any]:
+    """Throughput and failures per minute over the last hour, queue depths, workers, failures."""
+    now = time.time()
+    report = await collect_status(
+        state.store, state.broker, stale_after=state.settings.stale_after, now=now
+    )
+    rates = await state.store.rates(CHART_MINUTES, now=now)
+    data = report.as_dict()
+    data["minutes"] = [
+        {
+            "minute": rate.minute,
+            "succeeded": rate.count(EventKind.SUCCEEDED),
+            "failed": rate.count(EventKind.FAILED),
+        }
+        for rate in rates
+    ]
+    data["features"] = features(state)
+    data["queue_history"] = _depth_history(state, report.queue, now)
+    return data
+
+
+def _depth_history(state: DashboardState, queue: Any, now: float) -> list[dict[str, float]]:
+    """The queue depths seen by this dashboard over the last hour, with the present one."""
+    history = state.depth_history
+    if queue is not None:  # timed now: the overview's reads may finish out of order
+        history.append((time.time(), queue.ready, queue.delayed, queue.in_flight, queue.dead))
+    while history and history[0][0] < now - DEPTH_HISTORY_S:
+        history.popleft()
+    names = ("time", "ready", "delayed", "in_flight", "dead")
+    return [dict(zip(names, row, strict=True)) for row in history]
+
+
+def features(state: DashboardState) -> dict[str, bool]:
+    """Which pages and actions the broker, the scheduler and the settings allow."""
+    writable = not state.settings.read_only
+    return {
+        "inspect": can_inspect(state.broker),
+        "cancel": writable and can_cancel(state.broker),
+        "dead_letters": dead_letters_of(state.broker) is not None,
+        "dead_letter_actions": writable and dead_letters_of(state.broker) is not None,
+        "schedules": state.scheduler is not None,
+        "schedule_actions": writable and state.scheduler is not None,
+        "read_only": state.settings.read_only,
+    }
+
+
+def task_query(params: Mapping[str, str]) -> TaskQuery:
+    """The `TaskQuery` of a request's query string: name, state, worker, since, until, cursor."""
+    try:
+        return TaskQuery(
+            state=EventKind(params["state"]) if params.get("state") else None,
+            name=params.get("name") or None,
+            worker=WorkerId.parse(params["worker"]) if params.get("worker") else None,
+            since=float(params["since"]) if params.get("since") else None,
+            until=float(params["until"]) if params.get("until") else None,
+            limit=min(int(params.get("limit") or 50), MAX_PAGE),
+            cursor=params.get("cursor") or None,
+        )
+    except (ValueError, EventStoreError) as error:
+        raise DashboardError(f"bad task filter: {error}") from None
+
+
+async def tasks(state: DashboardState, params: Mapping[str, str]) -> dict[str, Any]:
+    """One page of tasks matching the filters (latest first), or the one task ``id`` names."""
+    task_id = params.get("id", "").strip()
+    if task_id:
+        events = await state.store.task_events(task_id)
+        found = [_summary_of(events)] if events else []
+        return {"tasks": [_task(task) for task in found], "cursor": None}
+    page = await state.store.tasks(task_query(params))
+    return {"tasks": [_task(task) for task in page.tasks], "cursor": page.cursor}
+
+
+async def task_detail(state: DashboardState, task_id: str) -> dict[str, Any] | None:
+    """A task's events, state, retries, result or error and progress; None when unknown."""
+    events = await state.store.task_events(task_id)
+    if not events:
+        return None
+    summary = _summary_of(events)
+    return {
+        "task": _task(summary),
+        "events": [event.as_dict() for event in events],
+        "retries": sum(event.kind is EventKind.RETRIED for event in events),
+        "result": await _result(state, task_id),
+        "progress": await _progress(state, task_id),
+        "can_cancel": features(state)["cancel"]
+        and summary.state in (EventKind.SENT, EventKind.RECEIVED, EventKind.STARTED),
+    }
+
+
+async def workers(state: DashboardState) -> dict[str, Any]:
+    """Each worker's latest heartbeat, whether it is stale, and the tasks it runs now."""
+    now = time.time()
+    found = await state.store.workers(state.settings.stale_after, now=now)
+    rows = []
+    for status in found:
+        running = await state.store.tasks(
+            TaskQuery(state=EventKind.STARTED, worker=status.heartbeat.worker, limit=RUNNING_SHOWN)
+        )
+        rows.append(
+            {
+                **status.heartbeat.as_dict(),
+                "alive": status.alive,
+                "age": max(now - status.last_seen, 0.0),
+                "running_tasks": [_task(task) for task in running.tasks],
+            }
+        )
+    return {"time": now, "stale_after": state.settings.stale_after, "workers": rows}
+
+
+def _summary_of(events: list[Any]) -> TaskSummary:
+    last = events[-1]
+    return TaskSummary(
+        task_id=last.task_id,
+        task_name=last.task_name,
+        state=last.kind,
+        worker=last.worker,
+        first_time=events[0].time,
+        last_time=last.time,
+        duration=last.duration,
+        error_type=last.error_type,
+        error_message=last.error_message,
+    )
+
+
+def _task(task: TaskSummary) -> dict[str, Any]:
+    data = dataclasses.asdict(task)
+    data["state"] = task.state.value
+    data["worker"] = str(task.worker)
+    return data
+
+
+async def _result(state: DashboardState, task_id: str) -> dict[str, Any] | None:
+    backend = state.broker.result_backend
+    try:
+        if not await backend.is_result_ready(task_id):
+            return None
+        result = await backend.get_result(task_id, with_logs=True)
+    except (TaskiqError, NotImplementedError):
+        return None
+    error = result.error
+    return {
+        "is_err": result.is_err,
+        "return_value": None if result.is_err else _plain(result.return_value),
+        "execution_time": result.execution_time,
+        "labels": _plain(result.labels),
+        "error": None if error is None else encode_error(error),
+        "traceback": _traceback(error, result.log),
+    }
+
+
+async def _progress(state: DashboardState, task_id: str) -> dict[str, Any] | None:
+    try:
+        progress = await state.broker.result_backend.get_progress(task_id)
+    except (TaskiqError, NotImplementedError):
+        return None
+    return None if progress is None else _plain(progress.to_dict())
+
+
+def _traceback(error: BaseException | None, log: str | None) -> str | None:
+    if error is not None and error.__traceback__ is not None:
+        return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return log
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON-ready data: what JSON cannot hold becomes its repr."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return repr(value)

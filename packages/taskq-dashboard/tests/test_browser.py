@@ -1,0 +1,310 @@
+"""Every page in headless Chromium: what a person sees, clicks and confirms.
+
+One browser and one served dashboard for the module; screenshots go to pytest's tmp dir.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskq.event_stores import InMemoryEventStore
+from taskq.testing import eventually_blocking
+from taskq_dashboard import DashboardSettings
+from taskq_dashboard.testing import Served, chromium_or_skip, serve
+from taskq_inmemory import InMemoryBroker
+from taskq_redis import RedisStreamBroker
+from taskq_redis.testing import redis_prefix, redis_url
+from taskq_scheduler import InMemoryScheduleSource, TaskiqScheduler
+
+from .conftest import GATES, XSS_ARGS, make_broker, make_dead_letters
+
+pytestmark = pytest.mark.timeout(120)
+__all__ = ["redis_prefix", "redis_url"]  # fixtures: the Redis server (skip without) and keys
+
+
+@pytest.fixture(scope="module")
+def broker() -> InMemoryBroker:
+    return make_broker()
+
+
+@pytest.fixture(scope="module")
+def served(broker: InMemoryBroker) -> Iterator[Served]:
+    scheduler = TaskiqScheduler(broker, [InMemoryScheduleSource()])
+    settings = DashboardSettings(refresh=0.3)
+    yield from serve(broker, scheduler=scheduler, settings=settings)
+    for gate in GATES:
+        GATES[gate] = True
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = chromium_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any, served: Served) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    opened = context.new_page()
+    problems: list[str] = []
+    opened.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    opened.on("pageerror", lambda error: problems.append(str(error)))
+    opened.problems = problems
+    yield opened
+    context.close()
+    assert problems == [], "the page logged errors (a CSP violation, a script error)"
+
+
+def kiq(served: Served, broker: InMemoryBroker, name: str, *args: Any) -> str:
+    task = broker.find_task(name)
+    assert task is not None
+    return served.run(task.kiq(*args)).task_id
+
+
+def open_page(page: Any, served: Served, path: str) -> None:
+    page.goto(served.url + path)
+    page.wait_for_selector("body[data-ready='1']")
+
+
+def shot(page: Any, tmp_path: Path, name: str) -> None:
+    page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
+
+
+def test_overview_draws_charts_queue_workers_and_failures(
+    page: Any, served: Served, broker: InMemoryBroker, tmp_path: Path
+) -> None:
+    open_page(page, served, "/")  # the first request starts the broker
+    kiq(served, broker, "app:add", 1, 2)
+    failing = kiq(served, broker, "app:fail", XSS_ARGS[0])
+    page.wait_for_selector(f"#failures a:has-text('{failing}')")
+    assert page.locator("svg.chart rect.bar-ok").count() == 60
+    assert page.locator("#queue").inner_text().startswith("Queue memory")
+    page.wait_for_selector("#queue svg.depth-chart polyline.depth-line-ready", state="attached")
+    page.wait_for_selector("#workers-alive:has-text('1 / 1')")
+    assert XSS_ARGS[0] in page.locator("#failures").inner_text()  # shown as text
+    assert page.evaluate("window.pwned") is None
+    shot(page, tmp_path, "overview")
+
+
+def test_pages_update_live_without_reloading(
+    page: Any, served: Served, broker: InMemoryBroker
+) -> None:
+    open_page(page, served, "/")
+    page.evaluate("window.sameDocument = true")
+    failing = kiq(served, broker, "app:fail", "live")
+    page.wait_for_selector(f"#failures a:has-text('{failing}')", timeout=15000)
+    assert page.evaluate("window.sameDocument") is True
+    assert "on" in page.locator("#live").get_attribute("class")
+
+
+def test_tasks_filter_and_detail_show_errors_as_text(
+    page: Any, served: Served, broker: InMemoryBroker, tmp_path: Path
+) -> None:
+    failing = kiq(served, broker, "app:fail", XSS_ARGS[1])
+    eventually_blocking(lambda: served.run(_state(broker, failing)) == "failed")
+    open_page(page, served, "/tasks")
+    page.select_option("select[name=state]", "failed")
+    page.click("button:has-text('Filter')")
+    page.wait_for_selector("body[data-ready='1']")
+    assert page.url.endswith("/tasks?state=failed")
+    states = page.locator("#results tbody .badge").all_inner_texts()
+    assert states
+    assert set(states) == {"failed"}
+    shot(page, tmp_path, "tasks")
+    open_page(page, served, "/tasks")
+    page.fill("input[name=since]", "2099-01-01T00:00")
+    page.click("button:has-text('Filter')")
+    page.wait_for_selector("#results td:has-text('nothing here')")
+    assert "since=40" in page.url  # the browser's time, as Unix seconds
+    assert page.locator("input[name=since]").input_value() == "2099-01-01T00:00"
+    page.go_back()
+    page.wait_for_selector("body[data-ready='1']")
+    page.click(f"a:has-text('{failing}')")
+    page.wait_for_selector("#error")
+    assert f"builtins.ValueError: {XSS_ARGS[1]}" in page.locator("#error").inner_text()
+    assert "raise ValueError(text)" in page.locator("#traceback").inner_text()
+    assert [e.strip() for e in page.locator("#timeline .badge").all_inner_texts()] == [
+        "sent",
+        "received",
+        "started",
+        "failed",
+    ]
+    assert page.locator("img").count() == 0  # the <img onerror> payload is text, not an image
+    assert page.evaluate("window.pwned") is None
+    shot(page, tmp_path, "task-failed")
+
+
+def test_search_by_id_and_a_progress_bar(
+    page: Any, served: Served, broker: InMemoryBroker, tmp_path: Path
+) -> None:
+    GATES["browser"] = False
+    running = kiq(served, broker, "app:progress", "browser")
+    open_page(page, served, "/tasks")
+    page.fill("input[name=id]", running)
+    page.press("input[name=id]", "Enter")
+    page.wait_for_selector(f"#results a:has-text('{running}')")
+    page.click(f"#results a:has-text('{running}')")
+    page.wait_for_selector(".progress-text:has-text('75%')")
+    assert page.locator(".progress-fill").evaluate("bar => bar.style.width") == "75%"
+    shot(page, tmp_path, "task-progress")
+    GATES["browser"] = True
+    page.wait_for_selector("#result:has-text('\"done\"')", timeout=15000)
+
+
+def test_a_retried_task_shows_its_retry_in_the_timeline(
+    page: Any, served: Served, broker: InMemoryBroker
+) -> None:
+    flaky = kiq(served, broker, "app:flaky", "browser")
+    eventually_blocking(lambda: served.run(_state(broker, flaky)) == "succeeded")
+    open_page(page, served, f"/tasks/{flaky}")
+    assert page.locator("#retries").inner_text() == "1"
+    assert "retried" in page.locator("#timeline .badge").all_inner_texts()
+    assert "retry 1 in" in page.locator("#timeline").inner_text()
+    assert page.locator("#result").inner_text().count("attempt 2") == 1
+
+
+def test_cancel_a_running_task_after_confirming(
+    page: Any, served: Served, broker: InMemoryBroker, tmp_path: Path
+) -> None:
+    GATES["browser-cancel"] = False  # never opened: it runs until cancelled
+    running = kiq(served, broker, "app:progress", "browser-cancel")
+    eventually_blocking(lambda: served.run(_state(broker, running)) == "started")
+    open_page(page, served, f"/tasks/{running}")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.click("#cancel")
+    page.wait_for_timeout(300)
+    assert served.run(_state(broker, running)) == "started"  # "no" cancels nothing
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#cancel")
+    page.wait_for_selector("#error:has-text('TaskCancelledError')", timeout=30000)
+    assert "cancelled" in page.locator("#timeline .badge").all_inner_texts()
+    assert page.locator("#cancel").count() == 0
+    shot(page, tmp_path, "task-cancelled")
+
+
+def test_workers_page_shows_heartbeats(page: Any, served: Served, broker: InMemoryBroker) -> None:
+    kiq(served, broker, "app:add", 5, 5)
+    open_page(page, served, "/workers")
+    page.wait_for_selector("td .badge.alive")
+    assert "InMemoryBroker" in page.locator("table").inner_text()
+
+
+def test_dead_letters_page_says_when_the_broker_keeps_none(page: Any, served: Served) -> None:
+    open_page(page, served, "/dead-letters")
+    assert "keeps no dead letters" in page.locator("main").inner_text()
+
+
+def test_schedules_add_run_now_and_delete_ask_for_confirmation(
+    page: Any, served: Served, broker: InMemoryBroker, tmp_path: Path
+) -> None:
+    open_page(page, served, "/schedules")
+    page.select_option("select[name=task_name]", "app:add")
+    page.select_option("select[name=kind]", "cron")
+    page.fill("input[name=spec]", "0 6 * * 1")
+    page.fill("input[name=timezone]", "Asia/Tokyo")
+    page.fill("input[name=args]", "[40, 2]")
+    page.once("dialog", lambda dialog: dialog.dismiss())  # a "no" changes nothing
+    page.click("button:has-text('Add schedule')")
+    page.wait_for_timeout(300)
+    assert page.locator("tbody tr td:has-text('0 6 * * 1')").count() == 0
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("button:has-text('Add schedule')")
+    page.wait_for_selector("td:has-text('0 6 * * 1')")
+    row = page.locator("tr:has(td:has-text('0 6 * * 1'))")
+    assert "Asia/Tokyo" in row.inner_text()
+    shot(page, tmp_path, "schedules")
+    messages: list[str] = []
+
+    def accept(dialog: Any) -> None:
+        messages.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", accept)
+    row.locator("button:has-text('Run now')").click()
+    done = page.wait_for_selector(".flash.ok:has-text('task_id')")
+    assert messages == ["Run app:add now?"]
+    task_id = done.inner_text().split('"task_id":"')[1].split('"')[0]
+    eventually_blocking(lambda: served.run(_state(broker, task_id)) == "succeeded")
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.locator("button:has-text('Delete')").click()
+    page.wait_for_selector("td:has-text('0 6 * * 1')", state="detached")
+
+
+def test_schedule_arguments_are_text_not_markup(
+    page: Any, served: Served, broker: InMemoryBroker, tmp_path: Path
+) -> None:
+    open_page(page, served, "/schedules")
+    page.select_option("select[name=kind]", "interval")
+    page.fill("input[name=spec]", "3600")
+    page.fill("input[name=args]", __import__("json").dumps(XSS_ARGS))
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("button:has-text('Add schedule')")
+    page.wait_for_selector("td:has-text('3600 s')")
+    text = page.locator("main").inner_text()
+    assert all(payload.replace('"', '\\"') in text for payload in XSS_ARGS)
+    assert page.locator("main script, main img").count() == 0
+    assert page.evaluate("window.pwned") is None
+    shot(page, tmp_path, "schedules-xss")
+
+
+async def _state(broker: InMemoryBroker, task_id: str) -> str | None:
+    assert broker.event_store is not None
+    events = await broker.event_store.task_events(task_id)
+    return events[-1].kind.value if events else None
+
+
+@pytest.fixture
+def redis_served(
+    redis_url: str, redis_prefix: str
+) -> Iterator[tuple[Served, RedisStreamBroker, RedisStreamBroker]]:
+    """A dashboard of a Redis broker that keeps dead letters, and a worker that makes them."""
+    client = RedisStreamBroker(redis_url, key_prefix=redis_prefix).with_event_store(
+        InMemoryEventStore()
+    )
+    worker = RedisStreamBroker(redis_url, key_prefix=redis_prefix)
+    worker.is_worker_process = True
+    serving = serve(client, settings=DashboardSettings(refresh=0.3))
+    served = next(serving)
+    served.run(client.startup())
+    served.run(worker.startup())
+    yield served, client, worker
+    served.run(worker.shutdown())
+    served.run(client.shutdown())
+    serving.close()
+
+
+def test_dead_letters_replay_one_and_purge_all(
+    browser: Any, redis_served: tuple[Served, RedisStreamBroker, RedisStreamBroker], tmp_path: Path
+) -> None:
+    served, client, worker = redis_served
+    served.run(make_dead_letters(client, worker, XSS_ARGS[1], "second", "third"))
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    open_page(page, served, "/dead-letters")
+    assert page.locator("#dead-count").inner_text() == "3 dead letter(s)"
+    table = page.locator("main table").inner_text()
+    assert "rejected" in table
+    assert XSS_ARGS[1].replace('"', '\\"') in table
+    assert page.locator("main img").count() == 0
+    assert page.evaluate("window.pwned") is None
+    shot(page, tmp_path, "dead-letters")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("tbody tr").first.locator("button:has-text('Replay')").click()
+    page.wait_for_selector("#dead-count:has-text('2 dead letter(s)')")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.click("#purge-all")
+    page.wait_for_timeout(300)
+    assert page.locator("#dead-count").inner_text() == "2 dead letter(s)"
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#purge-all")
+    page.wait_for_selector("#dead-count:has-text('0 dead letter(s)')")
+    context.close()

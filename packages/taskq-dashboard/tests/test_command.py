@@ -1,0 +1,89 @@
+"""``taskq dashboard`` as a user runs it: a process serving the pages over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from taskq.testing import eventually_blocking
+
+APP = """
+from taskq.event_stores import InMemoryEventStore
+from taskq_inmemory import InMemoryBroker
+
+broker = InMemoryBroker().with_event_store(InMemoryEventStore())
+"""
+
+
+AUTH = {"authorization": "Bearer tok"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def dashboard(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``taskq dashboard`` on a free port with a token from the environment; URL, process."""
+    name = f"dash_cli_app_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text(APP)
+    port = free_port()
+    env = {**os.environ, "TASKQ_DASHBOARD_TOKEN": "tok", "TASKQ_DASHBOARD_PORT": str(port)}
+    command = [sys.executable, "-m", "taskq.cli", "dashboard", f"{name}:broker"]
+    process = subprocess.Popen(
+        [*command, "--app-dir", str(tmp_path), "--log-level", "WARNING"], env=env
+    )
+    try:
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        process.terminate()
+        # a graceful stop: uvicorn shuts the app down, then exits by the signal it got
+        assert process.wait(30) in (0, -signal.SIGTERM)
+
+
+def test_the_command_serves_the_dashboard_behind_its_token(
+    dashboard: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    url, process = dashboard
+
+    def answers() -> httpx.Response | None:
+        try:
+            return httpx.get(url + "/api/overview", headers=AUTH)
+        except httpx.TransportError:
+            return None
+
+    response = eventually_blocking(answers, timeout=30, interval=0.1)
+    assert response.status_code == 200
+    assert response.json()["broker"] == "InMemoryBroker"
+    assert httpx.get(url + "/").status_code == 401
+    page = httpx.get(url + "/tasks?token=tok")
+    assert page.status_code == 200
+    assert "taskq dashboard" in page.text
+    with httpx.stream("GET", url + "/api/stream", headers=AUTH, timeout=30) as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == "event: overview"
+        assert next(lines).startswith("data: {")
+        process.terminate()  # a page is still open: the stop ends its stream
+        assert process.wait(10) in (0, -signal.SIGTERM)
+
+
+def test_the_help_lists_every_option_with_its_environment_twin() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "taskq.cli", "dashboard", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for twin in ("HOST", "PORT", "TOKEN", "BASIC_AUTH", "READ_ONLY", "SCHEDULER", "EVENTS"):
+        assert f"[TASKQ_DASHBOARD_{twin}]" in done.stdout
