@@ -149,7 +149,7 @@ class BrokerModel:
         self.violations: list[str] = []
         self.background: set[asyncio.Task[Any]] = set()
         self.epoch = 0
-        self.epoch_start = 0.0
+        self.backlog_intact = False
         self.step = 0
 
     # -- the round -----------------------------------------------------------------------------
@@ -198,7 +198,7 @@ class BrokerModel:
     async def _add_consumer(self, capacity: int) -> None:
         if not self.consumers:
             self.epoch += 1
-            self.epoch_start = time.monotonic()
+            self.backlog_intact = True
         name = f"consumer {len(self.everyone) + 1}"
         instance = None
         broker = self.hub
@@ -216,7 +216,9 @@ class BrokerModel:
             return
         consumer = self.consumers.pop(int(a * len(self.consumers)))
         held = ", ".join(str(sent.number) for sent, _ in consumer.held) or "nothing"
-        if not self.redelivery:  # it settles what it holds first: nothing would bring it back
+        if self.redelivery:  # what it hands back comes after what others took: no order
+            self.backlog_intact = False
+        else:  # it settles what it holds first: nothing would bring it back
             for sent, _ in list(consumer.held):
                 await self._settle(consumer, sent, "ack" if self.acks else "finish")
         self.round.log(f"{consumer.name} leaves, holding {held}")
@@ -336,7 +338,9 @@ class BrokerModel:
 
     def _check_priority(self, consumer: Consumer, sent: Sent, where: str) -> None:
         """A consumer takes what waited for it (ready, undelayed) highest priority first."""
-        if not self.priority or sent.deliveries or sent.delay or sent.backlog != self.epoch:
+        if not self.priority or not self.backlog_intact or sent.deliveries or sent.delay:
+            return
+        if sent.backlog != self.epoch:
             return
         last = consumer.last_backlog_priority.get(self.epoch)
         if last is not None and sent.priority > last:
