@@ -37,7 +37,7 @@ from taskq_conformance.instances import (
 )
 from taskq_conformance.modelcheck import Round, Violation, run_rounds
 from taskq_conformance.settings import Settings
-from taskq_conformance.suite_broker import raw_message
+from taskq_conformance.suite_broker import LISTEN_END_TIMEOUT, raw_message
 
 #: Steps of a round, before it drains.
 STEPS = 24
@@ -113,14 +113,23 @@ class Consumer:
         raise LookupError(sent)
 
     async def stop(self) -> None:
-        """Stop listening, and shut down its own broker instance if it has one."""
+        """Stop listening, and shut down its own broker instance if it has one.
+
+        Raises `Violation` when ``listen()`` goes on regardless (its cancellation swallowed).
+        """
         self.live = False
         self.room.set()
         self.pump.cancel()
-        await asyncio.gather(self.pump, return_exceptions=True)
         if self.instance is not None:
             instance, self.instance = self.instance, None
             await instance.__aexit__(None, None, None)
+        await asyncio.wait((self.pump,), timeout=LISTEN_END_TIMEOUT)
+        if not self.pump.done():
+            raise Violation(
+                f"listen() of {self.name} went on for {LISTEN_END_TIMEOUT} s after its task was "
+                "cancelled (and its broker shut down, if it has one of its own): a "
+                "CancelledError was swallowed on the way"
+            )
 
 
 class BrokerModel:
@@ -305,7 +314,8 @@ class BrokerModel:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
         for consumer in self.everyone:
-            await consumer.stop()
+            if consumer.live or consumer.instance is not None:
+                await consumer.stop()
 
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(work)
