@@ -33,8 +33,6 @@ class Round:
     def log(self, step: str) -> None:
         """Record a step (with the time since the round started)."""
         self.steps.append(f"{time.monotonic() - self.started:6.2f} s  {step}")
-        import sys
-
 
     def report(self, why: str) -> str:
         """The failure message: why, the seed and how to replay it, then the steps."""
