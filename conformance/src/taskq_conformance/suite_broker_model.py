@@ -12,7 +12,8 @@ as a worker does. Every delivery is checked against the model as it happens:
 - with ``priority``, a consumer receives the messages that waited, ready, for a consumer
   highest first;
 - at the end of the round, nothing is lost: every message is delivered (and, with ``acks``,
-  settled), those held by consumers that left included (with ``redelivery``).
+  settled), those held by consumers that left included (with ``redelivery``); then, with
+  ``redelivery``, every consumer leaves and a new one joins, and nothing settled comes back.
 """
 
 from __future__ import annotations
@@ -44,13 +45,15 @@ STEPS = 24
 #: Consumers at once, at most.
 MOST_CONSUMERS = 3
 #: Step kinds and their weights.
-KINDS = {"kick": 5, "join": 2, "leave": 1, "settle": 4, "pause": 2}
+KINDS = {"kick": 5, "join": 2, "leave": 2, "settle": 4, "pause": 2}
 #: Delays (seconds) a kick draws from when the broker declares ``delay``.
 DELAYS = (0, 0, 0, 0.2, 0.5, 1.0)
 #: Seconds a delayed message may come before its due moment (clocks of other machines).
 EARLY = 0.05
 #: Seconds a drain waits for the last message past its due moment (plus two leases).
 DRAIN_WINDOW = 10.0
+#: Seconds a new consumer listens after a restart, for settled messages coming back.
+RESTART_QUIET = 1.5
 
 
 @dataclass(eq=False)
@@ -185,7 +188,7 @@ class BrokerModel:
 
     async def _kick(self, a: float, b: float, c: float) -> None:
         rand = self.round.random
-        for _ in range(1 + int(a * 3)):
+        for _ in range(1 + int(a * 4)):
             delay = rand.choice(DELAYS) if self.delay else 0
             priority = rand.randrange(10) if self.priority else 0
             labels: dict[str, Any] = {"delay": delay} if delay else {}
@@ -301,6 +304,17 @@ class BrokerModel:
                 )
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.2)  # anything settled that comes back now is caught
+        self._check()
+        if self.redelivery:
+            await self._restart()
+
+    async def _restart(self) -> None:
+        """Every consumer leaves and a new one joins: nothing settled may come back to it."""
+        self.round.log("restart: every consumer leaves, then a new one joins")
+        while self.consumers:
+            await self.consumers.pop().stop()
+        await self._add_consumer(MOST_CONSUMERS)
+        await asyncio.sleep(RESTART_QUIET)
         self._check()
 
     def _whereabouts(self, sent: Sent) -> str:
