@@ -13,6 +13,7 @@ the suite needs one to show that its schedule source checks pass,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import json
@@ -20,8 +21,10 @@ import os
 import tempfile
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -116,8 +119,37 @@ class IgnoresPriority(InMemoryBroker):
         await super().kick(dataclasses.replace(message, labels=labels))
 
 
+class DeliversDelayedMessagesLate(InMemoryBroker):
+    """Defect: a delayed message is delivered 8 s after its delay ended."""
+
+    async def kick(self, message: BrokerMessage) -> None:
+        labels = message.labels
+        if labels.get("delay"):
+            labels = {**labels, "delay": float(labels["delay"]) + 8}
+        await super().kick(dataclasses.replace(message, labels=labels))
+
+
+class PriorityOnlyBeforeListening(InMemoryBroker):
+    """Defect: ``priority`` is honoured only for messages sent before anyone listened."""
+
+    listened = False
+
+    async def kick(self, message: BrokerMessage) -> None:
+        if self.listened:
+            labels = {name: value for name, value in message.labels.items() if name != "priority"}
+            message = dataclasses.replace(message, labels=labels)
+        await super().kick(message)
+
+    async def listen(self) -> AsyncGenerator[bytes, None]:
+        self.listened = True
+        async for data in super().listen():
+            yield data
+
+
 class NeverRedelivers(InMemoryBroker):
     """Defect: declares ``acks`` and ``redelivery``, but an unacknowledged message is lost."""
+
+    lease_s = 1.0
 
     capabilities: ClassVar[frozenset[Capability]] = InMemoryBroker.capabilities | {
         Capability.ACKS,
@@ -140,32 +172,41 @@ class CountsDelayedAsReady(InMemoryBroker):
 class DirectoryQueueBroker(AsyncBroker):
     """A correct queue of files in the directory it is given; its factories differ.
 
-    Claimed files move to a directory of the consumer's; an ack deletes one, a shutdown hands
-    the unacknowledged back. `make_shared_directory_broker` honours the factory contract: the
+    A consumer claims a file by moving it to a directory of its own, whose files it touches
+    every quarter of ``lease_s`` while it lives; files untouched for ``lease_s`` (their
+    consumer was killed) go back to the queue. An ack or a reject deletes a file, a shutdown
+    hands the unsettled back. `make_shared_directory_broker` honours the factory contract: the
     directory is exported in the environment, so every instance, here or in a child process,
     uses it. `make_fresh_directory_broker` has the defect: a new directory per call, so a
     second instance never sees the first one's messages, and the suite must blame the factory.
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.ACKS, Capability.REDELIVERY, Capability.CROSS_PROCESS}
+        {Capability.ACKS, Capability.REJECT, Capability.REDELIVERY, Capability.CROSS_PROCESS}
     )
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, lease_s: float = 1.0) -> None:
         super().__init__()
+        self.lease_s = lease_s
         self.queue = directory / "queue"
-        self.claimed = directory / "claimed" / uuid.uuid4().hex
+        self.consumers = directory / "claimed"
+        self.claimed = self.consumers / uuid.uuid4().hex
         self.tmp = directory / "tmp"
         self.running = False
+        self.heartbeat: asyncio.Task[None] | None = None
 
     async def startup(self) -> None:
         for path in (self.queue, self.claimed, self.tmp):
             path.mkdir(parents=True, exist_ok=True)
         self.running = True
+        self.heartbeat = asyncio.ensure_future(self.keep_leases())
         await super().startup()
 
     async def shutdown(self) -> None:
         self.running = False
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()
+            await asyncio.gather(self.heartbeat, return_exceptions=True)
         for name in os.listdir(self.claimed):  # the consumer is gone: hand back what it held
             os.replace(self.claimed / name, self.queue / name)
         await super().shutdown()
@@ -177,14 +218,97 @@ class DirectoryQueueBroker(AsyncBroker):
 
     async def listen(self) -> AsyncGenerator[bytes | AckableMessage, None]:
         while self.running:
-            for name in sorted(os.listdir(self.queue)):
-                try:
-                    os.replace(self.queue / name, self.claimed / name)
-                except FileNotFoundError:  # another consumer claimed it first
-                    continue
-                data = (self.claimed / name).read_bytes()
-                yield AckableMessage(data, ack=(self.claimed / name).unlink)
+            self.take_over_expired()
+            for name in self.claim():
+                yield self.message(name)
             await asyncio.sleep(0.01)
+
+    def claim(self, most: int | None = None) -> list[str]:
+        """Move up to ``most`` files of the queue to this consumer's directory, oldest first."""
+        claimed: list[str] = []
+        for name in sorted(os.listdir(self.queue))[:most]:
+            try:
+                os.utime(self.queue / name)  # a fresh lease, before the file is ours
+                os.replace(self.queue / name, self.claimed / name)
+            except FileNotFoundError:  # another consumer claimed it first
+                continue
+            claimed.append(name)
+        return claimed
+
+    def message(self, name: str) -> AckableMessage:
+        """The claimed file ``name`` as a message whose ack and reject delete it."""
+        data = (self.claimed / name).read_bytes()
+        return AckableMessage(
+            data, ack=partial(self.delete, name), reject=partial(self.delete, name)
+        )
+
+    def delete(self, name: str) -> None:
+        """Settle the claimed file ``name`` (gone already when it was taken over)."""
+        with contextlib.suppress(FileNotFoundError):
+            (self.claimed / name).unlink()
+
+    async def keep_leases(self) -> None:
+        """Touch the files this consumer holds, every quarter of the lease."""
+        while True:
+            for name in os.listdir(self.claimed):
+                with contextlib.suppress(FileNotFoundError):
+                    os.utime(self.claimed / name)
+            await asyncio.sleep(self.lease_s / 4)
+
+    def take_over_expired(self) -> None:
+        """Move the files other consumers stopped touching for a lease back to the queue."""
+        expired = time.time() - self.lease_s
+        for consumer in os.listdir(self.consumers):
+            if consumer == self.claimed.name:
+                continue
+            for name in os.listdir(self.consumers / consumer):
+                path = self.consumers / consumer / name
+                with contextlib.suppress(FileNotFoundError):
+                    if path.stat().st_mtime < expired:
+                        os.replace(path, self.queue / name)
+
+
+class LeaseNotKeptAlive(DirectoryQueueBroker):
+    """Defect: the holder never renews its lease, so a message is taken from a live consumer."""
+
+    async def keep_leases(self) -> None:
+        await asyncio.Event().wait()
+
+
+class NeverTakesOverExpiredLeases(DirectoryQueueBroker):
+    """Defect: messages come back when their consumer shuts down, never when it dies."""
+
+    def take_over_expired(self) -> None:
+        return
+
+
+class RejectedComeBackOnShutdown(DirectoryQueueBroker):
+    """Defect: `reject` forgets the message instead of deleting it: a shutdown hands it back."""
+
+    def message(self, name: str) -> AckableMessage:
+        message = super().message(name)
+        return AckableMessage(message.data, ack=message.ack, reject=lambda: None)
+
+
+class LosesPrefetchedOnLeave(DirectoryQueueBroker):
+    """Defect: claims three messages at a time; a shutdown drops those not yet yielded."""
+
+    def __init__(self, directory: Path, lease_s: float = 1.0) -> None:
+        super().__init__(directory, lease_s)
+        self.prefetched: deque[str] = deque()
+
+    async def listen(self) -> AsyncGenerator[bytes | AckableMessage, None]:
+        while self.running:
+            self.take_over_expired()
+            self.prefetched.extend(self.claim(3))
+            while self.prefetched:
+                yield self.message(self.prefetched.popleft())
+            await asyncio.sleep(0.01)
+
+    async def shutdown(self) -> None:
+        while self.prefetched:  # acknowledged on receipt, as if already processed
+            self.delete(self.prefetched.popleft())
+        await super().shutdown()
 
 
 class ListenNeverEnds(InMemoryBroker):
@@ -310,6 +434,68 @@ class PollsDespiteNotify(InmemoryResultBackend[Any]):
         return True
 
 
+class SlowNotify(InmemoryResultBackend[Any]):
+    """Defect: declares ``notify`` (inherited) but wakes a waiter 4 s after the result is stored.
+
+    (Never after the waiter's timeout: a waiter that times out first is told the result is ready.)
+    """
+
+    def __init__(self) -> None:
+        super().__init__(max_stored_results=-1)
+
+    async def wait_ready(self, task_id: str, timeout: float | None, check_interval: float) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not await super().wait_ready(task_id, timeout, check_interval):
+            return False
+        late = 4.0 if deadline is None else min(4.0, deadline - time.monotonic())
+        await asyncio.sleep(max(0.0, late))
+        return True
+
+
+class WaitOverstaysTimeout(InmemoryResultBackend[Any]):
+    """Defect: `wait_ready` polls, and sleeps a whole check interval past its timeout."""
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.PROGRESS})
+
+    def __init__(self) -> None:
+        super().__init__(max_stored_results=-1)
+
+    async def wait_ready(self, task_id: str, timeout: float | None, check_interval: float) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not await self.is_result_ready(task_id):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(check_interval)
+        return True
+
+
+class StaleAfterOverwrite(InmemoryResultBackend[Any]):
+    """Defect: a read result is cached, so a result written again is read as the old one."""
+
+    def __init__(self) -> None:
+        super().__init__(max_stored_results=-1)
+        self.cache: dict[str, TaskiqResult[Any]] = {}
+
+    async def get_result(self, task_id: str, with_logs: bool = True) -> TaskiqResult[Any]:
+        if task_id not in self.cache:
+            self.cache[task_id] = await super().get_result(task_id, with_logs)
+        return self.cache[task_id]
+
+
+class ProgressInOneSlot(InmemoryResultBackend[Any]):
+    """Defect: progress reports share one slot, so one task reads another's progress."""
+
+    def __init__(self) -> None:
+        super().__init__(max_stored_results=-1)
+        self.latest: TaskProgress[Any] | None = None
+
+    async def set_progress(self, task_id: str, progress: TaskProgress[Any]) -> None:
+        self.latest = progress
+
+    async def get_progress(self, task_id: str) -> TaskProgress[Any] | None:
+        return self.latest
+
+
 class SharedDirectoryResultBackend(AsyncResultBackend[Any]):
     """A correct ``cross_process`` backend: one JSON file per result in a shared directory.
 
@@ -375,6 +561,22 @@ class DeleteDoesNothing(InMemoryScheduleSource):
 
     async def delete_schedule(self, schedule_id: str) -> None:
         return
+
+
+class DeletedIdsNeverComeBack(InMemoryScheduleSource):
+    """Defect: a deleted id is remembered, and adding it again is silently ignored."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deleted: set[str] = set()
+
+    async def add_schedule(self, schedule: ScheduledTask) -> None:
+        if schedule.schedule_id not in self.deleted:
+            await super().add_schedule(schedule)
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        self.deleted.add(schedule_id)
+        await super().delete_schedule(schedule_id)
 
 
 class AddsWithoutDeclaringDynamic(InMemoryScheduleSource):
@@ -448,6 +650,14 @@ class IgnoresRetention(InMemoryEventStore):
 
     def _retain(self, now: float) -> None:
         pass
+
+
+class ReAddForgetsClaims(SharedStoreScheduleSource):
+    """Defect: adding an id again forgets its claimed fires: a fire goes out twice."""
+
+    async def add_schedule(self, schedule: ScheduledTask) -> None:
+        self.claims.pop(schedule.schedule_id, None)
+        await super().add_schedule(schedule)
 
 
 # -- factories: the targets given to the suite ---------------------------------------------------
@@ -549,15 +759,44 @@ def make_miscounting_broker() -> InMemoryBroker:
     return CountsDelayedAsReady()
 
 
+def make_late_delay_broker() -> InMemoryBroker:
+    return DeliversDelayedMessagesLate()
+
+
+def make_priority_before_listening_broker() -> InMemoryBroker:
+    return PriorityOnlyBeforeListening()
+
+
+def shared_directory() -> Path:
+    """The queue directory of the run, shared with the processes the suite starts."""
+    directory = os.environ.setdefault(
+        "TASKQ_TEST_QUEUE_DIR", tempfile.mkdtemp(prefix="taskq-conformance-queue-")
+    )
+    return Path(directory)
+
+
+def make_lease_dropping_broker() -> AsyncBroker:
+    return LeaseNotKeptAlive(shared_directory())
+
+
+def make_no_takeover_broker() -> AsyncBroker:
+    return NeverTakesOverExpiredLeases(shared_directory())
+
+
+def make_rejected_returning_broker() -> AsyncBroker:
+    return RejectedComeBackOnShutdown(shared_directory())
+
+
+def make_prefetch_losing_broker() -> AsyncBroker:
+    return LosesPrefetchedOnLeave(shared_directory())
+
+
 def make_fresh_directory_broker() -> AsyncBroker:
     return DirectoryQueueBroker(Path(tempfile.mkdtemp(prefix="taskq-conformance-queue-")))
 
 
 def make_shared_directory_broker() -> AsyncBroker:
-    directory = os.environ.setdefault(
-        "TASKQ_TEST_QUEUE_DIR", tempfile.mkdtemp(prefix="taskq-conformance-queue-")
-    )
-    return DirectoryQueueBroker(Path(directory))
+    return DirectoryQueueBroker(shared_directory())
 
 
 def make_endless_listen_broker() -> InMemoryBroker:
@@ -596,6 +835,22 @@ def make_polling_backend() -> InmemoryResultBackend[Any]:
     return PollsDespiteNotify()
 
 
+def make_slow_notify_backend() -> InmemoryResultBackend[Any]:
+    return SlowNotify()
+
+
+def make_overstaying_wait_backend() -> InmemoryResultBackend[Any]:
+    return WaitOverstaysTimeout()
+
+
+def make_stale_backend() -> InmemoryResultBackend[Any]:
+    return StaleAfterOverwrite()
+
+
+def make_one_progress_slot_backend() -> InmemoryResultBackend[Any]:
+    return ProgressInOneSlot()
+
+
 def make_shared_directory_backend() -> AsyncResultBackend[Any]:
     return SharedDirectoryResultBackend()
 
@@ -618,6 +873,14 @@ def make_persistent_source() -> ScheduleSource:
 
 def make_claiming_everything_source() -> ScheduleSource:
     return ClaimsEveryFire()
+
+
+def make_tombstoning_source() -> ScheduleSource:
+    return DeletedIdsNeverComeBack()
+
+
+def make_claim_forgetting_source() -> ScheduleSource:
+    return ReAddForgetsClaims()
 
 
 def make_undeclared_dynamic_source() -> ScheduleSource:

@@ -63,16 +63,32 @@ class Case:
     catching: str | None = None
     #: Rows the capability table must print (regular expressions).
     rows: tuple[str, ...] = ()
+    #: Whether ``catching`` must be the only check that fails (the check is needed).
+    only: bool = False
 
     def __str__(self) -> str:
         return self.name
 
 
-def broken(kind: str, factory: str, check: str) -> Case:
-    """A run against ``implementations:<factory>`` that the suite ``check`` must fail."""
-    option, suite = KINDS[kind]
-    target = f"implementations:{factory}"
-    return Case(factory.removeprefix("make_"), (option, target), f"{suite}::{check}")
+def broken(kind: str, factory: str, check: str, *, only: bool = False, suite: str = "") -> Case:
+    """A run against ``implementations:<factory>`` that the suite ``check`` must fail.
+
+    ``suite`` names the suite module when it is not the kind's main one; ``only``: no other
+    check may fail.
+    """
+    option, main_suite = KINDS[kind]
+    targets: tuple[str, ...] = (option, f"implementations:{factory}")
+    if suite.endswith("_model.py"):
+        targets += MODEL_BUDGET
+    name = factory.removeprefix("make_")
+    return Case(name, targets, f"{suite or main_suite}::{check}", only=only)
+
+
+#: A model check's budget when it must find a defect (the default is 10 s).
+MODEL_BUDGET = ("--taskq-model-budget", "40")
+MODEL_CHECK = "test_random_rounds_against_the_model"
+BROKER_MODEL = "suite_broker_model.py"
+LEASES = "suite_broker_leases.py"
 
 
 #: A factory making a fresh store per call: the failures must point at the factory contract.
@@ -85,6 +101,71 @@ BROKEN = [
     FRESH_STORE_PER_CALL,
     broken(
         "broker", "make_queued_only_cancelling_broker", "test_a_cancelled_running_task_is_stopped"
+    ),
+    # found by the model checks (the budget is the longest a search may take)
+    broken("broker", "make_prefetch_losing_broker", MODEL_CHECK, suite=BROKER_MODEL, only=True),
+    broken(
+        "broker",
+        "make_priority_before_listening_broker",
+        MODEL_CHECK,
+        suite=BROKER_MODEL,
+        only=True,
+    ),
+    broken("broker", "make_rejected_returning_broker", MODEL_CHECK, suite=BROKER_MODEL),
+    broken(
+        "result_backend",
+        "make_stale_backend",
+        MODEL_CHECK,
+        suite="suite_result_backend_model.py",
+        only=True,
+    ),
+    broken(
+        "result_backend",
+        "make_one_progress_slot_backend",
+        MODEL_CHECK,
+        suite="suite_result_backend_model.py",
+        only=True,
+    ),
+    broken(
+        "schedule_source",
+        "make_tombstoning_source",
+        MODEL_CHECK,
+        suite="suite_schedule_source_model.py",
+        only=True,
+    ),
+    broken(
+        "schedule_source",
+        "make_claim_forgetting_source",
+        MODEL_CHECK,
+        suite="suite_schedule_source_model.py",
+        only=True,
+    ),
+    # timing bounds and live-consumer safety
+    broken("broker", "make_late_delay_broker", "test_delay", only=True),
+    broken(
+        "broker",
+        "make_no_takeover_broker",
+        "test_held_messages_come_back_when_their_consumer_vanishes",
+        suite=LEASES,
+        only=True,
+    ),
+    broken(
+        "broker",
+        "make_lease_dropping_broker",
+        "test_a_live_consumer_keeps_what_it_holds",
+        suite=LEASES,
+    ),
+    broken(
+        "result_backend",
+        "make_overstaying_wait_backend",
+        "test_wait_ready_returns_in_time",
+        only=True,
+    ),
+    broken(
+        "result_backend",
+        "make_slow_notify_backend",
+        "test_notify_wakes_a_waiter_without_polling",
+        only=True,
     ),
     broken("broker", "make_dropping_broker", "test_each_message_is_delivered_exactly_once"),
     broken("broker", "make_non_redelivering_broker", "test_redelivery_after_the_consumer_is_gone"),
@@ -200,7 +281,7 @@ CORRECT = [
         "shared_directory_broker",
         ("--taskq-broker", "implementations:make_shared_directory_broker"),
         rows=(
-            r"broker: redelivery\s+1\s+0\s+0$",
+            r"broker: redelivery\s+3\s+0\s+0$",
             r"broker: cross_process\s+1\s+0\s+0$",
         ),
     ),
@@ -214,14 +295,14 @@ CORRECT = [
         ("--taskq-schedule-source", "implementations:make_schedule_source"),
         rows=(
             r"schedule_source: mandatory\s+\d+\s+0\s+0$",
-            r"schedule_source: dynamic\s+2\s+0\s+0$",
+            r"schedule_source: dynamic\s+3\s+0\s+0$",
         ),
     ),
     Case(
         "persistent_schedule_source",
         ("--taskq-schedule-source", "implementations:make_persistent_source"),
         rows=(
-            r"schedule_source: dynamic\s+2\s+0\s+0$",
+            r"schedule_source: dynamic\s+3\s+0\s+0$",
             r"schedule_source: persistent\s+3\s+0\s+0$",
         ),
     ),
@@ -327,6 +408,11 @@ def test_the_suite_fails_a_broken_implementation(
         f"the suite did not catch the defect of {case.targets[1]} in {case.catching}; "
         f"it failed {sorted(failed)}\n{tail(result)}"
     )
+    if case.only:
+        assert failed == {case.catching}, (
+            f"{case.catching} is not the only check catching {case.targets[1]}: the suite "
+            f"failed {sorted(failed)}\n{tail(result)}"
+        )
 
 
 @pytest.mark.parametrize("case", [FRESH_STORE_PER_CALL], ids=str)
@@ -339,9 +425,16 @@ def test_a_factory_making_a_fresh_store_per_call_is_blamed(
     assert failed == {
         "suite_broker.py::test_redelivery_after_the_consumer_is_gone",
         "suite_broker.py::test_cross_process",
+        "suite_broker_leases.py::test_held_messages_come_back_when_their_consumer_vanishes",
+        "suite_broker_model.py::test_random_rounds_against_the_model",
     }, tail(result)
     output = "\n".join(result.outlines)
-    for check in ("not redelivered in", "sent by a broker another process made with the factory"):
+    for check in (
+        "not redelivered in",
+        "sent by a broker another process made with the factory",
+        "did not receive the 5 messages sent here",
+        "each consumer is a broker the factory made",
+    ):
         assert re.search(f"{check}.*does the factory make a fresh one on each call", output), (
             f"the failure ({check}...) does not point at the factory contract\n{tail(result)}"
         )

@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
+import pytest
+
 from taskq import AckableMessage, AsyncBroker, AsyncResultBackend, DummyResultBackend, TaskiqResult
 from taskq.exceptions import ResultGetError
 from taskq.toolkit import maybe_await
@@ -124,8 +126,27 @@ def run_in_another_process(spec: str, body: str, timeout: float) -> None:
     ``body`` is async Python code that may use ``instance``, ``taskq`` and ``uuid``; the
     instance is shut down after it. Raises `subprocess.CalledProcessError` when it fails.
     """
+    subprocess.run(
+        [sys.executable, "-c", _script(spec, body)],
+        check=True,
+        timeout=timeout,
+        env=child_environment(),
+    )
+
+
+def start_in_another_process(spec: str, body: str) -> subprocess.Popen[str]:
+    """Start what `run_in_another_process` runs, without waiting; its stdout is a pipe."""
+    return subprocess.Popen(
+        [sys.executable, "-c", _script(spec, body)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=child_environment(),
+    )
+
+
+def _script(spec: str, body: str) -> str:
     module, _, attribute = spec.partition(":")
-    script = (
+    return (
         "import asyncio, importlib, inspect, uuid\n"
         "import taskq\n"
         f"factory = importlib.import_module({module!r})\n"
@@ -140,6 +161,23 @@ def run_in_another_process(spec: str, body: str, timeout: float) -> None:
         "    await instance.shutdown()\n"
         "asyncio.run(main())\n"
     )
-    subprocess.run(
-        [sys.executable, "-c", script], check=True, timeout=timeout, env=child_environment()
-    )
+
+
+#: Seconds a consumer's messages may take to come back beyond its lease (a look for
+#: expired leases, a read that was waiting, a loaded machine).
+LEASE_MARGIN = 5.0
+
+
+def lease_of(broker: AsyncBroker) -> float:
+    """The broker's ``lease_s``: seconds after which a gone consumer's messages come back.
+
+    Fails the test, saying what is missing, when a broker declaring ``redelivery`` has none.
+    """
+    lease = getattr(broker, "lease_s", None)
+    if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not lease > 0:
+        pytest.fail(
+            "a broker declaring 'redelivery' states in a positive `lease_s` attribute how many "
+            "seconds after its consumer is gone a message it held goes to another consumer "
+            f"(got {lease!r}); the factory may set it short so that the suite runs fast"
+        )
+    return float(lease)

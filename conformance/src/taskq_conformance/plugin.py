@@ -16,6 +16,7 @@ import pytest
 # Nothing from taskq is imported here: pytest loads this plugin before coverage starts, and the
 # implementations under test (taskq's own included) must be measured from their first line.
 from taskq_conformance import hookspecs
+from taskq_conformance.settings import Settings, add_options, read_settings
 from taskq_conformance.targets import HOW_TO, KINDS, Target, make_instance, resolve_target
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -26,6 +27,10 @@ SUITES = {
     "suite_event_store.py": "event_store",
     "suite_limiter.py": "limiter",
     "suite_unique_store.py": "unique_store",
+    "suite_broker_leases.py": "broker",
+    "suite_broker_model.py": "broker",
+    "suite_result_backend_model.py": "result_backend",
+    "suite_schedule_source_model.py": "schedule_source",
 }
 _TARGETS = pytest.StashKey[dict[str, Target | None]]()
 _CAPABILITIES = pytest.StashKey[dict[str, frozenset[str]]]()
@@ -54,6 +59,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="file listing known failures by test id, one a line (strict xfail)",
     )
+    add_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -339,3 +345,9 @@ def taskq_new_unique_store(
     from taskq_conformance.instances import started  # late: see the module's imports
 
     return lambda: started(taskq_unique_store_target)
+
+
+@pytest.fixture(scope="session")
+def taskq_settings(request: pytest.FixtureRequest) -> Settings:
+    """The timing tolerance and the model checks' budget and seed of this run."""
+    return read_settings(request.config)

@@ -27,11 +27,14 @@ from taskq.exceptions import InspectUnsupportedError
 from taskq.inspection import QueueInspection
 from taskq_conformance.instances import (
     FACTORY_CONTRACT,
+    LEASE_MARGIN,
     NewBroker,
+    lease_of,
     payload,
     run_in_another_process,
     settle,
 )
+from taskq_conformance.settings import Settings
 from taskq_conformance.targets import Target
 
 #: Seconds a broker may take to deliver what the suite waits for.
@@ -276,27 +279,28 @@ async def test_reject(taskq_new_broker: NewBroker) -> None:
 async def test_redelivery_after_the_consumer_is_gone(taskq_new_broker: NewBroker) -> None:
     marker = uuid.uuid4().hex.encode()
     async with taskq_new_broker() as broker, inbox(broker) as box:
+        window = 2 * lease_of(broker) + LEASE_MARGIN
         await broker.kick(raw_message(marker))
         (item,) = await box.take(1)
         assert payload(item) == marker
         # taken, never acknowledged: now the consumer goes away
     async with taskq_new_broker() as broker, inbox(broker) as box:
-        deadline = time.monotonic() + DELIVERY_TIMEOUT
+        deadline = time.monotonic() + window
         while (item := await box.next(deadline - time.monotonic())) is not None:
             await settle(item)
             if payload(item) == marker:
                 return
         pytest.fail(
-            f"a message taken but not acknowledged was not redelivered in {DELIVERY_TIMEOUT} s "
-            "to a second broker made by the factory: either the broker loses unacknowledged "
-            f"messages, or the second broker does not reach the first one's queue; "
-            f"{FACTORY_CONTRACT}"
+            f"a message taken but not acknowledged was not redelivered in {window:g} s (twice "
+            "the lease_s, plus a margin) to a second broker made by the factory: either the "
+            "broker loses unacknowledged messages, or the second broker does not reach the "
+            f"first one's queue; {FACTORY_CONTRACT}"
         )
 
 
 @pytest.mark.taskq_requires(Capability.DELAY)
-async def test_delay(taskq_new_broker: NewBroker) -> None:
-    delay = 1.0
+async def test_delay(taskq_new_broker: NewBroker, taskq_settings: Settings) -> None:
+    delay, tolerance = 1.0, taskq_settings.tolerance
     async with taskq_new_broker() as broker, inbox(broker) as box:
         sent_at = time.monotonic()
         await broker.kick(raw_message(b"later", delay=delay))
@@ -307,6 +311,10 @@ async def test_delay(taskq_new_broker: NewBroker) -> None:
         elapsed = time.monotonic() - sent_at
         assert elapsed >= delay * 0.9, (
             f"delivered after {elapsed:.2f} s, before the {delay} s delay"
+        )
+        assert elapsed <= delay + tolerance, (
+            f"a message delayed {delay} s was delivered after {elapsed:.2f} s, later than the "
+            f"timing tolerance of {tolerance} s allows (--taskq-timing-tolerance)"
         )
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from taskq import Capability, TaskiqError, TaskiqResult, TaskProgress, TaskState
 from taskq_conformance.instances import FACTORY_CONTRACT, NewBackend, run_in_another_process
+from taskq_conformance.settings import Settings
 from taskq_conformance.targets import Target
 
 #: Seconds the suite allows for what must happen "now" (a wake-up, a write by another process).
@@ -95,6 +96,31 @@ async def test_one_mebibyte_results(taskq_new_result_backend: NewBackend) -> Non
         assert (await backend.get_result(task_id)).return_value == value
 
 
+async def test_wait_ready_returns_in_time(
+    taskq_new_result_backend: NewBackend, taskq_settings: Settings
+) -> None:
+    timeout, tolerance = 1.0, taskq_settings.tolerance
+    async with taskq_new_result_backend() as backend:
+        # a check interval far past the timeout: the wait must still end at its timeout
+        started = time.monotonic()
+        try:
+            ready = await asyncio.wait_for(
+                backend.wait_ready(new_id(), timeout, 60), timeout + tolerance + PROMPT
+            )
+        except asyncio.TimeoutError:
+            pytest.fail(
+                f"a {timeout} s wait had not returned after {time.monotonic() - started:.2f} s: "
+                "does wait_ready sleep a whole check interval past its timeout?"
+            )
+        took = time.monotonic() - started
+        assert ready is False, "waiting for an id never stored reported it ready"
+        assert took >= timeout - 0.05, f"a {timeout} s wait gave up after {took:.2f} s"
+        assert took <= timeout + tolerance, (
+            f"a {timeout} s wait returned after {took:.2f} s, later than the timing tolerance "
+            f"of {tolerance} s allows (--taskq-timing-tolerance)"
+        )
+
+
 # -- undeclared capabilities fail loudly -------------------------------------------------------
 
 
@@ -136,7 +162,10 @@ async def test_ttl(taskq_new_result_backend: NewBackend) -> None:
 
 
 @pytest.mark.taskq_requires(Capability.NOTIFY)
-async def test_notify_wakes_a_waiter_without_polling(taskq_new_result_backend: NewBackend) -> None:
+async def test_notify_wakes_a_waiter_without_polling(
+    taskq_new_result_backend: NewBackend, taskq_settings: Settings
+) -> None:
+    tolerance = taskq_settings.tolerance
     async with taskq_new_result_backend() as backend:
         task_id = new_id()
         # a check interval far longer than the test: only a notification can wake the waiter
@@ -148,8 +177,13 @@ async def test_notify_wakes_a_waiter_without_polling(taskq_new_result_backend: N
             ready = await asyncio.wait_for(waiter, PROMPT)
         except asyncio.TimeoutError:
             pytest.fail(f"the waiter was not woken within {PROMPT} s of the result being stored")
+        woken_after = time.monotonic() - stored_at
         assert ready is True
-        assert time.monotonic() - stored_at < PROMPT
+        assert woken_after <= tolerance, (
+            f"the waiter was woken {woken_after:.2f} s after the result was stored: a "
+            f"notification takes less than the timing tolerance, {tolerance} s "
+            "(--taskq-timing-tolerance)"
+        )
 
 
 @pytest.mark.taskq_requires(Capability.CROSS_PROCESS)

@@ -184,6 +184,34 @@ async def test_shutdown_hands_back_what_the_worker_held(new_broker, redis_url, r
     assert started.data in {m.data for m in received}
 
 
+async def test_a_listen_still_starting_at_shutdown_does_not_begin(new_broker, monkeypatch):
+    # a listen() whose start (creating the consumer group) outlives a shutdown must end, not
+    # start consuming on a connection it opens again
+    broker = await new_broker()
+    creating, finish = asyncio.Event(), asyncio.Event()
+    create_groups = broker.create_groups
+
+    async def slow_create_groups() -> None:
+        creating.set()
+        await finish.wait()
+        await create_groups()
+
+    monkeypatch.setattr(broker, "create_groups", slow_create_groups)
+
+    async def consume() -> None:
+        async for _ in broker.listen():
+            pass
+
+    listening = asyncio.create_task(consume())
+    await creating.wait()
+    await broker.shutdown()
+    finish.set()
+    done, _ = await asyncio.wait({listening}, timeout=5)
+    listening.cancel()
+    assert done, "listen() went on after shutdown"
+    assert not broker._consumers
+
+
 async def test_delayed_messages_wait_and_are_moved_once_by_many_workers(new_broker):
     client = await new_broker(worker=False)
     workers = [await new_broker(delay_check_interval_s=0.05) for _ in range(3)]

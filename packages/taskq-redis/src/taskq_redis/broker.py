@@ -199,6 +199,7 @@ class RedisStreamBroker(AsyncBroker):
         self._consumer_numbers = itertools.count(1)
         self._mover: asyncio.Task[None] | None = None
         self._mover_stop = asyncio.Event()
+        self._stopping = False
 
     @property
     def lease_ms(self) -> int:
@@ -263,6 +264,7 @@ class RedisStreamBroker(AsyncBroker):
             raise unavailable(
                 RedisBrokerUnavailableError, "connect", self.reconnector.server, exc
             ) from exc
+        self._stopping = False
         await super().startup()
 
     async def shutdown(self) -> None:
@@ -275,6 +277,7 @@ class RedisStreamBroker(AsyncBroker):
         answer for ``HAND_BACK_TIMEOUT_S``, they stay pending and another worker takes them
         over when their lease expires.
         """
+        self._stopping = True  # a listen() still starting must not begin consuming now
         consumers, self._consumers = self._consumers, []
         for consumer in consumers:
             await consumer.close()
@@ -382,6 +385,8 @@ class RedisStreamBroker(AsyncBroker):
         The first ``listen()`` also starts moving due delayed messages.
         """
         await self.create_groups()
+        if self._stopping:
+            return
         if self._mover is None:
             self._mover_stop = asyncio.Event()
             self._mover = asyncio.ensure_future(
