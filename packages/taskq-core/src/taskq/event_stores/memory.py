@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import heapq
-import itertools
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from taskq.abc.event_store import DEFAULT_FAILURES, AsyncEventStore
 from taskq.task_events import (
     LATEST_TASKS,
     EventKind,
+    EventRow,
     MinuteRate,
     Retention,
     TaskEvent,
@@ -22,6 +21,7 @@ from taskq.task_events import (
     TaskQuery,
     TaskSummary,
     WorkerHeartbeat,
+    WorkerId,
     WorkerStatus,
     last_minutes,
     minute_of,
@@ -29,36 +29,43 @@ from taskq.task_events import (
     read_cursor,
 )
 
+#: A retained event: time, write sequence, worker id (as text), kind (its value), task id, task
+#: name and the other fields set. Only strings and numbers: the garbage collector stops
+#: tracking such tuples, so a full store does not slow the collections of the process down.
+_Entry = tuple[float, int, str, str, str, str, dict[str, Any]]
 
-@dataclass
+
+@dataclass(slots=True)
 class _Task:
-    """A task's retained events as (time, sequence, event), in order, and its summary.
+    """A task's retained events, in order (its `TaskEvent` objects are built when asked for).
 
     ``created`` is the sequence of its first event written: older entries elsewhere (a
     failure) belong to an earlier, dropped task of the same id.
     """
 
     created: int
-    events: list[tuple[float, int, TaskEvent]] = field(default_factory=list)
-    summary: TaskSummary | None = None
+    events: list[_Entry] = field(default_factory=list)
+
+    def summary(self) -> TaskSummary:
+        """The task as its latest event leaves it."""
+        first_time, latest = self.events[0][0], self.events[-1]
+        at, _, worker, kind, task_id, task_name, details = latest
+        return TaskSummary(
+            task_id=task_id,
+            task_name=task_name,
+            state=EventKind(kind),
+            worker=WorkerId.parse(worker),
+            first_time=first_time,
+            last_time=at,
+            duration=details.get("duration"),
+            error_type=details.get("error_type"),
+            error_message=details.get("error_message"),
+        )
 
 
-def summarize(task: TaskSummary | None, event: TaskEvent, is_latest: bool) -> TaskSummary:
-    """The summary of a task after ``event`` (the task's latest one when ``is_latest``)."""
-    first_time = event.time if task is None else min(task.first_time, event.time)
-    if task is not None and not is_latest:
-        return dataclasses.replace(task, first_time=first_time)
-    return TaskSummary(
-        task_id=event.task_id,
-        task_name=event.task_name,
-        state=event.kind,
-        worker=event.worker,
-        first_time=first_time,
-        last_time=event.time,
-        duration=event.duration,
-        error_type=event.error_type,
-        error_message=event.error_message,
-    )
+def _event(entry: _Entry) -> TaskEvent:
+    at, _, worker, kind, task_id, task_name, details = entry
+    return TaskEvent(EventKind(kind), task_id, task_name, WorkerId.parse(worker), at, **details)
 
 
 class InMemoryEventStore(AsyncEventStore):
@@ -70,14 +77,14 @@ class InMemoryEventStore(AsyncEventStore):
 
     def __init__(self, retention: Retention | None = None) -> None:
         self.retention = retention or Retention()
-        self._sequence = itertools.count()
+        self._written = 0  # the sequence of the next event
         self._tasks: dict[str, _Task] = {}
         self._total = 0
         # (last time, last sequence, task id) of every task's latest event; stale entries are
         # skipped when popped.
         self._by_age: list[tuple[float, int, str]] = []
-        self._failures: list[tuple[float, int, TaskEvent]] = []
-        self._rates: dict[int, Counter[EventKind]] = {}
+        self._failures: list[_Entry] = []
+        self._rates: dict[int, dict[EventKind, int]] = {}
         self._minutes: list[int] = []  # the keys of _rates, as a heap
         self._workers: dict[str, WorkerHeartbeat] = {}
 
@@ -86,31 +93,50 @@ class InMemoryEventStore(AsyncEventStore):
     ) -> None:
         """Record the batch, then drop what the retention no longer allows."""
         for event in events:
-            self._add(event)
+            self._add(str(event.worker), event.as_row())
+        self._finish_write(heartbeats)
+
+    async def write_rows(
+        self,
+        worker: WorkerId,
+        rows: Sequence[EventRow],
+        heartbeats: Sequence[WorkerHeartbeat] = (),
+    ) -> None:
+        """Record the rows as they are (events are built when a query asks for them)."""
+        worker_id = str(worker)
+        for row in rows:
+            self._add(worker_id, row)
+        self._finish_write(heartbeats)
+
+    def _finish_write(self, heartbeats: Sequence[WorkerHeartbeat]) -> None:
         for heartbeat in heartbeats:
             known = self._workers.get(str(heartbeat.worker))
             if known is None or known.time <= heartbeat.time:
                 self._workers[str(heartbeat.worker)] = heartbeat
         self._retain(time.time())
 
-    def _add(self, event: TaskEvent) -> None:
-        sequence = next(self._sequence)
-        task = self._tasks.get(event.task_id)
+    def _add(self, worker: str, row: EventRow) -> None:
+        kind, task_id, task_name, at, details = row
+        sequence = self._written
+        self._written += 1
+        task = self._tasks.get(task_id)
         if task is None:
-            task = self._tasks[event.task_id] = _Task(created=sequence)
-        entry = (event.time, sequence, event)
-        bisect.insort(task.events, entry, key=lambda item: item[:2])
-        is_latest = task.events[-1] is entry
-        task.summary = summarize(task.summary, event, is_latest)
-        if is_latest:
-            heapq.heappush(self._by_age, (event.time, sequence, event.task_id))
-        if event.kind is EventKind.FAILED:
+            task = self._tasks[task_id] = _Task(sequence)
+        events = task.events
+        entry = (at, sequence, worker, kind.value, task_id, task_name, details)
+        if not events or events[-1][0] <= at:
+            events.append(entry)
+            heapq.heappush(self._by_age, (at, sequence, task_id))
+        else:
+            bisect.insort(events, entry, key=lambda item: item[:2])
+        if kind is EventKind.FAILED:
             self._failures.append(entry)
-        minute = minute_of(event.time)
-        if minute not in self._rates:
-            self._rates[minute] = Counter()
+        minute = minute_of(at)
+        counts = self._rates.get(minute)
+        if counts is None:
+            counts = self._rates[minute] = {}
             heapq.heappush(self._minutes, minute)
-        self._rates[minute][event.kind] += 1
+        counts[kind] = counts.get(kind, 0) + 1
         self._total += 1
 
     def _retain(self, now: float) -> None:
@@ -136,27 +162,27 @@ class InMemoryEventStore(AsyncEventStore):
             if heartbeat.time < oldest_allowed:
                 del self._workers[worker]
 
-    def _retained(self, entry: tuple[float, int, TaskEvent]) -> bool:
-        task = self._tasks.get(entry[2].task_id)
+    def _retained(self, entry: _Entry) -> bool:
+        task = self._tasks.get(entry[4])
         return task is not None and task.created <= entry[1]
 
     async def task_events(self, task_id: str) -> list[TaskEvent]:
         """Every retained event of ``task_id``, in order."""
         task = self._tasks.get(task_id)
-        return [] if task is None else [event for _, _, event in task.events]
+        return [] if task is None else [_event(entry) for entry in task.events]
 
     async def tasks(self, query: TaskQuery = LATEST_TASKS) -> TaskPage:
         """The matching tasks, latest first, one page of them."""
         after = None if query.cursor is None else read_cursor(query.cursor)
         found = sorted(
-            (task.summary for task in self._tasks.values() if task.summary is not None),
-            key=lambda summary: (summary.last_time, summary.task_id),
+            ((task.events[-1][0], task_id) for task_id, task in self._tasks.items()),
             reverse=True,
         )
         page: list[TaskSummary] = []
-        for summary in found:
-            if after is not None and (summary.last_time, summary.task_id) >= after:
+        for key in found:
+            if after is not None and key >= after:
                 continue
+            summary = self._tasks[key[1]].summary()
             if query.matches(summary):
                 if len(page) == query.limit:
                     return TaskPage(page, page_cursor(page[-1]))
@@ -166,7 +192,7 @@ class InMemoryEventStore(AsyncEventStore):
     async def failures(self, limit: int = DEFAULT_FAILURES) -> list[TaskEvent]:
         """The latest ``failed`` events, newest first."""
         latest = heapq.nlargest(limit, self._failures, key=lambda item: item[:2])
-        return [event for _, _, event in latest]
+        return [_event(entry) for entry in latest]
 
     async def rates(self, minutes: int, now: float | None = None) -> list[MinuteRate]:
         """Event counts per minute for the last ``minutes`` minutes, oldest first."""
