@@ -120,11 +120,11 @@ async def test_a_task_leaves_the_indexes_of_its_earlier_state_and_worker(
         await store.write_rows(
             other,
             [
-                (EventKind.RECEIVED, "t", "job", now + 1, {}),
-                (EventKind.FAILED, "t", "job", now + 2, {"duration": 0.5, "error_type": "E"}),
+                ("received", "t", "job", now + 1, ()),
+                ("failed", "t", "job", now + 2, (("duration", 0.5), ("error_type", "E"))),
             ],
         )
-        await store.write_rows(WORKER, [(EventKind.RETRIED, "t", "job", now + 0.5, {})])
+        await store.write_rows(WORKER, [("retried", "t", "job", now + 0.5, ())])
 
         def members(*parts: str) -> list[bytes]:
             return raw_redis.zrange(":".join((redis_prefix, *parts)), 0, -1)

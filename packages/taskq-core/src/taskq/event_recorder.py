@@ -42,6 +42,7 @@ FINISHED = frozenset(
     {EventKind.SUCCEEDED, EventKind.FAILED, EventKind.REJECTED, EventKind.CANCELLED}
 )
 
+_FINISHED_TEXT = frozenset(kind.value for kind in FINISHED)
 
 #: Makes the heartbeat of the worker that records (set by the receiver that runs the tasks).
 HeartbeatSource = Callable[["EventRecorder"], WorkerHeartbeat]
@@ -112,7 +113,9 @@ class EventRecorder:
         if len(buffer) >= self.max_buffered:
             buffer.popleft()
             self.dropped += 1
-        buffer.append((kind, task_id, task_name, time.time() if at is None else at, details))
+        at = time.time() if at is None else at
+        fields = tuple(details.items()) if details else ()
+        buffer.append((kind.value, task_id, task_name, at, fields))
         if len(buffer) == self.batch_size:
             self._wake.set()
 
@@ -245,9 +248,9 @@ class EventRecorder:
         """Count (``sign`` 1) or uncount (-1) the runs ``batch`` finishes, for the heartbeat."""
         for row in batch:
             kind = row[0]
-            if kind in FINISHED:
+            if kind in _FINISHED_TEXT:
                 self.processed += sign
-                self.failed += sign * (kind is EventKind.FAILED)
+                self.failed += sign * (kind == "failed")
 
     def _put_back(self, batch: list[EventRow]) -> None:
         """Return a batch the store refused to the front of the buffer, dropping the oldest."""

@@ -67,9 +67,11 @@ class WorkerId:
 
 
 #: An event as recorders buffer it and `AsyncEventStore.write_rows` takes it: kind, task id,
-#: task name, time and other `TaskEvent` fields by name (``duration``, ``error_type``, ...; None
-#: or absent: not set). Cheaper to make than a `TaskEvent`; stores build those when asked.
-EventRow = tuple[EventKind, str, str, float, dict[str, Any]]
+#: task name, time and the other `TaskEvent` fields that are set as (name, value) pairs.
+#: Cheaper to make than a `TaskEvent` (stores build those when asked), and made of strings,
+#: numbers and tuples only (the kind as its value): the garbage collector stops tracking such
+#: tuples, so rows waiting in a buffer or kept by a store do not slow its collections down.
+EventRow = tuple[str, str, str, float, tuple[tuple[str, Any], ...]]
 #: The `TaskEvent` fields an `EventRow` carries by name.
 _DETAILS = ("duration", "error_type", "error_message", "retry", "retry_delay")
 
@@ -112,14 +114,16 @@ class TaskEvent:
 
     def as_row(self) -> EventRow:
         """The event as an `EventRow` (its worker aside)."""
-        details = {key: getattr(self, key) for key in _DETAILS if getattr(self, key) is not None}
-        return (self.kind, self.task_id, self.task_name, self.time, details)
+        details = tuple(
+            (key, getattr(self, key)) for key in _DETAILS if getattr(self, key) is not None
+        )
+        return (self.kind.value, self.task_id, self.task_name, self.time, details)
 
     @classmethod
     def from_row(cls, worker: WorkerId, row: EventRow) -> TaskEvent:
         """The event of ``row``, recorded by ``worker``."""
         kind, task_id, task_name, at, details = row
-        return cls(kind, task_id, task_name, worker, at, **details)
+        return cls(EventKind(kind), task_id, task_name, worker, at, **dict(details))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TaskEvent:

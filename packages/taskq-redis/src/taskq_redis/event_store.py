@@ -402,7 +402,7 @@ def from_url(url: str) -> RedisEventStore:
 
 
 #: A batch's event as `_by_task` groups it: time, kind, task name, worker id, JSON.
-_Written = tuple[float, EventKind, str, str, str]
+_Written = tuple[float, str, str, str, str]
 
 
 def _by_task(
@@ -420,7 +420,7 @@ def _by_task(
             "worker": worker,
             "time": at,
         }
-        for key, value in details.items():
+        for key, value in details:
             if value is not None:
                 data[key] = value
         task = tasks.get(task_id)
@@ -444,7 +444,7 @@ def _header(task_id: str, task: list[_Written]) -> list[Any]:
     failed = [
         [place, repr(item[0])]
         for place, item in enumerate(task, start=1)
-        if item[1] is EventKind.FAILED
+        if item[1] == EventKind.FAILED.value
     ]
     return [task_id, task_name, kind, worker, repr(at), repr(first), latest + 1, len(task), failed]
 

@@ -30,9 +30,9 @@ from taskq.task_events import (
 )
 
 #: A retained event: time, write sequence, worker id (as text), kind (its value), task id, task
-#: name and the other fields set. Only strings and numbers: the garbage collector stops
-#: tracking such tuples, so a full store does not slow the collections of the process down.
-_Entry = tuple[float, int, str, str, str, str, dict[str, Any]]
+#: name and the other fields set, as in an `EventRow`: the garbage collector stops tracking
+#: such tuples, so a full store does not slow down the collections of the process.
+_Entry = tuple[float, int, str, str, str, str, tuple[tuple[str, Any], ...]]
 
 
 @dataclass(slots=True)
@@ -50,6 +50,7 @@ class _Task:
         """The task as its latest event leaves it."""
         first_time, latest = self.events[0][0], self.events[-1]
         at, _, worker, kind, task_id, task_name, details = latest
+        fields = dict(details)
         return TaskSummary(
             task_id=task_id,
             task_name=task_name,
@@ -57,15 +58,17 @@ class _Task:
             worker=WorkerId.parse(worker),
             first_time=first_time,
             last_time=at,
-            duration=details.get("duration"),
-            error_type=details.get("error_type"),
-            error_message=details.get("error_message"),
+            duration=fields.get("duration"),
+            error_type=fields.get("error_type"),
+            error_message=fields.get("error_message"),
         )
 
 
 def _event(entry: _Entry) -> TaskEvent:
     at, _, worker, kind, task_id, task_name, details = entry
-    return TaskEvent(EventKind(kind), task_id, task_name, WorkerId.parse(worker), at, **details)
+    return TaskEvent(
+        EventKind(kind), task_id, task_name, WorkerId.parse(worker), at, **dict(details)
+    )
 
 
 class InMemoryEventStore(AsyncEventStore):
@@ -82,9 +85,9 @@ class InMemoryEventStore(AsyncEventStore):
         self._total = 0
         # (last time, last sequence, task id) of every task's latest event; stale entries are
         # skipped when popped.
-        self._by_age: list[tuple[float, int, str]] = []
+        self._by_age: list[_Entry] = []
         self._failures: list[_Entry] = []
-        self._rates: dict[int, dict[EventKind, int]] = {}
+        self._rates: dict[int, dict[str, int]] = {}  # counts by kind value
         self._minutes: list[int] = []  # the keys of _rates, as a heap
         self._workers: dict[str, WorkerHeartbeat] = {}
 
@@ -93,7 +96,7 @@ class InMemoryEventStore(AsyncEventStore):
     ) -> None:
         """Record the batch, then drop what the retention no longer allows."""
         for event in events:
-            self._add(str(event.worker), event.as_row())
+            self._add(str(event.worker), [event.as_row()])
         self._finish_write(heartbeats)
 
     async def write_rows(
@@ -103,9 +106,7 @@ class InMemoryEventStore(AsyncEventStore):
         heartbeats: Sequence[WorkerHeartbeat] = (),
     ) -> None:
         """Record the rows as they are (events are built when a query asks for them)."""
-        worker_id = str(worker)
-        for row in rows:
-            self._add(worker_id, row)
+        self._add(str(worker), rows)
         self._finish_write(heartbeats)
 
     def _finish_write(self, heartbeats: Sequence[WorkerHeartbeat]) -> None:
@@ -115,37 +116,44 @@ class InMemoryEventStore(AsyncEventStore):
                 self._workers[str(heartbeat.worker)] = heartbeat
         self._retain(time.time())
 
-    def _add(self, worker: str, row: EventRow) -> None:
-        kind, task_id, task_name, at, details = row
+    def _add(self, worker: str, rows: Sequence[EventRow]) -> None:
+        """Add the rows ``worker`` recorded; a task whose latest event changed goes on the heap."""
+        tasks, rates = self._tasks, self._rates
+        latest: dict[str, _Task] = {}
         sequence = self._written
-        self._written += 1
-        task = self._tasks.get(task_id)
-        if task is None:
-            task = self._tasks[task_id] = _Task(sequence)
-        events = task.events
-        entry = (at, sequence, worker, kind.value, task_id, task_name, details)
-        if not events or events[-1][0] <= at:
-            events.append(entry)
-            heapq.heappush(self._by_age, (at, sequence, task_id))
-        else:
-            bisect.insort(events, entry, key=lambda item: item[:2])
-        if kind is EventKind.FAILED:
-            self._failures.append(entry)
-        minute = minute_of(at)
-        counts = self._rates.get(minute)
-        if counts is None:
-            counts = self._rates[minute] = {}
-            heapq.heappush(self._minutes, minute)
-        counts[kind] = counts.get(kind, 0) + 1
-        self._total += 1
+        for kind, task_id, task_name, at, details in rows:
+            task = tasks.get(task_id)
+            if task is None:
+                task = tasks[task_id] = _Task(sequence)
+            entry = (at, sequence, worker, kind, task_id, task_name, details)
+            sequence += 1
+            events = task.events
+            if not events or events[-1][0] <= at:
+                events.append(entry)
+                latest[task_id] = task
+            else:
+                bisect.insort(events, entry, key=lambda item: item[:2])
+            if kind == "failed":
+                self._failures.append(entry)
+            minute = minute_of(at)
+            counts = rates.get(minute)
+            if counts is None:
+                counts = rates[minute] = {}
+                heapq.heappush(self._minutes, minute)
+            counts[kind] = counts.get(kind, 0) + 1
+        self._total += sequence - self._written
+        self._written = sequence
+        for task in latest.values():
+            heapq.heappush(self._by_age, task.events[-1])
 
     def _retain(self, now: float) -> None:
         oldest_allowed = now - self.retention.max_age
         dropped = False
         while self._by_age:
-            last_time, sequence, task_id = self._by_age[0]
+            entry = self._by_age[0]
+            last_time, task_id = entry[0], entry[4]
             task = self._tasks.get(task_id)
-            if task is None or task.events[-1][:2] != (last_time, sequence):
+            if task is None or task.events[-1] is not entry:  # no longer its latest event
                 heapq.heappop(self._by_age)
             elif self._total > self.retention.max_events or last_time < oldest_allowed:
                 heapq.heappop(self._by_age)
@@ -197,7 +205,10 @@ class InMemoryEventStore(AsyncEventStore):
     async def rates(self, minutes: int, now: float | None = None) -> list[MinuteRate]:
         """Event counts per minute for the last ``minutes`` minutes, oldest first."""
         starts = last_minutes(minutes, time.time() if now is None else now)
-        return [MinuteRate(start, dict(self._rates.get(start, {}))) for start in starts]
+        return [
+            MinuteRate(start, {EventKind(k): n for k, n in self._rates.get(start, {}).items()})
+            for start in starts
+        ]
 
     async def workers(self, stale_after: float, now: float | None = None) -> list[WorkerStatus]:
         """Each retained worker's latest heartbeat, ordered by worker id."""
