@@ -6,7 +6,6 @@ import bisect
 import heapq
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from taskq.abc.event_store import DEFAULT_FAILURES, AsyncEventStore
@@ -35,33 +34,21 @@ from taskq.task_events import (
 _Entry = tuple[float, int, str, str, str, str, tuple[tuple[str, Any], ...]]
 
 
-@dataclass(slots=True)
-class _Task:
-    """A task's retained events, in order (its `TaskEvent` objects are built when asked for).
-
-    ``created`` is the sequence of its first event written: older entries elsewhere (a
-    failure) belong to an earlier, dropped task of the same id.
-    """
-
-    created: int
-    events: list[_Entry] = field(default_factory=list)
-
-    def summary(self) -> TaskSummary:
-        """The task as its latest event leaves it."""
-        first_time, latest = self.events[0][0], self.events[-1]
-        at, _, worker, kind, task_id, task_name, details = latest
-        fields = dict(details)
-        return TaskSummary(
-            task_id=task_id,
-            task_name=task_name,
-            state=EventKind(kind),
-            worker=WorkerId.parse(worker),
-            first_time=first_time,
-            last_time=at,
-            duration=fields.get("duration"),
-            error_type=fields.get("error_type"),
-            error_message=fields.get("error_message"),
-        )
+def _summary(events: tuple[_Entry, ...]) -> TaskSummary:
+    """A task as its latest event leaves it (``events``: the task's, in order)."""
+    at, _, worker, kind, task_id, task_name, details = events[-1]
+    fields = dict(details)
+    return TaskSummary(
+        task_id=task_id,
+        task_name=task_name,
+        state=EventKind(kind),
+        worker=WorkerId.parse(worker),
+        first_time=events[0][0],
+        last_time=at,
+        duration=fields.get("duration"),
+        error_type=fields.get("error_type"),
+        error_message=fields.get("error_message"),
+    )
 
 
 def _event(entry: _Entry) -> TaskEvent:
@@ -81,7 +68,11 @@ class InMemoryEventStore(AsyncEventStore):
     def __init__(self, retention: Retention | None = None) -> None:
         self.retention = retention or Retention()
         self._written = 0  # the sequence of the next event
-        self._tasks: dict[str, _Task] = {}
+        # Each task's events in order, as a tuple (replaced on each write), so that the
+        # collector stops tracking it too; and the sequence of the first event written of it:
+        # older entries elsewhere (a failure) belong to an earlier, dropped task of that id.
+        self._tasks: dict[str, tuple[_Entry, ...]] = {}
+        self._created: dict[str, int] = {}
         self._total = 0
         # (last time, last sequence, task id) of every task's latest event; stale entries are
         # skipped when popped.
@@ -119,20 +110,22 @@ class InMemoryEventStore(AsyncEventStore):
     def _add(self, worker: str, rows: Sequence[EventRow]) -> None:
         """Add the rows ``worker`` recorded; a task whose latest event changed goes on the heap."""
         tasks, rates = self._tasks, self._rates
-        latest: dict[str, _Task] = {}
+        latest: dict[str, _Entry] = {}
         sequence = self._written
         for kind, task_id, task_name, at, details in rows:
-            task = tasks.get(task_id)
-            if task is None:
-                task = tasks[task_id] = _Task(sequence)
             entry = (at, sequence, worker, kind, task_id, task_name, details)
-            sequence += 1
-            events = task.events
-            if not events or events[-1][0] <= at:
-                events.append(entry)
-                latest[task_id] = task
+            events = tasks.get(task_id)
+            if events is None:
+                self._created[task_id] = sequence
+                tasks[task_id] = (entry,)
+                latest[task_id] = entry
+            elif events[-1][0] <= at:
+                tasks[task_id] = (*events, entry)
+                latest[task_id] = entry
             else:
-                bisect.insort(events, entry, key=lambda item: item[:2])
+                place = bisect.bisect_right(events, (at, sequence), key=lambda item: item[:2])
+                tasks[task_id] = (*events[:place], entry, *events[place:])
+            sequence += 1
             if kind == "failed":
                 self._failures.append(entry)
             minute = minute_of(at)
@@ -143,8 +136,8 @@ class InMemoryEventStore(AsyncEventStore):
             counts[kind] = counts.get(kind, 0) + 1
         self._total += sequence - self._written
         self._written = sequence
-        for task in latest.values():
-            heapq.heappush(self._by_age, task.events[-1])
+        for entry in latest.values():
+            heapq.heappush(self._by_age, entry)
 
     def _retain(self, now: float) -> None:
         oldest_allowed = now - self.retention.max_age
@@ -152,13 +145,13 @@ class InMemoryEventStore(AsyncEventStore):
         while self._by_age:
             entry = self._by_age[0]
             last_time, task_id = entry[0], entry[4]
-            task = self._tasks.get(task_id)
-            if task is None or task.events[-1] is not entry:  # no longer its latest event
+            events = self._tasks.get(task_id)
+            if events is None or events[-1] is not entry:  # no longer its latest event
                 heapq.heappop(self._by_age)
             elif self._total > self.retention.max_events or last_time < oldest_allowed:
                 heapq.heappop(self._by_age)
-                del self._tasks[task_id]
-                self._total -= len(task.events)
+                del self._tasks[task_id], self._created[task_id]
+                self._total -= len(events)
                 dropped = True
             else:
                 break
@@ -171,26 +164,25 @@ class InMemoryEventStore(AsyncEventStore):
                 del self._workers[worker]
 
     def _retained(self, entry: _Entry) -> bool:
-        task = self._tasks.get(entry[4])
-        return task is not None and task.created <= entry[1]
+        created = self._created.get(entry[4])
+        return created is not None and created <= entry[1]
 
     async def task_events(self, task_id: str) -> list[TaskEvent]:
         """Every retained event of ``task_id``, in order."""
-        task = self._tasks.get(task_id)
-        return [] if task is None else [_event(entry) for entry in task.events]
+        return [_event(entry) for entry in self._tasks.get(task_id, ())]
 
     async def tasks(self, query: TaskQuery = LATEST_TASKS) -> TaskPage:
         """The matching tasks, latest first, one page of them."""
         after = None if query.cursor is None else read_cursor(query.cursor)
         found = sorted(
-            ((task.events[-1][0], task_id) for task_id, task in self._tasks.items()),
+            ((events[-1][0], task_id) for task_id, events in self._tasks.items()),
             reverse=True,
         )
         page: list[TaskSummary] = []
         for key in found:
             if after is not None and key >= after:
                 continue
-            summary = self._tasks[key[1]].summary()
+            summary = _summary(self._tasks[key[1]])
             if query.matches(summary):
                 if len(page) == query.limit:
                     return TaskPage(page, page_cursor(page[-1]))
