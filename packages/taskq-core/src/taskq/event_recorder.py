@@ -42,6 +42,7 @@ FINISHED = frozenset(
     {EventKind.SUCCEEDED, EventKind.FAILED, EventKind.REJECTED, EventKind.CANCELLED}
 )
 
+#: The values of `FINISHED`, as rows hold them.
 _FINISHED_TEXT = frozenset(kind.value for kind in FINISHED)
 
 #: Makes the heartbeat of the worker that records (set by the receiver that runs the tasks).
