@@ -106,6 +106,28 @@ async def test_a_tasks_events_come_back_in_order(taskq_new_event_store: NewEvent
         assert await store.task_events(new_id()) == [], "an unknown task has no events"
 
 
+async def test_rows_are_kept_as_the_events_they_stand_for(
+    taskq_new_event_store: NewEventStore,
+) -> None:
+    async with taskq_new_event_store() as store:
+        task_id, start = new_id(), later()
+        events = [
+            event(EventKind.RECEIVED, task_id, start + 1),
+            event(EventKind.STARTED, task_id, start + 1),
+            event(EventKind.RETRIED, task_id, start + 2, retry=1, retry_delay=0.5),
+            event(EventKind.FAILED, task_id, start + 3, duration=0.25, error_type="E"),
+        ]
+        await store.write([event(EventKind.SENT, task_id, start + 4)])  # a late-written sender
+        await store.write_rows(WORKER, [item.as_row() for item in events])
+        assert await store.task_events(task_id) == [
+            *events,
+            event(EventKind.SENT, task_id, start + 4),
+        ], "write_rows must keep the events its rows stand for, as write does"
+        (summary,) = await all_tasks(store, TaskQuery(name="tasks:add", since=start))
+        assert (summary.state, summary.last_time) == (EventKind.SENT, start + 4)
+        assert (await store.failures(1))[0] == events[3], "a failed row is a failure"
+
+
 async def test_many_events_in_many_batches_are_all_kept(
     taskq_new_event_store: NewEventStore,
 ) -> None:

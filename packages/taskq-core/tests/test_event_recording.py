@@ -13,7 +13,7 @@ from taskq.event_recorder import EventRecorder
 from taskq.event_stores import InMemoryEventStore
 from taskq.exceptions import EventStoreError, TaskCancelledError, TaskRejectedError
 from taskq.message import TaskiqMessage
-from taskq.task_events import EventKind, TaskEvent, TaskQuery, WorkerHeartbeat
+from taskq.task_events import EventKind, EventRow, TaskQuery, WorkerHeartbeat, WorkerId
 from taskq.testing import eventually
 from taskq_inmemory import InMemoryBroker
 
@@ -82,13 +82,16 @@ class FlakyStore(InMemoryEventStore):
         self.down = False
         self.writes = 0
 
-    async def write(
-        self, events: Sequence[TaskEvent], heartbeats: Sequence[WorkerHeartbeat] = ()
+    async def write_rows(
+        self,
+        worker: WorkerId,
+        rows: Sequence[EventRow],
+        heartbeats: Sequence[WorkerHeartbeat] = (),
     ) -> None:
         if self.down:
             raise EventStoreError("the store is down")
         self.writes += 1
-        await super().write(events, heartbeats)
+        await super().write_rows(worker, rows, heartbeats)
 
 
 async def test_events_are_written_in_batches_not_one_by_one() -> None:
@@ -137,8 +140,11 @@ async def test_close_writes_what_is_buffered_and_a_last_heartbeat() -> None:
 class HangingStore(InMemoryEventStore):
     """Never answers a write."""
 
-    async def write(
-        self, events: Sequence[TaskEvent], heartbeats: Sequence[WorkerHeartbeat] = ()
+    async def write_rows(
+        self,
+        worker: WorkerId,
+        rows: Sequence[EventRow],
+        heartbeats: Sequence[WorkerHeartbeat] = (),
     ) -> None:
         await asyncio.Event().wait()
 

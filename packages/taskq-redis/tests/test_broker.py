@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from taskq import BrokerMessage, Capability, Receiver
+from taskq import BrokerMessage, Capability, Receiver, TaskiqMessage
+from taskq.event_stores import InMemoryEventStore
+from taskq.task_events import EventKind
 from taskq_redis import (
     InvalidLabelError,
     RedisStreamBroker,
@@ -168,6 +170,34 @@ async def test_a_message_delivered_too_often_goes_to_the_dead_letters(new_broker
     assert "delivered 2 times" in letter.reason
     assert letter.deliveries == 2
     assert pending(raw_redis, broker) == 0
+
+
+async def test_a_message_dead_lettered_after_max_deliveries_is_recorded_as_rejected(
+    redis_url, redis_prefix, raw_redis
+):
+    store = InMemoryEventStore()
+    broker = RedisStreamBroker(redis_url, key_prefix=redis_prefix, lease_s=0.3, max_deliveries=2)
+    broker.with_event_store(store).is_worker_process = True
+    await broker.startup()
+    try:
+        await broker.create_groups()
+        await broker.kick(broker.formatter.dumps(TaskiqMessage("dead-task", "tasks:crash")))
+        stream = broker.keys.streams[0]
+        raw_redis.xreadgroup("taskq", "dead-1", {stream: ">"}, count=1)  # delivery 1
+        (entry_id,) = [
+            p["message_id"] for p in raw_redis.xpending_range(stream, "taskq", "-", "+", 5)
+        ]
+        raw_redis.xclaim(stream, "taskq", "dead-2", 0, [entry_id])  # delivery 2, dies too
+        await asyncio.sleep(0.4)
+        assert await nothing_comes(broker, 1.0)
+        assert broker.event_recorder is not None
+        await broker.event_recorder.flush()
+        (event,) = await store.task_events("dead-task")
+        assert (event.kind, event.task_name) == (EventKind.REJECTED, "tasks:crash")
+        assert event.error_type == "MaxDeliveriesExceeded"
+        assert "delivered 2 times" in (event.error_message or "")
+    finally:
+        await broker.shutdown()
 
 
 async def test_shutdown_hands_back_what_the_worker_held(new_broker, redis_url, redis_prefix):

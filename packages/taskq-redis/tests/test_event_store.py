@@ -107,3 +107,39 @@ async def test_queries_pages_rates_workers_and_age(redis_url: str, redis_prefix:
         assert await store.task_events("old") == []
     finally:
         await store.shutdown()
+
+
+async def test_a_task_leaves_the_indexes_of_its_earlier_state_and_worker(
+    redis_url: str, redis_prefix: str, raw_redis: Any
+) -> None:
+    store = RedisEventStore(redis_url, prefix=redis_prefix)
+    await store.startup()
+    try:
+        now, other = time.time(), WorkerId("elsewhere", 2, 1)
+        await store.write([TaskEvent(EventKind.SENT, "t", "job", WORKER, now)])
+        await store.write_rows(
+            other,
+            [
+                ("received", "t", "job", now + 1, ()),
+                ("failed", "t", "job", now + 2, (("duration", 0.5), ("error_type", "E"))),
+            ],
+        )
+        await store.write_rows(WORKER, [("retried", "t", "job", now + 0.5, ())])
+
+        def members(*parts: str) -> list[bytes]:
+            return raw_redis.zrange(":".join((redis_prefix, *parts)), 0, -1)
+
+        assert members("state", "sent") == []
+        assert members("worker", str(WORKER)) == []
+        assert members("state", "failed") == [b"t"]
+        assert members("worker", str(other)) == [b"t"]
+        (summary,) = (await store.tasks()).tasks
+        assert (summary.state, summary.worker, summary.first_time) == (EventKind.FAILED, other, now)
+        assert summary.error_type == "E"
+        assert summary.duration == 0.5
+        kinds = [event.kind for event in await store.task_events("t")]
+        assert kinds == ["sent", "retried", "received", "failed"]
+        (failure,) = await store.failures()
+        assert (failure.worker, failure.time) == (other, now + 2)
+    finally:
+        await store.shutdown()

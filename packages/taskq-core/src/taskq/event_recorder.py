@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from taskq.task_events import EventKind, TaskEvent, WorkerHeartbeat, WorkerId
+from taskq.task_events import EventKind, EventRow, WorkerHeartbeat, WorkerId
 
 if TYPE_CHECKING:
     from taskq.abc.event_store import AsyncEventStore
@@ -42,8 +42,8 @@ FINISHED = frozenset(
     {EventKind.SUCCEEDED, EventKind.FAILED, EventKind.REJECTED, EventKind.CANCELLED}
 )
 
-#: An event as `EventRecorder.record` buffers it: kind, task id, task name, time, details.
-_Recorded = tuple[EventKind, str, str, float, dict[str, Any]]
+#: The values of `FINISHED`, as rows hold them.
+_FINISHED_TEXT = frozenset(kind.value for kind in FINISHED)
 
 #: Makes the heartbeat of the worker that records (set by the receiver that runs the tasks).
 HeartbeatSource = Callable[["EventRecorder"], WorkerHeartbeat]
@@ -92,7 +92,7 @@ class EventRecorder:
         self.failed = 0
         #: Events dropped because the buffer was full (the store was down or too slow).
         self.dropped = 0
-        self._buffer: deque[_Recorded] = deque()
+        self._buffer: deque[EventRow] = deque()
         self._heartbeat: HeartbeatSource | None = None
         self._next_beat = 0.0
         self._wake = asyncio.Event()
@@ -107,14 +107,16 @@ class EventRecorder:
     ) -> None:
         """Buffer an event of ``kind`` for this task, at time ``at`` (default: now).
 
-        ``details`` are `TaskEvent` fields. Only a tuple is made here: the `TaskEvent` is built
-        by the background writer.
+        ``details`` are `TaskEvent` fields. Only an `EventRow` is made here: the background
+        writer hands rows to `AsyncEventStore.write_rows`.
         """
         buffer = self._buffer
         if len(buffer) >= self.max_buffered:
             buffer.popleft()
             self.dropped += 1
-        buffer.append((kind, task_id, task_name, time.time() if at is None else at, details))
+        at = time.time() if at is None else at
+        fields = tuple(details.items()) if details else ()
+        buffer.append((kind.value, task_id, task_name, at, fields))
         if len(buffer) == self.batch_size:
             self._wake.set()
 
@@ -192,21 +194,20 @@ class EventRecorder:
     async def flush(self) -> bool:
         """Write one batch (and a due heartbeat) now; return False when the store failed."""
         self._report_dropped()
-        recorded = [self._buffer.popleft() for _ in range(min(len(self._buffer), self.batch_size))]
-        batch = self._events(recorded)
+        batch = [self._buffer.popleft() for _ in range(min(len(self._buffer), self.batch_size))]
         self._tally(batch, 1)
         heartbeats = [self._make_heartbeat()] if self._heartbeat_due() else []
         if not batch and not heartbeats:
             return True
         try:
-            await self.store.write(batch, heartbeats)
+            await self.store.write_rows(self.worker, batch, heartbeats)
         except asyncio.CancelledError:  # stopped mid-write: keep the batch for `close`
             self._tally(batch, -1)
-            self._put_back(recorded)
+            self._put_back(batch)
             raise
         except Exception as exc:
             self._tally(batch, -1)
-            self._put_back(recorded)
+            self._put_back(batch)
             if not self._store_down:
                 logger.warning(
                     "The event store failed (%s); events stay buffered (up to %d) meanwhile",
@@ -244,22 +245,15 @@ class EventRecorder:
         assert self._heartbeat is not None
         return self._heartbeat(self)
 
-    def _events(self, recorded: list[_Recorded]) -> list[TaskEvent]:
-        """Build the events of a batch."""
-        worker = self.worker
-        return [
-            TaskEvent(kind, task_id, task_name, worker, at, **details)
-            for kind, task_id, task_name, at, details in recorded
-        ]
-
-    def _tally(self, events: list[TaskEvent], sign: int) -> None:
-        """Count (``sign`` 1) or uncount (-1) the runs ``events`` finish, for the heartbeat."""
-        for event in events:
-            if event.kind in FINISHED:
+    def _tally(self, batch: list[EventRow], sign: int) -> None:
+        """Count (``sign`` 1) or uncount (-1) the runs ``batch`` finishes, for the heartbeat."""
+        for row in batch:
+            kind = row[0]
+            if kind in _FINISHED_TEXT:
                 self.processed += sign
-                self.failed += sign * (event.kind is EventKind.FAILED)
+                self.failed += sign * (kind == "failed")
 
-    def _put_back(self, batch: list[_Recorded]) -> None:
+    def _put_back(self, batch: list[EventRow]) -> None:
         """Return a batch the store refused to the front of the buffer, dropping the oldest."""
         room = self.max_buffered - len(self._buffer)
         keep = batch[len(batch) - room :] if room < len(batch) else batch

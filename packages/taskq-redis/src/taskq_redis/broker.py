@@ -21,9 +21,10 @@ from taskq.capabilities import Capability
 from taskq.inspection import QueueInspection
 from taskq.labels import delay_seconds, priority_value
 from taskq.message import BrokerMessage
+from taskq.task_events import EventKind
 from taskq_redis.batching import BatchSender
 from taskq_redis.connection import DEFAULT_URL, RedisConnection
-from taskq_redis.consumer import StreamConsumer
+from taskq_redis.consumer import DeadLettered, StreamConsumer
 from taskq_redis.dead_letters import DeadLetterQueue
 from taskq_redis.delayed import delayed_member, move_due_forever
 from taskq_redis.errors import RedisBrokerUnavailableError, SendUnavailableError, unavailable
@@ -400,10 +401,31 @@ class RedisStreamBroker(AsyncBroker):
             self.reconnector,
             self.ack_sender,
             self.create_groups,
+            self._record_dead_lettered,
         )
         self._consumers.append(consumer)
         async for message in consumer.messages():
             yield message
+
+    def _record_dead_lettered(self, letters: list[DeadLettered]) -> None:
+        """Record a ``rejected`` event for each message the scripts dead-lettered."""
+        recorder = self.event_recorder
+        if recorder is None:
+            return
+        for payload, reason in letters:
+            if payload is None:
+                continue
+            try:
+                message = self.formatter.loads(payload)
+            except Exception:  # not a message of this broker: nothing to record
+                continue
+            recorder.record(
+                EventKind.REJECTED,
+                message.task_id,
+                message.task_name,
+                error_type="MaxDeliveriesExceeded",
+                error_message=reason.decode(errors="replace"),
+            )
 
     async def create_groups(self) -> None:
         """Create the consumer group on every priority stream (and the streams) if missing.

@@ -56,6 +56,8 @@ HANDED_BACK_CHECK_INTERVAL_S = 0.5
 
 #: A read entry: priority level, entry id, message bytes.
 Entry = tuple[int, bytes, bytes]
+#: A message a script moved to the dead letters: its bytes (None: not a taskq message), reason.
+DeadLettered = tuple[bytes | None, bytes]
 
 
 class StreamConsumer:
@@ -70,12 +72,15 @@ class StreamConsumer:
         reconnector: Reconnector,
         acks: BatchSender[tuple[int, bytes]],
         create_groups: Callable[[], Awaitable[None]],
+        dead_lettered: Callable[[list[DeadLettered]], None] | None = None,
     ) -> None:
         """Consume as ``name`` with the broker's settings and its Redis machinery.
 
         ``redis``, ``scripts`` and ``reconnector`` are the broker's client, Lua scripts and
         reconnect policy; ``acks`` batches acknowledgements; ``create_groups`` creates the
-        consumer group again when Redis lost it. Starts heartbeating what it will hold.
+        consumer group again when Redis lost it; ``dead_lettered`` is told of the messages the
+        scripts moved to the dead letters after ``max_deliveries``. Starts heartbeating what it
+        will hold.
         """
         self.name = name
         self.options = options
@@ -84,6 +89,7 @@ class StreamConsumer:
         self.reconnector = reconnector
         self.acks = acks
         self._create_groups = create_groups
+        self._dead_lettered = dead_lettered
         self.buffer: deque[Entry] = deque()
         self.held: list[set[bytes]] = [set() for _ in options.keys.streams]
         self.closed = False
@@ -320,8 +326,8 @@ class StreamConsumer:
             "take handed-back messages",
             functools.partial(self.scripts.take_handed_back, keys, args),
         )
-        self._log_dead_lettered(dead, "handed back by stopping workers")
-        if dead + len(entries) >= options.batch_size:
+        self._settle_dead_lettered(dead, "handed back by stopping workers")
+        if len(dead) + len(entries) >= options.batch_size:
             self._next_handed_back_check = 0.0  # more may wait: look again at the next fetch
         claimed: list[Entry] = []
         for level, (entry_id, fields) in entries:
@@ -339,12 +345,15 @@ class StreamConsumer:
         self.held[level].add(entry_id)
         return payload
 
-    def _log_dead_lettered(self, dead: int, how: str) -> None:
+    def _settle_dead_lettered(self, dead: list[DeadLettered], how: str) -> None:
+        """Log the messages a script dead-lettered and tell ``dead_lettered`` of them."""
         if dead:
+            if self._dead_lettered is not None:
+                self._dead_lettered(dead)
             logger.warning(
                 "%d message(s) %s were delivered %d times without being acknowledged: moved "
                 "to the dead letters (%s)",
-                dead,
+                len(dead),
                 how,
                 self.options.max_deliveries,
                 self.options.keys.dead_letters,
@@ -369,8 +378,8 @@ class StreamConsumer:
                 "take over expired messages",
                 functools.partial(self.scripts.reclaim, keys, args),
             )
-            self._log_dead_lettered(dead, f"of {stream}")
-            if dead + len(entries) >= options.batch_size:
+            self._settle_dead_lettered(dead, f"of {stream}")
+            if len(dead) + len(entries) >= options.batch_size:
                 self._next_reclaim = 0.0  # more may wait: look again at the next fetch
             for entry_id, fields in entries:
                 payload = await self._held_payload(level, entry_id, fields)

@@ -18,10 +18,10 @@ Each batch is one script run: the events, the indexes, the heartbeats, then the 
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -33,6 +33,7 @@ from taskq.exceptions import EventStoreError
 from taskq.task_events import (
     LATEST_TASKS,
     EventKind,
+    EventRow,
     MinuteRate,
     Retention,
     TaskEvent,
@@ -40,6 +41,7 @@ from taskq.task_events import (
     TaskQuery,
     TaskSummary,
     WorkerHeartbeat,
+    WorkerId,
     WorkerStatus,
     last_minutes,
     minute_of,
@@ -56,27 +58,42 @@ RETENTION_BATCH = 1000
 #: Candidate tasks `RedisEventStore.tasks` reads from an index at a time.
 SCAN_CHUNK = 200
 # KEYS: none (every key derives from the prefix, ARGV[1]). ARGV: prefix, max events, oldest
-# time allowed, max age, events in the batch, tasks, (minute, kind) counts, heartbeats, tasks to
-# drop at most; then per task: id, and of its latest event in the batch: name, kind, worker,
-# time, JSON; its earliest time, its event count n, and n times (batch position, time, kind,
-# JSON); per count: minute, kind, count; per heartbeat: worker, time, JSON.
+# time allowed, max age, events in the batch, tasks to drop at most; then as JSON: the tasks, each
+# [id, and of its latest event in the batch: name, kind, worker, time; its earliest time, the
+# latest event's place among the task's events (1 for the first), its event count n, the
+# [place, time] of its failed events]; the events' JSON, one a line, task by task in the
+# order of the tasks, each task's in write order; as JSON, the [minute, kind, count] counts and
+# the [worker, time, JSON] heartbeats. Times are strings (Lua numbers print 14 digits).
+# The indexes change with a few calls per batch (one ZADD or ZREM per key touched), not per task.
 _WRITE = """
 local p = ARGV[1]
 local max_events = tonumber(ARGV[2])
 local oldest = tonumber(ARGV[3])
 local max_age = tonumber(ARGV[4])
 local n_events = tonumber(ARGV[5])
-local n_tasks = tonumber(ARGV[6])
-local n_counts = tonumber(ARGV[7])
-local n_beats = tonumber(ARGV[8])
-local max_drop = tonumber(ARGV[9])
-local i = 10
+local max_drop = tonumber(ARGV[6])
+local tasks = cjson.decode(ARGV[7])
+local next_event = string.gmatch(ARGV[8], '[^\\n]+')
+local counts = cjson.decode(ARGV[9])
+local beats = cjson.decode(ARGV[10])
 
-local function index(id, state, name, worker, t)
-  redis.call('ZADD', p .. ':tasks', t, id)
-  redis.call('ZADD', p .. ':state:' .. state, t, id)
-  redis.call('ZADD', p .. ':name:' .. name, t, id)
-  redis.call('ZADD', p .. ':worker:' .. worker, t, id)
+local function add(groups, key, ...)
+  local group = groups[key]
+  if not group then
+    group = {}
+    groups[key] = group
+  end
+  for _, value in ipairs({...}) do
+    group[#group + 1] = value
+  end
+end
+
+local function apply(command, groups)
+  for key, values in pairs(groups) do
+    for j = 1, #values, 1000 do
+      redis.call(command, key, unpack(values, j, math.min(j + 999, #values)))
+    end
+  end
 end
 
 local function unindex(id, summary)
@@ -89,58 +106,61 @@ local function unindex(id, summary)
   end
 end
 
-local base = redis.call('INCRBY', p .. ':sequence', n_events) - n_events
-for _ = 1, n_tasks do
-  local id, name, kind, worker, t, data, first, n =
-    ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6],
-    tonumber(ARGV[i + 7])
-  i = i + 8
-  local members = {}
+local sequence = redis.call('INCRBY', p .. ':sequence', n_events) - n_events
+local added, removed, failures = {}, {}, {}
+for _, task in ipairs(tasks) do
+  local id, name, kind, worker, t, first, latest_place, n, failed =
+    task[1], task[2], task[3], task[4], task[5], task[6], task[7], task[8], task[9]
+  local members, latest = {}, nil
   for k = 1, n do
-    local position, at, event_kind, event = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-    i = i + 4
-    local member = string.format('%016d', base + tonumber(position)) .. '|' .. event
-    members[k] = member
-    if event_kind == 'failed' then
-      redis.call('ZADD', p .. ':failures', at, member)
-    end
+    local event = next_event()
+    sequence = sequence + 1
+    members[k] = string.format('%016d', sequence) .. '|' .. event
+    if k == latest_place then latest = event end
+  end
+  for _, place_time in ipairs(failed) do
+    add(failures, p .. ':failures', place_time[2], members[place_time[1]])
   end
   for j = 1, n, 500 do
     redis.call('RPUSH', p .. ':task:' .. id, unpack(members, j, math.min(j + 499, n)))
   end
   local summary = p .. ':summary:' .. id
-  local known = redis.call('HMGET', summary, 'last', 'first')
+  local known = redis.call('HMGET', summary, 'last', 'first', 'events', 'state', 'name', 'worker')
+  if known[2] and tonumber(known[2]) < tonumber(first) then first = known[2] end
+  local events = n + tonumber(known[3] or '0')
   if (not known[1]) or tonumber(t) >= tonumber(known[1]) then
-    unindex(id, summary)
     redis.call('HSET', summary, 'state', kind, 'name', name, 'worker', worker, 'last', t,
-               'latest', data)
-    index(id, kind, name, worker, t)
+               'latest', latest, 'first', first, 'events', events)
+    add(added, p .. ':tasks', t, id)
+    add(added, p .. ':state:' .. kind, t, id)
+    add(added, p .. ':name:' .. name, t, id)
+    add(added, p .. ':worker:' .. worker, t, id)
+    if known[4] and known[4] ~= kind then add(removed, p .. ':state:' .. known[4], id) end
+    if known[5] and known[5] ~= name then add(removed, p .. ':name:' .. known[5], id) end
+    if known[6] and known[6] ~= worker then add(removed, p .. ':worker:' .. known[6], id) end
+  else
+    redis.call('HSET', summary, 'first', first, 'events', events)
   end
-  if (not known[2]) or tonumber(first) < tonumber(known[2]) then
-    redis.call('HSET', summary, 'first', first)
-  end
-  redis.call('HINCRBY', summary, 'events', n)
 end
+apply('ZREM', removed)
+apply('ZADD', added)
+apply('ZADD', failures)
 redis.call('INCRBY', p .. ':count', n_events)
 
-for _ = 1, n_counts do
-  local minute, kind, count = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  i = i + 3
-  local minute_key = p .. ':minute:' .. minute
-  redis.call('HINCRBY', minute_key, kind, count)
-  redis.call('EXPIREAT', minute_key, math.ceil(tonumber(minute) + 60 + max_age))
+for _, count in ipairs(counts) do
+  local minute_key = p .. ':minute:' .. count[1]
+  redis.call('HINCRBY', minute_key, count[2], count[3])
+  redis.call('EXPIREAT', minute_key, math.ceil(tonumber(count[1]) + 60 + max_age))
 end
 
-for _ = 1, n_beats do
-  local worker, t, data = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  i = i + 3
+for _, beat in ipairs(beats) do
+  local worker, t, data = beat[1], beat[2], beat[3]
   local seen = redis.call('ZSCORE', p .. ':workers:seen', worker)
   if (not seen) or tonumber(t) >= tonumber(seen) then
     redis.call('ZADD', p .. ':workers:seen', t, worker)
     redis.call('HSET', p .. ':workers', worker, data)
   end
 end
-
 local count = tonumber(redis.call('GET', p .. ':count') or '0')
 local dropped = 0
 while dropped < max_drop do
@@ -211,40 +231,41 @@ class RedisEventStore(AsyncEventStore):
         self, events: Sequence[TaskEvent], heartbeats: Sequence[WorkerHeartbeat] = ()
     ) -> None:
         """Record the batch and apply the retention, in one script run."""
-        tasks = _by_task(events)
-        counts = Counter((minute_of(event.time), event.kind.value) for event in events)
+        await self._write([(str(event.worker), event.as_row()) for event in events], heartbeats)
+
+    async def write_rows(
+        self,
+        worker: WorkerId,
+        rows: Sequence[EventRow],
+        heartbeats: Sequence[WorkerHeartbeat] = (),
+    ) -> None:
+        """Record the rows and apply the retention, in one script run (no `TaskEvent` made)."""
+        await self._write(zip(itertools.repeat(str(worker)), rows), heartbeats)
+
+    async def _write(
+        self, batch: Iterable[tuple[str, EventRow]], heartbeats: Sequence[WorkerHeartbeat]
+    ) -> None:
+        tasks, counts, written = _by_task(batch)
+        headers: list[list[Any]] = []
+        lines: list[str] = []
+        for task_id, task in tasks.items():
+            headers.append(_header(task_id, task))
+            lines += [item[4] for item in task]
         arguments: list[Any] = [
             self.prefix,
             self.retention.max_events,
             repr(time.time() - self.retention.max_age),
             repr(self.retention.max_age),
-            len(events),
-            len(tasks),
-            len(counts),
-            len(heartbeats),
+            written,
             RETENTION_BATCH,
+            _json(headers),
+            "\n".join(lines),
+            _json([[minute, kind, count] for (minute, kind), count in counts.items()]),
+            _json([[str(b.worker), repr(b.time), _json(b.as_dict())] for b in heartbeats]),
         ]
-        for task_id, written in tasks.items():
-            latest = max(written, key=lambda item: (item[1].time, item[0]))[1]
-            arguments += [
-                task_id,
-                latest.task_name,
-                latest.kind.value,
-                str(latest.worker),
-                repr(latest.time),
-                _json(latest.as_dict()),
-                repr(min(event.time for _, event in written)),
-                len(written),
-            ]
-            for position, event in written:
-                arguments += [position, repr(event.time), event.kind.value, _json(event.as_dict())]
-        for (minute, kind), count in counts.items():
-            arguments += [minute, kind, count]
-        for beat in heartbeats:
-            arguments += [str(beat.worker), repr(beat.time), _json(beat.as_dict())]
         if self._write_script is None:
             self._write_script = self.connection.client.register_script(_WRITE)
-        with self._translated(f"record {len(events)} events"):
+        with self._translated(f"record {written} events"):
             await self._write_script(keys=[], args=arguments)
 
     async def task_events(self, task_id: str) -> list[TaskEvent]:
@@ -380,16 +401,61 @@ def from_url(url: str) -> RedisEventStore:
     return RedisEventStore(redis_url.geturl(), prefix=prefix, retention=url_retention(url))
 
 
-def _by_task(events: Sequence[TaskEvent]) -> dict[str, list[tuple[int, TaskEvent]]]:
-    """The batch's events by task, each with its position in the batch (1 for the first)."""
-    tasks: dict[str, list[tuple[int, TaskEvent]]] = {}
-    for position, event in enumerate(events, start=1):
-        tasks.setdefault(event.task_id, []).append((position, event))
-    return tasks
+#: A batch's event as `_by_task` groups it: time, kind, task name, worker id, JSON.
+_Written = tuple[float, str, str, str, str]
 
 
-def _json(data: dict[str, Any]) -> str:
-    return json.dumps(data, separators=(",", ":"))
+def _by_task(
+    batch: Iterable[tuple[str, EventRow]],
+) -> tuple[dict[str, list[_Written]], dict[tuple[int, str], int], int]:
+    """The batch's events by task in write order, the counts by (minute, kind), the total.
+
+    Each event's JSON is written out here (the part its kind, name and worker share made once
+    per batch): a dictionary and a general encoding per event cost more than the rest.
+    """
+    tasks: dict[str, list[_Written]] = {}
+    counts: dict[tuple[int, str], int] = {}
+    heads: dict[tuple[str, str, str], str] = {}
+    written = 0
+    for worker, (kind, task_id, task_name, at, details) in batch:
+        head = heads.get((kind, task_name, worker))
+        if head is None:
+            head = heads[kind, task_name, worker] = (
+                f'{{"kind":{_json(kind)},"task_name":{_json(task_name)},"worker":{_json(worker)},'
+            )
+        data = f'{head}"task_id":{_json(task_id)},"time":{at!r}'
+        for key, value in details:
+            if value is not None:
+                data += f",{_json(key)}:{_json(value) if isinstance(value, str) else repr(value)}"
+        task = tasks.get(task_id)
+        if task is None:
+            task = tasks[task_id] = []
+        task.append((at, kind, task_name, worker, data + "}"))
+        minute_kind = (minute_of(at), kind)
+        counts[minute_kind] = counts.get(minute_kind, 0) + 1
+        written += 1
+    return tasks, counts, written
+
+
+def _header(task_id: str, task: list[_Written]) -> list[Any]:
+    """What the write script needs of a task besides its events' JSON (see `_WRITE`)."""
+    latest = 0
+    for place in range(1, len(task)):
+        if task[place][0] >= task[latest][0]:
+            latest = place
+    at, kind, task_name, worker, _ = task[latest]
+    first = min(item[0] for item in task)
+    failed = [
+        [place, repr(item[0])]
+        for place, item in enumerate(task, start=1)
+        if item[1] == EventKind.FAILED.value
+    ]
+    return [task_id, task_name, kind, worker, repr(at), repr(first), latest + 1, len(task), failed]
+
+
+#: One encoder for every write (``json.dumps`` with options makes one per call); a string is
+#: quoted directly.
+_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 #: Digits of the write sequence that starts each event member.

@@ -47,7 +47,7 @@ end
 """
 
 # Copies entry `id` of `stream` to `dlq` (with why, from where and when), then acks and
-# deletes it. Returns 1 when an entry was moved.
+# deletes it. Returns {its 'm' field (false: none), reason} when an entry was moved, else 0.
 _DEAD_LETTER = (
     _NOW
     + """
@@ -60,14 +60,19 @@ local function dead_letter(stream, dlq, group, id, reason, level, consumer, deli
   for _, value in ipairs(entry[1][2]) do table.insert(args, value) end
   redis.call('XADD', unpack(args))
   redis.call('XDEL', stream, id)
-  return 1
+  local payload = false
+  for k = 1, #entry[1][2], 2 do
+    if entry[1][2][k] == 'm' then payload = entry[1][2][k + 1] end
+  end
+  return {payload, reason}
 end
 """
 )
 
 # Takes pending entry `id` (held by `owner`, delivered `deliveries` times) for `consumer`, or
 # dead-letters it once delivered `max_deliveries` times (0: no limit), with a reason saying
-# how its last delivery ended. Returns {dead-lettered (0 or 1), the entry or nil}.
+# how its last delivery ended. Returns {what `dead_letter` returned (0: not dead-lettered), the
+# entry or nil}.
 _TAKE = (
     _DEAD_LETTER
     + f"""
@@ -132,24 +137,27 @@ REJECT = (
     + """
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
 if not pending[1] then return 0 end
-return dead_letter(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], pending[1][4])
+local moved = dead_letter(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5],
+                          pending[1][4])
+if moved == 0 then return 0 end
+return 1
 """
 )
 
 #: KEYS: stream, dead letters. ARGV: group, consumer, lease in ms, most to take, max deliveries
 #: (0: no limit), level. Takes entries idle for longer than the lease (their worker died, or
 #: released them a while ago); those delivered max deliveries times go to the dead letters
-#: instead. Returns {dead-lettered, claimed entries}.
+#: instead. Returns {the dead-lettered ({'m' field or nil, reason} each), claimed entries}.
 RECLAIM = (
     _TAKE
     + """
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], '-', '+', ARGV[4])
 local max_deliveries = tonumber(ARGV[5])
-local dead, claimed = 0, {}
+local dead, claimed = {}, {}
 for _, p in ipairs(pending) do
   local outcome = take(KEYS[1], KEYS[2], ARGV[1], ARGV[2], p[1], p[2], p[4], max_deliveries,
                        ARGV[6])
-  dead = dead + outcome[1]
+  if outcome[1] ~= 0 then table.insert(dead, outcome[1]) end
   if outcome[2] then table.insert(claimed, outcome[2]) end
 end
 return {dead, claimed}
@@ -159,18 +167,19 @@ return {dead, claimed}
 #: KEYS: dead letters, then the stream of each level. ARGV: group, consumer, most to take per
 #: level, max deliveries (0: no limit). Takes what stopping workers handed back, highest level
 #: first and oldest first within a level, whatever its idle time; those delivered max
-#: deliveries times go to the dead letters instead. Returns {dead-lettered, {level, entry}...}.
+#: deliveries times go to the dead letters instead. Returns {the dead-lettered (as for
+#: `RECLAIM`), {level, entry}...}.
 TAKE_HANDED_BACK = (
     _TAKE
     + f"""
 local max_deliveries = tonumber(ARGV[4])
-local dead, claimed = 0, {{}}
+local dead, claimed = {{}}, {{}}
 for k = #KEYS, 2, -1 do
   local pending = redis.call('XPENDING', KEYS[k], ARGV[1], '-', '+', ARGV[3], '{HANDED_BACK}')
   for _, p in ipairs(pending) do
     local outcome = take(KEYS[k], KEYS[1], ARGV[1], ARGV[2], p[1], p[2], p[4],
                          max_deliveries, k - 2)
-    dead = dead + outcome[1]
+    if outcome[1] ~= 0 then table.insert(dead, outcome[1]) end
     if outcome[2] then table.insert(claimed, {{k - 2, outcome[2]}}) end
   end
 end

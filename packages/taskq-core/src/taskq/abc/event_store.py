@@ -10,12 +10,14 @@ from taskq.capabilities import Capability
 from taskq.task_events import (
     DEFAULT_PAGE_SIZE,
     LATEST_TASKS,
+    EventRow,
     MinuteRate,
     Retention,
     TaskEvent,
     TaskPage,
     TaskQuery,
     WorkerHeartbeat,
+    WorkerId,
     WorkerStatus,
 )
 
@@ -45,6 +47,19 @@ class AsyncEventStore(ABC):
         self, events: Sequence[TaskEvent], heartbeats: Sequence[WorkerHeartbeat] = ()
     ) -> None:
         """Record a batch of events (in order) and heartbeats, then apply the retention."""
+
+    async def write_rows(
+        self,
+        worker: WorkerId,
+        rows: Sequence[EventRow],
+        heartbeats: Sequence[WorkerHeartbeat] = (),
+    ) -> None:
+        """Like `write`, for events given as compact rows, all recorded by ``worker``.
+
+        What `taskq.event_recorder.EventRecorder` calls. The default builds the `TaskEvent`
+        objects and calls `write`; a store may override it to skip them.
+        """
+        await self.write([TaskEvent.from_row(worker, row) for row in rows], heartbeats)
 
     @abstractmethod
     async def task_events(self, task_id: str) -> list[TaskEvent]:

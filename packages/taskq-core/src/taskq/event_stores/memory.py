@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import heapq
-import itertools
 import time
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from typing import Any
 
 from taskq.abc.event_store import DEFAULT_FAILURES, AsyncEventStore
 from taskq.task_events import (
     LATEST_TASKS,
     EventKind,
+    EventRow,
     MinuteRate,
     Retention,
     TaskEvent,
@@ -22,6 +20,7 @@ from taskq.task_events import (
     TaskQuery,
     TaskSummary,
     WorkerHeartbeat,
+    WorkerId,
     WorkerStatus,
     last_minutes,
     minute_of,
@@ -29,35 +28,33 @@ from taskq.task_events import (
     read_cursor,
 )
 
-
-@dataclass
-class _Task:
-    """A task's retained events as (time, sequence, event), in order, and its summary.
-
-    ``created`` is the sequence of its first event written: older entries elsewhere (a
-    failure) belong to an earlier, dropped task of the same id.
-    """
-
-    created: int
-    events: list[tuple[float, int, TaskEvent]] = field(default_factory=list)
-    summary: TaskSummary | None = None
+#: A retained event: time, write sequence, worker id (as text), kind (its value), task id, task
+#: name and the other fields set, as in an `EventRow`: the garbage collector stops tracking
+#: such tuples, so a full store does not slow down the collections of the process.
+_Entry = tuple[float, int, str, str, str, str, tuple[tuple[str, Any], ...]]
 
 
-def summarize(task: TaskSummary | None, event: TaskEvent, is_latest: bool) -> TaskSummary:
-    """The summary of a task after ``event`` (the task's latest one when ``is_latest``)."""
-    first_time = event.time if task is None else min(task.first_time, event.time)
-    if task is not None and not is_latest:
-        return dataclasses.replace(task, first_time=first_time)
+def _summary(events: tuple[_Entry, ...]) -> TaskSummary:
+    """A task as its latest event leaves it (``events``: the task's, in order)."""
+    at, _, worker, kind, task_id, task_name, details = events[-1]
+    fields = dict(details)
     return TaskSummary(
-        task_id=event.task_id,
-        task_name=event.task_name,
-        state=event.kind,
-        worker=event.worker,
-        first_time=first_time,
-        last_time=event.time,
-        duration=event.duration,
-        error_type=event.error_type,
-        error_message=event.error_message,
+        task_id=task_id,
+        task_name=task_name,
+        state=EventKind(kind),
+        worker=WorkerId.parse(worker),
+        first_time=events[0][0],
+        last_time=at,
+        duration=fields.get("duration"),
+        error_type=fields.get("error_type"),
+        error_message=fields.get("error_message"),
+    )
+
+
+def _event(entry: _Entry) -> TaskEvent:
+    at, _, worker, kind, task_id, task_name, details = entry
+    return TaskEvent(
+        EventKind(kind), task_id, task_name, WorkerId.parse(worker), at, **dict(details)
     )
 
 
@@ -70,14 +67,18 @@ class InMemoryEventStore(AsyncEventStore):
 
     def __init__(self, retention: Retention | None = None) -> None:
         self.retention = retention or Retention()
-        self._sequence = itertools.count()
-        self._tasks: dict[str, _Task] = {}
+        self._written = 0  # the sequence of the next event
+        # Each task's events in order, as a tuple (replaced on each write), so that the
+        # collector stops tracking it too; and the sequence of the first event written of it:
+        # older entries elsewhere (a failure) belong to an earlier, dropped task of that id.
+        self._tasks: dict[str, tuple[_Entry, ...]] = {}
+        self._created: dict[str, int] = {}
         self._total = 0
         # (last time, last sequence, task id) of every task's latest event; stale entries are
         # skipped when popped.
-        self._by_age: list[tuple[float, int, str]] = []
-        self._failures: list[tuple[float, int, TaskEvent]] = []
-        self._rates: dict[int, Counter[EventKind]] = {}
+        self._by_age: list[_Entry] = []
+        self._failures: list[_Entry] = []
+        self._rates: dict[int, dict[str, int]] = {}  # counts by kind value
         self._minutes: list[int] = []  # the keys of _rates, as a heap
         self._workers: dict[str, WorkerHeartbeat] = {}
 
@@ -86,45 +87,71 @@ class InMemoryEventStore(AsyncEventStore):
     ) -> None:
         """Record the batch, then drop what the retention no longer allows."""
         for event in events:
-            self._add(event)
+            self._add(str(event.worker), [event.as_row()])
+        self._finish_write(heartbeats)
+
+    async def write_rows(
+        self,
+        worker: WorkerId,
+        rows: Sequence[EventRow],
+        heartbeats: Sequence[WorkerHeartbeat] = (),
+    ) -> None:
+        """Record the rows as they are (events are built when a query asks for them)."""
+        self._add(str(worker), rows)
+        self._finish_write(heartbeats)
+
+    def _finish_write(self, heartbeats: Sequence[WorkerHeartbeat]) -> None:
         for heartbeat in heartbeats:
             known = self._workers.get(str(heartbeat.worker))
             if known is None or known.time <= heartbeat.time:
                 self._workers[str(heartbeat.worker)] = heartbeat
         self._retain(time.time())
 
-    def _add(self, event: TaskEvent) -> None:
-        sequence = next(self._sequence)
-        task = self._tasks.get(event.task_id)
-        if task is None:
-            task = self._tasks[event.task_id] = _Task(created=sequence)
-        entry = (event.time, sequence, event)
-        bisect.insort(task.events, entry, key=lambda item: item[:2])
-        is_latest = task.events[-1] is entry
-        task.summary = summarize(task.summary, event, is_latest)
-        if is_latest:
-            heapq.heappush(self._by_age, (event.time, sequence, event.task_id))
-        if event.kind is EventKind.FAILED:
-            self._failures.append(entry)
-        minute = minute_of(event.time)
-        if minute not in self._rates:
-            self._rates[minute] = Counter()
-            heapq.heappush(self._minutes, minute)
-        self._rates[minute][event.kind] += 1
-        self._total += 1
+    def _add(self, worker: str, rows: Sequence[EventRow]) -> None:
+        """Add the rows ``worker`` recorded; a task whose latest event changed goes on the heap."""
+        tasks, rates = self._tasks, self._rates
+        latest: dict[str, _Entry] = {}
+        sequence = self._written
+        for kind, task_id, task_name, at, details in rows:
+            entry = (at, sequence, worker, kind, task_id, task_name, details)
+            events = tasks.get(task_id)
+            if events is None:
+                self._created[task_id] = sequence
+                tasks[task_id] = (entry,)
+                latest[task_id] = entry
+            elif events[-1][0] <= at:
+                tasks[task_id] = (*events, entry)
+                latest[task_id] = entry
+            else:
+                place = bisect.bisect_right(events, (at, sequence), key=lambda item: item[:2])
+                tasks[task_id] = (*events[:place], entry, *events[place:])
+            sequence += 1
+            if kind == "failed":
+                self._failures.append(entry)
+            minute = minute_of(at)
+            counts = rates.get(minute)
+            if counts is None:
+                counts = rates[minute] = {}
+                heapq.heappush(self._minutes, minute)
+            counts[kind] = counts.get(kind, 0) + 1
+        self._total += sequence - self._written
+        self._written = sequence
+        for entry in latest.values():
+            heapq.heappush(self._by_age, entry)
 
     def _retain(self, now: float) -> None:
         oldest_allowed = now - self.retention.max_age
         dropped = False
         while self._by_age:
-            last_time, sequence, task_id = self._by_age[0]
-            task = self._tasks.get(task_id)
-            if task is None or task.events[-1][:2] != (last_time, sequence):
+            entry = self._by_age[0]
+            last_time, task_id = entry[0], entry[4]
+            events = self._tasks.get(task_id)
+            if events is None or events[-1] is not entry:  # no longer its latest event
                 heapq.heappop(self._by_age)
             elif self._total > self.retention.max_events or last_time < oldest_allowed:
                 heapq.heappop(self._by_age)
-                del self._tasks[task_id]
-                self._total -= len(task.events)
+                del self._tasks[task_id], self._created[task_id]
+                self._total -= len(events)
                 dropped = True
             else:
                 break
@@ -136,27 +163,26 @@ class InMemoryEventStore(AsyncEventStore):
             if heartbeat.time < oldest_allowed:
                 del self._workers[worker]
 
-    def _retained(self, entry: tuple[float, int, TaskEvent]) -> bool:
-        task = self._tasks.get(entry[2].task_id)
-        return task is not None and task.created <= entry[1]
+    def _retained(self, entry: _Entry) -> bool:
+        created = self._created.get(entry[4])
+        return created is not None and created <= entry[1]
 
     async def task_events(self, task_id: str) -> list[TaskEvent]:
         """Every retained event of ``task_id``, in order."""
-        task = self._tasks.get(task_id)
-        return [] if task is None else [event for _, _, event in task.events]
+        return [_event(entry) for entry in self._tasks.get(task_id, ())]
 
     async def tasks(self, query: TaskQuery = LATEST_TASKS) -> TaskPage:
         """The matching tasks, latest first, one page of them."""
         after = None if query.cursor is None else read_cursor(query.cursor)
         found = sorted(
-            (task.summary for task in self._tasks.values() if task.summary is not None),
-            key=lambda summary: (summary.last_time, summary.task_id),
+            ((events[-1][0], task_id) for task_id, events in self._tasks.items()),
             reverse=True,
         )
         page: list[TaskSummary] = []
-        for summary in found:
-            if after is not None and (summary.last_time, summary.task_id) >= after:
+        for key in found:
+            if after is not None and key >= after:
                 continue
+            summary = _summary(self._tasks[key[1]])
             if query.matches(summary):
                 if len(page) == query.limit:
                     return TaskPage(page, page_cursor(page[-1]))
@@ -166,12 +192,15 @@ class InMemoryEventStore(AsyncEventStore):
     async def failures(self, limit: int = DEFAULT_FAILURES) -> list[TaskEvent]:
         """The latest ``failed`` events, newest first."""
         latest = heapq.nlargest(limit, self._failures, key=lambda item: item[:2])
-        return [event for _, _, event in latest]
+        return [_event(entry) for entry in latest]
 
     async def rates(self, minutes: int, now: float | None = None) -> list[MinuteRate]:
         """Event counts per minute for the last ``minutes`` minutes, oldest first."""
         starts = last_minutes(minutes, time.time() if now is None else now)
-        return [MinuteRate(start, dict(self._rates.get(start, {}))) for start in starts]
+        return [
+            MinuteRate(start, {EventKind(k): n for k, n in self._rates.get(start, {}).items()})
+            for start in starts
+        ]
 
     async def workers(self, stale_after: float, now: float | None = None) -> list[WorkerStatus]:
         """Each retained worker's latest heartbeat, ordered by worker id."""
