@@ -156,7 +156,7 @@ class Receiver:
             error = UnknownTaskError(task_name=message.task_name)
             logger.error("Task %s: %s", message.task_id, error)
             await self._store_failure(message, error)
-            await acker.reject()
+            await acker.reject(rejection_reason(error))
             return
         ack_type = self.ack_type
         if "ack_type" in message.labels:
@@ -165,7 +165,7 @@ class Receiver:
             except InvalidLabelError as error:
                 logger.error("Task %s: %s", message.task_id, error)
                 await self._store_failure(message, error)
-                await acker.reject()
+                await acker.reject(rejection_reason(error))
                 return
         if ack_type is AcknowledgeType.WHEN_RECEIVED:
             await acker.ack()
@@ -177,7 +177,7 @@ class Receiver:
             failure = task_failure(exc)
             logger.exception("Task %s: a pre_execute middleware failed", message.task_id)
             await self._store_failure(message, failure)
-            await acker.reject()
+            await acker.reject(rejection_reason(failure))
             return
         if self._run_slots is None:
             result = await self.task_executor.run(task, message, acker)
@@ -213,7 +213,7 @@ class Receiver:
         """Store ``error`` as the failed result where the task id is known; reject."""
         if error.task_id is not None:
             await self._store_failure(TaskiqMessage(error.task_id, ""), error)
-        await acker.reject()
+        await acker.reject(rejection_reason(error))
 
     async def _finish(
         self,
@@ -228,7 +228,7 @@ class Receiver:
         error = result.error
         if error is not None and isinstance(error, TaskRejectedError):
             logger.info("Task %s rejected its message", message.task_id)
-            await acker.reject()
+            await acker.reject(rejection_reason(error))
             return
         if ack_type is AcknowledgeType.WHEN_EXECUTED:
             await acker.ack()
@@ -336,6 +336,7 @@ class Receiver:
         # with no prefetch, the fetch slots alone bound the running tasks
         self._run_slots = asyncio.Semaphore(self.max_async_tasks) if self.max_prefetch else None
         fetch_slots = Slots(self.max_async_tasks + self.max_prefetch)
+        self.broker.worker_capacity = self.max_async_tasks + self.max_prefetch
         messages = self.broker.listen().__aiter__()
         taken = since_yield = 0
         while self.max_tasks_to_execute is None or taken < self.max_tasks_to_execute:
@@ -397,3 +398,8 @@ def _failed_result(
         labels=message.labels,
         error=error,
     )
+
+
+def rejection_reason(error: BaseException) -> str:
+    """The reason a rejected message carries to the dead letters: the error's type and text."""
+    return f"{type(error).__name__}: {error}"
