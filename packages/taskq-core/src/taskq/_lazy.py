@@ -22,6 +22,7 @@ LAZY_NAMES: dict[str, tuple[str, str]] = {
     "InmemoryResultBackend": ("taskq_inmemory", "taskq-inmemory"),
     "ZeroMQBroker": ("taskq_zmq", "taskq-zmq"),
     "RedisStreamBroker": ("taskq_redis", "taskq-redis"),
+    "AmqpBroker": ("taskq_amqp", "taskq-amqp"),
     "SimpleRetryMiddleware": ("taskq_middlewares", "taskq-middlewares"),
     "SmartRetryMiddleware": ("taskq_middlewares", "taskq-middlewares"),
     "PrometheusMiddleware": ("taskq_middlewares", "taskq-middlewares"),
