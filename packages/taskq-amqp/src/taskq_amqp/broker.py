@@ -207,9 +207,12 @@ class AmqpBroker(AsyncBroker):
         prefetch = self.prefetch_count or self.worker_capacity or 0  # 0: no limit
         consumer = Consumer(self.connection, self.queues, self.publisher, prefetch)
         self._consumers.append(consumer)
-        await self.connection.call("declare the queues", self.publisher.channel)
-        async for message in consumer.messages():
-            yield message
+        try:
+            await self.connection.call("declare the queues", self.publisher.channel)
+            async for message in consumer.messages():
+                yield message
+        finally:  # also when the caller stops iterating: it takes nothing more
+            await consumer.stop()
 
     def queue_names(self) -> list[str]:
         """The queues this broker declared: work, dead letters and the delay buckets it used."""

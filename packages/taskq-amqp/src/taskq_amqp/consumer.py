@@ -54,6 +54,7 @@ class Consumer:
         self.prefetch_count = prefetch_count
         self._inbox: asyncio.Queue[DeliveredMessage | None] = asyncio.Queue()
         self._channel: AbstractChannel | None = None
+        self._tag: str | None = None
         self._stopped = False
 
     async def messages(self) -> AsyncIterator[AckableMessage]:
@@ -75,10 +76,14 @@ class Consumer:
         self._channel = channel
         await channel.basic_qos(prefetch_count=self.prefetch_count)
         channel.closing.add_done_callback(self._on_channel_closed)
-        await channel.basic_consume(self.queues.name, self._on_message)
+        consumed = await channel.basic_consume(self.queues.name, self._on_message)
+        self._tag = consumed.consumer_tag
         return channel
 
     async def _on_message(self, delivered: DeliveredMessage) -> None:
+        if self._stopped:  # arrived after `stop`: straight back to the queue
+            await _Settler(self, delivered.channel, delivered).release()
+            return
         self._inbox.put_nowait(delivered)
 
     def _on_channel_closed(self, _: Any) -> None:
@@ -108,6 +113,24 @@ class Consumer:
             return
         await self.publisher.publish_again(delivered, {DELIVERIES_HEADER: count})
         await settler.ack()
+
+    async def stop(self) -> None:
+        """Stop receiving (the caller stopped iterating) but let held messages be settled.
+
+        Messages received and not yielded go back to the queue at once; those yielded can
+        still be settled until `close`.
+        """
+        self._stopped = True
+        channel = self._channel
+        if channel is None or channel.is_closed:
+            return
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            if self._tag is not None:
+                await channel.basic_cancel(self._tag)
+            while not self._inbox.empty():
+                delivered = self._inbox.get_nowait()
+                if delivered is not None:
+                    await _Settler(self, channel, delivered).release()
 
     async def close(self) -> None:
         """Stop consuming; RabbitMQ returns the unacknowledged messages to the queue."""

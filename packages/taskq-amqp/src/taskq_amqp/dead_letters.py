@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from taskq_amqp.queues import Queues
 
 _Result = TypeVar("_Result")
+#: The reason RabbitMQ gives a message it dead-lettered at its queue's ``x-delivery-limit``.
+DELIVERY_LIMIT = ("delivery_limit", b"delivery_limit")
 
 
 class DeadLetter(contract.DeadLetter):
@@ -78,7 +80,7 @@ class DeadLetterQueue(contract.DeadLetterQueue):
             started = after is None
             async with self._taken() as taken:
                 async for delivered in taken:
-                    letter = _letter(delivered)
+                    letter = _letter(delivered, self.queues.max_deliveries)
                     if started:
                         found.append(letter)
                         if len(found) >= count:
@@ -95,7 +97,7 @@ class DeadLetterQueue(contract.DeadLetterQueue):
             async with self._taken() as taken:
                 async for delivered in taken:
                     if _id(delivered) == dead_letter_id:
-                        return _letter(delivered)
+                        return _letter(delivered, self.queues.max_deliveries)
             return None
 
         return await self._call("read a dead letter", show)
@@ -184,7 +186,7 @@ def _tag(delivered: DeliveredMessage) -> int:
     return tag
 
 
-def _letter(delivered: DeliveredMessage) -> DeadLetter:
+def _letter(delivered: DeliveredMessage, max_deliveries: int | None) -> DeadLetter:
     properties = delivered.header.properties
     headers: dict[str, Any] = dict(properties.headers or {})
     reason = headers.get(REASON_HEADER)
@@ -199,8 +201,7 @@ def _letter(delivered: DeliveredMessage) -> DeadLetter:
         reason = _rabbitmq_reason(death)
         when = death.get("time")
         dead_at = when if isinstance(when, datetime) else dead_at
-        returns = headers.get("x-delivery-count")
-        deliveries = returns + 1 if isinstance(returns, int) else None
+        deliveries = max_deliveries if death.get("reason") in DELIVERY_LIMIT else None
     return DeadLetter(
         id=_id(delivered),
         payload=delivered.body,
@@ -212,7 +213,7 @@ def _letter(delivered: DeliveredMessage) -> DeadLetter:
 
 def _rabbitmq_reason(death: dict[str, Any]) -> str:
     reason = _text(death.get("reason"))
-    if reason == "delivery_limit":
+    if reason in DELIVERY_LIMIT:
         return "delivered too many times without an acknowledgement (x-delivery-limit)"
     return f"dead-lettered by RabbitMQ: {reason} (from {_text(death.get('queue'))})"
 

@@ -66,17 +66,18 @@ def amqp_url() -> str:
 
 def delete_queues(url: str, names: Iterable[str]) -> None:
     """Delete the queues ``names`` at ``url``; do nothing when it cannot be reached."""
+    asyncio.run(delete_queues_async(url, names))
 
-    async def delete() -> None:
-        import aiormq
 
+async def delete_queues_async(url: str, names: Iterable[str]) -> None:
+    """`delete_queues` from a running event loop."""
+    import aiormq
+
+    with contextlib.suppress(Exception):  # best effort: a test's queues must not fail the run
         connection = await asyncio.wait_for(aiormq.connect(url), CONNECT_TIMEOUT_S)
         try:
+            channel = await connection.channel()
             for name in names:
-                channel = await connection.channel()
                 await channel.queue_delete(name)
         finally:
             await connection.close()
-
-    with contextlib.suppress(Exception):  # best effort: a test's queues must not fail the run
-        asyncio.run(delete())
