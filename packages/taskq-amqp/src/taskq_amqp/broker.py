@@ -221,3 +221,15 @@ class AmqpBroker(AsyncBroker):
             self.queues.dead_letter_queue,
             *sorted(self.publisher.bucket_names),
         ]
+
+    async def delete_queues(self) -> None:
+        """Delete every queue of `queue_names`, with the messages in them (for tear-downs)."""
+
+        async def delete() -> None:
+            channel = await self.connection.channel()
+            for name in self.queue_names():
+                await channel.queue_delete(name)
+            await channel.close()
+
+        self.connection.reopen()
+        await self.connection.call("delete the queues", delete, give_up_after_s=self.send_timeout_s)
