@@ -23,8 +23,8 @@ The blocks run in parallel, a few at a time, as soon as the first of them is nee
 from __future__ import annotations
 
 import ast
-import io
 import functools
+import io
 import os
 import re
 import socket
