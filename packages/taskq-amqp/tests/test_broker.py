@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from taskq import BrokerMessage, Capability, UnsupportedCapabilityError
+from taskq import BrokerMessage, Capability, Receiver, UnsupportedCapabilityError
 from taskq.abc.dead_letters import DeadLetterQueue as DeadLetterContract
 from taskq.exceptions import InvalidLabelError
+from taskq.testing import eventually
 from taskq_amqp import AmqpBroker, AmqpUnavailableError, SendUnavailableError
 from taskq_amqp.queues import bucket_ms
 
@@ -218,3 +219,33 @@ async def test_messages_taken_by_a_consumer_that_goes_away_are_redelivered(new_b
     assert sorted(item.data for item in rest) == [b"%d" % n for n in range(1, 10)]
     for item in rest:
         await item.ack()
+
+
+async def test_a_worker_takes_only_what_its_receiver_can_run(new_broker):
+    broker = await new_broker(max_deliveries=None)
+    release = asyncio.Event()
+
+    @broker.task(task_name="amqp:wait")
+    async def wait() -> None:
+        await release.wait()
+
+    for _ in range(10):
+        await wait.kiq()
+    worker = asyncio.create_task(Receiver(broker, max_async_tasks=3).listen())
+
+    async def ready() -> int:
+        channel = await broker.publisher.channel()
+        return int((await channel.queue_declare(broker.queue_name, passive=True)).message_count)
+
+    await eventually(lambda: ready_count(ready, 7), timeout=30)
+    await asyncio.sleep(0.3)  # a quiet period: a prefetch without a limit takes them all
+    assert await ready() == 7, "the worker took more messages than it can run (prefetch)"
+    assert broker.worker_capacity == 3
+    release.set()
+    await eventually(lambda: ready_count(ready, 0), timeout=30)
+    await broker.shutdown()
+    await worker
+
+
+async def ready_count(ready: Any, expected: int) -> bool:
+    return await ready() == expected

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from taskq.acks import AckableMessage
-from taskq_amqp.connection import CONNECTION_ERRORS
+from taskq_amqp.connection import CONNECTION_ERRORS, FIRST_RETRY_DELAY_S
 from taskq_amqp.queues import DELIVERIES_HEADER
 
 if TYPE_CHECKING:
@@ -59,17 +59,20 @@ class Consumer:
 
     async def messages(self) -> AsyncIterator[AckableMessage]:
         """Yield the messages of the work queue until `close`."""
+        delay = FIRST_RETRY_DELAY_S
         while not self._stopped:
             try:
                 channel = await self.connection.call("consume the queue", self._consume)
             except CONNECTION_ERRORS:
                 return  # closed while reconnecting
             while (delivered := await self._inbox.get()) is not None:
+                delay = FIRST_RETRY_DELAY_S  # this channel worked: a new outage starts afresh
                 message = await self._admitted(channel, delivered)
                 if message is not None:
                     yield message
-            if not self._stopped:
-                await self.connection.pause("consume the queue", ConnectionError("closed"), 0)
+            if not self._stopped:  # the channel closed under us: consume on a new one
+                lost = ConnectionError("the channel closed")
+                delay = await self.connection.pause("consume the queue", lost, delay)
 
     async def _consume(self) -> AbstractChannel:
         channel = await self.connection.channel()
