@@ -9,10 +9,12 @@ after a lost connection.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 from aiormq.abc import AbstractChannel
+from aiormq.exceptions import ChannelInvalidStateError
 from pamqp.commands import Basic
 
 from taskq.exceptions import SendTaskError
@@ -44,6 +46,8 @@ class Publisher:
         self._channel: AbstractChannel | None = None
         self._opening = asyncio.Lock()
         self._buckets: dict[int, float] = {}
+        self._waiting: set[asyncio.Task[Any]] = set()
+        self._cut: set[asyncio.Task[Any]] = set()
         #: The delay buckets this publisher declared (their names), for cleaning up.
         self.bucket_names: set[str] = set()
 
@@ -57,8 +61,21 @@ class Publisher:
                 channel = await self.connection.channel(publisher_confirms=True)
                 await declare(channel, self.queues)
                 self._buckets.clear()
+                waiting: set[asyncio.Task[Any]] = set()
+                self._waiting = waiting
+                channel.closing.add_done_callback(lambda _: self._cut_off(waiting))
                 self._channel = channel
             return self._channel
+
+    def _cut_off(self, waiting: set[asyncio.Task[Any]]) -> None:
+        """Wake the publishes still waiting for a confirmation on a channel that closed.
+
+        Some versions of aiormq leave them waiting forever; each gets
+        ``ChannelInvalidStateError`` instead, and is sent again on a new channel.
+        """
+        for task in waiting:
+            self._cut.add(task)
+            task.cancel()
 
     async def publish(self, body: bytes, routing_key: str, properties: Basic.Properties) -> None:
         """Publish ``body`` to the queue ``routing_key``; return once RabbitMQ confirmed it.
@@ -67,9 +84,23 @@ class Publisher:
             SendTaskError: RabbitMQ refused the message (a negative confirmation).
         """
         channel = await self.channel()
-        confirmation = await channel.basic_publish(
-            body, routing_key=routing_key, properties=properties
-        )
+        task = asyncio.current_task()
+        assert task is not None  # called from a coroutine
+        waiting = self._waiting
+        waiting.add(task)
+        try:
+            confirmation = await channel.basic_publish(
+                body, routing_key=routing_key, properties=properties
+            )
+        except asyncio.CancelledError:
+            if task not in self._cut:
+                raise
+            self._cut.discard(task)
+            if sys.version_info >= (3, 11):
+                task.uncancel()
+            raise ChannelInvalidStateError("the channel closed before the confirmation") from None
+        finally:
+            waiting.discard(task)
         if not isinstance(confirmation, Basic.Ack):
             raise SendTaskError(f"RabbitMQ refused the message for {routing_key!r}: {confirmation}")
 
