@@ -1,10 +1,11 @@
 """Benchmark taskq's AmqpBroker against taskiq-aio-pika, dramatiq and Celery on RabbitMQ.
 
 All run the same program, ``bench/amqp_apps/app.py``, against the same RabbitMQ server
-(``TASKQ_AMQP_URL``, default ``amqp://guest:guest@127.0.0.1:5672/``), each on a queue of its
-own run, with one worker process started by each library's own command (``python -m taskq.cli
-worker``, ``python -m taskiq worker``, ``python -m dramatiq --processes 1``, ``celery worker
---concurrency 1``) at default settings otherwise. The task is a no-op that counts. For 5,000
+(``TASKQ_AMQP_URL``, default ``amqp://guest:guest@127.0.0.1:5672/``), each on a classic queue
+of its own run (taskiq-aio-pika's default, a quorum queue, is overridden), with one worker
+process started by each library's own command (``python -m taskq.cli worker``, ``python -m
+taskiq worker``, ``python -m dramatiq --processes 1``, ``celery worker --concurrency 1``) at
+default settings otherwise. The task is a no-op that counts. For 5,000
 and 50,000 tasks, two measurements:
 
 1. together: the worker runs, then a client process sends the tasks one after another
@@ -50,7 +51,7 @@ READY_TIMEOUT_S = 60.0
 SETTLE_S = 1.0  # after a worker process imported the app: its consumer connects
 STOP_TIMEOUT_S = 30.0
 #: The queues and exchanges a run may leave, by suffix of its queue name.
-QUEUE_SUFFIXES = ("", ".dead-letters", ".delay", ".DQ", ".XQ")
+QUEUE_SUFFIXES = ("", ".dead-letters", ".dead_letter", ".delay", ".DQ", ".XQ")
 CLEANUP = """
 import asyncio, sys, aiormq
 async def main(url, name):

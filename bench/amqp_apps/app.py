@@ -71,9 +71,16 @@ else:
 
         broker = AmqpBroker(URL, queue_name=QUEUE)
     else:
-        from taskiq_aio_pika import AioPikaBroker
+        from taskiq_aio_pika import AioPikaBroker, Exchange, Queue, QueueType
 
-        broker = AioPikaBroker(URL, queue_name=QUEUE, exchange_name=QUEUE)
+        # its queues named after the run, and classic as taskq's (its default is quorum)
+        broker = AioPikaBroker(
+            URL,
+            exchange=Exchange(name=QUEUE),
+            task_queues=[Queue(name=QUEUE, type=QueueType.CLASSIC)],
+            dead_letter_queue=Queue(name=f"{QUEUE}.dead_letter", type=QueueType.CLASSIC),
+            delay_queue=Queue(name=f"{QUEUE}.delay", type=QueueType.CLASSIC),
+        )
 
     @broker.task(task_name="bench:noop")
     async def noop() -> None:
