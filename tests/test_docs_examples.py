@@ -23,6 +23,7 @@ The blocks run in parallel, a few at a time, as soon as the first of them is nee
 from __future__ import annotations
 
 import ast
+import functools
 import io
 import os
 import re
@@ -44,6 +45,8 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK_TIMEOUT_S = 60
 #: Where the blocks that use Redis say it is.
 REDIS_ADDRESS = ("127.0.0.1", 6379)
+#: Where the blocks that use RabbitMQ say it is.
+AMQP_ADDRESS = ("127.0.0.1", 5672)
 #: Blocks running at once: they mostly wait (imports, sleeps, Redis), so more than the cores.
 PARALLEL_RUNS = max(4, 2 * (os.cpu_count() or 1))
 
@@ -78,6 +81,10 @@ class Block:
     @property
     def uses_redis(self) -> bool:
         return "taskq_redis" in self.code or "RedisResultBackend" in self.code
+
+    @property
+    def uses_amqp(self) -> bool:
+        return "taskq_amqp" in self.code
 
     @property
     def file_name(self) -> str:
@@ -173,8 +180,13 @@ def matches(stated: str, line: str) -> bool:
 
 
 def redis_reachable() -> bool:
+    return reachable(REDIS_ADDRESS)
+
+
+@functools.cache
+def reachable(address: tuple[str, int]) -> bool:
     try:
-        with socket.create_connection(REDIS_ADDRESS, timeout=2):
+        with socket.create_connection(address, timeout=2):
             return True
     except OSError:
         return False
@@ -274,6 +286,8 @@ def run_as_file(block: Block, directory: Path) -> Run:
 def skip_reason(block: Block, has_redis: bool) -> str | None:
     if block.uses_redis and not has_redis:
         return "no Redis server at {}:{}".format(*REDIS_ADDRESS)
+    if block.uses_amqp and not reachable(AMQP_ADDRESS):
+        return "no RabbitMQ server at {}:{}".format(*AMQP_ADDRESS)
     return None
 
 

@@ -39,6 +39,7 @@ INSTALL_HINTS: dict[str, str] = {
     "InmemoryResultBackend": "taskq-inmemory",
     "ZeroMQBroker": "taskq-zmq",
     "RedisStreamBroker": "taskq-redis",
+    "AmqpBroker": "taskq-amqp",
     "SQLiteResultBackend": "taskq-result-backends",
     "RedisResultBackend": "taskq-result-backends",
     "SimpleRetryMiddleware": "taskq-middlewares",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -23,13 +24,18 @@ class AcknowledgeType(str, enum.Enum):
 
 
 AckCallback = Callable[[], "Awaitable[None] | None"]
+#: A ``reject`` may also take the reason as its one argument (``reject(reason)``).
+RejectCallback = Callable[..., "Awaitable[None] | None"]
 
 
 @dataclass(slots=True)
 class AckableMessage:
     """A received message that the broker wants acknowledged (and, optionally, rejectable).
 
-    ``ack``, ``reject`` and ``release`` take no arguments and may be sync or async.
+    ``ack``, ``reject`` and ``release`` may be sync or async and take no arguments, except
+    that ``reject`` may take an optional ``reason`` (text saying why, which a broker keeping
+    dead letters stores with the message); the receiver passes it only to a ``reject`` that
+    accepts it, so rejects without the parameter keep working.
     ``release`` hands the message back unsettled, for redelivery to any worker, keeping its
     delivery count: the receiver calls it when processing ended without an ack or a reject
     (the result could not be stored, say), so the message does not stay held forever.
@@ -37,7 +43,7 @@ class AckableMessage:
 
     data: bytes | str
     ack: AckCallback
-    reject: AckCallback | None = None
+    reject: RejectCallback | None = None
     release: AckCallback | None = None
 
 
@@ -50,7 +56,7 @@ class AckController:
         """Control the acknowledgement of ``message`` (plain bytes need none)."""
         if isinstance(message, AckableMessage):
             self._ack: AckCallback | None = message.ack
-            self._reject: AckCallback | None = message.reject
+            self._reject: RejectCallback | None = message.reject
             self._release: AckCallback | None = message.release
             #: Whether the broker wants this message acknowledged.
             self.is_ackable = message.ack is not None
@@ -69,15 +75,19 @@ class AckController:
         if outcome is not None:
             await outcome
 
-    async def reject(self) -> None:
-        """Reject the message (or acknowledge it when the broker cannot reject), once."""
+    async def reject(self, reason: str | None = None) -> None:
+        """Reject the message (or acknowledge it when the broker cannot reject), once.
+
+        ``reason`` goes to a broker ``reject`` that takes one (see `AckableMessage`).
+        """
         if self._reject is None:
             await self.ack()
             return
         if self.is_acked:
             return
         self.is_acked = True
-        outcome = self._reject()
+        reject = self._reject
+        outcome = reject(reason) if reason is not None and takes_reason(reject) else reject()
         if outcome is not None:
             await outcome
 
@@ -94,3 +104,16 @@ class AckController:
         outcome = self._release()
         if outcome is not None:
             await outcome
+
+
+def takes_reason(reject: RejectCallback) -> bool:
+    """Whether a broker's ``reject`` callback accepts a reason as its one argument."""
+    try:
+        signature = inspect.signature(reject)
+    except (TypeError, ValueError):  # a callable without a signature: call it as before
+        return False
+    try:
+        signature.bind("reason")
+    except TypeError:
+        return False
+    return True

@@ -57,6 +57,10 @@ class AsyncBroker(ABC):
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    #: Messages the worker consuming this broker holds at once (running plus prefetched), set
+    #: by the receiver before it listens; None outside a worker. A broker may size its
+    #: prefetch by it.
+    worker_capacity: int | None = None
 
     def __init__(
         self,

@@ -42,8 +42,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("taskq.redis")
 
-#: The reason a dead letter rejected by a worker carries (the worker's log says why).
-REJECTED = "rejected by the worker (see its log for the task id and why)"
+#: The reason of a dead letter rejected without one (the receiver always gives one).
+REJECTED = "rejected (no reason given)"
 #: The reason of a stream entry that is not a taskq message (it has no ``m`` field).
 NOT_A_MESSAGE = "the stream entry has no 'm' field: not a taskq message"
 #: Ids per heartbeat script call (Lua's stack bounds the arguments of one call).
@@ -481,8 +481,8 @@ class _Settler:
     async def ack(self) -> None:
         await self.consumer.ack(self.level, self.entry_id)
 
-    async def reject(self) -> None:
-        await self.consumer.reject(self.level, self.entry_id)
+    async def reject(self, reason: str | None = None) -> None:
+        await self.consumer.reject(self.level, self.entry_id, reason or REJECTED)
 
     async def release(self) -> None:
         await self.consumer.release(self.level, self.entry_id)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from taskq.abc import dead_letters as contract
 from taskq_redis.errors import RedisBrokerUnavailableError, unavailable
 from taskq_redis.reconnect import CONNECTION_ERRORS
 
@@ -23,17 +24,19 @@ CHUNK = 500
 
 
 @dataclass(frozen=True)
-class DeadLetter:
-    """One dead letter: the message bytes, why and when it left the queue, where from."""
+class DeadLetter(contract.DeadLetter):
+    """One dead letter of a Redis queue: the stream entry it was, its level, its last consumer."""
 
-    id: str
-    payload: bytes | None
-    reason: str
-    dead_at: datetime
     source_id: str
     priority_level: int
     consumer: str
-    deliveries: int
+
+    def details(self) -> dict[str, str]:
+        """The consumer that held it last and the stream entry it was."""
+        return {
+            "consumer": self.consumer,
+            "was entry": f"{self.source_id} (priority level {self.priority_level})",
+        }
 
     @classmethod
     def from_entry(cls, entry_id: bytes | str, fields: dict[bytes, bytes]) -> DeadLetter:
@@ -54,8 +57,8 @@ class DeadLetter:
         )
 
 
-class DeadLetterQueue:
-    """List, show, replay and purge the dead letters of a broker's queue.
+class DeadLetterQueue(contract.DeadLetterQueue):
+    """List, show, replay and purge the dead letters of a broker's queue (a Redis stream).
 
     Replaying puts a message back at the end of the stream of its priority level as a new
     entry; each dead letter is replayed at most once, even by concurrent callers.
@@ -82,6 +85,11 @@ class DeadLetterQueue:
         self.reconnector = reconnector
         self.key = options.keys.dead_letters
 
+    @property
+    def where(self) -> str:
+        """The key of the dead-letter stream."""
+        return self.key
+
     @classmethod
     def of(cls, broker: RedisStreamBroker) -> DeadLetterQueue:
         """The dead letters of ``broker``'s queue (what ``broker.dead_letters`` gives)."""
@@ -91,7 +99,7 @@ class DeadLetterQueue:
         """How many dead letters there are."""
         return int(await self._call("count dead letters", self.redis.xlen, self.key))
 
-    async def list(self, count: int = 100, after: str | None = None) -> list[DeadLetter]:
+    async def list(self, count: int = 100, after: str | None = None) -> list[contract.DeadLetter]:
         """Up to ``count`` dead letters, oldest first, starting after the id ``after``."""
         start = f"({after}" if after else "-"
         entries = await self._call(
@@ -99,7 +107,7 @@ class DeadLetterQueue:
         )
         return [DeadLetter.from_entry(entry_id, fields) for entry_id, fields in entries]
 
-    async def show(self, dead_letter_id: str) -> DeadLetter | None:
+    async def show(self, dead_letter_id: str) -> contract.DeadLetter | None:
         """The dead letter ``dead_letter_id``, or None when there is none."""
         entries = await self._call(
             "read a dead letter",

@@ -324,13 +324,13 @@ class Receiver:
         if recorder is not None:
             recorder.record_error(EventKind.REJECTED, message.task_id, message.task_name, error)
         await self._store_failure(message, error)
-        await acker.reject()
+        await acker.reject(rejection_reason(error))
 
     async def _refuse_undecodable(self, error: MessageDecodeError, acker: AckController) -> None:
         """Store ``error`` as the failed result where the task id is known; reject."""
         if error.task_id is not None:
             await self._store_failure(TaskiqMessage(error.task_id, ""), error)
-        await acker.reject()
+        await acker.reject(rejection_reason(error))
 
     async def _finish(
         self,
@@ -350,7 +350,7 @@ class Receiver:
         error = result.error
         if error is not None and isinstance(error, TaskRejectedError):
             logger.info("Task %s rejected its message", message.task_id)
-            await acker.reject()
+            await acker.reject(rejection_reason(error))
             return
         if ack_type is AcknowledgeType.WHEN_EXECUTED:
             await acker.ack()
@@ -474,6 +474,7 @@ class Receiver:
         # with no prefetch, the fetch slots alone bound the running tasks
         self._run_slots = asyncio.Semaphore(self.max_async_tasks) if self.max_prefetch else None
         fetch_slots = Slots(self.max_async_tasks + self.max_prefetch)
+        self.broker.worker_capacity = self.max_async_tasks + self.max_prefetch
         messages = self.broker.listen().__aiter__()
         taken = since_yield = 0
         while self.max_tasks_to_execute is None or taken < self.max_tasks_to_execute:
@@ -535,3 +536,8 @@ def _failed_result(
         labels=message.labels,
         error=error,
     )
+
+
+def rejection_reason(error: BaseException) -> str:
+    """The reason a rejected message carries to the dead letters: the error's type and text."""
+    return f"{type(error).__name__}: {error}"

@@ -1,4 +1,8 @@
-"""``taskq dlq``: list, show, replay and purge the dead letters of a `RedisStreamBroker`."""
+"""``taskq dlq``: list, show, replay and purge the dead letters of a broker that keeps them.
+
+It works with every broker whose ``dead_letters`` is a `taskq.abc.dead_letters.DeadLetterQueue`
+(``RedisStreamBroker``, ``AmqpBroker``, ...).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,13 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING
 
+from taskq.abc.dead_letters import dead_letters_of
+from taskq.cli.targets import TargetError, add_working_directory_to_path, import_broker
 from taskq.exceptions import TaskiqError
-from taskq.toolkit import TargetError, add_working_directory_to_path, import_broker
-from taskq_redis.broker import RedisStreamBroker
 
 if TYPE_CHECKING:
-    from taskq_redis.dead_letters import DeadLetter
+    from taskq.abc.broker import AsyncBroker
+    from taskq.abc.dead_letters import DeadLetter
 
 EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
@@ -21,7 +26,7 @@ RAW_PREVIEW = 200
 
 
 def main(argv: list[str]) -> int:
-    """Inspect and replay the dead letters of a Redis broker's queue."""
+    """Inspect and replay the dead letters of a broker's queue."""
     parser = _parser()
     try:
         args = parser.parse_args(argv)
@@ -36,10 +41,10 @@ def main(argv: list[str]) -> int:
     except TargetError as error:
         print(f"taskq dlq: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    if not isinstance(broker, RedisStreamBroker):
+    if dead_letters_of(broker) is None:
         print(
-            f"taskq dlq: error: {args.broker!r} is a {type(broker).__name__}, "
-            "not a RedisStreamBroker",
+            f"taskq dlq: error: {args.broker!r} is a {type(broker).__name__}, which keeps no "
+            "dead letters (its dead_letters is not a taskq.abc.dead_letters.DeadLetterQueue)",
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -53,7 +58,7 @@ def main(argv: list[str]) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="taskq dlq",
-        description="Inspect and replay the dead letters of a RedisStreamBroker's queue: "
+        description="Inspect and replay the dead letters of a broker's queue: "
         "messages rejected by a worker, or delivered too often without an acknowledgement.",
     )
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -72,14 +77,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _run(broker: RedisStreamBroker, args: argparse.Namespace) -> int:
-    queue = broker.dead_letters
+async def _run(broker: AsyncBroker, args: argparse.Namespace) -> int:
+    queue = dead_letters_of(broker)
+    assert queue is not None  # checked by main
     try:
         if args.action == "list":
             letters = await queue.list(args.count, args.after)
             for letter in letters:
                 print(_summary(broker, letter))
-            print(f"{len(letters)} of {await queue.count()} dead letter(s) in {queue.key}")
+            print(f"{len(letters)} of {await queue.count()} dead letter(s) in {queue.where}")
             return 0
         if args.action == "show":
             missing = 0
@@ -103,12 +109,12 @@ async def _run(broker: RedisStreamBroker, args: argparse.Namespace) -> int:
         await broker.shutdown()
 
 
-def _summary(broker: RedisStreamBroker, letter: DeadLetter) -> str:
-    when = letter.dead_at.strftime("%Y-%m-%d %H:%M:%SZ")
+def _summary(broker: AsyncBroker, letter: DeadLetter) -> str:
+    when = letter.dead_at.strftime("%Y-%m-%d %H:%M:%SZ") if letter.dead_at else "-"
     return f"{letter.id}  {when}  {_task_of(broker, letter)}  {letter.reason}"
 
 
-def _task_of(broker: RedisStreamBroker, letter: DeadLetter) -> str:
+def _task_of(broker: AsyncBroker, letter: DeadLetter) -> str:
     """``task_name[task_id]``, or what the bytes are when they are not a taskq message."""
     if letter.payload is None:
         return "(no message)"
@@ -119,15 +125,14 @@ def _task_of(broker: RedisStreamBroker, letter: DeadLetter) -> str:
     return f"{message.task_name}[{message.task_id}]"
 
 
-def _details(broker: RedisStreamBroker, letter: DeadLetter) -> str:
+def _details(broker: AsyncBroker, letter: DeadLetter) -> str:
     lines = [
         f"id:          {letter.id}",
-        f"dead at:     {letter.dead_at.isoformat()}",
+        f"dead at:     {letter.dead_at.isoformat() if letter.dead_at else '-'}",
         f"reason:      {letter.reason}",
-        f"deliveries:  {letter.deliveries}",
-        f"consumer:    {letter.consumer}",
-        f"was entry:   {letter.source_id} (priority level {letter.priority_level})",
+        f"deliveries:  {'-' if letter.deliveries is None else letter.deliveries}",
     ]
+    lines += [f"{name + ':':<12} {value}" for name, value in letter.details().items()]
     try:
         message = broker.formatter.loads(letter.payload or b"")
     except Exception as exc:

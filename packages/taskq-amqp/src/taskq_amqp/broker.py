@@ -1,0 +1,235 @@
+"""`AmqpBroker`: a durable broker on RabbitMQ, with confirms, dead letters, delay and priority."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
+
+from taskq.abc.broker import AsyncBroker
+from taskq.abc.result_backend import AsyncResultBackend
+from taskq.acks import AckableMessage
+from taskq.capabilities import Capability
+from taskq.labels import delay_seconds, priority_value
+from taskq.message import BrokerMessage
+from taskq_amqp.connection import CONNECTION_ERRORS, DEFAULT_URL, AmqpConnection
+from taskq_amqp.consumer import Consumer
+from taskq_amqp.dead_letters import DeadLetterQueue
+from taskq_amqp.errors import AmqpUnavailableError, SendUnavailableError, unavailable
+from taskq_amqp.publisher import Publisher, message_properties
+from taskq_amqp.queues import Queues, QueueType, bucket_ms
+
+DEFAULT_MAX_DELIVERIES = 5
+DEFAULT_RECONNECT_MAX_DELAY_S = 5.0
+DEFAULT_SEND_TIMEOUT_S = 30.0
+
+#: What every configuration can do; ``priority`` comes with ``max_priority``.
+BASE_CAPABILITIES = frozenset(
+    {
+        Capability.ACKS,
+        Capability.REJECT,
+        Capability.REDELIVERY,
+        Capability.DELAY,
+        Capability.LOAD_BALANCING,
+        Capability.CROSS_PROCESS,
+    }
+)
+
+
+class AmqpBroker(AsyncBroker):
+    """Sends tasks through a durable RabbitMQ queue; workers consume it with manual acks.
+
+    ``kick`` returns once RabbitMQ has confirmed the message (publisher confirms); messages
+    are persistent. A worker holds at most ``prefetch_count`` unacknowledged messages (by
+    default its receiver's capacity); a worker that dies or loses its connection has them
+    redelivered to another. ``reject`` moves a message to the dead-letter queue with its
+    reason, and so does delivering it ``max_deliveries`` times without an acknowledgement;
+    `dead_letters` (and ``taskq dlq``) lists, replays and purges them. The ``delay`` label
+    parks a message in a delay bucket queue whose messages expire into the work queue (no
+    plugin needed; delays keep three significant digits). The ``priority`` label needs
+    ``max_priority`` (classic queues only). Delivery is at least once.
+
+    Args:
+        url: The server, ``amqp://user:password@host:port/vhost`` (``amqps://`` for TLS).
+        queue_name: The work queue; clients and workers of one queue must agree on it and on
+            the settings below that shape it (its type, priorities, delivery limit).
+        result_backend: Where results go (default: nowhere).
+        task_id_generator: Makes task ids (default: random UUID hex).
+        queue_type: ``"classic"`` (default) or ``"quorum"`` (replicated; no priorities).
+        max_priority: The highest ``priority`` a classic queue orders by (``x-max-priority``,
+            1 to 255; higher labels count as it). None (default): no priorities, and a
+            ``priority`` label is refused.
+        max_deliveries: A message delivered this many times without an acknowledgement goes
+            to the dead letters (quorum queues: ``x-delivery-limit``; classic queues: counted
+            by taskq). None: no limit. Default 5.
+        dead_letter_queue: The dead-letter queue (default ``{queue_name}.dead-letters``).
+        prefetch_count: Unacknowledged messages a consumer holds (QoS). None (default): the
+            capacity of the worker's receiver (running plus prefetched tasks); outside a
+            worker, no limit (the consumer's own loop bounds what it takes).
+        reconnect_max_delay_s: Longest pause between reconnection attempts.
+        send_timeout_s: Seconds ``kick`` keeps retrying while RabbitMQ does not answer,
+            before raising `SendUnavailableError`.
+
+    Raises:
+        ValueError: A bad URL scheme or option value.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        queue_name: str = "taskq",
+        result_backend: AsyncResultBackend[Any] | None = None,
+        task_id_generator: Callable[[], str] | None = None,
+        *,
+        queue_type: QueueType = "classic",
+        max_priority: int | None = None,
+        max_deliveries: int | None = DEFAULT_MAX_DELIVERIES,
+        dead_letter_queue: str | None = None,
+        prefetch_count: int | None = None,
+        reconnect_max_delay_s: float = DEFAULT_RECONNECT_MAX_DELAY_S,
+        send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S,
+    ) -> None:
+        super().__init__(result_backend, task_id_generator)
+        for name, value in (
+            ("prefetch_count", prefetch_count),
+            ("reconnect_max_delay_s", reconnect_max_delay_s),
+            ("send_timeout_s", send_timeout_s),
+        ):
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be positive, got {value!r}")
+        self.queues = Queues(
+            queue_name,
+            queue_type,
+            max_priority,
+            max_deliveries,
+            dead_letter_queue or f"{queue_name}.dead-letters",
+        )
+        self.url = url
+        self.prefetch_count = prefetch_count
+        self.send_timeout_s = send_timeout_s
+        self.connection = AmqpConnection(url, reconnect_max_delay_s)
+        self.publisher = Publisher(self.connection, self.queues)
+        self._consumers: list[Consumer] = []
+        capabilities = BASE_CAPABILITIES
+        if max_priority is not None:
+            capabilities |= {Capability.PRIORITY}
+        # what this instance does depends on its configuration
+        self.capabilities = capabilities  # type: ignore[misc]
+
+    @property
+    def queue_name(self) -> str:
+        """The work queue."""
+        return self.queues.name
+
+    @property
+    def dead_letters(self) -> DeadLetterQueue:
+        """The dead letters of this queue: list, show, replay and purge them."""
+        return DeadLetterQueue(self.connection, self.queues, self.publisher, self.send_timeout_s)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Connect and declare the queues (retrying for ``send_timeout_s``), then start.
+
+        Raises:
+            AmqpUnavailableError: RabbitMQ did not answer in time.
+        """
+        self.connection.reopen()
+        try:
+            await self.connection.call(
+                "connect", self.publisher.channel, give_up_after_s=self.send_timeout_s
+            )
+        except CONNECTION_ERRORS as exc:
+            raise unavailable(
+                AmqpUnavailableError, "connect", self.connection.server, exc, self.send_timeout_s
+            ) from exc
+        await super().startup()
+
+    async def shutdown(self) -> None:
+        """Stop consuming (unacknowledged messages go back to the queue) and disconnect."""
+        consumers, self._consumers = self._consumers, []
+        for consumer in consumers:
+            await consumer.close()
+        await self.publisher.close()
+        await self.connection.close()
+        await super().shutdown()
+
+    # -- sending -------------------------------------------------------------------------------
+
+    async def kick(self, message: BrokerMessage) -> None:
+        """Publish the message (to its delay bucket when it has a ``delay``); await the confirm.
+
+        Raises:
+            InvalidLabelError: ``delay`` or ``priority`` outside the bounds of `taskq.labels`.
+            SendUnavailableError: RabbitMQ did not answer for ``send_timeout_s``.
+        """
+        labels = message.labels
+        priority = None
+        delay = 0.0
+        if labels:
+            if self.queues.max_priority is not None and "priority" in labels:
+                priority = min(max(priority_value(labels["priority"]), 0), self.queues.max_priority)
+            delay = delay_seconds(labels.get("delay"))
+        properties = message_properties(priority)
+        body = message.message
+        publisher = self.publisher
+        if delay > 0:
+            delay_ms = bucket_ms(delay)
+            await self._sending(lambda: publisher.publish_delayed(body, delay_ms, properties))
+        else:
+            name = self.queues.name
+            await self._sending(lambda: publisher.publish(body, name, properties))
+
+    async def _sending(self, operation: Callable[[], Any]) -> None:
+        connection = self.connection
+        if connection.closed:
+            connection.reopen()  # a client that kicks after shutdown, or without startup
+        try:
+            await connection.call("send a task", operation, give_up_after_s=self.send_timeout_s)
+        except CONNECTION_ERRORS as exc:
+            raise unavailable(
+                SendUnavailableError,
+                "send the task",
+                connection.server,
+                exc,
+                self.send_timeout_s,
+            ) from exc
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    async def listen(self) -> AsyncGenerator[AckableMessage, None]:
+        """Yield the messages of the work queue, as a new consumer, until shutdown.
+
+        Each message's ``ack`` acknowledges it; ``reject(reason)`` dead-letters it with the
+        reason; ``release`` returns it to the queue.
+        """
+        if self.connection.closed:
+            self.connection.reopen()
+        prefetch = self.prefetch_count or self.worker_capacity or 0  # 0: no limit
+        consumer = Consumer(self.connection, self.queues, self.publisher, prefetch)
+        self._consumers.append(consumer)
+        try:
+            await self.connection.call("declare the queues", self.publisher.channel)
+            async for message in consumer.messages():
+                yield message
+        finally:  # also when the caller stops iterating: it takes nothing more
+            await consumer.stop()
+
+    def queue_names(self) -> list[str]:
+        """The queues this broker declared: work, dead letters and the delay buckets it used."""
+        return [
+            self.queues.name,
+            self.queues.dead_letter_queue,
+            *sorted(self.publisher.bucket_names),
+        ]
+
+    async def delete_queues(self) -> None:
+        """Delete every queue of `queue_names`, with the messages in them (for tear-downs)."""
+
+        async def delete() -> None:
+            channel = await self.connection.channel()
+            for name in self.queue_names():
+                await channel.queue_delete(name)
+            await channel.close()
+
+        self.connection.reopen()
+        await self.connection.call("delete the queues", delete, give_up_after_s=self.send_timeout_s)

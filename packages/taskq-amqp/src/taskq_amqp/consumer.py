@@ -1,0 +1,189 @@
+"""One ``listen()`` of an `AmqpBroker`: a channel consuming the work queue, reopened when lost.
+
+RabbitMQ sends at most ``prefetch_count`` unacknowledged messages to the channel (QoS); each
+is yielded as an `AckableMessage` whose ``ack`` acknowledges it, ``reject`` dead-letters it with
+its reason (published to the dead-letter queue with confirmation, then acknowledged) and
+``release`` returns it to the queue. When the connection is lost, RabbitMQ returns every
+unacknowledged message to the queue for another consumer; this consumer reconnects (with the
+connection's backoff) and goes on, and settling a message of the lost channel does nothing.
+
+On a classic queue with ``max_deliveries``, a redelivered message is counted: it is published
+again with its count (then acknowledged), or dead-lettered once the count passes the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from taskq.acks import AckableMessage
+from taskq_amqp.connection import CONNECTION_ERRORS, FIRST_RETRY_DELAY_S
+from taskq_amqp.queues import DELIVERIES_HEADER
+
+if TYPE_CHECKING:
+    from aiormq.abc import AbstractChannel, DeliveredMessage
+
+    from taskq_amqp.connection import AmqpConnection
+    from taskq_amqp.publisher import Publisher
+    from taskq_amqp.queues import Queues
+
+logger = logging.getLogger("taskq.amqp")
+
+#: The reason of a message dead-lettered for being delivered too often.
+TOO_MANY_DELIVERIES = "delivered {count} times without an acknowledgement (max_deliveries)"
+#: The reason of a message rejected without one.
+REJECTED = "rejected (no reason given)"
+
+
+class Consumer:
+    """Consumes the work queue on a channel of its own, with ``prefetch_count`` in flight."""
+
+    def __init__(
+        self,
+        connection: AmqpConnection,
+        queues: Queues,
+        publisher: Publisher,
+        prefetch_count: int,
+    ) -> None:
+        self.connection = connection
+        self.queues = queues
+        self.publisher = publisher
+        self.prefetch_count = prefetch_count
+        self._inbox: asyncio.Queue[DeliveredMessage | None] = asyncio.Queue()
+        self._channel: AbstractChannel | None = None
+        self._tag: str | None = None
+        self._stopped = False
+
+    async def messages(self) -> AsyncIterator[AckableMessage]:
+        """Yield the messages of the work queue until `close`."""
+        delay = FIRST_RETRY_DELAY_S
+        while not self._stopped:
+            try:
+                channel = await self.connection.call("consume the queue", self._consume)
+            except CONNECTION_ERRORS:
+                return  # closed while reconnecting
+            while (delivered := await self._inbox.get()) is not None:
+                delay = FIRST_RETRY_DELAY_S  # this channel worked: a new outage starts afresh
+                message = await self._admitted(channel, delivered)
+                if message is not None:
+                    yield message
+            if not self._stopped:  # the channel closed under us: consume on a new one
+                lost = ConnectionError("the channel closed")
+                delay = await self.connection.pause("consume the queue", lost, delay)
+
+    async def _consume(self) -> AbstractChannel:
+        channel = await self.connection.channel()
+        self._channel = channel
+        await channel.basic_qos(prefetch_count=self.prefetch_count)
+        channel.closing.add_done_callback(self._on_channel_closed)
+        consumed = await channel.basic_consume(self.queues.name, self._on_message)
+        self._tag = consumed.consumer_tag
+        return channel
+
+    async def _on_message(self, delivered: DeliveredMessage) -> None:
+        if self._stopped:  # arrived after `stop`: straight back to the queue
+            await _Settler(self, delivered.channel, delivered).release()
+            return
+        self._inbox.put_nowait(delivered)
+
+    def _on_channel_closed(self, _: Any) -> None:
+        self._inbox.put_nowait(None)
+
+    async def _admitted(
+        self, channel: AbstractChannel, delivered: DeliveredMessage
+    ) -> AckableMessage | None:
+        """The message to yield, or None when counting its deliveries settled it here."""
+        if channel.is_closed:
+            return None  # RabbitMQ returned it to the queue with its channel
+        settler = _Settler(self, channel, delivered)
+        if delivered.redelivered and self.queues.counts_deliveries:
+            # on a lost connection it stays unacknowledged: RabbitMQ delivers it again
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await self._count_redelivery(settler)
+            return None
+        return AckableMessage(delivered.body, settler.ack, settler.reject, settler.release)
+
+    async def _count_redelivery(self, settler: _Settler) -> None:
+        delivered = settler.delivered
+        headers = delivered.header.properties.headers or {}
+        count = _int(headers.get(DELIVERIES_HEADER), 1) + 1
+        limit = self.queues.max_deliveries
+        if limit is not None and count > limit:
+            await settler.reject(TOO_MANY_DELIVERIES.format(count=count - 1))
+            return
+        await self.publisher.publish_again(delivered, {DELIVERIES_HEADER: count})
+        await settler.ack()
+
+    async def stop(self) -> None:
+        """Stop receiving (the caller stopped iterating) but let held messages be settled.
+
+        Messages received and not yielded go back to the queue at once; those yielded can
+        still be settled until `close`.
+        """
+        self._stopped = True
+        channel = self._channel
+        if channel is None or channel.is_closed:
+            return
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            if self._tag is not None:
+                await channel.basic_cancel(self._tag)
+            while not self._inbox.empty():
+                delivered = self._inbox.get_nowait()
+                if delivered is not None:
+                    await _Settler(self, channel, delivered).release()
+
+    async def close(self) -> None:
+        """Stop consuming; RabbitMQ returns the unacknowledged messages to the queue."""
+        self._stopped = True
+        channel, self._channel = self._channel, None
+        self._inbox.put_nowait(None)
+        if channel is not None and not channel.is_closed:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await channel.close()
+
+
+class _Settler:
+    """Settles one delivery on the channel it came on (nothing once that channel is gone)."""
+
+    __slots__ = ("channel", "consumer", "delivered")
+
+    def __init__(
+        self, consumer: Consumer, channel: AbstractChannel, delivered: DeliveredMessage
+    ) -> None:
+        self.consumer = consumer
+        self.channel = channel
+        self.delivered = delivered
+
+    @property
+    def tag(self) -> int:
+        tag = self.delivered.delivery_tag
+        assert tag is not None  # a delivery always has one
+        return tag
+
+    async def ack(self) -> None:
+        if self.channel.is_closed:
+            return  # RabbitMQ returned it to the queue with the channel
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            await self.channel.basic_ack(self.tag, wait=False)
+
+    async def reject(self, reason: str | None = None) -> None:
+        if self.channel.is_closed:
+            return
+        try:
+            await self.consumer.publisher.dead_letter(self.delivered, reason or REJECTED)
+        except CONNECTION_ERRORS:
+            return  # unacknowledged: it comes back once its channel is gone, to be rejected again
+        await self.ack()
+
+    async def release(self) -> None:
+        if self.channel.is_closed:
+            return
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            await self.channel.basic_nack(self.tag, requeue=True, wait=False)
+
+
+def _int(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default

@@ -1,0 +1,171 @@
+"""Sending with publisher confirms: every publish returns once RabbitMQ has the message.
+
+One channel in confirm mode per broker carries every publish (tasks, delayed tasks, dead
+letters, redelivery counts); concurrent publishes share it and their confirmations arrive
+in flight together. The channel is opened, and the queues declared, on first use and again
+after a lost connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiormq.abc import AbstractChannel
+from aiormq.exceptions import ChannelInvalidStateError
+from pamqp.commands import Basic
+
+from taskq.exceptions import SendTaskError
+from taskq_amqp.queues import (
+    BUCKET_REDECLARE_S,
+    DEAD_AT_HEADER,
+    DELIVERIES_HEADER,
+    REASON_HEADER,
+    Queues,
+)
+
+if TYPE_CHECKING:
+    from aiormq.abc import DeliveredMessage
+
+    from taskq_amqp.connection import AmqpConnection
+
+#: delivery_mode of a message RabbitMQ writes to disk.
+PERSISTENT = 2
+#: The headers taskq adds to dead letters, removed when one is replayed.
+DEAD_LETTER_HEADERS = (REASON_HEADER, DEAD_AT_HEADER, DELIVERIES_HEADER, "x-death")
+
+
+class Publisher:
+    """Publishes to a broker's queues through one confirm channel, declaring them first."""
+
+    def __init__(self, connection: AmqpConnection, queues: Queues) -> None:
+        self.connection = connection
+        self.queues = queues
+        self._channel: AbstractChannel | None = None
+        self._opening = asyncio.Lock()
+        self._buckets: dict[int, float] = {}
+        self._waiting: set[asyncio.Task[Any]] = set()
+        self._cut: set[asyncio.Task[Any]] = set()
+        #: The delay buckets this publisher declared (their names), for cleaning up.
+        self.bucket_names: set[str] = set()
+
+    async def channel(self) -> AbstractChannel:
+        """The confirm channel, opened with the queues declared if it is not open."""
+        channel = self._channel
+        if channel is not None and not channel.is_closed:
+            return channel
+        async with self._opening:
+            if self._channel is None or self._channel.is_closed:
+                channel = await self.connection.channel(publisher_confirms=True)
+                await declare(channel, self.queues)
+                self._buckets.clear()
+                waiting: set[asyncio.Task[Any]] = set()
+                self._waiting = waiting
+                channel.closing.add_done_callback(lambda _: self._cut_off(waiting))
+                self._channel = channel
+            return self._channel
+
+    def _cut_off(self, waiting: set[asyncio.Task[Any]]) -> None:
+        """Wake the publishes still waiting for a confirmation on a channel that closed.
+
+        Some versions of aiormq leave them waiting forever; each gets
+        ``ChannelInvalidStateError`` instead, and is sent again on a new channel.
+        """
+        for task in waiting:
+            self._cut.add(task)
+            task.cancel()
+
+    async def publish(self, body: bytes, routing_key: str, properties: Basic.Properties) -> None:
+        """Publish ``body`` to the queue ``routing_key``; return once RabbitMQ confirmed it.
+
+        Raises:
+            SendTaskError: RabbitMQ refused the message (a negative confirmation).
+        """
+        channel = await self.channel()
+        task = asyncio.current_task()
+        assert task is not None  # called from a coroutine
+        waiting = self._waiting
+        waiting.add(task)
+        try:
+            confirmation = await channel.basic_publish(
+                body, routing_key=routing_key, properties=properties
+            )
+        except asyncio.CancelledError:
+            if task not in self._cut:
+                raise
+            self._cut.discard(task)
+            if sys.version_info >= (3, 11):
+                task.uncancel()
+            raise ChannelInvalidStateError("the channel closed before the confirmation") from None
+        finally:
+            waiting.discard(task)
+        if not isinstance(confirmation, Basic.Ack):
+            raise SendTaskError(f"RabbitMQ refused the message for {routing_key!r}: {confirmation}")
+
+    async def publish_delayed(
+        self, body: bytes, delay_ms: int, properties: Basic.Properties
+    ) -> None:
+        """Publish ``body`` to the delay bucket of ``delay_ms`` (declared when due)."""
+        channel = await self.channel()
+        name = self.queues.bucket(delay_ms)
+        if (
+            time.monotonic() - self._buckets.get(delay_ms, -BUCKET_REDECLARE_S)
+            >= BUCKET_REDECLARE_S
+        ):
+            await channel.queue_declare(
+                name, durable=True, arguments=self.queues.bucket_arguments(delay_ms)
+            )
+            self._buckets[delay_ms] = time.monotonic()
+            self.bucket_names.add(name)
+        await self.publish(body, name, properties)
+
+    async def dead_letter(self, delivered: DeliveredMessage, reason: str) -> None:
+        """Publish a copy of ``delivered`` to the dead-letter queue with ``reason``."""
+        properties = delivered.header.properties
+        deliveries = (properties.headers or {}).get(DELIVERIES_HEADER, 1)
+        headers = {
+            REASON_HEADER: reason,
+            DEAD_AT_HEADER: round(time.time() * 1000),
+            DELIVERIES_HEADER: deliveries,
+        }
+        properties = _copy(properties, headers)
+        await self.publish(delivered.body, self.queues.dead_letter_queue, properties)
+
+    async def publish_again(self, delivered: DeliveredMessage, headers: dict[str, Any]) -> None:
+        """Publish a copy of ``delivered`` to the work queue with ``headers`` added."""
+        properties = _copy(delivered.header.properties, headers)
+        await self.publish(delivered.body, self.queues.name, properties)
+
+    async def replay(self, delivered: DeliveredMessage) -> None:
+        """Publish a dead letter to the work queue again, without the dead-letter headers."""
+        properties = _copy(delivered.header.properties, {}, drop=DEAD_LETTER_HEADERS)
+        await self.publish(delivered.body, self.queues.name, properties)
+
+    async def close(self) -> None:
+        """Forget the channel (the connection's close closes it)."""
+        self._channel = None
+
+
+async def declare(channel: AbstractChannel, queues: Queues) -> None:
+    """Declare the work queue and the dead-letter queue (idempotent)."""
+    await channel.queue_declare(queues.dead_letter_queue, durable=True)
+    await channel.queue_declare(queues.name, durable=True, arguments=queues.work_arguments())
+
+
+def message_properties(priority: int | None) -> Basic.Properties:
+    """The properties of a task message: persistent, with its priority where it has one."""
+    return Basic.Properties(delivery_mode=PERSISTENT, priority=priority)
+
+
+def _copy(
+    properties: Basic.Properties, headers: dict[str, Any], drop: tuple[str, ...] = ()
+) -> Basic.Properties:
+    kept = {k: v for k, v in (properties.headers or {}).items() if k not in drop}
+    return Basic.Properties(
+        delivery_mode=PERSISTENT,
+        priority=properties.priority,
+        content_type=properties.content_type,
+        headers={**kept, **headers} or None,
+    )

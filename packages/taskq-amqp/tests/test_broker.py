@@ -1,0 +1,251 @@
+"""AmqpBroker against the real RabbitMQ: dead letters, poison messages, delay, priority."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from taskq import BrokerMessage, Capability, Receiver, UnsupportedCapabilityError
+from taskq.abc.dead_letters import DeadLetterQueue as DeadLetterContract
+from taskq.exceptions import InvalidLabelError
+from taskq.testing import eventually
+from taskq_amqp import AmqpBroker, AmqpUnavailableError, SendUnavailableError
+from taskq_amqp.queues import bucket_ms
+
+
+def message(data: bytes, **labels: Any) -> BrokerMessage:
+    return BrokerMessage(uuid.uuid4().hex, "amqp:test", data, labels)
+
+
+async def take(broker: AmqpBroker, count: int, timeout: float = 30) -> list[Any]:
+    got: list[Any] = []
+
+    async def collect() -> None:
+        async for item in broker.listen():
+            got.append(item)
+            if len(got) == count:
+                return
+
+    await asyncio.wait_for(collect(), timeout)
+    return got
+
+
+def test_capabilities_follow_the_configuration():
+    plain = AmqpBroker()
+    assert Capability.DELAY in plain.capabilities
+    assert Capability.PRIORITY not in plain.capabilities
+    assert Capability.PRIORITY in AmqpBroker(max_priority=5).capabilities
+    assert Capability.PRIORITY not in AmqpBroker(queue_type="quorum").capabilities
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"url": "redis://localhost"}, "not an AMQP URL"),
+        ({"queue_type": "quorum", "max_priority": 5}, "quorum queues have no priorities"),
+        ({"max_priority": 0}, "max_priority must be 1 to 255"),
+        ({"max_deliveries": 0}, "max_deliveries must be positive"),
+        ({"queue_type": "stream"}, "queue_type must be"),
+        ({"send_timeout_s": 0}, "send_timeout_s must be positive"),
+        ({"queue_name": ""}, "queue_name must be"),
+    ],
+)
+def test_bad_options_are_refused(options, match):
+    with pytest.raises(ValueError, match=match):
+        AmqpBroker(**options)
+
+
+def test_delays_keep_three_significant_digits():
+    assert bucket_ms(0.0001) == 1
+    assert bucket_ms(0.25) == 250
+    assert bucket_ms(1.234) == 1230
+    assert bucket_ms(3600) == 3_600_000
+    assert bucket_ms(3661.5) == 3_660_000
+
+
+async def test_a_priority_label_is_refused_without_max_priority(new_broker):
+    broker = await new_broker(worker=False)
+
+    @broker.task(task_name="amqp:job")
+    async def job() -> None: ...
+
+    with pytest.raises(UnsupportedCapabilityError):
+        await job.kicker().with_labels(priority=3).kiq()
+    with pytest.raises(InvalidLabelError):
+        await broker.kick(message(b"x", delay="soon"))
+
+
+async def test_reject_dead_letters_with_the_reason(new_broker):
+    broker = await new_broker()
+    await broker.kick(message(b"bad input"))
+    (item,) = await take(broker, 1)
+    await item.reject("ValueError: bad input")
+    dead = broker.dead_letters
+    assert isinstance(dead, DeadLetterContract)
+    assert dead.where == f"{broker.queue_name}.dead-letters"
+    assert await dead.count() == 1
+    (letter,) = await dead.list()
+    assert letter.payload == b"bad input"
+    assert letter.reason == "ValueError: bad input"
+    assert letter.deliveries == 1
+    assert letter.dead_at is not None
+    assert abs(letter.dead_at.timestamp() - time.time()) < 60
+
+
+async def test_dead_letters_list_show_replay_and_purge(new_broker):
+    broker = await new_broker()
+    for data in (b"a", b"b", b"c"):
+        await broker.kick(message(data))
+    for item in await take(broker, 3):
+        await item.reject()
+    dead = broker.dead_letters
+    letters = await dead.list()
+    assert [letter.payload for letter in letters] == [b"a", b"b", b"c"]
+    assert [letter.reason for letter in letters] == ["rejected (no reason given)"] * 3
+    assert [x.payload for x in await dead.list(count=1, after=letters[0].id)] == [b"b"]
+    shown = await dead.show(letters[1].id)
+    assert shown is not None
+    assert shown.payload == b"b"
+    assert await dead.show("no-such-id") is None
+    assert [x.payload for x in await dead.list()] == [b"a", b"b", b"c"], "reading moved them"
+
+    assert await dead.replay([letters[0].id]) == 1
+    assert await dead.replay([letters[0].id]) == 0, "replayed twice"
+    (again,) = await take(broker, 1)
+    assert again.data == b"a"
+    await again.ack()
+    assert await dead.purge([letters[1].id]) == 1
+    assert [x.payload for x in await dead.list()] == [b"c"]
+    assert await dead.purge() == 1
+    assert await dead.count() == 0
+
+
+async def test_replay_all_sends_every_dead_letter_back(new_broker):
+    broker = await new_broker()
+    for n in range(5):
+        await broker.kick(message(b"%d" % n))
+    for item in await take(broker, 5):
+        await item.reject("later")
+    assert await broker.dead_letters.replay() == 5
+    items = await take(broker, 5)
+    assert sorted(item.data for item in items) == [b"%d" % n for n in range(5)]
+    for item in items:
+        await item.ack()
+    assert await broker.dead_letters.count() == 0
+
+
+async def test_release_returns_the_message_and_counts_the_delivery(new_broker):
+    broker = await new_broker(max_deliveries=2)
+    await broker.kick(message(b"again"))
+    (first,) = await take(broker, 1)
+    await first.release()
+    (second,) = await take(broker, 1)
+    assert second.data == b"again"
+    await second.release()  # its second delivery: the limit
+    with pytest.raises(asyncio.TimeoutError):  # the next consumer dead-letters it instead
+        await take(broker, 1, timeout=2)
+    (letter,) = await broker.dead_letters.list()
+    assert letter.reason == "delivered 2 times without an acknowledgement (max_deliveries)"
+    assert letter.deliveries == 2
+
+
+@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
+async def test_a_poison_message_ends_in_the_dead_letters(new_broker, queue_type):
+    """A message whose consumer goes away every time is dead-lettered after max_deliveries."""
+    limit = 3
+    await (await new_broker(queue_type=queue_type, max_deliveries=limit)).kick(message(b"poison"))
+    for _ in range(limit):
+        consumer = await new_broker(queue_type=queue_type, max_deliveries=limit)
+        (item,) = await take(consumer, 1)
+        assert item.data == b"poison"
+        await consumer.shutdown()  # as a worker killed by the task: never settled
+    broker = await new_broker(queue_type=queue_type, max_deliveries=limit)
+    with pytest.raises(asyncio.TimeoutError):  # not delivered a fourth time
+        await take(broker, 1, timeout=2)
+    (letter,) = await broker.dead_letters.list()
+    assert letter.payload == b"poison"
+    assert "times without an acknowledgement" in letter.reason
+    assert letter.deliveries == limit
+
+
+async def test_delay_holds_the_message_in_a_bucket_until_due(new_broker):
+    broker = await new_broker()
+    sent_at = time.monotonic()
+    await broker.kick(message(b"later", delay=1.5))
+    await broker.kick(message(b"now"))
+    first, second = await take(broker, 2)
+    assert first.data == b"now"
+    assert second.data == b"later"
+    assert time.monotonic() - sent_at >= 1.4
+    assert f"{broker.queue_name}.delay.1500" in broker.queue_names()
+    await first.ack()
+    await second.ack()
+
+
+async def test_priority_orders_a_backlog_and_survives_a_delay(new_broker):
+    broker = await new_broker(max_priority=5)
+    for n, priority in enumerate([1, 5, 3, 9]):  # 9 counts as 5
+        await broker.kick(message(b"%d" % n, priority=priority))
+    items = await take(broker, 4)
+    assert [item.data for item in items] == [b"1", b"3", b"2", b"0"]
+    for item in items:
+        await item.ack()
+
+
+async def test_a_kick_without_rabbitmq_raises_after_send_timeout():
+    broker = AmqpBroker("amqp://guest:guest@127.0.0.1:1/", send_timeout_s=0.3)
+    started = time.monotonic()
+    with pytest.raises(SendUnavailableError, match=r"did not answer for 0\.3 s"):
+        await broker.kick(message(b"x"))
+    with pytest.raises(AmqpUnavailableError):
+        await broker.startup()
+    assert time.monotonic() - started < 30
+    await broker.shutdown()
+
+
+async def test_messages_taken_by_a_consumer_that_goes_away_are_redelivered(new_broker):
+    broker = await new_broker()
+    for n in range(10):
+        await broker.kick(message(b"%d" % n))
+    first = await new_broker()
+    taken = await take(first, 10)
+    await taken[0].ack()
+    await first.shutdown()
+    rest = await take(broker, 9)
+    assert sorted(item.data for item in rest) == [b"%d" % n for n in range(1, 10)]
+    for item in rest:
+        await item.ack()
+
+
+async def test_a_worker_takes_only_what_its_receiver_can_run(new_broker):
+    broker = await new_broker(max_deliveries=None)
+    release = asyncio.Event()
+
+    @broker.task(task_name="amqp:wait")
+    async def wait() -> None:
+        await release.wait()
+
+    for _ in range(10):
+        await wait.kiq()
+    worker = asyncio.create_task(Receiver(broker, max_async_tasks=3).listen())
+
+    async def ready() -> int:
+        channel = await broker.publisher.channel()
+        return int((await channel.queue_declare(broker.queue_name, passive=True)).message_count)
+
+    await eventually(lambda: ready_count(ready, 7), timeout=30)
+    await asyncio.sleep(0.3)  # a quiet period: a prefetch without a limit takes them all
+    assert await ready() == 7, "the worker took more messages than it can run (prefetch)"
+    assert broker.worker_capacity == 3
+    release.set()
+    await eventually(lambda: ready_count(ready, 0), timeout=30)
+    await broker.shutdown()
+    await worker
+
+
+async def ready_count(ready: Any, expected: int) -> bool:
+    return await ready() == expected
