@@ -13,13 +13,14 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from taskq.abc.dead_letters import dead_letters_of
 from taskq.exceptions import TaskiqError
 from taskq.scheduled_task import ScheduledTask
 from taskq.task_events import EventKind, TaskEvent, WorkerId
 from taskq.toolkit import send_task
 from taskq_dashboard.dead_letter_views import decoded_message
 from taskq_dashboard.errors import DashboardError
-from taskq_dashboard.features import can_cancel, dead_letters_of
+from taskq_dashboard.features import can_cancel
 from taskq_dashboard.schedule_views import is_dynamic
 from taskq_dashboard.state import logger
 

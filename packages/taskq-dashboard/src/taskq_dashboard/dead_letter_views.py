@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from taskq.abc.dead_letters import DeadLetter, dead_letters_of
 from taskq.exceptions import MessageDecodeError
-from taskq_dashboard.features import DeadLetterView, dead_letters_of
 
 if TYPE_CHECKING:
     from taskq.broker import AsyncBroker
@@ -29,7 +29,7 @@ async def dead_letters(state: DashboardState, after: str | None = None) -> dict[
     }
 
 
-def dead_letter_data(broker: AsyncBroker, letter: DeadLetterView) -> dict[str, Any]:
+def dead_letter_data(broker: AsyncBroker, letter: DeadLetter) -> dict[str, Any]:
     """One dead letter as JSON-ready data: the message decoded when the broker can read it."""
     return {
         "id": letter.id,

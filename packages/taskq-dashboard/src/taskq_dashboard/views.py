@@ -12,11 +12,12 @@ import traceback
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from taskq.abc.dead_letters import dead_letters_of
 from taskq.exceptions import EventStoreError, TaskiqError
 from taskq.task_events import EventKind, TaskQuery, TaskSummary, WorkerId
 from taskq.toolkit import collect_status, encode_error
 from taskq_dashboard.errors import DashboardError
-from taskq_dashboard.features import can_cancel, can_inspect, dead_letters_of
+from taskq_dashboard.features import can_cancel, can_inspect
 
 if TYPE_CHECKING:
     from taskq_dashboard.state import DashboardState
