@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from taskq.abc.broker import AsyncBroker
 from taskq.abc.result_backend import AsyncResultBackend
@@ -213,6 +214,17 @@ class AmqpBroker(AsyncBroker):
                 yield message
         finally:  # also when the caller stops iterating: it takes nothing more
             await consumer.stop()
+
+    @property
+    def lease_s(self) -> float:
+        """Seconds after which RabbitMQ gives what a vanished consumer held to another one.
+
+        It is the connection's heartbeat timeout (the URL's ``heartbeat``, 60 by default): a
+        consumer whose process dies loses its messages at once, as its socket closes; one whose
+        host goes silent is noticed after this long. A live consumer keeps its messages.
+        """
+        heartbeat = parse_qs(urlsplit(self.url).query).get("heartbeat", ["60"])[-1]
+        return float(heartbeat)
 
     def queue_names(self) -> list[str]:
         """The queues this broker declared: work, dead letters and the delay buckets it used."""

@@ -21,6 +21,8 @@ from taskq_amqp.testing import delete_queues, server_url, unique_queue_name
 QUEUE_ENV = "TASKQ_CONFORMANCE_AMQP_QUEUE"
 #: The priorities of the run's queue (the suite's labels go up to 9).
 MAX_PRIORITY = 9
+#: The heartbeat timeout of the suite's connections: the broker's `lease_s` (60 by default).
+HEARTBEAT_S = 5
 
 _made: list[AmqpBroker] = []
 
@@ -32,7 +34,8 @@ def make_broker() -> AmqpBroker:
     if not name:
         name = os.environ[QUEUE_ENV] = unique_queue_name("conformance")
         atexit.register(_delete_run_queues, url)
-    broker = AmqpBroker(url, name, max_priority=MAX_PRIORITY)
+    separator = "&" if "?" in url else "?"
+    broker = AmqpBroker(f"{url}{separator}heartbeat={HEARTBEAT_S}", name, max_priority=MAX_PRIORITY)
     _made.append(broker)
     return broker
 

@@ -8,6 +8,7 @@ drives, and skips a test without it (fails it with ``CI=true``).
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import shutil
 import socket
@@ -31,9 +32,7 @@ def chromium_or_skip() -> str:
     if shutil.which(CHROMIUM) is None:
         missing = f"no browser at {CHROMIUM} (apt-get install chromium, or set TASKQ_CHROMIUM)"
     else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("playwright") is None:
             missing = "playwright is not installed (pip install playwright)"
     if missing is not None:
         import pytest
