@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from taskq.testing import eventually_blocking
 from taskq_amqp.testing import delete_queues, unique_queue_name
 
 HERE = Path(__file__).resolve().parent
@@ -93,11 +94,12 @@ def _all(by_pid: dict[int, list[int]]) -> list[int]:
 
 
 def wait_until_done(env: dict[str, str], count: int, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if len(set(_all(numbers(env, "done")))) >= count:
-            return
-        time.sleep(0.5)
+    eventually_blocking(
+        lambda: len(set(_all(numbers(env, "done")))) >= count,
+        timeout,
+        interval=0.5,
+        what=f"{count} tasks done",
+    )
 
 
 def worker_logs(env: dict[str, str]) -> str:
@@ -135,10 +137,11 @@ def test_a_killed_worker_loses_nothing_and_only_its_running_task_runs_twice(app_
     survivor = start_workers(app_env, 1, *one_at_a_time)
     try:
         send(app_env, count, pause=0.002)
-        deadline = time.monotonic() + 60
-        while len(numbers(app_env, "done").get(doomed_pid, [])) < 200:
-            assert time.monotonic() < deadline, "the doomed worker ran nothing"
-            time.sleep(0.05)
+        eventually_blocking(
+            lambda: len(numbers(app_env, "done").get(doomed_pid, [])) >= 200,
+            60,
+            what="200 tasks run by the worker about to be killed",
+        )
         os.kill(doomed_pid, signal.SIGKILL)
         wait_until_done(app_env, count)
     finally:
@@ -202,10 +205,9 @@ def test_the_server_closing_every_connection_mid_run_loses_nothing(app_env):
     workers = start_workers(app_env, 2)
     try:
         client = start_client(app_env, count)
-        deadline = time.monotonic() + 60
-        while len(_all(numbers(app_env, "done"))) < 1000:
-            assert time.monotonic() < deadline, "the workers ran nothing"
-            time.sleep(0.05)
+        eventually_blocking(
+            lambda: len(_all(numbers(app_env, "done"))) >= 1000, 60, what="1000 tasks run"
+        )
         close_all_connections()
         out, _ = client.communicate(timeout=300)
         assert out.strip() == f"sent {count}"
@@ -263,10 +265,12 @@ def test_a_poison_task_and_a_rejected_one_go_through_the_dlq_command(app_env):
     # messages of a dead worker count a delivery too)
     workers = start_workers(app_env, 1, "--max-async-tasks", "1")
     try:
-        deadline = time.monotonic() + 120
-        while "2 of 2 dead letter(s)" not in dlq(app_env, "list").stdout:
-            assert time.monotonic() < deadline, "the dead letters did not arrive"
-            time.sleep(0.5)
+        eventually_blocking(
+            lambda: "2 of 2 dead letter(s)" in dlq(app_env, "list").stdout,
+            120,
+            interval=0.5,
+            what="the 2 dead letters",
+        )
     finally:
         stop(workers)
     listed = dlq(app_env, "list").stdout
