@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import socket
 import sys
 import time
 import types
@@ -39,6 +40,14 @@ from taskq import (
 from taskq_inmemory import InmemoryResultBackend
 
 WAIT = 10.0  # seconds: generous bound on every wait, so a bug fails instead of hanging
+
+
+def free_port() -> int:
+    """A TCP port on the loopback that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
 
 # ======================================================================================
 # The examples, as written in the reference
@@ -727,16 +736,18 @@ async def test_brokers_api_configured_zeromq_broker(examples: ExampleRunner) -> 
     from taskq import SimpleRetryMiddleware, ZeroMQBroker
 
     backend = InmemoryResultBackend()
-    namespace = examples.run(
-        BROKERS_CONFIGURED_ZEROMQ, "brokers configured zeromq", my_result_backend=backend
-    )
+    # The example's address, on a free port: parallel test runs must not collide on 5555.
+    address = f"tcp://localhost:{free_port()}"
+    source = BROKERS_CONFIGURED_ZEROMQ.replace("tcp://localhost:5555", address)
+    namespace = examples.run(source, "brokers configured zeromq", my_result_backend=backend)
     broker, process_data = namespace["broker"], namespace["process_data"]
     assert isinstance(broker, ZeroMQBroker)
     assert broker.result_backend is backend
     assert [type(m) for m in broker.middlewares] == [SimpleRetryMiddleware]
 
     # A worker on the other end of the socket, sharing the (in-process) result backend.
-    worker = examples.track(ZeroMQBroker("tcp://localhost:5555").with_result_backend(backend))
+    worker = ZeroMQBroker(address, zmq_sub_host=address).with_result_backend(backend)
+    worker = examples.track(worker)
     worker.is_worker_process = True
     worker.register_task(process_data.original_func, process_data.task_name)
     await broker.startup()

@@ -14,6 +14,7 @@ import pytest
 from taskq import BrokerMessage, Capability, Receiver, TaskiqMessage
 from taskq.event_stores import InMemoryEventStore
 from taskq.task_events import EventKind
+from taskq.testing import eventually
 from taskq_redis import (
     InvalidLabelError,
     RedisStreamBroker,
@@ -246,27 +247,30 @@ async def test_delayed_messages_wait_and_are_moved_once_by_many_workers(new_brok
     client = await new_broker(worker=False)
     workers = [await new_broker(delay_check_interval_s=0.05) for _ in range(3)]
     received: list[bytes] = []
+    arrived: dict[bytes, float] = {}
+    due: dict[bytes, float] = {}
 
     async def consume(worker: RedisStreamBroker) -> None:
         async for item in worker.listen():
-            received.append(bytes(item.data))  # type: ignore[arg-type]
+            body = bytes(item.data)  # type: ignore[arg-type]
+            received.append(body)
+            arrived.setdefault(body, time.monotonic())
             await item.ack()  # type: ignore[misc]
 
     consumers = [asyncio.create_task(consume(worker)) for worker in workers]
     await asyncio.sleep(0.2)
     await client.kick(message(b"now"))
     for n in range(200):
-        await client.kick(message(b"%d" % n, delay=1.0))
-    await asyncio.sleep(0.6)
-    assert received == [b"now"], "a delayed message came before it was due"
-    for _ in range(200):
-        if len(received) >= 201:
-            break
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.5)
+        body = b"%d" % n
+        due[body] = time.monotonic() + 1.0
+        await client.kick(message(body, delay=1.0))
+    await eventually(lambda: len(received) >= 201, 20, what="every delayed message")
+    await asyncio.sleep(0.5)  # a message moved twice would arrive by now
     for task in consumers:
         task.cancel()
     await asyncio.gather(*consumers, return_exceptions=True)
+    early = [body for body, when in due.items() if arrived[body] < when - 0.05]
+    assert not early, f"{len(early)} delayed messages came before they were due"
     assert sorted(received[1:], key=int) == [b"%d" % n for n in range(200)], "moved twice or lost"
 
 

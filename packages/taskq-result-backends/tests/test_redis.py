@@ -19,6 +19,7 @@ from taskq import (
     TaskProgress,
     TaskState,
 )
+from taskq.testing import eventually
 from taskq_result_backends import ResultStoreUnavailableError
 
 redis = pytest.importorskip("redis", reason="the redis extra is not installed")
@@ -158,8 +159,10 @@ async def test_many_waiters_share_one_subscription(new_redis_backend, raw, redis
     ids = [f"w{i}" for i in range(300)]
     waits = [asyncio.create_task(waiter.wait_ready(i, PROMPT * 6, 3600)) for i in ids]
     waits += [asyncio.create_task(waiter.wait_ready("w0", PROMPT * 6, 3600)) for _ in range(3)]
-    await asyncio.sleep(0.3)
-    assert raw.pubsub_numsub(f"{redis_prefix}:ready") == [(f"{redis_prefix}:ready".encode(), 1)]
+    channel = f"{redis_prefix}:ready"
+    await eventually(lambda: raw.pubsub_numsub(channel)[0][1] > 0, PROMPT, what="a subscription")
+    await asyncio.sleep(0.3)  # all waiters registered: still one subscription
+    assert raw.pubsub_numsub(channel) == [(channel.encode(), 1)]
     await asyncio.gather(*(writer.set_result(i, success(i)) for i in ids))
     assert all(await asyncio.wait_for(asyncio.gather(*waits), PROMPT))
     assert waiter._waiters == {}
@@ -170,10 +173,12 @@ async def test_a_waiter_survives_a_lost_pubsub_connection(new_redis_backend, raw
     waiter = await new_redis_backend(client_name=name)
     writer = await new_redis_backend()
     waiting = asyncio.create_task(waiter.wait_ready("t", PROMPT * 6, 3600))
-    await asyncio.sleep(0.3)
-    ours = [
-        client["id"] for client in raw.client_list(_type="pubsub") if client.get("name") == name
-    ]
+
+    def subscribed() -> list[str]:
+        clients = raw.client_list(_type="pubsub")
+        return [client["id"] for client in clients if client.get("name") == name]
+
+    ours = await eventually(subscribed, PROMPT, what="the waiter's subscription")
     assert len(ours) == 1
     raw.client_kill_filter(_id=ours[0])
     await asyncio.sleep(0.3)

@@ -32,6 +32,8 @@ FUZZ = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
+#: Seconds a fuzz test may take: 10,000 examples run for about a minute on a loaded machine.
+FUZZ_TIMEOUT_S = 600
 SESSION = b"s" * protocol.SESSION_SIZE
 PEERS = [b"peer-a", b"peer-b", b"peer-c"]
 
@@ -105,6 +107,7 @@ def client_side_junk() -> st.SearchStrategy[list[bytes]]:
     )
 
 
+@pytest.mark.timeout(FUZZ_TIMEOUT_S)
 @FUZZ
 @given(
     st.lists(
@@ -174,6 +177,7 @@ def worker_messages(routed: bool) -> st.SearchStrategy[tuple[bool, list[tuple[st
     return st.tuples(st.just(routed), st.lists(kinds, max_size=16))
 
 
+@pytest.mark.timeout(FUZZ_TIMEOUT_S)
 @FUZZ
 @given(st.one_of(worker_messages(False), worker_messages(True)))
 def test_a_worker_survives_any_frames_and_buffers_each_valid_task_once(intakes, caplog, drawn):
