@@ -40,6 +40,9 @@ KINDS = {
 PARALLEL_RUNS = 4
 #: Seconds one run of a suite may take.
 RUN_TIMEOUT = 300
+
+# A test waits for its run, which may queue behind the others of the batch.
+pytestmark = pytest.mark.timeout(3 * RUN_TIMEOUT)
 #: Environment variables that would give a run a target besides the one under test.
 TARGET_VARIABLES = (
     "TASKQ_BROKER",

@@ -14,7 +14,7 @@ import pytest
 from taskq import BrokerMessage, Capability, Receiver, TaskiqMessage
 from taskq.event_stores import InMemoryEventStore
 from taskq.task_events import EventKind
-from taskq.testing import eventually
+from taskq.testing import cancel_until_done, eventually
 from taskq_redis import (
     InvalidLabelError,
     RedisStreamBroker,
@@ -266,9 +266,7 @@ async def test_delayed_messages_wait_and_are_moved_once_by_many_workers(new_brok
         await client.kick(message(body, delay=1.0))
     await eventually(lambda: len(received) >= 201, 20, what="every delayed message")
     await asyncio.sleep(0.5)  # a message moved twice would arrive by now
-    for task in consumers:
-        task.cancel()
-    await asyncio.gather(*consumers, return_exceptions=True)
+    await cancel_until_done(*consumers)
     early = [body for body, when in due.items() if arrived[body] < when - 0.05]
     assert not early, f"{len(early)} delayed messages came before they were due"
     assert sorted(received[1:], key=int) == [b"%d" % n for n in range(200)], "moved twice or lost"
@@ -357,8 +355,7 @@ async def test_dropped_connections_are_retried_and_nothing_is_lost(
         if len(received) >= count:
             break
         await asyncio.sleep(0.05)
-    consumer.cancel()
-    await asyncio.gather(consumer, return_exceptions=True)
+    await cancel_until_done(consumer)
     await worker.shutdown()
     await client.shutdown()
     assert sorted(received) == list(range(count))
@@ -447,9 +444,7 @@ async def test_a_consumer_group_lost_with_its_stream_is_created_again(
         if received:
             break
         await asyncio.sleep(0.05)
-    while not consumer.done():  # redis-py may swallow a cancellation on Python < 3.12
-        consumer.cancel()
-        await asyncio.wait({consumer}, timeout=1)
+    await cancel_until_done(consumer)
     assert received == [b"before the group is back"]
     assert "is gone" in caplog.text
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from taskq import AckableMessage, AsyncResultBackend, BrokerMessage, Receiver, TaskiqResult
 from taskq.exceptions import ResultGetError
-from taskq.testing import eventually
+from taskq.testing import cancel_until_done, eventually
 from taskq_redis import RedisStreamBroker
 from taskq_redis.testing import take
 
@@ -103,7 +103,7 @@ async def test_a_hand_back_keeps_ids_and_counts_and_another_worker_takes_it_prom
     await leaving.shutdown()
     await eventually(lambda: len(received) == 10, timeout=5)
     assert time.monotonic() - handed_back_at < 3, "not taken promptly"
-    consumer.cancel()
+    await cancel_until_done(consumer)
     assert [m.data for m in received] == [b"%d" % n for n in range(10)], "order lost"
     pending = raw_redis.xpending_range(stream, "taskq", "-", "+", 20)
     assert [p["message_id"] for p in pending] == ids, "handed back as new entries"

@@ -4,6 +4,8 @@ Tests wait for a condition, never for a duration: a fixed ``sleep`` before an as
 either too long or flaky. `eventually` polls the condition until it holds; in a plain
 (not async) test that drives other processes, `eventually_blocking` does the same without
 an event loop (a blocking poll inside a loop would starve what it waits for).
+`cancel_until_done` stops a consume loop for sure, even where a client library swallows one
+cancellation.
 """
 
 from __future__ import annotations
@@ -13,6 +15,10 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
+
+from taskq._cancelling import cancel_until_done
+
+__all__ = ["cancel_until_done", "eventually", "eventually_blocking"]
 
 #: Seconds `eventually` waits by default: long enough for a loaded CI machine.
 DEFAULT_TIMEOUT_S = 10.0

@@ -11,6 +11,7 @@ from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 from taskq._awaitable import maybe_await
+from taskq._cancelling import cancel_until_done
 from taskq.acks import AckableMessage, AckController, AcknowledgeType
 from taskq.control.unique import UNIQUE_LABEL, release_unique
 from taskq.exceptions import (
@@ -462,7 +463,7 @@ class Receiver:
             stopper = asyncio.create_task(finish_event.wait())
             await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
-            await _cancel_until_done(consumer)
+            await cancel_until_done(consumer)
         try:
             await consumer
         except asyncio.CancelledError:
@@ -536,17 +537,6 @@ def _failed_result(
         labels=message.labels,
         error=error,
     )
-
-
-async def _cancel_until_done(task: asyncio.Task[None]) -> None:
-    """Cancel ``task`` and wait for it to end, cancelling it again if it went on.
-
-    Before Python 3.12, ``asyncio.wait_for`` inside a client library (redis-py's) can swallow
-    a cancellation that arrives as its inner call completes; the consume loop then goes on.
-    """
-    while not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=1)
 
 
 def rejection_reason(error: BaseException) -> str:
