@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.util
 import os
 import signal
 import statistics
@@ -372,6 +373,8 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.2f}")
     if "status" in parts:
         print(f"taskq status over {events:,} stored events")
+        if importlib.util.find_spec("opentelemetry.sdk") is not None:
+            print("  (the OpenTelemetry SDK is installed: redis-py imports it with itself)")
         for store_name in stores:
             with tempfile.TemporaryDirectory(prefix="taskq-bench-events-") as directory:
                 bench(store_name, events, Path(directory))
