@@ -46,6 +46,7 @@ from taskq.control.limits import RateLimit
 from taskq.control.memory_limiter import MemoryLimiter
 from taskq.control.memory_unique import MemoryUniqueStore
 from taskq.event_stores import InMemoryEventStore
+from taskq.event_stores.memory import _entries, _event
 from taskq.exceptions import MessageDecodeError, ResultGetError
 from taskq.inspection import QueueInspection
 from taskq.task_events import TaskEvent, WorkerHeartbeat
@@ -641,8 +642,8 @@ class ReordersEvents(InMemoryEventStore):
     """Defect: a task's events come back in write order, not by time."""
 
     async def task_events(self, task_id: str) -> list[TaskEvent]:
-        task = self._tasks.get(task_id)
-        return [] if task is None else [e for _, _, e in sorted(task.events, key=lambda i: i[1])]
+        entries = _entries(self._tasks.get(task_id, ()))
+        return [_event(task_id, entry) for entry in sorted(entries, key=lambda entry: entry[1])]
 
 
 class IgnoresRetention(InMemoryEventStore):
