@@ -61,15 +61,15 @@ RETENTION_BATCH = 1000
 #: Candidate tasks `RedisEventStore.tasks` reads from an index at a time.
 SCAN_CHUNK = 200
 # KEYS: none (every key derives from the prefix, ARGV[1]). ARGV: prefix, max events, oldest
-# time allowed, max age, events in the batch, tasks to drop at most; then as JSON: the tasks, each
-# [id, and of its latest event in the batch: kind, name, worker, time; its event count, its
-# events' line, the [time, JSON, place in the batch] of its failed events; the name and worker
-# as JSON]; the
-# [minute, kind, count] counts and the [worker, time, JSON] heartbeats. Times are strings (Lua
-# numbers print 14 digits). A task's header line: time, kind, name, worker, event count and
-# failure sequences (space-separated), tab-separated (the name and worker as JSON: no tab in them).
-# Per batch, the tasks are read with one HMGET and written with one HSET; each index changes
-# with one call per key touched.
+# time allowed, max age, events in the batch, tasks to drop at most; then as JSON: the tasks,
+# each [id, and of its latest event in the batch: kind, name, worker, time; its event count,
+# the [time, JSON, place in the batch] of its failed events; its name and worker as JSON], the
+# [minute, kind, count] counts and the [worker, time, JSON] heartbeats; last, the tasks' lines
+# of events (JSON has no raw newline), one a task, in the order of the tasks. Times are
+# strings (Lua numbers print 14 digits). A task's header line: time, kind, name, worker, event
+# count and failure sequences (space-separated), tab-separated (the name and worker as JSON:
+# no tab in them). Per batch, the tasks are read with one HMGET and written with one HSET;
+# each index changes with one call per key touched.
 _WRITE = """
 local p = ARGV[1]
 local max_events = tonumber(ARGV[2])
@@ -80,6 +80,7 @@ local max_drop = tonumber(ARGV[6])
 local tasks = cjson.decode(ARGV[7])
 local counts = cjson.decode(ARGV[8])
 local beats = cjson.decode(ARGV[9])
+local next_line = string.gmatch(ARGV[10], '[^\\n]+')
 local task_key = p .. ':task'
 local HEADER = '^([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\n]*)\\n'
 
@@ -112,8 +113,9 @@ end
 local sequence = redis.call('INCRBY', p .. ':sequence', n_events) - n_events
 local added, removed, failures, failed, values = {}, {}, {}, {}, {}
 for i, task in ipairs(tasks) do
-  local id, kind, name, worker, t, n, lines, failing, name_json, worker_json =
-    task[1], task[2], task[3], task[4], task[5], task[6], task[7], task[8], task[9], task[10]
+  local id, kind, name, worker, t, n, failing, name_json, worker_json =
+    task[1], task[2], task[3], task[4], task[5], task[6], task[7], task[8], task[9]
+  local lines = next_line()
   local failure_seqs = ''
   local old, body = known[i], lines
   local latest = true
@@ -267,7 +269,7 @@ class RedisEventStore(AsyncEventStore):
     async def _write(
         self, batch: Iterable[tuple[str, EventRow]], heartbeats: Sequence[WorkerHeartbeat]
     ) -> None:
-        tasks, counts, written = _by_task(batch)
+        tasks, lines, counts, written = _by_task(batch)
         arguments: list[Any] = [
             self.prefix,
             self.retention.max_events,
@@ -278,6 +280,7 @@ class RedisEventStore(AsyncEventStore):
             _json(tasks),
             _json([[m, kind, n] for m, by_kind in counts.items() for kind, n in by_kind.items()]),
             _json([[str(b.worker), repr(b.time), _json(b.as_dict())] for b in heartbeats]),
+            lines,
         ]
         if self._write_script is None:
             self._write_script = self.connection.client.register_script(_WRITE)
@@ -402,11 +405,13 @@ def from_url(url: str) -> RedisEventStore:
 
 def _by_task(
     batch: Iterable[tuple[str, EventRow]],
-) -> tuple[list[list[Any]], dict[int, dict[str, int]], int]:
-    """The batch's tasks as the write script takes them, the counts by minute and kind, the total.
+) -> tuple[list[list[Any]], str, dict[int, dict[str, int]], int]:
+    """The batch's tasks as the write script takes them, their lines, the counts, the total.
 
     A task's events in the batch become one line of JSON, ``[[worker, row], ...]``, in one call
-    of the C encoder: writing each event out in Python would cost more than the rest.
+    of the C encoder: writing each event out in Python would cost more than the rest. The lines
+    go apart from the tasks' JSON, so that the script does not decode them. The counts are by
+    minute and kind.
     """
     tasks: dict[str, list[Any]] = {}
     counts: dict[int, dict[str, int]] = {}
@@ -431,7 +436,9 @@ def _by_task(
         per_kind[kind] = per_kind.get(kind, 0) + 1
     quoted: dict[str, str] = {}
     found = []
+    lines = []
     for task_id, (pairs, (worker, (kind, _, name, at, _)), failed) in tasks.items():
+        lines.append(_json(pairs))
         found.append(
             [
                 task_id,
@@ -440,13 +447,12 @@ def _by_task(
                 worker,
                 repr(at),
                 len(pairs),
-                _json(pairs),
                 failed,
                 _quote(quoted, name),
                 _quote(quoted, worker),
             ]
         )
-    return found, counts, place
+    return found, "\n".join(lines), counts, place
 
 
 def _quote(quoted: dict[str, str], text: str) -> str:
