@@ -48,7 +48,7 @@ from taskq.control.memory_unique import MemoryUniqueStore
 from taskq.event_stores import InMemoryEventStore
 from taskq.exceptions import MessageDecodeError, ResultGetError
 from taskq.inspection import QueueInspection
-from taskq.task_events import TaskEvent, WorkerHeartbeat
+from taskq.task_events import EventRow, TaskEvent, WorkerHeartbeat, WorkerId
 from taskq_inmemory import InMemoryBroker, InmemoryResultBackend
 
 # -- brokers -------------------------------------------------------------------------------------
@@ -640,9 +640,28 @@ class DropsAnEvent(InMemoryEventStore):
 class ReordersEvents(InMemoryEventStore):
     """Defect: a task's events come back in write order, not by time."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_write_order: dict[str, list[TaskEvent]] = {}
+
+    async def write(
+        self, events: Sequence[TaskEvent], heartbeats: Sequence[WorkerHeartbeat] = ()
+    ) -> None:
+        for event in events:
+            self.in_write_order.setdefault(event.task_id, []).append(event)
+        await super().write(events, heartbeats)
+
+    async def write_rows(
+        self,
+        worker: WorkerId,
+        rows: Sequence[EventRow],
+        heartbeats: Sequence[WorkerHeartbeat] = (),
+    ) -> None:
+        await self.write([TaskEvent.from_row(worker, row) for row in rows], heartbeats)
+
     async def task_events(self, task_id: str) -> list[TaskEvent]:
-        task = self._tasks.get(task_id)
-        return [] if task is None else [e for _, _, e in sorted(task.events, key=lambda i: i[1])]
+        kept = await super().task_events(task_id)
+        return list(self.in_write_order.get(task_id, [])) if kept else []
 
 
 class IgnoresRetention(InMemoryEventStore):

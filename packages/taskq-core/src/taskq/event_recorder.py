@@ -14,8 +14,9 @@ import contextlib
 import logging
 import multiprocessing
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from taskq.task_events import EventKind, EventRow, WorkerHeartbeat, WorkerId
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
     from taskq.abc.event_store import AsyncEventStore
 
 logger = logging.getLogger("taskq.events")
+
+_now = time.time
+_kind_of = itemgetter(0)
 
 #: Events kept while the store is slow or down; past it the oldest are dropped.
 DEFAULT_MAX_BUFFERED = 100_000
@@ -103,20 +107,33 @@ class EventRecorder:
     # -- recording (on the task path: no await) ---------------------------------------------------
 
     def record(
-        self, kind: EventKind, task_id: str, task_name: str, at: float | None = None, **details: Any
+        self,
+        kind: EventKind,
+        task_id: str,
+        task_name: str,
+        at: float | None = None,
+        duration: float | None = None,
+        **details: Any,
     ) -> None:
         """Buffer an event of ``kind`` for this task, at time ``at`` (default: now).
 
-        ``details`` are `TaskEvent` fields. Only an `EventRow` is made here: the background
-        writer hands rows to `AsyncEventStore.write_rows`.
+        ``duration`` and ``details`` are `TaskEvent` fields. Only an `EventRow` is made here:
+        the background writer hands rows to `AsyncEventStore.write_rows`.
         """
         buffer = self._buffer
         if len(buffer) >= self.max_buffered:
             buffer.popleft()
             self.dropped += 1
-        at = time.time() if at is None else at
-        fields = tuple(details.items()) if details else ()
-        buffer.append((kind.value, task_id, task_name, at, fields))
+        if details:
+            if duration is not None:
+                details["duration"] = duration
+            fields: tuple[tuple[str, Any], ...] = tuple(details.items())
+        elif duration is not None:
+            fields = (("duration", duration),)
+        else:
+            fields = ()
+        # ``_value_`` (the member's value, a plain attribute) costs less than ``.value``
+        buffer.append((kind._value_, task_id, task_name, _now() if at is None else at, fields))
         if len(buffer) == self.batch_size:
             self._wake.set()
 
@@ -194,7 +211,7 @@ class EventRecorder:
     async def flush(self) -> bool:
         """Write one batch (and a due heartbeat) now; return False when the store failed."""
         self._report_dropped()
-        batch = [self._buffer.popleft() for _ in range(min(len(self._buffer), self.batch_size))]
+        batch = self._take_batch()
         self._tally(batch, 1)
         heartbeats = [self._make_heartbeat()] if self._heartbeat_due() else []
         if not batch and not heartbeats:
@@ -245,13 +262,20 @@ class EventRecorder:
         assert self._heartbeat is not None
         return self._heartbeat(self)
 
+    def _take_batch(self) -> list[EventRow]:
+        """Take the oldest `batch_size` rows (all of them at once when they fit)."""
+        buffer = self._buffer
+        if len(buffer) <= self.batch_size:
+            batch = list(buffer)
+            buffer.clear()
+            return batch
+        return [buffer.popleft() for _ in range(self.batch_size)]
+
     def _tally(self, batch: list[EventRow], sign: int) -> None:
         """Count (``sign`` 1) or uncount (-1) the runs ``batch`` finishes, for the heartbeat."""
-        for row in batch:
-            kind = row[0]
-            if kind in _FINISHED_TEXT:
-                self.processed += sign
-                self.failed += sign * (kind == "failed")
+        kinds = Counter(map(_kind_of, batch))
+        self.processed += sign * sum(kinds[kind] for kind in _FINISHED_TEXT)
+        self.failed += sign * kinds[EventKind.FAILED.value]
 
     def _put_back(self, batch: list[EventRow]) -> None:
         """Return a batch the store refused to the front of the buffer, dropping the oldest."""

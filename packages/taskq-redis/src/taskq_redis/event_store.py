@@ -2,18 +2,21 @@
 
 Keys, all under the store's prefix ``P``:
 
-- ``P:task:<id>``: a list of the task's events in write order, each a zero-padded write
-  sequence, ``|``, the event as JSON (a list, not a sorted set: small lists are stored
-  compactly whatever the size of their items); reads sort them by time, then sequence;
-- ``P:summary:<id>``: a hash with the task's latest event, first and last time, event count;
+- ``P:task``: a hash holding each task under its id: a header line (the time, kind, name and
+  worker of its latest event, its event count and the sequences of its failures), then a line
+  per batch that wrote to it: its events there as JSON, ``[[worker, row], ...]`` (each row an
+  `EventRow`), in write order; reads sort the events by time, ties in that order. One hash for
+  every task, read and written with one call per batch, costs Redis much less than a key or two
+  per task;
 - ``P:tasks`` and ``P:state:<kind>``, ``P:name:<name>``, ``P:worker:<id>``: sorted sets of
   task ids by the time of their latest event, the indexes that `tasks` pages through;
-- ``P:failures``: a sorted set of the ``failed`` events by time (members as in ``P:task:<id>``);
+- ``P:failures``: a sorted set of the ``failed`` events' write sequences by time, and
+  ``P:failed``: a hash of those events by sequence (as JSON, ``[worker, row]``);
 - ``P:minute:<start>``: a hash of event counts by kind, expiring once older than the age bound;
 - ``P:workers`` (a hash of heartbeats) and ``P:workers:seen`` (worker ids by time);
 - ``P:sequence`` and ``P:count``: the write sequence and the number of events kept.
 
-Each batch is one script run: the events, the indexes, the heartbeats, then the retention.
+Each batch is one script run: the tasks, the indexes, the heartbeats, then the retention.
 """
 
 from __future__ import annotations
@@ -58,13 +61,15 @@ RETENTION_BATCH = 1000
 #: Candidate tasks `RedisEventStore.tasks` reads from an index at a time.
 SCAN_CHUNK = 200
 # KEYS: none (every key derives from the prefix, ARGV[1]). ARGV: prefix, max events, oldest
-# time allowed, max age, events in the batch, tasks to drop at most; then as JSON: the tasks, each
-# [id, and of its latest event in the batch: name, kind, worker, time; its earliest time, the
-# latest event's place among the task's events (1 for the first), its event count n, the
-# [place, time] of its failed events]; the events' JSON, one a line, task by task in the
-# order of the tasks, each task's in write order; as JSON, the [minute, kind, count] counts and
-# the [worker, time, JSON] heartbeats. Times are strings (Lua numbers print 14 digits).
-# The indexes change with a few calls per batch (one ZADD or ZREM per key touched), not per task.
+# time allowed, max age, events in the batch, tasks to drop at most; then as JSON: the tasks,
+# each [id, and of its latest event in the batch: kind, name, worker, time; its event count,
+# the [time, JSON, place in the batch] of its failed events; its name and worker as JSON], the
+# [minute, kind, count] counts and the [worker, time, JSON] heartbeats; last, the tasks' lines
+# of events (JSON has no raw newline), one a task, in the order of the tasks. Times are
+# strings (Lua numbers print 14 digits). A task's header line: time, kind, name, worker, event
+# count and failure sequences (space-separated), tab-separated (the name and worker as JSON:
+# no tab in them). Per batch, the tasks are read with one HMGET and written with one HSET;
+# each index changes with one call per key touched.
 _WRITE = """
 local p = ARGV[1]
 local max_events = tonumber(ARGV[2])
@@ -73,19 +78,20 @@ local max_age = tonumber(ARGV[4])
 local n_events = tonumber(ARGV[5])
 local max_drop = tonumber(ARGV[6])
 local tasks = cjson.decode(ARGV[7])
-local next_event = string.gmatch(ARGV[8], '[^\\n]+')
-local counts = cjson.decode(ARGV[9])
-local beats = cjson.decode(ARGV[10])
+local counts = cjson.decode(ARGV[8])
+local beats = cjson.decode(ARGV[9])
+local next_line = string.gmatch(ARGV[10], '[^\\n]+')
+local task_key = p .. ':task'
+local HEADER = '^([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\n]*)\\n'
 
-local function add(groups, key, ...)
+local function push(groups, key, a, b)
   local group = groups[key]
   if not group then
     group = {}
     groups[key] = group
   end
-  for _, value in ipairs({...}) do
-    group[#group + 1] = value
-  end
+  group[#group + 1] = a
+  if b then group[#group + 1] = b end
 end
 
 local function apply(command, groups)
@@ -96,55 +102,67 @@ local function apply(command, groups)
   end
 end
 
-local function unindex(id, summary)
-  local old = redis.call('HMGET', summary, 'state', 'name', 'worker')
-  if old[1] then
-    redis.call('ZREM', p .. ':tasks', id)
-    redis.call('ZREM', p .. ':state:' .. old[1], id)
-    redis.call('ZREM', p .. ':name:' .. old[2], id)
-    redis.call('ZREM', p .. ':worker:' .. old[3], id)
-  end
+local ids = {}
+for i, task in ipairs(tasks) do ids[i] = task[1] end
+local known = {}
+for j = 1, #ids, 1000 do
+  local found = redis.call('HMGET', task_key, unpack(ids, j, math.min(j + 999, #ids)))
+  for k = 1, #found do known[j + k - 1] = found[k] end
 end
 
 local sequence = redis.call('INCRBY', p .. ':sequence', n_events) - n_events
-local added, removed, failures = {}, {}, {}
-for _, task in ipairs(tasks) do
-  local id, name, kind, worker, t, first, latest_place, n, failed =
+local added, removed, failures, failed, values = {}, {}, {}, {}, {}
+for i, task in ipairs(tasks) do
+  local id, kind, name, worker, t, n, failing, name_json, worker_json =
     task[1], task[2], task[3], task[4], task[5], task[6], task[7], task[8], task[9]
-  local members, latest = {}, nil
-  for k = 1, n do
-    local event = next_event()
-    sequence = sequence + 1
-    members[k] = string.format('%016d', sequence) .. '|' .. event
-    if k == latest_place then latest = event end
+  local lines = next_line()
+  local failure_seqs = ''
+  local old, body = known[i], lines
+  local latest = true
+  if old then
+    local last, old_kind, old_name, old_worker, events, seqs, rest =
+      string.match(old, HEADER .. '()')
+    n = n + tonumber(events)
+    failure_seqs = seqs
+    body = string.sub(old, rest) .. '\\n' .. lines
+    if tonumber(t) < tonumber(last) then
+      latest = false
+      t, kind, name_json, worker_json = last, old_kind, old_name, old_worker
+    else
+      if old_kind ~= kind then push(removed, p .. ':state:' .. old_kind, id) end
+      if old_name ~= name_json then
+        push(removed, p .. ':name:' .. cjson.decode(old_name), id)
+      end
+      if old_worker ~= worker_json then
+        push(removed, p .. ':worker:' .. cjson.decode(old_worker), id)
+      end
+    end
   end
-  for _, place_time in ipairs(failed) do
-    add(failures, p .. ':failures', place_time[2], members[place_time[1]])
+  if #failing > 0 then
+    for _, failure in ipairs(failing) do
+      local member = string.format('%016d', sequence + failure[3])
+      push(failures, p .. ':failures', failure[1], member)
+      push(failed, p .. ':failed', member, failure[2])
+      failure_seqs = failure_seqs == '' and member or (failure_seqs .. ' ' .. member)
+    end
   end
-  for j = 1, n, 500 do
-    redis.call('RPUSH', p .. ':task:' .. id, unpack(members, j, math.min(j + 499, n)))
+  if latest then
+    push(added, p .. ':tasks', t, id)
+    push(added, p .. ':state:' .. kind, t, id)
+    push(added, p .. ':name:' .. name, t, id)
+    push(added, p .. ':worker:' .. worker, t, id)
   end
-  local summary = p .. ':summary:' .. id
-  local known = redis.call('HMGET', summary, 'last', 'first', 'events', 'state', 'name', 'worker')
-  if known[2] and tonumber(known[2]) < tonumber(first) then first = known[2] end
-  local events = n + tonumber(known[3] or '0')
-  if (not known[1]) or tonumber(t) >= tonumber(known[1]) then
-    redis.call('HSET', summary, 'state', kind, 'name', name, 'worker', worker, 'last', t,
-               'latest', latest, 'first', first, 'events', events)
-    add(added, p .. ':tasks', t, id)
-    add(added, p .. ':state:' .. kind, t, id)
-    add(added, p .. ':name:' .. name, t, id)
-    add(added, p .. ':worker:' .. worker, t, id)
-    if known[4] and known[4] ~= kind then add(removed, p .. ':state:' .. known[4], id) end
-    if known[5] and known[5] ~= name then add(removed, p .. ':name:' .. known[5], id) end
-    if known[6] and known[6] ~= worker then add(removed, p .. ':worker:' .. known[6], id) end
-  else
-    redis.call('HSET', summary, 'first', first, 'events', events)
-  end
+  values[#values + 1] = id
+  values[#values + 1] = table.concat(
+    {t, kind, name_json, worker_json, n, failure_seqs}, '\\t') .. '\\n' .. body
+end
+for j = 1, #values, 1000 do
+  redis.call('HSET', task_key, unpack(values, j, math.min(j + 999, #values)))
 end
 apply('ZREM', removed)
 apply('ZADD', added)
 apply('ZADD', failures)
+apply('HSET', failed)
 redis.call('INCRBY', p .. ':count', n_events)
 
 for _, count in ipairs(counts) do
@@ -161,6 +179,7 @@ for _, beat in ipairs(beats) do
     redis.call('HSET', p .. ':workers', worker, data)
   end
 end
+
 local count = tonumber(redis.call('GET', p .. ':count') or '0')
 local dropped = 0
 while dropped < max_drop do
@@ -168,15 +187,20 @@ while dropped < max_drop do
   if #oldest_task == 0 then break end
   if count <= max_events and tonumber(oldest_task[2]) >= oldest then break end
   local id = oldest_task[1]
-  local summary = p .. ':summary:' .. id
-  local events_key = p .. ':task:' .. id
-  local members = redis.call('LRANGE', events_key, 0, -1)
-  for j = 1, #members, 500 do
-    redis.call('ZREM', p .. ':failures', unpack(members, j, math.min(j + 499, #members)))
+  local value = redis.call('HGET', task_key, id)
+  redis.call('ZREM', p .. ':tasks', id)
+  if value then
+    local _, kind, name, worker, events, seqs = string.match(value, HEADER)
+    redis.call('ZREM', p .. ':state:' .. kind, id)
+    redis.call('ZREM', p .. ':name:' .. cjson.decode(name), id)
+    redis.call('ZREM', p .. ':worker:' .. cjson.decode(worker), id)
+    for member in string.gmatch(seqs, '%d+') do
+      redis.call('ZREM', p .. ':failures', member)
+      redis.call('HDEL', p .. ':failed', member)
+    end
+    redis.call('HDEL', task_key, id)
+    count = count - tonumber(events)
   end
-  count = count - #members
-  unindex(id, summary)
-  redis.call('DEL', summary, events_key)
   dropped = dropped + 1
 end
 redis.call('SET', p .. ':count', math.max(count, 0))
@@ -245,12 +269,7 @@ class RedisEventStore(AsyncEventStore):
     async def _write(
         self, batch: Iterable[tuple[str, EventRow]], heartbeats: Sequence[WorkerHeartbeat]
     ) -> None:
-        tasks, counts, written = _by_task(batch)
-        headers: list[list[Any]] = []
-        lines: list[str] = []
-        for task_id, task in tasks.items():
-            headers.append(_header(task_id, task))
-            lines += [item[4] for item in task]
+        tasks, lines, counts, written = _by_task(batch)
         arguments: list[Any] = [
             self.prefix,
             self.retention.max_events,
@@ -258,10 +277,10 @@ class RedisEventStore(AsyncEventStore):
             repr(self.retention.max_age),
             written,
             RETENTION_BATCH,
-            _json(headers),
-            "\n".join(lines),
-            _json([[minute, kind, count] for (minute, kind), count in counts.items()]),
+            _json(tasks),
+            _json([[m, kind, n] for m, by_kind in counts.items() for kind, n in by_kind.items()]),
             _json([[str(b.worker), repr(b.time), _json(b.as_dict())] for b in heartbeats]),
+            lines,
         ]
         if self._write_script is None:
             self._write_script = self.connection.client.register_script(_WRITE)
@@ -271,11 +290,8 @@ class RedisEventStore(AsyncEventStore):
     async def task_events(self, task_id: str) -> list[TaskEvent]:
         """Every retained event of ``task_id``, by time, ties in write order."""
         with self._translated(f"read the events of task {task_id}"):
-            found = await self.connection.client.lrange(self._key("task", task_id), 0, -1)
-        members = cast("list[bytes]", found)
-        written = [(_event(member), member[:_SEQUENCE_DIGITS]) for member in members]
-        written.sort(key=lambda pair: (pair[0].time, pair[1]))
-        return [event for event, _ in written]
+            found = await self.connection.client.hget(self._key("task"), task_id)
+        return [] if found is None else _events(cast("bytes", found))
 
     async def tasks(self, query: TaskQuery = LATEST_TASKS) -> TaskPage:
         """The matching tasks, latest first, one page of them."""
@@ -312,10 +328,14 @@ class RedisEventStore(AsyncEventStore):
 
     async def failures(self, limit: int = DEFAULT_FAILURES) -> list[TaskEvent]:
         """The latest ``failed`` events, newest first."""
+        client = self.connection.client
         with self._translated("read the latest failures"):
-            found = await self.connection.client.zrevrange(self._key("failures"), 0, limit - 1)
-        members = cast("list[bytes]", found)
-        return [_event(member) for member in members]
+            members = cast(
+                "list[bytes]", await client.zrevrange(self._key("failures"), 0, limit - 1)
+            )
+            found = await client.hmget(self._key("failed"), members) if members else []
+        workers: dict[str, WorkerId] = {}
+        return [_event(workers, *json.loads(data)) for data in found if data is not None]
 
     async def rates(self, minutes: int, now: float | None = None) -> list[MinuteRate]:
         """Event counts per minute for the last ``minutes`` minutes, oldest first."""
@@ -345,28 +365,10 @@ class RedisEventStore(AsyncEventStore):
         """The summaries of ``ids`` (in that order), skipping tasks dropped meanwhile."""
         if not ids:
             return []
-        async with self.connection.client.pipeline(transaction=False) as pipe:
-            for task_id in ids:
-                pipe.hmget(self._key("summary", task_id), "latest", "first", "last")
-            rows = await pipe.execute()
-        summaries = []
-        for latest, first, last in rows:
-            if latest is not None:
-                event = TaskEvent.from_dict(json.loads(latest))
-                summaries.append(
-                    TaskSummary(
-                        task_id=event.task_id,
-                        task_name=event.task_name,
-                        state=event.kind,
-                        worker=event.worker,
-                        first_time=float(first),
-                        last_time=float(last),
-                        duration=event.duration,
-                        error_type=event.error_type,
-                        error_message=event.error_message,
-                    )
-                )
-        return summaries
+        found = cast(
+            "list[bytes | None]", await self.connection.client.hmget(self._key("task"), ids)
+        )
+        return [_summary(_events(value)) for value in found if value is not None]
 
     def _index(self, query: TaskQuery) -> str:
         """The index `tasks` pages through: the narrowest one a filter names."""
@@ -401,67 +403,103 @@ def from_url(url: str) -> RedisEventStore:
     return RedisEventStore(redis_url.geturl(), prefix=prefix, retention=url_retention(url))
 
 
-#: A batch's event as `_by_task` groups it: time, kind, task name, worker id, JSON.
-_Written = tuple[float, str, str, str, str]
-
-
 def _by_task(
     batch: Iterable[tuple[str, EventRow]],
-) -> tuple[dict[str, list[_Written]], dict[tuple[int, str], int], int]:
-    """The batch's events by task in write order, the counts by (minute, kind), the total.
+) -> tuple[list[list[Any]], str, dict[int, dict[str, int]], int]:
+    """The batch's tasks as the write script takes them, their lines, the counts, the total.
 
-    Each event's JSON is written out here (the part its kind, name and worker share made once
-    per batch): a dictionary and a general encoding per event cost more than the rest.
+    A task's events in the batch become one line of JSON, ``[[worker, row], ...]``, in one call
+    of the C encoder: writing each event out in Python would cost more than the rest. The lines
+    go apart from the tasks' JSON, so that the script does not decode them. The counts are by
+    minute and kind.
     """
-    tasks: dict[str, list[_Written]] = {}
-    counts: dict[tuple[int, str], int] = {}
-    heads: dict[tuple[str, str, str], str] = {}
-    written = 0
-    for worker, (kind, task_id, task_name, at, details) in batch:
-        head = heads.get((kind, task_name, worker))
-        if head is None:
-            head = heads[kind, task_name, worker] = (
-                f'{{"kind":{_json(kind)},"task_name":{_json(task_name)},"worker":{_json(worker)},'
-            )
-        data = f'{head}"task_id":{_json(task_id)},"time":{at!r}'
-        for key, value in details:
-            if value is not None:
-                data += f",{_json(key)}:{_json(value) if isinstance(value, str) else repr(value)}"
+    tasks: dict[str, list[Any]] = {}
+    counts: dict[int, dict[str, int]] = {}
+    per_kind: dict[str, int] = {}
+    minute = -1
+    place = 0
+    for pair in batch:
+        kind, task_id, _, at, _ = pair[1]
+        place += 1
         task = tasks.get(task_id)
-        if task is None:
-            task = tasks[task_id] = []
-        task.append((at, kind, task_name, worker, data + "}"))
-        minute_kind = (minute_of(at), kind)
-        counts[minute_kind] = counts.get(minute_kind, 0) + 1
-        written += 1
-    return tasks, counts, written
+        if task is None:  # its [worker, row] pairs, the latest pair, its failures
+            task = tasks[task_id] = [[pair], pair, []]
+        else:
+            task[0].append(pair)
+            if at >= task[1][1][3]:
+                task[1] = pair
+        if kind == "failed":
+            task[2].append([repr(at), _json(pair), place])
+        if not minute <= at < minute + 60:
+            minute = minute_of(at)
+            per_kind = counts.setdefault(minute, {})
+        per_kind[kind] = per_kind.get(kind, 0) + 1
+    quoted: dict[str, str] = {}
+    found = []
+    lines = []
+    for task_id, (pairs, (worker, (kind, _, name, at, _)), failed) in tasks.items():
+        lines.append(_json(pairs))
+        found.append(
+            [
+                task_id,
+                kind,
+                name,
+                worker,
+                repr(at),
+                len(pairs),
+                failed,
+                _quote(quoted, name),
+                _quote(quoted, worker),
+            ]
+        )
+    return found, "\n".join(lines), counts, place
 
 
-def _header(task_id: str, task: list[_Written]) -> list[Any]:
-    """What the write script needs of a task besides its events' JSON (see `_WRITE`)."""
-    latest = 0
-    for place in range(1, len(task)):
-        if task[place][0] >= task[latest][0]:
-            latest = place
-    at, kind, task_name, worker, _ = task[latest]
-    first = min(item[0] for item in task)
-    failed = [
-        [place, repr(item[0])]
-        for place, item in enumerate(task, start=1)
-        if item[1] == EventKind.FAILED.value
-    ]
-    return [task_id, task_name, kind, worker, repr(at), repr(first), latest + 1, len(task), failed]
+def _quote(quoted: dict[str, str], text: str) -> str:
+    """``text`` as JSON, made once per batch."""
+    found = quoted.get(text)
+    if found is None:
+        found = quoted[text] = _json(text)
+    return found
+
+
+def _events(value: bytes) -> list[TaskEvent]:
+    """A task's events from its value in ``P:task``, by time, ties in write order."""
+    workers: dict[str, WorkerId] = {}
+    events = []
+    for line in value.split(b"\n")[1:]:
+        events += [_event(workers, worker, row) for worker, row in json.loads(line)]
+    events.sort(key=lambda event: event.time)  # stable: ties stay in write order
+    return events
+
+
+def _event(workers: dict[str, WorkerId], worker: str, row: Any) -> TaskEvent:
+    """The event of a stored ``[worker, row]`` pair (``workers``: the ids parsed so far)."""
+    found = workers.get(worker)
+    if found is None:
+        found = workers[worker] = WorkerId.parse(worker)
+    try:
+        return TaskEvent.from_row(found, row)
+    except (TypeError, ValueError) as error:
+        raise EventStoreError(f"not a stored task event: {row!r} ({error})") from None
+
+
+def _summary(events: list[TaskEvent]) -> TaskSummary:
+    """A task as its latest event (``events`` in order) leaves it."""
+    latest = events[-1]
+    return TaskSummary(
+        task_id=latest.task_id,
+        task_name=latest.task_name,
+        state=latest.kind,
+        worker=latest.worker,
+        first_time=events[0].time,
+        last_time=latest.time,
+        duration=latest.duration,
+        error_type=latest.error_type,
+        error_message=latest.error_message,
+    )
 
 
 #: One encoder for every write (``json.dumps`` with options makes one per call); a string is
 #: quoted directly.
 _json = json.JSONEncoder(separators=(",", ":")).encode
-
-
-#: Digits of the write sequence that starts each event member.
-_SEQUENCE_DIGITS = 16
-
-
-def _event(member: bytes) -> TaskEvent:
-    """The event of a ``<sequence>|<JSON>`` member."""
-    return TaskEvent.from_dict(json.loads(member.partition(b"|")[2]))

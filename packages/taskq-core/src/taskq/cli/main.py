@@ -9,7 +9,6 @@ A distribution adds a subcommand with an entry point in that group, naming a cal
 
 from __future__ import annotations
 
-import inspect
 import sys
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
@@ -87,5 +86,7 @@ def help_line(entry_point: EntryPoint) -> str:
         command = entry_point.load()
     except Exception as exc:
         return f"(cannot be loaded: {type(exc).__name__}: {exc})"
+    import inspect  # only for the help text
+
     doc = inspect.getdoc(command) or ""
     return doc.splitlines()[0] if doc else ""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import bisect
 import heapq
 import time
+from collections import Counter
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 from taskq.abc.event_store import DEFAULT_FAILURES, AsyncEventStore
@@ -28,34 +29,64 @@ from taskq.task_events import (
     read_cursor,
 )
 
-#: A retained event: time, write sequence, worker id (as text), kind (its value), task id, task
-#: name and the other fields set, as in an `EventRow`: the garbage collector stops tracking
-#: such tuples, so a full store does not slow down the collections of the process.
-_Entry = tuple[float, int, str, str, str, str, tuple[tuple[str, Any], ...]]
+#: The fields of one retained event, in the flat tuple of its task's events: time, write
+#: sequence, worker id (as text), kind (its value), task name, duration and the other fields
+#: set, as in an `EventRow`. One flat tuple of strings and numbers per task (replaced on each
+#: write) rather than a tuple per event: the garbage collector counts every container the store
+#: keeps, and stops tracking such tuples, so a full store does not slow the process down.
+_STRIDE = 7
+_Entry = tuple[float, int, str, str, str, "float | None", tuple[tuple[str, Any], ...]]
+_kind_of = itemgetter(0)
+_time_of = itemgetter(3)
+
+#: A failure kept for `InMemoryEventStore.failures`: time, sequence, task id.
+_Failure = tuple[float, int, str]
 
 
-def _summary(events: tuple[_Entry, ...]) -> TaskSummary:
-    """A task as its latest event leaves it (``events``: the task's, in order)."""
-    at, _, worker, kind, task_id, task_name, details = events[-1]
+def _entries(events: tuple[Any, ...]) -> list[_Entry]:
+    """The events of a task's flat tuple, one tuple each, in order."""
+    return [events[at : at + _STRIDE] for at in range(0, len(events), _STRIDE)]
+
+
+def _summary(task_id: str, events: tuple[Any, ...]) -> TaskSummary:
+    """A task as its latest event leaves it (``events``: the task's flat tuple, in order)."""
+    at, _, worker, kind, task_name, duration, details = events[-_STRIDE:]
     fields = dict(details)
     return TaskSummary(
         task_id=task_id,
         task_name=task_name,
         state=EventKind(kind),
         worker=WorkerId.parse(worker),
-        first_time=events[0][0],
+        first_time=events[0],
         last_time=at,
-        duration=fields.get("duration"),
+        duration=duration,
         error_type=fields.get("error_type"),
         error_message=fields.get("error_message"),
     )
 
 
-def _event(entry: _Entry) -> TaskEvent:
-    at, _, worker, kind, task_id, task_name, details = entry
+def _event(task_id: str, entry: _Entry) -> TaskEvent:
+    at, _, worker, kind, task_name, duration, details = entry
     return TaskEvent(
-        EventKind(kind), task_id, task_name, WorkerId.parse(worker), at, **dict(details)
+        EventKind(kind),
+        task_id,
+        task_name,
+        WorkerId.parse(worker),
+        at,
+        duration,
+        **dict(details),
     )
+
+
+def _split_duration(
+    details: tuple[tuple[str, Any], ...],
+) -> tuple[float | None, tuple[tuple[str, Any], ...]]:
+    """A row's duration apart from its other fields (most rows with fields carry only it)."""
+    if len(details) == 1 and details[0][0] == "duration":
+        return details[0][1], ()
+    fields = dict(details)
+    duration = fields.pop("duration", None)
+    return duration, tuple(fields.items())
 
 
 class InMemoryEventStore(AsyncEventStore):
@@ -68,17 +99,16 @@ class InMemoryEventStore(AsyncEventStore):
     def __init__(self, retention: Retention | None = None) -> None:
         self.retention = retention or Retention()
         self._written = 0  # the sequence of the next event
-        # Each task's events in order, as a tuple (replaced on each write), so that the
-        # collector stops tracking it too; and the sequence of the first event written of it:
-        # older entries elsewhere (a failure) belong to an earlier, dropped task of that id.
-        self._tasks: dict[str, tuple[_Entry, ...]] = {}
-        self._created: dict[str, int] = {}
+        # Each task's events in order, as one flat tuple (see `_STRIDE`).
+        self._tasks: dict[str, tuple[Any, ...]] = {}
         self._total = 0
-        # (last time, last sequence, task id) of every task's latest event; stale entries are
-        # skipped when popped.
-        self._by_age: list[_Entry] = []
-        self._failures: list[_Entry] = []
-        self._rates: dict[int, dict[str, int]] = {}  # counts by kind value
+        # One (time, sequence, task id) per task, a heap: its latest event when pushed. A task's
+        # latest event only gets later, so the top is a lower bound of the true oldest; a stale
+        # top is pushed again with its task's latest event before the retention trusts it.
+        self._by_age: list[_Failure] = []
+        # The failed events, as (time, sequence, task id).
+        self._failures: list[_Failure] = []
+        self._rates: dict[int, Counter[str]] = {}  # counts by kind value
         self._minutes: list[int] = []  # the keys of _rates, as a heap
         self._workers: dict[str, WorkerHeartbeat] = {}
 
@@ -108,81 +138,97 @@ class InMemoryEventStore(AsyncEventStore):
         self._retain(time.time())
 
     def _add(self, worker: str, rows: Sequence[EventRow]) -> None:
-        """Add the rows ``worker`` recorded; a task whose latest event changed goes on the heap."""
-        tasks, rates = self._tasks, self._rates
-        latest: dict[str, _Entry] = {}
+        """Add the rows ``worker`` recorded, in order, and count them by minute and kind."""
+        tasks = self._tasks
         sequence = self._written
         for kind, task_id, task_name, at, details in rows:
-            entry = (at, sequence, worker, kind, task_id, task_name, details)
+            duration = None
+            if details:
+                duration, details = _split_duration(details)
+            entry = (at, sequence, worker, kind, task_name, duration, details)
             events = tasks.get(task_id)
             if events is None:
-                self._created[task_id] = sequence
-                tasks[task_id] = (entry,)
-                latest[task_id] = entry
-            elif events[-1][0] <= at:
-                tasks[task_id] = (*events, entry)
-                latest[task_id] = entry
-            else:
-                place = bisect.bisect_right(events, (at, sequence), key=lambda item: item[:2])
-                tasks[task_id] = (*events[:place], entry, *events[place:])
-            sequence += 1
+                tasks[task_id] = entry
+                heapq.heappush(self._by_age, (at, sequence, task_id))
+            elif events[-_STRIDE] <= at:
+                tasks[task_id] = events + entry
+            else:  # earlier than the task's latest event: after those at or before ``at``
+                place = len(events) - _STRIDE
+                while place > 0 and events[place - _STRIDE] > at:
+                    place -= _STRIDE
+                tasks[task_id] = events[:place] + entry + events[place:]
             if kind == "failed":
-                self._failures.append(entry)
-            minute = minute_of(at)
-            counts = rates.get(minute)
-            if counts is None:
-                counts = rates[minute] = {}
-                heapq.heappush(self._minutes, minute)
-            counts[kind] = counts.get(kind, 0) + 1
+                self._failures.append((at, sequence, task_id))
+            sequence += 1
         self._total += sequence - self._written
         self._written = sequence
-        for entry in latest.values():
-            heapq.heappush(self._by_age, entry)
+        self._count(rows)
+
+    def _count(self, rows: Sequence[EventRow]) -> None:
+        """Add the rows to the counts per minute (at once when they fall in one minute)."""
+        if not rows:
+            return
+        times = list(map(_time_of, rows))
+        first = minute_of(min(times))
+        if first == minute_of(max(times)):
+            self._counts_of(first).update(map(_kind_of, rows))
+            return
+        for row, at in zip(rows, times, strict=True):
+            counts = self._counts_of(minute_of(at))
+            counts[row[0]] += 1
+
+    def _counts_of(self, minute: int) -> Counter[str]:
+        counts = self._rates.get(minute)
+        if counts is None:
+            counts = self._rates[minute] = Counter()
+            heapq.heappush(self._minutes, minute)
+        return counts
 
     def _retain(self, now: float) -> None:
         oldest_allowed = now - self.retention.max_age
+        by_age, tasks = self._by_age, self._tasks
         dropped = False
-        while self._by_age:
-            entry = self._by_age[0]
-            last_time, task_id = entry[0], entry[4]
-            events = self._tasks.get(task_id)
-            if events is None or events[-1] is not entry:  # no longer its latest event
-                heapq.heappop(self._by_age)
+        while by_age:
+            last_time, last_sequence, task_id = by_age[0]
+            events = tasks[task_id]
+            if events[1 - _STRIDE] != last_sequence:  # its latest event came since
+                heapq.heapreplace(by_age, (events[-_STRIDE], events[1 - _STRIDE], task_id))
             elif self._total > self.retention.max_events or last_time < oldest_allowed:
-                heapq.heappop(self._by_age)
-                del self._tasks[task_id], self._created[task_id]
-                self._total -= len(events)
+                heapq.heappop(by_age)
+                del tasks[task_id]
+                self._total -= len(events) // _STRIDE
                 dropped = True
             else:
                 break
         if dropped:
-            self._failures = [entry for entry in self._failures if self._retained(entry)]
+            self._failures = [failure for failure in self._failures if self._retained(failure)]
         while self._minutes and self._minutes[0] + 60 <= oldest_allowed:
             del self._rates[heapq.heappop(self._minutes)]
         for worker, heartbeat in list(self._workers.items()):
             if heartbeat.time < oldest_allowed:
                 del self._workers[worker]
 
-    def _retained(self, entry: _Entry) -> bool:
-        created = self._created.get(entry[4])
-        return created is not None and created <= entry[1]
+    def _retained(self, failure: _Failure) -> bool:
+        """Whether the failed event is still kept (its task may be gone, or a new one of its id)."""
+        events = self._tasks.get(failure[2], ())
+        return failure[1] in events[1::_STRIDE]
 
     async def task_events(self, task_id: str) -> list[TaskEvent]:
         """Every retained event of ``task_id``, in order."""
-        return [_event(entry) for entry in self._tasks.get(task_id, ())]
+        return [_event(task_id, entry) for entry in _entries(self._tasks.get(task_id, ()))]
 
     async def tasks(self, query: TaskQuery = LATEST_TASKS) -> TaskPage:
         """The matching tasks, latest first, one page of them."""
         after = None if query.cursor is None else read_cursor(query.cursor)
         found = sorted(
-            ((events[-1][0], task_id) for task_id, events in self._tasks.items()),
+            ((events[-_STRIDE], task_id) for task_id, events in self._tasks.items()),
             reverse=True,
         )
         page: list[TaskSummary] = []
         for key in found:
             if after is not None and key >= after:
                 continue
-            summary = _summary(self._tasks[key[1]])
+            summary = _summary(key[1], self._tasks[key[1]])
             if query.matches(summary):
                 if len(page) == query.limit:
                     return TaskPage(page, page_cursor(page[-1]))
@@ -191,8 +237,12 @@ class InMemoryEventStore(AsyncEventStore):
 
     async def failures(self, limit: int = DEFAULT_FAILURES) -> list[TaskEvent]:
         """The latest ``failed`` events, newest first."""
-        latest = heapq.nlargest(limit, self._failures, key=lambda item: item[:2])
-        return [_event(entry) for entry in latest]
+        found = []
+        for _, sequence, task_id in heapq.nlargest(limit, self._failures):
+            for entry in _entries(self._tasks[task_id]):
+                if entry[1] == sequence:
+                    found.append(_event(task_id, entry))
+        return found
 
     async def rates(self, minutes: int, now: float | None = None) -> list[MinuteRate]:
         """Event counts per minute for the last ``minutes`` minutes, oldest first."""

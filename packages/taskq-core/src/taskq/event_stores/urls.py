@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
-from taskq.abc.event_store import AsyncEventStore
-from taskq.event_stores.memory import InMemoryEventStore
-from taskq.event_stores.sqlite import SQLiteEventStore
 from taskq.exceptions import EventStoreError
 from taskq.task_events import Retention
+
+if TYPE_CHECKING:
+    from taskq.abc.event_store import AsyncEventStore
+    from taskq.event_stores.sqlite import SQLiteEventStore
 
 #: The entry-point group of the schemes other packages add.
 ENTRY_POINT_GROUP = "taskq.event_stores"
@@ -28,6 +30,8 @@ def open_event_store(url: str) -> AsyncEventStore:
     """The store ``url`` names, not started; raise `EventStoreError` for a bad or unknown URL."""
     scheme = urlsplit(url).scheme
     if scheme == "memory":
+        from taskq.event_stores.memory import InMemoryEventStore  # imported when used
+
         return InMemoryEventStore(url_retention(url))
     if scheme == "sqlite":
         return open_sqlite(url)
@@ -44,6 +48,8 @@ def open_sqlite(url: str) -> SQLiteEventStore:
     path = url.removeprefix("sqlite://").partition("?")[0]
     if not path:
         raise EventStoreError(f"the SQLite event store URL names no file: {url!r}")
+    from taskq.event_stores.sqlite import SQLiteEventStore  # imported when used
+
     return SQLiteEventStore(path, url_retention(url))
 
 

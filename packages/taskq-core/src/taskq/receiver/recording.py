@@ -35,9 +35,14 @@ def record_outcome(
 ) -> None:
     """Record how the run of ``message`` ended, with its duration and error."""
     error = result.error
+    if error is None:  # the common case first: no classification to make
+        recorder.record(
+            EventKind.SUCCEEDED, message.task_id, message.task_name, None, result.execution_time
+        )
+        return
     kind = outcome_kind(error)
     duration = result.execution_time
-    if kind is EventKind.SUCCEEDED or error is None:
+    if kind is EventKind.SUCCEEDED:
         recorder.record(kind, message.task_id, message.task_name, duration=duration)
     else:
         recorder.record_error(kind, message.task_id, message.task_name, error, duration=duration)
