@@ -44,6 +44,7 @@ from taskq.task_events import (
     WorkerId,
     WorkerStatus,
     last_minutes,
+    message_text,
     minute_of,
     page_cursor,
     read_cursor,
@@ -426,7 +427,7 @@ def _by_task(
         data = f'{head}"task_id":{_json(task_id)},"time":{at!r}'
         for key, value in details:
             if value is not None:
-                data += f",{_json(key)}:{_json(value) if isinstance(value, str) else repr(value)}"
+                data += f",{_json(key)}:{_detail_json(value)}"
         task = tasks.get(task_id)
         if task is None:
             task = tasks[task_id] = []
@@ -456,6 +457,15 @@ def _header(task_id: str, task: list[_Written]) -> list[Any]:
 #: One encoder for every write (``json.dumps`` with options makes one per call); a string is
 #: quoted directly.
 _json = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _detail_json(value: Any) -> str:
+    """The JSON of an event field's value (a number's repr is its JSON; bytes go as base64)."""
+    if isinstance(value, str):
+        return _json(value)
+    if isinstance(value, bytes):
+        return f'"{message_text(value)}"'
+    return repr(value)
 
 
 #: Digits of the write sequence that starts each event member.
