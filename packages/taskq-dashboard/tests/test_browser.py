@@ -5,6 +5,7 @@ One browser and one served dashboard for the module; screenshots go to pytest's 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,7 @@ def test_pages_update_live_without_reloading(
 def test_tasks_filter_and_detail_show_errors_as_text(
     page: Any, served: Served, broker: InMemoryBroker, tmp_path: Path
 ) -> None:
+    open_page(page, served, "/")  # the first request starts the broker
     failing = kiq(served, broker, "app:fail", XSS_ARGS[1])
     eventually_blocking(lambda: served.run(_state(broker, failing)) == "failed")
     open_page(page, served, "/tasks")
@@ -132,6 +134,7 @@ def test_tasks_filter_and_detail_show_errors_as_text(
     page.wait_for_selector("#error")
     assert f"builtins.ValueError: {XSS_ARGS[1]}" in page.locator("#error").inner_text()
     assert "raise ValueError(text)" in page.locator("#traceback").inner_text()
+    assert json.dumps(XSS_ARGS[1]) in page.locator("#arguments").inner_text()  # as text
     assert [e.strip() for e in page.locator("#timeline .badge").all_inner_texts()] == [
         "sent",
         "received",
@@ -189,6 +192,41 @@ def test_cancel_a_running_task_after_confirming(
     assert "cancelled" in page.locator("#timeline .badge").all_inner_texts()
     assert page.locator("#cancel").count() == 0
     shot(page, tmp_path, "task-cancelled")
+
+
+def test_retry_a_failed_task_after_confirming_shows_arguments_as_text(
+    page: Any, served: Served, broker: InMemoryBroker, tmp_path: Path
+) -> None:
+    open_page(page, served, "/")  # the first request starts the broker
+    task = broker.find_task("app:fail")
+    assert task is not None
+    sending = task.kicker().with_labels(note=XSS_ARGS[1]).kiq(text=XSS_ARGS[0])
+    failed = served.run(sending).task_id
+    eventually_blocking(lambda: served.run(_state(broker, failed)) == "failed")
+    open_page(page, served, f"/tasks/{failed}")
+    page.wait_for_selector("#retry")
+    assert json.dumps(XSS_ARGS[0]) in page.locator("#arguments").inner_text()
+    assert json.dumps(XSS_ARGS[1]) in page.locator("#labels").inner_text()
+    assert page.locator("main script, main img").count() == 0
+    assert page.evaluate("window.pwned") is None
+    shot(page, tmp_path, "task-retry")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.click("#retry")
+    page.wait_for_timeout(300)
+    assert served.run(_state(broker, failed)) == "failed"  # "no" sends nothing
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#retry")
+    page.wait_for_selector("#retried-as a")
+    assert page.locator("#task-state").inner_text().strip() == "retried"
+    assert page.locator("#retry").count() == 0
+    again = page.locator("#retried-as a").inner_text()
+    assert again != failed
+    assert again in page.locator("#timeline").inner_text()
+    page.click("#retried-as a")
+    page.wait_for_selector(f"h1:has-text('{again}')")
+    page.wait_for_selector("#error")  # the same arguments fail the same way
+    assert json.dumps(XSS_ARGS[0]) in page.locator("#arguments").inner_text()
+    assert page.evaluate("window.pwned") is None
 
 
 def test_workers_page_shows_heartbeats(page: Any, served: Served, broker: InMemoryBroker) -> None:
