@@ -67,7 +67,10 @@ async def retry_task(state: DashboardState, task_id: str) -> dict[str, Any]:
     again = await send_task(
         state.broker, message.task_name, message.labels, tuple(message.args), message.kwargs
     )
-    if state.broker.event_recorder is None or state.broker.event_store is not state.store:
+    recorder = state.broker.event_recorder
+    if recorder is not None and state.broker.event_store is state.store:
+        await recorder.flush()  # the new task's sent event: its page exists at once
+    else:
         await _record(state, EventKind.SENT, again.task_id, message.task_name)
     await _record(
         state,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from taskq.abc.dead_letters import dead_letters_of
 from taskq.exceptions import EventStoreError, TaskiqError
+from taskq.result_backends import DummyResultBackend
 from taskq.task_events import EventKind, TaskEvent, TaskQuery, TaskSummary, WorkerId
 from taskq.toolkit import collect_status, encode_error
 from taskq_dashboard.errors import DashboardError
@@ -193,6 +194,8 @@ def _task(task: TaskSummary) -> dict[str, Any]:
 
 async def _result(state: DashboardState, task_id: str) -> dict[str, Any] | None:
     backend = state.broker.result_backend
+    if isinstance(backend, DummyResultBackend):  # it keeps nothing: its "result" is made up
+        return None
     try:
         if not await backend.is_result_ready(task_id):
             return None

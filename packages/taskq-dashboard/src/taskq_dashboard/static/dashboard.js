@@ -278,7 +278,7 @@ async function taskPage(taskId) {
       el("dl", {class: "facts"},
         el("dt", {}, "task"), el("dd", {}, t.task_name),
         el("dt", {}, "state"), el("dd", {id: "task-state"}, badge(t.state)),
-        el("dt", {}, "worker"), el("dd", {}, t.worker),
+        el("dt", {}, "worker"), el("dd", {id: "worker"}, t.worker),
         el("dt", {}, "retries"), el("dd", {id: "retries"}, String(data.retries)),
         el("dt", {}, "first seen"), el("dd", {}, when(t.first_time)),
         el("dt", {}, "last event"), el("dd", {}, when(t.last_time))),
