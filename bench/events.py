@@ -15,7 +15,7 @@ Part ``status``:
 
 For each store: fill it with ``--events`` events (default 1,000,000: tasks of 4 events each,
 sent/received/started/succeeded, 1 in 20 failed instead, spread over the last 20 minutes, by 8
-workers with their heartbeats) in batches of 1,000 through ``write`` (the fill rate is printed
+workers with their heartbeats; each sent event keeps a 160-byte message, as `kiq` records it) in batches of 1,000 through ``write`` (the fill rate is printed
 too), then measure (after the bytes stored per event: the SQLite files' size, or the growth of the
 Redis server's ``used_memory``)
 
@@ -61,6 +61,11 @@ from taskq.task_events import EventKind, TaskEvent, WorkerHeartbeat, WorkerId  #
 from taskq.toolkit import import_broker  # noqa: E402
 
 URL = os.environ.get("TASKQ_REDIS_URL") or "redis://127.0.0.1:6379/0"
+#: The encoded message each sent event keeps: a typical task's, 160 bytes.
+SENT_MESSAGE = (
+    b'{"task_id":"3f1c9a7e5b2d4c8e9a0b1c2d3e4f5a6b","task_name":"bench:task1",'
+    b'"labels":{"team":"ops"},"args":[42,"eu-west"],"kwargs":{"dry_run":false}}'
+).ljust(160)
 BATCH = 1000
 WORKERS = [WorkerId(f"bench-host-{i % 2}", 1000 + i, i % 4) for i in range(8)]
 SPREAD_S = 20 * 60
@@ -86,7 +91,15 @@ def batches(events: int, now: float) -> list[tuple[list[TaskEvent], list[WorkerH
         task_id = f"task-{task:08d}"
         name = f"bench:task{task % 10}"
         batch += [
-            TaskEvent(EventKind.SENT, task_id, name, worker, at),
+            TaskEvent(
+                EventKind.SENT,
+                task_id,
+                name,
+                worker,
+                at,
+                message=SENT_MESSAGE,
+                message_size=len(SENT_MESSAGE),
+            ),
             TaskEvent(EventKind.RECEIVED, task_id, name, worker, at + 0.001),
             TaskEvent(EventKind.STARTED, task_id, name, worker, at + 0.002),
         ]
