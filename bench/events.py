@@ -15,9 +15,10 @@ Part ``status``:
 
 For each store: fill it with ``--events`` events (default 1,000,000: tasks of 4 events each,
 sent/received/started/succeeded, 1 in 20 failed instead, spread over the last 20 minutes, by 8
-workers with their heartbeats; each sent event keeps a 160-byte message, as `kiq` records it) in batches of 1,000 through ``write`` (the fill rate is printed
-too), then measure (after the bytes stored per event: the SQLite files' size, or the growth of the
-Redis server's ``used_memory``)
+workers with their heartbeats; each sent event keeps a 160-byte message, as `kiq` records it)
+in batches of 1,000 through ``write`` (the fill rate is printed too), then measure (after the
+bytes stored per event: the SQLite files' size, or the growth of the Redis server's
+``used_memory``)
 
 1. query: `taskq.status_report.collect_status` in this process (workers, rates over 16 minutes,
    the last 10 failures, the broker's queue inspection), median and worst of 20 runs;
