@@ -12,9 +12,9 @@ import traceback
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from taskq import DummyResultBackend
 from taskq.abc.dead_letters import dead_letters_of
 from taskq.exceptions import EventStoreError, TaskiqError
-from taskq.result_backends import DummyResultBackend
 from taskq.task_events import EventKind, TaskEvent, TaskQuery, TaskSummary, WorkerId
 from taskq.toolkit import collect_status, encode_error
 from taskq_dashboard.errors import DashboardError
