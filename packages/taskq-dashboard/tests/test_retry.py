@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
 
 from taskq.event_stores import InMemoryEventStore
+from taskq.message import TaskiqMessage
+from taskq.task_events import EventKind, TaskEvent, WorkerId
 from taskq.testing import eventually
 from taskq_dashboard import DashboardSettings, create_app
 from taskq_inmemory import InMemoryBroker
@@ -96,3 +99,29 @@ async def test_read_only_offers_no_retry(broker: InMemoryBroker) -> None:
         token = await csrf_of(client)
         response = await client.post(f"/api/tasks/{failed}/retry", headers={"x-csrf-token": token})
         assert response.json()["error"] == "the dashboard is read-only"
+
+
+async def test_a_retry_through_a_broker_without_the_store_records_the_new_message() -> None:
+    broker = make_broker()
+    broker.event_store = None  # the senders record nowhere: the dashboard reads another store
+    store = InMemoryEventStore()
+    sent = broker.formatter.dumps(TaskiqMessage("t-old", "app:add", {"team": "a"}, [2, 3], {}))
+    worker, now = WorkerId("elsewhere", 1), time.time()
+    await store.write(
+        [
+            TaskEvent(EventKind.SENT, "t-old", "app:add", worker, now, message=sent.message),
+            TaskEvent(EventKind.FAILED, "t-old", "app:add", worker, now, error_type="E"),
+        ]
+    )
+    async with broker, client_of(create_app(broker, event_store=store)) as client:
+        token = await csrf_of(client)
+        response = await client.post("/api/tasks/t-old/retry", headers={"x-csrf-token": token})
+        again = response.json()["task_id"]
+        new = (await client.get(f"/api/tasks/{again}")).json()
+        assert new["message"] == {
+            "task_name": "app:add",
+            "args": [2, 3],
+            "kwargs": {},
+            "labels": {"team": "a"},
+        }
+        assert (await client.get("/api/tasks/t-old")).json()["retried_as"] == [again]

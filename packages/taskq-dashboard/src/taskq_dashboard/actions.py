@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from taskq.abc.dead_letters import dead_letters_of
 from taskq.exceptions import TaskiqError
+from taskq.message import TaskiqMessage
 from taskq.scheduled_task import ScheduledTask
 from taskq.task_events import EventKind, TaskEvent, WorkerId
 from taskq.toolkit import send_task
@@ -70,8 +71,19 @@ async def retry_task(state: DashboardState, task_id: str) -> dict[str, Any]:
     recorder = state.broker.event_recorder
     if recorder is not None and state.broker.event_store is state.store:
         await recorder.flush()  # the new task's sent event: its page exists at once
-    else:
-        await _record(state, EventKind.SENT, again.task_id, message.task_name)
+    else:  # the broker records elsewhere, or not at all: the dashboard's store gets it
+        resent = TaskiqMessage(
+            again.task_id, message.task_name, message.labels, message.args, message.kwargs
+        )
+        encoded = state.broker.formatter.dumps(resent).message
+        await _record(
+            state,
+            EventKind.SENT,
+            again.task_id,
+            message.task_name,
+            message=encoded,
+            message_size=len(encoded),
+        )
     await _record(
         state,
         EventKind.RETRIED,
