@@ -12,13 +12,20 @@ medians are compared; targets 0.7 and 0.85):
   tasks while no worker runs, then a worker empties it; the rate is the tasks run between the
   first and the last.
 
+Part ``messages`` measures what keeping each sent event's message costs: with the default
+``max_message_bytes`` against ``0`` (sizes only), alternated ``ROUNDS`` times: ``--tasks``
+tasks with three arguments sent and run by the in-memory broker with its store, and writes of
+``--events`` / 5 events (with `SENT_MESSAGE` on their sent events, or not) to fresh SQLite and
+Redis stores.
+
 Part ``status``:
 
 For each store: fill it with ``--events`` events (default 1,000,000: tasks of 4 events each,
 sent/received/started/succeeded, 1 in 20 failed instead, spread over the last 20 minutes, by 8
-workers with their heartbeats) in batches of 1,000 through ``write`` (the fill rate is printed
-too), then measure (after the bytes stored per event: the SQLite files' size, or the growth of the
-Redis server's ``used_memory``)
+workers with their heartbeats; each sent event keeps a 160-byte message, as `kiq` records it)
+in batches of 1,000 through ``write`` (the fill rate is printed too), then measure (after the
+bytes stored per event: the SQLite files' size, or the growth of the Redis server's
+``used_memory``)
 
 1. query: `taskq.status_report.collect_status` in this process (workers, rates over 16 minutes,
    the last 10 failures, the broker's queue inspection), median and worst of 20 runs;
@@ -34,6 +41,7 @@ deleted; the Redis keys live under a fresh prefix on ``TASKQ_REDIS_URL`` (defaul
     python bench/events.py --quick            # 50,000 events, 5,000 tasks (smoke run)
     python bench/events.py --stores sqlite
     python bench/events.py --parts throughput
+    python bench/events.py --parts messages
 """
 
 from __future__ import annotations
@@ -64,6 +72,11 @@ from taskq.task_events import EventKind, TaskEvent, WorkerHeartbeat, WorkerId  #
 from taskq.toolkit import import_broker  # noqa: E402
 
 URL = os.environ.get("TASKQ_REDIS_URL") or "redis://127.0.0.1:6379/0"
+#: The encoded message each sent event keeps: a typical task's, 160 bytes.
+SENT_MESSAGE = (
+    b'{"task_id":"3f1c9a7e5b2d4c8e9a0b1c2d3e4f5a6b","task_name":"bench:task1",'
+    b'"labels":{"team":"ops"},"args":[42,"eu-west"],"kwargs":{"dry_run":false}}'
+).ljust(160)
 BATCH = 1000
 WORKERS = [WorkerId(f"bench-host-{i % 2}", 1000 + i, i % 4) for i in range(8)]
 SPREAD_S = 20 * 60
@@ -78,8 +91,13 @@ broker = RedisStreamBroker({url!r}, key_prefix={prefix!r})
 """
 
 
-def batches(events: int, now: float) -> list[tuple[list[TaskEvent], list[WorkerHeartbeat]]]:
-    """The events to write, in batches of `BATCH`, oldest first, with a heartbeat each."""
+def batches(
+    events: int, now: float, message: bytes | None = SENT_MESSAGE
+) -> list[tuple[list[TaskEvent], list[WorkerHeartbeat]]]:
+    """The events to write, in batches of `BATCH`, oldest first, with a heartbeat each.
+
+    Each sent event keeps ``message`` (None: none, as with ``max_message_bytes=0``).
+    """
     found: list[tuple[list[TaskEvent], list[WorkerHeartbeat]]] = []
     batch: list[TaskEvent] = []
     tasks = events // 4
@@ -89,7 +107,15 @@ def batches(events: int, now: float) -> list[tuple[list[TaskEvent], list[WorkerH
         task_id = f"task-{task:08d}"
         name = f"bench:task{task % 10}"
         batch += [
-            TaskEvent(EventKind.SENT, task_id, name, worker, at),
+            TaskEvent(
+                EventKind.SENT,
+                task_id,
+                name,
+                worker,
+                at,
+                message=message,
+                message_size=len(SENT_MESSAGE),
+            ),
             TaskEvent(EventKind.RECEIVED, task_id, name, worker, at + 0.001),
             TaskEvent(EventKind.STARTED, task_id, name, worker, at + 0.002),
         ]
@@ -119,10 +145,10 @@ def batches(events: int, now: float) -> list[tuple[list[TaskEvent], list[WorkerH
     return found
 
 
-async def fill(store: AsyncEventStore, events: int) -> float:
+async def fill(store: AsyncEventStore, events: int, message: bytes | None = SENT_MESSAGE) -> float:
     """Write ``events`` events (fresh heartbeats last); return the events written per second."""
     now = time.time()
-    work = batches(events, now)
+    work = batches(events, now, message)
     started = time.perf_counter()
     for batch, beats in work:
         await store.write(batch, beats)
@@ -225,10 +251,10 @@ def _stored_bytes(store_name: str, directory: Path) -> int:
         return int(client.info("memory")["used_memory"])
 
 
-async def _fill(store: AsyncEventStore, events: int) -> float:
+async def _fill(store: AsyncEventStore, events: int, message: bytes | None = SENT_MESSAGE) -> float:
     await store.startup()
     try:
-        return await fill(store, events)
+        return await fill(store, events, message)
     finally:
         await store.shutdown()
 
@@ -372,13 +398,82 @@ def throughput(tasks: int, stores: list[str]) -> None:
             )
 
 
+# -- part messages: what keeping each sent message costs ------------------------------------------
+
+
+async def kiq_rate(tasks: int, keep: bool) -> float:
+    """Tasks/s of the in-memory broker and store, sent messages kept or not (bound 0)."""
+    from taskq.event_recorder import DEFAULT_MAX_MESSAGE_BYTES
+    from taskq.event_stores import InMemoryEventStore
+    from taskq_inmemory import InMemoryBroker
+
+    bound = DEFAULT_MAX_MESSAGE_BYTES if keep else 0
+    broker = InMemoryBroker().with_event_store(InMemoryEventStore(), max_message_bytes=bound)
+
+    @broker.task(task_name="bench:charge")
+    async def charge(order: int, region: str, *, dry_run: bool) -> None: ...
+
+    async with broker:
+        started = time.perf_counter()
+        for order in range(tasks):
+            await charge.kiq(order, "eu-west", dry_run=False)
+        await broker.wait_all()
+        elapsed = time.perf_counter() - started
+    return tasks / elapsed
+
+
+def write_rate(store_name: str, events: int, keep: bool) -> float:
+    """Events/s written to a fresh store, each sent event keeping `SENT_MESSAGE` or not."""
+    message = SENT_MESSAGE if keep else None
+    if store_name == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="taskq-bench-events-") as directory:
+            path = Path(directory) / "events.sqlite3"
+            return asyncio.run(_fill(open_event_store(f"sqlite://{path}"), events, message))
+    from taskq_redis.testing import delete_keys
+
+    prefix = f"taskq-bench-{uuid.uuid4().hex}"
+    try:
+        return asyncio.run(_fill(open_event_store(f"{URL}?prefix={prefix}"), events, message))
+    finally:
+        delete_keys(URL, prefix)
+
+
+def kept_fraction(label: str, rate: Any, unit: str) -> None:
+    """Run ``rate(keep)`` without and with messages, alternated; print the medians' fraction."""
+    without: list[float] = []
+    kept: list[float] = []
+    for _ in range(ROUNDS):
+        without.append(rate(False))
+        kept.append(rate(True))
+    ratio = statistics.median(kept) / statistics.median(without)
+    print(
+        f"  {label:<28} without {statistics.median(without):9,.0f} {unit}   with "
+        f"{statistics.median(kept):9,.0f} {unit}   with/without {ratio:.2f}"
+    )
+
+
+def messages(tasks: int, events: int, stores: list[str]) -> None:
+    print(f"sent events with / without their message, median of {ROUNDS} runs")
+    kept_fraction(
+        f"kiq + run, {tasks:,} tasks", lambda keep: asyncio.run(kiq_rate(tasks, keep)), "tasks/s"
+    )
+    for store_name in stores:
+        kept_fraction(
+            f"{store_name} writes, {events:,} events",
+            lambda keep, name=store_name: write_rate(name, events, keep),
+            "events/s",
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="50,000 events, 5,000 tasks")
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--tasks", type=int, default=20_000)
     parser.add_argument("--stores", default="sqlite,redis", help="sqlite, redis or both")
-    parser.add_argument("--parts", default="status,throughput", help="status, throughput or both")
+    parser.add_argument(
+        "--parts", default="status,throughput,messages", help="status, throughput, messages"
+    )
     args = parser.parse_args()
     events = 50_000 if args.quick else args.events
     stores = [name.strip() for name in args.stores.split(",")]
@@ -393,6 +488,8 @@ def main() -> None:
                 bench(store_name, events, Path(directory))
     if "throughput" in parts:
         throughput(5_000 if args.quick else args.tasks, stores)
+    if "messages" in parts:
+        messages(5_000 if args.quick else args.tasks, events // 5, stores)
 
 
 if __name__ == "__main__":

@@ -664,6 +664,27 @@ class ReordersEvents(InMemoryEventStore):
         return list(self.in_write_order.get(task_id, [])) if kept else []
 
 
+class LosesSentMessages(InMemoryEventStore):
+    """Defect: rows keep every field but a sent event's message (a store that stores text only)."""
+
+    async def write_rows(
+        self,
+        worker: WorkerId,
+        rows: Sequence[EventRow],
+        heartbeats: Sequence[WorkerHeartbeat] = (),
+    ) -> None:
+        kept = [
+            (kind, task_id, name, at, tuple(d for d in details if d[0] != "message"))
+            for kind, task_id, name, at, details in rows
+        ]
+        await super().write_rows(worker, kept, heartbeats)
+
+    async def write(
+        self, events: Sequence[TaskEvent], heartbeats: Sequence[WorkerHeartbeat] = ()
+    ) -> None:
+        await super().write([dataclasses.replace(e, message=None) for e in events], heartbeats)
+
+
 class IgnoresRetention(InMemoryEventStore):
     """Defect: nothing is ever dropped, whatever `retention` says."""
 
@@ -912,6 +933,10 @@ def make_event_dropping_store() -> AsyncEventStore:
 
 def make_reordering_store() -> AsyncEventStore:
     return ReordersEvents()
+
+
+def make_message_losing_store() -> AsyncEventStore:
+    return LosesSentMessages()
 
 
 def make_retention_ignoring_store() -> AsyncEventStore:

@@ -128,6 +128,29 @@ async def test_rows_are_kept_as_the_events_they_stand_for(
         assert (await store.failures(1))[0] == events[3], "a failed row is a failure"
 
 
+async def test_sent_messages_and_retry_links_are_kept_byte_for_byte(
+    taskq_new_event_store: NewEventStore,
+) -> None:
+    async with taskq_new_event_store() as store:
+        task_id, again_id, start = new_id(), new_id(), later()
+        message = bytes(range(256)) + b'{"args": ["<script>"]}\n|'
+        events = [
+            event(EventKind.SENT, task_id, start, message=message, message_size=len(message)),
+            event(EventKind.FAILED, task_id, start + 1, duration=0.1, error_type="E"),
+            event(EventKind.RETRIED, task_id, start + 2, new_task_id=again_id),
+        ]
+        too_big = event(EventKind.SENT, again_id, start + 2, message_size=10**6)
+        await store.write(events[:2])
+        await store.write_rows(WORKER, [events[2].as_row(), too_big.as_row()])
+        assert await store.task_events(task_id) == events, (
+            "a sent event's message must come back byte for byte, and a retried event's "
+            "new_task_id as written"
+        )
+        assert await store.task_events(again_id) == [too_big]
+        (summary,) = await all_tasks(store, TaskQuery(state=EventKind.SENT, since=start + 2))
+        assert summary.task_id == again_id, "a task whose latest event is sent is in state sent"
+
+
 async def test_many_events_in_many_batches_are_all_kept(
     taskq_new_event_store: NewEventStore,
 ) -> None:

@@ -62,6 +62,40 @@ async def test_a_task_records_sent_received_started_and_its_outcome() -> None:
     assert worker.heartbeat.broker == "InMemoryBroker"
 
 
+async def test_a_sent_event_keeps_the_message_to_send_it_again_within_its_bound() -> None:
+    store = InMemoryEventStore()
+    broker = InMemoryBroker().with_event_store(store, max_message_bytes=300)
+
+    @broker.task
+    async def echo(text: str, *, tag: str = "") -> str:
+        return text
+
+    async with broker:
+        small = await echo.kicker().with_labels(team="ops").kiq("<b>hi</b>", tag="x")
+        large = await echo.kiq("y" * 400)
+        await broker.wait_all()
+    sent = (await store.task_events(small.task_id))[0]
+    assert sent.kind is EventKind.SENT
+    assert sent.message is not None
+    assert sent.message_size == len(sent.message)
+    message = broker.formatter.loads(sent.message)
+    assert (message.task_name, message.args, message.kwargs) == (
+        echo.task_name,
+        ["<b>hi</b>"],
+        {"tag": "x"},
+    )
+    assert message.labels["team"] == "ops"
+    too_large = (await store.task_events(large.task_id))[0]
+    assert too_large.message is None, "a message over the bound is not kept"
+    assert too_large.message_size is not None
+    assert too_large.message_size > 300
+
+
+def test_a_negative_message_bound_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_message_bytes"):
+        InMemoryBroker().with_event_store(InMemoryEventStore(), max_message_bytes=-1)
+
+
 async def test_messages_the_worker_refuses_are_recorded_as_rejected() -> None:
     store = InMemoryEventStore()
     broker = InMemoryBroker().with_event_store(store)

@@ -5,6 +5,11 @@ One browser and one served dashboard for the module; screenshots go to pytest's 
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,10 +18,11 @@ import pytest
 
 from taskq.event_stores import InMemoryEventStore
 from taskq.testing import eventually_blocking
+from taskq.toolkit import send_task
 from taskq_dashboard import DashboardSettings
 from taskq_dashboard.testing import Served, chromium_or_skip, serve
 from taskq_inmemory import InMemoryBroker
-from taskq_redis import RedisStreamBroker
+from taskq_redis import RedisEventStore, RedisStreamBroker
 from taskq_redis.testing import redis_prefix, redis_url
 from taskq_scheduler import InMemoryScheduleSource, TaskiqScheduler
 
@@ -109,6 +115,7 @@ def test_pages_update_live_without_reloading(
 def test_tasks_filter_and_detail_show_errors_as_text(
     page: Any, served: Served, broker: InMemoryBroker, tmp_path: Path
 ) -> None:
+    open_page(page, served, "/")  # the first request starts the broker
     failing = kiq(served, broker, "app:fail", XSS_ARGS[1])
     eventually_blocking(lambda: served.run(_state(broker, failing)) == "failed")
     open_page(page, served, "/tasks")
@@ -132,6 +139,7 @@ def test_tasks_filter_and_detail_show_errors_as_text(
     page.wait_for_selector("#error")
     assert f"builtins.ValueError: {XSS_ARGS[1]}" in page.locator("#error").inner_text()
     assert "raise ValueError(text)" in page.locator("#traceback").inner_text()
+    assert json.dumps(XSS_ARGS[1]) in page.locator("#arguments").inner_text()  # as text
     assert [e.strip() for e in page.locator("#timeline .badge").all_inner_texts()] == [
         "sent",
         "received",
@@ -189,6 +197,41 @@ def test_cancel_a_running_task_after_confirming(
     assert "cancelled" in page.locator("#timeline .badge").all_inner_texts()
     assert page.locator("#cancel").count() == 0
     shot(page, tmp_path, "task-cancelled")
+
+
+def test_retry_a_failed_task_after_confirming_shows_arguments_as_text(
+    page: Any, served: Served, broker: InMemoryBroker, tmp_path: Path
+) -> None:
+    open_page(page, served, "/")  # the first request starts the broker
+    task = broker.find_task("app:fail")
+    assert task is not None
+    sending = task.kicker().with_labels(note=XSS_ARGS[1]).kiq(text=XSS_ARGS[0])
+    failed = served.run(sending).task_id
+    eventually_blocking(lambda: served.run(_state(broker, failed)) == "failed")
+    open_page(page, served, f"/tasks/{failed}")
+    page.wait_for_selector("#retry")
+    assert json.dumps(XSS_ARGS[0]) in page.locator("#arguments").inner_text()
+    assert json.dumps(XSS_ARGS[1]) in page.locator("#labels").inner_text()
+    assert page.locator("main script, main img").count() == 0
+    assert page.evaluate("window.pwned") is None
+    shot(page, tmp_path, "task-retry")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.click("#retry")
+    page.wait_for_timeout(300)
+    assert served.run(_state(broker, failed)) == "failed"  # "no" sends nothing
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#retry")
+    page.wait_for_selector("#retried-as a")
+    assert page.locator("#task-state").inner_text().strip() == "retried"
+    assert page.locator("#retry").count() == 0
+    again = page.locator("#retried-as a").inner_text()
+    assert again != failed
+    assert again in page.locator("#timeline").inner_text()
+    page.click("#retried-as a")
+    page.wait_for_selector(f"h1:has-text('{again}')")
+    page.wait_for_selector("#error")  # the same arguments fail the same way
+    assert json.dumps(XSS_ARGS[0]) in page.locator("#arguments").inner_text()
+    assert page.evaluate("window.pwned") is None
 
 
 def test_workers_page_shows_heartbeats(page: Any, served: Served, broker: InMemoryBroker) -> None:
@@ -308,3 +351,90 @@ def test_dead_letters_replay_one_and_purge_all(
     page.click("#purge-all")
     page.wait_for_selector("#dead-count:has-text('0 dead letter(s)')")
     context.close()
+
+
+WORKER_APP = """
+import asyncio
+import os
+from pathlib import Path
+
+from taskq_redis import RedisEventStore, RedisStreamBroker
+
+URL, PREFIX = os.environ["DASHBOARD_E2E_REDIS"], os.environ["DASHBOARD_E2E_PREFIX"]
+broker = RedisStreamBroker(URL, key_prefix=PREFIX).with_event_store(
+    RedisEventStore(URL, prefix=PREFIX + ":events")
+)
+
+
+@broker.task(task_name="e2e:add_when_open")
+async def add_when_open(a: int, b: int, gate: str) -> int:
+    while not Path(gate).exists():  # noqa: ASYNC110 - the test opens the gate from outside
+        await asyncio.sleep(0.05)
+    return a + b
+"""
+
+
+@pytest.fixture
+def worker_process(redis_url: str, redis_prefix: str, tmp_path: Path) -> Iterator[Path]:
+    """A separate ``taskq worker`` process on a Redis broker and event store; its log file."""
+    (tmp_path / "dashboard_e2e_app.py").write_text(WORKER_APP)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+        "DASHBOARD_E2E_REDIS": redis_url,
+        "DASHBOARD_E2E_PREFIX": redis_prefix,
+    }
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "taskq", "worker", "dashboard_e2e_app:broker"],
+            cwd=tmp_path,
+            env=env,
+            stderr=out,
+        )
+    yield log
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait(30)
+
+
+def test_a_task_run_by_a_worker_process_goes_to_success_live(
+    browser: Any, redis_url: str, redis_prefix: str, worker_process: Path, tmp_path: Path
+) -> None:
+    client = RedisStreamBroker(redis_url, key_prefix=redis_prefix).with_event_store(
+        RedisEventStore(redis_url, prefix=f"{redis_prefix}:events")
+    )
+    serving = serve(client, settings=DashboardSettings(refresh=0.3))
+    served = next(serving)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        served.run(client.startup())
+        served.run(client.create_groups())  # the worker's group reads from the start
+        gate = tmp_path / "gate"
+        sent = served.run(send_task(client, "e2e:add_when_open", {}, (2, 3, str(gate)), {}))
+        page = context.new_page()
+        open_page(page, served, f"/tasks/{sent.task_id}")
+        page.wait_for_selector("#task-state:has-text('started')", timeout=30000)
+        worker = page.locator("#worker").inner_text()
+        assert f":{os.getpid()}:" not in worker, "a separate process runs the task"
+        assert '"gate"' not in page.locator("#arguments").inner_text()
+        assert str(gate) in page.locator("#arguments").inner_text()
+        page.evaluate("window.sameDocument = true")
+        gate.touch()
+        page.wait_for_selector("#task-state:has-text('succeeded')", timeout=30000)
+        assert page.evaluate("window.sameDocument") is True, "the page updated without reloading"
+        assert [e.strip() for e in page.locator("#timeline .badge").all_inner_texts()] == [
+            "sent",
+            "received",
+            "started",
+            "succeeded",
+        ]
+        assert page.locator("#result").count() == 0, "no result backend: no made-up result"
+        shot(page, tmp_path, "task-by-worker-process")
+    finally:
+        context.close()
+        served.run(client.shutdown())
+        serving.close()

@@ -20,7 +20,7 @@ from taskq.abc.middleware import TaskiqMiddleware, hooks_by_name
 from taskq.capabilities import Capability
 from taskq.control.limits import TaskLimits
 from taskq.decor import AsyncTaskiqDecoratedTask
-from taskq.event_recorder import EventRecorder
+from taskq.event_recorder import DEFAULT_MAX_MESSAGE_BYTES, EventRecorder
 from taskq.events import EventHandler, TaskiqEvents
 from taskq.exceptions import CancellationUnavailableError, InspectUnsupportedError
 from taskq.formatters import ProxyFormatter
@@ -91,6 +91,8 @@ class AsyncBroker(ABC):
         self.event_store: AsyncEventStore | None = None
         #: What records them while the broker runs (None when there is no event store).
         self.event_recorder: EventRecorder | None = None
+        #: Largest encoded message a ``sent`` event keeps; see `with_event_store`.
+        self.event_message_bytes = DEFAULT_MAX_MESSAGE_BYTES
         self._started = False
 
     # -- the two methods every broker implements ------------------------------------------
@@ -129,7 +131,9 @@ class AsyncBroker(ABC):
         await self.result_backend.startup()
         if self.event_store is not None:
             await self.event_store.startup()
-            self.event_recorder = EventRecorder(self.event_store)
+            self.event_recorder = EventRecorder(
+                self.event_store, max_message_bytes=self.event_message_bytes
+            )
             self.event_recorder.start()
         if self.cancellation is not None:
             await self.cancellation.startup()
@@ -263,13 +267,23 @@ class AsyncBroker(ABC):
         self.result_backend = result_backend
         return self
 
-    def with_event_store(self, event_store: AsyncEventStore) -> Self:
+    def with_event_store(
+        self,
+        event_store: AsyncEventStore,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> Self:
         """Record task events and worker heartbeats in ``event_store``; return the broker.
 
         Off by default. Events are buffered and written in batches in the background (see
-        `taskq.event_recorder`); `shutdown` writes what is left.
+        `taskq.event_recorder`); `shutdown` writes what is left. A ``sent`` event keeps the
+        encoded message (to show and send again its arguments) when it is at most
+        ``max_message_bytes`` long (0: never).
         """
+        if max_message_bytes < 0:
+            raise ValueError("max_message_bytes must be 0 or more")
         self.event_store = event_store
+        self.event_message_bytes = max_message_bytes
         return self
 
     def with_cancellation(self, store: CancellationStore | None) -> Self:

@@ -35,6 +35,8 @@ DEFAULT_MAX_BUFFERED = 100_000
 DEFAULT_FLUSH_INTERVAL_S = 0.5
 #: Events per write; a full batch is written without waiting for the interval.
 DEFAULT_BATCH_SIZE = 1000
+#: Largest encoded message (bytes) a ``sent`` event keeps; a larger one is recorded without it.
+DEFAULT_MAX_MESSAGE_BYTES = 2048
 #: Seconds between two heartbeats of a worker.
 DEFAULT_HEARTBEAT_INTERVAL_S = 5.0
 #: Seconds `close` keeps trying to write what is left, and between two tries.
@@ -70,6 +72,8 @@ class EventRecorder:
         flush_interval_s: Seconds between writes.
         batch_size: Events per write at most.
         heartbeat_interval_s: Seconds between heartbeats (once `beat_with` is given a source).
+        max_message_bytes: Largest encoded message a ``sent`` event keeps (0: none); the
+            size of a larger one is recorded without it.
     """
 
     def __init__(
@@ -81,15 +85,19 @@ class EventRecorder:
         flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
         batch_size: int = DEFAULT_BATCH_SIZE,
         heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         if max_buffered < 1 or batch_size < 1:
             raise ValueError("max_buffered and batch_size must be at least 1")
+        if max_message_bytes < 0:
+            raise ValueError("max_message_bytes must be 0 or more")
         self.store = store
         self.worker = worker or WorkerId.current(process_number())
         self.max_buffered = max_buffered
         self.flush_interval_s = flush_interval_s
         self.batch_size = batch_size
         self.heartbeat_interval_s = heartbeat_interval_s
+        self.max_message_bytes = max_message_bytes
         self.started_at = time.time()
         #: Runs this process finished, and how many of them failed.
         self.processed = 0
@@ -120,10 +128,6 @@ class EventRecorder:
         ``duration`` and ``details`` are `TaskEvent` fields. Only an `EventRow` is made here:
         the background writer hands rows to `AsyncEventStore.write_rows`.
         """
-        buffer = self._buffer
-        if len(buffer) >= self.max_buffered:
-            buffer.popleft()
-            self.dropped += 1
         if details:
             if duration is not None:
                 details["duration"] = duration
@@ -133,7 +137,27 @@ class EventRecorder:
         else:
             fields = ()
         # ``_value_`` (the member's value, a plain attribute) costs less than ``.value``
-        buffer.append((kind._value_, task_id, task_name, _now() if at is None else at, fields))
+        self._append((kind._value_, task_id, task_name, _now() if at is None else at, fields))
+
+    def record_sent(self, task_id: str, task_name: str, at: float, message: bytes) -> None:
+        """Buffer the ``sent`` event of a task whose encoded message is ``message``.
+
+        The event keeps the bytes (a reference, no copy) when they are at most
+        ``max_message_bytes`` long, and their size in any case.
+        """
+        size = len(message)
+        if size <= self.max_message_bytes:
+            fields: tuple[tuple[str, Any], ...] = (("message", message), ("message_size", size))
+        else:
+            fields = (("message_size", size),)
+        self._append((EventKind.SENT.value, task_id, task_name, at, fields))
+
+    def _append(self, row: EventRow) -> None:
+        buffer = self._buffer
+        if len(buffer) >= self.max_buffered:
+            buffer.popleft()
+            self.dropped += 1
+        buffer.append(row)
         if len(buffer) == self.batch_size:
             self._wake.set()
 

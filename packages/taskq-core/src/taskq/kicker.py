@@ -24,7 +24,6 @@ from taskq.labels import check_labels
 from taskq.message import TaskiqMessage
 from taskq.scheduled_task import CronSpec, ScheduledTask
 from taskq.task import AsyncTaskiqTask
-from taskq.task_events import EventKind
 
 if TYPE_CHECKING:
     from taskq.abc.schedule_source import ScheduleSource
@@ -238,7 +237,7 @@ async def send_task(
     except Exception as exc:
         raise SendTaskError(f"{type(broker).__name__} could not send: {exc!r}") from exc
     if recorder is not None:
-        recorder.record(EventKind.SENT, message.task_id, message.task_name, sent_at)
+        recorder.record_sent(message.task_id, message.task_name, sent_at, broker_message.message)
     for hook in hooks["post_send"]:
         await maybe_await(hook(message))
     return AsyncTaskiqTask(message.task_id, broker.result_backend, return_type, broker)

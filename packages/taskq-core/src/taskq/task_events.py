@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import enum
 import os
 import socket
@@ -73,7 +74,16 @@ class WorkerId:
 #: tuples, so rows waiting in a buffer or kept by a store do not slow its collections down.
 EventRow = tuple[str, str, str, float, tuple[tuple[str, Any], ...]]
 #: The `TaskEvent` fields an `EventRow` carries by name.
-_DETAILS = ("duration", "error_type", "error_message", "retry", "retry_delay")
+_DETAILS = (
+    "duration",
+    "error_type",
+    "error_message",
+    "retry",
+    "retry_delay",
+    "message",
+    "message_size",
+    "new_task_id",
+)
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,12 @@ class TaskEvent:
     ``failed``; ``error_type``/``error_message`` on ``failed``, ``rejected`` and
     ``cancelled``; ``retry`` (1 for the first retry) and ``retry_delay`` (seconds) on
     ``retried``. ``worker`` is the process that recorded it (for ``sent``: the sender).
+
+    On ``sent`` events recorded by `kiq`: ``message_size`` is the size in bytes of the message
+    as the broker's formatter encoded it, and ``message`` holds those bytes (decode them with
+    ``broker.formatter.loads``: task name, labels, args, kwargs) unless they were larger than
+    the recorder's ``max_message_bytes``. On a ``retried`` event recorded when a task is sent
+    again as a new task (the dashboard's *Retry*), ``new_task_id`` names that task.
     """
 
     kind: EventKind
@@ -96,9 +112,15 @@ class TaskEvent:
     error_message: str | None = None
     retry: int | None = None
     retry_delay: float | None = None
+    message: bytes | None = None
+    message_size: int | None = None
+    new_task_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """The event as JSON-ready data: the worker id as its string form, None fields left out."""
+        """The event as JSON-ready data: the worker id as its string form, None fields left out.
+
+        ``message`` becomes base64 text (see `message_text`).
+        """
         data: dict[str, Any] = {
             "kind": self.kind.value,
             "task_id": self.task_id,
@@ -109,7 +131,7 @@ class TaskEvent:
         for key in _DETAILS:
             value = getattr(self, key)
             if value is not None:
-                data[key] = value
+                data[key] = message_text(value) if key == "message" else value
         return data
 
     def as_row(self) -> EventRow:
@@ -132,9 +154,16 @@ class TaskEvent:
             fields = dict(data)
             fields["kind"] = EventKind(fields["kind"])
             fields["worker"] = WorkerId.parse(fields["worker"])
+            if fields.get("message") is not None:
+                fields["message"] = base64.b64decode(fields["message"], validate=True)
             return cls(**fields)
         except (KeyError, TypeError, ValueError) as error:
             raise EventStoreError(f"not a task event: {data!r} ({error})") from None
+
+
+def message_text(message: bytes) -> str:
+    """A ``sent`` event's message bytes as the base64 text its JSON form holds."""
+    return base64.b64encode(message).decode("ascii")
 
 
 @dataclass(frozen=True)

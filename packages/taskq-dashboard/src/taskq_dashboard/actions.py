@@ -1,9 +1,9 @@
-"""The dashboard's actions: cancel a task, replay or purge dead letters, change schedules.
+"""The dashboard's actions: cancel or retry a task, replay or purge dead letters, schedules.
 
 Each action is logged and recorded as a task event in the event store (when it concerns a
 task), so the task's timeline shows who did what: a cancellation as a ``cancelled`` event,
-a replayed dead letter or a schedule run now as a ``sent`` event, a purged dead letter as
-a ``rejected`` event.
+a retry as a ``retried`` event naming the new task, a replayed dead letter or a schedule run
+now as a ``sent`` event, a purged dead letter as a ``rejected`` event.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from taskq.abc.dead_letters import dead_letters_of
 from taskq.exceptions import TaskiqError
+from taskq.message import TaskiqMessage
 from taskq.scheduled_task import ScheduledTask
 from taskq.task_events import EventKind, TaskEvent, WorkerId
 from taskq.toolkit import send_task
@@ -23,6 +24,7 @@ from taskq_dashboard.errors import DashboardError
 from taskq_dashboard.features import can_cancel
 from taskq_dashboard.schedule_views import is_dynamic
 from taskq_dashboard.state import logger
+from taskq_dashboard.task_messages import sent_message
 
 if TYPE_CHECKING:
     from taskq.abc.schedule_source import ScheduleSource
@@ -43,6 +45,55 @@ async def cancel_task(state: DashboardState, task_id: str) -> dict[str, Any]:
     await _record(state, EventKind.CANCELLED, task_id, name, error_message=f"cancel {ACTION_NOTE}")
     logger.info("Task %s: cancel requested %s", task_id, ACTION_NOTE)
     return {"cancelled": task_id}
+
+
+async def retry_task(state: DashboardState, task_id: str) -> dict[str, Any]:
+    """Send a failed task again as a new task: its name, arguments and labels, a new id.
+
+    The message comes from the task's ``sent`` event; a ``retried`` event on the failed task
+    names the new one.
+    """
+    _writable(state)
+    events = await state.store.task_events(task_id)
+    if not events:
+        raise DashboardError(f"no task {task_id!r} in the event store")
+    if events[-1].kind is not EventKind.FAILED:
+        raise DashboardError(
+            f"task {task_id} is {events[-1].kind.value}: only a failed task can be retried"
+        )
+    sent = sent_message(state.broker, events)
+    if sent.message is None:
+        raise DashboardError(f"task {task_id} cannot be sent again (arguments {sent.note})")
+    message = sent.message
+    again = await send_task(
+        state.broker, message.task_name, message.labels, tuple(message.args), message.kwargs
+    )
+    recorder = state.broker.event_recorder
+    if recorder is not None and state.broker.event_store is state.store:
+        await recorder.flush()  # the new task's sent event: its page exists at once
+    else:  # the broker records elsewhere, or not at all: the dashboard's store gets it
+        resent = TaskiqMessage(
+            again.task_id, message.task_name, message.labels, message.args, message.kwargs
+        )
+        encoded = state.broker.formatter.dumps(resent).message
+        await _record(
+            state,
+            EventKind.SENT,
+            again.task_id,
+            message.task_name,
+            message=encoded,
+            message_size=len(encoded),
+        )
+    await _record(
+        state,
+        EventKind.RETRIED,
+        task_id,
+        message.task_name,
+        new_task_id=again.task_id,
+        error_message=f"retry {ACTION_NOTE}",
+    )
+    logger.info("Task %s retried %s as task %s", task_id, ACTION_NOTE, again.task_id)
+    return {"task_id": again.task_id}
 
 
 async def replay_dead_letters(state: DashboardState, ids: list[str] | None) -> dict[str, Any]:

@@ -84,6 +84,10 @@ def routes() -> list[Route]:
             "/api/tasks/{task_id:path}/cancel",
             lambda s, r: actions.cancel_task(s, r.path_params["task_id"]),
         ),
+        (
+            "/api/tasks/{task_id:path}/retry",
+            lambda s, r: actions.retry_task(s, r.path_params["task_id"]),
+        ),
         ("/api/dead-letters/replay", _replay),
         ("/api/dead-letters/purge", _purge),
         (

@@ -12,14 +12,17 @@ import traceback
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from taskq import DummyResultBackend
 from taskq.abc.dead_letters import dead_letters_of
 from taskq.exceptions import EventStoreError, TaskiqError
-from taskq.task_events import EventKind, TaskQuery, TaskSummary, WorkerId
+from taskq.task_events import EventKind, TaskEvent, TaskQuery, TaskSummary, WorkerId
 from taskq.toolkit import collect_status, encode_error
 from taskq_dashboard.errors import DashboardError
 from taskq_dashboard.features import can_cancel, can_inspect
+from taskq_dashboard.task_messages import sent_message
 
 if TYPE_CHECKING:
+    from taskq.message import TaskiqMessage
     from taskq_dashboard.state import DashboardState
 
 #: Minutes the overview's charts cover.
@@ -111,15 +114,40 @@ async def task_detail(state: DashboardState, task_id: str) -> dict[str, Any] | N
     if not events:
         return None
     summary = _summary_of(events)
+    sent = sent_message(state.broker, events)
+    writable = not state.settings.read_only
     return {
         "task": _task(summary),
-        "events": [event.as_dict() for event in events],
+        "message": _message(sent.message),
+        "message_note": sent.note,
+        "events": [_event(event) for event in events],
         "retries": sum(event.kind is EventKind.RETRIED for event in events),
+        "retried_as": [event.new_task_id for event in events if event.new_task_id],
         "result": await _result(state, task_id),
         "progress": await _progress(state, task_id),
         "can_cancel": features(state)["cancel"]
         and summary.state in (EventKind.SENT, EventKind.RECEIVED, EventKind.STARTED),
+        "can_retry": writable and summary.state is EventKind.FAILED and sent.message is not None,
     }
+
+
+def _message(message: TaskiqMessage | None) -> dict[str, Any] | None:
+    """The arguments and labels of a sent message, as JSON-ready data."""
+    if message is None:
+        return None
+    return {
+        "task_name": message.task_name,
+        "args": _plain(message.args),
+        "kwargs": _plain(message.kwargs),
+        "labels": _plain(message.labels),
+    }
+
+
+def _event(event: TaskEvent) -> dict[str, Any]:
+    """An event as the timeline shows it: its message is the detail's ``message``."""
+    data = event.as_dict()
+    data.pop("message", None)
+    return data
 
 
 async def workers(state: DashboardState) -> dict[str, Any]:
@@ -166,6 +194,8 @@ def _task(task: TaskSummary) -> dict[str, Any]:
 
 async def _result(state: DashboardState, task_id: str) -> dict[str, Any] | None:
     backend = state.broker.result_backend
+    if isinstance(backend, DummyResultBackend):  # it keeps nothing: its "result" is made up
+        return None
     try:
         if not await backend.is_result_ready(task_id):
             return None

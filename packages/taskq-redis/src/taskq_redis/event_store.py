@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from base64 import b64decode
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, cast
@@ -47,6 +48,7 @@ from taskq.task_events import (
     WorkerId,
     WorkerStatus,
     last_minutes,
+    message_text,
     minute_of,
     page_cursor,
     read_cursor,
@@ -479,7 +481,7 @@ def _event(workers: dict[str, WorkerId], worker: str, row: Any) -> TaskEvent:
     if found is None:
         found = workers[worker] = WorkerId.parse(worker)
     try:
-        return TaskEvent.from_row(found, row)
+        return TaskEvent.from_row(found, _stored_row(row))
     except (TypeError, ValueError) as error:
         raise EventStoreError(f"not a stored task event: {row!r} ({error})") from None
 
@@ -500,6 +502,24 @@ def _summary(events: list[TaskEvent]) -> TaskSummary:
     )
 
 
+def _bytes_text(value: Any) -> str:
+    """A ``sent`` event's message bytes as base64 text, for the encoder; nothing else."""
+    if isinstance(value, bytes):
+        return message_text(value)
+    raise TypeError(f"{type(value).__name__} is not an event field's type")
+
+
 #: One encoder for every write (``json.dumps`` with options makes one per call); a string is
 #: quoted directly.
-_json = json.JSONEncoder(separators=(",", ":")).encode
+_json = json.JSONEncoder(separators=(",", ":"), default=_bytes_text).encode
+
+
+def _stored_row(row: Any) -> Any:
+    """A row as written, from its JSON: a ``sent`` event's message back to bytes."""
+    details = row[4]
+    if any(key == "message" for key, _ in details):
+        row[4] = [
+            (key, b64decode(value, validate=True) if key == "message" else value)
+            for key, value in details
+        ]
+    return row

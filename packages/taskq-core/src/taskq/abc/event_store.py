@@ -29,7 +29,8 @@ class AsyncEventStore(ABC):
     """Keeps task events and worker heartbeats, within its `Retention`, and answers queries.
 
     Writers call `write` once per batch. A task's events come back ordered by time, ties in
-    the order they were written; tasks come back latest first. A store shared by processes
+    the order they were written, every field as written (a ``sent`` event's ``message`` bytes
+    byte for byte); tasks come back latest first. A store shared by processes
     (and hosts) declares ``Capability.CROSS_PROCESS``.
     """
 

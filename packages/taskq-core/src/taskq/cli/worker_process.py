@@ -89,7 +89,9 @@ async def serve(options: WorkerOptions) -> tuple[int, int]:
         logger.error("%s", error)
         return EXIT_BAD_TARGET, 0
     if options.events:
-        broker.with_event_store(open_event_store(options.events))
+        broker.with_event_store(
+            open_event_store(options.events), max_message_bytes=broker.event_message_bytes
+        )
     if options.workers > 1 and process_number() == 0:
         warn_if_not_cross_process(broker, options)
     watchdog = asyncio.create_task(_stop_when_orphaned(stop, os.getppid()))

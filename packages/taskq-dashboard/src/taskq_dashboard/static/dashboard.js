@@ -278,7 +278,7 @@ async function taskPage(taskId) {
       el("dl", {class: "facts"},
         el("dt", {}, "task"), el("dd", {}, t.task_name),
         el("dt", {}, "state"), el("dd", {id: "task-state"}, badge(t.state)),
-        el("dt", {}, "worker"), el("dd", {}, t.worker),
+        el("dt", {}, "worker"), el("dd", {id: "worker"}, t.worker),
         el("dt", {}, "retries"), el("dd", {id: "retries"}, String(data.retries)),
         el("dt", {}, "first seen"), el("dd", {}, when(t.first_time)),
         el("dt", {}, "last event"), el("dd", {}, when(t.last_time))),
@@ -286,9 +286,20 @@ async function taskPage(taskId) {
     if (data.can_cancel) {
       parts.push(el("button", {class: "danger", id: "cancel", onclick: () => act(`Cancel task ${taskId}?`, `/api/tasks/${encodeURIComponent(taskId)}/cancel`, {})}, "Cancel task"));
     }
+    if (data.can_retry) {
+      parts.push(el("button", {id: "retry", onclick: () => act(`Send task ${taskId} again, as a new task with the same arguments?`, `/api/tasks/${encodeURIComponent(taskId)}/retry`, {})}, "Retry task"));
+    }
+    if (data.retried_as.length) {
+      parts.push(el("p", {id: "retried-as"}, "Retried as ", data.retried_as.flatMap((id, i) => [i ? ", " : "", taskLink({task_id: id})])));
+    }
     if (data.progress) parts.push(progressBar(data.progress));
+    const message = data.message;
+    parts.push(el("section", {class: "panel", id: "arguments"}, el("h2", {}, "Arguments"),
+      message ? [el("div", {class: "muted"}, "args"), json(message.args), el("div", {class: "muted"}, "kwargs"), json(message.kwargs)]
+        : el("p", {class: "muted", id: "arguments-note"}, data.message_note)));
+    const labels = message ? message.labels : (result ? result.labels : null);
+    if (labels) parts.push(el("section", {class: "panel", id: "labels"}, el("h2", {}, "Labels"), json(labels)));
     if (result) {
-      parts.push(el("section", {class: "panel", id: "labels"}, el("h2", {}, "Labels"), json(result.labels)));
       if (result.is_err && result.error) {
         parts.push(el("section", {class: "panel", id: "error"}, el("h2", {}, "Error"),
           el("p", {class: "error-text"}, `${result.error.type}: ${result.error.message}`),
@@ -303,6 +314,7 @@ async function taskPage(taskId) {
         el("span", {class: "mono"}, when(e.time)), " ", badge(e.kind), " ", e.worker,
         e.retry ? ` retry ${e.retry} in ${e.retry_delay} s` : "",
         e.error_type || e.error_message ? ` — ${e.error_type || ""} ${e.error_message || ""}` : "",
+        e.new_task_id ? [" as task ", taskLink({task_id: e.new_task_id})] : "",
         e.duration !== undefined ? ` (${e.duration.toFixed(3)} s)` : "")))));
     page(`Task ${taskId}`, ...parts);
     sizeBars(document.getElementById("page"));
