@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import uuid
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -128,12 +129,51 @@ async def send_unique(
         raise
 
 
-async def release_unique(broker: AsyncBroker, message: TaskiqMessage) -> None:
-    """Free the unique key ``message`` holds (its task is done); log a failure, never raise."""
-    try:
-        await unique_store_of(broker).release(message.labels[UNIQUE_LABEL], message.task_id)
-    except Exception:
-        logger.exception(
-            "Task %s: its unique key could not be freed; it frees itself after its TTL",
-            message.task_id,
-        )
+@dataclass
+class HeldKey:
+    """The unique key a message carries to the worker, freed once when its task ends.
+
+    ``kept``: the task goes on under its task id in a message sent again (a retry, a run sent
+    back to wait for its rate limit), which carries the key on: this run does not free it.
+    """
+
+    key: str
+    task_id: str
+    kept: bool = False
+    freed: bool = False
+
+    @classmethod
+    def of(cls, message: TaskiqMessage) -> HeldKey | None:
+        """The key ``message`` holds (None: it is not a unique task's)."""
+        key = message.labels.get(UNIQUE_LABEL)
+        return cls(key, message.task_id) if isinstance(key, str) and key else None
+
+    async def free(self, broker: AsyncBroker) -> None:
+        """Free the key (once) in ``broker``'s store; log a failure, never raise."""
+        if self.freed or self.kept:
+            return
+        self.freed = True
+        try:
+            await unique_store_of(broker).release(self.key, self.task_id)
+        except Exception:
+            logger.exception(
+                "Task %s: its unique key could not be freed; it frees itself after its TTL",
+                self.task_id,
+            )
+
+
+#: The key held by the message the worker runs in this context (set by the receiver).
+running_key: ContextVar[HeldKey | None] = ContextVar("taskq_running_key", default=None)
+
+
+def keep_unique_key(message: TaskiqMessage) -> None:
+    """Keep the unique key of ``message`` held after its run: its task was sent again.
+
+    A middleware that sends a failed task again under its task id (a retry) calls it from
+    its hooks, so the key stays with the task until its last run ends; without it the
+    worker frees the key when this run ends. Nothing happens outside a worker's run or for a
+    task that is not unique.
+    """
+    held = running_key.get()
+    if held is not None and held.task_id == message.task_id:
+        held.kept = True
