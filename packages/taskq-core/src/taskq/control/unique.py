@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from taskq.control.stores import unique_store_of
 from taskq.exceptions import UniqueKeyError
+from taskq.labels import UNIQUE_LABEL
 from taskq.task import AsyncTaskiqTask
 
 if TYPE_CHECKING:
@@ -36,8 +37,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("taskq.unique")
 
-#: The label that carries a unique task's key to the worker, which frees the key.
-UNIQUE_LABEL = "unique_key"
 #: Seconds a unique key is held at most when ``with_unique`` gives no ``ttl`` (one hour).
 DEFAULT_UNIQUE_TTL_S = 3600.0
 

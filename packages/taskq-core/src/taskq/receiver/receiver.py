@@ -337,10 +337,12 @@ class Receiver:
         await acker.reject(rejection_reason(error))
 
     async def _refuse_undecodable(self, error: MessageDecodeError, acker: AckController) -> None:
-        """Store ``error`` as the failed result where the task id is known; reject."""
+        """Store ``error`` as the failed result where the task id is known; reject; free its key."""
         if error.task_id is not None:
             await self._store_failure(TaskiqMessage(error.task_id, ""), error)
         await acker.reject(rejection_reason(error))
+        if error.task_id is not None and error.unique_key is not None:
+            await HeldKey(error.unique_key, error.task_id).free(self.broker)
 
     async def _finish(
         self,
