@@ -3,8 +3,10 @@
 The client claims the task's key in the broker's `UniqueKeyStore` (one atomic step) under the
 id of the task it is about to send. If another task holds the key, `kiq` returns that task's
 handle and sends nothing; otherwise it sends the task with the key in the `UNIQUE_LABEL`
-label, and the worker frees the key once the task's result is stored. The key also frees
-itself after its TTL, so a lost task cannot block its key for ever.
+label, and the worker frees the key when the task ends for good (`HeldKey`; a retry keeps
+it, see `keep_unique_key`). The key also frees itself after its TTL, so a lost task cannot
+block its key for ever. A schedule added by a unique kicker carries the request in its
+labels (`UNIQUE_TTL_LABEL`), and `taskq.kicker.send_task` makes each of its sends unique.
 
 The default key is the task's name and a digest of its arguments serialized canonically
 (JSON with sorted keys; pydantic models, dataclasses, enums, sets, dates and UUIDs are
@@ -39,6 +41,9 @@ logger = logging.getLogger("taskq.unique")
 
 #: Seconds a unique key is held at most when ``with_unique`` gives no ``ttl`` (one hour).
 DEFAULT_UNIQUE_TTL_S = 3600.0
+#: The label of a schedule made by a unique kicker: each send of the schedule is unique, its
+#: key held this many seconds at most (the key itself, if given, rides in `UNIQUE_LABEL`).
+UNIQUE_TTL_LABEL = "unique_ttl"
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,28 @@ class Uniqueness:
         if key is not None and (not isinstance(key, str) or not key):
             raise ValueError(f"a unique task's key must be a non-empty string, got {key!r}")
         return cls(key, ttl_s)
+
+    def as_labels(self) -> dict[str, Any]:
+        """The labels that carry this uniqueness with a schedule to each of its sends."""
+        labels: dict[str, Any] = {UNIQUE_TTL_LABEL: self.ttl_s}
+        if self.key is not None:
+            labels[UNIQUE_LABEL] = self.key
+        return labels
+
+    @classmethod
+    def take_from(cls, labels: dict[str, Any]) -> Uniqueness:
+        """Remove the labels of `as_labels` from ``labels``; return the uniqueness they ask for.
+
+        Raises:
+            ValueError: the TTL is not a positive number or the key is empty.
+        """
+        ttl = labels.pop(UNIQUE_TTL_LABEL)
+        key = labels.pop(UNIQUE_LABEL, None)
+        try:
+            ttl_s = float(ttl)
+        except (TypeError, ValueError):
+            raise ValueError(f"label {UNIQUE_TTL_LABEL} must be seconds, got {ttl!r}") from None
+        return cls.of(key, ttl_s)
 
 
 def default_key(task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
