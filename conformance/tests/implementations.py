@@ -3,7 +3,7 @@
 Each broken class is a correct in-memory implementation with exactly ONE defect, named in its
 docstring; the zero-argument ``make_*`` factories at the end are the targets given to
 ``--taskq-broker`` / ``--taskq-result-backend`` / ``--taskq-schedule-source`` /
-``--taskq-limiter`` / ``--taskq-unique-store``.
+``--taskq-limiter`` / ``--taskq-unique-store`` / ``--taskq-cancellation-store``.
 Three are correct: `InMemoryScheduleSource`, since no schedule source ships with taskq yet and
 the suite needs one to show that its schedule source checks pass,
 `SharedDirectoryResultBackend`, to run the ``cross_process`` checks of result backends, and
@@ -42,6 +42,7 @@ from taskq import (
     TaskiqResult,
     TaskProgress,
 )
+from taskq.abc.cancellation import DEFAULT_CANCELLATION_TTL_S
 from taskq.control.limits import RateLimit
 from taskq.control.memory_limiter import MemoryLimiter
 from taskq.control.memory_unique import MemoryUniqueStore
@@ -347,6 +348,23 @@ class DeafCancellationStore(InMemoryCancellationStore):
 async def _silence() -> AsyncGenerator[Cancellation, None]:
     await asyncio.Event().wait()
     yield Cancellation("never")  # pragma: no cover - never reached
+
+
+class KeepsCancellationsForever(InMemoryCancellationStore):
+    """Defect: a cancellation never expires (``ttl_s`` is ignored)."""
+
+    async def cancel(self, task_id: str, reason: str = "") -> None:
+        ttl_s, self.ttl_s = self.ttl_s, DEFAULT_CANCELLATION_TTL_S
+        try:
+            await super().cancel(task_id, reason)
+        finally:
+            self.ttl_s = ttl_s
+
+
+class ClaimsToBeShared(InMemoryCancellationStore):
+    """Defect: declares ``cross_process``, but each instance keeps its own records."""
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.CROSS_PROCESS})
 
 
 class ForgetsCancellations(InMemoryBroker):
@@ -965,3 +983,19 @@ def make_freeing_unique_store() -> MemoryUniqueStore:
 
 def make_ttl_ignoring_unique_store() -> MemoryUniqueStore:
     return IgnoresUniqueTtl()
+
+
+def make_forgetful_cancellation_store() -> InMemoryCancellationStore:
+    return ForgetfulCancellationStore()
+
+
+def make_deaf_cancellation_store() -> InMemoryCancellationStore:
+    return DeafCancellationStore()
+
+
+def make_never_expiring_cancellation_store() -> InMemoryCancellationStore:
+    return KeepsCancellationsForever()
+
+
+def make_unshared_cancellation_store() -> InMemoryCancellationStore:
+    return ClaimsToBeShared()

@@ -35,6 +35,7 @@ KINDS = {
     "event_store": ("--taskq-event-store", "suite_event_store.py"),
     "limiter": ("--taskq-limiter", "suite_limiter.py"),
     "unique_store": ("--taskq-unique-store", "suite_unique_store.py"),
+    "cancellation_store": ("--taskq-cancellation-store", "suite_cancellation_store.py"),
 }
 #: Runs of the suite at once (they mostly wait on timeouts, not on the CPU).
 PARALLEL_RUNS = 4
@@ -51,6 +52,7 @@ TARGET_VARIABLES = (
     "TASKQ_EVENT_STORE",
     "TASKQ_LIMITER",
     "TASKQ_UNIQUE_STORE",
+    "TASKQ_CANCELLATION_STORE",
 )
 #: A failed check in pytest's short summary: ``FAILED <path>/suite_broker.py::test_x - why``.
 FAILED_LINE = re.compile(r"FAILED \S*?(suite_\w+\.py::\S+)")
@@ -240,6 +242,29 @@ BROKEN = [
     broken(
         "unique_store", "make_ttl_ignoring_unique_store", "test_a_key_frees_itself_after_its_ttl"
     ),
+    broken(
+        "cancellation_store",
+        "make_forgetful_cancellation_store",
+        "test_a_cancellation_is_recorded_with_its_reason",
+    ),
+    broken(
+        "cancellation_store",
+        "make_deaf_cancellation_store",
+        "test_a_listener_hears_of_each_later_cancellation",
+        only=True,
+    ),
+    broken(
+        "cancellation_store",
+        "make_never_expiring_cancellation_store",
+        "test_a_cancellation_expires_after_its_ttl",
+        only=True,
+    ),
+    broken(
+        "cancellation_store",
+        "make_unshared_cancellation_store",
+        "test_instances_see_each_others_cancellations",
+        only=True,
+    ),
 ]
 
 CORRECT = [
@@ -283,6 +308,14 @@ CORRECT = [
         rows=(
             r"limiter: mandatory\s+\d+\s+0\s+0$",
             r"unique_store: mandatory\s+\d+\s+0\s+0$",
+        ),
+    ),
+    Case(
+        "memory_cancellation_store",
+        ("--taskq-cancellation-store", "taskq.memory_cancellation:InMemoryCancellationStore"),
+        rows=(
+            r"cancellation_store: mandatory\s+4\s+0\s+0$",
+            r"cancellation_store: cross_process\s+0\s+0\s+1$",
         ),
     ),
     Case(

@@ -39,3 +39,8 @@ def pytest_taskq_limiter_factory(config: pytest.Config) -> Callable[[], Any] | N
 @pytest.hookspec(firstresult=True)
 def pytest_taskq_unique_store_factory(config: pytest.Config) -> Callable[[], Any] | None:
     """Return a zero-argument callable making fresh, not started unique key stores."""
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_taskq_cancellation_store_factory(config: pytest.Config) -> Callable[[], Any] | None:
+    """Return a zero-argument callable making fresh, not started cancellation stores."""

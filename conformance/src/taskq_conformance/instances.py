@@ -25,6 +25,7 @@ NewSource = Callable[[], AbstractAsyncContextManager[Any]]
 NewEventStore = Callable[[], AbstractAsyncContextManager[Any]]
 NewLimiter = Callable[[], AbstractAsyncContextManager[Any]]
 NewUniqueStore = Callable[[], AbstractAsyncContextManager[Any]]
+NewCancellationStore = Callable[[], AbstractAsyncContextManager[Any]]
 
 #: Seconds a start or stop may take before the suite calls it a hang.
 LIFECYCLE_TIMEOUT = 30.0

@@ -27,6 +27,7 @@ SUITES = {
     "suite_event_store.py": "event_store",
     "suite_limiter.py": "limiter",
     "suite_unique_store.py": "unique_store",
+    "suite_cancellation_store.py": "cancellation_store",
     "suite_broker_leases.py": "broker",
     "suite_broker_model.py": "broker",
     "suite_result_backend_model.py": "result_backend",
@@ -335,6 +336,22 @@ def taskq_new_limiter(
     from taskq_conformance.instances import started  # late: see the module's imports
 
     return lambda: started(taskq_limiter_target)
+
+
+@pytest.fixture(scope="session")
+def taskq_cancellation_store_target(request: pytest.FixtureRequest) -> Target:
+    """The cancellation store factory under test."""
+    return _target(request, "cancellation_store")
+
+
+@pytest.fixture
+def taskq_new_cancellation_store(
+    taskq_cancellation_store_target: Target,
+) -> Callable[[], AbstractAsyncContextManager[Any]]:
+    """Make fresh, started cancellation stores to use in ``async with`` blocks."""
+    from taskq_conformance.instances import started  # late: see the module's imports
+
+    return lambda: started(taskq_cancellation_store_target)
 
 
 @pytest.fixture

@@ -43,6 +43,12 @@ KINDS: dict[str, tuple[str, str, str, str]] = {
         "TASKQ_UNIQUE_STORE",
         "pytest_taskq_unique_store_factory",
     ),
+    "cancellation_store": (
+        "--taskq-cancellation-store",
+        "taskq_cancellation_store",
+        "TASKQ_CANCELLATION_STORE",
+        "pytest_taskq_cancellation_store_factory",
+    ),
 }
 
 HOW_TO = (
@@ -54,10 +60,11 @@ HOW_TO = (
     "  pytest --pyargs taskq_conformance --taskq-event-store mypkg.testing:make_store\n"
     "  pytest --pyargs taskq_conformance --taskq-limiter mypkg.testing:make_limiter\n"
     "  pytest --pyargs taskq_conformance --taskq-unique-store mypkg.testing:make_unique_store\n"
+    "  pytest --pyargs taskq_conformance --taskq-cancellation-store mypkg.testing:make_store\n"
     "or set the ini keys taskq_broker / taskq_result_backend / taskq_schedule_source / "
-    "taskq_event_store / taskq_limiter / taskq_unique_store, the environment variables "
-    "TASKQ_BROKER / TASKQ_RESULT_BACKEND / TASKQ_SCHEDULE_SOURCE / TASKQ_EVENT_STORE / "
-    "TASKQ_LIMITER / TASKQ_UNIQUE_STORE, or "
+    "taskq_event_store / taskq_limiter / taskq_unique_store / taskq_cancellation_store, the "
+    "environment variables TASKQ_BROKER / TASKQ_RESULT_BACKEND / TASKQ_SCHEDULE_SOURCE / "
+    "TASKQ_EVENT_STORE / TASKQ_LIMITER / TASKQ_UNIQUE_STORE / TASKQ_CANCELLATION_STORE, or "
     "implement the hook pytest_taskq_broker_factory(config) (and its siblings) in a conftest.py."
 )
 

@@ -13,8 +13,11 @@ import pytest
 
 from taskq import (
     AcknowledgeType,
+    AsyncBroker,
+    BrokerMessage,
     Cancellation,
     CancellationUnavailableError,
+    Capability,
     Context,
     InMemoryCancellationStore,
     Receiver,
@@ -24,6 +27,7 @@ from taskq import (
 from taskq.cancel_token import CancelToken
 from taskq.receiver.interrupts import MessageTask
 from taskq.testing import eventually
+from taskq_inmemory import InMemoryBroker
 
 
 @pytest.fixture
@@ -337,3 +341,20 @@ async def test_a_run_also_cancelled_by_the_stopping_worker_is_not_turned_into_a_
     token.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+def test_capability_cancel_is_declared_by_each_broker_that_has_a_store():
+    class QueueBroker(AsyncBroker):
+        async def kick(self, message: BrokerMessage) -> None: ...
+
+        async def listen(self) -> Any:
+            yield b""
+
+    plain, cancelling = QueueBroker(), QueueBroker().with_cancellation(InMemoryCancellationStore())
+    assert Capability.CANCEL not in plain.capabilities
+    assert Capability.CANCEL in cancelling.capabilities
+    assert Capability.CANCEL not in cancelling.with_cancellation(None).capabilities
+    memory = InMemoryBroker()
+    assert Capability.CANCEL in memory.capabilities  # it comes with a store
+    assert Capability.CANCEL not in memory.with_cancellation(None).capabilities
+    assert Capability.CANCEL in InMemoryBroker().capabilities  # the class is untouched

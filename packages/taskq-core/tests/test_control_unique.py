@@ -5,12 +5,21 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import json
 from typing import Any
 
 import pytest
 
-from taskq import AsyncBroker, BrokerMessage, Capability
+from taskq import (
+    AsyncBroker,
+    BrokerMessage,
+    Capability,
+    TaskCancelledError,
+    TaskiqMessage,
+    TaskiqMiddleware,
+)
 from taskq.control.memory_unique import MemoryUniqueStore
+from taskq.control.stores import unique_store_of
 from taskq.control.unique import UNIQUE_LABEL, default_key
 from taskq.exceptions import SharedStoreRequiredError, UniqueKeyError
 from taskq.testing import eventually
@@ -152,3 +161,55 @@ async def test_a_unique_task_that_cannot_be_sent_frees_its_key():
         with pytest.raises(SendTaskError):  # an unsupported label: nothing is sent
             await job.kicker().with_labels(delay="soon").with_unique(key="k").kiq()
         assert await broker.unique_store.claim("k", "next", 60) is None
+
+
+class FailingPreExecute(TaskiqMiddleware):
+    def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
+        raise RuntimeError("refused before the run")
+
+
+async def _key_is_free(broker: AsyncBroker, key: str) -> bool:
+    store = broker.unique_store
+    assert store is not None
+    if await store.claim(key, "probe", 60) is None:
+        await store.release(key, "probe")
+        return True
+    return False
+
+
+async def test_a_task_refused_by_a_pre_execute_middleware_frees_its_key():
+    broker = InMemoryBroker(max_stored_results=-1).with_middlewares(FailingPreExecute())
+
+    @broker.task
+    async def job() -> None: ...
+
+    async with broker:
+        task = await job.kicker().with_unique(key="k").kiq()
+        assert (await task.wait_result(timeout=10)).is_err
+        await eventually(lambda: _key_is_free(broker, "k"))
+
+
+async def test_an_undecodable_message_frees_the_key_its_labels_name():
+    broker = InMemoryBroker(max_stored_results=-1)
+
+    @broker.task(task_name="job")
+    async def job(n: int) -> None: ...
+
+    async with broker:
+        assert await unique_store_of(broker).claim("k", "t1", 60) is None
+        data = {"task_id": "t1", "task_name": "job", "labels": {UNIQUE_LABEL: "k"}, "args": 5}
+        await broker.kick(BrokerMessage("t1", "job", json.dumps(data).encode(), {}))
+        await eventually(lambda: _key_is_free(broker, "k"))
+
+
+async def test_a_task_cancelled_before_it_starts_frees_its_key():
+    broker = InMemoryBroker(max_stored_results=-1)
+
+    @broker.task
+    async def job() -> None: ...
+
+    async with broker:
+        await broker.cancel("t1")  # recorded before the task is sent: it never starts
+        task = await job.kicker().with_task_id("t1").with_unique(key="k").kiq()
+        assert isinstance((await task.wait_result(timeout=10)).error, TaskCancelledError)
+        await eventually(lambda: _key_is_free(broker, "k"))

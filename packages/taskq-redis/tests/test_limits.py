@@ -89,6 +89,38 @@ async def _claimed(store: RedisUniqueStore, key: str, task_id: str) -> bool:
     return await store.claim(key, task_id, 60) is None
 
 
+async def test_a_worker_frees_a_unique_key_when_it_acknowledges_the_task(
+    redis_url: str, redis_prefix: str, raw_redis
+):
+    store = RedisUniqueStore(redis_url, key_prefix=redis_prefix)
+    broker = RedisStreamBroker(redis_url, key_prefix=redis_prefix).with_unique_store(store)
+    ran: list[int] = []
+
+    @broker.task
+    async def work(n: int) -> None:
+        ran.append(n)
+
+    await broker.startup()
+    try:
+        first = await work.kicker().with_unique(key="k").kiq(1)
+        assert raw_redis.get(f"{redis_prefix}:unique:k") == first.task_id.encode()
+        broker.is_worker_process = True
+        stop = asyncio.Event()
+        listening = asyncio.create_task(Receiver(broker, run_startup=False).listen(stop))
+        await eventually(lambda: ran == [1] and not raw_redis.exists(f"{redis_prefix}:unique:k"))
+        again = await work.kicker().with_unique(key="k").kiq(2)  # free: sent and run
+        await eventually(lambda: ran == [1, 2])
+        stop.set()
+        await listening
+        assert again.task_id != first.task_id
+        assert await store.claim("k", "other", 60) is None
+        await store.release("k", again.task_id)  # a late free leaves another holder's key
+        assert raw_redis.get(f"{redis_prefix}:unique:k") == b"other"
+    finally:
+        await broker.shutdown()
+        await store.shutdown()
+
+
 # -- across processes ---------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ import pytest
 from croniter import croniter
 
 from taskq import InvalidScheduleError, ScheduledTask, ScheduleSource
+from taskq.control.stores import unique_store_of
 from taskq.exceptions import ScheduledTaskCancelledError
 from taskq_scheduler import InMemoryScheduleSource, ManualClock, TaskiqScheduler
 from taskq_scheduler.fire import TASK_ID_NAMESPACE
@@ -441,3 +442,27 @@ async def test_on_ready_called_directly_sends_now_unless_pre_send_cancels(app: A
     [run] = app.runs
     assert (run.args, run.task_id, run.labels["schedule_id"]) == ((1,), "my-id", "now")
     assert run.labels["fire_time"] == iso(START)
+
+
+async def test_a_schedule_of_a_unique_kicker_sends_nothing_while_its_key_is_held(
+    app: App,
+) -> None:
+    source = InMemoryScheduleSource([])
+    created = await app.task.kicker().with_unique(key="k", ttl=60).schedule_by_interval(source, 60)
+    [schedule] = await source.get_schedules()
+    assert schedule.labels == {"unique_ttl": 60.0, "unique_key": "k"}
+    store = unique_store_of(app.broker)
+    assert await store.claim("k", "pending-task", 60) is None  # a task with the key is pending
+    scheduler = TaskiqScheduler(app.broker, [source], clock=app.clock)
+    await scheduler.startup()
+    try:
+        await scheduler.on_ready(source, schedule)
+        assert app.runs == []  # the broker runs in place: nothing was sent
+        await store.release("k", "pending-task")
+        await scheduler.on_ready(source, schedule)
+    finally:
+        await scheduler.shutdown()
+    [run] = app.runs
+    assert run.labels["unique_key"] == "k"
+    assert "unique_ttl" not in run.labels
+    assert created.schedule_id == schedule.schedule_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import inspect
 from collections.abc import Awaitable, Callable
@@ -50,7 +51,7 @@ class AckableMessage:
 class AckController:
     """Settles one received message exactly once: ack, or reject where the broker can."""
 
-    __slots__ = ("_ack", "_reject", "_release", "is_ackable", "is_acked")
+    __slots__ = ("_ack", "_along", "_reject", "_release", "is_ackable", "is_acked")
 
     def __init__(self, message: AckableMessage | bytes | str) -> None:
         """Control the acknowledgement of ``message`` (plain bytes need none)."""
@@ -64,6 +65,15 @@ class AckController:
             self._ack = self._reject = self._release = None
             self.is_ackable = False
         self.is_acked = False
+        self._along: Callable[[], Awaitable[None]] | None = None
+
+    def settle_along(self, along: Callable[[], Awaitable[None]] | None) -> None:
+        """Run ``along()`` together with the broker's ack or reject, when one is sent.
+
+        The two go out at once, so a broker that batches its round trips can carry both in
+        one (the worker frees a unique task's key this way). None: run nothing along.
+        """
+        self._along = along
 
     async def ack(self) -> None:
         """Acknowledge the message, once; later calls do nothing."""
@@ -71,9 +81,7 @@ class AckController:
             self.is_acked = True
             return
         self.is_acked = True
-        outcome = self._ack()
-        if outcome is not None:
-            await outcome
+        await self._settled(self._ack())
 
     async def reject(self, reason: str | None = None) -> None:
         """Reject the message (or acknowledge it when the broker cannot reject), once.
@@ -87,9 +95,19 @@ class AckController:
             return
         self.is_acked = True
         reject = self._reject
-        outcome = reject(reason) if reason is not None and takes_reason(reject) else reject()
-        if outcome is not None:
-            await outcome
+        await self._settled(
+            reject(reason) if reason is not None and takes_reason(reject) else reject()
+        )
+
+    async def _settled(self, outcome: Awaitable[None] | None) -> None:
+        along, self._along = self._along, None
+        if along is None:
+            if outcome is not None:
+                await outcome
+        elif outcome is None:
+            await along()
+        else:
+            await asyncio.gather(outcome, along())
 
     async def release(self) -> None:
         """Hand the unsettled message back for redelivery, once (nothing if it is settled).

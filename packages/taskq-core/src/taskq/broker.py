@@ -71,7 +71,8 @@ class AsyncBroker(ABC):
         self.middlewares: list[TaskiqMiddleware] = []
         self.middleware_hooks: dict[str, list[Any]] = hooks_by_name([])
         self.result_backend: AsyncResultBackend[Any] = result_backend or DummyResultBackend()
-        self.cancellation: CancellationStore | None = None
+        self._cancellation: CancellationStore | None = None
+        self.cancellation = None  # declares no Capability.CANCEL until a store is given
         self.decorator_class = AsyncTaskiqDecoratedTask
         self.serializer: TaskiqSerializer = JSONSerializer()
         self.formatter: TaskiqFormatter = ProxyFormatter(self)
@@ -290,10 +291,25 @@ class AsyncBroker(ABC):
         """Record and watch cancellations in ``store`` (None: no cancellation); return the broker.
 
         Workers then check each message against the store before running it and stop
-        running tasks whose cancellation is recorded; see `cancel`.
+        running tasks whose cancellation is recorded; see `cancel`. The broker declares
+        ``Capability.CANCEL`` while it has a store (see `cancellation`).
         """
         self.cancellation = store
         return self
+
+    @property
+    def cancellation(self) -> CancellationStore | None:
+        """Where cancellations are recorded and watched (None: the broker cannot cancel)."""
+        return self._cancellation
+
+    @cancellation.setter
+    def cancellation(self, store: CancellationStore | None) -> None:
+        # whether this instance can cancel depends on its store, not on its class
+        self._cancellation = store
+        capabilities = self.capabilities - {Capability.CANCEL}
+        if store is not None:
+            capabilities |= {Capability.CANCEL}
+        self.capabilities = capabilities  # type: ignore[misc]
 
     def with_limiter(self, limiter: TaskLimiter) -> Self:
         """Enforce rate and concurrency limits through ``limiter``; return the broker.

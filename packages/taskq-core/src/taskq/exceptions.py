@@ -215,12 +215,14 @@ class MessageDecodeError(TaskiqError):
 
     ``task_id`` is the message's task id when the bytes named one (a mapping whose
     ``task_id`` is a string), None otherwise: the worker stores this error as the task's
-    failed result under it.
+    failed result under it. ``unique_key`` is the key of a unique task when its labels
+    could be read (the worker frees it), None otherwise.
     """
 
     __template__ = "the message's bytes are not a valid taskq message: {reason}"
     reason: str
     task_id: str | None = None
+    unique_key: str | None = None
 
 
 class TaskArgumentsError(TaskiqError):

@@ -9,6 +9,7 @@ from taskq.abc.formatter import TaskiqFormatter
 from taskq.abc.serializer import TaskiqSerializer
 from taskq.exceptions import MessageDecodeError, SerializationError
 from taskq.label_types import parse_typed_labels
+from taskq.labels import UNIQUE_LABEL
 from taskq.message import BrokerMessage, TaskiqMessage
 from taskq.serializers.json import JSONSerializer
 
@@ -63,29 +64,36 @@ def _checked_message(data: Any) -> TaskiqMessage:
     labels, args, kwargs = data.get("labels", {}), data.get("args", []), data.get("kwargs", {})
     if type(task_id) is not str or not task_id:
         raise MessageDecodeError(reason="task_id is missing or not a string")
+    known: dict[str, Any] = {"task_id": task_id, "unique_key": _unique_key_in(labels)}
     if type(task_name) is not str or not task_name:
         raise MessageDecodeError(
-            reason=f"task_name is missing or not a string (task {task_id})", task_id=task_id
+            reason=f"task_name is missing or not a string (task {task_id})", **known
         )
     if type(labels) is not dict or type(kwargs) is not dict:
         raise MessageDecodeError(
-            reason=f"labels and kwargs must be mappings (task {task_id})", task_id=task_id
+            reason=f"labels and kwargs must be mappings (task {task_id})", **known
         )
     if type(args) is not list:
-        args = _as_list(args, task_id)
+        args = _as_list(args, known)
     try:
         parse_typed_labels(labels, data.get("labels_types"))
     except ValueError as exc:
-        raise MessageDecodeError(reason=f"{exc} (task {task_id})", task_id=task_id) from None
+        raise MessageDecodeError(reason=f"{exc} (task {task_id})", **known) from None
     return TaskiqMessage(task_id, task_name, labels, args, kwargs)
 
 
-def _as_list(args: Any, task_id: str) -> list[Any]:
+def _unique_key_in(labels: Any) -> str | None:
+    """The unique task key in ``labels``, if they are a mapping holding one."""
+    key = labels.get(UNIQUE_LABEL) if isinstance(labels, Mapping) else None
+    return key if isinstance(key, str) and key else None
+
+
+def _as_list(args: Any, known: dict[str, Any]) -> list[Any]:
     if isinstance(args, (list, tuple)):  # a list subclass, or a tuple from a binary serializer
         return list(args)
     raise MessageDecodeError(
-        reason=f"args must be a list, got {type(args).__name__} (task {task_id})",
-        task_id=task_id,
+        reason=f"args must be a list, got {type(args).__name__} (task {known['task_id']})",
+        **known,
     )
 
 

@@ -12,7 +12,12 @@ from typing_extensions import ParamSpec, Self
 
 from taskq._awaitable import maybe_await
 from taskq.capabilities import LABEL_CAPABILITIES
-from taskq.control.unique import DEFAULT_UNIQUE_TTL_S, Uniqueness, send_unique
+from taskq.control.unique import (
+    DEFAULT_UNIQUE_TTL_S,
+    UNIQUE_TTL_LABEL,
+    Uniqueness,
+    send_unique,
+)
 from taskq.created_schedule import CreatedSchedule
 from taskq.exceptions import (
     SendTaskError,
@@ -77,8 +82,10 @@ class AsyncKicker(Generic[_Params, _ReturnType]):
         """Send the task only if no task with the same key is queued or running.
 
         While one is, `kiq` sends nothing and returns that task's handle. ``key`` defaults to
-        the task's name and its arguments; the key is freed when the task's result is stored,
-        or after ``ttl`` (seconds or a timedelta; default one hour). See `taskq.control.unique`.
+        the task's name and its arguments; the key is freed when the task ends, or after
+        ``ttl`` (seconds or a timedelta; default one hour). A schedule added by this kicker
+        carries the request in its labels: each of its sends is unique the same way. See
+        `taskq.control.unique`.
 
         Raises:
             ValueError: ``ttl`` is not positive or ``key`` is empty.
@@ -192,9 +199,12 @@ class AsyncKicker(Generic[_Params, _ReturnType]):
         **when: Any,
     ) -> CreatedSchedule[_ReturnType]:
         check_task_known(self.broker, self.task_name)
+        labels = dict(self.labels)
+        if self.uniqueness is not None:
+            labels.update(self.uniqueness.as_labels())
         schedule = ScheduledTask(
             task_name=self.task_name,
-            labels=dict(self.labels),
+            labels=labels,
             args=list(args),
             kwargs=dict(kwargs),
             task_id=self.custom_task_id,
@@ -217,7 +227,20 @@ async def send_task(
     return_type: Any = None,
     task_id: str | None = None,
 ) -> AsyncTaskiqTask[Any]:
-    """Build the message, run the send middlewares, kick it; return a handle on the result."""
+    """Build the message, run the send middlewares, kick it; return a handle on the result.
+
+    Labels with a `UNIQUE_TTL_LABEL` (a schedule of a unique kicker) make it a unique send
+    (see `taskq.control.unique`).
+
+    Raises:
+        ValueError: the unique labels ask for no valid TTL or key.
+    """
+    if UNIQUE_TTL_LABEL in labels:
+        labels = dict(labels)
+        uniqueness = Uniqueness.take_from(labels)
+        return await send_unique(
+            broker, uniqueness, task_name, labels, args, kwargs, return_type, task_id
+        )
     broker = broker.target_broker()
     message = TaskiqMessage(
         task_id or broker.id_generator(), task_name, dict(labels), list(args), kwargs

@@ -22,6 +22,10 @@ from typing import Any
 from taskq.acks import AcknowledgeType
 from taskq.exceptions import InvalidLabelError
 
+#: The label that carries a unique task's key to the worker, which frees the key
+#: (see `taskq.control.unique`).
+UNIQUE_LABEL = "unique_key"
+
 #: The longest ``delay`` a message may ask for, in seconds (30 days).
 MAX_DELAY_S = 30 * 24 * 3600
 #: The lowest ``priority`` a message may ask for.

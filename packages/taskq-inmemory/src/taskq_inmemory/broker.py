@@ -49,7 +49,6 @@ class InMemoryBroker(AsyncBroker):
             Capability.PRIORITY,
             Capability.LOAD_BALANCING,
             Capability.INSPECT,
-            Capability.CANCEL,
         }
     )
 
@@ -71,7 +70,7 @@ class InMemoryBroker(AsyncBroker):
             max_async_tasks=max_async_tasks,
             propagate_exceptions=propagate_exceptions,
         )
-        self.cancellation = InMemoryCancellationStore()
+        self.cancellation = InMemoryCancellationStore()  # so it declares Capability.CANCEL
         self.await_inplace = await_inplace
         self.queue = MessageQueue()
         self._consumer: asyncio.Task[None] | None = None

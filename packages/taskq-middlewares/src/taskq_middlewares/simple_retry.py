@@ -9,6 +9,7 @@ from typing import Any
 from taskq import AsyncKicker
 from taskq.abc.broker import AsyncBroker
 from taskq.abc.middleware import TaskiqMiddleware
+from taskq.control.unique import keep_unique_key
 from taskq.exceptions import NoResultError, TaskArgumentsError, TaskCancelledError
 from taskq.message import TaskiqMessage
 from taskq.result import TaskiqResult
@@ -37,7 +38,8 @@ class SimpleRetryMiddleware(TaskiqMiddleware):
     ``max_retries`` counts attempts, the first run included, as in the reference: with
     ``max_retries=3`` a task that always fails runs three times and the third error is its
     result. The retry keeps the task id, arguments and labels, and carries the number of
-    failed runs so far in the ``_retries`` label.
+    failed runs so far in the ``_retries`` label. A unique task's key stays held across its
+    retries, and is freed when its last run ends.
 
     A task is retried when its ``retry_on_error`` label (on the decorator or the kicker) is
     true, or, without that label, when ``default_retry_label`` is. Its ``max_retries`` label
@@ -105,6 +107,7 @@ class SimpleRetryMiddleware(TaskiqMiddleware):
                 exc,
             )
             return
+        keep_unique_key(message)  # a unique task's key stays held until its last run ends
         recorder = self.broker.event_recorder
         if recorder is not None:
             recorder.record(

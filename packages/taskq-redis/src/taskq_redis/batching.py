@@ -12,11 +12,12 @@ _Item = TypeVar("_Item")
 class BatchSender(Generic[_Item]):
     """Sends items through ``send(items)`` with at most one call in flight.
 
-    An item submitted while nothing is in flight is sent at once, alone; items submitted
-    during a send wait and then go together in the next call. Under load a batch holds what
-    arrived during one round trip, so the number of round trips adapts to the load, and an
-    idle sender adds no delay. `submit` returns once its item's call succeeded and raises
-    what that call raised.
+    An item submitted while nothing is in flight is sent at the next turn of the event loop,
+    with the items submitted during the same turn (an acknowledgement and the unique key freed
+    with it, say); items submitted during a send wait and then go together in the next call.
+    Under load a batch holds what arrived during one round trip, so the number of round trips
+    adapts to the load, and an idle sender adds one turn of the loop. `submit` returns once
+    its item's call succeeded and raises what that call raised.
     """
 
     def __init__(self, send: Callable[[list[_Item]], Awaitable[None]]) -> None:
@@ -32,7 +33,8 @@ class BatchSender(Generic[_Item]):
         if not self._busy:
             self._busy = True
             try:
-                await self._send([item])
+                await asyncio.sleep(0)  # what is submitted during this turn goes along
+                await self._send_with_joined(item)
             finally:
                 self._send_waiting()
             return
@@ -42,6 +44,22 @@ class BatchSender(Generic[_Item]):
             sent.add_done_callback(_retrieve)
         self._waiting.append(item)
         await asyncio.shield(sent)  # a cancelled submitter must not cancel the others' send
+
+    async def _send_with_joined(self, item: _Item) -> None:
+        joined, sent = self._waiting, self._waiting_sent
+        self._waiting, self._waiting_sent = [], None
+        if sent is None:
+            await self._send([item])
+            return
+        try:
+            await self._send([item, *joined])
+        except asyncio.CancelledError:
+            sent.cancel()
+            raise
+        except Exception as exc:
+            sent.set_exception(exc)
+            raise
+        sent.set_result(None)
 
     async def drain(self) -> None:
         """Wait until nothing is in flight or waiting."""

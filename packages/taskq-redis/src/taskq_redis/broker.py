@@ -13,9 +13,11 @@ from typing import Any, ClassVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
+from typing_extensions import Self
 
 from taskq.abc.broker import AsyncBroker
 from taskq.abc.result_backend import AsyncResultBackend
+from taskq.abc.unique_store import UniqueKeyStore
 from taskq.acks import AckableMessage
 from taskq.capabilities import Capability
 from taskq.inspection import QueueInspection
@@ -33,6 +35,11 @@ from taskq_redis.keys import QueueKeys
 from taskq_redis.options import BrokerOption, BrokerOptions
 from taskq_redis.reconnect import CONNECTION_ERRORS, DEFAULT_MAX_DELAY_S, Reconnector
 from taskq_redis.scripts import ScriptArgs, ScriptKeys, Scripts
+from taskq_redis.unique import RELEASE_SCRIPT, KeyRelease, RedisUniqueStore
+
+#: What the acknowledgement batch carries: a stream entry (priority level, entry id) to
+#: acknowledge and delete, or a unique key to free.
+Settlement = tuple[int, bytes] | KeyRelease
 
 logger = logging.getLogger("taskq.redis")
 
@@ -194,7 +201,7 @@ class RedisStreamBroker(AsyncBroker):
         self.connection_kwargs = connection_kwargs
         self.reconnector = Reconnector(self.connection.server, reconnect_max_delay_s)
         self.kick_sender: BatchSender[tuple[int, bytes]] = BatchSender(self._send_kicks)
-        self.ack_sender: BatchSender[tuple[int, bytes]] = BatchSender(self._send_acks)
+        self.ack_sender: BatchSender[Settlement] = BatchSender(self._send_acks)
         self._scripts: Scripts | None = None
         self._consumers: list[StreamConsumer] = []
         self._consumer_numbers = itertools.count(1)
@@ -443,10 +450,29 @@ class RedisStreamBroker(AsyncBroker):
             if isinstance(outcome, ResponseError) and "BUSYGROUP" not in str(outcome):
                 raise outcome
 
-    async def _send_acks(self, items: list[tuple[int, bytes]]) -> None:
+    def with_unique_store(self, store: UniqueKeyStore) -> Self:
+        """Hold unique keys in ``store``; a `RedisUniqueStore` on this server frees them with acks.
+
+        Its keys are then freed in the round trips that acknowledge messages, which a worker
+        makes anyway (see `RedisUniqueStore.free_with_acks`).
+        """
+        super().with_unique_store(store)
+        if (
+            isinstance(store, RedisUniqueStore)
+            and store.connection.url == self.connection.url
+            and store.connection.connection_kwargs == self.connection.connection_kwargs
+        ):
+            store.free_with_acks(self.ack_sender)
+        return self
+
+    async def _send_acks(self, items: list[Settlement]) -> None:
         by_level: dict[int, list[bytes]] = {}
-        for level, entry_id in items:
-            by_level.setdefault(level, []).append(entry_id)
+        releases: list[KeyRelease] = []
+        for item in items:
+            if isinstance(item, KeyRelease):
+                releases.append(item)
+            else:
+                by_level.setdefault(item[0], []).append(item[1])
 
         async def ack_and_delete() -> None:
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -454,6 +480,8 @@ class RedisStreamBroker(AsyncBroker):
                     stream = self.keys.streams[level]
                     pipe.xack(stream, self.consumer_group_name, *ids)
                     pipe.xdel(stream, *ids)
+                for release in releases:  # EVAL: a short script, cached by the server
+                    pipe.eval(RELEASE_SCRIPT, 1, release.redis_key, release.task_id)
                 await pipe.execute()
 
         await self.reconnector.call("acknowledge messages", ack_and_delete)

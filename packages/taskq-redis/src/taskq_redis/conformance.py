@@ -1,7 +1,8 @@
 """Redis implementations as the conformance suite tests them: a key prefix per run.
 
 ``pytest --pyargs taskq_conformance --taskq-broker taskq_redis.conformance:make_broker``
-(``--taskq-limiter ...:make_limiter``, ``--taskq-unique-store ...:make_unique_store``;
+(``--taskq-limiter ...:make_limiter``, ``--taskq-unique-store ...:make_unique_store``,
+``--taskq-cancellation-store ...:make_cancellation_store``;
 ``--taskq-event-store ...:make_event_store`` for the event store, whose prefix is exported in
 ``TASKQ_CONFORMANCE_REDIS_EVENTS_PREFIX``)
 
@@ -16,6 +17,7 @@ is short (`LEASE_S`), so that the suite's checks of held and taken-over messages
 from __future__ import annotations
 
 from taskq_redis.broker import RedisStreamBroker
+from taskq_redis.cancellation import RedisCancellationStore
 from taskq_redis.event_store import RedisEventStore
 from taskq_redis.limiter import RedisLimiter
 from taskq_redis.testing import run_prefix, server_url
@@ -49,3 +51,9 @@ def make_unique_store() -> RedisUniqueStore:
     """A unique key store on ``TASKQ_REDIS_URL`` under the run's key prefix."""
     url = server_url()
     return RedisUniqueStore(url, key_prefix=run_prefix(PREFIX_ENV, url))
+
+
+def make_cancellation_store() -> RedisCancellationStore:
+    """A cancellation store on ``TASKQ_REDIS_URL`` under the run's key prefix."""
+    url = server_url()
+    return RedisCancellationStore(url, prefix=run_prefix(PREFIX_ENV, url))

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from taskq_redis.options import BrokerOptions
     from taskq_redis.reconnect import Reconnector
     from taskq_redis.scripts import ScriptArgs, ScriptKeys, Scripts
+    from taskq_redis.unique import KeyRelease
 
 logger = logging.getLogger("taskq.redis")
 
@@ -70,7 +71,7 @@ class StreamConsumer:
         redis: aioredis.Redis,
         scripts: Scripts,
         reconnector: Reconnector,
-        acks: BatchSender[tuple[int, bytes]],
+        acks: BatchSender[tuple[int, bytes] | KeyRelease],
         create_groups: Callable[[], Awaitable[None]],
         dead_lettered: Callable[[list[DeadLettered]], None] | None = None,
     ) -> None:

@@ -3,15 +3,18 @@
 A key is ``{key_prefix}:unique:{key}`` holding the holder's task id with a TTL: claiming is
 one ``SET NX PX`` (in a script that also returns the holder when the key is taken: one round
 trip, shared by the claims made meanwhile: see `BatchedScript`), freeing deletes the key only
-if the task still holds it.
+if the task still holds it. A store given to a `RedisStreamBroker` on its own server frees
+keys in the round trips that acknowledge messages (see `RedisUniqueStore.free_with_acks`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from taskq.abc.unique_store import UniqueKeyStore
 from taskq.exceptions import SendTaskError, TaskiqError
+from taskq_redis.batching import BatchSender
 from taskq_redis.connection import DEFAULT_URL, RedisConnection
 from taskq_redis.errors import RedisUnavailableError, SendUnavailableError, translated
 from taskq_redis.script_batch import BatchedScript
@@ -23,10 +26,18 @@ return redis.call('GET', KEYS[1])
 """
 
 # KEYS: the key; ARGV: task id. Deletes the key if that task holds it.
-_RELEASE = """
+RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+@dataclass(frozen=True)
+class KeyRelease:
+    """A unique key to free in a broker's acknowledgement round trip (`RELEASE_SCRIPT`)."""
+
+    redis_key: str
+    task_id: str
 
 
 class RedisUniqueStore(UniqueKeyStore):
@@ -56,7 +67,16 @@ class RedisUniqueStore(UniqueKeyStore):
         )
         self.key_prefix = key_prefix
         self._claim = BatchedScript(self.connection, _CLAIM)
-        self._release = BatchedScript(self.connection, _RELEASE)
+        self._release = BatchedScript(self.connection, RELEASE_SCRIPT)
+        self._acks: BatchSender[Any] | None = None
+
+    def free_with_acks(self, acks: BatchSender[Any]) -> None:
+        """Free keys through ``acks``, the acknowledgement batch of a broker on this server.
+
+        `RedisStreamBroker.with_unique_store` calls it: a worker then frees a task's key in
+        the round trip that acknowledges messages, instead of one of its own.
+        """
+        self._acks = acks
 
     def key(self, key: str) -> str:
         """The Redis key of unique key ``key``."""
@@ -89,7 +109,10 @@ class RedisUniqueStore(UniqueKeyStore):
             RedisUnavailableError,
             TaskiqError,
         ):
-            await self._release([self.key(key)], [task_id])
+            if self._acks is None:
+                await self._release([self.key(key)], [task_id])
+            else:
+                await self._acks.submit(KeyRelease(self.key(key), task_id))
 
     async def shutdown(self) -> None:
         """Close the connection pool."""

@@ -2,7 +2,8 @@
 
 ``pytest --pyargs taskq_conformance --taskq-result-backend
 taskq_result_backends.conformance:make_sqlite_backend`` (or ``:make_redis_backend``);
-``--taskq-unique-store taskq_result_backends.conformance:make_sqlite_unique_store``.
+``--taskq-unique-store taskq_result_backends.conformance:make_sqlite_unique_store``;
+``--taskq-cancellation-store taskq_result_backends.conformance:make_sqlite_cancellation_store``.
 
 The suite's cross-process check runs the same factory in a child process, which must reach
 the same store. So the first call in a process chooses the store of the run and exports it
@@ -22,6 +23,7 @@ import tempfile
 from typing import TYPE_CHECKING, Any
 
 from taskq_result_backends.sqlite import SQLiteResultBackend
+from taskq_result_backends.sqlite_cancellation import SQLiteCancellationStore
 from taskq_result_backends.sqlite_unique import SQLiteUniqueStore
 
 if TYPE_CHECKING:
@@ -54,3 +56,9 @@ def make_sqlite_unique_store() -> SQLiteUniqueStore:
     """A unique key store on the run's database (the result backend's file, another table)."""
     make_sqlite_backend()  # chooses the run's file
     return SQLiteUniqueStore(os.environ[SQLITE_PATH_ENV])
+
+
+def make_sqlite_cancellation_store() -> SQLiteCancellationStore:
+    """A cancellation store on the run's database (the result backend's file, another table)."""
+    make_sqlite_backend()  # chooses the run's file
+    return SQLiteCancellationStore(os.environ[SQLITE_PATH_ENV])

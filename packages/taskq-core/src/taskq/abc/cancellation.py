@@ -31,8 +31,10 @@ class Cancellation:
 class CancellationStore(ABC):
     """Records cancelled task ids for ``ttl_s`` seconds and tells listeners about new ones.
 
-    Subclasses implement `cancel`, `cancellation` and `listen`. A store whose records reach
-    other processes declares ``Capability.CROSS_PROCESS``.
+    Subclasses implement `cancel`, `cancellation` and `listen`, and read ``ttl_s`` at each
+    `cancel` (it may be changed after construction). A store whose records reach other
+    processes declares ``Capability.CROSS_PROCESS``. The conformance suite checks a store:
+    ``pytest --pyargs taskq_conformance --taskq-cancellation-store pkg.mod:factory``.
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset()

@@ -3,8 +3,10 @@
 The client claims the task's key in the broker's `UniqueKeyStore` (one atomic step) under the
 id of the task it is about to send. If another task holds the key, `kiq` returns that task's
 handle and sends nothing; otherwise it sends the task with the key in the `UNIQUE_LABEL`
-label, and the worker frees the key once the task's result is stored. The key also frees
-itself after its TTL, so a lost task cannot block its key for ever.
+label, and the worker frees the key when the task ends for good (`HeldKey`; a retry keeps
+it, see `keep_unique_key`). The key also frees itself after its TTL, so a lost task cannot
+block its key for ever. A schedule added by a unique kicker carries the request in its
+labels (`UNIQUE_TTL_LABEL`), and `taskq.kicker.send_task` makes each of its sends unique.
 
 The default key is the task's name and a digest of its arguments serialized canonically
 (JSON with sorted keys; pydantic models, dataclasses, enums, sets, dates and UUIDs are
@@ -22,11 +24,13 @@ import hashlib
 import json
 import logging
 import uuid
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from taskq.control.stores import unique_store_of
 from taskq.exceptions import UniqueKeyError
+from taskq.labels import UNIQUE_LABEL
 from taskq.task import AsyncTaskiqTask
 
 if TYPE_CHECKING:
@@ -35,10 +39,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("taskq.unique")
 
-#: The label that carries a unique task's key to the worker, which frees the key.
-UNIQUE_LABEL = "unique_key"
 #: Seconds a unique key is held at most when ``with_unique`` gives no ``ttl`` (one hour).
 DEFAULT_UNIQUE_TTL_S = 3600.0
+#: The label of a schedule made by a unique kicker: each send of the schedule is unique, its
+#: key held this many seconds at most (the key itself, if given, rides in `UNIQUE_LABEL`).
+UNIQUE_TTL_LABEL = "unique_ttl"
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,28 @@ class Uniqueness:
         if key is not None and (not isinstance(key, str) or not key):
             raise ValueError(f"a unique task's key must be a non-empty string, got {key!r}")
         return cls(key, ttl_s)
+
+    def as_labels(self) -> dict[str, Any]:
+        """The labels that carry this uniqueness with a schedule to each of its sends."""
+        labels: dict[str, Any] = {UNIQUE_TTL_LABEL: self.ttl_s}
+        if self.key is not None:
+            labels[UNIQUE_LABEL] = self.key
+        return labels
+
+    @classmethod
+    def take_from(cls, labels: dict[str, Any]) -> Uniqueness:
+        """Remove the labels of `as_labels` from ``labels``; return the uniqueness they ask for.
+
+        Raises:
+            ValueError: the TTL is not a positive number or the key is empty.
+        """
+        ttl = labels.pop(UNIQUE_TTL_LABEL)
+        key = labels.pop(UNIQUE_LABEL, None)
+        try:
+            ttl_s = float(ttl)
+        except (TypeError, ValueError):
+            raise ValueError(f"label {UNIQUE_TTL_LABEL} must be seconds, got {ttl!r}") from None
+        return cls.of(key, ttl_s)
 
 
 def default_key(task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
@@ -128,12 +155,51 @@ async def send_unique(
         raise
 
 
-async def release_unique(broker: AsyncBroker, message: TaskiqMessage) -> None:
-    """Free the unique key ``message`` holds (its task is done); log a failure, never raise."""
-    try:
-        await unique_store_of(broker).release(message.labels[UNIQUE_LABEL], message.task_id)
-    except Exception:
-        logger.exception(
-            "Task %s: its unique key could not be freed; it frees itself after its TTL",
-            message.task_id,
-        )
+@dataclass
+class HeldKey:
+    """The unique key a message carries to the worker, freed once when its task ends.
+
+    ``kept``: the task goes on under its task id in a message sent again (a retry, a run sent
+    back to wait for its rate limit), which carries the key on: this run does not free it.
+    """
+
+    key: str
+    task_id: str
+    kept: bool = False
+    freed: bool = False
+
+    @classmethod
+    def of(cls, message: TaskiqMessage) -> HeldKey | None:
+        """The key ``message`` holds (None: it is not a unique task's)."""
+        key = message.labels.get(UNIQUE_LABEL)
+        return cls(key, message.task_id) if isinstance(key, str) and key else None
+
+    async def free(self, broker: AsyncBroker) -> None:
+        """Free the key (once) in ``broker``'s store; log a failure, never raise."""
+        if self.freed or self.kept:
+            return
+        self.freed = True
+        try:
+            await unique_store_of(broker).release(self.key, self.task_id)
+        except Exception:
+            logger.exception(
+                "Task %s: its unique key could not be freed; it frees itself after its TTL",
+                self.task_id,
+            )
+
+
+#: The key held by the message the worker runs in this context (set by the receiver).
+running_key: ContextVar[HeldKey | None] = ContextVar("taskq_running_key", default=None)
+
+
+def keep_unique_key(message: TaskiqMessage) -> None:
+    """Keep the unique key of ``message`` held after its run: its task was sent again.
+
+    A middleware that sends a failed task again under its task id (a retry) calls it from
+    its hooks, so the key stays with the task until its last run ends; without it the
+    worker frees the key when this run ends. Nothing happens outside a worker's run or for a
+    task that is not unique.
+    """
+    held = running_key.get()
+    if held is not None and held.task_id == message.task_id:
+        held.kept = True

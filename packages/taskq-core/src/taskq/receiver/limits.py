@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from taskq.capabilities import Capability
 from taskq.control.stores import limiter_of
+from taskq.control.unique import keep_unique_key
 
 if TYPE_CHECKING:
     from taskq.abc.limiter import TaskLimiter
@@ -97,5 +98,6 @@ async def _send_back(
             "Task %s: could not queue it again to wait; it waits here", message.task_id
         )
         return False
+    keep_unique_key(message)  # the run sent back carries the key on
     await acker.ack()
     return True

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from taskq._awaitable import maybe_await
 from taskq._cancelling import cancel_until_done
 from taskq.acks import AckableMessage, AckController, AcknowledgeType
-from taskq.control.unique import UNIQUE_LABEL, release_unique
+from taskq.control.unique import HeldKey, running_key
 from taskq.exceptions import (
     InvalidLabelError,
     MessageDecodeError,
@@ -52,6 +52,9 @@ logger = logging.getLogger("taskq.receiver")
 _YIELD_EVERY = 64
 
 DEFAULT_MAX_ASYNC_TASKS = 100
+
+#: Ack modes whose message is settled when its task ends (not before, not by the task).
+_SETTLED_AT_THE_END = (AcknowledgeType.WHEN_EXECUTED, AcknowledgeType.WHEN_SAVED)
 
 #: Python 3.10 has no Task.cancelling(): `callback` runs each message in a task of its own.
 _OWN_TASK_PER_MESSAGE = sys.version_info < (3, 11)
@@ -181,12 +184,19 @@ class Receiver:
         if recorder is not None:
             recorder.record(EventKind.RECEIVED, message.task_id, message.task_name)
         context = current_task.set((message.task_id, message.task_name))
+        held = HeldKey.of(message)
+        holding = running_key.set(held)
         try:
-            await self._process_decoded(message, acker)
+            await self._process_decoded(message, acker, held)
         finally:
+            running_key.reset(holding)
             current_task.reset(context)
+        if held is not None and (acker.is_acked or not acker.is_ackable):
+            await held.free(self.broker)  # the task ended; unsettled, it runs again later
 
-    async def _process_decoded(self, message: TaskiqMessage, acker: AckController) -> None:
+    async def _process_decoded(
+        self, message: TaskiqMessage, acker: AckController, held: HeldKey | None
+    ) -> None:
         task = self.broker.find_task(message.task_name)
         if task is None:
             error = UnknownTaskError(task_name=message.task_name)
@@ -201,6 +211,8 @@ class Receiver:
                 logger.error("Task %s: %s", message.task_id, error)
                 await self._refuse(message, error, acker)
                 return
+        if held is not None and ack_type in _SETTLED_AT_THE_END:  # free it with that settle
+            acker.settle_along(lambda: held.free(self.broker))
         store = self.broker.cancellation
         if store is None:
             await self._run_when_allowed(task, message, acker, ack_type, None)
@@ -287,8 +299,6 @@ class Receiver:
             async with self._run_slots:
                 result = await self.task_executor.run(task, message, acker, token)
         await self._finish(message, result, acker, hooks, ack_type)
-        if UNIQUE_LABEL in message.labels:
-            await release_unique(self.broker, message)
 
     def _watch_for(self, store: CancellationStore) -> CancelWatch:
         """The watch of the broker's cancellation store (a new one if the store was replaced)."""
@@ -328,10 +338,12 @@ class Receiver:
         await acker.reject(rejection_reason(error))
 
     async def _refuse_undecodable(self, error: MessageDecodeError, acker: AckController) -> None:
-        """Store ``error`` as the failed result where the task id is known; reject."""
+        """Store ``error`` as the failed result where the task id is known; reject; free its key."""
         if error.task_id is not None:
             await self._store_failure(TaskiqMessage(error.task_id, ""), error)
         await acker.reject(rejection_reason(error))
+        if error.task_id is not None and error.unique_key is not None:
+            await HeldKey(error.unique_key, error.task_id).free(self.broker)
 
     async def _finish(
         self,
