@@ -257,7 +257,14 @@ class DirectoryQueueBroker(AsyncBroker):
 
     def take_over_expired(self) -> None:
         """Move the files other consumers stopped touching for a lease back to the queue."""
+        for path in self.expired():
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(path, self.queue / path.name)
+
+    def expired(self) -> list[Path]:
+        """The files other consumers stopped touching for a lease."""
         expired = time.time() - self.lease_s
+        found: list[Path] = []
         for consumer in os.listdir(self.consumers):
             if consumer == self.claimed.name:
                 continue
@@ -265,7 +272,8 @@ class DirectoryQueueBroker(AsyncBroker):
                 path = self.consumers / consumer / name
                 with contextlib.suppress(FileNotFoundError):
                     if path.stat().st_mtime < expired:
-                        os.replace(path, self.queue / name)
+                        found.append(path)
+        return found
 
 
 class LeaseNotKeptAlive(DirectoryQueueBroker):
@@ -280,6 +288,34 @@ class NeverTakesOverExpiredLeases(DirectoryQueueBroker):
 
     def take_over_expired(self) -> None:
         return
+
+
+class OnlyTheSenderTakesOver(DirectoryQueueBroker):
+    """Defect: only the instance that kicked a message takes it over from a vanished consumer.
+
+    The lease bookkeeping lives with the sender: where one process sends and consumes, what a
+    killed consumer held comes back; a worker that sent nothing never takes it over, and a
+    sender that does not consume (a web server) never does either.
+    """
+
+    def __init__(self, directory: Path, lease_s: float = 1.0) -> None:
+        super().__init__(directory, lease_s)
+        self.sent: set[bytes] = set()
+
+    async def kick(self, message: BrokerMessage) -> None:
+        self.sent.add(message.message)
+        await super().kick(message)
+
+    def expired(self) -> list[Path]:
+        return [path for path in super().expired() if self.body(path) in self.sent]
+
+    @staticmethod
+    def body(path: Path) -> bytes | None:
+        """The message in ``path``, or None when another consumer moved it meanwhile."""
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
 
 
 class RejectedComeBackOnShutdown(DirectoryQueueBroker):
@@ -781,6 +817,10 @@ def make_lease_dropping_broker() -> AsyncBroker:
 
 def make_no_takeover_broker() -> AsyncBroker:
     return NeverTakesOverExpiredLeases(shared_directory())
+
+
+def make_sender_only_takeover_broker() -> AsyncBroker:
+    return OnlyTheSenderTakesOver(shared_directory())
 
 
 def make_rejected_returning_broker() -> AsyncBroker:

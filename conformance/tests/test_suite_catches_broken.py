@@ -113,6 +113,9 @@ BROKEN = [
     ),
     broken("broker", "make_rejected_returning_broker", MODEL_CHECK, suite=BROKER_MODEL),
     broken(
+        "broker", "make_sender_only_takeover_broker", MODEL_CHECK, suite=BROKER_MODEL, only=True
+    ),
+    broken(
         "result_backend",
         "make_stale_backend",
         MODEL_CHECK,
