@@ -290,13 +290,8 @@ class NeverTakesOverExpiredLeases(DirectoryQueueBroker):
         return
 
 
-class OnlyTheSenderTakesOver(DirectoryQueueBroker):
-    """Defect: only the instance that kicked a message takes it over from a vanished consumer.
-
-    The lease bookkeeping lives with the sender: where one process sends and consumes, what a
-    killed consumer held comes back; a worker that sent nothing never takes it over, and a
-    sender that does not consume (a web server) never does either.
-    """
+class RemembersWhatItSent(DirectoryQueueBroker):
+    """A correct `DirectoryQueueBroker` that remembers what it kicked (two defects build on it)."""
 
     def __init__(self, directory: Path, lease_s: float = 1.0) -> None:
         super().__init__(directory, lease_s)
@@ -306,16 +301,35 @@ class OnlyTheSenderTakesOver(DirectoryQueueBroker):
         self.sent.add(message.message)
         await super().kick(message)
 
-    def expired(self) -> list[Path]:
-        return [path for path in super().expired() if self.body(path) in self.sent]
-
-    @staticmethod
-    def body(path: Path) -> bytes | None:
-        """The message in ``path``, or None when another consumer moved it meanwhile."""
+    def sent_here(self, path: Path) -> bool:
+        """Whether this instance kicked the message in ``path`` (False once it was moved)."""
         try:
-            return path.read_bytes()
+            return path.read_bytes() in self.sent
         except FileNotFoundError:
-            return None
+            return False
+
+
+class OnlyTheSenderTakesOver(RemembersWhatItSent):
+    """Defect: only the instance that kicked a message takes it over from a vanished consumer.
+
+    The lease bookkeeping lives with the sender: where one process sends and consumes, what a
+    killed consumer held comes back; a worker that sent nothing never takes it over, and a
+    sender that does not consume (a web server) never does either.
+    """
+
+    def expired(self) -> list[Path]:
+        return [path for path in super().expired() if self.sent_here(path)]
+
+
+class NeverTakesOverItsOwn(RemembersWhatItSent):
+    """Defect: an instance never takes over from a vanished consumer a message it kicked itself.
+
+    It counts what it sent as its own work in progress: a worker that kicks follow-up tasks
+    never gets them back when the worker that took them dies.
+    """
+
+    def expired(self) -> list[Path]:
+        return [path for path in super().expired() if not self.sent_here(path)]
 
 
 class RejectedComeBackOnShutdown(DirectoryQueueBroker):
@@ -821,6 +835,10 @@ def make_no_takeover_broker() -> AsyncBroker:
 
 def make_sender_only_takeover_broker() -> AsyncBroker:
     return OnlyTheSenderTakesOver(shared_directory())
+
+
+def make_own_never_taken_over_broker() -> AsyncBroker:
+    return NeverTakesOverItsOwn(shared_directory())
 
 
 def make_rejected_returning_broker() -> AsyncBroker:
