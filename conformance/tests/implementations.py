@@ -7,7 +7,8 @@ docstring; the zero-argument ``make_*`` factories at the end are the targets giv
 Three are correct: `InMemoryScheduleSource`, since no schedule source ships with taskq yet and
 the suite needs one to show that its schedule source checks pass,
 `SharedDirectoryResultBackend`, to run the ``cross_process`` checks of result backends, and
-`DirectoryQueueBroker`, whose two factories show the factory contract kept and broken.
+`DirectoryQueueBroker`, whose two factories show the factory contract kept and broken
+(`RemembersWhatItSent`, correct too, is the base of two defects and has no factory).
 """
 
 from __future__ import annotations
