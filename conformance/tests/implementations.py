@@ -7,7 +7,8 @@ docstring; the zero-argument ``make_*`` factories at the end are the targets giv
 Three are correct: `InMemoryScheduleSource`, since no schedule source ships with taskq yet and
 the suite needs one to show that its schedule source checks pass,
 `SharedDirectoryResultBackend`, to run the ``cross_process`` checks of result backends, and
-`DirectoryQueueBroker`, whose two factories show the factory contract kept and broken.
+`DirectoryQueueBroker`, whose two factories show the factory contract kept and broken
+(`RemembersWhatItSent`, correct too, is the base of two defects and has no factory).
 """
 
 from __future__ import annotations
@@ -258,7 +259,14 @@ class DirectoryQueueBroker(AsyncBroker):
 
     def take_over_expired(self) -> None:
         """Move the files other consumers stopped touching for a lease back to the queue."""
+        for path in self.expired():
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(path, self.queue / path.name)
+
+    def expired(self) -> list[Path]:
+        """The files other consumers stopped touching for a lease."""
         expired = time.time() - self.lease_s
+        found: list[Path] = []
         for consumer in os.listdir(self.consumers):
             if consumer == self.claimed.name:
                 continue
@@ -266,7 +274,8 @@ class DirectoryQueueBroker(AsyncBroker):
                 path = self.consumers / consumer / name
                 with contextlib.suppress(FileNotFoundError):
                     if path.stat().st_mtime < expired:
-                        os.replace(path, self.queue / name)
+                        found.append(path)
+        return found
 
 
 class LeaseNotKeptAlive(DirectoryQueueBroker):
@@ -281,6 +290,48 @@ class NeverTakesOverExpiredLeases(DirectoryQueueBroker):
 
     def take_over_expired(self) -> None:
         return
+
+
+class RemembersWhatItSent(DirectoryQueueBroker):
+    """A correct `DirectoryQueueBroker` that remembers what it kicked (two defects build on it)."""
+
+    def __init__(self, directory: Path, lease_s: float = 1.0) -> None:
+        super().__init__(directory, lease_s)
+        self.sent: set[bytes] = set()
+
+    async def kick(self, message: BrokerMessage) -> None:
+        self.sent.add(message.message)
+        await super().kick(message)
+
+    def sent_here(self, path: Path) -> bool:
+        """Whether this instance kicked the message in ``path`` (False once it was moved)."""
+        try:
+            return path.read_bytes() in self.sent
+        except FileNotFoundError:
+            return False
+
+
+class OnlyTheSenderTakesOver(RemembersWhatItSent):
+    """Defect: only the instance that kicked a message takes it over from a vanished consumer.
+
+    The lease bookkeeping lives with the sender: where one process sends and consumes, what a
+    killed consumer held comes back; a worker that sent nothing never takes it over, and a
+    sender that does not consume (a web server) never does either.
+    """
+
+    def expired(self) -> list[Path]:
+        return [path for path in super().expired() if self.sent_here(path)]
+
+
+class NeverTakesOverItsOwn(RemembersWhatItSent):
+    """Defect: an instance never takes over from a vanished consumer a message it kicked itself.
+
+    It counts what it sent as its own work in progress: a worker that kicks follow-up tasks
+    never gets them back when the worker that took them dies.
+    """
+
+    def expired(self) -> list[Path]:
+        return [path for path in super().expired() if not self.sent_here(path)]
 
 
 class RejectedComeBackOnShutdown(DirectoryQueueBroker):
@@ -839,6 +890,14 @@ def make_lease_dropping_broker() -> AsyncBroker:
 
 def make_no_takeover_broker() -> AsyncBroker:
     return NeverTakesOverExpiredLeases(shared_directory())
+
+
+def make_sender_only_takeover_broker() -> AsyncBroker:
+    return OnlyTheSenderTakesOver(shared_directory())
+
+
+def make_own_never_taken_over_broker() -> AsyncBroker:
+    return NeverTakesOverItsOwn(shared_directory())
 
 
 def make_rejected_returning_broker() -> AsyncBroker:

@@ -118,6 +118,9 @@ BROKEN = [
     ),
     broken("broker", "make_rejected_returning_broker", MODEL_CHECK, suite=BROKER_MODEL),
     broken(
+        "broker", "make_sender_only_takeover_broker", MODEL_CHECK, suite=BROKER_MODEL, only=True
+    ),
+    broken(
         "result_backend",
         "make_stale_backend",
         MODEL_CHECK,
@@ -147,9 +150,16 @@ BROKEN = [
     ),
     # timing bounds and live-consumer safety
     broken("broker", "make_late_delay_broker", "test_delay", only=True),
+    # (the model check's vanishing consumer catches it too)
     broken(
         "broker",
         "make_no_takeover_broker",
+        "test_held_messages_come_back_when_their_consumer_vanishes",
+        suite=LEASES,
+    ),
+    broken(
+        "broker",
+        "make_own_never_taken_over_broker",
         "test_held_messages_come_back_when_their_consumer_vanishes",
         suite=LEASES,
         only=True,

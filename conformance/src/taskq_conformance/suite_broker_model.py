@@ -4,10 +4,14 @@ Each round kicks messages (with the ``delay`` and ``priority`` labels the broker
 lets consumers join and leave (each its own broker instance when the broker declares
 ``redelivery``, else a ``listen()`` of one instance), and settles what they hold: at once, by
 ``reject``, or slowly (longer than the lease). Consumers take at most a few messages at a time,
-as a worker does. Every delivery is checked against the model as it happens:
+as a worker does. With ``redelivery`` and ``cross_process`` (and a ``module:attribute``
+target), one consumer of a round may run in another process, hold all it receives and vanish:
+killed, without a shutdown or a settlement. Every delivery is checked against the model as it
+happens:
 
 - nothing settled comes back; nothing reaches a second consumer while a live one holds it (nor,
-  without ``acks``, twice at all);
+  without ``acks``, twice at all); what a vanished consumer held comes back, within two leases
+  (plus a margin) of the drain or of the vanishing, whichever is later;
 - nothing delayed comes before its delay ended;
 - with ``priority``, a consumer receives the messages that waited, ready, for a consumer
   highest first;
@@ -21,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -31,21 +35,26 @@ from taskq.toolkit import maybe_await
 from taskq_conformance.instances import (
     FACTORY_CONTRACT,
     LEASE_MARGIN,
+    LIFECYCLE_TIMEOUT,
     NewBroker,
     lease_of,
     payload,
     settle,
 )
 from taskq_conformance.modelcheck import Round, Violation, run_rounds
+from taskq_conformance.process_consumer import ProcessConsumer
 from taskq_conformance.settings import Settings
 from taskq_conformance.suite_broker import LISTEN_END_TIMEOUT, raw_message
+from taskq_conformance.targets import Target
 
 #: Steps of a round, before it drains.
 STEPS = 24
 #: Consumers at once, at most.
 MOST_CONSUMERS = 3
-#: Step kinds and their weights.
-KINDS = {"kick": 5, "join": 2, "leave": 2, "settle": 4, "pause": 2}
+#: Step kinds and their weights ("vanish" only where a consumer can vanish).
+KINDS = {"kick": 5, "join": 2, "leave": 2, "settle": 4, "pause": 2, "vanish": 2}
+#: The share of joins, until one did, whose consumer runs in another process and may vanish.
+IN_ANOTHER_PROCESS = 0.5
 #: Delays (seconds) a kick draws from when the broker declares ``delay``.
 DELAYS = (0, 0, 0, 0.2, 0.5, 1.0)
 #: Seconds a delayed message may come before its due moment (clocks of other machines).
@@ -69,14 +78,24 @@ class Sent:
     backlog: int | None
     deliveries: int = 0
     settled: str = ""
-    holder: Consumer | None = None
+    holder: Holder | None = None
 
     def __str__(self) -> str:
         labels = f"delay {self.delay}, priority {self.priority}"
         return f"message {self.number} (step {self.step}, {labels})"
 
 
-class Consumer:
+class Holder:
+    """What the model knows of any consumer: its name, what it holds, whether it lives."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.held: list[tuple[Sent, Any]] = []
+        self.live = True
+        self.last_backlog_priority: dict[int, int] = {}
+
+
+class Consumer(Holder):
     """A consumer of the round: pumps a ``listen()`` while it holds fewer than ``capacity``."""
 
     def __init__(
@@ -87,15 +106,13 @@ class Consumer:
         capacity: int,
         instance: AbstractAsyncContextManager[AsyncBroker] | None,
     ) -> None:
-        self.model, self.name, self.broker = model, name, broker
+        super().__init__(name)
+        self.model, self.broker = model, broker
         self.capacity = capacity
         self.instance = instance
-        self.held: list[tuple[Sent, Any]] = []
         self.slow: set[int] = set()
-        self.live = True
         self.room = asyncio.Event()
         self.room.set()
-        self.last_backlog_priority: dict[int, int] = {}
         self.pump = asyncio.ensure_future(self._pump())
 
     async def _pump(self) -> None:
@@ -135,8 +152,24 @@ class Consumer:
             )
 
 
+class Mortal(Holder):
+    """The consumer of a round that runs in another process, holds all it receives and vanishes."""
+
+    def __init__(self, model: BrokerModel, name: str, spec: str, capacity: int) -> None:
+        super().__init__(name)
+        prefix = f"model-{model.tag}-".encode()
+        self.process = ProcessConsumer(spec, prefix, capacity, model.received_by(self))
+        #: When it was killed (None while it lives), and at which step or stage.
+        self.vanished_at: float | None = None
+        self.vanished_when = ""
+
+
 class BrokerModel:
-    """One round against a broker: its steps, the model, and the checks."""
+    """One round against a broker: its steps, the model, and the checks.
+
+    ``spec`` is the factory's ``module:attribute``, for the consumer in another process (None:
+    no consumer vanishes).
+    """
 
     def __init__(
         self,
@@ -144,6 +177,7 @@ class BrokerModel:
         hub: AsyncBroker,
         new_broker: NewBroker,
         settings: Settings,
+        spec: str | None = None,
     ) -> None:
         self.round, self.hub, self.new_broker = current, hub, new_broker
         self.tolerance = settings.tolerance
@@ -154,10 +188,14 @@ class BrokerModel:
         self.delay = Capability.DELAY.value in declared
         self.priority = Capability.PRIORITY.value in declared
         self.lease = lease_of(hub) if self.redelivery else None
+        cross_process = Capability.CROSS_PROCESS.value in declared
+        self.spec = spec if self.redelivery and cross_process else None
+        self.mortal: Mortal | None = None
         self.tag = uuid.uuid4().hex[:12]
         self.sent: dict[bytes, Sent] = {}
         self.consumers: list[Consumer] = []
         self.everyone: list[Consumer] = []
+        self.joined = 0
         self.violations: list[str] = []
         self.background: set[asyncio.Task[Any]] = set()
         self.epoch = 0
@@ -176,9 +214,11 @@ class BrokerModel:
                 "leave": self._leave,
                 "settle": self._settle_one,
                 "pause": self._pause,
+                "vanish": self._vanish,
             }
+            kinds = {k: w for k, w in KINDS.items() if self.spec or k != "vanish"}
             for self.step in range(1, STEPS + 1):
-                kind = rand.choices(list(KINDS), weights=list(KINDS.values()))[0]
+                kind = rand.choices(list(kinds), weights=list(kinds.values()))[0]
                 draws = (rand.random(), rand.random(), rand.random())
                 await steps[kind](*draws)
                 self._check()
@@ -195,7 +235,7 @@ class BrokerModel:
             if self.priority:
                 labels["priority"] = priority
             body = f"model-{self.tag}-{len(self.sent) + 1}".encode()
-            backlog = None if self.consumers else self.epoch + 1
+            backlog = None if self._listening() else self.epoch + 1
             now = time.monotonic()
             sent = Sent(len(self.sent) + 1, self.step, delay, priority, now + delay, backlog)
             self.sent[body] = sent
@@ -203,15 +243,42 @@ class BrokerModel:
             await self.hub.kick(raw_message(body, **labels))
 
     async def _join(self, a: float, b: float, c: float) -> None:
-        if len(self.consumers) >= MOST_CONSUMERS:
+        mortals = 1 if self.mortal is not None and self.mortal.live else 0
+        if len(self.consumers) + mortals >= MOST_CONSUMERS:
+            return
+        if self.spec is not None and self.mortal is None and b < IN_ANOTHER_PROCESS:
+            await self._add_mortal(self.spec, 1 + int(a * 3))
             return
         await self._add_consumer(1 + int(a * 3))
 
-    async def _add_consumer(self, capacity: int) -> None:
-        if not self.consumers:
+    def _listening(self) -> bool:
+        return bool(self.consumers) or (self.mortal is not None and self.mortal.live)
+
+    def _new_epoch_if_none_listens(self) -> None:
+        if not self._listening():
             self.epoch += 1
             self.backlog_intact = True
-        name = f"consumer {len(self.everyone) + 1}"
+
+    def _new_name(self) -> str:
+        self.joined += 1
+        return f"consumer {self.joined}"
+
+    async def _add_mortal(self, spec: str, capacity: int) -> None:
+        """A consumer joins in another process (the step waits for its broker's start)."""
+        self._new_epoch_if_none_listens()
+        name = self._new_name()
+        self.mortal = mortal = Mortal(self, name, spec, capacity)
+        if not await mortal.process.wait_started(LIFECYCLE_TIMEOUT):
+            raise Violation(
+                f"{name}, a broker the factory made in another process, did not start within "
+                f"{LIFECYCLE_TIMEOUT:g} s (exit status: {mortal.process.exit_status()}; its "
+                "errors are in the captured stderr)"
+            )
+        self.round.log(f"{name} joins in another process, holding the first {capacity} it takes")
+
+    async def _add_consumer(self, capacity: int) -> None:
+        self._new_epoch_if_none_listens()
+        name = self._new_name()
         instance = None
         broker = self.hub
         if self.redelivery:
@@ -236,6 +303,19 @@ class BrokerModel:
         self.round.log(f"{consumer.name} leaves, holding {held}")
         await consumer.stop()
         consumer.held.clear()
+
+    async def _vanish(self, a: float, b: float, c: float) -> None:
+        if self.mortal is not None and self.mortal.live and self.mortal.held:
+            self._kill_mortal(self.mortal, f"at step {self.step}")
+
+    def _kill_mortal(self, mortal: Mortal, when: str) -> None:
+        """Kill the consumer in another process: what it held must come back, to others."""
+        mortal.process.kill()  # its last reports are handled before anything else
+        mortal.live = False
+        mortal.vanished_at, mortal.vanished_when = time.monotonic(), when
+        self.backlog_intact = False  # what it held comes after what others took: no order
+        held = ", ".join(str(sent.number) for sent, _ in mortal.held) or "nothing"
+        self.round.log(f"{mortal.name} vanishes (killed), holding {held}")
 
     async def _settle_one(self, a: float, b: float, c: float) -> None:
         holders = [c for c in self.consumers if len(c.held) > len(c.slow)]
@@ -279,6 +359,9 @@ class BrokerModel:
         await asyncio.sleep(seconds)
 
     async def _drain(self) -> None:
+        started = time.monotonic()
+        if self.mortal is not None and self.mortal.live:
+            self._kill_mortal(self.mortal, "as the round drained")
         if not self.consumers:
             await self._add_consumer(MOST_CONSUMERS)
         for consumer in self.consumers:
@@ -294,6 +377,7 @@ class BrokerModel:
                     if id(sent) not in consumer.slow:
                         await self._settle(consumer, sent, "ack" if self.acks else "finish")
             self._check()
+            self._check_came_back(started)
             if time.monotonic() > deadline:
                 lost = "; ".join(self._whereabouts(sent) for sent in missing)
                 hint = ""
@@ -317,13 +401,32 @@ class BrokerModel:
         await asyncio.sleep(RESTART_QUIET)
         self._check()
 
+    def _check_came_back(self, drain_started: float) -> None:
+        """What the vanished consumer held came back within two leases (plus a margin)."""
+        mortal = self.mortal
+        if mortal is None or mortal.vanished_at is None or self.lease is None:
+            return
+        window = 2 * self.lease + LEASE_MARGIN
+        if time.monotonic() < max(drain_started, mortal.vanished_at) + window:
+            return
+        if stuck := [str(sent) for sent, _ in mortal.held if sent.holder is mortal]:
+            raise Violation(
+                f"{len(stuck)} message(s) held by {mortal.name} when it vanished (killed "
+                f"{mortal.vanished_when}: no shutdown, no acknowledgement) did not come back "
+                f"within {window:g} s (twice the lease_s, plus a margin) while the others "
+                f"listened with room to spare: {'; '.join(stuck)}"
+            )
+
     def _whereabouts(self, sent: Sent) -> str:
         if not sent.deliveries:
             return f"{sent} never delivered"
         holder = sent.holder.name if sent.holder else "nobody"
-        return f"{sent} delivered {sent.deliveries} time(s), last to {holder}, which left"
+        gone = "vanished" if sent.holder is self.mortal else "left"
+        return f"{sent} delivered {sent.deliveries} time(s), last to {holder}, which {gone}"
 
     async def _clean_up(self) -> None:
+        if self.mortal is not None:
+            self.mortal.process.close()
         for task in self.background:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
@@ -338,7 +441,11 @@ class BrokerModel:
 
     # -- the checks ----------------------------------------------------------------------------
 
-    def delivered(self, consumer: Consumer, item: Any) -> None:
+    def received_by(self, mortal: Holder) -> Callable[[bytes], None]:
+        """What the consumer in another process calls with each message it reports."""
+        return lambda body: self.delivered(mortal, body)
+
+    def delivered(self, consumer: Holder, item: Any) -> None:
         """Check a delivery against the model, then let ``consumer`` hold it."""
         sent = self.sent.get(payload(item))
         if sent is None:  # left by another check: settled, not modelled
@@ -360,7 +467,7 @@ class BrokerModel:
         consumer.held.append((sent, item))
         self.round.log(f"{consumer.name} receives message {sent.number}")
 
-    def _check_priority(self, consumer: Consumer, sent: Sent, where: str) -> None:
+    def _check_priority(self, consumer: Holder, sent: Sent, where: str) -> None:
         """A consumer takes what waited for it (ready, undelayed) highest priority first."""
         if not self.priority or not self.backlog_intact or sent.deliveries or sent.delay:
             return
@@ -388,14 +495,22 @@ class BrokerModel:
                     f"listen() of {consumer.name} ended while its broker runs"
                     + (f": {type(error).__name__}: {error}" if error else "")
                 )
+        mortal = self.mortal
+        status = None if mortal is None or not mortal.live else mortal.process.exit_status()
+        if mortal is not None and status is not None:
+            raise Violation(
+                f"{mortal.name}, a broker the factory made in another process, exited with "
+                f"status {status} while it listened (its errors are in the captured stderr)"
+            )
 
 
 async def test_random_rounds_against_the_model(
-    taskq_new_broker: NewBroker, taskq_settings: Settings
+    taskq_new_broker: NewBroker, taskq_settings: Settings, taskq_broker_target: Target
 ) -> None:
+    spec = taskq_broker_target.spec
     async with taskq_new_broker() as hub:
 
         def model(current: Round) -> Coroutine[Any, Any, None]:
-            return BrokerModel(current, hub, taskq_new_broker, taskq_settings).run()
+            return BrokerModel(current, hub, taskq_new_broker, taskq_settings, spec).run()
 
         await run_rounds(taskq_settings, model)

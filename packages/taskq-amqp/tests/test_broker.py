@@ -221,6 +221,34 @@ async def test_messages_taken_by_a_consumer_that_goes_away_are_redelivered(new_b
         await item.ack()
 
 
+async def test_a_listener_cancelled_while_counting_a_redelivery_leaves_one_copy(new_broker):
+    broker = await new_broker()
+    await broker.kick(message(b"once"))
+    first = await new_broker()
+    await take(first, 1)
+    await first.shutdown()  # unacknowledged: redelivered, and counted by the next consumer
+    second = await new_broker()
+    copied = asyncio.Event()
+    publish_again = second.publisher.publish_again
+
+    async def slow_to_confirm(delivered: Any, headers: dict[str, Any]) -> None:
+        await publish_again(delivered, headers)  # the counted copy is in the queue...
+        copied.set()
+        await asyncio.sleep(0.5)  # ...and its original not yet acknowledged
+
+    second.publisher.publish_again = slow_to_confirm
+    listening = asyncio.create_task(take(second, 1))
+    await asyncio.wait_for(copied.wait(), 30)
+    listening.cancel()  # as a worker's shutdown cancels its listen loop
+    await asyncio.gather(listening, return_exceptions=True)
+    await second.shutdown()
+    (item,) = await take(broker, 1)
+    assert item.data == b"once"
+    await item.ack()
+    with pytest.raises(asyncio.TimeoutError):  # not a second time
+        await take(broker, 1, timeout=2)
+
+
 async def test_a_worker_takes_only_what_its_receiver_can_run(new_broker):
     broker = await new_broker(max_deliveries=None)
     release = asyncio.Event()

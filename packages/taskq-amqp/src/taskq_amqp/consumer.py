@@ -8,7 +8,9 @@ unacknowledged message to the queue for another consumer; this consumer reconnec
 connection's backoff) and goes on, and settling a message of the lost channel does nothing.
 
 On a classic queue with ``max_deliveries``, a redelivered message is counted: it is published
-again with its count (then acknowledged), or dead-lettered once the count passes the limit.
+again with its count (then acknowledged), or dead-lettered once the count passes the limit. A
+count under way finishes even when the listener is cancelled, and `close` waits for it: a copy
+published without its original acknowledged would be in the queue twice.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class Consumer:
         self._channel: AbstractChannel | None = None
         self._tag: str | None = None
         self._stopped = False
+        self._counting: set[asyncio.Task[None]] = set()
 
     async def messages(self) -> AsyncIterator[AckableMessage]:
         """Yield the messages of the work queue until `close`."""
@@ -100,11 +103,17 @@ class Consumer:
             return None  # RabbitMQ returned it to the queue with its channel
         settler = _Settler(self, channel, delivered)
         if delivered.redelivered and self.queues.counts_deliveries:
-            # on a lost connection it stays unacknowledged: RabbitMQ delivers it again
-            with contextlib.suppress(*CONNECTION_ERRORS):
-                await self._count_redelivery(settler)
+            counting = asyncio.ensure_future(self._count_quietly(settler))
+            self._counting.add(counting)
+            counting.add_done_callback(self._counting.discard)
+            await asyncio.shield(counting)  # a cancellation must not stop it halfway
             return None
         return AckableMessage(delivered.body, settler.ack, settler.reject, settler.release)
+
+    async def _count_quietly(self, settler: _Settler) -> None:
+        # on a lost connection it stays unacknowledged: RabbitMQ delivers it again
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            await self._count_redelivery(settler)
 
     async def _count_redelivery(self, settler: _Settler) -> None:
         delivered = settler.delivered
@@ -136,8 +145,12 @@ class Consumer:
                     await _Settler(self, channel, delivered).release()
 
     async def close(self) -> None:
-        """Stop consuming; RabbitMQ returns the unacknowledged messages to the queue."""
+        """Stop consuming; RabbitMQ returns the unacknowledged messages to the queue.
+
+        Counts of redeliveries under way finish first, on the open channel.
+        """
         self._stopped = True
+        await asyncio.gather(*self._counting, return_exceptions=True)
         channel, self._channel = self._channel, None
         self._inbox.put_nowait(None)
         if channel is not None and not channel.is_closed:
