@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -97,6 +98,9 @@ class SimpleRetryMiddleware(TaskiqMiddleware):
                 attempts,
             )
             return
+        # timed before the retry is sent: another worker may run it to the end at once, and
+        # the task's state is its latest event
+        decided_at = time.time()
         try:
             delay = await self.send_again(message, failed_runs)
         except Exception as exc:
@@ -114,6 +118,7 @@ class SimpleRetryMiddleware(TaskiqMiddleware):
                 EventKind.RETRIED,
                 message.task_id,
                 message.task_name,
+                at=decided_at,
                 retry=failed_runs,
                 retry_delay=delay,
             )
