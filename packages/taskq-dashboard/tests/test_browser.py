@@ -5,6 +5,8 @@ One browser and one served dashboard for the module; screenshots go to pytest's 
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import json
 import os
 import signal
@@ -16,15 +18,15 @@ from typing import Any
 
 import pytest
 
+from taskq import ScheduledTask
 from taskq.event_stores import InMemoryEventStore
 from taskq.testing import eventually_blocking
-from taskq.toolkit import send_task
 from taskq_dashboard import DashboardSettings
 from taskq_dashboard.testing import Served, chromium_or_skip, serve
 from taskq_inmemory import InMemoryBroker
-from taskq_redis import RedisEventStore, RedisStreamBroker
-from taskq_redis.testing import redis_prefix, redis_url
-from taskq_scheduler import InMemoryScheduleSource, TaskiqScheduler
+from taskq_redis import RedisStreamBroker
+from taskq_redis.testing import redis_prefix, redis_url, temporary_prefix
+from taskq_scheduler import InMemoryScheduleSource, TaskiqScheduler, run_scheduler_task
 
 from .conftest import GATES, XSS_ARGS, make_broker, make_dead_letters
 
@@ -355,86 +357,244 @@ def test_dead_letters_replay_one_and_purge_all(
 
 WORKER_APP = """
 import asyncio
-import os
 from pathlib import Path
 
+from taskq import Context, TaskiqDepends
+from taskq.progress import TaskProgress, TaskState
+from taskq_middlewares import SimpleRetryMiddleware
 from taskq_redis import RedisEventStore, RedisStreamBroker
+from taskq_result_backends import RedisResultBackend
 
-URL, PREFIX = os.environ["DASHBOARD_E2E_REDIS"], os.environ["DASHBOARD_E2E_PREFIX"]
-broker = RedisStreamBroker(URL, key_prefix=PREFIX).with_event_store(
-    RedisEventStore(URL, prefix=PREFIX + ":events")
+URL, PREFIX = REDIS_URL, REDIS_PREFIX
+broker = (
+    RedisStreamBroker(URL, key_prefix=PREFIX)
+    .with_event_store(RedisEventStore(URL, prefix=PREFIX + ":events"))
+    .with_result_backend(RedisResultBackend(URL, prefix=PREFIX + ":results"))
+    .with_middlewares(SimpleRetryMiddleware(default_retry_count=2))
 )
+
+
+async def wait_for(gate: str) -> None:
+    while not Path(gate).exists():  # noqa: ASYNC110 - the test opens the gate from outside
+        await asyncio.sleep(0.05)
 
 
 @broker.task(task_name="e2e:add_when_open")
 async def add_when_open(a: int, b: int, gate: str) -> int:
-    while not Path(gate).exists():  # noqa: ASYNC110 - the test opens the gate from outside
-        await asyncio.sleep(0.05)
+    await wait_for(gate)
     return a + b
+
+
+@broker.task(task_name="e2e:add")
+async def add(a: int, b: int) -> int:
+    return a + b
+
+
+@broker.task(task_name="e2e:fail")
+async def fail(text: str) -> None:
+    raise ValueError(text)
+
+
+@broker.task(task_name="e2e:flaky", retry_on_error=True)
+async def flaky(marker: str) -> str:
+    if not Path(marker).exists():  # a file: the retry may run in the other worker process
+        Path(marker).touch()
+        raise ConnectionError("the first attempt fails")
+    return "the second attempt worked"
+
+
+@broker.task(task_name="e2e:refuse")
+async def refuse(text: str, context: Context = TaskiqDepends()) -> None:
+    context.reject()
+
+
+@broker.task(task_name="e2e:steps")
+async def steps(gate: str, context: Context = TaskiqDepends()) -> str:
+    for done in (1, 2, 3):
+        progress = TaskProgress(TaskState.STARTED, {"done": done, "total": 4})
+        await context.broker.result_backend.set_progress(context.message.task_id, progress)
+        await asyncio.sleep(0.4)
+    await wait_for(gate)
+    return "all steps done"
 """
 
+#: The schedule the dashboard's scheduler fires every few seconds; the worker runs its task.
+EVERY_FEW_SECONDS = "e2e-every-few-seconds"
 
-@pytest.fixture
-def worker_process(redis_url: str, redis_prefix: str, tmp_path: Path) -> Iterator[Path]:
-    """A separate ``taskq worker`` process on a Redis broker and event store; its log file."""
-    (tmp_path / "dashboard_e2e_app.py").write_text(WORKER_APP)
+
+class RealWorker:
+    """A ``taskq worker`` process on Redis, the dashboard of its broker and a scheduler."""
+
+    def __init__(self, served: Served, broker: RedisStreamBroker) -> None:
+        self.served = served
+        self.broker = broker
+
+    def send(self, name: str, *args: Any) -> str:
+        """Send task ``name`` from the dashboard's process; its id."""
+        task = self.broker.find_task(name)
+        assert task is not None
+        return self.served.run(task.kiq(*args)).task_id
+
+
+def _app_module(directory: Path, redis_url: str, prefix: str) -> Any:
+    """Write the tasks' module for the worker process and import it here as well."""
+    path = directory / "dashboard_e2e_app.py"
+    path.write_text(WORKER_APP.replace("REDIS_URL, REDIS_PREFIX", f"{redis_url!r}, {prefix!r}", 1))
+    spec = importlib.util.spec_from_file_location("dashboard_e2e_app", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _start_worker(directory: Path) -> subprocess.Popen[bytes]:
+    """Start ``taskq worker`` on the tasks' module; its errors go to ``worker.log``."""
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
-        "DASHBOARD_E2E_REDIS": redis_url,
-        "DASHBOARD_E2E_PREFIX": redis_prefix,
+        "PYTHONPATH": os.pathsep.join([str(directory), os.environ.get("PYTHONPATH", "")]),
     }
-    log = tmp_path / "worker.log"
+    log = directory / "worker.log"
     with log.open("wb") as out:
-        worker = subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, "-m", "taskq", "worker", "dashboard_e2e_app:broker"],
-            cwd=tmp_path,
+            cwd=directory,
             env=env,
             stderr=out,
         )
-    yield log
-    worker.send_signal(signal.SIGTERM)
+    return process
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
     try:
-        worker.wait(30)
+        process.wait(30)
     except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait(30)
+        process.kill()
+        process.wait(30)
+
+
+@pytest.fixture(scope="module")
+def real_worker(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealWorker]:
+    """One worker process for the module, its dashboard (with a scheduler), under one prefix."""
+    directory = tmp_path_factory.mktemp("e2e")
+    with temporary_prefix(redis_url) as prefix:
+        broker = _app_module(directory, redis_url, prefix).broker
+        schedule = ScheduledTask(
+            task_name="e2e:add", args=[40, 2], interval=3, schedule_id=EVERY_FEW_SECONDS
+        )
+        scheduler = TaskiqScheduler(broker, [InMemoryScheduleSource([schedule])])
+        serving = serve(broker, scheduler=scheduler, settings=DashboardSettings(refresh=0.3))
+        served = next(serving)
+        served.run(broker.startup())
+        served.run(broker.create_groups())  # the worker's group reads from the start
+        process = _start_worker(directory)
+        firing = asyncio.run_coroutine_threadsafe(run_scheduler_task(scheduler), served.loop)
+        try:
+            yield RealWorker(served, broker)
+        finally:
+            firing.cancel()
+            _stop(process)
+            served.run(broker.shutdown())
+            serving.close()
+
+
+@pytest.fixture
+def real_page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    yield context.new_page()
+    context.close()
+
+
+WAIT = 30000  # ms: a loaded machine may take long to start the worker process
 
 
 def test_a_task_run_by_a_worker_process_goes_to_success_live(
-    browser: Any, redis_url: str, redis_prefix: str, worker_process: Path, tmp_path: Path
+    real_page: Any, real_worker: RealWorker, tmp_path: Path
 ) -> None:
-    client = RedisStreamBroker(redis_url, key_prefix=redis_prefix).with_event_store(
-        RedisEventStore(redis_url, prefix=f"{redis_prefix}:events")
-    )
-    serving = serve(client, settings=DashboardSettings(refresh=0.3))
-    served = next(serving)
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    try:
-        served.run(client.startup())
-        served.run(client.create_groups())  # the worker's group reads from the start
-        gate = tmp_path / "gate"
-        sent = served.run(send_task(client, "e2e:add_when_open", {}, (2, 3, str(gate)), {}))
-        page = context.new_page()
-        open_page(page, served, f"/tasks/{sent.task_id}")
-        page.wait_for_selector("#task-state:has-text('started')", timeout=30000)
-        worker = page.locator("#worker").inner_text()
-        assert f":{os.getpid()}:" not in worker, "a separate process runs the task"
-        assert '"gate"' not in page.locator("#arguments").inner_text()
-        assert str(gate) in page.locator("#arguments").inner_text()
-        page.evaluate("window.sameDocument = true")
-        gate.touch()
-        page.wait_for_selector("#task-state:has-text('succeeded')", timeout=30000)
-        assert page.evaluate("window.sameDocument") is True, "the page updated without reloading"
-        assert [e.strip() for e in page.locator("#timeline .badge").all_inner_texts()] == [
-            "sent",
-            "received",
-            "started",
-            "succeeded",
-        ]
-        assert page.locator("#result").count() == 0, "no result backend: no made-up result"
-        shot(page, tmp_path, "task-by-worker-process")
-    finally:
-        context.close()
-        served.run(client.shutdown())
-        serving.close()
+    page, served = real_page, real_worker.served
+    gate = tmp_path / "gate"
+    sent = real_worker.send("e2e:add_when_open", 2, 3, str(gate))
+    open_page(page, served, f"/tasks/{sent}")
+    page.wait_for_selector("#task-state:has-text('started')", timeout=WAIT)
+    worker = page.locator("#worker").inner_text()
+    assert f":{os.getpid()}:" not in worker, "a separate process runs the task"
+    assert str(gate) in page.locator("#arguments").inner_text()
+    page.evaluate("window.sameDocument = true")
+    gate.touch()
+    page.wait_for_selector("#task-state:has-text('succeeded')", timeout=WAIT)
+    assert page.evaluate("window.sameDocument") is True, "the page updated without reloading"
+    assert [e.strip() for e in page.locator("#timeline .badge").all_inner_texts()] == [
+        "sent",
+        "received",
+        "started",
+        "succeeded",
+    ]
+    page.wait_for_selector("#result:has-text('5')")
+    shot(page, tmp_path, "task-by-worker-process")
+
+
+def test_a_worker_process_fails_retries_and_dead_letters_tasks(
+    real_page: Any, real_worker: RealWorker, tmp_path: Path
+) -> None:
+    page, served = real_page, real_worker.served
+    failing = real_worker.send("e2e:fail", "no such order")
+    flaky = real_worker.send("e2e:flaky", str(tmp_path / "tried"))
+    refused = real_worker.send("e2e:refuse", "refused order")
+    open_page(page, served, "/tasks?state=failed")
+    page.wait_for_selector(f"#results a:has-text('{failing}')", timeout=WAIT)
+    shot(page, tmp_path, "tasks-failed-by-worker")
+    page.click(f"#results a:has-text('{failing}')")
+    page.wait_for_selector("#error:has-text('builtins.ValueError: no such order')")
+    timeline = [e.strip() for e in page.locator("#timeline .badge").all_inner_texts()]
+    assert timeline == ["sent", "received", "started", "failed"]
+    open_page(page, served, f"/tasks/{flaky}")
+    page.wait_for_selector("#task-state:has-text('succeeded')", timeout=WAIT)
+    assert page.locator("#retries").inner_text() == "1"
+    assert "retried" in page.locator("#timeline .badge").all_inner_texts()
+    page.wait_for_selector("#result:has-text('the second attempt worked')")
+    shot(page, tmp_path, "task-retried-by-worker")
+    open_page(page, served, f"/tasks/{refused}")
+    page.wait_for_selector("#task-state:has-text('rejected')", timeout=WAIT)
+    open_page(page, served, "/dead-letters")
+    row = page.locator(f"tbody tr:has(a:has-text('{refused}'))")
+    row.wait_for(timeout=WAIT)
+    assert "rejected" in row.inner_text()
+    assert "refused order" in row.inner_text()
+    shot(page, tmp_path, "dead-letters-by-worker")
+    open_page(page, served, "/workers")
+    page.wait_for_selector("td:has-text('RedisStreamBroker')", timeout=WAIT)
+    assert page.locator("td .badge.alive").count() >= 1
+    assert f":{os.getpid()}:" not in page.locator("main table").inner_text()
+
+
+def test_a_long_task_on_a_worker_process_shows_its_progress(
+    real_page: Any, real_worker: RealWorker, tmp_path: Path
+) -> None:
+    page, served = real_page, real_worker.served
+    gate = tmp_path / "gate"
+    running = real_worker.send("e2e:steps", str(gate))
+    open_page(page, served, f"/tasks/{running}")
+    page.wait_for_selector(".progress-text:has-text('75%')", timeout=WAIT)
+    assert page.locator(".progress-fill").evaluate("bar => bar.style.width") == "75%"
+    shot(page, tmp_path, "task-progress-by-worker")
+    open_page(page, served, "/workers")
+    page.wait_for_selector(f"td a:has-text('{running}')", timeout=WAIT)  # running now
+    gate.touch()
+    open_page(page, served, f"/tasks/{running}")
+    page.wait_for_selector("#result:has-text('all steps done')", timeout=WAIT)
+
+
+def test_a_schedule_fires_tasks_that_the_worker_process_runs(
+    real_page: Any, real_worker: RealWorker, tmp_path: Path
+) -> None:
+    page, served = real_page, real_worker.served
+    open_page(page, served, "/schedules")
+    assert "e2e:add" in page.locator("main table").inner_text()
+    open_page(page, served, "/tasks?name=e2e:add&state=succeeded")
+    page.locator("#results tbody a").first.wait_for(timeout=WAIT)
+    page.locator("#results tbody a").first.click()
+    page.wait_for_selector("#result:has-text('42')", timeout=WAIT)
+    assert EVERY_FEW_SECONDS in page.locator("#labels").inner_text()
+    assert page.locator("#task-state").inner_text().strip() == "succeeded"
+    shot(page, tmp_path, "task-scheduled-by-worker")
