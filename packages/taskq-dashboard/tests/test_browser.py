@@ -1,6 +1,8 @@
 """Every page in headless Chromium: what a person sees, clicks and confirms.
 
-One browser and one served dashboard for the module; screenshots go to pytest's tmp dir.
+One browser and one served dashboard (in-memory broker) for the module; the last tests share
+a ``taskq worker`` process on Redis, with the dashboard of its broker and a scheduler, and
+watch it run real tasks. Screenshots go to pytest's tmp dir.
 """
 
 from __future__ import annotations
