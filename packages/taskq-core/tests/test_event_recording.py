@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pytest
 
 from taskq import InMemoryCancellationStore, Receiver
-from taskq.event_recorder import EventRecorder
+from taskq.event_recorder import MAX_TRACEBACK_CHARS, EventRecorder, traceback_text
 from taskq.event_stores import InMemoryEventStore
 from taskq.exceptions import EventStoreError, TaskCancelledError, TaskRejectedError
 from taskq.message import TaskiqMessage
@@ -56,6 +56,9 @@ async def test_a_task_records_sent_received_started_and_its_outcome() -> None:
     assert failure.duration is not None
     assert failure.duration >= 0
     assert failure.task_name == boom.task_name
+    assert failure.traceback is not None
+    assert 'raise ValueError("no luck")' in failure.traceback
+    assert failure.traceback.endswith("ValueError: no luck\n")
     (worker,) = await store.workers(stale_after=60)
     assert worker.alive
     assert (worker.heartbeat.processed, worker.heartbeat.failed) == (4, 1)
@@ -213,3 +216,14 @@ async def test_a_task_cancelled_before_it_starts_records_a_cancellation(
     assert await kinds(store, "t1") == ["received", "cancelled"]
     (task,) = (await store.tasks()).tasks
     assert task.error_type == "TaskCancelledError"
+
+
+def test_a_recorded_traceback_keeps_its_end_within_the_bound() -> None:
+    try:
+        raise RuntimeError("at the bottom " + "x" * MAX_TRACEBACK_CHARS)
+    except RuntimeError as error:
+        text = traceback_text(error)
+    assert text is not None
+    assert len(text) == MAX_TRACEBACK_CHARS
+    assert text.endswith("x" * 100 + "\n")
+    assert traceback_text(RuntimeError("never raised")) is None

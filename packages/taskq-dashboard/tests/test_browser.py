@@ -548,6 +548,10 @@ def test_a_worker_process_fails_retries_and_dead_letters_tasks(
     shot(page, tmp_path, "tasks-failed-by-worker")
     page.click(f"#results a:has-text('{failing}')")
     page.wait_for_selector("#error:has-text('builtins.ValueError: no such order')")
+    # the worker recorded the traceback with the failure: the page shows where it was raised
+    shown = page.locator("#traceback").inner_text()
+    assert "raise ValueError(text)" in shown
+    assert "ValueError: no such order" in shown
     timeline = [e.strip() for e in page.locator("#timeline .badge").all_inner_texts()]
     assert timeline == ["sent", "received", "started", "failed"]
     open_page(page, served, f"/tasks/{flaky}")

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import multiprocessing
 import time
+import traceback
 from collections import Counter, deque
 from collections.abc import Callable
 from operator import itemgetter
@@ -37,6 +38,8 @@ DEFAULT_FLUSH_INTERVAL_S = 0.5
 DEFAULT_BATCH_SIZE = 1000
 #: Largest encoded message (bytes) a ``sent`` event keeps; a larger one is recorded without it.
 DEFAULT_MAX_MESSAGE_BYTES = 2048
+#: Characters of an error's traceback an event keeps: the end, where the error was raised.
+MAX_TRACEBACK_CHARS = 8192
 #: Seconds between two heartbeats of a worker.
 DEFAULT_HEARTBEAT_INTERVAL_S = 5.0
 #: Seconds `close` keeps trying to write what is left, and between two tries.
@@ -164,13 +167,14 @@ class EventRecorder:
     def record_error(
         self, kind: EventKind, task_id: str, task_name: str, error: BaseException, **details: Any
     ) -> None:
-        """Buffer an event of ``kind`` carrying ``error``'s type and message."""
+        """Buffer an event of ``kind`` carrying ``error``'s type, message and traceback."""
         self.record(
             kind,
             task_id,
             task_name,
             error_type=type(error).__name__,
             error_message=str(error),
+            traceback=traceback_text(error),
             **details,
         )
 
@@ -319,3 +323,11 @@ class EventRecorder:
                 self.dropped,
                 self.max_buffered,
             )
+
+
+def traceback_text(error: BaseException) -> str | None:
+    """``error``'s formatted traceback, its last `MAX_TRACEBACK_CHARS` characters; None without."""
+    if error.__traceback__ is None:
+        return None
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return text[-MAX_TRACEBACK_CHARS:]

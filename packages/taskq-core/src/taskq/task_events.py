@@ -83,6 +83,7 @@ _DETAILS = (
     "message",
     "message_size",
     "new_task_id",
+    "traceback",
 )
 
 
@@ -99,7 +100,9 @@ class TaskEvent:
     as the broker's formatter encoded it, and ``message`` holds those bytes (decode them with
     ``broker.formatter.loads``: task name, labels, args, kwargs) unless they were larger than
     the recorder's ``max_message_bytes``. On a ``retried`` event recorded when a task is sent
-    again as a new task (the dashboard's *Retry*), ``new_task_id`` names that task.
+    again as a new task (the dashboard's *Retry*), ``new_task_id`` names that task. An event
+    with an error raised where the worker ran it carries its formatted ``traceback`` (the last
+    ``MAX_TRACEBACK_CHARS`` characters of it).
     """
 
     kind: EventKind
@@ -115,6 +118,7 @@ class TaskEvent:
     message: bytes | None = None
     message_size: int | None = None
     new_task_id: str | None = None
+    traceback: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The event as JSON-ready data: the worker id as its string form, None fields left out.

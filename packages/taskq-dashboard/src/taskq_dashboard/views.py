@@ -123,7 +123,7 @@ async def task_detail(state: DashboardState, task_id: str) -> dict[str, Any] | N
         "events": [_event(event) for event in events],
         "retries": sum(event.kind is EventKind.RETRIED for event in events),
         "retried_as": [event.new_task_id for event in events if event.new_task_id],
-        "result": await _result(state, task_id),
+        "result": await _result(state, task_id, _latest_traceback(events)),
         "progress": await _progress(state, task_id),
         "can_cancel": features(state)["cancel"]
         and summary.state in (EventKind.SENT, EventKind.RECEIVED, EventKind.STARTED),
@@ -147,7 +147,13 @@ def _event(event: TaskEvent) -> dict[str, Any]:
     """An event as the timeline shows it: its message is the detail's ``message``."""
     data = event.as_dict()
     data.pop("message", None)
+    data.pop("traceback", None)
     return data
+
+
+def _latest_traceback(events: list[TaskEvent]) -> str | None:
+    """The traceback the latest event with one carries (a worker records it with the error)."""
+    return next((event.traceback for event in reversed(events) if event.traceback), None)
 
 
 async def workers(state: DashboardState) -> dict[str, Any]:
@@ -192,7 +198,10 @@ def _task(task: TaskSummary) -> dict[str, Any]:
     return data
 
 
-async def _result(state: DashboardState, task_id: str) -> dict[str, Any] | None:
+async def _result(
+    state: DashboardState, task_id: str, recorded_traceback: str | None
+) -> dict[str, Any] | None:
+    """The stored result of a task; its traceback, when the result has none, as recorded."""
     backend = state.broker.result_backend
     if isinstance(backend, DummyResultBackend):  # it keeps nothing: its "result" is made up
         return None
@@ -209,7 +218,7 @@ async def _result(state: DashboardState, task_id: str) -> dict[str, Any] | None:
         "execution_time": result.execution_time,
         "labels": _plain(result.labels),
         "error": None if error is None else encode_error(error),
-        "traceback": _traceback(error, result.log),
+        "traceback": _traceback(error, recorded_traceback, result.log),
     }
 
 
@@ -221,9 +230,11 @@ async def _progress(state: DashboardState, task_id: str) -> dict[str, Any] | Non
     return None if progress is None else _plain(progress.to_dict())
 
 
-def _traceback(error: BaseException | None, log: str | None) -> str | None:
+def _traceback(error: BaseException | None, recorded: str | None, log: str | None) -> str | None:
     if error is not None and error.__traceback__ is not None:
         return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    if error is not None and recorded is not None:
+        return recorded
     return log
 
 
