@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import threading
+import time
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -24,6 +25,8 @@ _T = TypeVar("_T")
 
 #: The browser the tests and the benchmark drive.
 CHROMIUM = os.environ.get("TASKQ_CHROMIUM", "/usr/bin/chromium")
+#: Seconds uvicorn may take to listen on a loaded machine.
+STARTUP_TIMEOUT_S = 30.0
 
 
 def chromium_or_skip() -> str:
@@ -57,6 +60,18 @@ class Served:
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self._serving = asyncio.run_coroutine_threadsafe(self.server.serve(), self.loop)
+        self._wait_until_listening()
+
+    def _wait_until_listening(self, timeout: float = STARTUP_TIMEOUT_S) -> None:
+        """Return once uvicorn listens: a browser sent at once would find the port closed."""
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if self._serving.done():
+                self._serving.result()  # raises what stopped it
+                raise RuntimeError("the dashboard stopped before it listened")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the dashboard did not listen within {timeout} s")
+            time.sleep(0.01)
 
     def run(self, coroutine: Coroutine[Any, Any, _T], timeout: float = 30) -> _T:
         """Run ``coroutine`` on the server's loop (where the broker runs) and return its result."""
