@@ -171,6 +171,11 @@ class CountsDelayedAsReady(InMemoryBroker):
         return dataclasses.replace(counts, ready=counts.ready + counts.delayed, delayed=0)
 
 
+#: Seconds between two looks of a directory queue's consumer at the queue: each look lists
+#: every directory, so shorter would burn the CPU the other runs of the suite need.
+DIRECTORY_POLL_S = 0.05
+
+
 class DirectoryQueueBroker(AsyncBroker):
     """A correct queue of files in the directory it is given; its factories differ.
 
@@ -223,7 +228,7 @@ class DirectoryQueueBroker(AsyncBroker):
             self.take_over_expired()
             for name in self.claim():
                 yield self.message(name)
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(DIRECTORY_POLL_S)
 
     def claim(self, most: int | None = None) -> list[str]:
         """Move up to ``most`` files of the queue to this consumer's directory, oldest first."""
@@ -355,7 +360,7 @@ class LosesPrefetchedOnLeave(DirectoryQueueBroker):
             self.prefetched.extend(self.claim(3))
             while self.prefetched:
                 yield self.message(self.prefetched.popleft())
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(DIRECTORY_POLL_S)
 
     async def shutdown(self) -> None:
         while self.prefetched:  # acknowledged on receipt, as if already processed
