@@ -6,7 +6,7 @@ import base64
 import enum
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -234,6 +234,22 @@ class TaskSummary:
     duration: float | None = None
     error_type: str | None = None
     error_message: str | None = None
+
+    @classmethod
+    def of(cls, events: Sequence[TaskEvent]) -> TaskSummary:
+        """The summary a task's events (in order, at least one) leave."""
+        latest = events[-1]
+        return cls(
+            task_id=latest.task_id,
+            task_name=latest.task_name,
+            state=latest.kind,
+            worker=latest.worker,
+            first_time=events[0].time,
+            last_time=latest.time,
+            duration=latest.duration,
+            error_type=latest.error_type,
+            error_message=latest.error_message,
+        )
 
 
 @dataclass(frozen=True)

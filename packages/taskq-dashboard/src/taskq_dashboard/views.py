@@ -102,7 +102,7 @@ async def tasks(state: DashboardState, params: Mapping[str, str]) -> dict[str, A
     task_id = params.get("id", "").strip()
     if task_id:
         events = await state.store.task_events(task_id)
-        found = [_summary_of(events)] if events else []
+        found = [TaskSummary.of(events)] if events else []
         return {"tasks": [_task(task) for task in found], "cursor": None}
     page = await state.store.tasks(task_query(params))
     return {"tasks": [_task(task) for task in page.tasks], "cursor": page.cursor}
@@ -113,7 +113,7 @@ async def task_detail(state: DashboardState, task_id: str) -> dict[str, Any] | N
     events = await state.store.task_events(task_id)
     if not events:
         return None
-    summary = _summary_of(events)
+    summary = TaskSummary.of(events)
     sent = sent_message(state.broker, events)
     writable = not state.settings.read_only
     return {
@@ -174,21 +174,6 @@ async def workers(state: DashboardState) -> dict[str, Any]:
             }
         )
     return {"time": now, "stale_after": state.settings.stale_after, "workers": rows}
-
-
-def _summary_of(events: list[Any]) -> TaskSummary:
-    last = events[-1]
-    return TaskSummary(
-        task_id=last.task_id,
-        task_name=last.task_name,
-        state=last.kind,
-        worker=last.worker,
-        first_time=events[0].time,
-        last_time=last.time,
-        duration=last.duration,
-        error_type=last.error_type,
-        error_message=last.error_message,
-    )
 
 
 def _task(task: TaskSummary) -> dict[str, Any]:

@@ -370,7 +370,7 @@ class RedisEventStore(AsyncEventStore):
         found = cast(
             "list[bytes | None]", await self.connection.client.hmget(self._key("task"), ids)
         )
-        return [_summary(_events(value)) for value in found if value is not None]
+        return [TaskSummary.of(_events(value)) for value in found if value is not None]
 
     def _index(self, query: TaskQuery) -> str:
         """The index `tasks` pages through: the narrowest one a filter names."""
@@ -484,22 +484,6 @@ def _event(workers: dict[str, WorkerId], worker: str, row: Any) -> TaskEvent:
         return TaskEvent.from_row(found, _stored_row(row))
     except (TypeError, ValueError) as error:
         raise EventStoreError(f"not a stored task event: {row!r} ({error})") from None
-
-
-def _summary(events: list[TaskEvent]) -> TaskSummary:
-    """A task as its latest event (``events`` in order) leaves it."""
-    latest = events[-1]
-    return TaskSummary(
-        task_id=latest.task_id,
-        task_name=latest.task_name,
-        state=latest.kind,
-        worker=latest.worker,
-        first_time=events[0].time,
-        last_time=latest.time,
-        duration=latest.duration,
-        error_type=latest.error_type,
-        error_message=latest.error_message,
-    )
 
 
 def _bytes_text(value: Any) -> str:
