@@ -89,8 +89,9 @@ def broken(kind: str, factory: str, check: str, *, only: bool = False, suite: st
     return Case(name, targets, f"{suite or main_suite}::{check}", only=only)
 
 
-#: A model check's budget when it must find a defect (the default is 10 s).
-MODEL_BUDGET = ("--taskq-model-budget", "40")
+#: A model check's budget when it must find a defect (the default is 10 s): on this machine each
+#: is found within 25 s; a CI machine under load may be several times slower.
+MODEL_BUDGET = ("--taskq-model-budget", "90")
 MODEL_CHECK = "test_random_rounds_against_the_model"
 BROKER_MODEL = "suite_broker_model.py"
 LEASES = "suite_broker_leases.py"

@@ -61,6 +61,8 @@ DELAYS = (0, 0, 0, 0.2, 0.5, 1.0)
 EARLY = 0.05
 #: Seconds a drain waits for the last message past its due moment (plus two leases).
 DRAIN_WINDOW = 10.0
+#: The share of messages a drain rejects instead of acknowledging (with ``reject``).
+DRAIN_REJECTS = 0.25
 #: Seconds a new consumer listens after a restart, for settled messages coming back.
 RESTART_QUIET = 1.5
 
@@ -353,6 +355,17 @@ class BrokerModel:
         elif how == "ack":
             await settle(item)
 
+    def _final_settlement(self) -> str:
+        """How a drain settles a message: acknowledged, or now and then rejected (with ``reject``).
+
+        Rejected messages are the ones a restart then checks for coming back.
+        """
+        if not self.acks:
+            return "finish"
+        if self.reject and self.round.random.random() < DRAIN_REJECTS:
+            return "reject"
+        return "ack"
+
     async def _pause(self, a: float, b: float, c: float) -> None:
         seconds = (0.05, 0.2, 0.5)[int(a * 3)]
         self.round.log(f"pause {seconds} s")
@@ -375,7 +388,7 @@ class BrokerModel:
             for consumer in self.consumers:
                 for sent, _ in list(consumer.held):
                     if id(sent) not in consumer.slow:
-                        await self._settle(consumer, sent, "ack" if self.acks else "finish")
+                        await self._settle(consumer, sent, self._final_settlement())
             self._check()
             self._check_came_back(started)
             if time.monotonic() > deadline:
