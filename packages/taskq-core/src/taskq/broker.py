@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 from typing_extensions import ParamSpec, Self
@@ -22,7 +22,11 @@ from taskq.control.limits import TaskLimits
 from taskq.decor import AsyncTaskiqDecoratedTask
 from taskq.event_recorder import DEFAULT_MAX_MESSAGE_BYTES, EventRecorder
 from taskq.events import EventHandler, TaskiqEvents
-from taskq.exceptions import CancellationUnavailableError, InspectUnsupportedError
+from taskq.exceptions import (
+    BatchSendError,
+    CancellationUnavailableError,
+    InspectUnsupportedError,
+)
 from taskq.formatters import ProxyFormatter
 from taskq.result_backends import DummyResultBackend
 from taskq.serializers.json import JSONSerializer
@@ -101,6 +105,26 @@ class AsyncBroker(ABC):
     @abstractmethod
     async def kick(self, message: BrokerMessage) -> None:
         """Send ``message.message`` (bytes, delivered byte for byte) to the queue."""
+
+    async def kick_many(self, messages: Sequence[BrokerMessage]) -> None:
+        """Send a batch of messages, each as `kick` sends one.
+
+        This default kicks them one by one; a broker that declares ``Capability.BATCH_SEND``
+        overrides it to send the batch in one round trip.
+
+        Raises:
+            BatchSendError: A message could not be sent; the error names the task ids of those
+                that were (``sent_ids``) and of the rest (``unsent_ids``).
+        """
+        for n, message in enumerate(messages):
+            try:
+                await self.kick(message)
+            except Exception as exc:
+                raise BatchSendError.of(
+                    [m.task_id for m in messages[:n]],
+                    [m.task_id for m in messages[n:]],
+                    f"{type(exc).__name__}: {exc}",
+                ) from exc
 
     @abstractmethod
     def listen(self) -> AsyncGenerator[bytes | AckableMessage, None]:

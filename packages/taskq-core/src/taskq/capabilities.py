@@ -10,7 +10,8 @@ class Capability(str, enum.Enum):
 
     Brokers: ``ACKS``, ``REJECT``, ``REDELIVERY``, ``DELAY``, ``PRIORITY``, ``LOAD_BALANCING``,
     ``CROSS_PROCESS``, ``INSPECT``, ``CANCEL`` (its instances come with a cancellation store
-    that reaches its workers: ``broker.cancel`` works out of the box). Result backends:
+    that reaches its workers: ``broker.cancel`` works out of the box), ``BATCH_SEND``
+    (`kick_many` sends a batch in one round trip, not one message at a time). Result backends:
     ``PROGRESS``, ``TTL``, ``NOTIFY``, ``CROSS_PROCESS``.
     Schedule sources: ``DYNAMIC``, ``PERSISTENT``.
     """
@@ -29,6 +30,7 @@ class Capability(str, enum.Enum):
     DYNAMIC = "dynamic"
     PERSISTENT = "persistent"
     CANCEL = "cancel"
+    BATCH_SEND = "batch_send"
 
     def __str__(self) -> str:
         return self.value

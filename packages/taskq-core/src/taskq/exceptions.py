@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 
@@ -64,6 +65,33 @@ class SendTaskError(BrokerError):
     """The broker could not send a task."""
 
     __template__ = "the task could not be sent to the broker"
+
+
+class BatchSendError(SendTaskError):
+    """A batch of messages failed part-way: some of them were sent, the rest perhaps not.
+
+    ``sent_ids`` holds the task ids of the messages known to be sent (in batch order),
+    ``unsent_ids`` the others: not sent, or sent without the broker knowing it (a connection
+    lost before the broker confirmed). The cause is chained as ``__cause__``.
+    """
+
+    __template__ = "{sent} of the batch's {total} messages were sent before it failed: {reason}"
+    sent_ids: tuple[str, ...] = ()
+    unsent_ids: tuple[str, ...] = ()
+    sent: int = 0
+    total: int = 0
+    reason: str = ""
+
+    @classmethod
+    def of(cls, sent_ids: Sequence[str], unsent_ids: Sequence[str], reason: str) -> BatchSendError:
+        """The error for a batch whose messages ``sent_ids`` were sent and ``unsent_ids`` not."""
+        return cls(
+            sent_ids=tuple(sent_ids),
+            unsent_ids=tuple(unsent_ids),
+            sent=len(sent_ids),
+            total=len(sent_ids) + len(unsent_ids),
+            reason=reason,
+        )
 
 
 class SharedBrokerSendTaskError(SendTaskError):
