@@ -295,7 +295,13 @@ async def send_task(
             broker, uniqueness, task_name, labels, args, kwargs, return_type, task_id
         )
     broker = broker.target_broker()
-    message, broker_message = await _prepare(broker, task_name, labels, args, kwargs, task_id)
+    message = TaskiqMessage(
+        task_id or broker.id_generator(), task_name, dict(labels), list(args), kwargs
+    )
+    hooks = broker.middleware_hooks
+    if hooks["pre_send"]:  # the hooks' coroutine only when there are hooks: the hot path
+        message = await _run_pre_send(hooks["pre_send"], message)
+    broker_message = _encode(broker, message)
     sent_at = time.time()  # before the kick: a worker may receive the task before it returns
     try:
         await broker.kick(broker_message)
@@ -304,7 +310,8 @@ async def send_task(
     except Exception as exc:
         raise SendTaskError(f"{type(broker).__name__} could not send: {exc!r}") from exc
     _record_sent(broker, broker_message, sent_at)
-    await _run_post_send(broker, message)
+    if hooks["post_send"]:
+        await _run_post_send(hooks["post_send"], message)
     return AsyncTaskiqTask(message.task_id, broker.result_backend, return_type, broker)
 
 
@@ -378,6 +385,7 @@ class _Chunk:
         self.uniqueness = uniqueness
         self.return_type = return_type
         self.broker_messages: list[BrokerMessage] = []
+        self.pre_send = broker.middleware_hooks["pre_send"]
         self.post_send = broker.middleware_hooks["post_send"]
         self.messages: list[TaskiqMessage] = []  # for the post_send hooks, if any
         self.claimed: dict[str, str] = {}  # task id -> the unique key it holds
@@ -402,9 +410,11 @@ class _Chunk:
                 return AsyncTaskiqTask(holder, broker.result_backend, self.return_type, broker)
             self.claimed[task_id] = key
             labels = {**labels, UNIQUE_LABEL: key}
-        message, broker_message = await _prepare(
-            broker, self.task_name, labels, call.args, dict(call.kwargs), task_id
-        )
+        args, kwargs = list(call.args), dict(call.kwargs)
+        message = TaskiqMessage(task_id, self.task_name, dict(labels), args, kwargs)
+        if self.pre_send:
+            message = await _run_pre_send(self.pre_send, message)
+        broker_message = _encode(broker, message)
         self.broker_messages.append(broker_message)
         if self.post_send:
             self.messages.append(message)
@@ -444,7 +454,7 @@ class _Chunk:
             if sent is None or broker_message.task_id in sent:
                 _record_sent(broker, broker_message, sent_at)
                 if self.messages:
-                    await _run_post_send(broker, self.messages[n])
+                    await _run_post_send(self.post_send, self.messages[n])
                 ids.append(broker_message.task_id)
         return ids
 
@@ -462,23 +472,17 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-async def _prepare(
-    broker: AsyncBroker,
-    task_name: str,
-    labels: dict[str, Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    task_id: str | None,
-) -> tuple[TaskiqMessage, BrokerMessage]:
-    """Build the message, run the ``pre_send`` hooks, check its labels and encode it."""
-    message = TaskiqMessage(
-        task_id or broker.id_generator(), task_name, dict(labels), list(args), kwargs
-    )
-    for hook in broker.middleware_hooks["pre_send"]:
+async def _run_pre_send(hooks: list[Any], message: TaskiqMessage) -> TaskiqMessage:
+    for hook in hooks:
         message = await maybe_await(hook(message))
+    return message
+
+
+def _encode(broker: AsyncBroker, message: TaskiqMessage) -> BrokerMessage:
+    """Check the labels of ``message`` (as the ``pre_send`` hooks left them) and encode it."""
     if message.labels:
         _check_labels(broker, message.labels)
-    return message, broker.formatter.dumps(message)
+    return broker.formatter.dumps(message)
 
 
 def _record_sent(broker: AsyncBroker, broker_message: BrokerMessage, sent_at: float) -> None:
@@ -490,8 +494,8 @@ def _record_sent(broker: AsyncBroker, broker_message: BrokerMessage, sent_at: fl
         )
 
 
-async def _run_post_send(broker: AsyncBroker, message: TaskiqMessage) -> None:
-    for hook in broker.middleware_hooks["post_send"]:
+async def _run_post_send(hooks: list[Any], message: TaskiqMessage) -> None:
+    for hook in hooks:
         await maybe_await(hook(message))
 
 
