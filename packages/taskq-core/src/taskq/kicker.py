@@ -175,9 +175,10 @@ class AsyncKicker(Generic[_Params, _ReturnType]):
         With ``with_unique``, each call claims its key as `kiq` would: a call whose key is
         held sends nothing and gets the holder's handle. An empty ``calls`` sends nothing.
 
-        Raises what `kiq` raises, as long as nothing was sent; once a chunk was sent, any
-        failure raises `BatchSendError`, naming the sent tasks (``sent_ids``); the calls after
-        the failing chunk are not sent. `ValueError` after ``with_task_id`` (one id cannot
+        Building the messages raises what `kiq` raises, as long as nothing was sent; the
+        broker failing to send, and any failure once a chunk was sent, raises
+        `BatchSendError`, naming the sent tasks (``sent_ids``); the calls after the failing
+        chunk are not sent. `ValueError` after ``with_task_id`` (one id cannot
         name many tasks: give each call its id with `TaskCall.with_task_id`) or for a
         ``chunk_size`` below 1.
         """
