@@ -243,10 +243,12 @@ async def test_shared_tasks_are_sent_through_the_default_broker(broker):
     async_shared_broker.default_broker(broker)
     try:
         handles = await shared.kiq_many([shared.call(1), shared.call(2)])
+        raw = broker.formatter.dumps(TaskiqMessage("raw", shared.task_name))
+        await async_shared_broker.kick_many([raw])  # forwarded as one batch
     finally:
         async_shared_broker._default_broker = None
-    assert [m.task_id for m in broker.sent_messages()] == [h.task_id for h in handles]
-    assert broker.batches == [2]
+    assert [m.task_id for m in broker.sent_messages()] == [h.task_id for h in handles] + ["raw"]
+    assert broker.batches == [2, 1]
 
 
 async def test_unique_calls_claim_their_keys_and_held_ones_get_the_holders_handle():
