@@ -84,6 +84,13 @@ class DuplicatesOneMessage(InMemoryBroker):
         await super().kick(message)
 
 
+class RepeatsTheLastOfABatch(InMemoryBroker):
+    """Defect: `kick_many` queues the last message of each batch twice (a retried last write)."""
+
+    async def kick_many(self, messages: Sequence[BrokerMessage]) -> None:
+        await super().kick_many([*messages, *messages[-1:]])
+
+
 class ManglesNonUtf8Bytes(InMemoryBroker):
     """Defect: message bytes go through a text round trip that replaces invalid UTF-8."""
 
@@ -847,6 +854,10 @@ def make_dropping_broker() -> InMemoryBroker:
 
 def make_duplicating_broker() -> InMemoryBroker:
     return DuplicatesOneMessage()
+
+
+def make_batch_repeating_broker() -> InMemoryBroker:
+    return RepeatsTheLastOfABatch()
 
 
 def make_mangling_broker() -> InMemoryBroker:

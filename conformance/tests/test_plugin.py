@@ -137,7 +137,7 @@ def test_the_report_is_written_as_json(pytester: pytest.Pytester):
     report = json.loads((pytester.path / "report.json").read_text())
     assert report["targets"] == {"broker": BROKER, "result_backend": BACKEND}
     assert report["declared"] == {
-        "broker": ["cancel", "delay", "inspect", "load_balancing", "priority"],
+        "broker": ["batch_send", "cancel", "delay", "inspect", "load_balancing", "priority"],
         "result_backend": ["notify", "progress", "ttl"],
     }
     assert report["capabilities"] == {

@@ -320,10 +320,19 @@ async def test_delay(taskq_new_broker: NewBroker, taskq_settings: Settings) -> N
 
 @pytest.mark.taskq_requires(Capability.PRIORITY)
 async def test_priority_under_a_backlog(taskq_new_broker: NewBroker) -> None:
+    await _priority_under_a_backlog(taskq_new_broker, batch=False)
+
+
+async def _priority_under_a_backlog(new_broker: NewBroker, *, batch: bool) -> None:
+    """A backlog sent one by one (or in one `kick_many`) comes out highest priority first."""
     priorities = [0, 3, 1, 9, 0, 5, 3, 9, 1, 5]
-    async with taskq_new_broker() as broker:
-        for n, priority in enumerate(priorities):
-            await broker.kick(raw_message(b"%d" % n, priority=priority))
+    async with new_broker() as broker:
+        messages = [raw_message(b"%d" % n, priority=p) for n, p in enumerate(priorities)]
+        if batch:
+            await broker.kick_many(messages)
+        else:
+            for message in messages:
+                await broker.kick(message)
         await asyncio.sleep(QUIET_PERIOD)
         received = []
         async for item in broker.listen():
@@ -334,6 +343,71 @@ async def test_priority_under_a_backlog(taskq_new_broker: NewBroker) -> None:
         assert received == sorted(priorities, reverse=True), (
             f"a backlog was delivered in the priority order {received}, not highest first"
         )
+
+
+# -- batch sending ---------------------------------------------------------------------------
+
+#: Messages of the batch the ``batch_send`` checks send in one `kick_many`.
+BATCH_SIZE = 300
+
+
+def batch_body(n: int) -> bytes:
+    """The distinct body of the ``n``-th message of a batch (not UTF-8, some of it)."""
+    return b"%d:" % n + bytes(range(n % 7 * 40))
+
+
+@pytest.mark.taskq_requires(Capability.BATCH_SEND)
+async def test_batch_send_delivers_each_message_once(taskq_new_broker: NewBroker) -> None:
+    async with taskq_new_broker() as broker, inbox(broker) as box:
+        await broker.kick_many([raw_message(batch_body(n)) for n in range(BATCH_SIZE)])
+        received = await box.take(BATCH_SIZE, hint="kick_many lost messages of its batch")
+        for item in received:
+            await settle(item)
+        bodies = sorted(payload(item) for item in received)
+        expected = sorted(batch_body(n) for n in range(BATCH_SIZE))
+        changed = len(set(bodies) - set(expected))
+        assert not changed, f"{changed} messages of a kick_many batch changed in transit"
+        assert bodies == expected, "kick_many delivered some messages twice and lost others"
+        extra = await box.next()
+        assert extra is None, f"a message of the batch came again: {payload(extra)[:40]!r}"
+
+
+@pytest.mark.taskq_requires(Capability.BATCH_SEND)
+async def test_batch_send_of_nothing_sends_nothing(taskq_new_broker: NewBroker) -> None:
+    marker = uuid.uuid4().hex.encode()
+    async with taskq_new_broker() as broker, inbox(broker) as box:
+        await broker.kick_many([])
+        await broker.kick(raw_message(marker))
+        (item,) = await box.take(1)
+        await settle(item)
+        assert payload(item) == marker, f"kick_many([]) sent {payload(item)[:40]!r}"
+        extra = await box.next()
+        assert extra is None, f"kick_many([]) sent {payload(extra)[:40]!r}"
+
+
+@pytest.mark.taskq_requires(Capability.BATCH_SEND)  # the category: listed last, so on top
+@pytest.mark.taskq_requires(Capability.DELAY)
+async def test_batch_send_honours_delay(taskq_new_broker: NewBroker) -> None:
+    delay = 1.0
+    async with taskq_new_broker() as broker, inbox(broker) as box:
+        sent_at = time.monotonic()
+        await broker.kick_many([raw_message(b"later", delay=delay), raw_message(b"now")])
+        (first,) = await box.take(1)
+        await settle(first)
+        assert payload(first) == b"now", "the delayed message of a batch came before the other"
+        (second,) = await box.take(1)
+        await settle(second)
+        elapsed = time.monotonic() - sent_at
+        assert payload(second) == b"later"
+        assert elapsed >= delay * 0.9, (
+            f"a message of a batch delayed {delay} s was delivered after {elapsed:.2f} s"
+        )
+
+
+@pytest.mark.taskq_requires(Capability.BATCH_SEND)
+@pytest.mark.taskq_requires(Capability.PRIORITY)
+async def test_batch_send_honours_priority(taskq_new_broker: NewBroker) -> None:
+    await _priority_under_a_backlog(taskq_new_broker, batch=True)
 
 
 @pytest.mark.taskq_requires(Capability.LOAD_BALANCING)

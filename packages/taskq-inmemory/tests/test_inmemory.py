@@ -8,11 +8,14 @@ import time
 import pytest
 
 from taskq import (
+    BatchSendError,
+    BrokerMessage,
     Capability,
     ProgressTracker,
     ResultGetError,
     TaskiqDepends,
     TaskiqEvents,
+    TaskiqMessage,
     TaskiqResult,
     TaskProgress,
     TaskState,
@@ -88,6 +91,71 @@ async def test_priority_label_runs_higher_first_under_a_backlog():
     await broker.wait_all()
     await broker.shutdown()
     assert order == [2, 1, 3, 0]
+
+
+async def test_kiq_many_runs_every_call_and_returns_the_handles_in_order(broker):
+    @broker.task
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    @broker.task
+    def mul(a: int, b: int) -> int:
+        return a * b
+
+    added = await add.kiq_many((add.call(n, b=1) for n in range(50)), chunk_size=7)
+    multiplied = (
+        await mul.kicker().with_labels(priority=2).kiq_many([mul.call(n, 3) for n in (1, 2)])
+    )
+    assert [(await t.wait_result()).return_value for t in added] == [n + 1 for n in range(50)]
+    assert [(await t.wait_result()).return_value for t in multiplied] == [3, 6]
+    assert Capability.BATCH_SEND in broker.capabilities
+
+
+async def test_kick_many_honours_priority_and_delay_under_a_backlog():
+    broker = InMemoryBroker(max_async_tasks=1)
+    order: list[int] = []
+
+    @broker.task
+    async def job(n: int) -> None:
+        order.append(n)
+        await asyncio.sleep(0)
+
+    def message(n: int, **labels: object) -> BrokerMessage:
+        return broker.formatter.dumps(TaskiqMessage(str(n), job.task_name, dict(labels), [n]))
+
+    await broker.startup()
+    await broker.kick_many(
+        [message(0), message(1, priority=1), message(2, delay=0.05), message(3, priority=5)]
+    )
+    await broker.wait_all()
+    await broker.shutdown()
+    assert order == [3, 1, 0, 2]
+
+
+async def test_kick_many_of_an_unknown_task_sends_nothing(broker):
+    known = broker.formatter.dumps(TaskiqMessage("a", "known"))
+    unknown = broker.formatter.dumps(TaskiqMessage("b", "nobody:registered"))
+    broker.register_task(lambda: None, "known")
+    with pytest.raises(BatchSendError) as caught:
+        await broker.kick_many([known, unknown])
+    assert caught.value.sent_ids == ()
+    assert caught.value.unsent_ids == ("a", "b")
+    assert isinstance(caught.value.__cause__, UnknownTaskError)
+    assert len(broker.queue) == 0
+
+
+async def test_kiq_many_with_await_inplace_runs_each_before_returning():
+    broker = InMemoryBroker(await_inplace=True)
+    ran: list[int] = []
+
+    @broker.task
+    async def job(n: int) -> None:
+        ran.append(n)
+
+    async with broker:
+        tasks = await job.kiq_many([job.call(1), job.call(2)])
+        assert ran == [1, 2]
+        assert all([await task.is_ready() for task in tasks])
 
 
 async def test_wait_all_waits_for_queued_running_and_delayed_messages(broker):

@@ -67,3 +67,20 @@ async def test_close_lets_waiters_go_and_counts_dropped_delayed_messages() -> No
     queue.put(b"later", delay=60)
     assert queue.close() == 1
     assert await asyncio.wait_for(getting, 1) is None
+
+
+async def test_put_many_keeps_the_order_priorities_and_delays_of_single_puts() -> None:
+    queue = MessageQueue()
+    queue.put_many([(b"a", 0, 0.0), (b"b", 5, 0.0), (b"late", 9, 0.01), (b"c", 0, 0.0)])
+    assert (queue.ready, queue.delayed) == (3, 1)
+    assert drain(queue) == [b"b", b"a", b"c"]
+    assert await asyncio.wait_for(queue.get(), 1) == b"late"
+
+
+async def test_put_many_wakes_a_waiting_consumer_per_available_message() -> None:
+    queue = MessageQueue()
+    getters = [asyncio.create_task(queue.get()) for _ in range(3)]
+    await asyncio.sleep(0)
+    queue.put_many([(b"x", 0, 0.0), (b"y", 0, 0.0), (b"z", 0, 0.01)])
+    got = await asyncio.wait_for(asyncio.gather(*getters), 1)
+    assert sorted(got) == [b"x", b"y", b"z"]

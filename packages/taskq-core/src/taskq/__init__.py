@@ -23,6 +23,7 @@ from taskq.created_schedule import CreatedSchedule
 from taskq.decor import AsyncTaskiqDecoratedTask
 from taskq.events import TaskiqEvents
 from taskq.exceptions import (
+    BatchSendError,
     BrokerError,
     CancellationUnavailableError,
     InvalidLabelError,
@@ -67,6 +68,7 @@ from taskq.scheduled_task import CronSpec, ScheduledTask
 from taskq.shared_broker import async_shared_broker
 from taskq.state import TaskiqState
 from taskq.task import AsyncTaskiqTask
+from taskq.task_call import TaskCall
 
 if TYPE_CHECKING:
     from taskiq_dependencies import Depends as TaskiqDepends
@@ -99,6 +101,7 @@ __all__ = [  # noqa: RUF022 - grouped by concept
     "AsyncKicker",
     "AsyncTaskiqDecoratedTask",
     "AsyncTaskiqTask",
+    "TaskCall",
     "BrokerMessage",
     "TaskiqMessage",
     "AckableMessage",
@@ -159,6 +162,7 @@ __all__ = [  # noqa: RUF022 - grouped by concept
     "ScheduledTaskCancelledError",
     "SecurityError",
     "SendTaskError",
+    "BatchSendError",
     "SerializationError",
     "SharedBrokerListenError",
     "SharedBrokerSendTaskError",

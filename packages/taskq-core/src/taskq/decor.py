@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 import typing
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
-from taskq.kicker import AsyncKicker, send_task
+from taskq.kicker import DEFAULT_CHUNK_SIZE, AsyncKicker, send_many, send_task
+from taskq.task_call import TaskCall
 
 if TYPE_CHECKING:
     from datetime import datetime, timedelta
@@ -90,6 +91,42 @@ class AsyncTaskiqDecoratedTask(Generic[_Params, _ReturnType]):
         if return_type is _UNKNOWN:
             return_type = self.return_type
         return send_task(self.broker, self.task_name, self.labels, args, kwargs, return_type)
+
+    def call(self, *args: _Params.args, **kwargs: _Params.kwargs) -> TaskCall[_Params]:
+        """The arguments of one call of this task, for `kiq_many` (nothing is sent here)."""
+        return TaskCall(args, kwargs)
+
+    @overload
+    async def kiq_many(
+        self: AsyncTaskiqDecoratedTask[_Params, Coroutine[Any, Any, _Value]],
+        calls: Iterable[TaskCall[_Params]],
+        *,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> list[AsyncTaskiqTask[_Value]]: ...
+
+    @overload
+    async def kiq_many(
+        self: AsyncTaskiqDecoratedTask[_Params, _Value],
+        calls: Iterable[TaskCall[_Params]],
+        *,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> list[AsyncTaskiqTask[_Value]]: ...
+
+    async def kiq_many(self, calls: Any, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Any:
+        """Send one task per call (``task.call(...)``); return their handles, in order.
+
+        ``await task.kiq_many(task.call(n) for n in range(100))``: the messages reach the
+        broker ``chunk_size`` at a time, each chunk in one `AsyncBroker.kick_many` (see
+        `AsyncKicker.kiq_many`, which also takes the kicker's labels).
+        """
+        return await send_many(
+            self.broker,
+            self.task_name,
+            self.labels,
+            calls,
+            self.return_type,
+            chunk_size=chunk_size,
+        )
 
     def kicker(self) -> AsyncKicker[_Params, _ReturnType]:
         """Return a kicker to send this task with extra labels, a task id or another broker."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
@@ -16,19 +16,23 @@ from taskq.control.unique import (
     DEFAULT_UNIQUE_TTL_S,
     UNIQUE_TTL_LABEL,
     Uniqueness,
+    claim_key,
+    release_quietly,
     send_unique,
 )
 from taskq.created_schedule import CreatedSchedule
 from taskq.exceptions import (
+    BatchSendError,
     SendTaskError,
     TaskiqError,
     UnknownTaskError,
     UnsupportedCapabilityError,
 )
-from taskq.labels import check_labels
-from taskq.message import TaskiqMessage
+from taskq.labels import UNIQUE_LABEL, check_labels
+from taskq.message import BrokerMessage, TaskiqMessage
 from taskq.scheduled_task import CronSpec, ScheduledTask
 from taskq.task import AsyncTaskiqTask
+from taskq.task_call import TaskCall
 
 if TYPE_CHECKING:
     from taskq.abc.schedule_source import ScheduleSource
@@ -37,6 +41,9 @@ if TYPE_CHECKING:
 _Params = ParamSpec("_Params")
 _ReturnType = TypeVar("_ReturnType")
 _Value = TypeVar("_Value")
+
+#: Messages `kiq_many` hands to the broker's `kick_many` at once, unless told otherwise.
+DEFAULT_CHUNK_SIZE = 1000
 
 
 class AsyncKicker(Generic[_Params, _ReturnType]):
@@ -143,6 +150,53 @@ class AsyncKicker(Generic[_Params, _ReturnType]):
             self.custom_task_id,
         )
 
+    @overload
+    async def kiq_many(
+        self: AsyncKicker[_Params, Coroutine[Any, Any, _Value]],
+        calls: Iterable[TaskCall[_Params]],
+        *,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> list[AsyncTaskiqTask[_Value]]: ...
+
+    @overload
+    async def kiq_many(
+        self: AsyncKicker[_Params, _Value],
+        calls: Iterable[TaskCall[_Params]],
+        *,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> list[AsyncTaskiqTask[_Value]]: ...
+
+    async def kiq_many(self, calls: Any, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Any:
+        """Send one task per call (``task.call(...)``); return their handles, in order.
+
+        Each message gets this kicker's labels, broker and uniqueness. The messages reach the
+        broker ``chunk_size`` at a time, each chunk in one `AsyncBroker.kick_many` (one round
+        trip on a broker declaring ``batch_send``); the send middlewares see every message.
+        With ``with_unique``, each call claims its key as `kiq` would: a call whose key is
+        held sends nothing and gets the holder's handle. An empty ``calls`` sends nothing.
+
+        Building the messages raises what `kiq` raises, as long as nothing was sent; the
+        broker failing to send, and any failure once a chunk was sent, raises
+        `BatchSendError`, naming the sent tasks (``sent_ids``); the calls after the failing
+        chunk are not sent. `ValueError` after ``with_task_id`` (one id cannot
+        name many tasks: give each call its id with `TaskCall.with_task_id`) or for a
+        ``chunk_size`` below 1.
+        """
+        if self.custom_task_id is not None:
+            raise ValueError(
+                "with_task_id names one task, kiq_many sends many: give each call its own id "
+                "with task.call(...).with_task_id(...)"
+            )
+        return await send_many(
+            self.broker,
+            self.task_name,
+            self.labels,
+            calls,
+            self.return_type,
+            chunk_size=chunk_size,
+            uniqueness=self.uniqueness,
+        )
+
     async def schedule_by_cron(
         self,
         source: ScheduleSource,
@@ -246,12 +300,9 @@ async def send_task(
         task_id or broker.id_generator(), task_name, dict(labels), list(args), kwargs
     )
     hooks = broker.middleware_hooks
-    for hook in hooks["pre_send"]:
-        message = await maybe_await(hook(message))
-    if message.labels:
-        _check_labels(broker, message.labels)
-    broker_message = broker.formatter.dumps(message)
-    recorder = broker.event_recorder
+    if hooks["pre_send"]:  # the hooks' coroutine only when there are hooks: the hot path
+        message = await _run_pre_send(hooks["pre_send"], message)
+    broker_message = _encode(broker, message)
     sent_at = time.time()  # before the kick: a worker may receive the task before it returns
     try:
         await broker.kick(broker_message)
@@ -259,11 +310,194 @@ async def send_task(
         raise
     except Exception as exc:
         raise SendTaskError(f"{type(broker).__name__} could not send: {exc!r}") from exc
-    if recorder is not None:
-        recorder.record_sent(message.task_id, message.task_name, sent_at, broker_message.message)
-    for hook in hooks["post_send"]:
-        await maybe_await(hook(message))
+    _record_sent(broker, broker_message, sent_at)
+    if hooks["post_send"]:
+        await _run_post_send(hooks["post_send"], message)
     return AsyncTaskiqTask(message.task_id, broker.result_backend, return_type, broker)
+
+
+async def send_many(
+    broker: AsyncBroker,
+    task_name: str,
+    labels: dict[str, Any],
+    calls: Iterable[TaskCall[...]],
+    return_type: Any = None,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    uniqueness: Uniqueness | None = None,
+) -> list[AsyncTaskiqTask[Any]]:
+    """Send one task per call, ``chunk_size`` messages per `AsyncBroker.kick_many`.
+
+    Each message goes through the send middlewares and the label checks as `send_task`'s
+    does; the handles come back in the order of ``calls``. With ``uniqueness``, each call
+    claims its key first (see `taskq.control.unique`): a call whose key is held sends
+    nothing and gets the holder's handle. ``calls`` is read as the chunks fill up, so a
+    generator of a million calls is never held at once.
+
+    Raises:
+        ValueError: ``chunk_size`` is below 1.
+        TypeError: an item of ``calls`` is not a `TaskCall`.
+        BatchSendError: some messages were sent, then one failed: the error names the sent
+            tasks (``sent_ids``, over the whole call) and those of the failing chunk that were
+            not (``unsent_ids``); the calls after that chunk were not sent.
+    """
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive number of messages, got {chunk_size!r}")
+    if uniqueness is None and UNIQUE_TTL_LABEL in labels:
+        labels = dict(labels)
+        uniqueness = Uniqueness.take_from(labels)
+    broker = broker.target_broker()
+    handles: list[AsyncTaskiqTask[Any]] = []
+    sent_ids: list[str] = []
+    chunk = _Chunk(broker, task_name, labels, uniqueness, return_type)
+    for call in calls:
+        try:
+            handles.append(await chunk.add(call))
+        except Exception as exc:
+            await chunk.release_claims(chunk.task_ids)
+            if not sent_ids:
+                raise  # nothing was sent: the error kiq would raise
+            raise BatchSendError.of(sent_ids, chunk.task_ids, _reason(exc)) from exc
+        if len(chunk.broker_messages) >= chunk_size:
+            await chunk.send(sent_ids)
+            chunk = _Chunk(broker, task_name, labels, uniqueness, return_type)
+    await chunk.send(sent_ids)
+    return handles
+
+
+class _Chunk:
+    """The messages of one `kick_many` of `send_many`, built one call at a time.
+
+    Only what the kick and the after-send steps need is kept: the decoded messages only when
+    ``post_send`` hooks will see them.
+    """
+
+    def __init__(
+        self,
+        broker: AsyncBroker,
+        task_name: str,
+        labels: dict[str, Any],
+        uniqueness: Uniqueness | None,
+        return_type: Any,
+    ) -> None:
+        self.broker = broker
+        self.task_name = task_name
+        self.labels = labels
+        self.uniqueness = uniqueness
+        self.return_type = return_type
+        self.broker_messages: list[BrokerMessage] = []
+        self.pre_send = broker.middleware_hooks["pre_send"]
+        self.post_send = broker.middleware_hooks["post_send"]
+        self.messages: list[TaskiqMessage] = []  # for the post_send hooks, if any
+        self.claimed: dict[str, str] = {}  # task id -> the unique key it holds
+
+    @property
+    def task_ids(self) -> list[str]:
+        """The ids of the chunk's messages, in call order."""
+        return [message.task_id for message in self.broker_messages]
+
+    async def add(self, call: TaskCall[...]) -> AsyncTaskiqTask[Any]:
+        """Build the message of ``call``; return its handle (a unique call's holder's, if held)."""
+        if not isinstance(call, TaskCall):
+            raise TypeError(f"kiq_many takes the values of task.call(...), got {call!r}")
+        broker = self.broker
+        task_id = call.task_id or broker.id_generator()
+        labels = self.labels
+        if self.uniqueness is not None:
+            key, holder = await claim_key(
+                broker, self.uniqueness, self.task_name, call.args, call.kwargs, task_id
+            )
+            if holder is not None:
+                return AsyncTaskiqTask(holder, broker.result_backend, self.return_type, broker)
+            self.claimed[task_id] = key
+            labels = {**labels, UNIQUE_LABEL: key}
+        args, kwargs = list(call.args), dict(call.kwargs)
+        message = TaskiqMessage(task_id, self.task_name, dict(labels), args, kwargs)
+        if self.pre_send:
+            message = await _run_pre_send(self.pre_send, message)
+        broker_message = _encode(broker, message)
+        self.broker_messages.append(broker_message)
+        if self.post_send:
+            self.messages.append(message)
+        return AsyncTaskiqTask(message.task_id, broker.result_backend, self.return_type, broker)
+
+    async def send(self, sent_ids: list[str]) -> None:
+        """Kick the chunk and run the after-send steps of each sent message.
+
+        ``sent_ids`` (the tasks sent before this chunk) gets the ids of this chunk's sent ones.
+
+        Raises:
+            BatchSendError: not every message was sent; ``sent_ids`` names those sent so far,
+                ``unsent_ids`` this chunk's others.
+        """
+        if not self.broker_messages:
+            return
+        sent_at = time.time()  # before the kick: a worker may receive a task before it returns
+        try:
+            await self.broker.kick_many(self.broker_messages)
+        except Exception as exc:
+            sent = set(exc.sent_ids) if isinstance(exc, BatchSendError) else set()
+            sent_ids.extend(await self._after_send(sent, sent_at))
+            unsent = [m.task_id for m in self.broker_messages if m.task_id not in sent]
+            await self.release_claims(unsent)
+            cause = exc.__cause__ if isinstance(exc, BatchSendError) and exc.__cause__ else exc
+            raise BatchSendError.of(sent_ids, unsent, _reason(exc)) from cause
+        sent_ids.extend(await self._after_send(None, sent_at))
+
+    async def _after_send(self, sent: set[str] | None, sent_at: float) -> list[str]:
+        """Record and hand to the post_send hooks the messages in ``sent`` (None: all).
+
+        Returns their ids, in call order.
+        """
+        broker = self.broker
+        ids = []
+        for n, broker_message in enumerate(self.broker_messages):
+            if sent is None or broker_message.task_id in sent:
+                _record_sent(broker, broker_message, sent_at)
+                if self.messages:
+                    await _run_post_send(self.post_send, self.messages[n])
+                ids.append(broker_message.task_id)
+        return ids
+
+    async def release_claims(self, task_ids: list[str]) -> None:
+        """Free the unique keys claimed for ``task_ids``, whose messages were not sent."""
+        for task_id in task_ids:
+            key = self.claimed.get(task_id)
+            if key is not None:
+                await release_quietly(self.broker, key, task_id)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, BatchSendError):
+        return exc.reason
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def _run_pre_send(hooks: list[Any], message: TaskiqMessage) -> TaskiqMessage:
+    for hook in hooks:
+        message = await maybe_await(hook(message))
+    return message
+
+
+def _encode(broker: AsyncBroker, message: TaskiqMessage) -> BrokerMessage:
+    """Check the labels of ``message`` (as the ``pre_send`` hooks left them) and encode it."""
+    if message.labels:
+        _check_labels(broker, message.labels)
+    return broker.formatter.dumps(message)
+
+
+def _record_sent(broker: AsyncBroker, broker_message: BrokerMessage, sent_at: float) -> None:
+    """Record the ``sent`` event of a sent message (if the broker records events)."""
+    recorder = broker.event_recorder
+    if recorder is not None:
+        recorder.record_sent(
+            broker_message.task_id, broker_message.task_name, sent_at, broker_message.message
+        )
+
+
+async def _run_post_send(hooks: list[Any], message: TaskiqMessage) -> None:
+    for hook in hooks:
+        await maybe_await(hook(message))
 
 
 def check_task_known(broker: AsyncBroker, task_name: str) -> None:

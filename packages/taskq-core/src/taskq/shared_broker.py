@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, TypeVar
 
 from typing_extensions import ParamSpec
@@ -53,6 +53,10 @@ class AsyncSharedBroker(AsyncBroker):
     async def kick(self, message: BrokerMessage) -> None:
         """Send through the default broker."""
         await self.target_broker().kick(message)
+
+    async def kick_many(self, messages: Sequence[BrokerMessage]) -> None:
+        """Send the batch through the default broker (in one round trip if it can)."""
+        await self.target_broker().kick_many(messages)
 
     def listen(self) -> AsyncGenerator[bytes | AckableMessage, None]:
         """Refuse: the shared broker only forwards."""

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import ClassVar
 
 from taskq import InMemoryCancellationStore
 from taskq.abc.broker import AsyncBroker
 from taskq.capabilities import Capability
 from taskq.events import TaskiqEvents
-from taskq.exceptions import UnknownTaskError
+from taskq.exceptions import BatchSendError, UnknownTaskError
 from taskq.inspection import ConsumerInfo, QueueInspection
 from taskq.labels import delay_seconds, priority_value
 from taskq.message import BrokerMessage
@@ -49,6 +49,7 @@ class InMemoryBroker(AsyncBroker):
             Capability.PRIORITY,
             Capability.LOAD_BALANCING,
             Capability.INSPECT,
+            Capability.BATCH_SEND,
         }
     )
 
@@ -79,9 +80,7 @@ class InMemoryBroker(AsyncBroker):
 
     async def kick(self, message: BrokerMessage) -> None:
         """Queue the message (or, with ``await_inplace``, run it before returning)."""
-        labels = message.labels
-        delay = delay_seconds(labels.get("delay")) if labels else 0.0
-        priority = priority_value(labels.get("priority")) if labels else 0
+        priority, delay = _placement(message)
         if not self.is_worker_process:
             if self.find_task(message.task_name) is None:
                 raise UnknownTaskError(task_name=message.task_name)
@@ -90,6 +89,28 @@ class InMemoryBroker(AsyncBroker):
                 return
             self._ensure_consumer()
         self.queue.put(message.message, priority, delay)
+
+    async def kick_many(self, messages: Sequence[BrokerMessage]) -> None:
+        """Queue the messages in order and wake the consumers once (all or none is queued).
+
+        With ``await_inplace``, each runs before the next is queued, as `kick` runs it.
+
+        Raises:
+            BatchSendError: a message names a task this broker does not know (outside worker
+                mode): none was sent.
+        """
+        if not self.is_worker_process:
+            if self.await_inplace:
+                await super().kick_many(messages)
+                return
+            for name in {message.task_name for message in messages}:
+                if self.find_task(name) is None:
+                    raise BatchSendError.of(
+                        [], [m.task_id for m in messages], f"no task is registered as {name!r}"
+                    ) from UnknownTaskError(task_name=name)
+            if messages:
+                self._ensure_consumer()
+        self.queue.put_many((message.message, *_placement(message)) for message in messages)
 
     async def listen(self) -> AsyncGenerator[bytes, None]:
         """Yield queued messages until the broker shuts down (then what is ready, then stop)."""
@@ -168,3 +189,11 @@ class InMemoryBroker(AsyncBroker):
             return
         self.queue.open()
         self._consumer = loop.create_task(self.receiver.listen())
+
+
+def _placement(message: BrokerMessage) -> tuple[int, float]:
+    """The priority and the delay (seconds) the labels of ``message`` ask for."""
+    labels = message.labels
+    if not labels:
+        return 0, 0.0
+    return priority_value(labels.get("priority")), delay_seconds(labels.get("delay"))

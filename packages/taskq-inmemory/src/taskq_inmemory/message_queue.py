@@ -8,6 +8,7 @@ import itertools
 import logging
 import time
 from collections import deque
+from collections.abc import Iterable
 
 logger = logging.getLogger("taskq.inmemory")
 
@@ -62,6 +63,30 @@ class MessageQueue:
             self._make_available(data, priority)
         if self._waiters:
             self._wake_one()
+
+    def put_many(self, messages: Iterable[tuple[bytes, int, float]]) -> None:
+        """Add ``(data, priority, delay)`` messages in order, as `put` adds each; wake once.
+
+        Waiting consumers are woken once for the batch: one per message available now.
+        """
+        if self._delayed:  # what fell due before these messages goes ahead of them
+            self._promote_due()
+        now = time.monotonic()
+        available = 0
+        for data, priority, delay in messages:
+            if delay > 0:
+                heapq.heappush(self._delayed, (now + delay, next(self._order), priority, data))
+            else:
+                self._make_available(data, priority)
+                available += 1
+        self._arm_timer()  # for the delayed ones, if a consumer waits
+        woken = 0
+        for waiter in self._waiters:
+            if woken == available:
+                break
+            if not waiter.done():
+                waiter.set_result(None)
+                woken += 1
 
     def get_nowait(self) -> bytes | None:
         """Take the next available message without waiting; None when none is available."""

@@ -139,10 +139,8 @@ async def send_unique(
     from taskq.kicker import send_task
 
     broker = broker.target_broker()
-    store = unique_store_of(broker)
-    key = uniqueness.key or default_key(task_name, args, kwargs)
     task_id = task_id or broker.id_generator()
-    holder = await store.claim(key, task_id, uniqueness.ttl_s)
+    key, holder = await claim_key(broker, uniqueness, task_name, args, kwargs, task_id)
     if holder is not None:
         return AsyncTaskiqTask(holder, broker.result_backend, return_type)
     try:
@@ -150,9 +148,31 @@ async def send_unique(
             broker, task_name, {**labels, UNIQUE_LABEL: key}, args, kwargs, return_type, task_id
         )
     except BaseException:
-        with contextlib.suppress(Exception):  # the send's error is the one to report
-            await store.release(key, task_id)
+        await release_quietly(broker, key, task_id)  # the send's error is the one to report
         raise
+
+
+async def claim_key(
+    broker: AsyncBroker,
+    uniqueness: Uniqueness,
+    task_name: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    task_id: str,
+) -> tuple[str, str | None]:
+    """Claim the call's key for ``task_id`` in ``broker``'s store.
+
+    Returns the key and the id of the task that already held it (None: ``task_id`` holds it
+    now, and its message must carry the key in `UNIQUE_LABEL`).
+    """
+    key = uniqueness.key or default_key(task_name, args, kwargs)
+    return key, await unique_store_of(broker).claim(key, task_id, uniqueness.ttl_s)
+
+
+async def release_quietly(broker: AsyncBroker, key: str, task_id: str) -> None:
+    """Free ``key`` claimed by ``task_id`` whose message was not sent; ignore a failure."""
+    with contextlib.suppress(Exception):
+        await unique_store_of(broker).release(key, task_id)
 
 
 @dataclass
