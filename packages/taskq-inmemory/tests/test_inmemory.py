@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 
 import pytest
@@ -355,3 +357,19 @@ def _all_expired(backend: InmemoryResultBackend) -> bool:
         deadline <= time.monotonic()
         for deadline in backend._expires_at[id(backend.results)].values()
     )
+
+
+def test_building_a_broker_leaves_dependency_injection_unimported() -> None:
+    """``taskq status`` builds the app's broker: that must not pay for taskiq-dependencies,
+    which imports FastAPI when it is installed (most of the command's start-up)."""
+    code = (
+        "import sys\n"
+        "from taskq_inmemory import InMemoryBroker\n"
+        "broker = InMemoryBroker()\n"
+        "@broker.task\n"
+        "async def add(a: int, b: int) -> int:\n"
+        "    return a + b\n"
+        "print(sorted(m for m in ('taskiq_dependencies', 'fastapi') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -6,13 +6,15 @@ import asyncio
 import math
 import time
 from collections import OrderedDict
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from taskq.abc.result_backend import DEFAULT_RESULT_TTL_S, AsyncResultBackend
 from taskq.capabilities import Capability
 from taskq.exceptions import ResultGetError
-from taskq.progress import TaskProgress
 from taskq.result import TaskiqResult
+
+if TYPE_CHECKING:
+    from taskq.progress import TaskProgress
 
 _ReturnType = TypeVar("_ReturnType")
 _Value = TypeVar("_Value")

@@ -84,6 +84,7 @@ local counts = cjson.decode(ARGV[8])
 local beats = cjson.decode(ARGV[9])
 local next_line = string.gmatch(ARGV[10], '[^\\n]+')
 local task_key = p .. ':task'
+local tasks_key = p .. ':tasks'
 local HEADER = '^([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\n]*)\\n'
 
 local function push(groups, key, a, b)
@@ -94,6 +95,22 @@ local function push(groups, key, a, b)
   end
   group[#group + 1] = a
   if b then group[#group + 1] = b end
+end
+
+-- Each distinct index key is made once per batch: most tasks of a batch share their keys.
+local keys = {}
+local function key_of(kind, value)
+  local by_value = keys[kind]
+  if not by_value then
+    by_value = {}
+    keys[kind] = by_value
+  end
+  local key = by_value[value]
+  if not key then
+    key = p .. kind .. value
+    by_value[value] = key
+  end
+  return key
 end
 
 local function apply(command, groups)
@@ -131,12 +148,12 @@ for i, task in ipairs(tasks) do
       latest = false
       t, kind, name_json, worker_json = last, old_kind, old_name, old_worker
     else
-      if old_kind ~= kind then push(removed, p .. ':state:' .. old_kind, id) end
+      if old_kind ~= kind then push(removed, key_of(':state:', old_kind), id) end
       if old_name ~= name_json then
-        push(removed, p .. ':name:' .. cjson.decode(old_name), id)
+        push(removed, key_of(':name:', cjson.decode(old_name)), id)
       end
       if old_worker ~= worker_json then
-        push(removed, p .. ':worker:' .. cjson.decode(old_worker), id)
+        push(removed, key_of(':worker:', cjson.decode(old_worker)), id)
       end
     end
   end
@@ -149,14 +166,14 @@ for i, task in ipairs(tasks) do
     end
   end
   if latest then
-    push(added, p .. ':tasks', t, id)
-    push(added, p .. ':state:' .. kind, t, id)
-    push(added, p .. ':name:' .. name, t, id)
-    push(added, p .. ':worker:' .. worker, t, id)
+    push(added, tasks_key, t, id)
+    push(added, key_of(':state:', kind), t, id)
+    push(added, key_of(':name:', name), t, id)
+    push(added, key_of(':worker:', worker), t, id)
   end
   values[#values + 1] = id
-  values[#values + 1] = table.concat(
-    {t, kind, name_json, worker_json, n, failure_seqs}, '\\t') .. '\\n' .. body
+  values[#values + 1] = t .. '\\t' .. kind .. '\\t' .. name_json .. '\\t' .. worker_json .. '\\t'
+    .. n .. '\\t' .. failure_seqs .. '\\n' .. body
 end
 for j = 1, #values, 1000 do
   redis.call('HSET', task_key, unpack(values, j, math.min(j + 999, #values)))
@@ -494,8 +511,8 @@ def _bytes_text(value: Any) -> str:
 
 
 #: One encoder for every write (``json.dumps`` with options makes one per call); a string is
-#: quoted directly.
-_json = json.JSONEncoder(separators=(",", ":"), default=_bytes_text).encode
+#: quoted directly. Rows hold no cycles: the check for them would cost a sixth of the encoding.
+_json = json.JSONEncoder(separators=(",", ":"), default=_bytes_text, check_circular=False).encode
 
 
 def _stored_row(row: Any) -> Any:

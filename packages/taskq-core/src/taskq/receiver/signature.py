@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import inspect
+import sys
 import typing
 from collections.abc import Callable
-from typing import Any
-
-from taskiq_dependencies import DependencyGraph
-from taskiq_dependencies.dependency import Dependency
+from typing import TYPE_CHECKING, Any
 
 from taskq.casting import cast_value
 from taskq.exceptions import TaskArgumentsError
+
+if TYPE_CHECKING:
+    from taskiq_dependencies import DependencyGraph
+
+#: The module defining taskiq-dependencies' ``Dependency``. It is imported only for a task that
+#: has dependencies: its package imports FastAPI when that is installed, which costs a command
+#: that merely builds a broker (``taskq status``) most of its start-up time.
+_DEPENDENCY_MODULE = "taskiq_dependencies.dependency"
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL)
 
@@ -46,7 +52,11 @@ class TaskSignature:
         plain = all(p.kind == inspect.Parameter.POSITIONAL_OR_KEYWORD for p in parameters)
         self._plain_names = [p.name for p in parameters] if plain else None
         self.dependency_names = frozenset(dependency_names)
-        self.graph = DependencyGraph(func) if dependency_names else None
+        self.graph: DependencyGraph | None = None
+        if dependency_names:
+            from taskiq_dependencies import DependencyGraph
+
+            self.graph = DependencyGraph(func)
 
     def bind(
         self, task_name: str, args: list[Any], kwargs: dict[str, Any]
@@ -110,10 +120,19 @@ def _type_hints(func: Callable[..., Any]) -> dict[str, Any]:
 
 
 def _is_dependency(parameter: inspect.Parameter, hint: Any) -> bool:
-    if isinstance(parameter.default, Dependency):
+    """Whether ``parameter`` is filled by dependency injection (``= TaskiqDepends()``).
+
+    A `Dependency` exists only once its module is imported (``TaskiqDepends`` imports it): until
+    then no parameter can be one, and the check imports nothing.
+    """
+    module = sys.modules.get(_DEPENDENCY_MODULE)
+    if module is None:
+        return False
+    dependency = module.Dependency
+    if isinstance(parameter.default, dependency):
         return True
     metadata = getattr(hint, "__metadata__", ())
-    return any(isinstance(item, Dependency) for item in metadata)
+    return any(isinstance(item, dependency) for item in metadata)
 
 
 def _is_async(func: Callable[..., Any]) -> bool:
