@@ -21,12 +21,17 @@ class CancelToken:
     decides itself when to stop (Python cannot stop a thread).
     """
 
-    __slots__ = ("_cancelled_it", "_running", "reason", "task_id")
+    __slots__ = ("_cancelled_it", "_loop", "_running", "reason", "task_id")
 
-    def __init__(self, task_id: str) -> None:
-        """A token for the run of ``task_id``, not cancelled yet."""
+    def __init__(self, task_id: str, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """A token for the run of ``task_id``, not cancelled yet.
+
+        ``loop``, the loop the run will be awaited on, spares `run` looking it up (a system
+        call before Python 3.12); None: the running loop.
+        """
         self.task_id = task_id
         self.reason: str | None = None
+        self._loop = loop
         self._running: asyncio.Task[Any] | None = None
         self._cancelled_it = False
 
@@ -59,7 +64,7 @@ class CancelToken:
         if self.reason is not None:
             coro.close()
             raise self.error()
-        task = asyncio.current_task()
+        task = asyncio.current_task(self._loop)
         self._running = task
         try:
             return await coro

@@ -9,6 +9,7 @@ from collections.abc import AsyncGenerator, Sequence
 from typing import ClassVar
 
 from taskq import InMemoryCancellationStore
+from taskq._running_loop import running_loop
 from taskq.abc.broker import AsyncBroker
 from taskq.capabilities import Capability
 from taskq.events import TaskiqEvents
@@ -183,9 +184,10 @@ class InMemoryBroker(AsyncBroker):
                 await asyncio.sleep(self.queue.seconds_until_due() or 0)
 
     def _ensure_consumer(self) -> None:
-        loop = asyncio.get_running_loop()
         consumer = self._consumer
-        if consumer is not None and not consumer.done() and consumer.get_loop() is loop:
+        known = None if consumer is None else consumer.get_loop()
+        loop = running_loop(known)
+        if consumer is not None and not consumer.done() and known is loop:
             return
         self.queue.open()
         self._consumer = loop.create_task(self.receiver.listen())

@@ -10,6 +10,8 @@ import time
 from collections import deque
 from collections.abc import Iterable
 
+from taskq._running_loop import running_loop
+
 logger = logging.getLogger("taskq.inmemory")
 
 
@@ -32,6 +34,7 @@ class MessageQueue:
         self._order = itertools.count()
         self._waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop consumers last used
         self.closed = False
 
     def __len__(self) -> int:
@@ -119,7 +122,8 @@ class MessageQueue:
                 return data
             if self.closed:
                 return None
-            waiter = asyncio.get_running_loop().create_future()
+            self._loop = loop = running_loop(self._loop)
+            waiter = loop.create_future()
             self._waiters.append(waiter)
             self._arm_timer()
             try:

@@ -8,6 +8,7 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from taskq._running_loop import running_loop
 from taskq.abc.result_backend import DEFAULT_RESULT_TTL_S, AsyncResultBackend
 from taskq.capabilities import Capability
 from taskq.exceptions import ResultGetError
@@ -50,6 +51,7 @@ class InmemoryResultBackend(AsyncResultBackend[_ReturnType]):
             id(self.progress): {},
         }
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop waiters last used
 
     async def set_result(self, task_id: str, result: TaskiqResult[_ReturnType]) -> None:
         """Store ``result`` and wake whoever waits for it."""
@@ -81,7 +83,8 @@ class InmemoryResultBackend(AsyncResultBackend[_ReturnType]):
         """Wait until the result of ``task_id`` is stored, without polling."""
         if self._fresh(self.results, task_id) is not None:
             return True
-        waiter = asyncio.get_running_loop().create_future()
+        self._loop = loop = running_loop(self._loop)
+        waiter = loop.create_future()
         self._waiters.setdefault(task_id, []).append(waiter)
         try:
             if timeout is None:

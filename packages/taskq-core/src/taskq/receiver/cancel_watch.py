@@ -31,10 +31,12 @@ class CancelWatch:
         self.store = store
         self.tokens: dict[str, CancelToken] = {}
         self._listener: asyncio.Task[None] | None = None
+        # the loop it listens on, where the runs it watches are awaited (None: not listening)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def register(self, task_id: str) -> CancelToken:
         """Return the token of a run of ``task_id`` starting now (`unregister` it at the end)."""
-        token = CancelToken(task_id)
+        token = CancelToken(task_id, self._loop)
         self.tokens[task_id] = token
         return token
 
@@ -46,11 +48,13 @@ class CancelWatch:
     def start(self) -> None:
         """Start listening to the store (in the background) unless it listens already."""
         if self._listener is None or self._listener.done():
-            self._listener = asyncio.create_task(self._listen())
+            self._loop = asyncio.get_running_loop()
+            self._listener = self._loop.create_task(self._listen())
 
     async def stop(self) -> None:
         """Stop listening."""
         listener, self._listener = self._listener, None
+        self._loop = None
         if listener is not None:
             listener.cancel()
             await asyncio.gather(listener, return_exceptions=True)

@@ -10,8 +10,10 @@ from typing import Any
 from taskq.receiver.interrupts import MessageTask
 
 
-def start_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
-    """Start ``coro`` as a task; None if it already finished.
+def start_eagerly(
+    coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop
+) -> asyncio.Task[None] | None:
+    """Start ``coro`` as a task of ``loop``, the running loop; None if it already finished.
 
     On Python 3.12 and later the task starts eagerly: it runs at once, inside this call, until
     it first waits, so a message that never waits (a short async task whose result is stored
@@ -19,7 +21,6 @@ def start_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
     A task factory set on the loop is honoured (the task is then made by the factory). On
     Python 3.10 the task is a `MessageTask`, which can tell that it was cancelled.
     """
-    loop = asyncio.get_running_loop()
     if loop.get_task_factory() is not None:
         return loop.create_task(coro)
     if sys.version_info >= (3, 12):

@@ -11,6 +11,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
+from taskq._running_loop import running_loop
 from taskq.context import Context
 from taskq.exceptions import (
     NoResultError,
@@ -22,6 +23,7 @@ from taskq.exceptions import (
     TaskTimeoutError,
 )
 from taskq.labels import timeout_seconds
+from taskq.receiver.handoff import ThreadHandoff
 from taskq.receiver.interrupts import reraise_cancellation, task_failure
 from taskq.receiver.signature import TaskSignature
 from taskq.result import TaskiqResult
@@ -67,6 +69,7 @@ class TaskExecutor:
         #: The level of the one record (with its traceback) a task's failure is logged as.
         self.failure_log_level = logging.ERROR
         self._signatures: dict[str, TaskSignature] = {}
+        self._thread_handoff: ThreadHandoff | None = None
 
     async def run(
         self,
@@ -136,6 +139,15 @@ class TaskExecutor:
             self._own_pool = ThreadPoolExecutor(self.threads, thread_name_prefix="taskq-sync")
         return self._own_pool
 
+    def _handoff(self) -> ThreadHandoff:
+        """The hand-off of sync calls to the running loop (made again for a new loop)."""
+        handoff = self._thread_handoff
+        known = None if handoff is None else handoff.loop
+        loop = running_loop(known)
+        if handoff is None or known is not loop:
+            handoff = self._thread_handoff = ThreadHandoff(loop)
+        return handoff
+
     def close(self) -> None:
         """Release the thread pool this executor made (a later sync task makes a new one)."""
         pool, self._own_pool = self._own_pool, None
@@ -165,9 +177,10 @@ class TaskExecutor:
             if timeout is not None:  # before 3.12 wait_for runs it in a task of its own
                 pending = _contained(pending)
         else:
-            loop = asyncio.get_running_loop()
-            call = functools.partial(signature.func, *args, **kwargs)
-            pending = loop.run_in_executor(self.executor(), contextvars.copy_context().run, call)
+            run = contextvars.copy_context().run
+            pending = self._handoff().run(
+                self.executor(), functools.partial(run, signature.func, *args, **kwargs)
+            )
         if timeout is None:
             value = await pending
         else:

@@ -489,6 +489,7 @@ class Receiver:
         fetch_slots = Slots(self.max_async_tasks + self.max_prefetch)
         self.broker.worker_capacity = self.max_async_tasks + self.max_prefetch
         messages = self.broker.listen().__aiter__()
+        loop = asyncio.get_running_loop()  # once: before 3.12 each call is a system call
         taken = since_yield = 0
         while self.max_tasks_to_execute is None or taken < self.max_tasks_to_execute:
             if fetch_slots.free <= 0:
@@ -504,10 +505,12 @@ class Receiver:
                 return
             taken += 1
             fetch_slots.free -= 1  # taken: given back when the message is done
-            self._spawn(message, fetch_slots)
+            self._spawn(message, fetch_slots, loop)
 
-    def _spawn(self, message: bytes | AckableMessage, slots: Slots) -> None:
-        running = start_eagerly(self._run_message(message, slots))
+    def _spawn(
+        self, message: bytes | AckableMessage, slots: Slots, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        running = start_eagerly(self._run_message(message, slots), loop)
         if running is None:  # done without waiting
             return
         if len(self._running) >= self._forget_done_at:
