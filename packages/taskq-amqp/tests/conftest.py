@@ -96,16 +96,22 @@ class ManagementApi:
             return False
         return True
 
-    def connections(self) -> list[str]:
-        """The names of the open client connections."""
-        return [connection["name"] for connection in self._call("GET", "/api/connections")]
+    def close_connections(self, named: str | None = None) -> int:
+        """Have RabbitMQ close the client connections (only those a client called ``named``,
+        if given); return how many."""
+        closing = [
+            connection["name"]
+            for connection in self._call("GET", "/api/connections")
+            if named is None
+            or (connection.get("client_properties") or {}).get("connection_name") == named
+        ]
+        for name in closing:
+            self._call("DELETE", "/api/connections/" + urllib.parse.quote(name, safe=""))
+        return len(closing)
 
     def close_all_connections(self) -> None:
         """Have RabbitMQ close every client connection."""
-        names = self.connections()
-        assert names, "no connection to close"
-        for name in names:
-            self._call("DELETE", "/api/connections/" + urllib.parse.quote(name, safe=""))
+        assert self.close_connections(), "no connection to close"
 
     def set_policy(self, name: str, pattern: str, definition: dict[str, Any]) -> None:
         """Apply ``definition`` to the queues whose name matches ``pattern``."""

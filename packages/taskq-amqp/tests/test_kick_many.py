@@ -151,3 +151,21 @@ async def test_a_batch_without_rabbitmq_is_unsent_after_send_timeout():
     assert failed.value.unsent_ids == tuple(m.task_id for m in messages)
     assert isinstance(failed.value.__cause__, SendUnavailableError)
     await broker.shutdown()
+
+
+async def test_the_management_api_closes_a_connection_the_broker_then_reopens(
+    management_api, amqp_url, queue_name
+):
+    """The management API the tests fall back on where ``rabbitmqctl`` is missing (CI)."""
+    name = f"{queue_name}-connection"
+    broker = AmqpBroker(f"{amqp_url}?name={name}", queue_name)
+    await broker.startup()
+    try:
+        closing = lambda: asyncio.to_thread(management_api.close_connections, name)  # noqa: E731
+        assert await eventually(closing, timeout=30, what="the connection listed and closed") == 1
+        await eventually(lambda: not broker.connection.is_open, timeout=30)
+        await broker.kick_many(batch(3))  # on a new connection
+        assert await ready(broker) == 3
+    finally:
+        await broker.delete_queues()
+        await broker.shutdown()
