@@ -147,12 +147,12 @@ class Publisher:
         to declare a delay bucket raises: then nothing was published.
         """
         channel = await self.channel()
+        waiting = self._waiting  # the publishes the close of this channel cuts off
         keys = {
             delay_ms: await self.bucket(channel, delay_ms)
             for delay_ms in {p.delay_ms for p in batch if p.delay_ms}
         }
         keys[0] = self.queues.name
-        waiting = self._waiting
         publishing = [
             asyncio.ensure_future(
                 channel.basic_publish(p.body, routing_key=keys[p.delay_ms], properties=p.properties)
