@@ -14,6 +14,10 @@ and 50,000 tasks, two measurements:
 2. drain: the client fills the queue while no worker runs, then the worker starts; the rate
    is the tasks run per second between the first and the last task the worker ran.
 
+3. together, batches (taskq only): as 1., the client sending ``BATCH`` tasks per
+   ``kick_many`` (one publisher-confirm wait per batch instead of one per task); its ratios
+   compare it with the others' one-by-one "together" figures of the same run.
+
 Each figure is one run (fresh processes, fresh queue); the ratios compare taskq with each of
 the others in the same run. Run from the repository root, with taskq and taskq-amqp installed
 in the current interpreter:
@@ -50,6 +54,8 @@ URL = os.environ.get("TASKQ_AMQP_URL") or "amqp://guest:guest@127.0.0.1:5672/"
 READY_TIMEOUT_S = 60.0
 SETTLE_S = 1.0  # after a worker process imported the app: its consumer connects
 STOP_TIMEOUT_S = 30.0
+#: Tasks per ``kick_many`` of the "batches" row.
+BATCH = 1000
 #: The queues and exchanges a run may leave, by suffix of its queue name.
 QUEUE_SUFFIXES = ("", ".dead-letters", ".dead_letter", ".delay", ".DQ", ".XQ")
 CLEANUP = """
@@ -91,7 +97,9 @@ def worker_command(lib: str, python: Path | str) -> list[str]:
 class Run:
     """One measurement: a queue, a directory for the app's files, the processes."""
 
-    def __init__(self, lib: str, python: Path | str, env: dict[str, str], tasks: int) -> None:
+    def __init__(
+        self, lib: str, python: Path | str, env: dict[str, str], tasks: int, batch: int = 0
+    ) -> None:
         self.lib, self.python, self.tasks = lib, python, tasks
         self.out = Path(tempfile.mkdtemp(prefix="amqp-bench-"))
         self.queue = f"bench-{uuid.uuid4().hex}"
@@ -102,6 +110,7 @@ class Run:
             "AMQP_BENCH_QUEUE": self.queue,
             "AMQP_BENCH_COUNT": str(tasks),
             "AMQP_BENCH_DIR": str(self.out),
+            "AMQP_BENCH_BATCH": str(batch or ""),
         }
         self.log = open(self.out / "log", "w")  # noqa: SIM115 - closed in cleanup
 
@@ -171,9 +180,11 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def together(lib: str, python: Path | str, env: dict[str, str], tasks: int) -> float:
-    """Tasks/s with the worker running while the client sends."""
-    run = Run(lib, python, env, tasks)
+def together(
+    lib: str, python: Path | str, env: dict[str, str], tasks: int, batch: int = 0
+) -> float:
+    """Tasks/s with the worker running while the client sends (``batch`` per kick_many)."""
+    run = Run(lib, python, env, tasks, batch)
     worker = run.start_worker()
     try:
         t0, _ = run.kick()
@@ -224,6 +235,11 @@ def main() -> None:
             )
             figures = "  ".join(f"{lib} {rates[lib]:>7,.0f}/s" for lib in libs)
             print(f"{mode:<8} {tasks:>6,} tasks: {figures}  | taskq = {ratios}", flush=True)
+            if mode == "together" and libs[0] == "taskq":
+                python, env = interpreters["taskq"]
+                bulk = together("taskq", python, env, tasks, BATCH)
+                ratios = ", ".join(f"{bulk / rates[lib]:.2f}x {lib}" for lib in libs[1:])
+                print(f"{'batches':<8} {tasks:>6,} tasks: taskq {bulk:>7,.0f}/s  | = {ratios}")
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -1,7 +1,15 @@
-"""Fixtures: the RabbitMQ server of the tests (skip without one, fail on CI) and fresh brokers."""
+"""Fixtures: the RabbitMQ server of the tests (skip without one, fail on CI), fresh brokers and
+its administration (closing connections, policies) by ``rabbitmqctl`` or the management API."""
 
 from __future__ import annotations
 
+import base64
+import json
+import os
+import shutil
+import subprocess
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -37,3 +45,119 @@ async def new_broker(amqp_url: str, queue_name: str) -> AsyncIterator[Callable[.
     for broker in made:
         await broker.shutdown()
     await delete_queues_async(amqp_url, sorted(names))
+
+
+#: The management API, used where ``rabbitmqctl`` is not installed (CI's RabbitMQ container).
+MANAGEMENT_URL = os.environ.get("TASKQ_AMQP_MANAGEMENT_URL", "http://127.0.0.1:15672")
+#: The reason RabbitMQ logs for connections the tests close.
+CLOSE_REASON = "taskq test: connections closed mid-run"
+
+
+class Rabbitmqctl:
+    """Administers the local RabbitMQ node with its command-line tool."""
+
+    def close_all_connections(self) -> None:
+        """Have RabbitMQ close every client connection."""
+        self._run("close_all_connections", CLOSE_REASON)
+
+    def set_policy(self, name: str, pattern: str, definition: dict[str, Any]) -> None:
+        """Apply ``definition`` to the queues whose name matches ``pattern``."""
+        self._run(
+            "set_policy",
+            "--apply-to",
+            "queues",
+            "--priority",
+            "100",
+            name,
+            pattern,
+            json.dumps(definition),
+        )
+
+    def clear_policy(self, name: str) -> None:
+        """Remove the policy ``name``."""
+        self._run("clear_policy", name)
+
+    def _run(self, *args: str) -> None:
+        done = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+
+
+class ManagementApi:
+    """Administers RabbitMQ through its HTTP management API (guest/guest, vhost ``/``)."""
+
+    def __init__(self, url: str = MANAGEMENT_URL) -> None:
+        self.url = url
+
+    def answers(self) -> bool:
+        """Whether the API is there."""
+        try:
+            self._call("GET", "/api/overview")
+        except OSError:
+            return False
+        return True
+
+    def close_connections(self, named: str | None = None) -> int:
+        """Have RabbitMQ close the client connections (only those a client called ``named``,
+        if given); return how many."""
+        closing = [
+            connection["name"]
+            for connection in self._call("GET", "/api/connections")
+            if named is None
+            or (connection.get("client_properties") or {}).get("connection_name") == named
+        ]
+        for name in closing:
+            self._call("DELETE", "/api/connections/" + urllib.parse.quote(name, safe=""))
+        return len(closing)
+
+    def close_all_connections(self) -> None:
+        """Have RabbitMQ close every client connection."""
+        assert self.close_connections(), "no connection to close"
+
+    def set_policy(self, name: str, pattern: str, definition: dict[str, Any]) -> None:
+        """Apply ``definition`` to the queues whose name matches ``pattern``."""
+        policy = {"pattern": pattern, "definition": definition, "apply-to": "queues"}
+        self._call("PUT", self._policy(name), {**policy, "priority": 100})
+
+    def clear_policy(self, name: str) -> None:
+        """Remove the policy ``name``."""
+        self._call("DELETE", self._policy(name))
+
+    @staticmethod
+    def _policy(name: str) -> str:
+        return "/api/policies/%2F/" + urllib.parse.quote(name, safe="")
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        auth = "Basic " + base64.b64encode(b"guest:guest").decode()
+        request = urllib.request.Request(
+            self.url + path,
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={
+                "Authorization": auth,
+                "X-Reason": CLOSE_REASON,
+                "Content-Type": "application/json",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = response.read()
+        return json.loads(answer) if answer else None
+
+
+@pytest.fixture
+def rabbit_admin() -> Rabbitmqctl | ManagementApi:
+    """``rabbitmqctl`` where installed, else the management API; skip when neither is there."""
+    if shutil.which("rabbitmqctl") is not None:
+        return Rabbitmqctl()
+    api = ManagementApi()
+    if not api.answers():
+        pytest.skip(f"neither rabbitmqctl nor the management API ({MANAGEMENT_URL})")
+    return api
+
+
+@pytest.fixture
+def management_api() -> ManagementApi:
+    """The management API; skip when it is not there (it is on CI)."""
+    api = ManagementApi()
+    if not api.answers():
+        pytest.skip(f"no RabbitMQ management API at {MANAGEMENT_URL}")
+    return api

@@ -9,18 +9,12 @@ README's run uses the default, tox's envs 10,000; 100,000 took 88 s).
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-import urllib.parse
-import urllib.request
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -157,50 +151,7 @@ def test_a_killed_worker_loses_nothing_and_only_its_running_task_runs_twice(app_
         assert twice[n] == 2
 
 
-#: The management API, used to close connections where ``rabbitmqctl`` is not installed (CI).
-MANAGEMENT_URL = os.environ.get("TASKQ_AMQP_MANAGEMENT_URL", "http://127.0.0.1:15672")
-
-
-def connection_closer() -> Callable[[], None]:
-    """How to have RabbitMQ close every client connection: ``rabbitmqctl``, else the
-    management API; skip the test when neither is there."""
-    reason = "taskq test: connections closed mid-run"
-    if shutil.which("rabbitmqctl") is not None:
-
-        def with_rabbitmqctl() -> None:
-            command = ["rabbitmqctl", "close_all_connections", reason]
-            closed = subprocess.run(command, capture_output=True, text=True, timeout=60)
-            assert closed.returncode == 0, closed.stderr
-
-        return with_rabbitmqctl
-    auth = "Basic " + base64.b64encode(b"guest:guest").decode()
-
-    def call(method: str, path: str) -> Any:
-        request = urllib.request.Request(
-            MANAGEMENT_URL + path,
-            method=method,
-            headers={"Authorization": auth, "X-Reason": reason},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            body = response.read()
-        return json.loads(body) if body else None
-
-    try:
-        call("GET", "/api/overview")
-    except OSError as exc:
-        pytest.skip(f"neither rabbitmqctl nor the management API ({MANAGEMENT_URL}): {exc}")
-
-    def with_the_api() -> None:
-        connections = call("GET", "/api/connections")
-        assert connections, "no connection to close"
-        for connection in connections:
-            call("DELETE", "/api/connections/" + urllib.parse.quote(connection["name"], safe=""))
-
-    return with_the_api
-
-
-def test_the_server_closing_every_connection_mid_run_loses_nothing(app_env):
-    close_all_connections = connection_closer()
+def test_the_server_closing_every_connection_mid_run_loses_nothing(app_env, rabbit_admin):
     count = 20_000
     workers = start_workers(app_env, 2)
     try:
@@ -208,7 +159,7 @@ def test_the_server_closing_every_connection_mid_run_loses_nothing(app_env):
         eventually_blocking(
             lambda: len(_all(numbers(app_env, "done"))) >= 1000, 60, what="1000 tasks run"
         )
-        close_all_connections()
+        rabbit_admin.close_all_connections()
         out, _ = client.communicate(timeout=300)
         assert out.strip() == f"sent {count}"
         wait_until_done(app_env, count)

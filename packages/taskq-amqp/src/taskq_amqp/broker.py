@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, Callable, Sequence
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from taskq.abc.broker import AsyncBroker
 from taskq.abc.result_backend import AsyncResultBackend
 from taskq.acks import AckableMessage
 from taskq.capabilities import Capability
+from taskq.exceptions import BatchSendError, InvalidLabelError
 from taskq.labels import delay_seconds, priority_value
 from taskq.message import BrokerMessage
 from taskq_amqp.connection import CONNECTION_ERRORS, DEFAULT_URL, AmqpConnection
 from taskq_amqp.consumer import Consumer
 from taskq_amqp.dead_letters import DeadLetterQueue
 from taskq_amqp.errors import AmqpUnavailableError, SendUnavailableError, unavailable
-from taskq_amqp.publisher import Publisher, message_properties
+from taskq_amqp.publisher import Publication, Publisher, message_properties
 from taskq_amqp.queues import Queues, QueueType, bucket_ms
 
 DEFAULT_MAX_DELIVERIES = 5
@@ -32,6 +33,7 @@ BASE_CAPABILITIES = frozenset(
         Capability.DELAY,
         Capability.LOAD_BALANCING,
         Capability.CROSS_PROCESS,
+        Capability.BATCH_SEND,
     }
 )
 
@@ -163,6 +165,61 @@ class AmqpBroker(AsyncBroker):
             InvalidLabelError: ``delay`` or ``priority`` outside the bounds of `taskq.labels`.
             SendUnavailableError: RabbitMQ did not answer for ``send_timeout_s``.
         """
+        publication = self._publication(message)
+        body, properties, delay_ms = publication.body, publication.properties, publication.delay_ms
+        publisher = self.publisher
+        if delay_ms:
+            await self._sending(lambda: publisher.publish_delayed(body, delay_ms, properties))
+        else:
+            name = self.queues.name
+            await self._sending(lambda: publisher.publish(body, name, properties))
+
+    async def kick_many(self, messages: Sequence[BrokerMessage]) -> None:
+        """Publish the whole batch, then await all its confirms at once (one wait per batch).
+
+        ``delay`` and ``priority`` labels work as in `kick`. When the connection is lost
+        before every confirm arrived, the unconfirmed messages are published again on a new
+        one (at least once, as `kick` does) for up to ``send_timeout_s``.
+
+        Raises:
+            BatchSendError: RabbitMQ refused messages (negative confirms) or did not answer
+                for ``send_timeout_s``; ``sent_ids`` are exactly the confirmed ones. A label
+                outside the bounds of `taskq.labels` refuses the batch before it is sent.
+        """
+        ids = [message.task_id for message in messages]
+        try:
+            publications = [self._publication(message) for message in messages]
+        except InvalidLabelError as exc:
+            raise BatchSendError.of([], ids, f"{type(exc).__name__}: {exc}") from exc
+        unpublished = ConnectionError("not published yet")
+        outcomes: list[BaseException | None] = [unpublished] * len(messages)
+        pending = list(range(len(messages)))
+        publisher = self.publisher
+
+        async def publish_pending() -> None:
+            nonlocal pending
+            batch = [publications[n] for n in pending]
+            for n, outcome in zip(pending, await publisher.publish_many(batch), strict=True):
+                outcomes[n] = outcome
+            pending = [n for n in pending if isinstance(outcomes[n], CONNECTION_ERRORS)]
+            if pending:  # lost with the connection: published again on the next one
+                raise cast(BaseException, outcomes[pending[0]])
+
+        try:
+            if pending:
+                await self._sending(publish_pending, "send a batch of tasks")
+        except SendUnavailableError as exc:
+            raise _batch_error(ids, outcomes, str(exc)) from exc
+        refusal = next((outcome for outcome in outcomes if outcome is not None), None)
+        if refusal is not None:
+            raise _batch_error(ids, outcomes, str(refusal)) from refusal
+
+    def _publication(self, message: BrokerMessage) -> Publication:
+        """The message as published: persistent, with its priority and delay bucket.
+
+        Raises:
+            InvalidLabelError: ``delay`` or ``priority`` outside the bounds of `taskq.labels`.
+        """
         labels = message.labels
         priority = None
         delay = 0.0
@@ -170,26 +227,19 @@ class AmqpBroker(AsyncBroker):
             if self.queues.max_priority is not None and "priority" in labels:
                 priority = min(max(priority_value(labels["priority"]), 0), self.queues.max_priority)
             delay = delay_seconds(labels.get("delay"))
-        properties = message_properties(priority)
-        body = message.message
-        publisher = self.publisher
-        if delay > 0:
-            delay_ms = bucket_ms(delay)
-            await self._sending(lambda: publisher.publish_delayed(body, delay_ms, properties))
-        else:
-            name = self.queues.name
-            await self._sending(lambda: publisher.publish(body, name, properties))
+        delay_ms = bucket_ms(delay) if delay > 0 else 0
+        return Publication(message.message, message_properties(priority), delay_ms)
 
-    async def _sending(self, operation: Callable[[], Any]) -> None:
+    async def _sending(self, operation: Callable[[], Any], action: str = "send a task") -> None:
         connection = self.connection
         if connection.closed:
             connection.reopen()  # a client that kicks after shutdown, or without startup
         try:
-            await connection.call("send a task", operation, give_up_after_s=self.send_timeout_s)
+            await connection.call(action, operation, give_up_after_s=self.send_timeout_s)
         except CONNECTION_ERRORS as exc:
             raise unavailable(
                 SendUnavailableError,
-                "send the task",
+                action,
                 connection.server,
                 exc,
                 self.send_timeout_s,
@@ -245,3 +295,14 @@ class AmqpBroker(AsyncBroker):
 
         self.connection.reopen()
         await self.connection.call("delete the queues", delete, give_up_after_s=self.send_timeout_s)
+
+
+def _batch_error(
+    ids: Sequence[str], outcomes: Sequence[BaseException | None], reason: str
+) -> BatchSendError:
+    """The error of a batch whose messages with no error in ``outcomes`` were confirmed."""
+    sent = [task_id for task_id, outcome in zip(ids, outcomes, strict=True) if outcome is None]
+    unsent = [
+        task_id for task_id, outcome in zip(ids, outcomes, strict=True) if outcome is not None
+    ]
+    return BatchSendError.of(sent, unsent, reason)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiormq.abc import AbstractChannel
-from aiormq.exceptions import ChannelInvalidStateError
+from aiormq.exceptions import ChannelInvalidStateError, DeliveryError
 from pamqp.commands import Basic
 
 from taskq.exceptions import SendTaskError
@@ -35,6 +37,15 @@ if TYPE_CHECKING:
 PERSISTENT = 2
 #: The headers taskq adds to dead letters, removed when one is replayed.
 DEAD_LETTER_HEADERS = (REASON_HEADER, DEAD_AT_HEADER, DELIVERIES_HEADER, "x-death")
+
+
+@dataclass(frozen=True)
+class Publication:
+    """One message of a batch: its body and properties, and its delay bucket (0: none)."""
+
+    body: bytes
+    properties: Basic.Properties
+    delay_ms: int = 0
 
 
 class Publisher:
@@ -92,6 +103,8 @@ class Publisher:
             confirmation = await channel.basic_publish(
                 body, routing_key=routing_key, properties=properties
             )
+        except DeliveryError as exc:
+            raise refused(exc.frame) from exc
         except asyncio.CancelledError:
             if task not in self._cut:
                 raise
@@ -102,13 +115,17 @@ class Publisher:
         finally:
             waiting.discard(task)
         if not isinstance(confirmation, Basic.Ack):
-            raise SendTaskError(f"RabbitMQ refused the message for {routing_key!r}: {confirmation}")
+            raise refused(confirmation)
 
     async def publish_delayed(
         self, body: bytes, delay_ms: int, properties: Basic.Properties
     ) -> None:
         """Publish ``body`` to the delay bucket of ``delay_ms`` (declared when due)."""
         channel = await self.channel()
+        await self.publish(body, await self.bucket(channel, delay_ms), properties)
+
+    async def bucket(self, channel: AbstractChannel, delay_ms: int) -> str:
+        """The name of the delay bucket of ``delay_ms``, declared on ``channel`` when due."""
         name = self.queues.bucket(delay_ms)
         if (
             time.monotonic() - self._buckets.get(delay_ms, -BUCKET_REDECLARE_S)
@@ -119,7 +136,36 @@ class Publisher:
             )
             self._buckets[delay_ms] = time.monotonic()
             self.bucket_names.add(name)
-        await self.publish(body, name, properties)
+        return name
+
+    async def publish_many(self, batch: Sequence[Publication]) -> list[BaseException | None]:
+        """Publish every message of ``batch``, then await all their confirmations at once.
+
+        Returns one outcome per message, in order: None when RabbitMQ confirmed it, the error
+        otherwise (`SendTaskError` for a negative confirmation, a connection error when the
+        connection was lost before its confirmation). Only a failure to open the channel or
+        to declare a delay bucket raises: then nothing was published.
+        """
+        channel = await self.channel()
+        waiting = self._waiting  # the publishes the close of this channel cuts off
+        keys = {
+            delay_ms: await self.bucket(channel, delay_ms)
+            for delay_ms in {p.delay_ms for p in batch if p.delay_ms}
+        }
+        keys[0] = self.queues.name
+        publishing = [
+            asyncio.ensure_future(
+                channel.basic_publish(p.body, routing_key=keys[p.delay_ms], properties=p.properties)
+            )
+            for p in batch
+        ]
+        waiting.update(publishing)
+        try:
+            outcomes = await asyncio.gather(*publishing, return_exceptions=True)
+            return [_outcome(outcome) for outcome in outcomes]
+        finally:
+            waiting.difference_update(publishing)
+            self._cut.difference_update(publishing)
 
     async def dead_letter(self, delivered: DeliveredMessage, reason: str) -> None:
         """Publish a copy of ``delivered`` to the dead-letter queue with ``reason``."""
@@ -152,6 +198,24 @@ async def declare(channel: AbstractChannel, queues: Queues) -> None:
     """Declare the work queue and the dead-letter queue (idempotent)."""
     await channel.queue_declare(queues.dead_letter_queue, durable=True)
     await channel.queue_declare(queues.name, durable=True, arguments=queues.work_arguments())
+
+
+def refused(confirmation: object) -> SendTaskError:
+    """The error of a message RabbitMQ answered with ``confirmation`` (a negative one)."""
+    return SendTaskError(f"RabbitMQ refused the message: {confirmation}")
+
+
+def _outcome(outcome: object) -> BaseException | None:
+    """What became of one publish of a batch: None once confirmed, else the error."""
+    if isinstance(outcome, Basic.Ack):
+        return None
+    if isinstance(outcome, asyncio.CancelledError):  # cut off by the close of its channel
+        return ChannelInvalidStateError("the channel closed before the confirmation")
+    if isinstance(outcome, DeliveryError):
+        return refused(outcome.frame)
+    if isinstance(outcome, BaseException):
+        return outcome
+    return refused(outcome)
 
 
 def message_properties(priority: int | None) -> Basic.Properties:

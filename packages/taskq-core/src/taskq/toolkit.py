@@ -23,6 +23,10 @@ The worker environment:
     `WORKER_GROUP_ENV`: the variable naming the group of a ``taskq worker`` process (the pid
     of the manager that started it); unset in a process started otherwise.
 
+Servers (for brokers that talk to one):
+    `Reconnector`, `FIRST_RETRY_DELAY_S`: the reconnect policy, retry with capped exponential
+    backoff and one log line per outage.
+
 Sending and hooks:
     `send_task`: send a task by name, with labels, through a broker's middlewares, without
     the task being registered in this process.
@@ -54,14 +58,17 @@ if TYPE_CHECKING:
         import_object,
     )
     from taskq.kicker import send_task
+    from taskq.reconnect import FIRST_RETRY_DELAY_S, Reconnector
     from taskq.remote_error import encode_error
     from taskq.status_report import DEFAULT_STALE_AFTER_S, collect_status
 
 #: Each name of the toolkit, with the module that defines it (or that it is).
 _DEFINED_IN = {
     "DEFAULT_STALE_AFTER_S": "taskq.status_report",
+    "FIRST_RETRY_DELAY_S": "taskq.reconnect",
     "DEFAULT_TASKS_PATTERN": "taskq.cli.discovery",
     "EnvArgumentParser": "taskq.cli.env_parser",
+    "Reconnector": "taskq.reconnect",
     "TargetError": "taskq.cli.targets",
     "WORKER_GROUP_ENV": "taskq.cli.environment",
     "add_discovery_options": "taskq.cli.options",
@@ -93,8 +100,10 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "DEFAULT_STALE_AFTER_S",
     "DEFAULT_TASKS_PATTERN",
+    "FIRST_RETRY_DELAY_S",
     "WORKER_GROUP_ENV",
     "EnvArgumentParser",
+    "Reconnector",
     "TargetError",
     "add_discovery_options",
     "add_working_directory_to_path",
