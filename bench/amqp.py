@@ -15,7 +15,7 @@ and 50,000 tasks, two measurements:
    is the tasks run per second between the first and the last task the worker ran.
 
 3. together, batches (taskq only): as 1., the client sending ``BATCH`` tasks per
-   ``kick_many`` (one publisher-confirm wait per batch instead of one per task); its ratios
+   ``kiq_many`` chunk (one publisher-confirm wait per batch instead of one per task); its ratios
    compare it with the others' one-by-one "together" figures of the same run.
 
 Each figure is one run (fresh processes, fresh queue); the ratios compare taskq with each of
@@ -54,7 +54,7 @@ URL = os.environ.get("TASKQ_AMQP_URL") or "amqp://guest:guest@127.0.0.1:5672/"
 READY_TIMEOUT_S = 60.0
 SETTLE_S = 1.0  # after a worker process imported the app: its consumer connects
 STOP_TIMEOUT_S = 30.0
-#: Tasks per ``kick_many`` of the "batches" row.
+#: Tasks per ``kiq_many`` chunk (one ``kick_many``) of the "batches" row.
 BATCH = 1000
 #: The queues and exchanges a run may leave, by suffix of its queue name.
 QUEUE_SUFFIXES = ("", ".dead-letters", ".dead_letter", ".delay", ".DQ", ".XQ")

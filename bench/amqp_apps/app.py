@@ -14,7 +14,7 @@ The client (``python -m bench.amqp_apps.app N``) sends ``noop()`` N times one af
 (``await noop.kiq()``; ``send()`` for dramatiq, ``delay()`` for Celery) and prints
 ``<t0> <t1>``, the monotonic times of the first and after the last send. With
 ``AMQP_BENCH_BATCH`` set (taskq only), it sends them in batches of that many instead, each
-batch one ``kick_many`` (one confirm wait per batch).
+batch one ``kick_many`` of ``kiq_many`` (one confirm wait per batch).
 """
 
 from __future__ import annotations
@@ -105,19 +105,10 @@ async def kick_async(count: int) -> tuple[float, float]:
 
 
 async def kick_batches(count: int, size: int) -> tuple[float, float]:
-    """Send ``noop()`` ``count`` times, ``size`` messages per ``kick_many``."""
-    # the messages are built as taskq.kicker.send_task builds one; the user-level
-    # noop.kiq_many(...) replaces this once it exists
-    from taskq import TaskiqMessage
-
+    """Send ``noop()`` ``count`` times with ``kiq_many``, ``size`` messages per batch."""
     await broker.startup()
     t0 = time.monotonic()
-    for start in range(0, count, size):
-        batch = [
-            broker.formatter.dumps(TaskiqMessage(broker.id_generator(), "bench:noop", {}, [], {}))
-            for _ in range(min(size, count - start))
-        ]
-        await broker.kick_many(batch)
+    await noop.kiq_many((noop.call() for _ in range(count)), chunk_size=size)
     t1 = time.monotonic()
     await broker.shutdown()
     return t0, t1
