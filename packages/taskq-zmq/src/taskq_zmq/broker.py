@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 import zmq
@@ -11,7 +11,7 @@ import zmq
 from taskq.abc.broker import AsyncBroker
 from taskq.abc.result_backend import AsyncResultBackend
 from taskq.capabilities import Capability
-from taskq.exceptions import SendTaskError
+from taskq.exceptions import BatchSendError, SendTaskError
 from taskq.inspection import QueueInspection
 from taskq.message import BrokerMessage
 from taskq_zmq import protocol
@@ -64,7 +64,12 @@ class ZeroMQBroker(AsyncBroker):
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.LOAD_BALANCING, Capability.CROSS_PROCESS, Capability.INSPECT}
+        {
+            Capability.LOAD_BALANCING,
+            Capability.CROSS_PROCESS,
+            Capability.INSPECT,
+            Capability.BATCH_SEND,
+        }
     )
 
     def __init__(
@@ -151,13 +156,51 @@ class ZeroMQBroker(AsyncBroker):
         retry), the message goes to that client, which dispatches it like its own. Elsewhere
         this broker is the client itself.
         """
-        if self.is_worker_process and self._dispatcher is None:
-            if self._intake is None:
-                raise SendTaskError("the ZeroMQ worker is not started, or shut down")
-            if self._intake.heard_from_client:
-                self._intake.forward(message.message)
+        if self._dispatcher is None and (intake := self._forwarding_intake()) is not None:
+            intake.forward([message.message])
+            return
+        pending = (self._dispatcher or self._client_side()).offer([message.message])
+        if pending is not None:
+            await pending.wait()
+
+    async def kick_many(self, messages: Sequence[BrokerMessage]) -> None:
+        """Send a batch as `kick` sends each, with one ZeroMQ message per worker it goes to.
+
+        The batch is split between the workers as one-by-one kicks would split it, and what
+        finds no room waits (in order) for it. In a worker process that has received tasks
+        from a client, the whole batch goes to that client as one message.
+
+        Raises:
+            BatchSendError: the broker shut down (or the worker's client could not be reached)
+                before every message was sent; ``sent_ids`` are those a worker (or the client)
+                took.
+        """
+        payloads = [message.message for message in messages]
+        if not payloads:
+            return
+        pending = None
+        try:
+            if self._dispatcher is None and (intake := self._forwarding_intake()) is not None:
+                intake.forward(payloads)
                 return
-        await self._client_side().send(message.message)
+            pending = self._client_side().offer(payloads)
+            if pending is not None:
+                await pending.wait()
+        except SendTaskError as exc:
+            sent = 0 if pending is None else pending.sent
+            raise BatchSendError.of(
+                [message.task_id for message in messages[:sent]],
+                [message.task_id for message in messages[sent:]],
+                str(exc),
+            ) from exc
+
+    def _forwarding_intake(self) -> Intake | None:
+        """In a worker process that heard from a client, the intake that sends through it."""
+        if not self.is_worker_process:
+            return None
+        if self._intake is None:
+            raise SendTaskError("the ZeroMQ worker is not started, or shut down")
+        return self._intake if self._intake.heard_from_client else None
 
     async def listen(self) -> AsyncGenerator[bytes, None]:
         """Yield the messages this worker receives until shutdown."""

@@ -111,16 +111,21 @@ class Intake:
             self._report()
         return payload
 
-    def forward(self, payload: bytes) -> None:
-        """Send a new message to a client, which dispatches it to a worker with room.
+    def forward(self, payloads: list[bytes]) -> None:
+        """Send new messages to a client, which dispatches them to workers with room.
 
-        `SendTaskError` when the worker is shut down, no client is connected, or its queue to
-        the client is full.
+        Several go as one ZeroMQ message: all are sent or none. `SendTaskError` (none sent)
+        when the worker is shut down, no client is connected, or its queue to the client is
+        full.
         """
         if self.closed:
             raise SendTaskError("the ZeroMQ worker is shut down")
+        if len(payloads) == 1:
+            frames = [protocol.FORWARD + payloads[0]]
+        else:
+            frames = protocol.forwards(payloads)
         try:
-            self._send_now(self._any_client(), protocol.FORWARD + payload)
+            self._send_now(self._any_client(), *frames)
         except zmq.Again:
             raise SendTaskError(
                 "no ZeroMQ client is connected to this worker, or its queue to it is full"
@@ -217,17 +222,14 @@ class Intake:
         A message that fits no protocol message is ignored (logged once per peer); a task
         beyond the credit given to its client is handed back to it.
         """
-        if self.routed:
-            if len(frames) != 2:
-                self.bad_frames.report(frames[0] if frames else b"", f"{len(frames)} frames")
-                return False
-            key, frame = frames
-        elif len(frames) != 1:
-            self.bad_frames.report(_ONE_CLIENT, f"{len(frames)} frames")
+        key, body = (frames[0], frames[1:]) if self.routed and frames else (_ONE_CLIENT, frames)
+        if not body:
+            self.bad_frames.report(key, f"{len(frames)} frames")
             return False
-        else:
-            key, frame = _ONE_CLIENT, frames[0]
+        frame = body[0]
         try:
+            if len(body) > 1:
+                return self._on_tasks(key, *protocol.parse_tasks(body))
             if frame[:1] == protocol.TASK:
                 return self._on_task(key, *protocol.parse_task(frame))
             if not self.routed:
@@ -241,6 +243,12 @@ class Intake:
         except protocol.MalformedFrame as exc:
             self.bad_frames.report(key, exc)
         return False
+
+    def _on_tasks(self, key: bytes, session: bytes, first_seq: int, payloads: list[bytes]) -> bool:
+        took = False
+        for n, payload in enumerate(payloads):
+            took = self._on_task(key, session, first_seq + n, payload) or took
+        return took
 
     def _on_task(self, key: bytes, session: bytes, seq: int, payload: bytes) -> bool:
         client = self.clients.get(key)
@@ -323,13 +331,13 @@ class Intake:
         """The messages each client may have buffered here or in flight to here."""
         return max(1, self.prefetch // max(1, len(self.clients)))
 
-    def _send_now(self, key: bytes, frame: bytes) -> None:
-        """Queue ``frame`` for a client without waiting; `zmq.Again` when it cannot take it."""
+    def _send_now(self, key: bytes, *frames: bytes) -> None:
+        """Queue one message for a client without waiting; `zmq.Again` when it cannot take it."""
         try:
             if self.routed:
-                self.socket.send_multipart([key, frame], flags=zmq.NOBLOCK)
+                self.socket.send_multipart([key, *frames], flags=zmq.NOBLOCK)
             else:
-                self.socket.send(frame, flags=zmq.NOBLOCK)
+                self.socket.send_multipart(frames, flags=zmq.NOBLOCK)
         finally:
             if not self.closed:
                 self._poll()  # a send can take in frames without the FD signalling them

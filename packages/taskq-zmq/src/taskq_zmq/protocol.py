@@ -10,7 +10,10 @@ how many of that client's messages it holds unstarted; ``RETURN payload`` — a 
 from the worker, for the client to dispatch; ``BYE`` — it takes no more.
 
 Each message is one frame (a kind byte, then fixed-size fields), because every extra frame costs
-as much as a small payload.
+as much as a small payload. A batch is one ZeroMQ message of several frames, which arrives whole
+or not at all: ``TASKS session first_seq count`` then ``count`` payload frames (client to
+worker: tasks numbered ``first_seq`` onwards), and ``FORWARDS count`` then ``count`` payload
+frames (worker to client).
 
 Limits: a worker's buffer, and so the credit it may report, is at most `MAX_CREDIT` messages.
 A client caps every report at that value, never counts a ``last_seq`` beyond what it sent, and
@@ -29,6 +32,8 @@ CREDIT = b"C"
 RETURN = b"R"
 FORWARD = b"F"
 BYE = b"B"
+TASKS = b"t"
+FORWARDS = b"f"
 
 #: The largest prefetch (buffered messages) a worker may have, and so the largest credit a
 #: client accepts from one worker.
@@ -37,6 +42,8 @@ SESSION_SIZE = 16
 _TASK_HEADER = struct.Struct(f"!c{SESSION_SIZE}sQ")
 _CREDIT = struct.Struct(f"!cI{SESSION_SIZE}sQI")
 _HELLO = struct.Struct(f"!c{SESSION_SIZE}s")
+_TASKS_HEADER = struct.Struct(f"!c{SESSION_SIZE}sQI")
+_FORWARDS_HEADER = struct.Struct("!cI")
 
 
 class MalformedFrame(ValueError):
@@ -97,3 +104,35 @@ def parse_hello(frame: bytes) -> bytes:
     if len(frame) != _HELLO.size or frame[:1] != HELLO:
         raise MalformedFrame(f"not a greeting: {frame[:20]!r}")
     return bytes(_HELLO.unpack(frame)[1])
+
+
+def tasks(session: bytes, first_seq: int, payloads: list[bytes]) -> list[bytes]:
+    """A batch of tasks for one worker, numbered from ``first_seq``: the frames of one message."""
+    return [_TASKS_HEADER.pack(TASKS, session, first_seq, len(payloads)), *payloads]
+
+
+def parse_tasks(frames: list[bytes]) -> tuple[bytes, int, list[bytes]]:
+    """``(session, first_seq, payloads)`` of a batch; `MalformedFrame` if it is not one."""
+    header = frames[0]
+    if len(header) != _TASKS_HEADER.size or header[:1] != TASKS:
+        raise MalformedFrame(f"not a batch of tasks: {header[:20]!r}")
+    _, session, first_seq, count = _TASKS_HEADER.unpack(header)
+    if count != len(frames) - 1 or not count:
+        raise MalformedFrame(f"a batch of {count} tasks in {len(frames) - 1} frames")
+    return session, first_seq, frames[1:]
+
+
+def forwards(payloads: list[bytes]) -> list[bytes]:
+    """A batch of new messages for a client: the frames of one message."""
+    return [_FORWARDS_HEADER.pack(FORWARDS, len(payloads)), *payloads]
+
+
+def parse_forwards(frames: list[bytes]) -> list[bytes]:
+    """The payloads of a batch of forwarded messages; `MalformedFrame` if it is not one."""
+    header = frames[0]
+    if len(header) != _FORWARDS_HEADER.size or header[:1] != FORWARDS:
+        raise MalformedFrame(f"not a batch of messages: {header[:20]!r}")
+    count = _FORWARDS_HEADER.unpack(header)[1]
+    if count != len(frames) - 1 or not count:
+        raise MalformedFrame(f"a batch of {count} messages in {len(frames) - 1} frames")
+    return frames[1:]
