@@ -87,9 +87,10 @@ def split_by_credit(credits: dict[bytes, int], count: int) -> dict[bytes, int]:
     """How many of ``count`` messages each worker gets, as one-by-one sends would give them.
 
     Sending one at a time to the worker with the most credit levels the credits from the
-    top: each worker gets what it has above a common level, and where that leaves some over,
-    the workers first in ``credits``' order (the least recently used) get one more. Workers
-    whose credit is not positive get none; all credit together may cover less than ``count``.
+    top: each worker gets what it has above a common level, and where that leaves one over
+    for some of the workers at the level, those first in ``credits``' order (the least
+    recently used) get it. Workers whose credit is not positive get none; all credit together
+    may cover less than ``count``.
     """
     room = {identity: n for identity, n in credits.items() if n > 0}
     if sum(room.values()) <= count:
