@@ -73,14 +73,20 @@ class Pending:
             self.done.set_result(None)
 
     async def wait(self) -> None:
-        """Wait until every message is assigned, logging once if it takes `WAIT_WARNING` s."""
+        """Wait until every message is assigned, logging once if it takes `WAIT_WARNING` s.
+
+        Cancelling the wait leaves the messages in the outbox: they are sent all the same.
+        """
+        warning = asyncio.get_running_loop().call_later(
+            WAIT_WARNING,
+            logger.warning,
+            "No worker has room for a message for %.0f s; still waiting",
+            WAIT_WARNING,
+        )
         try:
-            await asyncio.wait_for(asyncio.shield(self.done), WAIT_WARNING)
-        except asyncio.TimeoutError:
-            logger.warning(
-                "No worker has room for a message for %.0f s; still waiting", WAIT_WARNING
-            )
             await self.done
+        finally:
+            warning.cancel()
 
 
 def split_by_credit(credits: dict[bytes, int], count: int) -> dict[bytes, int]:
@@ -251,16 +257,12 @@ class Dispatcher:
 
     def on_message(self, frames: list[bytes]) -> None:
         """Handle one multipart message from a worker; one that fits no message is ignored."""
-        if len(frames) < 2:
+        if len(frames) != 2:
             self.bad_frames.report(frames[0] if frames else b"", f"{len(frames)} frames")
             return
-        identity = frames[0]
+        identity, frame = frames
         try:
-            if len(frames) == 2:
-                self._on_frame(identity, frames[1])
-            else:
-                forwarded = protocol.parse_forwards(frames[1:])
-                self.outbox.extend((payload, None) for payload in forwarded)
+            self._on_frame(identity, frame)
         except protocol.MalformedFrame as exc:
             self.bad_frames.report(identity, exc)
 
@@ -272,6 +274,8 @@ class Dispatcher:
             self.outbox.appendleft((frame[1:], None))
         elif kind == protocol.FORWARD:
             self.outbox.append((frame[1:], None))
+        elif kind == protocol.FORWARDS:
+            self.outbox.extend((payload, None) for payload in protocol.parse_forwards(frame))
         elif kind == protocol.BYE and len(frame) == 1:
             self._forget(identity)
         else:
@@ -341,11 +345,11 @@ class Dispatcher:
         """Send a worker what was assigned to it as one message; else put it back in front."""
         payloads, peer.assigned = peer.assigned, []
         if len(payloads) == 1:
-            frames = [protocol.task(self.session, peer.sent + 1, payloads[0])]
+            frame = protocol.task(self.session, peer.sent + 1, payloads[0])
         else:
-            frames = protocol.tasks(self.session, peer.sent + 1, payloads)
+            frame = protocol.tasks(self.session, peer.sent + 1, payloads)
         try:
-            self.socket.send_multipart([identity, *frames], zmq.NOBLOCK)
+            self.socket.send_multipart([identity, frame], zmq.NOBLOCK)
         except zmq.Again:  # its pipe is full: wait for its next credit report
             peer.credits = 0
             self._put_back(payloads)
@@ -384,12 +388,16 @@ class Dispatcher:
         )
 
     def _pick(self) -> bytes | None:
-        self._drop_silent()
+        """The live worker with the most credit (None if none has any), moved to the back.
+
+        Silent workers are skipped here and forgotten by the heartbeat (every `HEARTBEAT` s).
+        """
+        now = time.monotonic()
         best, best_credits = None, 0
         for identity, peer in self.peers.items():
-            if peer.credits > best_credits:
+            if peer.credits > best_credits and now - peer.last_seen <= PEER_TIMEOUT:
                 best, best_credits = identity, peer.credits
-        if best is not None:  # to the back: workers with equal room take turns
+        if best is not None and len(self.peers) > 1:  # workers with equal room take turns
             self.peers[best] = self.peers.pop(best)
         return best
 

@@ -121,11 +121,11 @@ class Intake:
         if self.closed:
             raise SendTaskError("the ZeroMQ worker is shut down")
         if len(payloads) == 1:
-            frames = [protocol.FORWARD + payloads[0]]
+            frame = protocol.FORWARD + payloads[0]
         else:
-            frames = protocol.forwards(payloads)
+            frame = protocol.forwards(payloads)
         try:
-            self._send_now(self._any_client(), *frames)
+            self._send_now(self._any_client(), frame)
         except zmq.Again:
             raise SendTaskError(
                 "no ZeroMQ client is connected to this worker, or its queue to it is full"
@@ -222,16 +222,21 @@ class Intake:
         A message that fits no protocol message is ignored (logged once per peer); a task
         beyond the credit given to its client is handed back to it.
         """
-        key, body = (frames[0], frames[1:]) if self.routed and frames else (_ONE_CLIENT, frames)
-        if not body:
-            self.bad_frames.report(key, f"{len(frames)} frames")
+        if self.routed:
+            if len(frames) != 2:
+                self.bad_frames.report(frames[0] if frames else b"", f"{len(frames)} frames")
+                return False
+            key, frame = frames
+        elif len(frames) != 1:
+            self.bad_frames.report(_ONE_CLIENT, f"{len(frames)} frames")
             return False
-        frame = body[0]
+        else:
+            key, frame = _ONE_CLIENT, frames[0]
         try:
-            if len(body) > 1:
-                return self._on_tasks(key, *protocol.parse_tasks(body))
             if frame[:1] == protocol.TASK:
                 return self._on_task(key, *protocol.parse_task(frame))
+            if frame[:1] == protocol.TASKS:
+                return self._on_tasks(key, *protocol.parse_tasks(frame))
             if not self.routed:
                 raise protocol.MalformedFrame(f"not a task: {frame[:20]!r}")
             if frame[:1] == protocol.HELLO:
@@ -331,13 +336,13 @@ class Intake:
         """The messages each client may have buffered here or in flight to here."""
         return max(1, self.prefetch // max(1, len(self.clients)))
 
-    def _send_now(self, key: bytes, *frames: bytes) -> None:
-        """Queue one message for a client without waiting; `zmq.Again` when it cannot take it."""
+    def _send_now(self, key: bytes, frame: bytes) -> None:
+        """Queue ``frame`` for a client without waiting; `zmq.Again` when it cannot take it."""
         try:
             if self.routed:
-                self.socket.send_multipart([key, *frames], flags=zmq.NOBLOCK)
+                self.socket.send_multipart([key, frame], flags=zmq.NOBLOCK)
             else:
-                self.socket.send_multipart(frames, flags=zmq.NOBLOCK)
+                self.socket.send(frame, flags=zmq.NOBLOCK)
         finally:
             if not self.closed:
                 self._poll()  # a send can take in frames without the FD signalling them
