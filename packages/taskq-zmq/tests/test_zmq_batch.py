@@ -222,3 +222,14 @@ def test_a_batch_is_split_about_as_one_by_one_sends_would_split_it(credits, coun
     for key, credit in workers.items():  # equal but for whom ties give the last ones to
         assert 0 <= shares.get(key, 0) <= max(credit, 0)
         assert abs(shares.get(key, 0) - expected[key]) <= 1
+
+
+async def test_a_kick_made_while_the_client_shuts_down_fails_and_the_shutdown_ends(address):
+    client = ZeroMQBroker(address, address)
+    await client.startup()
+    closing = asyncio.create_task(client.shutdown())
+    await asyncio.sleep(0)  # the shutdown has begun: its client side is closing
+    with pytest.raises(BatchSendError) as failure:
+        await client.kick_many([message(1)])
+    assert failure.value.unsent_ids == ("id-1",)
+    await asyncio.wait_for(closing, 30)

@@ -107,6 +107,7 @@ class ZeroMQBroker(AsyncBroker):
         self._gatekeeper: Gatekeeper | None = None
         self._dispatcher: Dispatcher | None = None
         self._intake: Intake | None = None
+        self._closing = False  # during shutdown: a kick must not open a new client side
 
     async def startup(self) -> None:
         """Open the worker side in a worker process, the client side elsewhere."""
@@ -134,7 +135,18 @@ class ZeroMQBroker(AsyncBroker):
         return self._dispatcher.inspect()
 
     async def shutdown(self) -> None:
-        """Hand back unstarted messages (worker side), fail waiting kicks (client side), close."""
+        """Hand back unstarted messages (worker side), fail waiting kicks (client side), close.
+
+        A kick made while it runs fails with `SendTaskError`.
+        """
+        self._closing = True
+        try:
+            await self._close()
+        finally:
+            self._closing = False
+        await super().shutdown()
+
+    async def _close(self) -> None:
         intake, self._intake = self._intake, None
         if intake is not None:
             await intake.close()
@@ -147,7 +159,6 @@ class ZeroMQBroker(AsyncBroker):
         if self._context is not None:
             self._context.term()
             self._context = None
-        await super().shutdown()
 
     async def kick(self, message: BrokerMessage) -> None:
         """Send the message to one worker, waiting while no worker has room.
@@ -210,6 +221,8 @@ class ZeroMQBroker(AsyncBroker):
 
     def _client_side(self) -> Dispatcher:
         if self._dispatcher is None:
+            if self._closing:
+                raise SendTaskError("the ZeroMQ broker is shut down")
             binds = self.bind == "client"
             self._dispatcher = Dispatcher(
                 self._zmq(binds), self.zmq_pub_host, binds, curve=self.curve
