@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import pytest
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from taskq import BrokerMessage, TaskiqMessage
 from taskq.exceptions import BatchSendError
 from taskq_zmq import ZeroMQBroker, protocol
-from taskq_zmq.dispatcher import split_by_credit
+from taskq_zmq.dispatcher import PEER_TIMEOUT, Peer, Pending, split_by_credit
 
 
 def message(n: int) -> BrokerMessage:
@@ -233,3 +234,25 @@ async def test_a_kick_made_while_the_client_shuts_down_fails_and_the_shutdown_en
         await client.kick_many([message(1)])
     assert failure.value.unsent_ids == ("id-1",)
     await asyncio.wait_for(closing, 30)
+
+
+async def test_waiting_messages_are_each_given_once_beside_a_silent_worker(address):
+    client = ZeroMQBroker(address, address)
+    await client.startup()
+    dispatcher = client._dispatcher
+    assert dispatcher is not None
+    dispatcher.flush = lambda: None  # type: ignore[method-assign]  # keep what it assigns
+    now = time.monotonic()
+    silent = Peer(credits=5, last_seen=now - 2 * PEER_TIMEOUT, assigned=[b"given before"])
+    live = Peer(credits=3, last_seen=now)
+    dispatcher.peers.update({b"silent": silent, b"live": live})
+    waiting = Pending(4, 0, asyncio.get_running_loop().create_future())
+    dispatcher.outbox.extend((b"w%d" % n, waiting) for n in range(4))
+    dispatcher._drain()
+    assert live.assigned == [b"w0", b"w1", b"w2"]
+    assert [payload for payload, _ in dispatcher.outbox] == [b"w3"]
+    assert waiting.sent == 3
+    dispatcher._drop_silent()  # the silent worker's message goes back in front, once
+    assert [payload for payload, _ in dispatcher.outbox] == [b"given before", b"w3"]
+    dispatcher.peers.clear()
+    await client.shutdown()

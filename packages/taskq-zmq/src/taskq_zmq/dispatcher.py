@@ -328,10 +328,15 @@ class Dispatcher:
         """Assign ``payloads`` from the front as far as credit goes; return how many.
 
         The batch is split as assigning one at a time to the worker with the most room would
-        split it (see `split_by_credit`).
+        split it (see `split_by_credit`); silent workers are skipped, as `_pick` skips them.
+        It leaves the outbox as it is (`_drain` counts on it).
         """
-        self._drop_silent()
-        credits = {identity: peer.credits for identity, peer in self.peers.items()}
+        now = time.monotonic()
+        credits = {
+            identity: peer.credits
+            for identity, peer in self.peers.items()
+            if now - peer.last_seen <= PEER_TIMEOUT
+        }
         assigned = 0
         for identity, count in split_by_credit(credits, len(payloads)).items():
             peer = self.peers.pop(identity)
