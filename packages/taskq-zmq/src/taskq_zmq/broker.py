@@ -163,9 +163,11 @@ class ZeroMQBroker(AsyncBroker):
     async def kick(self, message: BrokerMessage) -> None:
         """Send the message to one worker, waiting while no worker has room.
 
-        In a worker process that has received tasks from a client (a task sending a task, a
-        retry), the message goes to that client, which dispatches it like its own. Elsewhere
-        this broker is the client itself.
+        It returns once a worker with room is given the message, which leaves right after the
+        event loop's current turn, with whatever else that worker was given in it (at shutdown
+        at the latest). In a worker process that has received tasks from a client (a task
+        sending a task, a retry), the message goes to that client, which dispatches it like its
+        own. Elsewhere this broker is the client itself.
         """
         if self._dispatcher is None and (intake := self._forwarding_intake()) is not None:
             intake.forward([message.message])
@@ -183,8 +185,8 @@ class ZeroMQBroker(AsyncBroker):
 
         Raises:
             BatchSendError: the broker shut down (or the worker's client could not be reached)
-                before every message was sent; ``sent_ids`` are those a worker (or the client)
-                took.
+                before every message was given to a worker; ``sent_ids`` are those that were
+                (the first ones of the batch), ``unsent_ids`` those no worker received.
         """
         payloads = [message.message for message in messages]
         if not payloads:
