@@ -162,7 +162,8 @@ class Publisher:
         waiting.update(publishing)
         try:
             outcomes = await asyncio.gather(*publishing, return_exceptions=True)
-            return [_outcome(outcome) for outcome in outcomes]
+            closed = channel.is_closed  # its close fails the publishes it cut off, any way
+            return [_outcome(outcome, closed) for outcome in outcomes]
         finally:
             waiting.difference_update(publishing)
             self._cut.difference_update(publishing)
@@ -205,14 +206,21 @@ def refused(confirmation: object) -> SendTaskError:
     return SendTaskError(f"RabbitMQ refused the message: {confirmation}")
 
 
-def _outcome(outcome: object) -> BaseException | None:
-    """What became of one publish of a batch: None once confirmed, else the error."""
+def _outcome(outcome: object, channel_closed: bool) -> BaseException | None:
+    """What became of one publish of a batch: None once confirmed, else the error.
+
+    On a channel that closed, an error other than RabbitMQ's refusal means the publish was
+    cut off before its confirmation (aiormq fails those with the close's exception, a bare
+    ``Exception`` or a cancellation): a connection error, so it is published again.
+    """
     if isinstance(outcome, Basic.Ack):
         return None
-    if isinstance(outcome, asyncio.CancelledError):  # cut off by the close of its channel
-        return ChannelInvalidStateError("the channel closed before the confirmation")
     if isinstance(outcome, DeliveryError):
         return refused(outcome.frame)
+    if isinstance(outcome, asyncio.CancelledError) or (
+        channel_closed and isinstance(outcome, Exception)
+    ):
+        return ChannelInvalidStateError("the channel closed before the confirmation")
     if isinstance(outcome, BaseException):
         return outcome
     return refused(outcome)
