@@ -107,6 +107,37 @@ return now
 """
 )
 
+#: KEYS: delayed set, then the stream of each level. ARGV: max stream length ("" for none),
+#: then two per message: where it goes (its priority level, or minus its delay in ms for a
+#: delayed message) and its bytes (for a delayed message, its member of the delayed set).
+#: Sends each message as an ``XADD`` (or `KICK_DELAYED`) sends one, in order. Returns
+#: {position (from 1), error} for each message Redis refused (a key of another type, out of
+#: memory, ...); the others were sent.
+KICK_MANY = (
+    _NOW
+    + """
+local now = nil
+local maxlen = ARGV[1]
+local refused = {}
+for i = 2, #ARGV, 2 do
+  local where, data = tonumber(ARGV[i]), ARGV[i + 1]
+  local reply
+  if where < 0 then
+    now = now or now_ms()
+    reply = redis.pcall('ZADD', KEYS[1], now - where, data)
+  elseif maxlen ~= '' then
+    reply = redis.pcall('XADD', KEYS[where + 2], 'MAXLEN', '~', maxlen, '*', 'm', data)
+  else
+    reply = redis.pcall('XADD', KEYS[where + 2], '*', 'm', data)
+  end
+  if type(reply) == 'table' and reply.err then
+    table.insert(refused, {i / 2, reply.err})
+  end
+end
+return refused
+"""
+)
+
 #: KEYS: delayed set, then the stream of each level. ARGV: most to move, max stream length
 #: ("" for none). Returns {moved, ms until the next due message or -1 when none waits}.
 MOVE_DUE = (
