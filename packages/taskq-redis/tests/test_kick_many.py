@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from taskq import BrokerMessage, Capability
+from taskq import BrokerMessage
 from taskq.exceptions import BatchSendError
 from taskq_redis import InvalidLabelError, RedisStreamBroker, SendUnavailableError
 from taskq_redis.testing import take
@@ -29,10 +29,6 @@ def bodies(messages: list[Any]) -> list[bytes]:
 def server_ms(raw_redis: Any) -> int:
     seconds, micros = raw_redis.time()
     return int(seconds) * 1000 + int(micros) // 1000
-
-
-def test_the_broker_declares_batch_send() -> None:
-    assert Capability.BATCH_SEND in RedisStreamBroker.capabilities
 
 
 async def test_a_batch_arrives_once_in_order_with_priorities_and_delays(new_broker, raw_redis):

@@ -58,8 +58,6 @@ HAND_BACK_TIMEOUT_S = 5.0
 #: Messages of a `kick_many` sent per script call (Redis runs one call at a time: a bounded
 #: call keeps other clients' commands waiting a millisecond or two at most).
 KICK_MANY_CHUNK = 1000
-#: Each priority level (at most 100, see `BrokerOptions`) as a script argument, encoded once.
-_LEVEL_ARGS = [b"%d" % level for level in range(100)]
 
 
 class RedisStreamBroker(AsyncBroker):
@@ -400,14 +398,12 @@ class RedisStreamBroker(AsyncBroker):
         return min(max(priority_value(priority), 0), self.priority_levels - 1)
 
     def _kick_many_args(self, messages: Sequence[BrokerMessage]) -> ScriptArgs:
-        args: ScriptArgs = [self.max_stream_length or ""]
+        parts: list[bytes] = []
         for message in messages:
             level, delay_ms = self._placement(message)
-            if delay_ms:
-                args += (-delay_ms, delayed_member(level, message.message))
-            else:
-                args += (_LEVEL_ARGS[level], message.message)
-        return args
+            data = delayed_member(level, message.message) if delay_ms else message.message
+            parts += (b"%d %d\n" % (-delay_ms if delay_ms else level, len(data)), data)
+        return [self.max_stream_length or "", b"".join(parts)]
 
     async def _send_chunk(self, args: ScriptArgs) -> list[Any]:
         """Run `KICK_MANY` with ``args``; return what Redis refused ({position, error}...)."""
