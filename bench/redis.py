@@ -12,12 +12,18 @@ otherwise. The task is a no-op that counts. For 5,000 and 50,000 tasks, two meas
 2. drain: the client fills the queue while no worker runs, then the worker starts; the rate
    is the tasks run per second between the first and the last task the worker ran.
 
+Then a third, with no worker running: bulk, 100,000 tasks sent the fastest way each library
+offers: taskq's bulk send in batches of 1,000; taskiq, which has none, one ``kiq()`` after
+another (1,000 at once through ``asyncio.gather`` is slower: its connection pool serialises
+them); dramatiq is left out. The rate is the tasks divided by the time the client took to send
+them all into Redis, building the messages included.
+
 Each figure is one run (fresh processes, fresh queue); the ratios compare taskq with each of
 the others in the same run. Run from the repository root, with taskq and taskq-redis installed
 in the current interpreter:
 
     python bench/redis.py           # 5,000 and 50,000 tasks (a few minutes)
-    python bench/redis.py --quick   # 2,000 tasks (smoke test)
+    python bench/redis.py --quick   # 2,000 tasks, bulk 10,000 (smoke test)
 
 taskiq 0.13.0, taskiq-redis and dramatiq[redis] are installed with pip into
 ``bench/.venv-taskiq`` (see ``bench/inmemory.py``). Linux only (it relies on a monotonic clock
@@ -105,9 +111,9 @@ class Run:
         time.sleep(SETTLE_S)
         return worker
 
-    def kick(self) -> tuple[float, float]:
+    def kick(self, *options: str) -> tuple[float, float]:
         client = subprocess.run(
-            [str(self.python), "-m", APP, str(self.tasks)],
+            [str(self.python), "-m", APP, str(self.tasks), *options],
             env=self.env,
             cwd=ROOT,
             capture_output=True,
@@ -188,10 +194,32 @@ def drain(lib: str, python: Path | str, env: dict[str, str], tasks: int) -> floa
     return (tasks - 1) / (last - first)
 
 
+def bulk(lib: str, python: Path | str, env: dict[str, str], tasks: int) -> float:
+    """Tasks/s sent into Redis in batches, no worker running."""
+    run = Run(lib, python, env, tasks)
+    try:
+        t0, t1 = run.kick("--bulk")
+    finally:
+        run.cleanup()
+    return tasks / (t1 - t0)
+
+
+def report(label: str, rates: dict[str, float]) -> None:
+    """Print one row: each library's rate and taskq's ratio to each of the others."""
+    others = [lib for lib in rates if lib != "taskq" and rates[lib]]
+    ratios = ", ".join(f"{rates['taskq'] / rates[lib]:.2f}x {lib}" for lib in others)
+    figures = "  ".join(
+        f"{lib} {rates[lib]:>7,.0f}/s" if lib in rates else f"{lib} {'-':>7}  " for lib in LIBS
+    )
+    print(f"{label}: {figures}  | taskq = {ratios}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2,000 tasks only")
-    sizes = [2_000] if parser.parse_args().quick else [5_000, 50_000]
+    quick = parser.parse_args().quick
+    sizes = [2_000] if quick else [5_000, 50_000]
+    bulk_tasks = 10_000 if quick else 100_000
     reference = ensure_reference_redis()
     interpreters = {"taskq": (sys.executable, taskq_env())}
     for lib in LIBS[1:]:
@@ -204,11 +232,9 @@ def main() -> None:
             for lib in LIBS:
                 python, env = interpreters[lib]
                 rates[lib] = measure(lib, python, env, tasks)
-            ratios = ", ".join(
-                f"{rates['taskq'] / rates[lib]:.2f}x {lib}" for lib in LIBS[1:] if rates[lib]
-            )
-            figures = "  ".join(f"{lib} {rates[lib]:>7,.0f}/s" for lib in LIBS)
-            print(f"{mode:<8} {tasks:>6,} tasks: {figures}  | taskq = {ratios}", flush=True)
+            report(f"{mode:<8} {tasks:>7,} tasks", rates)
+    rates = {lib: bulk(lib, *interpreters[lib], bulk_tasks) for lib in LIBS[:2]}
+    report(f"{'bulk':<8} {bulk_tasks:>7,} tasks", rates)
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -392,6 +392,7 @@ def test_options_are_checked_and_capabilities_declared():
         Capability.LOAD_BALANCING,
         Capability.CROSS_PROCESS,
         Capability.INSPECT,
+        Capability.BATCH_SEND,
     }
     with pytest.raises(ValueError, match="not a Redis URL"):
         RedisStreamBroker("http://localhost")

@@ -8,7 +8,7 @@ import itertools
 import logging
 import os
 import socket
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, ClassVar
 
 import redis.asyncio as aioredis
@@ -20,6 +20,7 @@ from taskq.abc.result_backend import AsyncResultBackend
 from taskq.abc.unique_store import UniqueKeyStore
 from taskq.acks import AckableMessage
 from taskq.capabilities import Capability
+from taskq.exceptions import BatchSendError
 from taskq.inspection import QueueInspection
 from taskq.labels import delay_seconds, priority_value
 from taskq.message import BrokerMessage
@@ -34,7 +35,8 @@ from taskq_redis.inspection import inspect_queue
 from taskq_redis.keys import QueueKeys
 from taskq_redis.options import BrokerOption, BrokerOptions
 from taskq_redis.reconnect import CONNECTION_ERRORS, DEFAULT_MAX_DELAY_S, Reconnector
-from taskq_redis.scripts import ScriptArgs, ScriptKeys, Scripts
+from taskq_redis.script_batch import BatchedScript
+from taskq_redis.scripts import KICK_MANY, ScriptArgs, ScriptKeys, Scripts
 from taskq_redis.unique import RELEASE_SCRIPT, KeyRelease, RedisUniqueStore
 
 #: What the acknowledgement batch carries: a stream entry (priority level, entry id) to
@@ -53,6 +55,9 @@ DEFAULT_RECONNECT_MAX_DELAY_S = DEFAULT_MAX_DELAY_S
 DEFAULT_SEND_TIMEOUT_S = 30.0
 #: Seconds a shutdown keeps trying to hand back held messages while Redis does not answer.
 HAND_BACK_TIMEOUT_S = 5.0
+#: Messages of a `kick_many` sent per script call (Redis runs one call at a time: a bounded
+#: call keeps other clients' commands waiting a millisecond or two at most).
+KICK_MANY_CHUNK = 1000
 
 
 class RedisStreamBroker(AsyncBroker):
@@ -129,6 +134,7 @@ class RedisStreamBroker(AsyncBroker):
             Capability.LOAD_BALANCING,
             Capability.CROSS_PROCESS,
             Capability.INSPECT,
+            Capability.BATCH_SEND,
         }
     )
 
@@ -202,6 +208,7 @@ class RedisStreamBroker(AsyncBroker):
         self.reconnector = Reconnector(self.connection.server, reconnect_max_delay_s)
         self.kick_sender: BatchSender[tuple[int, bytes]] = BatchSender(self._send_kicks)
         self.ack_sender: BatchSender[Settlement] = BatchSender(self._send_acks)
+        self._kick_many_script = BatchedScript(self.connection, KICK_MANY)
         self._scripts: Scripts | None = None
         self._consumers: list[StreamConsumer] = []
         self._consumer_numbers = itertools.count(1)
@@ -331,18 +338,77 @@ class RedisStreamBroker(AsyncBroker):
                 integral number, ``inf`` or ``nan``, ...).
             SendUnavailableError: Redis did not answer for ``send_timeout_s``.
         """
-        labels = message.labels
-        level = self._level(labels.get("priority")) if labels else 0
-        delay = labels.get("delay") if labels else None
-        if delay is not None:
-            delay_ms = _delay_ms(delay)
-            if delay_ms > 0:
-                await self._kick_delayed(level, message.message, delay_ms)
-                return
+        level, delay_ms = self._placement(message)
+        if delay_ms > 0:
+            await self._kick_delayed(level, message.message, delay_ms)
+            return
         await self.kick_sender.submit((level, message.message))
+
+    async def kick_many(self, messages: Sequence[BrokerMessage]) -> None:
+        """Send a batch as `kick` sends each message, in one round trip and in batch order.
+
+        Each ``KICK_MANY_CHUNK`` messages go in one script call (pipelined: one round trip
+        for the batch), which appends each message to the stream of its priority or parks it
+        until its delay. While Redis does not answer, the calls are retried as a `kick` is,
+        for ``send_timeout_s``; a message whose call was cut off may then be sent twice.
+
+        Raises:
+            BatchSendError: Some messages were not sent: Redis refused their command (a key of
+                another type, out of memory, ...), did not answer for ``send_timeout_s``, or a
+                label of the batch is invalid (then nothing is sent). ``sent_ids`` names the
+                messages Redis confirmed, ``unsent_ids`` the others.
+        """
+        try:
+            chunks = [
+                (chunk, self._kick_many_args(chunk)) for chunk in _chunks(messages, KICK_MANY_CHUNK)
+            ]
+        except Exception as exc:  # InvalidLabelError: send nothing of a batch with a bad label
+            ids = [m.task_id for m in messages]
+            raise BatchSendError.of([], ids, f"{type(exc).__name__}: {exc}") from exc
+        outcomes = await asyncio.gather(
+            *(self._send_chunk(args) for _, args in chunks), return_exceptions=True
+        )
+        sent: list[str] = []
+        unsent: list[str] = []
+        errors: list[BaseException] = []
+        for (chunk, _), outcome in zip(chunks, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                unsent.extend(m.task_id for m in chunk)
+                errors.append(outcome)
+                continue
+            refused = {int(position) - 1: error for position, error in outcome}
+            for n, message in enumerate(chunk):
+                (unsent if n in refused else sent).append(message.task_id)
+            errors.extend(ResponseError(_text(error)) for error in refused.values())
+        if errors:
+            error = errors[0]
+            reason = f"{type(error).__name__}: {error}"
+            raise BatchSendError.of(sent, unsent, reason) from error
+
+    def _placement(self, message: BrokerMessage) -> tuple[int, int]:
+        """The priority level of ``message`` and its delay in ms (0: none), from its labels."""
+        labels = message.labels
+        if not labels:
+            return 0, 0
+        level = self._level(labels.get("priority"))
+        delay = labels.get("delay")
+        return level, 0 if delay is None else max(_delay_ms(delay), 0)
 
     def _level(self, priority: Any) -> int:
         return min(max(priority_value(priority), 0), self.priority_levels - 1)
+
+    def _kick_many_args(self, messages: Sequence[BrokerMessage]) -> ScriptArgs:
+        parts: list[bytes] = []
+        for message in messages:
+            level, delay_ms = self._placement(message)
+            data = delayed_member(level, message.message) if delay_ms else message.message
+            parts += (b"%d %d\n" % (-delay_ms if delay_ms else level, len(data)), data)
+        return [self.max_stream_length or "", b"".join(parts)]
+
+    async def _send_chunk(self, args: ScriptArgs) -> list[Any]:
+        """Run `KICK_MANY` with ``args``; return what Redis refused ({position, error}...)."""
+        keys = [self.keys.delayed, *self.keys.streams]
+        return list(await self._sending(lambda: self._kick_many_script(keys, args)))
 
     async def _kick_delayed(self, level: int, payload: bytes, delay_ms: int) -> None:
         member = delayed_member(level, payload)
@@ -368,9 +434,10 @@ class RedisStreamBroker(AsyncBroker):
 
         await self._sending(append_all)
 
-    async def _sending(self, operation: Callable[[], Any]) -> None:
+    async def _sending(self, operation: Callable[[], Any]) -> Any:
+        """Run ``operation`` (retried for ``send_timeout_s``) and return what it returned."""
         try:
-            await self.reconnector.call(
+            return await self.reconnector.call(
                 "send a task", operation, give_up_after_s=self.send_timeout_s
             )
         except CONNECTION_ERRORS as exc:
@@ -489,6 +556,14 @@ class RedisStreamBroker(AsyncBroker):
 
 def _delay_ms(delay: Any) -> int:
     return round(delay_seconds(delay) * 1000)
+
+
+def _chunks(messages: Sequence[BrokerMessage], size: int) -> list[Sequence[BrokerMessage]]:
+    return [messages[start : start + size] for start in range(0, len(messages), size)]
+
+
+def _text(error: Any) -> str:
+    return error.decode(errors="replace") if isinstance(error, bytes) else str(error)
 
 
 def _or_default(value: float | None, default: float) -> float:

@@ -107,6 +107,43 @@ return now
 """
 )
 
+#: KEYS: delayed set, then the stream of each level. ARGV: max stream length ("" for none),
+#: then the messages in one string (one argument costs the client far less than two per
+#: message), each as ``"<where> <size>\n"`` followed by its ``size`` bytes: ``where`` is its
+#: priority level, or minus its delay in ms for a delayed message, whose bytes are then its
+#: member of the delayed set. Sends each message as an ``XADD`` (or `KICK_DELAYED`) sends one,
+#: in order. Returns {position (from 1), error} for each message Redis refused (a key of
+#: another type, out of memory, ...); the others were sent.
+KICK_MANY = (
+    _NOW
+    + """
+local now = nil
+local maxlen, batch = ARGV[1], ARGV[2]
+local refused = {}
+local pos, n = 1, 0
+while pos <= #batch do
+  local _, header_end, where, size = string.find(batch, '^(%-?%d+) (%d+)\\n', pos)
+  where = tonumber(where)
+  local data = string.sub(batch, header_end + 1, header_end + tonumber(size))
+  pos = header_end + tonumber(size) + 1
+  n = n + 1
+  local reply
+  if where < 0 then
+    now = now or now_ms()
+    reply = redis.pcall('ZADD', KEYS[1], now - where, data)
+  elseif maxlen ~= '' then
+    reply = redis.pcall('XADD', KEYS[where + 2], 'MAXLEN', '~', maxlen, '*', 'm', data)
+  else
+    reply = redis.pcall('XADD', KEYS[where + 2], '*', 'm', data)
+  end
+  if type(reply) == 'table' and reply.err then
+    table.insert(refused, {n, reply.err})
+  end
+end
+return refused
+"""
+)
+
 #: KEYS: delayed set, then the stream of each level. ARGV: most to move, max stream length
 #: ("" for none). Returns {moved, ms until the next due message or -1 when none waits}.
 MOVE_DUE = (
