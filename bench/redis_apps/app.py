@@ -23,7 +23,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 LIB = os.environ["REDIS_BENCH_LIB"]
 URL = os.environ["REDIS_BENCH_URL"]
@@ -85,29 +84,14 @@ async def kick_async(count: int) -> tuple[float, float]:
 async def kick_bulk(count: int) -> tuple[float, float]:
     await broker.startup()
     t0 = time.monotonic()
-    for start in range(0, count, BULK_BATCH):
-        size = min(BULK_BATCH, count - start)
-        if LIB == "taskq":
-            await broker.kick_many(bulk_messages(size))
-        else:  # no bulk send; gathering many kiq() is slower (its pool serialises them)
-            for _ in range(size):
-                await noop.kiq()
+    if LIB == "taskq":
+        await noop.kiq_many((noop.call() for _ in range(count)), chunk_size=BULK_BATCH)
+    else:  # no bulk send; gathering many kiq() is slower (its pool serialises them)
+        for _ in range(count):
+            await noop.kiq()
     t1 = time.monotonic()
     await broker.shutdown()
     return t0, t1
-
-
-def bulk_messages(size: int) -> list[Any]:
-    """``size`` messages of ``noop()``, built as ``kiq()`` builds one."""
-    # to become ``await noop.kiq_many(...)`` once tasks have it: it builds and sends these
-    from taskq import TaskiqMessage
-
-    return [
-        broker.formatter.dumps(
-            TaskiqMessage(broker.id_generator(), noop.task_name, dict(noop.labels), [], {})
-        )
-        for _ in range(size)
-    ]
 
 
 def kick_dramatiq(count: int) -> tuple[float, float]:
