@@ -27,6 +27,10 @@ Servers (for brokers that talk to one):
     `Reconnector`, `FIRST_RETRY_DELAY_S`: the reconnect policy, retry with capped exponential
     backoff and one log line per outage.
 
+Event loops:
+    `running_loop`: the running event loop, reusing a loop seen before where looking it up
+    costs a system call (before Python 3.12).
+
 Sending and hooks:
     `send_task`: send a task by name, with labels, through a broker's middlewares, without
     the task being registered in this process.
@@ -42,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from taskq._awaitable import maybe_await
+    from taskq._running_loop import running_loop
     from taskq.cli import converters
     from taskq.cli.discovery import DEFAULT_TASKS_PATTERN, discover_modules
     from taskq.cli.env_parser import EnvArgumentParser
@@ -84,6 +89,7 @@ _DEFINED_IN = {
     "import_module": "taskq.cli.targets",
     "import_object": "taskq.cli.targets",
     "maybe_await": "taskq._awaitable",
+    "running_loop": "taskq._running_loop",
     "send_task": "taskq.kicker",
 }
 
@@ -118,5 +124,6 @@ __all__ = [
     "import_module",
     "import_object",
     "maybe_await",
+    "running_loop",
     "send_task",
 ]

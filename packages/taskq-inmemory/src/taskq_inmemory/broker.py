@@ -9,7 +9,6 @@ from collections.abc import AsyncGenerator, Sequence
 from typing import ClassVar
 
 from taskq import InMemoryCancellationStore
-from taskq._running_loop import running_loop
 from taskq.abc.broker import AsyncBroker
 from taskq.capabilities import Capability
 from taskq.events import TaskiqEvents
@@ -18,6 +17,7 @@ from taskq.inspection import ConsumerInfo, QueueInspection
 from taskq.labels import delay_seconds, priority_value
 from taskq.message import BrokerMessage
 from taskq.receiver import Receiver
+from taskq.toolkit import running_loop
 from taskq_inmemory.message_queue import MessageQueue
 from taskq_inmemory.result_backend import InmemoryResultBackend
 

@@ -10,7 +10,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 
-from taskq._running_loop import running_loop
+from taskq.toolkit import running_loop
 
 logger = logging.getLogger("taskq.inmemory")
 

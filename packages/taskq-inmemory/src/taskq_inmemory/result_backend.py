@@ -8,11 +8,11 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from taskq._running_loop import running_loop
 from taskq.abc.result_backend import DEFAULT_RESULT_TTL_S, AsyncResultBackend
 from taskq.capabilities import Capability
 from taskq.exceptions import ResultGetError
 from taskq.result import TaskiqResult
+from taskq.toolkit import running_loop
 
 if TYPE_CHECKING:
     from taskq.progress import TaskProgress
