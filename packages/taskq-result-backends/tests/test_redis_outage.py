@@ -132,3 +132,42 @@ async def test_a_worker_stores_its_result_after_an_outage(relay, new_backend, ca
     lost, reconnected = outage_lines(caplog)
     assert len(lost) == 1, lost
     assert len(reconnected) == 1
+
+
+async def test_a_result_not_stored_in_time_leaves_its_message_for_another_run(
+    relay, new_backend, redis_url, redis_prefix, caplog
+):
+    from taskq import Receiver
+    from taskq_redis import RedisStreamBroker
+
+    backend = await new_backend(reconnect_timeout_s=0.3, reconnect_max_delay_s=0.05)
+    broker = RedisStreamBroker(redis_url, key_prefix=redis_prefix, lease_s=1.0)
+    broker.with_result_backend(backend)
+    broker.is_worker_process = True
+    runs: list[int] = []
+
+    @broker.task(task_name="outage:count")
+    async def count() -> int:
+        runs.append(1)
+        if len(runs) == 1:
+            relay.cut()  # the result store stays away longer than reconnect_timeout_s
+        else:
+            relay.restore()
+        return len(runs)
+
+    reader: RedisResultBackend[Any] = RedisResultBackend(redis_url, prefix=redis_prefix)
+    await broker.startup()
+    worker = asyncio.create_task(Receiver(broker).listen())
+    try:
+        task = await count.kiq()
+        assert await reader.wait_ready(task.task_id, PROMPT * 3, 1)
+        result = await reader.get_result(task.task_id)
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+        await broker.shutdown()
+        await reader.shutdown()
+    assert result.return_value == 2, "the message was run again, and that result stored"
+    released = [r for r in caplog.records if "released for redelivery" in r.getMessage()]
+    assert len(released) == 1
+    assert "storing that error failed too" in released[0].getMessage()
