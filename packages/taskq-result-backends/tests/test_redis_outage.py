@@ -107,6 +107,17 @@ async def test_a_poll_without_wait_does_not_retry(relay, new_backend):
         await asyncio.wait_for(backend.wait_ready("t1", timeout=0, check_interval=1), PROMPT)
 
 
+async def test_shutdown_stops_the_calls_waiting_out_an_outage(relay, new_backend):
+    backend = await new_backend(reconnect_timeout_s=PROMPT * 3)
+    relay.cut()
+    storing = asyncio.create_task(backend.set_result("t1", success(1)))
+    before = relay.accepted
+    await eventually(lambda: relay.accepted >= before + 2, PROMPT, what="retries")
+    await backend.shutdown()
+    with pytest.raises(RedisResultStoreUnavailableError, match="does not answer"):
+        await asyncio.wait_for(storing, PROMPT)
+
+
 async def test_a_worker_stores_its_result_after_an_outage(relay, new_backend, caplog):
     caplog.set_level(logging.WARNING, "taskq.redis")
     broker = InMemoryBroker().with_result_backend(await new_backend())

@@ -167,7 +167,11 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
         await self.calls("connect", lambda: self._client().ping())
 
     async def shutdown(self) -> None:
-        """Stop waiting (pending waiters get `ResultBackendError`) and close the connections."""
+        """Stop waiting (pending waiters get `ResultBackendError`) and close the connections.
+
+        Calls still retrying stop at their next failure; later calls open the connections
+        again but do not retry until the next `startup`.
+        """
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.cancel()
@@ -371,8 +375,6 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
     # -- the connection ------------------------------------------------------------------------
 
     def _client(self) -> aioredis.Redis:
-        if not self.connection.is_open:  # opened again after a shutdown: calls retry again
-            self.reconnector.closed = False
         return self.connection.client
 
     def _ttl_ms(self) -> int | None:
