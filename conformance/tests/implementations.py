@@ -128,6 +128,20 @@ class IgnoresPriority(InMemoryBroker):
         await super().kick(dataclasses.replace(message, labels=labels))
 
 
+class DropsAPrioritisedMessage(InMemoryBroker):
+    """Defect: the first message with a ``priority`` label of 9 is silently dropped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = False
+
+    async def kick(self, message: BrokerMessage) -> None:
+        if message.labels.get("priority") == 9 and not self.dropped:
+            self.dropped = True
+            return
+        await super().kick(message)
+
+
 class DeliversDelayedMessagesLate(InMemoryBroker):
     """Defect: a delayed message is delivered 8 s after its delay ended."""
 
@@ -874,6 +888,10 @@ def make_undelaying_broker() -> InMemoryBroker:
 
 def make_priority_ignoring_broker() -> InMemoryBroker:
     return IgnoresPriority()
+
+
+def make_priority_dropping_broker() -> InMemoryBroker:
+    return DropsAPrioritisedMessage()
 
 
 def make_non_redelivering_broker() -> InMemoryBroker:

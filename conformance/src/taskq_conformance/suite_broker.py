@@ -334,12 +334,22 @@ async def _priority_under_a_backlog(new_broker: NewBroker, *, batch: bool) -> No
             for message in messages:
                 await broker.kick(message)
         await asyncio.sleep(QUIET_PERIOD)
-        received = []
-        async for item in broker.listen():
-            received.append(priorities[int(payload(item))])
-            await settle(item)
-            if len(received) == len(priorities):
-                break
+        received: list[int] = []
+
+        async def read_backlog() -> None:  # each settled before the next is read
+            async for item in broker.listen():
+                received.append(priorities[int(payload(item))])
+                await settle(item)
+                if len(received) == len(priorities):
+                    return
+
+        try:
+            await asyncio.wait_for(read_backlog(), DELIVERY_TIMEOUT)
+        except asyncio.TimeoutError:
+            pytest.fail(
+                f"only {len(received)} of the backlog's {len(priorities)} messages were "
+                f"delivered within {DELIVERY_TIMEOUT} s (priorities {received})"
+            )
         assert received == sorted(priorities, reverse=True), (
             f"a backlog was delivered in the priority order {received}, not highest first"
         )

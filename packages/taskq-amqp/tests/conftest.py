@@ -53,12 +53,35 @@ MANAGEMENT_URL = os.environ.get("TASKQ_AMQP_MANAGEMENT_URL", "http://127.0.0.1:1
 CLOSE_REASON = "taskq test: connections closed mid-run"
 
 
+def named_connections(url: str, name: str) -> str:
+    """``url`` with the AMQP connection name ``name``, which the administration sees."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.urlencode([*urllib.parse.parse_qsl(parts.query), ("name", name)])
+    return urllib.parse.urlunsplit(parts._replace(query=query))
+
+
 class Rabbitmqctl:
     """Administers the local RabbitMQ node with its command-line tool."""
 
-    def close_all_connections(self) -> None:
-        """Have RabbitMQ close every client connection."""
-        self._run("close_all_connections", CLOSE_REASON)
+    def close_connections(self, named: str) -> int:
+        """Have RabbitMQ close the client connections a client called ``named``; return how many.
+
+        Only those: the server is shared with other test runs.
+        """
+        # one line per connection: its process id (what close_connection takes, in this text
+        # form only) and its client properties as an Erlang term
+        listed = self._run(
+            "list_connections", "-q", "--no-table-headers", "pid", "client_properties"
+        )
+        given = '{"connection_name",' + json.dumps(named) + "}"
+        closing = [
+            line.partition("\t")[0]
+            for line in listed.splitlines()
+            if given in line.partition("\t")[2]
+        ]
+        for pid in closing:
+            self._run("close_connection", pid, CLOSE_REASON)
+        return len(closing)
 
     def set_policy(self, name: str, pattern: str, definition: dict[str, Any]) -> None:
         """Apply ``definition`` to the queues whose name matches ``pattern``."""
@@ -77,9 +100,10 @@ class Rabbitmqctl:
         """Remove the policy ``name``."""
         self._run("clear_policy", name)
 
-    def _run(self, *args: str) -> None:
+    def _run(self, *args: str) -> str:
         done = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
+        return done.stdout
 
 
 class ManagementApi:
@@ -96,22 +120,19 @@ class ManagementApi:
             return False
         return True
 
-    def close_connections(self, named: str | None = None) -> int:
-        """Have RabbitMQ close the client connections (only those a client called ``named``,
-        if given); return how many."""
+    def close_connections(self, named: str) -> int:
+        """Have RabbitMQ close the client connections a client called ``named``; return how many.
+
+        Only those: the server is shared with other test runs.
+        """
         closing = [
             connection["name"]
             for connection in self._call("GET", "/api/connections")
-            if named is None
-            or (connection.get("client_properties") or {}).get("connection_name") == named
+            if (connection.get("client_properties") or {}).get("connection_name") == named
         ]
         for name in closing:
             self._call("DELETE", "/api/connections/" + urllib.parse.quote(name, safe=""))
         return len(closing)
-
-    def close_all_connections(self) -> None:
-        """Have RabbitMQ close every client connection."""
-        assert self.close_connections(), "no connection to close"
 
     def set_policy(self, name: str, pattern: str, definition: dict[str, Any]) -> None:
         """Apply ``definition`` to the queues whose name matches ``pattern``."""

@@ -13,7 +13,7 @@ from taskq import BrokerMessage, Capability, Receiver, UnsupportedCapabilityErro
 from taskq.abc.dead_letters import DeadLetterQueue as DeadLetterContract
 from taskq.exceptions import InvalidLabelError
 from taskq.testing import eventually
-from taskq_amqp import AmqpBroker, AmqpUnavailableError, SendUnavailableError
+from taskq_amqp import AmqpBroker, AmqpUnavailableError, SendUnavailableError, UnroutableError
 from taskq_amqp.queues import bucket_ms
 
 
@@ -205,6 +205,18 @@ async def test_a_kick_without_rabbitmq_raises_after_send_timeout():
         await broker.startup()
     assert time.monotonic() - started < 30
     await broker.shutdown()
+
+
+async def test_a_kick_to_a_deleted_queue_fails_instead_of_being_lost(new_broker):
+    broker = await new_broker(worker=False)
+    await broker.kick(message(b"before"))
+    await broker.delete_queues()  # by another process, say, while this one runs
+    with pytest.raises(UnroutableError, match=rf"no queue '{broker.queue_name}' exists"):
+        await broker.kick(message(b"after"))
+    await broker.kick(message(b"again"))  # the queues are declared again
+    (item,) = await take(broker, 1)
+    assert item.data == b"again"
+    await item.ack()
 
 
 async def test_messages_taken_by_a_consumer_that_goes_away_are_redelivered(new_broker):

@@ -11,7 +11,7 @@ import pytest
 from taskq import BrokerMessage, Capability
 from taskq.exceptions import BatchSendError
 from taskq.testing import eventually
-from taskq_amqp import AmqpBroker, SendUnavailableError
+from taskq_amqp import AmqpBroker, SendUnavailableError, UnroutableError
 
 
 def message(data: bytes, **labels: Any) -> BrokerMessage:
@@ -169,3 +169,15 @@ async def test_the_management_api_closes_a_connection_the_broker_then_reopens(
     finally:
         await broker.delete_queues()
         await broker.shutdown()
+
+
+async def test_a_batch_to_a_deleted_queue_is_unsent(new_broker):
+    broker = await new_broker(worker=False)
+    await broker.kick_many(batch(2))
+    await broker.delete_queues()
+    messages = batch(3)
+    with pytest.raises(BatchSendError) as failed:
+        await broker.kick_many(messages)
+    assert failed.value.sent_ids == ()
+    assert failed.value.unsent_ids == tuple(m.task_id for m in messages)
+    assert isinstance(failed.value.__cause__, UnroutableError)

@@ -23,6 +23,8 @@ import pytest
 from taskq.testing import eventually_blocking
 from taskq_amqp.testing import delete_queues, unique_queue_name
 
+from .conftest import named_connections
+
 HERE = Path(__file__).resolve().parent
 MANY_TASKS = int(os.environ.get("TASKQ_AMQP_E2E_TASKS", "20000"))
 
@@ -153,13 +155,17 @@ def test_a_killed_worker_loses_nothing_and_only_its_running_task_runs_twice(app_
 
 def test_the_server_closing_every_connection_mid_run_loses_nothing(app_env, rabbit_admin):
     count = 20_000
+    # every connection of this run (client and workers) carries its name: only they are closed
+    name = app_env["AMQP_APP_QUEUE"]
+    app_env["AMQP_APP_URL"] = named_connections(app_env["AMQP_APP_URL"], name)
     workers = start_workers(app_env, 2)
     try:
         client = start_client(app_env, count)
         eventually_blocking(
             lambda: len(_all(numbers(app_env, "done"))) >= 1000, 60, what="1000 tasks run"
         )
-        rabbit_admin.close_all_connections()
+        # the client's and each worker process's connection
+        assert rabbit_admin.close_connections(name) >= 3, "the run's connections were not found"
         out, _ = client.communicate(timeout=300)
         assert out.strip() == f"sent {count}"
         wait_until_done(app_env, count)

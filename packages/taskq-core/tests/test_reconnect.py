@@ -65,3 +65,29 @@ async def test_pauses_double_up_to_the_cap():
     for _ in range(4):
         delays.append(await policy.pause("ask", ConnectionError(), delays[-1]))
     assert delays == [0.001, 0.002, 0.004, 0.004, 0.004]
+
+
+async def test_once_a_call_gave_up_the_calls_of_that_outage_try_once_until_it_answers():
+    policy = reconnector()
+    _, down = failing(10**6, ConnectionError("down"))
+    with pytest.raises(ConnectionError):
+        await policy.call("ask", down, give_up_after_s=0.05)
+    calls, operation = failing(10**6, ConnectionError("down"))
+    with pytest.raises(ConnectionError):
+        await policy.call("ask", operation, give_up_after_s=60)
+    assert len(calls) == 1
+    # an answer ends the outage: the next call retries for its whole time again
+    assert await policy.call("ask", failing(0, ConnectionError())[1]) == "answer"
+    calls, operation = failing(2, ConnectionError("down"))
+    assert await policy.call("ask", operation, give_up_after_s=60) == "answer"
+    assert len(calls) == 3
+
+
+async def test_a_call_without_retries_does_not_cut_short_the_others():
+    policy = reconnector()
+    _, down = failing(10**6, ConnectionError("down"))
+    with pytest.raises(ConnectionError):
+        await policy.call("ask", down, give_up_after_s=0)
+    calls, operation = failing(2, ConnectionError("down"))
+    assert await policy.call("ask", operation, give_up_after_s=60) == "answer"
+    assert len(calls) == 3

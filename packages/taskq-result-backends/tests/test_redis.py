@@ -247,7 +247,10 @@ async def test_a_result_stored_by_another_process_wakes_the_waiter(
 
 async def test_an_unreachable_server_is_named_without_its_password():
     backend = RedisResultBackend(
-        "redis://:hunter2@127.0.0.1:1/0", socket_connect_timeout=1, retry=None
+        "redis://:hunter2@127.0.0.1:1/0",
+        socket_connect_timeout=1,
+        retry=None,
+        reconnect_timeout_s=0.2,
     )
     with pytest.raises(ResultStoreUnavailableError, match=r"127\.0\.0\.1:1/0") as caught:
         await backend.startup()
@@ -272,5 +275,9 @@ def test_bad_arguments_are_refused():
         RedisResultBackend(result_ttl=-1)
     with pytest.raises(ValueError, match="max_connections"):
         RedisResultBackend(max_connections=1)
+    with pytest.raises(ValueError, match="reconnect_timeout_s"):
+        RedisResultBackend(reconnect_timeout_s=-1)
+    with pytest.raises(ValueError, match="reconnect_max_delay_s"):
+        RedisResultBackend(reconnect_max_delay_s=0)
     with pytest.raises(ValueError, match="decode_responses"):
         RedisResultBackend(decode_responses=True)

@@ -7,7 +7,7 @@ classic queues.
 
 from taskq_amqp.broker import AmqpBroker
 from taskq_amqp.dead_letters import DeadLetter, DeadLetterQueue
-from taskq_amqp.errors import AmqpUnavailableError, SendUnavailableError
+from taskq_amqp.errors import AmqpUnavailableError, SendUnavailableError, UnroutableError
 
 __all__ = [
     "AmqpBroker",
@@ -15,4 +15,5 @@ __all__ = [
     "DeadLetter",
     "DeadLetterQueue",
     "SendUnavailableError",
+    "UnroutableError",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from taskq.exceptions import BrokerError, SendTaskError
 
-__all__ = ["AmqpUnavailableError", "SendUnavailableError", "unavailable"]
+__all__ = ["AmqpUnavailableError", "SendUnavailableError", "UnroutableError", "unavailable"]
 
 
 class AmqpUnavailableError(BrokerError):
@@ -17,6 +17,16 @@ class SendUnavailableError(AmqpUnavailableError, SendTaskError):
     """A task could not be sent: RabbitMQ stayed unreachable for the broker's ``send_timeout_s``."""
 
     __template__ = "the task could not be sent: the RabbitMQ server does not answer"
+
+
+class UnroutableError(SendTaskError):
+    """RabbitMQ returned a message: the queue it was sent to does not exist (it was deleted).
+
+    The message was not sent. The broker declares its queues again for the next message:
+    send it again.
+    """
+
+    __template__ = "the task could not be sent: RabbitMQ has no such queue"
 
 
 def unavailable(

@@ -3,7 +3,9 @@
 One channel in confirm mode per broker carries every publish (tasks, delayed tasks, dead
 letters, redelivery counts); concurrent publishes share it and their confirmations arrive
 in flight together. The channel is opened, and the queues declared, on first use and again
-after a lost connection.
+after a lost connection. Every publish is ``mandatory``: a message no queue takes (its queue
+was deleted since) is returned by RabbitMQ and fails with `UnroutableError` instead of being
+confirmed and lost; the next publish declares the queues again.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiormq.abc import AbstractChannel
-from aiormq.exceptions import ChannelInvalidStateError, DeliveryError
+from aiormq.exceptions import ChannelInvalidStateError, DeliveryError, PublishError
 from pamqp.commands import Basic
 
 from taskq.exceptions import SendTaskError
+from taskq_amqp.errors import UnroutableError
 from taskq_amqp.queues import (
     BUCKET_REDECLARE_S,
     DEAD_AT_HEADER,
@@ -59,13 +62,14 @@ class Publisher:
         self._buckets: dict[int, float] = {}
         self._waiting: set[asyncio.Task[Any]] = set()
         self._cut: set[asyncio.Task[Any]] = set()
+        self._undeclared = False  # a message came back: a queue was deleted
         #: The delay buckets this publisher declared (their names), for cleaning up.
         self.bucket_names: set[str] = set()
 
     async def channel(self) -> AbstractChannel:
         """The confirm channel, opened with the queues declared if it is not open."""
         channel = self._channel
-        if channel is not None and not channel.is_closed:
+        if channel is not None and not channel.is_closed and not self._undeclared:
             return channel
         async with self._opening:
             if self._channel is None or self._channel.is_closed:
@@ -76,6 +80,10 @@ class Publisher:
                 self._waiting = waiting
                 channel.closing.add_done_callback(lambda _: self._cut_off(waiting))
                 self._channel = channel
+            elif self._undeclared:
+                await declare(self._channel, self.queues)
+                self._buckets.clear()
+            self._undeclared = False
             return self._channel
 
     def _cut_off(self, waiting: set[asyncio.Task[Any]]) -> None:
@@ -92,6 +100,7 @@ class Publisher:
         """Publish ``body`` to the queue ``routing_key``; return once RabbitMQ confirmed it.
 
         Raises:
+            UnroutableError: No queue ``routing_key`` exists (RabbitMQ returned the message).
             SendTaskError: RabbitMQ refused the message (a negative confirmation).
         """
         channel = await self.channel()
@@ -101,10 +110,10 @@ class Publisher:
         waiting.add(task)
         try:
             confirmation = await channel.basic_publish(
-                body, routing_key=routing_key, properties=properties
+                body, routing_key=routing_key, properties=properties, mandatory=True
             )
         except DeliveryError as exc:
-            raise refused(exc.frame) from exc
+            raise self._refused(exc) from exc
         except asyncio.CancelledError:
             if task not in self._cut:
                 raise
@@ -142,7 +151,8 @@ class Publisher:
         """Publish every message of ``batch``, then await all their confirmations at once.
 
         Returns one outcome per message, in order: None when RabbitMQ confirmed it, the error
-        otherwise (`SendTaskError` for a negative confirmation, a connection error when the
+        otherwise (`SendTaskError` for a negative confirmation, `UnroutableError` for a
+        message returned as no queue took it, a connection error when the
         connection was lost before its confirmation). Only a failure to open the channel or
         to declare a delay bucket raises: then nothing was published.
         """
@@ -155,7 +165,9 @@ class Publisher:
         keys[0] = self.queues.name
         publishing = [
             asyncio.ensure_future(
-                channel.basic_publish(p.body, routing_key=keys[p.delay_ms], properties=p.properties)
+                channel.basic_publish(
+                    p.body, routing_key=keys[p.delay_ms], properties=p.properties, mandatory=True
+                )
             )
             for p in batch
         ]
@@ -163,6 +175,8 @@ class Publisher:
         try:
             outcomes = await asyncio.gather(*publishing, return_exceptions=True)
             closed = channel.is_closed  # its close fails the publishes it cut off, any way
+            if any(isinstance(outcome, PublishError) for outcome in outcomes):
+                self._undeclared = True
             return [_outcome(outcome, closed) for outcome in outcomes]
         finally:
             waiting.difference_update(publishing)
@@ -190,6 +204,12 @@ class Publisher:
         properties = _copy(delivered.header.properties, {}, drop=DEAD_LETTER_HEADERS)
         await self.publish(delivered.body, self.queues.name, properties)
 
+    def _refused(self, error: DeliveryError) -> SendTaskError:
+        """The error of a refused or returned publish; a return has the queues declared again."""
+        if isinstance(error, PublishError):
+            self._undeclared = True
+        return refused(error)
+
     async def close(self) -> None:
         """Forget the channel (the connection's close closes it)."""
         self._channel = None
@@ -202,7 +222,21 @@ async def declare(channel: AbstractChannel, queues: Queues) -> None:
 
 
 def refused(confirmation: object) -> SendTaskError:
-    """The error of a message RabbitMQ answered with ``confirmation`` (a negative one)."""
+    """The error of a message RabbitMQ answered with ``confirmation`` (a negative one).
+
+    A `DeliveryError` (as aiormq raises it) carries the frame: a ``basic.return``, for a
+    message no queue took, is an `UnroutableError`.
+    """
+    if isinstance(confirmation, PublishError):
+        returned = confirmation.frame
+        queue = getattr(returned, "routing_key", "?")
+        return UnroutableError(
+            f"RabbitMQ returned the message: no queue {queue!r} exists "
+            f"({getattr(returned, 'reply_text', '')}): it was deleted after the broker declared "
+            "it; the broker declares it again for the next message"
+        )
+    if isinstance(confirmation, DeliveryError):
+        confirmation = confirmation.frame
     return SendTaskError(f"RabbitMQ refused the message: {confirmation}")
 
 
@@ -216,7 +250,7 @@ def _outcome(outcome: object, channel_closed: bool) -> BaseException | None:
     if isinstance(outcome, Basic.Ack):
         return None
     if isinstance(outcome, DeliveryError):
-        return refused(outcome.frame)
+        return refused(outcome)
     if isinstance(outcome, asyncio.CancelledError) or (
         channel_closed and isinstance(outcome, Exception)
     ):

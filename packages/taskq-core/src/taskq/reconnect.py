@@ -28,7 +28,9 @@ class Reconnector:
 
     The first failure of an outage is logged as one warning and the recovery as another,
     however many calls fail in between; failures within ``SAME_OUTAGE_S`` of a recovery count
-    as the same outage.
+    as the same outage. Once a call gave up after its ``give_up_after_s``, later calls that
+    have such a limit try once until the server answers again: a caller does not wait out
+    again a time that an outage already took.
 
     Args:
         service: What the server is, for the log lines (``"Redis"``, ``"RabbitMQ"``).
@@ -60,6 +62,7 @@ class Reconnector:
         self._down_since: float | None = None
         self._restored_at = -SAME_OUTAGE_S
         self._logged = False
+        self._gave_up = False
 
     async def call(
         self,
@@ -70,7 +73,8 @@ class Reconnector:
         """Await ``operation()`` until it does not fail on the connection; return its result.
 
         Gives up (re-raising the connection error) once closed, or ``give_up_after_s``
-        seconds after the first failure.
+        seconds after the first failure (0: after one attempt), or after one attempt when a
+        call of this outage already gave up that way.
         """
         delay = FIRST_RETRY_DELAY_S
         first_failure: float | None = None
@@ -78,16 +82,24 @@ class Reconnector:
             try:
                 result = await operation()
             except self.errors as exc:
-                now = time.monotonic()
-                first_failure = first_failure or now
-                if self.closed or (
-                    give_up_after_s is not None and now - first_failure >= give_up_after_s
-                ):
+                if self.closed:
+                    raise
+                first_failure = first_failure or time.monotonic()
+                if give_up_after_s is not None and self._gives_up(first_failure, give_up_after_s):
                     raise
                 delay = await self.pause(action, exc, delay)
                 continue
             self.restored()
             return result
+
+    def _gives_up(self, first_failure: float, give_up_after_s: float) -> bool:
+        """Whether a call failing since ``first_failure`` stops retrying (noted if it waited)."""
+        if self._gave_up:
+            return True
+        if time.monotonic() - first_failure < give_up_after_s:
+            return False
+        self._gave_up = give_up_after_s > 0
+        return True
 
     async def pause(self, action: str, error: BaseException, delay_s: float) -> float:
         """Note a failure of ``action`` (logged once per outage), wait ``delay_s``, return the next.
@@ -101,6 +113,7 @@ class Reconnector:
 
     def restored(self) -> None:
         """Note that the server answers (logged when an outage was logged)."""
+        self._gave_up = False
         if self._down_since is None:
             return
         self._restored_at = now = time.monotonic()

@@ -3,8 +3,9 @@
 The broker (acks, leases, redelivery, dead letters), the event store (`RedisEventStore`), the
 cancellation store (`RedisCancellationStore`), the shared limiter and unique key store
 (`RedisLimiter`, `RedisUniqueStore`), and what every Redis part of taskq shares: the connection
-(`taskq_redis.connection`), the reconnect policy (`taskq_redis.reconnect`), the error family
-(`taskq_redis.errors`) and test helpers (`taskq_redis.testing`).
+(`taskq_redis.connection`), the reconnect policy (`taskq_redis.reconnect`, run by
+`taskq_redis.retrying`), the error family (`taskq_redis.errors`) and test helpers
+(`taskq_redis.testing`).
 """
 
 from taskq_redis.broker import RedisStreamBroker

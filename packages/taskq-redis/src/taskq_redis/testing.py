@@ -5,6 +5,8 @@
 it fails, so that CI never passes by testing nothing. `unique_prefix` names the keys of one
 test (`temporary_prefix` also deletes them afterwards), `run_prefix` those of one
 conformance run (shared with its child processes) and `delete_keys` removes them.
+`relayed` puts a `Relay` between a client and the server, for a test to cut and restore: an
+outage without touching the shared server.
 
 Two fixtures wrap them; a ``conftest.py`` imports them to use them::
 
@@ -21,8 +23,9 @@ import atexit
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -38,6 +41,8 @@ URL_ENV = "TASKQ_REDIS_URL"
 DELETE_BATCH = 1000
 #: Seconds `redis_url_or_skip` waits for the server to answer.
 PING_TIMEOUT_S = 2.0
+#: Bytes a `Relay` passes on per read.
+RELAY_CHUNK = 65536
 
 
 def server_url() -> str:
@@ -146,3 +151,125 @@ async def take(broker: RedisStreamBroker, count: int, timeout: float = 30) -> li
 
     await asyncio.wait_for(collect(), timeout)
     return got
+
+
+class Relay:
+    """A TCP relay to a Redis server that a test cuts (an outage) and restores.
+
+    While cut, its connections are closed and new ones are closed as soon as accepted, so
+    every call through it fails on the connection, as when the network or the server is down.
+    `cut_on_reply` cuts it in place of passing on Redis's reply to one command: Redis gets
+    (and runs) the command, the client never gets the answer.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        #: ``redis://`` URL of the relay (set by `relayed`).
+        self.url = ""
+        #: Connections accepted so far, cut or not.
+        self.accepted = 0
+        self.is_cut = False
+        self._pumps: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+        self._reply_watch: tuple[bytes, tuple[bytes, ...]] | None = None
+
+    async def start(self) -> int:
+        """Listen on a free local port; return it."""
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    def cut(self) -> None:
+        """Close every relayed connection; refuse new ones until `restore`."""
+        self.is_cut = True
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
+        for pump in self._pumps:
+            pump.cancel()
+
+    def restore(self) -> None:
+        """Relay new connections again."""
+        self.is_cut = False
+
+    def cut_on_reply(self, command: bytes, passing: tuple[bytes, ...] = ()) -> None:
+        """`cut` when Redis replies to the next ``command`` (its name, as sent), dropping the reply.
+
+        A reply starting with one of ``passing`` (an error such as ``b"-NOSCRIPT"``) is passed
+        on instead, and the next ``command`` is watched.
+        """
+        self._reply_watch = (command.upper(), passing)
+
+    async def close(self) -> None:
+        """Stop listening and close every connection."""
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        if self.is_cut:
+            client_w.close()
+            return
+        try:
+            server_r, server_w = await asyncio.open_connection(self.host, self.port)
+        except OSError:
+            client_w.close()
+            return
+        self._writers |= {client_w, server_w}
+        awaiting_reply = asyncio.Event()
+        pumps = {
+            asyncio.ensure_future(self._upstream(client_r, server_w, awaiting_reply)),
+            asyncio.ensure_future(self._downstream(server_r, client_w, awaiting_reply)),
+        }
+        self._pumps |= pumps
+        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        for pump in pumps:
+            pump.cancel()
+        self._pumps -= pumps
+        for writer in (client_w, server_w):
+            writer.close()
+            self._writers.discard(writer)
+
+    async def _upstream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, awaiting: asyncio.Event
+    ) -> None:
+        while data := await reader.read(RELAY_CHUNK):
+            watch = self._reply_watch
+            if watch is not None and watch[0] in data.upper():
+                awaiting.set()
+            writer.write(data)
+            await writer.drain()
+
+    async def _downstream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, awaiting: asyncio.Event
+    ) -> None:
+        while data := await reader.read(RELAY_CHUNK):
+            watch = self._reply_watch
+            if watch is not None and awaiting.is_set():
+                awaiting.clear()
+                if not data.startswith(watch[1]):
+                    self._reply_watch = None
+                    self.cut()
+                    return
+            writer.write(data)
+            await writer.drain()
+
+
+@contextlib.asynccontextmanager
+async def relayed(url: str) -> AsyncIterator[Relay]:
+    """A started `Relay` to the Redis server at ``url``; connect to its ``url`` instead.
+
+    The relay is closed (its connections too) when the block ends.
+    """
+    target = urlsplit(url)
+    relay = Relay(target.hostname or "127.0.0.1", target.port or 6379)
+    port = await relay.start()
+    relay.url = f"redis://127.0.0.1:{port}{target.path or '/0'}"
+    try:
+        yield relay
+    finally:
+        await relay.close()

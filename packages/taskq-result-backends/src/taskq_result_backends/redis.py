@@ -28,7 +28,12 @@ try:
 
     from taskq_redis.connection import DEFAULT_URL, RedisConnection
     from taskq_redis.errors import RedisUnavailableError, translated
-    from taskq_redis.reconnect import DEFAULT_MAX_DELAY_S, FIRST_RETRY_DELAY_S, Reconnector
+    from taskq_redis.reconnect import FIRST_RETRY_DELAY_S, Reconnector
+    from taskq_redis.retrying import (
+        DEFAULT_RECONNECT_MAX_DELAY_S,
+        DEFAULT_RECONNECT_TIMEOUT_S,
+        RetryingCalls,
+    )
 except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subprocess
     if (exc.name or "").partition(".")[0] not in ("redis", "taskq_redis"):
         raise
@@ -41,9 +46,6 @@ _ReturnType = TypeVar("_ReturnType")
 
 #: Seconds the pub/sub reader blocks on its socket before reading again (no query is sent).
 READ_BLOCK_S = 1.0
-#: Seconds the pub/sub reader keeps reopening a lost connection (on taskq-redis's reconnect
-#: schedule) before the waiters get the error.
-RECONNECT_TIMEOUT_S = 12.0
 #: What the pub/sub reader does, as errors and logs say it.
 LISTEN = "listen for stored results"
 
@@ -71,8 +73,16 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
     one connection. Each waiting process receives every ready notice of its prefix (a task
     id); processes that only store results (workers) never subscribe. A lost pub/sub
     connection is reopened on taskq-redis's reconnect schedule for up to
-    ``RECONNECT_TIMEOUT_S``, and every waiter then checks its key again, so a notice published
+    ``reconnect_timeout_s``, and every waiter then checks its key again, so a notice published
     meanwhile is not missed.
+
+    Every call rides out a Redis outage as the broker's calls do: one that fails on the
+    connection is retried with capped exponential backoff (logged as one warning when the
+    outage starts and one when Redis answers again, logger ``taskq.redis``) for
+    ``reconnect_timeout_s``, then raises `RedisResultStoreUnavailableError`. A worker storing a
+    result thus waits out a short outage instead of losing the result; once a call of an
+    outage gave up, the next ones try once until Redis answers (a worker then leaves the
+    message unsettled, for redelivery). ``wait_ready`` with a timeout of 0 does not retry.
 
     Args:
         url: The Redis server, ``redis://[[user]:[password]@]host[:port][/db]``, ``rediss://``
@@ -86,13 +96,17 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
         max_connections: At most this many connections (at least 2: waiting holds one);
             when all are busy, a call waits for one (up to the pool's ``timeout``, 20 s by
             default). None: redis-py's default for such a pool (50).
+        reconnect_max_delay_s: Longest pause between reconnection attempts. Default 5.
+        reconnect_timeout_s: Seconds a call (and the pub/sub reader) keeps retrying while
+            Redis does not answer, before raising `RedisResultStoreUnavailableError`.
+            Default 30; 0: no retry.
         **connection_kwargs: Passed to redis-py's `BlockingConnectionPool` (``timeout``,
             ``socket_timeout``, ``password``, ``ssl_cert_reqs``, ...). ``decode_responses``
             must stay false.
 
     Raises:
-        ValueError: A bad URL scheme, ``result_ttl``, ``max_connections`` or
-            ``decode_responses=True``.
+        ValueError: A bad URL scheme, ``result_ttl``, ``max_connections``, reconnect
+            setting or ``decode_responses=True``.
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
@@ -106,6 +120,9 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
         result_ttl: float | None = DEFAULT_RESULT_TTL_S,
         serializer: TaskiqSerializer | None = None,
         max_connections: int | None = None,
+        *,
+        reconnect_max_delay_s: float = DEFAULT_RECONNECT_MAX_DELAY_S,
+        reconnect_timeout_s: float = DEFAULT_RECONNECT_TIMEOUT_S,
         **connection_kwargs: Any,
     ) -> None:
         self.connection = RedisConnection(
@@ -120,7 +137,14 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
         self.max_connections = max_connections
         self.connection_kwargs = connection_kwargs
         self.ready_channel = f"{prefix}:ready"
-        self.reconnector = Reconnector(self.connection.server, DEFAULT_MAX_DELAY_S)
+        self.calls = RetryingCalls(
+            self.connection.server,
+            reconnect_max_delay_s,
+            reconnect_timeout_s,
+            RedisResultStoreUnavailableError,
+            ResultBackendError,
+        )
+        self.reconnector: Reconnector = self.calls.reconnector
         self._listener: asyncio.Task[None] | None = None
         self._subscribed: asyncio.Future[None] | None = None
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
@@ -134,16 +158,20 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
         return f"{self.prefix}:progress:{task_id}"
 
     async def startup(self) -> None:
-        """Connect and check that the server answers.
+        """Connect and check that the server answers (retrying for ``reconnect_timeout_s``).
 
         Raises:
             RedisResultStoreUnavailableError: The server does not answer at ``url``.
         """
-        with self._errors("connect"):
-            await self._client().ping()
+        self.reconnector.closed = False
+        await self.calls("connect", lambda: self._client().ping())
 
     async def shutdown(self) -> None:
-        """Stop waiting (pending waiters get `ResultBackendError`) and close the connections."""
+        """Stop waiting (pending waiters get `ResultBackendError`) and close the connections.
+
+        Calls still retrying stop at their next failure; later calls open the connections
+        again but do not retry until the next `startup`.
+        """
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.cancel()
@@ -153,6 +181,7 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
             self._subscribed.set_exception(stopped)
         self._subscribed = None
         self._fail_waiters(stopped)
+        self.reconnector.closed = True
         await self.connection.close()
 
     async def set_result(self, task_id: str, result: TaskiqResult[_ReturnType]) -> None:
@@ -160,19 +189,28 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
 
         Raises:
             SerializationError: The result cannot be encoded by the serializer.
-            RedisResultStoreUnavailableError: The server does not answer.
+            RedisResultStoreUnavailableError: The server did not answer for
+                ``reconnect_timeout_s``.
         """
         payload = encode_result(self.serializer, task_id, result)
-        with self._errors(f"store the result of task {task_id}"):
+        key, ttl_ms = self.result_key(task_id), self._ttl_ms()
+
+        async def store() -> None:
             async with self._client().pipeline(transaction=True) as pipe:
-                pipe.set(self.result_key(task_id), payload, px=self._ttl_ms())
+                pipe.set(key, payload, px=ttl_ms)
                 pipe.publish(self.ready_channel, task_id)
                 await pipe.execute()
 
+        await self.calls(f"store the result of task {task_id}", store)
+
     async def is_result_ready(self, task_id: str) -> bool:
         """Tell whether a result is stored (and not expired) for ``task_id``."""
-        with self._errors(f"check the result of task {task_id}"):
-            return bool(await self._client().exists(self.result_key(task_id)))
+        return await self._is_ready(task_id)
+
+    async def _is_ready(self, task_id: str, retry: bool = True) -> bool:
+        key = self.result_key(task_id)
+        action = f"check the result of task {task_id}"
+        return bool(await self.calls(action, lambda: self._client().exists(key), retry=retry))
 
     async def get_result(self, task_id: str, with_logs: bool = True) -> TaskiqResult[_ReturnType]:
         """Return the stored result of ``task_id`` (its log only when ``with_logs``).
@@ -180,8 +218,10 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
         Raises:
             ResultGetError: No result is stored (or it expired), or it cannot be decoded.
         """
-        with self._errors(f"read the result of task {task_id}"):
-            payload = await self._client().get(self.result_key(task_id))
+        key = self.result_key(task_id)
+        payload = await self.calls(
+            f"read the result of task {task_id}", lambda: self._client().get(key)
+        )
         if payload is None:
             raise ResultGetError(f"no result is stored for task {task_id} (or it expired)")
         return decode_result(self.serializer, task_id, _as_bytes(payload), with_logs)
@@ -193,13 +233,18 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
             SerializationError: The report's metadata cannot be encoded by the serializer.
         """
         payload = encode_progress(self.serializer, task_id, progress)
-        with self._errors(f"store the progress of task {task_id}"):
-            await self._client().set(self.progress_key(task_id), payload, px=self._ttl_ms())
+        key, ttl_ms = self.progress_key(task_id), self._ttl_ms()
+        await self.calls(
+            f"store the progress of task {task_id}",
+            lambda: self._client().set(key, payload, px=ttl_ms),
+        )
 
     async def get_progress(self, task_id: str) -> TaskProgress[Any] | None:
         """Return the latest progress report of ``task_id``, or None."""
-        with self._errors(f"read the progress of task {task_id}"):
-            payload = await self._client().get(self.progress_key(task_id))
+        key = self.progress_key(task_id)
+        payload = await self.calls(
+            f"read the progress of task {task_id}", lambda: self._client().get(key)
+        )
         if payload is None:
             return None
         return decode_progress(self.serializer, task_id, _as_bytes(payload))
@@ -210,13 +255,14 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
         The wait is woken by the writer's notification; ``check_interval`` is not used.
         The channel is subscribed (and the subscription confirmed) before the key is checked,
         so a result stored in between is not missed; after a reconnection of the pub/sub
-        connection every waiter checks its key again.
+        connection every waiter checks its key again. With a ``timeout`` of 0 or less it only
+        checks the key, once, without retrying.
 
         Raises:
             RedisResultStoreUnavailableError: The server stopped answering during the wait.
         """
         if timeout is not None and timeout <= 0:
-            return await self.is_result_ready(task_id)
+            return await self._is_ready(task_id, retry=False)
         try:
             await asyncio.wait_for(self._wait(task_id), timeout)
         except asyncio.TimeoutError:
@@ -251,7 +297,7 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
 
         ``subscribed`` is resolved by the first subscription. A connection lost after it is
         opened again on the reconnect schedule (logged as every Redis outage is); when that
-        failed for ``RECONNECT_TIMEOUT_S`` (or the first subscription fails), every waiter gets
+        failed for ``reconnect_timeout_s`` (or the first subscription fails), every waiter gets
         the error.
         """
         delay, lost_at = FIRST_RETRY_DELAY_S, None  # since the last subscription
@@ -270,7 +316,8 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
                     await self._read_channel(on_subscribed)
                 except RedisResultStoreUnavailableError as lost:
                     lost_at = lost_at or time.monotonic()
-                    if not subscribed.done() or time.monotonic() - lost_at >= RECONNECT_TIMEOUT_S:
+                    given_up = time.monotonic() - lost_at >= self.calls.timeout_s
+                    if not subscribed.done() or given_up:
                         raise
                     cause = lost.__cause__ or lost
                     delay = await self.reconnector.pause(LISTEN, cause, delay)
@@ -334,7 +381,7 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
         return None if self.result_ttl is None else max(1, round(self.result_ttl * 1000))
 
     def _errors(self, action: str) -> AbstractContextManager[None]:
-        """Turn redis-py's errors into taskq's, naming the server (without its password)."""
+        """Turn redis-py's errors into taskq's, naming the server (for the pub/sub reader)."""
         return translated(
             action, self.connection.server, RedisResultStoreUnavailableError, ResultBackendError
         )

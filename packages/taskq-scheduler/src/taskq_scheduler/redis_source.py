@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -18,7 +17,13 @@ try:
     import redis.asyncio as aioredis
 
     from taskq_redis.connection import DEFAULT_URL, RedisConnection
-    from taskq_redis.errors import RedisUnavailableError, translated
+    from taskq_redis.errors import RedisUnavailableError
+    from taskq_redis.reconnect import Reconnector
+    from taskq_redis.retrying import (
+        DEFAULT_RECONNECT_MAX_DELAY_S,
+        DEFAULT_RECONNECT_TIMEOUT_S,
+        RetryingCalls,
+    )
 except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subprocess
     if (exc.name or "").partition(".")[0] not in ("redis", "taskq_redis"):
         raise
@@ -62,16 +67,29 @@ class RedisScheduleSource(ScheduleSource):
     one of them; a restarted scheduler does not send again a fire it already sent. A one-shot
     schedule is deleted once sent.
 
+    Its calls ride out a Redis outage as the broker's calls do: one that fails on the
+    connection is retried with capped exponential backoff (logged as one warning when the
+    outage starts and one when Redis answers again, logger ``taskq.redis``) for
+    ``reconnect_timeout_s``, then raises `RedisScheduleSourceUnavailableError`; once a call of
+    an outage gave up, the next ones try once until Redis answers. So a fire due during a short
+    outage is claimed and sent when Redis is back. `get_schedules` alone does not retry: the
+    scheduler keeps its last read and reads again at its next update, without holding up the
+    fires of its other sources.
+
     Args:
         url: The Redis server, ``redis://[[user]:[password]@]host[:port][/db]``, ``rediss://``
             for TLS or ``unix://``.
         prefix: Start of the keys; schedulers sharing schedules must share it.
+        reconnect_max_delay_s: Longest pause between reconnection attempts. Default 5.
+        reconnect_timeout_s: Seconds a call keeps retrying while Redis does not answer, before
+            raising `RedisScheduleSourceUnavailableError`. Default 30; 0: no retry.
         **connection_kwargs: Passed to redis-py's ``BlockingConnectionPool``
             (``max_connections``, ``socket_timeout``, ``password``, ...).
             ``decode_responses`` must stay false.
 
     Raises:
-        ValueError: A bad URL scheme, an empty ``prefix`` or ``decode_responses=True``.
+        ValueError: A bad URL scheme, an empty ``prefix``, a bad reconnect setting or
+            ``decode_responses=True``.
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
@@ -79,7 +97,13 @@ class RedisScheduleSource(ScheduleSource):
     )
 
     def __init__(
-        self, url: str = DEFAULT_URL, prefix: str = DEFAULT_PREFIX, **connection_kwargs: Any
+        self,
+        url: str = DEFAULT_URL,
+        prefix: str = DEFAULT_PREFIX,
+        *,
+        reconnect_max_delay_s: float = DEFAULT_RECONNECT_MAX_DELAY_S,
+        reconnect_timeout_s: float = DEFAULT_RECONNECT_TIMEOUT_S,
+        **connection_kwargs: Any,
     ) -> None:
         if not prefix:
             raise ValueError("prefix must not be empty")
@@ -88,18 +112,26 @@ class RedisScheduleSource(ScheduleSource):
         self.prefix = prefix
         self.schedules_key = f"{prefix}:schedules"
         self.fires_key = f"{prefix}:fires"
+        self.calls = RetryingCalls(
+            self.connection.server,
+            reconnect_max_delay_s,
+            reconnect_timeout_s,
+            RedisScheduleSourceUnavailableError,
+            ScheduleSourceUnavailableError,
+        )
+        self.reconnector: Reconnector = self.calls.reconnector
         self._started = False
         self._undecodable: set[bytes | str] = set()
 
     async def startup(self) -> None:
-        """Connect, and check that the server answers.
+        """Connect, and check that the server answers (retrying for ``reconnect_timeout_s``).
 
         Raises:
             RedisScheduleSourceUnavailableError: The server does not answer at ``url``.
         """
+        self.reconnector.closed = False
         try:
-            with self._errors("connect"):
-                await self.connection.client.ping()
+            await self.calls("connect", lambda: self.connection.client.ping())
         except ScheduleSourceUnavailableError:
             await self.connection.close()
             raise
@@ -108,12 +140,17 @@ class RedisScheduleSource(ScheduleSource):
     async def shutdown(self) -> None:
         """Close the connections."""
         self._started = False
+        self.reconnector.closed = True
         await self.connection.close()
 
     async def get_schedules(self) -> list[ScheduledTask]:
-        """Return every stored schedule; one that cannot be decoded is logged once and skipped."""
-        with self._errors("read the schedules"):
-            stored = await self._client().hgetall(self.schedules_key)
+        """Return every stored schedule; one that cannot be decoded is logged once and skipped.
+
+        Tried once: the scheduler keeps its last read when this fails.
+        """
+        stored = await self.calls(
+            "read the schedules", lambda: self._client().hgetall(self.schedules_key), retry=False
+        )
         schedules: list[ScheduledTask] = []
         for schedule_id, data in stored.items():
             try:
@@ -132,24 +169,31 @@ class RedisScheduleSource(ScheduleSource):
         """
         check_schedule(schedule)
         data = encode_schedule(schedule)
-        with self._errors(f"store schedule {schedule.schedule_id}"):
-            await self._client().hset(self.schedules_key, schedule.schedule_id, data)
+        await self.calls(
+            f"store schedule {schedule.schedule_id}",
+            lambda: self._client().hset(self.schedules_key, schedule.schedule_id, data),
+        )
 
     async def delete_schedule(self, schedule_id: str) -> None:
         """Delete the schedule and its claims (no error if there is none)."""
-        with self._errors(f"delete schedule {schedule_id}"):
+
+        async def delete() -> None:
             async with self._client().pipeline(transaction=True) as pipe:
                 pipe.hdel(self.schedules_key, schedule_id)
                 pipe.hdel(self.fires_key, schedule_id)
                 await pipe.execute()
 
+        await self.calls(f"delete schedule {schedule_id}", delete)
+
     async def claim_fire(self, schedule_id: str, fire_time: datetime) -> bool:
         """Claim the fire atomically: once, while the schedule exists, never an older one."""
         milliseconds = round(fire_time.timestamp() * 1000)
-        with self._errors(f"claim a fire of schedule {schedule_id}"):
-            claimed = await self._client().eval(
+        claimed = await self.calls(
+            f"claim a fire of schedule {schedule_id}",
+            lambda: self._client().eval(
                 _CLAIM, 2, self.schedules_key, self.fires_key, schedule_id, milliseconds
-            )
+            ),
+        )
         return bool(claimed)
 
     async def post_send(self, task: ScheduledTask) -> None:
@@ -163,12 +207,3 @@ class RedisScheduleSource(ScheduleSource):
                 "RedisScheduleSource is not started: call startup() (the scheduler does)"
             )
         return self.connection.client
-
-    def _errors(self, action: str) -> AbstractContextManager[None]:
-        """Turn redis-py's errors into taskq's, naming the server (without its password)."""
-        return translated(
-            action,
-            self.connection.server,
-            RedisScheduleSourceUnavailableError,
-            ScheduleSourceUnavailableError,
-        )

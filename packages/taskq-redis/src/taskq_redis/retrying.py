@@ -1,0 +1,81 @@
+"""A Redis part's calls, riding out an outage on the reconnect policy and failing with typed errors.
+
+The result backend and the schedule source run their calls through `RetryingCalls`: a call that
+fails on the connection is retried on the broker's schedule, logged as every outage is, and
+after ``reconnect_timeout_s`` raises the part's `RedisUnavailableError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from redis.exceptions import RedisError
+
+from taskq.exceptions import TaskiqError
+from taskq_redis.errors import RedisUnavailableError, unavailable
+from taskq_redis.reconnect import CONNECTION_ERRORS, DEFAULT_MAX_DELAY_S, Reconnector
+
+#: Seconds a call keeps retrying while Redis does not answer, as the broker's ``send_timeout_s``.
+DEFAULT_RECONNECT_TIMEOUT_S = 30.0
+#: The cap on the pause between two attempts, as the broker's ``reconnect_max_delay_s``.
+DEFAULT_RECONNECT_MAX_DELAY_S = DEFAULT_MAX_DELAY_S
+
+_Result = TypeVar("_Result")
+
+
+class RetryingCalls:
+    """Runs the Redis calls of one part: retried through an outage, then a typed error.
+
+    Args:
+        server: The server's printable name (its URL without password).
+        max_delay_s: The cap on the pause between two attempts (``reconnect_max_delay_s``).
+        timeout_s: Seconds a call keeps retrying while Redis does not answer
+            (``reconnect_timeout_s``).
+        unavailable_type: What a call raises when Redis did not answer in time.
+        error_type: What a call raises when Redis answered with an error.
+
+    Raises:
+        ValueError: ``max_delay_s`` is not positive, or ``timeout_s`` is negative.
+    """
+
+    def __init__(
+        self,
+        server: str,
+        max_delay_s: float,
+        timeout_s: float,
+        unavailable_type: type[RedisUnavailableError],
+        error_type: type[TaskiqError],
+    ) -> None:
+        if not max_delay_s > 0:
+            raise ValueError(f"reconnect_max_delay_s must be positive, got {max_delay_s!r}")
+        if not timeout_s >= 0:
+            raise ValueError(f"reconnect_timeout_s must be 0 or more, got {timeout_s!r}")
+        self.reconnector = Reconnector(server, max_delay_s)
+        self.timeout_s = timeout_s
+        self.unavailable_type = unavailable_type
+        self.error_type = error_type
+
+    async def __call__(
+        self, action: str, operation: Callable[[], Awaitable[_Result]], *, retry: bool = True
+    ) -> _Result:
+        """Await ``operation()`` (``action`` names it, as a verb phrase) and return its result.
+
+        With ``retry``, a call failing on the connection is tried again for ``timeout_s``;
+        without it, after one attempt.
+
+        Raises:
+            RedisUnavailableError: Redis did not answer (its ``unavailable_type``).
+            TaskiqError: Redis answered with an error (its ``error_type``).
+        """
+        limit = self.timeout_s if retry else 0.0
+        try:
+            return await self.reconnector.call(action, operation, give_up_after_s=limit)
+        except CONNECTION_ERRORS as exc:
+            server = self.reconnector.server
+            waited = limit if limit and not self.reconnector.closed else None
+            raise unavailable(self.unavailable_type, action, server, exc, waited) from exc
+        except RedisError as exc:
+            raise self.error_type(
+                f"cannot {action}: Redis at {self.reconnector.server} answered an error: {exc}"
+            ) from exc
