@@ -2,7 +2,9 @@
 
 All run the same program, ``bench/amqp_apps/app.py``, against the same RabbitMQ server
 (``TASKQ_AMQP_URL``, default ``amqp://guest:guest@127.0.0.1:5672/``), each on a classic queue
-of its own run (taskiq-aio-pika's default, a quorum queue, is overridden), with one worker
+of its own run (taskiq-aio-pika's default, a quorum queue, is overridden; taskq and
+taskiq-aio-pika store it with the same version, ``x-queue-version`` 2 unless
+``--queue-version 1``; dramatiq and Celery get the server's default), with one worker
 process started by each library's own command (``python -m taskq.cli worker``, ``python -m
 taskiq worker``, ``python -m dramatiq --processes 1``, ``celery worker --concurrency 1``) at
 default settings otherwise. The task is a no-op that counts. For 5,000
@@ -25,6 +27,7 @@ in the current interpreter:
     python bench/amqp.py                  # 5,000 and 50,000 tasks (several minutes)
     python bench/amqp.py --quick          # 2,000 tasks (smoke test)
     python bench/amqp.py --libs taskq,taskiq
+    python bench/amqp.py --sizes 5000 --modes together --queue-version 1
 
 taskiq 0.13.0, taskiq-aio-pika, dramatiq[rabbitmq] and celery are installed with pip into
 ``bench/.venv-taskiq`` (see ``bench/inmemory.py``). Linux only (it relies on a monotonic clock
@@ -56,6 +59,8 @@ SETTLE_S = 1.0  # after a worker process imported the app: its consumer connects
 STOP_TIMEOUT_S = 30.0
 #: Tasks per ``kiq_many`` chunk (one ``kick_many``) of the "batches" row.
 BATCH = 1000
+#: The classic queues' storage version (``x-queue-version``) of taskq and taskiq-aio-pika.
+QUEUE_VERSION = 2
 #: The queues and exchanges a run may leave, by suffix of its queue name.
 QUEUE_SUFFIXES = ("", ".dead-letters", ".dead_letter", ".delay", ".DQ", ".XQ")
 CLEANUP = """
@@ -215,16 +220,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2,000 tasks only")
     parser.add_argument("--libs", default=",".join(LIBS), help="which to run (taskq first)")
+    parser.add_argument("--sizes", help="task counts, comma-separated (default 5000,50000)")
+    parser.add_argument("--modes", default="together,drain", help="which measurements")
+    parser.add_argument(
+        "--queue-version",
+        type=int,
+        choices=(1, 2),
+        default=QUEUE_VERSION,
+        help="x-queue-version of taskq's and taskiq-aio-pika's classic queues",
+    )
     args = parser.parse_args()
     libs = [lib for lib in LIBS if lib in args.libs.split(",")]
     sizes = [2_000] if args.quick else [5_000, 50_000]
+    if args.sizes:
+        sizes = [int(size) for size in args.sizes.split(",")]
     reference = ensure_reference_amqp()
-    interpreters = {"taskq": (sys.executable, taskq_env())}
+    version = {"AMQP_BENCH_QUEUE_VERSION": str(args.queue_version)}
+    interpreters = {"taskq": (sys.executable, {**taskq_env(), **version})}
     for lib in libs[1:]:
-        interpreters[lib] = (str(reference), dict(os.environ))
+        interpreters[lib] = (str(reference), {**os.environ, **version})
     print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, RabbitMQ at {URL}")
+    print(f"taskq's and taskiq-aio-pika's classic queues: x-queue-version {args.queue_version}")
     print(f"load average before: {os.getloadavg()[0]:.2f}\n")
-    for mode, measure in (("together", together), ("drain", drain)):
+    modes = [(m, f) for m, f in (("together", together), ("drain", drain)) if m in args.modes]
+    for mode, measure in modes:
         for tasks in sizes:
             rates = {}
             for lib in libs:

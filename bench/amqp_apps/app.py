@@ -33,6 +33,7 @@ QUEUE = os.environ["AMQP_BENCH_QUEUE"]
 COUNT = int(os.environ["AMQP_BENCH_COUNT"])
 BATCH = int(os.environ.get("AMQP_BENCH_BATCH") or 0)
 OUT = Path(os.environ["AMQP_BENCH_DIR"])
+QUEUE_VERSION = int(os.environ.get("AMQP_BENCH_QUEUE_VERSION") or 2)
 counter = itertools.count(1)  # next() is atomic under the GIL: dramatiq's threads share it
 
 
@@ -72,17 +73,20 @@ else:
     if LIB == "taskq":
         from taskq_amqp import AmqpBroker
 
-        broker = AmqpBroker(URL, queue_name=QUEUE)
+        broker = AmqpBroker(URL, queue_name=QUEUE, classic_queue_version=QUEUE_VERSION)
     else:
         from taskiq_aio_pika import AioPikaBroker, Exchange, Queue, QueueType
 
-        # its queues named after the run, and classic as taskq's (its default is quorum)
+        # its queues named after the run, and classic of taskq's version (its default is quorum)
+        version = {"x-queue-version": QUEUE_VERSION}
         broker = AioPikaBroker(
             URL,
             exchange=Exchange(name=QUEUE),
-            task_queues=[Queue(name=QUEUE, type=QueueType.CLASSIC)],
-            dead_letter_queue=Queue(name=f"{QUEUE}.dead_letter", type=QueueType.CLASSIC),
-            delay_queue=Queue(name=f"{QUEUE}.delay", type=QueueType.CLASSIC),
+            task_queues=[Queue(name=QUEUE, type=QueueType.CLASSIC, arguments=version)],
+            dead_letter_queue=Queue(
+                name=f"{QUEUE}.dead_letter", type=QueueType.CLASSIC, arguments=version
+            ),
+            delay_queue=Queue(name=f"{QUEUE}.delay", type=QueueType.CLASSIC, arguments=version),
         )
 
     @broker.task(task_name="bench:noop")

@@ -100,6 +100,14 @@ class Rabbitmqctl:
         """Remove the policy ``name``."""
         self._run("clear_policy", name)
 
+    def queue_arguments(self, name: str) -> dict[str, Any]:
+        """The arguments the queue ``name`` was declared with."""
+        listed = json.loads(
+            self._run("list_queues", "--quiet", "name", "arguments", "--formatter", "json")
+        )
+        (queue,) = [queue for queue in listed if queue["name"] == name]
+        return {key: value for key, _type, value in queue["arguments"]}
+
     def _run(self, *args: str) -> str:
         done = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
@@ -142,6 +150,11 @@ class ManagementApi:
     def clear_policy(self, name: str) -> None:
         """Remove the policy ``name``."""
         self._call("DELETE", self._policy(name))
+
+    def queue_arguments(self, name: str) -> dict[str, Any]:
+        """The arguments the queue ``name`` was declared with."""
+        queue = self._call("GET", "/api/queues/%2F/" + urllib.parse.quote(name, safe=""))
+        return dict(queue["arguments"])
 
     @staticmethod
     def _policy(name: str) -> str:

@@ -217,7 +217,9 @@ class Publisher:
 
 async def declare(channel: AbstractChannel, queues: Queues) -> None:
     """Declare the work queue and the dead-letter queue (idempotent)."""
-    await channel.queue_declare(queues.dead_letter_queue, durable=True)
+    await channel.queue_declare(
+        queues.dead_letter_queue, durable=True, arguments=queues.dead_letter_arguments()
+    )
     await channel.queue_declare(queues.name, durable=True, arguments=queues.work_arguments())
 
 

@@ -3,6 +3,8 @@
 - The work queue (``queue_name``): durable; its dead letters go to the dead-letter queue. A
   classic queue may have ``x-max-priority``; a quorum queue has ``x-delivery-limit``.
 - The dead-letter queue (``{queue_name}.dead-letters`` by default): durable, classic.
+- Every classic queue among them has the storage version ``classic_queue_version``
+  (``x-queue-version``; None: the server's default).
 - One delay bucket per delay in use (``{queue_name}.delay.{ms}``): a durable classic queue whose
   messages expire after exactly ``ms`` milliseconds (``x-message-ttl``) into the work queue.
   All messages of a bucket have the same time to live, so they expire in order, on time.
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 QueueType = Literal["classic", "quorum"]
+#: A classic queue's storage version (``x-queue-version``, RabbitMQ 3.10 and later).
+ClassicQueueVersion = Literal[1, 2]
 
 #: Milliseconds a delay bucket stays without being declared before RabbitMQ deletes it (on
 #: top of its time to live): senders declare a bucket again at least every
@@ -46,6 +50,7 @@ class Queues:
     max_priority: int | None
     max_deliveries: int | None
     dead_letter_queue: str
+    classic_queue_version: ClassicQueueVersion | None = None
 
     def __post_init__(self) -> None:
         if not self.name or len(self.name) > 200:
@@ -59,11 +64,25 @@ class Queues:
                 raise ValueError(f"max_priority must be 1 to 255, got {self.max_priority!r}")
         if self.max_deliveries is not None and self.max_deliveries < 1:
             raise ValueError(f"max_deliveries must be positive, got {self.max_deliveries!r}")
+        if self.classic_queue_version not in (None, 1, 2):
+            raise ValueError(
+                f"classic_queue_version must be 1, 2 or None, got {self.classic_queue_version!r}"
+            )
 
     @property
     def counts_deliveries(self) -> bool:
         """Whether taskq counts deliveries itself (classic queues with ``max_deliveries``)."""
         return self.queue_type == "classic" and self.max_deliveries is not None
+
+    def classic_arguments(self) -> dict[str, Any]:
+        """The arguments every classic queue of the broker has: its storage version."""
+        if self.classic_queue_version is None:
+            return {}
+        return {"x-queue-version": self.classic_queue_version}
+
+    def dead_letter_arguments(self) -> dict[str, Any]:
+        """The arguments of the dead-letter queue (a classic queue)."""
+        return self.classic_arguments()
 
     def work_arguments(self) -> dict[str, Any]:
         """The arguments of the work queue."""
@@ -71,6 +90,8 @@ class Queues:
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": self.dead_letter_queue,
         }
+        if self.queue_type == "classic":
+            arguments.update(self.classic_arguments())
         if self.queue_type == "quorum":
             arguments["x-queue-type"] = "quorum"
             if self.max_deliveries is not None:
@@ -91,6 +112,7 @@ class Queues:
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": self.name,
             "x-expires": delay_ms + BUCKET_IDLE_MS,
+            **self.classic_arguments(),
         }
 
 
