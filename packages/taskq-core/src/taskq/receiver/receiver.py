@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
@@ -245,19 +245,34 @@ class Receiver:
         finally:
             watch.unregister(token)
 
-    async def _run_when_allowed(
+    def _run_when_allowed(
         self,
         task: AsyncTaskiqDecoratedTask[Any, Any],
         message: TaskiqMessage,
         acker: AckController,
         ack_type: AcknowledgeType,
         token: CancelToken | None,
-    ) -> None:
-        """`_run` once the task's rate and concurrency limits allow it, if it has any."""
+    ) -> Coroutine[Any, Any, None]:
+        """`_run` once the task's rate and concurrency limits allow it, if it has any.
+
+        A plain function returning the coroutine: no coroutine of its own for a task without
+        limits, the usual case.
+        """
         limits: TaskLimits | None = task.limits
         if limits is None:
-            await self._run(task, message, acker, ack_type, token)
-            return
+            return self._run(task, message, acker, ack_type, token)
+        return self._run_limited(task, limits, message, acker, ack_type, token)
+
+    async def _run_limited(
+        self,
+        task: AsyncTaskiqDecoratedTask[Any, Any],
+        limits: TaskLimits,
+        message: TaskiqMessage,
+        acker: AckController,
+        ack_type: AcknowledgeType,
+        token: CancelToken | None,
+    ) -> None:
+        """`_run` once the task's rate and concurrency ``limits`` allow it."""
         try:
             admission = await admit(self.broker, limits, message, acker)
         except (TaskArgumentsError, SharedStoreRequiredError) as error:  # retrying cannot help
