@@ -143,3 +143,21 @@ async def test_a_task_leaves_the_indexes_of_its_earlier_state_and_worker(
         assert (failure.worker, failure.time) == (other, now + 2)
     finally:
         await store.shutdown()
+
+
+def test_the_stored_json_is_the_standard_encoders() -> None:
+    """Stores written before and after the encoder was made once per process read alike."""
+    import base64
+    import json
+
+    from taskq_redis.event_store import _json
+
+    row = ("sent", "t-1", "tâches:x", 1796457846.6410766, (("message", b"\x00\xff"), ("n", 3)))
+    values: list[Any] = [[["host:1:0", row]], 'naïve\n"quoted"', [1.5, None, True, {"k": 2}]]
+    for value in values:
+        expected = json.dumps(
+            value,
+            separators=(",", ":"),
+            default=lambda b: base64.b64encode(b).decode(),
+        )
+        assert _json(value) == expected
