@@ -536,7 +536,34 @@ def _encoder() -> Callable[[Any], str]:
     return encode
 
 
-_json = _encoder()
+def _orjson_encoder(standard: Callable[[Any], str]) -> Callable[[Any], str] | None:
+    """The orjson encoder where orjson is installed (else None), ``standard`` for the rest.
+
+    It encodes a batch's events several times faster than the standard library: a worker's
+    events cost it about half as much. Its JSON reads back the same (non-ASCII text is written
+    as UTF-8 rather than escaped); NaN and infinities, which JSON cannot hold, become null. A
+    string and what orjson refuses (an integer past 64 bits) go to ``standard``.
+    """
+    try:
+        import orjson
+    except ImportError:
+        return None
+    dumps, refused = orjson.dumps, orjson.JSONEncodeError
+
+    def encode(value: Any) -> str:
+        if isinstance(value, str):
+            return standard(value)
+        try:
+            return dumps(value, default=_bytes_text).decode()
+        except refused:
+            return standard(value)
+
+    return encode
+
+
+_standard_json = _encoder()
+#: The encoder of every write: orjson's where installed, else the standard library's.
+_json = _orjson_encoder(_standard_json) or _standard_json
 
 
 def _stored_row(row: Any) -> Any:
