@@ -121,3 +121,20 @@ def test_python_dash_m_and_the_console_script() -> None:
     assert script is not None, "the taskq console script is not installed next to python"
     completed = subprocess.run([script, "--help"], capture_output=True, text=True, check=True)
     assert "worker" in completed.stdout
+
+
+def test_core_subcommands_run_as_core_registers_them() -> None:
+    installed = installed_subcommands()
+    for name, value in dispatcher.CORE_SUBCOMMANDS.items():
+        assert installed[name].value == value, name
+
+
+def test_a_core_subcommand_runs_without_reading_the_installed_metadata(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def unread() -> dict[str, Any]:
+        raise AssertionError("the installed distributions' metadata was read")
+
+    monkeypatch.setattr(dispatcher, "installed_subcommands", unread)
+    assert main(["worker", "--help"]) == 0
+    assert capsys.readouterr().out.startswith("usage: taskq worker")

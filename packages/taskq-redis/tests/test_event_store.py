@@ -143,3 +143,41 @@ async def test_a_task_leaves_the_indexes_of_its_earlier_state_and_worker(
         assert (failure.worker, failure.time) == (other, now + 2)
     finally:
         await store.shutdown()
+
+
+def test_the_stored_json_is_the_standard_encoders() -> None:
+    """Stores written before and after the encoder was made once per process read alike."""
+    import base64
+    import json
+
+    from taskq_redis.event_store import _standard_json
+
+    for value in _JSON_VALUES:
+        expected = json.dumps(
+            value,
+            separators=(",", ":"),
+            default=lambda b: base64.b64encode(b).decode(),
+        )
+        assert _standard_json(value) == expected
+
+
+def test_orjson_writes_what_the_standard_encoder_reads_back() -> None:
+    import json
+
+    pytest.importorskip("orjson")
+    from taskq_redis.event_store import _orjson_encoder, _standard_json
+
+    encode = _orjson_encoder(_standard_json)
+    assert encode is not None
+    for value in [*_JSON_VALUES, [2**70, "big"]]:
+        assert json.loads(encode(value)) == json.loads(_standard_json(value))
+    with pytest.raises(TypeError):
+        encode([object()])
+
+
+_ROW = ("sent", "t-1", "tâches:x", 1796457846.6410766, (("message", b"\x00\xff"), ("n", 3)))
+_JSON_VALUES: list[Any] = [
+    [["host:1:0", _ROW]],
+    'naïve\n"quoted"',
+    [1.5, None, True, {"k": 2}, 1e-05],
+]

@@ -17,7 +17,7 @@ import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection
 from aiormq.exceptions import AMQPConnectionError, ChannelInvalidStateError
 
-from taskq import toolkit
+import taskq.toolkit as toolkit
 
 logger = logging.getLogger("taskq.amqp")
 

@@ -10,8 +10,12 @@ from __future__ import annotations
 import functools
 import importlib
 from collections.abc import Callable
-from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from taskq._entry_points import in_group
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 #: The entry-point group in which packages announce the names ``from taskq import ...`` finds.
 ENTRY_POINT_GROUP = "taskq.names"
@@ -55,7 +59,7 @@ INSTALL_HINTS: dict[str, str] = {
 def announced() -> dict[str, EntryPoint]:
     """The names installed packages announce in `ENTRY_POINT_GROUP` (the first one wins)."""
     names: dict[str, EntryPoint] = {}
-    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+    for entry_point in in_group(ENTRY_POINT_GROUP):
         names.setdefault(entry_point.name, entry_point)
     return names
 

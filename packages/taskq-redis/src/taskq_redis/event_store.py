@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import json.encoder
 import time
 from base64 import b64decode
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -510,9 +511,59 @@ def _bytes_text(value: Any) -> str:
     raise TypeError(f"{type(value).__name__} is not an event field's type")
 
 
-#: One encoder for every write (``json.dumps`` with options makes one per call); a string is
-#: quoted directly. Rows hold no cycles: the check for them would cost a sixth of the encoding.
-_json = json.JSONEncoder(separators=(",", ":"), default=_bytes_text, check_circular=False).encode
+def _encoder() -> Callable[[Any], str]:
+    """One JSON encoder for every write, compact, message bytes as base64 text.
+
+    ``JSONEncoder.encode`` makes a new C encoder at each call, which costs as much as encoding
+    a task's line of events: the C encoder is made once here (the standard library's own, as
+    ``encode`` would make it; ``encode`` itself where there is none). Rows hold no cycles: the
+    check for them would cost a sixth of the encoding.
+    """
+    encoder = json.JSONEncoder(separators=(",", ":"), default=_bytes_text, check_circular=False)
+    make = getattr(json.encoder, "c_make_encoder", None)  # private: not in the typed stubs
+    if make is None:
+        return encoder.encode
+    iterencode = make(
+        None, _bytes_text, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True
+    )
+    quote = json.encoder.encode_basestring_ascii
+
+    def encode(value: Any) -> str:
+        if isinstance(value, str):  # quoted directly, as ``encode`` does
+            return quote(value)
+        return "".join(iterencode(value, 0))
+
+    return encode
+
+
+def _orjson_encoder(standard: Callable[[Any], str]) -> Callable[[Any], str] | None:
+    """The orjson encoder where orjson is installed (else None), ``standard`` for the rest.
+
+    It encodes a batch's events several times faster than the standard library: a worker's
+    events cost it about half as much. Its JSON reads back the same (non-ASCII text is written
+    as UTF-8 rather than escaped); NaN and infinities, which JSON cannot hold, become null. A
+    string and what orjson refuses (an integer past 64 bits) go to ``standard``.
+    """
+    try:
+        import orjson
+    except ImportError:
+        return None
+    dumps, refused = orjson.dumps, orjson.JSONEncodeError
+
+    def encode(value: Any) -> str:
+        if isinstance(value, str):
+            return standard(value)
+        try:
+            return dumps(value, default=_bytes_text).decode()
+        except refused:
+            return standard(value)
+
+    return encode
+
+
+_standard_json = _encoder()
+#: The encoder of every write: orjson's where installed, else the standard library's.
+_json = _orjson_encoder(_standard_json) or _standard_json
 
 
 def _stored_row(row: Any) -> Any:

@@ -12,7 +12,7 @@ import logging
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from taskq import toolkit
+import taskq.toolkit as toolkit
 
 logger = logging.getLogger("taskq.redis")
 

@@ -9,14 +9,28 @@ A distribution adds a subcommand with an entry point in that group, naming a cal
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable
-from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING
 
 from taskq import __version__
+from taskq._entry_points import in_group
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 #: The entry-point group of the subcommands.
 ENTRY_POINT_GROUP = "taskq.cli"
+#: Core's own subcommands, as its entry points in `ENTRY_POINT_GROUP` name them: they run
+#: without reading every installed distribution's metadata first, which would cost a quick
+#: command such as ``taskq status --json`` a good part of its time.
+CORE_SUBCOMMANDS = {
+    "worker": "taskq.cli.worker:main",
+    "status": "taskq.cli.status:main",
+    "cancel": "taskq.cli.cancel:main",
+    "dlq": "taskq.cli.dlq:main",
+}
 EXIT_USAGE = 2
 
 Subcommand = Callable[[list[str]], int]
@@ -34,14 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     if args[0] in ("-V", "--version"):
         print(f"taskq {__version__}")
         return 0
-    commands = installed_subcommands()
-    entry_point = commands.get(args[0])
-    if entry_point is None:
-        known = ", ".join(sorted(commands)) or "none installed"
-        print(f"taskq: error: unknown command {args[0]!r} (commands: {known})", file=sys.stderr)
-        return EXIT_USAGE
+    target: str | EntryPoint | None = CORE_SUBCOMMANDS.get(args[0])
+    if target is None:
+        commands = installed_subcommands()
+        target = commands.get(args[0])
+        if target is None:
+            known = ", ".join(sorted(commands)) or "none installed"
+            print(f"taskq: error: unknown command {args[0]!r} (commands: {known})", file=sys.stderr)
+            return EXIT_USAGE
     try:
-        command: Subcommand = entry_point.load()
+        command: Subcommand = load_subcommand(target)
     except Exception as exc:
         print(f"taskq: error: command {args[0]!r} cannot be loaded: {exc!r}", file=sys.stderr)
         return 1
@@ -51,9 +67,19 @@ def main(argv: list[str] | None = None) -> int:
 def installed_subcommands() -> dict[str, EntryPoint]:
     """Return the subcommands the installed distributions register, by name."""
     commands: dict[str, EntryPoint] = {}
-    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+    for entry_point in in_group(ENTRY_POINT_GROUP):
         commands.setdefault(entry_point.name, entry_point)
     return commands
+
+
+def load_subcommand(target: str | EntryPoint) -> Subcommand:
+    """The subcommand an entry point or a ``module:attribute`` value (core's own) names."""
+    if isinstance(target, str):
+        module, _, attribute = target.partition(":")
+        command: Subcommand = getattr(importlib.import_module(module), attribute)
+        return command
+    loaded: Subcommand = target.load()
+    return loaded
 
 
 def usage() -> str:

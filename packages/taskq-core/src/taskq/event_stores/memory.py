@@ -81,12 +81,11 @@ def _event(task_id: str, entry: _Entry) -> TaskEvent:
 def _split_duration(
     details: tuple[tuple[str, Any], ...],
 ) -> tuple[float | None, tuple[tuple[str, Any], ...]]:
-    """A row's duration apart from its other fields (most rows with fields carry only it)."""
-    if len(details) == 1 and details[0][0] == "duration":
-        return details[0][1], ()
-    fields = dict(details)
-    duration = fields.pop("duration", None)
-    return duration, tuple(fields.items())
+    """A row's duration apart from its other fields (kept as they are when it has none)."""
+    for place, (key, value) in enumerate(details):
+        if key == "duration":
+            return value, details[:place] + details[place + 1 :]
+    return None, details
 
 
 class InMemoryEventStore(AsyncEventStore):

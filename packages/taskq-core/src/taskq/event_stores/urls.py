@@ -9,10 +9,10 @@ retention from the query: ``?max_events=N&max_age=SECONDS``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
+from taskq._entry_points import in_group
 from taskq.exceptions import EventStoreError
 from taskq.task_events import Retention
 
@@ -67,4 +67,4 @@ def url_retention(url: str) -> Retention:
 
 
 def _installed_openers() -> dict[str, Callable[[str], AsyncEventStore]]:
-    return {point.name: point.load() for point in entry_points(group=ENTRY_POINT_GROUP)}
+    return {point.name: point.load() for point in in_group(ENTRY_POINT_GROUP)}
