@@ -59,7 +59,8 @@ def ensure_reference_redis() -> Path:
     """The reference venv's interpreter, with taskiq-redis and dramatiq installed."""
     python = ensure_reference()
     probe = "import taskiq_redis, dramatiq.brokers.redis"
-    if subprocess.run([python, "-c", probe], capture_output=True).returncode != 0:
+    # from the repository root: in bench/, ``import redis`` would find this file
+    if subprocess.run([python, "-c", probe], capture_output=True, cwd=ROOT).returncode != 0:
         print(f"Installing {', '.join(REFERENCE_PACKAGES)} into {VENV.relative_to(ROOT)} ...")
         pip = [python, "-m", "pip", "install", "--quiet", "taskiq==0.13.0", *REFERENCE_PACKAGES]
         proc = subprocess.run(pip, capture_output=True, text=True)

@@ -166,6 +166,92 @@ async def test_a_broker_error_without_detail_counts_the_whole_chunk_as_unsent():
     assert isinstance(caught.value.__cause__, OSError)
 
 
+class SlowBroker(CountingBroker):
+    """Each `kick_many` takes a few turns of the loop; records how many ran at once."""
+
+    def __init__(self, fail_batch: int = 0) -> None:
+        super().__init__()
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.fail_batch = fail_batch
+
+    async def kick_many(self, messages: Sequence[BrokerMessage]) -> None:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            for _ in range(3):
+                await asyncio.sleep(0)
+            if len(self.batches) + 1 == self.fail_batch:
+                self.batches.append(len(messages))
+                raise OSError("connection reset")
+            await super().kick_many(messages)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_chunks_reach_the_broker_one_at_a_time_and_in_order_while_the_next_is_built():
+    broker = SlowBroker()
+    built: list[int] = []
+
+    @broker.task
+    async def work(n: int) -> None: ...
+
+    def calls() -> Any:
+        for n in range(10):
+            built.append(n)
+            yield work.call(n)
+
+    handles = await work.kiq_many(calls(), chunk_size=3)
+    sent = broker.sent_messages()
+    assert [m.args for m in sent] == [[n] for n in range(10)]
+    assert [m.task_id for m in sent] == [h.task_id for h in handles]
+    assert broker.batches == [3, 3, 3, 1]
+    assert broker.most_in_flight == 1
+    assert built == list(range(10))
+
+
+async def test_a_chunk_failing_while_the_next_was_built_sends_nothing_after_it():
+    broker = SlowBroker(fail_batch=2)
+
+    @broker.task
+    async def work(n: int) -> None: ...
+
+    with pytest.raises(BatchSendError) as caught:
+        await work.kiq_many((work.call(n) for n in range(9)), chunk_size=3)
+    sent = broker.sent_messages()
+    assert [m.args for m in sent] == [[0], [1], [2]]
+    assert list(caught.value.sent_ids) == [m.task_id for m in sent]
+    assert len(caught.value.unsent_ids) == 3  # the failing chunk; the one built after it unsent
+    assert isinstance(caught.value.__cause__, OSError)
+    assert broker.batches == [3, 3]
+
+
+async def test_a_cancelled_kiq_many_cancels_the_chunk_in_flight():
+    started = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    class Hangs(CountingBroker):
+        async def kick_many(self, messages: Sequence[BrokerMessage]) -> None:
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+    broker = Hangs()
+
+    @broker.task
+    async def work(n: int) -> None: ...
+
+    sending = asyncio.ensure_future(work.kiq_many((work.call(n) for n in range(5)), chunk_size=2))
+    await started.wait()
+    sending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sending
+    assert cancelled.is_set()
+
+
 async def test_an_error_before_anything_is_sent_is_the_one_kiq_raises(broker):
     @broker.task
     async def work(n: Any) -> None: ...

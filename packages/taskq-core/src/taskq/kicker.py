@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Coroutine, Iterable
@@ -332,7 +333,8 @@ async def send_many(
     does; the handles come back in the order of ``calls``. With ``uniqueness``, each call
     claims its key first (see `taskq.control.unique`): a call whose key is held sends
     nothing and gets the holder's handle. ``calls`` is read as the chunks fill up, so a
-    generator of a million calls is never held at once.
+    generator of a million calls is never held at once; without ``pre_send`` hooks and
+    uniqueness, the next chunk is built while one is sent (see `_Sending`).
 
     Raises:
         ValueError: ``chunk_size`` is below 1.
@@ -350,19 +352,85 @@ async def send_many(
     handles: list[AsyncTaskiqTask[Any]] = []
     sent_ids: list[str] = []
     chunk = _Chunk(broker, task_name, labels, uniqueness, return_type)
-    for call in calls:
-        try:
-            handles.append(await chunk.add(call))
-        except Exception as exc:
-            await chunk.release_claims(chunk.task_ids)
-            if not sent_ids:
-                raise  # nothing was sent: the error kiq would raise
-            raise BatchSendError.of(sent_ids, chunk.task_ids, _reason(exc)) from exc
-        if len(chunk.broker_messages) >= chunk_size:
-            await chunk.send(sent_ids)
-            chunk = _Chunk(broker, task_name, labels, uniqueness, return_type)
-    await chunk.send(sent_ids)
+    # building a chunk while the one before it is sent is seen by no one without these
+    sending = _Sending(sent_ids, ahead=not chunk.pre_send and uniqueness is None)
+    try:
+        for call in calls:
+            try:
+                handles.append(await chunk.add(call))
+                if sending.needs_turn:
+                    await sending.turn()
+            except Exception as exc:
+                await sending.finished(chunk)
+                await chunk.release_claims(chunk.task_ids)
+                if not sent_ids:
+                    raise  # nothing was sent: the error kiq would raise
+                raise BatchSendError.of(sent_ids, chunk.task_ids, _reason(exc)) from exc
+            if len(chunk.broker_messages) >= chunk_size:
+                await sending.finished(chunk)
+                await sending.start(chunk)
+                chunk = _Chunk(broker, task_name, labels, uniqueness, return_type)
+        await sending.finished(chunk)
+        await chunk.send(sent_ids)
+    finally:
+        sending.cancel()
     return handles
+
+
+class _Sending:
+    """The chunk of `send_many` in flight, while the next one is built if ``ahead``.
+
+    Ahead, the server takes a chunk while the client encodes the next: the send starts as a
+    task, and the first `TURNS_TO_START_A_SEND` calls of the next chunk give the event loop
+    a turn each so that it reaches the wire. A chunk waits for the one before it, so the
+    chunks reach the broker one at a time and in order. Not ahead (``pre_send`` hooks or
+    unique keys would see the next chunk built before the send's outcome is known), each
+    chunk is sent before the next is built.
+    """
+
+    #: Turns of the event loop a send takes to write its chunk (building the next one does
+    #: not give the loop any); a few more than it takes cost a little, fewer cost the overlap.
+    TURNS_TO_START_A_SEND = 4
+
+    def __init__(self, sent_ids: list[str], *, ahead: bool) -> None:
+        self.sent_ids = sent_ids
+        self.ahead = ahead
+        self.task: asyncio.Task[None] | None = None
+        self.turns_left = 0
+
+    @property
+    def needs_turn(self) -> bool:
+        """Whether the send in flight may not have reached the wire yet."""
+        return self.turns_left > 0
+
+    async def turn(self) -> None:
+        """Give the event loop a turn, for the send in flight."""
+        self.turns_left -= 1
+        await asyncio.sleep(0)
+
+    async def start(self, chunk: _Chunk) -> None:
+        """Send ``chunk``: in a task of its own when ahead, else now."""
+        if not self.ahead:
+            await chunk.send(self.sent_ids)
+            return
+        self.task = asyncio.ensure_future(chunk.send(self.sent_ids))
+        self.turns_left = self.TURNS_TO_START_A_SEND
+
+    async def finished(self, built: _Chunk) -> None:
+        """Wait for the send in flight; if it failed, free ``built``'s claims and raise."""
+        task, self.task, self.turns_left = self.task, None, 0
+        if task is None:
+            return
+        try:
+            await task
+        except BaseException:
+            await built.release_claims(built.task_ids)
+            raise
+
+    def cancel(self) -> None:
+        """Cancel the send in flight (``send_many`` itself was cancelled or failed)."""
+        if self.task is not None:
+            self.task.cancel()
 
 
 class _Chunk:
