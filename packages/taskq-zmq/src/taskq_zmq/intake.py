@@ -111,16 +111,21 @@ class Intake:
             self._report()
         return payload
 
-    def forward(self, payload: bytes) -> None:
-        """Send a new message to a client, which dispatches it to a worker with room.
+    def forward(self, payloads: list[bytes]) -> None:
+        """Send new messages to a client, which dispatches them to workers with room.
 
-        `SendTaskError` when the worker is shut down, no client is connected, or its queue to
-        the client is full.
+        Several go as one ZeroMQ message: all are sent or none. `SendTaskError` (none sent)
+        when the worker is shut down, no client is connected, or its queue to the client is
+        full.
         """
         if self.closed:
             raise SendTaskError("the ZeroMQ worker is shut down")
+        if len(payloads) == 1:
+            frame = protocol.FORWARD + payloads[0]
+        else:
+            frame = protocol.forwards(payloads)
         try:
-            self._send_now(self._any_client(), protocol.FORWARD + payload)
+            self._send_now(self._any_client(), frame)
         except zmq.Again:
             raise SendTaskError(
                 "no ZeroMQ client is connected to this worker, or its queue to it is full"
@@ -230,6 +235,8 @@ class Intake:
         try:
             if frame[:1] == protocol.TASK:
                 return self._on_task(key, *protocol.parse_task(frame))
+            if frame[:1] == protocol.TASKS:
+                return self._on_tasks(key, *protocol.parse_tasks(frame))
             if not self.routed:
                 raise protocol.MalformedFrame(f"not a task: {frame[:20]!r}")
             if frame[:1] == protocol.HELLO:
@@ -241,6 +248,12 @@ class Intake:
         except protocol.MalformedFrame as exc:
             self.bad_frames.report(key, exc)
         return False
+
+    def _on_tasks(self, key: bytes, session: bytes, first_seq: int, payloads: list[bytes]) -> bool:
+        took = False
+        for n, payload in enumerate(payloads):
+            took = self._on_task(key, session, first_seq + n, payload) or took
+        return took
 
     def _on_task(self, key: bytes, session: bytes, seq: int, payload: bytes) -> bool:
         client = self.clients.get(key)
