@@ -35,7 +35,9 @@ class Peer:
 
     ``sent`` numbers the tasks sent to it; ``seen`` is the last of them it reported receiving,
     ``held`` how many of them it reported holding unstarted then; ``assigned`` are the messages
-    given its credit that leave at the next `Dispatcher.flush`.
+    given its credit that leave at the next `Dispatcher.flush`; ``in_transit`` are those sent
+    after ``seen`` (numbered ``seen + 1`` to ``sent``), kept until it reports receiving them:
+    those it never received when it leaves go to another worker.
     """
 
     sent: int = 0
@@ -44,6 +46,13 @@ class Peer:
     seen: int = 0
     held: int = 0
     assigned: list[bytes] = field(default_factory=list)
+    in_transit: deque[bytes] = field(default_factory=deque)
+
+    def received(self, last_seq: int) -> None:
+        """It reported receiving the tasks up to ``last_seq`` (from ``seen`` to ``sent``)."""
+        for _ in range(last_seq - self.seen):
+            self.in_transit.popleft()
+        self.seen = last_seq
 
     @property
     def unstarted(self) -> int:
@@ -276,8 +285,8 @@ class Dispatcher:
             self.outbox.append((frame[1:], None))
         elif kind == protocol.FORWARDS:
             self.outbox.extend((payload, None) for payload in protocol.parse_forwards(frame))
-        elif kind == protocol.BYE and len(frame) == 1:
-            self._forget(identity)
+        elif kind == protocol.BYE:
+            self._on_goodbye(identity, *protocol.parse_goodbye(frame))
         else:
             raise protocol.MalformedFrame(f"unknown kind {frame[:10]!r}")
 
@@ -295,10 +304,28 @@ class Dispatcher:
                 )
             if report.last_seq < peer.seen:  # the worker restarted: it lost what it held
                 self._lost(peer, "restarted")
-                peer.sent = report.last_seq
-            peer.seen, peer.held = report.last_seq, report.held
+                peer.sent = peer.seen = report.last_seq
+                peer.in_transit.clear()
+            peer.received(report.last_seq)
+            peer.held = report.held
         peer.credits = report.free - (peer.sent - peer.seen) - len(peer.assigned)
         peer.last_seen = time.monotonic()
+
+    def _on_goodbye(self, identity: bytes, session: bytes, last_seq: int) -> None:
+        """A worker leaves: the tasks it never received go back in front of the outbox.
+
+        It hands back those it received and did not start, after this goodbye.
+        """
+        peer = self._forget(identity)
+        if peer is None:
+            return
+        if session != self.session:  # it never received a task of this client
+            last_seq = peer.seen
+        if not peer.seen <= last_seq <= peer.sent:
+            self._lost(peer, "left")
+            raise protocol.MalformedFrame(f"a goodbye after task {last_seq}, of {peer.sent} sent")
+        peer.received(last_seq)
+        self._put_back(list(peer.in_transit))
 
     def _drain(self) -> None:
         """Send waiting messages, from the front, as far as the workers' credit goes."""
@@ -355,14 +382,14 @@ class Dispatcher:
             frame = protocol.tasks(self.session, peer.sent + 1, payloads)
         try:
             self.socket.send_multipart([identity, frame], zmq.NOBLOCK)
-        except zmq.Again:  # its pipe is full: wait for its next credit report
+        except zmq.ZMQError:  # its pipe is full (EAGAIN), or it went away (EHOSTUNREACH):
+            # nothing more until its next report, or its goodbye (which may still wait to be
+            # read, and says which tasks it received), or the silence that forgets it
             peer.credits = 0
             self._put_back(payloads)
-        except zmq.ZMQError as exc:  # EHOSTUNREACH: the worker went away
-            self._put_back(payloads)
-            self._drop(identity, exc.strerror)
         else:
             peer.sent += len(payloads)
+            peer.in_transit.extend(payloads)
 
     def _put_back(self, payloads: list[bytes]) -> None:
         """Messages assigned to a worker that cannot take them: to the front of the outbox."""

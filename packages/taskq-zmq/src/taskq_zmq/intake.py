@@ -97,8 +97,8 @@ class Intake:
         self._tasks = [asyncio.create_task(self._beat())]
 
     async def take(self) -> bytes | None:
-        """The next message; None once the intake is closed."""
-        while not self.buffer:
+        """The next message; None once the intake is closed (what it holds goes back)."""
+        while not self.buffer or self.closed:
             if self.closed:
                 return None
             self._arrived.clear()
@@ -144,9 +144,15 @@ class Intake:
         return self.prefetch - len(self.buffer)
 
     async def close(self) -> None:
-        """Take no more: tell the clients, hand back what was never taken, and close."""
+        """Take no more: tell the clients, hand back what was never taken, and close.
+
+        It first takes in the tasks that have reached its socket; each client's goodbye then
+        names the last task taken from it, and nothing is read after it: the tasks still on
+        their way, the client sends to another worker.
+        """
         if self.closed:
             return
+        self._poll()
         self.closed = True
         self._arrived.set()
         self._loop.remove_reader(self.socket.FD)
@@ -154,8 +160,9 @@ class Intake:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for key in list(self.clients) if self.routed else [_ONE_CLIENT]:
+            client = self.clients.get(key) or ClientSession()
             with contextlib.suppress(zmq.ZMQError):
-                self._send_now(key, protocol.BYE)
+                self._send_now(key, protocol.goodbye(client.session, client.last_seq))
         handed_back = len(self.buffer)
         reason = await self._hand_back(time.monotonic() + HANDBACK_TIMEOUT)
         if self.buffer:
@@ -199,8 +206,11 @@ class Intake:
         return ""
 
     def _poll(self) -> None:
-        """Move every frame the socket holds into the buffer (see `Dispatcher._poll`)."""
-        if self._polling:
+        """Move every frame the socket holds into the buffer (see `Dispatcher._poll`).
+
+        Once closed it reads nothing: the goodbye told the clients which tasks it took.
+        """
+        if self._polling or self.closed:
             return
         self._polling = True
         arrived = False

@@ -7,7 +7,10 @@ sent to that worker; ``HELLO session`` — a client announcing itself to a worke
 after the last task it received from it (so the client subtracts what is still in flight), and
 how many of that client's messages it holds unstarted; ``RETURN payload`` — a message handed back
 (at shutdown, or one sent beyond its credit); ``FORWARD payload`` — a new message a task sent
-from the worker, for the client to dispatch; ``BYE`` — it takes no more.
+from the worker, for the client to dispatch; ``BYE session last_seq`` — it takes no more, and the
+last task it took from that client session was ``last_seq``: tasks numbered beyond it never
+reached it (they were on their way when it stopped reading), so the client sends them to another
+worker. A worker hands back the tasks it took, after its ``BYE``.
 
 Each message is one frame (a kind byte, then fixed-size fields), because every extra frame costs
 as much as a small payload. So is a batch, which arrives whole or not at all: ``TASKS session
@@ -42,6 +45,7 @@ SESSION_SIZE = 16
 _TASK_HEADER = struct.Struct(f"!c{SESSION_SIZE}sQ")
 _CREDIT = struct.Struct(f"!cI{SESSION_SIZE}sQI")
 _HELLO = struct.Struct(f"!c{SESSION_SIZE}s")
+_GOODBYE = struct.Struct(f"!c{SESSION_SIZE}sQ")
 _TASKS_HEADER = struct.Struct(f"!c{SESSION_SIZE}sQI")
 _FORWARDS_HEADER = struct.Struct("!cI")
 
@@ -104,6 +108,19 @@ def parse_hello(frame: bytes) -> bytes:
     if len(frame) != _HELLO.size or frame[:1] != HELLO:
         raise MalformedFrame(f"not a greeting: {frame[:20]!r}")
     return bytes(_HELLO.unpack(frame)[1])
+
+
+def goodbye(session: bytes, last_seq: int) -> bytes:
+    """A worker's goodbye to a client: it takes no more; ``last_seq`` is its last task from it."""
+    return _GOODBYE.pack(BYE, session.ljust(SESSION_SIZE, b"\0")[:SESSION_SIZE], last_seq)
+
+
+def parse_goodbye(frame: bytes) -> tuple[bytes, int]:
+    """``(session, last_seq)`` of a worker's goodbye; `MalformedFrame` if it is not one."""
+    if len(frame) != _GOODBYE.size or frame[:1] != BYE:
+        raise MalformedFrame(f"not a goodbye: {frame[:20]!r}")
+    _, session, last_seq = _GOODBYE.unpack(frame)
+    return bytes(session), last_seq
 
 
 def tasks(session: bytes, first_seq: int, payloads: list[bytes]) -> bytes:
