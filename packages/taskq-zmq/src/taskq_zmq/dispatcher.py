@@ -134,7 +134,8 @@ class Dispatcher:
     during one turn of the event loop leaves as one ZeroMQ message right after it (a task
     frame, or a batch): a ``kick`` costs no system call, and ZeroMQ's I/O thread wakes once per
     batch. A message that finds no credit waits in an outbox (its ``kick`` waits with it);
-    messages a worker hands back go to the front of the outbox.
+    messages a worker hands back, and those a leaving worker says it never received, go to the
+    front of the outbox.
 
     When it binds (the default), workers connect and speak first. When it connects (workers
     bind), ``address`` may list several workers' addresses separated by commas; the client
