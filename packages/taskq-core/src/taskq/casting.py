@@ -16,6 +16,8 @@ def cast_value(annotation: Any, value: Any) -> Any:
     A value that is already an instance of a plain class annotation is returned untouched,
     so the common case costs one isinstance check and pydantic is imported only when needed.
     """
+    if type(value) is annotation:  # the usual case (``-> None`` too): one identity check
+        return value
     if annotation in _NO_CAST or (_is_plain_class(annotation) and isinstance(value, annotation)):
         return value
     adapter = _adapter(annotation)
