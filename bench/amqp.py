@@ -3,8 +3,8 @@
 All run the same program, ``bench/amqp_apps/app.py``, against the same RabbitMQ server
 (``TASKQ_AMQP_URL``, default ``amqp://guest:guest@127.0.0.1:5672/``), each on a classic queue
 of its own run (taskiq-aio-pika's default, a quorum queue, is overridden; taskq and
-taskiq-aio-pika store it with the same version, ``x-queue-version`` 2 unless
-``--queue-version 1``; dramatiq and Celery get the server's default), with one worker
+taskiq-aio-pika store it with the server's default version unless ``--queue-version`` gives
+one to both; dramatiq and Celery get the server's default), with one worker
 process started by each library's own command (``python -m taskq.cli worker``, ``python -m
 taskiq worker``, ``python -m dramatiq --processes 1``, ``celery worker --concurrency 1``) at
 default settings otherwise. The task is a no-op that counts. For 5,000
@@ -59,8 +59,6 @@ SETTLE_S = 1.0  # after a worker process imported the app: its consumer connects
 STOP_TIMEOUT_S = 30.0
 #: Tasks per ``kiq_many`` chunk (one ``kick_many``) of the "batches" row.
 BATCH = 1000
-#: The classic queues' storage version (``x-queue-version``) of taskq and taskiq-aio-pika.
-QUEUE_VERSION = 2
 #: The queues and exchanges a run may leave, by suffix of its queue name.
 QUEUE_SUFFIXES = ("", ".dead-letters", ".dead_letter", ".delay", ".DQ", ".XQ")
 CLEANUP = """
@@ -226,8 +224,8 @@ def main() -> None:
         "--queue-version",
         type=int,
         choices=(1, 2),
-        default=QUEUE_VERSION,
-        help="x-queue-version of taskq's and taskiq-aio-pika's classic queues",
+        help="x-queue-version of taskq's and taskiq-aio-pika's classic queues (default: the "
+        "server's)",
     )
     args = parser.parse_args()
     libs = [lib for lib in LIBS if lib in args.libs.split(",")]
@@ -235,12 +233,15 @@ def main() -> None:
     if args.sizes:
         sizes = [int(size) for size in args.sizes.split(",")]
     reference = ensure_reference_amqp()
-    version = {"AMQP_BENCH_QUEUE_VERSION": str(args.queue_version)}
+    version = {"AMQP_BENCH_QUEUE_VERSION": str(args.queue_version or "")}
     interpreters = {"taskq": (sys.executable, {**taskq_env(), **version})}
     for lib in libs[1:]:
         interpreters[lib] = (str(reference), {**os.environ, **version})
     print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, RabbitMQ at {URL}")
-    print(f"taskq's and taskiq-aio-pika's classic queues: x-queue-version {args.queue_version}")
+    print(
+        "taskq's and taskiq-aio-pika's classic queues: x-queue-version "
+        + (str(args.queue_version) if args.queue_version else "of the server's default")
+    )
     print(f"load average before: {os.getloadavg()[0]:.2f}\n")
     modes = [(m, f) for m, f in (("together", together), ("drain", drain)) if m in args.modes]
     for mode, measure in modes:

@@ -33,7 +33,8 @@ QUEUE = os.environ["AMQP_BENCH_QUEUE"]
 COUNT = int(os.environ["AMQP_BENCH_COUNT"])
 BATCH = int(os.environ.get("AMQP_BENCH_BATCH") or 0)
 OUT = Path(os.environ["AMQP_BENCH_DIR"])
-QUEUE_VERSION = int(os.environ.get("AMQP_BENCH_QUEUE_VERSION") or 2)
+#: x-queue-version of taskq's and taskiq-aio-pika's classic queues (None: the server's default)
+QUEUE_VERSION = int(os.environ.get("AMQP_BENCH_QUEUE_VERSION") or 0) or None
 counter = itertools.count(1)  # next() is atomic under the GIL: dramatiq's threads share it
 
 
@@ -78,7 +79,7 @@ else:
         from taskiq_aio_pika import AioPikaBroker, Exchange, Queue, QueueType
 
         # its queues named after the run, and classic of taskq's version (its default is quorum)
-        version = {"x-queue-version": QUEUE_VERSION}
+        version = {"x-queue-version": QUEUE_VERSION} if QUEUE_VERSION else {}
         broker = AioPikaBroker(
             URL,
             exchange=Exchange(name=QUEUE),

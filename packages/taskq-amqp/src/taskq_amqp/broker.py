@@ -23,8 +23,8 @@ from taskq_amqp.queues import ClassicQueueVersion, Queues, QueueType, bucket_ms
 DEFAULT_MAX_DELIVERIES = 5
 DEFAULT_RECONNECT_MAX_DELAY_S = 5.0
 DEFAULT_SEND_TIMEOUT_S = 30.0
-#: Classic queues store messages with RabbitMQ's version 2 (``x-queue-version``) by default.
-DEFAULT_CLASSIC_QUEUE_VERSION: ClassicQueueVersion = 2
+#: Classic queues store messages with the server's default version (no ``x-queue-version``).
+DEFAULT_CLASSIC_QUEUE_VERSION: ClassicQueueVersion | None = None
 
 #: What every configuration can do; ``priority`` comes with ``max_priority``.
 BASE_CAPABILITIES = frozenset(
