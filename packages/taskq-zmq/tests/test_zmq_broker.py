@@ -186,7 +186,6 @@ def test_options_are_checked_and_capabilities_honest():
         Capability.LOAD_BALANCING,
         Capability.CROSS_PROCESS,
         Capability.INSPECT,
-        Capability.BATCH_SEND,
     }
 
 
