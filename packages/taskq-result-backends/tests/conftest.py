@@ -33,13 +33,14 @@ def sqlite_path(tmp_path: Path) -> str:
 
 @pytest.fixture
 async def new_redis_backend(redis_url: str, redis_prefix: str) -> AsyncIterator[Callable[..., Any]]:
-    """Make started Redis backends on the test's prefix; they are shut down after the test."""
+    """Make started Redis backends on the test's prefix (at ``url``, default the test's Redis);
+    they are shut down after the test."""
     from taskq_result_backends import RedisResultBackend
 
     made: list[Any] = []
 
-    async def new(**options: Any) -> Any:
-        backend: Any = RedisResultBackend(redis_url, prefix=redis_prefix, **options)
+    async def new(url: str | None = None, **options: Any) -> Any:
+        backend: Any = RedisResultBackend(url or redis_url, prefix=redis_prefix, **options)
         await backend.startup()
         made.append(backend)
         return backend

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -45,20 +46,9 @@ async def relay(redis_url: str) -> AsyncIterator[Relay]:
 
 
 @pytest.fixture
-async def new_backend(relay: Relay, redis_prefix: str) -> AsyncIterator[Any]:
-    made: list[RedisResultBackend[Any]] = []
-
-    async def new(**options: Any) -> RedisResultBackend[Any]:
-        backend: RedisResultBackend[Any] = RedisResultBackend(
-            relay.url, prefix=redis_prefix, **options
-        )
-        await backend.startup()
-        made.append(backend)
-        return backend
-
-    yield new
-    for backend in made:
-        await backend.shutdown()
+def new_backend(relay: Relay, new_redis_backend: Callable[..., Any]) -> Callable[..., Any]:
+    """Make started Redis backends that reach Redis through the relay."""
+    return functools.partial(new_redis_backend, relay.url)
 
 
 async def test_calls_made_during_an_outage_complete_when_redis_is_back(relay, new_backend, caplog):
