@@ -7,10 +7,11 @@ its reason (published to the dead-letter queue with confirmation, then acknowled
 unacknowledged message to the queue for another consumer; this consumer reconnects (with the
 connection's backoff) and goes on, and settling a message of the lost channel does nothing.
 
-On a classic queue with ``max_deliveries``, a redelivered message is counted: it is published
-again with its count (then acknowledged), or dead-lettered once the count passes the limit. A
-count under way finishes even when the listener is cancelled, and `close` waits for it: a copy
-published without its original acknowledged would be in the queue twice.
+On a classic queue with ``max_deliveries``, a redelivered message is counted: it is rejected
+without requeueing, which makes RabbitMQ dead-letter it into its own queue with the count in its
+``x-death`` header, or dead-lettered with its reason once the count passes the limit. The count
+is one frame that RabbitMQ applies whole: a consumer that dies while counting leaves the message
+once in the queue, never twice.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from taskq.acks import AckableMessage
 from taskq_amqp.connection import CONNECTION_ERRORS, FIRST_RETRY_DELAY_S
-from taskq_amqp.queues import DELIVERIES_HEADER
+from taskq_amqp.queues import counted_deliveries
 
 if TYPE_CHECKING:
     from aiormq.abc import AbstractChannel, DeliveredMessage
@@ -58,7 +59,6 @@ class Consumer:
         self._channel: AbstractChannel | None = None
         self._tag: str | None = None
         self._stopped = False
-        self._counting: set[asyncio.Task[None]] = set()
 
     async def messages(self) -> AsyncIterator[AckableMessage]:
         """Yield the messages of the work queue until `close`."""
@@ -103,28 +103,18 @@ class Consumer:
             return None  # RabbitMQ returned it to the queue with its channel
         settler = _Settler(self, channel, delivered)
         if delivered.redelivered and self.queues.counts_deliveries:
-            counting = asyncio.ensure_future(self._count_quietly(settler))
-            self._counting.add(counting)
-            counting.add_done_callback(self._counting.discard)
-            await asyncio.shield(counting)  # a cancellation must not stop it halfway
+            await self._count_redelivery(settler)
             return None
         return AckableMessage(delivered.body, settler.ack, settler.reject, settler.release)
 
-    async def _count_quietly(self, settler: _Settler) -> None:
-        # on a lost connection it stays unacknowledged: RabbitMQ delivers it again
-        with contextlib.suppress(*CONNECTION_ERRORS):
-            await self._count_redelivery(settler)
-
     async def _count_redelivery(self, settler: _Settler) -> None:
-        delivered = settler.delivered
-        headers = delivered.header.properties.headers or {}
-        count = _int(headers.get(DELIVERIES_HEADER), 1) + 1
+        headers = settler.delivered.header.properties.headers
+        delivered = counted_deliveries(headers, self.queues.name)  # before this redelivery
         limit = self.queues.max_deliveries
-        if limit is not None and count > limit:
-            await settler.reject(TOO_MANY_DELIVERIES.format(count=count - 1))
+        if limit is not None and delivered + 1 > limit:
+            await settler.reject(TOO_MANY_DELIVERIES.format(count=delivered))
             return
-        await self.publisher.publish_again(delivered, {DELIVERIES_HEADER: count})
-        await settler.ack()
+        await settler.requeue_counted()
 
     async def stop(self) -> None:
         """Stop receiving (the caller stopped iterating) but let held messages be settled.
@@ -145,12 +135,8 @@ class Consumer:
                     await _Settler(self, channel, delivered).release()
 
     async def close(self) -> None:
-        """Stop consuming; RabbitMQ returns the unacknowledged messages to the queue.
-
-        Counts of redeliveries under way finish first, on the open channel.
-        """
+        """Stop consuming; RabbitMQ returns the unacknowledged messages to the queue."""
         self._stopped = True
-        await asyncio.gather(*self._counting, return_exceptions=True)
         channel, self._channel = self._channel, None
         self._inbox.put_nowait(None)
         if channel is not None and not channel.is_closed:
@@ -191,12 +177,15 @@ class _Settler:
             return  # unacknowledged: it comes back once its channel is gone, to be rejected again
         await self.ack()
 
+    async def requeue_counted(self) -> None:
+        """Reject it without requeueing: RabbitMQ dead-letters it into its own queue, counted."""
+        if self.channel.is_closed:
+            return
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            await self.channel.basic_reject(self.tag, requeue=False, wait=False)
+
     async def release(self) -> None:
         if self.channel.is_closed:
             return
         with contextlib.suppress(*CONNECTION_ERRORS):
             await self.channel.basic_nack(self.tag, requeue=True, wait=False)
-
-
-def _int(value: Any, default: int) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default

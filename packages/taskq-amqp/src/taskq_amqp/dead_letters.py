@@ -19,7 +19,7 @@ from pamqp.commands import Basic
 from taskq.abc import dead_letters as contract
 from taskq_amqp.connection import CONNECTION_ERRORS
 from taskq_amqp.errors import AmqpUnavailableError, unavailable
-from taskq_amqp.queues import DEAD_AT_HEADER, DELIVERIES_HEADER, REASON_HEADER
+from taskq_amqp.queues import DEAD_AT_HEADER, DELIVERIES_HEADER, REASON_HEADER, header_text
 
 if TYPE_CHECKING:
     from aiormq.abc import AbstractChannel, DeliveredMessage
@@ -205,20 +205,14 @@ def _letter(delivered: DeliveredMessage, max_deliveries: int | None) -> DeadLett
     return DeadLetter(
         id=_id(delivered),
         payload=delivered.body,
-        reason=_text(reason),
+        reason=header_text(reason),
         dead_at=dead_at,
         deliveries=deliveries if isinstance(deliveries, int) else None,
     )
 
 
 def _rabbitmq_reason(death: dict[str, Any]) -> str:
-    reason = _text(death.get("reason"))
+    reason = header_text(death.get("reason"))
     if reason in DELIVERY_LIMIT:
         return "delivered too many times without an acknowledgement (x-delivery-limit)"
-    return f"dead-lettered by RabbitMQ: {reason} (from {_text(death.get('queue'))})"
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    return "" if value is None else str(value)
+    return f"dead-lettered by RabbitMQ: {reason} (from {header_text(death.get('queue'))})"

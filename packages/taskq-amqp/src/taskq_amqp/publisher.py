@@ -26,9 +26,11 @@ from taskq_amqp.errors import UnroutableError
 from taskq_amqp.queues import (
     BUCKET_REDECLARE_S,
     DEAD_AT_HEADER,
+    DEATHS_HEADER,
     DELIVERIES_HEADER,
     REASON_HEADER,
     Queues,
+    counted_deliveries,
 )
 
 if TYPE_CHECKING:
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
 #: delivery_mode of a message RabbitMQ writes to disk.
 PERSISTENT = 2
 #: The headers taskq adds to dead letters, removed when one is replayed.
-DEAD_LETTER_HEADERS = (REASON_HEADER, DEAD_AT_HEADER, DELIVERIES_HEADER, "x-death")
+DEAD_LETTER_HEADERS = (REASON_HEADER, DEAD_AT_HEADER, DELIVERIES_HEADER, DEATHS_HEADER)
 
 
 @dataclass(frozen=True)
@@ -185,19 +187,13 @@ class Publisher:
     async def dead_letter(self, delivered: DeliveredMessage, reason: str) -> None:
         """Publish a copy of ``delivered`` to the dead-letter queue with ``reason``."""
         properties = delivered.header.properties
-        deliveries = (properties.headers or {}).get(DELIVERIES_HEADER, 1)
         headers = {
             REASON_HEADER: reason,
             DEAD_AT_HEADER: round(time.time() * 1000),
-            DELIVERIES_HEADER: deliveries,
+            DELIVERIES_HEADER: counted_deliveries(properties.headers, self.queues.name),
         }
         properties = _copy(properties, headers)
         await self.publish(delivered.body, self.queues.dead_letter_queue, properties)
-
-    async def publish_again(self, delivered: DeliveredMessage, headers: dict[str, Any]) -> None:
-        """Publish a copy of ``delivered`` to the work queue with ``headers`` added."""
-        properties = _copy(delivered.header.properties, headers)
-        await self.publish(delivered.body, self.queues.name, properties)
 
     async def replay(self, delivered: DeliveredMessage) -> None:
         """Publish a dead letter to the work queue again, without the dead-letter headers."""

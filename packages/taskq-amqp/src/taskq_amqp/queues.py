@@ -1,7 +1,10 @@
 """The queues of one `AmqpBroker` and how each is declared: work, dead letters, delay buckets.
 
 - The work queue (``queue_name``): durable; its dead letters go to the dead-letter queue. A
-  classic queue may have ``x-max-priority``; a quorum queue has ``x-delivery-limit``.
+  classic queue may have ``x-max-priority``; a quorum queue has ``x-delivery-limit``. A classic
+  queue whose deliveries taskq counts (``max_deliveries``) dead-letters into itself instead:
+  a redelivered message is rejected once, and RabbitMQ puts it back at the queue's tail with
+  its count in the ``x-death`` header, in one step (see `counted_deliveries`).
 - The dead-letter queue (``{queue_name}.dead-letters`` by default): durable, classic.
 - Every classic queue among them has the storage version ``classic_queue_version``
   (``x-queue-version``; None: the server's default).
@@ -31,8 +34,10 @@ BUCKET_REDECLARE_S = 60.0
 DELAY_DIGITS = 3
 #: Header of the reason a dead letter was dead-lettered by taskq with.
 REASON_HEADER = "x-taskq-reason"
-#: Header of the deliveries counted by taskq on a classic queue.
+#: Header of a dead letter's deliveries, as counted when it was dead-lettered.
 DELIVERIES_HEADER = "x-taskq-deliveries"
+#: The header RabbitMQ records each dead-lettering of a message in.
+DEATHS_HEADER = "x-death"
 #: Header of the time (ms since the epoch) taskq dead-lettered a message.
 DEAD_AT_HEADER = "x-taskq-dead-at"
 
@@ -88,7 +93,9 @@ class Queues:
         """The arguments of the work queue."""
         arguments: dict[str, Any] = {
             "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": self.dead_letter_queue,
+            "x-dead-letter-routing-key": (
+                self.name if self.counts_deliveries else self.dead_letter_queue
+            ),
         }
         if self.queue_type == "classic":
             arguments.update(self.classic_arguments())
@@ -114,6 +121,33 @@ class Queues:
             "x-expires": delay_ms + BUCKET_IDLE_MS,
             **self.classic_arguments(),
         }
+
+
+def counted_deliveries(headers: dict[str, Any] | None, queue: str) -> int:
+    """The deliveries taskq counted of a message of the work queue ``queue``.
+
+    That is its first delivery and each redelivery counted since. A counted redelivery is a
+    rejection by which RabbitMQ dead-lettered the message into its own queue, which it records
+    in ``x-death`` under that queue with the reason ``rejected``.
+    """
+    deaths = (headers or {}).get(DEATHS_HEADER)
+    counted = 1
+    for death in deaths if isinstance(deaths, list) else ():
+        if (
+            isinstance(death, dict)
+            and header_text(death.get("queue")) == queue
+            and header_text(death.get("reason")) == "rejected"
+        ):
+            count = death.get("count")
+            counted += count if isinstance(count, int) else 1
+    return counted
+
+
+def header_text(value: Any) -> str:
+    """A header's value as text (RabbitMQ sends its own strings as bytes); None as ''."""
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return "" if value is None else str(value)
 
 
 def bucket_ms(delay_s: float) -> int:
