@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 
 import pytest
 import zmq
@@ -14,20 +13,13 @@ from hypothesis import strategies as st
 
 from taskq import BrokerMessage, TaskiqMessage
 from taskq.exceptions import BatchSendError
+from taskq.testing import eventually
 from taskq_zmq import ZeroMQBroker, protocol
 from taskq_zmq.dispatcher import PEER_TIMEOUT, Peer, Pending, split_by_credit
 
 
 def message(n: int) -> BrokerMessage:
     return BrokerMessage(f"id-{n}", "zmq:test", b"%d" % n, {})
-
-
-async def until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    """Wait until ``condition()`` holds (checked every 10 ms); fail after ``timeout`` s."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, f"still not {what}"
-        await asyncio.sleep(0.01)
 
 
 async def worker(address: str, prefetch: int = 256) -> ZeroMQBroker:
@@ -68,9 +60,10 @@ async def client_with_credit(address: str, credit: int) -> ZeroMQBroker:
     await client.startup()
     dispatcher = client._dispatcher
     assert dispatcher is not None
-    await until(
+    await eventually(
         lambda: sum(peer.credits for peer in dispatcher.peers.values()) == credit,
-        "told the workers' credit",
+        30,
+        what="told the workers' credit",
     )
     return client
 
@@ -80,7 +73,9 @@ async def test_a_batch_goes_as_one_message_per_worker_split_by_credit(address):
     client = await client_with_credit(address, 20)
     sizes = [count_messages(first), count_messages(second)]
     await client.kick_many([message(n) for n in range(15)])
-    await until(lambda: len(buffered(first)) + len(buffered(second)) == 15, "all buffered")
+    await eventually(
+        lambda: len(buffered(first)) + len(buffered(second)) == 15, 30, what="all buffered"
+    )
     got = [buffered(first), buffered(second)]
     assert sorted(len(g) for g in got) == [7, 8], "not split as one-by-one kicks would split it"
     assert sorted(int(p) for p in got[0] + got[1]) == list(range(15))
@@ -88,13 +83,15 @@ async def test_a_batch_goes_as_one_message_per_worker_split_by_credit(address):
 
     # 5 more find room, the other 5 wait until the workers take some
     later = asyncio.create_task(client.kick_many([message(n) for n in range(15, 25)]))
-    await until(lambda: len(buffered(first)) + len(buffered(second)) == 20, "room used")
+    await eventually(
+        lambda: len(buffered(first)) + len(buffered(second)) == 20, 30, what="room used"
+    )
     assert not later.done()
     assert len(buffered(first)) == len(buffered(second)) == 10
     received: list[bytes] = []
     consumers = [asyncio.create_task(collect(w, received)) for w in (first, second)]
     await asyncio.wait_for(later, 30)
-    await until(lambda: len(received) == 25, "all received")
+    await eventually(lambda: len(received) == 25, 30, what="all received")
     assert sorted(int(p) for p in received) == list(range(25))
     await client.shutdown()
     await first.shutdown()
@@ -114,7 +111,7 @@ async def test_a_batch_carries_each_message_and_its_labels_as_kick_does(address)
     consumer = asyncio.create_task(collect(target, received))
     await client.kick_many(sent)
     await client.kick(sent[1])
-    await until(lambda: len(received) == 4, "all received")
+    await eventually(lambda: len(received) == 4, 30, what="all received")
     assert received == [m.message for m in sent] + [sent[1].message]
     decoded = [target.formatter.loads(payload) for payload in received[:3]]
     assert [m.labels for m in decoded] == labels
@@ -129,7 +126,7 @@ async def test_a_batch_cut_short_by_shutdown_says_which_messages_were_sent(addre
     client = await client_with_credit(address, 2)
     batch = [message(n) for n in range(5)]
     sending = asyncio.create_task(client.kick_many(batch))
-    await until(lambda: len(buffered(target)) == 2, "the first two buffered")
+    await eventually(lambda: len(buffered(target)) == 2, 30, what="the first two buffered")
     assert (await client.inspect()).ready == 3
     await client.shutdown()
     with pytest.raises(BatchSendError) as failure:
@@ -151,9 +148,9 @@ async def test_a_batch_sent_by_a_task_goes_through_its_client_to_both_workers(ad
     ]
     for n in range(1000, 1020):  # the workers hear from the client first
         await client.kick(message(n))
-    await until(lambda: bool(got_first) and bool(got_second), "both workers busy")
+    await eventually(lambda: bool(got_first) and bool(got_second), 30, what="both workers busy")
     await first.kick_many([message(n) for n in range(300)])  # as a running task would
-    await until(lambda: len(got_first) + len(got_second) == 320, "all received")
+    await eventually(lambda: len(got_first) + len(got_second) == 320, 30, what="all received")
     everything = sorted(int(p) for p in got_first + got_second)
     assert everything == list(range(300)) + list(range(1000, 1020))
     assert any(int(p) < 1000 for p in got_second)  # dispatched by the client, not kept

@@ -5,28 +5,18 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-import time
-from collections.abc import Callable
 
 import pytest
 import zmq
 import zmq.asyncio
 
 from taskq import BrokerMessage
+from taskq.testing import eventually
 from taskq_zmq import ZeroMQBroker, dispatcher, protocol
 
 
 def message(n: int) -> BrokerMessage:
     return BrokerMessage(f"id-{n}", "zmq:test", b"%d" % n, {})
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait until ``condition()`` holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.02)
 
 
 def free_address() -> str:
