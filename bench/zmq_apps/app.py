@@ -11,8 +11,9 @@ the time. Every 0.1 s each worker process appends the numbers it ran since the l
 ``<pid>.ready``.
 
 The client (``python -m bench.zmq_apps.app N WORKERS``) pings until every worker has answered,
-kicks ``noop(0)`` ... ``noop(N - 1)`` one after another, prints ``<t0> <t1>`` (monotonic times of
-the first and after the last kick) and keeps the broker open until its stdin closes.
+kicks ``noop(0)`` ... ``noop(N - 1)`` one after another, prints ``<t0> <t1> <cpu>`` (monotonic
+times of the first and after the last kick, and the CPU time the client process spent on the
+kicks) and keeps the broker open until its stdin closes.
 """
 
 from __future__ import annotations
@@ -90,10 +91,10 @@ async def client(count: int, workers: int) -> None:
                 continue
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.2)  # let the last pings drain before timing
-        t0 = time.monotonic()
+        t0, cpu0 = time.monotonic(), time.process_time()
         for i in range(count):
             await noop.kiq(i)
-        print(t0, time.monotonic(), flush=True)
+        print(t0, time.monotonic(), time.process_time() - cpu0, flush=True)
         await asyncio.to_thread(sys.stdin.read)  # keep the socket open until told to stop
     finally:
         await broker.shutdown()

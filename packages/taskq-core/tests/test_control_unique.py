@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import decimal
 import json
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -40,6 +43,16 @@ def test_the_default_key_is_canonical_in_the_order_of_keyword_arguments():
     assert default_key("t", (1,), {}) != default_key("u", (1,), {})
     assert default_key("t", ({3, 1, 2},), {}) == default_key("t", ({2, 1, 3},), {})
     assert default_key("t", (Point(1, 2), datetime.date(2026, 1, 1)), {}).startswith("t:")
+    assert default_key("t", (decimal.Decimal("1.5"),), {}) == default_key("t", ("1.5",), {})
+
+
+def test_a_worker_loads_no_module_only_the_default_key_needs():
+    code = (
+        "import sys, taskq, taskq.receiver, taskq.cli.worker_process\n"
+        "print(sorted({'hashlib', 'decimal'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_an_argument_without_a_canonical_form_asks_for_a_key():

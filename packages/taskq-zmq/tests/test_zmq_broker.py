@@ -186,6 +186,7 @@ def test_options_are_checked_and_capabilities_honest():
         Capability.LOAD_BALANCING,
         Capability.CROSS_PROCESS,
         Capability.INSPECT,
+        Capability.BATCH_SEND,
     }
 
 

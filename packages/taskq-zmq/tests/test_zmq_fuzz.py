@@ -81,7 +81,13 @@ def context() -> Iterator[zmq.Context[zmq.Socket[bytes]]]:
 
 
 # Frames that are never a valid message, whoever receives them (built, not filtered: cheap).
-_OTHER_KINDS = [bytes([k]) for k in range(256) if bytes([k]) not in b"TCRFBH"]
+_OTHER_KINDS = [bytes([k]) for k in range(256) if bytes([k]) not in b"TCRFBHtf"]
+_BATCHES = [  # batches of tasks or messages whose lengths do not add up
+    protocol.tasks(b"s" * protocol.SESSION_SIZE, 1, [b"a", b"bc"])[:-1],
+    protocol.tasks(b"s" * protocol.SESSION_SIZE, 1, [b"a", b"bc"]) + b"d",
+    protocol.forwards([b"a", b"bc"])[:-1],
+    protocol.forwards([b"a"]) + b"d",
+]
 _tail = st.binary(max_size=16)
 never_valid = st.one_of(
     st.just(b""),
@@ -93,6 +99,9 @@ never_valid = st.one_of(
         lambda free: struct.pack("!cI16sQI", b"C", free, b"\0" * 16, 0, 0)
     ),
     st.binary(max_size=15).map(lambda f: b"H" + f),  # a greeting cut short
+    st.binary(max_size=protocol.SESSION_SIZE + 11).map(lambda f: b"t" + f),  # batch, short
+    st.binary(max_size=3).map(lambda f: b"f" + f),  # a batch of messages cut short
+    st.sampled_from(_BATCHES),
 )
 
 

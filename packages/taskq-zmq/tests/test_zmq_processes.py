@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 APP = Path(__file__).resolve().parent / "zmq_app.py"
 
 
@@ -35,21 +37,25 @@ def wait_until_ran(out: Path, count: int, timeout: float = 120) -> None:
         time.sleep(0.2)
 
 
-def test_100000_tasks_through_two_workers_each_run_once(tmp_path, address):
-    count = 100_000
+@pytest.mark.parametrize(
+    ("count", "client"),
+    [(100_000, ["client"]), (50_000, ["batches", "1000"])],
+    ids=["one-by-one", "batches"],
+)
+def test_tasks_through_two_workers_each_run_once(tmp_path, address, count, client):
     out = tmp_path / "ran"
     env = {**os.environ, "TASKQ_TEST_ZMQ_ADDRESS": address, "TASKQ_TEST_OUT": str(out)}
     workers = [start_worker(env), start_worker(env)]
     try:
-        client = subprocess.run(
-            [sys.executable, str(APP), "client", str(count)],
+        sender = subprocess.run(
+            [sys.executable, str(APP), client[0], str(count), *client[1:]],
             env=env,
             capture_output=True,
             text=True,
             timeout=300,
             check=True,
         )
-        assert client.stdout.strip() == f"sent {count}"
+        assert sender.stdout.strip() == f"sent {count}"
         wait_until_ran(out, count)
     finally:
         for worker in workers:

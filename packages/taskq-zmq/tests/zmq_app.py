@@ -1,7 +1,8 @@
 """A client and worker program for the cross-process tests (run as a script, not collected).
 
 Workers record the numbers they ran, keep ``<out>.<pid>.count`` up to date with how many, and
-write the numbers to ``<out>.<pid>`` when they stop.
+write the numbers to ``<out>.<pid>`` when they stop. The client sends ``record(0)`` ...
+``record(N - 1)`` one kick at a time (``client N``) or in batches (``batches N SIZE``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
-from taskq import Receiver, TaskiqEvents
+from taskq import Receiver, TaskiqEvents, TaskiqMessage
 from taskq_zmq import ZeroMQBroker
 
 ADDRESS = os.environ["TASKQ_TEST_ZMQ_ADDRESS"]
@@ -58,5 +59,23 @@ async def send(count: int) -> None:
     print("sent", count, flush=True)
 
 
+async def send_batches(count: int, size: int) -> None:
+    await broker.startup()
+    for start in range(0, count, size):
+        await broker.kick_many(
+            [
+                broker.formatter.dumps(TaskiqMessage(f"t{n}", "zmq_app:record", {}, [n], {}))
+                for n in range(start, min(start + size, count))
+            ]
+        )
+    await broker.shutdown()
+    print("sent", count, flush=True)
+
+
 if __name__ == "__main__":
-    asyncio.run(work() if sys.argv[1] == "worker" else send(int(sys.argv[2])))
+    if sys.argv[1] == "worker":
+        asyncio.run(work())
+    elif sys.argv[1] == "batches":
+        asyncio.run(send_batches(int(sys.argv[2]), int(sys.argv[3])))
+    else:
+        asyncio.run(send(int(sys.argv[2])))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 import zmq
@@ -11,7 +11,7 @@ import zmq
 from taskq.abc.broker import AsyncBroker
 from taskq.abc.result_backend import AsyncResultBackend
 from taskq.capabilities import Capability
-from taskq.exceptions import SendTaskError
+from taskq.exceptions import BatchSendError, SendTaskError
 from taskq.inspection import QueueInspection
 from taskq.message import BrokerMessage
 from taskq_zmq import protocol
@@ -64,7 +64,12 @@ class ZeroMQBroker(AsyncBroker):
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.LOAD_BALANCING, Capability.CROSS_PROCESS, Capability.INSPECT}
+        {
+            Capability.LOAD_BALANCING,
+            Capability.CROSS_PROCESS,
+            Capability.INSPECT,
+            Capability.BATCH_SEND,
+        }
     )
 
     def __init__(
@@ -102,6 +107,7 @@ class ZeroMQBroker(AsyncBroker):
         self._gatekeeper: Gatekeeper | None = None
         self._dispatcher: Dispatcher | None = None
         self._intake: Intake | None = None
+        self._closing = False  # during shutdown: a kick must not open a new client side
 
     async def startup(self) -> None:
         """Open the worker side in a worker process, the client side elsewhere."""
@@ -129,7 +135,18 @@ class ZeroMQBroker(AsyncBroker):
         return self._dispatcher.inspect()
 
     async def shutdown(self) -> None:
-        """Hand back unstarted messages (worker side), fail waiting kicks (client side), close."""
+        """Hand back unstarted messages (worker side), fail waiting kicks (client side), close.
+
+        A kick made while it runs fails with `SendTaskError`.
+        """
+        self._closing = True
+        try:
+            await self._close()
+        finally:
+            self._closing = False
+        await super().shutdown()
+
+    async def _close(self) -> None:
         intake, self._intake = self._intake, None
         if intake is not None:
             await intake.close()
@@ -142,22 +159,61 @@ class ZeroMQBroker(AsyncBroker):
         if self._context is not None:
             self._context.term()
             self._context = None
-        await super().shutdown()
 
     async def kick(self, message: BrokerMessage) -> None:
         """Send the message to one worker, waiting while no worker has room.
 
-        In a worker process that has received tasks from a client (a task sending a task, a
-        retry), the message goes to that client, which dispatches it like its own. Elsewhere
-        this broker is the client itself.
+        It returns once a worker with room is given the message, which leaves right after the
+        event loop's current turn, with whatever else that worker was given in it (at shutdown
+        at the latest). In a worker process that has received tasks from a client (a task
+        sending a task, a retry), the message goes to that client, which dispatches it like its
+        own. Elsewhere this broker is the client itself.
         """
-        if self.is_worker_process and self._dispatcher is None:
-            if self._intake is None:
-                raise SendTaskError("the ZeroMQ worker is not started, or shut down")
-            if self._intake.heard_from_client:
-                self._intake.forward(message.message)
+        if self._dispatcher is None and (intake := self._forwarding_intake()) is not None:
+            intake.forward([message.message])
+            return
+        pending = (self._dispatcher or self._client_side()).offer([message.message])
+        if pending is not None:
+            await pending.wait()
+
+    async def kick_many(self, messages: Sequence[BrokerMessage]) -> None:
+        """Send a batch as `kick` sends each, with one ZeroMQ message per worker it goes to.
+
+        The batch is split between the workers as one-by-one kicks would split it, and what
+        finds no room waits (in order) for it. In a worker process that has received tasks
+        from a client, the whole batch goes to that client as one message.
+
+        Raises:
+            BatchSendError: the broker shut down (or the worker's client could not be reached)
+                before every message was given to a worker; ``sent_ids`` are those that were
+                (the first ones of the batch), ``unsent_ids`` those no worker received.
+        """
+        payloads = [message.message for message in messages]
+        if not payloads:
+            return
+        pending = None
+        try:
+            if self._dispatcher is None and (intake := self._forwarding_intake()) is not None:
+                intake.forward(payloads)
                 return
-        await self._client_side().send(message.message)
+            pending = self._client_side().offer(payloads)
+            if pending is not None:
+                await pending.wait()
+        except SendTaskError as exc:
+            sent = 0 if pending is None else pending.sent
+            raise BatchSendError.of(
+                [message.task_id for message in messages[:sent]],
+                [message.task_id for message in messages[sent:]],
+                str(exc),
+            ) from exc
+
+    def _forwarding_intake(self) -> Intake | None:
+        """In a worker process that heard from a client, the intake that sends through it."""
+        if not self.is_worker_process:
+            return None
+        if self._intake is None:
+            raise SendTaskError("the ZeroMQ worker is not started, or shut down")
+        return self._intake if self._intake.heard_from_client else None
 
     async def listen(self) -> AsyncGenerator[bytes, None]:
         """Yield the messages this worker receives until shutdown."""
@@ -167,6 +223,8 @@ class ZeroMQBroker(AsyncBroker):
 
     def _client_side(self) -> Dispatcher:
         if self._dispatcher is None:
+            if self._closing:
+                raise SendTaskError("the ZeroMQ broker is shut down")
             binds = self.bind == "client"
             self._dispatcher = Dispatcher(
                 self._zmq(binds), self.zmq_pub_host, binds, curve=self.curve

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import zmq
 
@@ -33,7 +34,10 @@ class Peer:
     """What the client knows of one worker.
 
     ``sent`` numbers the tasks sent to it; ``seen`` is the last of them it reported receiving,
-    ``held`` how many of them it reported holding unstarted then.
+    ``held`` how many of them it reported holding unstarted then; ``assigned`` are the messages
+    given its credit that leave at the next `Dispatcher.flush`; ``in_transit`` are those sent
+    after ``seen`` (numbered ``seen + 1`` to ``sent``), kept until it reports receiving them:
+    those it never received when it leaves go to another worker.
     """
 
     sent: int = 0
@@ -41,18 +45,97 @@ class Peer:
     last_seen: float = 0.0
     seen: int = 0
     held: int = 0
+    assigned: list[bytes] = field(default_factory=list)
+    in_transit: deque[bytes] = field(default_factory=deque)
+
+    def received(self, last_seq: int) -> None:
+        """It reported receiving the tasks up to ``last_seq`` (from ``seen`` to ``sent``)."""
+        for _ in range(last_seq - self.seen):
+            self.in_transit.popleft()
+        self.seen = last_seq
 
     @property
     def unstarted(self) -> int:
-        """Messages sent to it that it had not started by its last report (held or in flight)."""
-        return self.held + self.sent - self.seen
+        """Messages given to it that it had not started by its last report (held or in flight)."""
+        return self.held + self.sent - self.seen + len(self.assigned)
+
+
+class Pending:
+    """The messages of one kick (or batch) that wait in the outbox for a worker with room.
+
+    ``sent`` counts those of ``total`` assigned to a worker so far (the first ones: the outbox
+    keeps their order); ``done`` ends when all are, or fails when the client shuts down first.
+    """
+
+    __slots__ = ("done", "sent", "total")
+
+    def __init__(self, total: int, sent: int, done: asyncio.Future[None]) -> None:
+        """``sent`` of ``total`` messages already sent; ``done`` is the future to end."""
+        self.total = total
+        self.sent = sent
+        self.done = done
+
+    def count_sent(self) -> None:
+        """One more message assigned: end ``done`` with the last."""
+        self.sent += 1
+        if self.sent == self.total and not self.done.done():
+            self.done.set_result(None)
+
+    async def wait(self) -> None:
+        """Wait until every message is assigned, logging once if it takes `WAIT_WARNING` s.
+
+        Cancelling the wait leaves the messages in the outbox: they are sent all the same.
+        """
+        warning = asyncio.get_running_loop().call_later(
+            WAIT_WARNING,
+            logger.warning,
+            "No worker has room for a message for %.0f s; still waiting",
+            WAIT_WARNING,
+        )
+        try:
+            await self.done
+        finally:
+            warning.cancel()
+
+
+def split_by_credit(credits: dict[bytes, int], count: int) -> dict[bytes, int]:
+    """How many of ``count`` messages each worker gets, as one-by-one sends would give them.
+
+    Sending one at a time to the worker with the most credit levels the credits from the
+    top: each worker gets what it has above a common level, and where that leaves one over
+    for some of the workers at the level, those first in ``credits``' order (the least
+    recently used) get it. Workers whose credit is not positive get none; all credit together
+    may cover less than ``count``.
+    """
+    room = {identity: n for identity, n in credits.items() if n > 0}
+    if sum(room.values()) <= count:
+        return room
+
+    def above(level: int) -> int:
+        return sum(max(n - level, 0) for n in room.values())
+
+    low, high = 0, max(room.values())  # the highest level leaving at least ``count`` above it
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if above(mid) >= count else (low, mid - 1)
+    extra = above(low) - count  # fewer than the workers above ``low + 1``: take one back each
+    shares = {identity: max(n - low, 0) for identity, n in room.items()}
+    for identity in reversed(room):
+        if extra and room[identity] > low:
+            shares[identity] -= 1
+            extra -= 1
+    return shares
 
 
 class Dispatcher:
     """The client's ROUTER socket: tracks workers' credits, sends, waits when none has room.
 
-    A message that finds no credit waits in an outbox (its ``kick`` waits with it); messages a
-    worker hands back go to the front of the outbox.
+    A message that finds credit is assigned to that worker, and what each worker was assigned
+    during one turn of the event loop leaves as one ZeroMQ message right after it (a task
+    frame, or a batch): a ``kick`` costs no system call, and ZeroMQ's I/O thread wakes once per
+    batch. A message that finds no credit waits in an outbox (its ``kick`` waits with it);
+    messages a worker hands back, and those a leaving worker says it never received, go to the
+    front of the outbox.
 
     When it binds (the default), workers connect and speak first. When it connects (workers
     bind), ``address`` may list several workers' addresses separated by commas; the client
@@ -89,35 +172,59 @@ class Dispatcher:
                 self.socket.connect(endpoint)
                 self.workers.append(routing_id)
         self.peers: dict[bytes, Peer] = {}
-        self.outbox: deque[tuple[bytes, asyncio.Future[None] | None]] = deque()
+        self.outbox: deque[tuple[bytes, Pending | None]] = deque()
         self.bad_frames = BadFrames("client")
         self.closed = False
         self._polling = False
+        self._flush_soon = False
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self.socket.FD, self._poll)
         self._greet()
         self._watch = asyncio.create_task(self._keep_watch())
         self._poll()
 
-    async def send(self, payload: bytes) -> None:
-        """Send ``payload`` to a worker with room, waiting (backpressure) until there is one."""
+    def offer(self, payloads: list[bytes]) -> Pending | None:
+        """Assign ``payloads`` to workers with room; None if all found room, else what waits.
+
+        Assigned messages leave right after the current turn of the event loop, one ZeroMQ
+        message per worker (see `flush`). Messages that find no credit wait in the outbox, in
+        order, behind those already waiting; the returned `Pending` ends when the last of them
+        is assigned.
+        """
         if self.closed:
             raise SendTaskError("the ZeroMQ broker is shut down")
-        if not self.outbox and self._send_to_any(payload):
-            self._poll()
+        assigned = 0
+        if not self.outbox:
+            if len(payloads) == 1:
+                assigned = self._assign_one(payloads[0])
+            else:
+                assigned = self._assign(payloads)
+            if assigned and not self._flush_soon:
+                self._flush_soon = True
+                self._loop.call_soon(self.flush)
+            if assigned == len(payloads):
+                return None
+        pending = Pending(len(payloads), assigned, self._loop.create_future())
+        self.outbox.extend((payload, pending) for payload in payloads[assigned:])
+        return pending
+
+    def flush(self) -> None:
+        """Send each worker what was assigned to it, as one message; then read what arrived.
+
+        What a worker cannot take after all (its pipe is full, or it went away) goes back to
+        the front of the outbox, for another worker.
+        """
+        self._flush_soon = False
+        if self.closed:
             return
-        sent = asyncio.get_running_loop().create_future()
-        self.outbox.append((payload, sent))
-        try:
-            await asyncio.wait_for(asyncio.shield(sent), WAIT_WARNING)
-        except asyncio.TimeoutError:
-            logger.warning(
-                "No worker has room for a message for %.0f s; still waiting", WAIT_WARNING
-            )
-            await sent
+        for identity, peer in list(self.peers.items()):
+            if peer.assigned:
+                self._send_assigned(identity, peer)
+        self._poll()
 
     async def close(self) -> None:
-        """Stop: messages still waiting fail their ``kick`` with `SendTaskError`."""
+        """Stop: send what was assigned; messages still waiting fail their ``kick``."""
+        self.flush()
         self.closed = True
         self._watch.cancel()
         await asyncio.gather(self._watch, return_exceptions=True)
@@ -126,10 +233,10 @@ class Dispatcher:
             with contextlib.suppress(zmq.ZMQError):
                 self.socket.send_multipart([routing_id, protocol.BYE], zmq.NOBLOCK)
         error = SendTaskError("the ZeroMQ broker shut down before a worker took the message")
-        for payload, sent in self.outbox:
-            if sent is not None and not sent.done():
-                sent.set_exception(error)
-            elif sent is None:
+        for payload, pending in self.outbox:
+            if pending is not None and not pending.done.done():
+                pending.done.set_exception(error)
+            elif pending is None:
                 logger.error(
                     "Shutdown dropped a message a worker had handed back or sent (%d bytes)",
                     len(payload),
@@ -177,8 +284,10 @@ class Dispatcher:
             self.outbox.appendleft((frame[1:], None))
         elif kind == protocol.FORWARD:
             self.outbox.append((frame[1:], None))
-        elif kind == protocol.BYE and len(frame) == 1:
-            self.peers.pop(identity, None)
+        elif kind == protocol.FORWARDS:
+            self.outbox.extend((payload, None) for payload in protocol.parse_forwards(frame))
+        elif kind == protocol.BYE:
+            self._on_goodbye(identity, *protocol.parse_goodbye(frame))
         else:
             raise protocol.MalformedFrame(f"unknown kind {frame[:10]!r}")
 
@@ -196,39 +305,96 @@ class Dispatcher:
                 )
             if report.last_seq < peer.seen:  # the worker restarted: it lost what it held
                 self._lost(peer, "restarted")
-                peer.sent = report.last_seq
-            peer.seen, peer.held = report.last_seq, report.held
-        peer.credits = report.free - (peer.sent - peer.seen)
+                peer.sent = peer.seen = report.last_seq
+                peer.in_transit.clear()
+            peer.received(report.last_seq)
+            peer.held = report.held
+        peer.credits = report.free - (peer.sent - peer.seen) - len(peer.assigned)
         peer.last_seen = time.monotonic()
 
-    def _drain(self) -> None:
-        while self.outbox:
-            payload, sent = self.outbox[0]
-            if not self._send_to_any(payload):
-                return
-            self.outbox.popleft()
-            if sent is not None and not sent.done():
-                sent.set_result(None)
+    def _on_goodbye(self, identity: bytes, session: bytes, last_seq: int) -> None:
+        """A worker leaves: the tasks it never received go back in front of the outbox.
 
-    def _send_to_any(self, payload: bytes) -> bool:
-        """Send to the live worker with the most credit; False when none has any."""
-        while (identity := self._pick()) is not None:
-            peer = self.peers[identity]
-            peer.sent += 1
-            peer.credits -= 1
-            frame = protocol.task(self.session, peer.sent, payload)
-            try:
-                self.socket.send_multipart([identity, frame], zmq.NOBLOCK)
-            except zmq.Again:  # its pipe is full: wait for its next credit report
-                peer.sent -= 1
-                peer.credits = 0
-                continue
-            except zmq.ZMQError as exc:  # EHOSTUNREACH: the worker went away
-                peer.sent -= 1
-                self._drop(identity, exc.strerror)
-                continue
-            return True
-        return False
+        It hands back those it received and did not start, after this goodbye.
+        """
+        peer = self._forget(identity)
+        if peer is None:
+            return
+        if session != self.session:  # it never received a task of this client
+            last_seq = peer.seen
+        if not peer.seen <= last_seq <= peer.sent:
+            self._lost(peer, "left")
+            raise protocol.MalformedFrame(f"a goodbye after task {last_seq}, of {peer.sent} sent")
+        peer.received(last_seq)
+        self._put_back(list(peer.in_transit))
+
+    def _drain(self) -> None:
+        """Send waiting messages, from the front, as far as the workers' credit goes."""
+        while self.outbox:
+            room = sum(max(peer.credits, 0) for peer in self.peers.values())
+            waiting = [payload for payload, _ in itertools.islice(self.outbox, room)]
+            assigned = self._assign(waiting) if waiting else 0
+            if not assigned:
+                return
+            for _ in range(assigned):
+                _, pending = self.outbox.popleft()
+                if pending is not None:
+                    pending.count_sent()
+            self.flush()  # a worker that cannot take them after all: they are back in front
+
+    def _assign_one(self, payload: bytes) -> int:
+        """Assign to the live worker with the most credit; 1 if assigned, 0 when none has any."""
+        identity = self._pick()
+        if identity is None:
+            return 0
+        peer = self.peers[identity]
+        peer.credits -= 1
+        peer.assigned.append(payload)
+        return 1
+
+    def _assign(self, payloads: list[bytes]) -> int:
+        """Assign ``payloads`` from the front as far as credit goes; return how many.
+
+        The batch is split as assigning one at a time to the worker with the most room would
+        split it (see `split_by_credit`); silent workers are skipped, as `_pick` skips them.
+        It leaves the outbox as it is (`_drain` counts on it).
+        """
+        now = time.monotonic()
+        credits = {
+            identity: peer.credits
+            for identity, peer in self.peers.items()
+            if now - peer.last_seen <= PEER_TIMEOUT
+        }
+        assigned = 0
+        for identity, count in split_by_credit(credits, len(payloads)).items():
+            peer = self.peers.pop(identity)
+            self.peers[identity] = peer  # to the back, as `_pick` does
+            peer.credits -= count
+            peer.assigned.extend(payloads[assigned : assigned + count])
+            assigned += count
+        return assigned
+
+    def _send_assigned(self, identity: bytes, peer: Peer) -> None:
+        """Send a worker what was assigned to it as one message; else put it back in front."""
+        payloads, peer.assigned = peer.assigned, []
+        if len(payloads) == 1:
+            frame = protocol.task(self.session, peer.sent + 1, payloads[0])
+        else:
+            frame = protocol.tasks(self.session, peer.sent + 1, payloads)
+        try:
+            self.socket.send_multipart([identity, frame], zmq.NOBLOCK)
+        except zmq.ZMQError:  # its pipe is full (EAGAIN), or it went away (EHOSTUNREACH):
+            # nothing more until its next report, or its goodbye (which may still wait to be
+            # read, and says which tasks it received), or the silence that forgets it
+            peer.credits = 0
+            self._put_back(payloads)
+        else:
+            peer.sent += len(payloads)
+            peer.in_transit.extend(payloads)
+
+    def _put_back(self, payloads: list[bytes]) -> None:
+        """Messages assigned to a worker that cannot take them: to the front of the outbox."""
+        self.outbox.extendleft((payload, None) for payload in reversed(payloads))
 
     def live_workers(self) -> int:
         """Workers heard from within `PEER_TIMEOUT`."""
@@ -255,22 +421,39 @@ class Dispatcher:
         )
 
     def _pick(self) -> bytes | None:
+        """The live worker with the most credit (None if none has any), moved to the back.
+
+        Silent workers are skipped here and forgotten by the heartbeat (every `HEARTBEAT` s).
+        """
         now = time.monotonic()
         best, best_credits = None, 0
-        for identity, peer in list(self.peers.items()):
-            if now - peer.last_seen > PEER_TIMEOUT:
-                self._drop(identity, f"silent for {PEER_TIMEOUT:.0f} s")
-            elif peer.credits > best_credits:
+        for identity, peer in self.peers.items():
+            if peer.credits > best_credits and now - peer.last_seen <= PEER_TIMEOUT:
                 best, best_credits = identity, peer.credits
-        if best is not None:  # to the back: workers with equal room take turns
+        if best is not None and len(self.peers) > 1:  # workers with equal room take turns
             self.peers[best] = self.peers.pop(best)
         return best
 
+    def _drop_silent(self) -> None:
+        """Forget the workers that sent no report for `PEER_TIMEOUT` s."""
+        now = time.monotonic()
+        for identity, peer in list(self.peers.items()):
+            if now - peer.last_seen > PEER_TIMEOUT:
+                self._drop(identity, f"silent for {PEER_TIMEOUT:.0f} s")
+
     def _drop(self, identity: bytes, reason: str) -> None:
         """Forget a worker that went away, saying what was lost with it."""
-        peer = self.peers.pop(identity, None)
+        peer = self._forget(identity)
         if peer is not None:
             self._lost(peer, f"went away ({reason})")
+
+    def _forget(self, identity: bytes) -> Peer | None:
+        """Forget a worker; what was assigned to it and not sent goes to another."""
+        peer = self.peers.pop(identity, None)
+        if peer is not None and peer.assigned:
+            self._put_back(peer.assigned)
+            peer.assigned = []
+        return peer
 
     def _lost(self, peer: Peer, what: str) -> None:
         if peer.unstarted > 0:
@@ -293,10 +476,7 @@ class Dispatcher:
     async def _keep_watch(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT)
-            now = time.monotonic()
-            for identity, peer in list(self.peers.items()):
-                if now - peer.last_seen > PEER_TIMEOUT:
-                    self._drop(identity, f"silent for {PEER_TIMEOUT:.0f} s")
+            self._drop_silent()
             self._greet()
             self._poll()
 

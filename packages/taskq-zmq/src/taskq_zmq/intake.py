@@ -97,8 +97,8 @@ class Intake:
         self._tasks = [asyncio.create_task(self._beat())]
 
     async def take(self) -> bytes | None:
-        """The next message; None once the intake is closed."""
-        while not self.buffer:
+        """The next message; None once the intake is closed (what it holds goes back)."""
+        while not self.buffer or self.closed:
             if self.closed:
                 return None
             self._arrived.clear()
@@ -111,16 +111,21 @@ class Intake:
             self._report()
         return payload
 
-    def forward(self, payload: bytes) -> None:
-        """Send a new message to a client, which dispatches it to a worker with room.
+    def forward(self, payloads: list[bytes]) -> None:
+        """Send new messages to a client, which dispatches them to workers with room.
 
-        `SendTaskError` when the worker is shut down, no client is connected, or its queue to
-        the client is full.
+        Several go as one ZeroMQ message: all are sent or none. `SendTaskError` (none sent)
+        when the worker is shut down, no client is connected, or its queue to the client is
+        full.
         """
         if self.closed:
             raise SendTaskError("the ZeroMQ worker is shut down")
+        if len(payloads) == 1:
+            frame = protocol.FORWARD + payloads[0]
+        else:
+            frame = protocol.forwards(payloads)
         try:
-            self._send_now(self._any_client(), protocol.FORWARD + payload)
+            self._send_now(self._any_client(), frame)
         except zmq.Again:
             raise SendTaskError(
                 "no ZeroMQ client is connected to this worker, or its queue to it is full"
@@ -139,9 +144,15 @@ class Intake:
         return self.prefetch - len(self.buffer)
 
     async def close(self) -> None:
-        """Take no more: tell the clients, hand back what was never taken, and close."""
+        """Take no more: tell the clients, hand back what was never taken, and close.
+
+        It first takes in the tasks that have reached its socket; each client's goodbye then
+        names the last task taken from it, and nothing is read after it: the tasks still on
+        their way, the client sends to another worker.
+        """
         if self.closed:
             return
+        self._poll()
         self.closed = True
         self._arrived.set()
         self._loop.remove_reader(self.socket.FD)
@@ -149,8 +160,9 @@ class Intake:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for key in list(self.clients) if self.routed else [_ONE_CLIENT]:
+            client = self.clients.get(key) or ClientSession()
             with contextlib.suppress(zmq.ZMQError):
-                self._send_now(key, protocol.BYE)
+                self._send_now(key, protocol.goodbye(client.session, client.last_seq))
         handed_back = len(self.buffer)
         reason = await self._hand_back(time.monotonic() + HANDBACK_TIMEOUT)
         if self.buffer:
@@ -194,8 +206,11 @@ class Intake:
         return ""
 
     def _poll(self) -> None:
-        """Move every frame the socket holds into the buffer (see `Dispatcher._poll`)."""
-        if self._polling:
+        """Move every frame the socket holds into the buffer (see `Dispatcher._poll`).
+
+        Once closed it reads nothing: the goodbye told the clients which tasks it took.
+        """
+        if self._polling or self.closed:
             return
         self._polling = True
         arrived = False
@@ -230,6 +245,8 @@ class Intake:
         try:
             if frame[:1] == protocol.TASK:
                 return self._on_task(key, *protocol.parse_task(frame))
+            if frame[:1] == protocol.TASKS:
+                return self._on_tasks(key, *protocol.parse_tasks(frame))
             if not self.routed:
                 raise protocol.MalformedFrame(f"not a task: {frame[:20]!r}")
             if frame[:1] == protocol.HELLO:
@@ -241,6 +258,12 @@ class Intake:
         except protocol.MalformedFrame as exc:
             self.bad_frames.report(key, exc)
         return False
+
+    def _on_tasks(self, key: bytes, session: bytes, first_seq: int, payloads: list[bytes]) -> bool:
+        took = False
+        for n, payload in enumerate(payloads):
+            took = self._on_task(key, session, first_seq + n, payload) or took
+        return took
 
     def _on_task(self, key: bytes, session: bytes, seq: int, payload: bytes) -> bool:
         client = self.clients.get(key)

@@ -18,9 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import decimal
 import enum
-import hashlib
 import json
 import logging
 import uuid
@@ -106,6 +104,10 @@ def default_key(task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -
         )
     except (TypeError, ValueError) as exc:
         raise UniqueKeyError(task_name=task_name, reason=str(exc)) from None
+    # imported here, as decimal in _plain: every worker imports this module, few make keys,
+    # and the two cost a worker process 1.1 MB of memory
+    import hashlib
+
     return f"{task_name}:{hashlib.sha256(text.encode()).hexdigest()}"
 
 
@@ -118,6 +120,8 @@ def _plain(value: Any) -> Any:
         return value.value
     if isinstance(value, (set, frozenset)):
         return sorted(json.dumps(item, sort_keys=True, default=_plain) for item in value)
+    import decimal
+
     if isinstance(value, (datetime.date, datetime.time, uuid.UUID, decimal.Decimal)):
         return str(value)
     if isinstance(value, bytes):
