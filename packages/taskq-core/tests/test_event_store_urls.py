@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from importlib.metadata import EntryPoint
+
 import pytest
 
-from taskq.event_stores import InMemoryEventStore, SQLiteEventStore, open_event_store
+from taskq.event_stores import InMemoryEventStore, SQLiteEventStore, open_event_store, urls
 from taskq.exceptions import EventStoreError
 from taskq.task_events import Retention
 
@@ -30,3 +32,18 @@ def test_memory_url() -> None:
 def test_bad_urls_raise_the_event_store_error(url: str) -> None:
     with pytest.raises(EventStoreError):
         open_event_store(url)
+
+
+def test_only_the_opener_of_the_url_scheme_is_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A module that does not exist: loading an opener pointing there would raise.
+    missing = "taskq_tests_no_such_module:open_store"
+    announced = [
+        EntryPoint("other", missing, urls.ENTRY_POINT_GROUP),
+        EntryPoint("fake", missing, urls.ENTRY_POINT_GROUP),
+        EntryPoint("fake", "builtins:str", urls.ENTRY_POINT_GROUP),  # the last one listed wins
+    ]
+    monkeypatch.setattr(urls, "in_group", lambda group: announced)
+    opened: object = open_event_store("fake://host/0")
+    assert opened == "fake://host/0"  # str(url): that opener ran
+    with pytest.raises(EventStoreError, match=r"'gopher' \(fake, memory, other, sqlite\)"):
+        open_event_store("gopher://x")

@@ -6,22 +6,48 @@ cancellation store (`RedisCancellationStore`), the shared limiter and unique key
 (`taskq_redis.connection`), the reconnect policy (`taskq_redis.reconnect`, run by
 `taskq_redis.retrying`), the error family (`taskq_redis.errors`) and test helpers
 (`taskq_redis.testing`).
+
+Each name below is imported from its module on first access: a program (or a command such as
+``taskq status``) that uses the broker alone does not import the stores it does not use.
 """
 
-from taskq_redis.broker import RedisStreamBroker
-from taskq_redis.cancellation import RedisCancellationStore
-from taskq_redis.connection import RedisConnection
-from taskq_redis.dead_letters import DeadLetter, DeadLetterQueue
-from taskq_redis.errors import (
-    EventStoreUnavailableError,
-    InvalidLabelError,
-    RedisBrokerUnavailableError,
-    RedisUnavailableError,
-    SendUnavailableError,
-)
-from taskq_redis.event_store import RedisEventStore
-from taskq_redis.limiter import RedisLimiter
-from taskq_redis.unique import RedisUniqueStore
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from taskq_redis.broker import RedisStreamBroker
+    from taskq_redis.cancellation import RedisCancellationStore
+    from taskq_redis.connection import RedisConnection
+    from taskq_redis.dead_letters import DeadLetter, DeadLetterQueue
+    from taskq_redis.errors import (
+        EventStoreUnavailableError,
+        InvalidLabelError,
+        RedisBrokerUnavailableError,
+        RedisUnavailableError,
+        SendUnavailableError,
+    )
+    from taskq_redis.event_store import RedisEventStore
+    from taskq_redis.limiter import RedisLimiter
+    from taskq_redis.unique import RedisUniqueStore
+
+#: The public names, with the module that defines each.
+_DEFINED_IN = {
+    "DeadLetter": "taskq_redis.dead_letters",
+    "DeadLetterQueue": "taskq_redis.dead_letters",
+    "EventStoreUnavailableError": "taskq_redis.errors",
+    "InvalidLabelError": "taskq_redis.errors",
+    "RedisBrokerUnavailableError": "taskq_redis.errors",
+    "RedisCancellationStore": "taskq_redis.cancellation",
+    "RedisConnection": "taskq_redis.connection",
+    "RedisEventStore": "taskq_redis.event_store",
+    "RedisLimiter": "taskq_redis.limiter",
+    "RedisStreamBroker": "taskq_redis.broker",
+    "RedisUnavailableError": "taskq_redis.errors",
+    "RedisUniqueStore": "taskq_redis.unique",
+    "SendUnavailableError": "taskq_redis.errors",
+}
 
 __all__ = [
     "DeadLetter",
@@ -38,3 +64,17 @@ __all__ = [
     "RedisUniqueStore",
     "SendUnavailableError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the public ``name`` from its module when it is first asked for."""
+    module = _DEFINED_IN.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later accesses skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -9,7 +9,7 @@ import logging
 import os
 import socket
 from collections.abc import AsyncGenerator, Callable, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
@@ -28,7 +28,6 @@ from taskq.task_events import EventKind
 from taskq_redis.batching import BatchSender
 from taskq_redis.connection import DEFAULT_URL, RedisConnection
 from taskq_redis.consumer import DeadLettered, StreamConsumer
-from taskq_redis.dead_letters import DeadLetterQueue
 from taskq_redis.delayed import delayed_member, move_due_forever
 from taskq_redis.errors import RedisBrokerUnavailableError, SendUnavailableError, unavailable
 from taskq_redis.inspection import inspect_queue
@@ -38,6 +37,9 @@ from taskq_redis.reconnect import CONNECTION_ERRORS, DEFAULT_MAX_DELAY_S, Reconn
 from taskq_redis.script_batch import BatchedScript
 from taskq_redis.scripts import KICK_MANY, ScriptArgs, ScriptKeys, Scripts
 from taskq_redis.unique import RELEASE_SCRIPT, KeyRelease, RedisUniqueStore
+
+if TYPE_CHECKING:
+    from taskq_redis.dead_letters import DeadLetterQueue
 
 #: What the acknowledgement batch carries: a stream entry (priority level, entry id) to
 #: acknowledge and delete, or a unique key to free.
@@ -240,6 +242,9 @@ class RedisStreamBroker(AsyncBroker):
     @property
     def dead_letters(self) -> DeadLetterQueue:
         """The dead letters of this queue: list, show, replay and purge them."""
+        # imported on use: a client or ``taskq status`` never reads the dead letters
+        from taskq_redis.dead_letters import DeadLetterQueue
+
         return DeadLetterQueue.of(self)
 
     async def inspect(self) -> QueueInspection:

@@ -35,10 +35,11 @@ def open_event_store(url: str) -> AsyncEventStore:
         return InMemoryEventStore(url_retention(url))
     if scheme == "sqlite":
         return open_sqlite(url)
-    opener = _installed_openers().get(scheme)
+    opener = _installed_opener(scheme)
     if opener is None:
         hint = "; pip install taskq-redis" if scheme in _REDIS_SCHEMES else ""
-        known = ", ".join(sorted({"memory", "sqlite", *_installed_openers()}))
+        installed = (point.name for point in in_group(ENTRY_POINT_GROUP))
+        known = ", ".join(sorted({"memory", "sqlite", *installed}))
         raise EventStoreError(f"no event store for the URL scheme {scheme!r} ({known}){hint}")
     return opener(url)
 
@@ -66,5 +67,13 @@ def url_retention(url: str) -> Retention:
         raise EventStoreError(f"max_events and max_age must be numbers in {url!r}") from None
 
 
-def _installed_openers() -> dict[str, Callable[[str], AsyncEventStore]]:
-    return {point.name: point.load() for point in in_group(ENTRY_POINT_GROUP)}
+def _installed_opener(scheme: str) -> Callable[[str], AsyncEventStore] | None:
+    """The opener installed packages announce for ``scheme`` (the last one listed), or None.
+
+    Only that opener's module is imported, not those of the other schemes.
+    """
+    announced = [point for point in in_group(ENTRY_POINT_GROUP) if point.name == scheme]
+    if not announced:
+        return None
+    opener: Callable[[str], AsyncEventStore] = announced[-1].load()
+    return opener
