@@ -22,7 +22,7 @@ from taskq_redis import (
     SendUnavailableError,
 )
 from taskq_redis.delayed import move_due_forever
-from taskq_redis.testing import take
+from taskq_redis.testing import relayed, take
 
 
 def message(body: bytes, **labels: Any) -> BrokerMessage:
@@ -380,6 +380,35 @@ async def test_an_unreachable_redis_fails_sends_and_startup_with_typed_errors():
     with pytest.raises(RedisUnavailableError):
         await broker.dead_letters.count()
     await broker.shutdown()
+
+
+async def test_a_redis_that_stops_answering_fails_sends_and_stalls_no_worker(
+    redis_url, redis_prefix, raw_redis
+):
+    async with relayed(redis_url) as relay:
+        options: dict[str, Any] = {"key_prefix": redis_prefix, "socket_timeout": 1}
+        client = RedisStreamBroker(relay.url, send_timeout_s=1.5, **options)
+        worker = RedisStreamBroker(relay.url, block_ms=100, **options)
+        worker.is_worker_process = True
+        await client.startup()
+        await worker.startup()
+        await client.kick(message(b"before"))
+        (first,) = await take(worker, 1)
+        relay.hang()
+        with pytest.raises(SendUnavailableError, match="did not answer"):
+            await client.kick(message(b"lost"))  # no reply: not known to be sent
+        relay.restore()
+        await first.ack()  # type: ignore[misc]
+        await client.kick(message(b"after"))
+        received: list[bytes] = []
+        async for item in worker.listen():  # the read that met the hang was retried
+            received.append(bytes(item.data))
+            await item.ack()  # type: ignore[misc]
+            if received[-1] == b"after":
+                break
+        await client.shutdown()
+        await worker.shutdown()
+    assert {b"lost", b"after"} <= set(received)  # Redis ran the send whose reply was lost
 
 
 def test_options_are_checked_and_capabilities_declared():

@@ -1,10 +1,18 @@
-"""taskq_redis.connection: URL checks, redaction, the pool opened on use and closed."""
+"""taskq_redis.connection: URL checks, redaction, the pool, serial connections and their timeout."""
 
 from __future__ import annotations
 
 import pytest
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from taskq_redis.connection import RedisConnection, check_url, redacted
+from taskq_redis.connection import (
+    DEFAULT_REPLY_TIMEOUT_S,
+    RedisConnection,
+    SerialConnection,
+    check_url,
+    redacted,
+)
+from taskq_redis.testing import relayed
 
 
 def test_only_redis_urls_are_accepted() -> None:
@@ -35,3 +43,39 @@ async def test_the_pool_opens_on_use_and_closes(redis_url: str) -> None:
     await connection.close()
     assert not connection.is_open
     await connection.close()  # closing twice is harmless
+
+
+async def test_a_serial_connection_drops_a_server_that_stops_answering(redis_url: str) -> None:
+    async with relayed(redis_url) as relay:
+        serial = SerialConnection(RedisConnection(relay.url, "Part", socket_timeout=1))
+        assert await serial.call(lambda redis: redis.ping())
+        connection = serial.client.connection
+        assert connection is not None
+        assert connection.socket_timeout is None  # no per-command timeout: one per call
+        relay.hang()
+        with pytest.raises(RedisTimeoutError, match="no reply from Redis within 1 s"):
+            await serial.call(lambda redis: redis.ping())
+        assert not connection.is_connected  # dropped: a late reply must not answer a later call
+        relay.restore()
+        assert await serial.call(lambda redis: redis.ping())
+        assert relay.accepted == 2
+        await serial.close()
+        await serial.close()  # closing twice is harmless
+
+
+async def test_a_serial_connection_waits_out_a_blocking_read(redis_url: str, redis_prefix: str):
+    serial = SerialConnection(RedisConnection(redis_url, "Part", socket_timeout=1))
+    stream = f"{redis_prefix}:stream"
+    # BLOCK 1.5 s is longer than the reply timeout: wait_s covers it
+    read = await serial.call(lambda redis: redis.xread({stream: "$"}, block=1500), wait_s=1.5)
+    assert not read  # nothing came: no reply timeout either
+    await serial.close()
+
+
+def test_the_reply_timeout_is_the_socket_timeout_or_redis_pys_default() -> None:
+    def timeout_s(**options: float | None) -> float | None:
+        return SerialConnection(RedisConnection("redis://h", "Part", **options)).timeout_s
+
+    assert timeout_s() == DEFAULT_REPLY_TIMEOUT_S
+    assert timeout_s(socket_timeout=2) == 2
+    assert timeout_s(socket_timeout=None) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -25,7 +26,9 @@ class BatchSender(Generic[_Item]):
         self._send = send
         self._busy = False
         self._waiting: list[_Item] = []
-        self._waiting_sent: asyncio.Future[None] | None = None
+        # one future per waiting submitter, not one shared behind asyncio.shield: a cancelled
+        # submitter cancels only its own, and the end of a batch wakes each with one callback
+        self._waiters: list[asyncio.Future[None]] = []
         self._flushing: asyncio.Task[None] | None = None
 
     async def submit(self, item: _Item) -> None:
@@ -38,28 +41,19 @@ class BatchSender(Generic[_Item]):
             finally:
                 self._send_waiting()
             return
-        sent = self._waiting_sent
-        if sent is None:
-            sent = self._waiting_sent = asyncio.get_running_loop().create_future()
-            sent.add_done_callback(_retrieve)
+        waiter = asyncio.get_running_loop().create_future()
         self._waiting.append(item)
-        await asyncio.shield(sent)  # a cancelled submitter must not cancel the others' send
+        self._waiters.append(waiter)
+        await waiter  # cancelled, the submitter leaves its item in the batch
 
     async def _send_with_joined(self, item: _Item) -> None:
-        joined, sent = self._waiting, self._waiting_sent
-        self._waiting, self._waiting_sent = [], None
-        if sent is None:
-            await self._send([item])
-            return
-        try:
-            await self._send([item, *joined])
-        except asyncio.CancelledError:
-            sent.cancel()
-            raise
-        except Exception as exc:
-            sent.set_exception(exc)
-            raise
-        sent.set_result(None)
+        joined, waiters = self._take_waiting()
+        await _send_for(self._send, [item, *joined], waiters)
+
+    def _take_waiting(self) -> tuple[list[_Item], list[asyncio.Future[None]]]:
+        taken = self._waiting, self._waiters
+        self._waiting, self._waiters = [], []
+        return taken
 
     async def drain(self) -> None:
         """Wait until nothing is in flight or waiting."""
@@ -75,28 +69,33 @@ class BatchSender(Generic[_Item]):
             self._busy = False
             self._flushing = None
             return
-        items, sent = self._waiting, self._waiting_sent
-        self._waiting, self._waiting_sent = [], None
-        assert sent is not None
-        self._flushing = asyncio.ensure_future(self._flush(items, sent))
+        self._flushing = asyncio.ensure_future(self._flush(*self._take_waiting()))
 
-    async def _flush(self, items: list[_Item], sent: asyncio.Future[None]) -> None:
+    async def _flush(self, items: list[_Item], waiters: list[asyncio.Future[None]]) -> None:
         try:
-            await self._send(items)
-        except asyncio.CancelledError:
-            sent.cancel()
-            raise
-        except Exception as exc:
-            if not sent.done():
-                sent.set_exception(exc)
-        else:
-            if not sent.done():
-                sent.set_result(None)
+            with contextlib.suppress(Exception):  # each waiter got the error
+                await _send_for(self._send, items, waiters)
         finally:
             self._send_waiting()
 
 
-def _retrieve(future: asyncio.Future[None]) -> None:
-    """Mark the exception of a batch as seen even if every submitter went away."""
-    if not future.cancelled():
-        future.exception()
+async def _send_for(
+    send: Callable[[list[_Item]], Awaitable[None]],
+    items: list[_Item],
+    waiters: list[asyncio.Future[None]],
+) -> None:
+    """``send(items)``, then settle ``waiters`` as it went (those still waiting)."""
+    try:
+        await send(items)
+    except asyncio.CancelledError:
+        for waiter in waiters:
+            waiter.cancel()
+        raise
+    except Exception as exc:
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(exc)
+        raise
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)

@@ -8,7 +8,7 @@ import itertools
 import logging
 import os
 import socket
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import redis.asyncio as aioredis
@@ -26,7 +26,7 @@ from taskq.labels import delay_seconds, priority_value
 from taskq.message import BrokerMessage
 from taskq.task_events import EventKind
 from taskq_redis.batching import BatchSender
-from taskq_redis.connection import DEFAULT_URL, RedisConnection
+from taskq_redis.connection import DEFAULT_URL, RedisConnection, SerialConnection
 from taskq_redis.consumer import DeadLettered, StreamConsumer
 from taskq_redis.delayed import delayed_member, move_due_forever
 from taskq_redis.errors import RedisBrokerUnavailableError, SendUnavailableError, unavailable
@@ -114,10 +114,13 @@ class RedisStreamBroker(AsyncBroker):
         reconnect_max_delay_s: Longest pause between reconnection attempts.
         send_timeout_s: Seconds ``kick`` keeps retrying while Redis does not answer, before
             raising `SendUnavailableError`.
-        max_connections: Most connections to Redis (each ``listen()`` holds one while it
-            waits for messages). None: redis-py's default.
+        max_connections: Most connections of the broker's shared pool (scripts, heartbeats,
+            dead letters, ...). Sends, acknowledgements and each ``listen()``'s reads use
+            connections of their own besides. None: redis-py's default.
         **connection_kwargs: Passed to redis-py's `BlockingConnectionPool` (``password``,
-            ``client_name``, ``socket_timeout``, ``ssl_cert_reqs``, ...).
+            ``client_name``, ``socket_timeout``, ``ssl_cert_reqs``, ...). A call without a
+            reply within ``socket_timeout`` (default 5 s) counts as a lost connection; sends,
+            acknowledgements and reads apply it once per call (see `SerialConnection`).
 
     The settings are kept in ``options``, a checked `BrokerOptions` that the broker's parts
     receive; each also reads (and sets, as a checked copy) as an attribute: ``lease_s``, ...
@@ -208,6 +211,9 @@ class RedisStreamBroker(AsyncBroker):
         self.max_connections = max_connections
         self.connection_kwargs = connection_kwargs
         self.reconnector = Reconnector(self.connection.server, reconnect_max_delay_s)
+        # kicks go one call at a time (the batch sender's): through a connection of their own
+        self._kick_connection = SerialConnection(self.connection)
+        self._ack_connection = SerialConnection(self.connection)
         self.kick_sender: BatchSender[tuple[int, bytes]] = BatchSender(self._send_kicks)
         self.ack_sender: BatchSender[Settlement] = BatchSender(self._send_acks)
         self._kick_many_script = BatchedScript(self.connection, KICK_MANY)
@@ -310,6 +316,8 @@ class RedisStreamBroker(AsyncBroker):
             await self._settle_and_hand_back(consumers)
         self.reconnector.closed = True
         self._scripts = None
+        await self._kick_connection.close()
+        await self._ack_connection.close()
         await self.connection.close()
         await super().shutdown()
 
@@ -426,18 +434,20 @@ class RedisStreamBroker(AsyncBroker):
         if len(items) == 1:
             level, payload = items[0]
             fields: Any = {b"m": payload}
-            await self._sending(
-                lambda: self.redis.xadd(streams[level], fields, maxlen=maxlen, approximate=True)
-            )
+
+            def append(redis: aioredis.Redis) -> Awaitable[Any]:
+                return redis.xadd(streams[level], fields, maxlen=maxlen, approximate=True)
+
+            await self._sending(lambda: self._kick_connection.call(append))
             return
 
-        async def append_all() -> None:
-            async with self.redis.pipeline(transaction=False) as pipe:
+        async def append_all(redis: aioredis.Redis) -> None:
+            async with redis.pipeline(transaction=False) as pipe:
                 for level, payload in items:
                     pipe.xadd(streams[level], {b"m": payload}, maxlen=maxlen, approximate=True)
                 await pipe.execute()
 
-        await self._sending(append_all)
+        await self._sending(lambda: self._kick_connection.call(append_all))
 
     async def _sending(self, operation: Callable[[], Any]) -> Any:
         """Run ``operation`` (retried for ``send_timeout_s``) and return what it returned."""
@@ -476,6 +486,7 @@ class RedisStreamBroker(AsyncBroker):
             f"{self.consumer_name}-{next(self._consumer_numbers)}",
             self.options,
             self.redis,
+            SerialConnection(self.connection),
             self.scripts,
             self.reconnector,
             self.ack_sender,
@@ -546,8 +557,8 @@ class RedisStreamBroker(AsyncBroker):
             else:
                 by_level.setdefault(item[0], []).append(item[1])
 
-        async def ack_and_delete() -> None:
-            async with self.redis.pipeline(transaction=False) as pipe:
+        async def ack_and_delete(redis: aioredis.Redis) -> None:
+            async with redis.pipeline(transaction=False) as pipe:
                 for level, ids in by_level.items():
                     stream = self.keys.streams[level]
                     pipe.xack(stream, self.consumer_group_name, *ids)
@@ -556,7 +567,9 @@ class RedisStreamBroker(AsyncBroker):
                     pipe.eval(RELEASE_SCRIPT, 1, release.redis_key, release.task_id)
                 await pipe.execute()
 
-        await self.reconnector.call("acknowledge messages", ack_and_delete)
+        await self.reconnector.call(
+            "acknowledge messages", lambda: self._ack_connection.call(ack_and_delete)
+        )
 
 
 def _delay_ms(delay: Any) -> int:

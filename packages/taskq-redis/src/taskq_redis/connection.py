@@ -3,18 +3,28 @@
 The broker, the result backend and the schedule source each hold a `RedisConnection`: it
 checks the URL and the options when the part is made, opens one redis-py
 ``BlockingConnectionPool`` on first use and closes it on `RedisConnection.close`. Messages and
-logs name the server by `redacted` URL, never with its password.
+logs name the server by `redacted` URL, never with its password. A hot path whose calls go
+one at a time (the broker's sends) uses a `SerialConnection` of its own instead of the pool.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 #: The server every Redis part uses when given no URL.
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
+#: Seconds a `SerialConnection` call waits for Redis's reply (and for a connection to open)
+#: when no ``socket_timeout`` is given: redis-py's own default for a command.
+DEFAULT_REPLY_TIMEOUT_S = 5.0
+
+_Result = TypeVar("_Result")
 #: The URL schemes redis-py accepts: plain TCP, TLS and a Unix socket.
 URL_SCHEMES = ("redis", "rediss", "unix")
 
@@ -91,3 +101,67 @@ class RedisConnection:
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
+
+
+class SerialConnection:
+    """One connection of its own to a `RedisConnection`'s server, for calls made one at a time.
+
+    redis-py bounds every command by ``socket_timeout`` with an ``asyncio.wait_for`` (before
+    Python 3.12 a task of its own, and more turns of the event loop) plus a timer on the
+    reply, and the shared pool takes a lock and a timer to lend a connection: together about
+    half the CPU of a lone ``XADD``. This connection has no ``socket_timeout`` and is held,
+    not lent; `call` bounds a whole call (one command or a pipeline) by one timer instead, so
+    a server that stops answering is still noticed within the same ``socket_timeout`` (default
+    `DEFAULT_REPLY_TIMEOUT_S`): the connection is dropped and `RedisTimeoutError` raised, as
+    redis-py does. Calls must not overlap (a `BatchSender` makes one at a time); a pipeline
+    takes a second connection of the same kind.
+    """
+
+    def __init__(self, connection: RedisConnection) -> None:
+        """Connect to ``connection``'s server with its options, on first use."""
+        options = dict(connection.connection_kwargs)
+        timeout = options.pop("socket_timeout", DEFAULT_REPLY_TIMEOUT_S)
+        options.setdefault("socket_connect_timeout", timeout)
+        #: Seconds a call waits for its reply (None: as long as it takes).
+        self.timeout_s: float | None = timeout
+        self._url = connection.url
+        self._options = options
+        self._client: aioredis.Redis | None = None
+
+    @property
+    def client(self) -> aioredis.Redis:
+        """The redis-py client on the connection (opened on first use)."""
+        if self._client is None:
+            pool = aioredis.ConnectionPool.from_url(self._url, socket_timeout=None, **self._options)
+            self._client = aioredis.Redis(connection_pool=pool, single_connection_client=True)
+        return self._client
+
+    async def call(
+        self, operation: Callable[[aioredis.Redis], Awaitable[_Result]], wait_s: float = 0.0
+    ) -> _Result:
+        """Await ``operation(client)`` within ``timeout_s`` (plus ``wait_s``); return its result.
+
+        ``wait_s``: how long the server itself may hold the reply back (a blocking read's
+        ``BLOCK``).
+
+        Raises:
+            RedisTimeoutError: No reply in time (the connection is dropped: redis-py closes a
+                connection whose command was cancelled).
+        """
+        client, timeout = self.client, self.timeout_s
+        if timeout is None:
+            return await operation(client)
+        timeout += wait_s
+        try:
+            if sys.version_info >= (3, 11):
+                async with asyncio.timeout(timeout):
+                    return await operation(client)
+            return await asyncio.wait_for(operation(client), timeout)  # pragma: no cover
+        except asyncio.TimeoutError as exc:
+            raise RedisTimeoutError(f"no reply from Redis within {timeout:g} s") from exc
+
+    async def close(self) -> None:
+        """Close the connection (the next call opens a new one)."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose(close_connection_pool=True)

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
     from taskq_redis.batching import BatchSender
+    from taskq_redis.connection import SerialConnection
     from taskq_redis.options import BrokerOptions
     from taskq_redis.reconnect import Reconnector
     from taskq_redis.scripts import ScriptArgs, ScriptKeys, Scripts
@@ -69,6 +70,7 @@ class StreamConsumer:
         name: str,
         options: BrokerOptions,
         redis: aioredis.Redis,
+        reader: SerialConnection,
         scripts: Scripts,
         reconnector: Reconnector,
         acks: BatchSender[tuple[int, bytes] | KeyRelease],
@@ -78,10 +80,12 @@ class StreamConsumer:
         """Consume as ``name`` with the broker's settings and its Redis machinery.
 
         ``redis``, ``scripts`` and ``reconnector`` are the broker's client, Lua scripts and
-        reconnect policy; ``acks`` batches acknowledgements; ``create_groups`` creates the
-        consumer group again when Redis lost it; ``dead_lettered`` is told of the messages the
-        scripts moved to the dead letters after ``max_deliveries``. Starts heartbeating what it
-        will hold.
+        reconnect policy; ``reader`` a connection of this consumer's own for its blocking reads,
+        so that `close` can unblock its read (``CLIENT UNBLOCK``) instead of leaving one that
+        would take messages no one sees; ``acks`` batches acknowledgements; ``create_groups``
+        creates the consumer group again when Redis lost it; ``dead_lettered`` is told of the
+        messages the scripts moved to the dead letters after ``max_deliveries``. Starts
+        heartbeating what it will hold.
         """
         self.name = name
         self.options = options
@@ -100,9 +104,7 @@ class StreamConsumer:
         self._releasing: set[asyncio.Task[None]] = set()
         self._fetching: asyncio.Task[None] | None = None
         self._heartbeat = asyncio.ensure_future(self._beat())
-        # blocking reads go through a connection of their own, so that `close` can unblock
-        # its read (CLIENT UNBLOCK) instead of leaving one that would take messages no one sees
-        self._reader = self.redis.client()
+        self._reader = reader
         self._reader_id: int | None = None
         streams = options.keys.highest_first
         self._read_from = dict.fromkeys(streams, ">")
@@ -208,7 +210,7 @@ class StreamConsumer:
         self._heartbeat.cancel()
         await asyncio.gather(self._heartbeat, *self._releasing, return_exceptions=True)
         with contextlib.suppress(*CONNECTION_ERRORS):
-            await self._reader.aclose()
+            await self._reader.close()
 
     async def hand_back(self) -> int:
         """Hand everything this consumer still holds to other workers; return how many.
@@ -283,20 +285,23 @@ class StreamConsumer:
         return entries
 
     async def _read_once(self) -> Any:
-        options, reader = self.options, self._reader
         try:
-            if self._reader_id is None:
-                self._reader_id = int(await reader.client_id())
-            return await reader.xreadgroup(
-                options.consumer_group_name,
-                self.name,
-                self._read_from,  # type: ignore[arg-type]  # redis-py's hint is too narrow
-                count=options.batch_size,
-                block=options.block_ms,
-            )
+            return await self._reader.call(self._read_group, wait_s=self.options.block_ms / 1000)
         except CONNECTION_ERRORS:
             self._reader_id = None  # the next connection has another id
             raise
+
+    async def _read_group(self, reader: aioredis.Redis) -> Any:
+        options = self.options
+        if self._reader_id is None:
+            self._reader_id = int(await reader.client_id())
+        return await reader.xreadgroup(
+            options.consumer_group_name,
+            self.name,
+            self._read_from,  # type: ignore[arg-type]  # redis-py's hint is too narrow
+            count=options.batch_size,
+            block=options.block_ms,
+        )
 
     async def _take_back(self) -> list[Entry]:
         """What stopping workers handed back, or else expired leases, when it is time to look.

@@ -159,7 +159,10 @@ class Relay:
     While cut, its connections are closed and new ones are closed as soon as accepted, so
     every call through it fails on the connection, as when the network or the server is down.
     `cut_on_reply` cuts it in place of passing on Redis's reply to one command: Redis gets
-    (and runs) the command, the client never gets the answer.
+    (and runs) the command, the client never gets the answer. While hung (`hang`), the
+    connections stay open and Redis still gets the commands, but no reply is passed on: a
+    server that stopped answering (stopped, swapped out, a lost network path) rather than one
+    that refuses connections.
     """
 
     def __init__(self, host: str, port: int) -> None:
@@ -170,6 +173,7 @@ class Relay:
         #: Connections accepted so far, cut or not.
         self.accepted = 0
         self.is_cut = False
+        self.is_hung = False
         self._pumps: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
@@ -190,9 +194,14 @@ class Relay:
         for pump in self._pumps:
             pump.cancel()
 
+    def hang(self) -> None:
+        """Pass on no reply (they are dropped) until `restore`; connections stay open."""
+        self.is_hung = True
+
     def restore(self) -> None:
-        """Relay new connections again."""
+        """Relay new connections and replies again."""
         self.is_cut = False
+        self.is_hung = False
 
     def cut_on_reply(self, command: bytes, passing: tuple[bytes, ...] = ()) -> None:
         """`cut` when Redis replies to the next ``command`` (its name, as sent), dropping the reply.
@@ -248,6 +257,8 @@ class Relay:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, awaiting: asyncio.Event
     ) -> None:
         while data := await reader.read(RELAY_CHUNK):
+            if self.is_hung:
+                continue
             watch = self._reply_watch
             if watch is not None and awaiting.is_set():
                 awaiting.clear()
