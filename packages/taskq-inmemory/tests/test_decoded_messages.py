@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
 
-from taskq import SerializationError, TaskiqMessage
+from taskq import BrokerMessage, SerializationError, TaskiqMessage
 from taskq.serializers.pickle import PickleSerializer
 from taskq_inmemory import InMemoryBroker
 
@@ -114,3 +115,35 @@ async def test_await_inplace_runs_a_decoded_message_before_kiq_returns():
         assert (await handle.get_result()).return_value == [([1],), {}]
     finally:
         await broker.shutdown()
+
+
+class CountingKicks(InMemoryBroker):
+    kicked = 0
+
+    async def kick(self, message: BrokerMessage) -> None:
+        self.kicked += 1
+        await super().kick(message)
+
+
+class CountingTakes(InMemoryBroker):
+    taken = 0
+
+    async def listen(self) -> AsyncGenerator[bytes, None]:
+        async for data in super().listen():
+            self.taken += 1
+            yield data
+
+
+@pytest.mark.parametrize("kind", [CountingKicks, CountingTakes])
+async def test_a_subclass_overriding_kick_or_listen_gets_every_message_through_them(kind):
+    broker = kind()
+    await broker.startup()
+    try:
+        echo = echo_task(broker)
+        result = await (await echo.kiq([1])).wait_result()
+    finally:
+        await broker.shutdown()
+
+    assert result.return_value == [([1],), {}]
+    assert not broker.takes_decoded()
+    assert getattr(broker, "kicked", None) == 1 or getattr(broker, "taken", None) == 1

@@ -36,7 +36,8 @@ class InMemoryBroker(AsyncBroker):
     the default JSON serializer keeps as they are (ASCII text, 64-bit ints, floats, bools,
     None, lists and dicts of them) is queued decoded: its task sees exactly what decoding
     its bytes would give, and the encoding and decoding are spared. Any other message, and
-    every message of a custom serializer or formatter, is encoded and decoded as a worker's.
+    every message of a custom serializer or formatter or of a subclass overriding `kick` or
+    `listen`, is encoded and decoded as a worker's.
 
     Args:
         sync_tasks_pool_size: threads that run sync tasks.
@@ -84,6 +85,12 @@ class InMemoryBroker(AsyncBroker):
         self._consumer: asyncio.Task[None] | None = None
         self._listeners: set[str] = set()
         self._listener_numbers = itertools.count(1)
+        # a subclass changing how messages are sent or taken gets them all through its own
+        # kick and listen, as bytes
+        kind = type(self)
+        self._own_transport = (
+            kind.kick is InMemoryBroker.kick and kind.listen is InMemoryBroker.listen
+        )
 
     async def kick(self, message: BrokerMessage) -> None:
         """Queue the message (or, with ``await_inplace``, run it before returning)."""
@@ -94,8 +101,11 @@ class InMemoryBroker(AsyncBroker):
             self.queue.put(message.message, priority, delay)
 
     def takes_decoded(self) -> bool:
-        """Yes while it runs its own messages (outside a worker process): they stay here."""
-        return not self.is_worker_process
+        """Yes while it runs its own messages (outside a worker process): they stay here.
+
+        No in a subclass that overrides `kick` or `listen`: its messages go through them.
+        """
+        return self._own_transport and not self.is_worker_process
 
     async def kick_decoded(self, message: TaskiqMessage) -> None:
         """Queue the decoded message (or run it, with ``await_inplace``), as `kick` its bytes."""
@@ -231,7 +241,8 @@ class InMemoryBroker(AsyncBroker):
         if consumer is not None and not consumer.done() and known is loop:
             return
         self.queue.open()
-        self._consumer = loop.create_task(self.receiver.listen(messages=self._take()))
+        messages = self._take() if self._own_transport else None  # None: through listen()
+        self._consumer = loop.create_task(self.receiver.listen(messages=messages))
 
 
 def _placement(labels: dict[str, Any]) -> tuple[int, float]:
