@@ -7,6 +7,10 @@ import enum
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from taskq.message import TaskiqMessage
 
 
 class AcknowledgeType(str, enum.Enum):
@@ -53,8 +57,8 @@ class AckController:
 
     __slots__ = ("_ack", "_along", "_reject", "_release", "is_ackable", "is_acked")
 
-    def __init__(self, message: AckableMessage | bytes | str) -> None:
-        """Control the acknowledgement of ``message`` (plain bytes need none)."""
+    def __init__(self, message: AckableMessage | bytes | str | TaskiqMessage) -> None:
+        """Control the acknowledgement of ``message`` (plain bytes, a decoded message need none)."""
         if isinstance(message, AckableMessage):
             self._ack: AckCallback | None = message.ack
             self._reject: RejectCallback | None = message.reject

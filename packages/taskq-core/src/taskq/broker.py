@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from taskq.abc.unique_store import UniqueKeyStore
     from taskq.acks import AckableMessage
     from taskq.inspection import QueueInspection
-    from taskq.message import BrokerMessage
+    from taskq.message import BrokerMessage, TaskiqMessage
 
 logger = logging.getLogger("taskq.broker")
 
@@ -129,6 +129,24 @@ class AsyncBroker(ABC):
     @abstractmethod
     def listen(self) -> AsyncGenerator[bytes | AckableMessage, None]:
         """Yield received messages until the broker shuts down."""
+
+    def takes_decoded(self) -> bool:
+        """Whether `kick_decoded` takes messages now; this default never does.
+
+        A broker whose messages never leave this process (the in-memory one, running its own
+        messages) may say yes: ``kiq`` then hands it the message as the worker would decode
+        it, whenever the formatter can tell that without encoding
+        (`TaskiqFormatter.decoded_copy`), and the encoding and decoding are spared. A message
+        whose encoding could fail or change it is encoded and sent with `kick` as always.
+        """
+        return False
+
+    async def kick_decoded(self, message: TaskiqMessage) -> None:
+        """Send ``message``, a decoded copy no one else holds, to this broker's own receiver.
+
+        Only called while `takes_decoded` says yes.
+        """
+        raise NotImplementedError(f"{type(self).__name__} takes no decoded messages")
 
     async def inspect(self) -> QueueInspection:
         """Count the queue's messages by state and list its consumers.

@@ -12,6 +12,7 @@ from taskq.label_types import parse_typed_labels
 from taskq.labels import UNIQUE_LABEL
 from taskq.message import BrokerMessage, TaskiqMessage
 from taskq.serializers.json import JSONSerializer
+from taskq.serializers.json_round_trip import UNCERTAIN, round_trip_copy
 
 if TYPE_CHECKING:
     from taskq.abc.broker import AsyncBroker
@@ -116,6 +117,42 @@ def decode_message(serializer: TaskiqSerializer, data: bytes) -> TaskiqMessage:
     return message_from_dict(decoded)
 
 
+def decoded_copy(serializer: TaskiqSerializer, message: TaskiqMessage) -> TaskiqMessage | None:
+    """What `decode_message` would give for the encoded ``message``, where that is certain.
+
+    Certain only with the default `JSONSerializer` and plain data (see `round_trip_copy`).
+    """
+    if type(serializer) is not JSONSerializer:
+        return None
+    task_id, task_name = message.task_id, message.task_name
+    labels, args, kwargs = message.labels, message.args, message.kwargs
+    if not (
+        type(task_id) is str
+        and type(task_name) is str
+        and task_id  # decoding rejects an empty one: let it
+        and task_name
+        and task_id.isascii()
+        and task_name.isascii()
+        and type(labels) is dict
+        and type(args) is list
+        and type(kwargs) is dict
+    ):
+        return None
+    # empty ones, the usual labels and often the arguments, need no look
+    labels = round_trip_copy(labels) if labels else {}
+    args = round_trip_copy(args) if args else []
+    kwargs = round_trip_copy(kwargs) if kwargs else {}
+    if labels is UNCERTAIN or args is UNCERTAIN or kwargs is UNCERTAIN:
+        return None
+    return TaskiqMessage(task_id, task_name, labels, args, kwargs)
+
+
+def _codes_its_own_way(formatter: TaskiqFormatter, base: type[TaskiqFormatter]) -> bool:
+    """Whether ``formatter``'s class overrides ``base``'s `dumps` or `loads`."""
+    kind = type(formatter)
+    return kind.dumps is not base.dumps or kind.loads is not base.loads
+
+
 class SerializerFormatter(TaskiqFormatter):
     """Encodes messages as plain dicts with a given serializer."""
 
@@ -130,6 +167,15 @@ class SerializerFormatter(TaskiqFormatter):
     def loads(self, message: bytes) -> TaskiqMessage:
         """Decode bytes into a message; `MessageDecodeError` when they are not one."""
         return decode_message(self.serializer, message)
+
+    def decoded_copy(self, message: TaskiqMessage) -> TaskiqMessage | None:
+        """What `loads` would give for the encoded ``message``, where that is certain.
+
+        None in a subclass that encodes or decodes in a way of its own.
+        """
+        if type(self) is not SerializerFormatter and _codes_its_own_way(self, SerializerFormatter):
+            return None
+        return decoded_copy(self.serializer, message)
 
 
 class JSONFormatter(SerializerFormatter):
@@ -154,3 +200,12 @@ class ProxyFormatter(TaskiqFormatter):
     def loads(self, message: bytes) -> TaskiqMessage:
         """Decode bytes with the broker's serializer."""
         return decode_message(self.broker.serializer, message)
+
+    def decoded_copy(self, message: TaskiqMessage) -> TaskiqMessage | None:
+        """What `loads` would give for the encoded ``message``, where that is certain.
+
+        None in a subclass that encodes or decodes in a way of its own.
+        """
+        if type(self) is not ProxyFormatter and _codes_its_own_way(self, ProxyFormatter):
+            return None
+        return decoded_copy(self.broker.serializer, message)

@@ -303,15 +303,23 @@ async def send_task(
     hooks = broker.middleware_hooks
     if hooks["pre_send"]:  # the hooks' coroutine only when there are hooks: the hot path
         message = await _run_pre_send(hooks["pre_send"], message)
-    broker_message = _encode(broker, message)
+    decoded = _decoded_copy(broker, message)
+    if decoded is None:
+        encoded = _encode(broker, message)
+        broker_message: BrokerMessage | None = encoded
+        sending = broker.kick(encoded)
+    else:  # a broker running its messages here takes them as they would be decoded
+        broker_message = None
+        sending = broker.kick_decoded(decoded)
     sent_at = time.time()  # before the kick: a worker may receive the task before it returns
     try:
-        await broker.kick(broker_message)
+        await sending
     except TaskiqError:
         raise
     except Exception as exc:
         raise SendTaskError(f"{type(broker).__name__} could not send: {exc!r}") from exc
-    _record_sent(broker, broker_message, sent_at)
+    if broker_message is not None:
+        _record_sent(broker, broker_message, sent_at)
     if hooks["post_send"]:
         await _run_post_send(hooks["post_send"], message)
     return AsyncTaskiqTask(message.task_id, broker.result_backend, return_type, broker)
@@ -545,6 +553,21 @@ async def _run_pre_send(hooks: list[Any], message: TaskiqMessage) -> TaskiqMessa
     for hook in hooks:
         message = await maybe_await(hook(message))
     return message
+
+
+def _decoded_copy(broker: AsyncBroker, message: TaskiqMessage) -> TaskiqMessage | None:
+    """The copy of ``message`` `AsyncBroker.kick_decoded` takes instead of its bytes, if it can.
+
+    None when the broker takes no decoded messages, when a ``sent`` event must keep the
+    bytes, or when the formatter cannot tell what decoding would give. The labels are checked
+    here as `_encode` checks them.
+    """
+    if broker.event_recorder is not None or not broker.takes_decoded():
+        return None
+    decoded = broker.formatter.decoded_copy(message)
+    if decoded is not None and message.labels:
+        _check_labels(broker, message.labels)
+    return decoded
 
 
 def _encode(broker: AsyncBroker, message: TaskiqMessage) -> BrokerMessage:

@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import AsyncGenerator, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from taskq import InMemoryCancellationStore
 from taskq.abc.broker import AsyncBroker
@@ -15,10 +15,10 @@ from taskq.events import TaskiqEvents
 from taskq.exceptions import BatchSendError, UnknownTaskError
 from taskq.inspection import ConsumerInfo, QueueInspection
 from taskq.labels import delay_seconds, priority_value
-from taskq.message import BrokerMessage
+from taskq.message import BrokerMessage, TaskiqMessage
 from taskq.receiver import Receiver
 from taskq.toolkit import running_loop
-from taskq_inmemory.message_queue import MessageQueue
+from taskq_inmemory.message_queue import MessageQueue, Queued
 from taskq_inmemory.result_backend import InmemoryResultBackend
 
 logger = logging.getLogger("taskq.inmemory")
@@ -31,6 +31,13 @@ class InMemoryBroker(AsyncBroker):
     the same `Receiver` a worker runs, so tests exercise what production runs: encoding,
     middlewares, argument casting, results. Results are kept by an `InmemoryResultBackend`,
     cancellations (``broker.cancel``) by an `InMemoryCancellationStore`.
+
+    While it runs its own messages, a ``kiq`` whose arguments and labels are plain data that
+    the default JSON serializer keeps as they are (ASCII text, 64-bit ints, floats, bools,
+    None, lists and dicts of them) is queued decoded: its task sees exactly what decoding
+    its bytes would give, and the encoding and decoding are spared. Any other message, and
+    every message of a custom serializer or formatter or of a subclass overriding `kick` or
+    `listen`, is encoded and decoded as a worker's.
 
     Args:
         sync_tasks_pool_size: threads that run sync tasks.
@@ -78,18 +85,50 @@ class InMemoryBroker(AsyncBroker):
         self._consumer: asyncio.Task[None] | None = None
         self._listeners: set[str] = set()
         self._listener_numbers = itertools.count(1)
+        # a subclass changing how messages are sent or taken gets them all through its own
+        # kick and listen, as bytes
+        kind = type(self)
+        self._own_transport = (
+            kind.kick is InMemoryBroker.kick and kind.listen is InMemoryBroker.listen
+        )
 
     async def kick(self, message: BrokerMessage) -> None:
         """Queue the message (or, with ``await_inplace``, run it before returning)."""
-        priority, delay = _placement(message)
-        if not self.is_worker_process:
-            if self.find_task(message.task_name) is None:
-                raise UnknownTaskError(task_name=message.task_name)
-            if self.await_inplace and delay <= 0:
-                await self.receiver.callback(message.message)
-                return
-            self._ensure_consumer()
-        self.queue.put(message.message, priority, delay)
+        priority, delay = _placement(message.labels)
+        if self._runs_in_place(message.task_name, delay):
+            await self.receiver.callback(message.message)
+        else:
+            self.queue.put(message.message, priority, delay)
+
+    def takes_decoded(self) -> bool:
+        """Yes while it runs its own messages (outside a worker process): they stay here.
+
+        No in a subclass that overrides `kick` or `listen`: its messages go through them.
+        """
+        return self._own_transport and not self.is_worker_process
+
+    async def kick_decoded(self, message: TaskiqMessage) -> None:
+        """Queue the decoded message (or run it, with ``await_inplace``), as `kick` its bytes."""
+        priority, delay = _placement(message.labels)
+        if self._runs_in_place(message.task_name, delay):
+            await self.receiver.callback(message)
+        else:
+            self.queue.put(message, priority, delay)
+
+    def _runs_in_place(self, task_name: str, delay: float) -> bool:
+        """Whether a message is run now (``await_inplace``) rather than queued.
+
+        Outside a worker process the task must be known, and a queued message needs the
+        consumer running.
+        """
+        if self.is_worker_process:
+            return False
+        if self.find_task(task_name) is None:
+            raise UnknownTaskError(task_name=task_name)
+        if self.await_inplace and delay <= 0:
+            return True
+        self._ensure_consumer()
+        return False
 
     async def kick_many(self, messages: Sequence[BrokerMessage]) -> None:
         """Queue the messages in order and wake the consumers once (all or none is queued).
@@ -111,10 +150,22 @@ class InMemoryBroker(AsyncBroker):
                     ) from UnknownTaskError(task_name=name)
             if messages:
                 self._ensure_consumer()
-        self.queue.put_many((message.message, *_placement(message)) for message in messages)
+        self.queue.put_many((message.message, *_placement(message.labels)) for message in messages)
 
     async def listen(self) -> AsyncGenerator[bytes, None]:
-        """Yield queued messages until the broker shuts down (then what is ready, then stop)."""
+        """Yield queued messages until the broker shuts down (then what is ready, then stop).
+
+        A message queued decoded (`kick_decoded`) is encoded here.
+        """
+        taking = self._take()
+        try:
+            async for item in taking:
+                yield item if isinstance(item, bytes) else self.formatter.dumps(item).message
+        finally:
+            await taking.aclose()  # now: its consumer stops being counted at once
+
+    async def _take(self) -> AsyncGenerator[Queued, None]:
+        """Yield queued messages as they were queued; `listen` without the encoding."""
         queue = self.queue
         name = f"listen-{next(self._listener_numbers)}"
         self._listeners.add(name)
@@ -190,12 +241,12 @@ class InMemoryBroker(AsyncBroker):
         if consumer is not None and not consumer.done() and known is loop:
             return
         self.queue.open()
-        self._consumer = loop.create_task(self.receiver.listen())
+        messages = self._take() if self._own_transport else None  # None: through listen()
+        self._consumer = loop.create_task(self.receiver.listen(messages=messages))
 
 
-def _placement(message: BrokerMessage) -> tuple[int, float]:
-    """The priority and the delay (seconds) the labels of ``message`` ask for."""
-    labels = message.labels
+def _placement(labels: dict[str, Any]) -> tuple[int, float]:
+    """The priority and the delay (seconds) a message's ``labels`` ask for."""
     if not labels:
         return 0, 0.0
     return priority_value(labels.get("priority")), delay_seconds(labels.get("delay"))

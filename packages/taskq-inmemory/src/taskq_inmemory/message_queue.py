@@ -10,13 +10,17 @@ import time
 from collections import deque
 from collections.abc import Iterable
 
+from taskq.message import TaskiqMessage
 from taskq.toolkit import running_loop
 
 logger = logging.getLogger("taskq.inmemory")
 
+#: A queued message: its bytes, or the message itself when it was kicked decoded.
+Queued = bytes | TaskiqMessage
+
 
 class MessageQueue:
-    """Holds message bytes until a consumer takes them: higher priority first, then FIFO.
+    """Holds messages until a consumer takes them: higher priority first, then FIFO.
 
     A delayed message becomes available once its delay has passed, and then queues behind
     the messages of its priority that are already available. Any number of consumers may
@@ -27,10 +31,10 @@ class MessageQueue:
         """Create an open, empty queue."""
         # one FIFO lane per priority that has messages, and a heap of those priorities
         # (negated: the highest on top), so a message costs O(1) however long the queue
-        self._lanes: dict[int, deque[bytes]] = {}
+        self._lanes: dict[int, deque[Queued]] = {}
         self._priorities: list[int] = []
         self._available = 0
-        self._delayed: list[tuple[float, int, int, bytes]] = []
+        self._delayed: list[tuple[float, int, int, Queued]] = []
         self._order = itertools.count()
         self._waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -54,7 +58,7 @@ class MessageQueue:
             self._promote_due()
         return len(self._delayed)
 
-    def put(self, data: bytes, priority: int = 0, delay: float = 0.0) -> None:
+    def put(self, data: Queued, priority: int = 0, delay: float = 0.0) -> None:
         """Add a message; ``delay`` in seconds, ``priority`` higher runs sooner."""
         if delay > 0:
             due = time.monotonic() + delay
@@ -67,7 +71,7 @@ class MessageQueue:
         if self._waiters:
             self._wake_one()
 
-    def put_many(self, messages: Iterable[tuple[bytes, int, float]]) -> None:
+    def put_many(self, messages: Iterable[tuple[Queued, int, float]]) -> None:
         """Add ``(data, priority, delay)`` messages in order, as `put` adds each; wake once.
 
         Waiting consumers are woken once for the batch: one per message available now.
@@ -91,7 +95,7 @@ class MessageQueue:
                 waiter.set_result(None)
                 woken += 1
 
-    def get_nowait(self) -> bytes | None:
+    def get_nowait(self) -> Queued | None:
         """Take the next available message without waiting; None when none is available."""
         if self._delayed:
             self._promote_due()
@@ -106,7 +110,7 @@ class MessageQueue:
         self._available -= 1
         return data
 
-    def _make_available(self, data: bytes, priority: int) -> None:
+    def _make_available(self, data: Queued, priority: int) -> None:
         lane = self._lanes.get(priority)
         if lane is None:
             lane = self._lanes[priority] = deque()
@@ -114,7 +118,7 @@ class MessageQueue:
         lane.append(data)
         self._available += 1
 
-    async def get(self) -> bytes | None:
+    async def get(self) -> Queued | None:
         """Take the next available message; None once the queue is closed and drained."""
         while True:
             data = self.get_nowait()

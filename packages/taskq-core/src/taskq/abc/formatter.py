@@ -17,3 +17,13 @@ class TaskiqFormatter(ABC):
     @abstractmethod
     def loads(self, message: bytes) -> TaskiqMessage:
         """Decode a broker's bytes; raise `taskq.exceptions.MessageDecodeError` on bad bytes."""
+
+    def decoded_copy(self, message: TaskiqMessage) -> TaskiqMessage | None:
+        """What ``loads(dumps(message).message)`` returns, told without encoding; None if unsure.
+
+        A broker whose messages stay in this process hands this copy to its worker instead of
+        the bytes (`AsyncBroker.kick_decoded`). It must be exactly what decoding would give,
+        in new containers, and None whenever encoding could fail or change anything. This
+        default is never sure.
+        """
+        return None

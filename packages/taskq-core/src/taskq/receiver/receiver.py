@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
@@ -138,10 +138,11 @@ class Receiver:
 
     # -- one message --------------------------------------------------------------------------
 
-    async def callback(self, message: bytes | str | AckableMessage) -> None:
+    async def callback(self, message: bytes | str | AckableMessage | TaskiqMessage) -> None:
         """Process one received message to the end; never raises for a bad message.
 
-        Only the cancellation of the calling task goes through (the message is then left
+        A `TaskiqMessage` is taken as decoded already (see `AsyncBroker.kick_decoded`). Only
+        the cancellation of the calling task goes through (the message is then left
         unsettled, as a stopping worker leaves it).
         """
         if _OWN_TASK_PER_MESSAGE:  # pragma: no cover - Python 3.10
@@ -150,7 +151,7 @@ class Receiver:
             await self._run_message(message, None)
 
     async def _run_message(
-        self, message: bytes | str | AckableMessage, slots: Slots | None
+        self, message: bytes | str | AckableMessage | TaskiqMessage, slots: Slots | None
     ) -> None:
         # frees the consume loop's slot itself: a done callback would cost the event loop
         # one more trip per message
@@ -173,7 +174,9 @@ class Receiver:
         except Exception:
             logger.exception("A message could not be released for redelivery")
 
-    async def _process(self, raw: bytes | str | AckableMessage, acker: AckController) -> None:
+    async def _process(
+        self, raw: bytes | str | AckableMessage | TaskiqMessage, acker: AckController
+    ) -> None:
         message = self._decode(raw)
         recorder = self.broker.event_recorder
         if not isinstance(message, TaskiqMessage):
@@ -321,7 +324,11 @@ class Receiver:
             self._watch = CancelWatch(store)
         return self._watch
 
-    def _decode(self, raw: bytes | str | AckableMessage) -> TaskiqMessage | MessageDecodeError:
+    def _decode(
+        self, raw: bytes | str | AckableMessage | TaskiqMessage
+    ) -> TaskiqMessage | MessageDecodeError:
+        if isinstance(raw, TaskiqMessage):  # decoded by the formatter already, without bytes
+            return raw
         data = raw.data if isinstance(raw, AckableMessage) else raw
         try:
             if isinstance(data, str):
@@ -457,8 +464,15 @@ class Receiver:
 
     # -- the consume loop ---------------------------------------------------------------------
 
-    async def listen(self, finish_event: asyncio.Event | None = None) -> None:
+    async def listen(
+        self,
+        finish_event: asyncio.Event | None = None,
+        messages: AsyncIterator[bytes | AckableMessage | TaskiqMessage] | None = None,
+    ) -> None:
         """Run messages from ``broker.listen()`` until it ends or ``finish_event`` is set.
+
+        ``messages`` replaces ``broker.listen()``: a broker running its own messages passes
+        one that yields decoded ones too (see `AsyncBroker.kick_decoded`).
 
         No message is taken without a free slot, so stopping never strands a taken message
         in this process. Tasks still running then get ``wait_tasks_timeout`` seconds
@@ -477,15 +491,19 @@ class Receiver:
         if watch is not None:
             watch.start()
         try:
-            await self._listen_until(finish_event)
+            await self._listen_until(finish_event, messages)
         finally:
             if watch is not None:
                 await watch.stop()
         if self.on_exit is not None:
             self.on_exit(self)
 
-    async def _listen_until(self, finish_event: asyncio.Event | None) -> None:
-        consumer = asyncio.create_task(self._consume())
+    async def _listen_until(
+        self,
+        finish_event: asyncio.Event | None,
+        messages: AsyncIterator[bytes | AckableMessage | TaskiqMessage] | None,
+    ) -> None:
+        consumer = asyncio.create_task(self._consume(messages))
         if finish_event is not None:
             stopper = asyncio.create_task(finish_event.wait())
             await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -498,12 +516,14 @@ class Receiver:
                 raise
         await self.wait_running(self.wait_tasks_timeout)
 
-    async def _consume(self) -> None:
+    async def _consume(
+        self, source: AsyncIterator[bytes | AckableMessage | TaskiqMessage] | None
+    ) -> None:
         # with no prefetch, the fetch slots alone bound the running tasks
         self._run_slots = asyncio.Semaphore(self.max_async_tasks) if self.max_prefetch else None
         fetch_slots = Slots(self.max_async_tasks + self.max_prefetch)
         self.broker.worker_capacity = self.max_async_tasks + self.max_prefetch
-        messages = self.broker.listen().__aiter__()
+        messages = (self.broker.listen() if source is None else source).__aiter__()
         loop = asyncio.get_running_loop()  # once: before 3.12 each call is a system call
         taken = since_yield = 0
         while self.max_tasks_to_execute is None or taken < self.max_tasks_to_execute:
@@ -523,7 +543,10 @@ class Receiver:
             self._spawn(message, fetch_slots, loop)
 
     def _spawn(
-        self, message: bytes | AckableMessage, slots: Slots, loop: asyncio.AbstractEventLoop
+        self,
+        message: bytes | AckableMessage | TaskiqMessage,
+        slots: Slots,
+        loop: asyncio.AbstractEventLoop,
     ) -> None:
         running = start_eagerly(self._run_message(message, slots), loop)
         if running is None:  # done without waiting

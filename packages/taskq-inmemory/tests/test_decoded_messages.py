@@ -1,0 +1,149 @@
+"""Messages queued decoded: the task sees exactly what decoding the bytes would give."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import pytest
+
+from taskq import BrokerMessage, SerializationError, TaskiqMessage
+from taskq.serializers.pickle import PickleSerializer
+from taskq_inmemory import InMemoryBroker
+
+
+@pytest.fixture
+async def broker():
+    broker = InMemoryBroker()
+    await broker.startup()
+    yield broker
+    await broker.shutdown()
+
+
+def echo_task(broker: InMemoryBroker) -> Any:
+    @broker.task
+    async def echo(*args: Any, **kwargs: Any) -> list[Any]:
+        return [args, kwargs]
+
+    return echo
+
+
+async def test_plain_arguments_are_queued_decoded_and_copied(broker):
+    sent: list[TaskiqMessage] = []
+    kick_decoded = broker.kick_decoded
+
+    async def spy(message: TaskiqMessage) -> None:
+        sent.append(message)
+        await kick_decoded(message)
+
+    broker.kick_decoded = spy
+    echo = echo_task(broker)
+    items = [1, "a", {"b": [2.5, None, True]}]
+    handle = await echo.kiq(items, key=items)
+    items.append("added after kiq")  # a remote worker would not see it: neither does the task
+
+    result = await handle.wait_result()
+
+    assert len(sent) == 1
+    expected = [1, "a", {"b": [2.5, None, True]}]
+    assert result.return_value == [(expected,), {"key": expected}]
+
+
+@pytest.mark.parametrize(
+    ("argument", "seen"),
+    [
+        ((1, 2), [1, 2]),  # tuples become lists
+        ({1: "x"}, {"1": "x"}),  # keys become text
+        (datetime.date(2024, 5, 1), "2024-05-01"),  # converted by the serializer's default
+        ("é", "é"),  # non-ASCII text: encoded to be sure
+        (2**70, 2**70),  # beyond 64 bits: encoded to be sure
+    ],
+)
+async def test_other_arguments_are_encoded_and_decoded(broker, argument, seen):
+    broker.kick_decoded = None  # fails the test if called
+    echo = echo_task(broker)
+
+    result = await (await echo.kiq(argument)).wait_result()
+
+    assert not result.is_err, result.error
+    assert result.return_value == [(seen,), {}]
+
+
+async def test_an_argument_that_cannot_be_encoded_fails_kiq(broker):
+    echo = echo_task(broker)
+
+    with pytest.raises(SerializationError):
+        await echo.kiq(object())
+
+
+async def test_other_serializers_always_encode(broker):
+    broker.with_serializer(PickleSerializer())
+    broker.kick_decoded = None  # fails the test if called
+    echo = echo_task(broker)
+
+    result = await (await echo.kiq((1, 2))).wait_result()
+
+    assert result.return_value == [((1, 2),), {}]  # pickle keeps the tuple
+
+
+async def test_a_worker_process_broker_takes_only_bytes():
+    broker = InMemoryBroker()
+    broker.is_worker_process = True
+
+    assert not broker.takes_decoded()
+
+
+async def test_listen_encodes_a_message_queued_decoded():
+    broker = InMemoryBroker()
+    message = TaskiqMessage("id-1", "some:task", {}, [1], {"a": "b"})
+    broker.queue.put(message)
+    broker.queue.close()
+
+    received = [data async for data in broker.listen()]
+
+    assert received == [broker.formatter.dumps(message).message]
+
+
+async def test_await_inplace_runs_a_decoded_message_before_kiq_returns():
+    broker = InMemoryBroker(await_inplace=True)
+    await broker.startup()
+    try:
+        echo = echo_task(broker)
+        handle = await echo.kiq([1])
+        assert await handle.is_ready()
+        assert (await handle.get_result()).return_value == [([1],), {}]
+    finally:
+        await broker.shutdown()
+
+
+class CountingKicks(InMemoryBroker):
+    kicked = 0
+
+    async def kick(self, message: BrokerMessage) -> None:
+        self.kicked += 1
+        await super().kick(message)
+
+
+class CountingTakes(InMemoryBroker):
+    taken = 0
+
+    async def listen(self) -> AsyncGenerator[bytes, None]:
+        async for data in super().listen():
+            self.taken += 1
+            yield data
+
+
+@pytest.mark.parametrize("kind", [CountingKicks, CountingTakes])
+async def test_a_subclass_overriding_kick_or_listen_gets_every_message_through_them(kind):
+    broker = kind()
+    await broker.startup()
+    try:
+        echo = echo_task(broker)
+        result = await (await echo.kiq([1])).wait_result()
+    finally:
+        await broker.shutdown()
+
+    assert result.return_value == [([1],), {}]
+    assert not broker.takes_decoded()
+    assert getattr(broker, "kicked", None) == 1 or getattr(broker, "taken", None) == 1
