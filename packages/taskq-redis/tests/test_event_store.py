@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any
@@ -181,3 +182,58 @@ _JSON_VALUES: list[Any] = [
     'naïve\n"quoted"',
     [1.5, None, True, {"k": 2}, 1e-05],
 ]
+
+
+async def test_a_line_holds_the_worker_and_name_once_and_events_that_differ_whole(
+    redis_url: str, redis_prefix: str, raw_redis: Any
+) -> None:
+    store = RedisEventStore(redis_url, prefix=redis_prefix)
+    other = WorkerId("elsewhere", 2, 1)
+    now, task_id = time.time(), f"task-{uuid.uuid4().hex}"
+    events = [
+        TaskEvent(EventKind.RECEIVED, task_id, "tasks:x", WORKER, now),
+        TaskEvent(EventKind.STARTED, task_id, "tasks:x", WORKER, now + 1),
+        TaskEvent(EventKind.REJECTED, task_id, "", other, now + 1, error_type="E"),
+        TaskEvent(EventKind.SUCCEEDED, task_id, "tasks:x", WORKER, now + 2, duration=0.5),
+    ]
+    try:
+        await store.write(events)
+        assert await store.task_events(task_id) == events
+        (summary,) = (await store.tasks(TaskQuery(name="tasks:x", since=now))).tasks
+        assert (summary.state, summary.worker, summary.duration) == (
+            EventKind.SUCCEEDED,
+            WORKER,
+            0.5,
+        )
+        header, line = raw_redis.hget(f"{redis_prefix}:task", task_id).decode().split("\n")
+        assert header.split("\t")[1:5] == ["succeeded", '"tasks:x"', f'"{WORKER}"', "4"]
+        assert task_id not in line, "the task id is the hash field, not repeated in its events"
+        assert line.count(str(WORKER)) == 1, "the line's worker is written once"
+        assert line.count(str(other)) == 1, "an event of another worker names it"
+    finally:
+        await store.shutdown()
+
+
+async def test_lines_of_the_earlier_layout_read_back(
+    redis_url: str, redis_prefix: str, raw_redis: Any
+) -> None:
+    """A store written before events were kept as ``[worker, name, event, ...]`` reads alike."""
+    store = RedisEventStore(redis_url, prefix=redis_prefix)
+    now = time.time()
+    row = ["failed", "old", "tasks:x", now, [["duration", 0.5], ["error_type", "E"]]]
+    earlier = json.dumps(
+        [[str(WORKER), ["sent", "old", "tasks:x", now - 1, []]], [str(WORKER), row]]
+    )
+    header = f'{now!r}\tfailed\t"tasks:x"\t"{WORKER}"\t2\t\n'
+    raw_redis.hset(f"{redis_prefix}:task", "old", header + earlier)
+    try:
+        await store.write(
+            [TaskEvent(EventKind.RETRIED, "old", "tasks:x", WORKER, now + 1, retry=1)]
+        )
+        assert await store.task_events("old") == [
+            TaskEvent(EventKind.SENT, "old", "tasks:x", WORKER, now - 1),
+            TaskEvent(EventKind.FAILED, "old", "tasks:x", WORKER, now, 0.5, "E"),
+            TaskEvent(EventKind.RETRIED, "old", "tasks:x", WORKER, now + 1, retry=1),
+        ]
+    finally:
+        await store.shutdown()

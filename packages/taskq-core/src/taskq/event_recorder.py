@@ -139,8 +139,15 @@ class EventRecorder:
             fields = (("duration", duration),)
         else:
             fields = ()
+        # `_append` written out: a call less for each event on the task path
+        buffer = self._buffer
+        if len(buffer) >= self.max_buffered:
+            buffer.popleft()
+            self.dropped += 1
         # ``_value_`` (the member's value, a plain attribute) costs less than ``.value``
-        self._append((kind._value_, task_id, task_name, _now() if at is None else at, fields))
+        buffer.append((kind._value_, task_id, task_name, _now() if at is None else at, fields))
+        if len(buffer) == self.batch_size:
+            self._wake.set()
 
     def record_sent(self, task_id: str, task_name: str, at: float, message: bytes) -> None:
         """Buffer the ``sent`` event of a task whose encoded message is ``message``.

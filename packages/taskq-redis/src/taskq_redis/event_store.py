@@ -4,10 +4,13 @@ Keys, all under the store's prefix ``P``:
 
 - ``P:task``: a hash holding each task under its id: a header line (the time, kind, name and
   worker of its latest event, its event count and the sequences of its failures), then a line
-  per batch that wrote to it: its events there as JSON, ``[[worker, row], ...]`` (each row an
-  `EventRow`), in write order; reads sort the events by time, ties in that order. One hash for
-  every task, read and written with one call per batch, costs Redis much less than a key or two
-  per task;
+  per batch that wrote to it: its events there as JSON, ``[worker, name, event, ...]``, each
+  event ``[kind, time]`` or ``[kind, time, details]`` (an `EventRow`'s other fields as pairs),
+  or ``[kind, time, details, name, worker]`` when not the line's (the task id, the worker and
+  the name are not repeated for every event), in write order; reads sort the events by time,
+  ties in that order (and still read lines of ``[[worker, row], ...]``, as written before).
+  One hash for every task, read and written with one call per batch, costs Redis much less
+  than a key or two per task;
 - ``P:tasks`` and ``P:state:<kind>``, ``P:name:<name>``, ``P:worker:<id>``: sorted sets of
   task ids by the time of their latest event, the indexes that `tasks` pages through;
 - ``P:failures``: a sorted set of the ``failed`` events' write sequences by time, and
@@ -16,7 +19,9 @@ Keys, all under the store's prefix ``P``:
 - ``P:workers`` (a hash of heartbeats) and ``P:workers:seen`` (worker ids by time);
 - ``P:sequence`` and ``P:count``: the write sequence and the number of events kept.
 
-Each batch is one script run: the tasks, the indexes, the heartbeats, then the retention.
+Each batch is one script run: the tasks, the indexes, the heartbeats, then the retention. The
+client makes each task's value as if it were new, so that the script rebuilds only the tasks
+the hash already holds (and those with a failure).
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ import json
 import json.encoder
 import time
 from base64 import b64decode
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, ClassVar, cast
+from operator import itemgetter
+from typing import Any, ClassVar, Union, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from taskq.abc.event_store import DEFAULT_FAILURES, AsyncEventStore
@@ -57,6 +64,10 @@ from taskq.task_events import (
 from taskq_redis.connection import DEFAULT_URL, RedisConnection
 from taskq_redis.errors import EventStoreUnavailableError, translated
 
+#: The workers of a batch's rows: one for all of them, repeated, or one a row.
+Workers = Union["itertools.repeat[str]", Sequence[str]]
+_kind_of, _time_of = itemgetter(0), itemgetter(3)
+
 #: Default key prefix.
 DEFAULT_PREFIX = "taskq:events"
 #: Tasks one write drops at most; a larger backlog (a lowered bound) goes over the next writes.
@@ -64,15 +75,19 @@ RETENTION_BATCH = 1000
 #: Candidate tasks `RedisEventStore.tasks` reads from an index at a time.
 SCAN_CHUNK = 200
 # KEYS: none (every key derives from the prefix, ARGV[1]). ARGV: prefix, max events, oldest
-# time allowed, max age, events in the batch, tasks to drop at most; then as JSON: the tasks,
-# each [id, and of its latest event in the batch: kind, name, worker, time; its event count,
-# the [time, JSON, place in the batch] of its failed events; its name and worker as JSON], the
-# [minute, kind, count] counts and the [worker, time, JSON] heartbeats; last, the tasks' lines
-# of events (JSON has no raw newline), one a task, in the order of the tasks. Times are
-# strings (Lua numbers print 14 digits). A task's header line: time, kind, name, worker, event
-# count and failure sequences (space-separated), tab-separated (the name and worker as JSON:
-# no tab in them). Per batch, the tasks are read with one HMGET and written with one HSET;
-# each index changes with one call per key touched.
+# time allowed, max age, events in the batch, tasks to drop at most; then as JSON: the
+# [minute, kind, count] counts, the [worker, time, JSON] heartbeats, the failed events ([the
+# task's place in the batch, time, JSON, the event's place in the batch]), the tasks' [time,
+# id, time, id...] (the time of each one's latest event in the batch) and the index keys
+# ([key suffix, task places...], no place: every task); last, the tasks' values as if each
+# task were new (its header with no failure, a newline, its line of events), newline-
+# separated, in the order of the tasks. A task the hash already holds (or with a failure)
+# has its value rebuilt here: its lines, then the new one; the header of its latest event;
+# its failures' sequences. Per batch: one HMGET and one HSET of the tasks (a second HSET for
+# the rebuilt ones) and one ZADD per index key. Few arguments, each large: the client packs
+# each argument in Python, the script splits them in C. Times are strings (Lua numbers print
+# 14 digits). A task's header line: time, kind, name, worker, event count and failure
+# sequences (space-separated), tab-separated (the name and worker as JSON: no tab in them).
 _WRITE = """
 local p = ARGV[1]
 local max_events = tonumber(ARGV[2])
@@ -80,12 +95,14 @@ local oldest = tonumber(ARGV[3])
 local max_age = tonumber(ARGV[4])
 local n_events = tonumber(ARGV[5])
 local max_drop = tonumber(ARGV[6])
-local tasks = cjson.decode(ARGV[7])
-local counts = cjson.decode(ARGV[8])
-local beats = cjson.decode(ARGV[9])
-local next_line = string.gmatch(ARGV[10], '[^\\n]+')
+local counts = cjson.decode(ARGV[7])
+local beats = cjson.decode(ARGV[8])
+local failing = cjson.decode(ARGV[9])
+local entries = cjson.decode(ARGV[10])
+local indexes = cjson.decode(ARGV[11])
+local blob = ARGV[12]
+local n_tasks = #entries / 2
 local task_key = p .. ':task'
-local tasks_key = p .. ':tasks'
 local HEADER = '^([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\n]*)\\n'
 
 local function push(groups, key, a, b)
@@ -98,89 +115,108 @@ local function push(groups, key, a, b)
   if b then group[#group + 1] = b end
 end
 
--- Each distinct index key is made once per batch: most tasks of a batch share their keys.
-local keys = {}
-local function key_of(kind, value)
-  local by_value = keys[kind]
-  if not by_value then
-    by_value = {}
-    keys[kind] = by_value
+local function call_chunked(command, key, values, first, last)
+  for j = first, last, 1000 do
+    redis.call(command, key, unpack(values, j, math.min(j + 999, last)))
   end
-  local key = by_value[value]
-  if not key then
-    key = p .. kind .. value
-    by_value[value] = key
-  end
-  return key
 end
 
 local function apply(command, groups)
-  for key, values in pairs(groups) do
-    for j = 1, #values, 1000 do
-      redis.call(command, key, unpack(values, j, math.min(j + 999, #values)))
-    end
-  end
+  for key, values in pairs(groups) do call_chunked(command, key, values, 1, #values) end
 end
 
-local ids = {}
-for i, task in ipairs(tasks) do ids[i] = task[1] end
+-- The tasks' ids, and their values as [id, value, ...] for HSET: each value is two lines of
+-- the blob, cut where the second one ends.
+local ids, values = {}, {}
+local from = 1
+for i = 1, n_tasks do
+  local id = entries[2 * i]
+  local header_end = string.find(blob, '\\n', from, true)
+  local line_end = string.find(blob, '\\n', header_end + 1, true) or (#blob + 1)
+  ids[i] = id
+  values[2 * i - 1] = id
+  values[2 * i] = string.sub(blob, from, line_end - 1)
+  from = line_end + 1
+end
 local known = {}
-for j = 1, #ids, 1000 do
-  local found = redis.call('HMGET', task_key, unpack(ids, j, math.min(j + 999, #ids)))
+for j = 1, n_tasks, 1000 do
+  local found = redis.call('HMGET', task_key, unpack(ids, j, math.min(j + 999, n_tasks)))
   for k = 1, #found do known[j + k - 1] = found[k] end
 end
 
 local sequence = redis.call('INCRBY', p .. ':sequence', n_events) - n_events
-local added, removed, failures, failed, values = {}, {}, {}, {}, {}
-for i, task in ipairs(tasks) do
-  local id, kind, name, worker, t, n, failing, name_json, worker_json =
-    task[1], task[2], task[3], task[4], task[5], task[6], task[7], task[8], task[9]
-  local lines = next_line()
-  local failure_seqs = ''
-  local old, body = known[i], lines
-  local latest = true
-  if old then
-    local last, old_kind, old_name, old_worker, events, seqs, rest =
-      string.match(old, HEADER .. '()')
-    n = n + tonumber(events)
-    failure_seqs = seqs
-    body = string.sub(old, rest) .. '\\n' .. lines
-    if tonumber(t) < tonumber(last) then
-      latest = false
-      t, kind, name_json, worker_json = last, old_kind, old_name, old_worker
-    else
-      if old_kind ~= kind then push(removed, key_of(':state:', old_kind), id) end
-      if old_name ~= name_json then
-        push(removed, key_of(':name:', cjson.decode(old_name)), id)
-      end
-      if old_worker ~= worker_json then
-        push(removed, key_of(':worker:', cjson.decode(old_worker)), id)
+local failures, failed, failure_seqs = {}, {}, {}
+for _, failure in ipairs(failing) do
+  local member = string.format('%016d', sequence + failure[4])
+  push(failures, p .. ':failures', failure[2], member)
+  push(failed, p .. ':failed', member, failure[3])
+  local seqs = failure_seqs[failure[1]]
+  failure_seqs[failure[1]] = seqs and (seqs .. ' ' .. member) or member
+end
+
+-- Known tasks (and failed ones): the value rebuilt; `late` holds the known tasks whose
+-- stored latest event is later than the batch's, whose indexes are set back below.
+local rebuilt, removed, late = {}, {}, {}
+for i = 1, n_tasks do
+  local old, seqs = known[i], failure_seqs[i]
+  if old or seqs then
+    local id, value = ids[i], values[2 * i]
+    local t, kind, name, worker, n, _, at = string.match(value, HEADER .. '()')
+    local body = string.sub(value, at)
+    seqs = seqs or ''
+    if old then
+      local last, old_kind, old_name, old_worker, events, old_seqs, rest =
+        string.match(old, HEADER .. '()')
+      n = n + tonumber(events)
+      if old_seqs ~= '' then seqs = seqs == '' and old_seqs or (old_seqs .. ' ' .. seqs) end
+      body = string.sub(old, rest) .. '\\n' .. body
+      if tonumber(t) < tonumber(last) then
+        late[#late + 1] = {id, last, old_kind, old_name, old_worker, kind, name, worker}
+        t, kind, name, worker = last, old_kind, old_name, old_worker
+      else
+        if old_kind ~= kind then push(removed, p .. ':state:' .. old_kind, id) end
+        if old_name ~= name then
+          push(removed, p .. ':name:' .. cjson.decode(old_name), id)
+        end
+        if old_worker ~= worker then
+          push(removed, p .. ':worker:' .. cjson.decode(old_worker), id)
+        end
       end
     end
+    rebuilt[#rebuilt + 1] = id
+    rebuilt[#rebuilt + 1] = t .. '\\t' .. kind .. '\\t' .. name .. '\\t' .. worker .. '\\t' .. n
+      .. '\\t' .. seqs .. '\\n' .. body
   end
-  if #failing > 0 then
-    for _, failure in ipairs(failing) do
-      local member = string.format('%016d', sequence + failure[3])
-      push(failures, p .. ':failures', failure[1], member)
-      push(failed, p .. ':failed', member, failure[2])
-      failure_seqs = failure_seqs == '' and member or (failure_seqs .. ' ' .. member)
-    end
-  end
-  if latest then
-    push(added, tasks_key, t, id)
-    push(added, key_of(':state:', kind), t, id)
-    push(added, key_of(':name:', name), t, id)
-    push(added, key_of(':worker:', worker), t, id)
-  end
-  values[#values + 1] = id
-  values[#values + 1] = t .. '\\t' .. kind .. '\\t' .. name_json .. '\\t' .. worker_json .. '\\t'
-    .. n .. '\\t' .. failure_seqs .. '\\n' .. body
 end
-for j = 1, #values, 1000 do
-  redis.call('HSET', task_key, unpack(values, j, math.min(j + 999, #values)))
-end
+call_chunked('HSET', task_key, values, 1, #values)
+call_chunked('HSET', task_key, rebuilt, 1, #rebuilt)
 apply('ZREM', removed)
-apply('ZADD', added)
+for _, index in ipairs(indexes) do
+  if #index == 1 then
+    call_chunked('ZADD', p .. index[1], entries, 1, #entries)
+  else
+    local some = {}
+    for k = 2, #index do
+      local place = index[k]
+      some[#some + 1] = entries[2 * place - 1]
+      some[#some + 1] = entries[2 * place]
+    end
+    call_chunked('ZADD', p .. index[1], some, 1, #some)
+  end
+end
+-- A late batch does not move its task in the indexes: back to where its latest event put it.
+for _, task in ipairs(late) do
+  local id, last = task[1], task[2]
+  local before = {':state:' .. task[3], ':name:' .. cjson.decode(task[4]),
+    ':worker:' .. cjson.decode(task[5])}
+  local batch = {':state:' .. task[6], ':name:' .. cjson.decode(task[7]),
+    ':worker:' .. cjson.decode(task[8])}
+  for k = 1, 3 do
+    if batch[k] ~= before[k] then redis.call('ZREM', p .. batch[k], id) end
+    redis.call('ZADD', p .. before[k], last, id)
+  end
+  redis.call('ZADD', p .. ':tasks', last, id)
+end
 apply('ZADD', failures)
 apply('HSET', failed)
 redis.call('INCRBY', p .. ':count', n_events)
@@ -275,7 +311,8 @@ class RedisEventStore(AsyncEventStore):
         self, events: Sequence[TaskEvent], heartbeats: Sequence[WorkerHeartbeat] = ()
     ) -> None:
         """Record the batch and apply the retention, in one script run."""
-        await self._write([(str(event.worker), event.as_row()) for event in events], heartbeats)
+        rows = [event.as_row() for event in events]
+        await self._write(rows, [str(event.worker) for event in events], heartbeats)
 
     async def write_rows(
         self,
@@ -284,34 +321,50 @@ class RedisEventStore(AsyncEventStore):
         heartbeats: Sequence[WorkerHeartbeat] = (),
     ) -> None:
         """Record the rows and apply the retention, in one script run (no `TaskEvent` made)."""
-        await self._write(zip(itertools.repeat(str(worker)), rows), heartbeats)
+        await self._write(rows, itertools.repeat(str(worker)), heartbeats)
 
     async def _write(
-        self, batch: Iterable[tuple[str, EventRow]], heartbeats: Sequence[WorkerHeartbeat]
+        self,
+        rows: Sequence[EventRow],
+        workers: Workers,
+        heartbeats: Sequence[WorkerHeartbeat],
     ) -> None:
-        tasks, lines, counts, written = _by_task(batch)
-        arguments: list[Any] = [
+        arguments = self._arguments(rows, workers, heartbeats)
+        if self._write_script is None:
+            self._write_script = self.connection.client.register_script(_WRITE)
+        with self._translated(f"record {len(rows)} events"):
+            await self._write_script(keys=[], args=arguments)
+
+    def _arguments(
+        self, rows: Sequence[EventRow], workers: Workers, heartbeats: Sequence[WorkerHeartbeat]
+    ) -> list[Any]:
+        """The write script's arguments (strings and numbers only).
+
+        The batch's lists and tuples are freed here, before the write waits for Redis: kept
+        over the wait, the garbage collector would move them to its oldest generation while
+        the worker runs on, and full collections, which cost a few milliseconds in a worker,
+        would come more often.
+        """
+        batch = _Batch(rows, workers)
+        counts = batch.counts
+        return [
             self.prefix,
             self.retention.max_events,
             repr(time.time() - self.retention.max_age),
             repr(self.retention.max_age),
-            written,
+            len(rows),
             RETENTION_BATCH,
-            _json(tasks),
             _json([[m, kind, n] for m, by_kind in counts.items() for kind, n in by_kind.items()]),
             _json([[str(b.worker), repr(b.time), _json(b.as_dict())] for b in heartbeats]),
-            lines,
+            _json(batch.failures),
+            *batch.script_arguments(),
         ]
-        if self._write_script is None:
-            self._write_script = self.connection.client.register_script(_WRITE)
-        with self._translated(f"record {written} events"):
-            await self._write_script(keys=[], args=arguments)
 
     async def task_events(self, task_id: str) -> list[TaskEvent]:
         """Every retained event of ``task_id``, by time, ties in write order."""
         with self._translated(f"read the events of task {task_id}"):
             found = await self.connection.client.hget(self._key("task"), task_id)
-        return [] if found is None else _events(cast("bytes", found))
+        return [] if found is None else _events(task_id, cast("bytes", found))
 
     async def tasks(self, query: TaskQuery = LATEST_TASKS) -> TaskPage:
         """The matching tasks, latest first, one page of them."""
@@ -388,7 +441,11 @@ class RedisEventStore(AsyncEventStore):
         found = cast(
             "list[bytes | None]", await self.connection.client.hmget(self._key("task"), ids)
         )
-        return [TaskSummary.of(_events(value)) for value in found if value is not None]
+        return [
+            TaskSummary.of(_events(task_id, value))
+            for task_id, value in zip(ids, found, strict=True)
+            if value is not None
+        ]
 
     def _index(self, query: TaskQuery) -> str:
         """The index `tasks` pages through: the narrowest one a filter names."""
@@ -423,72 +480,126 @@ def from_url(url: str) -> RedisEventStore:
     return RedisEventStore(redis_url.geturl(), prefix=prefix, retention=url_retention(url))
 
 
-def _by_task(
-    batch: Iterable[tuple[str, EventRow]],
-) -> tuple[list[list[Any]], str, dict[int, dict[str, int]], int]:
-    """The batch's tasks as the write script takes them, their lines, the counts, the total.
+class _Batch:
+    """A batch's events by task, as the write script takes them.
 
-    A task's events in the batch become one line of JSON, ``[[worker, row], ...]``, in one call
-    of the C encoder: writing each event out in Python would cost more than the rest. The lines
-    go apart from the tasks' JSON, so that the script does not decode them. The counts are by
-    minute and kind.
+    Each task gets one line of JSON per batch, ``[worker, name, event, ...]``, each event
+    ``[kind, time]`` or ``[kind, time, details]`` (details as ``[[field, value], ...]``), or
+    ``[kind, time, details, name, worker]`` when its name or worker is not the line's: the
+    task id is the hash field and the worker and name are written once a line, not once an
+    event. A line is one call of the JSON encoder; its value is made here as if the task were
+    new, and the script rebuilds the few it already holds.
+
+    Attributes:
+        tasks: By task id, in the order of their first events: the latest row (the later
+            of two at the same time), its worker, the line (a list) and the task's place.
+        counts: Events by minute and kind.
+        failures: The failed events as the script takes them: the task's place, the time,
+            the event's JSON (``[worker, row]``) and the event's place in the batch.
     """
-    tasks: dict[str, list[Any]] = {}
-    counts: dict[int, dict[str, int]] = {}
-    per_kind: dict[str, int] = {}
-    minute = -1
-    place = 0
-    for pair in batch:
-        kind, task_id, _, at, _ = pair[1]
-        place += 1
-        task = tasks.get(task_id)
-        if task is None:  # its [worker, row] pairs, the latest pair, its failures
-            task = tasks[task_id] = [[pair], pair, []]
-        else:
-            task[0].append(pair)
-            if at >= task[1][1][3]:
-                task[1] = pair
-        if kind == "failed":
-            task[2].append([repr(at), _json(pair), place])
-        if not minute <= at < minute + 60:
-            minute = minute_of(at)
-            per_kind = counts.setdefault(minute, {})
-        per_kind[kind] = per_kind.get(kind, 0) + 1
-    quoted: dict[str, str] = {}
-    found = []
-    lines = []
-    for task_id, (pairs, (worker, (kind, _, name, at, _)), failed) in tasks.items():
-        lines.append(_json(pairs))
-        found.append(
-            [
-                task_id,
-                kind,
-                name,
-                worker,
-                repr(at),
-                len(pairs),
-                failed,
-                _quote(quoted, name),
-                _quote(quoted, worker),
+
+    def __init__(self, rows: Sequence[EventRow], workers: Workers) -> None:
+        tasks: dict[str, list[Any]] = {}
+        for row, worker in zip(rows, workers, strict=False):
+            kind, task_id, name, at, details = row
+            task = tasks.get(task_id)
+            if task is None:
+                line: list[Any] = [worker, name]
+                task = tasks[task_id] = [row, worker, line, len(tasks) + 1]
+            else:
+                line = task[2]
+                if at >= task[0][3]:
+                    task[0] = row
+                    task[1] = worker
+            if name == line[1] and worker == line[0]:
+                line.append((kind, at, details) if details else (kind, at))
+            else:
+                line.append((kind, at, details, name, worker))
+        self.tasks = tasks
+        self.counts = _counts(rows)
+        self.failures: list[list[Any]] = []
+        if any(EventKind.FAILED.value in by_kind for by_kind in self.counts.values()):
+            self.failures = [
+                [tasks[row[1]][3], repr(row[3]), _json([worker, row]), place]
+                for place, (row, worker) in enumerate(zip(rows, workers, strict=False), 1)
+                if row[0] == EventKind.FAILED.value
             ]
-        )
-    return found, "\n".join(lines), counts, place
+
+    def script_arguments(self) -> list[str]:
+        """The write script's last arguments: the tasks' times and ids, indexes and values.
+
+        Every task goes in ``P:tasks``; when all of the batch's tasks share their state (or
+        name, or worker), that index takes them all, else each key lists its tasks' places.
+        """
+        tasks = self.tasks.values()
+        times = _time_texts([task[0][3] for task in tasks])
+        entries: list[str] = [""] * (2 * len(times))
+        entries[::2] = times
+        entries[1::2] = self.tasks
+        values: list[str] = []
+        # by (state, name, worker): the header's part they make, then the tasks' places
+        kinds: dict[tuple[str, str, str], list[Any]] = {}
+        for place, ((row, worker, line, _), time_text) in enumerate(
+            zip(tasks, times, strict=True), 1
+        ):
+            key = (row[0], row[2], worker)
+            same = kinds.get(key)
+            if same is None:
+                same = kinds[key] = [f"\t{key[0]}\t{_json(key[1])}\t{_json(worker)}\t"]
+            same.append(place)
+            values.append(f"{time_text}{same[0]}{len(line) - 2}\t\n{_json(line)}")
+        indexes: list[list[Any]] = [[":tasks"]] if entries else []
+        for which, key_kind in enumerate((":state:", ":name:", ":worker:")):
+            places: dict[str, list[Any]] = {}
+            for key, (_, *some) in kinds.items():
+                places.setdefault(key[which], []).extend(some)
+            if len(places) == 1:
+                indexes += [[key_kind + key] for key in places]  # every task
+            else:
+                indexes += [[key_kind + key, *some] for key, some in places.items()]
+        return [_json(entries), _json(indexes), "\n".join(values)]
 
 
-def _quote(quoted: dict[str, str], text: str) -> str:
-    """``text`` as JSON, made once per batch."""
-    found = quoted.get(text)
-    if found is None:
-        found = quoted[text] = _json(text)
-    return found
+def _counts(rows: Sequence[EventRow]) -> dict[int, dict[str, int]]:
+    """The rows' counts by minute and kind (counted in C when they share a minute, as most do)."""
+    if not rows:
+        return {}
+    times = list(map(_time_of, rows))
+    minute = minute_of(min(times))
+    if minute == minute_of(max(times)):
+        return {minute: Counter(map(_kind_of, rows))}
+    counts: dict[int, dict[str, int]] = {}
+    for kind, at in zip(map(_kind_of, rows), times, strict=True):
+        per_kind = counts.setdefault(minute_of(at), {})
+        per_kind[kind] = per_kind.get(kind, 0) + 1
+    return counts
 
 
-def _events(value: bytes) -> list[TaskEvent]:
+def _time_texts(times: list[float]) -> list[str]:
+    """The times as text, exact (the shortest that reads back the same), in one encoder call.
+
+    ``repr`` of each would cost a task's write as much as the rest of it.
+    """
+    return _json(times)[1:-1].split(",") if times else []
+
+
+def _events(task_id: str, value: bytes) -> list[TaskEvent]:
     """A task's events from its value in ``P:task``, by time, ties in write order."""
     workers: dict[str, WorkerId] = {}
-    events = []
+    events: list[TaskEvent] = []
     for line in value.split(b"\n")[1:]:
-        events += [_event(workers, worker, row) for worker, row in json.loads(line)]
+        data = json.loads(line)
+        if data and isinstance(data[0], list):  # ``[[worker, row], ...]``, as written before
+            events += [_event(workers, worker, row) for worker, row in data]
+            continue
+        worker, name = data[0], data[1]
+        for entry in data[2:]:
+            if len(entry) > 3:
+                row = [entry[0], task_id, entry[3], entry[1], entry[2]]
+                events.append(_event(workers, entry[4], row))
+            else:
+                details = entry[2] if len(entry) > 2 else []
+                events.append(_event(workers, worker, [entry[0], task_id, name, entry[1], details]))
     events.sort(key=lambda event: event.time)  # stable: ties stay in write order
     return events
 
