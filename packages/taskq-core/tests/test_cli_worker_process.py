@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from taskq.cli.worker_process import (
     serve,
     task_modules,
 )
+from taskq.testing import eventually
 
 SUPPORT_DIR = Path(__file__).resolve().parent / "cli_support"
 if str(SUPPORT_DIR) not in sys.path:
@@ -159,6 +162,13 @@ async def test_the_task_limit_ends_the_receiver(
     assert app.queued() == 1
 
 
+@pytest.fixture(autouse=True)
+def unfreeze_after() -> Iterator[None]:
+    """Give the test process's objects back to the garbage collector after a `serve`."""
+    yield
+    gc.unfreeze()
+
+
 @pytest.fixture
 def no_logging_setup(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the test's logging capture: a worker would replace the root handlers."""
@@ -190,6 +200,16 @@ async def test_serve_runs_until_sigterm(app_dir: Path, caplog: pytest.LogCapture
     assert await serving == (0, 0)
     assert "Started (pid" in caplog.text
     assert "SIGTERM: stopping" in caplog.text
+
+
+async def test_a_started_worker_moves_its_start_up_objects_out_of_the_collector_s_way(
+    app_dir: Path,
+) -> None:
+    gc.unfreeze()
+    serving = asyncio.create_task(serve(WorkerOptions("cli_wp_app:broker")))
+    await eventually(lambda: gc.get_freeze_count() > 0, timeout=10)
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert await serving == (0, 0)
 
 
 async def test_serve_with_a_bad_target(caplog: pytest.LogCaptureFixture) -> None:
