@@ -26,6 +26,7 @@ from taskq_zmq import ZeroMQBroker, protocol
 from taskq_zmq.badframes import BadFrames
 from taskq_zmq.dispatcher import Dispatcher
 from taskq_zmq.intake import Intake
+from taskq_zmq.lifetime import OwnContext
 
 FUZZ = settings(
     max_examples=int(os.environ.get("TASKQ_FUZZ_EXAMPLES", "10000")),
@@ -74,10 +75,10 @@ def intakes(loop, context) -> Iterator[dict[bool, Intake]]:
 
 
 @pytest.fixture(scope="module")
-def context() -> Iterator[zmq.Context[zmq.Socket[bytes]]]:
-    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+def context() -> Iterator[OwnContext]:
+    context = OwnContext()
     yield context
-    context.destroy(linger=0)
+    context.close()
 
 
 # Frames that are never a valid message, whoever receives them (built, not filtered: cheap).
@@ -157,7 +158,7 @@ def test_the_client_survives_any_frames_and_dispatches_each_valid_one_once(
     assert len(warned) >= len(junk_peers)
 
 
-async def _dispatcher(context: zmq.Context[zmq.Socket[bytes]]) -> Dispatcher:
+async def _dispatcher(context: OwnContext) -> Dispatcher:
     return Dispatcher(context, free_address(), bind=True)
 
 
@@ -231,7 +232,7 @@ def test_a_worker_survives_any_frames_and_buffers_each_valid_task_once(intakes, 
     assert bool(warned) == bool(intake.bad_frames.count)
 
 
-async def _intake(context: zmq.Context[zmq.Socket[bytes]], routed: bool) -> Intake:
+async def _intake(context: OwnContext, routed: bool) -> Intake:
     return Intake(context, free_address(), bind=routed, prefetch=16)
 
 

@@ -6,8 +6,6 @@ import os
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, ClassVar, Literal
 
-import zmq
-
 from taskq.abc.broker import AsyncBroker
 from taskq.abc.result_backend import AsyncResultBackend
 from taskq.capabilities import Capability
@@ -17,7 +15,8 @@ from taskq.message import BrokerMessage
 from taskq_zmq import protocol
 from taskq_zmq.dispatcher import Dispatcher
 from taskq_zmq.intake import Intake
-from taskq_zmq.security import CurveKeys, Gatekeeper
+from taskq_zmq.lifetime import OwnContext
+from taskq_zmq.security import CurveKeys
 
 #: Messages a worker buffers beyond those it is running (its credit with the client).
 DEFAULT_PREFETCH = 256
@@ -103,8 +102,7 @@ class ZeroMQBroker(AsyncBroker):
         self.curve = CurveKeys.load(
             curve_secret_key_file, curve_server_key_file, curve_allowed_keys_dir
         )
-        self._context: zmq.Context[zmq.Socket[bytes]] | None = None
-        self._gatekeeper: Gatekeeper | None = None
+        self._context: OwnContext | None = None
         self._dispatcher: Dispatcher | None = None
         self._intake: Intake | None = None
         self._closing = False  # during shutdown: a kick must not open a new client side
@@ -137,7 +135,9 @@ class ZeroMQBroker(AsyncBroker):
     async def shutdown(self) -> None:
         """Hand back unstarted messages (worker side), fail waiting kicks (client side), close.
 
-        A kick made while it runs fails with `SendTaskError`.
+        A kick made while it runs fails with `SendTaskError`. A broker dropped without it
+        loses what it holds: once nothing uses its sockets any more, the garbage collector
+        closes them without linger (see `OwnContext`).
         """
         self._closing = True
         try:
@@ -153,12 +153,9 @@ class ZeroMQBroker(AsyncBroker):
         dispatcher, self._dispatcher = self._dispatcher, None
         if dispatcher is not None:
             await dispatcher.close()
-        if self._gatekeeper is not None:
-            self._gatekeeper.stop()
-            self._gatekeeper = None
-        if self._context is not None:
-            self._context.term()
-            self._context = None
+        context, self._context = self._context, None
+        if context is not None:
+            context.close()
 
     async def kick(self, message: BrokerMessage) -> None:
         """Send the message to one worker, waiting while no worker has room.
@@ -239,10 +236,10 @@ class ZeroMQBroker(AsyncBroker):
             )
         return self._intake
 
-    def _zmq(self, binds: bool) -> zmq.Context[zmq.Socket[bytes]]:
+    def _zmq(self, binds: bool) -> OwnContext:
         """The context, with the authenticator running if a CURVE socket is about to bind."""
         if self._context is None:
-            self._context = zmq.Context()
-        if binds and self.curve is not None and self._gatekeeper is None:
-            self._gatekeeper = Gatekeeper(self._context, self.curve)
+            self._context = OwnContext()
+        if binds and self.curve is not None:
+            self._context.guard(self.curve)
         return self._context

@@ -17,6 +17,7 @@ from taskq.exceptions import SendTaskError
 from taskq.inspection import ConsumerInfo, QueueInspection
 from taskq_zmq import protocol
 from taskq_zmq.badframes import BadFrames
+from taskq_zmq.lifetime import OwnContext
 from taskq_zmq.security import CurveKeys, warn_if_exposed
 
 logger = logging.getLogger("taskq.zmq")
@@ -145,7 +146,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        context: zmq.Context[zmq.Socket[bytes]],
+        context: OwnContext,
         address: str,
         bind: bool,
         curve: CurveKeys | None = None,
@@ -153,6 +154,7 @@ class Dispatcher:
         """Open the ROUTER socket on ``address`` (bind, or connect), CURVE-secured if given."""
         self.session = os.urandom(protocol.SESSION_SIZE)
         self.address = address
+        self.context = context  # open while this part can use its socket
         # a plain socket: the event loop watches its FD, and sends never wait (credit-bounded)
         self.socket = context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)

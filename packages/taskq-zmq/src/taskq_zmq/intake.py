@@ -15,6 +15,7 @@ import zmq
 from taskq.exceptions import SendTaskError
 from taskq_zmq import protocol
 from taskq_zmq.badframes import BadFrames
+from taskq_zmq.lifetime import OwnContext
 from taskq_zmq.security import CurveKeys, warn_if_exposed
 
 logger = logging.getLogger("taskq.zmq")
@@ -63,7 +64,7 @@ class Intake:
 
     def __init__(
         self,
-        context: zmq.Context[zmq.Socket[bytes]],
+        context: OwnContext,
         address: str,
         bind: bool,
         prefetch: int,
@@ -72,6 +73,7 @@ class Intake:
         """Open the socket on ``address`` (connect, or bind) and announce ``prefetch``."""
         self.prefetch = prefetch
         self.routed = bind
+        self.context = context  # open while this part can use its socket
         self.socket = context.socket(zmq.ROUTER if bind else zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 2000)
         if bind:
