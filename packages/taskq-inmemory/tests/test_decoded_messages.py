@@ -147,3 +147,20 @@ async def test_a_subclass_overriding_kick_or_listen_gets_every_message_through_t
     assert result.return_value == [([1],), {}]
     assert not broker.takes_decoded()
     assert getattr(broker, "kicked", None) == 1 or getattr(broker, "taken", None) == 1
+
+
+async def test_a_kick_replaced_on_the_instance_gets_every_message(broker):
+    """A test that stands in for ``broker.kick`` sees every message, as bytes."""
+    kicked: list[BrokerMessage] = []
+    kick = broker.kick
+
+    async def counting(message: BrokerMessage) -> None:
+        kicked.append(message)
+        await kick(message)
+
+    broker.kick = counting
+    echo = echo_task(broker)
+    result = await (await echo.kiq([1])).wait_result()
+    assert result.return_value == [([1],), {}]
+    assert [message.task_name for message in kicked] == [echo.task_name]
+    assert not broker.takes_decoded()

@@ -88,7 +88,7 @@ class InMemoryBroker(AsyncBroker):
         # a subclass changing how messages are sent or taken gets them all through its own
         # kick and listen, as bytes
         kind = type(self)
-        self._own_transport = (
+        self._own_class_transport = (
             kind.kick is InMemoryBroker.kick and kind.listen is InMemoryBroker.listen
         )
 
@@ -103,9 +103,15 @@ class InMemoryBroker(AsyncBroker):
     def takes_decoded(self) -> bool:
         """Yes while it runs its own messages (outside a worker process): they stay here.
 
-        No in a subclass that overrides `kick` or `listen`: its messages go through them.
+        No in a subclass that overrides `kick` or `listen`, nor once either is replaced on
+        the instance (a test's stand-in, say): messages then go through them.
         """
-        return self._own_transport and not self.is_worker_process
+        return self._own_transport() and not self.is_worker_process
+
+    def _own_transport(self) -> bool:
+        """Whether `kick` and `listen` are this class's own, on the class and the instance."""
+        replaced = self.__dict__
+        return self._own_class_transport and "kick" not in replaced and "listen" not in replaced
 
     async def kick_decoded(self, message: TaskiqMessage) -> None:
         """Queue the decoded message (or run it, with ``await_inplace``), as `kick` its bytes."""
@@ -241,7 +247,7 @@ class InMemoryBroker(AsyncBroker):
         if consumer is not None and not consumer.done() and known is loop:
             return
         self.queue.open()
-        messages = self._take() if self._own_transport else None  # None: through listen()
+        messages = self._take() if self._own_transport() else None  # None: through listen()
         self._consumer = loop.create_task(self.receiver.listen(messages=messages))
 
 
