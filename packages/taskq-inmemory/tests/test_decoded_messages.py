@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import AsyncGenerator
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -164,3 +165,12 @@ async def test_a_kick_replaced_on_the_instance_gets_every_message(broker):
     assert result.return_value == [([1],), {}]
     assert [message.task_name for message in kicked] == [echo.task_name]
     assert not broker.takes_decoded()
+
+
+async def test_a_kick_patched_on_the_class_gets_every_message(broker):
+    """``unittest.mock.patch.object(InMemoryBroker, "kick")`` sees the sends of a started broker."""
+    echo = echo_task(broker)
+    with mock.patch.object(InMemoryBroker, "kick", autospec=True) as kick:
+        await echo.kiq([1])
+    assert [call.args[1].task_name for call in kick.call_args_list] == [echo.task_name]
+    assert broker.takes_decoded()

@@ -85,12 +85,6 @@ class InMemoryBroker(AsyncBroker):
         self._consumer: asyncio.Task[None] | None = None
         self._listeners: set[str] = set()
         self._listener_numbers = itertools.count(1)
-        # a subclass changing how messages are sent or taken gets them all through its own
-        # kick and listen, as bytes
-        kind = type(self)
-        self._own_class_transport = (
-            kind.kick is InMemoryBroker.kick and kind.listen is InMemoryBroker.listen
-        )
 
     async def kick(self, message: BrokerMessage) -> None:
         """Queue the message (or, with ``await_inplace``, run it before returning)."""
@@ -109,9 +103,18 @@ class InMemoryBroker(AsyncBroker):
         return self._own_transport() and not self.is_worker_process
 
     def _own_transport(self) -> bool:
-        """Whether `kick` and `listen` are this class's own, on the class and the instance."""
-        replaced = self.__dict__
-        return self._own_class_transport and "kick" not in replaced and "listen" not in replaced
+        """Whether `kick` and `listen` are this module's, not a subclass's or a stand-in's.
+
+        Checked at each call: a test may replace them on the instance or on the class (as
+        ``unittest.mock.patch.object`` does) at any time, and must then see every message.
+        """
+        kind, replaced = type(self), self.__dict__
+        return (
+            kind.kick is _OWN_KICK
+            and kind.listen is _OWN_LISTEN
+            and "kick" not in replaced
+            and "listen" not in replaced
+        )
 
     async def kick_decoded(self, message: TaskiqMessage) -> None:
         """Queue the decoded message (or run it, with ``await_inplace``), as `kick` its bytes."""
@@ -249,6 +252,11 @@ class InMemoryBroker(AsyncBroker):
         self.queue.open()
         messages = self._take() if self._own_transport() else None  # None: through listen()
         self._consumer = loop.create_task(self.receiver.listen(messages=messages))
+
+
+#: The broker's own `kick` and `listen`, told apart from a subclass's or a stand-in's.
+_OWN_KICK = InMemoryBroker.kick
+_OWN_LISTEN = InMemoryBroker.listen
 
 
 def _placement(labels: dict[str, Any]) -> tuple[int, float]:
