@@ -38,7 +38,9 @@ async def nap(seconds: float, key: str) -> str:
     """Mark ``key`` as started, sleep, and return ``key``."""
     started = SPOOL / "started"
     started.mkdir(exist_ok=True)
-    (started / key).write_text(str(os.getpid()))
+    written = started / f".{key}"
+    written.write_text(str(os.getpid()))
+    written.replace(started / key)  # whole: a reader never sees the file empty
     await asyncio.sleep(seconds)
     return key
 
