@@ -28,6 +28,11 @@ in the current interpreter:
     python bench/amqp.py --quick          # 2,000 tasks (smoke test)
     python bench/amqp.py --libs taskq,taskiq
     python bench/amqp.py --sizes 5000 --modes together --queue-version 1
+    python bench/amqp.py --libs taskq,taskiq,aiormq --modes together   # with the floor
+
+``aiormq`` (only when asked) is the floor of "together": bare aiormq on both ends
+(``bench/amqp_apps/floor.py``), publishing one message after another with confirms to a
+consumer that acknowledges each delivery as it arrives; no task library can beat it there.
 
 taskiq 0.13.0, taskiq-aio-pika, dramatiq[rabbitmq] and celery are installed with pip into
 ``bench/.venv-taskiq`` (see ``bench/inmemory.py``). Linux only (it relies on a monotonic clock
@@ -51,7 +56,10 @@ from pathlib import Path
 from inmemory import ROOT, VENV, ensure_reference, taskq_env
 
 APP = "bench.amqp_apps.app"
-LIBS = ("taskq", "taskiq", "dramatiq", "celery")
+FLOOR = "bench.amqp_apps.floor"
+#: ``aiormq``, bare aiormq on both ends (``bench/amqp_apps/floor.py``), runs only when asked.
+LIBS = ("taskq", "taskiq", "dramatiq", "celery", "aiormq")
+DEFAULT_LIBS = LIBS[:4]
 REFERENCE_PACKAGES = ("taskiq-aio-pika", "dramatiq[rabbitmq]", "celery")
 URL = os.environ.get("TASKQ_AMQP_URL") or "amqp://guest:guest@127.0.0.1:5672/"
 READY_TIMEOUT_S = 60.0
@@ -94,6 +102,8 @@ def worker_command(lib: str, python: Path | str) -> list[str]:
         return [str(python), "-m", "taskiq", "worker", f"{APP}:broker", "--workers", "1"]
     if lib == "celery":
         return [str(python), "-m", "celery", "-A", f"{APP}:app", "worker", "--concurrency", "1"]
+    if lib == "aiormq":
+        return [str(python), "-m", FLOOR, "consume"]
     return [str(python), "-m", "dramatiq", APP, "--processes", "1"]
 
 
@@ -137,7 +147,7 @@ class Run:
 
     def kick(self) -> tuple[float, float]:
         client = subprocess.run(
-            [str(self.python), "-m", APP, str(self.tasks)],
+            [str(self.python), "-m", FLOOR if self.lib == "aiormq" else APP, str(self.tasks)],
             env=self.env,
             cwd=ROOT,
             capture_output=True,
@@ -217,7 +227,11 @@ def drain(lib: str, python: Path | str, env: dict[str, str], tasks: int) -> floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2,000 tasks only")
-    parser.add_argument("--libs", default=",".join(LIBS), help="which to run (taskq first)")
+    parser.add_argument(
+        "--libs",
+        default=",".join(DEFAULT_LIBS),
+        help="which to run (taskq first); aiormq: bare aiormq client and consumer, the floor",
+    )
     parser.add_argument("--sizes", help="task counts, comma-separated (default 5000,50000)")
     parser.add_argument("--modes", default="together,drain", help="which measurements")
     parser.add_argument(
@@ -237,6 +251,8 @@ def main() -> None:
     interpreters = {"taskq": (sys.executable, {**taskq_env(), **version})}
     for lib in libs[1:]:
         interpreters[lib] = (str(reference), {**os.environ, **version})
+    if "aiormq" in libs:  # taskq's interpreter has aiormq
+        interpreters["aiormq"] = (sys.executable, taskq_env())
     print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, RabbitMQ at {URL}")
     print(
         "taskq's and taskiq-aio-pika's classic queues: x-queue-version "
