@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from importlib.metadata import EntryPoint
 
 import pytest
@@ -52,3 +54,27 @@ def test_announced_metadata_whose_module_is_gone_names_the_distribution(monkeypa
 def test_a_name_nobody_announces_is_an_attribute_error(monkeypatch):
     with pytest.raises(AttributeError, match="NoSuchThing"):
         taskq.NoSuchThing  # noqa: B018
+
+
+def test_importing_taskq_loads_neither_the_optional_serializers_nor_multiprocessing():
+    code = (
+        "import sys, taskq, taskq.broker\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('taskq.serializers.', "
+        "'multiprocessing'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(
+        ["taskq.serializers._plain", "taskq.serializers.json", "taskq.serializers.json_round_trip"]
+    )
+
+
+def test_every_serializer_name_resolves_from_its_package():
+    from taskq import serializers
+    from taskq.serializers.pickle import PickleSerializer
+
+    assert serializers.PickleSerializer is PickleSerializer
+    assert set(serializers.__all__) <= set(dir(serializers))
+    for name in serializers.__all__:
+        assert getattr(serializers, name).__name__ == name
+    with pytest.raises(AttributeError, match="NoSuchSerializer"):
+        _ = serializers.NoSuchSerializer

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import time
 import traceback
 from collections import Counter, deque
@@ -60,6 +59,8 @@ HeartbeatSource = Callable[["EventRecorder"], WorkerHeartbeat]
 
 def process_number() -> int:
     """This process's number under ``taskq worker --workers N`` (``worker-3`` → 3), else 0."""
+    import multiprocessing  # imported when used: most processes that import this never ask
+
     name = multiprocessing.current_process().name
     prefix, _, number = name.rpartition("-")
     return int(number) if prefix == "worker" and number.isdigit() else 0

@@ -1,10 +1,29 @@
-"""Serializers: JSON built in; msgpack, CBOR and orjson as extras; pickle opt-in."""
+"""Serializers: JSON built in; msgpack, CBOR and orjson as extras; pickle opt-in.
 
-from taskq.serializers.cbor import CBORSerializer
-from taskq.serializers.json import JSONSerializer
-from taskq.serializers.msgpack import MSGPackSerializer
-from taskq.serializers.orjson import ORJSONSerializer
-from taskq.serializers.pickle import PickleSerializer
+Each name below is imported from its module on first access: a program that uses the JSON
+serializer alone (as the default formatter does) does not import the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from taskq.serializers.cbor import CBORSerializer
+    from taskq.serializers.json import JSONSerializer
+    from taskq.serializers.msgpack import MSGPackSerializer
+    from taskq.serializers.orjson import ORJSONSerializer
+    from taskq.serializers.pickle import PickleSerializer
+
+#: The public names, with the module that defines each.
+_DEFINED_IN = {
+    "CBORSerializer": "taskq.serializers.cbor",
+    "JSONSerializer": "taskq.serializers.json",
+    "MSGPackSerializer": "taskq.serializers.msgpack",
+    "ORJSONSerializer": "taskq.serializers.orjson",
+    "PickleSerializer": "taskq.serializers.pickle",
+}
 
 __all__ = [
     "CBORSerializer",
@@ -13,3 +32,17 @@ __all__ = [
     "ORJSONSerializer",
     "PickleSerializer",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the public ``name`` from its module when it is first asked for."""
+    module = _DEFINED_IN.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later accesses skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
