@@ -32,7 +32,11 @@ bytes stored per event: the SQLite files' size, or the growth of the Redis serve
    the last 10 failures, the broker's queue inspection), median and worst of 20 runs;
 2. command: ``python -m taskq.cli status APP:broker --events URL --json`` as a fresh process,
    interpreter start and imports included (bytecode cached, as after ``pip install``),
-   median and worst of 5 runs after one that caches it.
+   median and worst of 5 runs after one that caches it; twice: in this environment, and in a
+   plain install (``bench/.venv-status``, holding only taskq-core, taskq-inmemory and
+   taskq-redis, editable; made on first use, reused after). A development environment has
+   more installed than a user's: with the OpenTelemetry SDK present redis-py imports it, and
+   reading the installed entry points takes longer the more distributions there are.
 
 The target is 200 ms for the command. The SQLite file is made in a temporary directory and
 deleted; the Redis keys live under a fresh prefix on ``TASKQ_REDIS_URL`` (default
@@ -71,6 +75,9 @@ from taskq.event_stores import open_event_store  # noqa: E402
 from taskq.status_report import collect_status  # noqa: E402
 from taskq.task_events import EventKind, TaskEvent, WorkerHeartbeat, WorkerId  # noqa: E402
 from taskq.toolkit import import_broker  # noqa: E402
+
+sys.path.append(str(Path(__file__).resolve().parent))  # last: after the redis package
+from inmemory import ensure_venv  # noqa: E402
 
 URL = os.environ.get("TASKQ_REDIS_URL") or "redis://127.0.0.1:6379/0"
 #: The encoded message each sent event keeps: a typical task's, 160 bytes.
@@ -178,10 +185,22 @@ async def query_times(store_url: str, broker_target: str) -> list[float]:
     return times
 
 
-def command_times(store_url: str, broker_target: str, app_dir: str) -> list[float]:
-    """Seconds of ``taskq status --json`` runs, each a fresh process."""
+def plain_install() -> str:
+    """The interpreter of ``bench/.venv-status``: only the packages the apps below need."""
+    version = tuple(sys.version_info[:2])
+    check = f"import taskq_inmemory, taskq_redis, sys; sys.exit(sys.version_info[:2] != {version})"
+    names = ("taskq-core", "taskq-inmemory", "taskq-redis")
+    packages = [arg for name in names for arg in ("-e", f"packages/{name}")]
+    venv = Path(__file__).resolve().parent / ".venv-status"
+    return str(ensure_venv(venv, sys.executable, check, packages))
+
+
+def command_times(
+    store_url: str, broker_target: str, app_dir: str, python: str = sys.executable
+) -> list[float]:
+    """Seconds of ``taskq status --json`` runs by ``python``, each a fresh process."""
     command = [
-        sys.executable,
+        python,
         "-m",
         "taskq.cli",
         "status",
@@ -235,6 +254,7 @@ def bench(store_name: str, events: int, directory: Path) -> None:
         )
         show("query", asyncio.run(query_times(url, f"{name}:broker")))
         show("command", command_times(url, f"{name}:broker", str(directory)))
+        show("plain", command_times(url, f"{name}:broker", str(directory), plain_install()))
     finally:
         if cleanup is not None:
             prefix, delete_keys = cleanup
