@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from taskq._entry_points import in_group
@@ -101,5 +101,27 @@ def module_getattr(module: str, names: tuple[str, ...]) -> Callable[[str], Any]:
         if name in names:
             return load(name)
         raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
+def import_on_access(
+    namespace: dict[str, Any], defined_in: Mapping[str, str]
+) -> Callable[[str], Any]:
+    """Return a module-level ``__getattr__`` importing each name of ``defined_in`` on first access.
+
+    ``defined_in`` maps each name to the module defining it (a name that is its module's last
+    part, ``converters`` for ``taskq.cli.converters``, is the module itself); ``namespace`` is
+    the module's ``globals()``, where each name is kept once imported.
+    """
+
+    def __getattr__(name: str) -> Any:
+        module_name = defined_in.get(name)
+        if module_name is None:
+            raise AttributeError(f"module {namespace['__name__']!r} has no attribute {name!r}")
+        module = importlib.import_module(module_name)
+        value = module if module_name.endswith(f".{name}") else getattr(module, name)
+        namespace[name] = value  # later accesses skip this function
+        return value
 
     return __getattr__

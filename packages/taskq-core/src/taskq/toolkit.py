@@ -27,6 +27,10 @@ Servers (for brokers that talk to one):
     `Reconnector`, `FIRST_RETRY_DELAY_S`: the reconnect policy, retry with capped exponential
     backoff and one log line per outage.
 
+Packages:
+    `import_on_access`: a module-level ``__getattr__`` importing a package's names on first
+    use, so that importing the package costs little.
+
 Event loops:
     `running_loop`: the running event loop, reusing a loop seen before where looking it up
     costs a system call (before Python 3.12).
@@ -41,11 +45,13 @@ Each name is imported on first use, so importing this module costs nothing until
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from taskq import _lazy
 
 if TYPE_CHECKING:
     from taskq._awaitable import maybe_await
+    from taskq._lazy import import_on_access
     from taskq._running_loop import running_loop
     from taskq.cli import converters
     from taskq.cli.discovery import DEFAULT_TASKS_PATTERN, discover_modules
@@ -83,6 +89,7 @@ _DEFINED_IN = {
     "collect_status": "taskq.status_report",
     "discover_modules": "taskq.cli.discovery",
     "encode_error": "taskq.remote_error",
+    "import_on_access": "taskq._lazy",
     "event_store_of": "taskq.cli.status",
     "foreign_object_hint": "taskq.cli.targets",
     "import_broker": "taskq.cli.targets",
@@ -94,13 +101,7 @@ _DEFINED_IN = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _DEFINED_IN:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = importlib.import_module(_DEFINED_IN[name])
-    value = module if module.__name__.endswith(f".{name}") else getattr(module, name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazy.import_on_access(globals(), _DEFINED_IN)
 
 
 __all__ = [
@@ -123,6 +124,7 @@ __all__ = [
     "import_broker",
     "import_module",
     "import_object",
+    "import_on_access",
     "maybe_await",
     "running_loop",
     "send_task",

@@ -8,9 +8,9 @@ does not import SQLite.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from taskq._lazy import import_on_access
 from taskq.event_stores.urls import open_event_store
 
 if TYPE_CHECKING:
@@ -24,11 +24,7 @@ _MODULES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'taskq.event_stores' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = import_on_access(globals(), _MODULES)
 
 
 __all__ = ["InMemoryEventStore", "SQLiteEventStore", "open_event_store"]

@@ -6,8 +6,9 @@ serializer alone (as the default formatter does) does not import the others.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from taskq._lazy import import_on_access
 
 if TYPE_CHECKING:
     from taskq.serializers.cbor import CBORSerializer
@@ -34,14 +35,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import the public ``name`` from its module when it is first asked for."""
-    module = _DEFINED_IN.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later accesses skip this function
-    return value
+__getattr__ = import_on_access(globals(), _DEFINED_IN)
 
 
 def __dir__() -> list[str]:
