@@ -55,22 +55,6 @@ async def test_ack_acknowledges_and_deletes_the_entry(new_broker, raw_redis):
     assert raw_redis.xlen(broker.keys.streams[0]) == 0, "acknowledged entries piled up"
 
 
-async def test_an_ack_returns_without_waiting_for_the_next_messages(new_broker, raw_redis):
-    broker = await new_broker(block_ms=120_000)  # a read waits two minutes for messages
-    for n in range(3):
-        await broker.kick(message(b"%d" % n))
-    stream = broker.listen()
-    received = [await stream.__anext__() for _ in range(3)]
-    reading = asyncio.ensure_future(stream.__anext__())  # the next read, with the acks
-    await asyncio.wait_for(asyncio.gather(*(m.ack() for m in received)), 30)  # type: ignore[misc]
-    assert pending(raw_redis, broker) == 0
-    assert raw_redis.xlen(broker.keys.streams[0]) == 0
-    await asyncio.wait_for(received[0].ack(), 30)  # type: ignore[misc]  # again: with no read
-    await broker.kick(message(b"next"))
-    assert (await asyncio.wait_for(reading, 30)).data == b"next"
-    await stream.aclose()
-
-
 async def test_a_task_runs_through_the_receiver_and_its_message_is_gone(new_broker, raw_redis):
     broker = await new_broker()
     done = asyncio.Event()
