@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import ResponseError
 
 from taskq.acks import AckableMessage
-from taskq_redis.carried_acks import CarriedAcks, ack_commands, settle
 from taskq_redis.reconnect import CONNECTION_ERRORS
 from taskq_redis.scripts import HANDED_BACK, RELEASED
 
@@ -94,7 +93,6 @@ class StreamConsumer:
         self.scripts = scripts
         self.reconnector = reconnector
         self.acks = acks
-        self.carried_acks = CarriedAcks(acks)
         self._create_groups = create_groups
         self._dead_lettered = dead_lettered
         self.buffer: deque[Entry] = deque()
@@ -109,19 +107,7 @@ class StreamConsumer:
         self._reader = reader
         self._reader_id: int | None = None
         streams = options.keys.highest_first
-        self._read_command = (
-            "XREADGROUP",
-            "GROUP",
-            options.consumer_group_name,
-            name,
-            "COUNT",
-            options.batch_size,
-            "BLOCK",
-            options.block_ms,
-            "STREAMS",
-            *streams,
-            *(">" for _ in streams),
-        )
+        self._read_from = dict.fromkeys(streams, ">")
         self._level_of = {key.encode(): options.keys.streams.index(key) for key in streams}
 
     async def messages(self) -> AsyncGenerator[AckableMessage, None]:
@@ -136,9 +122,9 @@ class StreamConsumer:
             yield _Settler(self, level, entry_id).message(payload)
 
     async def ack(self, level: int, entry_id: bytes) -> None:
-        """Acknowledge and delete the entry (with the next read, or batched with others)."""
+        """Acknowledge and delete the entry (batched with other acknowledgements)."""
         self.held[level].discard(entry_id)
-        await self.carried_acks.ack(level, entry_id)
+        await self.acks.submit((level, entry_id))
 
     async def reject(self, level: int, entry_id: bytes, reason: str = REJECTED) -> None:
         """Move the entry to the dead letters with ``reason``, acknowledging it, in one step."""
@@ -222,7 +208,6 @@ class StreamConsumer:
             for task in late:
                 task.cancel()
         self._heartbeat.cancel()
-        await self.carried_acks.flush()
         await asyncio.gather(self._heartbeat, *self._releasing, return_exceptions=True)
         with contextlib.suppress(*CONNECTION_ERRORS):
             await self._reader.close()
@@ -267,7 +252,6 @@ class StreamConsumer:
         ends within ``block_ms`` and what it read goes to the buffer, held (see `close`).
         """
         if self._fetching is None or self._fetching.done():
-            self.carried_acks.read_starting = True  # the acks of this turn go with the read
             self._fetching = asyncio.ensure_future(self._fetch())
         await asyncio.wait((self._fetching,))
 
@@ -282,24 +266,21 @@ class StreamConsumer:
             return
         except ResponseError as exc:
             await self._recover(exc)
-        finally:
-            self.carried_acks.forward_waiting()  # what came during the read goes on its own
 
     async def _read(self) -> list[Entry]:
         response = await self.reconnector.call("read messages", self._read_once)
         entries: list[Entry] = []
-        streams = response.items() if isinstance(response, dict) else response or ()
-        for key, items in streams:
+        for key, items in response or ():
             level = self._level_of[key]
             held = self.held[level]
             for entry_id, fields in items:
-                payload = _field(fields, b"m") if fields else None
+                payload = fields.get(b"m") if fields else None
                 if payload is None:
                     await self._reject_foreign(level, entry_id)
                     continue
                 held.add(entry_id)
                 entries.append((level, entry_id, payload))
-        if len(streams) > 1:
+        if len(response or ()) > 1:
             entries.sort(key=_highest_level_first)
         return entries
 
@@ -311,39 +292,16 @@ class StreamConsumer:
             raise
 
     async def _read_group(self, reader: aioredis.Redis) -> Any:
-        """``XREADGROUP``'s raw reply, the waiting acknowledgements written ahead of it.
-
-        One write carries (on a new connection) ``CLIENT ID``, then each level's ``XACK`` and
-        ``XDEL``, then the read; the acknowledgements are settled as their replies arrive,
-        before the read waits for messages. Acknowledgements whose replies a lost connection
-        cut off go through the broker's acknowledgement batches instead (retried there).
-        """
-        if reader.connection is None:
-            await reader.initialize()
-        connection = reader.connection
-        assert connection is not None  # a single-connection client holds one once initialized
-        asks_id = self._reader_id is None
-        keys = self.options.keys
-        acks = self.carried_acks.take()
-        commands, batches = ack_commands(keys.streams, self.options.consumer_group_name, acks)
-        if asks_id:
-            commands.insert(0, ("CLIENT", "ID"))
-        commands.append(self._read_command)
-        unsettled = batches
-        try:
-            await connection.send_packed_command(connection.pack_commands(commands), False)
-            if asks_id:
-                self._reader_id = int(await connection.read_response())
-            for batch in batches:
-                await settle(connection, batch)
-                unsettled = unsettled[1:]
-            return await connection.read_response()
-        except ResponseError:
-            raise
-        except BaseException:
-            await connection.disconnect(nowait=True)
-            self.carried_acks.forward([ack for batch in unsettled for ack in batch])
-            raise
+        options = self.options
+        if self._reader_id is None:
+            self._reader_id = int(await reader.client_id())
+        return await reader.xreadgroup(
+            options.consumer_group_name,
+            self.name,
+            self._read_from,  # type: ignore[arg-type]  # redis-py's hint is too narrow
+            count=options.batch_size,
+            block=options.block_ms,
+        )
 
     async def _take_back(self) -> list[Entry]:
         """What stopping workers handed back, or else expired leases, when it is time to look.
