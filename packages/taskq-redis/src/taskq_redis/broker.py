@@ -214,7 +214,10 @@ class RedisStreamBroker(AsyncBroker):
         # kicks go one call at a time (the batch sender's): through a connection of their own
         self._kick_connection = SerialConnection(self.connection)
         self._ack_connection = SerialConnection(self.connection)
-        self.kick_sender: BatchSender[tuple[int, bytes]] = BatchSender(self._send_kicks)
+        # a client's kicks come one after another: each goes at once, without a turn's wait
+        self.kick_sender: BatchSender[tuple[int, bytes]] = BatchSender(
+            self._send_kicks, wait_for_turn=False
+        )
         self.ack_sender: BatchSender[Settlement] = BatchSender(self._send_acks)
         self._kick_many_script = BatchedScript(self.connection, KICK_MANY)
         self._scripts: Scripts | None = None
