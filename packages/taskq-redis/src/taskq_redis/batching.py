@@ -19,11 +19,19 @@ class BatchSender(Generic[_Item]):
     Under load a batch holds what arrived during one round trip, so the number of round trips
     adapts to the load, and an idle sender adds one turn of the loop. `submit` returns once
     its item's call succeeded and raises what that call raised.
+
+    A sender made with ``wait_for_turn=False`` sends an item submitted while nothing is in
+    flight at once, alone: for items whose submitters seldom come together in one turn (a
+    client's kicks, one after another), that turn of the loop would cost each item more than
+    it saves; items submitted during a send still go together in the next call.
     """
 
-    def __init__(self, send: Callable[[list[_Item]], Awaitable[None]]) -> None:
+    def __init__(
+        self, send: Callable[[list[_Item]], Awaitable[None]], *, wait_for_turn: bool = True
+    ) -> None:
         """Send with ``send``, which takes a non-empty list of items."""
         self._send = send
+        self._wait_for_turn = wait_for_turn
         self._busy = False
         self._waiting: list[_Item] = []
         # one future per waiting submitter, not one shared behind asyncio.shield: a cancelled
@@ -36,7 +44,8 @@ class BatchSender(Generic[_Item]):
         if not self._busy:
             self._busy = True
             try:
-                await asyncio.sleep(0)  # what is submitted during this turn goes along
+                if self._wait_for_turn:
+                    await asyncio.sleep(0)  # what is submitted during this turn goes along
                 await self._send_with_joined(item)
             finally:
                 self._send_waiting()

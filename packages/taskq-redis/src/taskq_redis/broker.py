@@ -8,7 +8,7 @@ import itertools
 import logging
 import os
 import socket
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import redis.asyncio as aioredis
@@ -214,7 +214,10 @@ class RedisStreamBroker(AsyncBroker):
         # kicks go one call at a time (the batch sender's): through a connection of their own
         self._kick_connection = SerialConnection(self.connection)
         self._ack_connection = SerialConnection(self.connection)
-        self.kick_sender: BatchSender[tuple[int, bytes]] = BatchSender(self._send_kicks)
+        # a client's kicks come one after another: each goes at once, without a turn's wait
+        self.kick_sender: BatchSender[tuple[int, bytes]] = BatchSender(
+            self._send_kicks, wait_for_turn=False
+        )
         self.ack_sender: BatchSender[Settlement] = BatchSender(self._send_acks)
         self._kick_many_script = BatchedScript(self.connection, KICK_MANY)
         self._scripts: Scripts | None = None
@@ -431,23 +434,9 @@ class RedisStreamBroker(AsyncBroker):
 
     async def _send_kicks(self, items: list[tuple[int, bytes]]) -> None:
         streams, maxlen = self.keys.streams, self.max_stream_length
-        if len(items) == 1:
-            level, payload = items[0]
-            fields: Any = {b"m": payload}
-
-            def append(redis: aioredis.Redis) -> Awaitable[Any]:
-                return redis.xadd(streams[level], fields, maxlen=maxlen, approximate=True)
-
-            await self._sending(lambda: self._kick_connection.call(append))
-            return
-
-        async def append_all(redis: aioredis.Redis) -> None:
-            async with redis.pipeline(transaction=False) as pipe:
-                for level, payload in items:
-                    pipe.xadd(streams[level], {b"m": payload}, maxlen=maxlen, approximate=True)
-                await pipe.execute()
-
-        await self._sending(lambda: self._kick_connection.call(append_all))
+        cap = ("MAXLEN", "~", maxlen) if maxlen is not None else ()
+        commands = [("XADD", streams[level], *cap, "*", b"m", payload) for level, payload in items]
+        await self._sending(lambda: self._kick_connection.execute(commands))
 
     async def _sending(self, operation: Callable[[], Any]) -> Any:
         """Run ``operation`` (retried for ``send_timeout_s``) and return what it returned."""

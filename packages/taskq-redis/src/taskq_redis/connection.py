@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 #: The server every Redis part uses when given no URL.
@@ -160,8 +161,51 @@ class SerialConnection:
         except asyncio.TimeoutError as exc:
             raise RedisTimeoutError(f"no reply from Redis within {timeout:g} s") from exc
 
+    async def execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Send ``commands`` in one write and return their raw replies, as `call` bounds a call.
+
+        The replies are Redis's own (no redis-py reply callbacks); the commands skip redis-py's
+        per-command client machinery, a third of the CPU of a lone ``XADD``.
+
+        Raises:
+            ResponseError: The first error reply (after every reply was read).
+            RedisTimeoutError: No reply in time (the connection is dropped).
+        """
+        return await self.call(lambda client: execute_raw(client, commands))
+
     async def close(self) -> None:
         """Close the connection (the next call opens a new one)."""
         client, self._client = self._client, None
         if client is not None:
             await client.aclose(close_connection_pool=True)
+
+
+async def execute_raw(client: aioredis.Redis, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    """Write ``commands`` on a single-connection ``client``'s connection; read every reply.
+
+    A call cut off (a lost connection, a timeout, a cancellation) drops the connection, whose
+    replies would otherwise be out of step; the next call opens it again.
+
+    Raises:
+        ResponseError: The first error reply, once every reply was read.
+    """
+    if client.connection is None:
+        await client.initialize()
+    connection = client.connection
+    assert connection is not None  # a single-connection client holds one once initialized
+    replies: list[Any] = []
+    error: ResponseError | None = None
+    try:
+        await connection.send_packed_command(connection.pack_commands(commands), False)
+        for _ in commands:
+            try:
+                replies.append(await connection.read_response())
+            except ResponseError as exc:  # the next replies are still read: in step
+                error = error or exc
+                replies.append(exc)
+    except BaseException:
+        await connection.disconnect(nowait=True)
+        raise
+    if error is not None:
+        raise error
+    return replies
