@@ -36,10 +36,10 @@ import json.encoder
 import time
 from base64 import b64decode
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from operator import itemgetter
-from typing import Any, ClassVar, Union, cast
+from typing import Any, ClassVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from taskq.abc.event_store import DEFAULT_FAILURES, AsyncEventStore
@@ -68,8 +68,8 @@ from taskq.task_events import (
 from taskq_redis.connection import DEFAULT_URL, RedisConnection
 from taskq_redis.errors import EventStoreUnavailableError, translated
 
-#: The workers of a batch's rows: one for all of them, repeated, or one a row.
-Workers = Union["itertools.repeat[str]", Sequence[str]]
+#: The workers of a batch's rows: one for all of them, or one a row.
+Workers = str | Sequence[str]
 _kind_of, _time_of = itemgetter(0), itemgetter(3)
 
 #: Default key prefix.
@@ -360,7 +360,7 @@ class RedisEventStore(AsyncEventStore):
         heartbeats: Sequence[WorkerHeartbeat] = (),
     ) -> None:
         """Record the rows and apply the retention, in one script run (no `TaskEvent` made)."""
-        await self._write(rows, itertools.repeat(str(worker)), heartbeats)
+        await self._write(rows, str(worker), heartbeats)
 
     async def _write(
         self,
@@ -590,29 +590,18 @@ class _Batch:
     """
 
     def __init__(self, rows: Sequence[EventRow], workers: Workers) -> None:
-        tasks: dict[str, list[Any]] = {}
-        for row, worker in zip(rows, workers, strict=False):
-            kind, task_id, name, at, details = row
-            task = tasks.get(task_id)
-            if task is None:
-                line: list[Any] = [worker, name]
-                task = tasks[task_id] = [row, worker, line, len(tasks) + 1]
-            else:
-                line = task[2]
-                if at >= task[0][3]:
-                    task[0] = row
-                    task[1] = worker
-            if name == line[1] and worker == line[0]:
-                line.append((kind, at, details) if details else (kind, at))
-            else:
-                line.append((kind, at, details, name, worker))
+        row_workers: Iterable[str]
+        if isinstance(workers, str):
+            tasks, row_workers = _tasks_of_one(rows, workers), itertools.repeat(workers)
+        else:
+            tasks, row_workers = _tasks_of_many(rows, workers), workers
         self.tasks = tasks
         self.counts = _counts(rows)
         self.failures: list[list[Any]] = []
         if any(EventKind.FAILED.value in by_kind for by_kind in self.counts.values()):
             self.failures = [
                 [tasks[row[1]][3], repr(row[3]), _json([worker, row]), place]
-                for place, (row, worker) in enumerate(zip(rows, workers, strict=False), 1)
+                for place, (row, worker) in enumerate(zip(rows, row_workers, strict=False), 1)
                 if row[0] == EventKind.FAILED.value
             ]
 
@@ -649,6 +638,47 @@ class _Batch:
             else:
                 indexes += [[key_kind + key, *some] for key, some in places.items()]
         return [_json(entries), _json(indexes), "\n".join(values)]
+
+
+def _tasks_of_one(rows: Sequence[EventRow], worker: str) -> dict[str, list[Any]]:
+    """`_Batch.tasks` of rows one worker recorded: as `_tasks_of_many` makes it, less to check."""
+    tasks: dict[str, list[Any]] = {}
+    for row in rows:
+        kind, task_id, name, at, details = row
+        task = tasks.get(task_id)
+        if task is None:
+            line: list[Any] = [worker, name]
+            task = tasks[task_id] = [row, worker, line, len(tasks) + 1]
+        else:
+            line = task[2]
+            if at >= task[0][3]:
+                task[0] = row
+        if name == line[1]:
+            line.append((kind, at, details) if details else (kind, at))
+        else:
+            line.append((kind, at, details, name, worker))
+    return tasks
+
+
+def _tasks_of_many(rows: Sequence[EventRow], workers: Sequence[str]) -> dict[str, list[Any]]:
+    """`_Batch.tasks` of rows each with its worker (``workers[i]`` recorded ``rows[i]``)."""
+    tasks: dict[str, list[Any]] = {}
+    for row, worker in zip(rows, workers, strict=True):
+        kind, task_id, name, at, details = row
+        task = tasks.get(task_id)
+        if task is None:
+            line: list[Any] = [worker, name]
+            task = tasks[task_id] = [row, worker, line, len(tasks) + 1]
+        else:
+            line = task[2]
+            if at >= task[0][3]:
+                task[0] = row
+                task[1] = worker
+        if name == line[1] and worker == line[0]:
+            line.append((kind, at, details) if details else (kind, at))
+        else:
+            line.append((kind, at, details, name, worker))
+    return tasks
 
 
 def _counts(rows: Sequence[EventRow]) -> dict[int, dict[str, int]]:
