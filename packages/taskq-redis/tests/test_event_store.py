@@ -237,3 +237,38 @@ async def test_lines_of_the_earlier_layout_read_back(
         ]
     finally:
         await store.shutdown()
+
+
+async def test_a_store_with_the_index_of_every_task_drops_it_and_reads_alike(
+    redis_url: str, redis_prefix: str, raw_redis: Any
+) -> None:
+    """``P:tasks``, which the store used to keep, goes at the next write; queries still work."""
+    store = RedisEventStore(redis_url, prefix=redis_prefix, retention=Retention(max_events=3))
+    now = time.time()
+    raw_redis.zadd(f"{redis_prefix}:tasks", {"old": now - 10})
+    try:
+        await store.write(
+            [
+                TaskEvent(EventKind.SUCCEEDED, "a", "t", WORKER, now - 3),
+                TaskEvent(EventKind.FAILED, "b", "t", WORKER, now - 2),
+                TaskEvent(EventKind.STARTED, "c", "t", WORKER, now - 1),
+            ]
+        )
+        assert not raw_redis.exists(f"{redis_prefix}:tasks")
+        first = await store.tasks(TaskQuery(limit=2))
+        assert [task.task_id for task in first.tasks] == ["c", "b"]
+        rest = await store.tasks(TaskQuery(limit=2, cursor=first.cursor))
+        assert [task.task_id for task in rest.tasks] == ["a"]
+        assert rest.cursor is None
+        # past the bound, the oldest tasks go whatever their state: "a", then "b"
+        await store.write(
+            [
+                TaskEvent(EventKind.SENT, "d", "t", WORKER, now),
+                TaskEvent(EventKind.RECEIVED, "d", "t", WORKER, now + 0.5),
+            ]
+        )
+        page = await store.tasks()
+        assert [task.task_id for task in page.tasks] == ["d", "c"]
+        assert await store.failures() == []
+    finally:
+        await store.shutdown()

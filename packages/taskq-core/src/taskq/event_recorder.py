@@ -150,6 +150,23 @@ class EventRecorder:
         if len(buffer) == self.batch_size:
             self._wake.set()
 
+    def record_now(
+        self, kind: EventKind, task_id: str, task_name: str, duration: float | None = None
+    ) -> None:
+        """Buffer an event of ``kind`` for this task now, with no details but its ``duration``.
+
+        The task path's events (received, started, succeeded): `record` without its keyword
+        dictionary and its branches, about half its cost.
+        """
+        buffer = self._buffer
+        if len(buffer) >= self.max_buffered:
+            buffer.popleft()
+            self.dropped += 1
+        fields = () if duration is None else (("duration", duration),)
+        buffer.append((kind._value_, task_id, task_name, _now(), fields))
+        if len(buffer) == self.batch_size:
+            self._wake.set()
+
     def record_sent(self, task_id: str, task_name: str, at: float, message: bytes) -> None:
         """Buffer the ``sent`` event of a task whose encoded message is ``message``.
 

@@ -11,8 +11,10 @@ Keys, all under the store's prefix ``P``:
   ties in that order (and still read lines of ``[[worker, row], ...]``, as written before).
   One hash for every task, read and written with one call per batch, costs Redis much less
   than a key or two per task;
-- ``P:tasks`` and ``P:state:<kind>``, ``P:name:<name>``, ``P:worker:<id>``: sorted sets of
-  task ids by the time of their latest event, the indexes that `tasks` pages through;
+- ``P:state:<kind>``, ``P:name:<name>``, ``P:worker:<id>``: sorted sets of task ids by the
+  time of their latest event, the indexes that `tasks` pages through (each task is in the
+  index of its latest event's kind, so the state indexes together hold every task: a query
+  with no filter merges them, and the retention finds the oldest tasks at their heads);
 - ``P:failures``: a sorted set of the ``failed`` events' write sequences by time, and
   ``P:failed``: a hash of those events by sequence (as JSON, ``[worker, row]``);
 - ``P:minute:<start>``: a hash of event counts by kind, expiring once older than the age bound;
@@ -21,7 +23,9 @@ Keys, all under the store's prefix ``P``:
 
 Each batch is one script run: the tasks, the indexes, the heartbeats, then the retention. The
 client makes each task's value as if it were new, so that the script rebuilds only the tasks
-the hash already holds (and those with a failure).
+the hash already holds (and those with a failure). The store used to keep a fifth index, of
+every task, ``P:tasks``: each write deletes it if it is there (``UNLINK``: the server frees it
+without pausing), and reads no longer use it; the rest of the data reads as before.
 """
 
 from __future__ import annotations
@@ -32,10 +36,10 @@ import json.encoder
 import time
 from base64 import b64decode
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from operator import itemgetter
-from typing import Any, ClassVar, Union, cast
+from typing import Any, ClassVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from taskq.abc.event_store import DEFAULT_FAILURES, AsyncEventStore
@@ -64,8 +68,8 @@ from taskq.task_events import (
 from taskq_redis.connection import DEFAULT_URL, RedisConnection
 from taskq_redis.errors import EventStoreUnavailableError, translated
 
-#: The workers of a batch's rows: one for all of them, repeated, or one a row.
-Workers = Union["itertools.repeat[str]", Sequence[str]]
+#: The workers of a batch's rows: one for all of them, or one a row.
+Workers = str | Sequence[str]
 _kind_of, _time_of = itemgetter(0), itemgetter(3)
 
 #: Default key prefix.
@@ -74,6 +78,10 @@ DEFAULT_PREFIX = "taskq:events"
 RETENTION_BATCH = 1000
 #: Candidate tasks `RedisEventStore.tasks` reads from an index at a time.
 SCAN_CHUNK = 200
+#: Tasks the retention reads from a state index at a time, once it has tasks to drop.
+RETENTION_CHUNK = 100
+#: The state indexes' key suffixes, in the order the retention reads them.
+STATE_SUFFIXES = tuple(f":state:{kind.value}" for kind in EventKind)
 # KEYS: none (every key derives from the prefix, ARGV[1]). ARGV: prefix, max events, oldest
 # time allowed, max age, events in the batch, tasks to drop at most; then as JSON: the
 # [minute, kind, count] counts, the [worker, time, JSON] heartbeats, the failed events ([the
@@ -88,7 +96,10 @@ SCAN_CHUNK = 200
 # each argument in Python, the script splits them in C. Times are strings (Lua numbers print
 # 14 digits). A task's header line: time, kind, name, worker, event count and failure
 # sequences (space-separated), tab-separated (the name and worker as JSON: no tab in them).
-_WRITE = """
+_STATE_KEYS = ", ".join(f"'{suffix}'" for suffix in STATE_SUFFIXES)
+_WRITE = (
+    f"local STATE_KEYS = {{{_STATE_KEYS}}}\nlocal CHUNK = {RETENTION_CHUNK}\n"
+    + """
 local p = ARGV[1]
 local max_events = tonumber(ARGV[2])
 local oldest = tonumber(ARGV[3])
@@ -215,11 +226,10 @@ for _, task in ipairs(late) do
     if batch[k] ~= before[k] then redis.call('ZREM', p .. batch[k], id) end
     redis.call('ZADD', p .. before[k], last, id)
   end
-  redis.call('ZADD', p .. ':tasks', last, id)
 end
 apply('ZADD', failures)
 apply('HSET', failed)
-redis.call('INCRBY', p .. ':count', n_events)
+local count = redis.call('INCRBY', p .. ':count', n_events)
 
 for _, count in ipairs(counts) do
   local minute_key = p .. ':minute:' .. count[1]
@@ -236,29 +246,57 @@ for _, beat in ipairs(beats) do
   end
 end
 
-local count = tonumber(redis.call('GET', p .. ':count') or '0')
-local dropped = 0
+-- Retention: the oldest tasks first, merged from the heads of the state indexes (peeked at
+-- one task each; read on by `RETENTION_CHUNK` once one is found to go). Each index, the hash
+-- and the failures lose their dropped tasks with one command each.
+local states, lists, at, taken, ended = STATE_KEYS, {}, {}, {}, {}
+local function fill(k, n)
+  lists[k] = redis.call('ZRANGE', p .. states[k], taken[k], taken[k] + n - 1, 'WITHSCORES')
+  at[k] = 1
+  ended[k] = #lists[k] < 2 * n
+end
+for k = 1, #states do
+  taken[k] = 0
+  fill(k, 1)
+end
+local dropped, gone, gone_ids, gone_failed, seen = 0, {}, {}, {}, {}
 while dropped < max_drop do
-  local oldest_task = redis.call('ZRANGE', p .. ':tasks', 0, 0, 'WITHSCORES')
-  if #oldest_task == 0 then break end
-  if count <= max_events and tonumber(oldest_task[2]) >= oldest then break end
-  local id = oldest_task[1]
-  local value = redis.call('HGET', task_key, id)
-  redis.call('ZREM', p .. ':tasks', id)
+  local best, best_id, best_t
+  for k = 1, #states do
+    if not lists[k][at[k]] and not ended[k] then fill(k, CHUNK) end
+    local id = lists[k][at[k]]
+    if id then
+      local t = tonumber(lists[k][at[k] + 1])
+      if not best or t < best_t or (t == best_t and id < best_id) then
+        best, best_id, best_t = k, id, t
+      end
+    end
+  end
+  if not best then break end
+  if count <= max_events and best_t >= oldest then break end
+  at[best] = at[best] + 2
+  taken[best] = taken[best] + 1
+  push(gone, p .. states[best], best_id)
+  local value = not seen[best_id] and redis.call('HGET', task_key, best_id)
+  seen[best_id] = true
   if value then
     local _, kind, name, worker, events, seqs = string.match(value, HEADER)
-    redis.call('ZREM', p .. ':state:' .. kind, id)
-    redis.call('ZREM', p .. ':name:' .. cjson.decode(name), id)
-    redis.call('ZREM', p .. ':worker:' .. cjson.decode(worker), id)
+    if ':state:' .. kind ~= states[best] then push(gone, p .. ':state:' .. kind, best_id) end
+    push(gone, p .. ':name:' .. cjson.decode(name), best_id)
+    push(gone, p .. ':worker:' .. cjson.decode(worker), best_id)
     for member in string.gmatch(seqs, '%d+') do
-      redis.call('ZREM', p .. ':failures', member)
-      redis.call('HDEL', p .. ':failed', member)
+      push(gone, p .. ':failures', member)
+      gone_failed[#gone_failed + 1] = member
     end
-    redis.call('HDEL', task_key, id)
+    gone_ids[#gone_ids + 1] = best_id
     count = count - tonumber(events)
   end
   dropped = dropped + 1
 end
+apply('ZREM', gone)
+call_chunked('HDEL', task_key, gone_ids, 1, #gone_ids)
+call_chunked('HDEL', p .. ':failed', gone_failed, 1, #gone_failed)
+redis.call('UNLINK', p .. ':tasks')  -- the index of every task that older versions kept
 redis.call('SET', p .. ':count', math.max(count, 0))
 
 local gone = redis.call('ZRANGEBYSCORE', p .. ':workers:seen', '-inf', '(' .. ARGV[3])
@@ -268,6 +306,7 @@ for _, worker in ipairs(gone) do
 end
 return dropped
 """
+)
 
 
 class RedisEventStore(AsyncEventStore):
@@ -321,7 +360,7 @@ class RedisEventStore(AsyncEventStore):
         heartbeats: Sequence[WorkerHeartbeat] = (),
     ) -> None:
         """Record the rows and apply the retention, in one script run (no `TaskEvent` made)."""
-        await self._write(rows, itertools.repeat(str(worker)), heartbeats)
+        await self._write(rows, str(worker), heartbeats)
 
     async def _write(
         self,
@@ -368,7 +407,6 @@ class RedisEventStore(AsyncEventStore):
 
     async def tasks(self, query: TaskQuery = LATEST_TASKS) -> TaskPage:
         """The matching tasks, latest first, one page of them."""
-        key = self._index(query)
         top = "+inf" if query.until is None else f"({query.until!r}"
         after: tuple[float, str] | None = None
         if query.cursor is not None:
@@ -376,28 +414,81 @@ class RedisEventStore(AsyncEventStore):
             if query.until is None or after[0] < query.until:
                 top = repr(after[0])
         bottom = "-inf" if query.since is None else repr(query.since)
+        key = self._index(query)
+        with self._translated("read tasks"):
+            if key is None:
+                found = await self._latest(top, bottom, after, query)
+            else:
+                found = await self._scan(key, top, bottom, after, query)
+        page = found[: query.limit]
+        return TaskPage(page, page_cursor(page[-1]) if len(found) > query.limit else None)
+
+    async def _scan(
+        self, key: str, top: str, bottom: str, after: tuple[float, str] | None, query: TaskQuery
+    ) -> list[TaskSummary]:
+        """Up to ``query.limit + 1`` matching tasks of one index, latest first."""
         found: list[TaskSummary] = []
         offset = 0
         client = self.connection.client
-        with self._translated("read tasks"):
-            while len(found) <= query.limit:
-                chunk = cast(
-                    "list[tuple[bytes, float]]",
-                    await client.zrevrangebyscore(
-                        key, top, bottom, start=offset, num=SCAN_CHUNK, withscores=True
-                    ),
-                )
-                offset += len(chunk)
-                ids = [
-                    member.decode()
-                    for member, score in chunk
-                    if after is None or (score, member.decode()) < after
-                ]
-                found += [task for task in await self._summaries(ids) if query.matches(task)]
-                if len(chunk) < SCAN_CHUNK:
-                    break
-        page = found[: query.limit]
-        return TaskPage(page, page_cursor(page[-1]) if len(found) > query.limit else None)
+        while len(found) <= query.limit:
+            chunk = cast(
+                "list[tuple[bytes, float]]",
+                await client.zrevrangebyscore(
+                    key, top, bottom, start=offset, num=SCAN_CHUNK, withscores=True
+                ),
+            )
+            offset += len(chunk)
+            ids = [
+                member.decode()
+                for member, score in chunk
+                if after is None or (score, member.decode()) < after
+            ]
+            found += [task for task in await self._summaries(ids) if query.matches(task)]
+            if len(chunk) < SCAN_CHUNK:
+                break
+        return found
+
+    async def _latest(
+        self, top: str, bottom: str, after: tuple[float, str] | None, query: TaskQuery
+    ) -> list[TaskSummary]:
+        """Up to ``query.limit + 1`` tasks of every state, latest first (no filter names one).
+
+        Each task is in one state index: the first ``limit + 1`` of each, merged, hold the
+        page's. The indexes are read together, one round trip (another for an index whose
+        first tasks are ties the cursor has passed).
+        """
+        want = query.limit + 1
+        keys = [self.prefix + suffix for suffix in STATE_SUFFIXES]
+        offsets = dict.fromkeys(keys, 0)
+        kept = dict.fromkeys(keys, 0)
+        candidates: list[tuple[float, str]] = []
+        client = self.connection.client
+        while keys:
+            async with client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.zrevrangebyscore(
+                        key, top, bottom, start=offsets[key], num=want, withscores=True
+                    )
+                chunks = await pipe.execute()
+            unfinished = []
+            for key, chunk in zip(keys, chunks, strict=True):
+                offsets[key] += len(chunk)
+                for member, score in chunk:
+                    entry = (score, member.decode())
+                    if after is None or entry < after:
+                        candidates.append(entry)
+                        kept[key] += 1
+                if len(chunk) == want and kept[key] < want:
+                    unfinished.append(key)
+            keys = unfinished
+        candidates.sort(reverse=True)
+        found: list[TaskSummary] = []
+        for start in range(0, len(candidates), SCAN_CHUNK):
+            ids = [task_id for _, task_id in candidates[start : start + SCAN_CHUNK]]
+            found += [task for task in await self._summaries(ids) if query.matches(task)]
+            if len(found) > query.limit:
+                break
+        return found
 
     async def failures(self, limit: int = DEFAULT_FAILURES) -> list[TaskEvent]:
         """The latest ``failed`` events, newest first."""
@@ -447,15 +538,15 @@ class RedisEventStore(AsyncEventStore):
             if value is not None
         ]
 
-    def _index(self, query: TaskQuery) -> str:
-        """The index `tasks` pages through: the narrowest one a filter names."""
+    def _index(self, query: TaskQuery) -> str | None:
+        """The index `tasks` pages through: the narrowest one a filter names (None: none)."""
         if query.state is not None:
             return self._key("state", query.state.value)
         if query.worker is not None:
             return self._key("worker", str(query.worker))
         if query.name is not None:
             return self._key("name", query.name)
-        return self._key("tasks")
+        return None
 
     def _key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -499,37 +590,26 @@ class _Batch:
     """
 
     def __init__(self, rows: Sequence[EventRow], workers: Workers) -> None:
-        tasks: dict[str, list[Any]] = {}
-        for row, worker in zip(rows, workers, strict=False):
-            kind, task_id, name, at, details = row
-            task = tasks.get(task_id)
-            if task is None:
-                line: list[Any] = [worker, name]
-                task = tasks[task_id] = [row, worker, line, len(tasks) + 1]
-            else:
-                line = task[2]
-                if at >= task[0][3]:
-                    task[0] = row
-                    task[1] = worker
-            if name == line[1] and worker == line[0]:
-                line.append((kind, at, details) if details else (kind, at))
-            else:
-                line.append((kind, at, details, name, worker))
+        row_workers: Iterable[str]
+        if isinstance(workers, str):
+            tasks, row_workers = _tasks_of_one(rows, workers), itertools.repeat(workers)
+        else:
+            tasks, row_workers = _tasks_of_many(rows, workers), workers
         self.tasks = tasks
         self.counts = _counts(rows)
         self.failures: list[list[Any]] = []
         if any(EventKind.FAILED.value in by_kind for by_kind in self.counts.values()):
             self.failures = [
                 [tasks[row[1]][3], repr(row[3]), _json([worker, row]), place]
-                for place, (row, worker) in enumerate(zip(rows, workers, strict=False), 1)
+                for place, (row, worker) in enumerate(zip(rows, row_workers, strict=False), 1)
                 if row[0] == EventKind.FAILED.value
             ]
 
     def script_arguments(self) -> list[str]:
         """The write script's last arguments: the tasks' times and ids, indexes and values.
 
-        Every task goes in ``P:tasks``; when all of the batch's tasks share their state (or
-        name, or worker), that index takes them all, else each key lists its tasks' places.
+        When all of the batch's tasks share their state (or name, or worker), that index takes
+        them all, else each key lists its tasks' places.
         """
         tasks = self.tasks.values()
         times = _time_texts([task[0][3] for task in tasks])
@@ -548,7 +628,7 @@ class _Batch:
                 same = kinds[key] = [f"\t{key[0]}\t{_json(key[1])}\t{_json(worker)}\t"]
             same.append(place)
             values.append(f"{time_text}{same[0]}{len(line) - 2}\t\n{_json(line)}")
-        indexes: list[list[Any]] = [[":tasks"]] if entries else []
+        indexes: list[list[Any]] = []
         for which, key_kind in enumerate((":state:", ":name:", ":worker:")):
             places: dict[str, list[Any]] = {}
             for key, (_, *some) in kinds.items():
@@ -558,6 +638,47 @@ class _Batch:
             else:
                 indexes += [[key_kind + key, *some] for key, some in places.items()]
         return [_json(entries), _json(indexes), "\n".join(values)]
+
+
+def _tasks_of_one(rows: Sequence[EventRow], worker: str) -> dict[str, list[Any]]:
+    """`_Batch.tasks` of rows one worker recorded: as `_tasks_of_many` makes it, less to check."""
+    tasks: dict[str, list[Any]] = {}
+    for row in rows:
+        kind, task_id, name, at, details = row
+        task = tasks.get(task_id)
+        if task is None:
+            line: list[Any] = [worker, name]
+            task = tasks[task_id] = [row, worker, line, len(tasks) + 1]
+        else:
+            line = task[2]
+            if at >= task[0][3]:
+                task[0] = row
+        if name == line[1]:
+            line.append((kind, at, details) if details else (kind, at))
+        else:
+            line.append((kind, at, details, name, worker))
+    return tasks
+
+
+def _tasks_of_many(rows: Sequence[EventRow], workers: Sequence[str]) -> dict[str, list[Any]]:
+    """`_Batch.tasks` of rows each with its worker (``workers[i]`` recorded ``rows[i]``)."""
+    tasks: dict[str, list[Any]] = {}
+    for row, worker in zip(rows, workers, strict=True):
+        kind, task_id, name, at, details = row
+        task = tasks.get(task_id)
+        if task is None:
+            line: list[Any] = [worker, name]
+            task = tasks[task_id] = [row, worker, line, len(tasks) + 1]
+        else:
+            line = task[2]
+            if at >= task[0][3]:
+                task[0] = row
+                task[1] = worker
+        if name == line[1] and worker == line[0]:
+            line.append((kind, at, details) if details else (kind, at))
+        else:
+            line.append((kind, at, details, name, worker))
+    return tasks
 
 
 def _counts(rows: Sequence[EventRow]) -> dict[int, dict[str, int]]:

@@ -185,7 +185,7 @@ class Receiver:
             await self._refuse_undecodable(message, acker)
             return
         if recorder is not None:
-            recorder.record(EventKind.RECEIVED, message.task_id, message.task_name)
+            recorder.record_now(EventKind.RECEIVED, message.task_id, message.task_name)
         context = current_task.set((message.task_id, message.task_name))
         held = HeldKey.of(message)
         holding = running_key.set(held)
@@ -310,7 +310,7 @@ class Receiver:
             return
         recorder = self.broker.event_recorder
         if recorder is not None:
-            recorder.record(EventKind.STARTED, message.task_id, message.task_name)
+            recorder.record_now(EventKind.STARTED, message.task_id, message.task_name)
         if self._run_slots is None:
             result = await self.task_executor.run(task, message, acker, token)
         else:

@@ -36,8 +36,8 @@ def record_outcome(
     """Record how the run of ``message`` ended, with its duration and error."""
     error = result.error
     if error is None:  # the common case first: no classification to make
-        recorder.record(
-            EventKind.SUCCEEDED, message.task_id, message.task_name, None, result.execution_time
+        recorder.record_now(
+            EventKind.SUCCEEDED, message.task_id, message.task_name, result.execution_time
         )
         return
     kind = outcome_kind(error)
