@@ -176,16 +176,16 @@ class InMemoryEventStore(AsyncEventStore):
         dropped = False
         while by_age:
             last_time, last_sequence, task_id = by_age[0]
+            if self._total <= self.retention.max_events and last_time >= oldest_allowed:
+                break  # a lower bound of every task's latest time: no task is too old
             events = tasks[task_id]
             if events[1 - _STRIDE] != last_sequence:  # its latest event came since
                 heapq.heapreplace(by_age, (events[-_STRIDE], events[1 - _STRIDE], task_id))
-            elif self._total > self.retention.max_events or last_time < oldest_allowed:
+            else:
                 heapq.heappop(by_age)
                 del tasks[task_id]
                 self._total -= len(events) // _STRIDE
                 dropped = True
-            else:
-                break
         if dropped:
             self._failures = [failure for failure in self._failures if self._retained(failure)]
         while self._minutes and self._minutes[0] + 60 <= oldest_allowed:
