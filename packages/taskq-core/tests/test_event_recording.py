@@ -161,12 +161,12 @@ async def test_a_store_that_is_down_loses_the_oldest_events_and_says_so(
     assert kept == {f"task-{n}" for n in range(150, 250)}  # the newest 100
 
 
-async def test_record_now_keeps_the_duration_and_drops_the_oldest_when_full() -> None:
+async def test_record_now_keeps_its_fields_and_drops_the_oldest_when_full() -> None:
     store = InMemoryEventStore()
     recorder = EventRecorder(store, flush_interval_s=3600, max_buffered=2)
     recorder.record_now(EventKind.RECEIVED, "t", "job")
     recorder.record_now(EventKind.STARTED, "t", "job")
-    recorder.record_now(EventKind.SUCCEEDED, "t", "job", 0.25)
+    recorder.record_now(EventKind.SUCCEEDED, "t", "job", (("duration", 0.25),))
     await recorder.close()
     assert recorder.dropped == 1
     events = await store.task_events("t")

@@ -10,7 +10,9 @@ from unittest import mock
 import pytest
 
 from taskq import BrokerMessage, SerializationError, TaskiqMessage
+from taskq.event_stores import InMemoryEventStore
 from taskq.serializers.pickle import PickleSerializer
+from taskq.task_events import EventKind
 from taskq_inmemory import InMemoryBroker
 
 
@@ -174,3 +176,58 @@ async def test_a_kick_patched_on_the_class_gets_every_message(broker):
         await echo.kiq([1])
     assert [call.args[1].task_name for call in kick.call_args_list] == [echo.task_name]
     assert broker.takes_decoded()
+
+
+async def test_with_events_a_message_is_queued_decoded_and_its_sent_event_keeps_its_bytes():
+    broker = InMemoryBroker().with_event_store(InMemoryEventStore())
+    await broker.startup()
+    try:
+        queued: list[TaskiqMessage] = []
+        kick_decoded = broker.kick_decoded
+
+        async def spy(message: TaskiqMessage) -> None:
+            queued.append(message)
+            await kick_decoded(message)
+
+        broker.kick_decoded = spy
+        echo = echo_task(broker)
+        handle = await echo.kiq([1, "a"], key={"b": None})
+        result = await handle.wait_result()
+    finally:
+        await broker.shutdown()
+    assert result.return_value == [([1, "a"],), {"key": {"b": None}}]
+    assert len(queued) == 1
+    events = await broker.event_store.task_events(handle.task_id)
+    sent = events[0]
+    assert sent.kind is EventKind.SENT
+    encoded = broker.formatter.dumps(queued[0]).message  # what a worker would have been sent
+    assert sent.message == encoded
+    assert sent.message_size == len(encoded)
+    assert [event.kind for event in events[1:]] == [
+        EventKind.RECEIVED,
+        EventKind.STARTED,
+        EventKind.SUCCEEDED,
+    ]
+
+
+async def test_with_events_a_sent_event_over_the_bound_keeps_the_size_only():
+    broker = InMemoryBroker().with_event_store(InMemoryEventStore(), max_message_bytes=10)
+    await broker.startup()
+    try:
+        queued: list[TaskiqMessage] = []
+        kick_decoded = broker.kick_decoded
+
+        async def spy(message: TaskiqMessage) -> None:
+            queued.append(message)
+            await kick_decoded(message)
+
+        broker.kick_decoded = spy
+        handle = await echo_task(broker).kiq("x" * 20)
+        await handle.wait_result()
+    finally:
+        await broker.shutdown()
+    assert len(queued) == 1
+    (sent, *_) = await broker.event_store.task_events(handle.task_id)
+    assert sent.message is None
+    assert sent.message_size is not None
+    assert sent.message_size > 20

@@ -28,6 +28,8 @@ logger = logging.getLogger("taskq.events")
 
 _now = time.time
 _kind_of = itemgetter(0)
+#: The value of the sent kind, as rows hold it (``.value`` is a property: a call each time).
+_SENT = EventKind.SENT.value
 
 #: Events kept while the store is slow or down; past it the oldest are dropped.
 DEFAULT_MAX_BUFFERED = 100_000
@@ -140,29 +142,25 @@ class EventRecorder:
             fields = (("duration", duration),)
         else:
             fields = ()
-        # `_append` written out: a call less for each event on the task path
-        buffer = self._buffer
-        if len(buffer) >= self.max_buffered:
-            buffer.popleft()
-            self.dropped += 1
         # ``_value_`` (the member's value, a plain attribute) costs less than ``.value``
-        buffer.append((kind._value_, task_id, task_name, _now() if at is None else at, fields))
-        if len(buffer) == self.batch_size:
-            self._wake.set()
+        self._append((kind._value_, task_id, task_name, _now() if at is None else at, fields))
 
     def record_now(
-        self, kind: EventKind, task_id: str, task_name: str, duration: float | None = None
+        self,
+        kind: EventKind,
+        task_id: str,
+        task_name: str,
+        fields: tuple[tuple[str, Any], ...] = (),
     ) -> None:
-        """Buffer an event of ``kind`` for this task now, with no details but its ``duration``.
+        """Buffer an event of ``kind`` now, with ``fields`` as an `EventRow` holds them.
 
-        The task path's events (received, started, succeeded): `record` without its keyword
-        dictionary and its branches, about half its cost.
+        `record` for the task path (the received, started and succeeded events): no
+        arguments to sort out, and the row appended here rather than through a call.
         """
         buffer = self._buffer
         if len(buffer) >= self.max_buffered:
             buffer.popleft()
             self.dropped += 1
-        fields = () if duration is None else (("duration", duration),)
         buffer.append((kind._value_, task_id, task_name, _now(), fields))
         if len(buffer) == self.batch_size:
             self._wake.set()
@@ -178,7 +176,13 @@ class EventRecorder:
             fields: tuple[tuple[str, Any], ...] = (("message", message), ("message_size", size))
         else:
             fields = (("message_size", size),)
-        self._append((EventKind.SENT.value, task_id, task_name, at, fields))
+        buffer = self._buffer  # appended here, as in `record_now`
+        if len(buffer) >= self.max_buffered:
+            buffer.popleft()
+            self.dropped += 1
+        buffer.append((_SENT, task_id, task_name, at, fields))
+        if len(buffer) == self.batch_size:
+            self._wake.set()
 
     def _append(self, row: EventRow) -> None:
         buffer = self._buffer

@@ -304,12 +304,13 @@ async def send_task(
     if hooks["pre_send"]:  # the hooks' coroutine only when there are hooks: the hot path
         message = await _run_pre_send(hooks["pre_send"], message)
     decoded = _decoded_copy(broker, message)
+    encoded: BrokerMessage | None
     if decoded is None:
         encoded = _encode(broker, message)
-        broker_message: BrokerMessage | None = encoded
         sending = broker.kick(encoded)
     else:  # a broker running its messages here takes them as they would be decoded
-        broker_message = None
+        # the sent event keeps the bytes a worker would have got: encoded for it alone
+        encoded = None if broker.event_recorder is None else broker.formatter.dumps(message)
         sending = broker.kick_decoded(decoded)
     sent_at = time.time()  # before the kick: a worker may receive the task before it returns
     try:
@@ -318,8 +319,8 @@ async def send_task(
         raise
     except Exception as exc:
         raise SendTaskError(f"{type(broker).__name__} could not send: {exc!r}") from exc
-    if broker_message is not None:
-        _record_sent(broker, broker_message, sent_at)
+    if encoded is not None:
+        _record_sent(broker, encoded, sent_at)
     if hooks["post_send"]:
         await _run_post_send(hooks["post_send"], message)
     return AsyncTaskiqTask(message.task_id, broker.result_backend, return_type, broker)
@@ -558,11 +559,10 @@ async def _run_pre_send(hooks: list[Any], message: TaskiqMessage) -> TaskiqMessa
 def _decoded_copy(broker: AsyncBroker, message: TaskiqMessage) -> TaskiqMessage | None:
     """The copy of ``message`` `AsyncBroker.kick_decoded` takes instead of its bytes, if it can.
 
-    None when the broker takes no decoded messages, when a ``sent`` event must keep the
-    bytes, or when the formatter cannot tell what decoding would give. The labels are checked
-    here as `_encode` checks them.
+    None when the broker takes no decoded messages or when the formatter cannot tell what
+    decoding would give. The labels are checked here as `_encode` checks them.
     """
-    if broker.event_recorder is not None or not broker.takes_decoded():
+    if not broker.takes_decoded():
         return None
     decoded = broker.formatter.decoded_copy(message)
     if decoded is not None and message.labels:

@@ -30,12 +30,13 @@ from taskq.task_events import (
 )
 
 #: The fields of one retained event, in the flat tuple of its task's events: time, write
-#: sequence, worker id (as text), kind (its value), task name, duration and the other fields
-#: set, as in an `EventRow`. One flat tuple of strings and numbers per task (replaced on each
-#: write) rather than a tuple per event: the garbage collector counts every container the store
-#: keeps, and stops tracking such tuples, so a full store does not slow the process down.
-_STRIDE = 7
-_Entry = tuple[float, int, str, str, str, "float | None", tuple[tuple[str, Any], ...]]
+#: sequence, worker id (as text), kind (its value), task name and the other fields set (the
+#: duration among them), as in an `EventRow`. One flat tuple of strings and numbers per task
+#: (replaced on each write) rather than a tuple per event: the garbage collector counts every
+#: container the store keeps, and stops tracking such tuples, so a full store does not slow
+#: the process down.
+_STRIDE = 6
+_Entry = tuple[float, int, str, str, str, tuple[tuple[str, Any], ...]]
 _kind_of = itemgetter(0)
 _time_of = itemgetter(3)
 
@@ -50,7 +51,7 @@ def _entries(events: tuple[Any, ...]) -> list[_Entry]:
 
 def _summary(task_id: str, events: tuple[Any, ...]) -> TaskSummary:
     """A task as its latest event leaves it (``events``: the task's flat tuple, in order)."""
-    at, _, worker, kind, task_name, duration, details = events[-_STRIDE:]
+    at, _, worker, kind, task_name, details = events[-_STRIDE:]
     fields = dict(details)
     return TaskSummary(
         task_id=task_id,
@@ -59,33 +60,22 @@ def _summary(task_id: str, events: tuple[Any, ...]) -> TaskSummary:
         worker=WorkerId.parse(worker),
         first_time=events[0],
         last_time=at,
-        duration=duration,
+        duration=fields.get("duration"),
         error_type=fields.get("error_type"),
         error_message=fields.get("error_message"),
     )
 
 
 def _event(task_id: str, entry: _Entry) -> TaskEvent:
-    at, _, worker, kind, task_name, duration, details = entry
+    at, _, worker, kind, task_name, details = entry
     return TaskEvent(
         EventKind(kind),
         task_id,
         task_name,
         WorkerId.parse(worker),
         at,
-        duration,
         **dict(details),
     )
-
-
-def _split_duration(
-    details: tuple[tuple[str, Any], ...],
-) -> tuple[float | None, tuple[tuple[str, Any], ...]]:
-    """A row's duration apart from its other fields (kept as they are when it has none)."""
-    for place, (key, value) in enumerate(details):
-        if key == "duration":
-            return value, details[:place] + details[place + 1 :]
-    return None, details
 
 
 class InMemoryEventStore(AsyncEventStore):
@@ -141,10 +131,7 @@ class InMemoryEventStore(AsyncEventStore):
         tasks = self._tasks
         sequence = self._written
         for kind, task_id, task_name, at, details in rows:
-            duration = None
-            if details:
-                duration, details = _split_duration(details)
-            entry = (at, sequence, worker, kind, task_name, duration, details)
+            entry = (at, sequence, worker, kind, task_name, details)
             events = tasks.get(task_id)
             if events is None:
                 tasks[task_id] = entry
@@ -189,16 +176,16 @@ class InMemoryEventStore(AsyncEventStore):
         dropped = False
         while by_age:
             last_time, last_sequence, task_id = by_age[0]
+            if self._total <= self.retention.max_events and last_time >= oldest_allowed:
+                break  # a lower bound of every task's latest time: no task is too old
             events = tasks[task_id]
             if events[1 - _STRIDE] != last_sequence:  # its latest event came since
                 heapq.heapreplace(by_age, (events[-_STRIDE], events[1 - _STRIDE], task_id))
-            elif self._total > self.retention.max_events or last_time < oldest_allowed:
+            else:
                 heapq.heappop(by_age)
                 del tasks[task_id]
                 self._total -= len(events) // _STRIDE
                 dropped = True
-            else:
-                break
         if dropped:
             self._failures = [failure for failure in self._failures if self._retained(failure)]
         while self._minutes and self._minutes[0] + 60 <= oldest_allowed:

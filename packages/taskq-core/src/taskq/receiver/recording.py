@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from taskq.result import TaskiqResult
     from taskq.task_events import WorkerHeartbeat
 
+#: Held here: ``EventKind.SUCCEEDED`` looks the member up through the enum's class each time.
+_SUCCEEDED = EventKind.SUCCEEDED
+
 
 def outcome_kind(error: BaseException | None) -> EventKind:
     """The event a run that ended with ``error`` records (None: it succeeded).
@@ -36,9 +39,8 @@ def record_outcome(
     """Record how the run of ``message`` ended, with its duration and error."""
     error = result.error
     if error is None:  # the common case first: no classification to make
-        recorder.record_now(
-            EventKind.SUCCEEDED, message.task_id, message.task_name, result.execution_time
-        )
+        fields = (("duration", result.execution_time),)
+        recorder.record_now(_SUCCEEDED, message.task_id, message.task_name, fields)
         return
     kind = outcome_kind(error)
     duration = result.execution_time

@@ -36,6 +36,10 @@ class JSONSerializer(TaskiqSerializer):
         )
         self._encoder = encoder
         self._iterencode = _c_iterencode(encoder)
+        # how the encoder writes a string (escapes, quotes)
+        self._text: Callable[[str], str] = (
+            json.encoder.encode_basestring_ascii if ensure_ascii else json.encoder.encode_basestring
+        )
         decoder = json.JSONDecoder()
         self._decode = decoder.decode
         # the C scanner JSONDecoder made (typeshed does not declare the attribute)
@@ -47,6 +51,41 @@ class JSONSerializer(TaskiqSerializer):
             if self._iterencode is None:  # pragma: no cover - CPython always has it
                 return self._encoder.encode(value).encode()
             return "".join(self._iterencode(value, 0)).encode()
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise SerializationError(f"cannot encode as JSON: {exc}") from exc
+
+    def dumpb_message(
+        self,
+        task_id: str,
+        task_name: str,
+        labels: dict[str, Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
+    ) -> bytes:
+        """`dumpb` of a message's wire dict with these five values, in this order, made faster.
+
+        The same bytes, the same errors: the dict's own frame is written here, its values
+        by the same encoder (empty containers need none).
+        """
+        encode = self._iterencode
+        if encode is None:  # pragma: no cover - CPython always has it
+            return self.dumpb(
+                {
+                    "task_id": task_id,
+                    "task_name": task_name,
+                    "labels": labels,
+                    "args": args,
+                    "kwargs": kwargs,
+                }
+            )
+        text = self._text
+        try:
+            return (
+                f'{{"task_id":{text(task_id)},"task_name":{text(task_name)},'
+                f'"labels":{"".join(encode(labels, 0)) if labels else "{}"},'
+                f'"args":{"".join(encode(args, 0)) if args else "[]"},'
+                f'"kwargs":{"".join(encode(kwargs, 0)) if kwargs else "{}"}}}'
+            ).encode()
         except (TypeError, ValueError, RecursionError) as exc:
             raise SerializationError(f"cannot encode as JSON: {exc}") from exc
 
