@@ -178,18 +178,24 @@ async def test_a_kick_patched_on_the_class_gets_every_message(broker):
     assert broker.takes_decoded()
 
 
+def spy_on_kick_decoded(broker: InMemoryBroker) -> list[TaskiqMessage]:
+    """The messages ``broker`` queues decoded from now on (its `kick_decoded` still runs)."""
+    queued: list[TaskiqMessage] = []
+    kick_decoded = broker.kick_decoded
+
+    async def spy(message: TaskiqMessage) -> None:
+        queued.append(message)
+        await kick_decoded(message)
+
+    broker.kick_decoded = spy  # type: ignore[method-assign]
+    return queued
+
+
 async def test_with_events_a_message_is_queued_decoded_and_its_sent_event_keeps_its_bytes():
     broker = InMemoryBroker().with_event_store(InMemoryEventStore())
     await broker.startup()
     try:
-        queued: list[TaskiqMessage] = []
-        kick_decoded = broker.kick_decoded
-
-        async def spy(message: TaskiqMessage) -> None:
-            queued.append(message)
-            await kick_decoded(message)
-
-        broker.kick_decoded = spy
+        queued = spy_on_kick_decoded(broker)
         echo = echo_task(broker)
         handle = await echo.kiq([1, "a"], key={"b": None})
         result = await handle.wait_result()
@@ -214,14 +220,7 @@ async def test_with_events_a_sent_event_over_the_bound_keeps_the_size_only():
     broker = InMemoryBroker().with_event_store(InMemoryEventStore(), max_message_bytes=10)
     await broker.startup()
     try:
-        queued: list[TaskiqMessage] = []
-        kick_decoded = broker.kick_decoded
-
-        async def spy(message: TaskiqMessage) -> None:
-            queued.append(message)
-            await kick_decoded(message)
-
-        broker.kick_decoded = spy
+        queued = spy_on_kick_decoded(broker)
         handle = await echo_task(broker).kiq("x" * 20)
         await handle.wait_result()
     finally:

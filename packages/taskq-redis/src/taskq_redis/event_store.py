@@ -30,13 +30,12 @@ without pausing), and reads no longer use it; the rest of the data reads as befo
 
 from __future__ import annotations
 
-import itertools
 import json
 import json.encoder
 import time
 from base64 import b64decode
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from operator import itemgetter
 from typing import Any, ClassVar, cast
@@ -590,12 +589,8 @@ class _Batch:
     """
 
     def __init__(self, rows: Sequence[EventRow], workers: Workers) -> None:
-        row_workers: Iterable[str]
-        if isinstance(workers, str):
-            tasks, row_workers = _tasks_of_one(rows, workers), itertools.repeat(workers)
-        else:
-            tasks, row_workers = _tasks_of_many(rows, workers), workers
-        self.tasks = tasks
+        row_workers = [workers] * len(rows) if isinstance(workers, str) else workers
+        self.tasks = tasks = _tasks_of(rows, row_workers)
         self.counts = _counts(rows)
         self.failures: list[list[Any]] = []
         if any(EventKind.FAILED.value in by_kind for by_kind in self.counts.values()):
@@ -640,27 +635,7 @@ class _Batch:
         return [_json(entries), _json(indexes), "\n".join(values)]
 
 
-def _tasks_of_one(rows: Sequence[EventRow], worker: str) -> dict[str, list[Any]]:
-    """`_Batch.tasks` of rows one worker recorded: as `_tasks_of_many` makes it, less to check."""
-    tasks: dict[str, list[Any]] = {}
-    for row in rows:
-        kind, task_id, name, at, details = row
-        task = tasks.get(task_id)
-        if task is None:
-            line: list[Any] = [worker, name]
-            task = tasks[task_id] = [row, worker, line, len(tasks) + 1]
-        else:
-            line = task[2]
-            if at >= task[0][3]:
-                task[0] = row
-        if name == line[1]:
-            line.append((kind, at, details) if details else (kind, at))
-        else:
-            line.append((kind, at, details, name, worker))
-    return tasks
-
-
-def _tasks_of_many(rows: Sequence[EventRow], workers: Sequence[str]) -> dict[str, list[Any]]:
+def _tasks_of(rows: Sequence[EventRow], workers: Sequence[str]) -> dict[str, list[Any]]:
     """`_Batch.tasks` of rows each with its worker (``workers[i]`` recorded ``rows[i]``)."""
     tasks: dict[str, list[Any]] = {}
     for row, worker in zip(rows, workers, strict=True):
