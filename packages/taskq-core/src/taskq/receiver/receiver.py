@@ -193,11 +193,13 @@ class Receiver:
             recorder.record(EventKind.RECEIVED, message.task_id, message.task_name)
         context = current_task.set((message.task_id, message.task_name))
         held = HeldKey.of(message)
-        holding = running_key.set(held)
+        # None (no key) is what the context holds unless a task runs a message in place
+        holding = None if held is None and running_key.get() is None else running_key.set(held)
         try:
             await self._process_decoded(message, acker, held)
         finally:
-            running_key.reset(holding)
+            if holding is not None:
+                running_key.reset(holding)
             current_task.reset(context)
         if held is not None and (acker.is_acked or not acker.is_ackable):
             await held.free(self.broker)  # the task ended; unsettled, it runs again later
