@@ -399,6 +399,24 @@ async def test_max_async_tasks_bounds_the_tasks_sent_to_an_idle_broker():
     assert peak == 3
 
 
+async def test_a_long_chain_of_tasks_sending_tasks_runs_every_link():
+    broker = InMemoryBroker(max_async_tasks=5_000, max_stored_results=-1)  # room for all
+    handles = []
+
+    @broker.task
+    async def link(left: int) -> int:
+        if left:
+            handles.append(await link.kiq(left - 1))
+        return left
+
+    await broker.startup()
+    handles.append(await link.kiq(3_000))
+    await eventually(lambda: len(handles) == 3_001)
+    results = [await handle.wait_result(timeout=5) for handle in handles]
+    await broker.shutdown()
+    assert sorted(result.return_value for result in results) == list(range(3_001))
+
+
 sender_only: contextvars.ContextVar[str] = contextvars.ContextVar("sender_only", default="unset")
 
 

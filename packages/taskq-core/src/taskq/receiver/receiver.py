@@ -140,6 +140,7 @@ class Receiver:
         # while the consume loop runs: what `hand_over` needs to run a message in its place
         # (its slots, its loop, the context its message tasks start from)
         self._consuming: _Consuming | None = None
+        self._handing_over = False  # while `hand_over` starts a message
 
     # -- one message --------------------------------------------------------------------------
 
@@ -574,12 +575,19 @@ class Receiver:
         consuming = self._consuming
         if (
             consuming is None
+            or self._handing_over
             or consuming.slots.free <= 1
             or running_loop(consuming.loop) is not consuming.loop
         ):
             return False
         consuming.slots.free -= 1
-        self._spawn(message, consuming.slots, consuming.loop, consuming.context.copy())
+        # a message started here may run at once (3.12+) and send one itself: that one goes
+        # through the broker, so that a chain of tasks sending tasks never nests deeper
+        self._handing_over = True
+        try:
+            self._spawn(message, consuming.slots, consuming.loop, consuming.context.copy())
+        finally:
+            self._handing_over = False
         return True
 
     @property
