@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import subprocess
 import sys
 import time
@@ -373,3 +374,57 @@ def test_building_a_broker_leaves_dependency_injection_unimported() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+async def test_max_async_tasks_bounds_the_tasks_sent_to_an_idle_broker():
+    broker = InMemoryBroker(max_async_tasks=3)
+    running = peak = 0
+    release = asyncio.Event()
+
+    @broker.task
+    async def hold() -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await release.wait()
+        running -= 1
+
+    await broker.startup()
+    handles = [await hold.kiq() for _ in range(10)]
+    await eventually(lambda: running == 3)
+    release.set()
+    for handle in handles:
+        assert not (await handle.wait_result(timeout=2)).is_err
+    await broker.shutdown()
+    assert peak == 3
+
+
+async def test_a_long_chain_of_tasks_sending_tasks_runs_every_link():
+    broker = InMemoryBroker(max_async_tasks=5_000, max_stored_results=-1)  # room for all
+    handles = []
+
+    @broker.task
+    async def link(left: int) -> int:
+        if left:
+            handles.append(await link.kiq(left - 1))
+        return left
+
+    await broker.startup()
+    handles.append(await link.kiq(3_000))
+    await eventually(lambda: len(handles) == 3_001)
+    results = [await handle.wait_result(timeout=5) for handle in handles]
+    await broker.shutdown()
+    assert sorted(result.return_value for result in results) == list(range(3_001))
+
+
+sender_only: contextvars.ContextVar[str] = contextvars.ContextVar("sender_only", default="unset")
+
+
+async def test_a_task_does_not_see_the_senders_context_variables(broker):
+    @broker.task
+    async def read() -> str:
+        return sender_only.get()
+
+    sender_only.set("sender")
+    results = [await (await read.kiq()).wait_result(timeout=2) for _ in range(3)]
+    assert [result.return_value for result in results] == ["unset"] * 3

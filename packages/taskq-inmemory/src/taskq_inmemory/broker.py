@@ -23,6 +23,9 @@ from taskq_inmemory.result_backend import InmemoryResultBackend
 
 logger = logging.getLogger("taskq.inmemory")
 
+#: Trips through the event loop `InMemoryBroker.startup` gives its consumer to start.
+_CONSUMER_START_TRIPS = 4
+
 
 class InMemoryBroker(AsyncBroker):
     """Runs tasks in this process, for development and tests.
@@ -117,11 +120,15 @@ class InMemoryBroker(AsyncBroker):
         )
 
     async def kick_decoded(self, message: TaskiqMessage) -> None:
-        """Queue the decoded message (or run it, with ``await_inplace``), as `kick` its bytes."""
+        """Queue the decoded message (or run it, with ``await_inplace``), as `kick` its bytes.
+
+        When nothing is queued and this broker's consumer waits for a message with room for
+        one more, the message is handed to it at once, sparing it a trip through the queue.
+        """
         priority, delay = _placement(message.labels)
         if self._runs_in_place(message.task_name, delay):
             await self.receiver.callback(message)
-        else:
+        elif delay > 0 or self.queue.ready or not self.receiver.hand_over(message):
             self.queue.put(message, priority, delay)
 
     def _runs_in_place(self, task_name: str, delay: float) -> bool:
@@ -216,6 +223,22 @@ class InMemoryBroker(AsyncBroker):
         if not self.is_worker_process:
             await self.run_event_handlers(TaskiqEvents.WORKER_STARTUP)
             self._ensure_consumer()
+            await self._consumer_ready()
+
+    async def _consumer_ready(self) -> None:
+        """Let the consumer start, so that the first messages are handed to it directly.
+
+        A few trips through the event loop at most (it needs two): a consumer not ready by
+        then takes its messages from the queue. Not when the consumer itself starts the
+        broker (a ``kiq`` before `startup`).
+        """
+        consumer = self._consumer
+        if consumer is None or consumer is asyncio.current_task():
+            return
+        for _ in range(_CONSUMER_START_TRIPS):
+            if consumer.done() or self.receiver.consuming:
+                return
+            await asyncio.sleep(0)
 
     async def shutdown(self) -> None:
         """Run what is queued and ready, wait for running tasks, then shut everything down.

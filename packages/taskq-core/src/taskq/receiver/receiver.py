@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from taskq._awaitable import maybe_await
 from taskq._cancelling import cancel_until_done
+from taskq._running_loop import running_loop
 from taskq.acks import AckableMessage, AckController, AcknowledgeType
 from taskq.control.unique import HeldKey, running_key
 from taskq.exceptions import (
@@ -138,6 +140,10 @@ class Receiver:
         self._forget_done_at = 2 * (self.max_async_tasks + max_prefetch)
         self._run_slots: asyncio.Semaphore | None = None
         self._watch: CancelWatch | None = None
+        # while the consume loop runs: what `hand_over` needs to run a message in its place
+        # (its slots, its loop, the context its message tasks start from)
+        self._consuming: _Consuming | None = None
+        self._handing_over = False  # while `hand_over` starts a message
 
     # -- one message --------------------------------------------------------------------------
 
@@ -191,11 +197,13 @@ class Receiver:
             recorder.record_now(_RECEIVED, message.task_id, message.task_name)
         context = current_task.set((message.task_id, message.task_name))
         held = HeldKey.of(message)
-        holding = running_key.set(held)
+        # None (no key) is what the context holds unless a task runs a message in place
+        holding = None if held is None and running_key.get() is None else running_key.set(held)
         try:
             await self._process_decoded(message, acker, held)
         finally:
-            running_key.reset(holding)
+            if holding is not None:
+                running_key.reset(holding)
             current_task.reset(context)
         if held is not None and (acker.is_acked or not acker.is_ackable):
             await held.free(self.broker)  # the task ended; unsettled, it runs again later
@@ -528,6 +536,19 @@ class Receiver:
         self.broker.worker_capacity = self.max_async_tasks + self.max_prefetch
         messages = (self.broker.listen() if source is None else source).__aiter__()
         loop = asyncio.get_running_loop()  # once: before 3.12 each call is a system call
+        if self.max_tasks_to_execute is None:  # else each message must be counted here
+            self._consuming = _Consuming(fetch_slots, loop, contextvars.copy_context())
+        try:
+            await self._take_and_spawn(messages, fetch_slots, loop)
+        finally:
+            self._consuming = None
+
+    async def _take_and_spawn(
+        self,
+        messages: AsyncIterator[bytes | AckableMessage | TaskiqMessage],
+        fetch_slots: Slots,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         taken = since_yield = 0
         while self.max_tasks_to_execute is None or taken < self.max_tasks_to_execute:
             if fetch_slots.free <= 0:
@@ -545,13 +566,46 @@ class Receiver:
             fetch_slots.free -= 1  # taken: given back when the message is done
             self._spawn(message, fetch_slots, loop)
 
+    def hand_over(self, message: bytes | AckableMessage | TaskiqMessage) -> bool:
+        """Start running ``message`` now, as the consume loop would once it took it.
+
+        Only while the loop runs (in this thread's running event loop) and has a slot free
+        beyond the one it may be about to fill; else False, and the message goes through
+        the broker. A broker running its own messages thus spares the loop a wake-up per
+        message. The message runs as if the loop had taken it: it holds one of its slots,
+        in a context copied from the loop's.
+        """
+        consuming = self._consuming
+        if (
+            consuming is None
+            or self._handing_over
+            or consuming.slots.free <= 1
+            or running_loop(consuming.loop) is not consuming.loop
+        ):
+            return False
+        consuming.slots.free -= 1
+        # a message started here may run at once (3.12+) and send one itself: that one goes
+        # through the broker, so that a chain of tasks sending tasks never nests deeper
+        self._handing_over = True
+        try:
+            self._spawn(message, consuming.slots, consuming.loop, consuming.context.copy())
+        finally:
+            self._handing_over = False
+        return True
+
+    @property
+    def consuming(self) -> bool:
+        """Whether the consume loop runs and takes messages handed over (`hand_over`)."""
+        return self._consuming is not None
+
     def _spawn(
         self,
         message: bytes | AckableMessage | TaskiqMessage,
         slots: Slots,
         loop: asyncio.AbstractEventLoop,
+        context: contextvars.Context | None = None,
     ) -> None:
-        running = start_eagerly(self._run_message(message, slots), loop)
+        running = start_eagerly(self._run_message(message, slots), loop, context)
         if running is None:  # done without waiting
             return
         if len(self._running) >= self._forget_done_at:
@@ -576,6 +630,14 @@ class Receiver:
     def close(self) -> None:
         """Release the thread pool this receiver made for sync tasks (if it made one)."""
         self.task_executor.close()
+
+
+class _Consuming(NamedTuple):
+    """The consume loop's state `Receiver.hand_over` runs a message with."""
+
+    slots: Slots
+    loop: asyncio.AbstractEventLoop
+    context: contextvars.Context
 
 
 def _jitter(max_jitter: int) -> int:
