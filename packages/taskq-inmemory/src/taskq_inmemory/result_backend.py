@@ -83,6 +83,13 @@ class InmemoryResultBackend(AsyncResultBackend[_ReturnType]):
         """Wait until the result of ``task_id`` is stored, without polling."""
         if self._fresh(self.results, task_id) is not None:
             return True
+        if timeout is None or timeout > 0:
+            # a task just handed to a worker of this process is usually queued to run before
+            # this one resumes: let it run first, so that a result it stores at once costs no
+            # waiter and no further trip through the event loop
+            await asyncio.sleep(0)
+            if self._fresh(self.results, task_id) is not None:
+                return True
         self._loop = loop = running_loop(self._loop)
         waiter = loop.create_future()
         self._waiters.setdefault(task_id, []).append(waiter)
