@@ -110,15 +110,15 @@ class InmemoryResultBackend(AsyncResultBackend[_ReturnType]):
         store[task_id] = value
         deadlines = self._expires_at[id(store)]
         now = time.monotonic()
-        if self.result_ttl is None:
+        ttl = self.result_ttl
+        if ttl is None:
             deadlines.pop(task_id, None)
         else:
-            deadlines[task_id] = now + self.result_ttl
+            deadlines[task_id] = now + ttl
         limit = self.max_stored_results
         while store:  # the oldest go first: past the limit, or expired
             oldest = next(iter(store))
-            over_limit = limit != -1 and len(store) > limit
-            if not over_limit and deadlines.get(oldest, math.inf) > now:
+            if (limit == -1 or len(store) <= limit) and deadlines.get(oldest, math.inf) > now:
                 break
             del store[oldest]
             deadlines.pop(oldest, None)
