@@ -73,8 +73,10 @@ class AsyncTaskiqTask(Generic[_ReturnType]):
             raise
         except Exception as exc:
             raise ResultGetError(f"cannot read the result of task {self.task_id}: {exc}") from exc
-        if self.return_type is not None and not result.is_err:
-            result.return_value = self._cast_return(result.return_value)
+        value, return_type = result.return_value, self.return_type
+        # a value of exactly the annotated type (None for ``-> None``) is kept as it is
+        if return_type is not None and type(value) is not return_type and not result.is_err:
+            result.return_value = self._cast_return(value)
         return result
 
     async def wait_result(

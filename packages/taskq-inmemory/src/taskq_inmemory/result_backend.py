@@ -83,6 +83,13 @@ class InmemoryResultBackend(AsyncResultBackend[_ReturnType]):
         """Wait until the result of ``task_id`` is stored, without polling."""
         if self._fresh(self.results, task_id) is not None:
             return True
+        if timeout is None or timeout > 0:
+            # a task just handed to a worker of this process is usually queued to run before
+            # this one resumes: let it run first, so that a result it stores at once costs no
+            # waiter and no further trip through the event loop
+            await asyncio.sleep(0)
+            if self._fresh(self.results, task_id) is not None:
+                return True
         self._loop = loop = running_loop(self._loop)
         waiter = loop.create_future()
         self._waiters.setdefault(task_id, []).append(waiter)
@@ -103,15 +110,15 @@ class InmemoryResultBackend(AsyncResultBackend[_ReturnType]):
         store[task_id] = value
         deadlines = self._expires_at[id(store)]
         now = time.monotonic()
-        if self.result_ttl is None:
+        ttl = self.result_ttl
+        if ttl is None:
             deadlines.pop(task_id, None)
         else:
-            deadlines[task_id] = now + self.result_ttl
+            deadlines[task_id] = now + ttl
         limit = self.max_stored_results
         while store:  # the oldest go first: past the limit, or expired
             oldest = next(iter(store))
-            over_limit = limit != -1 and len(store) > limit
-            if not over_limit and deadlines.get(oldest, math.inf) > now:
+            if (limit == -1 or len(store) <= limit) and deadlines.get(oldest, math.inf) > now:
                 break
             del store[oldest]
             deadlines.pop(oldest, None)

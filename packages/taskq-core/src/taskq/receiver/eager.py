@@ -27,15 +27,13 @@ def start_eagerly(
     A task factory set on the loop is honoured (the task is then made by the factory). On
     Python 3.10 the task is a `MessageTask`, which can tell that it was cancelled.
     """
-    eager = sys.version_info >= (3, 12) and loop.get_task_factory() is None
-    if context is not None and not eager:
-        # a task copies the context it is made in; ``context`` is one no task runs in, so
-        # entering it here cannot clash (with a task it started here that enters another)
-        return context.run(start_eagerly, coro, loop)
     if loop.get_task_factory() is not None:
-        return loop.create_task(coro)
+        return loop.create_task(coro) if context is None else context.run(loop.create_task, coro)
     if sys.version_info >= (3, 12):
         task: asyncio.Task[None] = asyncio.Task(coro, loop=loop, eager_start=True, context=context)
-    else:  # pragma: no cover - exercised on 3.10 and 3.11
-        task = MessageTask(coro, loop=loop)  # what create_task does, minus its checks
-    return None if task.done() else task
+        return None if task.done() else task
+    # 3.10 and 3.11: scheduled, not started; what create_task does, minus its checks (the
+    # task copies the context it is made in: ``context``, which no task runs in, if given)
+    if context is None:  # pragma: no cover - exercised on 3.10 and 3.11
+        return MessageTask(coro, loop=loop)
+    return context.run(MessageTask, coro, loop=loop)  # pragma: no cover - 3.10 and 3.11
