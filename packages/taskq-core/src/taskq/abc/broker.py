@@ -17,9 +17,8 @@ on first use, so that importing the contracts imports nothing concrete:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from taskq._lazy import import_on_access
+import importlib
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from taskq.acks import AckableMessage
@@ -35,8 +34,12 @@ _DEFINED_IN = {
 }
 
 
-# The deferred imports of the contracts: compatibility names, resolved on use.
-__getattr__ = import_on_access(globals(), _DEFINED_IN)
+def __getattr__(name: str) -> Any:
+    # The deferred imports of the contracts: compatibility names, resolved on use.
+    module = _DEFINED_IN.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
 __all__ = ["AckableMessage", "AsyncBroker", "default_id_generator"]
