@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -70,6 +72,36 @@ async def test_a_serial_connection_waits_out_a_blocking_read(redis_url: str, red
     read = await serial.call(lambda redis: redis.xread({stream: "$"}, block=1500), wait_s=1.5)
     assert not read  # nothing came: no reply timeout either
     await serial.close()
+
+
+async def test_a_serial_connection_is_cut_off_at_each_calls_own_deadline(redis_url: str) -> None:
+    async with relayed(redis_url) as relay:
+        serial = SerialConnection(RedisConnection(relay.url, "Part", socket_timeout=1))
+        assert await serial.call(lambda redis: redis.ping(), wait_s=60)  # a far deadline
+        relay.hang()
+        # cut off after 1 s, not 61: the bound (far above 1 s) only catches a late cut
+        call = serial.call(lambda redis: redis.ping())
+        with pytest.raises(RedisTimeoutError, match="within 1 s"):
+            await asyncio.wait_for(call, 30)
+        relay.restore()
+        assert await serial.call(lambda redis: redis.ping())
+        await serial.close()
+
+
+async def test_a_call_cancelled_by_its_caller_is_not_a_timeout(redis_url: str) -> None:
+    async with relayed(redis_url) as relay:
+        serial = SerialConnection(RedisConnection(relay.url, "Part", socket_timeout=1))
+        relay.hang()
+        call = asyncio.ensure_future(serial.call(lambda redis: redis.ping()))
+        await asyncio.sleep(0.1)  # the call is in flight
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        with pytest.raises(RedisTimeoutError):  # the next call still has its deadline
+            await serial.call(lambda redis: redis.ping())
+        relay.restore()
+        assert await serial.call(lambda redis: redis.ping())
+        await serial.close()
 
 
 def test_the_reply_timeout_is_the_socket_timeout_or_redis_pys_default() -> None:
