@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from taskq_redis.connection import (
@@ -15,6 +16,7 @@ from taskq_redis.connection import (
     redacted,
 )
 from taskq_redis.testing import relayed
+from taskq_redis.wire import CommandPrefix
 
 
 def test_only_redis_urls_are_accepted() -> None:
@@ -102,6 +104,41 @@ async def test_a_call_cancelled_by_its_caller_is_not_a_timeout(redis_url: str) -
         relay.restore()
         assert await serial.call(lambda redis: redis.ping())
         await serial.close()
+
+
+async def test_a_serial_connection_sends_packed_commands_and_argument_lists(
+    redis_url: str, redis_prefix: str
+) -> None:
+    serial = SerialConnection(RedisConnection(redis_url, "Part"))
+    key, other = f"{redis_prefix}:k\u00e9", f"{redis_prefix}:list"
+    set_key = CommandPrefix(("SET", key))
+    assert await serial.execute(
+        [set_key.complete(b"a\r\nb"), b"*2\r\n$3\r\nGET\r\n$1\r\nx\r\n"]
+    ) == [
+        b"OK",
+        None,
+    ]
+    assert await serial.execute([("GET", key)]) == [b"a\r\nb"]
+    await serial.execute([("RPUSH", other, 1)])
+    # an error reply fails the call once every reply was read: the next call is in step
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await serial.execute(
+            [CommandPrefix(("GET",)).complete(other.encode()), set_key.complete(b"c")]
+        )
+    assert await serial.execute([("GET", key)]) == [b"c"]
+    assert await serial.execute([]) == []
+    await serial.execute([("DEL", key, other)])
+    await serial.close()
+
+
+def test_a_command_prefix_takes_bytes_text_and_integers() -> None:
+    prefix = CommandPrefix(("XADD", "s\u00e9", "MAXLEN", "~", 10, b"*"), encoding="latin-1")
+    assert prefix.complete(b"m") == (
+        b"*7\r\n$4\r\nXADD\r\n$2\r\ns\xe9\r\n$6\r\nMAXLEN\r\n$1\r\n~\r\n$2\r\n10\r\n"
+        b"$1\r\n*\r\n$1\r\nm\r\n"
+    )
+    with pytest.raises(TypeError, match="bytes, str or int"):
+        CommandPrefix(("SET", 1.5))
 
 
 def test_the_reply_timeout_is_the_socket_timeout_or_redis_pys_default() -> None:
