@@ -283,6 +283,19 @@ async def test_priority_backlog_is_read_highest_first_with_clamping(new_broker):
     assert received == [b"top", b"over", b"mid", b"one", b"low", b"neg"]
 
 
+async def test_the_stream_cap_applies_to_sends_also_when_set_later(new_broker, raw_redis):
+    broker = await new_broker(worker=False)
+    stream = broker.keys.streams[0]
+    for n in range(250):
+        await broker.kick(message(b"%d" % n))
+    assert raw_redis.xlen(stream) == 250  # no cap
+    broker.max_stream_length = 1
+    await broker.kick(message(b"capped"))
+    # MAXLEN ~ trims whole nodes of the stream (100 entries each by default)
+    assert raw_redis.xlen(stream) < 250
+    assert raw_redis.xrevrange(stream, count=1)[0][1] == {b"m": b"capped"}
+
+
 async def test_labels_that_are_not_numbers_are_refused(new_broker):
     broker = await new_broker(worker=False)
     with pytest.raises(InvalidLabelError, match="priority"):

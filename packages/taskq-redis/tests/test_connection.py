@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from taskq_redis.connection import (
@@ -13,6 +16,7 @@ from taskq_redis.connection import (
     redacted,
 )
 from taskq_redis.testing import relayed
+from taskq_redis.wire import CommandPrefix
 
 
 def test_only_redis_urls_are_accepted() -> None:
@@ -70,6 +74,71 @@ async def test_a_serial_connection_waits_out_a_blocking_read(redis_url: str, red
     read = await serial.call(lambda redis: redis.xread({stream: "$"}, block=1500), wait_s=1.5)
     assert not read  # nothing came: no reply timeout either
     await serial.close()
+
+
+async def test_a_serial_connection_is_cut_off_at_each_calls_own_deadline(redis_url: str) -> None:
+    async with relayed(redis_url) as relay:
+        serial = SerialConnection(RedisConnection(relay.url, "Part", socket_timeout=1))
+        assert await serial.call(lambda redis: redis.ping(), wait_s=60)  # a far deadline
+        relay.hang()
+        # cut off after 1 s, not 61: the bound (far above 1 s) only catches a late cut
+        call = serial.call(lambda redis: redis.ping())
+        with pytest.raises(RedisTimeoutError, match="within 1 s"):
+            await asyncio.wait_for(call, 30)
+        relay.restore()
+        assert await serial.call(lambda redis: redis.ping())
+        await serial.close()
+
+
+async def test_a_call_cancelled_by_its_caller_is_not_a_timeout(redis_url: str) -> None:
+    async with relayed(redis_url) as relay:
+        serial = SerialConnection(RedisConnection(relay.url, "Part", socket_timeout=1))
+        relay.hang()
+        call = asyncio.ensure_future(serial.call(lambda redis: redis.ping()))
+        await asyncio.sleep(0.1)  # the call is in flight
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        with pytest.raises(RedisTimeoutError):  # the next call still has its deadline
+            await serial.call(lambda redis: redis.ping())
+        relay.restore()
+        assert await serial.call(lambda redis: redis.ping())
+        await serial.close()
+
+
+async def test_a_serial_connection_sends_packed_commands_and_argument_lists(
+    redis_url: str, redis_prefix: str
+) -> None:
+    serial = SerialConnection(RedisConnection(redis_url, "Part"))
+    key, other = f"{redis_prefix}:k\u00e9", f"{redis_prefix}:list"
+    set_key = CommandPrefix(("SET", key))
+    assert await serial.execute(
+        [set_key.complete(b"a\r\nb"), b"*2\r\n$3\r\nGET\r\n$1\r\nx\r\n"]
+    ) == [
+        b"OK",
+        None,
+    ]
+    assert await serial.execute([("GET", key)]) == [b"a\r\nb"]
+    await serial.execute([("RPUSH", other, 1)])
+    # an error reply fails the call once every reply was read: the next call is in step
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await serial.execute(
+            [CommandPrefix(("GET",)).complete(other.encode()), set_key.complete(b"c")]
+        )
+    assert await serial.execute([("GET", key)]) == [b"c"]
+    assert await serial.execute([]) == []
+    await serial.execute([("DEL", key, other)])
+    await serial.close()
+
+
+def test_a_command_prefix_takes_bytes_text_and_integers() -> None:
+    prefix = CommandPrefix(("XADD", "s\u00e9", "MAXLEN", "~", 10, b"*"), encoding="latin-1")
+    assert prefix.complete(b"m") == (
+        b"*7\r\n$4\r\nXADD\r\n$2\r\ns\xe9\r\n$6\r\nMAXLEN\r\n$1\r\n~\r\n$2\r\n10\r\n"
+        b"$1\r\n*\r\n$1\r\nm\r\n"
+    )
+    with pytest.raises(TypeError, match="bytes, str or int"):
+        CommandPrefix(("SET", 1.5))
 
 
 def test_the_reply_timeout_is_the_socket_timeout_or_redis_pys_default() -> None:

@@ -303,7 +303,7 @@ async def send_task(
     hooks = broker.middleware_hooks
     if hooks["pre_send"]:  # the hooks' coroutine only when there are hooks: the hot path
         message = await _run_pre_send(hooks["pre_send"], message)
-    decoded = _decoded_copy(broker, message)
+    decoded = _decoded_copy(broker, message) if broker.takes_decoded() else None
     encoded: BrokerMessage | None
     if decoded is None:
         encoded = _encode(broker, message)
@@ -559,11 +559,9 @@ async def _run_pre_send(hooks: list[Any], message: TaskiqMessage) -> TaskiqMessa
 def _decoded_copy(broker: AsyncBroker, message: TaskiqMessage) -> TaskiqMessage | None:
     """The copy of ``message`` `AsyncBroker.kick_decoded` takes instead of its bytes, if it can.
 
-    None when the broker takes no decoded messages or when the formatter cannot tell what
+    For a broker that takes decoded messages; None when the formatter cannot tell what
     decoding would give. The labels are checked here as `_encode` checks them.
     """
-    if not broker.takes_decoded():
-        return None
     decoded = broker.formatter.decoded_copy(message)
     if decoded is not None and message.labels:
         _check_labels(broker, message.labels)

@@ -89,7 +89,8 @@ class Reconnector:
                     raise
                 delay = await self.pause(action, exc, delay)
                 continue
-            self.restored()
+            if self._gave_up or self._down_since is not None:  # else nothing to note
+                self.restored()
             return result
 
     def _gives_up(self, first_failure: float, give_up_after_s: float) -> bool:

@@ -46,7 +46,9 @@ class BatchSender(Generic[_Item]):
             try:
                 if self._wait_for_turn:
                     await asyncio.sleep(0)  # what is submitted during this turn goes along
-                await self._send_with_joined(item)
+                    await self._send_with_joined(item)
+                else:  # nothing can have joined: nothing ran since the sender was idle
+                    await self._send([item])
             finally:
                 self._send_waiting()
             return

@@ -8,7 +8,7 @@ import itertools
 import logging
 import os
 import socket
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import redis.asyncio as aioredis
@@ -37,6 +37,7 @@ from taskq_redis.reconnect import CONNECTION_ERRORS, DEFAULT_MAX_DELAY_S, Reconn
 from taskq_redis.script_batch import BatchedScript
 from taskq_redis.scripts import KICK_MANY, ScriptArgs, ScriptKeys, Scripts
 from taskq_redis.unique import RELEASE_SCRIPT, KeyRelease, RedisUniqueStore
+from taskq_redis.wire import CommandPrefix
 
 if TYPE_CHECKING:
     from taskq_redis.dead_letters import DeadLetterQueue
@@ -215,9 +216,11 @@ class RedisStreamBroker(AsyncBroker):
         self._kick_connection = SerialConnection(self.connection)
         self._ack_connection = SerialConnection(self.connection)
         # a client's kicks come one after another: each goes at once, without a turn's wait
-        self.kick_sender: BatchSender[tuple[int, bytes]] = BatchSender(
-            self._send_kicks, wait_for_turn=False
-        )
+        self.kick_sender: BatchSender[bytes] = BatchSender(self._send_kicks, wait_for_turn=False)
+        # per priority level, the XADD of a message but the message: made again when the
+        # options change (the keys, the stream cap)
+        self._xadds: tuple[CommandPrefix, ...] = ()
+        self._xadds_of: BrokerOptions | None = None
         self.ack_sender: BatchSender[Settlement] = BatchSender(self._send_acks)
         self._kick_many_script = BatchedScript(self.connection, KICK_MANY)
         self._scripts: Scripts | None = None
@@ -354,11 +357,14 @@ class RedisStreamBroker(AsyncBroker):
                 integral number, ``inf`` or ``nan``, ...).
             SendUnavailableError: Redis did not answer for ``send_timeout_s``.
         """
-        level, delay_ms = self._placement(message)
-        if delay_ms > 0:
-            await self._kick_delayed(level, message.message, delay_ms)
-            return
-        await self.kick_sender.submit((level, message.message))
+        level = 0
+        if message.labels:
+            level, delay_ms = self._placement(message)
+            if delay_ms > 0:
+                await self._kick_delayed(level, message.message, delay_ms)
+                return
+        xadds = self._xadds if self._xadds_of is self.options else self._make_xadds()
+        await self.kick_sender.submit(xadds[level].complete(message.message))
 
     async def kick_many(self, messages: Sequence[BrokerMessage]) -> None:
         """Send a batch as `kick` sends each message, in one round trip and in batch order.
@@ -432,17 +438,27 @@ class RedisStreamBroker(AsyncBroker):
         args: ScriptArgs = [delay_ms, member]
         await self._sending(functools.partial(self.scripts.kick_delayed, keys, args))
 
-    async def _send_kicks(self, items: list[tuple[int, bytes]]) -> None:
-        streams, maxlen = self.keys.streams, self.max_stream_length
+    def _make_xadds(self) -> tuple[CommandPrefix, ...]:
+        """Per priority level, the ``XADD`` of a message but the message (see `CommandPrefix`)."""
+        options = self.options
+        maxlen = options.max_stream_length
         cap = ("MAXLEN", "~", maxlen) if maxlen is not None else ()
-        commands = [("XADD", streams[level], *cap, "*", b"m", payload) for level, payload in items]
-        await self._sending(lambda: self._kick_connection.execute(commands))
+        encoding = self.connection.connection_kwargs.get("encoding", "utf-8")
+        self._xadds = tuple(
+            CommandPrefix(("XADD", stream, *cap, "*", "m"), encoding)
+            for stream in options.keys.streams
+        )
+        self._xadds_of = options
+        return self._xadds
+
+    def _send_kicks(self, commands: list[bytes]) -> Awaitable[None]:
+        return self._sending(lambda: self._kick_connection.execute(commands))
 
     async def _sending(self, operation: Callable[[], Any]) -> Any:
         """Run ``operation`` (retried for ``send_timeout_s``) and return what it returned."""
         try:
             return await self.reconnector.call(
-                "send a task", operation, give_up_after_s=self.send_timeout_s
+                "send a task", operation, give_up_after_s=self.options.send_timeout_s
             )
         except CONNECTION_ERRORS as exc:
             raise unavailable(

@@ -19,6 +19,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from taskq_redis.deadline import CallDeadline
+
 #: The server every Redis part uses when given no URL.
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 #: Seconds a `SerialConnection` call waits for Redis's reply (and for a connection to open)
@@ -111,11 +113,12 @@ class SerialConnection:
     Python 3.12 a task of its own, and more turns of the event loop) plus a timer on the
     reply, and the shared pool takes a lock and a timer to lend a connection: together about
     half the CPU of a lone ``XADD``. This connection has no ``socket_timeout`` and is held,
-    not lent; `call` bounds a whole call (one command or a pipeline) by one timer instead, so
-    a server that stops answering is still noticed within the same ``socket_timeout`` (default
-    `DEFAULT_REPLY_TIMEOUT_S`): the connection is dropped and `RedisTimeoutError` raised, as
-    redis-py does. Calls must not overlap (a `BatchSender` makes one at a time); a pipeline
-    takes a second connection of the same kind.
+    not lent; `call` bounds a whole call (one command or a pipeline) by a deadline instead,
+    all calls sharing one timer (a `CallDeadline`), so a server that stops answering is still
+    noticed within the same ``socket_timeout`` (default `DEFAULT_REPLY_TIMEOUT_S`): the
+    connection is dropped and `RedisTimeoutError` raised, as redis-py does. Calls must not
+    overlap (a `BatchSender` makes one at a time; an overlapping call gets a timer of its
+    own); a pipeline takes a second connection of the same kind.
     """
 
     def __init__(self, connection: RedisConnection) -> None:
@@ -128,6 +131,7 @@ class SerialConnection:
         self._url = connection.url
         self._options = options
         self._client: aioredis.Redis | None = None
+        self._deadline = CallDeadline()  # one call at a time: one deadline, one timer
 
     @property
     def client(self) -> aioredis.Redis:
@@ -153,38 +157,60 @@ class SerialConnection:
         if timeout is None:
             return await operation(client)
         timeout += wait_s
-        try:
-            if sys.version_info >= (3, 11):
-                async with asyncio.timeout(timeout):
-                    return await operation(client)
-            return await asyncio.wait_for(operation(client), timeout)  # pragma: no cover
-        except asyncio.TimeoutError as exc:
-            raise RedisTimeoutError(f"no reply from Redis within {timeout:g} s") from exc
+        deadline = self._deadline
+        if sys.version_info >= (3, 11) and deadline.start(timeout):
+            try:
+                return await operation(client)
+            except asyncio.CancelledError as exc:
+                if deadline.finish():
+                    raise RedisTimeoutError(f"no reply from Redis within {timeout:g} s") from exc
+                raise
+            finally:
+                deadline.finish()
+        return await _within(operation(client), timeout)  # pragma: no cover - 3.10, overlaps
 
-    async def execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    def execute(self, commands: Sequence[bytes] | Sequence[Sequence[Any]]) -> Awaitable[list[Any]]:
         """Send ``commands`` in one write and return their raw replies, as `call` bounds a call.
 
         The replies are Redis's own (no redis-py reply callbacks); the commands skip redis-py's
-        per-command client machinery, a third of the CPU of a lone ``XADD``.
+        per-command client machinery, a third of the CPU of a lone ``XADD``. ``commands``:
+        each a sequence of arguments, or each a whole command already in the wire protocol
+        (bytes, see `CommandPrefix`).
 
         Raises:
             ResponseError: The first error reply (after every reply was read).
             RedisTimeoutError: No reply in time (the connection is dropped).
         """
-        return await self.call(lambda client: execute_raw(client, commands))
+        # a plain function handing back the call's coroutine: one await less per call
+        return self.call(lambda client: execute_raw(client, commands))
 
     async def close(self) -> None:
         """Close the connection (the next call opens a new one)."""
+        self._deadline.close()
         client, self._client = self._client, None
         if client is not None:
             await client.aclose(close_connection_pool=True)
 
 
-async def execute_raw(client: aioredis.Redis, commands: Sequence[Sequence[Any]]) -> list[Any]:
+async def _within(call: Awaitable[_Result], timeout: float) -> _Result:
+    """Await ``call`` within ``timeout`` seconds, or raise `RedisTimeoutError`."""
+    try:
+        if sys.version_info >= (3, 11):
+            async with asyncio.timeout(timeout):
+                return await call
+        return await asyncio.wait_for(call, timeout)  # pragma: no cover
+    except asyncio.TimeoutError as exc:
+        raise RedisTimeoutError(f"no reply from Redis within {timeout:g} s") from exc
+
+
+async def execute_raw(
+    client: aioredis.Redis, commands: Sequence[bytes] | Sequence[Sequence[Any]]
+) -> list[Any]:
     """Write ``commands`` on a single-connection ``client``'s connection; read every reply.
 
-    A call cut off (a lost connection, a timeout, a cancellation) drops the connection, whose
-    replies would otherwise be out of step; the next call opens it again.
+    ``commands``: each a sequence of arguments, or each a whole command in the wire protocol
+    (bytes). A call cut off (a lost connection, a timeout, a cancellation) drops the
+    connection, whose replies would otherwise be out of step; the next call opens it again.
 
     Raises:
         ResponseError: The first error reply, once every reply was read.
@@ -196,7 +222,11 @@ async def execute_raw(client: aioredis.Redis, commands: Sequence[Sequence[Any]])
     replies: list[Any] = []
     error: ResponseError | None = None
     try:
-        await connection.send_packed_command(connection.pack_commands(commands), False)
+        if commands and isinstance(commands[0], bytes):  # packed already
+            packed = b"".join(commands)  # type: ignore[arg-type]  # each is bytes, as the first
+            await connection.send_packed_command([packed], False)
+        else:
+            await connection.send_packed_command(connection.pack_commands(commands), False)
         for _ in commands:
             try:
                 replies.append(await connection.read_response())
