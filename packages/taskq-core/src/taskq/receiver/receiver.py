@@ -31,7 +31,7 @@ from taskq.labels import ack_type_value
 from taskq.log_context import current_task
 from taskq.message import TaskiqMessage
 from taskq.receiver.cancel_watch import CancelWatch
-from taskq.receiver.eager import start_eagerly
+from taskq.receiver.eager import start_task
 from taskq.receiver.execution import CONTROL_FLOW, DEFAULT_THREADPOOL_THREADS, TaskExecutor
 from taskq.receiver.interrupts import MessageTask, reraise_cancellation, task_failure
 from taskq.receiver.limits import admit
@@ -143,7 +143,6 @@ class Receiver:
         # while the consume loop runs: what `hand_over` needs to run a message in its place
         # (its slots, its loop, the context its message tasks start from)
         self._consuming: _Consuming | None = None
-        self._handing_over = False  # while `hand_over` starts a message
 
     # -- one message --------------------------------------------------------------------------
 
@@ -567,30 +566,25 @@ class Receiver:
             self._spawn(message, fetch_slots, loop)
 
     def hand_over(self, message: bytes | AckableMessage | TaskiqMessage) -> bool:
-        """Start running ``message`` now, as the consume loop would once it took it.
+        """Have ``message`` run as the consume loop would once it took it.
 
         Only while the loop runs (in this thread's running event loop) and has a slot free
         beyond the one it may be about to fill; else False, and the message goes through
         the broker. A broker running its own messages thus spares the loop a wake-up per
         message. The message runs as if the loop had taken it: it holds one of its slots,
-        in a context copied from the loop's.
+        in a context copied from the loop's. It starts at the loop's next turn, never inside
+        this call, so the sender's ``kiq`` (and its ``post_send`` hooks) finish first, and a
+        chain of tasks each sending the next never nests one run inside another.
         """
         consuming = self._consuming
         if (
             consuming is None
-            or self._handing_over
             or consuming.slots.free <= 1
             or running_loop(consuming.loop) is not consuming.loop
         ):
             return False
         consuming.slots.free -= 1
-        # a message started here may run at once (3.12+) and send one itself: that one goes
-        # through the broker, so that a chain of tasks sending tasks never nests deeper
-        self._handing_over = True
-        try:
-            self._spawn(message, consuming.slots, consuming.loop, consuming.context.copy())
-        finally:
-            self._handing_over = False
+        self._spawn(message, consuming.slots, consuming.loop, consuming.context.copy(), eager=False)
         return True
 
     @property
@@ -604,8 +598,10 @@ class Receiver:
         slots: Slots,
         loop: asyncio.AbstractEventLoop,
         context: contextvars.Context | None = None,
+        *,
+        eager: bool = True,
     ) -> None:
-        running = start_eagerly(self._run_message(message, slots), loop, context)
+        running = start_task(self._run_message(message, slots), loop, context, eager=eager)
         if running is None:  # done without waiting
             return
         if len(self._running) >= self._forget_done_at:
