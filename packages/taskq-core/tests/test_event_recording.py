@@ -189,6 +189,34 @@ async def test_close_writes_what_is_buffered_and_a_last_heartbeat() -> None:
     assert (worker.heartbeat.concurrency, worker.heartbeat.queue) == (4, "queue")
 
 
+class SlowToAnswerStore(InMemoryEventStore):
+    """Stores a write at once but answers it a while later (its reply still on the way)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing = asyncio.Event()
+
+    async def write_rows(
+        self,
+        worker: WorkerId,
+        rows: Sequence[EventRow],
+        heartbeats: Sequence[WorkerHeartbeat] = (),
+    ) -> None:
+        await super().write_rows(worker, rows, heartbeats)
+        self.writing.set()
+        await asyncio.sleep(0.1)
+
+
+async def test_close_lets_a_write_in_progress_finish_instead_of_writing_it_again() -> None:
+    store = SlowToAnswerStore()
+    recorder = EventRecorder(store, flush_interval_s=0.01)
+    recorder.start()
+    recorder.record(EventKind.SENT, "t", "job")
+    await asyncio.wait_for(store.writing.wait(), 5)
+    await recorder.close()
+    assert await kinds(store, "t") == ["sent"]
+
+
 class HangingStore(InMemoryEventStore):
     """Never answers a write."""
 

@@ -260,7 +260,12 @@ def test_clients_and_workers_record_events_and_heartbeats_in_redis(app_env, redi
     assert len(tasks) == count
     assert {task.state for task in tasks} == {EventKind.SUCCEEDED}
     kinds = ["sent", "received", "started", "succeeded"]
-    assert all([event.kind.value for event in history] == kinds for history in histories)
+    odd = [
+        [(event.kind.value, event.time, str(event.worker)) for event in history]
+        for history in histories
+        if [event.kind.value for event in history] != kinds
+    ]
+    assert not odd, f"{len(odd)} tasks with other histories, such as {odd[:3]}"
     assert {status.heartbeat.worker.process for status in statuses} == {0, 1}
     assert sum(status.heartbeat.processed for status in statuses) == count  # flushed at the stop
     assert {status.heartbeat.queue for status in statuses} == {"taskq"}

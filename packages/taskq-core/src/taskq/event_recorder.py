@@ -115,6 +115,7 @@ class EventRecorder:
         self._next_beat = 0.0
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
+        self._stopping = False  # `close` asked the background writer to stop
         self._dropped_reported = 0
         self._store_down = False
 
@@ -235,19 +236,25 @@ class EventRecorder:
     def start(self) -> None:
         """Start writing in the background (in the running event loop)."""
         if self._flusher is None or self._flusher.done():
+            self._stopping = False
             self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
 
     async def close(self) -> None:
         """Stop the background writer and write what is buffered (a last heartbeat too).
 
-        Gives up after `CLOSE_TIMEOUT_S` when the store does not answer, saying what is lost.
+        A write in progress is let finish: cut off, it may have reached the store already
+        and would be written twice. Gives up after `CLOSE_TIMEOUT_S` when the store does not
+        answer, saying what is lost.
         """
+        deadline = time.monotonic() + CLOSE_TIMEOUT_S
         flusher, self._flusher = self._flusher, None
         if flusher is not None:
-            flusher.cancel()
+            self._stopping = True
+            self._wake.set()
+            await asyncio.wait({flusher}, timeout=CLOSE_TIMEOUT_S)
+            flusher.cancel()  # still writing after all that time: the store does not answer
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
-        deadline = time.monotonic() + CLOSE_TIMEOUT_S
         self._next_beat = 0.0
         while self._buffer or self._heartbeat_due():
             left = deadline - time.monotonic()
@@ -302,8 +309,10 @@ class EventRecorder:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._seconds_to_wait())
             self._wake.clear()
+            if self._stopping:  # `close` writes the rest
+                return
             ok = await self.flush()
-            while ok and len(self._buffer) >= self.batch_size:
+            while ok and len(self._buffer) >= self.batch_size and not self._stopping:
                 ok = await self.flush()
 
     def _seconds_to_wait(self) -> float:
