@@ -166,14 +166,18 @@ def test_orjson_writes_what_the_standard_encoder_reads_back() -> None:
     import json
 
     pytest.importorskip("orjson")
-    from taskq_redis.event_store import _orjson_encoder, _standard_json
+    from taskq_redis.event_store import _orjson_encoders, _standard_json
 
-    encode = _orjson_encoder(_standard_json)
-    assert encode is not None
+    encoders = _orjson_encoders(_standard_json)
+    assert encoders is not None
+    encode, encode_bytes = encoders
     for value in [*_JSON_VALUES, [2**70, "big"]]:
         assert json.loads(encode(value)) == json.loads(_standard_json(value))
+        assert json.loads(encode_bytes(value)) == json.loads(_standard_json(value))
     with pytest.raises(TypeError):
         encode([object()])
+    with pytest.raises(TypeError):
+        encode_bytes([object()])
 
 
 _ROW = ("sent", "t-1", "tâches:x", 1796457846.6410766, (("message", b"\x00\xff"), ("n", 3)))

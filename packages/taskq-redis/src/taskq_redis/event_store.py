@@ -87,14 +87,16 @@ STATE_SUFFIXES = tuple(f":state:{kind.value}" for kind in EventKind)
 # task's place in the batch, time, JSON, the event's place in the batch]), the tasks' [time,
 # id, time, id...] (the time of each one's latest event in the batch) and the index keys
 # ([key suffix, task places...], no place: every task); last, the tasks' values as if each
-# task were new (its header with no failure, a newline, its line of events), newline-
-# separated, in the order of the tasks. A task the hash already holds (or with a failure)
+# task were new (its header with no failure, a newline, its line of events), one argument
+# each, in the order of the tasks. A task the hash already holds (or with a failure)
 # has its value rebuilt here: its lines, then the new one; the header of its latest event;
 # its failures' sequences. Per batch: one HMGET and one HSET of the tasks (a second HSET for
-# the rebuilt ones) and one ZADD per index key. Few arguments, each large: the client packs
-# each argument in Python, the script splits them in C. Times are strings (Lua numbers print
-# 14 digits). A task's header line: time, kind, name, worker, event count and failure
-# sequences (space-separated), tab-separated (the name and worker as JSON: no tab in them).
+# the rebuilt ones) and one ZADD per index key. The client packs each argument in Python,
+# so the small ones go as a few JSON arguments, which the script decodes in C; each value is
+# an argument of its own, so that Lua copies (and hashes) its bytes once. Times are strings
+# (Lua numbers print 14 digits). A task's header line: time, kind, name, worker, event count
+# and failure sequences (space-separated), tab-separated (the name and worker as JSON: no tab
+# in them).
 _STATE_KEYS = ", ".join(f"'{suffix}'" for suffix in STATE_SUFFIXES)
 _WRITE = (
     f"local STATE_KEYS = {{{_STATE_KEYS}}}\nlocal CHUNK = {RETENTION_CHUNK}\n"
@@ -110,7 +112,6 @@ local beats = cjson.decode(ARGV[8])
 local failing = cjson.decode(ARGV[9])
 local entries = cjson.decode(ARGV[10])
 local indexes = cjson.decode(ARGV[11])
-local blob = ARGV[12]
 local n_tasks = #entries / 2
 local task_key = p .. ':task'
 local HEADER = '^([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\n]*)\\n'
@@ -135,18 +136,15 @@ local function apply(command, groups)
   for key, values in pairs(groups) do call_chunked(command, key, values, 1, #values) end
 end
 
--- The tasks' ids, and their values as [id, value, ...] for HSET: each value is two lines of
--- the blob, cut where the second one ends.
+-- The tasks' ids, and their values as [id, value, ...] for HSET (the values are the last
+-- arguments, one a task: taken as they are, not cut out of a larger string, which would copy
+-- and hash each value's bytes once more).
 local ids, values = {}, {}
-local from = 1
 for i = 1, n_tasks do
   local id = entries[2 * i]
-  local header_end = string.find(blob, '\\n', from, true)
-  local line_end = string.find(blob, '\\n', header_end + 1, true) or (#blob + 1)
   ids[i] = id
   values[2 * i - 1] = id
-  values[2 * i] = string.sub(blob, from, line_end - 1)
-  from = line_end + 1
+  values[2 * i] = ARGV[11 + i]
 end
 local known = {}
 for j = 1, n_tasks, 1000 do
@@ -600,8 +598,11 @@ class _Batch:
                 if row[0] == EventKind.FAILED.value
             ]
 
-    def script_arguments(self) -> list[str]:
+    def script_arguments(self) -> list[str | bytes]:
         """The write script's last arguments: the tasks' times and ids, indexes and values.
+
+        Each value is bytes (redis-py passes bytes on as they are: a value of its own costs the
+        client less than text would).
 
         When all of the batch's tasks share their state (or name, or worker), that index takes
         them all, else each key lists its tasks' places.
@@ -611,7 +612,7 @@ class _Batch:
         entries: list[str] = [""] * (2 * len(times))
         entries[::2] = times
         entries[1::2] = self.tasks
-        values: list[str] = []
+        values: list[str | bytes] = []
         # by (state, name, worker): the header's part they make, then the tasks' places
         kinds: dict[tuple[str, str, str], list[Any]] = {}
         for place, ((row, worker, line, _), time_text) in enumerate(
@@ -622,7 +623,8 @@ class _Batch:
             if same is None:
                 same = kinds[key] = [f"\t{key[0]}\t{_json(key[1])}\t{_json(worker)}\t"]
             same.append(place)
-            values.append(f"{time_text}{same[0]}{len(line) - 2}\t\n{_json(line)}")
+            header = f"{time_text}{same[0]}{len(line) - 2}\t\n"
+            values.append(header.encode() + _json_bytes(line))
         indexes: list[list[Any]] = []
         for which, key_kind in enumerate((":state:", ":name:", ":worker:")):
             places: dict[str, list[Any]] = {}
@@ -632,7 +634,7 @@ class _Batch:
                 indexes += [[key_kind + key] for key in places]  # every task
             else:
                 indexes += [[key_kind + key, *some] for key, some in places.items()]
-        return [_json(entries), _json(indexes), "\n".join(values)]
+        return [_json(entries), _json(indexes), *values]
 
 
 def _tasks_of(rows: Sequence[EventRow], workers: Sequence[str]) -> dict[str, list[Any]]:
@@ -743,13 +745,16 @@ def _encoder() -> Callable[[Any], str]:
     return encode
 
 
-def _orjson_encoder(standard: Callable[[Any], str]) -> Callable[[Any], str] | None:
+def _orjson_encoders(
+    standard: Callable[[Any], str],
+) -> tuple[Callable[[Any], str], Callable[[Any], bytes]] | None:
     """The orjson encoder where orjson is installed (else None), ``standard`` for the rest.
 
     It encodes a batch's events several times faster than the standard library: a worker's
     events cost it about half as much. Its JSON reads back the same (non-ASCII text is written
     as UTF-8 rather than escaped); NaN and infinities, which JSON cannot hold, become null. A
-    string and what orjson refuses (an integer past 64 bits) go to ``standard``.
+    string and what orjson refuses (an integer past 64 bits) go to ``standard``. Two encoders:
+    to text, and to UTF-8 bytes (orjson's own output, not decoded).
     """
     try:
         import orjson
@@ -765,12 +770,22 @@ def _orjson_encoder(standard: Callable[[Any], str]) -> Callable[[Any], str] | No
         except refused:
             return standard(value)
 
-    return encode
+    def encode_bytes(value: Any) -> bytes:
+        try:
+            return dumps(value, default=_bytes_text)
+        except refused:
+            return standard(value).encode()
+
+    return encode, encode_bytes
 
 
 _standard_json = _encoder()
-#: The encoder of every write: orjson's where installed, else the standard library's.
-_json = _orjson_encoder(_standard_json) or _standard_json
+#: The encoders of every write, to text and to UTF-8 bytes: orjson's where installed, else the
+#: standard library's.
+_json, _json_bytes = _orjson_encoders(_standard_json) or (
+    _standard_json,
+    lambda value: _standard_json(value).encode(),
+)
 
 
 def _stored_row(row: Any) -> Any:
