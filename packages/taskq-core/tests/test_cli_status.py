@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import io
 import json
 import time
@@ -112,6 +113,22 @@ def test_no_alive_worker_fails_the_health_check_and_json_says_so(tmp_path: Path)
     assert report["workers"][0]["alive"] is False
     assert report["throughput"][0]["failed"] == 1
     assert report["failures"][0]["error_type"] == "ZeroDivisionError"
+
+
+def test_the_app_is_imported_with_the_collector_paused_then_frozen(tmp_path: Path) -> None:
+    asyncio.run(fill(SQLiteEventStore(tmp_path / "events.db"), heartbeat_age=1))
+    target, app_dir = app(tmp_path)
+    events = f"sqlite://{tmp_path / 'events.db'}"
+    gc.unfreeze()
+    try:
+        assert main(["no_such_app_module:broker", "-d", app_dir, "--events", events]) == 2
+        assert gc.isenabled()  # a failed import gives the collector back too
+        status = _main_with_stdout([target, "-d", app_dir, "--events", events], io.StringIO())
+        assert status == 0
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > 0  # what the imports made is out of the collector's way
+    finally:
+        gc.unfreeze()
 
 
 def test_a_broker_without_an_event_store_is_a_usage_error(
