@@ -17,7 +17,9 @@ import pytest
 from taskq.cli.status import StatusOptions, main, parse_status_args, run
 from taskq.event_stores import InMemoryEventStore, SQLiteEventStore
 from taskq.exceptions import EventStoreError
-from taskq.task_events import EventKind, TaskEvent, WorkerHeartbeat, WorkerId
+from taskq.inspection import QueueInspection
+from taskq.status_report import collect_status
+from taskq.task_events import EventKind, MinuteRate, TaskEvent, WorkerHeartbeat, WorkerId
 from taskq.testing import eventually
 from taskq_inmemory import InMemoryBroker
 
@@ -209,3 +211,55 @@ async def test_watch_shows_a_store_error_and_goes_on() -> None:
 async def test_without_watch_a_store_error_ends_the_command() -> None:
     with pytest.raises(EventStoreError):
         await run(StatusOptions("x:y"), InMemoryBroker(), FailingOnce(), io.StringIO())
+
+
+class QueueReadWhileStoreIs(InMemoryBroker):
+    """A broker whose queue inspection waits until the store is read (or is cancelled)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.store_read = asyncio.Event()
+        self.inspecting = asyncio.Event()
+        self.inspection_cancelled = False
+
+    async def inspect(self) -> QueueInspection:
+        self.inspecting.set()
+        try:
+            await self.store_read.wait()
+        except asyncio.CancelledError:
+            self.inspection_cancelled = True
+            raise
+        return await super().inspect()
+
+
+class TellingStore(InMemoryEventStore):
+    """Tells the broker when its rates are read; ``fail`` makes that read fail."""
+
+    def __init__(self, broker: QueueReadWhileStoreIs, fail: bool = False) -> None:
+        super().__init__()
+        self.broker = broker
+        self.fail = fail
+
+    async def rates(self, minutes: int, now: float | None = None) -> list[MinuteRate]:
+        if self.fail:
+            await self.broker.inspecting.wait()
+            raise EventStoreError("the store is gone")
+        self.broker.store_read.set()
+        return await super().rates(minutes, now)
+
+
+async def test_the_queue_is_inspected_while_the_store_is_read() -> None:
+    broker = QueueReadWhileStoreIs()
+    store = TellingStore(broker)
+    await fill(store, heartbeat_age=0)
+    # one after the other, the inspection would wait for a read that never comes
+    report = await asyncio.wait_for(collect_status(store, broker), timeout=30)
+    assert report.queue is not None
+    assert report.alive == 1
+
+
+async def test_a_store_error_cancels_the_queue_inspection() -> None:
+    broker = QueueReadWhileStoreIs()
+    with pytest.raises(EventStoreError, match="the store is gone"):
+        await asyncio.wait_for(collect_status(TellingStore(broker, fail=True), broker), 30)
+    assert broker.inspection_cancelled
