@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import io
 import json
 import time
@@ -16,7 +17,9 @@ import pytest
 from taskq.cli.status import StatusOptions, main, parse_status_args, run
 from taskq.event_stores import InMemoryEventStore, SQLiteEventStore
 from taskq.exceptions import EventStoreError
-from taskq.task_events import EventKind, TaskEvent, WorkerHeartbeat, WorkerId
+from taskq.inspection import QueueInspection
+from taskq.status_report import collect_status
+from taskq.task_events import EventKind, MinuteRate, TaskEvent, WorkerHeartbeat, WorkerId
 from taskq.testing import eventually
 from taskq_inmemory import InMemoryBroker
 
@@ -114,6 +117,22 @@ def test_no_alive_worker_fails_the_health_check_and_json_says_so(tmp_path: Path)
     assert report["failures"][0]["error_type"] == "ZeroDivisionError"
 
 
+def test_the_app_is_imported_with_the_collector_paused_then_frozen(tmp_path: Path) -> None:
+    asyncio.run(fill(SQLiteEventStore(tmp_path / "events.db"), heartbeat_age=1))
+    target, app_dir = app(tmp_path)
+    events = f"sqlite://{tmp_path / 'events.db'}"
+    gc.unfreeze()
+    try:
+        assert main(["no_such_app_module:broker", "-d", app_dir, "--events", events]) == 2
+        assert gc.isenabled()  # a failed import gives the collector back too
+        status = _main_with_stdout([target, "-d", app_dir, "--events", events], io.StringIO())
+        assert status == 0
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > 0  # what the imports made is out of the collector's way
+    finally:
+        gc.unfreeze()
+
+
 def test_a_broker_without_an_event_store_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -192,3 +211,55 @@ async def test_watch_shows_a_store_error_and_goes_on() -> None:
 async def test_without_watch_a_store_error_ends_the_command() -> None:
     with pytest.raises(EventStoreError):
         await run(StatusOptions("x:y"), InMemoryBroker(), FailingOnce(), io.StringIO())
+
+
+class QueueReadWhileStoreIs(InMemoryBroker):
+    """A broker whose queue inspection waits until the store is read (or is cancelled)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.store_read = asyncio.Event()
+        self.inspecting = asyncio.Event()
+        self.inspection_cancelled = False
+
+    async def inspect(self) -> QueueInspection:
+        self.inspecting.set()
+        try:
+            await self.store_read.wait()
+        except asyncio.CancelledError:
+            self.inspection_cancelled = True
+            raise
+        return await super().inspect()
+
+
+class TellingStore(InMemoryEventStore):
+    """Tells the broker when its rates are read; ``fail`` makes that read fail."""
+
+    def __init__(self, broker: QueueReadWhileStoreIs, fail: bool = False) -> None:
+        super().__init__()
+        self.broker = broker
+        self.fail = fail
+
+    async def rates(self, minutes: int, now: float | None = None) -> list[MinuteRate]:
+        if self.fail:
+            await self.broker.inspecting.wait()
+            raise EventStoreError("the store is gone")
+        self.broker.store_read.set()
+        return await super().rates(minutes, now)
+
+
+async def test_the_queue_is_inspected_while_the_store_is_read() -> None:
+    broker = QueueReadWhileStoreIs()
+    store = TellingStore(broker)
+    await fill(store, heartbeat_age=0)
+    # one after the other, the inspection would wait for a read that never comes
+    report = await asyncio.wait_for(collect_status(store, broker), timeout=30)
+    assert report.queue is not None
+    assert report.alive == 1
+
+
+async def test_a_store_error_cancels_the_queue_inspection() -> None:
+    broker = QueueReadWhileStoreIs()
+    with pytest.raises(EventStoreError, match="the store is gone"):
+        await asyncio.wait_for(collect_status(TellingStore(broker, fail=True), broker), 30)
+    assert broker.inspection_cancelled

@@ -77,6 +77,24 @@ async def test_a_task_with_many_events_in_one_batch_is_kept_and_dropped_whole(
         await store.shutdown()
 
 
+async def test_the_latest_failures_by_the_thousands_and_none(
+    redis_url: str, redis_prefix: str
+) -> None:
+    store = RedisEventStore(redis_url, prefix=redis_prefix)
+    try:
+        now = time.time()
+        failed = [
+            TaskEvent(EventKind.FAILED, f"t{i}", "t", WORKER, now + i, error_message=str(i))
+            for i in range(2500)
+        ]
+        await store.write(failed)
+        assert await store.failures(0) == []
+        assert await store.failures(2400) == failed[:99:-1]  # newest first, in read chunks
+        assert await store.failures(3000) == failed[::-1]
+    finally:
+        await store.shutdown()
+
+
 async def test_queries_pages_rates_workers_and_age(redis_url: str, redis_prefix: str) -> None:
     store = from_url(f"{redis_url}?prefix={redis_prefix}&max_age=3600")
     assert store.retention == Retention(max_age=3600)

@@ -31,6 +31,16 @@ def test_the_broker_imports_neither_the_stores_nor_the_dead_letters() -> None:
     assert imported.isdisjoint(f"taskq_redis.{name}" for name in unused)
 
 
+def test_a_broker_that_does_not_listen_imports_no_consumer() -> None:
+    # a client or ``taskq status`` makes the broker but never reads the queue
+    imported = imported_after(
+        "from taskq_redis import RedisStreamBroker\n"
+        "RedisStreamBroker('redis://127.0.0.1:6379/0').dead_letters"
+    )
+    assert {"taskq_redis.broker", "taskq_redis.dead_letters"} <= imported
+    assert "taskq_redis.consumer" not in imported
+
+
 @pytest.mark.parametrize("name", taskq_redis.__all__)
 def test_each_name_is_the_one_its_module_defines(name: str) -> None:
     module = importlib.import_module(taskq_redis._DEFINED_IN[name])

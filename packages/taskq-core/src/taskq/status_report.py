@@ -6,6 +6,7 @@ queue; `StatusReport.as_dict` is what ``taskq status --json`` prints.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -84,18 +85,30 @@ async def collect_status(
     failures: int = DEFAULT_FAILURES,
     now: float | None = None,
 ) -> StatusReport:
-    """Read the store (and the broker's queue, if it declares ``inspect``) into a report."""
+    """Read the store (and the broker's queue, if it declares ``inspect``) into a report.
+
+    The broker's queue is read while the store is: a broker and a store on a server each
+    wait for their own round trips (and connections), not one after the other's.
+    """
     moment = time.time() if now is None else now
-    queue, note = await _inspect(broker)
-    rates = await store.rates(max(WINDOWS) + 1, now=moment)
+    inspecting = asyncio.ensure_future(_inspect(broker))
+    try:
+        rates = await store.rates(max(WINDOWS) + 1, now=moment)
+        workers = await store.workers(stale_after, now=moment)
+        latest = await store.failures(failures) if failures else []
+    except BaseException:
+        inspecting.cancel()
+        await asyncio.gather(inspecting, return_exceptions=True)
+        raise
+    queue, note = await inspecting
     return StatusReport(
         time=moment,
         broker="" if broker is None else type(broker).__name__,
-        workers=await store.workers(stale_after, now=moment),
+        workers=workers,
         queue=queue,
         queue_note=note,
         throughput=[throughput(rates, minutes, moment) for minutes in WINDOWS],
-        failures=await store.failures(failures) if failures else [],
+        failures=latest,
     )
 
 

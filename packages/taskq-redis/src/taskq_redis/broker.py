@@ -27,7 +27,6 @@ from taskq.message import BrokerMessage
 from taskq.task_events import EventKind
 from taskq_redis.batching import BatchSender
 from taskq_redis.connection import DEFAULT_URL, RedisConnection, SerialConnection
-from taskq_redis.consumer import DeadLettered, StreamConsumer
 from taskq_redis.delayed import delayed_member, move_due_forever
 from taskq_redis.errors import RedisBrokerUnavailableError, SendUnavailableError, unavailable
 from taskq_redis.inspection import inspect_queue
@@ -40,6 +39,7 @@ from taskq_redis.unique import RELEASE_SCRIPT, KeyRelease, RedisUniqueStore
 from taskq_redis.wire import CommandPrefix
 
 if TYPE_CHECKING:
+    from taskq_redis.consumer import DeadLettered, StreamConsumer
     from taskq_redis.dead_letters import DeadLetterQueue
 
 #: What the acknowledgement batch carries: a stream entry (priority level, entry id) to
@@ -479,6 +479,9 @@ class RedisStreamBroker(AsyncBroker):
         keeping its delivery count (as happens to a message dropped without being settled).
         The first ``listen()`` also starts moving due delayed messages.
         """
+        # imported on use: a client or ``taskq status`` never reads the queue
+        from taskq_redis.consumer import StreamConsumer
+
         await self.create_groups()
         if self._stopping:
             return

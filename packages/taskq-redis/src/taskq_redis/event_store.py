@@ -305,6 +305,22 @@ return dropped
 """
 )
 
+# KEYS: the failures' sorted set, the hash of the failed events. ARGV: how many, at most.
+# The latest failed events, newest first (those dropped meanwhile left out), read in one round
+# trip rather than two (the sequences, then the events); HMGET a chunk at a time, as Lua's
+# unpack takes a few thousand values at most.
+_LATEST_FAILURES = """
+local sequences = redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+local found = {}
+for first = 1, #sequences, 1000 do
+  local last = math.min(first + 999, #sequences)
+  for _, event in ipairs(redis.call('HMGET', KEYS[2], unpack(sequences, first, last))) do
+    if event then found[#found + 1] = event end
+  end
+end
+return found
+"""
+
 
 class RedisEventStore(AsyncEventStore):
     """Keeps events in Redis: one store for the workers and clients of many hosts.
@@ -488,15 +504,14 @@ class RedisEventStore(AsyncEventStore):
         return found
 
     async def failures(self, limit: int = DEFAULT_FAILURES) -> list[TaskEvent]:
-        """The latest ``failed`` events, newest first."""
-        client = self.connection.client
+        """The latest ``failed`` events, newest first (one round trip)."""
+        if limit <= 0:
+            return []
+        keys = (self._key("failures"), self._key("failed"))
         with self._translated("read the latest failures"):
-            members = cast(
-                "list[bytes]", await client.zrevrange(self._key("failures"), 0, limit - 1)
-            )
-            found = await client.hmget(self._key("failed"), members) if members else []
+            found = await self.connection.client.eval(_LATEST_FAILURES, 2, *keys, limit)
         workers: dict[str, WorkerId] = {}
-        return [_event(workers, *json.loads(data)) for data in found if data is not None]
+        return [_event(workers, *json.loads(data)) for data in cast("list[bytes]", found)]
 
     async def rates(self, minutes: int, now: float | None = None) -> list[MinuteRate]:
         """Event counts per minute for the last ``minutes`` minutes, oldest first."""

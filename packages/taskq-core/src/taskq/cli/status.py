@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
+import gc
 import json
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
@@ -63,8 +65,9 @@ def main(argv: list[str]) -> int:
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     add_working_directory_to_path(options.app_dir)
     try:
-        broker = import_broker(options.broker)
-        store = event_store_of(broker, options.events)
+        with collector_paused():
+            broker = import_broker(options.broker)
+            store = event_store_of(broker, options.events)
     except TaskiqError as error:
         print(f"taskq status: error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -75,6 +78,26 @@ def main(argv: list[str]) -> int:
     except TaskiqError as error:
         print(f"taskq status: error: {error}", file=sys.stderr)
         return EXIT_UNHEALTHY
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Run the block with the cyclic garbage collector off, then freeze what exists.
+
+    Importing the app, the broker's client library and the store's makes hundreds of
+    thousands of objects that live as long as the process: the collector's passes over them
+    during the imports, and the interpreter's last one at exit, were about 8% of the
+    instructions of a ``taskq status --json`` command. Frozen (`gc.freeze`), they are left out
+    of every later collection, so ``--watch`` still collects what its redraws leave behind.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 def parse_status_args(
