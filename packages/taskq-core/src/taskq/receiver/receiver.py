@@ -227,7 +227,9 @@ class Receiver:
             if store is None:
                 await self._run_when_allowed(task, message, acker, ack_type, None)
                 return
-            watch = self._watch_for(store)
+            watch = self._watch
+            if watch is None or watch.store is not store:
+                watch = self._watch_for(store)
             token = watch.register(task_id)  # before the check: no cancellation is missed
             try:
                 if store.in_process:  # an answer without I/O: no coroutine to run
