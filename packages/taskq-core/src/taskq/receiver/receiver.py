@@ -63,6 +63,13 @@ _OWN_TASK_PER_MESSAGE = sys.version_info < (3, 11)
 #: The events recorded for each message, held here: ``EventKind.RECEIVED`` looks the member
 #: up through the enum's class each time, at several times the cost of a global name.
 _RECEIVED, _STARTED = EventKind.RECEIVED, EventKind.STARTED
+#: The ack modes compared for each message, held here for the same reason.
+_WHEN_RECEIVED, _WHEN_EXECUTED, _WHEN_SAVED, _MANUAL = (
+    AcknowledgeType.WHEN_RECEIVED,
+    AcknowledgeType.WHEN_EXECUTED,
+    AcknowledgeType.WHEN_SAVED,
+    AcknowledgeType.MANUAL,
+)
 
 
 class Receiver:
@@ -313,7 +320,7 @@ class Receiver:
         ack_type: AcknowledgeType,
         token: CancelToken | None,
     ) -> None:
-        if ack_type is AcknowledgeType.WHEN_RECEIVED:
+        if ack_type is _WHEN_RECEIVED:
             await acker.ack()
         hooks = self.broker.middleware_hooks
         try:
@@ -403,7 +410,7 @@ class Receiver:
             logger.info("Task %s rejected its message", message.task_id)
             await acker.reject(rejection_reason(error))
             return
-        if ack_type is AcknowledgeType.WHEN_EXECUTED:
+        if ack_type is _WHEN_EXECUTED:
             await acker.ack()
         if error is None or not isinstance(error, NoResultError):
             try:  # `_save` inline: the common case costs no coroutine of its own
@@ -414,9 +421,9 @@ class Receiver:
             if hooks["post_save"]:
                 await self._call_hooks(hooks["post_save"], message, result)
         cancelled = error is not None and isinstance(error, TaskCancelledError)
-        if (ack_type is AcknowledgeType.WHEN_SAVED or cancelled) and acker.is_ackable:
+        if (ack_type is _WHEN_SAVED or cancelled) and acker.is_ackable:
             await acker.ack()  # a cancelled message is settled in every mode: never redelivered
-        elif ack_type is AcknowledgeType.MANUAL and acker.is_ackable and not acker.is_acked:
+        elif ack_type is _MANUAL and acker.is_ackable and not acker.is_acked:
             logger.warning(
                 "Task %s ended without acknowledging its message (ack mode manual): "
                 "it is released for redelivery",
