@@ -197,6 +197,41 @@ async def test_a_store_that_fails_to_answer_lets_the_task_run(recording_broker, 
     assert "cannot check whether it was cancelled" in caplog.text
 
 
+async def test_a_store_held_in_process_is_asked_without_awaiting(recording_broker, encode):
+    class AnswersAtOnce(InMemoryCancellationStore):
+        async def cancellation(self, task_id: str) -> Cancellation | None:
+            raise AssertionError("the awaited check is not the one a worker makes")
+
+        def cancellation_in_process(self, task_id: str) -> Cancellation | None:
+            return Cancellation(task_id, "seen at once")
+
+    recording_broker.with_cancellation(AnswersAtOnce())
+
+    @recording_broker.task
+    async def work() -> int:
+        return 1
+
+    await Receiver(recording_broker).callback(
+        recording_broker.ackable(encode(recording_broker, work.task_name))
+    )
+    error = (await recording_broker.result_backend.get_result("t1")).error
+    assert isinstance(error, TaskCancelledError)
+    assert error.reason == "seen at once"
+
+
+def test_a_store_answering_cancellation_its_own_way_is_not_asked_in_process():
+    class OwnAnswer(InMemoryCancellationStore):
+        async def cancellation(self, task_id: str) -> Cancellation | None:
+            return None
+
+    class Elsewhere(OwnAnswer):
+        pass
+
+    assert InMemoryCancellationStore.in_process
+    assert not OwnAnswer.in_process
+    assert not Elsewhere.in_process
+
+
 # -- the in-memory store -------------------------------------------------------------------------
 
 

@@ -303,10 +303,13 @@ async def send_task(
     hooks = broker.middleware_hooks
     if hooks["pre_send"]:  # the hooks' coroutine only when there are hooks: the hot path
         message = await _run_pre_send(hooks["pre_send"], message)
-    decoded = _decoded_copy(broker, message) if broker.takes_decoded() else None
+    if message.labels:  # as the ``pre_send`` hooks left them
+        _check_labels(broker, message.labels)
+    # what a worker would decode, for a broker taking it so (see `AsyncBroker.kick_decoded`)
+    decoded = broker.formatter.decoded_copy(message) if broker.takes_decoded() else None
     encoded: BrokerMessage | None
     if decoded is None:
-        encoded = _encode(broker, message)
+        encoded = broker.formatter.dumps(message)
         sending = broker.kick(encoded)
     else:  # a broker running its messages here takes them as they would be decoded
         # the sent event keeps the bytes a worker would have got: encoded for it alone
@@ -554,18 +557,6 @@ async def _run_pre_send(hooks: list[Any], message: TaskiqMessage) -> TaskiqMessa
     for hook in hooks:
         message = await maybe_await(hook(message))
     return message
-
-
-def _decoded_copy(broker: AsyncBroker, message: TaskiqMessage) -> TaskiqMessage | None:
-    """The copy of ``message`` `AsyncBroker.kick_decoded` takes instead of its bytes, if it can.
-
-    For a broker that takes decoded messages; None when the formatter cannot tell what
-    decoding would give. The labels are checked here as `_encode` checks them.
-    """
-    decoded = broker.formatter.decoded_copy(message)
-    if decoded is not None and message.labels:
-        _check_labels(broker, message.labels)
-    return decoded
 
 
 def _encode(broker: AsyncBroker, message: TaskiqMessage) -> BrokerMessage:

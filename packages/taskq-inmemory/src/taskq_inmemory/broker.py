@@ -125,7 +125,8 @@ class InMemoryBroker(AsyncBroker):
         When nothing is queued and this broker's consumer waits for a message with room for
         one more, the message is handed to it at once, sparing it a trip through the queue.
         """
-        priority, delay = _placement(message.labels)
+        labels = message.labels
+        priority, delay = _placement(labels) if labels else (0, 0.0)
         if self._runs_in_place(message.task_name, delay):
             await self.receiver.callback(message)
         elif delay > 0 or self.queue.ready or not self.receiver.hand_over(message):

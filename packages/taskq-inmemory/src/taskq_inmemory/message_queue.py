@@ -169,7 +169,11 @@ class MessageQueue:
             self._make_available(data, priority)
 
     def _wake_one(self) -> None:
-        for waiter in self._waiters:
+        # a woken waiter leaves the list, so messages put before its consumer resumes do
+        # not look through it again (the consumer waits again if it finds nothing)
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.pop(0)
             if not waiter.done():
                 waiter.set_result(None)
                 return

@@ -46,49 +46,53 @@ class InmemoryResultBackend(AsyncResultBackend[_ReturnType]):
         self.results: OrderedDict[str, TaskiqResult[_ReturnType]] = OrderedDict()
         self.progress: OrderedDict[str, TaskProgress[Any]] = OrderedDict()
         # per store, the time.monotonic() past which each value is gone (absent: kept)
+        self._result_deadlines: dict[str, float] = {}
+        self._progress_deadlines: dict[str, float] = {}
         self._expires_at: dict[int, dict[str, float]] = {
-            id(self.results): {},
-            id(self.progress): {},
+            id(self.results): self._result_deadlines,
+            id(self.progress): self._progress_deadlines,
         }
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop waiters last used
 
     async def set_result(self, task_id: str, result: TaskiqResult[_ReturnType]) -> None:
         """Store ``result`` and wake whoever waits for it."""
-        self._remember(self.results, task_id, result)
-        for waiter in self._waiters.pop(task_id, ()):
-            if not waiter.done():
-                waiter.set_result(None)
+        self._remember(self.results, self._result_deadlines, task_id, result)
+        if self._waiters:
+            for waiter in self._waiters.pop(task_id, ()):
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def is_result_ready(self, task_id: str) -> bool:
         """Tell whether an unexpired result is stored for ``task_id``."""
-        return self._fresh(self.results, task_id) is not None
+        return self._fresh(self.results, self._result_deadlines, task_id) is not None
 
     async def get_result(self, task_id: str, with_logs: bool = True) -> TaskiqResult[_ReturnType]:
         """Return the stored result; `ResultGetError` when there is none (evicted, expired)."""
-        result = self._fresh(self.results, task_id)
+        result = self._fresh(self.results, self._result_deadlines, task_id)
         if result is None:
             raise ResultGetError(f"no result is stored for task {task_id} (or it expired)")
         return result
 
     async def set_progress(self, task_id: str, progress: TaskProgress[Any]) -> None:
         """Store the latest progress report of ``task_id``."""
-        self._remember(self.progress, task_id, progress)
+        self._remember(self.progress, self._progress_deadlines, task_id, progress)
 
     async def get_progress(self, task_id: str) -> TaskProgress[Any] | None:
         """Return the latest unexpired progress report of ``task_id``, or None."""
-        return self._fresh(self.progress, task_id)
+        return self._fresh(self.progress, self._progress_deadlines, task_id)
 
     async def wait_ready(self, task_id: str, timeout: float | None, check_interval: float) -> bool:
         """Wait until the result of ``task_id`` is stored, without polling."""
-        if self._fresh(self.results, task_id) is not None:
+        results, deadlines = self.results, self._result_deadlines
+        if self._fresh(results, deadlines, task_id) is not None:
             return True
         if timeout is None or timeout > 0:
             # a task just handed to a worker of this process is usually queued to run before
             # this one resumes: let it run first, so that a result it stores at once costs no
             # waiter and no further trip through the event loop
             await asyncio.sleep(0)
-            if self._fresh(self.results, task_id) is not None:
+            if self._fresh(results, deadlines, task_id) is not None:
                 return True
         self._loop = loop = running_loop(self._loop)
         waiter = loop.create_future()
@@ -104,11 +108,16 @@ class InmemoryResultBackend(AsyncResultBackend[_ReturnType]):
             self._forget_waiter(task_id, waiter)
         return True
 
-    def _remember(self, store: OrderedDict[str, _Value], task_id: str, value: _Value) -> None:
+    def _remember(
+        self,
+        store: OrderedDict[str, _Value],
+        deadlines: dict[str, float],
+        task_id: str,
+        value: _Value,
+    ) -> None:
         if task_id in store:  # stored again: now the newest
             store.move_to_end(task_id)
         store[task_id] = value
-        deadlines = self._expires_at[id(store)]
         now = time.monotonic()
         ttl = self.result_ttl
         if ttl is None:
@@ -123,12 +132,13 @@ class InmemoryResultBackend(AsyncResultBackend[_ReturnType]):
             del store[oldest]
             deadlines.pop(oldest, None)
 
-    def _fresh(self, store: OrderedDict[str, _Value], task_id: str) -> _Value | None:
+    def _fresh(
+        self, store: OrderedDict[str, _Value], deadlines: dict[str, float], task_id: str
+    ) -> _Value | None:
         """The value stored for ``task_id`` unless it expired (then it is dropped); or None."""
         value = store.get(task_id)
         if value is None:
             return None
-        deadlines = self._expires_at[id(store)]
         expires_at = deadlines.get(task_id)
         if expires_at is not None and expires_at <= time.monotonic():
             del store[task_id]

@@ -43,7 +43,7 @@ from taskq.task_events import EventKind
 
 if TYPE_CHECKING:
     from taskq.abc.broker import AsyncBroker
-    from taskq.abc.cancellation import CancellationStore
+    from taskq.abc.cancellation import Cancellation, CancellationStore
     from taskq.cancel_token import CancelToken
     from taskq.control.limits import TaskLimits
     from taskq.decor import AsyncTaskiqDecoratedTask
@@ -63,6 +63,13 @@ _OWN_TASK_PER_MESSAGE = sys.version_info < (3, 11)
 #: The events recorded for each message, held here: ``EventKind.RECEIVED`` looks the member
 #: up through the enum's class each time, at several times the cost of a global name.
 _RECEIVED, _STARTED = EventKind.RECEIVED, EventKind.STARTED
+#: The ack modes compared for each message, held here for the same reason.
+_WHEN_RECEIVED, _WHEN_EXECUTED, _WHEN_SAVED, _MANUAL = (
+    AcknowledgeType.WHEN_RECEIVED,
+    AcknowledgeType.WHEN_EXECUTED,
+    AcknowledgeType.WHEN_SAVED,
+    AcknowledgeType.MANUAL,
+)
 
 
 class Receiver:
@@ -185,78 +192,84 @@ class Receiver:
     async def _process(
         self, raw: bytes | str | AckableMessage | TaskiqMessage, acker: AckController
     ) -> None:
-        message = self._decode(raw)
-        recorder = self.broker.event_recorder
+        """Decode, find the task, skip it if it was cancelled, then run it when allowed.
+
+        One coroutine for these steps: each coroutine more is paid by every message.
+        """
+        message = raw if type(raw) is TaskiqMessage else self._decode(raw)
+        broker = self.broker
+        recorder = broker.event_recorder
         if not isinstance(message, TaskiqMessage):
             if recorder is not None and message.task_id is not None:
                 recorder.record_error(EventKind.REJECTED, message.task_id, "", message)
             await self._refuse_undecodable(message, acker)
             return
+        task_id = message.task_id
         if recorder is not None:
-            recorder.record_now(_RECEIVED, message.task_id, message.task_name)
-        context = current_task.set((message.task_id, message.task_name))
-        held = HeldKey.of(message)
+            recorder.record_now(_RECEIVED, task_id, message.task_name)
+        context = current_task.set((task_id, message.task_name))
+        labels = message.labels
+        held = HeldKey.of(message) if labels else None
         # None (no key) is what the context holds unless a task runs a message in place
         holding = None if held is None and running_key.get() is None else running_key.set(held)
         try:
-            await self._process_decoded(message, acker, held)
+            task = broker.find_task(message.task_name)
+            if task is None:
+                error: Exception = UnknownTaskError(task_name=message.task_name)
+                logger.error("Task %s: %s", task_id, error)
+                await self._refuse(message, error, acker)
+                return
+            ack_type = self.ack_type
+            if labels and "ack_type" in labels:
+                try:
+                    ack_type = ack_type_value(labels["ack_type"])
+                except InvalidLabelError as invalid:
+                    logger.error("Task %s: %s", task_id, invalid)
+                    await self._refuse(message, invalid, acker)
+                    return
+            if held is not None and ack_type in _SETTLED_AT_THE_END:  # free it with that settle
+                key = held
+                acker.settle_along(lambda: key.free(broker))
+            store = broker.cancellation
+            if store is None:
+                await self._run_when_allowed(task, message, acker, ack_type, None)
+                return
+            watch = self._watch
+            if watch is None or watch.store is not store:
+                watch = self._watch_for(store)
+            token = watch.register(task_id)  # before the check: no cancellation is missed
+            try:
+                if store.in_process:  # an answer without I/O: no coroutine to run
+                    cancellation = store.cancellation_in_process(task_id)
+                else:
+                    cancellation = await _cancellation_of(store, task_id)
+                if cancellation is None:
+                    await self._run_when_allowed(task, message, acker, ack_type, token)
+                else:
+                    await self._skip_cancelled(message, token, cancellation.reason, acker)
+            finally:
+                watch.unregister(token)
         finally:
             if holding is not None:
                 running_key.reset(holding)
             current_task.reset(context)
         if held is not None and (acker.is_acked or not acker.is_ackable):
-            await held.free(self.broker)  # the task ended; unsettled, it runs again later
+            await held.free(broker)  # the task ended; unsettled, it runs again later
 
-    async def _process_decoded(
-        self, message: TaskiqMessage, acker: AckController, held: HeldKey | None
+    async def _skip_cancelled(
+        self, message: TaskiqMessage, token: CancelToken, reason: str, acker: AckController
     ) -> None:
-        task = self.broker.find_task(message.task_name)
-        if task is None:
-            error = UnknownTaskError(task_name=message.task_name)
-            logger.error("Task %s: %s", message.task_id, error)
-            await self._refuse(message, error, acker)
-            return
-        ack_type = self.ack_type
-        if "ack_type" in message.labels:
-            try:
-                ack_type = ack_type_value(message.labels["ack_type"])
-            except InvalidLabelError as error:
-                logger.error("Task %s: %s", message.task_id, error)
-                await self._refuse(message, error, acker)
-                return
-        if held is not None and ack_type in _SETTLED_AT_THE_END:  # free it with that settle
-            acker.settle_along(lambda: held.free(self.broker))
-        store = self.broker.cancellation
-        if store is None:
-            await self._run_when_allowed(task, message, acker, ack_type, None)
-            return
-        watch = self._watch_for(store)
-        token = watch.register(message.task_id)  # before the check: no cancellation is missed
-        try:
-            try:
-                cancellation = await store.cancellation(message.task_id)
-            except Exception as exc:
-                cancellation = None
-                logger.warning(
-                    "Task %s: cannot check whether it was cancelled (%r); it runs",
-                    message.task_id,
-                    exc,
-                )
-            if cancellation is not None:
-                logger.info("Task %s was cancelled before it started", message.task_id)
-                token.cancel(cancellation.reason)
-                cancelled = token.error()
-                recorder = self.broker.event_recorder
-                if recorder is not None:
-                    recorder.record_error(
-                        EventKind.CANCELLED, message.task_id, message.task_name, cancelled
-                    )
-                await self._store_failure(message, cancelled)
-                await acker.ack()  # settled for good: a cancelled message is not delivered again
-                return
-            await self._run_when_allowed(task, message, acker, ack_type, token)
-        finally:
-            watch.unregister(token)
+        """Store a message cancelled before it started as cancelled, and settle it for good."""
+        logger.info("Task %s was cancelled before it started", message.task_id)
+        token.cancel(reason)
+        cancelled = token.error()
+        recorder = self.broker.event_recorder
+        if recorder is not None:
+            recorder.record_error(
+                EventKind.CANCELLED, message.task_id, message.task_name, cancelled
+            )
+        await self._store_failure(message, cancelled)
+        await acker.ack()  # settled for good: a cancelled message is not delivered again
 
     def _run_when_allowed(
         self,
@@ -307,7 +320,7 @@ class Receiver:
         ack_type: AcknowledgeType,
         token: CancelToken | None,
     ) -> None:
-        if ack_type is AcknowledgeType.WHEN_RECEIVED:
+        if ack_type is _WHEN_RECEIVED:
             await acker.ack()
         hooks = self.broker.middleware_hooks
         try:
@@ -397,17 +410,20 @@ class Receiver:
             logger.info("Task %s rejected its message", message.task_id)
             await acker.reject(rejection_reason(error))
             return
-        if ack_type is AcknowledgeType.WHEN_EXECUTED:
+        if ack_type is _WHEN_EXECUTED:
             await acker.ack()
         if error is None or not isinstance(error, NoResultError):
-            if not await self._save(message, result):
-                return  # nothing stored: an unsettled message is released for redelivery
+            try:  # `_save` inline: the common case costs no coroutine of its own
+                await self.broker.result_backend.set_result(message.task_id, result)
+            except Exception as exc:
+                if not await self._save_instead(message, result, exc):
+                    return  # nothing stored: an unsettled message is released for redelivery
             if hooks["post_save"]:
                 await self._call_hooks(hooks["post_save"], message, result)
         cancelled = error is not None and isinstance(error, TaskCancelledError)
-        if (ack_type is AcknowledgeType.WHEN_SAVED or cancelled) and acker.is_ackable:
+        if (ack_type is _WHEN_SAVED or cancelled) and acker.is_ackable:
             await acker.ack()  # a cancelled message is settled in every mode: never redelivered
-        elif ack_type is AcknowledgeType.MANUAL and acker.is_ackable and not acker.is_acked:
+        elif ack_type is _MANUAL and acker.is_ackable and not acker.is_acked:
             logger.warning(
                 "Task %s ended without acknowledging its message (ack mode manual): "
                 "it is released for redelivery",
@@ -447,23 +463,28 @@ class Receiver:
 
     async def _save(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> bool:
         """Store ``result``; if it cannot be stored, store an error saying why instead."""
-        backend = self.broker.result_backend
         try:
-            await backend.set_result(message.task_id, result)
+            await self.broker.result_backend.set_result(message.task_id, result)
         except Exception as exc:
-            reason = f"the result could not be stored: {exc}"
-        else:
-            return True
+            return await self._save_instead(message, result, exc)
+        return True
+
+    async def _save_instead(
+        self, message: TaskiqMessage, result: TaskiqResult[Any], exc: Exception
+    ) -> bool:
+        """Store an error saying why ``result`` could not be stored (``exc``); False if not."""
+        backend = self.broker.result_backend
+        reason = f"the result could not be stored: {exc}"
         failure = _failed_result(message, ResultSetError(reason), result.execution_time)
         try:
             await backend.set_result(message.task_id, failure)
-        except Exception as exc:
+        except Exception as again:
             logger.error(
                 "Task %s: %s; storing that error failed too (%r); an unsettled message is "
                 "released for redelivery",
                 message.task_id,
                 reason,
-                exc,
+                again,
             )
             return False
         logger.error("Task %s: %s; an error result was stored instead", message.task_id, reason)
@@ -634,6 +655,15 @@ class _Consuming(NamedTuple):
     slots: Slots
     loop: asyncio.AbstractEventLoop
     context: contextvars.Context
+
+
+async def _cancellation_of(store: CancellationStore, task_id: str) -> Cancellation | None:
+    """The cancellation ``store`` holds for ``task_id``; None, with a warning, if it cannot tell."""
+    try:
+        return await store.cancellation(task_id)
+    except Exception as exc:
+        logger.warning("Task %s: cannot check whether it was cancelled (%r); it runs", task_id, exc)
+        return None
 
 
 def _jitter(max_jitter: int) -> int:
