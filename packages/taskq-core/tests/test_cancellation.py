@@ -197,15 +197,12 @@ async def test_a_store_that_fails_to_answer_lets_the_task_run(recording_broker, 
     assert "cannot check whether it was cancelled" in caplog.text
 
 
-async def test_a_store_held_in_process_is_asked_without_awaiting(recording_broker, encode):
-    class AnswersAtOnce(InMemoryCancellationStore):
+async def test_a_subclass_of_the_in_memory_store_is_asked_its_own_way(recording_broker, encode):
+    class OwnAnswer(InMemoryCancellationStore):
         async def cancellation(self, task_id: str) -> Cancellation | None:
-            raise AssertionError("the awaited check is not the one a worker makes")
+            return Cancellation(task_id, "its own answer")
 
-        def cancellation_in_process(self, task_id: str) -> Cancellation | None:
-            return Cancellation(task_id, "seen at once")
-
-    recording_broker.with_cancellation(AnswersAtOnce())
+    recording_broker.with_cancellation(OwnAnswer())
 
     @recording_broker.task
     async def work() -> int:
@@ -216,20 +213,7 @@ async def test_a_store_held_in_process_is_asked_without_awaiting(recording_broke
     )
     error = (await recording_broker.result_backend.get_result("t1")).error
     assert isinstance(error, TaskCancelledError)
-    assert error.reason == "seen at once"
-
-
-def test_a_store_answering_cancellation_its_own_way_is_not_asked_in_process():
-    class OwnAnswer(InMemoryCancellationStore):
-        async def cancellation(self, task_id: str) -> Cancellation | None:
-            return None
-
-    class Elsewhere(OwnAnswer):
-        pass
-
-    assert InMemoryCancellationStore.in_process
-    assert not OwnAnswer.in_process
-    assert not Elsewhere.in_process
+    assert error.reason == "its own answer"
 
 
 # -- the in-memory store -------------------------------------------------------------------------

@@ -32,13 +32,11 @@ class InMemoryCancellationStore(CancellationStore):
         for listener in self._listeners:
             listener.put_nowait(cancellation)
 
-    in_process = True
-
     async def cancellation(self, task_id: str) -> Cancellation | None:
         """Return the unexpired cancellation of ``task_id``, or None."""
-        return self.cancellation_in_process(task_id)
+        return self.cancellation_now(task_id)
 
-    def cancellation_in_process(self, task_id: str) -> Cancellation | None:
+    def cancellation_now(self, task_id: str) -> Cancellation | None:
         """Return the unexpired cancellation of ``task_id``, or None, without awaiting."""
         record = self._records.get(task_id)
         if record is None or record[1] <= time.monotonic():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from taskq.capabilities import Capability
 
@@ -38,15 +38,6 @@ class CancellationStore(ABC):
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
-    #: Whether the records are held in this process, so that `cancellation_in_process`
-    #: answers at once (a worker checks every message it runs: the check is the hot path).
-    in_process: ClassVar[bool] = False
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """A subclass answering `cancellation` its own way is asked that way, not in process."""
-        super().__init_subclass__(**kwargs)
-        if "cancellation" in cls.__dict__ and "cancellation_in_process" not in cls.__dict__:
-            cls.in_process = False
 
     def __init__(self, ttl_s: float = DEFAULT_CANCELLATION_TTL_S) -> None:
         """Keep each cancellation ``ttl_s`` seconds (positive)."""
@@ -67,14 +58,6 @@ class CancellationStore(ABC):
     @abstractmethod
     async def cancellation(self, task_id: str) -> Cancellation | None:
         """Return the unexpired cancellation of ``task_id``, or None when there is none."""
-
-    def cancellation_in_process(self, task_id: str) -> Cancellation | None:
-        """What `cancellation` returns, without awaiting: only for a store that is `in_process`.
-
-        Raises:
-            NotImplementedError: the store is not `in_process`.
-        """
-        raise NotImplementedError(f"{type(self).__name__} holds its records elsewhere")
 
     @abstractmethod
     async def listen(self) -> AsyncGenerator[Cancellation, None]:

@@ -29,6 +29,7 @@ from taskq.exceptions import (
 )
 from taskq.labels import ack_type_value
 from taskq.log_context import current_task
+from taskq.memory_cancellation import InMemoryCancellationStore
 from taskq.message import TaskiqMessage
 from taskq.receiver.cancel_watch import CancelWatch
 from taskq.receiver.eager import start_task
@@ -239,8 +240,8 @@ class Receiver:
                 watch = self._watch_for(store)
             token = watch.register(task_id)  # before the check: no cancellation is missed
             try:
-                if store.in_process:  # an answer without I/O: no coroutine to run
-                    cancellation = store.cancellation_in_process(task_id)
+                if type(store) is InMemoryCancellationStore:  # no I/O: no coroutine to run
+                    cancellation = store.cancellation_now(task_id)
                 else:
                     cancellation = await _cancellation_of(store, task_id)
                 if cancellation is None:
