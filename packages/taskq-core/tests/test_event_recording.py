@@ -189,12 +189,13 @@ async def test_close_writes_what_is_buffered_and_a_last_heartbeat() -> None:
     assert (worker.heartbeat.concurrency, worker.heartbeat.queue) == (4, "queue")
 
 
-class SlowToAnswerStore(InMemoryEventStore):
-    """Stores a write at once but answers it a while later (its reply still on the way)."""
+class LateAnswerStore(InMemoryEventStore):
+    """Stores a write at once but answers it only once ``answer`` is set (a reply on its way)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.writing = asyncio.Event()
+        self.answer = asyncio.Event()
 
     async def write_rows(
         self,
@@ -204,16 +205,19 @@ class SlowToAnswerStore(InMemoryEventStore):
     ) -> None:
         await super().write_rows(worker, rows, heartbeats)
         self.writing.set()
-        await asyncio.sleep(0.1)
+        await self.answer.wait()
 
 
 async def test_close_lets_a_write_in_progress_finish_instead_of_writing_it_again() -> None:
-    store = SlowToAnswerStore()
+    store = LateAnswerStore()
     recorder = EventRecorder(store, flush_interval_s=0.01)
     recorder.start()
     recorder.record(EventKind.SENT, "t", "job")
     await asyncio.wait_for(store.writing.wait(), 5)
-    await recorder.close()
+    closing = asyncio.ensure_future(recorder.close())
+    await asyncio.sleep(0)  # close has begun while the write waits for its answer
+    store.answer.set()
+    await asyncio.wait_for(closing, 5)
     assert await kinds(store, "t") == ["sent"]
 
 
