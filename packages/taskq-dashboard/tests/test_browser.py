@@ -80,6 +80,9 @@ def kiq(served: Served, broker: InMemoryBroker, name: str, *args: Any) -> str:
     return served.run(task.kiq(*args)).task_id
 
 
+WAIT = 30000  # ms: a loaded machine may take long to start the worker process
+
+
 def open_page(page: Any, served: Served, path: str) -> None:
     page.goto(served.url + path)
     page.wait_for_selector("body[data-ready='1']")
@@ -87,6 +90,17 @@ def open_page(page: Any, served: Served, path: str) -> None:
 
 def shot(page: Any, tmp_path: Path, name: str) -> None:
     page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
+
+
+def timeline(page: Any) -> list[str]:
+    """The event kinds the task page's timeline shows, in order."""
+    return [badge.strip() for badge in page.locator("#timeline .badge").all_inner_texts()]
+
+
+def wait_for_timeline(page: Any, kinds: list[str]) -> None:
+    """Wait until the task page's timeline shows ``kinds``: each process records its events
+    in batches, so the sender's ``sent`` may reach the store a flush after the worker's."""
+    eventually_blocking(lambda: timeline(page) == kinds, WAIT / 1000, what=f"timeline {kinds}")
 
 
 def test_overview_draws_charts_queue_workers_and_failures(
@@ -144,12 +158,7 @@ def test_tasks_filter_and_detail_show_errors_as_text(
     assert f"builtins.ValueError: {XSS_ARGS[1]}" in page.locator("#error").inner_text()
     assert "raise ValueError(text)" in page.locator("#traceback").inner_text()
     assert json.dumps(XSS_ARGS[1]) in page.locator("#arguments").inner_text()  # as text
-    assert [e.strip() for e in page.locator("#timeline .badge").all_inner_texts()] == [
-        "sent",
-        "received",
-        "started",
-        "failed",
-    ]
+    wait_for_timeline(page, ["sent", "received", "started", "failed"])
     assert page.locator("img").count() == 0  # the <img onerror> payload is text, not an image
     assert page.evaluate("window.pwned") is None
     shot(page, tmp_path, "task-failed")
@@ -179,7 +188,7 @@ def test_a_retried_task_shows_its_retry_in_the_timeline(
     eventually_blocking(lambda: served.run(_state(broker, flaky)) == "succeeded")
     open_page(page, served, f"/tasks/{flaky}")
     assert page.locator("#retries").inner_text() == "1"
-    assert "retried" in page.locator("#timeline .badge").all_inner_texts()
+    assert "retried" in timeline(page)
     assert "retry 1 in" in page.locator("#timeline").inner_text()
     assert page.locator("#result").inner_text().count("attempt 2") == 1
 
@@ -198,7 +207,7 @@ def test_cancel_a_running_task_after_confirming(
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("#cancel")
     page.wait_for_selector("#error:has-text('TaskCancelledError')", timeout=30000)
-    assert "cancelled" in page.locator("#timeline .badge").all_inner_texts()
+    assert "cancelled" in timeline(page)
     assert page.locator("#cancel").count() == 0
     shot(page, tmp_path, "task-cancelled")
 
@@ -508,9 +517,6 @@ def real_page(browser: Any) -> Iterator[Any]:
     context.close()
 
 
-WAIT = 30000  # ms: a loaded machine may take long to start the worker process
-
-
 def test_a_task_run_by_a_worker_process_goes_to_success_live(
     real_page: Any, real_worker: RealWorker, tmp_path: Path
 ) -> None:
@@ -526,12 +532,7 @@ def test_a_task_run_by_a_worker_process_goes_to_success_live(
     gate.touch()
     page.wait_for_selector("#task-state:has-text('succeeded')", timeout=WAIT)
     assert page.evaluate("window.sameDocument") is True, "the page updated without reloading"
-    assert [e.strip() for e in page.locator("#timeline .badge").all_inner_texts()] == [
-        "sent",
-        "received",
-        "started",
-        "succeeded",
-    ]
+    wait_for_timeline(page, ["sent", "received", "started", "succeeded"])
     page.wait_for_selector("#result:has-text('5')")
     shot(page, tmp_path, "task-by-worker-process")
 
@@ -552,14 +553,13 @@ def test_a_worker_process_fails_retries_and_dead_letters_tasks(
     shown = page.locator("#traceback").inner_text()
     assert "raise ValueError(text)" in shown
     assert "ValueError: no such order" in shown
-    timeline = [e.strip() for e in page.locator("#timeline .badge").all_inner_texts()]
-    assert timeline == ["sent", "received", "started", "failed"]
+    wait_for_timeline(page, ["sent", "received", "started", "failed"])
     open_page(page, served, f"/tasks/{flaky}")
     page.wait_for_selector("#task-state:has-text('succeeded')", timeout=WAIT)
     # the middleware records the retry once it was sent, so the rerun's events can reach the
     # store a flush before it: the page shows it when it comes
     page.wait_for_selector("#retries:text-is('1')", timeout=WAIT)
-    assert "retried" in page.locator("#timeline .badge").all_inner_texts()
+    assert "retried" in timeline(page)
     page.wait_for_selector("#result:has-text('the second attempt worked')")
     shot(page, tmp_path, "task-retried-by-worker")
     open_page(page, served, f"/tasks/{refused}")
