@@ -321,6 +321,7 @@ class Receiver:
         ack_type: AcknowledgeType,
         token: CancelToken | None,
     ) -> None:
+        """Run the task and settle its message: hooks, result, acknowledgement."""
         if ack_type is _WHEN_RECEIVED:
             await acker.ack()
         hooks = self.broker.middleware_hooks
@@ -340,7 +341,38 @@ class Receiver:
         else:
             async with self._run_slots:
                 result = await self.task_executor.run(task, message, acker, token)
-        await self._finish(message, result, acker, hooks, ack_type)
+        # what follows the run, inline: a coroutine of its own would cost every message
+        recorder = self.broker.event_recorder
+        if recorder is not None:  # before the middlewares, so a retry is recorded after it
+            record_outcome(recorder, message, result)
+        if self.log_tasks:
+            log_task(message, result)
+        if hooks["post_execute"] or hooks["on_error"]:
+            await self._after_run(message, result, hooks)
+        error = result.error
+        if error is not None and isinstance(error, TaskRejectedError):
+            logger.info("Task %s rejected its message", message.task_id)
+            await acker.reject(rejection_reason(error))
+            return
+        if ack_type is _WHEN_EXECUTED:
+            await acker.ack()
+        if error is None or not isinstance(error, NoResultError):
+            try:  # `_save` inline: the common case costs no coroutine of its own
+                await self.broker.result_backend.set_result(message.task_id, result)
+            except Exception as exc:
+                if not await self._save_instead(message, result, exc):
+                    return  # nothing stored: an unsettled message is released for redelivery
+            if hooks["post_save"]:
+                await self._call_hooks(hooks["post_save"], message, result)
+        cancelled = error is not None and isinstance(error, TaskCancelledError)
+        if (ack_type is _WHEN_SAVED or cancelled) and acker.is_ackable:
+            await acker.ack()  # a cancelled message is settled in every mode: never redelivered
+        elif ack_type is _MANUAL and acker.is_ackable and not acker.is_acked:
+            logger.warning(
+                "Task %s ended without acknowledging its message (ack mode manual): "
+                "it is released for redelivery",
+                message.task_id,
+            )
 
     def _watch_for(self, store: CancellationStore) -> CancelWatch:
         """The watch of the broker's cancellation store (a new one if the store was replaced)."""
@@ -390,46 +422,6 @@ class Receiver:
         await acker.reject(rejection_reason(error))
         if error.task_id is not None and error.unique_key is not None:
             await HeldKey(error.unique_key, error.task_id).free(self.broker)
-
-    async def _finish(
-        self,
-        message: TaskiqMessage,
-        result: TaskiqResult[Any],
-        acker: AckController,
-        hooks: dict[str, list[Any]],
-        ack_type: AcknowledgeType,
-    ) -> None:
-        recorder = self.broker.event_recorder
-        if recorder is not None:  # before the middlewares, so a retry is recorded after it
-            record_outcome(recorder, message, result)
-        if self.log_tasks:
-            log_task(message, result)
-        if hooks["post_execute"] or hooks["on_error"]:
-            await self._after_run(message, result, hooks)
-        error = result.error
-        if error is not None and isinstance(error, TaskRejectedError):
-            logger.info("Task %s rejected its message", message.task_id)
-            await acker.reject(rejection_reason(error))
-            return
-        if ack_type is _WHEN_EXECUTED:
-            await acker.ack()
-        if error is None or not isinstance(error, NoResultError):
-            try:  # `_save` inline: the common case costs no coroutine of its own
-                await self.broker.result_backend.set_result(message.task_id, result)
-            except Exception as exc:
-                if not await self._save_instead(message, result, exc):
-                    return  # nothing stored: an unsettled message is released for redelivery
-            if hooks["post_save"]:
-                await self._call_hooks(hooks["post_save"], message, result)
-        cancelled = error is not None and isinstance(error, TaskCancelledError)
-        if (ack_type is _WHEN_SAVED or cancelled) and acker.is_ackable:
-            await acker.ack()  # a cancelled message is settled in every mode: never redelivered
-        elif ack_type is _MANUAL and acker.is_ackable and not acker.is_acked:
-            logger.warning(
-                "Task %s ended without acknowledging its message (ack mode manual): "
-                "it is released for redelivery",
-                message.task_id,
-            )
 
     async def _after_run(
         self, message: TaskiqMessage, result: TaskiqResult[Any], hooks: dict[str, list[Any]]
