@@ -492,11 +492,15 @@ class Receiver:
         self,
         finish_event: asyncio.Event | None = None,
         messages: AsyncIterator[bytes | AckableMessage | TaskiqMessage] | None = None,
+        take_now: Callable[[], bytes | AckableMessage | TaskiqMessage | None] | None = None,
     ) -> None:
         """Run messages from ``broker.listen()`` until it ends or ``finish_event`` is set.
 
         ``messages`` replaces ``broker.listen()``: a broker running its own messages passes
-        one that yields decoded ones too (see `AsyncBroker.kick_decoded`).
+        one that yields decoded ones too (see `AsyncBroker.kick_decoded`). ``take_now``, if
+        given, takes the next of those ``messages`` without waiting (None when none is
+        ready): once ``messages`` gave one, the loop asks it first, sparing a step of the
+        iterator per message.
 
         No message is taken without a free slot, so stopping never strands a taken message
         in this process. Tasks still running then get ``wait_tasks_timeout`` seconds
@@ -515,7 +519,7 @@ class Receiver:
         if watch is not None:
             watch.start()
         try:
-            await self._listen_until(finish_event, messages)
+            await self._listen_until(finish_event, messages, take_now)
         finally:
             if watch is not None:
                 await watch.stop()
@@ -526,8 +530,9 @@ class Receiver:
         self,
         finish_event: asyncio.Event | None,
         messages: AsyncIterator[bytes | AckableMessage | TaskiqMessage] | None,
+        take_now: Callable[[], bytes | AckableMessage | TaskiqMessage | None] | None,
     ) -> None:
-        consumer = asyncio.create_task(self._consume(messages))
+        consumer = asyncio.create_task(self._consume(messages, take_now))
         if finish_event is not None:
             stopper = asyncio.create_task(finish_event.wait())
             await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -541,7 +546,9 @@ class Receiver:
         await self.wait_running(self.wait_tasks_timeout)
 
     async def _consume(
-        self, source: AsyncIterator[bytes | AckableMessage | TaskiqMessage] | None
+        self,
+        source: AsyncIterator[bytes | AckableMessage | TaskiqMessage] | None,
+        take_now: Callable[[], bytes | AckableMessage | TaskiqMessage | None] | None,
     ) -> None:
         # with no prefetch, the fetch slots alone bound the running tasks
         self._run_slots = asyncio.Semaphore(self.max_async_tasks) if self.max_prefetch else None
@@ -552,7 +559,7 @@ class Receiver:
         if self.max_tasks_to_execute is None:  # else each message must be counted here
             self._consuming = _Consuming(fetch_slots, loop, contextvars.copy_context())
         try:
-            await self._take_and_spawn(messages, fetch_slots, loop)
+            await self._take_and_spawn(messages, fetch_slots, loop, take_now)
         finally:
             self._consuming = None
 
@@ -561,6 +568,7 @@ class Receiver:
         messages: AsyncIterator[bytes | AckableMessage | TaskiqMessage],
         fetch_slots: Slots,
         loop: asyncio.AbstractEventLoop,
+        take_now: Callable[[], bytes | AckableMessage | TaskiqMessage | None] | None,
     ) -> None:
         taken = since_yield = 0
         while self.max_tasks_to_execute is None or taken < self.max_tasks_to_execute:
@@ -571,10 +579,13 @@ class Receiver:
                 await asyncio.sleep(0)  # a backlog of instant messages must not starve the loop
                 since_yield = 0
             since_yield += 1
-            try:
-                message = await messages.__anext__()
-            except StopAsyncIteration:
-                return
+            # only once the iterator started: it may do something first (count a consumer)
+            message = take_now() if take_now is not None and taken else None
+            if message is None:
+                try:
+                    message = await messages.__anext__()
+                except StopAsyncIteration:
+                    return
             taken += 1
             fetch_slots.free -= 1  # taken: given back when the message is done
             self._spawn(message, fetch_slots, loop)
