@@ -8,7 +8,7 @@ import pickle
 import subprocess
 import sys
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from importlib.metadata import EntryPoint
@@ -38,6 +38,7 @@ from taskq import (
 )
 from taskq.formatters import SerializerFormatter
 from taskq.remote_error import decode_error, encode_error, restore_described_error
+from taskq.result import result_of_run
 from taskq.serializers import (
     CBORSerializer,
     JSONSerializer,
@@ -386,3 +387,21 @@ def test_version_matches_the_distribution():
     from importlib.metadata import version
 
     assert taskq.__version__ == version("taskq-core")
+
+
+@pytest.mark.parametrize("error", [None, ValueError("boom")])
+def test_result_of_run_is_the_result_the_class_makes(error: BaseException | None) -> None:
+    labels = {"a": 1}
+    made = result_of_run(None if error else 42, 0.5, labels, error)
+    expected = TaskiqResult(
+        is_err=error is not None,
+        return_value=None if error else 42,
+        execution_time=0.5,
+        labels=labels,
+        error=error,
+    )
+    # every field: one added to the class must be added to result_of_run too
+    for field in fields(TaskiqResult):
+        assert getattr(made, field.name) == getattr(expected, field.name), field.name
+    assert made.labels is labels
+    assert type(made) is TaskiqResult

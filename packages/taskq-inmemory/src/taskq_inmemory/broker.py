@@ -274,8 +274,11 @@ class InMemoryBroker(AsyncBroker):
         if consumer is not None and not consumer.done() and known is loop:
             return
         self.queue.open()
-        messages = self._take() if self._own_transport() else None  # None: through listen()
-        self._consumer = loop.create_task(self.receiver.listen(messages=messages))
+        if self._own_transport():
+            listening = self.receiver.listen(messages=self._take(), take_now=self.queue.get_nowait)
+        else:  # through listen()
+            listening = self.receiver.listen()
+        self._consumer = loop.create_task(listening)
 
 
 #: The broker's own `kick` and `listen`, told apart from a subclass's or a stand-in's.

@@ -26,7 +26,7 @@ from taskq.labels import timeout_seconds
 from taskq.receiver.handoff import ThreadHandoff
 from taskq.receiver.interrupts import reraise_cancellation, task_failure
 from taskq.receiver.signature import TaskSignature
-from taskq.result import TaskiqResult
+from taskq.result import TaskiqResult, result_of_run
 from taskq.state import TaskiqState
 
 if TYPE_CHECKING:
@@ -123,13 +123,7 @@ class TaskExecutor:
             await self._close(resolver, error)
         if error is not None and not isinstance(error, CONTROL_FLOW):
             _log_failure(message, error, self.failure_log_level)
-        return TaskiqResult(
-            is_err=error is not None,
-            return_value=value,
-            execution_time=elapsed,
-            labels=message.labels,
-            error=error,
-        )
+        return result_of_run(value, elapsed, message.labels, error)
 
     def executor(self) -> Executor:
         """The executor sync tasks run in."""

@@ -321,6 +321,7 @@ class Receiver:
         ack_type: AcknowledgeType,
         token: CancelToken | None,
     ) -> None:
+        """Run the task and settle its message: hooks, result, acknowledgement."""
         if ack_type is _WHEN_RECEIVED:
             await acker.ack()
         hooks = self.broker.middleware_hooks
@@ -340,7 +341,38 @@ class Receiver:
         else:
             async with self._run_slots:
                 result = await self.task_executor.run(task, message, acker, token)
-        await self._finish(message, result, acker, hooks, ack_type)
+        # what follows the run, inline: a coroutine of its own would cost every message
+        recorder = self.broker.event_recorder
+        if recorder is not None:  # before the middlewares, so a retry is recorded after it
+            record_outcome(recorder, message, result)
+        if self.log_tasks:
+            log_task(message, result)
+        if hooks["post_execute"] or hooks["on_error"]:
+            await self._after_run(message, result, hooks)
+        error = result.error
+        if error is not None and isinstance(error, TaskRejectedError):
+            logger.info("Task %s rejected its message", message.task_id)
+            await acker.reject(rejection_reason(error))
+            return
+        if ack_type is _WHEN_EXECUTED:
+            await acker.ack()
+        if error is None or not isinstance(error, NoResultError):
+            try:  # `_save` inline: the common case costs no coroutine of its own
+                await self.broker.result_backend.set_result(message.task_id, result)
+            except Exception as exc:
+                if not await self._save_instead(message, result, exc):
+                    return  # nothing stored: an unsettled message is released for redelivery
+            if hooks["post_save"]:
+                await self._call_hooks(hooks["post_save"], message, result)
+        cancelled = error is not None and isinstance(error, TaskCancelledError)
+        if (ack_type is _WHEN_SAVED or cancelled) and acker.is_ackable:
+            await acker.ack()  # a cancelled message is settled in every mode: never redelivered
+        elif ack_type is _MANUAL and acker.is_ackable and not acker.is_acked:
+            logger.warning(
+                "Task %s ended without acknowledging its message (ack mode manual): "
+                "it is released for redelivery",
+                message.task_id,
+            )
 
     def _watch_for(self, store: CancellationStore) -> CancelWatch:
         """The watch of the broker's cancellation store (a new one if the store was replaced)."""
@@ -390,46 +422,6 @@ class Receiver:
         await acker.reject(rejection_reason(error))
         if error.task_id is not None and error.unique_key is not None:
             await HeldKey(error.unique_key, error.task_id).free(self.broker)
-
-    async def _finish(
-        self,
-        message: TaskiqMessage,
-        result: TaskiqResult[Any],
-        acker: AckController,
-        hooks: dict[str, list[Any]],
-        ack_type: AcknowledgeType,
-    ) -> None:
-        recorder = self.broker.event_recorder
-        if recorder is not None:  # before the middlewares, so a retry is recorded after it
-            record_outcome(recorder, message, result)
-        if self.log_tasks:
-            log_task(message, result)
-        if hooks["post_execute"] or hooks["on_error"]:
-            await self._after_run(message, result, hooks)
-        error = result.error
-        if error is not None and isinstance(error, TaskRejectedError):
-            logger.info("Task %s rejected its message", message.task_id)
-            await acker.reject(rejection_reason(error))
-            return
-        if ack_type is _WHEN_EXECUTED:
-            await acker.ack()
-        if error is None or not isinstance(error, NoResultError):
-            try:  # `_save` inline: the common case costs no coroutine of its own
-                await self.broker.result_backend.set_result(message.task_id, result)
-            except Exception as exc:
-                if not await self._save_instead(message, result, exc):
-                    return  # nothing stored: an unsettled message is released for redelivery
-            if hooks["post_save"]:
-                await self._call_hooks(hooks["post_save"], message, result)
-        cancelled = error is not None and isinstance(error, TaskCancelledError)
-        if (ack_type is _WHEN_SAVED or cancelled) and acker.is_ackable:
-            await acker.ack()  # a cancelled message is settled in every mode: never redelivered
-        elif ack_type is _MANUAL and acker.is_ackable and not acker.is_acked:
-            logger.warning(
-                "Task %s ended without acknowledging its message (ack mode manual): "
-                "it is released for redelivery",
-                message.task_id,
-            )
 
     async def _after_run(
         self, message: TaskiqMessage, result: TaskiqResult[Any], hooks: dict[str, list[Any]]
@@ -500,11 +492,15 @@ class Receiver:
         self,
         finish_event: asyncio.Event | None = None,
         messages: AsyncIterator[bytes | AckableMessage | TaskiqMessage] | None = None,
+        take_now: Callable[[], bytes | AckableMessage | TaskiqMessage | None] | None = None,
     ) -> None:
         """Run messages from ``broker.listen()`` until it ends or ``finish_event`` is set.
 
         ``messages`` replaces ``broker.listen()``: a broker running its own messages passes
-        one that yields decoded ones too (see `AsyncBroker.kick_decoded`).
+        one that yields decoded ones too (see `AsyncBroker.kick_decoded`). ``take_now``, if
+        given, takes the next of those ``messages`` without waiting (None when none is
+        ready): once ``messages`` gave one, the loop asks it first, sparing a step of the
+        iterator per message.
 
         No message is taken without a free slot, so stopping never strands a taken message
         in this process. Tasks still running then get ``wait_tasks_timeout`` seconds
@@ -523,7 +519,7 @@ class Receiver:
         if watch is not None:
             watch.start()
         try:
-            await self._listen_until(finish_event, messages)
+            await self._listen_until(finish_event, messages, take_now)
         finally:
             if watch is not None:
                 await watch.stop()
@@ -534,8 +530,9 @@ class Receiver:
         self,
         finish_event: asyncio.Event | None,
         messages: AsyncIterator[bytes | AckableMessage | TaskiqMessage] | None,
+        take_now: Callable[[], bytes | AckableMessage | TaskiqMessage | None] | None,
     ) -> None:
-        consumer = asyncio.create_task(self._consume(messages))
+        consumer = asyncio.create_task(self._consume(messages, take_now))
         if finish_event is not None:
             stopper = asyncio.create_task(finish_event.wait())
             await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -549,7 +546,9 @@ class Receiver:
         await self.wait_running(self.wait_tasks_timeout)
 
     async def _consume(
-        self, source: AsyncIterator[bytes | AckableMessage | TaskiqMessage] | None
+        self,
+        source: AsyncIterator[bytes | AckableMessage | TaskiqMessage] | None,
+        take_now: Callable[[], bytes | AckableMessage | TaskiqMessage | None] | None,
     ) -> None:
         # with no prefetch, the fetch slots alone bound the running tasks
         self._run_slots = asyncio.Semaphore(self.max_async_tasks) if self.max_prefetch else None
@@ -560,7 +559,7 @@ class Receiver:
         if self.max_tasks_to_execute is None:  # else each message must be counted here
             self._consuming = _Consuming(fetch_slots, loop, contextvars.copy_context())
         try:
-            await self._take_and_spawn(messages, fetch_slots, loop)
+            await self._take_and_spawn(messages, fetch_slots, loop, take_now)
         finally:
             self._consuming = None
 
@@ -569,6 +568,7 @@ class Receiver:
         messages: AsyncIterator[bytes | AckableMessage | TaskiqMessage],
         fetch_slots: Slots,
         loop: asyncio.AbstractEventLoop,
+        take_now: Callable[[], bytes | AckableMessage | TaskiqMessage | None] | None,
     ) -> None:
         taken = since_yield = 0
         while self.max_tasks_to_execute is None or taken < self.max_tasks_to_execute:
@@ -579,10 +579,13 @@ class Receiver:
                 await asyncio.sleep(0)  # a backlog of instant messages must not starve the loop
                 since_yield = 0
             since_yield += 1
-            try:
-                message = await messages.__anext__()
-            except StopAsyncIteration:
-                return
+            # only once the iterator started: it may do something first (count a consumer)
+            message = take_now() if take_now is not None and taken else None
+            if message is None:
+                try:
+                    message = await messages.__anext__()
+                except StopAsyncIteration:
+                    return
             taken += 1
             fetch_slots.free -= 1  # taken: given back when the message is done
             self._spawn(message, fetch_slots, loop)
