@@ -179,21 +179,25 @@ async def test_a_broker_without_a_store_says_how_to_get_one(recording_broker):
         await task.cancel()
 
 
+async def _run_one_task_with(broker: Any, encode: Any, store: InMemoryCancellationStore) -> Any:
+    """Run task ``t1`` (which returns 1) through a receiver with ``store``; its result."""
+    broker.with_cancellation(store)
+
+    @broker.task
+    async def work() -> int:
+        return 1
+
+    await Receiver(broker).callback(broker.ackable(encode(broker, work.task_name)))
+    return await broker.result_backend.get_result("t1")
+
+
 async def test_a_store_that_fails_to_answer_lets_the_task_run(recording_broker, encode, caplog):
     class Broken(InMemoryCancellationStore):
         async def cancellation(self, task_id: str) -> Cancellation | None:
             raise OSError("unreachable")
 
-    recording_broker.with_cancellation(Broken())
-
-    @recording_broker.task
-    async def work() -> int:
-        return 1
-
-    await Receiver(recording_broker).callback(
-        recording_broker.ackable(encode(recording_broker, work.task_name))
-    )
-    assert (await recording_broker.result_backend.get_result("t1")).return_value == 1
+    result = await _run_one_task_with(recording_broker, encode, Broken())
+    assert result.return_value == 1
     assert "cannot check whether it was cancelled" in caplog.text
 
 
@@ -202,16 +206,7 @@ async def test_a_subclass_of_the_in_memory_store_is_asked_its_own_way(recording_
         async def cancellation(self, task_id: str) -> Cancellation | None:
             return Cancellation(task_id, "its own answer")
 
-    recording_broker.with_cancellation(OwnAnswer())
-
-    @recording_broker.task
-    async def work() -> int:
-        return 1
-
-    await Receiver(recording_broker).callback(
-        recording_broker.ackable(encode(recording_broker, work.task_name))
-    )
-    error = (await recording_broker.result_backend.get_result("t1")).error
+    error = (await _run_one_task_with(recording_broker, encode, OwnAnswer())).error
     assert isinstance(error, TaskCancelledError)
     assert error.reason == "its own answer"
 
