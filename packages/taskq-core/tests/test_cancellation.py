@@ -180,7 +180,7 @@ async def test_a_broker_without_a_store_says_how_to_get_one(recording_broker):
 
 
 async def _run_one_task_with(broker: Any, encode: Any, store: InMemoryCancellationStore) -> Any:
-    """Run task ``t1`` (which returns 1) through a receiver with ``store``; its result."""
+    """Run a task that returns 1 (task id ``t1``) through a receiver with ``store``; its result."""
     broker.with_cancellation(store)
 
     @broker.task
