@@ -219,6 +219,31 @@ async def test_a_kick_to_a_deleted_queue_fails_instead_of_being_lost(new_broker)
     await item.ack()
 
 
+async def test_a_consumer_whose_queue_was_deleted_consumes_it_again(new_broker):
+    """RabbitMQ cancels the consumers of a deleted queue: the worker must not stay idle."""
+    worker = await new_broker()
+    client = await new_broker(worker=False)
+    got: list[bytes] = []
+
+    async def consume() -> None:
+        async for item in worker.listen():
+            got.append(item.data)
+            await item.ack()
+
+    consuming = asyncio.create_task(consume())
+    try:
+        await client.kick(message(b"before"))
+        await eventually(lambda: got == [b"before"], timeout=30)
+        await client.delete_queues()  # an operator deletes the queue (to empty it, say)
+        with pytest.raises(UnroutableError):
+            await client.kick(message(b"lost"))
+        await client.kick(message(b"after"))  # declared again
+        await eventually(lambda: got == [b"before", b"after"], timeout=30)
+    finally:
+        consuming.cancel()
+        await asyncio.gather(consuming, return_exceptions=True)
+
+
 async def test_messages_taken_by_a_consumer_that_goes_away_are_redelivered(new_broker):
     broker = await new_broker()
     for n in range(10):
