@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.parse
 import uuid
 from typing import Any
 
@@ -204,6 +205,19 @@ async def test_a_kick_without_rabbitmq_raises_after_send_timeout():
     with pytest.raises(AmqpUnavailableError):
         await broker.startup()
     assert time.monotonic() - started < 30
+    await broker.shutdown()
+
+
+async def test_a_vhost_rabbitmq_refuses_is_named_in_the_error(amqp_url):
+    parts = urllib.parse.urlsplit(amqp_url)
+    url = urllib.parse.urlunsplit(parts._replace(path="/taskq-no-such-vhost"))
+    broker = AmqpBroker(url, send_timeout_s=0.3)
+    with pytest.raises(
+        AmqpUnavailableError, match="refused to open the vhost 'taskq-no-such-vhost'"
+    ):
+        await broker.startup()
+    with pytest.raises(SendUnavailableError, match="taskq-no-such-vhost"):
+        await broker.kick(message(b"x"))
     await broker.shutdown()
 
 
