@@ -97,6 +97,19 @@ async def test_reject_dead_letters_with_the_reason(new_broker):
     assert abs(letter.dead_at.timestamp() - time.time()) < 60
 
 
+async def test_reject_after_the_dead_letter_queue_was_deleted_declares_it_again(new_broker):
+    """Otherwise the message stays held by the worker, unsettled, until it stops."""
+    broker = await new_broker()
+    await broker.kick(message(b"bad input"))
+    (item,) = await take(broker, 1)
+    channel = await broker.connection.channel()
+    await channel.queue_delete(broker.queues.dead_letter_queue)  # an operator empties it
+    await channel.close()
+    await item.reject("ValueError: bad input")
+    (letter,) = await broker.dead_letters.list()
+    assert letter.reason == "ValueError: bad input"
+
+
 async def test_dead_letters_list_show_replay_and_purge(new_broker):
     broker = await new_broker()
     for data in (b"a", b"b", b"c"):

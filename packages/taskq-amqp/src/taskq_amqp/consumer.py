@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from taskq.acks import AckableMessage
 from taskq_amqp.connection import CONNECTION_ERRORS, FIRST_RETRY_DELAY_S
+from taskq_amqp.errors import UnroutableError
 from taskq_amqp.publisher import declare
 from taskq_amqp.queues import counted_deliveries
 
@@ -213,10 +214,18 @@ class _Settler:
         if self.channel.is_closed:
             return
         try:
-            await self.consumer.publisher.dead_letter(self.delivered, reason or REJECTED)
+            await self._dead_letter(reason or REJECTED)
         except CONNECTION_ERRORS:
             return  # unacknowledged: it comes back once its channel is gone, to be rejected again
         await self.ack()
+
+    async def _dead_letter(self, reason: str) -> None:
+        """Publish the message to the dead-letter queue, declared again if it was deleted."""
+        publisher = self.consumer.publisher
+        try:
+            await publisher.dead_letter(self.delivered, reason)
+        except UnroutableError:  # the dead-letter queue was deleted; now declared again
+            await publisher.dead_letter(self.delivered, reason)
 
     async def requeue_counted(self) -> None:
         """Reject it without requeueing: RabbitMQ dead-letters it into its own queue, counted."""
