@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.parse
 import uuid
 from typing import Any
 
@@ -94,6 +95,19 @@ async def test_reject_dead_letters_with_the_reason(new_broker):
     assert letter.deliveries == 1
     assert letter.dead_at is not None
     assert abs(letter.dead_at.timestamp() - time.time()) < 60
+
+
+async def test_reject_after_the_dead_letter_queue_was_deleted_declares_it_again(new_broker):
+    """Otherwise the message stays held by the worker, unsettled, until it stops."""
+    broker = await new_broker()
+    await broker.kick(message(b"bad input"))
+    (item,) = await take(broker, 1)
+    channel = await broker.connection.channel()
+    await channel.queue_delete(broker.queues.dead_letter_queue)  # an operator empties it
+    await channel.close()
+    await item.reject("ValueError: bad input")
+    (letter,) = await broker.dead_letters.list()
+    assert letter.reason == "ValueError: bad input"
 
 
 async def test_dead_letters_list_show_replay_and_purge(new_broker):
@@ -207,6 +221,19 @@ async def test_a_kick_without_rabbitmq_raises_after_send_timeout():
     await broker.shutdown()
 
 
+async def test_a_vhost_rabbitmq_refuses_is_named_in_the_error(amqp_url):
+    parts = urllib.parse.urlsplit(amqp_url)
+    url = urllib.parse.urlunsplit(parts._replace(path="/taskq-no-such-vhost"))
+    broker = AmqpBroker(url, send_timeout_s=0.3)
+    with pytest.raises(
+        AmqpUnavailableError, match="refused to open the vhost 'taskq-no-such-vhost'"
+    ):
+        await broker.startup()
+    with pytest.raises(SendUnavailableError, match="taskq-no-such-vhost"):
+        await broker.kick(message(b"x"))
+    await broker.shutdown()
+
+
 async def test_a_kick_to_a_deleted_queue_fails_instead_of_being_lost(new_broker):
     broker = await new_broker(worker=False)
     await broker.kick(message(b"before"))
@@ -217,6 +244,31 @@ async def test_a_kick_to_a_deleted_queue_fails_instead_of_being_lost(new_broker)
     (item,) = await take(broker, 1)
     assert item.data == b"again"
     await item.ack()
+
+
+async def test_a_consumer_whose_queue_was_deleted_consumes_it_again(new_broker):
+    """RabbitMQ cancels the consumers of a deleted queue: the worker must not stay idle."""
+    worker = await new_broker()
+    client = await new_broker(worker=False)
+    got: list[bytes] = []
+
+    async def consume() -> None:
+        async for item in worker.listen():
+            got.append(item.data)
+            await item.ack()
+
+    consuming = asyncio.create_task(consume())
+    try:
+        await client.kick(message(b"before"))
+        await eventually(lambda: got == [b"before"], timeout=30)
+        await client.delete_queues()  # an operator deletes the queue (to empty it, say)
+        with pytest.raises(UnroutableError):
+            await client.kick(message(b"lost"))
+        await client.kick(message(b"after"))  # declared again
+        await eventually(lambda: got == [b"before", b"after"], timeout=30)
+    finally:
+        consuming.cancel()
+        await asyncio.gather(consuming, return_exceptions=True)
 
 
 async def test_messages_taken_by_a_consumer_that_goes_away_are_redelivered(new_broker):

@@ -7,13 +7,19 @@ classic queues.
 
 from taskq_amqp.broker import AmqpBroker
 from taskq_amqp.dead_letters import DeadLetter, DeadLetterQueue
-from taskq_amqp.errors import AmqpUnavailableError, SendUnavailableError, UnroutableError
+from taskq_amqp.errors import (
+    AmqpUnavailableError,
+    MessageTooLargeError,
+    SendUnavailableError,
+    UnroutableError,
+)
 
 __all__ = [
     "AmqpBroker",
     "AmqpUnavailableError",
     "DeadLetter",
     "DeadLetterQueue",
+    "MessageTooLargeError",
     "SendUnavailableError",
     "UnroutableError",
 ]

@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection
-from aiormq.exceptions import AMQPConnectionError, ChannelInvalidStateError
+from aiormq.exceptions import AMQPConnectionError, ChannelInvalidStateError, InvalidFrameError
 
 import taskq.toolkit as toolkit
 
@@ -89,10 +89,27 @@ class AmqpConnection(toolkit.Reconnector):
             self._opening = asyncio.Lock()
         async with self._opening:
             if self._connection is None or self._connection.is_closed:
-                self._connection = await asyncio.wait_for(
-                    aiormq.connect(self.url), CONNECT_TIMEOUT_S
-                )
+                self._connection = await self._connect()
             return self._connection
+
+    async def _connect(self) -> AbstractConnection:
+        """Open a connection; a vhost RabbitMQ refuses to open is a `ConnectionRefusedError`.
+
+        aiormq reports that refusal as an unexpected frame (the server's ``connection.close``
+        where ``connection.open-ok`` was due), without the server's reason.
+        """
+        try:
+            return await asyncio.wait_for(aiormq.connect(self.url), CONNECT_TIMEOUT_S)
+        except InvalidFrameError as exc:
+            if "Connection.Close" not in str(exc):
+                raise
+            parts = urlsplit(self.url)
+            vhost = unquote(parts.path[1:]) or "/"
+            raise ConnectionRefusedError(
+                f"RabbitMQ refused to open the vhost {vhost!r} for the user "
+                f"{unquote(parts.username or 'guest')!r}: it does not exist, or the user may "
+                "not use it"
+            ) from exc
 
     async def channel(self, publisher_confirms: bool = False) -> AbstractChannel:
         """A new channel on the open connection."""

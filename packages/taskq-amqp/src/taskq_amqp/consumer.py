@@ -6,6 +6,8 @@ its reason (published to the dead-letter queue with confirmation, then acknowled
 ``release`` returns it to the queue. When the connection is lost, RabbitMQ returns every
 unacknowledged message to the queue for another consumer; this consumer reconnects (with the
 connection's backoff) and goes on, and settling a message of the lost channel does nothing.
+When RabbitMQ cancels the consumer (its queue was deleted), it declares the queues again and
+consumes on the same channel, where the messages it holds can still be settled.
 
 On a classic queue with ``max_deliveries``, a redelivered message is counted: it is rejected
 without requeueing, which makes RabbitMQ dead-letter it into its own queue with the count in its
@@ -24,10 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 from taskq.acks import AckableMessage
 from taskq_amqp.connection import CONNECTION_ERRORS, FIRST_RETRY_DELAY_S
+from taskq_amqp.errors import UnroutableError
+from taskq_amqp.publisher import declare
 from taskq_amqp.queues import counted_deliveries
 
 if TYPE_CHECKING:
     from aiormq.abc import AbstractChannel, DeliveredMessage
+    from pamqp.commands import Basic
 
     from taskq_amqp.connection import AmqpConnection
     from taskq_amqp.publisher import Publisher
@@ -59,6 +64,7 @@ class Consumer:
         self._channel: AbstractChannel | None = None
         self._tag: str | None = None
         self._stopped = False
+        self._cancelled = False  # RabbitMQ cancelled the consumer: consume again
 
     async def messages(self) -> AsyncIterator[AckableMessage]:
         """Yield the messages of the work queue until `close`."""
@@ -73,17 +79,30 @@ class Consumer:
                 message = await self._admitted(channel, delivered)
                 if message is not None:
                     yield message
-            if not self._stopped:  # the channel closed under us: consume on a new one
-                lost = ConnectionError("the channel closed")
-                delay = await self.connection.pause("consume the queue", lost, delay)
+            if not self._stopped:
+                delay = await self._pause(channel, delay)
+
+    async def _pause(self, channel: AbstractChannel, delay: float) -> float:
+        """Wait before consuming again, as the consumer was cancelled or its channel closed."""
+        if self._cancelled and not channel.is_closed:  # consume again on this channel
+            await asyncio.sleep(FIRST_RETRY_DELAY_S)
+            return delay
+        lost = ConnectionError("the channel closed")  # consume on a new one
+        return await self.connection.pause("consume the queue", lost, delay)
 
     async def _consume(self) -> AbstractChannel:
-        channel = await self.connection.channel()
-        self._channel = channel
-        await channel.basic_qos(prefetch_count=self.prefetch_count)
-        channel.closing.add_done_callback(self._on_channel_closed)
+        channel = self._channel
+        if not self._cancelled or channel is None or channel.is_closed:
+            channel = await self.connection.channel()
+            self._channel = channel
+            await channel.basic_qos(prefetch_count=self.prefetch_count)
+            channel.closing.add_done_callback(self._on_channel_closed)
+            channel.on_consumer_cancel_callbacks.add(self._on_cancelled)
+        if self._cancelled:
+            await declare(channel, self.queues)  # deleted, most likely: declared again
         consumed = await channel.basic_consume(self.queues.name, self._on_message)
         self._tag = consumed.consumer_tag
+        self._cancelled = False
         return channel
 
     def _on_message(self, delivered: DeliveredMessage) -> Coroutine[Any, Any, None]:
@@ -99,6 +118,19 @@ class Consumer:
         return _nothing()
 
     def _on_channel_closed(self, _: Any) -> None:
+        self._inbox.put_nowait(None)
+
+    def _on_cancelled(self, cancel: Basic.Cancel) -> None:
+        """RabbitMQ cancelled this consumer (its queue was deleted): consume again."""
+        if cancel.consumer_tag != self._tag or self._stopped:
+            return
+        logger.warning(
+            "RabbitMQ cancelled the consumer of queue %r (was it deleted?): declaring the "
+            "queues again and consuming again",
+            self.queues.name,
+        )
+        self._tag = None
+        self._cancelled = True
         self._inbox.put_nowait(None)
 
     async def _admitted(
@@ -182,10 +214,18 @@ class _Settler:
         if self.channel.is_closed:
             return
         try:
-            await self.consumer.publisher.dead_letter(self.delivered, reason or REJECTED)
+            await self._dead_letter(reason or REJECTED)
         except CONNECTION_ERRORS:
             return  # unacknowledged: it comes back once its channel is gone, to be rejected again
         await self.ack()
+
+    async def _dead_letter(self, reason: str) -> None:
+        """Publish the message to the dead-letter queue, declared again if it was deleted."""
+        publisher = self.consumer.publisher
+        try:
+            await publisher.dead_letter(self.delivered, reason)
+        except UnroutableError:  # the dead-letter queue was deleted; now declared again
+            await publisher.dead_letter(self.delivered, reason)
 
     async def requeue_counted(self) -> None:
         """Reject it without requeueing: RabbitMQ dead-letters it into its own queue, counted."""

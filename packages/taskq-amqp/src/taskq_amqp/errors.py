@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from taskq.exceptions import BrokerError, SendTaskError
 
-__all__ = ["AmqpUnavailableError", "SendUnavailableError", "UnroutableError", "unavailable"]
+__all__ = [
+    "AmqpUnavailableError",
+    "MessageTooLargeError",
+    "SendUnavailableError",
+    "UnroutableError",
+    "unavailable",
+]
 
 
 class AmqpUnavailableError(BrokerError):
@@ -27,6 +33,16 @@ class UnroutableError(SendTaskError):
     """
 
     __template__ = "the task could not be sent: RabbitMQ has no such queue"
+
+
+class MessageTooLargeError(SendTaskError):
+    """RabbitMQ refuses the message: it is larger than the server's ``max_message_size``.
+
+    The message was not sent, and sending it again fails the same way: send less (keep large
+    data elsewhere and send a reference to it), or raise the server's limit.
+    """
+
+    __template__ = "the task could not be sent: it is larger than RabbitMQ accepts"
 
 
 def unavailable(

@@ -6,11 +6,16 @@ in flight together. The channel is opened, and the queues declared, on first use
 after a lost connection. Every publish is ``mandatory``: a message no queue takes (its queue
 was deleted since) is returned by RabbitMQ and fails with `UnroutableError` instead of being
 confirmed and lost; the next publish declares the queues again.
+
+A message larger than the server's ``max_message_size`` makes RabbitMQ close the channel: it
+fails with `MessageTooLargeError`, the other publishes the close cut off are sent again on a new
+channel, and the publisher refuses later messages over that size before sending them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -18,11 +23,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiormq.abc import AbstractChannel
-from aiormq.exceptions import ChannelInvalidStateError, DeliveryError, PublishError
+from aiormq.exceptions import ChannelClosed, ChannelInvalidStateError, DeliveryError, PublishError
 from pamqp.commands import Basic
 
 from taskq.exceptions import SendTaskError
-from taskq_amqp.errors import UnroutableError
+from taskq_amqp.errors import MessageTooLargeError, UnroutableError
 from taskq_amqp.queues import (
     BUCKET_REDECLARE_S,
     DEAD_AT_HEADER,
@@ -42,6 +47,8 @@ if TYPE_CHECKING:
 PERSISTENT = 2
 #: The headers taskq adds to dead letters, removed when one is replayed.
 DEAD_LETTER_HEADERS = (REASON_HEADER, DEAD_AT_HEADER, DELIVERIES_HEADER, DEATHS_HEADER)
+#: RabbitMQ's reason for closing a channel on a message over its ``max_message_size``.
+TOO_LARGE_REASON = re.compile(r"message size \d+ is larger than configured max size (\d+)")
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,8 @@ class Publisher:
         self._waiting: set[asyncio.Task[Any]] = set()
         self._cut: set[asyncio.Task[Any]] = set()
         self._undeclared = False  # a message came back: a queue was deleted
+        #: The server's ``max_message_size`` (bytes), once a message over it was refused.
+        self.max_message_size: int | None = None
         #: The delay buckets this publisher declared (their names), for cleaning up.
         self.bucket_names: set[str] = set()
 
@@ -103,8 +112,13 @@ class Publisher:
 
         Raises:
             UnroutableError: No queue ``routing_key`` exists (RabbitMQ returned the message).
-            SendTaskError: RabbitMQ refused the message (a negative confirmation).
+            MessageTooLargeError: ``body`` is over the server's ``max_message_size``.
+            SendTaskError: RabbitMQ refused the message (a negative confirmation, or it
+                closed the channel on it).
         """
+        too_large = self._too_large(len(body))
+        if too_large is not None:
+            raise too_large
         channel = await self.channel()
         task = asyncio.current_task()
         assert task is not None  # called from a coroutine
@@ -116,6 +130,8 @@ class Publisher:
             )
         except DeliveryError as exc:
             raise self._refused(exc) from exc
+        except ChannelClosed as exc:
+            raise self._closed_on(exc, len(body)) from exc
         except asyncio.CancelledError:
             if task not in self._cut:
                 raise
@@ -154,10 +170,16 @@ class Publisher:
 
         Returns one outcome per message, in order: None when RabbitMQ confirmed it, the error
         otherwise (`SendTaskError` for a negative confirmation, `UnroutableError` for a
-        message returned as no queue took it, a connection error when the
-        connection was lost before its confirmation). Only a failure to open the channel or
-        to declare a delay bucket raises: then nothing was published.
+        message returned as no queue took it, `MessageTooLargeError` for one over the
+        server's ``max_message_size``, a connection error when the connection was lost, or
+        the channel closed on another message, before its confirmation). Only a failure to
+        open the channel or to declare a delay bucket raises: then nothing was published.
         """
+        refusals = [self._too_large(len(p.body)) for p in batch]
+        if any(refusals):
+            sendable = [p for p, refusal in zip(batch, refusals, strict=True) if refusal is None]
+            sent = iter(await self.publish_many(sendable) if sendable else ())
+            return [refusal or next(sent) for refusal in refusals]
         channel = await self.channel()
         waiting = self._waiting  # the publishes the close of this channel cuts off
         keys = {
@@ -179,7 +201,12 @@ class Publisher:
             closed = channel.is_closed  # its close fails the publishes it cut off, any way
             if any(isinstance(outcome, PublishError) for outcome in outcomes):
                 self._undeclared = True
-            return [_outcome(outcome, closed) for outcome in outcomes]
+            return [
+                self._closed_on(outcome, len(p.body))
+                if isinstance(outcome, ChannelClosed)
+                else _outcome(outcome, closed)
+                for p, outcome in zip(batch, outcomes, strict=True)
+            ]
         finally:
             waiting.difference_update(publishing)
             self._cut.difference_update(publishing)
@@ -205,6 +232,32 @@ class Publisher:
         if isinstance(error, PublishError):
             self._undeclared = True
         return refused(error)
+
+    def _closed_on(self, error: ChannelClosed, size: int) -> Exception:
+        """The error of a publish of ``size`` bytes whose channel RabbitMQ closed with ``error``.
+
+        A message over the server's size limit closes the channel: that one is refused (and
+        the limit remembered), the others it cut off are sent again on a new channel.
+        """
+        too_large = TOO_LARGE_REASON.search(str(error))
+        if too_large is None:
+            return SendTaskError(f"RabbitMQ refused the message: {error}")
+        self.max_message_size = int(too_large.group(1))
+        refusal = self._too_large(size)
+        if refusal is None:
+            return ChannelInvalidStateError("the channel closed on another message")
+        return refusal
+
+    def _too_large(self, size: int) -> MessageTooLargeError | None:
+        """The error of a message of ``size`` bytes over the known size limit, else None."""
+        limit = self.max_message_size
+        if limit is None or size <= limit:
+            return None
+        return MessageTooLargeError(
+            f"RabbitMQ refuses the message: its {size:,} bytes are over the server's "
+            f"max_message_size of {limit:,}; send less (keep large data elsewhere and send "
+            "its key) or raise the server's limit"
+        )
 
     async def close(self) -> None:
         """Forget the channel (the connection's close closes it)."""

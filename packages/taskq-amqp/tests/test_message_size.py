@@ -1,0 +1,62 @@
+"""Messages larger than RabbitMQ's ``max_message_size``: refused with a typed error, alone."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from taskq import BrokerMessage
+from taskq.exceptions import BatchSendError, SendTaskError
+from taskq_amqp import AmqpBroker, MessageTooLargeError
+
+#: Over RabbitMQ's default ``max_message_size`` (128 MiB up to 3.13, 16 MiB from 4.0).
+TOO_LARGE = bytes((128 << 20) + 1)
+
+
+def message(data: bytes) -> BrokerMessage:
+    return BrokerMessage(uuid.uuid4().hex, "amqp:test", data, {})
+
+
+async def ready(broker: AmqpBroker) -> int:
+    channel = await broker.publisher.channel()
+    return int((await channel.queue_declare(broker.queue_name, passive=True)).message_count)
+
+
+async def test_a_message_over_the_servers_limit_raises_message_too_large(new_broker):
+    broker = await new_broker(worker=False, send_timeout_s=5)
+    with pytest.raises(MessageTooLargeError, match="max_message_size") as refused:
+        await broker.kick(message(TOO_LARGE))
+    assert isinstance(refused.value, SendTaskError)
+    # learned: the next one is refused before it is sent, and smaller ones go through
+    with pytest.raises(MessageTooLargeError):
+        await broker.kick(message(TOO_LARGE))
+    await broker.kick(message(b"small"))
+    assert await ready(broker) == 1
+
+
+async def test_kicks_sharing_the_channel_with_a_too_large_one_are_sent(new_broker):
+    broker = await new_broker(worker=False, send_timeout_s=10)
+    small = [message(b"%d" % n) for n in range(20)]
+    outcomes = await asyncio.gather(
+        broker.kick(message(TOO_LARGE)),
+        *(broker.kick(m) for m in small),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[0], MessageTooLargeError)
+    assert outcomes[1:] == [None] * len(small)
+    assert await ready(broker) == len(small)
+
+
+async def test_a_too_large_message_of_a_batch_is_the_only_unsent_one(new_broker):
+    broker = await new_broker(worker=False, send_timeout_s=10)
+    messages = [message(b"a"), message(b"b"), message(TOO_LARGE), message(b"c"), message(b"d")]
+    with pytest.raises(BatchSendError) as failed:
+        await broker.kick_many(messages)
+    ids = [m.task_id for m in messages]
+    assert failed.value.unsent_ids == (ids[2],)
+    assert failed.value.sent_ids == (ids[0], ids[1], ids[3], ids[4])
+    assert isinstance(failed.value.__cause__, MessageTooLargeError)
+    assert "max_message_size" in str(failed.value)
+    assert await ready(broker) == 4
