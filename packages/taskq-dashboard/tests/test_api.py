@@ -228,3 +228,17 @@ async def test_a_retried_task_shows_its_retries(
     assert kinds.count("retried") == 1
     assert kinds.index("retried") < len(kinds) - 1
     assert detail["result"]["return_value"] == "attempt 2"  # type: ignore[index]
+
+
+async def test_nan_and_infinite_arguments_are_shown_as_text(
+    broker: InMemoryBroker, client: httpx.AsyncClient
+) -> None:
+    # JSON holds no NaN: a task sent NaN (which the JSON serializer allows) made its detail
+    # page answer 500
+    sent = await broker.find_task("app:add").kiq(float("nan"), float("inf"))  # type: ignore[union-attr]
+    await eventually(lambda: finished(client, 1))
+    response = await client.get(f"/api/tasks/{sent.task_id}")
+    assert response.status_code == 200
+    detail = response.json()
+    assert detail["message"]["args"] == ["nan", "inf"]
+    assert detail["result"]["is_err"] is True  # an int parameter refuses NaN
