@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import enum
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -165,6 +166,21 @@ class TaskEvent:
             raise EventStoreError(f"not a task event: {data!r} ({error})") from None
 
 
+@contextlib.contextmanager
+def reading(what: str) -> Iterator[None]:
+    """Turn an error decoding ``what`` read from a store into an `EventStoreError` saying so.
+
+    A store holding data this version did not write (edited by hand, truncated, another
+    program's) answers that error, never a `ValueError` or `TypeError` from deep inside.
+    """
+    try:
+        yield
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as error:
+        raise EventStoreError(
+            f"{what} is not as taskq writes it ({type(error).__name__}: {error})"
+        ) from error
+
+
 def message_text(message: bytes) -> str:
     """A ``sent`` event's message bytes as the base64 text its JSON form holds."""
     return base64.b64encode(message).decode("ascii")
@@ -212,9 +228,16 @@ class WorkerHeartbeat:
         try:
             fields = dict(data)
             fields["worker"] = WorkerId.parse(fields["worker"])
-            return cls(**fields)
+            beat = cls(**fields)
+            numbers = (beat.time, beat.started_at, beat.concurrency, beat.running)
+            texts = (beat.broker, beat.queue, beat.version)
+            if not all(isinstance(n, int | float) for n in (*numbers, beat.processed, beat.failed)):
+                raise TypeError("a time or a count is not a number")
+            if not all(isinstance(text, str) for text in texts):
+                raise TypeError("the broker, queue or version is not text")
         except (KeyError, TypeError, ValueError) as error:
             raise EventStoreError(f"not a worker heartbeat: {data!r} ({error})") from None
+        return beat
 
 
 @dataclass(frozen=True)
