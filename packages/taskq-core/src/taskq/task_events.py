@@ -294,6 +294,8 @@ class TaskQuery:
     def __post_init__(self) -> None:
         if self.limit < 1:
             raise EventStoreError(f"a task page holds at least 1 task, got limit={self.limit}")
+        if self.since != self.since or self.until != self.until:  # NaN bounds nothing
+            raise EventStoreError(f"since and until are times, got {self.since}, {self.until}")
 
     def matches(self, task: TaskSummary) -> bool:
         """Tell whether ``task`` passes the filters (the cursor and limit aside)."""
@@ -327,9 +329,10 @@ def read_cursor(cursor: str) -> tuple[float, str]:
     """The (last time, task id) a cursor from `page_cursor` continues after."""
     last_time, sep, task_id = cursor.partition("|")
     try:
-        if not sep:
+        moment = float(last_time)
+        if not sep or moment != moment:  # NaN: no time
             raise ValueError(cursor)
-        return float(last_time), task_id
+        return moment, task_id
     except ValueError:
         raise EventStoreError(f"not a task page cursor: {cursor!r}") from None
 
