@@ -6,9 +6,11 @@ import time
 
 import httpx
 
-from taskq.task_events import EventKind
+from taskq.event_stores import InMemoryEventStore
+from taskq.exceptions import EventStoreError
+from taskq.task_events import EventKind, MinuteRate
 from taskq.testing import eventually
-from taskq_dashboard import DashboardSettings, create_app
+from taskq_dashboard import Auth, DashboardSettings, create_app
 from taskq_inmemory import InMemoryBroker
 
 from .conftest import GATES, client_of, csrf_of
@@ -244,3 +246,20 @@ async def test_nan_and_infinite_arguments_are_shown_as_text(
     detail = response.json()
     assert detail["message"]["args"] == ["nan", "inf"]
     assert detail["result"]["is_err"] is True  # an int parameter refuses NaN
+
+
+async def test_a_store_that_cannot_be_read_sends_a_failure_on_the_stream(
+    broker: InMemoryBroker,
+) -> None:
+    # the stream used to end with the store's error (a traceback in the server's log each
+    # time the page reconnected), the page kept showing old data without a word
+    class BrokenStore(InMemoryEventStore):
+        async def rates(self, minutes: int, now: float | None = None) -> list[MinuteRate]:
+            app.state.end_streams()  # this update is the stream's last
+            raise EventStoreError("the store holds garbage")
+
+    app = create_app(broker, event_store=BrokenStore(), auth=Auth())
+    async with client_of(app) as client:
+        response = await client.get("/api/stream")
+    assert response.status_code == 200
+    assert response.text == 'event: failure\ndata: {"error": "the store holds garbage"}\n\n'
