@@ -98,6 +98,8 @@ async def test_add_and_delete_on_a_dynamic_source(scheduled: httpx.AsyncClient) 
         ({"task_name": "app:nope", "kind": "interval", "spec": "60"}, "knows no task"),
         ({"task_name": "app:add", "kind": "weekly", "spec": "1"}, "kind must be"),
         ({"task_name": "app:add", "kind": "interval", "spec": "0.5"}, "at least 1 second"),
+        ({"task_name": "app:add", "kind": "interval", "spec": "nan"}, "finite"),
+        ({"task_name": "app:add", "kind": "interval", "spec": "inf"}, "finite"),
         ({"task_name": "app:add", "kind": "time", "spec": "2030-01-01T00:00:00"}, "aware"),
         ({"task_name": "app:add", "kind": "interval", "spec": "60", "args": "{"}, "bad schedule"),
     ],
