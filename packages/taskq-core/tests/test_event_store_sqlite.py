@@ -44,6 +44,8 @@ async def test_what_one_store_wrote_another_reads_after_a_restart(tmp_path: Path
         ("UPDATE taskq_tasks SET state = 'bogus'", "tasks"),
         ("UPDATE taskq_minutes SET kind = 'bogus'", "rates"),
         ("UPDATE taskq_events SET data = ''", "failures"),
+        ("UPDATE taskq_events SET data = json_set(data, '$.time', 'noon')", "failures"),
+        ("UPDATE taskq_events SET data = json_set(data, '$.error_type', 7)", "task_events"),
         ("UPDATE taskq_workers SET data = json_set(data, '$.time', 'yesterday')", "workers"),
         ("UPDATE taskq_workers SET data = 'nope'", "workers"),
     ],
@@ -69,7 +71,9 @@ async def test_rows_the_store_did_not_write_are_an_event_store_error(
         "failures": lambda: store.failures(),
     }
     try:
-        with pytest.raises(EventStoreError, match=r"not as taskq writes it|not a worker heartbeat"):
+        with pytest.raises(
+            EventStoreError, match=r"not as taskq writes it|not a worker heartbeat|not a task event"
+        ):
             await calls[read]()
     finally:
         await store.shutdown()

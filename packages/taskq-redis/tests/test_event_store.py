@@ -310,6 +310,7 @@ async def test_a_store_with_the_index_of_every_task_drops_it_and_reads_alike(
         ("minute", "failed", b"many", "rates"),
         ("failed", "0000000000000001", b"{not json", "failures"),
         ("failed", "0000000000000001", b"[1]", "failures"),
+        ("failed", "0000000000000001", b'["h:1:0", ["failed", "t1", "x", "noon", []]]', "failures"),
     ],
 )
 async def test_data_the_store_did_not_write_is_an_event_store_error(
@@ -332,7 +333,10 @@ async def test_data_the_store_did_not_write_is_an_event_store_error(
         "failures": lambda: store.failures(),
     }
     try:
-        with pytest.raises(EventStoreError, match=r"not as taskq writes it|not a worker heartbeat"):
+        with pytest.raises(
+            EventStoreError,
+            match=r"not as taskq writes it|not a worker heartbeat|not a stored task event",
+        ):
             await calls[read]()
     finally:
         await store.shutdown()

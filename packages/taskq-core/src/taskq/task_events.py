@@ -87,6 +87,21 @@ _DETAILS = (
     "traceback",
 )
 
+#: The types of the `TaskEvent` fields `TaskEvent.checked` checks (besides ``time``), when set.
+_FIELD_TYPES: tuple[tuple[str, type | tuple[type, ...]], ...] = (
+    ("task_id", str),
+    ("task_name", str),
+    ("duration", (int, float)),
+    ("error_type", str),
+    ("error_message", str),
+    ("retry", int),
+    ("retry_delay", (int, float)),
+    ("message", bytes),
+    ("message_size", int),
+    ("new_task_id", str),
+    ("traceback", str),
+)
+
 
 @dataclass(frozen=True)
 class TaskEvent:
@@ -139,6 +154,16 @@ class TaskEvent:
                 data[key] = message_text(value) if key == "message" else value
         return data
 
+    def checked(self) -> TaskEvent:
+        """This event, or `TypeError` when a field has the wrong type (as read from a store)."""
+        if not isinstance(self.time, int | float):
+            raise TypeError(f"time is not a number: {self.time!r}")
+        for name, kinds in _FIELD_TYPES:
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, kinds):
+                raise TypeError(f"{name} is a {type(value).__name__}")
+        return self
+
     def as_row(self) -> EventRow:
         """The event as an `EventRow` (its worker aside)."""
         details = tuple(
@@ -161,7 +186,7 @@ class TaskEvent:
             fields["worker"] = WorkerId.parse(fields["worker"])
             if fields.get("message") is not None:
                 fields["message"] = base64.b64decode(fields["message"], validate=True)
-            return cls(**fields)
+            return cls(**fields).checked()
         except (KeyError, TypeError, ValueError) as error:
             raise EventStoreError(f"not a task event: {data!r} ({error})") from None
 

@@ -738,7 +738,7 @@ def _event(workers: dict[str, WorkerId], worker: str, row: Any) -> TaskEvent:
     if found is None:
         found = workers[worker] = WorkerId.parse(worker)
     try:
-        return TaskEvent.from_row(found, _stored_row(row))
+        return TaskEvent.from_row(found, _stored_row(row)).checked()
     except (IndexError, TypeError, ValueError) as error:
         raise EventStoreError(f"not a stored task event: {row!r} ({error})") from None
 
