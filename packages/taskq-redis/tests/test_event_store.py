@@ -306,6 +306,7 @@ async def test_a_store_with_the_index_of_every_task_drops_it_and_reads_alike(
         ("task", "t1", b"header\n42", "tasks"),
         ("workers", "h:1:0", b"{not json", "workers"),
         ("workers", "h:1:0", json.dumps({**BEAT, "time": "yesterday"}).encode(), "workers"),
+        ("workers", "h:1:0", json.dumps({**BEAT, "time": float("nan")}).encode(), "workers"),
         ("minute", "bogus", b"3", "rates"),
         ("minute", "failed", b"many", "rates"),
         ("failed", "0000000000000001", b"{not json", "failures"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import enum
+import math
 import os
 import socket
 from collections.abc import Iterator, Mapping, Sequence
@@ -156,8 +157,8 @@ class TaskEvent:
 
     def checked(self) -> TaskEvent:
         """This event, or `TypeError` when a field has the wrong type (as read from a store)."""
-        if not isinstance(self.time, int | float):
-            raise TypeError(f"time is not a number: {self.time!r}")
+        if not (isinstance(self.time, int | float) and math.isfinite(self.time)):
+            raise TypeError(f"time is not a finite number: {self.time!r}")
         for name, kinds in _FIELD_TYPES:
             value = getattr(self, name)
             if value is not None and not isinstance(value, kinds):
@@ -256,8 +257,9 @@ class WorkerHeartbeat:
             beat = cls(**fields)
             numbers = (beat.time, beat.started_at, beat.concurrency, beat.running)
             texts = (beat.broker, beat.queue, beat.version)
-            if not all(isinstance(n, int | float) for n in (*numbers, beat.processed, beat.failed)):
-                raise TypeError("a time or a count is not a number")
+            for number in (*numbers, beat.processed, beat.failed):
+                if not (isinstance(number, int | float) and math.isfinite(number)):
+                    raise TypeError(f"a time or a count is not a finite number: {number!r}")
             if not all(isinstance(text, str) for text in texts):
                 raise TypeError("the broker, queue or version is not text")
         except (KeyError, TypeError, ValueError) as error:
