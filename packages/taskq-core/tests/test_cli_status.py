@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import io
 import json
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from taskq.cli.status import StatusOptions, main, parse_status_args, run
+from taskq.cli.status import StatusOptions, main, parse_status_args, render, run
 from taskq.event_stores import InMemoryEventStore, SQLiteEventStore
 from taskq.exceptions import EventStoreError
 from taskq.inspection import QueueInspection
@@ -101,6 +102,29 @@ async def test_the_screen_shows_workers_queue_throughput_and_failures(tmp_path: 
     assert "app:div  t2  ZeroDivisionError: division by zero" in screen
     assert "1 min" in screen
     assert "50.0%" in screen
+
+
+async def test_control_characters_from_the_store_are_shown_as_escapes_not_sent() -> None:
+    # a task name, an error message or a host name holding escape sequences: printed as they
+    # are, they would clear the screen, recolour it or retitle the terminal
+    store = InMemoryEventStore()
+    now = time.time()
+    worker = WorkerId("host\x1b[31m", 10, 0)
+    failed = TaskEvent(
+        EventKind.FAILED,
+        "t1",
+        "app:\x1b[2Jclear",
+        worker,
+        now,
+        error_type="ValueError",
+        error_message="bad\x1b]0;pwned\x07\nsecond line\x9b1m",
+    )
+    await store.write([failed], [dataclasses.replace(beat(now), worker=worker)])
+    screen = render(await collect_status(store, None))
+    assert not any(char in screen for char in "\x1b\x07\x9b")
+    assert "app:\\x1b[2Jclear" in screen
+    assert "bad\\x1b]0;pwned\\x07\\nsecond line\\x9b1m" in screen
+    assert "host\\x1b[31m:10:0" in screen
 
 
 def test_no_alive_worker_fails_the_health_check_and_json_says_so(tmp_path: Path) -> None:

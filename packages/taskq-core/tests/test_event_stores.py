@@ -78,6 +78,19 @@ async def test_pages_continue_where_the_cursor_says(new_store: NewStore) -> None
     assert third.cursor is None
 
 
+async def test_a_nan_time_or_cursor_is_refused(new_store: NewStore) -> None:
+    # NaN bounds nothing: the SQLite and in-memory stores matched no task, Redis refused it
+    # with its own message
+    store = new_store()
+    await store.write([event(EventKind.SENT, "t0", time.time())])
+    for bounds in ({"since": float("nan")}, {"until": float("nan")}):
+        with pytest.raises(EventStoreError, match="are times"):
+            TaskQuery(**bounds)
+    with pytest.raises(EventStoreError, match="not a task page cursor"):
+        await store.tasks(TaskQuery(cursor="nan|t0"))
+    assert (await store.tasks(TaskQuery(cursor="inf|t0"))).tasks != []
+
+
 async def test_retention_drops_the_oldest_tasks_whole(new_store: NewStore) -> None:
     store = new_store(Retention(max_events=4))
     now = time.time()

@@ -256,6 +256,9 @@ def test_scheduled_task_validates_its_schedule():
         ScheduledTask(task_name="t", time=datetime(2026, 1, 1))
     with pytest.raises(ValueError, match="at least 1 second"):
         ScheduledTask(task_name="t", interval=0.5)
+    for never in (float("nan"), float("inf")):  # no next fire: the Schedules page answered 500
+        with pytest.raises(ValueError, match="finite"):
+            ScheduledTask(task_name="t", interval=never)
     with pytest.raises(ValueError, match="task_name"):
         ScheduledTask(task_name="", interval=5)
 

@@ -6,9 +6,11 @@ import time
 
 import httpx
 
-from taskq.task_events import EventKind
+from taskq.event_stores import InMemoryEventStore
+from taskq.exceptions import EventStoreError
+from taskq.task_events import EventKind, MinuteRate
 from taskq.testing import eventually
-from taskq_dashboard import DashboardSettings, create_app
+from taskq_dashboard import Auth, DashboardSettings, create_app
 from taskq_inmemory import InMemoryBroker
 
 from .conftest import GATES, client_of, csrf_of
@@ -193,7 +195,9 @@ async def test_a_dashboard_without_an_event_store_says_how_to_give_one() -> None
 
 
 async def test_pages_are_the_shell_and_unknown_paths_are_404(client: httpx.AsyncClient) -> None:
-    for path in ("/", "/tasks", "/tasks/some-id", "/workers", "/dead-letters", "/schedules"):
+    pages = ("/", "/tasks", "/tasks/some-id", "/workers", "/dead-letters", "/schedules")
+    # a task id of one's own may hold a slash: its link (/tasks/orders%2F7) reaches the page
+    for path in (*pages, "/tasks/orders%2F7"):
         response = await client.get(path)
         assert response.status_code == 200, path
         assert '<main id="page">' in response.text
@@ -228,3 +232,34 @@ async def test_a_retried_task_shows_its_retries(
     assert kinds.count("retried") == 1
     assert kinds.index("retried") < len(kinds) - 1
     assert detail["result"]["return_value"] == "attempt 2"  # type: ignore[index]
+
+
+async def test_nan_and_infinite_arguments_are_shown_as_text(
+    broker: InMemoryBroker, client: httpx.AsyncClient
+) -> None:
+    # JSON holds no NaN: a task sent NaN (which the JSON serializer allows) made its detail
+    # page answer 500
+    sent = await broker.find_task("app:add").kiq(float("nan"), float("inf"))  # type: ignore[union-attr]
+    await eventually(lambda: finished(client, 1))
+    response = await client.get(f"/api/tasks/{sent.task_id}")
+    assert response.status_code == 200
+    detail = response.json()
+    assert detail["message"]["args"] == ["nan", "inf"]
+    assert detail["result"]["is_err"] is True  # an int parameter refuses NaN
+
+
+async def test_a_store_that_cannot_be_read_sends_a_failure_on_the_stream(
+    broker: InMemoryBroker,
+) -> None:
+    # the stream used to end with the store's error (a traceback in the server's log each
+    # time the page reconnected), the page kept showing old data without a word
+    class BrokenStore(InMemoryEventStore):
+        async def rates(self, minutes: int, now: float | None = None) -> list[MinuteRate]:
+            app.state.end_streams()  # this update is the stream's last
+            raise EventStoreError("the store holds garbage")
+
+    app = create_app(broker, event_store=BrokenStore(), auth=Auth())
+    async with client_of(app) as client:
+        response = await client.get("/api/stream")
+    assert response.status_code == 200
+    assert response.text == 'event: failure\ndata: {"error": "the store holds garbage"}\n\n'

@@ -22,6 +22,7 @@ import pytest
 
 from taskq import ScheduledTask
 from taskq.event_stores import InMemoryEventStore
+from taskq.exceptions import EventStoreError
 from taskq.testing import eventually_blocking
 from taskq_dashboard import DashboardSettings
 from taskq_dashboard.testing import Served, chromium_or_skip, serve
@@ -257,6 +258,28 @@ def test_workers_page_shows_heartbeats(page: Any, served: Served, broker: InMemo
 def test_dead_letters_page_says_when_the_broker_keeps_none(page: Any, served: Served) -> None:
     open_page(page, served, "/dead-letters")
     assert "keeps no dead letters" in page.locator("main").inner_text()
+
+
+class _UnreadableRates(InMemoryEventStore):
+    """A store whose rates cannot be read: every live update fails, the other reads work."""
+
+    async def rates(self, minutes: int, now: float | None = None) -> list[Any]:
+        raise EventStoreError("the minute counts hold garbage")
+
+
+def test_a_live_update_the_store_cannot_answer_is_shown(browser: Any) -> None:
+    # the Workers page reads no rates: only the stream's failure event can say what is wrong
+    broken = InMemoryBroker().with_event_store(_UnreadableRates())
+    served = serve(broken, settings=DashboardSettings(refresh=0.3))
+    context = browser.new_context()
+    try:
+        opened = context.new_page()
+        open_page(opened, next(served), "/workers")
+        opened.wait_for_selector("#flash .error", timeout=WAIT)
+        assert "the minute counts hold garbage" in opened.locator("#flash").inner_text()
+    finally:
+        context.close()
+        served.close()
 
 
 def test_schedules_add_run_now_and_delete_ask_for_confirmation(

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from taskq.event_stores import InMemoryEventStore
+from taskq.toolkit import send_task
 from taskq_dashboard import create_app
 from taskq_redis import RedisStreamBroker
 from taskq_redis.testing import redis_prefix, redis_url, take
@@ -92,3 +93,18 @@ async def test_bad_dead_letter_requests_are_refused(
                 "/api/dead-letters/replay", content=body, headers={"x-csrf-token": token}
             )
             assert response.status_code == 400, body
+
+
+async def test_a_dead_letter_with_a_nan_argument_is_listed(
+    brokers: tuple[RedisStreamBroker, RedisStreamBroker],
+) -> None:
+    client, worker = brokers
+    await send_task(client, "app:ingest", {}, (float("nan"),), {"at": float("-inf")})
+    for item in await take(worker, 1):
+        await item.reject()  # type: ignore[misc]
+    async with client_of(create_app(client)) as http:
+        response = await http.get("/api/dead-letters")
+        assert response.status_code == 200
+        [letter] = response.json()["dead_letters"]
+        assert letter["message"]["args"] == ["nan"]
+        assert letter["message"]["kwargs"] == {"at": "-inf"}

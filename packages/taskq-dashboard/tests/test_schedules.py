@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from urllib.parse import quote
 
 import httpx
@@ -98,6 +98,8 @@ async def test_add_and_delete_on_a_dynamic_source(scheduled: httpx.AsyncClient) 
         ({"task_name": "app:nope", "kind": "interval", "spec": "60"}, "knows no task"),
         ({"task_name": "app:add", "kind": "weekly", "spec": "1"}, "kind must be"),
         ({"task_name": "app:add", "kind": "interval", "spec": "0.5"}, "at least 1 second"),
+        ({"task_name": "app:add", "kind": "interval", "spec": "nan"}, "finite"),
+        ({"task_name": "app:add", "kind": "interval", "spec": "inf"}, "finite"),
         ({"task_name": "app:add", "kind": "time", "spec": "2030-01-01T00:00:00"}, "aware"),
         ({"task_name": "app:add", "kind": "interval", "spec": "60", "args": "{"}, "bad schedule"),
     ],
@@ -123,3 +125,16 @@ async def test_a_static_source_refuses_changes(scheduled: httpx.AsyncClient) -> 
 async def test_without_a_scheduler_the_page_says_so(broker: InMemoryBroker) -> None:
     async with client_of(create_app(broker)) as client:
         assert (await client.get("/api/schedules")).json()["available"] is False
+
+
+async def test_arguments_json_cannot_hold_are_listed_as_their_text(broker: InMemoryBroker) -> None:
+    # a schedule written in code may hold any object: JSON held none, the page answered 500
+    odd = ScheduledTask(
+        task_name="app:add", args=[date(2026, 1, 2)], kwargs={"b": float("nan")}, interval=60
+    )
+    scheduler = TaskiqScheduler(broker, [InMemoryScheduleSource([odd])])
+    async with client_of(create_app(broker, scheduler=scheduler)) as client:
+        response = await client.get("/api/schedules")
+    assert response.status_code == 200
+    [listed] = response.json()["sources"][0]["schedules"]
+    assert (listed["args"], listed["kwargs"]) == (["datetime.date(2026, 1, 2)"], {"b": "nan"})

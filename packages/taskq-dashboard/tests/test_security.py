@@ -150,3 +150,31 @@ def test_the_command_is_registered_as_a_taskq_subcommand() -> None:
 
     [found] = [ep for ep in entry_points(group="taskq.cli") if ep.name == "dashboard"]
     assert found.load() is main
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:8000", "localhost:8000", "LOCALHOST", "[::1]:8000"])
+async def test_without_auth_loopback_names_are_served(broker: InMemoryBroker, host: str) -> None:
+    async with client_of(create_app(broker)) as client:
+        assert (await client.get("/api/overview", headers={"host": host})).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["evil.example:8000", "127.0.0.1.evil.example", "localhost.evil"])
+async def test_without_auth_another_host_name_is_refused(broker: InMemoryBroker, host: str) -> None:
+    # DNS rebinding: a page of evil.example, its name pointed at 127.0.0.1 once loaded, reads
+    # the dashboard as its own origin (arguments, the CSRF token) and purges the dead letters
+    async with client_of(create_app(broker)) as client:
+        token = await csrf_of(client)
+        for response in (
+            await client.get("/", headers={"host": host}),
+            await client.get("/api/tasks", headers={"host": host}),
+            await client.post(
+                "/api/dead-letters/purge", json={}, headers={"host": host, "x-csrf-token": token}
+            ),
+        ):
+            assert response.status_code == 403
+            assert "no authentication" in response.json()["error"]
+    async with client_of(create_app(broker, auth=Auth(token="s3cret"))) as client:
+        response = await client.get(
+            "/api/overview", headers={"host": host, "authorization": "Bearer s3cret"}
+        )
+        assert response.status_code == 200  # with auth, any name the server is reached by

@@ -22,6 +22,8 @@ from taskq_redis.errors import EventStoreUnavailableError, RedisUnavailableError
 from taskq_redis.event_store import RedisEventStore, from_url
 
 WORKER = WorkerId("host", 1, 0)
+#: A heartbeat as the store keeps it.
+BEAT = WorkerHeartbeat(WORKER, 0.0, 0.0, "B", "q", 1, 0, 0, 0, "0").as_dict()
 
 
 async def test_every_key_is_under_the_prefix_and_prefixes_share_nothing(
@@ -292,5 +294,50 @@ async def test_a_store_with_the_index_of_every_task_drops_it_and_reads_alike(
         page = await store.tasks()
         assert [task.task_id for task in page.tasks] == ["d", "c"]
         assert await store.failures() == []
+    finally:
+        await store.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("key", "field", "value", "read"),
+    [
+        ("task", "t1", b"not a header\n{not json", "task_events"),
+        ("task", "t1", b"a header and no event", "tasks"),
+        ("task", "t1", b"header\n42", "tasks"),
+        ("workers", "h:1:0", b"{not json", "workers"),
+        ("workers", "h:1:0", json.dumps({**BEAT, "time": "yesterday"}).encode(), "workers"),
+        ("workers", "h:1:0", json.dumps({**BEAT, "time": float("nan")}).encode(), "workers"),
+        ("minute", "bogus", b"3", "rates"),
+        ("minute", "failed", b"many", "rates"),
+        ("failed", "0000000000000001", b"{not json", "failures"),
+        ("failed", "0000000000000001", b"[1]", "failures"),
+        ("failed", "0000000000000001", b'["h:1:0", ["failed", "t1", "x", "noon", []]]', "failures"),
+    ],
+)
+async def test_data_the_store_did_not_write_is_an_event_store_error(
+    redis_url: str, redis_prefix: str, raw_redis: Any, key: str, field: str, value: bytes, read: str
+) -> None:
+    # edited by hand, or by another program: a typed error naming what is wrong, not a
+    # ValueError or TypeError from inside the store (a raw traceback in `taskq status`)
+    now = time.time()
+    store = RedisEventStore(redis_url, prefix=redis_prefix)
+    if key == "minute":
+        key = f"minute:{int(now // 60) * 60}"
+    raw_redis.hset(f"{redis_prefix}:{key}", field, value)
+    raw_redis.zadd(f"{redis_prefix}:state:failed", {"t1": now})
+    raw_redis.zadd(f"{redis_prefix}:failures", {"0000000000000001": now})
+    calls = {
+        "task_events": lambda: store.task_events("t1"),
+        "tasks": lambda: store.tasks(),
+        "workers": lambda: store.workers(stale_after=30),
+        "rates": lambda: store.rates(2, now=now),
+        "failures": lambda: store.failures(),
+    }
+    try:
+        with pytest.raises(
+            EventStoreError,
+            match=r"not as taskq writes it|not a worker heartbeat|not a stored task event",
+        ):
+            await calls[read]()
     finally:
         await store.shutdown()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -75,9 +76,9 @@ class ScheduledTask(ModelMethods):
             raise InvalidScheduleError(
                 reason="time must be timezone-aware, e.g. datetime.now(timezone.utc)"
             )
-        if self.interval is not None and self.interval_seconds < 1:
+        if self.interval is not None and not 1 <= self.interval_seconds < math.inf:  # NaN too
             raise InvalidScheduleError(
-                reason=f"interval must be at least 1 second, got {self.interval!r}"
+                reason=f"interval must be at least 1 second, and finite, got {self.interval!r}"
             )
         if not self.task_name:
             raise InvalidScheduleError(reason="task_name must not be empty")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import enum
+import math
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -86,6 +88,21 @@ _DETAILS = (
     "traceback",
 )
 
+#: The types of the `TaskEvent` fields `TaskEvent.checked` checks (besides ``time``), when set.
+_FIELD_TYPES: tuple[tuple[str, type | tuple[type, ...]], ...] = (
+    ("task_id", str),
+    ("task_name", str),
+    ("duration", (int, float)),
+    ("error_type", str),
+    ("error_message", str),
+    ("retry", int),
+    ("retry_delay", (int, float)),
+    ("message", bytes),
+    ("message_size", int),
+    ("new_task_id", str),
+    ("traceback", str),
+)
+
 
 @dataclass(frozen=True)
 class TaskEvent:
@@ -138,6 +155,16 @@ class TaskEvent:
                 data[key] = message_text(value) if key == "message" else value
         return data
 
+    def checked(self) -> TaskEvent:
+        """This event, or `TypeError` when a field has the wrong type (as read from a store)."""
+        if not (isinstance(self.time, int | float) and math.isfinite(self.time)):
+            raise TypeError(f"time is not a finite number: {self.time!r}")
+        for name, kinds in _FIELD_TYPES:
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, kinds):
+                raise TypeError(f"{name} is a {type(value).__name__}")
+        return self
+
     def as_row(self) -> EventRow:
         """The event as an `EventRow` (its worker aside)."""
         details = tuple(
@@ -160,9 +187,24 @@ class TaskEvent:
             fields["worker"] = WorkerId.parse(fields["worker"])
             if fields.get("message") is not None:
                 fields["message"] = base64.b64decode(fields["message"], validate=True)
-            return cls(**fields)
+            return cls(**fields).checked()
         except (KeyError, TypeError, ValueError) as error:
             raise EventStoreError(f"not a task event: {data!r} ({error})") from None
+
+
+@contextlib.contextmanager
+def reading(what: str) -> Iterator[None]:
+    """Turn an error decoding ``what`` read from a store into an `EventStoreError` saying so.
+
+    A store holding data this version did not write (edited by hand, truncated, another
+    program's) answers that error, never a `ValueError` or `TypeError` from deep inside.
+    """
+    try:
+        yield
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as error:
+        raise EventStoreError(
+            f"{what} is not as taskq writes it ({type(error).__name__}: {error})"
+        ) from error
 
 
 def message_text(message: bytes) -> str:
@@ -212,9 +254,17 @@ class WorkerHeartbeat:
         try:
             fields = dict(data)
             fields["worker"] = WorkerId.parse(fields["worker"])
-            return cls(**fields)
+            beat = cls(**fields)
+            numbers = (beat.time, beat.started_at, beat.concurrency, beat.running)
+            texts = (beat.broker, beat.queue, beat.version)
+            for number in (*numbers, beat.processed, beat.failed):
+                if not (isinstance(number, int | float) and math.isfinite(number)):
+                    raise TypeError(f"a time or a count is not a finite number: {number!r}")
+            if not all(isinstance(text, str) for text in texts):
+                raise TypeError("the broker, queue or version is not text")
         except (KeyError, TypeError, ValueError) as error:
             raise EventStoreError(f"not a worker heartbeat: {data!r} ({error})") from None
+        return beat
 
 
 @dataclass(frozen=True)
@@ -271,6 +321,8 @@ class TaskQuery:
     def __post_init__(self) -> None:
         if self.limit < 1:
             raise EventStoreError(f"a task page holds at least 1 task, got limit={self.limit}")
+        if self.since != self.since or self.until != self.until:  # NaN bounds nothing
+            raise EventStoreError(f"since and until are times, got {self.since}, {self.until}")
 
     def matches(self, task: TaskSummary) -> bool:
         """Tell whether ``task`` passes the filters (the cursor and limit aside)."""
@@ -304,9 +356,10 @@ def read_cursor(cursor: str) -> tuple[float, str]:
     """The (last time, task id) a cursor from `page_cursor` continues after."""
     last_time, sep, task_id = cursor.partition("|")
     try:
-        if not sep:
+        moment = float(last_time)
+        if not sep or moment != moment:  # NaN: no time
             raise ValueError(cursor)
-        return float(last_time), task_id
+        return moment, task_id
     except ValueError:
         raise EventStoreError(f"not a task page cursor: {cursor!r}") from None
 

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from taskq.abc.dead_letters import DeadLetter, dead_letters_of
 from taskq.exceptions import MessageDecodeError
+from taskq_dashboard.views import plain
 
 if TYPE_CHECKING:
     from taskq.broker import AsyncBroker
@@ -52,7 +53,7 @@ def decoded_message(broker: AsyncBroker, payload: bytes | None) -> dict[str, Any
     return {
         "task_id": message.task_id,
         "task_name": message.task_name,
-        "labels": message.labels,
-        "args": message.args,
-        "kwargs": message.kwargs,
+        "labels": plain(message.labels),
+        "args": plain(message.args),
+        "kwargs": plain(message.kwargs),
     }

@@ -58,8 +58,8 @@ async def shell(request: Request) -> Response:
 
 
 def page_paths() -> list[str]:
-    """The paths the shell answers: each page, and a task's detail page."""
-    return [path for path, _ in PAGES] + ["/tasks/{task_id}"]
+    """The paths the shell answers: each page, and a task's detail page (its id may hold "/")."""
+    return [path for path, _ in PAGES] + ["/tasks/{task_id:path}"]
 
 
 __all__ = ["PAGES", "page_paths", "shell", "state_of"]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from taskq.capabilities import Capability
 from taskq.exceptions import TaskiqError
+from taskq_dashboard.views import plain
 
 if TYPE_CHECKING:
     from taskq.abc.schedule_source import ScheduleSource
@@ -64,9 +65,9 @@ def schedule_data(schedule: ScheduledTask, now: float) -> dict[str, Any]:
         "spec": spec,
         "timezone": _zone_text(offset) if offset is not None else "UTC",
         "next_fire": next_fire(schedule, now),
-        "args": schedule.args,
-        "kwargs": schedule.kwargs,
-        "labels": schedule.labels,
+        "args": plain(schedule.args),
+        "kwargs": plain(schedule.kwargs),
+        "labels": plain(schedule.labels),
     }
 
 

@@ -1,9 +1,11 @@
 """Who may see the dashboard and how its pages are protected.
 
 `Auth` checks a bearer token or basic-auth credentials in constant time. `SecurityMiddleware`
-asks for them on every request, refuses a POST without the page's CSRF token, and sets the
-headers that keep a page from running anything but the dashboard's own script: a strict
-Content-Security-Policy, no sniffing, no framing.
+asks for them on every request, refuses a POST without the page's CSRF token and, when there
+are no credentials to ask for, a request naming another host than loopback (a site whose
+name was made to point at 127.0.0.1, "DNS rebinding", would read the dashboard and act with
+its CSRF token). It sets the headers that keep a page from running anything but the
+dashboard's own script: a strict Content-Security-Policy, no sniffing, no framing.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ TOKEN_COOKIE = "taskq_dashboard_token"
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+#: Why a request naming another host than loopback is refused by a dashboard without auth.
+UNAUTHENTICATED_HOST = (
+    "this dashboard has no authentication and answers only requests to 127.0.0.1, ::1 or "
+    "localhost: open it at one of those, or give it a token"
 )
 SECURITY_HEADERS = [
     (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
@@ -100,6 +107,9 @@ class SecurityMiddleware:
         if not self.auth.allows(headers.get("authorization"), offered):
             await _refuse(send, 401, "authentication required", basic=bool(self.auth.basic))
             return
+        if not self.auth.required and not _is_loopback(_host_name(headers.get("host", ""))):
+            await _refuse(send, 403, UNAUTHENTICATED_HOST)
+            return
         if scope["method"] == "POST" and not _same(headers.get(CSRF_HEADER, ""), self.csrf_token):
             await _refuse(send, 403, "missing or wrong CSRF token: reload the page")
             return
@@ -130,6 +140,14 @@ def _basic(value: str) -> str:
         return base64.b64decode(value.strip(), validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
         return ""
+
+
+def _host_name(header: str) -> str:
+    """The host name of a ``Host`` header, without its port: ``[::1]:8000`` gives ``::1``."""
+    header = header.lower()
+    if header.startswith("["):
+        return header[1:].partition("]")[0]
+    return header.rpartition(":")[0] if header.count(":") == 1 else header
 
 
 def _is_loopback(host: str) -> bool:

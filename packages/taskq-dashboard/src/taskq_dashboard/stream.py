@@ -1,7 +1,8 @@
 """Live updates: a server-sent event stream that tells open pages to redraw.
 
 Every ``refresh`` seconds the stream sends an ``overview`` event carrying the overview's
-data; pages redraw from it (the overview) or fetch their own data again (the others).
+data; pages redraw from it (the overview) or fetch their own data again (the others). When the
+overview cannot be read, a ``failure`` event carries the error instead.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from taskq.exceptions import TaskiqError
 from taskq_dashboard import views
 from taskq_dashboard.api import state_of
 from taskq_dashboard.state import DashboardState
@@ -29,13 +31,25 @@ async def stream(request: Request) -> Response:
 
     async def updates() -> AsyncIterator[str]:
         while state.streams_open and not await request.is_disconnected():
-            data = await views.overview(state)
-            yield f"event: overview\ndata: {json.dumps(data)}\n\n"
+            yield await update(state)
             await _wait(state)
 
     return StreamingResponse(
         updates(), media_type="text/event-stream", headers={"x-accel-buffering": "no"}
     )
+
+
+async def update(state: DashboardState) -> str:
+    """One update: an ``overview`` event, or a ``failure`` event saying why there is none.
+
+    A store that cannot be read (down, or holding data taskq did not write) fails this update
+    only: the page shows the error and the stream goes on.
+    """
+    try:
+        data = await views.overview(state)
+    except TaskiqError as error:
+        return f"event: failure\ndata: {json.dumps({'error': str(error)})}\n\n"
+    return f"event: overview\ndata: {json.dumps(data)}\n\n"
 
 
 async def _wait(state: DashboardState) -> None:

@@ -7,6 +7,7 @@ them as they are: the API is the page's data.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 import traceback
 from collections.abc import Mapping
@@ -137,9 +138,9 @@ def _message(message: TaskiqMessage | None) -> dict[str, Any] | None:
         return None
     return {
         "task_name": message.task_name,
-        "args": _plain(message.args),
-        "kwargs": _plain(message.kwargs),
-        "labels": _plain(message.labels),
+        "args": plain(message.args),
+        "kwargs": plain(message.kwargs),
+        "labels": plain(message.labels),
     }
 
 
@@ -199,9 +200,9 @@ async def _result(
     error = result.error
     return {
         "is_err": result.is_err,
-        "return_value": None if result.is_err else _plain(result.return_value),
+        "return_value": None if result.is_err else plain(result.return_value),
         "execution_time": result.execution_time,
-        "labels": _plain(result.labels),
+        "labels": plain(result.labels),
         "error": None if error is None else encode_error(error),
         "traceback": _traceback(error, recorded_traceback, result.log),
     }
@@ -212,7 +213,7 @@ async def _progress(state: DashboardState, task_id: str) -> dict[str, Any] | Non
         progress = await state.broker.result_backend.get_progress(task_id)
     except (TaskiqError, NotImplementedError):
         return None
-    return None if progress is None else _plain(progress.to_dict())
+    return None if progress is None else plain(progress.to_dict())
 
 
 def _traceback(error: BaseException | None, recorded: str | None, log: str | None) -> str | None:
@@ -223,12 +224,14 @@ def _traceback(error: BaseException | None, recorded: str | None, log: str | Non
     return log
 
 
-def _plain(value: Any) -> Any:
-    """``value`` as JSON-ready data: what JSON cannot hold becomes its repr."""
+def plain(value: Any) -> Any:
+    """``value`` as JSON-ready data: what JSON cannot hold (NaN, infinities) becomes its repr."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
+        return {str(key): plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
+        return [plain(item) for item in value]
     return repr(value)

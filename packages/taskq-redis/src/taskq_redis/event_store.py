@@ -63,6 +63,7 @@ from taskq.task_events import (
     minute_of,
     page_cursor,
     read_cursor,
+    reading,
 )
 from taskq_redis.connection import DEFAULT_URL, RedisConnection
 from taskq_redis.errors import EventStoreUnavailableError, translated
@@ -511,7 +512,8 @@ class RedisEventStore(AsyncEventStore):
         with self._translated("read the latest failures"):
             found = await self.connection.client.eval(_LATEST_FAILURES, 2, *keys, limit)
         workers: dict[str, WorkerId] = {}
-        return [_event(workers, *json.loads(data)) for data in cast("list[bytes]", found)]
+        with reading(f"a failed event in {self._key('failed')}"):
+            return [_event(workers, *json.loads(data)) for data in cast("list[bytes]", found)]
 
     async def rates(self, minutes: int, now: float | None = None) -> list[MinuteRate]:
         """Event counts per minute for the last ``minutes`` minutes, oldest first."""
@@ -521,20 +523,22 @@ class RedisEventStore(AsyncEventStore):
                 for start in starts:
                     pipe.hgetall(self._key("minute", str(start)))
                 counts = await pipe.execute()
-        return [
-            MinuteRate(start, {EventKind(k.decode()): int(v) for k, v in found.items()})
-            for start, found in zip(starts, counts, strict=True)
-        ]
+        with reading(f"an event count in {self._key('minute')}:<start>"):
+            return [
+                MinuteRate(start, {EventKind(k.decode()): int(v) for k, v in found.items()})
+                for start, found in zip(starts, counts, strict=True)
+            ]
 
     async def workers(self, stale_after: float, now: float | None = None) -> list[WorkerStatus]:
         """Each retained worker's latest heartbeat, ordered by worker id."""
         moment = time.time() if now is None else now
         with self._translated("read the workers"):
             found = await self.connection.client.hvals(self._key("workers"))
-        beats = sorted(
-            (WorkerHeartbeat.from_dict(json.loads(data)) for data in found),
-            key=lambda beat: beat.worker,
-        )
+        with reading(f"a heartbeat in {self._key('workers')}"):
+            beats = sorted(
+                (WorkerHeartbeat.from_dict(json.loads(data)) for data in found),
+                key=lambda beat: beat.worker,
+            )
         return [WorkerStatus(beat, moment - beat.time <= stale_after) for beat in beats]
 
     async def _summaries(self, ids: list[str]) -> list[TaskSummary]:
@@ -697,7 +701,18 @@ def _time_texts(times: list[float]) -> list[str]:
 
 
 def _events(task_id: str, value: bytes) -> list[TaskEvent]:
-    """A task's events from its value in ``P:task``, by time, ties in write order."""
+    """A task's events from its value in ``P:task``, by time, ties in write order.
+
+    Raise `EventStoreError` when the value is not what the store writes (one event at least).
+    """
+    with reading(f"task {task_id!r} in the event store's task hash"):
+        events = _read_events(task_id, value)
+        if not events:
+            raise ValueError("no event")
+    return events
+
+
+def _read_events(task_id: str, value: bytes) -> list[TaskEvent]:
     workers: dict[str, WorkerId] = {}
     events: list[TaskEvent] = []
     for line in value.split(b"\n")[1:]:
@@ -723,8 +738,8 @@ def _event(workers: dict[str, WorkerId], worker: str, row: Any) -> TaskEvent:
     if found is None:
         found = workers[worker] = WorkerId.parse(worker)
     try:
-        return TaskEvent.from_row(found, _stored_row(row))
-    except (TypeError, ValueError) as error:
+        return TaskEvent.from_row(found, _stored_row(row)).checked()
+    except (IndexError, TypeError, ValueError) as error:
         raise EventStoreError(f"not a stored task event: {row!r} ({error})") from None
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from taskq.abc.dead_letters import dead_letters_of
 from taskq.cli.targets import TargetError, add_working_directory_to_path, import_broker
+from taskq.cli.terminal import printable
 from taskq.exceptions import TaskiqError
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ async def _run(broker: AsyncBroker, args: argparse.Namespace) -> int:
 
 def _summary(broker: AsyncBroker, letter: DeadLetter) -> str:
     when = letter.dead_at.strftime("%Y-%m-%d %H:%M:%SZ") if letter.dead_at else "-"
-    return f"{letter.id}  {when}  {_task_of(broker, letter)}  {letter.reason}"
+    return printable(f"{letter.id}  {when}  {_task_of(broker, letter)}  {letter.reason}")
 
 
 def _task_of(broker: AsyncBroker, letter: DeadLetter) -> str:
@@ -146,4 +147,4 @@ def _details(broker: AsyncBroker, letter: DeadLetter) -> str:
             f"args:        {message.args}",
             f"kwargs:      {message.kwargs}",
         ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(map(printable, lines)) + "\n"

@@ -23,6 +23,7 @@ from taskq.cli.targets import (
     import_broker,
     import_object,
 )
+from taskq.cli.terminal import printable
 from taskq.event_stores.urls import open_event_store
 from taskq.exceptions import TaskiqError
 from taskq.status_report import (
@@ -197,7 +198,7 @@ async def run(
             except TaskiqError as error:
                 if not options.watch:
                     raise
-                out.write(f"{_REDRAW}taskq status: error: {error}\n")
+                out.write(f"{_REDRAW}taskq status: error: {printable(str(error))}\n")
                 out.flush()
                 await asyncio.sleep(options.interval)
                 continue
@@ -214,7 +215,7 @@ async def run(
 
 
 def render(report: StatusReport) -> str:
-    """The report as the screen of ``taskq status``."""
+    """The report as the screen of ``taskq status``, control characters shown as escapes."""
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(report.time))
     lines = [f"taskq status  {stamp}  {report.broker}", ""]
     lines += _workers(report)
@@ -225,7 +226,7 @@ def render(report: StatusReport) -> str:
             when = time.strftime("%H:%M:%S", time.gmtime(event.time))
             error = f"{event.error_type or 'error'}: {event.error_message or ''}".rstrip(": ")
             lines.append(f"  {when}  {event.task_name}  {event.task_id}  {error}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(map(printable, lines)) + "\n"
 
 
 def _workers(report: StatusReport) -> list[str]:
@@ -276,6 +277,7 @@ def _throughput(report: StatusReport) -> list[str]:
 
 
 def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    rows = [tuple(map(printable, row)) for row in rows]  # aligned as printed
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return [
         "  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()

@@ -32,6 +32,7 @@ from taskq.task_events import (
     minute_of,
     page_cursor,
     read_cursor,
+    reading,
 )
 
 _T = TypeVar("_T")
@@ -231,7 +232,8 @@ class SQLiteEventStore(AsyncEventStore):
         rows = await self._read(
             "SELECT data FROM taskq_events WHERE task_id = ? ORDER BY time, seq", (task_id,)
         )
-        return [TaskEvent.from_dict(json.loads(data)) for (data,) in rows]
+        with reading(f"an event of task {task_id!r} in {self.path!r}"):
+            return [TaskEvent.from_dict(json.loads(data)) for (data,) in rows]
 
     async def tasks(self, query: TaskQuery = LATEST_TASKS) -> TaskPage:
         """The matching tasks, latest first, one page of them."""
@@ -241,7 +243,8 @@ class SQLiteEventStore(AsyncEventStore):
             " ORDER BY last_time DESC, task_id DESC LIMIT ?",
             (*parameters, query.limit + 1),
         )
-        page = [_summary(row) for row in rows[: query.limit]]
+        with reading(f"a task in {self.path!r}"):
+            page = [_summary(row) for row in rows[: query.limit]]
         return TaskPage(page, page_cursor(page[-1]) if len(rows) > query.limit else None)
 
     async def failures(self, limit: int = DEFAULT_FAILURES) -> list[TaskEvent]:
@@ -251,7 +254,8 @@ class SQLiteEventStore(AsyncEventStore):
             " ORDER BY time DESC, seq DESC LIMIT ?",
             (limit,),
         )
-        return [TaskEvent.from_dict(json.loads(data)) for (data,) in rows]
+        with reading(f"a failed event in {self.path!r}"):
+            return [TaskEvent.from_dict(json.loads(data)) for (data,) in rows]
 
     async def rates(self, minutes: int, now: float | None = None) -> list[MinuteRate]:
         """Event counts per minute for the last ``minutes`` minutes, oldest first."""
@@ -261,18 +265,20 @@ class SQLiteEventStore(AsyncEventStore):
             (starts[0], starts[-1]),
         )
         counts: dict[int, dict[EventKind, int]] = {start: {} for start in starts}
-        for minute, kind, count in rows:
-            counts[minute][EventKind(kind)] = count
+        with reading(f"an event count in {self.path!r}"):
+            for minute, kind, count in rows:
+                counts[minute][EventKind(kind)] = int(count)
         return [MinuteRate(start, counts[start]) for start in starts]
 
     async def workers(self, stale_after: float, now: float | None = None) -> list[WorkerStatus]:
         """Each retained worker's latest heartbeat, ordered by worker id."""
         moment = time.time() if now is None else now
         rows = await self._read("SELECT data FROM taskq_workers", ())
-        beats = sorted(
-            (WorkerHeartbeat.from_dict(json.loads(data)) for (data,) in rows),
-            key=lambda beat: beat.worker,
-        )
+        with reading(f"a heartbeat in {self.path!r}"):
+            beats = sorted(
+                (WorkerHeartbeat.from_dict(json.loads(data)) for (data,) in rows),
+                key=lambda beat: beat.worker,
+            )
         return [WorkerStatus(beat, moment - beat.time <= stale_after) for beat in beats]
 
     # -- the connection's thread -------------------------------------------------------------

@@ -422,6 +422,7 @@ function live() {
   const source = new EventSource(`${ROOT}/api/stream`);
   source.addEventListener("open", () => indicator.classList.add("on"));
   source.addEventListener("error", () => indicator.classList.remove("on"));
+  source.addEventListener("failure", (event) => flash(JSON.parse(event.data).error));
   source.addEventListener("overview", (event) => {
     const active = document.activeElement;
     if (active && ["INPUT", "SELECT", "TEXTAREA"].includes(active.tagName)) return;  // the user is typing
