@@ -16,7 +16,7 @@ from taskq.exceptions import SendTaskError
 from taskq_zmq import protocol
 from taskq_zmq.badframes import BadFrames
 from taskq_zmq.lifetime import OwnContext
-from taskq_zmq.security import CurveKeys, warn_if_exposed
+from taskq_zmq.security import CurveKeys, check_exposed
 
 logger = logging.getLogger("taskq.zmq")
 
@@ -69,8 +69,16 @@ class Intake:
         bind: bool,
         prefetch: int,
         curve: CurveKeys | None = None,
+        allow_unauthenticated: bool = False,
     ) -> None:
-        """Open the socket on ``address`` (connect, or bind) and announce ``prefetch``."""
+        """Open the socket on ``address`` (connect, or bind) and announce ``prefetch``.
+
+        Raises:
+            SecurityError: it would bind a non-loopback address without CURVE, and
+                ``allow_unauthenticated`` is false (see `check_exposed`).
+        """
+        if bind:
+            check_exposed(address, curve, allow_unauthenticated)
         self.prefetch = prefetch
         self.routed = bind
         self.context = context  # open while this part can use its socket
@@ -80,7 +88,6 @@ class Intake:
             self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
             if curve is not None:
                 curve.serve(self.socket)
-            warn_if_exposed(address, curve)
             self.socket.bind(address)
         else:
             self.socket.setsockopt(zmq.IDENTITY, os.urandom(16))
