@@ -289,6 +289,25 @@ async def test_a_hand_back_that_cannot_happen_says_why(address, caplog):
     )
 
 
+async def test_a_client_stopping_with_handed_back_messages_logs_their_loss_once(address, caplog):
+    client = ZeroMQBroker(address, address)
+    await client.startup()
+    context = zmq.asyncio.Context()
+    leaving = context.socket(zmq.DEALER)
+    leaving.setsockopt(zmq.LINGER, 0)
+    leaving.connect(address)
+    for n in range(300):  # a worker hands back its buffer; no worker has room for it
+        await leaving.send(protocol.RETURN + b"%d" % n)
+    await eventually(lambda: len(client._dispatcher.outbox) == 300)  # type: ignore[union-attr]
+    await client.shutdown()
+    lines = [r.getMessage() for r in caplog.records if "Shutdown dropped" in r.getMessage()]
+    assert lines == [
+        "Shutdown dropped 300 messages workers had handed back or sent (790 bytes): they are lost"
+    ]
+    leaving.close()
+    context.term()
+
+
 # 5. a killed worker's loss is logged
 
 

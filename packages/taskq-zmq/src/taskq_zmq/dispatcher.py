@@ -242,14 +242,17 @@ class Dispatcher:
             with contextlib.suppress(zmq.ZMQError):
                 self.socket.send_multipart([routing_id, protocol.BYE], zmq.NOBLOCK)
         error = SendTaskError("the ZeroMQ broker shut down before a worker took the message")
-        for payload, pending in self.outbox:
+        dropped = [payload for payload, pending in self.outbox if pending is None]
+        for _, pending in self.outbox:
             if pending is not None and not pending.done.done():
                 pending.done.set_exception(error)
-            elif pending is None:
-                logger.error(
-                    "Shutdown dropped a message a worker had handed back or sent (%d bytes)",
-                    len(payload),
-                )
+        if dropped:  # one line, however many: a stop during a hand-back may drop thousands
+            logger.error(
+                "Shutdown dropped %d messages workers had handed back or sent (%d bytes): "
+                "they are lost",
+                len(dropped),
+                sum(map(len, dropped)),
+            )
         self.outbox.clear()
         self.bad_frames.summary()
         self.socket.close()
