@@ -11,6 +11,7 @@ import zmq
 import zmq.asyncio
 
 from taskq import BrokerMessage, SecurityError
+from taskq.exceptions import ListenError
 from taskq.testing import eventually
 from taskq_zmq import ZeroMQBroker, dispatcher, protocol
 
@@ -73,6 +74,16 @@ async def test_a_worker_that_binds_refuses_a_public_address_without_curve():
     with pytest.raises(SecurityError, match="allow_unauthenticated=True"):
         await broker.startup()
     await broker.shutdown()
+
+
+async def test_a_second_worker_binding_the_same_address_says_what_to_do(address):
+    first = await worker(address, bind="worker")
+    second = ZeroMQBroker(address, address, bind="worker")
+    second.is_worker_process = True
+    with pytest.raises(ListenError, match=r"Address already in use.*--workers 1"):
+        await second.startup()
+    await second.shutdown()
+    await first.shutdown()
 
 
 async def test_a_public_address_allowed_without_curve_warns_once(caplog):

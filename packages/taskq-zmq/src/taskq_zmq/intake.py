@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import zmq
 
-from taskq.exceptions import SendTaskError
+from taskq.exceptions import ListenError, SendTaskError
 from taskq_zmq import protocol
 from taskq_zmq.badframes import BadFrames
 from taskq_zmq.lifetime import OwnContext
@@ -76,6 +76,7 @@ class Intake:
         Raises:
             SecurityError: it would bind a non-loopback address without CURVE, and
                 ``allow_unauthenticated`` is false (see `check_exposed`).
+            ListenError: it cannot bind ``address`` (in use by another process, say).
         """
         if bind:
             check_exposed(address, curve, allow_unauthenticated)
@@ -88,7 +89,7 @@ class Intake:
             self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
             if curve is not None:
                 curve.serve(self.socket)
-            self.socket.bind(address)
+            _bind(self.socket, address)
         else:
             self.socket.setsockopt(zmq.IDENTITY, os.urandom(16))
             if curve is not None:
@@ -365,3 +366,18 @@ class Intake:
         finally:
             if not self.closed:
                 self._poll()  # a send can take in frames without the FD signalling them
+
+
+def _bind(socket: zmq.Socket[bytes], address: str) -> None:
+    """Bind a worker's socket; `ListenError` saying what to do when it cannot."""
+    try:
+        socket.bind(address)
+    except zmq.ZMQError as exc:
+        reason, hint = exc.strerror, ""
+        if exc.errno == zmq.EADDRINUSE:
+            reason = zmq.strerror(exc.errno)  # pyzmq's strerror repeats the address
+            hint = (
+                ': another process binds it. With bind="worker" each worker process needs an '
+                "address of its own: run taskq worker --workers 1 for each address"
+            )
+        raise ListenError(f"the ZeroMQ worker cannot bind {address} ({reason}){hint}") from exc
