@@ -135,8 +135,13 @@ def test_environment_variable_names() -> None:
         (["--max-prefetch", "-1"], "expected an integer >= 0, got '-1'"),
         (["--max-async-tasks", "0"], "expected an integer >= 1"),
         (["--max-tasks-per-child", "0"], "expected an integer >= 1"),
-        (["--shutdown-timeout", "-2"], "expected a number of seconds >= 0, got '-2'"),
-        (["--shutdown-timeout", "nan"], "expected a number of seconds >= 0"),
+        (
+            ["--shutdown-timeout", "-2"],
+            "expected a number of seconds from 0 to 2592000 (30 days), got '-2'",
+        ),
+        (["--shutdown-timeout", "nan"], "expected a number of seconds from 0 to"),
+        (["--shutdown-timeout", "inf"], "from 0 to 2592000 (30 days), got 'inf'"),
+        (["--shutdown-timeout", "1e300"], "from 0 to 2592000 (30 days), got '1e300'"),
         (["--ack-type", "sometimes"], "expected one of when_received, when_executed"),
         (["--log-level", "LOUD"], "expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
         (["--log-format", "%(message"], "not a logging format"),
@@ -161,6 +166,7 @@ def test_bad_values_are_usage_errors(
         ("TASKQ_WORKER_WORKERS", "many", "expected an integer >= 1, got 'many'"),
         ("TASKQ_WORKER_RELOAD", "maybe", "expected 1/0, true/false, yes/no or on/off"),
         ("TASKQ_WORKER_SHUTDOWN_TIMEOUT", "soon", "expected a number of seconds"),
+        ("TASKQ_WORKER_SHUTDOWN_TIMEOUT", "1e400", "expected a number of seconds from 0 to"),
     ],
 )
 def test_bad_environment_values_name_the_variable(

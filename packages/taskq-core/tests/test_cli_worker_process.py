@@ -212,6 +212,31 @@ async def test_a_started_worker_moves_its_start_up_objects_out_of_the_collector_
     assert await serving == (0, 0)
 
 
+async def test_a_broker_refusing_to_start_is_one_error_line(
+    app_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (app_dir / "cli_wp_refusing_app.py").write_text(
+        textwrap.dedent(
+            """
+            from taskq import InMemoryBroker
+            from taskq.exceptions import SecurityError
+
+            class RefusingBroker(InMemoryBroker):
+                async def startup(self) -> None:
+                    raise SecurityError("refusing to bind 0.0.0.0 without authentication")
+
+            broker = RefusingBroker()
+            """
+        )
+    )
+    assert await serve(WorkerOptions("cli_wp_refusing_app:broker")) == (1, 0)
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert [record.getMessage() for record in errors] == [
+        "The broker could not start: refusing to bind 0.0.0.0 without authentication"
+    ]
+    assert errors[0].exc_info is None
+
+
 async def test_serve_with_a_bad_target(caplog: pytest.LogCaptureFixture) -> None:
     assert await serve(WorkerOptions("cli_wp_absent:broker")) == (2, 0)
     assert "no module named 'cli_wp_absent'" in caplog.text

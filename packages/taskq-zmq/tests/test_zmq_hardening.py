@@ -10,7 +10,8 @@ import pytest
 import zmq
 import zmq.asyncio
 
-from taskq import BrokerMessage
+from taskq import BrokerMessage, SecurityError
+from taskq.exceptions import ListenError
 from taskq.testing import eventually
 from taskq_zmq import ZeroMQBroker, dispatcher, protocol
 
@@ -59,9 +60,37 @@ def test_the_client_binds_loopback_by_default():
     assert ZeroMQBroker().zmq_pub_host == "tcp://127.0.0.1:5555"
 
 
-async def test_binding_a_public_address_without_curve_warns_once(caplog):
+@pytest.mark.parametrize("host", ["0.0.0.0", "*", "[::]", "192.0.2.1", "example.com"])
+async def test_binding_a_public_address_without_curve_is_refused(host):
+    client = ZeroMQBroker(f"tcp://{host}:5555", "tcp://127.0.0.1:5555")
+    with pytest.raises(SecurityError, match=r"refusing to bind .* without CURVE"):
+        await client.startup()
+    await client.shutdown()
+
+
+async def test_a_worker_that_binds_refuses_a_public_address_without_curve():
+    broker = ZeroMQBroker("tcp://127.0.0.1:5555", "tcp://0.0.0.0:5555", bind="worker")
+    broker.is_worker_process = True
+    with pytest.raises(SecurityError, match="allow_unauthenticated=True"):
+        await broker.startup()
+    await broker.shutdown()
+
+
+async def test_a_second_worker_binding_the_same_address_says_what_to_do(address):
+    first = await worker(address, bind="worker")
+    second = ZeroMQBroker(address, address, bind="worker")
+    second.is_worker_process = True
+    with pytest.raises(ListenError, match=r"Address already in use.*--workers 1"):
+        await second.startup()
+    await second.shutdown()
+    await first.shutdown()
+
+
+async def test_a_public_address_allowed_without_curve_warns_once(caplog):
     port = free_address().rsplit(":", 1)[1]
-    client = ZeroMQBroker(f"tcp://0.0.0.0:{port}", f"tcp://127.0.0.1:{port}")
+    client = ZeroMQBroker(
+        f"tcp://0.0.0.0:{port}", f"tcp://127.0.0.1:{port}", allow_unauthenticated=True
+    )
     await client.startup()
     await client.shutdown()
     warnings = [r for r in caplog.records if "read their arguments" in r.getMessage()]
@@ -77,7 +106,6 @@ async def test_loopback_binding_does_not_warn(address, caplog):
 
 
 def test_a_bad_key_file_fails_at_construction(tmp_path):
-    from taskq import SecurityError
 
     bad = tmp_path / "bad.key_secret"
     bad.write_text("not a certificate")
@@ -270,6 +298,25 @@ async def test_a_hand_back_that_cannot_happen_says_why(address, caplog):
     assert "5 of 5 buffered messages could not be handed back: no client is connected" in (
         caplog.text
     )
+
+
+async def test_a_client_stopping_with_handed_back_messages_logs_their_loss_once(address, caplog):
+    client = ZeroMQBroker(address, address)
+    await client.startup()
+    context = zmq.asyncio.Context()
+    leaving = context.socket(zmq.DEALER)
+    leaving.setsockopt(zmq.LINGER, 0)
+    leaving.connect(address)
+    for n in range(300):  # a worker hands back its buffer; no worker has room for it
+        await leaving.send(protocol.RETURN + b"%d" % n)
+    await eventually(lambda: len(client._dispatcher.outbox) == 300)  # type: ignore[union-attr]
+    await client.shutdown()
+    lines = [r.getMessage() for r in caplog.records if "Shutdown dropped" in r.getMessage()]
+    assert lines == [
+        "Shutdown dropped 300 messages workers had handed back or sent (790 bytes): they are lost"
+    ]
+    leaving.close()
+    context.term()
 
 
 # 5. a killed worker's loss is logged

@@ -38,7 +38,8 @@ class ZeroMQBroker(AsyncBroker):
     it stops gracefully it hands them back to the client, which sends them to another worker.
 
     Whoever reaches the bound address can take and inject tasks: the default binds loopback
-    only, binding another address without CURVE logs a warning, and CURVE (keys from the
+    only, binding another address without CURVE is refused (`SecurityError`) unless
+    ``allow_unauthenticated`` is true, and CURVE (keys from the
     arguments or the ``TASKQ_ZMQ_CURVE_*`` environment variables, see `taskq_zmq.security`)
     lets in only peers whose public keys are allowed.
 
@@ -60,6 +61,8 @@ class ZeroMQBroker(AsyncBroker):
             side that connects). Default: ``TASKQ_ZMQ_CURVE_SERVER_KEY_FILE``.
         curve_allowed_keys_dir: a directory of the ``.key`` certificates the binding side lets
             in (needed by the side that binds). Default: ``TASKQ_ZMQ_CURVE_ALLOWED_KEYS_DIR``.
+        allow_unauthenticated: let the binding side bind a non-loopback address without
+            CURVE (logging a warning); default false: refused with `SecurityError`.
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
@@ -83,6 +86,7 @@ class ZeroMQBroker(AsyncBroker):
         curve_secret_key_file: str | os.PathLike[str] | None = None,
         curve_server_key_file: str | os.PathLike[str] | None = None,
         curve_allowed_keys_dir: str | os.PathLike[str] | None = None,
+        allow_unauthenticated: bool = False,
     ) -> None:
         """Configure the addresses and keys (see the class docstring); nothing opens before use.
 
@@ -102,6 +106,7 @@ class ZeroMQBroker(AsyncBroker):
         self.curve = CurveKeys.load(
             curve_secret_key_file, curve_server_key_file, curve_allowed_keys_dir
         )
+        self.allow_unauthenticated = allow_unauthenticated
         self._context: OwnContext | None = None
         self._dispatcher: Dispatcher | None = None
         self._intake: Intake | None = None
@@ -224,7 +229,11 @@ class ZeroMQBroker(AsyncBroker):
                 raise SendTaskError("the ZeroMQ broker is shut down")
             binds = self.bind == "client"
             self._dispatcher = Dispatcher(
-                self._zmq(binds), self.zmq_pub_host, binds, curve=self.curve
+                self._zmq(binds),
+                self.zmq_pub_host,
+                binds,
+                curve=self.curve,
+                allow_unauthenticated=self.allow_unauthenticated,
             )
         return self._dispatcher
 
@@ -232,7 +241,12 @@ class ZeroMQBroker(AsyncBroker):
         if self._intake is None:
             binds = self.bind == "worker"
             self._intake = Intake(
-                self._zmq(binds), self.zmq_sub_host, binds, self.prefetch, curve=self.curve
+                self._zmq(binds),
+                self.zmq_sub_host,
+                binds,
+                self.prefetch,
+                curve=self.curve,
+                allow_unauthenticated=self.allow_unauthenticated,
             )
         return self._intake
 

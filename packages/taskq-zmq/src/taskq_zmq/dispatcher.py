@@ -18,7 +18,7 @@ from taskq.inspection import ConsumerInfo, QueueInspection
 from taskq_zmq import protocol
 from taskq_zmq.badframes import BadFrames
 from taskq_zmq.lifetime import OwnContext
-from taskq_zmq.security import CurveKeys, warn_if_exposed
+from taskq_zmq.security import CurveKeys, check_exposed
 
 logger = logging.getLogger("taskq.zmq")
 
@@ -150,8 +150,16 @@ class Dispatcher:
         address: str,
         bind: bool,
         curve: CurveKeys | None = None,
+        allow_unauthenticated: bool = False,
     ) -> None:
-        """Open the ROUTER socket on ``address`` (bind, or connect), CURVE-secured if given."""
+        """Open the ROUTER socket on ``address`` (bind, or connect), CURVE-secured if given.
+
+        Raises:
+            SecurityError: it would bind a non-loopback address without CURVE, and
+                ``allow_unauthenticated`` is false (see `check_exposed`).
+        """
+        if bind:
+            check_exposed(address, curve, allow_unauthenticated)
         self.session = os.urandom(protocol.SESSION_SIZE)
         self.address = address
         self.context = context  # open while this part can use its socket
@@ -163,7 +171,6 @@ class Dispatcher:
         if bind:
             if curve is not None:
                 curve.serve(self.socket)
-            warn_if_exposed(address, curve)
             self.socket.bind(address)
         else:
             if curve is not None:
@@ -235,14 +242,17 @@ class Dispatcher:
             with contextlib.suppress(zmq.ZMQError):
                 self.socket.send_multipart([routing_id, protocol.BYE], zmq.NOBLOCK)
         error = SendTaskError("the ZeroMQ broker shut down before a worker took the message")
-        for payload, pending in self.outbox:
+        dropped = [payload for payload, pending in self.outbox if pending is None]
+        for _, pending in self.outbox:
             if pending is not None and not pending.done.done():
                 pending.done.set_exception(error)
-            elif pending is None:
-                logger.error(
-                    "Shutdown dropped a message a worker had handed back or sent (%d bytes)",
-                    len(payload),
-                )
+        if dropped:  # one line, however many: a stop during a hand-back may drop thousands
+            logger.error(
+                "Shutdown dropped %d messages workers had handed back or sent (%d bytes): "
+                "they are lost",
+                len(dropped),
+                sum(map(len, dropped)),
+            )
         self.outbox.clear()
         self.bad_frames.summary()
         self.socket.close()

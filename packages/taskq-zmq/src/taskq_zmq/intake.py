@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import zmq
 
-from taskq.exceptions import SendTaskError
+from taskq.exceptions import ListenError, SendTaskError
 from taskq_zmq import protocol
 from taskq_zmq.badframes import BadFrames
 from taskq_zmq.lifetime import OwnContext
-from taskq_zmq.security import CurveKeys, warn_if_exposed
+from taskq_zmq.security import CurveKeys, check_exposed
 
 logger = logging.getLogger("taskq.zmq")
 
@@ -69,8 +69,17 @@ class Intake:
         bind: bool,
         prefetch: int,
         curve: CurveKeys | None = None,
+        allow_unauthenticated: bool = False,
     ) -> None:
-        """Open the socket on ``address`` (connect, or bind) and announce ``prefetch``."""
+        """Open the socket on ``address`` (connect, or bind) and announce ``prefetch``.
+
+        Raises:
+            SecurityError: it would bind a non-loopback address without CURVE, and
+                ``allow_unauthenticated`` is false (see `check_exposed`).
+            ListenError: it cannot bind ``address`` (in use by another process, say).
+        """
+        if bind:
+            check_exposed(address, curve, allow_unauthenticated)
         self.prefetch = prefetch
         self.routed = bind
         self.context = context  # open while this part can use its socket
@@ -80,8 +89,7 @@ class Intake:
             self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
             if curve is not None:
                 curve.serve(self.socket)
-            warn_if_exposed(address, curve)
-            self.socket.bind(address)
+            _bind(self.socket, address)
         else:
             self.socket.setsockopt(zmq.IDENTITY, os.urandom(16))
             if curve is not None:
@@ -358,3 +366,18 @@ class Intake:
         finally:
             if not self.closed:
                 self._poll()  # a send can take in frames without the FD signalling them
+
+
+def _bind(socket: zmq.Socket[bytes], address: str) -> None:
+    """Bind a worker's socket; `ListenError` saying what to do when it cannot."""
+    try:
+        socket.bind(address)
+    except zmq.ZMQError as exc:
+        reason, hint = exc.strerror, ""
+        if exc.errno == zmq.EADDRINUSE:
+            reason = zmq.strerror(exc.errno)  # pyzmq's strerror repeats the address
+            hint = (
+                ': another process binds it. With bind="worker" each worker process needs an '
+                "address of its own: run taskq worker --workers 1 for each address"
+            )
+        raise ListenError(f"the ZeroMQ worker cannot bind {address} ({reason}){hint}") from exc

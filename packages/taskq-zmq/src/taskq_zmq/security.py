@@ -2,7 +2,8 @@
 
 Whoever reaches a ZeroMQ broker's socket can take tasks (with their arguments) or inject tasks
 that workers run. Two defences: bind only loopback (the default), or turn CURVE on, so that only
-peers whose public keys are allowed get through. The side that binds is the CURVE server (the
+peers whose public keys are allowed get through. Binding another address without CURVE is
+refused unless explicitly allowed (`check_exposed`). The side that binds is the CURVE server (the
 client by default, the worker with ``bind="worker"``); it needs its own key pair and the allowed
 public keys. The side that connects needs its own key pair and the server's public key.
 
@@ -168,15 +169,30 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-def warn_if_exposed(address: str, keys: CurveKeys | None) -> None:
-    """Log once per address when binding a non-loopback address without CURVE."""
-    if keys is not None or is_loopback(address) or address in _warned:
+def check_exposed(address: str, keys: CurveKeys | None, allow_unauthenticated: bool) -> None:
+    """Refuse to bind a non-loopback address without CURVE, unless explicitly allowed.
+
+    Allowed (``allow_unauthenticated``), it logs a warning once per address instead.
+
+    Raises:
+        SecurityError: ``address`` is reachable from other hosts, CURVE is off and
+            ``allow_unauthenticated`` is false.
+    """
+    if keys is not None or is_loopback(address):
+        return
+    if not allow_unauthenticated:
+        raise SecurityError(
+            f"refusing to bind {address} without CURVE authentication: anyone who reaches it "
+            "could run tasks and read their arguments. Bind a loopback address, turn CURVE on "
+            "(see the Security section of the taskq-zmq documentation), or, on a network you "
+            "trust entirely, pass allow_unauthenticated=True"
+        )
+    if address in _warned:
         return
     _warned.add(address)
     logger.warning(
-        "The ZeroMQ broker binds %s without CURVE authentication: anyone who reaches it can "
-        "run tasks and read their arguments. Bind a loopback address, or turn CURVE on "
-        "(see the Security section of the taskq-zmq documentation).",
+        "The ZeroMQ broker binds %s without CURVE authentication (allow_unauthenticated): "
+        "anyone who reaches it can run tasks and read their arguments.",
         address,
     )
 

@@ -15,6 +15,9 @@ from taskq.cli.logs import LOG_LEVELS, check_log_format
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
+#: The longest duration an option takes: 30 days. Longer ones (``inf``, ``1e300``) overflow the
+#: clocks that timeouts and sleeps are computed with, and would crash the command when used.
+MAX_SECONDS = 30 * 24 * 3600
 
 
 def at_least(minimum: int) -> Callable[[str], int]:
@@ -33,13 +36,15 @@ def at_least(minimum: int) -> Callable[[str], int]:
 
 
 def seconds(text: str) -> float:
-    """Read a number of seconds, 0 or more."""
+    """Read a number of seconds, from 0 to `MAX_SECONDS`."""
     try:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
+    if not 0 <= value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds from 0 to {MAX_SECONDS} (30 days), got {text!r}"
+        )
     return value
 
 

@@ -35,12 +35,15 @@ from taskq.cli.targets import (
 )
 from taskq.event_recorder import process_number
 from taskq.event_stores.urls import open_event_store
+from taskq.exceptions import TaskiqError
 from taskq.receiver.receiver import Receiver
 
 logger = logging.getLogger("taskq.worker")
 
 #: Exit status of a process that could not import its broker or task modules.
 EXIT_BAD_TARGET = 2
+#: Exit status of a process whose broker refused to start (a typed error: bad settings, say).
+EXIT_STARTUP_FAILED = 1
 #: Seconds between two checks that the manager is still there.
 PARENT_CHECK_INTERVAL_S = 1.0
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -100,7 +103,9 @@ async def serve(options: WorkerOptions) -> tuple[int, int]:
     if options.workers > 1 and process_number() == 0:
         warn_if_not_cross_process(broker, options)
     watchdog = asyncio.create_task(_stop_when_orphaned(stop, os.getppid()))
-    await broker.startup()
+    if not await start_broker(broker):
+        watchdog.cancel()
+        return EXIT_STARTUP_FAILED, 0
     freeze_startup_objects()
     try:
         tasks = len(broker.get_all_tasks())
@@ -111,6 +116,25 @@ async def serve(options: WorkerOptions) -> tuple[int, int]:
         await broker.shutdown()
     logger.info("Stopped")
     return 0, abandoned
+
+
+async def start_broker(broker: AsyncBroker) -> bool:
+    """Start the broker; False, with one error line and no traceback, if it raises a taskq error.
+
+    A taskq error says what is wrong and what to do (a refused setting, a server that cannot be
+    reached): its traceback would only bury that line, once per restart. Other exceptions
+    propagate with their traceback.
+    """
+    try:
+        await broker.startup()
+    except TaskiqError as error:
+        logger.error("The broker could not start: %s", error)
+        try:
+            await broker.shutdown()
+        except Exception:
+            logger.debug("Shutting the broker down after its failed start failed", exc_info=True)
+        return False
+    return True
 
 
 def freeze_startup_objects() -> None:
