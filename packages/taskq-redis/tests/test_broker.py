@@ -118,6 +118,21 @@ async def test_dead_letters_show_replay_and_purge(new_broker):
     assert await broker.dead_letters.count() == 0
 
 
+async def test_dead_letters_take_ids_that_are_not_entry_ids_as_naming_none(new_broker):
+    broker = await new_broker()
+    await broker.kick(message(b"a"))
+    (item,) = await take(broker, 1)
+    await item.reject()  # type: ignore[misc]
+    (letter,) = await broker.dead_letters.list()
+    garbage = ["garbage", "-", "+", "1", "(1-0", "1-2-3", "99999999999999999999-0", "é", ""]
+    for dead_letter_id in garbage:
+        assert await broker.dead_letters.show(dead_letter_id) is None, dead_letter_id
+        assert await broker.dead_letters.list(after=dead_letter_id or "x") == []
+    assert await broker.dead_letters.purge(garbage) == 0
+    assert await broker.dead_letters.replay([*garbage, letter.id]) == 1
+    assert await broker.dead_letters.count() == 0
+
+
 async def test_dead_letters_page_with_after(new_broker):
     broker = await new_broker()
     for n in range(5):
