@@ -50,6 +50,14 @@ async def test_the_rate_is_a_sliding_window_per_key(limiter: RedisLimiter):
     assert await limiter.acquire("k", "t3", rate, None) == 0.0
 
 
+@pytest.mark.parametrize("slot_lease_s", [0, -1, 0.0004, float("nan"), float("inf"), 1e300])
+def test_a_slot_lease_redis_cannot_time_is_refused(slot_lease_s: float):
+    # below a millisecond the place expired as it was taken (the bound was not enforced);
+    # inf or 1e300 made every decision fail with an OverflowError or Redis's error
+    with pytest.raises(ValueError, match="slot_lease_s"):
+        RedisLimiter(slot_lease_s=slot_lease_s)
+
+
 async def test_a_place_is_held_until_released(limiter: RedisLimiter):
     assert await limiter.acquire("k", "a", None, 1) == 0.0
     assert await limiter.acquire("k", "b", None, 1) > 0

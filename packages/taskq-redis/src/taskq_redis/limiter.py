@@ -42,6 +42,11 @@ logger = logging.getLogger("taskq.redis.limiter")
 #: Seconds a concurrency place is held without a renewal (a killed worker's places come free
 #: after this long).
 DEFAULT_SLOT_LEASE_S = 60.0
+#: The shortest and longest ``slot_lease_s``: the places are timed in whole milliseconds (a
+#: lease that rounds to none would free each place as it is taken), and a killed worker's
+#: places stay held for a lease.
+MIN_SLOT_LEASE_S = 0.001
+MAX_SLOT_LEASE_S = 86_400.0
 
 # KEYS: starts, running, refused. ARGV: token, rate count (0: none), period ms, max
 # concurrency (0: none), lease ms, retry ms. Returns 0 when the run may start, else ms to wait.
@@ -105,13 +110,14 @@ class RedisLimiter(TaskLimiter):
     Args:
         url: The Redis server (``redis://``, ``rediss://`` or ``unix://``).
         key_prefix: Start of every key (``{key_prefix}:limits:...``).
-        slot_lease_s: Seconds a concurrency place stays held without a renewal (default 60);
-            the worker renews its places every third of that.
+        slot_lease_s: Seconds a concurrency place stays held without a renewal (default 60,
+            from a millisecond to a day); the worker renews its places every third of that.
         max_connections: Most connections to Redis (None: redis-py's default).
         **connection_kwargs: Passed to redis-py's ``BlockingConnectionPool``.
 
     Raises:
-        ValueError: A bad URL or a ``slot_lease_s`` that is not positive.
+        ValueError: A bad URL or a ``slot_lease_s`` outside ``MIN_SLOT_LEASE_S`` to
+            ``MAX_SLOT_LEASE_S``.
     """
 
     def __init__(
@@ -122,8 +128,11 @@ class RedisLimiter(TaskLimiter):
         max_connections: int | None = None,
         **connection_kwargs: Any,
     ) -> None:
-        if not slot_lease_s > 0:
-            raise ValueError(f"slot_lease_s must be positive seconds, got {slot_lease_s!r}")
+        if not MIN_SLOT_LEASE_S <= slot_lease_s <= MAX_SLOT_LEASE_S:
+            raise ValueError(
+                f"slot_lease_s must be {MIN_SLOT_LEASE_S:g} to {MAX_SLOT_LEASE_S:g} seconds, "
+                f"got {slot_lease_s!r}"
+            )
         self.connection = RedisConnection(url, "RedisLimiter", max_connections, **connection_kwargs)
         self.key_prefix = key_prefix
         self.slot_lease_s = slot_lease_s
