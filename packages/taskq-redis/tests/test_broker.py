@@ -19,6 +19,7 @@ from taskq_redis import (
     InvalidLabelError,
     RedisStreamBroker,
     RedisUnavailableError,
+    RedisUniqueStore,
     SendUnavailableError,
 )
 from taskq_redis.delayed import move_due_forever
@@ -212,6 +213,40 @@ async def test_a_message_dead_lettered_after_max_deliveries_is_recorded_as_rejec
         assert (event.kind, event.task_name) == (EventKind.REJECTED, "tasks:crash")
         assert event.error_type == "MaxDeliveriesExceeded"
         assert "delivered 2 times" in (event.error_message or "")
+    finally:
+        await broker.shutdown()
+
+
+async def test_a_unique_task_dead_lettered_after_max_deliveries_frees_its_key(
+    redis_url, redis_prefix, raw_redis
+):
+    # its task ended for good, as when a worker rejects it: a later unique kiq must send
+    # a new task instead of returning the handle of one that will never have a result
+    broker = RedisStreamBroker(redis_url, key_prefix=redis_prefix, lease_s=0.3, max_deliveries=2)
+    broker.with_unique_store(RedisUniqueStore(redis_url, key_prefix=redis_prefix))
+
+    @broker.task
+    async def crash() -> None: ...
+
+    await broker.startup()
+    try:
+        await broker.create_groups()
+        first = await crash.kicker().with_unique(ttl=600).kiq()
+        stream = broker.keys.streams[0]
+        raw_redis.xreadgroup("taskq", "dead-1", {stream: ">"}, count=1)  # delivery 1
+        (entry_id,) = [
+            p["message_id"] for p in raw_redis.xpending_range(stream, "taskq", "-", "+", 5)
+        ]
+        raw_redis.xclaim(stream, "taskq", "dead-2", 0, [entry_id])  # delivery 2, dies too
+        await asyncio.sleep(0.4)
+        assert await nothing_comes(broker, 1.0)
+        assert await broker.dead_letters.count() == 1
+
+        async def sends_a_new_task() -> bool:
+            again = await crash.kicker().with_unique(ttl=600).kiq()
+            return again.task_id != first.task_id
+
+        await eventually(sends_a_new_task, timeout=10)
     finally:
         await broker.shutdown()
 
