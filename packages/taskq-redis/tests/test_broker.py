@@ -134,6 +134,17 @@ async def test_dead_letters_take_ids_that_are_not_entry_ids_as_naming_none(new_b
     assert await broker.dead_letters.count() == 0
 
 
+async def test_a_dead_letter_written_by_hand_with_an_impossible_time_is_listed(
+    new_broker, raw_redis
+):
+    broker = await new_broker()
+    for dead_at_ms in (b"99999999999999999999", b"-99999999999999", b"soon"):
+        raw_redis.xadd(broker.keys.dead_letters, {b"m": b"x", b"dead_at_ms": dead_at_ms})
+    letters = await broker.dead_letters.list()
+    assert [letter.dead_at for letter in letters[:2]] == [None, None]
+    assert letters[2].dead_at is not None  # 0 ms: the epoch, as for a missing field
+
+
 async def test_dead_letters_page_with_after(new_broker):
     broker = await new_broker()
     for n in range(5):

@@ -54,7 +54,7 @@ class DeadLetter(contract.DeadLetter):
             id=entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
             payload=fields.get(b"m"),
             reason=text(b"reason"),
-            dead_at=datetime.fromtimestamp(_int(text(b"dead_at_ms")) / 1000, tz=timezone.utc),
+            dead_at=_moment(_int(text(b"dead_at_ms"))),
             source_id=text(b"source_id"),
             priority_level=_int(text(b"level")),
             consumer=text(b"consumer"),
@@ -184,6 +184,14 @@ def is_entry_id(text: str) -> bool:
     if not isinstance(text, str) or not _ENTRY_ID.fullmatch(text):
         return False
     return all(int(part) <= _MAX_ID_PART for part in text.split("-"))
+
+
+def _moment(ms: int) -> datetime | None:
+    """The UTC time ``ms`` milliseconds after the epoch; None if no datetime can hold it."""
+    try:
+        return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):  # an entry not written by taskq
+        return None
 
 
 def _int(text: str) -> int:
