@@ -134,6 +134,13 @@ async def test_dead_letters_take_ids_that_are_not_entry_ids_as_naming_none(new_b
     assert await broker.dead_letters.count() == 0
 
 
+async def test_listing_no_dead_letter_lists_none(new_broker, raw_redis):
+    broker = await new_broker()
+    raw_redis.xadd(broker.keys.dead_letters, {b"m": b"x"})
+    for count in (0, -1):  # `taskq dlq list --count 0` ended in redis-py's DataError
+        assert await broker.dead_letters.list(count=count) == []
+
+
 async def test_a_dead_letter_written_by_hand_with_an_impossible_time_is_listed(
     new_broker, raw_redis
 ):

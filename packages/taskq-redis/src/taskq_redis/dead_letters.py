@@ -108,7 +108,7 @@ class DeadLetterQueue(contract.DeadLetterQueue):
 
     async def list(self, count: int = 100, after: str | None = None) -> list[contract.DeadLetter]:
         """Up to ``count`` dead letters, oldest first, starting after the id ``after``."""
-        if after and not is_entry_id(after):
+        if count < 1 or (after and not is_entry_id(after)):
             return []
         start = f"({after}" if after else "-"
         entries = await self._call(
