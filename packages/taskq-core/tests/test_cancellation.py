@@ -238,9 +238,11 @@ async def test_the_in_memory_store_tells_listeners_of_later_cancellations():
     assert not store._listeners
 
 
-def test_a_store_refuses_a_ttl_that_is_not_positive():
+@pytest.mark.parametrize("ttl_s", [0, -1, float("nan"), float("inf")])
+def test_a_store_refuses_a_ttl_that_is_not_positive_and_finite(ttl_s: float):
+    # a store keeps a record for a time it can write (inf failed each Redis cancel)
     with pytest.raises(ValueError, match="ttl_s"):
-        InMemoryCancellationStore(ttl_s=0)
+        InMemoryCancellationStore(ttl_s=ttl_s)
 
 
 async def test_the_ack_mode_is_kept_for_tasks_that_are_not_cancelled(broker, encode):

@@ -24,7 +24,13 @@ class Unreachable(InMemoryCancellationStore):
         raise TaskiqError("the store does not answer")
 
 
+class Encoding(InMemoryCancellationStore):
+    async def cancel(self, task_id, reason=""):  # as a store writing to a file or a socket
+        await super().cancel(task_id.encode().decode(), reason.encode().decode())
+
+
 broker = InMemoryBroker()
+encoding = InMemoryBroker().with_cancellation(Encoding())
 plain = InMemoryBroker().with_cancellation(None)
 failing = InMemoryBroker().with_cancellation(Unreachable())
 """
@@ -49,6 +55,14 @@ def test_it_records_each_cancellation_with_the_reason(app, capsys) -> None:
     store = sys.modules[app].broker.cancellation
     found = asyncio.run(store.cancellation("t2"))
     assert found == Cancellation("t2", "duplicate order")
+
+
+def test_command_line_bytes_that_are_not_utf8_reach_the_store_replaced(app, capsys) -> None:
+    # Python gives such bytes of argv as lone surrogates, which no store could encode
+    task_id, reason = b"t\xff".decode(errors="surrogateescape"), "r\udcfe"
+    assert main([f"{app}:encoding", task_id, "--reason", reason]) == 0
+    store = sys.modules[app].encoding.cancellation
+    assert asyncio.run(store.cancellation("t\ufffd")) == Cancellation("t\ufffd", "r\ufffd")
 
 
 def test_a_broker_without_a_store_is_a_usage_error(app, capsys) -> None:

@@ -102,6 +102,19 @@ async def test_memory_limiter_counts_starts_in_a_sliding_window():
     assert await limiter.acquire("k", "c", rate, None) == 0.0
 
 
+async def test_memory_limiter_keeps_a_place_taken_again_under_its_token_until_both_end():
+    # a retry under the task id starts while the failed run still ends: the failed run
+    # giving its place back must not free the retry's
+    limiter = MemoryLimiter()
+    assert await limiter.acquire("k", "a", None, 2) == 0.0
+    assert await limiter.acquire("k", "a", None, 2) == 0.0  # the retry
+    await limiter.release("k", "a")  # the failed run ends
+    assert await limiter.acquire("k", "b", None, 2) == 0.0
+    assert await limiter.acquire("k", "c", None, 2) > 0, "3 runs with max_concurrency=2"
+    await limiter.release("k", "a")  # the retry ends
+    assert await limiter.acquire("k", "c", None, 2) == 0.0
+
+
 async def test_memory_limiter_wakes_a_waiter_when_a_place_is_released():
     limiter = MemoryLimiter()
     assert await limiter.acquire("k", "a", None, 1) == 0.0

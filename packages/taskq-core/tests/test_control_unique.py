@@ -60,7 +60,10 @@ def test_an_argument_without_a_canonical_form_asks_for_a_key():
         default_key("t", (object(),), {})
 
 
-@pytest.mark.parametrize(("key", "ttl"), [(None, 0), (None, -1), ("", 10)])
+@pytest.mark.parametrize(
+    ("key", "ttl"),
+    [(None, 0), (None, -1), ("", 10), (None, float("nan")), (None, float("inf"))],
+)
 def test_bad_unique_options_are_refused(key: Any, ttl: Any):
     broker = InMemoryBroker()
 

@@ -19,6 +19,7 @@ from taskq_redis import (
     InvalidLabelError,
     RedisStreamBroker,
     RedisUnavailableError,
+    RedisUniqueStore,
     SendUnavailableError,
 )
 from taskq_redis.delayed import move_due_forever
@@ -118,6 +119,39 @@ async def test_dead_letters_show_replay_and_purge(new_broker):
     assert await broker.dead_letters.count() == 0
 
 
+async def test_dead_letters_take_ids_that_are_not_entry_ids_as_naming_none(new_broker):
+    broker = await new_broker()
+    await broker.kick(message(b"a"))
+    (item,) = await take(broker, 1)
+    await item.reject()  # type: ignore[misc]
+    (letter,) = await broker.dead_letters.list()
+    garbage = ["garbage", "-", "+", "1", "(1-0", "1-2-3", "99999999999999999999-0", "é", ""]
+    for dead_letter_id in garbage:
+        assert await broker.dead_letters.show(dead_letter_id) is None, dead_letter_id
+        assert await broker.dead_letters.list(after=dead_letter_id or "x") == []
+    assert await broker.dead_letters.purge(garbage) == 0
+    assert await broker.dead_letters.replay([*garbage, letter.id]) == 1
+    assert await broker.dead_letters.count() == 0
+
+
+async def test_listing_no_dead_letter_lists_none(new_broker, raw_redis):
+    broker = await new_broker()
+    raw_redis.xadd(broker.keys.dead_letters, {b"m": b"x"})
+    for count in (0, -1):  # `taskq dlq list --count 0` ended in redis-py's DataError
+        assert await broker.dead_letters.list(count=count) == []
+
+
+async def test_a_dead_letter_written_by_hand_with_an_impossible_time_is_listed(
+    new_broker, raw_redis
+):
+    broker = await new_broker()
+    for dead_at_ms in (b"99999999999999999999", b"-99999999999999", b"soon"):
+        raw_redis.xadd(broker.keys.dead_letters, {b"m": b"x", b"dead_at_ms": dead_at_ms})
+    letters = await broker.dead_letters.list()
+    assert [letter.dead_at for letter in letters[:2]] == [None, None]
+    assert letters[2].dead_at is not None  # 0 ms: the epoch, as for a missing field
+
+
 async def test_dead_letters_page_with_after(new_broker):
     broker = await new_broker()
     for n in range(5):
@@ -197,6 +231,40 @@ async def test_a_message_dead_lettered_after_max_deliveries_is_recorded_as_rejec
         assert (event.kind, event.task_name) == (EventKind.REJECTED, "tasks:crash")
         assert event.error_type == "MaxDeliveriesExceeded"
         assert "delivered 2 times" in (event.error_message or "")
+    finally:
+        await broker.shutdown()
+
+
+async def test_a_unique_task_dead_lettered_after_max_deliveries_frees_its_key(
+    redis_url, redis_prefix, raw_redis
+):
+    # its task ended for good, as when a worker rejects it: a later unique kiq must send
+    # a new task instead of returning the handle of one that will never have a result
+    broker = RedisStreamBroker(redis_url, key_prefix=redis_prefix, lease_s=0.3, max_deliveries=2)
+    broker.with_unique_store(RedisUniqueStore(redis_url, key_prefix=redis_prefix))
+
+    @broker.task
+    async def crash() -> None: ...
+
+    await broker.startup()
+    try:
+        await broker.create_groups()
+        first = await crash.kicker().with_unique(ttl=600).kiq()
+        stream = broker.keys.streams[0]
+        raw_redis.xreadgroup("taskq", "dead-1", {stream: ">"}, count=1)  # delivery 1
+        (entry_id,) = [
+            p["message_id"] for p in raw_redis.xpending_range(stream, "taskq", "-", "+", 5)
+        ]
+        raw_redis.xclaim(stream, "taskq", "dead-2", 0, [entry_id])  # delivery 2, dies too
+        await asyncio.sleep(0.4)
+        assert await nothing_comes(broker, 1.0)
+        assert await broker.dead_letters.count() == 1
+
+        async def sends_a_new_task() -> bool:
+            again = await crash.kicker().with_unique(ttl=600).kiq()
+            return again.task_id != first.task_id
+
+        await eventually(sends_a_new_task, timeout=10)
     finally:
         await broker.shutdown()
 

@@ -50,11 +50,38 @@ async def test_the_rate_is_a_sliding_window_per_key(limiter: RedisLimiter):
     assert await limiter.acquire("k", "t3", rate, None) == 0.0
 
 
+@pytest.mark.parametrize("slot_lease_s", [0, -1, 0.0004, float("nan"), float("inf"), 1e300])
+def test_a_slot_lease_redis_cannot_time_is_refused(slot_lease_s: float):
+    # below a millisecond the place expired as it was taken (the bound was not enforced);
+    # inf or 1e300 made every decision fail with an OverflowError or Redis's error
+    with pytest.raises(ValueError, match="slot_lease_s"):
+        RedisLimiter(slot_lease_s=slot_lease_s)
+
+
 async def test_a_place_is_held_until_released(limiter: RedisLimiter):
     assert await limiter.acquire("k", "a", None, 1) == 0.0
     assert await limiter.acquire("k", "b", None, 1) > 0
     await limiter.release("k", "a")
     assert await limiter.acquire("k", "b", None, 1) == 0.0
+
+
+async def test_a_run_again_under_its_task_id_keeps_the_place_the_first_run_gives_back(
+    redis_url: str, redis_prefix: str, limiter: RedisLimiter
+):
+    # a retry under the task id starts (on this worker or another) while the failed run
+    # still ends: the failed run giving its place back must not free the retry's place
+    other = RedisLimiter(redis_url, key_prefix=redis_prefix, slot_lease_s=0.3)
+    try:
+        for retrying in (limiter, other):
+            assert await limiter.acquire("k", "a", None, 1) == 0.0
+            assert await retrying.acquire("k", "a", None, 1) == 0.0  # the retry
+            await limiter.release("k", "a")  # the failed run ends
+            assert await limiter.acquire("k", "b", None, 1) > 0, "the retry runs placeless"
+            await retrying.release("k", "a")  # the retry ends
+            assert await limiter.acquire("k", "b", None, 1) == 0.0
+            await limiter.release("k", "b")
+    finally:
+        await other.shutdown()
 
 
 async def test_a_place_stays_held_while_renewed_and_frees_itself_when_its_worker_dies(

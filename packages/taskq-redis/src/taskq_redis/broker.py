@@ -20,6 +20,7 @@ from taskq.abc.result_backend import AsyncResultBackend
 from taskq.abc.unique_store import UniqueKeyStore
 from taskq.acks import AckableMessage
 from taskq.capabilities import Capability
+from taskq.control.unique import HeldKey
 from taskq.exceptions import BatchSendError
 from taskq.inspection import QueueInspection
 from taskq.labels import delay_seconds, priority_value
@@ -229,6 +230,8 @@ class RedisStreamBroker(AsyncBroker):
         self._mover: asyncio.Task[None] | None = None
         self._mover_stop = asyncio.Event()
         self._stopping = False
+        # the unique keys of dead-lettered messages being freed (see `_record_dead_lettered`)
+        self._freeing: set[asyncio.Task[None]] = set()
 
     @property
     def lease_ms(self) -> int:
@@ -318,6 +321,7 @@ class RedisStreamBroker(AsyncBroker):
             self._mover_stop.set()
             mover.cancel()
             await asyncio.gather(mover, return_exceptions=True)
+        await asyncio.gather(*self._freeing, return_exceptions=True)
         if self.connection.is_open:
             await self._settle_and_hand_back(consumers)
         self.reconnector.closed = True
@@ -506,10 +510,16 @@ class RedisStreamBroker(AsyncBroker):
             yield message
 
     def _record_dead_lettered(self, letters: list[DeadLettered]) -> None:
-        """Record a ``rejected`` event for each message the scripts dead-lettered."""
+        """Record a ``rejected`` event for each message the scripts dead-lettered; free its key.
+
+        Such a message's task ended for good, as a rejected one's: the unique key it holds
+        (if any) is freed, so that a unique ``kiq`` sends the task again instead of returning
+        the handle of one that never gets a result.
+        """
         recorder = self.event_recorder
-        if recorder is None:
+        if recorder is None and self.unique_store is None:
             return
+        held: list[HeldKey] = []
         for payload, reason in letters:
             if payload is None:
                 continue
@@ -517,13 +527,25 @@ class RedisStreamBroker(AsyncBroker):
                 message = self.formatter.loads(payload)
             except Exception:  # not a message of this broker: nothing to record
                 continue
-            recorder.record(
-                EventKind.REJECTED,
-                message.task_id,
-                message.task_name,
-                error_type="MaxDeliveriesExceeded",
-                error_message=reason.decode(errors="replace"),
-            )
+            if recorder is not None:
+                recorder.record(
+                    EventKind.REJECTED,
+                    message.task_id,
+                    message.task_name,
+                    error_type="MaxDeliveriesExceeded",
+                    error_message=reason.decode(errors="replace"),
+                )
+            key = HeldKey.of(message) if self.unique_store is not None else None
+            if key is not None:
+                held.append(key)
+        if held:
+            freeing = asyncio.ensure_future(self._free_keys(held))
+            self._freeing.add(freeing)
+            freeing.add_done_callback(self._freeing.discard)
+
+    async def _free_keys(self, held: list[HeldKey]) -> None:
+        for key in held:
+            await key.free(self)  # logs a failure: the key then frees itself at its TTL
 
     async def create_groups(self) -> None:
         """Create the consumer group on every priority stream (and the streams) if missing.

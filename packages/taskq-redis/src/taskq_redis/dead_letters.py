@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
 
 #: Dead letters replayed or purged per script call.
 CHUNK = 500
+#: A stream entry id as Redis writes it: milliseconds, then a sequence number.
+_ENTRY_ID = re.compile(r"[0-9]+-[0-9]+")
+#: The largest part of an entry id (Redis keeps each part in 64 bits).
+_MAX_ID_PART = 2**64 - 1
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,7 @@ class DeadLetter(contract.DeadLetter):
             id=entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
             payload=fields.get(b"m"),
             reason=text(b"reason"),
-            dead_at=datetime.fromtimestamp(_int(text(b"dead_at_ms")) / 1000, tz=timezone.utc),
+            dead_at=_moment(_int(text(b"dead_at_ms"))),
             source_id=text(b"source_id"),
             priority_level=_int(text(b"level")),
             consumer=text(b"consumer"),
@@ -61,7 +66,9 @@ class DeadLetterQueue(contract.DeadLetterQueue):
     """List, show, replay and purge the dead letters of a broker's queue (a Redis stream).
 
     Replaying puts a message back at the end of the stream of its priority level as a new
-    entry; each dead letter is replayed at most once, even by concurrent callers.
+    entry; each dead letter is replayed at most once, even by concurrent callers. An id that
+    is not a stream entry id (``1700000000000-0``) names no dead letter: `show` returns None,
+    `replay` and `purge` skip it, and `list` after it lists nothing.
 
     Raises (every method):
         RedisBrokerUnavailableError: Redis did not answer for the broker's ``send_timeout_s``.
@@ -101,6 +108,8 @@ class DeadLetterQueue(contract.DeadLetterQueue):
 
     async def list(self, count: int = 100, after: str | None = None) -> list[contract.DeadLetter]:
         """Up to ``count`` dead letters, oldest first, starting after the id ``after``."""
+        if count < 1 or (after and not is_entry_id(after)):
+            return []
         start = f"({after}" if after else "-"
         entries = await self._call(
             "list dead letters", self.redis.xrange, self.key, start, "+", count
@@ -109,6 +118,8 @@ class DeadLetterQueue(contract.DeadLetterQueue):
 
     async def show(self, dead_letter_id: str) -> contract.DeadLetter | None:
         """The dead letter ``dead_letter_id``, or None when there is none."""
+        if not is_entry_id(dead_letter_id):
+            return None
         entries = await self._call(
             "read a dead letter",
             self.redis.xrange,
@@ -142,7 +153,7 @@ class DeadLetterQueue(contract.DeadLetterQueue):
     async def _chunks(self, ids: Iterable[str] | None) -> Any:
         """The ids given in chunks, or (None) the id of every dead letter there is now."""
         if ids is not None:
-            given = list(ids)
+            given = [entry_id for entry_id in ids if is_entry_id(entry_id)]
             for start in range(0, len(given), CHUNK):
                 yield given[start : start + CHUNK]
             return
@@ -166,6 +177,21 @@ class DeadLetterQueue(contract.DeadLetterQueue):
             )
         except CONNECTION_ERRORS as exc:
             raise unavailable(RedisBrokerUnavailableError, action, reconnector.server, exc) from exc
+
+
+def is_entry_id(text: str) -> bool:
+    """Whether ``text`` is a stream entry id, ``ms-seq`` (Redis refuses anything else)."""
+    if not isinstance(text, str) or not _ENTRY_ID.fullmatch(text):
+        return False
+    return all(int(part) <= _MAX_ID_PART for part in text.split("-"))
+
+
+def _moment(ms: int) -> datetime | None:
+    """The UTC time ``ms`` milliseconds after the epoch; None if no datetime can hold it."""
+    try:
+        return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):  # an entry not written by taskq
+        return None
 
 
 def _int(text: str) -> int:

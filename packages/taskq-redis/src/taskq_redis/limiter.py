@@ -18,6 +18,11 @@ sets, timed by the server's clock (``TIME``):
   concurrency place, scored by the end of its lease. A worker renews the leases of its runs
   every ``slot_lease_s / 3`` seconds; a killed worker's places come free when their leases
   end, and expired places are dropped by the next decision.
+- ``{key_prefix}:limits:{key}:owners``: for each token holding a place, the number of the
+  run that took it last. A run of the same task again (a retry under its task id, or the
+  message delivered again after its worker died) may take its token's place while the run
+  before it still ends; the place is then that run's, and the run before giving it back
+  frees nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 
 from taskq.abc.limiter import TaskLimiter
 from taskq.control.limits import CONCURRENCY_RETRY_S
-from taskq_redis.batching import BatchSender
 from taskq_redis.connection import DEFAULT_URL, RedisConnection
 from taskq_redis.script_batch import BatchedScript
 from taskq_redis.scripts import _NOW
@@ -42,9 +46,15 @@ logger = logging.getLogger("taskq.redis.limiter")
 #: Seconds a concurrency place is held without a renewal (a killed worker's places come free
 #: after this long).
 DEFAULT_SLOT_LEASE_S = 60.0
+#: The shortest and longest ``slot_lease_s``: the places are timed in whole milliseconds (a
+#: lease that rounds to none would free each place as it is taken), and a killed worker's
+#: places stay held for a lease.
+MIN_SLOT_LEASE_S = 0.001
+MAX_SLOT_LEASE_S = 86_400.0
 
-# KEYS: starts, running, refused. ARGV: token, rate count (0: none), period ms, max
-# concurrency (0: none), lease ms, retry ms. Returns 0 when the run may start, else ms to wait.
+# KEYS: starts, running, refused, owners. ARGV: token, rate count (0: none), period ms, max
+# concurrency (0: none), lease ms, retry ms. Returns the ms to wait, else 0 when the run may
+# start, or minus its run number when it took a concurrency place (see `_RELEASE`).
 _ACQUIRE = (
     _NOW
     + """
@@ -76,23 +86,38 @@ end
 if most > 0 then
   redis.call('ZADD', KEYS[2], now + lease, token)
   redis.call('PEXPIRE', KEYS[2], lease)
+  local run = redis.call('HINCRBY', KEYS[4], token, 1)
+  redis.call('PEXPIRE', KEYS[4], lease)
+  return -run
 end
 return 0
 """
 )
 
-# KEYS: running sets; ARGV: lease ms, then the token held in each. Pushes their leases on.
+# KEYS: running sets, then their owners hashes; ARGV: lease ms, then the token held in each.
+# Pushes their leases on.
 _RENEW = (
     _NOW
     + """
 local deadline = now_ms() + tonumber(ARGV[1])
-for i, key in ipairs(KEYS) do
-  redis.call('ZADD', key, 'XX', deadline, ARGV[i + 1])
-  redis.call('PEXPIRE', key, tonumber(ARGV[1]))
+local places = #KEYS / 2
+for i = 1, places do
+  redis.call('ZADD', KEYS[i], 'XX', deadline, ARGV[i + 1])
+  redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[1]))
+  redis.call('PEXPIRE', KEYS[places + i], tonumber(ARGV[1]))
 end
-return #KEYS
+return places
 """
 )
+
+# KEYS: running, owners; ARGV: token, run number. Frees the token's place unless a later run
+# of it took the place meanwhile.
+_RELEASE = """
+local owner = redis.call('HGET', KEYS[2], ARGV[1])
+if owner and owner ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+return redis.call('ZREM', KEYS[1], ARGV[1])
+"""
 
 
 class RedisLimiter(TaskLimiter):
@@ -105,13 +130,14 @@ class RedisLimiter(TaskLimiter):
     Args:
         url: The Redis server (``redis://``, ``rediss://`` or ``unix://``).
         key_prefix: Start of every key (``{key_prefix}:limits:...``).
-        slot_lease_s: Seconds a concurrency place stays held without a renewal (default 60);
-            the worker renews its places every third of that.
+        slot_lease_s: Seconds a concurrency place stays held without a renewal (default 60,
+            from a millisecond to a day); the worker renews its places every third of that.
         max_connections: Most connections to Redis (None: redis-py's default).
         **connection_kwargs: Passed to redis-py's ``BlockingConnectionPool``.
 
     Raises:
-        ValueError: A bad URL or a ``slot_lease_s`` that is not positive.
+        ValueError: A bad URL or a ``slot_lease_s`` outside ``MIN_SLOT_LEASE_S`` to
+            ``MAX_SLOT_LEASE_S``.
     """
 
     def __init__(
@@ -122,50 +148,68 @@ class RedisLimiter(TaskLimiter):
         max_connections: int | None = None,
         **connection_kwargs: Any,
     ) -> None:
-        if not slot_lease_s > 0:
-            raise ValueError(f"slot_lease_s must be positive seconds, got {slot_lease_s!r}")
+        if not MIN_SLOT_LEASE_S <= slot_lease_s <= MAX_SLOT_LEASE_S:
+            raise ValueError(
+                f"slot_lease_s must be {MIN_SLOT_LEASE_S:g} to {MAX_SLOT_LEASE_S:g} seconds, "
+                f"got {slot_lease_s!r}"
+            )
         self.connection = RedisConnection(url, "RedisLimiter", max_connections, **connection_kwargs)
         self.key_prefix = key_prefix
         self.slot_lease_s = slot_lease_s
         self._acquire = BatchedScript(self.connection, _ACQUIRE)
         self._renew = BatchedScript(self.connection, _RENEW)
-        self._releases: BatchSender[tuple[str, str]] = BatchSender(self._release_places)
-        self._held: dict[tuple[str, str], None] = {}  # (running key, token), in order
+        self._release = BatchedScript(self.connection, _RELEASE)
+        # (running key, token) of each place held here, in order: [its run number (the
+        # latest run here that took it), how many runs here hold it]
+        self._held: dict[tuple[str, str], list[int]] = {}
         self._renewer: asyncio.Task[None] | None = None
 
-    def keys(self, key: str) -> tuple[str, str, str]:
-        """The keys of limited ``key``: its starts, its running places, its refusals."""
+    def keys(self, key: str) -> tuple[str, str, str, str]:
+        """The keys of limited ``key``: its starts, running places, refusals, place owners."""
         base = f"{self.key_prefix}:limits:{key}"
-        return f"{base}:starts", f"{base}:running", f"{base}:refused"
+        return f"{base}:starts", f"{base}:running", f"{base}:refused", f"{base}:owners"
 
     async def acquire(
         self, key: str, token: str, rate: RateLimit | None, max_concurrency: int | None
     ) -> float:
         """Start a run under ``key`` if its limits allow it now (see `TaskLimiter.acquire`)."""
-        starts, running, refused = self.keys(key)
-        wait_ms = await self._acquire(
-            [starts, running, refused],
-            [
-                token,
-                rate.count if rate is not None else 0,
-                round(rate.period_s * 1000) if rate is not None else 0,
-                max_concurrency or 0,
-                round(self.slot_lease_s * 1000),
-                round(CONCURRENCY_RETRY_S * 1000),
-            ],
+        keys = self.keys(key)
+        answer = int(
+            await self._acquire(
+                list(keys),
+                [
+                    token,
+                    rate.count if rate is not None else 0,
+                    round(rate.period_s * 1000) if rate is not None else 0,
+                    max_concurrency or 0,
+                    round(self.slot_lease_s * 1000),
+                    round(CONCURRENCY_RETRY_S * 1000),
+                ],
+            )
         )
-        if int(wait_ms) > 0:
-            return int(wait_ms) / 1000
-        if max_concurrency is not None:
-            self._held[running, token] = None
+        if answer > 0:
+            return answer / 1000
+        if answer < 0:  # a concurrency place, taken by run number -answer
+            held = self._held.setdefault((keys[1], token), [0, 0])
+            held[0], held[1] = -answer, held[1] + 1
             self._start_renewing()
         return 0.0
 
     async def release(self, key: str, token: str) -> None:
-        """Give back the concurrency place ``token`` holds under ``key``."""
-        running = self.keys(key)[1]
-        self._held.pop((running, token), None)
-        await self._releases.submit((running, token))
+        """Give back the concurrency place ``token`` holds under ``key``.
+
+        The place is freed once every run here that holds it gave it back, and only if no
+        later run of the token (on another worker) took it meanwhile.
+        """
+        _, running, _, owners = self.keys(key)
+        held = self._held.get((running, token))
+        if held is None:
+            return
+        held[1] -= 1
+        if held[1] > 0:
+            return
+        del self._held[running, token]
+        await self._release([running, owners], [token, held[0]])
 
     async def shutdown(self) -> None:
         """Stop renewing leases and close the connection pool."""
@@ -175,12 +219,6 @@ class RedisLimiter(TaskLimiter):
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
         await self.connection.close()
-
-    async def _release_places(self, places: list[tuple[str, str]]) -> None:
-        async with self.connection.client.pipeline(transaction=False) as pipe:
-            for running, token in places:
-                pipe.zrem(running, token)
-            await pipe.execute()
 
     def _start_renewing(self) -> None:
         if self._renewer is None or self._renewer.done():
@@ -195,8 +233,13 @@ class RedisLimiter(TaskLimiter):
                 return
             try:
                 await self._renew(
-                    [running for running, _ in held],
+                    [running for running, _ in held] + [_owners_of(running) for running, _ in held],
                     [round(self.slot_lease_s * 1000), *(token for _, token in held)],
                 )
             except Exception as exc:
                 logger.warning("Could not renew %d concurrency places: %s", len(held), exc)
+
+
+def _owners_of(running: str) -> str:
+    """The owners hash of the places in ``running`` (see `RedisLimiter.keys`)."""
+    return running.removesuffix(":running") + ":owners"

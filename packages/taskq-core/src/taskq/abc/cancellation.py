@@ -10,6 +10,7 @@ RedisCancellationStore``).
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator
 from typing import ClassVar
@@ -40,9 +41,9 @@ class CancellationStore(ABC):
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
 
     def __init__(self, ttl_s: float = DEFAULT_CANCELLATION_TTL_S) -> None:
-        """Keep each cancellation ``ttl_s`` seconds (positive)."""
-        if not ttl_s > 0:
-            raise ValueError(f"ttl_s must be positive seconds, got {ttl_s!r}")
+        """Keep each cancellation ``ttl_s`` seconds (positive and finite)."""
+        if not 0 < ttl_s < math.inf:
+            raise ValueError(f"ttl_s must be positive finite seconds, got {ttl_s!r}")
         self.ttl_s = ttl_s
 
     async def startup(self) -> None:  # noqa: B027 - optional hook

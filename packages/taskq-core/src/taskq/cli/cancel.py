@@ -43,12 +43,21 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    task_ids = [_text(task_id) for task_id in args.task_ids]
     try:
-        asyncio.run(_cancel(store, args.task_ids, args.reason))
+        asyncio.run(_cancel(store, task_ids, _text(args.reason)))
     except TaskiqError as error:
         print(f"taskq cancel: error: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _text(argument: str) -> str:
+    """``argument`` as text a store can write, its bytes that are not UTF-8 replaced by U+FFFD.
+
+    Python keeps such bytes of the command line as lone surrogates, which no store encodes.
+    """
+    return argument.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 async def _cancel(store: CancellationStore, task_ids: list[str], reason: str) -> None:

@@ -30,7 +30,9 @@ class MemoryLimiter(TaskLimiter):
     def __init__(self) -> None:
         """Start with no run counted."""
         self._starts: dict[str, tuple[deque[float], float]] = {}  # starts, period
-        self._running: dict[str, set[str]] = {}
+        # per key, the runs holding a place under each token (a retry may take its task id's
+        # place while the failed run still ends: the place is freed when both gave it back)
+        self._running: dict[str, dict[str, int]] = {}
         self._released: dict[str, asyncio.Event] = {}
         self._refused: dict[str, tuple[dict[str, int], float]] = {}  # places, until when
 
@@ -40,14 +42,15 @@ class MemoryLimiter(TaskLimiter):
         """Start a run under ``key`` if its limits allow it now (see `TaskLimiter.acquire`)."""
         now = time.monotonic()
         running = self._running.get(key)
-        if max_concurrency is not None and running and len(running) >= max_concurrency:
+        if max_concurrency is not None and running and sum(running.values()) >= max_concurrency:
             return CONCURRENCY_RETRY_S
         if rate is not None:
             wait_s = self._start(key, token, rate, now)
             if wait_s > 0:
                 return wait_s
         if max_concurrency is not None:
-            self._running.setdefault(key, set()).add(token)
+            holders = self._running.setdefault(key, {})
+            holders[token] = holders.get(token, 0) + 1
         return 0.0
 
     async def release(self, key: str, token: str) -> None:
@@ -55,7 +58,9 @@ class MemoryLimiter(TaskLimiter):
         running = self._running.get(key)
         if running is None or token not in running:
             return
-        running.discard(token)
+        running[token] -= 1
+        if running[token] == 0:
+            del running[token]
         if not running:
             del self._running[key]
         released = self._released.pop(key, None)

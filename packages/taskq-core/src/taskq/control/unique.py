@@ -21,6 +21,7 @@ import datetime
 import enum
 import json
 import logging
+import math
 import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -53,13 +54,13 @@ class Uniqueness:
 
     @classmethod
     def of(cls, key: str | None, ttl: float | datetime.timedelta) -> Uniqueness:
-        """Check ``ttl`` (seconds or a timedelta, positive) and ``key``.
+        """Check ``ttl`` (seconds or a timedelta, positive and finite) and ``key``.
 
         Raises:
-            ValueError: ``ttl`` is not positive or ``key`` is an empty string.
+            ValueError: ``ttl`` is not a positive finite number or ``key`` is an empty string.
         """
         ttl_s = ttl.total_seconds() if isinstance(ttl, datetime.timedelta) else float(ttl)
-        if not ttl_s > 0:
+        if not 0 < ttl_s < math.inf:  # a store keeps a key for a finite time
             raise ValueError(f"a unique task's ttl must be positive seconds, got {ttl!r}")
         if key is not None and (not isinstance(key, str) or not key):
             raise ValueError(f"a unique task's key must be a non-empty string, got {key!r}")
