@@ -98,6 +98,23 @@ async def test_a_place_stays_held_while_renewed_and_frees_itself_when_its_worker
         await other.shutdown()
 
 
+async def test_a_place_whose_lease_ended_leaves_no_owner_behind(
+    redis_url: str, redis_prefix: str, limiter: RedisLimiter
+):
+    # the owners hash lives on while other places are renewed: a killed run's place must take
+    # its owner with it, or the hash grows by one entry per killed run
+    other = RedisLimiter(redis_url, key_prefix=redis_prefix, slot_lease_s=0.3)
+    try:
+        assert await other.acquire("k", "c", None, 2) == 0.0
+        assert await limiter.acquire("k", "a", None, 2) == 0.0
+        await limiter.shutdown()  # killed: "a" is neither renewed nor released
+        await eventually(lambda: _granted(other.acquire("k", "b", None, 2)), timeout=10)
+        owners = await other.connection.client.hkeys(other.keys("k")[3])
+        assert sorted(owners) == [b"b", b"c"]
+    finally:
+        await other.shutdown()
+
+
 async def _granted(decision: object) -> bool:
     return await decision == 0.0  # type: ignore[misc]
 

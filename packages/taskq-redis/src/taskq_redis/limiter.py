@@ -22,7 +22,7 @@ sets, timed by the server's clock (``TIME``):
   run that took it last. A run of the same task again (a retry under its task id, or the
   message delivered again after its worker died) may take its token's place while the run
   before it still ends; the place is then that run's, and the run before giving it back
-  frees nothing.
+  frees nothing. An expired place's owner goes with it.
 """
 
 from __future__ import annotations
@@ -62,6 +62,10 @@ local now = now_ms()
 local token, count, period = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local most, lease = tonumber(ARGV[4]), tonumber(ARGV[5])
 if most > 0 then
+  -- places whose lease ended (their worker died) go, with their owners (the owners hash
+  -- lives on while other places are renewed; a thousand at most here, for unpack)
+  local ended = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
+  if #ended > 0 then redis.call('HDEL', KEYS[4], unpack(ended)) end
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
   if redis.call('ZCARD', KEYS[2]) >= most and not redis.call('ZSCORE', KEYS[2], token) then
     return tonumber(ARGV[6])
