@@ -126,6 +126,8 @@ async def test_dead_letters_list_show_replay_and_purge(new_broker):
     assert shown.payload == b"b"
     assert await dead.show("no-such-id") is None
     assert [x.payload for x in await dead.list()] == [b"a", b"b", b"c"], "reading moved them"
+    assert await dead.list(count=0) == []
+    assert await dead.list(count=-1) == []
 
     assert await dead.replay([letters[0].id]) == 1
     assert await dead.replay([letters[0].id]) == 0, "replayed twice"
