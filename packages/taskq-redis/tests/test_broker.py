@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import time
 import uuid
 from typing import Any
@@ -510,6 +511,23 @@ def test_options_are_checked_and_capabilities_declared():
         RedisStreamBroker(lease_s=0)
     with pytest.raises(ValueError, match="heartbeat_interval_s"):
         RedisStreamBroker(lease_s=5, heartbeat_interval_s=5)
+    for lease_s in (1e300, math.inf, math.nan, 0.0, -1.0, 0.0001, 86_401.0):
+        with pytest.raises(ValueError, match=r"lease_s must be 0\.001 to 86400 seconds"):
+            RedisStreamBroker(lease_s=lease_s)
+    for name in (
+        "heartbeat_interval_s",
+        "reclaim_interval_s",
+        "delay_check_interval_s",
+        "reconnect_max_delay_s",
+        "send_timeout_s",
+    ):
+        for value in (1e300, math.inf, math.nan, 0.0, -1.0):
+            with pytest.raises(ValueError, match=f"{name} must be more than 0 and at most 86400"):
+                RedisStreamBroker(lease_s=86_400, **{name: value})
+    for block_ms in (10**20, 0):
+        with pytest.raises(ValueError, match="block_ms must be 1 to 86400000 milliseconds"):
+            RedisStreamBroker(block_ms=block_ms)
+    assert RedisStreamBroker(lease_s=86_400, send_timeout_s=86_400).lease_ms == 86_400_000
     with pytest.raises(ValueError, match="priority_levels"):
         RedisStreamBroker(priority_levels=0)
     with pytest.raises(ValueError, match="decode_responses"):
