@@ -607,3 +607,18 @@ async def test_the_delayed_mover_stops_on_its_event_even_if_a_cancel_is_lost(new
     await asyncio.sleep(0.2)
     stop.set()  # and no cancel()
     await asyncio.wait_for(mover, 5)
+
+
+@pytest.mark.parametrize(
+    "queue_name", ["cancelled", "unique", "result", "progress", "unique:emails", "events:name"]
+)
+def test_a_queue_name_whose_keys_other_stores_use_is_refused(queue_name: str) -> None:
+    # a queue "cancelled" has its stream at {prefix}:cancelled:p0, the key the cancellation
+    # store would overwrite with the reason when task "p0" is cancelled
+    with pytest.raises(ValueError, match=f"queue_name '{queue_name}' would share Redis keys"):
+        RedisStreamBroker(queue_name=queue_name)
+
+
+def test_queue_names_near_the_reserved_ones_are_taken() -> None:
+    for queue_name in ("events", "limits", "dead", "uniqueness", "emails:unique", "taskq"):
+        assert RedisStreamBroker(queue_name=queue_name).queue_name == queue_name
