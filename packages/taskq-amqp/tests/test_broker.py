@@ -236,6 +236,21 @@ async def test_a_vhost_rabbitmq_refuses_is_named_in_the_error(amqp_url):
     await broker.shutdown()
 
 
+async def test_a_refused_login_is_named_in_the_error_after_the_retries(amqp_url):
+    parts = urllib.parse.urlsplit(amqp_url)
+    host = f"{parts.hostname}:{parts.port or 5672}"
+    url = urllib.parse.urlunsplit(parts._replace(netloc=f"guest:not-the-password@{host}"))
+    broker = AmqpBroker(url, send_timeout_s=0.3)
+    with pytest.raises(AmqpUnavailableError, match="refused the login") as raised:
+        await broker.startup()
+    assert "ACCESS_REFUSED" in str(raised.value)
+    assert "did not answer" not in str(raised.value)
+    assert "not-the-password" not in str(raised.value)
+    with pytest.raises(SendUnavailableError, match="refused the login"):
+        await broker.kick(message(b"x"))
+    await broker.shutdown()
+
+
 async def test_a_kick_to_a_deleted_queue_fails_instead_of_being_lost(new_broker):
     broker = await new_broker(worker=False)
     await broker.kick(message(b"before"))
