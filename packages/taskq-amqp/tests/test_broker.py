@@ -126,6 +126,8 @@ async def test_dead_letters_list_show_replay_and_purge(new_broker):
     assert shown.payload == b"b"
     assert await dead.show("no-such-id") is None
     assert [x.payload for x in await dead.list()] == [b"a", b"b", b"c"], "reading moved them"
+    assert await dead.list(count=0) == []
+    assert await dead.list(count=-1) == []
 
     assert await dead.replay([letters[0].id]) == 1
     assert await dead.replay([letters[0].id]) == 0, "replayed twice"
@@ -230,6 +232,21 @@ async def test_a_vhost_rabbitmq_refuses_is_named_in_the_error(amqp_url):
     ):
         await broker.startup()
     with pytest.raises(SendUnavailableError, match="taskq-no-such-vhost"):
+        await broker.kick(message(b"x"))
+    await broker.shutdown()
+
+
+async def test_a_refused_login_is_named_in_the_error_after_the_retries(amqp_url):
+    parts = urllib.parse.urlsplit(amqp_url)
+    host = f"{parts.hostname}:{parts.port or 5672}"
+    url = urllib.parse.urlunsplit(parts._replace(netloc=f"guest:not-the-password@{host}"))
+    broker = AmqpBroker(url, send_timeout_s=0.3)
+    with pytest.raises(AmqpUnavailableError, match="refused the login") as raised:
+        await broker.startup()
+    assert "ACCESS_REFUSED" in str(raised.value)
+    assert "did not answer" not in str(raised.value)
+    assert "not-the-password" not in str(raised.value)
+    with pytest.raises(SendUnavailableError, match="refused the login"):
         await broker.kick(message(b"x"))
     await broker.shutdown()
 

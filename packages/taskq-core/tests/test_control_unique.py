@@ -229,3 +229,82 @@ async def test_a_task_cancelled_before_it_starts_frees_its_key():
         task = await job.kicker().with_task_id("t1").with_unique(key="k").kiq()
         assert isinstance((await task.wait_result(timeout=10)).error, TaskCancelledError)
         await eventually(lambda: _key_is_free(broker, "k"))
+
+
+async def test_a_worker_without_a_store_runs_a_unique_task_and_warns_in_one_line(caplog):
+    from taskq import AckableMessage, Receiver
+    from taskq_inmemory import InmemoryResultBackend
+
+    class ManyProcessBroker(AsyncBroker):
+        capabilities = frozenset({Capability.CROSS_PROCESS})
+
+        async def kick(self, message: BrokerMessage) -> None:
+            raise AssertionError("nothing is sent")
+
+        async def listen(self) -> Any:
+            yield b""
+
+    broker = ManyProcessBroker().with_result_backend(InmemoryResultBackend())
+
+    @broker.task
+    async def work() -> str:
+        return "done"
+
+    message = broker.formatter.dumps(
+        TaskiqMessage(task_id="t1", task_name=work.task_name, labels={UNIQUE_LABEL: "k"})
+    )
+    acks: list[str] = []
+    with caplog.at_level("DEBUG", logger="taskq"):
+        await Receiver(broker).callback(AckableMessage(message.message, lambda: acks.append("t1")))
+    result = await broker.result_backend.get_result("t1")
+    assert result.return_value == "done"
+    assert acks == ["t1"]
+    about_the_key = [record for record in caplog.records if "unique key" in record.getMessage()]
+    assert [record.levelname for record in about_the_key] == ["WARNING"]
+    assert about_the_key[0].exc_info is None
+    assert "with_unique_store" in about_the_key[0].getMessage()
+
+
+class _PlainBytesBroker(AsyncBroker):
+    """Delivers plain bytes (nothing to acknowledge) and keeps no cancellations, as ZeroMQ."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def kick(self, message: BrokerMessage) -> None:
+        self.queue.put_nowait(message.message)
+
+    async def listen(self) -> Any:
+        while True:
+            yield await self.queue.get()
+
+
+async def test_a_task_of_a_broker_without_acks_or_cancellations_frees_its_key_when_it_ends():
+    from taskq import Receiver
+    from taskq_inmemory import InmemoryResultBackend
+
+    broker = _PlainBytesBroker().with_result_backend(InmemoryResultBackend())
+
+    @broker.task
+    async def job() -> str:
+        return "done"
+
+    first = await job.kicker().with_unique(key="k").kiq()
+    await Receiver(broker).callback(await broker.queue.get())
+    assert (await first.get_result()).return_value == "done"
+    assert await _key_is_free(broker, "k")
+    second = await job.kicker().with_unique(key="k").kiq()
+    assert second.task_id != first.task_id
+
+
+async def test_a_message_for_an_unknown_task_frees_its_key():
+    from taskq import Receiver
+    from taskq_inmemory import InmemoryResultBackend
+
+    broker = _PlainBytesBroker().with_result_backend(InmemoryResultBackend())
+    assert await unique_store_of(broker).claim("k", "t1", 60) is None
+    message = TaskiqMessage(task_id="t1", task_name="no.such:task", labels={UNIQUE_LABEL: "k"})
+    await Receiver(broker).callback(broker.formatter.dumps(message).message)
+    assert (await broker.result_backend.get_result("t1")).is_err
+    assert await _key_is_free(broker, "k")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import time
 import uuid
 from typing import Any
@@ -510,6 +511,23 @@ def test_options_are_checked_and_capabilities_declared():
         RedisStreamBroker(lease_s=0)
     with pytest.raises(ValueError, match="heartbeat_interval_s"):
         RedisStreamBroker(lease_s=5, heartbeat_interval_s=5)
+    for lease_s in (1e300, math.inf, math.nan, 0.0, -1.0, 0.0001, 86_401.0):
+        with pytest.raises(ValueError, match=r"lease_s must be 0\.001 to 86400 seconds"):
+            RedisStreamBroker(lease_s=lease_s)
+    for name in (
+        "heartbeat_interval_s",
+        "reclaim_interval_s",
+        "delay_check_interval_s",
+        "reconnect_max_delay_s",
+        "send_timeout_s",
+    ):
+        for value in (1e300, math.inf, math.nan, 0.0, -1.0):
+            with pytest.raises(ValueError, match=f"{name} must be more than 0 and at most 86400"):
+                RedisStreamBroker(lease_s=86_400, **{name: value})
+    for block_ms in (10**20, 0):
+        with pytest.raises(ValueError, match="block_ms must be 1 to 86400000 milliseconds"):
+            RedisStreamBroker(block_ms=block_ms)
+    assert RedisStreamBroker(lease_s=86_400, send_timeout_s=86_400).lease_ms == 86_400_000
     with pytest.raises(ValueError, match="priority_levels"):
         RedisStreamBroker(priority_levels=0)
     with pytest.raises(ValueError, match="decode_responses"):
@@ -589,3 +607,18 @@ async def test_the_delayed_mover_stops_on_its_event_even_if_a_cancel_is_lost(new
     await asyncio.sleep(0.2)
     stop.set()  # and no cancel()
     await asyncio.wait_for(mover, 5)
+
+
+@pytest.mark.parametrize(
+    "queue_name", ["cancelled", "unique", "result", "progress", "unique:emails", "events:name"]
+)
+def test_a_queue_name_whose_keys_other_stores_use_is_refused(queue_name: str) -> None:
+    # a queue "cancelled" has its stream at {prefix}:cancelled:p0, the key the cancellation
+    # store would overwrite with the reason when task "p0" is cancelled
+    with pytest.raises(ValueError, match=f"queue_name '{queue_name}' would share Redis keys"):
+        RedisStreamBroker(queue_name=queue_name)
+
+
+def test_queue_names_near_the_reserved_ones_are_taken() -> None:
+    for queue_name in ("events", "limits", "dead", "uniqueness", "emails:unique", "taskq"):
+        assert RedisStreamBroker(queue_name=queue_name).queue_name == queue_name

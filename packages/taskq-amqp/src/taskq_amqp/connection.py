@@ -18,6 +18,7 @@ from aiormq.abc import AbstractChannel, AbstractConnection
 from aiormq.exceptions import AMQPConnectionError, ChannelInvalidStateError, InvalidFrameError
 
 import taskq.toolkit as toolkit
+from taskq_amqp.errors import AccessRefusedError
 
 logger = logging.getLogger("taskq.amqp")
 
@@ -93,7 +94,7 @@ class AmqpConnection(toolkit.Reconnector):
             return self._connection
 
     async def _connect(self) -> AbstractConnection:
-        """Open a connection; a vhost RabbitMQ refuses to open is a `ConnectionRefusedError`.
+        """Open a connection; a vhost RabbitMQ refuses to open is an `AccessRefusedError`.
 
         aiormq reports that refusal as an unexpected frame (the server's ``connection.close``
         where ``connection.open-ok`` was due), without the server's reason.
@@ -105,7 +106,7 @@ class AmqpConnection(toolkit.Reconnector):
                 raise
             parts = urlsplit(self.url)
             vhost = unquote(parts.path[1:]) or "/"
-            raise ConnectionRefusedError(
+            raise AccessRefusedError(
                 f"RabbitMQ refused to open the vhost {vhost!r} for the user "
                 f"{unquote(parts.username or 'guest')!r}: it does not exist, or the user may "
                 "not use it"

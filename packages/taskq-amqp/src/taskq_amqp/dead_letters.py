@@ -74,6 +74,8 @@ class DeadLetterQueue(contract.DeadLetterQueue):
 
     async def list(self, count: int = 100, after: str | None = None) -> list[contract.DeadLetter]:
         """Up to ``count`` dead letters, oldest first, starting after the id ``after``."""
+        if count < 1:
+            return []
 
         async def listing() -> list[contract.DeadLetter]:
             found: list[contract.DeadLetter] = []

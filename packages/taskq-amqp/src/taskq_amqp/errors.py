@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from aiormq.exceptions import AuthenticationError, ProbableAuthenticationError
+
 from taskq.exceptions import BrokerError, SendTaskError
 
 __all__ = [
+    "AccessRefusedError",
     "AmqpUnavailableError",
     "MessageTooLargeError",
     "SendUnavailableError",
@@ -14,7 +17,7 @@ __all__ = [
 
 
 class AmqpUnavailableError(BrokerError):
-    """RabbitMQ did not answer: check that it runs and that the URL is right."""
+    """RabbitMQ did not answer, or refused the URL's login: check that it runs and the URL."""
 
     __template__ = "the RabbitMQ server does not answer"
 
@@ -45,6 +48,17 @@ class MessageTooLargeError(SendTaskError):
     __template__ = "the task could not be sent: it is larger than RabbitMQ accepts"
 
 
+class AccessRefusedError(ConnectionRefusedError):
+    """RabbitMQ refused to open the URL's vhost for its user (the cause of an unavailable error).
+
+    Retried as an outage is (an operator may create the vhost or grant the user meanwhile).
+    """
+
+
+#: The causes that mean RabbitMQ answered, refusing the URL's login or vhost.
+REFUSALS = (AccessRefusedError, AuthenticationError, ProbableAuthenticationError)
+
+
 def unavailable(
     error_type: type[AmqpUnavailableError],
     action: str,
@@ -52,7 +66,16 @@ def unavailable(
     cause: BaseException,
     waited_s: float,
 ) -> AmqpUnavailableError:
-    """The error of type ``error_type`` saying that ``action`` failed: ``server`` is silent."""
+    """The error of type ``error_type`` saying that ``action`` failed: ``server`` is silent.
+
+    Or, when ``cause`` is one of `REFUSALS`, that ``server`` refused the login or the vhost.
+    """
+    if isinstance(cause, REFUSALS):
+        reason = cause.args[0] if len(cause.args) == 1 else cause
+        return error_type(
+            f"cannot {action}: RabbitMQ at {server} refused the login ({reason}), retried for "
+            f"{waited_s:g} s; check the user, the password and the vhost of the URL"
+        )
     return error_type(
         f"cannot {action}: RabbitMQ at {server} did not answer for {waited_s:g} s "
         f"({cause!r}); check that it runs and that the URL is right"

@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: The names of other stores' keys under a prefix, each followed by a name of the caller's:
+#: ``{prefix}:cancelled:{task_id}`` (`RedisCancellationStore`), ``{prefix}:unique:{key}``
+#: (`RedisUniqueStore`), ``{prefix}:result:{task_id}`` and ``{prefix}:progress:{task_id}`` (the
+#: Redis result backend). A queue of such a name would share keys with them under the same
+#: prefix: cancelling task ``p0`` would overwrite the queue's stream ``...:cancelled:p0``.
+RESERVED_QUEUE_NAMES = ("cancelled", "unique", "result", "progress")
+#: The event store's keys under its default prefix ``{prefix}:events`` end with a name of the
+#: caller's (``...:events:name:{task_name}``): no queue name may start with ``events:``.
+RESERVED_QUEUE_PREFIXES = ("events:",)
+
 
 @dataclass(frozen=True)
 class QueueKeys:
@@ -27,7 +37,13 @@ class QueueKeys:
         priority_levels: int,
         dead_letter_stream: str | None = None,
     ) -> QueueKeys:
-        """The keys of ``queue_name`` under ``key_prefix`` with ``priority_levels`` streams."""
+        """The keys of ``queue_name`` under ``key_prefix`` with ``priority_levels`` streams.
+
+        Raises:
+            ValueError: ``queue_name`` would share keys with another store (see
+                `RESERVED_QUEUE_NAMES`).
+        """
+        check_queue_name(queue_name)
         base = f"{key_prefix}:{queue_name}"
         return cls(
             streams=tuple(f"{base}:p{level}" for level in range(priority_levels)),
@@ -39,3 +55,20 @@ class QueueKeys:
     def highest_first(self) -> tuple[str, ...]:
         """The streams from the highest priority level down, the order workers read them in."""
         return self.streams[::-1]
+
+
+def check_queue_name(queue_name: str) -> None:
+    """Refuse a queue name whose keys other stores under the same prefix use too.
+
+    Raises:
+        ValueError: ``queue_name`` is, or starts with, a name of `RESERVED_QUEUE_NAMES` (and
+            ``:``), or starts with one of `RESERVED_QUEUE_PREFIXES`.
+    """
+    first = queue_name.split(":", 1)[0]
+    if first in RESERVED_QUEUE_NAMES or queue_name.startswith(RESERVED_QUEUE_PREFIXES):
+        raise ValueError(
+            f"queue_name {queue_name!r} would share Redis keys with the cancellations, unique "
+            "keys, results or events kept under the same key_prefix: give another name (not "
+            f"{', '.join(RESERVED_QUEUE_NAMES)}, nor one starting with such a name and ':' "
+            "or with 'events:')"
+        )

@@ -12,6 +12,13 @@ if TYPE_CHECKING:
 
 _Value = TypeVar("_Value")
 
+#: The longest setting in seconds (and ``block_ms``): a day. Longer ones (``inf``, ``1e300``)
+#: overflow the milliseconds Redis takes, or the clocks waits are timed with.
+MAX_SECONDS = 86_400.0
+MAX_BLOCK_MS = 86_400_000
+#: The shortest ``lease_s``: leases are timed in whole milliseconds.
+MIN_LEASE_S = 0.001
+
 
 @dataclass(frozen=True)
 class BrokerOptions:
@@ -41,6 +48,20 @@ class BrokerOptions:
     send_timeout_s: float
 
     def __post_init__(self) -> None:
+        if not MIN_LEASE_S <= self.lease_s <= MAX_SECONDS:
+            raise ValueError(
+                f"lease_s must be {MIN_LEASE_S:g} to {MAX_SECONDS:g} seconds, got {self.lease_s!r}"
+            )
+        for name in _SECONDS:
+            value = getattr(self, name)
+            if not 0 < value <= MAX_SECONDS:
+                raise ValueError(
+                    f"{name} must be more than 0 and at most {MAX_SECONDS:g} seconds, got {value!r}"
+                )
+        if not 0 < self.block_ms <= MAX_BLOCK_MS:
+            raise ValueError(
+                f"block_ms must be 1 to {MAX_BLOCK_MS} milliseconds, got {self.block_ms!r}"
+            )
         for name in _POSITIVE:
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -64,6 +85,15 @@ _POSITIVE = tuple(
     field.name
     for field in fields(BrokerOptions)
     if field.name not in ("queue_name", "consumer_group_name", "keys", "priority_levels")
+)
+
+#: The settings in seconds besides ``lease_s``: each more than 0 and at most `MAX_SECONDS`.
+_SECONDS = (
+    "heartbeat_interval_s",
+    "reclaim_interval_s",
+    "delay_check_interval_s",
+    "reconnect_max_delay_s",
+    "send_timeout_s",
 )
 
 

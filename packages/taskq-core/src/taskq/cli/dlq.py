@@ -12,6 +12,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from taskq.abc.dead_letters import dead_letters_of
+from taskq.cli.converters import at_least
 from taskq.cli.targets import TargetError, add_working_directory_to_path, import_broker
 from taskq.cli.terminal import printable
 from taskq.exceptions import TaskiqError
@@ -65,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="list dead letters, oldest first")
     listing.add_argument("broker", help="the broker, as module:attribute")
-    listing.add_argument("--count", type=int, default=100, help="at most this many (100)")
+    listing.add_argument("--count", type=at_least(1), default=100, help="at most this many (100)")
     listing.add_argument("--after", help="start after this dead-letter id (paging)")
     show = actions.add_parser("show", help="show dead letters in full, with their message")
     show.add_argument("broker", help="the broker, as module:attribute")

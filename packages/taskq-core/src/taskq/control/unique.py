@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from taskq.control.stores import unique_store_of
-from taskq.exceptions import UniqueKeyError
+from taskq.exceptions import SharedStoreRequiredError, UniqueKeyError
 from taskq.labels import UNIQUE_LABEL
 from taskq.task import AsyncTaskiqTask
 
@@ -200,12 +200,27 @@ class HeldKey:
         return cls(key, message.task_id) if isinstance(key, str) and key else None
 
     async def free(self, broker: AsyncBroker) -> None:
-        """Free the key (once) in ``broker``'s store; log a failure, never raise."""
+        """Free the key (once) in ``broker``'s store; log a failure, never raise.
+
+        A worker whose broker has no store (a ``cross_process`` broker not given one) runs the
+        task and logs one warning: the key frees itself after its TTL.
+        """
         if self.freed or self.kept:
             return
         self.freed = True
         try:
-            await unique_store_of(broker).release(self.key, self.task_id)
+            store = unique_store_of(broker)
+        except SharedStoreRequiredError as error:  # the sender had a store, this worker has none
+            logger.warning(
+                "Task %s: its unique key %r cannot be freed here (%s); it frees itself after "
+                "its TTL",
+                self.task_id,
+                self.key,
+                error,
+            )
+            return
+        try:
+            await store.release(self.key, self.task_id)
         except Exception:
             logger.exception(
                 "Task %s: its unique key could not be freed; it frees itself after its TTL",

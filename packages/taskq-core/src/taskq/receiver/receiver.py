@@ -250,12 +250,16 @@ class Receiver:
                     await self._skip_cancelled(message, token, cancellation.reason, acker)
             finally:
                 watch.unregister(token)
+        except BaseException:
+            held = None  # unsettled by an error or a cancellation: it runs again later
+            raise
         finally:
             if holding is not None:
                 running_key.reset(holding)
             current_task.reset(context)
-        if held is not None and (acker.is_acked or not acker.is_ackable):
-            await held.free(broker)  # the task ended; unsettled, it runs again later
+            # here, not after: each step above may end the message with a return
+            if held is not None and (acker.is_acked or not acker.is_ackable):
+                await held.free(broker)  # the task ended; unsettled, it runs again later
 
     async def _skip_cancelled(
         self, message: TaskiqMessage, token: CancelToken, reason: str, acker: AckController
