@@ -27,6 +27,9 @@ async def test_schedules_come_from_labels(caplog: pytest.LogCaptureFixture) -> N
             {"time": "2030-01-01T00:00:00"},
             {"every": 5},
             "not a dict",
+            {"cron": 5},
+            {"cron": "* * * * *", "cron_offset": 2},
+            {"time": 1893456000},
         ],
         timeout=10,
     )
@@ -46,7 +49,7 @@ async def test_schedules_come_from_labels(caplog: pytest.LogCaptureFixture) -> N
     assert cron.labels == {"timeout": 10, "extra": True}
     assert found["every-30"].kwargs == {"x": 2}
     assert found[f"{job.task_name}#2"].time == datetime(2030, 1, 1, tzinfo=timezone.utc)
-    assert len([r for r in caplog.records if "skipped" in r.getMessage()]) == 4
+    assert len([r for r in caplog.records if "skipped" in r.getMessage()]) == 7
     # the same ids at every start
     again = LabelScheduleSource(broker)
     await again.startup()

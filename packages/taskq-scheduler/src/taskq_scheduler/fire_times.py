@@ -135,6 +135,8 @@ def plan_for(schedule: ScheduledTask, default_zone: tzinfo = timezone.utc) -> Fi
 
 def check_cron(expression: str) -> str:
     """Return ``expression`` if croniter accepts it with five or six fields, and it ever fires."""
+    if not isinstance(expression, str):
+        raise InvalidScheduleError(reason=f"a cron expression is a string, not {expression!r}")
     fields = expression.split()
     with_seconds = len(fields) == 6
     if len(fields) not in (5, 6) or not croniter.is_valid(
@@ -159,6 +161,10 @@ def parse_zone(value: str | timedelta) -> tzinfo:
     """Return the timezone a ``cron_offset`` or ``--tz`` names: a zone, ``"+05:30"``, a delta."""
     if isinstance(value, timedelta):
         return _fixed_offset(value, value)
+    if not isinstance(value, str):
+        raise InvalidScheduleError(
+            reason=f"a timezone is a name, an offset or a timedelta, not {value!r}"
+        )
     match = _OFFSET.match(value.strip())
     if match:
         sign, hours, minutes = match.groups()

@@ -84,6 +84,8 @@ def schedule_from_label(
             when = datetime.fromisoformat(when)
         except ValueError:
             raise InvalidScheduleError(reason=f"time {when!r} is not ISO 8601") from None
+    if when is not None and not isinstance(when, datetime):
+        raise InvalidScheduleError(reason=f"time {when!r} is not a datetime or ISO 8601 string")
     try:
         schedule = ScheduledTask(
             task_name=task_name,
