@@ -3,6 +3,7 @@ idempotency keys, bad input, and several schedulers sharing a source."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -470,3 +471,12 @@ async def test_a_schedule_of_a_unique_kicker_sends_nothing_while_its_key_is_held
     assert run.labels["unique_key"] == "k"
     assert "unique_ttl" not in run.labels
     assert created.schedule_id == schedule.schedule_id
+
+
+@pytest.mark.parametrize("interval", [0, -1, float("nan"), float("inf")])
+async def test_an_update_interval_that_is_not_a_positive_number_is_refused(
+    app: App, interval: float
+) -> None:
+    scheduler = TaskiqScheduler(app.broker, [InMemoryScheduleSource()], clock=app.clock)
+    with pytest.raises(ValueError, match="update_interval"):
+        await asyncio.wait_for(scheduler.run(update_interval=interval), 30)
