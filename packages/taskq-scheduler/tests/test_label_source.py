@@ -27,6 +27,9 @@ async def test_schedules_come_from_labels(caplog: pytest.LogCaptureFixture) -> N
             {"time": "2030-01-01T00:00:00"},
             {"every": 5},
             "not a dict",
+            {"cron": 5},
+            {"cron": "* * * * *", "cron_offset": 2},
+            {"time": 1893456000},
         ],
         timeout=10,
     )
@@ -46,7 +49,7 @@ async def test_schedules_come_from_labels(caplog: pytest.LogCaptureFixture) -> N
     assert cron.labels == {"timeout": 10, "extra": True}
     assert found["every-30"].kwargs == {"x": 2}
     assert found[f"{job.task_name}#2"].time == datetime(2030, 1, 1, tzinfo=timezone.utc)
-    assert len([r for r in caplog.records if "skipped" in r.getMessage()]) == 4
+    assert len([r for r in caplog.records if "skipped" in r.getMessage()]) == 7
     # the same ids at every start
     again = LabelScheduleSource(broker)
     await again.startup()
@@ -85,3 +88,25 @@ async def test_shared_tasks_are_included() -> None:
     memory = InMemoryScheduleSource()
     handle = await shared.schedule_by_interval(memory, 5)
     assert handle.task.task_name == "shared_scheduled"
+
+
+async def test_a_schedule_id_used_twice_keeps_the_first_and_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker = InMemoryBroker()
+
+    @broker.task(task_name="morning", schedule=[{"cron": "0 9 * * *", "schedule_id": "daily"}])
+    async def morning() -> None: ...
+
+    @broker.task(task_name="evening", schedule=[{"cron": "0 18 * * *", "schedule_id": "daily"}])
+    async def evening() -> None: ...
+
+    caplog.set_level(logging.ERROR, "taskq.scheduler")
+    source = LabelScheduleSource(broker)
+    await source.startup()
+    daily = [s for s in await source.get_schedules() if s.schedule_id == "daily"]
+    assert [(s.task_name, s.cron) for s in daily] == [("morning", "0 9 * * *")]
+    [line] = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert "'daily'" in line
+    assert "'evening'" in line
+    assert "'morning'" in line

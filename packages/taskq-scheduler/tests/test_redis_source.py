@@ -4,6 +4,7 @@ restarts that do not send a fire twice, one shots across restarts."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -72,10 +73,23 @@ async def test_undecodable_entries_are_skipped(new_redis_source: Any, caplog: An
     source = await started(new_redis_source())
     try:
         await source.add_schedule(ScheduledTask(task_name="t", interval=5, schedule_id="ok"))
-        await source._client().hset(source.schedules_key, "junk", b"{not json")
+        stored = json.loads(await source._client().hget(source.schedules_key, "ok"))
+        junk = {
+            "not-json": b"{not json",
+            "a-list": b"[1, 2]",
+            "too-deep": b"[" * 100_000 + b"]" * 100_000,
+            "huge-interval": json.dumps({**stored, "interval": 10**400}),
+            "number-offset": json.dumps(
+                {**stored, "interval": None, "cron": "* * * * *", "cron_offset": 5}
+            ),
+            "number-cron": json.dumps({**stored, "interval": None, "cron": 5}),
+            "list-id": json.dumps({**stored, "schedule_id": [1]}),
+            "list-labels": json.dumps({**stored, "labels": [1]}),
+        }
+        await source._client().hset(source.schedules_key, mapping=junk)
         for _ in range(2):
             assert [s.schedule_id for s in await source.get_schedules()] == ["ok"]
-        assert sum("undecodable" in r.getMessage() for r in caplog.records) == 1
+        assert sum("undecodable" in r.getMessage() for r in caplog.records) == len(junk)
     finally:
         await source.shutdown()
 

@@ -3,6 +3,7 @@ idempotency keys, bad input, and several schedulers sharing a source."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -203,6 +204,8 @@ async def test_bad_schedules_fail_when_added(app: App) -> None:
         await kicker.schedule_by_cron(source, "61 * * * *")
     with pytest.raises(InvalidScheduleError, match="not a cron expression"):
         await kicker.schedule_by_cron(source, "* * *")
+    with pytest.raises(InvalidScheduleError, match="never fires"):
+        await kicker.schedule_by_cron(source, "0 12 30 2 *")  # February 30th
     with pytest.raises(InvalidScheduleError, match="timezone-aware"):
         await kicker.schedule_by_time(source, datetime(2030, 1, 1))
     with pytest.raises(InvalidScheduleError, match="at least 1 second"):
@@ -238,6 +241,7 @@ async def test_bad_schedules_in_a_source_are_logged_once_and_skipped(
             return [
                 cron("not a cron", "bad-cron"),
                 cron("* * * * *", "bad-zone", cron_offset="Nowhere/Land"),
+                cron("0 0 30 2 *", "never"),
                 ScheduledTask(task_name="unknown_task", interval=5, schedule_id="bad-name"),
                 cron("* * * * *", "good"),
             ]
@@ -251,8 +255,9 @@ async def test_bad_schedules_in_a_source_are_logged_once_and_skipped(
     await app.clock.advance(120)
     assert app.fire_times() == [iso(at(2025, 1, 6, 12, 1)), iso(at(2025, 1, 6, 12, 2))]
     skipped = [r.getMessage() for r in caplog.records if "Skipping schedule" in r.getMessage()]
-    assert len(skipped) == 3, skipped
+    assert len(skipped) == 4, skipped
     assert any("bad-cron" in line for line in skipped)
+    assert any("never fires" in line for line in skipped)
     assert any("unknown_task" in line for line in skipped)
 
 
@@ -466,3 +471,12 @@ async def test_a_schedule_of_a_unique_kicker_sends_nothing_while_its_key_is_held
     assert run.labels["unique_key"] == "k"
     assert "unique_ttl" not in run.labels
     assert created.schedule_id == schedule.schedule_id
+
+
+@pytest.mark.parametrize("interval", [0, -1, float("nan"), float("inf")])
+async def test_an_update_interval_that_is_not_a_positive_number_is_refused(
+    app: App, interval: float
+) -> None:
+    scheduler = TaskiqScheduler(app.broker, [InMemoryScheduleSource()], clock=app.clock)
+    with pytest.raises(ValueError, match="update_interval"):
+        await asyncio.wait_for(scheduler.run(update_interval=interval), 30)

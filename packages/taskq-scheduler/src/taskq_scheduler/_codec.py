@@ -39,9 +39,25 @@ def _whole(seconds: float | None) -> float | None:
     return int(seconds) if isinstance(seconds, float) and seconds.is_integer() else seconds
 
 
+#: The type each stored field must have (None is allowed where the schedule allows it).
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "task_name": (str,),
+    "schedule_id": (str,),
+    "labels": (dict,),
+    "args": (list,),
+    "kwargs": (dict,),
+    "task_id": (str, type(None)),
+    "cron": (str, type(None)),
+    "cron_offset": (str, dict, type(None)),
+    "time": (str, type(None)),
+    "interval": (int, float, type(None)),
+}
+
+
 def decode_schedule(data: bytes) -> ScheduledTask:
     """Return the schedule ``data`` holds; ValueError (or KeyError/TypeError) if it holds none."""
     document = json.loads(data)
+    _check_types(document)
     offset = document.get("cron_offset")
     when = document.get("time")
     interval = document.get("interval")
@@ -57,3 +73,13 @@ def decode_schedule(data: bytes) -> ScheduledTask:
         time=None if when is None else datetime.fromisoformat(when),
         interval=_whole(interval),
     )
+
+
+def _check_types(document: object) -> None:
+    """Raise TypeError unless ``document`` is an object whose fields have the stored types."""
+    if not isinstance(document, dict):
+        raise TypeError(f"a schedule is a JSON object, not {type(document).__name__}")
+    for name, types in _FIELD_TYPES.items():
+        value = document.get(name)
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise TypeError(f"field {name!r} of a schedule cannot be {value!r}")

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from taskq.exceptions import InvalidScheduleError
 from taskq.scheduled_task import ScheduledTask
@@ -54,21 +54,27 @@ class CronPlan:
         self.with_seconds = len(expression.split()) == 6
         self._next: dict[float, float] = {}
 
-    def next_after(self, instant: float) -> float:
-        """Return croniter's next fire time after ``instant``."""
+    def next_after(self, instant: float) -> float | None:
+        """Return croniter's next fire time after ``instant`` (None: croniter finds none)."""
         found = self._next.get(instant)
         if found is None:
-            found = self._iterator(instant).get_next(float)
+            try:
+                found = self._iterator(instant).get_next(float)
+            except CroniterBadDateError:
+                return None
             if len(self._next) >= _MEMO_SIZE:
                 self._next.clear()
             self._next[instant] = found
         return found
 
-    def latest_until(self, instant: float) -> float:
-        """Return croniter's last fire time at or before ``instant``."""
-        previous: float = self._iterator(instant).get_prev(float)
+    def latest_until(self, instant: float) -> float | None:
+        """Return croniter's last fire time at or before ``instant`` (None: croniter finds none)."""
+        try:
+            previous: float = self._iterator(instant).get_prev(float)
+        except CroniterBadDateError:
+            return None
         following = self.next_after(previous)
-        return following if following <= instant else previous
+        return following if following is not None and following <= instant else previous
 
     def _iterator(self, instant: float) -> croniter:
         start = datetime.fromtimestamp(instant, self.zone)
@@ -128,15 +134,26 @@ def plan_for(schedule: ScheduledTask, default_zone: tzinfo = timezone.utc) -> Fi
 
 
 def check_cron(expression: str) -> str:
-    """Return ``expression`` if croniter accepts it with five or six fields."""
+    """Return ``expression`` if croniter accepts it with five or six fields, and it ever fires."""
+    if not isinstance(expression, str):
+        raise InvalidScheduleError(reason=f"a cron expression is a string, not {expression!r}")
     fields = expression.split()
+    with_seconds = len(fields) == 6
     if len(fields) not in (5, 6) or not croniter.is_valid(
-        expression, second_at_beginning=len(fields) == 6
+        expression, second_at_beginning=with_seconds
     ):
         raise InvalidScheduleError(
             reason=f"{expression!r} is not a cron expression: give five fields (minute hour "
             "day month weekday) or six (a seconds field first)"
         )
+    try:
+        croniter(
+            expression, datetime.now(timezone.utc), second_at_beginning=with_seconds
+        ).get_next()
+    except CroniterBadDateError:
+        raise InvalidScheduleError(
+            reason=f"{expression!r} never fires: no date matches its day and month fields"
+        ) from None
     return expression
 
 
@@ -144,6 +161,10 @@ def parse_zone(value: str | timedelta) -> tzinfo:
     """Return the timezone a ``cron_offset`` or ``--tz`` names: a zone, ``"+05:30"``, a delta."""
     if isinstance(value, timedelta):
         return _fixed_offset(value, value)
+    if not isinstance(value, str):
+        raise InvalidScheduleError(
+            reason=f"a timezone is a name, an offset or a timedelta, not {value!r}"
+        )
     match = _OFFSET.match(value.strip())
     if match:
         sign, hours, minutes = match.groups()

@@ -34,9 +34,10 @@ _KNOWN_KEYS = frozenset(
 class LabelScheduleSource(ScheduleSource):
     """Reads the ``schedule`` label of every task of ``broker`` when started.
 
-    An entry that is not a valid schedule is logged (once, at startup) and skipped. A one-shot
-    entry is dropped once sent; but labels are read again at every start, where a past one
-    fires again: keep one-shot schedules in a persistent source.
+    An entry that is not a valid schedule, or whose ``schedule_id`` an entry read before it
+    already has, is logged (once, at startup) and skipped. A one-shot entry is dropped once
+    sent; but labels are read again at every start, where a past one fires again: keep
+    one-shot schedules in a persistent source.
     """
 
     def __init__(self, broker: AsyncBroker) -> None:
@@ -56,6 +57,17 @@ class LabelScheduleSource(ScheduleSource):
                     schedule = schedule_from_label(task_name, index, entry, task_labels)
                 except InvalidScheduleError as error:
                     logger.error("Task %r: schedule label #%d skipped: %s", task_name, index, error)
+                    continue
+                taken = self.schedules.get(schedule.schedule_id)
+                if taken is not None:
+                    logger.error(
+                        "Task %r: schedule label #%d skipped: its schedule_id %r is already "
+                        "used by a schedule of task %r",
+                        task_name,
+                        index,
+                        schedule.schedule_id,
+                        taken.task_name,
+                    )
                     continue
                 self.schedules[schedule.schedule_id] = schedule
 
@@ -84,6 +96,8 @@ def schedule_from_label(
             when = datetime.fromisoformat(when)
         except ValueError:
             raise InvalidScheduleError(reason=f"time {when!r} is not ISO 8601") from None
+    if when is not None and not isinstance(when, datetime):
+        raise InvalidScheduleError(reason=f"time {when!r} is not a datetime or ISO 8601 string")
     try:
         schedule = ScheduledTask(
             task_name=task_name,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import math
 from dataclasses import dataclass
 from datetime import timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING
@@ -87,8 +88,11 @@ class SchedulerLoop:
             if isinstance(update_interval, timedelta)
             else float(update_interval)
         )
-        if self.update_interval <= 0:
-            raise ValueError("update_interval must be greater than 0")
+        if not 0 < self.update_interval < math.inf:  # NaN too
+            raise ValueError(
+                f"update_interval must be a finite number of seconds greater than 0, "
+                f"got {update_interval!r}"
+            )
         self.zone = timezone.utc if tz is None else tz if isinstance(tz, tzinfo) else parse_zone(tz)
         self._tracked: dict[_Key, _Tracked] = {}
         self._heap: list[tuple[float, int, _Key]] = []

@@ -155,7 +155,7 @@ class RedisScheduleSource(ScheduleSource):
         for schedule_id, data in stored.items():
             try:
                 schedules.append(decode_schedule(data.encode() if isinstance(data, str) else data))
-            except (ValueError, KeyError, TypeError) as exc:
+            except Exception as exc:  # any stored garbage: JSON too deep, numbers too large
                 if schedule_id not in self._undecodable:
                     self._undecodable.add(schedule_id)
                     logger.error("Skipping undecodable schedule %r: %r", schedule_id, exc)
