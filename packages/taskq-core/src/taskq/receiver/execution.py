@@ -26,6 +26,7 @@ from taskq.labels import timeout_seconds
 from taskq.receiver.handoff import ThreadHandoff
 from taskq.receiver.interrupts import reraise_cancellation, task_failure
 from taskq.receiver.signature import TaskSignature
+from taskq.remote_error import error_text
 from taskq.result import TaskiqResult, result_of_run
 from taskq.state import TaskiqState
 
@@ -235,9 +236,17 @@ def _log_failure(message: TaskiqMessage, error: BaseException, level: int) -> No
     else:
         logger.log(
             level,
-            "Task %s (%s) failed: %r",
+            "Task %s (%s) failed: %s",
             message.task_id,
             message.task_name,
-            error,
+            _described(error),
             exc_info=error,
         )
+
+
+def _described(error: BaseException) -> str:
+    """``repr(error)``, or its type and text when its ``__repr__`` raises."""
+    try:
+        return repr(error)
+    except Exception:  # a task's own exception class may be broken
+        return f"{type(error).__qualname__}({error_text(error)!r})"
