@@ -61,6 +61,14 @@ def test_cbor_refuses_a_nesting_its_decoder_would_reject(value):
         CBORSerializer().dumpb(value)
 
 
+def test_cbor_with_value_sharing_keeps_a_cycle_in_a_long_message():
+    serializer = CBORSerializer(value_sharing=True)
+    cycle: list[Any] = ["x" * 2 * MAX_DEPTH]
+    cycle.append(cycle)
+    decoded = serializer.loadb(serializer.dumpb({"args": [cycle]}))
+    assert decoded["args"][0][1] is decoded["args"][0]
+
+
 async def test_a_cbor_kiq_of_too_deep_an_argument_fails_at_once():
     broker = InMemoryBroker().with_serializer(CBORSerializer())
 

@@ -65,13 +65,19 @@ class CBORSerializer(TaskiqSerializer):
 
         Containers nested deeper than the decoder takes (`MAX_DEPTH`) are refused here:
         the worker could not decode them, and the sender would wait for a result in vain.
+        (Not checked with ``value_sharing``, which encodes a shared container once.)
         """
         try:
             encoded = bytes(self._cbor2.dumps(value, **self._dump_options))
         except (TypeError, ValueError, self._cbor2.CBOREncodeError) as exc:
             raise SerializationError(f"cannot encode as CBOR: {exc}") from exc
-        # each level takes a byte at least: shorter bytes cannot nest too deep
-        if len(encoded) > MAX_DEPTH and _nested_deeper(value, MAX_DEPTH):
+        # each level takes a byte at least: shorter bytes cannot nest too deep; shared values
+        # are encoded once, so their nesting is not the value's (cycles among them are kept)
+        if (
+            len(encoded) > MAX_DEPTH
+            and not self._dump_options["value_sharing"]
+            and _nested_deeper(value, MAX_DEPTH)
+        ):
             raise SerializationError(
                 f"cannot encode as CBOR: containers nested more than {MAX_DEPTH} deep"
             )
