@@ -13,6 +13,7 @@ from taskq.event_recorder import MAX_TRACEBACK_CHARS, EventRecorder, traceback_t
 from taskq.event_stores import InMemoryEventStore
 from taskq.exceptions import EventStoreError, TaskCancelledError, TaskRejectedError
 from taskq.message import TaskiqMessage
+from taskq.remote_error import encode_error
 from taskq.task_events import EventKind, EventRow, TaskQuery, WorkerHeartbeat, WorkerId
 from taskq.testing import eventually
 from taskq_inmemory import InMemoryBroker
@@ -63,6 +64,38 @@ async def test_a_task_records_sent_received_started_and_its_outcome() -> None:
     assert worker.alive
     assert (worker.heartbeat.processed, worker.heartbeat.failed) == (4, 1)
     assert worker.heartbeat.broker == "InMemoryBroker"
+
+
+class Unprintable(Exception):
+    """An exception whose text and representation cannot be made."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no representation")
+
+
+async def test_a_task_failing_with_an_unprintable_exception_gets_its_failed_result(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = InMemoryEventStore()
+    broker = InMemoryBroker().with_event_store(store)
+
+    @broker.task
+    async def boom() -> None:
+        raise Unprintable()
+
+    async with broker:
+        task = await boom.kiq()
+        result = await task.wait_result(timeout=30)
+    assert isinstance(result.error, Unprintable)
+    assert encode_error(result.error)["message"] == "<Unprintable: str() failed with RuntimeError>"
+    events = await store.task_events(task.task_id)
+    assert events[-1].kind is EventKind.FAILED
+    assert events[-1].error_message == "<Unprintable: str() failed with RuntimeError>"
+    (logged,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "Unprintable" in logged.getMessage()
 
 
 async def test_a_sent_event_keeps_the_message_to_send_it_again_within_its_bound() -> None:

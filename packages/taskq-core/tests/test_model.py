@@ -301,6 +301,15 @@ async def test_waiting_polls_backends_that_cannot_notify():
     assert result.return_value == 7  # cast to the return annotation
 
 
+@pytest.mark.parametrize("backend", [PollingBackend(), InmemoryResultBackend()])
+@pytest.mark.parametrize("waits", [{"timeout": float("nan")}, {"check_interval": float("nan")}])
+async def test_waiting_refuses_a_nan_timeout_or_interval(backend, waits):
+    # NaN compares false with everything: the wait had no end, whatever the timeout said
+    task: AsyncTaskiqTask[int] = AsyncTaskiqTask("never-sent", backend, int)
+    with pytest.raises(ValueError, match="nan"):
+        await asyncio.wait_for(task.wait_result(**waits), 10)
+
+
 async def test_task_handle_wraps_backend_failures_in_typed_errors():
     class Down(DummyResultBackend):
         async def is_result_ready(self, task_id: str) -> bool:

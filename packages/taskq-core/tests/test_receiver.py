@@ -321,6 +321,33 @@ async def test_timeout_label_stops_waiting_for_async_and_sync_tasks(recording_br
         assert isinstance(result.error, TimeoutError)
 
 
+async def test_a_returned_coroutine_is_awaited_within_the_timeout(recording_broker, encode):
+    async def later(value: int, pause: float) -> int:
+        await asyncio.sleep(pause)
+        return value
+
+    @recording_broker.task
+    async def defer(pause: float = 0) -> Any:
+        return later(7, pause)  # an await forgotten: taskiq awaits what a task returns
+
+    @recording_broker.task
+    def defer_sync() -> Any:
+        return later(8, 0)
+
+    runs = {
+        "plain": ((defer.task_name, {}, {}), 7),
+        "limited": ((defer.task_name, {"timeout": 30}, {}), 7),
+        "sync": ((defer_sync.task_name, {}, {}), 8),
+        "late": ((defer.task_name, {"timeout": 0.05}, {"pause": 30}), None),
+    }
+    for task_id, ((name, labels, kwargs), expected) in runs.items():
+        data = encode(recording_broker, name, task_id=task_id, labels=labels, **kwargs)
+        await run_one(recording_broker, data)
+        result = await result_of(recording_broker, task_id)
+        assert result.return_value == expected, task_id
+    assert isinstance((await result_of(recording_broker, "late")).error, TaskTimeoutError)
+
+
 @pytest.mark.parametrize(
     ("ack_type", "expected"),
     [

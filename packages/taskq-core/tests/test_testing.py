@@ -42,3 +42,21 @@ def test_eventually_blocking_fails_with_the_condition_name_by_default() -> None:
 
     with pytest.raises(AssertionError, match=r"for .*never"):
         eventually_blocking(never, 0.05)
+
+
+async def test_eventually_refuses_a_nan_timeout_rather_than_waiting_forever() -> None:
+    with pytest.raises(ValueError, match="nan"):
+        await asyncio.wait_for(eventually(lambda: False, timeout=float("nan")), 10)
+
+
+def test_eventually_blocking_refuses_a_nan_timeout() -> None:
+    calls: list[int] = []
+
+    def never() -> bool:
+        calls.append(1)
+        if len(calls) > 1000:  # the old code would loop here for good
+            raise RuntimeError("still waiting")
+        return False
+
+    with pytest.raises(ValueError, match="nan"):
+        eventually_blocking(never, timeout=float("nan"), interval=0)

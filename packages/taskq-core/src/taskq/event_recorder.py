@@ -19,6 +19,7 @@ from collections.abc import Callable
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+from taskq.remote_error import error_text
 from taskq.task_events import EventKind, EventRow, WorkerHeartbeat, WorkerId
 
 if TYPE_CHECKING:
@@ -203,7 +204,7 @@ class EventRecorder:
             task_id,
             task_name,
             error_type=type(error).__name__,
-            error_message=str(error),
+            error_message=error_text(error),
             traceback=traceback_text(error),
             **details,
         )

@@ -18,7 +18,7 @@ def encode_error(error: BaseException) -> dict[str, Any]:
     kind = type(error)
     encoded: dict[str, Any] = {
         "type": f"{kind.__module__}.{kind.__qualname__}",
-        "message": str(error),
+        "message": error_text(error),
         "args": [a for a in error.args if isinstance(a, _PLAIN)],
     }
     if isinstance(error, TaskiqError):
@@ -26,6 +26,14 @@ def encode_error(error: BaseException) -> dict[str, Any]:
             k: v for k, v in vars(error).items() if k != "message" and isinstance(v, _PLAIN)
         }
     return encoded
+
+
+def error_text(error: BaseException) -> str:
+    """``str(error)``; when its ``__str__`` raises, a text naming its type and saying so."""
+    try:
+        return str(error)
+    except Exception as failure:  # a task's own exception class may be broken
+        return f"<{type(error).__qualname__}: str() failed with {type(failure).__name__}>"
 
 
 def decode_error(encoded: dict[str, Any]) -> BaseException:

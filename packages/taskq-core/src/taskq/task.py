@@ -90,7 +90,16 @@ class AsyncTaskiqTask(Generic[_ReturnType]):
         ``timeout`` is in seconds (zero or less: wait forever); past it,
         `TaskiqResultTimeoutError` is raised. ``check_interval`` is the polling period of
         backends that cannot notify; backends that can wake the waiter at once.
+
+        Raises:
+            ValueError: ``timeout`` or ``check_interval`` is NaN (no wait can be measured
+                against it).
         """
+        if timeout != timeout or check_interval != check_interval:  # NaN: a wait without end
+            raise ValueError(
+                f"wait_result needs numbers, got timeout={timeout!r}, "
+                f"check_interval={check_interval!r}"
+            )
         limit = timeout if timeout > 0 else None
         try:
             ready = await self.result_backend.wait_ready(self.task_id, limit, check_interval)

@@ -49,8 +49,9 @@ async def eventually(
 
     Raises:
         AssertionError: ``condition()`` was still false after ``timeout`` seconds.
+        ValueError: ``timeout`` is NaN.
     """
-    deadline = time.monotonic() + timeout
+    deadline = _deadline(timeout)
     while True:
         value = condition()
         if inspect.isawaitable(value):
@@ -75,14 +76,22 @@ def eventually_blocking(
 
     Raises:
         AssertionError: ``condition()`` was still false after ``timeout`` seconds.
+        ValueError: ``timeout`` is NaN.
     """
-    deadline = time.monotonic() + timeout
+    deadline = _deadline(timeout)
     while True:
         value = condition()
         if value:
             return value
         _fail_after(deadline, timeout, condition, what)
         time.sleep(interval)
+
+
+def _deadline(timeout: float) -> float:
+    """The monotonic time ``timeout`` seconds from now; `ValueError` for a NaN ``timeout``."""
+    if timeout != timeout:  # NaN: no time is past it, the wait would never fail
+        raise ValueError(f"timeout must be a number of seconds, got {timeout!r}")
+    return time.monotonic() + timeout
 
 
 def _fail_after(deadline: float, timeout: float, condition: object, what: str | None) -> None:

@@ -7,6 +7,7 @@ import contextvars
 import functools
 import inspect
 import logging
+from collections.abc import Awaitable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from taskq.labels import timeout_seconds
 from taskq.receiver.handoff import ThreadHandoff
 from taskq.receiver.interrupts import reraise_cancellation, task_failure
 from taskq.receiver.signature import TaskSignature
+from taskq.remote_error import error_text
 from taskq.result import TaskiqResult, result_of_run
 from taskq.state import TaskiqState
 
@@ -112,6 +114,8 @@ class TaskExecutor:
             if signature.is_async and timeout is None:
                 call = signature.func(*args, **kwargs)
                 value = await (call if token is None else token.run(call))
+                if value is not None and inspect.isawaitable(value):  # awaited, as in taskiq
+                    value = await (_awaited(value) if token is None else token.run(_awaited(value)))
             else:
                 value = await self._call(signature, args, kwargs, timeout, token)
         except Exception as exc:
@@ -165,16 +169,18 @@ class TaskExecutor:
         token: CancelToken | None = None,
     ) -> Any:
         if signature.is_async:
-            pending = signature.func(*args, **kwargs)
+            pending = _settled(signature.func(*args, **kwargs))
             if token is not None:
                 pending = token.run(pending)
-            if timeout is not None:  # before 3.12 wait_for runs it in a task of its own
-                pending = _contained(pending)
         else:
             run = contextvars.copy_context().run
-            pending = self._handoff().run(
-                self.executor(), functools.partial(run, signature.func, *args, **kwargs)
+            pending = _settled(
+                self._handoff().run(
+                    self.executor(), functools.partial(run, signature.func, *args, **kwargs)
+                )
             )
+        if timeout is not None:  # before 3.12 wait_for runs it in a task of its own
+            pending = _contained(pending)
         if timeout is None:
             value = await pending
         else:
@@ -182,8 +188,6 @@ class TaskExecutor:
                 value = await asyncio.wait_for(pending, timeout)
             except asyncio.TimeoutError:
                 raise TaskTimeoutError(timeout=timeout) from None
-        if inspect.isawaitable(value):  # a sync function that returned a coroutine
-            value = await value
         return value
 
     async def _close(self, resolver: Any, error: BaseException | None) -> None:
@@ -195,6 +199,21 @@ class TaskExecutor:
         except BaseException as exc:
             reraise_cancellation(exc)
             logger.exception("A dependency failed while closing")
+
+
+async def _settled(pending: Awaitable[Any]) -> Any:
+    """Await ``pending``, then what it gave if that is awaitable (a task returning a coroutine).
+
+    taskiq awaits what a task returns when it can be; so does the receiver, within the
+    task's timeout.
+    """
+    value = await pending
+    return (await value) if inspect.isawaitable(value) else value
+
+
+async def _awaited(pending: Awaitable[Any]) -> Any:
+    """Await ``pending``: any awaitable as a coroutine."""
+    return await pending
 
 
 async def _contained(coro: Any) -> Any:
@@ -235,9 +254,17 @@ def _log_failure(message: TaskiqMessage, error: BaseException, level: int) -> No
     else:
         logger.log(
             level,
-            "Task %s (%s) failed: %r",
+            "Task %s (%s) failed: %s",
             message.task_id,
             message.task_name,
-            error,
+            _described(error),
             exc_info=error,
         )
+
+
+def _described(error: BaseException) -> str:
+    """``repr(error)``, or its type and text when its ``__repr__`` raises."""
+    try:
+        return repr(error)
+    except Exception:  # a task's own exception class may be broken
+        return f"{type(error).__qualname__}({error_text(error)!r})"

@@ -11,6 +11,11 @@ from taskq.exceptions import SerializationError
 from taskq.serializers._optional import require
 from taskq.serializers._plain import to_plain
 
+#: The deepest nesting of containers cbor2's decoder takes (its ``max_depth``).
+MAX_DEPTH = 400
+
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+
 
 class CBORSerializer(TaskiqSerializer):
     """Encodes values with cbor2; needs ``pip install taskq-core[cbor]``.
@@ -56,11 +61,27 @@ class CBORSerializer(TaskiqSerializer):
         self._load_options = {"tag_hook": tag_hook, "object_hook": object_hook}
 
     def dumpb(self, value: Any) -> bytes:
-        """Encode ``value`` as CBOR bytes."""
+        """Encode ``value`` as CBOR bytes.
+
+        Containers nested deeper than the decoder takes (`MAX_DEPTH`) are refused here:
+        the worker could not decode them, and the sender would wait for a result in vain.
+        (Not checked with ``value_sharing``, which encodes a shared container once.)
+        """
         try:
-            return bytes(self._cbor2.dumps(value, **self._dump_options))
+            encoded = bytes(self._cbor2.dumps(value, **self._dump_options))
         except (TypeError, ValueError, self._cbor2.CBOREncodeError) as exc:
             raise SerializationError(f"cannot encode as CBOR: {exc}") from exc
+        # each level takes a byte at least: shorter bytes cannot nest too deep; shared values
+        # are encoded once, so their nesting is not the value's (cycles among them are kept)
+        if (
+            len(encoded) > MAX_DEPTH
+            and not self._dump_options["value_sharing"]
+            and _nested_deeper(value, MAX_DEPTH)
+        ):
+            raise SerializationError(
+                f"cannot encode as CBOR: containers nested more than {MAX_DEPTH} deep"
+            )
+        return encoded
 
     def loadb(self, value: bytes) -> Any:
         """Decode CBOR bytes."""
@@ -68,6 +89,24 @@ class CBORSerializer(TaskiqSerializer):
             return self._cbor2.loads(value, **self._load_options)
         except Exception as exc:
             raise SerializationError(f"not valid CBOR: {exc}") from exc
+
+
+def _nested_deeper(value: Any, limit: int) -> bool:
+    """Whether ``value`` holds containers nested more than ``limit`` deep (itself one)."""
+    level = [value] if isinstance(value, _CONTAINERS) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        inner: list[Any] = []
+        for container in level:
+            items = container.values() if isinstance(container, dict) else container
+            inner.extend(item for item in items if isinstance(item, _CONTAINERS))
+            if isinstance(container, dict):
+                inner.extend(key for key in container if isinstance(key, _CONTAINERS))
+        level = inner
+    return False
 
 
 def _encode_plain(encoder: Any, value: Any) -> None:

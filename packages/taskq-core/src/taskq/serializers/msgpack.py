@@ -49,8 +49,29 @@ class MSGPackSerializer(TaskiqSerializer):
             raise SerializationError(f"cannot encode as msgpack: {exc}") from exc
 
     def loadb(self, value: bytes) -> Any:
-        """Decode msgpack bytes."""
+        """Decode msgpack bytes.
+
+        A map key encoded from a tuple (``{(1, 2): "a"}``) comes back a tuple: msgpack
+        decodes arrays as lists, which cannot be keys, so such bytes are decoded again with
+        tuples, and the arrays that are not keys turned back into lists.
+        """
+        unpackb = self._msgpack.unpackb
         try:
-            return self._msgpack.unpackb(value, raw=False, strict_map_key=False, timestamp=3)
+            try:
+                return unpackb(value, raw=False, strict_map_key=False, timestamp=3)
+            except TypeError:  # an array as a map key: unhashable as a list
+                tuples = unpackb(
+                    value, raw=False, strict_map_key=False, timestamp=3, use_list=False
+                )
+                return _lists_outside_keys(tuples)
         except Exception as exc:
             raise SerializationError(f"not valid msgpack: {exc}") from exc
+
+
+def _lists_outside_keys(value: Any) -> Any:
+    """``value`` decoded with tuples for arrays, with the arrays that are not map keys lists."""
+    if type(value) is tuple:
+        return [_lists_outside_keys(item) for item in value]
+    if type(value) is dict:
+        return {key: _lists_outside_keys(item) for key, item in value.items()}
+    return value
