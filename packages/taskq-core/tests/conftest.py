@@ -22,6 +22,24 @@ settings.register_profile(
 )
 
 
+class PlainQueueBroker(AsyncBroker):
+    """Delivers plain bytes through a queue: nothing to acknowledge, no delay, no cancellations.
+
+    As ZeroMQ's: a run over its limit waits in the receiver, and a message ends with its run.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def kick(self, message: BrokerMessage) -> None:
+        self.queue.put_nowait(message.message)
+
+    async def listen(self) -> AsyncGenerator[bytes, None]:
+        while True:
+            yield await self.queue.get()
+
+
 class RecordingBroker(AsyncBroker):
     """A queue-backed broker yielding ackable messages that remember ack, reject and release."""
 

@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 
-from taskq import AsyncBroker, BrokerMessage, Capability
+from taskq import BrokerMessage, Capability
 from taskq.control.limits import RateLimit, TaskLimits
 from taskq.control.memory_limiter import MemoryLimiter
 from taskq.exceptions import InvalidTaskLimitError, SharedStoreRequiredError, TaskArgumentsError
 from taskq.testing import eventually
 from taskq_inmemory import InMemoryBroker
+
+from .conftest import PlainQueueBroker
 
 
 @pytest.mark.parametrize(
@@ -186,25 +188,10 @@ async def test_limits_apply_per_key_one_customer_waits_and_the_others_do_not():
         broker.queue.close()  # its deferred message is dropped, not run
 
 
-class _OneProcessBroker(AsyncBroker):
-    """A broker without ``delay``: a run over its limit waits in the receiver."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
-
-    async def kick(self, message: BrokerMessage) -> None:
-        self.queue.put_nowait(message.message)
-
-    async def listen(self) -> Any:
-        while True:
-            yield await self.queue.get()
-
-
 async def test_without_delay_a_run_waits_in_the_receiver_and_nothing_is_sent_again():
     from taskq import Receiver
 
-    broker = _OneProcessBroker()
+    broker = PlainQueueBroker()
     starts: list[float] = []
 
     @broker.task(rate_limit="2/s")
@@ -231,7 +218,7 @@ async def test_without_delay_a_run_waits_in_the_receiver_and_nothing_is_sent_aga
     assert sorted(starts)[2] - listened >= 1.0  # the third waited a window
 
 
-class _ManyProcessBroker(_OneProcessBroker):
+class _ManyProcessBroker(PlainQueueBroker):
     capabilities = frozenset({Capability.CROSS_PROCESS})
 
 

@@ -28,6 +28,8 @@ from taskq.exceptions import SharedStoreRequiredError, UniqueKeyError
 from taskq.testing import eventually
 from taskq_inmemory import InMemoryBroker
 
+from .conftest import PlainQueueBroker
+
 
 @dataclasses.dataclass
 class Point:
@@ -265,26 +267,11 @@ async def test_a_worker_without_a_store_runs_a_unique_task_and_warns_in_one_line
     assert "with_unique_store" in about_the_key[0].getMessage()
 
 
-class _PlainBytesBroker(AsyncBroker):
-    """Delivers plain bytes (nothing to acknowledge) and keeps no cancellations, as ZeroMQ."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
-
-    async def kick(self, message: BrokerMessage) -> None:
-        self.queue.put_nowait(message.message)
-
-    async def listen(self) -> Any:
-        while True:
-            yield await self.queue.get()
-
-
 async def test_a_task_of_a_broker_without_acks_or_cancellations_frees_its_key_when_it_ends():
     from taskq import Receiver
     from taskq_inmemory import InmemoryResultBackend
 
-    broker = _PlainBytesBroker().with_result_backend(InmemoryResultBackend())
+    broker = PlainQueueBroker().with_result_backend(InmemoryResultBackend())
 
     @broker.task
     async def job() -> str:
@@ -302,7 +289,7 @@ async def test_a_message_for_an_unknown_task_frees_its_key():
     from taskq import Receiver
     from taskq_inmemory import InmemoryResultBackend
 
-    broker = _PlainBytesBroker().with_result_backend(InmemoryResultBackend())
+    broker = PlainQueueBroker().with_result_backend(InmemoryResultBackend())
     assert await unique_store_of(broker).claim("k", "t1", 60) is None
     message = TaskiqMessage(task_id="t1", task_name="no.such:task", labels={UNIQUE_LABEL: "k"})
     await Receiver(broker).callback(broker.formatter.dumps(message).message)

@@ -218,13 +218,7 @@ async def test_a_message_dead_lettered_after_max_deliveries_is_recorded_as_rejec
     try:
         await broker.create_groups()
         await broker.kick(broker.formatter.dumps(TaskiqMessage("dead-task", "tasks:crash")))
-        stream = broker.keys.streams[0]
-        raw_redis.xreadgroup("taskq", "dead-1", {stream: ">"}, count=1)  # delivery 1
-        (entry_id,) = [
-            p["message_id"] for p in raw_redis.xpending_range(stream, "taskq", "-", "+", 5)
-        ]
-        raw_redis.xclaim(stream, "taskq", "dead-2", 0, [entry_id])  # delivery 2, dies too
-        await asyncio.sleep(0.4)
+        await _delivered_twice_to_dying_consumers(broker, raw_redis)
         assert await nothing_comes(broker, 1.0)
         assert broker.event_recorder is not None
         await broker.event_recorder.flush()
@@ -234,6 +228,15 @@ async def test_a_message_dead_lettered_after_max_deliveries_is_recorded_as_rejec
         assert "delivered 2 times" in (event.error_message or "")
     finally:
         await broker.shutdown()
+
+
+async def _delivered_twice_to_dying_consumers(broker: RedisStreamBroker, raw_redis) -> None:
+    """Deliver the queued message to two consumers that die with it, then let its lease end."""
+    stream = broker.keys.streams[0]
+    raw_redis.xreadgroup("taskq", "dead-1", {stream: ">"}, count=1)  # delivery 1
+    (entry_id,) = [p["message_id"] for p in raw_redis.xpending_range(stream, "taskq", "-", "+", 5)]
+    raw_redis.xclaim(stream, "taskq", "dead-2", 0, [entry_id])  # delivery 2, dies too
+    await asyncio.sleep(0.4)
 
 
 async def test_a_unique_task_dead_lettered_after_max_deliveries_frees_its_key(
@@ -251,13 +254,7 @@ async def test_a_unique_task_dead_lettered_after_max_deliveries_frees_its_key(
     try:
         await broker.create_groups()
         first = await crash.kicker().with_unique(ttl=600).kiq()
-        stream = broker.keys.streams[0]
-        raw_redis.xreadgroup("taskq", "dead-1", {stream: ">"}, count=1)  # delivery 1
-        (entry_id,) = [
-            p["message_id"] for p in raw_redis.xpending_range(stream, "taskq", "-", "+", 5)
-        ]
-        raw_redis.xclaim(stream, "taskq", "dead-2", 0, [entry_id])  # delivery 2, dies too
-        await asyncio.sleep(0.4)
+        await _delivered_twice_to_dying_consumers(broker, raw_redis)
         assert await nothing_comes(broker, 1.0)
         assert await broker.dead_letters.count() == 1
 
