@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -71,3 +72,27 @@ async def test_a_failed_run_records_its_exception_on_the_span() -> None:
     assert event.name == "exception"
     assert event.attributes is not None
     assert event.attributes["exception.type"] == "KeyError"
+
+
+class UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+async def test_an_error_whose_str_raises_still_ends_its_span_marked_as_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # the span was never ended (lost) and its context stayed attached in the worker
+    broker, exporter, _ = traced_broker()
+
+    @broker.task(task_name="unprintable")
+    async def unprintable() -> None:
+        raise UnprintableError
+
+    async with broker:
+        result = await (await unprintable.kiq()).wait_result(timeout=5)
+    assert isinstance(result.error, UnprintableError)
+    process = by_name(exporter.get_finished_spans(), "process unprintable")
+    assert process.status.status_code is trace.StatusCode.ERROR
+    assert process.status.description == "UnprintableError"
+    assert "a middleware failed" not in caplog.text

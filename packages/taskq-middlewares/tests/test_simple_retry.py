@@ -214,6 +214,31 @@ async def test_an_unreadable_max_retries_label_falls_back_to_the_default(
     assert "max_retries='many' is not an integer" in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("labels", "runs_expected"),
+    [
+        ({"_retries": -50}, 3),  # ran 53 times: each negative count was one more attempt
+        ({"_retries": "-3"}, 3),
+        ({"max_retries": float("inf")}, 3),  # OverflowError in the middleware: no retry at all
+    ],
+)
+async def test_hand_set_retry_labels_cannot_add_attempts_or_break_the_middleware(
+    running: Any, labels: dict[str, Any], runs_expected: int
+) -> None:
+    broker = broker_with(SimpleRetryMiddleware(default_retry_count=3))
+    runs = Runs()
+
+    @broker.task(retry_on_error=True)
+    async def fails(context: Context = TaskiqDepends()) -> None:
+        runs.note(context)
+        raise ValueError
+
+    async with running(broker):
+        result = await (await fails.kicker().with_labels(**labels).kiq()).wait_result(timeout=WAIT)
+    assert result.is_err
+    assert len(runs.retries) == runs_expected
+
+
 @pytest.mark.parametrize("middleware_type", [SimpleRetryMiddleware, SmartRetryMiddleware])
 async def test_a_cancelled_task_is_never_retried(running: Any, middleware_type: type) -> None:
     sent: list[str] = []

@@ -45,6 +45,15 @@ def test_exponential_backoff_doubles_from_the_base_delay_up_to_the_cap() -> None
     assert retry.retry_delay(message(), 10_000) == 20  # no overflow
 
 
+@pytest.mark.parametrize("bad", ["nan", "inf", float("nan"), 1e400, "soon"])
+def test_a_delay_label_that_is_not_finite_seconds_gives_the_default_delay(bad: Any) -> None:
+    # NaN and infinity went into the retry's delay label, which the broker refused: the retry
+    # was never sent
+    retry = attached(SmartRetryMiddleware(default_delay=2.5, use_delay_exponent=True))
+    assert retry.retry_delay(message(_retry_delay=bad), 2) == 5
+    assert retry.retry_delay(message(delay=bad), 1) == 2.5
+
+
 def test_without_exponent_the_wait_is_the_base_delay() -> None:
     retry = attached(SmartRetryMiddleware(default_delay=2.5))
     assert [retry.retry_delay(message(), n) for n in (1, 2, 5)] == [2.5, 2.5, 2.5]
@@ -171,3 +180,9 @@ def test_bad_arguments_are_refused_at_construction() -> None:
         SmartRetryMiddleware(schedule_source="redis://")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="negative"):
         SmartRetryMiddleware(default_delay=-1)
+    with pytest.raises(ValueError, match="NaN"):
+        SmartRetryMiddleware(default_delay=float("nan"))
+    with pytest.raises(ValueError, match="finite"):
+        SmartRetryMiddleware(default_delay=float("inf"))
+    with pytest.raises(ValueError, match="NaN"):
+        SmartRetryMiddleware(max_delay_exponent=float("nan"))

@@ -25,6 +25,7 @@ from taskq_result_backends import ResultStoreUnavailableError
 redis = pytest.importorskip("redis", reason="the redis extra is not installed")
 from taskq_redis import RedisUnavailableError  # noqa: E402
 from taskq_result_backends.redis import RedisResultBackend  # noqa: E402
+from taskq_result_backends.ttl import MAX_RESULT_TTL_S  # noqa: E402
 
 #: Seconds allowed for what must happen "now" on a loaded two-core machine.
 PROMPT = 10.0
@@ -125,6 +126,24 @@ async def test_result_ttl_can_change_and_applies_to_later_writes(backend, raw, r
     assert 86_000_000 < raw.pttl(f"{redis_prefix}:result:a-day") <= 86_400_000
     assert raw.pttl(f"{redis_prefix}:result:forever") == -1
     assert 0 < raw.pttl(f"{redis_prefix}:result:later") <= 30_000
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e30, 0, "60"])
+async def test_a_result_ttl_redis_cannot_hold_is_refused_when_set_not_at_each_write(backend, bad):
+    # NaN, inf and 1e30 were accepted, then every write failed (ValueError, OverflowError, or
+    # an error from Redis), so no result of any task could be stored
+    with pytest.raises(ValueError, match="result_ttl"):
+        RedisResultBackend(result_ttl=bad)
+    with pytest.raises(ValueError, match="result_ttl"):
+        backend.result_ttl = bad
+    await backend.set_result("kept", success(1))  # the old lifetime still applies
+    assert await backend.is_result_ready("kept")
+
+
+async def test_the_longest_result_ttl_accepted_is_one_redis_can_hold(backend, raw, redis_prefix):
+    backend.result_ttl = MAX_RESULT_TTL_S
+    await backend.set_result("long", success(1))
+    assert raw.pttl(f"{redis_prefix}:result:long") > 10**14
 
 
 # -- notify ----------------------------------------------------------------------------------------

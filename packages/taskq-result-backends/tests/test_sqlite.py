@@ -154,6 +154,17 @@ async def test_results_and_progress_expire_after_the_ttl(sqlite_path):
     await backend.shutdown()
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e30, -1])
+async def test_a_bad_result_ttl_is_refused_at_init_and_on_assignment(backend, bad):
+    # NaN was accepted and stored as a NULL expiry: results silently kept forever
+    before = backend.result_ttl
+    with pytest.raises(ValueError, match="result_ttl"):
+        SQLiteResultBackend(result_ttl=bad)
+    with pytest.raises(ValueError, match="result_ttl"):
+        backend.result_ttl = bad
+    assert backend.result_ttl == before
+
+
 async def test_result_ttl_can_change_and_applies_to_later_writes(backend):
     await backend.set_result("forever", success(1))
     backend.result_ttl = 0.2

@@ -8,6 +8,7 @@ the sender's trace. Attributes follow OpenTelemetry's messaging semantic convent
 from __future__ import annotations
 
 from collections import OrderedDict
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from taskq.abc.middleware import TaskiqMiddleware
@@ -113,11 +114,14 @@ class OpenTelemetryMiddleware(TaskiqMiddleware):
             return
         span, token = entry
         error = result.error
-        if error is not None and not isinstance(error, _CONTROL_FLOW):
-            span.record_exception(error)
-            span.set_status(trace.StatusCode.ERROR, f"{type(error).__name__}: {error}")
-        span.end()
-        context.detach(token)
+        try:
+            if error is not None and not isinstance(error, _CONTROL_FLOW):
+                span.set_status(trace.StatusCode.ERROR, _describe(error))
+                with suppress(Exception):  # str() raised: the status still names the type
+                    span.record_exception(error)
+        finally:  # an error whose str() raises still ends its span
+            span.end()
+            context.detach(token)
 
     def _attributes(self, message: TaskiqMessage, operation: str) -> dict[str, str]:
         attributes = {
@@ -131,3 +135,11 @@ class OpenTelemetryMiddleware(TaskiqMiddleware):
         if isinstance(queue, str):
             attributes["messaging.destination.name"] = queue
         return attributes
+
+
+def _describe(error: BaseException) -> str:
+    """``Type: message`` of ``error``, or ``Type`` alone when its ``str()`` raises."""
+    try:
+        return f"{type(error).__name__}: {error}"
+    except Exception:
+        return type(error).__name__

@@ -87,7 +87,7 @@ class SimpleRetryMiddleware(TaskiqMiddleware):
         """Send the task again if it may be retried; else let its error be stored."""
         if not self.is_retried(message, exception):
             return
-        failed_runs = int_label(message, RETRIES_LABEL, 0) + 1
+        failed_runs = failed_runs_before(message) + 1
         attempts = int_label(message, "max_retries", self.default_retry_count)
         if failed_runs >= attempts:
             logger.warning(
@@ -167,11 +167,28 @@ def int_label(message: TaskiqMessage, name: str, default: int) -> int:
         return default
     try:
         return int(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: infinity
         logger.warning(
             "Task %s: label %s=%r is not an integer; using %d", message.task_id, name, raw, default
         )
         return default
+
+
+def failed_runs_before(message: TaskiqMessage) -> int:
+    """The failed runs before this one (the ``_retries`` label); 0 if absent or unreadable.
+
+    A negative count (a label set by hand) is taken as 0: it would add that many attempts.
+    """
+    count = int_label(message, RETRIES_LABEL, 0)
+    if count < 0:
+        logger.warning(
+            "Task %s: label %s=%d is negative; counting no failed runs",
+            message.task_id,
+            RETRIES_LABEL,
+            count,
+        )
+        return 0
+    return count
 
 
 def bool_label(message: TaskiqMessage, name: str, default: bool) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
@@ -76,8 +77,11 @@ class SmartRetryMiddleware(SimpleRetryMiddleware):
         )
         if schedule_source is not None and not isinstance(schedule_source, ScheduleSource):
             raise TypeError(f"schedule_source must be a ScheduleSource, not {schedule_source!r}")
-        if default_delay < 0 or max_delay_exponent < 0:
-            raise ValueError("default_delay and max_delay_exponent cannot be negative")
+        if not (0 <= default_delay < math.inf and max_delay_exponent >= 0):  # NaN fails too
+            raise ValueError(
+                "default_delay must be finite seconds and max_delay_exponent seconds, neither "
+                f"negative nor NaN; got {default_delay!r} and {max_delay_exponent!r}"
+            )
         self.default_delay = default_delay
         self.use_jitter = use_jitter
         self.use_delay_exponent = use_delay_exponent
@@ -108,15 +112,18 @@ class SmartRetryMiddleware(SimpleRetryMiddleware):
         if raw is None:
             return self.default_delay
         try:
-            return max(float(raw), 0.0)
-        except (TypeError, ValueError):
-            logger.warning(
-                "Task %s: delay %r is not a number of seconds; using %s",
-                message.task_id,
-                raw,
-                self.default_delay,
-            )
-            return self.default_delay
+            delay = float(raw)
+        except (TypeError, ValueError, OverflowError):
+            delay = math.nan
+        if math.isfinite(delay):
+            return max(delay, 0.0)
+        logger.warning(
+            "Task %s: delay %r is not a finite number of seconds; using %s",
+            message.task_id,
+            raw,
+            self.default_delay,
+        )
+        return self.default_delay
 
     def retry_delay(self, message: TaskiqMessage, failed_runs: int) -> float:
         """Seconds to wait before the run after ``failed_runs`` failed ones."""

@@ -22,6 +22,7 @@ from taskq_result_backends._codec import (
     serializer_or_default,
 )
 from taskq_result_backends.errors import ResultStoreUnavailableError
+from taskq_result_backends.ttl import checked_ttl
 
 try:
     import redis.asyncio as aioredis
@@ -128,8 +129,6 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
         self.connection = RedisConnection(
             url, "RedisResultBackend", max_connections, **connection_kwargs
         )
-        if result_ttl is not None and result_ttl <= 0:
-            raise ValueError(f"result_ttl must be positive seconds or None, got {result_ttl!r}")
         self.url = url
         self.prefix = prefix
         self.result_ttl = result_ttl
@@ -156,6 +155,19 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
     def progress_key(self, task_id: str) -> str:
         """The key holding the latest progress report of ``task_id``."""
         return f"{self.prefix}:progress:{task_id}"
+
+    @property
+    def result_ttl(self) -> float | None:
+        """Seconds a result or progress report is kept, None for ever; applies to later writes.
+
+        Setting it to anything but None or positive seconds (at most ``MAX_RESULT_TTL_S``)
+        raises ValueError, rather than every later write failing.
+        """
+        return self._result_ttl
+
+    @result_ttl.setter
+    def result_ttl(self, value: float | None) -> None:
+        self._result_ttl = checked_ttl(value)
 
     async def startup(self) -> None:
         """Connect and check that the server answers (retrying for ``reconnect_timeout_s``).

@@ -23,6 +23,7 @@ from taskq_result_backends._codec import (
     serializer_or_default,
 )
 from taskq_result_backends.sqlite_file import SQLiteFile
+from taskq_result_backends.ttl import checked_ttl
 
 _ReturnType = TypeVar("_ReturnType")
 _T = TypeVar("_T")
@@ -102,8 +103,6 @@ class SQLiteResultBackend(AsyncResultBackend[_ReturnType]):
         busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
         purge_interval_s: float = DEFAULT_PURGE_INTERVAL_S,
     ) -> None:
-        if result_ttl is not None and result_ttl <= 0:
-            raise ValueError(f"result_ttl must be positive seconds or None, got {result_ttl!r}")
         if busy_timeout_s <= 0 or purge_interval_s <= 0:
             raise ValueError("busy_timeout_s and purge_interval_s must be positive seconds")
         self.path = os.fspath(path)
@@ -113,6 +112,19 @@ class SQLiteResultBackend(AsyncResultBackend[_ReturnType]):
         self.purge_interval_s = purge_interval_s
         self._file = SQLiteFile(self.path, busy_timeout_s, _SCHEMA, "the SQLite result database")
         self._next_purge = 0.0  # time.monotonic() from which a write purges; used in the thread
+
+    @property
+    def result_ttl(self) -> float | None:
+        """Seconds a result or progress report is kept, None for ever; applies to later writes.
+
+        Setting it to anything but None or positive seconds (at most ``MAX_RESULT_TTL_S``)
+        raises ValueError, rather than every later write failing.
+        """
+        return self._result_ttl
+
+    @result_ttl.setter
+    def result_ttl(self, value: float | None) -> None:
+        self._result_ttl = checked_ttl(value)
 
     async def startup(self) -> None:
         """Open the database (creating the file and tables); a bad path fails here.

@@ -1,0 +1,24 @@
+"""Checking a result lifetime, ``result_ttl``, when it is set rather than at each write."""
+
+from __future__ import annotations
+
+#: Longest ``result_ttl`` accepted, in seconds (about 31,700 years; Redis refuses much longer
+#: expiries). Keeping results longer than this is keeping them forever: pass None.
+MAX_RESULT_TTL_S = 1e12
+
+
+def checked_ttl(value: float | None) -> float | None:
+    """Return ``value`` if it is None or a number of seconds in (0, `MAX_RESULT_TTL_S`].
+
+    Raises:
+        ValueError: Anything else: zero, negative, NaN, infinite, too long, not a number.
+    """
+    if value is None:
+        return None
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number and 0 < value <= MAX_RESULT_TTL_S:  # false for NaN
+        return value
+    raise ValueError(
+        f"result_ttl must be positive seconds, at most {MAX_RESULT_TTL_S:g}, or None (keep "
+        f"forever), got {value!r}"
+    )
