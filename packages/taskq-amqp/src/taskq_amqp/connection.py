@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection
 from aiormq.exceptions import AMQPConnectionError, ChannelInvalidStateError, InvalidFrameError
+from pamqp.exceptions import AMQPInternalError
 
 import taskq.toolkit as toolkit
 from taskq_amqp.errors import AccessRefusedError
@@ -97,11 +98,12 @@ class AmqpConnection(toolkit.Reconnector):
         """Open a connection; a vhost RabbitMQ refuses to open is an `AccessRefusedError`.
 
         aiormq reports that refusal as an unexpected frame (the server's ``connection.close``
-        where ``connection.open-ok`` was due), without the server's reason.
+        where ``connection.open-ok`` was due), without the server's reason: an
+        `InvalidFrameError` (aiormq 7) or pamqp's `AMQPInternalError` (aiormq 6).
         """
         try:
             return await asyncio.wait_for(aiormq.connect(self.url), CONNECT_TIMEOUT_S)
-        except InvalidFrameError as exc:
+        except (InvalidFrameError, AMQPInternalError) as exc:
             if "Connection.Close" not in str(exc):
                 raise
             parts = urlsplit(self.url)

@@ -44,6 +44,9 @@ logger = logging.getLogger("taskq.amqp")
 TOO_MANY_DELIVERIES = "delivered {count} times without an acknowledgement (max_deliveries)"
 #: The reason of a message rejected without one.
 REJECTED = "rejected (no reason given)"
+#: Seconds between two checks that RabbitMQ did not cancel the consumer, with aiormq 6 (on
+#: Python 3.10), which tells of a cancel only by dropping the consumer from its channel.
+CANCEL_CHECK_S = 1.0
 
 
 class Consumer:
@@ -65,6 +68,7 @@ class Consumer:
         self._tag: str | None = None
         self._stopped = False
         self._cancelled = False  # RabbitMQ cancelled the consumer: consume again
+        self._cancel_watch: asyncio.Task[None] | None = None  # aiormq 6 only
 
     async def messages(self) -> AsyncIterator[AckableMessage]:
         """Yield the messages of the work queue until `close`."""
@@ -97,12 +101,16 @@ class Consumer:
             self._channel = channel
             await channel.basic_qos(prefetch_count=self.prefetch_count)
             channel.closing.add_done_callback(self._on_channel_closed)
-            channel.on_consumer_cancel_callbacks.add(self._on_cancelled)
+            callbacks = getattr(channel, "on_consumer_cancel_callbacks", None)  # aiormq 7
+            if callbacks is not None:
+                callbacks.add(self._on_cancelled)
         if self._cancelled:
             await declare(channel, self.queues)  # deleted, most likely: declared again
         consumed = await channel.basic_consume(self.queues.name, self._on_message)
         self._tag = consumed.consumer_tag
         self._cancelled = False
+        if not hasattr(channel, "on_consumer_cancel_callbacks"):
+            self._cancel_watch = asyncio.create_task(self._watch_cancel(channel, self._tag))
         return channel
 
     def _on_message(self, delivered: DeliveredMessage) -> Coroutine[Any, Any, None]:
@@ -122,7 +130,24 @@ class Consumer:
 
     def _on_cancelled(self, cancel: Basic.Cancel) -> None:
         """RabbitMQ cancelled this consumer (its queue was deleted): consume again."""
-        if cancel.consumer_tag != self._tag or self._stopped:
+        self._consumer_cancelled(cancel.consumer_tag)
+
+    async def _watch_cancel(self, channel: AbstractChannel, tag: str | None) -> None:
+        """Notice RabbitMQ's cancel where aiormq calls nothing on it (aiormq 6).
+
+        That aiormq only drops the consumer from its channel: checked every `CANCEL_CHECK_S`.
+        """
+        consumers = getattr(channel, "consumers", None)  # not in aiormq's abstract channel
+        if consumers is None:
+            return
+        while self._tag == tag and not channel.is_closed:
+            await asyncio.sleep(CANCEL_CHECK_S)
+            if tag not in consumers:
+                self._consumer_cancelled(tag)
+                return
+
+    def _consumer_cancelled(self, tag: str | None) -> None:
+        if tag != self._tag or self._stopped:
             return
         logger.warning(
             "RabbitMQ cancelled the consumer of queue %r (was it deleted?): declaring the "
@@ -177,6 +202,8 @@ class Consumer:
         self._stopped = True
         channel, self._channel = self._channel, None
         self._inbox.put_nowait(None)
+        if self._cancel_watch is not None:
+            self._cancel_watch.cancel()
         if channel is not None and not channel.is_closed:
             with contextlib.suppress(*CONNECTION_ERRORS):
                 await channel.close()
