@@ -174,11 +174,13 @@ class TaskExecutor:
                 pending = token.run(pending)
         else:
             run = contextvars.copy_context().run
-            pending = _settled(
-                self._handoff().run(
-                    self.executor(), functools.partial(run, signature.func, *args, **kwargs)
-                )
+            running = self._handoff().run(
+                self.executor(), functools.partial(run, signature.func, *args, **kwargs)
             )
+            if timeout is None:  # the common sync run: no coroutine more on its path
+                value = await running
+                return (await value) if inspect.isawaitable(value) else value
+            pending = _settled(running)
         if timeout is not None:  # before 3.12 wait_for runs it in a task of its own
             pending = _contained(pending)
         if timeout is None:
