@@ -22,7 +22,7 @@ from taskq_result_backends._codec import (
     serializer_or_default,
 )
 from taskq_result_backends.errors import ResultStoreUnavailableError
-from taskq_result_backends.ttl import checked_ttl
+from taskq_result_backends.ttl import CheckedResultTTL
 
 try:
     import redis.asyncio as aioredis
@@ -61,7 +61,7 @@ class RedisResultStoreUnavailableError(RedisUnavailableError, ResultStoreUnavail
     __template__ = "the result store's Redis server does not answer"
 
 
-class RedisResultBackend(AsyncResultBackend[_ReturnType]):
+class RedisResultBackend(CheckedResultTTL, AsyncResultBackend[_ReturnType]):
     """Stores results and progress reports in Redis, for workers and clients on many hosts.
 
     A result is the string key ``{prefix}:result:{task_id}``, a progress report
@@ -155,19 +155,6 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
     def progress_key(self, task_id: str) -> str:
         """The key holding the latest progress report of ``task_id``."""
         return f"{self.prefix}:progress:{task_id}"
-
-    @property
-    def result_ttl(self) -> float | None:
-        """Seconds a result or progress report is kept, None for ever; applies to later writes.
-
-        Setting it to anything but None or positive seconds (at most ``MAX_RESULT_TTL_S``)
-        raises ValueError, rather than every later write failing.
-        """
-        return self._result_ttl
-
-    @result_ttl.setter
-    def result_ttl(self, value: float | None) -> None:
-        self._result_ttl = checked_ttl(value)
 
     async def startup(self) -> None:
         """Connect and check that the server answers (retrying for ``reconnect_timeout_s``).

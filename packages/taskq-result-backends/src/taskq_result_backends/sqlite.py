@@ -23,7 +23,7 @@ from taskq_result_backends._codec import (
     serializer_or_default,
 )
 from taskq_result_backends.sqlite_file import SQLiteFile
-from taskq_result_backends.ttl import checked_ttl
+from taskq_result_backends.ttl import CheckedResultTTL
 
 _ReturnType = TypeVar("_ReturnType")
 _T = TypeVar("_T")
@@ -61,7 +61,7 @@ CREATE INDEX IF NOT EXISTS {PROGRESS}_expires_at
 """
 
 
-class SQLiteResultBackend(AsyncResultBackend[_ReturnType]):
+class SQLiteResultBackend(CheckedResultTTL, AsyncResultBackend[_ReturnType]):
     """Stores results and progress reports in a SQLite file, with the standard library only.
 
     Every process that opens the same file shares the results: the embedded choice for a
@@ -112,19 +112,6 @@ class SQLiteResultBackend(AsyncResultBackend[_ReturnType]):
         self.purge_interval_s = purge_interval_s
         self._file = SQLiteFile(self.path, busy_timeout_s, _SCHEMA, "the SQLite result database")
         self._next_purge = 0.0  # time.monotonic() from which a write purges; used in the thread
-
-    @property
-    def result_ttl(self) -> float | None:
-        """Seconds a result or progress report is kept, None for ever; applies to later writes.
-
-        Setting it to anything but None or positive seconds (at most ``MAX_RESULT_TTL_S``)
-        raises ValueError, rather than every later write failing.
-        """
-        return self._result_ttl
-
-    @result_ttl.setter
-    def result_ttl(self, value: float | None) -> None:
-        self._result_ttl = checked_ttl(value)
 
     async def startup(self) -> None:
         """Open the database (creating the file and tables); a bad path fails here.

@@ -22,3 +22,22 @@ def checked_ttl(value: float | None) -> float | None:
         f"result_ttl must be positive seconds, at most {MAX_RESULT_TTL_S:g}, or None (keep "
         f"forever), got {value!r}"
     )
+
+
+class CheckedResultTTL:
+    """A backend's ``result_ttl`` attribute, checked by `checked_ttl` whenever it is set."""
+
+    _result_ttl: float | None
+
+    @property
+    def result_ttl(self) -> float | None:
+        """Seconds a result or progress report is kept, None for ever; applies to later writes.
+
+        Setting it to anything but None or positive seconds (at most ``MAX_RESULT_TTL_S``)
+        raises ValueError, rather than every later write failing.
+        """
+        return self._result_ttl
+
+    @result_ttl.setter
+    def result_ttl(self, value: float | None) -> None:
+        self._result_ttl = checked_ttl(value)
