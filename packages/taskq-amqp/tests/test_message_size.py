@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
+import aiormq
 import pytest
 
 from taskq import BrokerMessage
@@ -60,3 +62,27 @@ async def test_a_too_large_message_of_a_batch_is_the_only_unsent_one(new_broker)
     assert isinstance(failed.value.__cause__, MessageTooLargeError)
     assert "max_message_size" in str(failed.value)
     assert await ready(broker) == 4
+
+
+async def test_too_large_is_learned_when_the_close_cuts_the_publish_off_first(
+    new_broker, monkeypatch
+):
+    # The channel's close wakes the publisher (which cuts off the publishes it still waits
+    # on) and the publish itself in no fixed order; here the cut-off always comes first.
+    real_publish = aiormq.Channel.basic_publish
+
+    async def sees_the_close_late(self: aiormq.Channel, *args: Any, **kwargs: Any) -> Any:
+        publishing = asyncio.ensure_future(real_publish(self, *args, **kwargs))
+        publishing.add_done_callback(lambda done: done.cancelled() or done.exception())
+        await asyncio.wait([publishing])
+        await asyncio.sleep(0)
+        return publishing.result()
+
+    monkeypatch.setattr(aiormq.Channel, "basic_publish", sees_the_close_late)
+    broker = await new_broker(worker=False, send_timeout_s=3)
+    with pytest.raises(MessageTooLargeError, match="max_message_size"):
+        await broker.kick(message(TOO_LARGE))
+    with pytest.raises(BatchSendError) as failed:
+        await broker.kick_many([message(b"a"), message(TOO_LARGE)])
+    assert isinstance(failed.value.__cause__, MessageTooLargeError)
+    assert await ready(broker) == 1

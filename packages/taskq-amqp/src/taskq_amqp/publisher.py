@@ -89,7 +89,7 @@ class Publisher:
                 self._buckets.clear()
                 waiting: set[asyncio.Task[Any]] = set()
                 self._waiting = waiting
-                channel.closing.add_done_callback(lambda _: self._cut_off(waiting))
+                channel.closing.add_done_callback(lambda closing: self._cut_off(waiting, closing))
                 self._channel = channel
             elif self._undeclared:
                 await declare(self._channel, self.queues)
@@ -97,12 +97,16 @@ class Publisher:
             self._undeclared = False
             return self._channel
 
-    def _cut_off(self, waiting: set[asyncio.Task[Any]]) -> None:
+    def _cut_off(self, waiting: set[asyncio.Task[Any]], closing: asyncio.Future[Any]) -> None:
         """Wake the publishes still waiting for a confirmation on a channel that closed.
 
         Some versions of aiormq leave them waiting forever; each gets
-        ``ChannelInvalidStateError`` instead, and is sent again on a new channel.
+        ``ChannelInvalidStateError`` instead, and is sent again on a new channel, unless the
+        close (learned from here, as this may run before the publishes see it) says it is
+        over the server's size limit.
         """
+        if not closing.cancelled():
+            self._learn_size_limit(closing.exception())
         for task in waiting:
             self._cut.add(task)
             task.cancel()
@@ -138,7 +142,9 @@ class Publisher:
             self._cut.discard(task)
             if sys.version_info >= (3, 11):
                 task.uncancel()
-            raise ChannelInvalidStateError("the channel closed before the confirmation") from None
+            raise self._too_large(len(body)) or ChannelInvalidStateError(
+                "the channel closed before the confirmation"
+            ) from None
         finally:
             waiting.discard(task)
         if not isinstance(confirmation, Basic.Ack):
@@ -202,9 +208,7 @@ class Publisher:
             if any(isinstance(outcome, PublishError) for outcome in outcomes):
                 self._undeclared = True
             return [
-                self._closed_on(outcome, len(p.body))
-                if isinstance(outcome, ChannelClosed)
-                else _outcome(outcome, closed)
+                self._settled(outcome, len(p.body), closed)
                 for p, outcome in zip(batch, outcomes, strict=True)
             ]
         finally:
@@ -233,20 +237,35 @@ class Publisher:
             self._undeclared = True
         return refused(error)
 
+    def _settled(self, outcome: object, size: int, channel_closed: bool) -> BaseException | None:
+        """What became of one publish of ``size`` bytes of a batch: None once confirmed."""
+        if isinstance(outcome, ChannelClosed):
+            return self._closed_on(outcome, size)
+        error = _outcome(outcome, channel_closed)
+        if isinstance(error, ChannelInvalidStateError):
+            return self._too_large(size) or error
+        return error
+
     def _closed_on(self, error: ChannelClosed, size: int) -> Exception:
         """The error of a publish of ``size`` bytes whose channel RabbitMQ closed with ``error``.
 
         A message over the server's size limit closes the channel: that one is refused (and
         the limit remembered), the others it cut off are sent again on a new channel.
         """
-        too_large = TOO_LARGE_REASON.search(str(error))
-        if too_large is None:
+        if not self._learn_size_limit(error):
             return SendTaskError(f"RabbitMQ refused the message: {error}")
-        self.max_message_size = int(too_large.group(1))
         refusal = self._too_large(size)
         if refusal is None:
             return ChannelInvalidStateError("the channel closed on another message")
         return refusal
+
+    def _learn_size_limit(self, close: BaseException | None) -> bool:
+        """Remember the server's size limit if ``close`` closed a channel for it; say if so."""
+        too_large = TOO_LARGE_REASON.search(str(close))
+        if too_large is None:
+            return False
+        self.max_message_size = int(too_large.group(1))
+        return True
 
     def _too_large(self, size: int) -> MessageTooLargeError | None:
         """The error of a message of ``size`` bytes over the known size limit, else None."""
