@@ -5,20 +5,29 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import ssl
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from taskq import Receiver
+from taskq.exceptions import SecurityError
 from taskq.testing import eventually_blocking
 from taskq.toolkit import WORKER_GROUP_ENV
 from taskq_inmemory import InMemoryBroker
-from taskq_middlewares import PrometheusMiddleware, SimpleRetryMiddleware, metrics_server
+from taskq_middlewares import (
+    MetricsTLS,
+    PrometheusMiddleware,
+    SimpleRetryMiddleware,
+    metrics_server,
+)
 from taskq_middlewares.metric_files import (
     MULTIPROC_DIR_ENV,
     forget_dead_processes,
@@ -219,3 +228,65 @@ def test_without_prometheus_client_the_error_says_what_to_install(
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
     with pytest.raises(ImportError, match=r"pip install 'taskq-middlewares\[prometheus\]'"):
         PrometheusMiddleware()
+
+
+# -- where the endpoint listens: this host by default; elsewhere with TLS or consent --
+
+
+def test_the_endpoint_listens_on_loopback_by_default() -> None:
+    assert PrometheusMiddleware().server_addr == "127.0.0.1"
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1", "localhost", "[::1]"])
+def test_loopback_addresses_need_nothing_more(address: str) -> None:
+    assert PrometheusMiddleware(server_addr=address).server_addr == address
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "::", "192.168.1.20", "", "metrics.internal"])
+def test_an_address_other_hosts_reach_is_refused_without_authentication(address: str) -> None:
+    with pytest.raises(SecurityError, match="allow_unauthenticated=True"):
+        PrometheusMiddleware(server_addr=address)
+
+
+def test_it_is_allowed_with_tls_or_with_consent(tmp_path: Path) -> None:
+    tls = MetricsTLS("server.pem", "server.key", "clients.pem")
+    assert PrometheusMiddleware(server_addr="0.0.0.0", tls=tls).tls is tls
+    PrometheusMiddleware(server_addr="0.0.0.0", allow_unauthenticated=True)
+
+
+@pytest.fixture
+def authority(tmp_path: Path) -> tuple[MetricsTLS, ssl.SSLContext, ssl.SSLContext]:
+    """A TLS setting of the endpoint, and the contexts of a scraper with and without a cert."""
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1")
+    server.cert_chain_pems[0].write_to_path(tmp_path / "server.pem")
+    server.private_key_pem.write_to_path(tmp_path / "server.key")
+    ca.cert_pem.write_to_path(tmp_path / "ca.pem")
+    tls = MetricsTLS(
+        str(tmp_path / "server.pem"), str(tmp_path / "server.key"), str(tmp_path / "ca.pem")
+    )
+    with_cert = ssl.create_default_context()
+    ca.configure_trust(with_cert)
+    ca.issue_cert("prometheus@scraper").configure_cert(with_cert)
+    without_cert = ssl.create_default_context()
+    ca.configure_trust(without_cert)
+    return tls, with_cert, without_cert
+
+
+def test_with_tls_only_a_scraper_with_a_client_certificate_reads_the_metrics(
+    tmp_path: Path, authority: tuple[MetricsTLS, ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    tls, with_cert, without_cert = authority
+    port = free_port()
+    server = MetricsServer(tmp_path, "127.0.0.1", port, tls)
+    server.start()
+    try:
+        assert server.serving
+        url = f"https://127.0.0.1:{port}/metrics"
+        assert urllib.request.urlopen(url, timeout=5, context=with_cert).status == 200
+        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+            urllib.request.urlopen(url, timeout=5, context=without_cert).read()
+        with pytest.raises((urllib.error.URLError, ConnectionError)):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    finally:
+        server.stop()

@@ -26,6 +26,8 @@ The worker environment:
 Servers (for brokers that talk to one):
     `Reconnector`, `FIRST_RETRY_DELAY_S`: the reconnect policy, retry with capped exponential
     backoff and one log line per outage.
+    `is_loopback_host`: whether a host or address is reachable only from this machine (what a
+    server checks before listening without authentication).
 
 Packages:
     `import_on_access`: a module-level ``__getattr__`` importing a package's names on first
@@ -69,6 +71,7 @@ if TYPE_CHECKING:
         import_object,
     )
     from taskq.kicker import send_task
+    from taskq.loopback import is_loopback_host
     from taskq.reconnect import FIRST_RETRY_DELAY_S, Reconnector
     from taskq.remote_error import encode_error
     from taskq.status_report import DEFAULT_STALE_AFTER_S, collect_status
@@ -90,6 +93,7 @@ _DEFINED_IN = {
     "discover_modules": "taskq.cli.discovery",
     "encode_error": "taskq.remote_error",
     "import_on_access": "taskq._lazy",
+    "is_loopback_host": "taskq.loopback",
     "event_store_of": "taskq.cli.status",
     "foreign_object_hint": "taskq.cli.targets",
     "import_broker": "taskq.cli.targets",
@@ -125,6 +129,7 @@ __all__ = [
     "import_module",
     "import_object",
     "import_on_access",
+    "is_loopback_host",
     "maybe_await",
     "running_loop",
     "send_task",

@@ -13,13 +13,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import ipaddress
 import json
 import secrets
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import TYPE_CHECKING
 
+from taskq.toolkit import is_loopback_host
 from taskq_dashboard.errors import InsecureBindError
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ class Auth:
 
 def check_bind(host: str, auth: Auth) -> None:
     """Refuse (`InsecureBindError`) to listen on any address but loopback without auth."""
-    if auth.required or _is_loopback(host):
+    if auth.required or is_loopback_host(host):
         return
     raise InsecureBindError(
         f"refusing to listen on {host} without authentication: give --token (or "
@@ -107,7 +107,7 @@ class SecurityMiddleware:
         if not self.auth.allows(headers.get("authorization"), offered):
             await _refuse(send, 401, "authentication required", basic=bool(self.auth.basic))
             return
-        if not self.auth.required and not _is_loopback(_host_name(headers.get("host", ""))):
+        if not self.auth.required and not is_loopback_host(_host_name(headers.get("host", ""))):
             await _refuse(send, 403, UNAUTHENTICATED_HOST)
             return
         if scope["method"] == "POST" and not _same(headers.get(CSRF_HEADER, ""), self.csrf_token):
@@ -148,15 +148,6 @@ def _host_name(header: str) -> str:
     if header.startswith("["):
         return header[1:].partition("]")[0]
     return header.rpartition(":")[0] if header.count(":") == 1 else header
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _query_token(scope: Scope) -> str | None:

@@ -2,7 +2,8 @@
 
 Every worker process of a group tries to listen on the address; one gets it and serves the
 sum over the group. The others try again every `RETRY_BIND_S` seconds, so when the serving
-worker stops or dies another one takes its place.
+worker stops or dies another one takes its place. With `MetricsTLS` the endpoint is HTTPS and
+answers only scrapers holding a client certificate signed by the given authority.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +23,33 @@ logger = logging.getLogger("taskq.prometheus")
 RETRY_BIND_S = 5.0
 
 
+@dataclass(frozen=True)
+class MetricsTLS:
+    """Serve the metrics over HTTPS to scrapers that present a client certificate.
+
+    Attributes:
+        certfile: The endpoint's certificate (PEM).
+        keyfile: Its private key (PEM).
+        client_cafile: The authority (PEM) that signs the scrapers' certificates (Prometheus's
+            ``tls_config: {cert_file, key_file}``); a request without one is refused.
+    """
+
+    certfile: str
+    keyfile: str
+    client_cafile: str
+
+
 class MetricsServer:
     """Serves the metrics of ``directory`` on ``addr:port`` once the address is free."""
 
-    def __init__(self, directory: Path, addr: str, port: int) -> None:
+    def __init__(
+        self, directory: Path, addr: str, port: int, tls: MetricsTLS | None = None
+    ) -> None:
         """Prepare to serve; nothing happens before `start`."""
         self.directory = directory
         self.addr = addr
         self.port = port
+        self.tls = tls
         self._stopping = threading.Event()
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -69,13 +90,24 @@ class MetricsServer:
     def _try_listen(self) -> bool:
         from prometheus_client import start_http_server
 
+        tls: dict[str, Any] = {}
+        if self.tls is not None:
+            tls = {
+                "certfile": self.tls.certfile,
+                "keyfile": self.tls.keyfile,
+                "client_cafile": self.tls.client_cafile,
+                "client_auth_required": True,
+            }
         try:
             self._server, _ = start_http_server(
-                self.port, addr=self.addr, registry=group_registry(self.directory)
+                self.port, addr=self.addr, registry=group_registry(self.directory), **tls
             )
         except OSError:
             return False
-        logger.info("Metrics served on http://%s:%d/ (pid %d)", self.addr, self.port, os.getpid())
+        scheme = "http" if self.tls is None else "https"
+        logger.info(
+            "Metrics served on %s://%s:%d/ (pid %d)", scheme, self.addr, self.port, os.getpid()
+        )
         return True
 
 

@@ -7,16 +7,17 @@ from pathlib import Path
 from typing import Any
 
 from taskq.abc.middleware import TaskiqMiddleware
-from taskq.exceptions import NoResultError, TaskRejectedError
+from taskq.exceptions import NoResultError, SecurityError, TaskRejectedError
 from taskq.message import TaskiqMessage
 from taskq.result import TaskiqResult
-from taskq_middlewares.metrics_server import MetricsServer
+from taskq.toolkit import is_loopback_host
+from taskq_middlewares.metrics_server import MetricsServer, MetricsTLS
 from taskq_middlewares.simple_retry import RETRIES_LABEL
 
 logger = logging.getLogger("taskq.prometheus")
 
 DEFAULT_PORT = 9000
-DEFAULT_ADDR = "0.0.0.0"
+DEFAULT_ADDR = "127.0.0.1"
 #: Results that are neither a success nor a failure: the run asked for no result, or rejected.
 _NOT_FINISHED = (NoResultError, TaskRejectedError)
 
@@ -39,8 +40,16 @@ class PrometheusMiddleware(TaskiqMiddleware):
         metrics_path: the directory under which each worker group keeps its metric files
             (default: ``taskq-prometheus`` in the temporary directory). A
             ``PROMETHEUS_MULTIPROC_DIR`` set in the environment is used instead, as is.
-        server_addr: the address the endpoint listens on (default ``0.0.0.0``).
+        server_addr: the address the endpoint listens on (default ``127.0.0.1``: this host
+            only). Any other address needs ``tls`` or ``allow_unauthenticated=True``.
         server_port: its port (default 9000).
+        tls: serve over HTTPS, only to scrapers with a client certificate (`MetricsTLS`).
+        allow_unauthenticated: listen on an address other hosts reach without ``tls``: anyone
+            who reaches the port reads the task names and counts.
+
+    Raises:
+        SecurityError: ``server_addr`` is not loopback, without ``tls`` and without
+            ``allow_unauthenticated``.
     """
 
     def __init__(
@@ -48,9 +57,19 @@ class PrometheusMiddleware(TaskiqMiddleware):
         metrics_path: Path | str | None = None,
         server_addr: str = DEFAULT_ADDR,
         server_port: int = DEFAULT_PORT,
+        *,
+        tls: MetricsTLS | None = None,
+        allow_unauthenticated: bool = False,
     ) -> None:
         """Configure the metrics; nothing is created before the first task or worker startup."""
         super().__init__()
+        if not (tls or allow_unauthenticated or is_loopback_host(server_addr)):
+            raise SecurityError(
+                f"refusing to serve the metrics on {server_addr} without "
+                "authentication: anyone who reaches it reads them; give tls=MetricsTLS(...) "
+                "(scrapers then need a client certificate), or allow_unauthenticated=True "
+                "where only your scrapers reach that address"
+            )
         try:
             import prometheus_client  # noqa: F401 - fail here, not in a worker's first task
         except ImportError as exc:
@@ -61,6 +80,7 @@ class PrometheusMiddleware(TaskiqMiddleware):
         self.metrics_path = None if metrics_path is None else Path(metrics_path)
         self.server_addr = server_addr
         self.server_port = server_port
+        self.tls = tls
         self.directory: Path | None = None
         self.server: MetricsServer | None = None
         self._metrics: _Metrics | None = None
@@ -70,7 +90,7 @@ class PrometheusMiddleware(TaskiqMiddleware):
         if not self.broker.is_worker_process:
             return
         metrics = self._ensure_metrics()
-        self.server = MetricsServer(metrics.directory, self.server_addr, self.server_port)
+        self.server = MetricsServer(metrics.directory, self.server_addr, self.server_port, self.tls)
         self.server.start()
 
     def shutdown(self) -> None:

@@ -13,7 +13,6 @@ does the same): ``NAME.key`` holds the public key, ``NAME.key_secret`` both keys
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from urllib.parse import urlsplit
 import zmq
 
 from taskq.exceptions import SecurityError
+from taskq.toolkit import is_loopback_host
 
 logger = logging.getLogger("taskq.zmq")
 
@@ -34,7 +34,6 @@ SERVER_KEY_FILE_ENV = "TASKQ_ZMQ_CURVE_SERVER_KEY_FILE"
 #: A directory of public certificates (``*.key``) the binding side lets in.
 ALLOWED_KEYS_DIR_ENV = "TASKQ_ZMQ_CURVE_ALLOWED_KEYS_DIR"
 
-_LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 _warned: set[str] = set()
 
 
@@ -161,12 +160,7 @@ def is_loopback(address: str) -> bool:
     host = parts.netloc.rsplit(":", 1)[0].strip("[]")
     if ";" in host:  # tcp://source;destination
         host = host.split(";", 1)[1]
-    if host.lower() in _LOCAL_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # '*', an interface name or a host name: possibly exposed
-        return False
+    return is_loopback_host(host)  # '*', an interface or a host name: possibly exposed
 
 
 def check_exposed(address: str, keys: CurveKeys | None, allow_unauthenticated: bool) -> None:
