@@ -157,6 +157,17 @@ def test_the_app_is_imported_with_the_collector_paused_then_frozen(tmp_path: Pat
         gc.unfreeze()
 
 
+def test_a_mistyped_sqlite_path_is_a_usage_error_not_an_empty_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    asyncio.run(fill(SQLiteEventStore(tmp_path / "events.db"), heartbeat_age=1))
+    target, app_dir = app(tmp_path)
+    mistyped = tmp_path / "event.db"
+    assert main([target, "-d", app_dir, "--events", f"sqlite://{mistyped}?max_age=60"]) == 2
+    assert f"no event store file {str(mistyped)!r}" in capsys.readouterr().err
+    assert not mistyped.exists()
+
+
 def test_a_broker_without_an_event_store_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import gc
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -24,7 +25,7 @@ from taskq.cli.targets import (
     import_object,
 )
 from taskq.cli.terminal import printable
-from taskq.event_stores.urls import open_event_store
+from taskq.event_stores.urls import open_event_store, sqlite_path
 from taskq.exceptions import TaskiqError
 from taskq.status_report import (
     DEFAULT_FAILURES,
@@ -69,6 +70,7 @@ def main(argv: list[str]) -> int:
         with collector_paused():
             broker = import_broker(options.broker)
             store = event_store_of(broker, options.events)
+            refuse_a_missing_sqlite_file(options.events)
     except TaskiqError as error:
         print(f"taskq status: error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -178,6 +180,22 @@ def event_store_of(broker: AsyncBroker, events: str | None) -> AsyncEventStore:
     if not isinstance(found, AsyncEventStore):
         raise TargetError(f"{events!r} is a {type(found).__name__}, not an event store")
     return found
+
+
+def refuse_a_missing_sqlite_file(events: str | None) -> None:
+    """Refuse ``--events sqlite://PATH`` when no file PATH exists.
+
+    Opening it would create the file, empty, and report no worker: what a mistyped path
+    looks like. Raises `TargetError` saying so.
+    """
+    if events is None or not events.startswith("sqlite://"):
+        return
+    path = sqlite_path(events)
+    if not os.path.exists(path):
+        raise TargetError(
+            f"no event store file {path!r} (from the directory {os.getcwd()!r}): check the "
+            "path; workers create it when they record with --events and the same URL"
+        )
 
 
 async def run(

@@ -46,12 +46,17 @@ def open_event_store(url: str) -> AsyncEventStore:
 
 def open_sqlite(url: str) -> SQLiteEventStore:
     """``sqlite://PATH``: the file PATH (``sqlite://events.db`` relative, ``sqlite:///var/x.db``)."""
+    from taskq.event_stores.sqlite import SQLiteEventStore  # imported when used
+
+    return SQLiteEventStore(sqlite_path(url), url_retention(url))
+
+
+def sqlite_path(url: str) -> str:
+    """The file a ``sqlite://PATH`` URL names; raise `EventStoreError` when it names none."""
     path = url.removeprefix("sqlite://").partition("?")[0]
     if not path:
         raise EventStoreError(f"the SQLite event store URL names no file: {url!r}")
-    from taskq.event_stores.sqlite import SQLiteEventStore  # imported when used
-
-    return SQLiteEventStore(path, url_retention(url))
+    return path
 
 
 def url_retention(url: str) -> Retention:
