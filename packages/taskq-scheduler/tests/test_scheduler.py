@@ -480,3 +480,34 @@ async def test_an_update_interval_that_is_not_a_positive_number_is_refused(
     scheduler = TaskiqScheduler(app.broker, [InMemoryScheduleSource()], clock=app.clock)
     with pytest.raises(ValueError, match="update_interval"):
         await asyncio.wait_for(scheduler.run(update_interval=interval), 30)
+
+
+async def test_an_outage_logs_its_unsent_fires_once_a_minute_then_the_recovery(
+    app: App, start_scheduler: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    down = {"until": app.clock.now() + 150}
+    kick = app.broker.kick
+
+    async def kick_unless_down(message: Any) -> None:
+        if app.clock.now() < down["until"]:
+            raise ConnectionError("broker down")
+        await kick(message)
+
+    app.broker.kick = kick_unless_down  # type: ignore[method-assign]
+    caplog.set_level(logging.WARNING, "taskq.scheduler")
+    source = InMemoryScheduleSource([cron("* * * * * *", "every-second")])
+    await start_scheduler(
+        TaskiqScheduler(app.broker, [source], clock=app.clock), skip_first_run=True
+    )
+    await app.clock.advance(180)
+    messages = [r.getMessage() for r in caplog.records if r.name == "taskq.scheduler"]
+    unsent = [m for m in messages if "was not sent" in m]
+    # the 149 fires before the broker came back failed: the first is logged, then one line a
+    # minute with the count, then one saying it sends again
+    assert len(unsent) == 3, unsent
+    assert "in a row" not in unsent[0]
+    assert "(61 fires of this schedule not sent in a row)" in unsent[1]
+    assert "(121 fires of this schedule not sent in a row)" in unsent[2]
+    [recovered] = [m for m in messages if "sends again" in m]
+    assert "149 fire(s) before it were not sent" in recovered
+    assert app.fire_times()[0] == iso(at(2025, 1, 6, 12, 3, 0))

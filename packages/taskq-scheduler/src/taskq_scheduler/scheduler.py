@@ -21,6 +21,8 @@ logger = logging.getLogger("taskq.scheduler")
 
 #: Seconds between two reads of every source's schedules.
 DEFAULT_UPDATE_INTERVAL_S = 60.0
+#: Seconds between two error lines about one schedule whose fires keep failing to be sent.
+FAILURE_REPORT_INTERVAL_S = 60.0
 
 
 class TaskiqScheduler:
@@ -46,7 +48,7 @@ class TaskiqScheduler:
         self.broker = broker
         self.sources = list(sources)
         self.clock: Clock = clock or SystemClock()
-        self._failed: set[str] = set()
+        self._failing: dict[str, _Failing] = {}  # by schedule id
 
     async def startup(self) -> None:
         """Start every source, then the broker; what started is stopped again on a failure."""
@@ -101,6 +103,8 @@ class TaskiqScheduler:
             return False
         finally:
             _sending.reset(token)
+        if sending.sent:
+            self._log_recovery(fire)
         return sending.sent
 
     async def on_ready(self, source: ScheduleSource, task: ScheduledTask) -> None:
@@ -144,16 +148,46 @@ class TaskiqScheduler:
             logger.exception("post_send of %s failed", fire.idempotency_key)
 
     def _log_failure(self, fire: Fire, error: Exception) -> None:
-        schedule_id = fire.schedule.schedule_id
-        first = schedule_id not in self._failed
-        self._failed.add(schedule_id)
+        """Log an unsent fire: the first of a run of failures with its traceback.
+
+        Then one line per `FAILURE_REPORT_INTERVAL_S`, with the count: an every-second
+        schedule during an outage would log a line a second.
+        """
+        failing = self._failing.setdefault(fire.schedule.schedule_id, _Failing())
+        failing.unsent += 1
+        now = self.clock.now()
+        if failing.unsent > 1 and now - failing.reported_at < FAILURE_REPORT_INTERVAL_S:
+            return
+        failing.reported_at = now
         logger.error(
-            "Fire %s of task %s was not sent: %r",
+            "Fire %s of task %s was not sent: %r%s",
             fire.idempotency_key,
             fire.schedule.task_name,
             error,
-            exc_info=error if first else None,
+            f" ({failing.unsent} fires of this schedule not sent in a row)"
+            if failing.unsent > 1
+            else "",
+            exc_info=error if failing.unsent == 1 else None,
         )
+
+    def _log_recovery(self, fire: Fire) -> None:
+        """Say that a schedule whose fires failed sends again, and how many were not sent."""
+        failing = self._failing.pop(fire.schedule.schedule_id, None)
+        if failing is not None:
+            logger.warning(
+                "Schedule %s sends again (%s): %d fire(s) before it were not sent",
+                fire.schedule.schedule_id,
+                fire.idempotency_key,
+                failing.unsent,
+            )
+
+
+@dataclass
+class _Failing:
+    """A schedule whose last fires were not sent: how many, and when that was last logged."""
+
+    unsent: int = 0
+    reported_at: float = 0.0
 
 
 @dataclass
