@@ -7,6 +7,7 @@ import contextlib
 import logging
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -23,8 +24,10 @@ from taskq import (
     Receiver,
     TaskCancelledError,
     TaskiqDepends,
+    memory_cancellation,
 )
 from taskq.cancel_token import CancelToken
+from taskq.labels import MAX_DELAY_S
 from taskq.receiver.interrupts import MessageTask
 from taskq.testing import eventually
 from taskq_inmemory import InMemoryBroker
@@ -222,6 +225,17 @@ async def test_the_in_memory_store_keeps_a_cancellation_for_its_ttl():
     await eventually(lambda: _gone(store, "a"), what="the cancellation expired")
     await store.cancel("b")
     assert "a" not in store._records  # expired records are dropped as new ones come
+
+
+async def test_a_cancellation_outlasts_the_longest_delay_by_default(monkeypatch):
+    now = {"s": 1000.0}
+    monkeypatch.setattr(memory_cancellation, "time", SimpleNamespace(monotonic=lambda: now["s"]))
+    store = InMemoryCancellationStore()
+    await store.cancel("delayed", "not needed")
+    now["s"] += MAX_DELAY_S + 3600  # the longest delay, then an hour in the queue
+    assert await store.cancellation("delayed") == Cancellation("delayed", "not needed")
+    now["s"] += 86_400
+    assert await store.cancellation("delayed") is None
 
 
 async def _gone(store: InMemoryCancellationStore, task_id: str) -> bool:

@@ -17,7 +17,7 @@ class InMemoryCancellationStore(CancellationStore):
     """
 
     def __init__(self, ttl_s: float = DEFAULT_CANCELLATION_TTL_S) -> None:
-        """Keep each cancellation ``ttl_s`` seconds (default one day)."""
+        """Keep each cancellation ``ttl_s`` seconds (default 31 days: the longest delay, a day)."""
         super().__init__(ttl_s)
         self._records: dict[str, tuple[Cancellation, float]] = {}
         self._listeners: set[asyncio.Queue[Cancellation]] = set()

@@ -40,7 +40,8 @@ class RedisCancellationStore(CancellationStore):
     Args:
         url: The server (see `RedisConnection`).
         prefix: The start of every key and of the channel.
-        ttl_s: Seconds a cancellation is kept (default one day).
+        ttl_s: Seconds a cancellation is kept (default 31 days: the longest delay, and a
+            day).
         max_connections: Most connections of the pool (None: redis-py's default).
         **connection_kwargs: Passed to redis-py's pool (``password``, ...).
     """

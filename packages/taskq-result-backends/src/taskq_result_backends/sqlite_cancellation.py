@@ -43,7 +43,8 @@ class SQLiteCancellationStore(CancellationStore):
 
     Args:
         path: The database file, created with its table on first use.
-        ttl_s: Seconds a cancellation is kept (default one day).
+        ttl_s: Seconds a cancellation is kept (default 31 days: the longest delay, and a
+            day).
         poll_interval_s: Seconds between two looks of a listener (default 0.25).
         busy_timeout_s: Seconds a statement waits for another connection's write lock.
 
