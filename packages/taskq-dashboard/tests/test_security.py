@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from taskq_dashboard import Auth, DashboardSettings, InsecureBindError, create_app
+from taskq_dashboard import Auth, DashboardSettings, InsecureBindError, cli, create_app
 from taskq_dashboard.cli import DashboardOptions, main, parse_dashboard_args
 from taskq_dashboard.security import CONTENT_SECURITY_POLICY, TOKEN_COOKIE, check_bind
 from taskq_inmemory import InMemoryBroker
@@ -106,8 +106,11 @@ def test_any_other_address_needs_auth(host: str) -> None:
 
 
 def test_the_command_refuses_to_listen_in_the_open_without_auth(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # the command would hand the root logger a handler on this test's captured stderr, which
+    # pytest closes after it: every later log record of this process would fail to print
+    monkeypatch.setattr(cli, "configure_logging", lambda level, log_format: None)
     name = f"dash_app_{uuid.uuid4().hex}"
     (tmp_path / f"{name}.py").write_text("raise SystemExit('the module must not be imported')\n")
     code = main([f"{name}:broker", "--host", "0.0.0.0", "--app-dir", str(tmp_path)])
