@@ -4,7 +4,9 @@
 path; every ``flush_interval_s`` (sooner when a batch is full) one `AsyncEventStore.write`
 carries what was recorded, with a heartbeat when one is due. While the store does not answer,
 events stay buffered; past ``max_buffered`` the oldest are dropped and counted, with a warning
-per flush. `close` writes what is left.
+per flush. A batch the store refuses for what it holds (text that is not valid Unicode, a
+time that is not a finite number) is made storable and written, rather than tried for ever.
+`close` writes what is left.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from taskq.remote_error import error_text
-from taskq.task_events import EventKind, EventRow, WorkerHeartbeat, WorkerId
+from taskq.task_events import EventKind, EventRow, WorkerHeartbeat, WorkerId, storable_rows
 
 if TYPE_CHECKING:
     from taskq.abc.event_store import AsyncEventStore
@@ -289,6 +291,17 @@ class EventRecorder:
             raise
         except Exception as exc:
             self._tally(batch, -1)
+            repaired = storable_rows(batch, _now())
+            if repaired is not None:  # refused for what it holds: the store may be fine
+                self._put_back(repaired)
+                self._wake.set()
+                logger.warning(
+                    "The event store refused a batch (%s): it held text that is not valid "
+                    "Unicode or a time that is not a finite number; recorded with escapes "
+                    "and the time of the retry instead",
+                    exc,
+                )
+                return True
             self._put_back(batch)
             if not self._store_down:
                 logger.warning(

@@ -192,6 +192,38 @@ class TaskEvent:
             raise EventStoreError(f"not a task event: {data!r} ({error})") from None
 
 
+def storable_text(text: str) -> str:
+    r"""``text`` with each lone surrogate (not Unicode a store can encode) as its escape.
+
+    Text decoded with ``surrogateescape`` (a file name that is not UTF-8, in an error message)
+    or read from JSON (``"\ud800"``) can hold one; SQLite and Redis refuse it.
+    """
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
+
+
+def storable_rows(rows: Sequence[EventRow], now: float) -> list[EventRow] | None:
+    """``rows`` made storable, or None when each already was (as it nearly always is).
+
+    Lone surrogates in the text become escapes (`storable_text`) and a time that is not a
+    finite number becomes ``now``: a store refuses a batch holding either, whole.
+    """
+    repaired = [_storable_row(row, now) for row in rows]
+    return None if repaired == list(rows) else repaired
+
+
+def _storable_row(row: EventRow, now: float) -> EventRow:
+    kind, task_id, task_name, at, details = row
+    fixed = tuple(
+        (key, storable_text(value) if isinstance(value, str) else value) for key, value in details
+    )
+    finite = isinstance(at, int | float) and math.isfinite(at)
+    return (kind, storable_text(task_id), storable_text(task_name), at if finite else now, fixed)
+
+
 @contextlib.contextmanager
 def reading(what: str) -> Iterator[None]:
     """Turn an error decoding ``what`` read from a store into an `EventStoreError` saying so.

@@ -260,6 +260,8 @@ class SQLiteEventStore(AsyncEventStore):
     async def rates(self, minutes: int, now: float | None = None) -> list[MinuteRate]:
         """Event counts per minute for the last ``minutes`` minutes, oldest first."""
         starts = last_minutes(minutes, time.time() if now is None else now)
+        if not starts:
+            return []
         rows = await self._read(
             "SELECT minute, kind, count FROM taskq_minutes WHERE minute BETWEEN ? AND ?",
             (starts[0], starts[-1]),
@@ -304,7 +306,8 @@ class SQLiteEventStore(AsyncEventStore):
             if self._connection is None:
                 self._connection = _connect(self.path, self.busy_timeout_s)
             return work(self._connection)
-        except sqlite3.Error as error:
+        # text that is not valid Unicode, an integer past 64 bits: SQLite cannot take them
+        except (sqlite3.Error, UnicodeEncodeError, OverflowError) as error:
             raise EventStoreError(
                 f"the SQLite event store {self.path!r} failed: {error}"
             ) from error
