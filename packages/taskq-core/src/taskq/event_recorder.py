@@ -44,6 +44,8 @@ DEFAULT_BATCH_SIZE = 1000
 DEFAULT_MAX_MESSAGE_BYTES = 2048
 #: Characters of an error's traceback an event keeps: the end, where the error was raised.
 MAX_TRACEBACK_CHARS = 8192
+#: Characters of an error's message an event keeps: the beginning.
+MAX_ERROR_MESSAGE_CHARS = 8192
 #: Seconds between two heartbeats of a worker.
 DEFAULT_HEARTBEAT_INTERVAL_S = 5.0
 #: Seconds `close` keeps trying to write what is left, and between two tries.
@@ -200,13 +202,18 @@ class EventRecorder:
     def record_error(
         self, kind: EventKind, task_id: str, task_name: str, error: BaseException, **details: Any
     ) -> None:
-        """Buffer an event of ``kind`` carrying ``error``'s type, message and traceback."""
+        """Buffer an event of ``kind`` carrying ``error``'s type, message and traceback.
+
+        The message keeps its first `MAX_ERROR_MESSAGE_CHARS` characters: an error may quote
+        a whole payload, and a store keeps a failure's message twice (with its task and among
+        the failures).
+        """
         self.record(
             kind,
             task_id,
             task_name,
             error_type=type(error).__name__,
-            error_message=error_text(error),
+            error_message=error_text(error)[:MAX_ERROR_MESSAGE_CHARS],
             traceback=traceback_text(error),
             **details,
         )
