@@ -156,6 +156,7 @@ class FlakyStore(InMemoryEventStore):
         super().__init__()
         self.down = False
         self.writes = 0
+        self.attempts = 0
 
     async def write_rows(
         self,
@@ -163,6 +164,7 @@ class FlakyStore(InMemoryEventStore):
         rows: Sequence[EventRow],
         heartbeats: Sequence[WorkerHeartbeat] = (),
     ) -> None:
+        self.attempts += 1
         if self.down:
             raise EventStoreError("the store is down")
         self.writes += 1
@@ -197,6 +199,29 @@ async def test_a_store_that_is_down_loses_the_oldest_events_and_says_so(
     assert recorder.dropped == 150
     kept = {event.task_id for event in (await store.tasks(TaskQuery(limit=1000))).tasks}
     assert kept == {f"task-{n}" for n in range(150, 250)}  # the newest 100
+
+
+async def test_drops_during_an_outage_are_reported_at_once_then_when_it_ends_not_per_flush(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # a warning per flush was two a second for as long as the store stayed down (7,200 an
+    # hour per worker process)
+    store = FlakyStore()
+    store.down = True
+    recorder = EventRecorder(store, flush_interval_s=0.01, max_buffered=10, batch_size=10)
+    recorder.start()
+    with caplog.at_level(logging.WARNING, logger="taskq.events"):
+        for round_ in range(5):
+            for n in range(20):
+                recorder.record(EventKind.SENT, f"task-{round_}-{n}", "job")
+            tried = store.attempts
+            await eventually(lambda: store.attempts > tried + 1, what="two more flushes")  # noqa: B023
+        store.down = False
+        await recorder.close()
+    reports = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Dropped")]
+    assert recorder.dropped == 90
+    assert len(reports) == 2, reports  # the first drop, then the rest once the store answers
+    assert reports[-1].startswith("Dropped 80 task event(s) (90 in all)")
 
 
 async def test_record_now_keeps_its_fields_and_drops_the_oldest_when_full() -> None:

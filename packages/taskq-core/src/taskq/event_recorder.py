@@ -4,9 +4,10 @@
 path; every ``flush_interval_s`` (sooner when a batch is full) one `AsyncEventStore.write`
 carries what was recorded, with a heartbeat when one is due. While the store does not answer,
 events stay buffered; past ``max_buffered`` the oldest are dropped and counted, with a warning
-per flush. A batch the store refuses for what it holds (text that is not valid Unicode, a
-time that is not a finite number) is made storable and written, rather than tried for ever.
-`close` writes what is left.
+at the first drop, then at most one a minute, and the total when the store answers again. A
+batch the store refuses for what it holds (text that is not valid Unicode, a time that is not
+a finite number) is made storable and written, rather than tried for ever. `close` writes what
+is left.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ MAX_TRACEBACK_CHARS = 8192
 MAX_ERROR_MESSAGE_CHARS = 8192
 #: Seconds between two heartbeats of a worker.
 DEFAULT_HEARTBEAT_INTERVAL_S = 5.0
+#: Seconds between two warnings of events dropped while the store stays behind.
+DROPPED_REPORT_INTERVAL_S = 60.0
 #: Seconds `close` keeps trying to write what is left, and between two tries.
 CLOSE_TIMEOUT_S = 5.0
 CLOSE_RETRY_S = 0.1
@@ -122,6 +125,7 @@ class EventRecorder:
         self._flusher: asyncio.Task[None] | None = None
         self._stopping = False  # `close` asked the background writer to stop
         self._dropped_reported = 0
+        self._next_drop_report = 0.0  # monotonic time before which drops are not reported
         self._store_down = False
 
     # -- recording (on the task path: no await) ---------------------------------------------------
@@ -274,6 +278,7 @@ class EventRecorder:
             except asyncio.TimeoutError:
                 pass
             if time.monotonic() >= deadline:
+                self._report_dropped(now=True)
                 logger.warning(
                     "%d task event(s) were not recorded: the event store does not answer",
                     len(self._buffer),
@@ -281,6 +286,7 @@ class EventRecorder:
                 self._buffer.clear()
                 return
             await asyncio.sleep(CLOSE_RETRY_S)
+        self._report_dropped(now=True)
 
     async def flush(self) -> bool:
         """Write one batch (and a due heartbeat) now; return False when the store failed."""
@@ -321,6 +327,7 @@ class EventRecorder:
         if self._store_down:
             logger.info("The event store answers again")
             self._store_down = False
+            self._report_dropped(now=True)
         if heartbeats:
             self._next_beat = time.monotonic() + self.heartbeat_interval_s
         return True
@@ -371,10 +378,15 @@ class EventRecorder:
         self.dropped += len(batch) - len(keep)
         self._buffer.extendleft(reversed(keep))
 
-    def _report_dropped(self) -> None:
+    def _report_dropped(self, *, now: bool = False) -> None:
+        """Warn of the events dropped since the last warning, at most once a minute.
+
+        ``now``: whatever the time (the store answers again, or the recorder closes).
+        """
         new = self.dropped - self._dropped_reported
-        if new:
+        if new and (now or time.monotonic() >= self._next_drop_report):
             self._dropped_reported = self.dropped
+            self._next_drop_report = time.monotonic() + DROPPED_REPORT_INTERVAL_S
             logger.warning(
                 "Dropped %d task event(s) (%d in all): the buffer of %d was full while the "
                 "event store was behind",
