@@ -138,3 +138,30 @@ async def test_an_event_whose_time_is_not_a_number_does_not_stop_the_recording(
     finally:
         await recorder.close()
         await store.shutdown()
+
+
+async def test_a_store_whose_file_is_removed_records_into_a_new_file_not_the_removed_one(
+    tmp_path: Path,
+) -> None:
+    # an operator removes the file to start afresh: the worker's connection wrote on into the
+    # removed file, where no reader could see its events or heartbeats again
+    path = tmp_path / "events.db"
+    worker = SQLiteEventStore(path)
+    now = time.time()
+    try:
+        await worker.write([TaskEvent(EventKind.SUCCEEDED, "before", "app:x", WORKER, now)])
+        for name in ("events.db", "events.db-wal", "events.db-shm"):
+            (tmp_path / name).unlink(missing_ok=True)
+        await worker.write(
+            [TaskEvent(EventKind.SUCCEEDED, "after", "app:x", WORKER, now)],
+            [WorkerHeartbeat(WORKER, now, now, "B", "q", 1, 0, 1, 0, "0")],
+        )
+    finally:
+        await worker.shutdown()
+    reader = SQLiteEventStore(path)
+    try:
+        assert [event.task_id for event in await reader.task_events("after")] == ["after"]
+        assert await reader.task_events("before") == []
+        assert len(await reader.workers(stale_after=60)) == 1
+    finally:
+        await reader.shutdown()

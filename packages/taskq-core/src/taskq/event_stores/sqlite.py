@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -36,6 +37,8 @@ from taskq.task_events import (
 )
 
 _T = TypeVar("_T")
+
+logger = logging.getLogger("taskq.events")
 
 #: Default database file, relative to the working directory.
 DEFAULT_PATH = "taskq-events.sqlite3"
@@ -146,6 +149,7 @@ class SQLiteEventStore(AsyncEventStore):
         self._connection: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
+        self._file: tuple[int, int] | None = None  # the (device, inode) the connection opened
 
     async def startup(self) -> None:
         """Open the file and create the tables; a bad path fails here."""
@@ -303,8 +307,14 @@ class SQLiteEventStore(AsyncEventStore):
 
     def _with_connection(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         try:
+            if self._connection is not None and _file_of(self.path) != self._file:
+                logger.warning(
+                    "The event store file %r was removed or replaced: opening it anew", self.path
+                )
+                self._close()
             if self._connection is None:
                 self._connection = _connect(self.path, self.busy_timeout_s)
+                self._file = _file_of(self.path)
             return work(self._connection)
         # text that is not valid Unicode, an integer past 64 bits: SQLite cannot take them
         except (sqlite3.Error, UnicodeEncodeError, OverflowError) as error:
@@ -351,6 +361,19 @@ def _connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
             raise
         else:
             return connection
+
+
+def _file_of(path: str) -> tuple[int, int] | None:
+    """The (device, inode) ``path`` names now; None when there is no such file.
+
+    A connection writes on into a file removed (or replaced) under it, where no other
+    process reads: compared before each use, a change opens the path anew.
+    """
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def _json(data: dict[str, Any]) -> str:
