@@ -339,7 +339,10 @@ class TaskQuery:
     """Which tasks `AsyncEventStore.tasks` returns: every given filter must match.
 
     ``since``/``until`` bound the time of a task's latest event (``since <= t < until``);
-    ``cursor`` is the `TaskPage.cursor` of the previous page.
+    ``cursor`` is the `TaskPage.cursor` of the previous page. A ``state`` given as its text
+    (``"failed"``) and a ``worker`` as ``host:pid:process`` are read as `EventKind` and
+    `WorkerId`; what is neither raises `EventStoreError`, as a limit that is not an integer
+    of at least 1 does.
     """
 
     state: EventKind | None = None
@@ -351,8 +354,16 @@ class TaskQuery:
     cursor: str | None = None
 
     def __post_init__(self) -> None:
-        if self.limit < 1:
-            raise EventStoreError(f"a task page holds at least 1 task, got limit={self.limit}")
+        if isinstance(self.state, str) and not isinstance(self.state, EventKind):
+            try:
+                object.__setattr__(self, "state", EventKind(self.state))
+            except ValueError:
+                kinds = ", ".join(kind.value for kind in EventKind)
+                raise EventStoreError(f"not a state: {self.state!r} (one of {kinds})") from None
+        if isinstance(self.worker, str):
+            object.__setattr__(self, "worker", WorkerId.parse(self.worker))
+        if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
+            raise EventStoreError(f"a task page holds at least 1 task, got limit={self.limit!r}")
         if self.since != self.since or self.until != self.until:  # NaN bounds nothing
             raise EventStoreError(f"since and until are times, got {self.since}, {self.until}")
 
