@@ -8,7 +8,7 @@ import enum
 import math
 import os
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -192,6 +192,19 @@ class TaskEvent:
             raise EventStoreError(f"not a task event: {data!r} ({error})") from None
 
 
+def check_times(times: Iterable[float]) -> None:
+    """Raise `EventStoreError` unless each time is a finite number (a store refuses the batch).
+
+    A store calls it before it writes anything, so a refused batch leaves nothing behind.
+    """
+    try:
+        total = sum(times)  # NaN or an infinity makes the sum so: one pass in C
+    except TypeError:
+        total = math.nan
+    if not math.isfinite(total):
+        raise EventStoreError("a batch was refused whole: an event time is not a finite number")
+
+
 def storable_text(text: str) -> str:
     r"""``text`` with each lone surrogate (not Unicode a store can encode) as its escape.
 
@@ -354,14 +367,8 @@ class TaskQuery:
     cursor: str | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.state, str) and not isinstance(self.state, EventKind):
-            try:
-                object.__setattr__(self, "state", EventKind(self.state))
-            except ValueError:
-                kinds = ", ".join(kind.value for kind in EventKind)
-                raise EventStoreError(f"not a state: {self.state!r} (one of {kinds})") from None
-        if isinstance(self.worker, str):
-            object.__setattr__(self, "worker", WorkerId.parse(self.worker))
+        object.__setattr__(self, "state", _state_of(self.state))
+        object.__setattr__(self, "worker", _worker_of(self.worker))
         if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
             raise EventStoreError(f"a task page holds at least 1 task, got limit={self.limit!r}")
         if self.since != self.since or self.until != self.until:  # NaN bounds nothing
@@ -376,6 +383,22 @@ class TaskQuery:
             and (self.since is None or task.last_time >= self.since)
             and (self.until is None or task.last_time < self.until)
         )
+
+
+def _state_of(state: Any) -> EventKind | None:
+    """``state`` as an `EventKind` (None stays None); raise `EventStoreError` when not one."""
+    if state is None or isinstance(state, EventKind):
+        return state
+    try:
+        return EventKind(state)
+    except ValueError:
+        kinds = ", ".join(kind.value for kind in EventKind)
+        raise EventStoreError(f"not a state: {state!r} (one of {kinds})") from None
+
+
+def _worker_of(worker: Any) -> WorkerId | None:
+    """``worker`` as a `WorkerId` (read from ``host:pid:process`` text; None stays None)."""
+    return WorkerId.parse(worker) if isinstance(worker, str) else worker
 
 
 #: The query with no filter: the first page of the latest tasks.
