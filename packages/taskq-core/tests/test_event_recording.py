@@ -329,14 +329,36 @@ async def test_a_task_cancelled_before_it_starts_records_a_cancellation(
 
 
 def test_a_recorded_traceback_keeps_its_end_within_the_bound() -> None:
+    cause: BaseException | None = None
+    for level in range(20):  # a chain of errors, each with a message under a part's bound
+        try:
+            raise RuntimeError(f"level {level} " + "x" * 900) from cause
+        except RuntimeError as error:
+            cause = error
     try:
-        raise RuntimeError("at the bottom " + "x" * MAX_TRACEBACK_CHARS)
+        raise RuntimeError("at the bottom") from cause
     except RuntimeError as error:
         text = traceback_text(error)
     assert text is not None
     assert len(text) == MAX_TRACEBACK_CHARS
-    assert text.endswith("x" * 100 + "\n")
+    assert text.endswith("RuntimeError: at the bottom\n")
     assert traceback_text(RuntimeError("never raised")) is None
+
+
+def test_a_long_error_message_leaves_the_frames_in_the_traceback() -> None:
+    # the last 8,192 characters of the traceback of an error quoting a payload were all payload:
+    # where the error was raised was gone
+    def parse_order() -> None:
+        raise ValueError("cannot parse " + "y" * 100_000)
+
+    try:
+        parse_order()
+    except ValueError as error:
+        text = traceback_text(error)
+    assert text is not None
+    assert "in parse_order" in text
+    assert "ValueError: cannot parse yyy" in text
+    assert text.endswith(" more characters)\n")
 
 
 async def test_a_failure_keeps_the_beginning_of_a_huge_error_message_within_the_bound() -> None:

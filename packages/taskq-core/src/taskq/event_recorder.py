@@ -47,6 +47,8 @@ DEFAULT_MAX_MESSAGE_BYTES = 2048
 MAX_TRACEBACK_CHARS = 8192
 #: Characters of an error's message an event keeps: the beginning.
 MAX_ERROR_MESSAGE_CHARS = 8192
+#: Characters of one part of a traceback (a frame, an error's line) it keeps: the beginning.
+MAX_TRACEBACK_PART_CHARS = 1024
 #: Seconds between two heartbeats of a worker.
 DEFAULT_HEARTBEAT_INTERVAL_S = 5.0
 #: Seconds between two warnings of events dropped while the store stays behind.
@@ -397,8 +399,19 @@ class EventRecorder:
 
 
 def traceback_text(error: BaseException) -> str | None:
-    """``error``'s formatted traceback, its last `MAX_TRACEBACK_CHARS` characters; None without."""
+    """``error``'s formatted traceback, its last `MAX_TRACEBACK_CHARS` characters; None without.
+
+    Each part (a frame, an error's line with its message) keeps its first
+    `MAX_TRACEBACK_PART_CHARS` characters: a long message would push every frame out.
+    """
     if error.__traceback__ is None:
         return None
-    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    return text[-MAX_TRACEBACK_CHARS:]
+    parts = traceback.TracebackException.from_exception(error).format()
+    return "".join(map(_cut_part, parts))[-MAX_TRACEBACK_CHARS:]
+
+
+def _cut_part(part: str) -> str:
+    if len(part) <= MAX_TRACEBACK_PART_CHARS:
+        return part
+    left_out = len(part) - MAX_TRACEBACK_PART_CHARS
+    return f"{part[:MAX_TRACEBACK_PART_CHARS]}... ({left_out} more characters)\n"
