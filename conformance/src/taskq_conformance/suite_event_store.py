@@ -142,6 +142,10 @@ async def test_a_batch_with_a_time_that_is_not_a_number_is_refused_whole(
                 await store.write([sent, received])
             with pytest.raises(EventStoreError):
                 await store.write_rows(WORKER, [sent.as_row(), received.as_row()])
+        for bad in (math.nan, math.inf):
+            beat = dataclasses.replace(heartbeat(WORKER, start), time=bad)
+            with pytest.raises(EventStoreError):
+                await store.write([sent], [beat])
         assert await store.task_events(task_id) == [], "a refused batch must leave nothing"
         await store.write([sent])
         assert await store.task_events(task_id) == [sent], "the store must go on after it"

@@ -192,17 +192,17 @@ class TaskEvent:
             raise EventStoreError(f"not a task event: {data!r} ({error})") from None
 
 
-def check_times(times: Iterable[float]) -> None:
-    """Raise `EventStoreError` unless each time is a finite number (a store refuses the batch).
+def check_times(times: Iterable[float], heartbeats: Sequence[WorkerHeartbeat] = ()) -> None:
+    """Raise `EventStoreError` unless each event's and heartbeat's time is a finite number.
 
     A store calls it before it writes anything, so a refused batch leaves nothing behind.
     """
-    try:
-        total = sum(times)  # NaN or an infinity makes the sum so: one pass in C
+    try:  # NaN or an infinity makes the sum so: one pass in C
+        total = sum(times) + sum(beat.time + beat.started_at for beat in heartbeats)
     except TypeError:
         total = math.nan
     if not math.isfinite(total):
-        raise EventStoreError("a batch was refused whole: an event time is not a finite number")
+        raise EventStoreError("a batch was refused whole: a time in it is not a finite number")
 
 
 def storable_text(text: str) -> str:

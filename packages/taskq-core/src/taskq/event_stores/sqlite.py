@@ -171,7 +171,7 @@ class SQLiteEventStore(AsyncEventStore):
         self, events: Sequence[TaskEvent], heartbeats: Sequence[WorkerHeartbeat] = ()
     ) -> None:
         """Record the batch in one transaction, then apply the retention in the same one."""
-        check_times(event.time for event in events)
+        check_times((event.time for event in events), heartbeats)
         rows = [_event_row(event) for event in events]
         tasks = _task_rows(events)
         minutes = Counter((minute_of(event.time), event.kind.value) for event in events)
