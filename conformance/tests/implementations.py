@@ -18,6 +18,7 @@ import contextlib
 import copy
 import dataclasses
 import json
+import math
 import os
 import tempfile
 import time
@@ -780,6 +781,23 @@ class LosesSentMessages(InMemoryEventStore):
         await super().write([dataclasses.replace(e, message=None) for e in events], heartbeats)
 
 
+class KeepsPartOfARefusedBatch(InMemoryEventStore):
+    """Defect: a batch with a time that is not a number loses that event only, silently."""
+
+    async def write(
+        self, events: Sequence[TaskEvent], heartbeats: Sequence[WorkerHeartbeat] = ()
+    ) -> None:
+        await super().write([e for e in events if math.isfinite(e.time)], heartbeats)
+
+    async def write_rows(
+        self,
+        worker: WorkerId,
+        rows: Sequence[EventRow],
+        heartbeats: Sequence[WorkerHeartbeat] = (),
+    ) -> None:
+        await self.write([TaskEvent.from_row(worker, row) for row in rows], heartbeats)
+
+
 class IgnoresRetention(InMemoryEventStore):
     """Defect: nothing is ever dropped, whatever `retention` says."""
 
@@ -1048,6 +1066,10 @@ def make_reordering_store() -> AsyncEventStore:
 
 def make_message_losing_store() -> AsyncEventStore:
     return LosesSentMessages()
+
+
+def make_partly_refusing_store() -> AsyncEventStore:
+    return KeepsPartOfARefusedBatch()
 
 
 def make_retention_ignoring_store() -> AsyncEventStore:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import time
 import uuid
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from taskq import AsyncEventStore, Capability
+from taskq.exceptions import EventStoreError
 from taskq.task_events import (
     EventKind,
     Retention,
@@ -126,6 +128,27 @@ async def test_rows_are_kept_as_the_events_they_stand_for(
         (summary,) = await all_tasks(store, TaskQuery(name="tasks:add", since=start))
         assert (summary.state, summary.last_time) == (EventKind.SENT, start + 4)
         assert (await store.failures(1))[0] == events[3], "a failed row is a failure"
+
+
+async def test_a_batch_with_a_time_that_is_not_a_number_is_refused_whole(
+    taskq_new_event_store: NewEventStore,
+) -> None:
+    async with taskq_new_event_store() as store:
+        task_id, start = new_id(), later()
+        sent = event(EventKind.SENT, task_id, start)
+        for bad in (math.nan, math.inf):
+            received = event(EventKind.RECEIVED, task_id, bad)
+            with pytest.raises(EventStoreError):
+                await store.write([sent, received])
+            with pytest.raises(EventStoreError):
+                await store.write_rows(WORKER, [sent.as_row(), received.as_row()])
+        for bad in (math.nan, math.inf):
+            beat = dataclasses.replace(heartbeat(WORKER, start), time=bad)
+            with pytest.raises(EventStoreError):
+                await store.write([sent], [beat])
+        assert await store.task_events(task_id) == [], "a refused batch must leave nothing"
+        await store.write([sent])
+        assert await store.task_events(task_id) == [sent], "the store must go on after it"
 
 
 async def test_sent_messages_and_retry_links_are_kept_byte_for_byte(

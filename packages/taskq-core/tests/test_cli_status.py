@@ -298,3 +298,40 @@ async def test_a_store_error_cancels_the_queue_inspection() -> None:
     with pytest.raises(EventStoreError, match="the store is gone"):
         await asyncio.wait_for(collect_status(TellingStore(broker, fail=True), broker), 30)
     assert broker.inspection_cancelled
+
+
+async def test_text_no_terminal_can_encode_is_shown_as_escapes() -> None:
+    # an error message naming a file whose name is not UTF-8 (decoded with surrogateescape),
+    # or text read from JSON as "\ud800": written as it is, it crashed the command
+    store = InMemoryEventStore()
+    now = time.time()
+    failed = TaskEvent(
+        EventKind.FAILED, "t\ud800", "app:load", WORKER, now, error_message="no file x\udcff"
+    )
+    await store.write([failed], [beat(now)])
+    screen = render(await collect_status(store, None))
+    screen.encode()  # what a UTF-8 terminal takes
+    assert "t\\ud800" in screen
+    assert "no file x\\udcff" in screen
+
+
+async def test_a_screen_lists_a_bounded_number_of_workers_and_of_error_characters() -> None:
+    # a week of heartbeats from restarted worker processes, and a task that fails with a
+    # message of megabytes: the screen stays a screen, --json keeps every worker and character
+    store = InMemoryEventStore()
+    now = time.time()
+    stale = [
+        dataclasses.replace(beat(now - 600), worker=WorkerId("old", pid, 0)) for pid in range(3000)
+    ]
+    alive = dataclasses.replace(beat(now), worker=WorkerId("zz-new", 1, 0))
+    message = "x" * 5_000_000
+    failed = TaskEvent(EventKind.FAILED, "t1", "app:f", WORKER, now, error_message=message)
+    await store.write([failed], [*stale, alive])
+    report = await collect_status(store, None)
+    screen = render(report)
+    assert len(screen.splitlines()) < 100
+    assert len(screen) < 10_000
+    assert "zz-new:1:0  alive" in screen  # the alive worker is listed, though last by id
+    assert "2951 more" in screen
+    assert len(report.as_dict()["workers"]) == 3001
+    assert report.as_dict()["failures"][0]["error_message"] == message

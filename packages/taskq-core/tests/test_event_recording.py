@@ -9,7 +9,12 @@ from collections.abc import Sequence
 import pytest
 
 from taskq import InMemoryCancellationStore, Receiver
-from taskq.event_recorder import MAX_TRACEBACK_CHARS, EventRecorder, traceback_text
+from taskq.event_recorder import (
+    MAX_ERROR_MESSAGE_CHARS,
+    MAX_TRACEBACK_CHARS,
+    EventRecorder,
+    traceback_text,
+)
 from taskq.event_stores import InMemoryEventStore
 from taskq.exceptions import EventStoreError, TaskCancelledError, TaskRejectedError
 from taskq.message import TaskiqMessage
@@ -151,6 +156,7 @@ class FlakyStore(InMemoryEventStore):
         super().__init__()
         self.down = False
         self.writes = 0
+        self.attempts = 0
 
     async def write_rows(
         self,
@@ -158,6 +164,7 @@ class FlakyStore(InMemoryEventStore):
         rows: Sequence[EventRow],
         heartbeats: Sequence[WorkerHeartbeat] = (),
     ) -> None:
+        self.attempts += 1
         if self.down:
             raise EventStoreError("the store is down")
         self.writes += 1
@@ -192,6 +199,29 @@ async def test_a_store_that_is_down_loses_the_oldest_events_and_says_so(
     assert recorder.dropped == 150
     kept = {event.task_id for event in (await store.tasks(TaskQuery(limit=1000))).tasks}
     assert kept == {f"task-{n}" for n in range(150, 250)}  # the newest 100
+
+
+async def test_drops_during_an_outage_are_reported_at_once_then_when_it_ends_not_per_flush(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # a warning per flush was two a second for as long as the store stayed down (7,200 an
+    # hour per worker process)
+    store = FlakyStore()
+    store.down = True
+    recorder = EventRecorder(store, flush_interval_s=0.01, max_buffered=10, batch_size=10)
+    recorder.start()
+    with caplog.at_level(logging.WARNING, logger="taskq.events"):
+        for round_ in range(5):
+            for n in range(20):
+                recorder.record(EventKind.SENT, f"task-{round_}-{n}", "job")
+            tried = store.attempts
+            await eventually(lambda: store.attempts > tried + 1, what="two more flushes")  # noqa: B023
+        store.down = False
+        await recorder.close()
+    reports = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Dropped")]
+    assert recorder.dropped == 90
+    assert len(reports) == 2, reports  # the first drop, then the rest once the store answers
+    assert reports[-1].startswith("Dropped 80 task event(s) (90 in all)")
 
 
 async def test_record_now_keeps_its_fields_and_drops_the_oldest_when_full() -> None:
@@ -299,11 +329,52 @@ async def test_a_task_cancelled_before_it_starts_records_a_cancellation(
 
 
 def test_a_recorded_traceback_keeps_its_end_within_the_bound() -> None:
+    cause: BaseException | None = None
+    for level in range(20):  # a chain of errors, each with a message under a part's bound
+        try:
+            raise RuntimeError(f"level {level} " + "x" * 900) from cause
+        except RuntimeError as error:
+            cause = error
     try:
-        raise RuntimeError("at the bottom " + "x" * MAX_TRACEBACK_CHARS)
+        raise RuntimeError("at the bottom") from cause
     except RuntimeError as error:
         text = traceback_text(error)
     assert text is not None
     assert len(text) == MAX_TRACEBACK_CHARS
-    assert text.endswith("x" * 100 + "\n")
+    assert text.endswith("RuntimeError: at the bottom\n")
     assert traceback_text(RuntimeError("never raised")) is None
+
+
+def test_a_long_error_message_leaves_the_frames_in_the_traceback() -> None:
+    # the last 8,192 characters of the traceback of an error quoting a payload were all payload:
+    # where the error was raised was gone
+    def parse_order() -> None:
+        raise ValueError("cannot parse " + "y" * 100_000)
+
+    try:
+        parse_order()
+    except ValueError as error:
+        text = traceback_text(error)
+    assert text is not None
+    assert "in parse_order" in text
+    assert "ValueError: cannot parse yyy" in text
+    assert text.endswith(" more characters)\n")
+
+
+async def test_a_failure_keeps_the_beginning_of_a_huge_error_message_within_the_bound() -> None:
+    # an error quoting a whole payload: kept whole, each such failure cost the Redis store
+    # twice its size (with its task and among the failures), 20 MB for a 10 MB message
+    store = InMemoryEventStore()
+    broker = InMemoryBroker().with_event_store(store)
+
+    @broker.task
+    async def parse() -> None:
+        raise ValueError("cannot parse " + "y" * 10_000_000)
+
+    async with broker:
+        task = await parse.kiq()
+        await broker.wait_all()
+    failed = (await store.task_events(task.task_id))[-1]
+    assert failed.error_message is not None
+    assert len(failed.error_message) == MAX_ERROR_MESSAGE_CHARS
+    assert failed.error_message.startswith("cannot parse yyy")

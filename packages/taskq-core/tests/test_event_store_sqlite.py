@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
+from taskq.event_recorder import EventRecorder
 from taskq.event_stores import SQLiteEventStore
 from taskq.exceptions import EventStoreError
-from taskq.task_events import EventKind, TaskEvent, WorkerHeartbeat, WorkerId
+from taskq.task_events import EventKind, TaskEvent, TaskQuery, WorkerHeartbeat, WorkerId
+from taskq.testing import eventually
 
 WORKER = WorkerId("host", 1, 0)
 
@@ -77,3 +80,88 @@ async def test_rows_the_store_did_not_write_are_an_event_store_error(
             await calls[read]()
     finally:
         await store.shutdown()
+
+
+async def test_a_batch_with_text_sqlite_cannot_encode_is_recorded_escaped_not_retried_forever(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteEventStore(tmp_path / "events.db")
+    recorder = EventRecorder(store, WORKER, flush_interval_s=0.01)
+    recorder.start()
+    try:
+        try:  # a file name that is not UTF-8, decoded with surrogateescape, as os.listdir does
+            open(tmp_path / "report-\udcff.csv")  # noqa: ASYNC230, SIM115
+        except OSError as error:
+            recorder.record_error(EventKind.FAILED, "t-file", "app:load", error)
+        recorder.record(EventKind.RECEIVED, "t-\ud800", "app:load")  # a task id read from JSON
+        recorder.record(EventKind.SUCCEEDED, "t-next", "app:load", duration=0.1)
+        await eventually(lambda: store.task_events("t-next"), what="the later event stored")
+        (failed,) = await store.task_events("t-file")
+        assert failed.error_message is not None
+        assert "report-\\udcff.csv" in failed.error_message
+        assert [event.kind for event in await store.task_events("t-\\ud800")] == [
+            EventKind.RECEIVED
+        ]
+    finally:
+        await recorder.close()
+        await store.shutdown()
+
+
+async def test_queries_sqlite_cannot_run_raise_the_event_store_error(tmp_path: Path) -> None:
+    store = SQLiteEventStore(tmp_path / "events.db")
+    try:
+        for query in (
+            store.task_events("t-\ud800"),
+            store.tasks(TaskQuery(name="app:\ud800")),
+            store.tasks(TaskQuery(limit=2**63)),
+            store.failures(2**63),
+        ):
+            with pytest.raises(EventStoreError):
+                await query
+        assert await store.rates(0) == []
+    finally:
+        await store.shutdown()
+
+
+async def test_an_event_whose_time_is_not_a_number_does_not_stop_the_recording(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteEventStore(tmp_path / "events.db")
+    recorder = EventRecorder(store, WORKER, flush_interval_s=0.01)
+    recorder.start()
+    try:
+        recorder.record(EventKind.RETRIED, "t-clock", "app:x", at=math.nan, retry=1)
+        recorder.record(EventKind.SUCCEEDED, "t-next", "app:x", duration=0.1)
+        await eventually(lambda: store.task_events("t-next"), what="the later event stored")
+        (retried,) = await store.task_events("t-clock")
+        assert math.isfinite(retried.time)
+    finally:
+        await recorder.close()
+        await store.shutdown()
+
+
+async def test_a_store_whose_file_is_removed_records_into_a_new_file_not_the_removed_one(
+    tmp_path: Path,
+) -> None:
+    # an operator removes the file to start afresh: the worker's connection wrote on into the
+    # removed file, where no reader could see its events or heartbeats again
+    path = tmp_path / "events.db"
+    worker = SQLiteEventStore(path)
+    now = time.time()
+    try:
+        await worker.write([TaskEvent(EventKind.SUCCEEDED, "before", "app:x", WORKER, now)])
+        for name in ("events.db", "events.db-wal", "events.db-shm"):
+            (tmp_path / name).unlink(missing_ok=True)
+        await worker.write(
+            [TaskEvent(EventKind.SUCCEEDED, "after", "app:x", WORKER, now)],
+            [WorkerHeartbeat(WORKER, now, now, "B", "q", 1, 0, 1, 0, "0")],
+        )
+    finally:
+        await worker.shutdown()
+    reader = SQLiteEventStore(path)
+    try:
+        assert [event.task_id for event in await reader.task_events("after")] == ["after"]
+        assert await reader.task_events("before") == []
+        assert len(await reader.workers(stale_after=60)) == 1
+    finally:
+        await reader.shutdown()

@@ -142,3 +142,17 @@ def test_the_conformance_factories_give_one_sqlite_file_per_run(
     monkeypatch.setenv(conformance.SQLITE_PATH_ENV, str(tmp_path / "chosen.db"))
     assert conformance.make_sqlite_store().path == str(tmp_path / "chosen.db")
     assert isinstance(conformance.make_memory_store(), InMemoryEventStore)
+
+
+async def test_a_query_naming_its_state_and_worker_as_text_reads_them(
+    new_store: NewStore,
+) -> None:
+    # TaskQuery(state="failed") found the tasks in memory, and raised AttributeError in SQLite
+    store = new_store()
+    now = time.time()
+    await store.write([event(EventKind.FAILED, "t1", now), event(EventKind.SUCCEEDED, "t2", now)])
+    page = await store.tasks(TaskQuery(state="failed", worker=str(WORKER)))  # type: ignore[arg-type]
+    assert [task.task_id for task in page.tasks] == ["t1"]
+    for bad in ({"state": "done"}, {"worker": "nobody"}, {"limit": 2.5}, {"limit": True}):
+        with pytest.raises(EventStoreError):
+            TaskQuery(**bad)  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from taskq.event_recorder import EventRecorder
 from taskq.exceptions import EventStoreError
 from taskq.task_events import (
     EventKind,
@@ -18,6 +19,7 @@ from taskq.task_events import (
     WorkerHeartbeat,
     WorkerId,
 )
+from taskq.testing import eventually
 from taskq_redis.errors import EventStoreUnavailableError, RedisUnavailableError
 from taskq_redis.event_store import RedisEventStore, from_url
 
@@ -340,4 +342,26 @@ async def test_data_the_store_did_not_write_is_an_event_store_error(
         ):
             await calls[read]()
     finally:
+        await store.shutdown()
+
+
+async def test_a_task_id_redis_scripts_cannot_decode_is_recorded_escaped_not_retried_forever(
+    redis_url: str, redis_prefix: str
+) -> None:
+    store = RedisEventStore(redis_url, prefix=redis_prefix)
+    await store.startup()
+    recorder = EventRecorder(store, WORKER, flush_interval_s=0.01)
+    recorder.start()
+    try:
+        recorder.record(EventKind.RECEIVED, "t-\ud800", "app:\udcff")  # as read from JSON
+        recorder.record(EventKind.SUCCEEDED, "t-next", "app:load", duration=0.1)
+        await eventually(lambda: store.task_events("t-next"), what="the later event stored")
+        (received,) = await store.task_events("t-\\ud800")
+        assert received.task_name == "app:\\udcff"
+        with pytest.raises(EventStoreError):
+            await store.task_events("t-\ud800")
+        with pytest.raises(EventStoreError):
+            await store.tasks(TaskQuery(name="app:\udcff"))
+    finally:
+        await recorder.close()
         await store.shutdown()

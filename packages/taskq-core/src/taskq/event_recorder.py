@@ -4,7 +4,10 @@
 path; every ``flush_interval_s`` (sooner when a batch is full) one `AsyncEventStore.write`
 carries what was recorded, with a heartbeat when one is due. While the store does not answer,
 events stay buffered; past ``max_buffered`` the oldest are dropped and counted, with a warning
-per flush. `close` writes what is left.
+at the first drop, then at most one a minute, and the total when the store answers again. A
+batch the store refuses for what it holds (text that is not valid Unicode, a time that is not
+a finite number) is made storable and written, rather than tried for ever. `close` writes what
+is left.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from taskq.remote_error import error_text
-from taskq.task_events import EventKind, EventRow, WorkerHeartbeat, WorkerId
+from taskq.task_events import EventKind, EventRow, WorkerHeartbeat, WorkerId, storable_rows
 
 if TYPE_CHECKING:
     from taskq.abc.event_store import AsyncEventStore
@@ -42,8 +45,14 @@ DEFAULT_BATCH_SIZE = 1000
 DEFAULT_MAX_MESSAGE_BYTES = 2048
 #: Characters of an error's traceback an event keeps: the end, where the error was raised.
 MAX_TRACEBACK_CHARS = 8192
+#: Characters of an error's message an event keeps: the beginning.
+MAX_ERROR_MESSAGE_CHARS = 8192
+#: Characters of one part of a traceback (a frame, an error's line) it keeps: the beginning.
+MAX_TRACEBACK_PART_CHARS = 1024
 #: Seconds between two heartbeats of a worker.
 DEFAULT_HEARTBEAT_INTERVAL_S = 5.0
+#: Seconds between two warnings of events dropped while the store stays behind.
+DROPPED_REPORT_INTERVAL_S = 60.0
 #: Seconds `close` keeps trying to write what is left, and between two tries.
 CLOSE_TIMEOUT_S = 5.0
 CLOSE_RETRY_S = 0.1
@@ -118,6 +127,7 @@ class EventRecorder:
         self._flusher: asyncio.Task[None] | None = None
         self._stopping = False  # `close` asked the background writer to stop
         self._dropped_reported = 0
+        self._next_drop_report = 0.0  # monotonic time before which drops are not reported
         self._store_down = False
 
     # -- recording (on the task path: no await) ---------------------------------------------------
@@ -198,13 +208,18 @@ class EventRecorder:
     def record_error(
         self, kind: EventKind, task_id: str, task_name: str, error: BaseException, **details: Any
     ) -> None:
-        """Buffer an event of ``kind`` carrying ``error``'s type, message and traceback."""
+        """Buffer an event of ``kind`` carrying ``error``'s type, message and traceback.
+
+        The message keeps its first `MAX_ERROR_MESSAGE_CHARS` characters: an error may quote
+        a whole payload, and a store keeps a failure's message twice (with its task and among
+        the failures).
+        """
         self.record(
             kind,
             task_id,
             task_name,
             error_type=type(error).__name__,
-            error_message=error_text(error),
+            error_message=error_text(error)[:MAX_ERROR_MESSAGE_CHARS],
             traceback=traceback_text(error),
             **details,
         )
@@ -265,6 +280,7 @@ class EventRecorder:
             except asyncio.TimeoutError:
                 pass
             if time.monotonic() >= deadline:
+                self._report_dropped(now=True)
                 logger.warning(
                     "%d task event(s) were not recorded: the event store does not answer",
                     len(self._buffer),
@@ -272,6 +288,7 @@ class EventRecorder:
                 self._buffer.clear()
                 return
             await asyncio.sleep(CLOSE_RETRY_S)
+        self._report_dropped(now=True)
 
     async def flush(self) -> bool:
         """Write one batch (and a due heartbeat) now; return False when the store failed."""
@@ -289,6 +306,17 @@ class EventRecorder:
             raise
         except Exception as exc:
             self._tally(batch, -1)
+            repaired = storable_rows(batch, _now())
+            if repaired is not None:  # refused for what it holds: the store may be fine
+                self._put_back(repaired)
+                self._wake.set()
+                logger.warning(
+                    "The event store refused a batch (%s): it held text that is not valid "
+                    "Unicode or a time that is not a finite number; recorded with escapes "
+                    "and the time of the retry instead",
+                    exc,
+                )
+                return True
             self._put_back(batch)
             if not self._store_down:
                 logger.warning(
@@ -301,6 +329,7 @@ class EventRecorder:
         if self._store_down:
             logger.info("The event store answers again")
             self._store_down = False
+            self._report_dropped(now=True)
         if heartbeats:
             self._next_beat = time.monotonic() + self.heartbeat_interval_s
         return True
@@ -351,10 +380,15 @@ class EventRecorder:
         self.dropped += len(batch) - len(keep)
         self._buffer.extendleft(reversed(keep))
 
-    def _report_dropped(self) -> None:
+    def _report_dropped(self, *, now: bool = False) -> None:
+        """Warn of the events dropped since the last warning, at most once a minute.
+
+        ``now``: whatever the time (the store answers again, or the recorder closes).
+        """
         new = self.dropped - self._dropped_reported
-        if new:
+        if new and (now or time.monotonic() >= self._next_drop_report):
             self._dropped_reported = self.dropped
+            self._next_drop_report = time.monotonic() + DROPPED_REPORT_INTERVAL_S
             logger.warning(
                 "Dropped %d task event(s) (%d in all): the buffer of %d was full while the "
                 "event store was behind",
@@ -365,8 +399,19 @@ class EventRecorder:
 
 
 def traceback_text(error: BaseException) -> str | None:
-    """``error``'s formatted traceback, its last `MAX_TRACEBACK_CHARS` characters; None without."""
+    """``error``'s formatted traceback, its last `MAX_TRACEBACK_CHARS` characters; None without.
+
+    Each part (a frame, an error's line with its message) keeps its first
+    `MAX_TRACEBACK_PART_CHARS` characters: a long message would push every frame out.
+    """
     if error.__traceback__ is None:
         return None
-    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    return text[-MAX_TRACEBACK_CHARS:]
+    parts = traceback.TracebackException.from_exception(error).format()
+    return "".join(map(_cut_part, parts))[-MAX_TRACEBACK_CHARS:]
+
+
+def _cut_part(part: str) -> str:
+    if len(part) <= MAX_TRACEBACK_PART_CHARS:
+        return part
+    left_out = len(part) - MAX_TRACEBACK_PART_CHARS
+    return f"{part[:MAX_TRACEBACK_PART_CHARS]}... ({left_out} more characters)\n"

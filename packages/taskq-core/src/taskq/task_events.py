@@ -8,7 +8,7 @@ import enum
 import math
 import os
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -192,6 +192,51 @@ class TaskEvent:
             raise EventStoreError(f"not a task event: {data!r} ({error})") from None
 
 
+def check_times(times: Iterable[float], heartbeats: Sequence[WorkerHeartbeat] = ()) -> None:
+    """Raise `EventStoreError` unless each event's and heartbeat's time is a finite number.
+
+    A store calls it before it writes anything, so a refused batch leaves nothing behind.
+    """
+    try:  # NaN or an infinity makes the sum so: one pass in C
+        total = sum(times) + sum(beat.time + beat.started_at for beat in heartbeats)
+    except TypeError:
+        total = math.nan
+    if not math.isfinite(total):
+        raise EventStoreError("a batch was refused whole: a time in it is not a finite number")
+
+
+def storable_text(text: str) -> str:
+    r"""``text`` with each lone surrogate (not Unicode a store can encode) as its escape.
+
+    Text decoded with ``surrogateescape`` (a file name that is not UTF-8, in an error message)
+    or read from JSON (``"\ud800"``) can hold one; SQLite and Redis refuse it.
+    """
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
+
+
+def storable_rows(rows: Sequence[EventRow], now: float) -> list[EventRow] | None:
+    """``rows`` made storable, or None when each already was (as it nearly always is).
+
+    Lone surrogates in the text become escapes (`storable_text`) and a time that is not a
+    finite number becomes ``now``: a store refuses a batch holding either, whole.
+    """
+    repaired = [_storable_row(row, now) for row in rows]
+    return None if repaired == list(rows) else repaired
+
+
+def _storable_row(row: EventRow, now: float) -> EventRow:
+    kind, task_id, task_name, at, details = row
+    fixed = tuple(
+        (key, storable_text(value) if isinstance(value, str) else value) for key, value in details
+    )
+    finite = isinstance(at, int | float) and math.isfinite(at)
+    return (kind, storable_text(task_id), storable_text(task_name), at if finite else now, fixed)
+
+
 @contextlib.contextmanager
 def reading(what: str) -> Iterator[None]:
     """Turn an error decoding ``what`` read from a store into an `EventStoreError` saying so.
@@ -307,7 +352,10 @@ class TaskQuery:
     """Which tasks `AsyncEventStore.tasks` returns: every given filter must match.
 
     ``since``/``until`` bound the time of a task's latest event (``since <= t < until``);
-    ``cursor`` is the `TaskPage.cursor` of the previous page.
+    ``cursor`` is the `TaskPage.cursor` of the previous page. A ``state`` given as its text
+    (``"failed"``) and a ``worker`` as ``host:pid:process`` are read as `EventKind` and
+    `WorkerId`; what is neither raises `EventStoreError`, as a limit that is not an integer
+    of at least 1 does.
     """
 
     state: EventKind | None = None
@@ -319,8 +367,10 @@ class TaskQuery:
     cursor: str | None = None
 
     def __post_init__(self) -> None:
-        if self.limit < 1:
-            raise EventStoreError(f"a task page holds at least 1 task, got limit={self.limit}")
+        object.__setattr__(self, "state", _state_of(self.state))
+        object.__setattr__(self, "worker", _worker_of(self.worker))
+        if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
+            raise EventStoreError(f"a task page holds at least 1 task, got limit={self.limit!r}")
         if self.since != self.since or self.until != self.until:  # NaN bounds nothing
             raise EventStoreError(f"since and until are times, got {self.since}, {self.until}")
 
@@ -333,6 +383,22 @@ class TaskQuery:
             and (self.since is None or task.last_time >= self.since)
             and (self.until is None or task.last_time < self.until)
         )
+
+
+def _state_of(state: Any) -> EventKind | None:
+    """``state`` as an `EventKind` (None stays None); raise `EventStoreError` when not one."""
+    if state is None or isinstance(state, EventKind):
+        return state
+    try:
+        return EventKind(state)
+    except ValueError:
+        kinds = ", ".join(kind.value for kind in EventKind)
+        raise EventStoreError(f"not a state: {state!r} (one of {kinds})") from None
+
+
+def _worker_of(worker: Any) -> WorkerId | None:
+    """``worker`` as a `WorkerId` (read from ``host:pid:process`` text; None stays None)."""
+    return WorkerId.parse(worker) if isinstance(worker, str) else worker
 
 
 #: The query with no filter: the first page of the latest tasks.

@@ -98,7 +98,8 @@ def translated(
     """Within the block, turn redis-py's errors into taskq's, naming ``server`` (redacted).
 
     A lost connection becomes `unavailable` ``unavailable_type``; any other Redis error
-    (the server answered with one) becomes ``error_type``.
+    (the server answered with one) becomes ``error_type``, and so does text that redis-py
+    cannot encode (a lone surrogate).
     """
     try:
         yield
@@ -106,3 +107,5 @@ def translated(
         raise unavailable(unavailable_type, action, server, exc) from exc
     except RedisError as exc:
         raise error_type(f"cannot {action}: Redis at {server} answered an error: {exc}") from exc
+    except UnicodeEncodeError as exc:  # redis-py encodes text as UTF-8: no lone surrogate
+        raise error_type(f"cannot {action}: {exc}") from exc

@@ -58,6 +58,7 @@ from taskq.task_events import (
     WorkerHeartbeat,
     WorkerId,
     WorkerStatus,
+    check_times,
     last_minutes,
     message_text,
     minute_of,
@@ -382,6 +383,7 @@ class RedisEventStore(AsyncEventStore):
         workers: Workers,
         heartbeats: Sequence[WorkerHeartbeat],
     ) -> None:
+        check_times(map(_time_of, rows), heartbeats)
         arguments = self._arguments(rows, workers, heartbeats)
         if self._write_script is None:
             self._write_script = self.connection.client.register_script(_WRITE)

@@ -43,6 +43,10 @@ EXIT_UNHEALTHY = 1
 EXIT_USAGE = 2
 #: Clear the terminal and put the cursor top left, for ``--watch``.
 _REDRAW = "\x1b[H\x1b[2J"
+#: Workers the screen lists at most (alive ones first); ``--json`` gives every one.
+MAX_WORKERS_SHOWN = 50
+#: Characters of a failure's error the screen shows at most; ``--json`` gives all of it.
+MAX_ERROR_SHOWN = 200
 
 
 @dataclass(frozen=True)
@@ -243,6 +247,7 @@ def render(report: StatusReport) -> str:
         for event in report.failures:
             when = time.strftime("%H:%M:%S", time.gmtime(event.time))
             error = f"{event.error_type or 'error'}: {event.error_message or ''}".rstrip(": ")
+            error = _cut(error, MAX_ERROR_SHOWN)
             lines.append(f"  {when}  {event.task_name}  {event.task_id}  {error}")
     return "\n".join(map(printable, lines)) + "\n"
 
@@ -253,7 +258,8 @@ def _workers(report: StatusReport) -> list[str]:
     if not report.workers:
         return [*lines, "  (no heartbeat recorded)"]
     rows = [("WORKER", "STATE", "RUNNING", "PROCESSED", "FAILED", "LAST SEEN")]
-    for status in report.workers:
+    shown = sorted(report.workers, key=lambda status: not status.alive)[:MAX_WORKERS_SHOWN]
+    for status in shown:
         beat = status.heartbeat
         rows.append(
             (
@@ -265,7 +271,18 @@ def _workers(report: StatusReport) -> list[str]:
                 f"{max(report.time - beat.time, 0):.0f} s ago",
             )
         )
-    return lines + _table(rows)
+    lines += _table(rows)
+    hidden = len(report.workers) - len(shown)
+    if hidden:
+        lines.append(f"  ... and {hidden} more not shown (--json lists every worker)")
+    return lines
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text``, or its first ``limit`` characters and the count of those left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 def _queue(report: StatusReport) -> list[str]:

@@ -23,6 +23,7 @@ from taskq.task_events import (
     WorkerHeartbeat,
     WorkerId,
     WorkerStatus,
+    check_times,
     last_minutes,
     minute_of,
     page_cursor,
@@ -105,6 +106,7 @@ class InMemoryEventStore(AsyncEventStore):
         self, events: Sequence[TaskEvent], heartbeats: Sequence[WorkerHeartbeat] = ()
     ) -> None:
         """Record the batch, then drop what the retention no longer allows."""
+        check_times((event.time for event in events), heartbeats)
         for event in events:
             self._add(str(event.worker), [event.as_row()])
         self._finish_write(heartbeats)
@@ -116,6 +118,7 @@ class InMemoryEventStore(AsyncEventStore):
         heartbeats: Sequence[WorkerHeartbeat] = (),
     ) -> None:
         """Record the rows as they are (events are built when a query asks for them)."""
+        check_times(map(_time_of, rows), heartbeats)
         self._add(str(worker), rows)
         self._finish_write(heartbeats)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -28,6 +29,7 @@ from taskq.task_events import (
     WorkerHeartbeat,
     WorkerId,
     WorkerStatus,
+    check_times,
     last_minutes,
     minute_of,
     page_cursor,
@@ -36,6 +38,8 @@ from taskq.task_events import (
 )
 
 _T = TypeVar("_T")
+
+logger = logging.getLogger("taskq.events")
 
 #: Default database file, relative to the working directory.
 DEFAULT_PATH = "taskq-events.sqlite3"
@@ -146,6 +150,7 @@ class SQLiteEventStore(AsyncEventStore):
         self._connection: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
+        self._file: tuple[int, int] | None = None  # the (device, inode) the connection opened
 
     async def startup(self) -> None:
         """Open the file and create the tables; a bad path fails here."""
@@ -166,6 +171,7 @@ class SQLiteEventStore(AsyncEventStore):
         self, events: Sequence[TaskEvent], heartbeats: Sequence[WorkerHeartbeat] = ()
     ) -> None:
         """Record the batch in one transaction, then apply the retention in the same one."""
+        check_times((event.time for event in events), heartbeats)
         rows = [_event_row(event) for event in events]
         tasks = _task_rows(events)
         minutes = Counter((minute_of(event.time), event.kind.value) for event in events)
@@ -260,6 +266,8 @@ class SQLiteEventStore(AsyncEventStore):
     async def rates(self, minutes: int, now: float | None = None) -> list[MinuteRate]:
         """Event counts per minute for the last ``minutes`` minutes, oldest first."""
         starts = last_minutes(minutes, time.time() if now is None else now)
+        if not starts:
+            return []
         rows = await self._read(
             "SELECT minute, kind, count FROM taskq_minutes WHERE minute BETWEEN ? AND ?",
             (starts[0], starts[-1]),
@@ -301,10 +309,17 @@ class SQLiteEventStore(AsyncEventStore):
 
     def _with_connection(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         try:
+            if self._connection is not None and _file_of(self.path) != self._file:
+                logger.warning(
+                    "The event store file %r was removed or replaced: opening it anew", self.path
+                )
+                self._close()
             if self._connection is None:
                 self._connection = _connect(self.path, self.busy_timeout_s)
+                self._file = _file_of(self.path)
             return work(self._connection)
-        except sqlite3.Error as error:
+        # text that is not valid Unicode, an integer past 64 bits: SQLite cannot take them
+        except (sqlite3.Error, UnicodeEncodeError, OverflowError) as error:
             raise EventStoreError(
                 f"the SQLite event store {self.path!r} failed: {error}"
             ) from error
@@ -348,6 +363,19 @@ def _connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
             raise
         else:
             return connection
+
+
+def _file_of(path: str) -> tuple[int, int] | None:
+    """The (device, inode) ``path`` names now; None when there is no such file.
+
+    A connection writes on into a file removed (or replaced) under it, where no other
+    process reads: compared before each use, a change opens the path anew.
+    """
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def _json(data: dict[str, Any]) -> str:
