@@ -168,3 +168,16 @@ def _help_of(command: Callable[[list[str]], int]) -> str:
         assert command(["--help"]) == 0
     return out.getvalue()
 
+
+@pytest.mark.parametrize("command", sorted(TABLES))
+def test_the_help_states_each_default_once_and_as_the_docs_do(command: str) -> None:
+    _, _, build_parser = TABLES[command]
+    parser = build_parser()
+    text = parser.format_help()
+    assert "%%" not in text  # a %-style format is written with one %
+    for action in parser_options(parser):
+        assert action.help is not None
+        assert action.help.count("(default: ") == 1, action.option_strings
+        assert "(default: )" not in action.help, action.option_strings
+        if action.dest in ("app_dir", "reload_dir"):
+            assert "(default: the current directory)" in action.help

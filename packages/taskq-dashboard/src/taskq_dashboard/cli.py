@@ -137,7 +137,7 @@ def build_parser() -> EnvArgumentParser:
         "--scheduler": ("the scheduler whose sources to show, as module:attribute", str, "TARGET"),
         "--events": (
             "the event store to read: a URL (sqlite://PATH, redis://HOST/DB?prefix=P) or "
-            "module:attribute; default: the broker's (with_event_store)",
+            "module:attribute",
             str,
             "STORE",
         ),
@@ -156,14 +156,24 @@ def build_parser() -> EnvArgumentParser:
             "SECONDS",
         ),
         "--app-dir": (
-            "directory to import the targets from; default: the current directory",
+            "directory to import the targets from",
             converters.directory,
             "DIR",
         ),
         "--log-level": ("the logging level", converters.log_level, "LEVEL"),
     }
+    worded_defaults = {
+        "--events": "the broker's (with_event_store)",
+        "--app-dir": "the current directory",
+    }
     for flag, (help_text, convert, metavar) in text.items():
-        parser.add_option(flag, help=help_text, convert=convert, metavar=metavar)
+        parser.add_option(
+            flag,
+            help=help_text,
+            convert=convert,
+            metavar=metavar,
+            default_text=worded_defaults.get(flag),
+        )
     parser.add_option(
         "--read-only",
         help="hide and refuse every action (cancel, replay, purge, schedule changes)",

@@ -51,12 +51,17 @@ class EnvArgumentParser(argparse.ArgumentParser):
         help: str,
         convert: Callable[[str], Any] | None = None,
         env_convert: Callable[[str], Any] | None = None,
+        default_text: str | None = None,
         **kwargs: Any,
     ) -> None:
-        """Add an option; ``env_convert`` (default ``convert``) reads its environment twin."""
+        """Add an option; ``env_convert`` (default ``convert``) reads its environment twin.
+
+        The help shows the option's default, or ``default_text`` where words say it better
+        (``the current directory`` rather than ``none``).
+        """
         dest = flags[0].removeprefix("--").replace("-", "_")
         variable = self.env_variable(flags[0])
-        shown = show_default(self.defaults[dest])
+        shown = default_text or show_default(self.defaults[dest])
         text = f"{help} (default: {shown}) [{variable}]".replace("%", "%%")
         if convert is not None:
             kwargs["type"] = convert

@@ -124,8 +124,9 @@ def build_parser() -> EnvArgumentParser:
     parser.add_option(
         "--events",
         help="the event store to read: a URL (sqlite://PATH, redis://HOST/DB?prefix=P) or "
-        "module:attribute; default: the broker's (with_event_store)",
+        "module:attribute",
         convert=str,
+        default_text="the broker's (with_event_store)",
         metavar="STORE",
     )
     parser.add_option(
@@ -156,8 +157,9 @@ def build_parser() -> EnvArgumentParser:
     parser.add_option(
         "--app-dir",
         "-d",
-        help="directory to import the broker from; default: the current directory",
+        help="directory to import the broker from",
         convert=converters.directory,
+        default_text="the current directory",
         metavar="DIR",
     )
     return parser
