@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from taskq.testing import eventually_blocking
+from taskq_dashboard.cli import parse_dashboard_args
 
 APP = """
 from taskq.event_stores import InMemoryEventStore
@@ -87,3 +88,17 @@ def test_the_help_lists_every_option_with_its_environment_twin() -> None:
     )
     for twin in ("HOST", "PORT", "TOKEN", "BASIC_AUTH", "READ_ONLY", "SCHEDULER", "EVENTS"):
         assert f"[TASKQ_DASHBOARD_{twin}]" in done.stdout
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "70000", "http"])
+def test_a_port_no_server_can_listen_on_is_a_usage_error(
+    port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv, environ in (
+        (["app:broker", "--port", port], {}),
+        (["app:broker"], {"TASKQ_DASHBOARD_PORT": port}),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_dashboard_args(argv, environ)
+        assert exit_info.value.code == 2
+        assert f"expected a port from 1 to 65535, got {port!r}" in capsys.readouterr().err

@@ -142,7 +142,7 @@ def build_parser() -> EnvArgumentParser:
             "STORE",
         ),
         "--host": ("the address to listen on", str, "ADDRESS"),
-        "--port": ("the port to listen on", converters.at_least(0), "PORT"),
+        "--port": ("the port to listen on", converters.port, "PORT"),
         "--token": ("a token every request must carry (Bearer, or ?token= once)", str, "TOKEN"),
         "--basic-auth": ("basic-auth credentials every request must carry", str, "USER:PASSWORD"),
         "--stale-after": (

@@ -18,6 +18,8 @@ _FALSE = frozenset({"0", "false", "no", "off", ""})
 #: The longest duration an option takes: 30 days. Longer ones (``inf``, ``1e300``) overflow the
 #: clocks that timeouts and sleeps are computed with, and would crash the command when used.
 MAX_SECONDS = 30 * 24 * 3600
+#: The largest TCP port.
+MAX_PORT = 65535
 
 
 def at_least(minimum: int) -> Callable[[str], int]:
@@ -33,6 +35,17 @@ def at_least(minimum: int) -> Callable[[str], int]:
         return value
 
     return convert
+
+
+def port(text: str) -> int:
+    """Read a TCP port to listen on, 1 to `MAX_PORT`."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_PORT:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to {MAX_PORT}, got {text!r}")
+    return value
 
 
 def seconds(text: str) -> float:
