@@ -102,3 +102,30 @@ def test_a_port_no_server_can_listen_on_is_a_usage_error(
             parse_dashboard_args(argv, environ)
         assert exit_info.value.code == 2
         assert f"expected a port from 1 to 65535, got {port!r}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "expected"),
+    [
+        ("--basic-auth", "admin", "expected USER:PASSWORD"),
+        ("--basic-auth", ":secret", "expected USER:PASSWORD"),
+        ("--basic-auth", "", "expected USER:PASSWORD"),
+        ("--token", "", "expected a token, got an empty string"),
+    ],
+)
+def test_credentials_no_request_could_carry_are_a_usage_error(
+    flag: str, value: str, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    variable = "TASKQ_DASHBOARD_" + flag.removeprefix("--").replace("-", "_").upper()
+    for argv, environ in (([f"{flag}={value}"], {}), ([], {variable: value})):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_dashboard_args(["app:broker", *argv], environ)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert expected in err
+        assert value == "" or value not in err.replace(flag, "")  # the secret is not echoed
+
+
+def test_basic_auth_credentials_may_hold_a_colon_in_the_password() -> None:
+    options = parse_dashboard_args(["app:broker", "--basic-auth", "ops:pa:ss"], {})
+    assert options.basic_auth == "ops:pa:ss"

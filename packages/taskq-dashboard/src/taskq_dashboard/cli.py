@@ -143,8 +143,16 @@ def build_parser() -> EnvArgumentParser:
         ),
         "--host": ("the address to listen on", str, "ADDRESS"),
         "--port": ("the port to listen on", converters.port, "PORT"),
-        "--token": ("a token every request must carry (Bearer, or ?token= once)", str, "TOKEN"),
-        "--basic-auth": ("basic-auth credentials every request must carry", str, "USER:PASSWORD"),
+        "--token": (
+            "a token every request must carry (Bearer, or ?token= once)",
+            _token,
+            "TOKEN",
+        ),
+        "--basic-auth": (
+            "basic-auth credentials every request must carry",
+            _basic_auth,
+            "USER:PASSWORD",
+        ),
         "--stale-after": (
             "seconds after its last heartbeat a worker is flagged stale",
             converters.positive_seconds,
@@ -173,6 +181,7 @@ def build_parser() -> EnvArgumentParser:
             convert=convert,
             metavar=metavar,
             default_text=worded_defaults.get(flag),
+            secret=flag in ("--token", "--basic-auth"),
         )
     parser.add_option(
         "--read-only",
@@ -181,3 +190,24 @@ def build_parser() -> EnvArgumentParser:
         env_convert=converters.boolean,
     )
     return parser
+
+
+def _token(text: str) -> str:
+    """Read a token; an empty one would leave the dashboard open to every request."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a token, got an empty string")
+    return text
+
+
+def _basic_auth(text: str) -> str:
+    """Read ``user:password`` credentials (not echoed in the error: they are a secret).
+
+    A browser always sends a user, a colon and the password: a value without them could never
+    be matched, and an empty one would leave the dashboard open to every request.
+    """
+    user, colon, _ = text.partition(":")
+    if not (user and colon):
+        raise argparse.ArgumentTypeError(
+            "expected USER:PASSWORD: a user name, a colon, then the password"
+        )
+    return text
