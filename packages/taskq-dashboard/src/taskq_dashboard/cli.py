@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any, cast
@@ -145,12 +145,12 @@ def build_parser() -> EnvArgumentParser:
         "--port": ("the port to listen on", converters.port, "PORT"),
         "--token": (
             "a token every request must carry (Bearer, or ?token= once)",
-            _token,
+            _credential("token"),
             "TOKEN",
         ),
         "--basic-auth": (
             "basic-auth credentials every request must carry",
-            _basic_auth,
+            _credential("basic"),
             "USER:PASSWORD",
         ),
         "--stale-after": (
@@ -192,22 +192,14 @@ def build_parser() -> EnvArgumentParser:
     return parser
 
 
-def _token(text: str) -> str:
-    """Read a token; an empty one would leave the dashboard open to every request."""
-    if not text:
-        raise argparse.ArgumentTypeError("expected a token, got an empty string")
-    return text
+def _credential(field: str) -> Callable[[str], str]:
+    """Return a reader of the `Auth` field ``field`` (``token``, ``basic``), checked by `Auth`."""
 
+    def convert(text: str) -> str:
+        try:
+            Auth(**{field: text})
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
 
-def _basic_auth(text: str) -> str:
-    """Read ``user:password`` credentials (not echoed in the error: they are a secret).
-
-    A browser always sends a user, a colon and the password: a value without them could never
-    be matched, and an empty one would leave the dashboard open to every request.
-    """
-    user, colon, _ = text.partition(":")
-    if not (user and colon):
-        raise argparse.ArgumentTypeError(
-            "expected USER:PASSWORD: a user name, a colon, then the password"
-        )
-    return text
+    return convert
