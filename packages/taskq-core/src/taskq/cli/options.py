@@ -268,7 +268,8 @@ def add_discovery_options(parser: EnvArgumentParser) -> None:
     parser.add_option(
         "--fs-discover",
         "-fsd",
-        help="also import every module under the current directory matching --tasks-pattern",
+        help="also import every module under the current directory (or --app-dir) matching "
+        "--tasks-pattern",
         action=argparse.BooleanOptionalAction,
         env_convert=converters.boolean,
     )
