@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 
 from taskq.acks import AcknowledgeType
-from taskq.cli.logs import LOG_LEVELS, check_log_format
+from taskq.cli.logs import LOG_LEVEL_ALIASES, LOG_LEVELS, check_log_format
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -87,8 +87,9 @@ def ack_type(text: str) -> AcknowledgeType:
 
 
 def log_level(text: str) -> str:
-    """Read a logging level name, in any case."""
+    """Read a logging level name, in any case (``FATAL``, taskiq's name, reads ``CRITICAL``)."""
     level = text.strip().upper()
+    level = LOG_LEVEL_ALIASES.get(level, level)
     if level not in LOG_LEVELS:
         raise argparse.ArgumentTypeError(f"expected one of {', '.join(LOG_LEVELS)}, got {text!r}")
     return level
