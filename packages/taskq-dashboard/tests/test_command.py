@@ -129,3 +129,7 @@ def test_credentials_no_request_could_carry_are_a_usage_error(
 def test_basic_auth_credentials_may_hold_a_colon_in_the_password() -> None:
     options = parse_dashboard_args(["app:broker", "--basic-auth", "ops:pa:ss"], {})
     assert options.basic_auth == "ops:pa:ss"
+
+
+def test_the_app_directory_has_the_short_form_of_the_other_commands(tmp_path: Path) -> None:
+    assert parse_dashboard_args(["app:broker", "-d", str(tmp_path)], {}).app_dir == str(tmp_path)

@@ -174,9 +174,12 @@ def build_parser() -> EnvArgumentParser:
         "--events": "the broker's (with_event_store)",
         "--app-dir": "the current directory",
     }
+    # short forms, spelled as in taskq worker and taskq status
+    short = {"--app-dir": ("-d",)}
     for flag, (help_text, convert, metavar) in text.items():
         parser.add_option(
             flag,
+            *short.get(flag, ()),
             help=help_text,
             convert=convert,
             metavar=metavar,
