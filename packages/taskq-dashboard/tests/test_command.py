@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from taskq.testing import eventually_blocking
-from taskq_dashboard.cli import parse_dashboard_args
+from taskq_dashboard.cli import main, parse_dashboard_args
 
 APP = """
 from taskq.event_stores import InMemoryEventStore
@@ -133,3 +133,15 @@ def test_basic_auth_credentials_may_hold_a_colon_in_the_password() -> None:
 
 def test_the_app_directory_has_the_short_form_of_the_other_commands(tmp_path: Path) -> None:
     assert parse_dashboard_args(["app:broker", "-d", str(tmp_path)], {}).app_dir == str(tmp_path)
+
+
+def test_an_event_store_file_that_does_not_exist_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "missing_store_app.py").write_text(APP)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    argv = ["missing_store_app:broker", "--events", "sqlite://mistyped.sqlite3"]
+    assert main(argv) == 2
+    assert "no event store file 'mistyped.sqlite3'" in capsys.readouterr().err
+    assert not (tmp_path / "mistyped.sqlite3").exists()

@@ -70,7 +70,6 @@ def main(argv: list[str]) -> int:
         with collector_paused():
             broker = import_broker(options.broker)
             store = event_store_of(broker, options.events)
-            refuse_a_missing_sqlite_file(options.events)
     except TaskiqError as error:
         print(f"taskq status: error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -166,7 +165,10 @@ def build_parser() -> EnvArgumentParser:
 
 
 def event_store_of(broker: AsyncBroker, events: str | None) -> AsyncEventStore:
-    """The store ``--events`` names, else the broker's; raise `TargetError` when there is none."""
+    """The store ``--events`` names, else the broker's; raise `TargetError` when there is none.
+
+    A ``sqlite://PATH`` with no file at PATH is refused too (`refuse_a_missing_sqlite_file`).
+    """
     if events is None:
         if broker.event_store is None:
             raise TargetError(
@@ -175,6 +177,7 @@ def event_store_of(broker: AsyncBroker, events: str | None) -> AsyncEventStore:
             )
         return broker.event_store
     if "://" in events:
+        refuse_a_missing_sqlite_file(events)
         return open_event_store(events)
     found = import_object(events)
     if not isinstance(found, AsyncEventStore) and callable(found):
