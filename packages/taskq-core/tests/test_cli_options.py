@@ -220,3 +220,10 @@ def test_the_help_shows_each_option_with_its_default_and_variable(
         "(default: none) [TASKQ_WORKER_MAX_TASKS_PER_CHILD]",
     ):
         assert shown in text
+
+
+@pytest.mark.parametrize("flag", ["--log-level", "--task-failure-level"])
+def test_taskiqs_fatal_level_is_critical(flag: str) -> None:
+    options = parse("app:broker", flag, "fatal")
+    assert getattr(options, flag.removeprefix("--").replace("-", "_")) == "CRITICAL"
+    assert parse("app:broker", TASKQ_WORKER_LOG_LEVEL="FATAL").log_level == "CRITICAL"

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from taskq.testing import eventually_blocking
+from taskq_dashboard.cli import main, parse_dashboard_args
 
 APP = """
 from taskq.event_stores import InMemoryEventStore
@@ -87,3 +88,60 @@ def test_the_help_lists_every_option_with_its_environment_twin() -> None:
     )
     for twin in ("HOST", "PORT", "TOKEN", "BASIC_AUTH", "READ_ONLY", "SCHEDULER", "EVENTS"):
         assert f"[TASKQ_DASHBOARD_{twin}]" in done.stdout
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "70000", "http"])
+def test_a_port_no_server_can_listen_on_is_a_usage_error(
+    port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv, environ in (
+        (["app:broker", "--port", port], {}),
+        (["app:broker"], {"TASKQ_DASHBOARD_PORT": port}),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_dashboard_args(argv, environ)
+        assert exit_info.value.code == 2
+        assert f"expected a port from 1 to 65535, got {port!r}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "expected"),
+    [
+        ("--basic-auth", "admin", "expected USER:PASSWORD"),
+        ("--basic-auth", ":secret", "expected USER:PASSWORD"),
+        ("--basic-auth", "", "expected USER:PASSWORD"),
+        ("--token", "", "expected a token, got an empty string"),
+    ],
+)
+def test_credentials_no_request_could_carry_are_a_usage_error(
+    flag: str, value: str, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    variable = "TASKQ_DASHBOARD_" + flag.removeprefix("--").replace("-", "_").upper()
+    for argv, environ in (([f"{flag}={value}"], {}), ([], {variable: value})):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_dashboard_args(["app:broker", *argv], environ)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert expected in err
+        assert value == "" or value not in err.replace(flag, "")  # the secret is not echoed
+
+
+def test_basic_auth_credentials_may_hold_a_colon_in_the_password() -> None:
+    options = parse_dashboard_args(["app:broker", "--basic-auth", "ops:pa:ss"], {})
+    assert options.basic_auth == "ops:pa:ss"
+
+
+def test_the_app_directory_has_the_short_form_of_the_other_commands(tmp_path: Path) -> None:
+    assert parse_dashboard_args(["app:broker", "-d", str(tmp_path)], {}).app_dir == str(tmp_path)
+
+
+def test_an_event_store_file_that_does_not_exist_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "missing_store_app.py").write_text(APP)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    argv = ["missing_store_app:broker", "--events", "sqlite://mistyped.sqlite3"]
+    assert main(argv) == 2
+    assert "no event store file 'mistyped.sqlite3'" in capsys.readouterr().err
+    assert not (tmp_path / "mistyped.sqlite3").exists()

@@ -181,3 +181,13 @@ async def test_without_auth_another_host_name_is_refused(broker: InMemoryBroker,
             "/api/overview", headers={"host": host, "authorization": "Bearer s3cret"}
         )
         assert response.status_code == 200  # with auth, any name the server is reached by
+
+
+@pytest.mark.parametrize(
+    "credentials", [{"token": ""}, {"basic": ""}, {"basic": "admin"}, {"basic": ":pass"}]
+)
+def test_credentials_that_would_open_or_close_the_dashboard_are_refused(
+    credentials: dict[str, str],
+) -> None:
+    with pytest.raises(ValueError, match="expected"):
+        Auth(**credentials)

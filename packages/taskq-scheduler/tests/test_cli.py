@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from typing import Any
 
 import pytest
@@ -175,3 +176,30 @@ async def test_a_failing_startup_exits_with_status_1() -> None:
 
     scheduler = TaskiqScheduler(InMemoryBroker(), [Broken()])
     assert await cli.serve(scheduler, SchedulerOptions("x:y")) == 1
+
+
+def test_a_taskiq_scheduler_command_line_runs_from_its_app_directory(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app_dir = tmp_path / "src"
+    (app_dir / "dir_app_jobs").mkdir(parents=True)
+    (app_dir / "dir_app_jobs" / "__init__.py").write_text("")
+    (app_dir / "dir_app.py").write_text(
+        "from taskq_inmemory import InMemoryBroker\n"
+        "from taskq_scheduler import TaskiqScheduler\n"
+        "broker = InMemoryBroker()\n"
+        "scheduler = TaskiqScheduler(broker, [])\n"
+    )
+    (app_dir / "dir_app_jobs" / "tasks.py").write_text(
+        "from dir_app import broker\n@broker.task(task_name='nightly')\nasync def nightly(): ...\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    options = parse(
+        "dir_app:scheduler", "-d", "src", "-fsd", "--no-configure-logging", "--loop-interval", "1"
+    )
+    assert options.app_dir == "src"
+    assert options.configure_logging is False
+    found = cli.import_scheduler(options)
+    assert found.broker.find_task("nightly") is not None  # discovered under src/
+    assert parse("app:s", TASKQ_SCHEDULER_APP_DIR="src").app_dir == "src"

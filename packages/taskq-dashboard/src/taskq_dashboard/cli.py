@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any, cast
@@ -137,14 +137,22 @@ def build_parser() -> EnvArgumentParser:
         "--scheduler": ("the scheduler whose sources to show, as module:attribute", str, "TARGET"),
         "--events": (
             "the event store to read: a URL (sqlite://PATH, redis://HOST/DB?prefix=P) or "
-            "module:attribute; default: the broker's (with_event_store)",
+            "module:attribute",
             str,
             "STORE",
         ),
         "--host": ("the address to listen on", str, "ADDRESS"),
-        "--port": ("the port to listen on", converters.at_least(0), "PORT"),
-        "--token": ("a token every request must carry (Bearer, or ?token= once)", str, "TOKEN"),
-        "--basic-auth": ("basic-auth credentials every request must carry", str, "USER:PASSWORD"),
+        "--port": ("the port to listen on", converters.port, "PORT"),
+        "--token": (
+            "a token every request must carry (Bearer, or ?token= once)",
+            _credential("token"),
+            "TOKEN",
+        ),
+        "--basic-auth": (
+            "basic-auth credentials every request must carry",
+            _credential("basic"),
+            "USER:PASSWORD",
+        ),
         "--stale-after": (
             "seconds after its last heartbeat a worker is flagged stale",
             converters.positive_seconds,
@@ -156,14 +164,28 @@ def build_parser() -> EnvArgumentParser:
             "SECONDS",
         ),
         "--app-dir": (
-            "directory to import the targets from; default: the current directory",
+            "directory to import the targets from",
             converters.directory,
             "DIR",
         ),
         "--log-level": ("the logging level", converters.log_level, "LEVEL"),
     }
+    worded_defaults = {
+        "--events": "the broker's (with_event_store)",
+        "--app-dir": "the current directory",
+    }
+    # short forms, spelled as in taskq worker and taskq status
+    short = {"--app-dir": ("-d",)}
     for flag, (help_text, convert, metavar) in text.items():
-        parser.add_option(flag, help=help_text, convert=convert, metavar=metavar)
+        parser.add_option(
+            flag,
+            *short.get(flag, ()),
+            help=help_text,
+            convert=convert,
+            metavar=metavar,
+            default_text=worded_defaults.get(flag),
+            secret=flag in ("--token", "--basic-auth"),
+        )
     parser.add_option(
         "--read-only",
         help="hide and refuse every action (cancel, replay, purge, schedule changes)",
@@ -171,3 +193,16 @@ def build_parser() -> EnvArgumentParser:
         env_convert=converters.boolean,
     )
     return parser
+
+
+def _credential(field: str) -> Callable[[str], str]:
+    """Return a reader of the `Auth` field ``field`` (``token``, ``basic``), checked by `Auth`."""
+
+    def convert(text: str) -> str:
+        try:
+            Auth(**{field: text})
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+
+    return convert

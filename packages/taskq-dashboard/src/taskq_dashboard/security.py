@@ -52,11 +52,21 @@ SECURITY_HEADERS = [
 class Auth:
     """The credentials the dashboard asks for: a token, basic auth (``user:password``), or both.
 
-    With neither, every request is let in (fine on 127.0.0.1 only; see `check_bind`).
+    With neither, every request is let in (fine on 127.0.0.1 only; see `check_bind`). An empty
+    token, or basic credentials without a user and a colon (which no browser could send), are
+    a `ValueError`: they would leave the dashboard open, or closed to everyone.
     """
 
     token: str | None = None
     basic: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.token is not None and not self.token:
+            raise ValueError("expected a token, got an empty string")
+        if self.basic is not None:
+            user, colon, _ = self.basic.partition(":")
+            if not (user and colon):
+                raise ValueError("expected USER:PASSWORD: a user name, a colon, then the password")
 
     @property
     def required(self) -> bool:

@@ -56,6 +56,12 @@ class SchedulerOptions:
         fs_discover: import the modules matching ``tasks_pattern`` (off).
         tasks_pattern: globs of the task modules to discover (``**/tasks.py``).
         log_level: the logging level name (``INFO``).
+        app_dir: the directory the scheduler and task modules are imported from, and
+            discovered in (default: the current one).
+        configure_logging: set up logging with ``log_level`` (on; off when the application
+            configures logging itself).
+        loop_interval: accepted for taskiq's command lines, unused: the loop sleeps until
+            the next fire.
     """
 
     scheduler: str
@@ -66,6 +72,9 @@ class SchedulerOptions:
     fs_discover: bool = False
     tasks_pattern: tuple[str, ...] = (DEFAULT_TASKS_PATTERN,)
     log_level: str = "INFO"
+    app_dir: str | None = None
+    configure_logging: bool = True
+    loop_interval: float | None = None
 
 
 _DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(SchedulerOptions)}
@@ -77,7 +86,8 @@ def main(argv: list[str]) -> int:
         options = parse_scheduler_args(argv)
     except SystemExit as exit_:  # argparse exits on --help and on usage errors
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
-    configure_logging(options.log_level, LOG_FORMAT)
+    if options.configure_logging:
+        configure_logging(options.log_level, LOG_FORMAT)
     try:
         scheduler = import_scheduler(options)
     except TargetError as error:
@@ -128,12 +138,34 @@ def build_parser() -> EnvArgumentParser:
     parser.add_option(
         "--log-level", help="logging level", convert=converters.log_level, metavar="LEVEL"
     )
+    parser.add_option(
+        "--configure-logging",
+        help="set up logging with --log-level; --no-configure-logging when the application "
+        "configures logging itself",
+        action=argparse.BooleanOptionalAction,
+        env_convert=converters.boolean,
+    )
+    parser.add_option(
+        "--app-dir",
+        "-d",
+        help="directory to import the scheduler and the task modules from (and to discover "
+        "them in)",
+        convert=converters.directory,
+        default_text="the current directory",
+        metavar="DIR",
+    )
+    parser.add_option(
+        "--loop-interval",
+        help="accepted for taskiq's command lines: the loop sleeps until the next fire",
+        convert=converters.positive_seconds,
+        metavar="SECONDS",
+    )
     return parser
 
 
 def import_scheduler(options: SchedulerOptions) -> TaskiqScheduler:
     """Import the scheduler, mark its broker as a scheduler's, import the task modules."""
-    add_working_directory_to_path()
+    add_working_directory_to_path(options.app_dir)
     found = import_object(options.scheduler)
     if callable(found) and not isinstance(found, TaskiqScheduler):
         found = found()
@@ -146,7 +178,8 @@ def import_scheduler(options: SchedulerOptions) -> TaskiqScheduler:
     found.broker.is_scheduler_process = True
     names = list(options.modules)
     if options.fs_discover:
-        names += [n for n in discover_modules(Path.cwd(), options.tasks_pattern) if n not in names]
+        root = Path(options.app_dir or Path.cwd())
+        names += [n for n in discover_modules(root, options.tasks_pattern) if n not in names]
     for name in names:
         import_module(name)
     return found

@@ -11,13 +11,15 @@ import os
 from collections.abc import Callable
 
 from taskq.acks import AcknowledgeType
-from taskq.cli.logs import LOG_LEVELS, check_log_format
+from taskq.cli.logs import LOG_LEVEL_ALIASES, LOG_LEVELS, check_log_format
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 #: The longest duration an option takes: 30 days. Longer ones (``inf``, ``1e300``) overflow the
 #: clocks that timeouts and sleeps are computed with, and would crash the command when used.
 MAX_SECONDS = 30 * 24 * 3600
+#: The largest TCP port.
+MAX_PORT = 65535
 
 
 def at_least(minimum: int) -> Callable[[str], int]:
@@ -33,6 +35,17 @@ def at_least(minimum: int) -> Callable[[str], int]:
         return value
 
     return convert
+
+
+def port(text: str) -> int:
+    """Read a TCP port to listen on, 1 to `MAX_PORT`."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_PORT:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to {MAX_PORT}, got {text!r}")
+    return value
 
 
 def seconds(text: str) -> float:
@@ -74,8 +87,9 @@ def ack_type(text: str) -> AcknowledgeType:
 
 
 def log_level(text: str) -> str:
-    """Read a logging level name, in any case."""
+    """Read a logging level name, in any case (``FATAL``, taskiq's name, reads ``CRITICAL``)."""
     level = text.strip().upper()
+    level = LOG_LEVEL_ALIASES.get(level, level)
     if level not in LOG_LEVELS:
         raise argparse.ArgumentTypeError(f"expected one of {', '.join(LOG_LEVELS)}, got {text!r}")
     return level

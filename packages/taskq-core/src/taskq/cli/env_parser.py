@@ -40,6 +40,7 @@ class EnvArgumentParser(argparse.ArgumentParser):
         self.env_prefix = env_prefix
         self.defaults = defaults
         self._twins: list[tuple[str, str, Callable[[str], Any]]] = []
+        self._secret_variables: set[str] = set()
 
     def env_variable(self, flag: str) -> str:
         """Return a flag's environment twin: ``--max-prefetch`` → ``<prefix>MAX_PREFETCH``."""
@@ -51,12 +52,19 @@ class EnvArgumentParser(argparse.ArgumentParser):
         help: str,
         convert: Callable[[str], Any] | None = None,
         env_convert: Callable[[str], Any] | None = None,
+        default_text: str | None = None,
+        secret: bool = False,
         **kwargs: Any,
     ) -> None:
-        """Add an option; ``env_convert`` (default ``convert``) reads its environment twin."""
+        """Add an option; ``env_convert`` (default ``convert``) reads its environment twin.
+
+        The help shows the option's default, or ``default_text`` where words say it better
+        (``the current directory`` rather than ``none``). The error of a ``secret`` option's
+        variable (a token, a password) does not repeat its value.
+        """
         dest = flags[0].removeprefix("--").replace("-", "_")
         variable = self.env_variable(flags[0])
-        shown = show_default(self.defaults[dest])
+        shown = default_text or show_default(self.defaults[dest])
         text = f"{help} (default: {shown}) [{variable}]".replace("%", "%%")
         if convert is not None:
             kwargs["type"] = convert
@@ -65,6 +73,8 @@ class EnvArgumentParser(argparse.ArgumentParser):
         if reader is None:
             raise TypeError(f"option {flags[0]} needs a converter for {variable}")
         self._twins.append((dest, variable, reader))
+        if secret:
+            self._secret_variables.add(variable)
 
     def parse_options(
         self, argv: Sequence[str], environ: Mapping[str, str] | None = None
@@ -91,7 +101,8 @@ class EnvArgumentParser(argparse.ArgumentParser):
             try:
                 setattr(namespace, dest, convert(raw))
             except argparse.ArgumentTypeError as exc:
-                self.error(f"environment variable {variable}={raw!r}: {exc}")
+                shown = "(hidden)" if variable in self._secret_variables else repr(raw)
+                self.error(f"environment variable {variable}={shown}: {exc}")
 
 
 def show_default(default: object) -> str:

@@ -12,6 +12,8 @@ from taskq.task_events import WorkerId
 
 #: The level names ``--log-level`` accepts.
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: Other names of those levels: taskiq's commands take ``FATAL`` (``logging.FATAL``).
+LOG_LEVEL_ALIASES = {"FATAL": "CRITICAL"}
 DEFAULT_LOG_LEVEL = "INFO"
 #: ``processName`` tells the processes apart: ``manager``, ``worker-0``, ``worker-1``, ...
 DEFAULT_LOG_FORMAT = "[%(asctime)s][%(processName)s][%(levelname)s] %(name)s: %(message)s"

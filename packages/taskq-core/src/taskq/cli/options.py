@@ -129,7 +129,7 @@ def build_parser() -> EnvArgumentParser:
     )
     parser.add_option(
         "--log-format",
-        help="logging format: %%-style, or json for one JSON object per line",
+        help="logging format: %-style, or json for one JSON object per line",
         convert=converters.log_format,
         metavar="FORMAT",
     )
@@ -162,9 +162,9 @@ def build_parser() -> EnvArgumentParser:
     parser.add_option(
         "--app-dir",
         "-d",
-        help="directory to import the broker and the task modules from (and to discover "
-        "them in); default: the current directory",
+        help="directory to import the broker and the task modules from (and to discover them in)",
         convert=converters.directory,
+        default_text="the current directory",
         metavar="DIR",
     )
     add_refused_flags(parser)
@@ -205,6 +205,7 @@ def _add_process_options(parser: EnvArgumentParser) -> None:
         action="append",
         convert=converters.directory,
         env_convert=converters.directories,
+        default_text="the current directory",
         metavar="DIR",
     )
     parser.add_option(
@@ -267,7 +268,8 @@ def add_discovery_options(parser: EnvArgumentParser) -> None:
     parser.add_option(
         "--fs-discover",
         "-fsd",
-        help="also import every module under the current directory matching --tasks-pattern",
+        help="also import every module under the current directory (or --app-dir) matching "
+        "--tasks-pattern",
         action=argparse.BooleanOptionalAction,
         env_convert=converters.boolean,
     )

@@ -74,7 +74,6 @@ def main(argv: list[str]) -> int:
         with collector_paused():
             broker = import_broker(options.broker)
             store = event_store_of(broker, options.events)
-            refuse_a_missing_sqlite_file(options.events)
     except TaskiqError as error:
         print(f"taskq status: error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -128,8 +127,9 @@ def build_parser() -> EnvArgumentParser:
     parser.add_option(
         "--events",
         help="the event store to read: a URL (sqlite://PATH, redis://HOST/DB?prefix=P) or "
-        "module:attribute; default: the broker's (with_event_store)",
+        "module:attribute",
         convert=str,
+        default_text="the broker's (with_event_store)",
         metavar="STORE",
     )
     parser.add_option(
@@ -160,15 +160,19 @@ def build_parser() -> EnvArgumentParser:
     parser.add_option(
         "--app-dir",
         "-d",
-        help="directory to import the broker from; default: the current directory",
+        help="directory to import the broker from",
         convert=converters.directory,
+        default_text="the current directory",
         metavar="DIR",
     )
     return parser
 
 
 def event_store_of(broker: AsyncBroker, events: str | None) -> AsyncEventStore:
-    """The store ``--events`` names, else the broker's; raise `TargetError` when there is none."""
+    """The store ``--events`` names, else the broker's; raise `TargetError` when there is none.
+
+    A ``sqlite://PATH`` with no file at PATH is refused too (`refuse_a_missing_sqlite_file`).
+    """
     if events is None:
         if broker.event_store is None:
             raise TargetError(
@@ -177,6 +181,7 @@ def event_store_of(broker: AsyncBroker, events: str | None) -> AsyncEventStore:
             )
         return broker.event_store
     if "://" in events:
+        refuse_a_missing_sqlite_file(events)
         return open_event_store(events)
     found = import_object(events)
     if not isinstance(found, AsyncEventStore) and callable(found):
