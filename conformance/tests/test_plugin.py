@@ -66,6 +66,54 @@ def test_a_target_that_cannot_be_loaded_is_a_one_line_error(
     assert "Traceback" not in "\n".join(result.outlines + result.errlines)
 
 
+@pytest.mark.parametrize(
+    ("factory", "message"),
+    [
+        (
+            "def make():\n    raise RuntimeError('no server at 10.0.0.1')",
+            "--taskq-broker: the factory 'targets:make' raised RuntimeError: no server at 10.0.0.1",
+        ),
+        (
+            "def make(url):\n    return None",
+            "--taskq-broker: the factory 'targets:make' raised TypeError: make() missing 1*",
+        ),
+        (
+            "from taskq_inmemory.conformance import make_result_backend as make",
+            "--taskq-broker: the factory 'targets:make' made an InmemoryResultBackend, "
+            "not a broker (a subclass of taskq.AsyncBroker)",
+        ),
+        (
+            "def make():\n    return None",
+            "--taskq-broker: the factory 'targets:make' made a NoneType, not a broker*",
+        ),
+    ],
+    ids=["raises", "needs-arguments", "another-kind", "none"],
+)
+def test_a_factory_that_does_not_make_an_instance_is_a_one_line_error(
+    pytester: pytest.Pytester, factory: str, message: str
+):
+    pytester.makepyfile(targets=factory)
+    result = run_suite(pytester, "--taskq-broker", "targets:make")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.outlines
+    errors = [line for line in result.errlines if line.startswith("ERROR:")]
+    assert len(errors) == 1, result.errlines
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+    assert "Traceback" not in "\n".join(result.outlines + result.errlines)
+
+
+def test_an_async_factory_is_awaited(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        targets="""
+        from taskq_inmemory.conformance import make_broker
+
+        async def make():
+            return make_broker()
+        """
+    )
+    result = run_suite(pytester, "--taskq-broker", "targets:make", *ONE_CHECK)
+    result.assert_outcomes(passed=1)
+
+
 @pytest.mark.parametrize("config_file", ["tox.ini", "pyproject.toml"])
 def test_target_from_an_ini_key(pytester: pytest.Pytester, config_file: str):
     if config_file == "tox.ini":

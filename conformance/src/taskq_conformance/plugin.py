@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 from collections import defaultdict
@@ -17,7 +16,7 @@ import pytest
 # implementations under test (taskq's own included) must be measured from their first line.
 from taskq_conformance import hookspecs
 from taskq_conformance.settings import Settings, add_options, read_settings
-from taskq_conformance.targets import HOW_TO, KINDS, Target, make_instance, resolve_target
+from taskq_conformance.targets import HOW_TO, KINDS, Target, first_instance, resolve_target
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SUITES = {
@@ -152,7 +151,7 @@ def _suite_kind(path: Path | str | None) -> str | None:
 
 
 def _declared(target: Target) -> frozenset[str]:
-    instance = asyncio.run(make_instance(target))
+    instance = first_instance(target)
     return frozenset(_capability_name(c) for c in getattr(instance, "capabilities", ()))
 
 

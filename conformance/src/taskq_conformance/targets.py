@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 from collections.abc import Callable
@@ -51,6 +52,17 @@ KINDS: dict[str, tuple[str, str, str, str]] = {
     ),
 }
 
+#: kind -> (module, name) of the class its instances must be (imported only when checking one)
+CONTRACTS: dict[str, tuple[str, str]] = {
+    "broker": ("taskq", "AsyncBroker"),
+    "result_backend": ("taskq", "AsyncResultBackend"),
+    "schedule_source": ("taskq", "ScheduleSource"),
+    "event_store": ("taskq", "AsyncEventStore"),
+    "limiter": ("taskq.abc.limiter", "TaskLimiter"),
+    "unique_store": ("taskq.abc.unique_store", "UniqueKeyStore"),
+    "cancellation_store": ("taskq", "CancellationStore"),
+}
+
 HOW_TO = (
     "taskq-conformance needs something to test. Give a factory, a zero-argument callable "
     "returning a fresh, not started instance:\n"
@@ -71,11 +83,15 @@ HOW_TO = (
 
 @dataclass(frozen=True)
 class Target:
-    """A factory to test and where it came from (``spec`` is None when a hook gave it)."""
+    """A factory to test and where it came from (``spec`` is None when a hook gave it).
+
+    ``source`` names where it was given: an option, an ini key, a variable or the hook.
+    """
 
     kind: str
     factory: Callable[[], Any]
     spec: str | None
+    source: str
 
 
 def resolve_target(config: pytest.Config, kind: str) -> Target | None:
@@ -83,13 +99,13 @@ def resolve_target(config: pytest.Config, kind: str) -> Target | None:
     option, ini, env, hook = KINDS[kind]
     for source, spec in ((option, config.getoption(option)), (f"ini {ini}", config.getini(ini))):
         if spec:
-            return Target(kind, load_factory(spec, source), spec)
+            return Target(kind, load_factory(spec, source), spec, source)
     spec = os.environ.get(env)
     if spec:
-        return Target(kind, load_factory(spec, env), spec)
+        return Target(kind, load_factory(spec, env), spec, env)
     factory = getattr(config.hook, hook)(config=config)
     if factory is not None:
-        return Target(kind, factory, None)
+        return Target(kind, factory, None, hook)
     return None
 
 
@@ -117,3 +133,28 @@ async def make_instance(target: Target) -> Any:
     from taskq.toolkit import maybe_await  # late: the plugin imports no taskq module at load
 
     return await maybe_await(target.factory())
+
+
+def first_instance(target: Target) -> Any:
+    """Make an instance to read the target's capabilities from, checking that it is one.
+
+    A factory that raises, or makes something else than an instance of its kind, is a
+    one-line `pytest.UsageError` naming the factory: each check would fail on it anyway.
+    """
+    factory = repr(target.spec) if target.spec else "the hook returned"
+    try:
+        instance = asyncio.run(make_instance(target))
+    except Exception as exc:
+        raise pytest.UsageError(
+            f"{target.source}: the factory {factory} raised {type(exc).__name__}: {exc}"
+        ) from None
+    module, name = CONTRACTS[target.kind]
+    contract = getattr(importlib.import_module(module), name)
+    if not isinstance(instance, contract):
+        made = type(instance).__name__
+        article = "an" if made[:1].lower() in "aeiou" else "a"
+        raise pytest.UsageError(
+            f"{target.source}: the factory {factory} made {article} {made}, not a "
+            f"{target.kind.replace('_', ' ')} (a subclass of {module}.{name})"
+        )
+    return instance
