@@ -114,6 +114,40 @@ def test_an_async_factory_is_awaited(pytester: pytest.Pytester):
     result.assert_outcomes(passed=1)
 
 
+def test_a_check_waiting_for_ever_fails_at_its_deadline_naming_the_call(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        targets="""
+        import asyncio
+
+        from taskq_inmemory.conformance import make_broker
+
+
+        def make():
+            broker = make_broker()
+
+            async def kick(message):
+                await asyncio.Event().wait()
+
+            broker.kick = kick
+            return broker
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        *("--pyargs", "taskq_conformance", "--taskq-broker", "targets:make"),
+        *("--taskq-check-timeout", "1", "--taskq-model-budget", "1"),
+        *("-k", "test_labels_round_trip", "-p", "no:cacheprovider", "-p", "no:timeout"),
+        timeout=60,
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*the check did not end within 2 s (--taskq-check-timeout, plus the model budget);"
+            " it was waiting at test_labels_round_trip (suite_broker.py:*: await broker.kick(*)),"
+            " in make.<locals>.kick (targets.py:*: await asyncio.Event().wait())*"
+        ]
+    )
+
+
 @pytest.mark.parametrize("config_file", ["tox.ini", "pyproject.toml"])
 def test_target_from_an_ini_key(pytester: pytest.Pytester, config_file: str):
     if config_file == "tox.ini":
