@@ -152,6 +152,37 @@ class DeliversDelayedMessagesLate(InMemoryBroker):
         await super().kick(dataclasses.replace(message, labels=labels))
 
 
+class DeliversDelayedMessagesEarly(InMemoryBroker):
+    """Defect: a delayed message comes 8 % of its delay early (its due moment is rounded down)."""
+
+    async def kick(self, message: BrokerMessage) -> None:
+        labels = message.labels
+        if labels.get("delay"):
+            labels = {**labels, "delay": float(labels["delay"]) * 0.92}
+        await super().kick(dataclasses.replace(message, labels=labels))
+
+
+class CutsTrailingZeroBytes(InMemoryBroker):
+    """Defect: message bytes are kept as C strings: trailing zero bytes are cut off."""
+
+    async def kick(self, message: BrokerMessage) -> None:
+        await super().kick(dataclasses.replace(message, message=message.message.rstrip(b"\0")))
+
+
+class SharesOneSendingSlot(InMemoryBroker):
+    """Defect: concurrent kicks share one slot: each sends whatever the latest one put there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sending: BrokerMessage | None = None
+
+    async def kick(self, message: BrokerMessage) -> None:
+        self.sending = message
+        await asyncio.sleep(0)  # as a write to a connection would
+        assert self.sending is not None
+        await super().kick(self.sending)
+
+
 class PriorityOnlyBeforeListening(InMemoryBroker):
     """Defect: ``priority`` is honoured only for messages sent before anyone listened."""
 
@@ -904,6 +935,18 @@ def make_miscounting_broker() -> InMemoryBroker:
 
 def make_late_delay_broker() -> InMemoryBroker:
     return DeliversDelayedMessagesLate()
+
+
+def make_early_delay_broker() -> InMemoryBroker:
+    return DeliversDelayedMessagesEarly()
+
+
+def make_zero_cutting_broker() -> InMemoryBroker:
+    return CutsTrailingZeroBytes()
+
+
+def make_one_slot_broker() -> InMemoryBroker:
+    return SharesOneSendingSlot()
 
 
 def make_priority_before_listening_broker() -> InMemoryBroker:

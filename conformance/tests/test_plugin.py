@@ -310,7 +310,7 @@ def test_the_suite_is_collected_whatever_python_files_and_functions_say(
         "-k",
         "test_startup_and_shutdown_twice or test_bytes_round_trip_exactly",
     )
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)
 
 
 @pytest.mark.parametrize("python_files", ["*.py", "suite_*.py"])
