@@ -101,6 +101,33 @@ def test_a_factory_that_does_not_make_an_instance_is_a_one_line_error(
     assert "Traceback" not in "\n".join(result.outlines + result.errlines)
 
 
+@pytest.mark.parametrize(
+    ("declared", "message"),
+    [
+        ('"delayed"', "'delayed', which is no capability of a broker (those are: acks, *)"),
+        ("Capability.NOTIFY", "'notify', which is no capability of a broker*"),
+    ],
+    ids=["misspelt", "another-kinds"],
+)
+def test_a_capability_the_kind_does_not_have_is_a_one_line_error(
+    pytester: pytest.Pytester, declared: str, message: str
+):
+    pytester.makepyfile(
+        targets=f"""
+        from taskq import Capability
+        from taskq_inmemory import InMemoryBroker
+
+        class Broker(InMemoryBroker):
+            capabilities = InMemoryBroker.capabilities | {{{declared}}}
+
+        make = Broker
+        """
+    )
+    result = run_suite(pytester, "--taskq-broker", "targets:make")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.outlines
+    result.stderr.fnmatch_lines([f"ERROR: --taskq-broker: the broker declares {message}"])
+
+
 def test_an_async_factory_is_awaited(pytester: pytest.Pytester):
     pytester.makepyfile(
         targets="""

@@ -17,7 +17,14 @@ import pytest
 from taskq_conformance import hookspecs
 from taskq_conformance.deadline import with_deadline
 from taskq_conformance.settings import Settings, add_options, read_settings
-from taskq_conformance.targets import HOW_TO, KINDS, Target, first_instance, resolve_target
+from taskq_conformance.targets import (
+    HOW_TO,
+    KINDS,
+    Target,
+    check_declared,
+    first_instance,
+    resolve_target,
+)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SUITES = {
@@ -155,7 +162,9 @@ def _suite_kind(path: Path | str | None) -> str | None:
 
 def _declared(target: Target) -> frozenset[str]:
     instance = first_instance(target)
-    return frozenset(_capability_name(c) for c in getattr(instance, "capabilities", ()))
+    declared = frozenset(_capability_name(c) for c in getattr(instance, "capabilities", ()))
+    check_declared(target, declared)
+    return declared
 
 
 def _capability_name(capability: Any) -> str:

@@ -63,6 +63,30 @@ CONTRACTS: dict[str, tuple[str, str]] = {
     "cancellation_store": ("taskq", "CancellationStore"),
 }
 
+#: kind -> the capabilities an instance of it may declare (the suite has checks for each)
+CAPABILITIES: dict[str, frozenset[str]] = {
+    "broker": frozenset(
+        {
+            "acks",
+            "reject",
+            "redelivery",
+            "delay",
+            "priority",
+            "load_balancing",
+            "cross_process",
+            "inspect",
+            "cancel",
+            "batch_send",
+        }
+    ),
+    "result_backend": frozenset({"progress", "ttl", "notify", "cross_process"}),
+    "schedule_source": frozenset({"dynamic", "persistent"}),
+    "event_store": frozenset({"cross_process"}),
+    "limiter": frozenset(),
+    "unique_store": frozenset(),
+    "cancellation_store": frozenset({"cross_process"}),
+}
+
 HOW_TO = (
     "taskq-conformance needs something to test. Give a factory, a zero-argument callable "
     "returning a fresh, not started instance:\n"
@@ -158,3 +182,18 @@ def first_instance(target: Target) -> Any:
             f"{target.kind.replace('_', ' ')} (a subclass of {module}.{name})"
         )
     return instance
+
+
+def check_declared(target: Target, declared: frozenset[str]) -> None:
+    """A one-line `pytest.UsageError` when ``declared`` holds what is no capability of the kind.
+
+    A misspelt or misplaced capability would otherwise only skip the checks of the one meant.
+    """
+    unknown = sorted(declared - CAPABILITIES[target.kind])
+    if unknown:
+        label = target.kind.replace("_", " ")
+        known = ", ".join(sorted(CAPABILITIES[target.kind])) or "none"
+        raise pytest.UsageError(
+            f"{target.source}: the {label} declares {', '.join(map(repr, unknown))}, which "
+            f"is no capability of a {label} (those are: {known})"
+        )
