@@ -420,6 +420,25 @@ class LosesPrefetchedOnLeave(DirectoryQueueBroker):
         await super().shutdown()
 
 
+class AckDoesNothing(DirectoryQueueBroker):
+    """Defect: `ack` does nothing: an acknowledged message comes back once its lease runs out.
+
+    Its shutdown leaves what the consumer held to the lease, as a server keeping leases does
+    (correct in itself), so the acknowledged message comes back only after a lease.
+    """
+
+    def message(self, name: str) -> AckableMessage:
+        message = super().message(name)
+        return AckableMessage(message.data, ack=lambda: None, reject=message.reject)
+
+    async def shutdown(self) -> None:
+        self.running = False
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()
+            await asyncio.gather(self.heartbeat, return_exceptions=True)
+        await AsyncBroker.shutdown(self)
+
+
 class ListenNeverEnds(InMemoryBroker):
     """Defect: `listen` keeps waiting after `shutdown` instead of returning."""
 
@@ -991,6 +1010,10 @@ def make_fresh_directory_broker() -> AsyncBroker:
 
 def make_shared_directory_broker() -> AsyncBroker:
     return DirectoryQueueBroker(shared_directory())
+
+
+def make_ack_ignoring_broker() -> AsyncBroker:
+    return AckDoesNothing(shared_directory(), lease_s=2.0)
 
 
 def make_endless_listen_broker() -> InMemoryBroker:
