@@ -153,6 +153,37 @@ class DeliversDelayedMessagesLate(InMemoryBroker):
         await super().kick(dataclasses.replace(message, labels=labels))
 
 
+class DeliversDelayedMessagesEarly(InMemoryBroker):
+    """Defect: a delayed message comes 8 % of its delay early (its due moment is rounded down)."""
+
+    async def kick(self, message: BrokerMessage) -> None:
+        labels = message.labels
+        if labels.get("delay"):
+            labels = {**labels, "delay": float(labels["delay"]) * 0.92}
+        await super().kick(dataclasses.replace(message, labels=labels))
+
+
+class CutsTrailingZeroBytes(InMemoryBroker):
+    """Defect: message bytes are kept as C strings: trailing zero bytes are cut off."""
+
+    async def kick(self, message: BrokerMessage) -> None:
+        await super().kick(dataclasses.replace(message, message=message.message.rstrip(b"\0")))
+
+
+class SharesOneSendingSlot(InMemoryBroker):
+    """Defect: concurrent kicks share one slot: each sends whatever the latest one put there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sending: BrokerMessage | None = None
+
+    async def kick(self, message: BrokerMessage) -> None:
+        self.sending = message
+        await asyncio.sleep(0)  # as a write to a connection would
+        assert self.sending is not None
+        await super().kick(self.sending)
+
+
 class PriorityOnlyBeforeListening(InMemoryBroker):
     """Defect: ``priority`` is honoured only for messages sent before anyone listened."""
 
@@ -388,6 +419,25 @@ class LosesPrefetchedOnLeave(DirectoryQueueBroker):
         while self.prefetched:  # acknowledged on receipt, as if already processed
             self.delete(self.prefetched.popleft())
         await super().shutdown()
+
+
+class AckDoesNothing(DirectoryQueueBroker):
+    """Defect: `ack` does nothing: an acknowledged message comes back once its lease runs out.
+
+    Its shutdown leaves what the consumer held to the lease, as a server keeping leases does
+    (correct in itself), so the acknowledged message comes back only after a lease.
+    """
+
+    def message(self, name: str) -> AckableMessage:
+        message = super().message(name)
+        return AckableMessage(message.data, ack=lambda: None, reject=message.reject)
+
+    async def shutdown(self) -> None:
+        self.running = False
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()
+            await asyncio.gather(self.heartbeat, return_exceptions=True)
+        await AsyncBroker.shutdown(self)
 
 
 class ListenNeverEnds(InMemoryBroker):
@@ -924,6 +974,18 @@ def make_late_delay_broker() -> InMemoryBroker:
     return DeliversDelayedMessagesLate()
 
 
+def make_early_delay_broker() -> InMemoryBroker:
+    return DeliversDelayedMessagesEarly()
+
+
+def make_zero_cutting_broker() -> InMemoryBroker:
+    return CutsTrailingZeroBytes()
+
+
+def make_one_slot_broker() -> InMemoryBroker:
+    return SharesOneSendingSlot()
+
+
 def make_priority_before_listening_broker() -> InMemoryBroker:
     return PriorityOnlyBeforeListening()
 
@@ -966,6 +1028,10 @@ def make_fresh_directory_broker() -> AsyncBroker:
 
 def make_shared_directory_broker() -> AsyncBroker:
     return DirectoryQueueBroker(shared_directory())
+
+
+def make_ack_ignoring_broker() -> AsyncBroker:
+    return AckDoesNothing(shared_directory(), lease_s=2.0)
 
 
 def make_endless_listen_broker() -> InMemoryBroker:

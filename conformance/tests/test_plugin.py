@@ -66,6 +66,115 @@ def test_a_target_that_cannot_be_loaded_is_a_one_line_error(
     assert "Traceback" not in "\n".join(result.outlines + result.errlines)
 
 
+@pytest.mark.parametrize(
+    ("factory", "message"),
+    [
+        (
+            "def make():\n    raise RuntimeError('no server at 10.0.0.1')",
+            "--taskq-broker: the factory 'targets:make' raised RuntimeError: no server at 10.0.0.1",
+        ),
+        (
+            "def make(url):\n    return None",
+            "--taskq-broker: the factory 'targets:make' raised TypeError: make() missing 1*",
+        ),
+        (
+            "from taskq_inmemory.conformance import make_result_backend as make",
+            "--taskq-broker: the factory 'targets:make' made an InmemoryResultBackend, "
+            "not a broker (a subclass of taskq.AsyncBroker)",
+        ),
+        (
+            "def make():\n    return None",
+            "--taskq-broker: the factory 'targets:make' made a NoneType, not a broker*",
+        ),
+    ],
+    ids=["raises", "needs-arguments", "another-kind", "none"],
+)
+def test_a_factory_that_does_not_make_an_instance_is_a_one_line_error(
+    pytester: pytest.Pytester, factory: str, message: str
+):
+    pytester.makepyfile(targets=factory)
+    result = run_suite(pytester, "--taskq-broker", "targets:make")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.outlines
+    errors = [line for line in result.errlines if line.startswith("ERROR:")]
+    assert len(errors) == 1, result.errlines
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+    assert "Traceback" not in "\n".join(result.outlines + result.errlines)
+
+
+@pytest.mark.parametrize(
+    ("declared", "message"),
+    [
+        ('"delayed"', "'delayed', which is no capability of a broker (those are: acks, *)"),
+        ("Capability.NOTIFY", "'notify', which is no capability of a broker*"),
+    ],
+    ids=["misspelt", "another-kinds"],
+)
+def test_a_capability_the_kind_does_not_have_is_a_one_line_error(
+    pytester: pytest.Pytester, declared: str, message: str
+):
+    pytester.makepyfile(
+        targets=f"""
+        from taskq import Capability
+        from taskq_inmemory import InMemoryBroker
+
+        class Broker(InMemoryBroker):
+            capabilities = InMemoryBroker.capabilities | {{{declared}}}
+
+        make = Broker
+        """
+    )
+    result = run_suite(pytester, "--taskq-broker", "targets:make")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.outlines
+    result.stderr.fnmatch_lines([f"ERROR: --taskq-broker: the broker declares {message}"])
+
+
+def test_an_async_factory_is_awaited(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        targets="""
+        from taskq_inmemory.conformance import make_broker
+
+        async def make():
+            return make_broker()
+        """
+    )
+    result = run_suite(pytester, "--taskq-broker", "targets:make", *ONE_CHECK)
+    result.assert_outcomes(passed=1)
+
+
+def test_a_check_waiting_for_ever_fails_at_its_deadline_naming_the_call(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        targets="""
+        import asyncio
+
+        from taskq_inmemory.conformance import make_broker
+
+
+        def make():
+            broker = make_broker()
+
+            async def kick(message):
+                await asyncio.Event().wait()
+
+            broker.kick = kick
+            return broker
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        *("--pyargs", "taskq_conformance", "--taskq-broker", "targets:make"),
+        *("--taskq-check-timeout", "1", "--taskq-model-budget", "1"),
+        *("-k", "test_labels_round_trip", "-p", "no:cacheprovider", "-p", "no:timeout"),
+        timeout=60,
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*the check did not end within 2 s (--taskq-check-timeout, plus the model budget);"
+            " it was waiting at test_labels_round_trip (suite_broker.py:*: await broker.kick(*)),"
+            " in make.<locals>.kick (targets.py:*: await asyncio.Event().wait())*"
+        ]
+    )
+
+
 @pytest.mark.parametrize("config_file", ["tox.ini", "pyproject.toml"])
 def test_target_from_an_ini_key(pytester: pytest.Pytester, config_file: str):
     if config_file == "tox.ini":
@@ -228,7 +337,7 @@ def test_the_suite_is_collected_whatever_python_files_and_functions_say(
         "-k",
         "test_startup_and_shutdown_twice or test_bytes_round_trip_exactly",
     )
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)
 
 
 @pytest.mark.parametrize("python_files", ["*.py", "suite_*.py"])

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -74,22 +74,31 @@ async def started_broker(target: Target, worker: bool = True) -> AsyncIterator[A
     broker.is_worker_process = worker
     if isinstance(broker.result_backend, DummyResultBackend):
         broker.with_result_backend(SuiteResultBackend())
-    await asyncio.wait_for(broker.startup(), LIFECYCLE_TIMEOUT)
+    await within(broker.startup(), LIFECYCLE_TIMEOUT, f"{type(broker).__name__}.startup()")
     try:
         yield broker
     finally:
-        await asyncio.wait_for(broker.shutdown(), LIFECYCLE_TIMEOUT)
+        await within(broker.shutdown(), LIFECYCLE_TIMEOUT, f"{type(broker).__name__}.shutdown()")
 
 
 @asynccontextmanager
 async def started(target: Target) -> AsyncIterator[Any]:
     """A fresh instance (not a broker) from ``target``, started, shut down after."""
     instance = await make_instance(target)
-    await asyncio.wait_for(instance.startup(), LIFECYCLE_TIMEOUT)
+    name = type(instance).__name__
+    await within(instance.startup(), LIFECYCLE_TIMEOUT, f"{name}.startup()")
     try:
         yield instance
     finally:
-        await asyncio.wait_for(instance.shutdown(), LIFECYCLE_TIMEOUT)
+        await within(instance.shutdown(), LIFECYCLE_TIMEOUT, f"{name}.shutdown()")
+
+
+async def within(awaitable: Awaitable[Any], seconds: float, call: str) -> Any:
+    """Await ``awaitable``; fail the check, naming ``call``, if it takes over ``seconds``."""
+    try:
+        return await asyncio.wait_for(awaitable, seconds)
+    except asyncio.TimeoutError:
+        pytest.fail(f"{call} did not return within {seconds:g} s", pytrace=False)
 
 
 def payload(item: bytes | str | AckableMessage) -> bytes:

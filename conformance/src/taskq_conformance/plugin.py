@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 from collections import defaultdict
@@ -16,8 +15,16 @@ import pytest
 # Nothing from taskq is imported here: pytest loads this plugin before coverage starts, and the
 # implementations under test (taskq's own included) must be measured from their first line.
 from taskq_conformance import hookspecs
+from taskq_conformance.deadline import with_deadline
 from taskq_conformance.settings import Settings, add_options, read_settings
-from taskq_conformance.targets import HOW_TO, KINDS, Target, make_instance, resolve_target
+from taskq_conformance.targets import (
+    HOW_TO,
+    KINDS,
+    Target,
+    check_declared,
+    first_instance,
+    resolve_target,
+)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SUITES = {
@@ -83,16 +90,18 @@ class SuiteModule(pytest.Module):
         return name.startswith("test_")
 
     def collect(self) -> Any:
-        """Mark the module's async tests for pytest-asyncio, whatever its mode, then collect."""
+        """Give the module's async tests their deadline and mark them for pytest-asyncio."""
         asyncio_mark = pytest.mark.asyncio(loop_scope="function")
+        settings = read_settings(self.config)
+        seconds = settings.check_timeout + settings.budget
         for name, value in vars(self.obj).items():
-            marks = getattr(value, "pytestmark", [])
-            if (
-                self.funcnamefilter(name)
-                and inspect.iscoroutinefunction(value)
-                and not any(m.name == "asyncio" for m in marks)
-            ):
-                setattr(self.obj, name, asyncio_mark(value))
+            if not self.funcnamefilter(name) or not inspect.iscoroutinefunction(value):
+                continue
+            if not hasattr(value, "__wrapped__"):
+                value = with_deadline(value, seconds)
+            if not any(m.name == "asyncio" for m in getattr(value, "pytestmark", [])):
+                value = asyncio_mark(value)
+            setattr(self.obj, name, value)
         return super().collect()
 
 
@@ -152,8 +161,10 @@ def _suite_kind(path: Path | str | None) -> str | None:
 
 
 def _declared(target: Target) -> frozenset[str]:
-    instance = asyncio.run(make_instance(target))
-    return frozenset(_capability_name(c) for c in getattr(instance, "capabilities", ()))
+    instance = first_instance(target)
+    declared = frozenset(_capability_name(c) for c in getattr(instance, "capabilities", ()))
+    check_declared(target, declared)
+    return declared
 
 
 def _capability_name(capability: Any) -> str:

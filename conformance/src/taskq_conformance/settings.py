@@ -1,4 +1,4 @@
-"""The suite's tunable figures: timing tolerance, model-check budget and seed (option, ini, env)."""
+"""The suite's tunable figures: timing tolerance, model budget and seed, check timeout."""
 
 from __future__ import annotations
 
@@ -31,6 +31,14 @@ OPTIONS: dict[str, tuple[str, str, str, str, str]] = {
         "",
         "replay one round of the model checks: the seed a failure printed (default: random)",
     ),
+    "check_timeout": (
+        "--taskq-check-timeout",
+        "taskq_check_timeout",
+        "TASKQ_CHECK_TIMEOUT",
+        "120",
+        "seconds a check may run, beyond the model budget, before it fails naming the call it "
+        "waits on (default 120)",
+    ),
 }
 
 
@@ -44,6 +52,8 @@ class Settings:
     budget: float
     #: The one seed to replay; None: random seeds.
     seed: int | None
+    #: Seconds a check may run, beyond the model budget.
+    check_timeout: float
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -60,11 +70,14 @@ def read_settings(config: pytest.Config) -> Settings:
     try:
         tolerance, budget = float(values["tolerance"]), float(values["budget"])
         seed = int(values["seed"]) if values["seed"] else None
+        check_timeout = float(values["check_timeout"])
     except ValueError as exc:
         raise pytest.UsageError(f"taskq conformance settings: {exc}") from None
-    if not tolerance > 0 or not budget > 0:
-        raise pytest.UsageError("taskq conformance settings: tolerance and budget must be > 0")
-    return Settings(tolerance, budget, seed)
+    if not min(tolerance, budget, check_timeout) > 0:
+        raise pytest.UsageError(
+            "taskq conformance settings: tolerance, budget and check timeout must be > 0"
+        )
+    return Settings(tolerance, budget, seed, check_timeout)
 
 
 def _raw(config: pytest.Config, name: str) -> str:

@@ -44,7 +44,7 @@ from taskq_conformance.instances import (
 from taskq_conformance.modelcheck import Round, Violation, run_rounds
 from taskq_conformance.process_consumer import ProcessConsumer
 from taskq_conformance.settings import Settings
-from taskq_conformance.suite_broker import LISTEN_END_TIMEOUT, raw_message
+from taskq_conformance.suite_broker import EARLY, LISTEN_END_TIMEOUT, raw_message
 from taskq_conformance.targets import Target
 
 #: Steps of a round, before it drains.
@@ -57,8 +57,6 @@ KINDS = {"kick": 5, "join": 2, "leave": 2, "settle": 4, "pause": 2, "vanish": 2}
 IN_ANOTHER_PROCESS = 0.5
 #: Delays (seconds) a kick draws from when the broker declares ``delay``.
 DELAYS = (0, 0, 0, 0.2, 0.5, 1.0)
-#: Seconds a delayed message may come before its due moment (clocks of other machines).
-EARLY = 0.05
 #: Seconds a drain waits for the last message past its due moment (plus two leases).
 DRAIN_WINDOW = 10.0
 #: The share of messages a drain rejects instead of acknowledging (with ``reject``).

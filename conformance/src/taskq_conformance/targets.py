@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 from collections.abc import Callable
@@ -51,6 +52,41 @@ KINDS: dict[str, tuple[str, str, str, str]] = {
     ),
 }
 
+#: kind -> (module, name) of the class its instances must be (imported only when checking one)
+CONTRACTS: dict[str, tuple[str, str]] = {
+    "broker": ("taskq", "AsyncBroker"),
+    "result_backend": ("taskq", "AsyncResultBackend"),
+    "schedule_source": ("taskq", "ScheduleSource"),
+    "event_store": ("taskq", "AsyncEventStore"),
+    "limiter": ("taskq.abc.limiter", "TaskLimiter"),
+    "unique_store": ("taskq.abc.unique_store", "UniqueKeyStore"),
+    "cancellation_store": ("taskq", "CancellationStore"),
+}
+
+#: kind -> the capabilities an instance of it may declare (the suite has checks for each)
+CAPABILITIES: dict[str, frozenset[str]] = {
+    "broker": frozenset(
+        {
+            "acks",
+            "reject",
+            "redelivery",
+            "delay",
+            "priority",
+            "load_balancing",
+            "cross_process",
+            "inspect",
+            "cancel",
+            "batch_send",
+        }
+    ),
+    "result_backend": frozenset({"progress", "ttl", "notify", "cross_process"}),
+    "schedule_source": frozenset({"dynamic", "persistent"}),
+    "event_store": frozenset({"cross_process"}),
+    "limiter": frozenset(),
+    "unique_store": frozenset(),
+    "cancellation_store": frozenset({"cross_process"}),
+}
+
 HOW_TO = (
     "taskq-conformance needs something to test. Give a factory, a zero-argument callable "
     "returning a fresh, not started instance:\n"
@@ -71,11 +107,15 @@ HOW_TO = (
 
 @dataclass(frozen=True)
 class Target:
-    """A factory to test and where it came from (``spec`` is None when a hook gave it)."""
+    """A factory to test and where it came from (``spec`` is None when a hook gave it).
+
+    ``source`` names where it was given: an option, an ini key, a variable or the hook.
+    """
 
     kind: str
     factory: Callable[[], Any]
     spec: str | None
+    source: str
 
 
 def resolve_target(config: pytest.Config, kind: str) -> Target | None:
@@ -83,13 +123,13 @@ def resolve_target(config: pytest.Config, kind: str) -> Target | None:
     option, ini, env, hook = KINDS[kind]
     for source, spec in ((option, config.getoption(option)), (f"ini {ini}", config.getini(ini))):
         if spec:
-            return Target(kind, load_factory(spec, source), spec)
+            return Target(kind, load_factory(spec, source), spec, source)
     spec = os.environ.get(env)
     if spec:
-        return Target(kind, load_factory(spec, env), spec)
+        return Target(kind, load_factory(spec, env), spec, env)
     factory = getattr(config.hook, hook)(config=config)
     if factory is not None:
-        return Target(kind, factory, None)
+        return Target(kind, factory, None, hook)
     return None
 
 
@@ -117,3 +157,43 @@ async def make_instance(target: Target) -> Any:
     from taskq.toolkit import maybe_await  # late: the plugin imports no taskq module at load
 
     return await maybe_await(target.factory())
+
+
+def first_instance(target: Target) -> Any:
+    """Make an instance to read the target's capabilities from, checking that it is one.
+
+    A factory that raises, or makes something else than an instance of its kind, is a
+    one-line `pytest.UsageError` naming the factory: each check would fail on it anyway.
+    """
+    factory = repr(target.spec) if target.spec else "the hook returned"
+    try:
+        instance = asyncio.run(make_instance(target))
+    except Exception as exc:
+        raise pytest.UsageError(
+            f"{target.source}: the factory {factory} raised {type(exc).__name__}: {exc}"
+        ) from None
+    module, name = CONTRACTS[target.kind]
+    contract = getattr(importlib.import_module(module), name)
+    if not isinstance(instance, contract):
+        made = type(instance).__name__
+        article = "an" if made[:1].lower() in "aeiou" else "a"
+        raise pytest.UsageError(
+            f"{target.source}: the factory {factory} made {article} {made}, not a "
+            f"{target.kind.replace('_', ' ')} (a subclass of {module}.{name})"
+        )
+    return instance
+
+
+def check_declared(target: Target, declared: frozenset[str]) -> None:
+    """A one-line `pytest.UsageError` when ``declared`` holds what is no capability of the kind.
+
+    A misspelt or misplaced capability would otherwise only skip the checks of the one meant.
+    """
+    unknown = sorted(declared - CAPABILITIES[target.kind])
+    if unknown:
+        label = target.kind.replace("_", " ")
+        known = ", ".join(sorted(CAPABILITIES[target.kind])) or "none"
+        raise pytest.UsageError(
+            f"{target.source}: the {label} declares {', '.join(map(repr, unknown))}, which "
+            f"is no capability of a {label} (those are: {known})"
+        )
