@@ -16,11 +16,11 @@ from collections.abc import AsyncGenerator
 from typing import ClassVar
 
 from taskq.capabilities import Capability
-from taskq.labels import MAX_DELAY_S
 
 #: Seconds a cancellation is kept by default: 31 days, the longest ``delay`` a message may ask
-#: for and a day more, so that a cancelled task delayed that long still never starts.
-DEFAULT_CANCELLATION_TTL_S = MAX_DELAY_S + 86_400.0
+#: for (``taskq.labels.MAX_DELAY_S``, 30 days) and a day more, so that a cancelled task delayed
+#: that long still never starts.
+DEFAULT_CANCELLATION_TTL_S = 31 * 86_400.0
 
 
 @dataclasses.dataclass(frozen=True)
