@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -11,7 +12,12 @@ import pytest
 from taskq import BrokerMessage, Capability
 from taskq.control.limits import RateLimit, TaskLimits
 from taskq.control.memory_limiter import MemoryLimiter
-from taskq.exceptions import InvalidTaskLimitError, SharedStoreRequiredError, TaskArgumentsError
+from taskq.exceptions import (
+    InvalidTaskLimitError,
+    SharedStoreRequiredError,
+    TaskArgumentsError,
+    TaskiqError,
+)
 from taskq.testing import eventually
 from taskq_inmemory import InMemoryBroker
 
@@ -270,6 +276,43 @@ async def test_a_place_that_cannot_be_given_back_is_logged_and_the_result_kept(c
         task = await work.kiq()
         assert (await task.wait_result(timeout=10)).return_value == 7
     assert "frees itself when its lease ends" in caplog.text
+
+
+class _StoreDown(MemoryLimiter):
+    down = True
+
+    async def acquire(self, *args: Any) -> float:
+        if self.down:
+            raise TaskiqError("the limiter's server does not answer")
+        return await super().acquire(*args)
+
+
+async def test_a_limiter_that_cannot_answer_hands_the_message_back_with_one_line(
+    recording_broker: Any, encode: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from taskq import Receiver
+
+    limiter = _StoreDown()
+    broker = recording_broker.with_limiter(limiter)
+    ran: list[int] = []
+
+    @broker.task(task_name="limited", max_concurrency=1)
+    async def limited(n: int) -> None:
+        ran.append(n)
+
+    receiver = Receiver(broker)
+    first = encode(broker, "limited", 1)
+    await receiver.callback(broker.ackable(first))
+    assert broker.settled == [("release", first)]  # back to the broker, to run later
+    assert ran == []
+    [line] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "its limits could not be checked" in line.getMessage()
+    assert "does not answer" in line.getMessage()
+    assert line.exc_info is None  # one line, no traceback per message
+    limiter.down = False
+    second = encode(broker, "limited", 2, task_id="t2")
+    await receiver.callback(broker.ackable(second))
+    assert ran == [2]
 
 
 async def test_memory_limiter_forgets_keys_whose_window_is_over():

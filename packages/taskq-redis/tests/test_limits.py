@@ -20,7 +20,7 @@ import pytest
 from taskq import Context, Receiver, TaskiqDepends
 from taskq.control.limits import RateLimit
 from taskq.testing import eventually, eventually_blocking
-from taskq_redis import RedisLimiter, RedisStreamBroker, RedisUniqueStore
+from taskq_redis import RedisLimiter, RedisStreamBroker, RedisUnavailableError, RedisUniqueStore
 
 HERE = Path(__file__).resolve().parent
 WORKERS = 4
@@ -117,6 +117,15 @@ async def test_a_place_whose_lease_ended_leaves_no_owner_behind(
 
 async def _granted(decision: object) -> bool:
     return await decision == 0.0  # type: ignore[misc]
+
+
+async def test_a_server_that_does_not_answer_is_a_typed_error():
+    limiter = RedisLimiter("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    try:
+        with pytest.raises(RedisUnavailableError, match="check the limits of 'k'"):
+            await limiter.acquire("k", "a", None, 2)
+    finally:
+        await limiter.shutdown()
 
 
 async def test_a_unique_key_is_held_by_one_task_until_freed_or_expired(store: RedisUniqueStore):

@@ -30,11 +30,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from taskq.abc.limiter import TaskLimiter
 from taskq.control.limits import CONCURRENCY_RETRY_S
+from taskq.exceptions import TaskiqError
 from taskq_redis.connection import DEFAULT_URL, RedisConnection
+from taskq_redis.errors import RedisUnavailableError, translated
 from taskq_redis.script_batch import BatchedScript
 from taskq_redis.scripts import _NOW
 
@@ -176,21 +179,27 @@ class RedisLimiter(TaskLimiter):
     async def acquire(
         self, key: str, token: str, rate: RateLimit | None, max_concurrency: int | None
     ) -> float:
-        """Start a run under ``key`` if its limits allow it now (see `TaskLimiter.acquire`)."""
+        """Start a run under ``key`` if its limits allow it now (see `TaskLimiter.acquire`).
+
+        Raises:
+            RedisUnavailableError: Redis does not answer (a `TaskiqError`, as other errors of
+                the server are).
+        """
         keys = self.keys(key)
-        answer = int(
-            await self._acquire(
-                list(keys),
-                [
-                    token,
-                    rate.count if rate is not None else 0,
-                    round(rate.period_s * 1000) if rate is not None else 0,
-                    max_concurrency or 0,
-                    round(self.slot_lease_s * 1000),
-                    round(CONCURRENCY_RETRY_S * 1000),
-                ],
+        with self._errors(f"check the limits of {key!r}"):
+            answer = int(
+                await self._acquire(
+                    list(keys),
+                    [
+                        token,
+                        rate.count if rate is not None else 0,
+                        round(rate.period_s * 1000) if rate is not None else 0,
+                        max_concurrency or 0,
+                        round(self.slot_lease_s * 1000),
+                        round(CONCURRENCY_RETRY_S * 1000),
+                    ],
+                )
             )
-        )
         if answer > 0:
             return answer / 1000
         if answer < 0:  # a concurrency place, taken by run number -answer
@@ -213,7 +222,8 @@ class RedisLimiter(TaskLimiter):
         if held[1] > 0:
             return
         del self._held[running, token]
-        await self._release([running, owners], [token, held[0]])
+        with self._errors(f"give back the concurrency place of {key!r}"):
+            await self._release([running, owners], [token, held[0]])
 
     async def shutdown(self) -> None:
         """Stop renewing leases and close the connection pool."""
@@ -223,6 +233,10 @@ class RedisLimiter(TaskLimiter):
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
         await self.connection.close()
+
+    def _errors(self, action: str) -> AbstractContextManager[None]:
+        """Turn redis-py's errors in the block into `RedisUnavailableError` or `TaskiqError`."""
+        return translated(action, self.connection.server, RedisUnavailableError, TaskiqError)
 
     def _start_renewing(self) -> None:
         if self._renewer is None or self._renewer.done():

@@ -29,7 +29,9 @@ class TaskLimiter(ABC):
         the ``max_concurrency`` places under ``token``), otherwise the seconds to wait before
         trying again: at least until a place may free up, and for a rate, longer for the runs
         refused after many others, so that waiting runs do not all come back at once. A
-        refusal never counts as a start.
+        refusal never counts as a start. A limiter whose store cannot answer raises a
+        `TaskiqError` (the worker then leaves the message unsettled, for the broker to deliver
+        again where it can).
         """
 
     @abstractmethod

@@ -24,6 +24,7 @@ from taskq.exceptions import (
     SharedStoreRequiredError,
     TaskArgumentsError,
     TaskCancelledError,
+    TaskiqError,
     TaskRejectedError,
     UnknownTaskError,
 )
@@ -309,6 +310,14 @@ class Receiver:
         except (TaskArgumentsError, SharedStoreRequiredError) as error:  # retrying cannot help
             logger.error("Task %s: %s", message.task_id, error)
             await self._refuse(message, error, acker)
+            return
+        except TaskiqError as error:  # the limiter's store failed: the message is left unsettled
+            logger.error(
+                "Task %s: its limits could not be checked (%s); %s",
+                message.task_id,
+                error,
+                "it goes back to the broker" if acker.is_ackable else "its message is dropped",
+            )
             return
         if admission is None:  # sent back to wait
             return
