@@ -116,6 +116,23 @@ async def test_a_place_whose_lease_ended_leaves_no_owner_behind(
         await other.shutdown()
 
 
+async def test_a_short_lease_does_not_cut_the_places_of_longer_ones(
+    redis_url: str, redis_prefix: str, limiter: RedisLimiter
+):
+    # workers may differ in slot_lease_s (a rolling change of it): the one with the short
+    # lease taking and giving back a place must not let the key expire under the others
+    long = RedisLimiter(redis_url, key_prefix=redis_prefix, slot_lease_s=5)
+    try:
+        assert await long.acquire("k", "c", None, 2) == 0.0
+        assert await limiter.acquire("k", "a", None, 2) == 0.0  # a lease of 0.3 s
+        await limiter.release("k", "a")
+        await asyncio.sleep(0.8)
+        assert await limiter.acquire("k", "b", None, 2) == 0.0
+        assert await limiter.acquire("k", "d", None, 2) > 0, "c's place was lost"
+    finally:
+        await long.shutdown()
+
+
 async def _granted(decision: object) -> bool:
     return await decision == 0.0  # type: ignore[misc]
 

@@ -55,11 +55,21 @@ DEFAULT_SLOT_LEASE_S = 60.0
 MIN_SLOT_LEASE_S = 0.001
 MAX_SLOT_LEASE_S = 86_400.0
 
+# Pushes `key`'s expiry to `ms` from now unless it already lasts longer: a holder with a short
+# lease must not cut the places of holders with longer ones (workers may differ in
+# slot_lease_s, as during a rolling change of it) short with the key.
+_EXTEND = """
+local function extend(key, ms)
+  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
+end
+"""
+
 # KEYS: starts, running, refused, owners. ARGV: token, rate count (0: none), period ms, max
 # concurrency (0: none), lease ms, retry ms. Returns the ms to wait, else 0 when the run may
 # start, or minus its run number when it took a concurrency place (see `_RELEASE`).
 _ACQUIRE = (
     _NOW
+    + _EXTEND
     + """
 local now = now_ms()
 local token, count, period = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -92,9 +102,9 @@ if count > 0 then
 end
 if most > 0 then
   redis.call('ZADD', KEYS[2], now + lease, token)
-  redis.call('PEXPIRE', KEYS[2], lease)
+  extend(KEYS[2], lease)
   local run = redis.call('HINCRBY', KEYS[4], token, 1)
-  redis.call('PEXPIRE', KEYS[4], lease)
+  extend(KEYS[4], lease)
   return -run
 end
 return 0
@@ -105,13 +115,14 @@ return 0
 # Pushes their leases on.
 _RENEW = (
     _NOW
+    + _EXTEND
     + """
 local deadline = now_ms() + tonumber(ARGV[1])
 local places = #KEYS / 2
 for i = 1, places do
   redis.call('ZADD', KEYS[i], 'XX', deadline, ARGV[i + 1])
-  redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[1]))
-  redis.call('PEXPIRE', KEYS[places + i], tonumber(ARGV[1]))
+  extend(KEYS[i], tonumber(ARGV[1]))
+  extend(KEYS[places + i], tonumber(ARGV[1]))
 end
 return places
 """
