@@ -195,11 +195,7 @@ async def test_a_message_delivered_too_often_goes_to_the_dead_letters(new_broker
     broker = await new_broker(lease_s=0.3, max_deliveries=2)
     await broker.create_groups()
     await broker.kick(message(b"kills its worker"))
-    stream = broker.keys.streams[0]
-    raw_redis.xreadgroup("taskq", "dead-1", {stream: ">"}, count=1)  # delivery 1
-    (entry_id,) = [p["message_id"] for p in raw_redis.xpending_range(stream, "taskq", "-", "+", 5)]
-    raw_redis.xclaim(stream, "taskq", "dead-2", 0, [entry_id])  # delivery 2, dies too
-    await asyncio.sleep(0.4)
+    await _delivered_twice_to_dying_consumers(broker, raw_redis)
     assert await nothing_comes(broker, 1.0)
     (letter,) = await broker.dead_letters.list()
     assert letter.payload == b"kills its worker"
@@ -236,7 +232,14 @@ async def _delivered_twice_to_dying_consumers(broker: RedisStreamBroker, raw_red
     raw_redis.xreadgroup("taskq", "dead-1", {stream: ">"}, count=1)  # delivery 1
     (entry_id,) = [p["message_id"] for p in raw_redis.xpending_range(stream, "taskq", "-", "+", 5)]
     raw_redis.xclaim(stream, "taskq", "dead-2", 0, [entry_id])  # delivery 2, dies too
-    await asyncio.sleep(0.4)
+    lease_ms = broker.lease_s * 1000
+    await eventually(
+        lambda: all(
+            held["time_since_delivered"] > lease_ms
+            for held in raw_redis.xpending_range(stream, "taskq", "-", "+", 5)
+        ),
+        what="the lease of the dead consumers to end",
+    )
 
 
 async def test_a_unique_task_dead_lettered_after_max_deliveries_frees_its_key(
