@@ -8,6 +8,12 @@ import pytest
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from taskq_redis import (
+    RedisCancellationStore,
+    RedisLimiter,
+    RedisStreamBroker,
+    RedisUniqueStore,
+)
 from taskq_redis.connection import (
     DEFAULT_REPLY_TIMEOUT_S,
     RedisConnection,
@@ -15,6 +21,7 @@ from taskq_redis.connection import (
     check_url,
     redacted,
 )
+from taskq_redis.event_store import RedisEventStore
 from taskq_redis.testing import relayed
 from taskq_redis.wire import CommandPrefix
 
@@ -37,6 +44,52 @@ def test_options_are_checked() -> None:
         RedisConnection("redis://h", "Part", max_connections=1)
     with pytest.raises(ValueError, match="Part carries bytes"):
         RedisConnection("redis://h", "Part", decode_responses=True)
+
+
+def test_an_option_redis_py_does_not_take_is_refused_when_the_part_is_made() -> None:
+    # redis-py raised it from inside itself at the first connection: in a worker, at startup
+    with pytest.raises(TypeError, match=r"Part was given an option .*'socket_timout'"):
+        RedisConnection("redis://h", "Part", socket_timout=5)
+    with pytest.raises(TypeError, match="ssl_cert_reqs"):  # TLS options need rediss://
+        RedisConnection("unix:///tmp/redis.sock", "Part", ssl_cert_reqs="none")
+    RedisConnection("rediss://h", "Part", ssl_cert_reqs="none", socket_timeout=1)
+    RedisConnection("redis://h", "Part", timeout=3)  # the pool's own wait for a connection
+
+
+@pytest.mark.parametrize(
+    "part",
+    [RedisStreamBroker, RedisLimiter, RedisUniqueStore, RedisCancellationStore, RedisEventStore],
+)
+def test_every_redis_part_names_a_misspelt_option(part: type) -> None:
+    with pytest.raises(TypeError, match=rf"{part.__name__} was given .*'socket_timout'"):
+        part("redis://127.0.0.1:6379/0", socket_timout=60)
+
+
+@pytest.mark.parametrize(
+    ("name", "ours"),
+    [("xread_block", "block_ms"), ("idle_timeout", "lease_s"), ("result_ex_time", "result_ttl")],
+)
+def test_a_taskiq_redis_argument_is_named_with_taskqs_own(name: str, ours: str) -> None:
+    # code migrated from taskiq-redis: each would have reached redis-py as a connection option
+    expected = f"'{name}', an argument of taskiq-redis: here it is {ours}"
+    with pytest.raises(TypeError, match=expected):
+        RedisStreamBroker("redis://127.0.0.1:6379/0", **{name: 1000})
+
+
+async def test_the_pools_wait_option_does_not_reach_a_serial_connection(
+    redis_url: str, redis_prefix: str
+) -> None:
+    # ``timeout`` is the blocking pool's wait for a free connection; handed to the broker's
+    # serial send connection too, every send failed with redis-py's TypeError
+    broker = RedisStreamBroker(redis_url, key_prefix=redis_prefix, timeout=3)
+
+    @broker.task
+    async def one() -> int:
+        return 1
+
+    async with broker:
+        await one.kiq()
+        assert sum([await broker.connection.client.xlen(key) for key in broker.keys.streams]) == 1
 
 
 async def test_the_pool_opens_on_use_and_closes(redis_url: str) -> None:

@@ -30,6 +30,22 @@ DEFAULT_REPLY_TIMEOUT_S = 5.0
 _Result = TypeVar("_Result")
 #: The URL schemes redis-py accepts: plain TCP, TLS and a Unix socket.
 URL_SCHEMES = ("redis", "rediss", "unix")
+#: Options of redis-py's ``BlockingConnectionPool`` that are not a connection's: the wait for a
+#: free connection, the queue of free connections.
+POOL_OPTIONS = frozenset({"timeout", "queue_class"})
+#: taskiq-redis's arguments that taskq's Redis parts take under another name, and that name:
+#: given to a part, they would reach redis-py as connection options.
+TASKIQ_REDIS_NAMES = {
+    "redis_url": "url",
+    "max_connection_pool_size": "max_connections",
+    "xread_block": "block_ms",
+    "xread_count": "batch_size",
+    "maxlen": "max_stream_length (trimmed approximately, as taskiq-redis's default)",
+    "idle_timeout": "lease_s (seconds, not milliseconds)",
+    "result_ex_time": "result_ttl (seconds)",
+    "result_px_time": "result_ttl (seconds, not milliseconds)",
+    "prefix_str": "prefix",
+}
 
 
 def check_url(url: str) -> None:
@@ -40,6 +56,33 @@ def check_url(url: str) -> None:
     """
     if urlsplit(url).scheme not in URL_SCHEMES:
         raise ValueError(f"not a Redis URL (redis://, rediss:// or unix://): {url!r}")
+
+
+def check_options(url: str, owner: str, options: dict[str, Any]) -> None:
+    """Refuse an option that neither redis-py's pool nor its connections for ``url`` take.
+
+    redis-py would raise only when it opens its first connection, in a worker's first call
+    and from deep inside itself; here the option is named when the part is made. Nothing
+    connects: the connection object is made and dropped.
+
+    Raises:
+        TypeError: ``options`` holds a name redis-py does not know (a misspelt
+            ``socket_timout``, or another library's argument such as ``result_ex_time``,
+            whose name here the message gives).
+    """
+    for name in options.keys() & TASKIQ_REDIS_NAMES.keys():
+        raise TypeError(
+            f"{owner} was given {name!r}, an argument of taskiq-redis: "
+            f"here it is {TASKIQ_REDIS_NAMES[name]}"
+        )
+    try:
+        pool = aioredis.BlockingConnectionPool.from_url(url, **options)
+        pool.connection_class(**pool.connection_kwargs)
+    except TypeError as error:
+        raise TypeError(
+            f"{owner} was given an option that is neither its own nor a redis-py connection "
+            f"option: {error}"
+        ) from None
 
 
 def redacted(url: str) -> str:
@@ -67,6 +110,7 @@ class RedisConnection:
 
     Raises:
         ValueError: A bad URL scheme, ``max_connections`` or ``decode_responses=True``.
+        TypeError: An option redis-py does not take (see `check_options`).
     """
 
     def __init__(
@@ -77,6 +121,7 @@ class RedisConnection:
             raise ValueError("max_connections must be at least 2 (a waiting read holds one)")
         if connection_kwargs.get("decode_responses"):
             raise ValueError(f"{owner} carries bytes: decode_responses must be False")
+        check_options(url, owner, connection_kwargs)
         self.url = url
         self.server = redacted(url)
         self.max_connections = max_connections
@@ -123,7 +168,11 @@ class SerialConnection:
 
     def __init__(self, connection: RedisConnection) -> None:
         """Connect to ``connection``'s server with its options, on first use."""
-        options = dict(connection.connection_kwargs)
+        options = {
+            name: value
+            for name, value in connection.connection_kwargs.items()
+            if name not in POOL_OPTIONS  # a plain pool of one connection would hand them on
+        }
         timeout = options.pop("socket_timeout", DEFAULT_REPLY_TIMEOUT_S)
         options.setdefault("socket_connect_timeout", timeout)
         #: Seconds a call waits for its reply (None: as long as it takes).
