@@ -145,7 +145,7 @@ def test_the_dead_letter_command_shows_each_of_its_flags(
         for action in parser_options(sub)
         for flag in action.option_strings
     }
-    assert flags == {"--count", "--after", "--all"}
+    assert flags == {"--count", "--after", "--all", "--app-dir", "-d"}
     assert all(flag in text for flag in flags)
     assert set(subparsers.choices) == {
         action for action in ("list", "show", "replay", "purge") if f"taskq dlq {action}" in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import urllib.parse
 import uuid
@@ -48,10 +49,10 @@ def test_capabilities_follow_the_configuration():
     [
         ({"url": "redis://localhost"}, "not an AMQP URL"),
         ({"queue_type": "quorum", "max_priority": 5}, "quorum queues have no priorities"),
-        ({"max_priority": 0}, "max_priority must be 1 to 255"),
-        ({"max_deliveries": 0}, "max_deliveries must be positive"),
+        ({"max_priority": 0}, "max_priority must be an integer from 1 to 255"),
+        ({"max_deliveries": 0}, "max_deliveries must be an integer of at least 1"),
         ({"queue_type": "stream"}, "queue_type must be"),
-        ({"send_timeout_s": 0}, "send_timeout_s must be positive"),
+        ({"send_timeout_s": 0}, "send_timeout_s must be a finite number of seconds greater than 0"),
         ({"queue_name": ""}, "queue_name must be"),
     ],
 )
@@ -347,3 +348,28 @@ async def test_a_worker_takes_only_what_its_receiver_can_run(new_broker):
 
 async def ready_count(ready: Any, expected: int) -> bool:
     return await ready() == expected
+
+
+@pytest.mark.parametrize("value", [math.inf, math.nan, 0, -1])
+@pytest.mark.parametrize("name", ["send_timeout_s", "reconnect_max_delay_s"])
+def test_seconds_that_make_no_sense_are_refused(name: str, value: float) -> None:
+    with pytest.raises(
+        ValueError, match=rf"^{name} must be a finite number of seconds greater than 0, got "
+    ):
+        AmqpBroker(**{name: value})
+
+
+@pytest.mark.parametrize("value", [math.inf, math.nan, 0, -1, 1.5])
+@pytest.mark.parametrize(
+    ("name", "bounds"),
+    [
+        ("prefetch_count", "of at least 1"),
+        ("max_deliveries", "of at least 1"),
+        ("max_priority", "from 1 to 255"),
+    ],
+)
+def test_counts_that_are_not_integers_in_range_are_refused(
+    name: str, bounds: str, value: float
+) -> None:
+    with pytest.raises(ValueError, match=rf"^{name} must be an integer {bounds}, or None, got "):
+        AmqpBroker(**{name: value})

@@ -145,3 +145,40 @@ def test_an_event_store_file_that_does_not_exist_is_refused(
     assert main(argv) == 2
     assert "no event store file 'mistyped.sqlite3'" in capsys.readouterr().err
     assert not (tmp_path / "mistyped.sqlite3").exists()
+
+
+def test_a_port_in_use_is_one_line_and_a_usage_error(tmp_path: Path) -> None:
+    name = f"dash_cli_app_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text(APP)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "taskq.cli", "dashboard", f"{name}:broker", "--port", str(port)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"taskq dashboard: error: cannot listen on 127.0.0.1:{port}: the port is in use "
+        "(another process listens on it): stop that process or give another --port"
+    ]
+
+
+def test_an_address_that_is_not_this_hosts_is_one_line_and_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = f"dash_cli_app_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text(APP)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    argv = [f"{name}:broker", "-d", str(tmp_path), "--host", "192.0.2.1", "--token", "tok"]
+    try:
+        assert main(argv) == 2  # 192.0.2.1 (TEST-NET-1) is no address of this host
+    finally:
+        sys.modules.pop(name, None)
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("taskq dashboard: error: cannot listen on 192.0.2.1:8000: ")

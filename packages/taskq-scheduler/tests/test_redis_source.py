@@ -212,3 +212,23 @@ async def test_a_claimed_one_shot_left_by_a_crash_is_not_sent_again(
     await run_for(app, [new_redis_source()], 5)
     assert app.fire_times("crashed") == []
     await adder.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "least"),
+    [
+        ("reconnect_max_delay_s", float("inf"), "greater than 0"),
+        ("reconnect_max_delay_s", float("nan"), "greater than 0"),
+        ("reconnect_max_delay_s", 0, "greater than 0"),
+        ("reconnect_timeout_s", float("inf"), "0 or more"),
+        ("reconnect_timeout_s", float("nan"), "0 or more"),
+        ("reconnect_timeout_s", -1, "0 or more"),
+    ],
+)
+def test_reconnect_times_that_make_no_sense_are_refused(
+    name: str, value: float, least: str
+) -> None:
+    from taskq_scheduler.redis_source import RedisScheduleSource
+
+    with pytest.raises(ValueError, match=rf"^{name} must be a finite number of seconds {least}"):
+        RedisScheduleSource(**{name: value})

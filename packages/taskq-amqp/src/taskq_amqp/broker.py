@@ -13,6 +13,7 @@ from taskq.capabilities import Capability
 from taskq.exceptions import BatchSendError, InvalidLabelError
 from taskq.labels import delay_seconds, priority_value
 from taskq.message import BrokerMessage
+from taskq.toolkit import check_count, check_seconds
 from taskq_amqp.connection import CONNECTION_ERRORS, DEFAULT_URL, AmqpConnection
 from taskq_amqp.consumer import Consumer
 from taskq_amqp.dead_letters import DeadLetterQueue
@@ -100,13 +101,10 @@ class AmqpBroker(AsyncBroker):
         send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S,
     ) -> None:
         super().__init__(result_backend, task_id_generator)
-        for name, value in (
-            ("prefetch_count", prefetch_count),
-            ("reconnect_max_delay_s", reconnect_max_delay_s),
-            ("send_timeout_s", send_timeout_s),
-        ):
-            if value is not None and not value > 0:
-                raise ValueError(f"{name} must be positive, got {value!r}")
+        if prefetch_count is not None:
+            check_count("prefetch_count", prefetch_count, alternative="or None")
+        check_seconds("reconnect_max_delay_s", reconnect_max_delay_s)
+        check_seconds("send_timeout_s", send_timeout_s)
         self.queues = Queues(
             queue_name,
             queue_type,

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from taskq.toolkit import check_count
+
 QueueType = Literal["classic", "quorum"]
 #: A classic queue's storage version (``x-queue-version``, RabbitMQ 3.10 and later).
 ClassicQueueVersion = Literal[1, 2]
@@ -65,10 +67,9 @@ class Queues:
         if self.max_priority is not None:
             if self.queue_type == "quorum":
                 raise ValueError("quorum queues have no priorities: use a classic queue")
-            if not 1 <= self.max_priority <= 255:
-                raise ValueError(f"max_priority must be 1 to 255, got {self.max_priority!r}")
-        if self.max_deliveries is not None and self.max_deliveries < 1:
-            raise ValueError(f"max_deliveries must be positive, got {self.max_deliveries!r}")
+            check_count("max_priority", self.max_priority, maximum=255, alternative="or None")
+        if self.max_deliveries is not None:
+            check_count("max_deliveries", self.max_deliveries, alternative="or None")
         if self.classic_queue_version not in (None, 1, 2):
             raise ValueError(
                 f"classic_queue_version must be 1, 2 or None, got {self.classic_queue_version!r}"

@@ -18,6 +18,7 @@ from typing_extensions import ParamSpec, Self
 from taskq._awaitable import maybe_await
 from taskq.abc.middleware import TaskiqMiddleware, hooks_by_name
 from taskq.capabilities import Capability
+from taskq.checks import check_count
 from taskq.control.limits import TaskLimits
 from taskq.decor import AsyncTaskiqDecoratedTask
 from taskq.event_recorder import DEFAULT_MAX_MESSAGE_BYTES, EventRecorder
@@ -322,9 +323,11 @@ class AsyncBroker(ABC):
         `taskq.event_recorder`); `shutdown` writes what is left. A ``sent`` event keeps the
         encoded message (to show and send again its arguments) when it is at most
         ``max_message_bytes`` long (0: never).
+
+        Raises:
+            ValueError: ``max_message_bytes`` is not an integer of at least 0.
         """
-        if max_message_bytes < 0:
-            raise ValueError("max_message_bytes must be 0 or more")
+        check_count("max_message_bytes", max_message_bytes, minimum=0)
         self.event_store = event_store
         self.event_message_bytes = max_message_bytes
         return self

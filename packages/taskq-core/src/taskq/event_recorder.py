@@ -22,6 +22,7 @@ from collections.abc import Callable
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+from taskq.checks import check_count, check_seconds
 from taskq.remote_error import error_text
 from taskq.task_events import EventKind, EventRow, WorkerHeartbeat, WorkerId, storable_rows
 
@@ -90,6 +91,10 @@ class EventRecorder:
         heartbeat_interval_s: Seconds between heartbeats (once `beat_with` is given a source).
         max_message_bytes: Largest encoded message a ``sent`` event keeps (0: none); the
             size of a larger one is recorded without it.
+
+    Raises:
+        ValueError: A count that is not an integer of at least 1 (``max_message_bytes``: 0),
+            or seconds that are not a finite number above 0.
     """
 
     def __init__(
@@ -103,10 +108,11 @@ class EventRecorder:
         heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
-        if max_buffered < 1 or batch_size < 1:
-            raise ValueError("max_buffered and batch_size must be at least 1")
-        if max_message_bytes < 0:
-            raise ValueError("max_message_bytes must be 0 or more")
+        check_count("max_buffered", max_buffered)
+        check_seconds("flush_interval_s", flush_interval_s)
+        check_count("batch_size", batch_size)
+        check_seconds("heartbeat_interval_s", heartbeat_interval_s)
+        check_count("max_message_bytes", max_message_bytes, minimum=0)
         self.store = store
         self.worker = worker or WorkerId.current(process_number())
         self.max_buffered = max_buffered

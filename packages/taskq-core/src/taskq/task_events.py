@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from taskq.checks import check_count, check_seconds
 from taskq.exceptions import EventStoreError
 
 #: Default bound on the number of events a store keeps.
@@ -479,8 +480,8 @@ class Retention:
     max_age: float = DEFAULT_MAX_AGE_S
 
     def __post_init__(self) -> None:
-        if self.max_events < 1 or self.max_age <= 0:
-            raise EventStoreError(
-                "retention needs max_events >= 1 and max_age > 0 seconds, "
-                f"got max_events={self.max_events}, max_age={self.max_age}"
-            )
+        try:
+            check_count("max_events", self.max_events)
+            check_seconds("max_age", self.max_age)
+        except ValueError as exc:
+            raise EventStoreError(f"retention: {exc}") from None

@@ -37,6 +37,11 @@ Event loops:
     `running_loop`: the running event loop, reusing a loop seen before where looking it up
     costs a system call (before Python 3.12).
 
+Checking constructor arguments:
+    `check_seconds`, `check_count`: refuse a timeout, interval, size or count that makes no
+    sense (NaN, an infinity, a negative number, 0 where it must be positive) with a
+    ValueError naming the argument and what it must be.
+
 Sending and hooks:
     `send_task`: send a task by name, with labels, through a broker's middlewares, without
     the task being registered in this process.
@@ -55,6 +60,7 @@ if TYPE_CHECKING:
     from taskq._awaitable import maybe_await
     from taskq._lazy import import_on_access
     from taskq._running_loop import running_loop
+    from taskq.checks import check_count, check_seconds
     from taskq.cli import converters
     from taskq.cli.discovery import DEFAULT_TASKS_PATTERN, discover_modules
     from taskq.cli.env_parser import EnvArgumentParser
@@ -89,6 +95,8 @@ _DEFINED_IN = {
     "add_working_directory_to_path": "taskq.cli.targets",
     "configure_logging": "taskq.cli.logs",
     "converters": "taskq.cli.converters",  # the module itself
+    "check_count": "taskq.checks",
+    "check_seconds": "taskq.checks",
     "collect_status": "taskq.status_report",
     "discover_modules": "taskq.cli.discovery",
     "encode_error": "taskq.remote_error",
@@ -118,6 +126,8 @@ __all__ = [
     "TargetError",
     "add_discovery_options",
     "add_working_directory_to_path",
+    "check_count",
+    "check_seconds",
     "collect_status",
     "configure_logging",
     "converters",

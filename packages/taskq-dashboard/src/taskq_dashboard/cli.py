@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
+import os
+import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -67,13 +70,70 @@ def main(argv: list[str]) -> int:
     except TaskiqError as error:
         print(f"taskq dashboard: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"taskq dashboard on http://{options.host}:{options.port}/", file=sys.stderr)
-    serve(app, options)
+    try:
+        sockets = listen(options.host, options.port)
+    except ListenError as error:
+        print(f"taskq dashboard: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"taskq dashboard on http://{address(options.host, options.port)}/", file=sys.stderr)
+    serve(app, options, sockets)
     return 0
 
 
-def serve(app: DashboardApp, options: DashboardOptions) -> None:
-    """Serve ``app`` with uvicorn until SIGTERM/SIGINT; open pages' streams end at once then."""
+class ListenError(TaskiqError):
+    """The dashboard cannot listen on the address it was given (in use, not this host's)."""
+
+    __template__ = "cannot listen on the address"
+
+
+def address(host: str, port: int) -> str:
+    """``host:port``, an IPv6 address in brackets (``[::1]:8000``) as in a URL."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def listen(host: str, port: int) -> list[socket.socket]:
+    """Bind ``port`` on every address ``host`` resolves to, as uvicorn would; raise `ListenError`.
+
+    Binding before uvicorn starts lets a port in use be one line and a usage error, rather
+    than uvicorn's log lines and its exit status 3 after the app started.
+    """
+    where = address(host, port)
+    try:
+        found = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, protocol, _, sockaddr in dict.fromkeys(found):
+            sock = socket.socket(family, kind, protocol)
+            sockets.append(sock)
+            if os.name == "posix":  # as asyncio does; on Windows it would share a port in use
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(sockaddr)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ListenError(
+                f"cannot listen on {where}: the port is in use (another process listens on "
+                "it): stop that process or give another --port"
+            ) from None
+        raise ListenError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+    return sockets
+
+
+def serve(
+    app: DashboardApp, options: DashboardOptions, sockets: list[socket.socket] | None = None
+) -> None:
+    """Serve ``app`` with uvicorn until SIGTERM/SIGINT; open pages' streams end at once then.
+
+    ``sockets`` are bound ones (`listen`) to serve on; without them uvicorn binds
+    ``options.host`` and ``options.port`` itself.
+    """
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -88,7 +148,7 @@ def serve(app: DashboardApp, options: DashboardOptions) -> None:
         log_level=options.log_level.lower(),
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )
-    Server(config).run()
+    Server(config).run(sockets=sockets)
 
 
 def parse_dashboard_args(

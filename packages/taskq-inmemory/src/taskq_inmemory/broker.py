@@ -17,7 +17,7 @@ from taskq.inspection import ConsumerInfo, QueueInspection
 from taskq.labels import delay_seconds, priority_value
 from taskq.message import BrokerMessage, TaskiqMessage
 from taskq.receiver import Receiver
-from taskq.toolkit import running_loop
+from taskq.toolkit import check_count, running_loop
 from taskq_inmemory.message_queue import MessageQueue, Queued
 from taskq_inmemory.result_backend import InmemoryResultBackend
 
@@ -50,6 +50,10 @@ class InMemoryBroker(AsyncBroker):
         propagate_exceptions: let dependencies (generator ``TaskiqDepends``) see the task's error.
         await_inplace: ``kiq`` returns only once the task ran (no queue; no delay).
 
+    Raises:
+        ValueError: ``sync_tasks_pool_size`` or ``max_async_tasks`` is not an integer of at
+            least 1, or ``max_stored_results`` neither that nor -1.
+
     When ``is_worker_process`` is set before `startup`, the broker does not run its own
     messages: whoever consumes `listen` does (a worker, or a conformance test).
     """
@@ -74,6 +78,8 @@ class InMemoryBroker(AsyncBroker):
         await_inplace: bool = False,
     ) -> None:
         """Create the broker (see the class docstring for the arguments)."""
+        check_count("sync_tasks_pool_size", sync_tasks_pool_size)
+        check_count("max_async_tasks", max_async_tasks)
         super().__init__(result_backend=InmemoryResultBackend(max_stored_results))
         self.receiver = Receiver(
             self,

@@ -12,7 +12,7 @@ from taskq.abc.result_backend import DEFAULT_RESULT_TTL_S, AsyncResultBackend
 from taskq.capabilities import Capability
 from taskq.exceptions import ResultGetError
 from taskq.result import TaskiqResult
-from taskq.toolkit import running_loop
+from taskq.toolkit import check_count, check_seconds, running_loop
 
 if TYPE_CHECKING:
     from taskq.progress import TaskProgress
@@ -37,10 +37,10 @@ class InmemoryResultBackend(AsyncResultBackend[_ReturnType]):
         self, max_stored_results: int = 100, result_ttl: float | None = DEFAULT_RESULT_TTL_S
     ) -> None:
         """Keep at most ``max_stored_results`` results (-1: no limit), each ``result_ttl`` s."""
-        if max_stored_results == 0 or max_stored_results < -1:
-            raise ValueError("max_stored_results must be positive, or -1 for no limit")
-        if result_ttl is not None and not result_ttl > 0:
-            raise ValueError(f"result_ttl must be positive seconds or None, got {result_ttl!r}")
+        if max_stored_results != -1:
+            check_count("max_stored_results", max_stored_results, alternative="or -1 (no limit)")
+        if result_ttl is not None:
+            check_seconds("result_ttl", result_ttl, alternative="or None (no expiry)")
         self.max_stored_results = max_stored_results
         self.result_ttl = result_ttl
         self.results: OrderedDict[str, TaskiqResult[_ReturnType]] = OrderedDict()

@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from taskq.toolkit import check_count
 from taskq_redis.deadline import CallDeadline
 
 #: The server every Redis part uses when given no URL.
@@ -117,8 +118,8 @@ class RedisConnection:
         self, url: str, owner: str, max_connections: int | None = None, **connection_kwargs: Any
     ) -> None:
         check_url(url)
-        if max_connections is not None and max_connections < 2:
-            raise ValueError("max_connections must be at least 2 (a waiting read holds one)")
+        if max_connections is not None:  # a waiting read holds one
+            check_count("max_connections", max_connections, minimum=2, alternative="or None")
         if connection_kwargs.get("decode_responses"):
             raise ValueError(f"{owner} carries bytes: decode_responses must be False")
         check_options(url, owner, connection_kwargs)

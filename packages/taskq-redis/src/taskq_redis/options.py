@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
+from taskq.toolkit import check_count
 from taskq_redis.keys import QueueKeys
 
 if TYPE_CHECKING:
@@ -62,10 +63,11 @@ class BrokerOptions:
             raise ValueError(
                 f"block_ms must be 1 to {MAX_BLOCK_MS} milliseconds, got {self.block_ms!r}"
             )
-        for name in _POSITIVE:
+        check_count("batch_size", self.batch_size)
+        for name in ("max_deliveries", "max_stream_length"):
             value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"{name} must be positive, got {value!r}")
+            if value is not None:
+                check_count(name, value, alternative="or None")
         if not 1 <= self.priority_levels <= 100:
             raise ValueError(f"priority_levels must be 1 to 100, got {self.priority_levels!r}")
         if self.heartbeat_interval_s >= self.lease_s:
@@ -80,12 +82,6 @@ class BrokerOptions:
         """A copy with ``changes``, checked again."""
         return replace(self, **changes)
 
-
-_POSITIVE = tuple(
-    field.name
-    for field in fields(BrokerOptions)
-    if field.name not in ("queue_name", "consumer_group_name", "keys", "priority_levels")
-)
 
 #: The settings in seconds besides ``lease_s``: each more than 0 and at most `MAX_SECONDS`.
 _SECONDS = (

@@ -13,6 +13,7 @@ from typing import TypeVar
 from redis.exceptions import RedisError
 
 from taskq.exceptions import TaskiqError
+from taskq.toolkit import check_seconds
 from taskq_redis.errors import RedisUnavailableError, unavailable
 from taskq_redis.reconnect import CONNECTION_ERRORS, DEFAULT_MAX_DELAY_S, Reconnector
 
@@ -36,7 +37,8 @@ class RetryingCalls:
         error_type: What a call raises when Redis answered with an error.
 
     Raises:
-        ValueError: ``max_delay_s`` is not positive, or ``timeout_s`` is negative.
+        ValueError: ``max_delay_s`` is not a finite number above 0, or ``timeout_s`` not a
+            finite number of at least 0.
     """
 
     def __init__(
@@ -47,10 +49,8 @@ class RetryingCalls:
         unavailable_type: type[RedisUnavailableError],
         error_type: type[TaskiqError],
     ) -> None:
-        if not max_delay_s > 0:
-            raise ValueError(f"reconnect_max_delay_s must be positive, got {max_delay_s!r}")
-        if not timeout_s >= 0:
-            raise ValueError(f"reconnect_timeout_s must be 0 or more, got {timeout_s!r}")
+        check_seconds("reconnect_max_delay_s", max_delay_s)
+        check_seconds("reconnect_timeout_s", timeout_s, zero=True)
         self.reconnector = Reconnector(server, max_delay_s)
         self.timeout_s = timeout_s
         self.unavailable_type = unavailable_type

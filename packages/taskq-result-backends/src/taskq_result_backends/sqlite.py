@@ -15,6 +15,7 @@ from taskq.capabilities import Capability
 from taskq.exceptions import ResultGetError
 from taskq.progress import TaskProgress
 from taskq.result import TaskiqResult
+from taskq.toolkit import check_seconds
 from taskq_result_backends._codec import (
     decode_progress,
     decode_result,
@@ -103,8 +104,7 @@ class SQLiteResultBackend(CheckedResultTTL, AsyncResultBackend[_ReturnType]):
         busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
         purge_interval_s: float = DEFAULT_PURGE_INTERVAL_S,
     ) -> None:
-        if busy_timeout_s <= 0 or purge_interval_s <= 0:
-            raise ValueError("busy_timeout_s and purge_interval_s must be positive seconds")
+        check_seconds("purge_interval_s", purge_interval_s)
         self.path = os.fspath(path)
         self.result_ttl = result_ttl
         self.serializer = serializer_or_default(serializer)

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 from taskq.abc.cancellation import DEFAULT_CANCELLATION_TTL_S, Cancellation, CancellationStore
 from taskq.capabilities import Capability
+from taskq.toolkit import check_seconds
 from taskq_result_backends.sqlite_file import SQLiteFile
 
 #: Seconds between two looks of a listener for new cancellations.
@@ -63,8 +64,7 @@ class SQLiteCancellationStore(CancellationStore):
         busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
     ) -> None:
         super().__init__(ttl_s)
-        if not (poll_interval_s > 0 and busy_timeout_s > 0):
-            raise ValueError("poll_interval_s and busy_timeout_s must be positive seconds")
+        check_seconds("poll_interval_s", poll_interval_s)
         self.path = os.fspath(path)
         self.poll_interval_s = poll_interval_s
         self._file = SQLiteFile(

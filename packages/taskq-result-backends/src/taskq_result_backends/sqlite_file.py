@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from taskq.exceptions import ResultBackendError
+from taskq.toolkit import check_seconds
 from taskq_result_backends.errors import ResultStoreBusyError, ResultStoreUnavailableError
 
 _T = TypeVar("_T")
@@ -37,7 +38,7 @@ class SQLiteFile:
 
     def __init__(self, path: str, busy_timeout_s: float, schema: str, what: str) -> None:
         self.path = path
-        self.busy_timeout_s = busy_timeout_s
+        self.busy_timeout_s = check_seconds("busy_timeout_s", busy_timeout_s)
         self.schema = schema
         self.what = what
         self._connection: sqlite3.Connection | None = None

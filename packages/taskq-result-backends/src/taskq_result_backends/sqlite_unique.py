@@ -44,8 +44,6 @@ class SQLiteUniqueStore(UniqueKeyStore):
         *,
         busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
     ) -> None:
-        if not busy_timeout_s > 0:
-            raise ValueError("busy_timeout_s must be positive seconds")
         self.path = os.fspath(path)
         self._file = SQLiteFile(
             self.path, busy_timeout_s, _SCHEMA, "the SQLite unique key database"

@@ -12,6 +12,7 @@ from taskq.capabilities import Capability
 from taskq.exceptions import BatchSendError, SendTaskError
 from taskq.inspection import QueueInspection
 from taskq.message import BrokerMessage
+from taskq.toolkit import check_count
 from taskq_zmq import protocol
 from taskq_zmq.dispatcher import Dispatcher
 from taskq_zmq.intake import Intake
@@ -95,8 +96,7 @@ class ZeroMQBroker(AsyncBroker):
             SecurityError: a CURVE key file cannot be read (see `CurveKeys.load`).
         """
         super().__init__(result_backend, task_id_generator)
-        if not 1 <= prefetch <= protocol.MAX_CREDIT:
-            raise ValueError(f"prefetch must be from 1 to {protocol.MAX_CREDIT}")
+        check_count("prefetch", prefetch, maximum=protocol.MAX_CREDIT)
         if bind not in ("client", "worker"):
             raise ValueError("bind must be 'client' or 'worker'")
         self.zmq_pub_host = zmq_pub_host

@@ -7,7 +7,12 @@ import asyncio
 import sys
 
 from taskq.abc.cancellation import CancellationStore
-from taskq.cli.targets import TargetError, add_working_directory_to_path, import_broker
+from taskq.cli.targets import (
+    TargetError,
+    add_app_dir_argument,
+    add_working_directory_to_path,
+    import_broker,
+)
 from taskq.exceptions import TaskiqError
 
 #: Exit status of a usage error: a bad option, a target that cannot be imported, no store.
@@ -25,11 +30,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("broker", help="the broker, as module:attribute")
     parser.add_argument("task_ids", nargs="+", metavar="TASK_ID", help="ids of tasks to cancel")
     parser.add_argument("--reason", default="", help="why, stored with the cancellation")
+    add_app_dir_argument(parser)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # argparse exits on --help and on usage errors
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
-    add_working_directory_to_path()
+    add_working_directory_to_path(args.app_dir)
     try:
         broker = import_broker(args.broker)
     except TargetError as error:

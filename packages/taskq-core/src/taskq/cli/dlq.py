@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING
 
 from taskq.abc.dead_letters import dead_letters_of
 from taskq.cli.converters import at_least
-from taskq.cli.targets import TargetError, add_working_directory_to_path, import_broker
+from taskq.cli.targets import (
+    TargetError,
+    add_app_dir_argument,
+    add_working_directory_to_path,
+    import_broker,
+)
 from taskq.cli.terminal import printable
 from taskq.exceptions import TaskiqError
 
@@ -37,7 +42,7 @@ def main(argv: list[str]) -> int:
     if args.action in ("replay", "purge") and not (args.ids or args.all):
         print(f"taskq dlq {args.action}: error: give dead-letter ids, or --all", file=sys.stderr)
         return EXIT_USAGE
-    add_working_directory_to_path()
+    add_working_directory_to_path(args.app_dir)
     try:
         broker = import_broker(args.broker)
     except TargetError as error:
@@ -71,11 +76,15 @@ def _parser() -> argparse.ArgumentParser:
     show = actions.add_parser("show", help="show dead letters in full, with their message")
     show.add_argument("broker", help="the broker, as module:attribute")
     show.add_argument("ids", nargs="+", metavar="ID", help="dead-letter ids")
+    subcommands = [listing, show]
     for name, text in (("replay", "send to the queue again"), ("purge", "delete for good")):
         action = actions.add_parser(name, help=f"{text}: the ids given, or --all")
         action.add_argument("broker", help="the broker, as module:attribute")
         action.add_argument("ids", nargs="*", metavar="ID", help="dead-letter ids")
         action.add_argument("--all", action="store_true", help="every dead letter there is now")
+        subcommands.append(action)
+    for subcommand in subcommands:
+        add_app_dir_argument(subcommand)
     return parser
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import logging
 import os
 import sys
 
 from taskq.broker import AsyncBroker
+from taskq.cli.converters import directory as existing_directory
 from taskq.exceptions import TaskiqError
 
 logger = logging.getLogger("taskq.cli")
@@ -27,6 +29,21 @@ def add_working_directory_to_path(directory: str | None = None) -> None:
     path = os.path.abspath(directory) if directory is not None else os.getcwd()
     if path not in sys.path:
         sys.path.insert(0, path)
+
+
+def add_app_dir_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--app-dir DIR``/``-d DIR`` to a plain argparse parser (no environment twin).
+
+    Spelled, checked and worded as in ``taskq worker`` and ``taskq status``; give the value to
+    `add_working_directory_to_path`.
+    """
+    parser.add_argument(
+        "--app-dir",
+        "-d",
+        type=existing_directory,
+        help="directory to import the broker from (default: the current directory)",
+        metavar="DIR",
+    )
 
 
 def import_module(name: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TypeVar
 
 from taskq.abc.event_store import DEFAULT_FAILURES, AsyncEventStore
 from taskq.capabilities import Capability
+from taskq.checks import check_seconds
 from taskq.exceptions import EventStoreError
 from taskq.task_events import (
     LATEST_TASKS,
@@ -133,6 +134,9 @@ class SQLiteEventStore(AsyncEventStore):
         path: The database file, created with its tables on first use.
         retention: The bounds on what is kept (default `Retention()`).
         busy_timeout_s: Seconds a write waits for the lock before `EventStoreError`.
+
+    Raises:
+        ValueError: ``busy_timeout_s`` is not a finite number of seconds above 0.
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.CROSS_PROCESS})
@@ -146,7 +150,7 @@ class SQLiteEventStore(AsyncEventStore):
     ) -> None:
         self.path = os.fspath(path)
         self.retention = retention or Retention()
-        self.busy_timeout_s = busy_timeout_s
+        self.busy_timeout_s = check_seconds("busy_timeout_s", busy_timeout_s)
         self._connection: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
