@@ -35,6 +35,7 @@ from taskq.serializers import (
     ORJSONSerializer,
     PickleSerializer,
 )
+from taskq.task_events import MAX_TASK_NAME_CHARS, stored_task_name
 from taskq.testing import eventually
 from taskq_inmemory import InmemoryResultBackend
 
@@ -168,6 +169,21 @@ async def test_unknown_task_stores_a_failed_result_and_rejects(recording_broker,
     assert isinstance(result.error, UnknownTaskError)
     assert recording_broker.settled == [("reject", data)]
     assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
+
+
+async def test_an_unknown_task_name_of_megabytes_is_not_quoted_whole(
+    recording_broker, encode, caplog
+):
+    # the error quoted the whole name: a 5 MB name made a 15 MB failed result (the error's
+    # message, its args and its field), a 5 MB log line and a 5 MB reason for the dead letter
+    name = "n" * 1_000_000
+    await run_one(recording_broker, encode(recording_broker, name, task_id="u2"))
+    error = (await result_of(recording_broker, "u2")).error
+    assert isinstance(error, UnknownTaskError)
+    assert error.task_name == stored_task_name(name)
+    assert len(str(error)) < 2 * MAX_TASK_NAME_CHARS
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(line) < 2 * MAX_TASK_NAME_CHARS
 
 
 class JSONStoringBackend(InmemoryResultBackend[Any]):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import enum
-import hashlib
 import math
 import os
 import socket
@@ -254,6 +253,8 @@ def shortened(text: str, limit: int) -> str:
     """
     if len(text) <= limit:
         return text
+    import hashlib  # imported when used: nearly every process never needs it
+
     whole = text.encode("utf-8", "surrogatepass")  # a lone surrogate is hashed, not refused
     digest = hashlib.sha256(whole).hexdigest()[:_DIGEST_CHARS]
     return f"{text[: limit - _DIGEST_CHARS - len(_DIGEST_MARK)]}{_DIGEST_MARK}{digest}"

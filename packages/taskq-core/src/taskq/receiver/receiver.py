@@ -41,7 +41,7 @@ from taskq.receiver.recording import heartbeat_source, record_outcome
 from taskq.receiver.slots import Slots
 from taskq.receiver.task_log import log_task
 from taskq.result import TaskiqResult
-from taskq.task_events import EventKind
+from taskq.task_events import EventKind, stored_task_id, stored_task_name
 
 if TYPE_CHECKING:
     from taskq.abc.broker import AsyncBroker
@@ -217,8 +217,10 @@ class Receiver:
         try:
             task = broker.find_task(message.task_name)
             if task is None:
-                error: Exception = UnknownTaskError(task_name=message.task_name)
-                logger.error("Task %s: %s", task_id, error)
+                # the name as the event store keeps it: a name of megabytes is not quoted
+                # whole in the log, the failed result and the dead letter's reason
+                error: Exception = UnknownTaskError(task_name=stored_task_name(message.task_name))
+                logger.error("Task %s: %s", stored_task_id(task_id), error)
                 await self._refuse(message, error, acker)
                 return
             ack_type = self.ack_type
