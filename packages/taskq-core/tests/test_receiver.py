@@ -35,7 +35,12 @@ from taskq.serializers import (
     ORJSONSerializer,
     PickleSerializer,
 )
-from taskq.task_events import MAX_TASK_NAME_CHARS, stored_task_name
+from taskq.task_events import (
+    MAX_TASK_ID_CHARS,
+    MAX_TASK_NAME_CHARS,
+    stored_task_id,
+    stored_task_name,
+)
 from taskq.testing import eventually
 from taskq_inmemory import InmemoryResultBackend
 
@@ -184,6 +189,32 @@ async def test_an_unknown_task_name_of_megabytes_is_not_quoted_whole(
     assert len(str(error)) < 2 * MAX_TASK_NAME_CHARS
     (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(line) < 2 * MAX_TASK_NAME_CHARS
+
+
+async def test_bad_input_with_a_task_id_of_megabytes_logs_the_id_the_event_store_keeps(
+    recording_broker, encode, caplog
+):
+    # each line quoted the whole id: a 5 MB id and a bad label made a 5 MB line; the decode
+    # error quoted it too, in the failed result stored under the id (twice) and in its line
+    @recording_broker.task
+    async def work() -> None: ...
+
+    long_id = "i" * 1_000_000
+    bad_label = encode(recording_broker, work.task_name, task_id=long_id, labels={"ack_type": 3})
+    await run_one(recording_broker, bad_label)
+    undecodable = recording_broker.serializer.dumpb(
+        {"task_id": long_id, "task_name": "t:x", "labels": {}, "args": 5, "kwargs": {}}
+    )
+    await run_one(recording_broker, undecodable)
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(lines) == 2
+    for line in lines:
+        assert stored_task_id(long_id) in line
+        assert len(line) < 3 * MAX_TASK_ID_CHARS  # the decode error's line names it twice
+    error = (await result_of(recording_broker, long_id)).error
+    assert isinstance(error, MessageDecodeError)
+    assert error.task_id == long_id  # where the sender waits for it
+    assert len(str(error)) < 2 * MAX_TASK_ID_CHARS
 
 
 class JSONStoringBackend(InmemoryResultBackend[Any]):
