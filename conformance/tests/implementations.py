@@ -51,7 +51,7 @@ from taskq.control.memory_unique import MemoryUniqueStore
 from taskq.event_stores import InMemoryEventStore
 from taskq.exceptions import MessageDecodeError, ResultGetError
 from taskq.inspection import QueueInspection
-from taskq.task_events import EventRow, TaskEvent, WorkerHeartbeat, WorkerId
+from taskq.task_events import EventRow, TaskEvent, WorkerHeartbeat, WorkerId, check_times
 from taskq_inmemory import InMemoryBroker, InmemoryResultBackend
 
 # -- brokers -------------------------------------------------------------------------------------
@@ -848,6 +848,38 @@ class KeepsPartOfARefusedBatch(InMemoryEventStore):
         await self.write([TaskEvent.from_row(worker, row) for row in rows], heartbeats)
 
 
+class KeepsLongTaskIdsWhole(InMemoryEventStore):
+    """Defect: a task id or name of any length is kept whole (a 5 MB id costs megabytes)."""
+
+    async def write(
+        self, events: Sequence[TaskEvent], heartbeats: Sequence[WorkerHeartbeat] = ()
+    ) -> None:
+        check_times((event.time for event in events), heartbeats)
+        for event in events:
+            self._add(str(event.worker), [event.as_row()])
+        self._finish_write(heartbeats)
+
+    async def write_rows(
+        self,
+        worker: WorkerId,
+        rows: Sequence[EventRow],
+        heartbeats: Sequence[WorkerHeartbeat] = (),
+    ) -> None:
+        check_times((row[3] for row in rows), heartbeats)
+        self._add(str(worker), rows)
+        self._finish_write(heartbeats)
+
+    async def task_events(self, task_id: str) -> list[TaskEvent]:
+        return [
+            TaskEvent.from_row(WorkerId.parse(worker), (kind, task_id, name, at, details))
+            for at, _, worker, kind, name, details in self._rows_of(task_id)
+        ]
+
+    def _rows_of(self, task_id: str) -> list[tuple[Any, ...]]:
+        events = self._tasks.get(task_id, ())
+        return [events[at : at + 6] for at in range(0, len(events), 6)]
+
+
 class IgnoresRetention(InMemoryEventStore):
     """Defect: nothing is ever dropped, whatever `retention` says."""
 
@@ -1140,6 +1172,10 @@ def make_partly_refusing_store() -> AsyncEventStore:
 
 def make_retention_ignoring_store() -> AsyncEventStore:
     return IgnoresRetention()
+
+
+def make_long_id_keeping_store() -> AsyncEventStore:
+    return KeepsLongTaskIdsWhole()
 
 
 def make_refusal_counting_limiter() -> MemoryLimiter:

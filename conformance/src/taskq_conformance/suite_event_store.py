@@ -19,6 +19,8 @@ import pytest
 from taskq import AsyncEventStore, Capability
 from taskq.exceptions import EventStoreError
 from taskq.task_events import (
+    MAX_TASK_ID_CHARS,
+    MAX_TASK_NAME_CHARS,
     EventKind,
     Retention,
     TaskEvent,
@@ -27,6 +29,8 @@ from taskq.task_events import (
     WorkerHeartbeat,
     WorkerId,
     minute_of,
+    stored_task_id,
+    stored_task_name,
 )
 from taskq_conformance.instances import FACTORY_CONTRACT, NewEventStore, run_in_another_process
 from taskq_conformance.targets import Target
@@ -172,6 +176,38 @@ async def test_sent_messages_and_retry_links_are_kept_byte_for_byte(
         assert await store.task_events(again_id) == [too_big]
         (summary,) = await all_tasks(store, TaskQuery(state=EventKind.SENT, since=start + 2))
         assert summary.task_id == again_id, "a task whose latest event is sent is in state sent"
+
+
+async def test_a_task_id_or_name_too_long_is_kept_shortened(
+    taskq_new_event_store: NewEventStore,
+) -> None:
+    async with taskq_new_event_store() as store:
+        start, prefix = later(), new_id()
+        # 100,000 characters each, alike but for their last one
+        long_id = prefix + "i" * (100_000 - len(prefix))
+        twin_id = long_id[:-1] + "j"
+        long_name = new_id("name") + "n" * 100_000
+        sent = event(EventKind.SENT, long_id, start, long_name)
+        failed = event(EventKind.FAILED, twin_id, start + 1, long_name, error_type="E")
+        await store.write([sent])
+        await store.write_rows(WORKER, [failed.as_row()])
+        kept_id, kept_twin = stored_task_id(long_id), stored_task_id(twin_id)
+        kept_name = stored_task_name(long_name)
+        expected = [dataclasses.replace(sent, task_id=kept_id, task_name=kept_name)]
+        assert await store.task_events(long_id) == expected, (
+            f"a task id longer than {MAX_TASK_ID_CHARS} characters (a name longer than "
+            f"{MAX_TASK_NAME_CHARS}) must be kept as "
+            "taskq.task_events.stored_task_id and stored_task_name shorten it (a store keeps "
+            "an id several times: a message with a 5 MB id must not cost it megabytes)"
+        )
+        assert await store.task_events(kept_id) == expected, "the kept id must find the task"
+        assert [e.task_id for e in await store.task_events(twin_id)] == [kept_twin], (
+            "two long ids that differ only at their end must stay two tasks"
+        )
+        found = await all_tasks(store, TaskQuery(name=long_name))
+        assert [t.task_id for t in found] == [kept_twin, kept_id], (
+            "a query for the whole name must find the tasks kept under the shortened one"
+        )
 
 
 async def test_many_events_in_many_batches_are_all_kept(

@@ -5,6 +5,7 @@ The conformance suite runs the whole contract against them too (tox envs conform
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,12 +16,17 @@ from taskq.abc.event_store import AsyncEventStore
 from taskq.event_stores import InMemoryEventStore, SQLiteEventStore
 from taskq.exceptions import EventStoreError
 from taskq.task_events import (
+    MAX_TASK_ID_CHARS,
+    MAX_TASK_NAME_CHARS,
     EventKind,
     Retention,
     TaskEvent,
     TaskQuery,
     WorkerHeartbeat,
     WorkerId,
+    shortened,
+    stored_task_id,
+    stored_task_name,
 )
 
 WORKER = WorkerId("host-a", 10, 1)
@@ -156,3 +162,50 @@ async def test_a_query_naming_its_state_and_worker_as_text_reads_them(
     for bad in ({"state": "done"}, {"worker": "nobody"}, {"limit": 2.5}, {"limit": True}):
         with pytest.raises(EventStoreError):
             TaskQuery(**bad)  # type: ignore[arg-type]
+
+
+async def test_a_huge_task_id_and_name_are_kept_shortened_and_found_by_the_whole(
+    new_store: NewStore, tmp_path: Path
+) -> None:
+    # a message with a 5 MB task id made each store keep those 5 MB with each of the task's
+    # events and in each index (Redis: ~24 MB for one task, its name in a key's name)
+    store = new_store()
+    now = time.time()
+    big, twin = "i" * 1_000_000, "i" * 999_999 + "j"  # differ in their last character only
+    name = "n" * 1_000_000
+    await store.write([TaskEvent(EventKind.SENT, big, name, WORKER, now)])
+    await store.write_rows(
+        WORKER,
+        [
+            (EventKind.RECEIVED.value, big, name, now + 1, ()),
+            (EventKind.FAILED.value, twin, name, now + 2, (("error_type", "E"),)),
+        ],
+    )
+    events = await store.task_events(big)
+    assert [e.kind for e in events] == [EventKind.SENT, EventKind.RECEIVED]
+    assert {(e.task_id, e.task_name) for e in events} == {
+        (stored_task_id(big), stored_task_name(name))
+    }
+    assert await store.task_events(stored_task_id(big)) == events
+    assert [e.kind for e in await store.task_events(twin)] == [EventKind.FAILED]
+    page = await store.tasks(TaskQuery(name=name))
+    assert [t.task_id for t in page.tasks] == [stored_task_id(twin), stored_task_id(big)]
+    assert [f.task_id for f in await store.failures()] == [stored_task_id(twin)]
+    if isinstance(store, SQLiteEventStore):
+        with sqlite3.connect(store.path) as connection:
+            (longest,) = connection.execute(
+                "SELECT max(length(task_id) + length(data)) FROM taskq_events"
+            ).fetchone()
+        assert longest < 2 * (MAX_TASK_ID_CHARS + MAX_TASK_NAME_CHARS)
+
+
+def test_a_shortened_text_keeps_its_beginning_and_a_digest_of_the_whole() -> None:
+    assert stored_task_id("a" * MAX_TASK_ID_CHARS) == "a" * MAX_TASK_ID_CHARS
+    long_id, long_name = "x" * (MAX_TASK_ID_CHARS + 1), "y" * (MAX_TASK_NAME_CHARS + 1)
+    kept = stored_task_id(long_id)
+    assert len(kept) == MAX_TASK_ID_CHARS
+    assert kept.startswith("x" * 400)
+    assert stored_task_id(kept) == kept, "shortening a shortened id changes nothing"
+    assert len(stored_task_name(long_name)) == MAX_TASK_NAME_CHARS
+    assert stored_task_id(long_id + "z") != kept
+    assert shortened("\ud800" * 20, 10) != shortened("\udc00" * 20, 10)  # lone surrogates

@@ -35,6 +35,12 @@ from taskq.serializers import (
     ORJSONSerializer,
     PickleSerializer,
 )
+from taskq.task_events import (
+    MAX_TASK_ID_CHARS,
+    MAX_TASK_NAME_CHARS,
+    stored_task_id,
+    stored_task_name,
+)
 from taskq.testing import eventually
 from taskq_inmemory import InmemoryResultBackend
 
@@ -168,6 +174,47 @@ async def test_unknown_task_stores_a_failed_result_and_rejects(recording_broker,
     assert isinstance(result.error, UnknownTaskError)
     assert recording_broker.settled == [("reject", data)]
     assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
+
+
+async def test_an_unknown_task_name_of_megabytes_is_not_quoted_whole(
+    recording_broker, encode, caplog
+):
+    # the error quoted the whole name: a 5 MB name made a 15 MB failed result (the error's
+    # message, its args and its field), a 5 MB log line and a 5 MB reason for the dead letter
+    name = "n" * 1_000_000
+    await run_one(recording_broker, encode(recording_broker, name, task_id="u2"))
+    error = (await result_of(recording_broker, "u2")).error
+    assert isinstance(error, UnknownTaskError)
+    assert error.task_name == stored_task_name(name)
+    assert len(str(error)) < 2 * MAX_TASK_NAME_CHARS
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(line) < 2 * MAX_TASK_NAME_CHARS
+
+
+async def test_bad_input_with_a_task_id_of_megabytes_logs_the_id_the_event_store_keeps(
+    recording_broker, encode, caplog
+):
+    # each line quoted the whole id: a 5 MB id and a bad label made a 5 MB line; the decode
+    # error quoted it too, in the failed result stored under the id (twice) and in its line
+    @recording_broker.task
+    async def work() -> None: ...
+
+    long_id = "i" * 1_000_000
+    bad_label = encode(recording_broker, work.task_name, task_id=long_id, labels={"ack_type": 3})
+    await run_one(recording_broker, bad_label)
+    undecodable = recording_broker.serializer.dumpb(
+        {"task_id": long_id, "task_name": "t:x", "labels": {}, "args": 5, "kwargs": {}}
+    )
+    await run_one(recording_broker, undecodable)
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(lines) == 2
+    for line in lines:
+        assert stored_task_id(long_id) in line
+        assert len(line) < 3 * MAX_TASK_ID_CHARS  # the decode error's line names it twice
+    error = (await result_of(recording_broker, long_id)).error
+    assert isinstance(error, MessageDecodeError)
+    assert error.task_id == long_id  # where the sender waits for it
+    assert len(str(error)) < 2 * MAX_TASK_ID_CHARS
 
 
 class JSONStoringBackend(InmemoryResultBackend[Any]):

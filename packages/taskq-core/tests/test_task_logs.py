@@ -9,6 +9,7 @@ import pytest
 
 from taskq.cli.logs import JsonLogFormatter
 from taskq.receiver import Receiver
+from taskq.task_events import MAX_TASK_ID_CHARS, stored_task_id, stored_task_name
 from taskq_inmemory import InMemoryBroker
 
 
@@ -57,3 +58,46 @@ def test_json_records_carry_the_task_while_it_runs() -> None:
     assert set(data) == {"time", "level", "logger", "message", "task_id", "task_name", "worker_id"}
     outside = json.loads(formatter.format(record))
     assert "task_id" not in outside
+
+
+async def test_a_task_id_of_megabytes_is_logged_as_the_event_store_keeps_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # each line about the task held the whole id: 5 MB a line for a message with a 5 MB id
+    broker = InMemoryBroker()
+    broker.is_worker_process = True
+
+    @broker.task(task_name="boom")
+    async def boom() -> None:
+        raise ValueError("no")
+
+    receiver = Receiver(broker, log_tasks=True)
+    long_id = "i" * 1_000_000
+    async with broker:
+        with caplog.at_level(logging.INFO):
+            await boom.kicker().with_task_id(long_id).kiq()
+            data = broker.queue.get_nowait()
+            assert data is not None
+            await receiver.callback(data)
+    lines = [r.getMessage() for r in caplog.records if "boom" in r.getMessage()]
+    assert len(lines) == 2  # the failure, then the line of the run
+    for line in lines:
+        assert stored_task_id(long_id) in line
+        assert len(line) < 2 * MAX_TASK_ID_CHARS
+
+
+def test_json_records_carry_a_long_task_id_and_name_as_the_event_store_keeps_them() -> None:
+    from taskq.log_context import current_task
+
+    formatter = JsonLogFormatter()
+    long_id, long_name = "i" * 100_000, "n" * 100_000
+    token = current_task.set((long_id, long_name))
+    try:
+        record = logging.LogRecord("app", logging.INFO, __file__, 1, "hello", (), None)
+        data = json.loads(formatter.format(record))
+    finally:
+        current_task.reset(token)
+    assert (data["task_id"], data["task_name"]) == (
+        stored_task_id(long_id),
+        stored_task_name(long_name),
+    )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 
 import httpx
 
 from taskq.event_stores import InMemoryEventStore
 from taskq.exceptions import EventStoreError
-from taskq.task_events import EventKind, MinuteRate
+from taskq.task_events import EventKind, MinuteRate, stored_task_id
 from taskq.testing import eventually
 from taskq_dashboard import Auth, DashboardSettings, create_app
 from taskq_inmemory import InMemoryBroker
@@ -263,3 +264,19 @@ async def test_a_store_that_cannot_be_read_sends_a_failure_on_the_stream(
         response = await client.get("/api/stream")
     assert response.status_code == 200
     assert response.text == 'event: failure\ndata: {"error": "the store holds garbage"}\n\n'
+
+
+async def test_a_task_with_a_long_id_is_listed_and_shown_under_the_id_kept(
+    broker: InMemoryBroker, client: httpx.AsyncClient
+) -> None:
+    # the list and the page held the whole id (a 5 MB id: a 5 MB page); the id kept holds
+    # "...#", which a link must encode
+    long_id = "i" * 100_000
+    add = broker.find_task("app:add")
+    await add.kicker().with_task_id(long_id).kiq(1, 2)  # type: ignore[union-attr]
+    await eventually(lambda: finished(client, 1))
+    listed = (await client.get("/api/tasks")).json()["tasks"]
+    assert [t["task_id"] for t in listed] == [stored_task_id(long_id)]
+    detail = (await client.get(f"/api/tasks/{quote(stored_task_id(long_id), safe='')}")).json()
+    assert [e["kind"] for e in detail["events"]] == ["sent", "received", "started", "succeeded"]
+    assert detail["result"] is None  # kept under the whole id, which the events no longer hold

@@ -12,12 +12,16 @@ import pytest
 from taskq.event_recorder import EventRecorder
 from taskq.exceptions import EventStoreError
 from taskq.task_events import (
+    MAX_TASK_ID_CHARS,
+    MAX_TASK_NAME_CHARS,
     EventKind,
     Retention,
     TaskEvent,
     TaskQuery,
     WorkerHeartbeat,
     WorkerId,
+    stored_task_id,
+    stored_task_name,
 )
 from taskq.testing import eventually
 from taskq_redis.errors import EventStoreUnavailableError, RedisUnavailableError
@@ -364,4 +368,35 @@ async def test_a_task_id_redis_scripts_cannot_decode_is_recorded_escaped_not_ret
             await store.tasks(TaskQuery(name="app:\udcff"))
     finally:
         await recorder.close()
+        await store.shutdown()
+
+
+async def test_a_huge_task_id_and_name_leave_kilobytes_not_megabytes(
+    redis_url: str, redis_prefix: str, raw_redis: Any
+) -> None:
+    # a 5 MB task id took 24 MB of the store (the task hash and three indexes each held it),
+    # a 5 MB name 18 MB more (the task's value, and ``P:name:<name>``: the name in a key's name)
+    store = RedisEventStore(redis_url, prefix=redis_prefix)
+    big_id, big_name = "i" * 5_000_000, "n" * 5_000_000
+    try:
+        await store.write([TaskEvent(EventKind.SENT, big_id, big_name, WORKER, time.time())])
+        await store.write_rows(
+            WORKER,
+            [
+                (kind.value, big_id, big_name, time.time(), ())
+                for kind in (EventKind.RECEIVED, EventKind.STARTED, EventKind.SUCCEEDED)
+            ],
+        )
+        events = await store.task_events(big_id)
+        assert len(events) == 4
+        assert {(e.task_id, e.task_name) for e in events} == {
+            (stored_task_id(big_id), stored_task_name(big_name))
+        }
+        (task,) = (await store.tasks(TaskQuery(name=big_name))).tasks
+        assert task.task_id == stored_task_id(big_id)
+        keys = list(raw_redis.scan_iter(match=f"{redis_prefix}:*"))
+        assert max(len(key) for key in keys) < len(redis_prefix) + 20 + MAX_TASK_NAME_CHARS
+        used = sum(raw_redis.memory_usage(key, samples=0) for key in keys)
+        assert used < 16 * (MAX_TASK_ID_CHARS + MAX_TASK_NAME_CHARS) + 20_000, f"{used} bytes"
+    finally:
         await store.shutdown()

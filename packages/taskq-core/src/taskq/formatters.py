@@ -13,6 +13,7 @@ from taskq.labels import UNIQUE_LABEL
 from taskq.message import BrokerMessage, TaskiqMessage
 from taskq.serializers.json import JSONSerializer
 from taskq.serializers.json_round_trip import UNCERTAIN, round_trip_copy
+from taskq.task_events import stored_task_id
 
 if TYPE_CHECKING:
     from taskq.abc.broker import AsyncBroker
@@ -57,7 +58,8 @@ def _checked_message(data: Any) -> TaskiqMessage:
 
     The labels of a taskiq client get their types back from its ``labels_types``. Once the
     data is a mapping with a ``task_id`` string, a `MessageDecodeError` carries that id as
-    ``task_id``, so that the worker can store the failure where the sender waits for it.
+    ``task_id``, so that the worker can store the failure where the sender waits for it; its
+    reason names the task as the event stores keep its id (`stored_task_id`: not megabytes).
     """
     if not isinstance(data, Mapping):
         raise MessageDecodeError(reason=f"expected a mapping, got {type(data).__name__}")
@@ -66,20 +68,21 @@ def _checked_message(data: Any) -> TaskiqMessage:
     if type(task_id) is not str or not task_id:
         raise MessageDecodeError(reason="task_id is missing or not a string")
     known: dict[str, Any] = {"task_id": task_id, "unique_key": _unique_key_in(labels)}
+    shown = stored_task_id(task_id)
     if type(task_name) is not str or not task_name:
         raise MessageDecodeError(
-            reason=f"task_name is missing or not a string (task {task_id})", **known
+            reason=f"task_name is missing or not a string (task {shown})", **known
         )
     if type(labels) is not dict or type(kwargs) is not dict:
         raise MessageDecodeError(
-            reason=f"labels and kwargs must be mappings (task {task_id})", **known
+            reason=f"labels and kwargs must be mappings (task {shown})", **known
         )
     if type(args) is not list:
         args = _as_list(args, known)
     try:
         parse_typed_labels(labels, data.get("labels_types"))
     except ValueError as exc:
-        raise MessageDecodeError(reason=f"{exc} (task {task_id})", **known) from None
+        raise MessageDecodeError(reason=f"{exc} (task {shown})", **known) from None
     return TaskiqMessage(task_id, task_name, labels, args, kwargs)
 
 
@@ -93,7 +96,8 @@ def _as_list(args: Any, known: dict[str, Any]) -> list[Any]:
     if isinstance(args, (list, tuple)):  # a list subclass, or a tuple from a binary serializer
         return list(args)
     raise MessageDecodeError(
-        reason=f"args must be a list, got {type(args).__name__} (task {known['task_id']})",
+        reason=f"args must be a list, got {type(args).__name__} "
+        f"(task {stored_task_id(known['task_id'])})",
         **known,
     )
 

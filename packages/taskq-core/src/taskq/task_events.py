@@ -9,7 +9,8 @@ import math
 import os
 import socket
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from taskq.checks import check_count, check_seconds
@@ -21,6 +22,13 @@ DEFAULT_MAX_EVENTS = 100_000
 DEFAULT_MAX_AGE_S = 7 * 24 * 3600.0
 #: Default number of tasks in one page of `AsyncEventStore.tasks`.
 DEFAULT_PAGE_SIZE = 50
+#: Characters of a task id a store keeps; a longer one is kept shortened (`stored_task_id`).
+MAX_TASK_ID_CHARS = 512
+#: Characters of a task name a store keeps; a longer one is kept shortened (`stored_task_name`).
+MAX_TASK_NAME_CHARS = 512
+#: Hex digits of the digest that ends a shortened id or name, and what comes before them.
+_DIGEST_CHARS = 32
+_DIGEST_MARK = "...#"
 
 
 class EventKind(str, enum.Enum):
@@ -238,6 +246,85 @@ def _storable_row(row: EventRow, now: float) -> EventRow:
     return (kind, storable_text(task_id), storable_text(task_name), at if finite else now, fixed)
 
 
+def shortened(text: str, limit: int) -> str:
+    """``text`` when at most ``limit`` characters long, else ``limit`` characters standing for it.
+
+    Those are its beginning, ``...#`` and 32 hex digits of its SHA-256 digest: two texts that
+    differ anywhere stay apart, and shortening a shortened text changes nothing.
+    """
+    if len(text) <= limit:
+        return text
+    import hashlib  # imported when used: nearly every process never needs it
+
+    whole = text.encode("utf-8", "surrogatepass")  # a lone surrogate is hashed, not refused
+    digest = hashlib.sha256(whole).hexdigest()[:_DIGEST_CHARS]
+    return f"{text[: limit - _DIGEST_CHARS - len(_DIGEST_MARK)]}{_DIGEST_MARK}{digest}"
+
+
+def stored_task_id(task_id: str) -> str:
+    """The id a store keeps ``task_id`` under: itself, or `shortened` to `MAX_TASK_ID_CHARS`.
+
+    A message can carry an id of any length (a client's ``with_task_id``, a message written to
+    the broker by another program), and a store keeps a task's id several times (with its
+    events, in each index; in Redis key names too). `AsyncEventStore.task_events` finds a
+    task by its whole id as well as by this one.
+    """
+    return shortened(task_id, MAX_TASK_ID_CHARS)
+
+
+def stored_task_name(task_name: str) -> str:
+    """The name a store keeps ``task_name`` as: itself, or `shortened` to `MAX_TASK_NAME_CHARS`.
+
+    A `TaskQuery` for the whole name finds the task as well.
+    """
+    return shortened(task_name, MAX_TASK_NAME_CHARS)
+
+
+_id_of, _name_of = itemgetter(1), itemgetter(2)
+_event_id_of, _event_name_of = attrgetter("task_id"), attrgetter("task_name")
+
+
+def bounded_rows(rows: Sequence[EventRow]) -> Sequence[EventRow]:
+    """``rows`` with each task id and name as a store keeps them (`stored_task_id`).
+
+    ``rows`` itself when none is too long, as nearly always: that check is one pass in C.
+    """
+    if _fit(map(_id_of, rows), map(_name_of, rows)):
+        return rows
+    return [
+        (kind, _stored_id(task_id), _stored_name(name), at, details)
+        for kind, task_id, name, at, details in rows
+    ]
+
+
+def bounded_events(events: Sequence[TaskEvent]) -> Sequence[TaskEvent]:
+    """``events`` with each task id and name as a store keeps them; `bounded_rows` for events."""
+    if _fit(map(_event_id_of, events), map(_event_name_of, events)):
+        return events
+    return [
+        replace(event, task_id=_stored_id(event.task_id), task_name=_stored_name(event.task_name))
+        for event in events
+    ]
+
+
+def _fit(ids: Iterable[Any], names: Iterable[Any]) -> bool:
+    try:
+        return (
+            max(map(len, ids), default=0) <= MAX_TASK_ID_CHARS
+            and max(map(len, names), default=0) <= MAX_TASK_NAME_CHARS
+        )
+    except TypeError:  # not text: each is looked at on its own
+        return False
+
+
+def _stored_id(task_id: Any) -> Any:
+    return stored_task_id(task_id) if isinstance(task_id, str) else task_id
+
+
+def _stored_name(task_name: Any) -> Any:
+    return stored_task_name(task_name) if isinstance(task_name, str) else task_name
+
+
 @contextlib.contextmanager
 def reading(what: str) -> Iterator[None]:
     """Turn an error decoding ``what`` read from a store into an `EventStoreError` saying so.
@@ -356,7 +443,7 @@ class TaskQuery:
     ``cursor`` is the `TaskPage.cursor` of the previous page. A ``state`` given as its text
     (``"failed"``) and a ``worker`` as ``host:pid:process`` are read as `EventKind` and
     `WorkerId`; what is neither raises `EventStoreError`, as a limit that is not an integer
-    of at least 1 does.
+    of at least 1 does. A ``name`` is read as stores keep it (`stored_task_name`).
     """
 
     state: EventKind | None = None
@@ -370,6 +457,8 @@ class TaskQuery:
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", _state_of(self.state))
         object.__setattr__(self, "worker", _worker_of(self.worker))
+        if isinstance(self.name, str):
+            object.__setattr__(self, "name", stored_task_name(self.name))
         if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
             raise EventStoreError(f"a task page holds at least 1 task, got limit={self.limit!r}")
         if self.since != self.since or self.until != self.until:  # NaN bounds nothing

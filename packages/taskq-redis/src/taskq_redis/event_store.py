@@ -58,6 +58,7 @@ from taskq.task_events import (
     WorkerHeartbeat,
     WorkerId,
     WorkerStatus,
+    bounded_rows,
     check_times,
     last_minutes,
     message_text,
@@ -65,6 +66,7 @@ from taskq.task_events import (
     page_cursor,
     read_cursor,
     reading,
+    stored_task_id,
 )
 from taskq_redis.connection import DEFAULT_URL, RedisConnection
 from taskq_redis.errors import EventStoreUnavailableError, translated
@@ -384,7 +386,7 @@ class RedisEventStore(AsyncEventStore):
         heartbeats: Sequence[WorkerHeartbeat],
     ) -> None:
         check_times(map(_time_of, rows), heartbeats)
-        arguments = self._arguments(rows, workers, heartbeats)
+        arguments = self._arguments(bounded_rows(rows), workers, heartbeats)
         if self._write_script is None:
             self._write_script = self.connection.client.register_script(_WRITE)
         with self._translated(f"record {len(rows)} events"):
@@ -416,10 +418,11 @@ class RedisEventStore(AsyncEventStore):
         ]
 
     async def task_events(self, task_id: str) -> list[TaskEvent]:
-        """Every retained event of ``task_id``, by time, ties in write order."""
-        with self._translated(f"read the events of task {task_id}"):
-            found = await self.connection.client.hget(self._key("task"), task_id)
-        return [] if found is None else _events(task_id, cast("bytes", found))
+        """Every retained event of ``task_id`` (its whole id or the one kept), by time."""
+        kept = stored_task_id(task_id)
+        with self._translated(f"read the events of task {kept}"):
+            found = await self.connection.client.hget(self._key("task"), kept)
+        return [] if found is None else _events(kept, cast("bytes", found))
 
     async def tasks(self, query: TaskQuery = LATEST_TASKS) -> TaskPage:
         """The matching tasks, latest first, one page of them."""

@@ -30,7 +30,9 @@ class AsyncEventStore(ABC):
 
     Writers call `write` once per batch. A task's events come back ordered by time, ties in
     the order they were written, every field as written (a ``sent`` event's ``message`` bytes
-    byte for byte); tasks come back latest first. A store shared by processes
+    byte for byte) but a task id or name longer than ``taskq.task_events.MAX_TASK_ID_CHARS``
+    or ``MAX_TASK_NAME_CHARS``, which is kept shortened (`stored_task_id`, `stored_task_name`)
+    and found by its whole text too; tasks come back latest first. A store shared by processes
     (and hosts) declares ``Capability.CROSS_PROCESS``.
     """
 
@@ -64,7 +66,10 @@ class AsyncEventStore(ABC):
 
     @abstractmethod
     async def task_events(self, task_id: str) -> list[TaskEvent]:
-        """Every retained event of ``task_id``, in order; empty when none is retained."""
+        """Every retained event of ``task_id``, in order; empty when none is retained.
+
+        A task id too long to keep whole is looked up as `stored_task_id` keeps it.
+        """
 
     @abstractmethod
     async def tasks(self, query: TaskQuery = LATEST_TASKS) -> TaskPage:

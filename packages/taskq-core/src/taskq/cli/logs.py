@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 from taskq.event_recorder import process_number
 from taskq.log_context import current_task
-from taskq.task_events import WorkerId
+from taskq.task_events import WorkerId, stored_task_id, stored_task_name
 
 #: The level names ``--log-level`` accepts.
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -45,7 +45,8 @@ def configure_logging(level: str, log_format: str) -> None:
 class JsonLogFormatter(logging.Formatter):
     """Formats a record as one JSON object: ``time``, ``level``, ``logger``, ``message``.
 
-    ``task_id`` and ``task_name`` are added while a task's message is processed,
+    ``task_id`` and ``task_name`` are added while a task's message is processed (as
+    `taskq.task_events.stored_task_id` and ``stored_task_name`` shorten a long one),
     ``worker_id`` (``host:pid:process``) in worker processes, ``exception`` (the traceback
     text) when the record carries one. ``time`` is ISO 8601 in UTC.
     """
@@ -63,8 +64,8 @@ class JsonLogFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         task = current_task.get()
-        if task is not None:
-            data["task_id"], data["task_name"] = task
+        if task is not None:  # as the event store keeps them: megabytes are not logged
+            data["task_id"], data["task_name"] = stored_task_id(task[0]), stored_task_name(task[1])
         if self.worker_id is not None:
             data["worker_id"] = self.worker_id
         if record.exc_info:

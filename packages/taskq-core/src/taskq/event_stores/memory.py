@@ -23,11 +23,14 @@ from taskq.task_events import (
     WorkerHeartbeat,
     WorkerId,
     WorkerStatus,
+    bounded_events,
+    bounded_rows,
     check_times,
     last_minutes,
     minute_of,
     page_cursor,
     read_cursor,
+    stored_task_id,
 )
 
 #: The fields of one retained event, in the flat tuple of its task's events: time, write
@@ -107,7 +110,7 @@ class InMemoryEventStore(AsyncEventStore):
     ) -> None:
         """Record the batch, then drop what the retention no longer allows."""
         check_times((event.time for event in events), heartbeats)
-        for event in events:
+        for event in bounded_events(events):
             self._add(str(event.worker), [event.as_row()])
         self._finish_write(heartbeats)
 
@@ -119,7 +122,7 @@ class InMemoryEventStore(AsyncEventStore):
     ) -> None:
         """Record the rows as they are (events are built when a query asks for them)."""
         check_times(map(_time_of, rows), heartbeats)
-        self._add(str(worker), rows)
+        self._add(str(worker), bounded_rows(rows))
         self._finish_write(heartbeats)
 
     def _finish_write(self, heartbeats: Sequence[WorkerHeartbeat]) -> None:
@@ -203,8 +206,9 @@ class InMemoryEventStore(AsyncEventStore):
         return failure[1] in events[1::_STRIDE]
 
     async def task_events(self, task_id: str) -> list[TaskEvent]:
-        """Every retained event of ``task_id``, in order."""
-        return [_event(task_id, entry) for entry in _entries(self._tasks.get(task_id, ()))]
+        """Every retained event of ``task_id`` (its whole id or the one kept), in order."""
+        kept = stored_task_id(task_id)
+        return [_event(kept, entry) for entry in _entries(self._tasks.get(kept, ()))]
 
     async def tasks(self, query: TaskQuery = LATEST_TASKS) -> TaskPage:
         """The matching tasks, latest first, one page of them."""

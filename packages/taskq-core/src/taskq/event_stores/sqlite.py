@@ -30,12 +30,14 @@ from taskq.task_events import (
     WorkerHeartbeat,
     WorkerId,
     WorkerStatus,
+    bounded_events,
     check_times,
     last_minutes,
     minute_of,
     page_cursor,
     read_cursor,
     reading,
+    stored_task_id,
 )
 
 _T = TypeVar("_T")
@@ -176,6 +178,7 @@ class SQLiteEventStore(AsyncEventStore):
     ) -> None:
         """Record the batch in one transaction, then apply the retention in the same one."""
         check_times((event.time for event in events), heartbeats)
+        events = bounded_events(events)
         rows = [_event_row(event) for event in events]
         tasks = _task_rows(events)
         minutes = Counter((minute_of(event.time), event.kind.value) for event in events)
@@ -238,9 +241,10 @@ class SQLiteEventStore(AsyncEventStore):
         connection.execute("DELETE FROM taskq_workers WHERE time < ?", (oldest_allowed,))
 
     async def task_events(self, task_id: str) -> list[TaskEvent]:
-        """Every retained event of ``task_id``, by time, ties in write order."""
+        """Every retained event of ``task_id`` (its whole id or the one kept), by time."""
         rows = await self._read(
-            "SELECT data FROM taskq_events WHERE task_id = ? ORDER BY time, seq", (task_id,)
+            "SELECT data FROM taskq_events WHERE task_id = ? ORDER BY time, seq",
+            (stored_task_id(task_id),),
         )
         with reading(f"an event of task {task_id!r} in {self.path!r}"):
             return [TaskEvent.from_dict(json.loads(data)) for (data,) in rows]

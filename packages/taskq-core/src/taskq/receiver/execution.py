@@ -30,6 +30,7 @@ from taskq.receiver.signature import TaskSignature
 from taskq.remote_error import error_text
 from taskq.result import TaskiqResult, result_of_run
 from taskq.state import TaskiqState
+from taskq.task_events import stored_task_id, stored_task_name
 
 if TYPE_CHECKING:
     from taskq.abc.broker import AsyncBroker
@@ -240,25 +241,27 @@ def _check_injected(task_name: str, signature: TaskSignature, injected: dict[str
 
 
 def _log_failure(message: TaskiqMessage, error: BaseException, level: int) -> None:
+    # the id and name as the event store keeps them: one of megabytes is not logged whole
+    task_id, task_name = stored_task_id(message.task_id), stored_task_name(message.task_name)
     if isinstance(error, TaskCancelledError):  # asked for: not an error of the task
-        logger.info("Task %s (%s) was cancelled while running", message.task_id, message.task_name)
+        logger.info("Task %s (%s) was cancelled while running", task_id, task_name)
     elif isinstance(error, TaskExitError):  # one line, with where the task exited
         logger.log(
             level,
             "Task %s (%s) failed: %s",
-            message.task_id,
-            message.task_name,
+            task_id,
+            task_name,
             error,
             exc_info=error.__cause__,
         )
     elif isinstance(error, TaskiqError):  # our own errors say what is wrong in one line
-        logger.log(level, "Task %s (%s) failed: %s", message.task_id, message.task_name, error)
+        logger.log(level, "Task %s (%s) failed: %s", task_id, task_name, error)
     else:
         logger.log(
             level,
             "Task %s (%s) failed: %s",
-            message.task_id,
-            message.task_name,
+            task_id,
+            task_name,
             _described(error),
             exc_info=error,
         )

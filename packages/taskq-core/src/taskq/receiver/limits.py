@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from taskq.capabilities import Capability
 from taskq.control.stores import limiter_of
 from taskq.control.unique import keep_unique_key
+from taskq.task_events import stored_task_id
 
 if TYPE_CHECKING:
     from taskq.abc.limiter import TaskLimiter
@@ -95,7 +96,8 @@ async def _send_back(
         await broker.kick(broker.formatter.dumps(message))
     except Exception:
         logger.exception(
-            "Task %s: could not queue it again to wait; it waits here", message.task_id
+            "Task %s: could not queue it again to wait; it waits here",
+            stored_task_id(message.task_id),
         )
         return False
     keep_unique_key(message)  # the run sent back carries the key on

@@ -41,7 +41,7 @@ from taskq.receiver.recording import heartbeat_source, record_outcome
 from taskq.receiver.slots import Slots
 from taskq.receiver.task_log import log_task
 from taskq.result import TaskiqResult
-from taskq.task_events import EventKind
+from taskq.task_events import EventKind, stored_task_id, stored_task_name
 
 if TYPE_CHECKING:
     from taskq.abc.broker import AsyncBroker
@@ -217,8 +217,10 @@ class Receiver:
         try:
             task = broker.find_task(message.task_name)
             if task is None:
-                error: Exception = UnknownTaskError(task_name=message.task_name)
-                logger.error("Task %s: %s", task_id, error)
+                # the name as the event store keeps it: a name of megabytes is not quoted
+                # whole in the log, the failed result and the dead letter's reason
+                error: Exception = UnknownTaskError(task_name=stored_task_name(message.task_name))
+                logger.error("Task %s: %s", stored_task_id(task_id), error)
                 await self._refuse(message, error, acker)
                 return
             ack_type = self.ack_type
@@ -226,7 +228,7 @@ class Receiver:
                 try:
                     ack_type = ack_type_value(labels["ack_type"])
                 except InvalidLabelError as invalid:
-                    logger.error("Task %s: %s", task_id, invalid)
+                    logger.error("Task %s: %s", stored_task_id(task_id), invalid)
                     await self._refuse(message, invalid, acker)
                     return
             if held is not None and ack_type in _SETTLED_AT_THE_END:  # free it with that settle
@@ -266,7 +268,7 @@ class Receiver:
         self, message: TaskiqMessage, token: CancelToken, reason: str, acker: AckController
     ) -> None:
         """Store a message cancelled before it started as cancelled, and settle it for good."""
-        logger.info("Task %s was cancelled before it started", message.task_id)
+        logger.info("Task %s was cancelled before it started", stored_task_id(message.task_id))
         token.cancel(reason)
         cancelled = token.error()
         recorder = self.broker.event_recorder
@@ -308,13 +310,13 @@ class Receiver:
         try:
             admission = await admit(self.broker, limits, message, acker)
         except (TaskArgumentsError, SharedStoreRequiredError) as error:  # retrying cannot help
-            logger.error("Task %s: %s", message.task_id, error)
+            logger.error("Task %s: %s", stored_task_id(message.task_id), error)
             await self._refuse(message, error, acker)
             return
         except TaskiqError as error:  # the limiter's store failed: the message is left unsettled
             logger.error(
                 "Task %s: its limits could not be checked (%s); %s",
-                message.task_id,
+                stored_task_id(message.task_id),
                 error,
                 "it goes back to the broker" if acker.is_ackable else "its message is dropped",
             )
@@ -343,7 +345,9 @@ class Receiver:
                 message = await maybe_await(hook(message))
         except BaseException as exc:
             failure = task_failure(exc)
-            logger.exception("Task %s: a pre_execute middleware failed", message.task_id)
+            logger.exception(
+                "Task %s: a pre_execute middleware failed", stored_task_id(message.task_id)
+            )
             await self._refuse(message, failure, acker)
             return
         recorder = self.broker.event_recorder
@@ -364,7 +368,7 @@ class Receiver:
             await self._after_run(message, result, hooks)
         error = result.error
         if error is not None and isinstance(error, TaskRejectedError):
-            logger.info("Task %s rejected its message", message.task_id)
+            logger.info("Task %s rejected its message", stored_task_id(message.task_id))
             await acker.reject(rejection_reason(error))
             return
         if ack_type is _WHEN_EXECUTED:
@@ -384,7 +388,7 @@ class Receiver:
             logger.warning(
                 "Task %s ended without acknowledging its message (ack mode manual): "
                 "it is released for redelivery",
-                message.task_id,
+                stored_task_id(message.task_id),
             )
 
     def _watch_for(self, store: CancellationStore) -> CancelWatch:
@@ -414,7 +418,7 @@ class Receiver:
         else:
             logger.error(
                 "Task %s: rejecting a message that cannot be decoded (%d bytes): %s",
-                error.task_id,
+                stored_task_id(error.task_id),
                 len(data),
                 error,
             )
@@ -455,7 +459,9 @@ class Receiver:
             result.error = no_result
         except BaseException as exc:
             reraise_cancellation(exc)
-            logger.exception("Task %s: a middleware failed after the run", message.task_id)
+            logger.exception(
+                "Task %s: a middleware failed after the run", stored_task_id(message.task_id)
+            )
 
     async def _call_hooks(
         self, hooks: list[Any], message: TaskiqMessage, result: TaskiqResult[Any]
@@ -465,7 +471,9 @@ class Receiver:
                 await maybe_await(hook(message, result))
         except BaseException as exc:
             reraise_cancellation(exc)
-            logger.exception("Task %s: a post_save middleware failed", message.task_id)
+            logger.exception(
+                "Task %s: a post_save middleware failed", stored_task_id(message.task_id)
+            )
 
     async def _save(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> bool:
         """Store ``result``; if it cannot be stored, store an error saying why instead."""
@@ -488,12 +496,16 @@ class Receiver:
             logger.error(
                 "Task %s: %s; storing that error failed too (%r); an unsettled message is "
                 "released for redelivery",
-                message.task_id,
+                stored_task_id(message.task_id),
                 reason,
                 again,
             )
             return False
-        logger.error("Task %s: %s; an error result was stored instead", message.task_id, reason)
+        logger.error(
+            "Task %s: %s; an error result was stored instead",
+            stored_task_id(message.task_id),
+            reason,
+        )
         return True
 
     async def _store_failure(self, message: TaskiqMessage, error: Exception) -> None:
@@ -679,7 +691,11 @@ async def _cancellation_of(store: CancellationStore, task_id: str) -> Cancellati
     try:
         return await store.cancellation(task_id)
     except Exception as exc:
-        logger.warning("Task %s: cannot check whether it was cancelled (%r); it runs", task_id, exc)
+        logger.warning(
+            "Task %s: cannot check whether it was cancelled (%r); it runs",
+            stored_task_id(task_id),
+            exc,
+        )
         return None
 
 
