@@ -30,6 +30,7 @@ from taskq.toolkit import (
     import_object,
 )
 from taskq_dashboard.app import DashboardApp, create_app
+from taskq_dashboard.errors import AddressUnavailableError
 from taskq_dashboard.security import Auth, check_bind
 from taskq_dashboard.state import DashboardSettings, SchedulerLike
 
@@ -72,18 +73,12 @@ def main(argv: list[str]) -> int:
         return EXIT_USAGE
     try:
         sockets = listen(options.host, options.port)
-    except ListenError as error:
+    except AddressUnavailableError as error:
         print(f"taskq dashboard: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     print(f"taskq dashboard on http://{address(options.host, options.port)}/", file=sys.stderr)
     serve(app, options, sockets)
     return 0
-
-
-class ListenError(TaskiqError):
-    """The dashboard cannot listen on the address it was given (in use, not this host's)."""
-
-    __template__ = "cannot listen on the address"
 
 
 def address(host: str, port: int) -> str:
@@ -92,7 +87,9 @@ def address(host: str, port: int) -> str:
 
 
 def listen(host: str, port: int) -> list[socket.socket]:
-    """Bind ``port`` on every address ``host`` resolves to, as uvicorn would; raise `ListenError`.
+    """Bind ``port`` on every address ``host`` resolves to, as uvicorn would.
+
+    Raises `AddressUnavailableError` when it cannot (the port in use, not this host's address).
 
     Binding before uvicorn starts lets a port in use be one line and a usage error, rather
     than uvicorn's log lines and its exit status 3 after the app started.
@@ -103,7 +100,7 @@ def listen(host: str, port: int) -> list[socket.socket]:
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
     except OSError as exc:
-        raise ListenError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+        raise AddressUnavailableError(f"cannot listen on {where}: {exc.strerror or exc}") from None
     sockets: list[socket.socket] = []
     try:
         for family, kind, protocol, _, sockaddr in dict.fromkeys(found):
@@ -118,11 +115,11 @@ def listen(host: str, port: int) -> list[socket.socket]:
         for sock in sockets:
             sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise ListenError(
+            raise AddressUnavailableError(
                 f"cannot listen on {where}: the port is in use (another process listens on "
                 "it): stop that process or give another --port"
             ) from None
-        raise ListenError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+        raise AddressUnavailableError(f"cannot listen on {where}: {exc.strerror or exc}") from None
     return sockets
 
 
