@@ -7,6 +7,8 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+from taskq.toolkit import running_loop
+
 _Item = TypeVar("_Item")
 
 
@@ -38,6 +40,7 @@ class BatchSender(Generic[_Item]):
         # submitter cancels only its own, and the end of a batch wakes each with one callback
         self._waiters: list[asyncio.Future[None]] = []
         self._flushing: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the waiters were made in
 
     async def submit(self, item: _Item) -> None:
         """Send ``item`` (alone now, or with others after the call in flight)."""
@@ -52,7 +55,9 @@ class BatchSender(Generic[_Item]):
             finally:
                 self._send_waiting()
             return
-        waiter = asyncio.get_running_loop().create_future()
+        # no system call per item before Python 3.12 (an acknowledgement per message waits here)
+        self._loop = loop = running_loop(self._loop)
+        waiter = loop.create_future()
         self._waiting.append(item)
         self._waiters.append(waiter)
         await waiter  # cancelled, the submitter leaves its item in the batch
