@@ -524,12 +524,13 @@ def test_options_are_checked_and_capabilities_declared():
         for value in (1e300, math.inf, math.nan, 0.0, -1.0):
             with pytest.raises(ValueError, match=f"{name} must be more than 0 and at most 86400"):
                 RedisStreamBroker(lease_s=86_400, **{name: value})
-    for block_ms in (10**20, 0):
-        with pytest.raises(ValueError, match="block_ms must be 1 to 86400000 milliseconds"):
+    for block_ms in (10**20, 0, 1.5, math.nan):  # 1.5 was taken; Redis refuses it at each read
+        with pytest.raises(ValueError, match="block_ms must be an integer from 1 to 86400000"):
             RedisStreamBroker(block_ms=block_ms)
     assert RedisStreamBroker(lease_s=86_400, send_timeout_s=86_400).lease_ms == 86_400_000
-    with pytest.raises(ValueError, match="priority_levels"):
-        RedisStreamBroker(priority_levels=0)
+    for levels in (0, 101, 2.5):
+        with pytest.raises(ValueError, match="priority_levels must be an integer from 1 to 100"):
+            RedisStreamBroker(priority_levels=levels)
     with pytest.raises(ValueError, match="decode_responses"):
         RedisStreamBroker(decode_responses=True)
     import taskq

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from taskq.toolkit import check_count
+
+#: The most priority levels (streams) a queue has.
+MAX_PRIORITY_LEVELS = 100
 #: The names of other stores' keys under a prefix, each followed by a name of the caller's:
 #: ``{prefix}:cancelled:{task_id}`` (`RedisCancellationStore`), ``{prefix}:unique:{key}``
 #: (`RedisUniqueStore`), ``{prefix}:result:{task_id}`` and ``{prefix}:progress:{task_id}`` (the
@@ -41,9 +45,11 @@ class QueueKeys:
 
         Raises:
             ValueError: ``queue_name`` would share keys with another store (see
-                `RESERVED_QUEUE_NAMES`).
+                `RESERVED_QUEUE_NAMES`), or ``priority_levels`` is not an integer from 1 to
+                `MAX_PRIORITY_LEVELS`.
         """
         check_queue_name(queue_name)
+        check_count("priority_levels", priority_levels, maximum=MAX_PRIORITY_LEVELS)
         base = f"{key_prefix}:{queue_name}"
         return cls(
             streams=tuple(f"{base}:p{level}" for level in range(priority_levels)),

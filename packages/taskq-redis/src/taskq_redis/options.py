@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
 from taskq.toolkit import check_count
-from taskq_redis.keys import QueueKeys
+from taskq_redis.keys import MAX_PRIORITY_LEVELS, QueueKeys
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -59,17 +59,13 @@ class BrokerOptions:
                 raise ValueError(
                     f"{name} must be more than 0 and at most {MAX_SECONDS:g} seconds, got {value!r}"
                 )
-        if not 0 < self.block_ms <= MAX_BLOCK_MS:
-            raise ValueError(
-                f"block_ms must be 1 to {MAX_BLOCK_MS} milliseconds, got {self.block_ms!r}"
-            )
+        check_count("block_ms", self.block_ms, maximum=MAX_BLOCK_MS)  # 1.5: Redis refuses it
         check_count("batch_size", self.batch_size)
         for name in ("max_deliveries", "max_stream_length"):
             value = getattr(self, name)
             if value is not None:
                 check_count(name, value, alternative="or None")
-        if not 1 <= self.priority_levels <= 100:
-            raise ValueError(f"priority_levels must be 1 to 100, got {self.priority_levels!r}")
+        check_count("priority_levels", self.priority_levels, maximum=MAX_PRIORITY_LEVELS)
         if self.heartbeat_interval_s >= self.lease_s:
             raise ValueError("heartbeat_interval_s must be shorter than lease_s")
 
