@@ -28,6 +28,7 @@ CONTRACT_LAYER = frozenset(
     {
         "taskq.abc.*",
         "taskq.capabilities",
+        "taskq.checks",  # checks of plain numbers, importing nothing of taskq
         "taskq.exceptions",
         "taskq.inspection",
         "taskq.message",

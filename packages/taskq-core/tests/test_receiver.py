@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sys
 import threading
 from typing import Any
@@ -698,11 +699,43 @@ async def test_max_tasks_to_execute_ends_the_loop(recording_broker, encode):
     assert len(recording_broker.settled) == 3
 
 
-def test_receiver_rejects_bad_options(recording_broker):
-    with pytest.raises(ValueError, match="max_prefetch"):
-        Receiver(recording_broker, max_prefetch=-1)
-    with pytest.raises(ValueError, match="max_async_tasks"):
-        Receiver(recording_broker, max_async_tasks=0)
+async def test_max_tasks_to_execute_of_zero_is_no_limit_as_in_taskiq(recording_broker, encode):
+    # taskiq's receiver reads 0 as "no limit"; here it took no message and returned at once
+    @recording_broker.task
+    async def work() -> None:
+        pass
+
+    put_many(recording_broker, encode, work.task_name, 3, "m")
+    finish = asyncio.Event()
+    listening = asyncio.create_task(
+        Receiver(recording_broker, max_tasks_to_execute=0).listen(finish)
+    )
+    await eventually(lambda: len(recording_broker.settled) == 3, what="every message run")
+    assert not listening.done()
+    finish.set()
+    await asyncio.wait_for(listening, 2)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("max_prefetch", -1),
+        ("max_prefetch", math.nan),
+        ("max_async_tasks", 0),
+        ("max_async_tasks", math.inf),
+        ("max_async_tasks_jitter", 1.5),
+        ("max_async_tasks_jitter", -1),
+        ("max_tasks_to_execute", -1),
+        ("max_tasks_to_execute", 2.5),
+        ("wait_tasks_timeout", math.nan),
+        ("wait_tasks_timeout", -1),
+    ],
+)
+def test_receiver_rejects_bad_options(recording_broker, option, value):
+    # a NaN prefetch or timeout and an infinite max_async_tasks were taken; a jitter of 1.5
+    # failed inside random.randrange; each now names the option
+    with pytest.raises(ValueError, match=f"^{option} must be "):
+        Receiver(recording_broker, **{option: value})
 
 
 def test_formatter_errors_are_typed(recording_broker):

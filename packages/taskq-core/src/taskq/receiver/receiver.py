@@ -15,6 +15,7 @@ from taskq._awaitable import maybe_await
 from taskq._cancelling import cancel_until_done
 from taskq._running_loop import running_loop
 from taskq.acks import AckableMessage, AckController, AcknowledgeType
+from taskq.checks import check_count, check_seconds
 from taskq.control.unique import HeldKey, running_key
 from taskq.exceptions import (
     InvalidLabelError,
@@ -118,12 +119,16 @@ class Receiver:
         failure_log_level: int = logging.ERROR,
     ) -> None:
         """Prepare to run ``broker``'s messages (see the class docstring for the options)."""
-        if max_prefetch < 0:
-            raise ValueError("max_prefetch cannot be negative")
-        if max_async_tasks is not None and max_async_tasks < 1:
-            raise ValueError("max_async_tasks must be at least 1")
-        if max_async_tasks_jitter < 0:
-            raise ValueError("max_async_tasks_jitter cannot be negative")
+        check_count("max_prefetch", max_prefetch, minimum=0)
+        if max_async_tasks is not None:
+            check_count("max_async_tasks", max_async_tasks, alternative="or None")
+        check_count("max_async_tasks_jitter", max_async_tasks_jitter, minimum=0)
+        if max_tasks_to_execute is not None:
+            check_count("max_tasks_to_execute", max_tasks_to_execute, minimum=0)
+        if wait_tasks_timeout is not None:
+            check_seconds(
+                "wait_tasks_timeout", wait_tasks_timeout, zero=True, alternative="or None"
+            )
         self.broker = broker
         self.ack_type = AcknowledgeType(ack_type or AcknowledgeType.WHEN_SAVED)
         self.run_startup = run_startup
@@ -132,7 +137,7 @@ class Receiver:
             max_async_tasks_jitter
         )
         self.max_prefetch = max_prefetch
-        self.max_tasks_to_execute = max_tasks_to_execute
+        self.max_tasks_to_execute = max_tasks_to_execute or None  # 0: no limit, as in taskiq
         self.wait_tasks_timeout = wait_tasks_timeout
         self.task_executor = TaskExecutor(
             broker,
