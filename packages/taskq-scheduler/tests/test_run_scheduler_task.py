@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from taskq import ScheduledTask, TaskiqEvents
 from taskq.api import run_scheduler_task
 from taskq_inmemory import InMemoryBroker
@@ -35,3 +37,10 @@ async def test_sends_due_fires_until_cancelled():
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
         await broker.shutdown()
+
+
+async def test_an_interval_of_zero_is_refused_not_read_as_the_default():
+    # it was taken for "not given": the sources were then read once a minute, silently
+    scheduler = TaskiqScheduler(InMemoryBroker(), [InMemoryScheduleSource([])])
+    with pytest.raises(ValueError, match="update_interval must be"):
+        await asyncio.wait_for(run_scheduler_task(scheduler, interval=timedelta(0)), 5)

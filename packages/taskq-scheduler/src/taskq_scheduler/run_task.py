@@ -17,8 +17,9 @@ async def run_scheduler_task(
 
     The sources are started first; ``run_startup`` also starts the broker (see
     `TaskiqScheduler.startup`). ``interval`` is the time between two reads of the sources
-    (default one minute). ``loop_interval`` is accepted for taskiq's signature and not
-    needed: the loop sleeps until the next fire is due. Nothing is shut down on the way out.
+    (default one minute; a zero or negative one raises `ValueError`). ``loop_interval`` is
+    accepted for taskiq's signature and not needed: the loop sleeps until the next fire is
+    due. Nothing is shut down on the way out.
     """
     del loop_interval  # the loop wakes for each fire itself
     if run_startup:
@@ -26,4 +27,5 @@ async def run_scheduler_task(
     else:
         for source in scheduler.sources:
             await source.startup()
-    await scheduler.run(update_interval=interval or DEFAULT_UPDATE_INTERVAL_S)
+    # ``interval or ...`` would read timedelta(0) as "not given": it is refused instead
+    await scheduler.run(update_interval=DEFAULT_UPDATE_INTERVAL_S if interval is None else interval)
