@@ -290,6 +290,24 @@ def test_messages_left_in_the_queue_are_set_aside_and_reported(
     }
 
 
+def test_messages_a_consumer_in_another_process_sets_aside_are_reported(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+):
+    # the round of seed 5 starts with a consumer in another process: it takes the leftovers
+    monkeypatch.setenv("TASKQ_TEST_QUEUE_DIR", str(pytester.path / "queue"))
+    result = run_suite(
+        pytester,
+        "--taskq-broker",
+        "implementations:make_directory_broker_with_leftovers",
+        "-k",
+        "test_random_rounds_against_the_model",
+        "--taskq-model-seed",
+        "5",
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.re_match_lines([r"7 message\(s\) in the queue were not sent by the check"])
+
+
 # -- capabilities and known failures -------------------------------------------------------------
 
 
