@@ -276,7 +276,8 @@ def test_messages_left_in_the_queue_are_set_aside_and_reported(
     result.stdout.re_match_lines(
         [
             r"7 message\(s\) in the queue were not sent by the check that received them: each "
-            r"was acknowledged \(so it does not come back\) and left out of the check$",
+            r"was taken off the queue \(acknowledged, where the broker has acks\) and left out "
+            r"of the check$",
             r"  4 without the suite's tag \(not sent by this version of the suite\); the first "
             r"received by suite_broker\.py::test_each_message_is_delivered_exactly_once: b'7'$",
             r"  3 from earlier runs \(0123456789ab\); the first received by suite_broker\.py::"

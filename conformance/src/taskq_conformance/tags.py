@@ -115,8 +115,8 @@ class RunTags:
             groups.setdefault(entry.origin, []).append(entry)
         lines = [
             f"{len(self.set_aside)} message(s) in the queue were not sent by the check that "
-            "received them: each was acknowledged (so it does not come back) and left out of "
-            "the check"
+            "received them: each was taken off the queue (acknowledged, where the broker has "
+            "acks) and left out of the check"
         ]
         for origin, entries in groups.items():
             sources = list(dict.fromkeys(entry.source for entry in entries if entry.source))
