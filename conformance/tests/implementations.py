@@ -1062,6 +1062,41 @@ def make_shared_directory_broker() -> AsyncBroker:
     return DirectoryQueueBroker(shared_directory())
 
 
+#: What an earlier run of the suite, stopped mid-check, left in the queue: bodies of an older
+#: version of the suite (untagged) and of a run with the nonce ``0123456789ab``.
+LEFTOVERS = (
+    b"7",
+    b"reject me",
+    b"",
+    b"\x00\x00 zero bytes at both ends \x00\x00",
+    b"tqc:0123456789ab:3:acked",
+    b"tqc:0123456789ab:11:9",
+)
+#: What a consumer of that run held when it was killed (its lease long expired).
+HELD_LEFTOVER = b"tqc:0123456789ab:20:held-0"
+
+
+def make_directory_broker_with_leftovers() -> AsyncBroker:
+    """The shared directory queue, holding at the start of the run what an earlier run left.
+
+    The first call of the run puts `LEFTOVERS` first in the queue and `HELD_LEFTOVER` with a
+    killed consumer; later calls (child processes too) find them planted.
+    """
+    directory = shared_directory()
+    planted = directory / "leftovers-planted"
+    if not planted.exists():
+        queue, killed = directory / "queue", directory / "claimed" / "killed-consumer"
+        for path in (queue, killed):
+            path.mkdir(parents=True, exist_ok=True)
+        for n, body in enumerate(LEFTOVERS):
+            (queue / f"{n:020d}-leftover").write_bytes(body)
+        held = killed / f"{len(LEFTOVERS):020d}-leftover"
+        held.write_bytes(HELD_LEFTOVER)
+        os.utime(held, (0, 0))
+        planted.touch()
+    return DirectoryQueueBroker(directory)
+
+
 def make_ack_ignoring_broker() -> AsyncBroker:
     return AckDoesNothing(shared_directory(), lease_s=2.0)
 

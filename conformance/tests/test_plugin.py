@@ -258,6 +258,57 @@ def test_the_report_is_written_as_json(pytester: pytest.Pytester):
     }
 
 
+def test_messages_left_in_the_queue_are_set_aside_and_reported(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+):
+    # an earlier run was stopped mid-check: its messages wait first in the queue
+    monkeypatch.setenv("TASKQ_TEST_QUEUE_DIR", str(pytester.path / "queue"))
+    result = run_suite(
+        pytester,
+        "--taskq-broker",
+        "implementations:make_directory_broker_with_leftovers",
+        "-k",
+        "test_each_message_is_delivered_exactly_once or test_reject or test_acks",
+        "--taskq-report",
+        "report.json",
+    )
+    result.assert_outcomes(passed=3)
+    result.stdout.re_match_lines(
+        [
+            r"7 message\(s\) in the queue were not sent by the check that received them: each "
+            r"was taken off the queue \(acknowledged, where the broker has acks\) and left out "
+            r"of the check$",
+            r"  4 without the suite's tag \(not sent by this version of the suite\); the first "
+            r"received by suite_broker\.py::test_each_message_is_delivered_exactly_once: b'7'$",
+            r"  3 from earlier runs \(0123456789ab\); the first received by suite_broker\.py::"
+            r"test_each_message_is_delivered_exactly_once: b'tqc:0123456789ab:3:acked'$",
+        ]
+    )
+    report = json.loads((pytester.path / "report.json").read_text())
+    assert report["set_aside"] == {
+        "without the suite's tag (not sent by this version of the suite)": 4,
+        "from earlier runs": 3,
+    }
+
+
+def test_messages_a_consumer_in_another_process_sets_aside_are_reported(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+):
+    # the round of seed 5 starts with a consumer in another process: it takes the leftovers
+    monkeypatch.setenv("TASKQ_TEST_QUEUE_DIR", str(pytester.path / "queue"))
+    result = run_suite(
+        pytester,
+        "--taskq-broker",
+        "implementations:make_directory_broker_with_leftovers",
+        "-k",
+        "test_random_rounds_against_the_model",
+        "--taskq-model-seed",
+        "5",
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.re_match_lines([r"7 message\(s\) in the queue were not sent by the check"])
+
+
 # -- capabilities and known failures -------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ import pytest
 from taskq_conformance import hookspecs
 from taskq_conformance.deadline import with_deadline
 from taskq_conformance.settings import Settings, add_options, read_settings
+from taskq_conformance.tags import TAGS
 from taskq_conformance.targets import (
     HOW_TO,
     KINDS,
@@ -191,6 +192,12 @@ def _prepare(item: pytest.Item, config: pytest.Config, known_failures: set[str])
     config.stash[_CATEGORIES][item.nodeid] = category
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Give a suite check its own tag for the messages it sends (see `taskq_conformance.tags`)."""
+    if _kind_of(item) is not None:
+        TAGS.begin(_test_id(item))
+
+
 def _test_id(item: pytest.Item) -> str:
     return f"{Path(str(item.path)).name}::{item.name}"
 
@@ -238,18 +245,21 @@ class CapabilityTally:
             terminalreporter.write_line(
                 f"{name:<{width}}  {n['passed']:>6}  {n['failed']:>6}  {n['skipped']:>7}"
             )
+        for line in TAGS.report():
+            terminalreporter.write_line(line)
         path = self.config.getoption("--taskq-report")
         if path:
             Path(path).write_text(json.dumps(self.as_json(rows), indent=2) + "\n")
 
     def as_json(self, rows: list[tuple[str, dict[str, int]]]) -> dict[str, Any]:
-        """The table with the targets and their declared capabilities."""
+        """The table, the targets, their declared capabilities and what was set aside."""
         targets = self.config.stash.get(_TARGETS, {})
         declared = self.config.stash.get(_CAPABILITIES, {})
         return {
             "targets": {k: (t.spec or "hook") for k, t in targets.items() if t is not None},
             "declared": {k: sorted(caps) for k, caps in declared.items()},
             "capabilities": dict(rows),
+            "set_aside": TAGS.as_json(),
         }
 
 

@@ -3,7 +3,8 @@
 The broker model check makes one vanish: the process is killed (``SIGKILL``: no shutdown, no
 acknowledgement, its connections and lease keep-alive gone with it), as a worker dies in
 production. Until then it reports each message it receives on its standard output, and this
-side hands each report to a callback as it is read.
+side hands each report to a callback as it is read; the messages it acknowledges at once (not
+the check's) are recorded as set aside.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 from collections.abc import Callable
 
 from taskq_conformance.instances import start_in_another_process
+from taskq_conformance.tags import TAGS
 
 #: Seconds a killed process may take to be gone.
 KILL_TIMEOUT = 10.0
@@ -20,9 +22,14 @@ KILL_TIMEOUT = 10.0
 REPORT = "received "
 #: The line the process writes once its broker has started.
 STARTED = "started"
+#: How the line of a message it acknowledged at once starts (its first `SHOWN` bytes follow).
+SET_ASIDE = "set aside:"
+#: Bytes of such a message the line shows: enough for a tag at the start of the body.
+SHOWN = 200
 
 #: What the process runs: report and hold the messages whose body starts with ``prefix``, up to
-#: ``capacity`` of them, then wait to be killed; acknowledge others (left by other checks).
+#: ``capacity`` of them, then wait to be killed; acknowledge others (left by other checks or
+#: runs) and say so.
 HOLD = """\
 from taskq.toolkit import maybe_await
 held = 0
@@ -33,6 +40,7 @@ async for item in instance.listen():
     if not data.startswith({prefix!r}):
         if isinstance(item, taskq.AckableMessage):
             await maybe_await(item.ack())
+        print({set_aside!r} + data[:{shown}].hex(), flush=True)
         continue
     print({report!r} + data.hex(), flush=True)
     held += 1
@@ -50,7 +58,14 @@ class ProcessConsumer:
     def __init__(
         self, spec: str, prefix: bytes, capacity: int, received: Callable[[bytes], None]
     ) -> None:
-        body = HOLD.format(prefix=prefix, report=REPORT, started=STARTED, capacity=capacity)
+        body = HOLD.format(
+            prefix=prefix,
+            report=REPORT,
+            started=STARTED,
+            capacity=capacity,
+            set_aside=SET_ASIDE,
+            shown=SHOWN,
+        )
         self.process = start_in_another_process(spec, body)
         self.received = received
         self.unread = b""
@@ -115,6 +130,8 @@ class ProcessConsumer:
                 self.started.set()
             elif text.startswith(REPORT):
                 self.received(bytes.fromhex(text.removeprefix(REPORT)))
+            elif text.startswith(SET_ASIDE):
+                TAGS.record(bytes.fromhex(text.removeprefix(SET_ASIDE)))
 
     def _stop_reading(self) -> None:
         if self.reading:

@@ -29,6 +29,7 @@ from taskq_conformance.instances import (
     start_in_another_process,
 )
 from taskq_conformance.suite_broker import DELIVERY_TIMEOUT, Inbox, inbox, raw_message
+from taskq_conformance.tags import TAGS
 from taskq_conformance.targets import Target
 
 #: Leases the suite holds messages for while other consumers listen.
@@ -38,8 +39,8 @@ HELD = 5
 
 
 def markers() -> list[bytes]:
-    """Message bodies no other check sends."""
-    return [f"held-{uuid.uuid4().hex}".encode() for _ in range(HELD)]
+    """Message bodies no other check sends (tagged with the check's tag)."""
+    return [TAGS.tag(f"held-{uuid.uuid4().hex}".encode()) for _ in range(HELD)]
 
 
 async def stolen_while_held(box: Inbox, held: set[bytes], seconds: float) -> list[bytes]:

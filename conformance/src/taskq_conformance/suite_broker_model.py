@@ -45,6 +45,7 @@ from taskq_conformance.modelcheck import Round, Violation, run_rounds
 from taskq_conformance.process_consumer import ProcessConsumer
 from taskq_conformance.settings import Settings
 from taskq_conformance.suite_broker import EARLY, LISTEN_END_TIMEOUT, raw_message
+from taskq_conformance.tags import TAGS
 from taskq_conformance.targets import Target
 
 #: Steps of a round, before it drains.
@@ -157,7 +158,7 @@ class Mortal(Holder):
 
     def __init__(self, model: BrokerModel, name: str, spec: str, capacity: int) -> None:
         super().__init__(name)
-        prefix = f"model-{model.tag}-".encode()
+        prefix = TAGS.tag(f"model-{model.tag}-".encode())
         self.process = ProcessConsumer(spec, prefix, capacity, model.received_by(self))
         #: When it was killed (None while it lives), and at which step or stage.
         self.vanished_at: float | None = None
@@ -234,7 +235,7 @@ class BrokerModel:
             labels: dict[str, Any] = {"delay": delay} if delay else {}
             if self.priority:
                 labels["priority"] = priority
-            body = f"model-{self.tag}-{len(self.sent) + 1}".encode()
+            body = TAGS.tag(f"model-{self.tag}-{len(self.sent) + 1}".encode())
             backlog = None if self._listening() else self.epoch + 1
             now = time.monotonic()
             sent = Sent(len(self.sent) + 1, self.step, delay, priority, now + delay, backlog)
@@ -459,7 +460,8 @@ class BrokerModel:
     def delivered(self, consumer: Holder, item: Any) -> None:
         """Check a delivery against the model, then let ``consumer`` hold it."""
         sent = self.sent.get(payload(item))
-        if sent is None:  # left by another check: settled, not modelled
+        if sent is None:  # left by another round, check or run: settled, not modelled
+            TAGS.record(payload(item))
             self._spawn(settle(item))
             return
         now = time.monotonic()
