@@ -68,21 +68,16 @@ def _checked_message(data: Any) -> TaskiqMessage:
     if type(task_id) is not str or not task_id:
         raise MessageDecodeError(reason="task_id is missing or not a string")
     known: dict[str, Any] = {"task_id": task_id, "unique_key": _unique_key_in(labels)}
-    shown = stored_task_id(task_id)
     if type(task_name) is not str or not task_name:
-        raise MessageDecodeError(
-            reason=f"task_name is missing or not a string (task {shown})", **known
-        )
+        raise _refused("task_name is missing or not a string", known)
     if type(labels) is not dict or type(kwargs) is not dict:
-        raise MessageDecodeError(
-            reason=f"labels and kwargs must be mappings (task {shown})", **known
-        )
+        raise _refused("labels and kwargs must be mappings", known)
     if type(args) is not list:
         args = _as_list(args, known)
     try:
         parse_typed_labels(labels, data.get("labels_types"))
     except ValueError as exc:
-        raise MessageDecodeError(reason=f"{exc} (task {shown})", **known) from None
+        raise _refused(str(exc), known) from None
     return TaskiqMessage(task_id, task_name, labels, args, kwargs)
 
 
@@ -95,11 +90,16 @@ def _unique_key_in(labels: Any) -> str | None:
 def _as_list(args: Any, known: dict[str, Any]) -> list[Any]:
     if isinstance(args, (list, tuple)):  # a list subclass, or a tuple from a binary serializer
         return list(args)
-    raise MessageDecodeError(
-        reason=f"args must be a list, got {type(args).__name__} "
-        f"(task {stored_task_id(known['task_id'])})",
-        **known,
-    )
+    raise _refused(f"args must be a list, got {type(args).__name__}", known)
+
+
+def _refused(reason: str, known: dict[str, Any]) -> MessageDecodeError:
+    """The error refusing the message of ``known`` (its task id, its unique key) for ``reason``.
+
+    The reason names the task as the event stores keep its id (`stored_task_id`), so that an
+    id of megabytes is not repeated whole in the stored failure and the log.
+    """
+    return MessageDecodeError(reason=f"{reason} (task {stored_task_id(known['task_id'])})", **known)
 
 
 def encode_message(serializer: TaskiqSerializer, message: TaskiqMessage) -> BrokerMessage:
