@@ -13,6 +13,8 @@ import time
 import uuid
 from typing import Any
 
+import pytest
+
 from taskq import AckableMessage, AsyncResultBackend, BrokerMessage, Receiver, TaskiqResult
 from taskq.exceptions import ResultGetError
 from taskq.testing import cancel_until_done, eventually
@@ -85,7 +87,8 @@ async def test_a_hand_back_keeps_ids_and_counts_and_another_worker_takes_it_prom
     await leaving.startup()
     for n in range(10):
         await leaving.kick(message(b"%d" % n))
-    (started,) = await take(leaving, 1)  # read all 10 in one batch, started one, acked none
+    listening = leaving.listen()  # open until the shutdown, which hands everything back
+    started = await listening.__anext__()  # read all 10 in one batch, started one, acked none
     stream = leaving.keys.streams[0]
     ids = [p["message_id"] for p in raw_redis.xpending_range(stream, "taskq", "-", "+", 20)]
     assert len(ids) == 10
@@ -104,6 +107,7 @@ async def test_a_hand_back_keeps_ids_and_counts_and_another_worker_takes_it_prom
     await eventually(lambda: len(received) == 10, timeout=5)
     assert time.monotonic() - handed_back_at < 3, "not taken promptly"
     await cancel_until_done(consumer)
+    await listening.aclose()
     assert [m.data for m in received] == [b"%d" % n for n in range(10)], "order lost"
     pending = raw_redis.xpending_range(stream, "taskq", "-", "+", 20)
     assert [p["message_id"] for p in pending] == ids, "handed back as new entries"
@@ -111,6 +115,66 @@ async def test_a_hand_back_keeps_ids_and_counts_and_another_worker_takes_it_prom
     counts = deliveries(raw_redis, staying)
     assert counts.pop(started.data) == 2
     assert set(counts.values()) == {1}
+
+
+@pytest.mark.parametrize("ended", ["closed", "dropped"])
+async def test_a_listen_that_ends_hands_back_at_once_what_it_read_and_did_not_yield(
+    new_broker, raw_redis, ended
+):
+    leaving = await new_broker(batch_size=20, lease_s=60)  # nothing comes back by a lease
+    for n in range(10):
+        await leaving.kick(message(b"%d" % n))
+    if ended == "closed":
+        listening = leaving.listen()
+        started = await listening.__anext__()  # read all 10 in one batch, yielded one
+        await listening.aclose()
+    else:
+        async for item in leaving.listen():  # its caller stops iterating and drops it
+            started = item
+            break
+        gc.collect()
+    staying = await new_broker(lease_s=60)
+    received = await take(staying, 9, timeout=5)  # not held until the leaving one shuts down
+    assert [m.data for m in received] == [b"%d" % n for n in range(1, 10)]
+    # the yielded one stays with its consumer (it may be running) until settled
+    stream = leaving.keys.streams[0]
+    owners = {
+        p["message_id"]: p["consumer"]
+        for p in raw_redis.xpending_range(stream, "taskq", "-", "+", 20)
+    }
+    assert len(owners) == 10
+    first_id = min(owners)
+    assert owners[first_id].decode().startswith(leaving.consumer_name)
+    # the 9 never started had that delivery undone
+    counts = deliveries(raw_redis, staying)
+    assert counts.pop(started.data) == 1
+    assert set(counts.values()) == {1}
+    await started.ack()  # type: ignore[misc]
+    for item in received:
+        await item.ack()  # type: ignore[misc]
+
+
+async def test_a_listen_that_ended_leaves_the_group_once_what_it_yielded_is_settled(
+    new_broker, raw_redis
+):
+    broker = await new_broker(batch_size=20, lease_s=0.3)  # a heartbeat every 0.1 s
+    for n in range(3):
+        await broker.kick(message(b"%d" % n))
+    (item,) = await take(broker, 1)  # read 3, yielded 1: 2 handed back, 1 held
+    stream = broker.keys.streams[0]
+
+    def consumers() -> set[str]:  # this broker's, not those that hold what is handed back
+        names = {c["name"].decode() for c in raw_redis.xinfo_consumers(stream, "taskq")}
+        return {name for name in names if name.startswith(broker.consumer_name)}
+
+    assert len(broker._consumers) == 1  # it still holds what it yielded
+    await item.ack()  # type: ignore[misc]
+    rest = await take(broker, 2, timeout=5)  # the 2 handed back, to the next listen()
+    for other in rest:
+        await other.ack()  # type: ignore[misc]
+    await eventually(lambda: raw_redis.xpending(stream, "taskq")["pending"] == 0, timeout=5)
+    await eventually(lambda: consumers() == set(), timeout=5)  # at their next heartbeat
+    assert all(consumer.closed for consumer in broker._consumers)
 
 
 def _has_looked(broker: RedisStreamBroker) -> bool:

@@ -481,7 +481,9 @@ class RedisStreamBroker(AsyncBroker):
         Each message's ``ack`` deletes it from the stream; its ``reject`` moves it to the
         dead letters; its ``release`` gives it back unsettled, for any worker within a lease,
         keeping its delivery count (as happens to a message dropped without being settled).
-        The first ``listen()`` also starts moving due delayed messages.
+        When the ``listen()`` ends before shutdown (its caller closes it, or stops iterating
+        and drops it), the messages it read and did not yield are handed back to other
+        workers at once. The first ``listen()`` also starts moving due delayed messages.
         """
         # imported on use: a client or ``taskq status`` never reads the queue
         from taskq_redis.consumer import StreamConsumer
@@ -505,9 +507,15 @@ class RedisStreamBroker(AsyncBroker):
             self.create_groups,
             self._record_dead_lettered,
         )
+        # those whose listen() ended and whose messages were all settled since are gone
+        self._consumers = [c for c in self._consumers if not c.closed]
         self._consumers.append(consumer)
-        async for message in consumer.messages():
-            yield message
+        try:
+            async for message in consumer.messages():
+                yield message
+        finally:  # ended, closed or dropped by its caller: others get what it did not yield
+            if await consumer.stop_reading(HAND_BACK_TIMEOUT_S) and consumer in self._consumers:
+                self._consumers.remove(consumer)  # closed: nothing is left to hand back
 
     def _record_dead_lettered(self, letters: list[DeadLettered]) -> None:
         """Record a ``rejected`` event for each message the scripts dead-lettered; free its key.

@@ -10,8 +10,9 @@ stopping workers handed back.
 
 A message leaves the consumer's hold in one of four ways: acknowledged, rejected, released
 (its processing ended unsettled: it comes back to a worker within a lease, keeping its
-delivery count), or handed back at shutdown. A message that nothing in the process can
-settle any more (every reference to its ``ack``, ``reject`` and ``release`` dropped) is
+delivery count), or handed back: at shutdown, or, if read and not yet yielded, when its
+``listen()`` ends (closed, or dropped by its caller). A message that nothing in the process
+can settle any more (every reference to its ``ack``, ``reject`` and ``release`` dropped) is
 released too, so that a worker never heartbeats an entry no one will settle.
 """
 
@@ -56,6 +57,9 @@ HAND_BACK_CHUNK = 1000
 #: it looks for messages at all: a worker whose buffer is full takes nothing).
 HANDED_BACK_CHECK_INTERVAL_S = 0.5
 
+#: Seconds between unblocks of a read in flight when a consumer stops reading.
+UNBLOCK_RETRY_S = 0.05
+
 #: A read entry: priority level, entry id, message bytes.
 Entry = tuple[int, bytes, bytes]
 #: A message a script moved to the dead letters: its bytes (None: not a taskq message), reason.
@@ -98,11 +102,14 @@ class StreamConsumer:
         self.buffer: deque[Entry] = deque()
         self.held: list[set[bytes]] = [set() for _ in options.keys.streams]
         self.closed = False
+        #: Whether ``listen()`` still yields this consumer's messages (False once it ended).
+        self.reading = True
         self._next_reclaim = 0.0
         self._next_handed_back_check = 0.0
         self._loop = asyncio.get_running_loop()
         self._releasing: set[asyncio.Task[None]] = set()
         self._fetching: asyncio.Task[None] | None = None
+        self._give_up_after_s = 0.0  # set by `stop_reading`, for the leaving
         self._heartbeat = asyncio.ensure_future(self._beat())
         self._reader = reader
         self._reader_id: int | None = None
@@ -113,13 +120,65 @@ class StreamConsumer:
     async def messages(self) -> AsyncGenerator[AckableMessage, None]:
         """Yield each message read, highest priority level first within a batch, until closed."""
         buffer = self.buffer
-        while not self.closed:
+        while self.reading:
             if not buffer:
                 await self._refill()
                 continue
             level, entry_id, payload = buffer.popleft()
             # no local keeps the message: when the worker drops it, `_Settler` sees that
             yield _Settler(self, level, entry_id).message(payload)
+
+    async def stop_reading(self, give_up_after_s: float) -> bool:
+        """End reading for a ``listen()`` that ended: hand back what it read and did not yield.
+
+        Those messages go to other workers at once, their delivery undone, as at shutdown.
+        The messages it yielded stay held (heartbeated) until settled; once none is left
+        (now, or at a later heartbeat), the consumer closes and leaves the group. A read in
+        flight is unblocked and allowed to finish first, so that what it took is handed back
+        too. If Redis does not answer within ``give_up_after_s``, the unstarted messages stop
+        being held: other workers take them over when their lease expires.
+
+        Returns:
+            Whether the consumer is closed (else it still holds messages it yielded).
+        """
+        if not self.reading:
+            return self.closed
+        self.reading = False
+        self._give_up_after_s = give_up_after_s
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # a listen() finalized after its loop closed: nothing can be sent
+            return False
+        await self._finish_fetch()
+        unstarted = list(self.buffer)
+        yielded_unsettled = sum(map(len, self.held)) > len(unstarted)
+        try:
+            handed = await self.reconnector.call(
+                "hand back unstarted messages",
+                functools.partial(self._hand_back_unstarted, unstarted)
+                if yielded_unsettled
+                else self.hand_back,
+                give_up_after_s=give_up_after_s,
+            )
+        except CONNECTION_ERRORS:
+            for level, entry_id, _ in unstarted:
+                self.held[level].discard(entry_id)
+            logger.warning(
+                "Could not hand back %d message(s) read for a listen() that ended (Redis does "
+                "not answer): other workers take them over when their lease (%g s) expires",
+                len(unstarted),
+                self.options.lease_s,
+            )
+        else:
+            if handed:
+                logger.info("Handed back %d message(s) read for a listen() that ended", handed)
+        self.buffer.clear()
+        if yielded_unsettled:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await self._reader.close()
+            return False
+        await self.close()
+        return True
 
     async def ack(self, level: int, entry_id: bytes) -> None:
         """Acknowledge and delete the entry (batched with other acknowledgements)."""
@@ -199,18 +258,30 @@ class StreamConsumer:
         took is known to be held by this consumer.
         """
         self.closed = True
-        fetching = self._fetching
-        if fetching is not None and not fetching.done():
-            if self._reader_id is not None:
-                with contextlib.suppress(*CONNECTION_ERRORS, ResponseError):
-                    await self.redis.client_unblock(self._reader_id)
-            _, late = await asyncio.wait((fetching,), timeout=self.options.block_ms / 1000 + 5)
-            for task in late:
-                task.cancel()
+        self.reading = False
+        await self._finish_fetch()
         self._heartbeat.cancel()
         await asyncio.gather(self._heartbeat, *self._releasing, return_exceptions=True)
         with contextlib.suppress(*CONNECTION_ERRORS):
             await self._reader.close()
+
+    async def _finish_fetch(self) -> None:
+        """Unblock the read in flight, if any, and wait for it to finish.
+
+        Called once reading stopped, so no new read blocks. The unblock is repeated: one sent
+        while the read's command is still on its way to Redis unblocks nothing.
+        """
+        fetching = self._fetching
+        deadline = time.monotonic() + self.options.block_ms / 1000 + 5
+        while fetching is not None and not fetching.done():
+            if self._reader_id is not None:
+                with contextlib.suppress(*CONNECTION_ERRORS, ResponseError):
+                    await self.redis.client_unblock(self._reader_id)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                fetching.cancel()
+                break
+            await asyncio.wait((fetching,), timeout=min(left, UNBLOCK_RETRY_S))
 
     async def hand_back(self) -> int:
         """Hand everything this consumer still holds to other workers; return how many.
@@ -223,13 +294,7 @@ class StreamConsumer:
         never pushes a message it did not run towards the dead letters.
         """
         options = self.options
-        handed = 0
-        unstarted: list[list[bytes]] = [[] for _ in options.keys.streams]
-        for level, entry_id, _ in self.buffer:
-            unstarted[level].append(entry_id)
-        for level, ids in enumerate(unstarted):
-            for chunk in _chunks(ids, HAND_BACK_CHUNK):
-                handed += await self._move(level, chunk, HANDED_BACK, options.lease_ms, 1)
+        handed = await self._hand_back_unstarted(list(self.buffer))
         self.buffer.clear()
         group, lease_ms = options.consumer_group_name, options.lease_ms
         args: ScriptArgs = [group, self.name, lease_ms, HAND_BACK_CHUNK]
@@ -243,13 +308,24 @@ class StreamConsumer:
             held.clear()
         return handed
 
+    async def _hand_back_unstarted(self, entries: list[Entry]) -> int:
+        """Hand back read entries never yielded, undoing their delivery; return how many."""
+        handed = 0
+        unstarted: list[list[bytes]] = [[] for _ in self.options.keys.streams]
+        for level, entry_id, _ in entries:
+            unstarted[level].append(entry_id)
+        for level, ids in enumerate(unstarted):
+            for chunk in _chunks(ids, HAND_BACK_CHUNK):
+                handed += await self._move(level, chunk, HANDED_BACK, self.options.lease_ms, 1)
+        return handed
+
     # -- reading -------------------------------------------------------------------------------
 
     async def _refill(self) -> None:
         """Wait until a fetch put messages in the buffer (or found none within ``block_ms``).
 
         The fetch runs as a task of its own that a cancelled ``listen()`` leaves running: it
-        ends within ``block_ms`` and what it read goes to the buffer, held (see `close`).
+        ends within ``block_ms``, and `stop_reading` or `close` waits for it.
         """
         if self._fetching is None or self._fetching.done():
             self._fetching = asyncio.ensure_future(self._fetch())
@@ -295,6 +371,8 @@ class StreamConsumer:
         options = self.options
         if self._reader_id is None:
             self._reader_id = int(await reader.client_id())
+        if not self.reading:  # stopped meanwhile: a read now would wait for nothing
+            return None
         return await reader.xreadgroup(
             options.consumer_group_name,
             self.name,
@@ -424,14 +502,22 @@ class StreamConsumer:
     # -- leases --------------------------------------------------------------------------------
 
     async def _beat(self) -> None:
-        while not self.closed:
+        while self.reading or any(self.held):
             await asyncio.sleep(self.options.heartbeat_interval_s)
+            if self.closed:
+                return
             try:
                 await self.heartbeat()
             except CONNECTION_ERRORS:
                 return  # closed during an outage
             except Exception:
                 logger.exception("Extending the leases of held messages failed; trying again")
+        # its listen() ended and what it yielded is settled: leave the group
+        self.closed = True
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            await self.reconnector.call(
+                "leave the group", self.hand_back, give_up_after_s=self._give_up_after_s
+            )
 
     async def heartbeat(self) -> None:
         """Restart the lease of every entry this consumer holds; drop those it lost."""

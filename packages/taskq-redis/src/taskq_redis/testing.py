@@ -138,16 +138,20 @@ def delete_keys(url: str, prefix: str) -> int:
 async def take(broker: RedisStreamBroker, count: int, timeout: float = 30) -> list[AckableMessage]:
     """The next ``count`` messages of a new ``listen()`` of ``broker``, unsettled.
 
+    The ``listen()`` is closed before this returns: what it read beyond ``count`` messages
+    is handed back to the other consumers.
+
     Raises:
         TimeoutError: Fewer than ``count`` came within ``timeout`` seconds.
     """
     got: list[AckableMessage] = []
 
     async def collect() -> None:
-        async for item in broker.listen():
-            got.append(item)
-            if len(got) == count:
-                return
+        async with contextlib.aclosing(broker.listen()) as messages:
+            async for item in messages:
+                got.append(item)
+                if len(got) == count:
+                    return
 
     await asyncio.wait_for(collect(), timeout)
     return got
