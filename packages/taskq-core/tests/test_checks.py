@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
+import sqlite3
+import time
 from collections.abc import Callable
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from taskq import InMemoryBroker
-from taskq.checks import check_count, check_seconds
+from taskq.checks import MAX_INT32_MS_S, check_count, check_seconds
 from taskq.event_recorder import EventRecorder
 from taskq.event_stores import InMemoryEventStore, SQLiteEventStore
 from taskq.exceptions import EventStoreError
-from taskq.task_events import Retention
+from taskq.task_events import EventKind, Retention, TaskEvent, WorkerId
 
+WORKER = WorkerId("host", 1, 0)
 NOT_SECONDS = [math.inf, -math.inf, math.nan, 0, 0.0, -1, -0.5, True, "5", None]
 NOT_COUNTS = [math.inf, math.nan, 0, -1, 1.5, 2.0, True, "5", None]
 
@@ -115,3 +120,34 @@ def test_a_retention_that_makes_no_sense_is_an_event_store_error(
 ) -> None:
     with pytest.raises(EventStoreError, match=rf"retention: {named} must be "):
         Retention(**options)  # type: ignore[arg-type]
+
+
+#: Seconds a C int of milliseconds cannot hold (SQLite read them as no wait at all).
+TOO_LONG_FOR_INT32_MS = [1e300, 1e12, 2**31 / 1000 + 1, 2_147_483.648]
+
+
+@pytest.mark.parametrize("value", TOO_LONG_FOR_INT32_MS)
+def test_the_sqlite_event_store_refuses_a_busy_timeout_sqlite_cannot_hold(
+    value: float, tmp_path: Path
+) -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"^busy_timeout_s must be a finite number of seconds greater than 0 and at most "
+        r"2147483\.647, got ",
+    ):
+        SQLiteEventStore(tmp_path / "events.sqlite3", busy_timeout_s=value)
+
+
+async def test_the_longest_busy_timeout_makes_a_write_wait_for_the_lock(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    store = SQLiteEventStore(path, busy_timeout_s=MAX_INT32_MS_S)
+    await store.write([TaskEvent(EventKind.SENT, "t1", "f", WORKER, time.time())])
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # holds the write lock until the COMMIT below
+    asyncio.get_running_loop().call_later(0.2, other.execute, "COMMIT")
+    try:
+        await store.write([TaskEvent(EventKind.SENT, "t2", "f", WORKER, time.time())])
+        assert [event.task_id for event in await store.task_events("t2")] == ["t2"]
+    finally:
+        other.close()
+        await store.shutdown()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from taskq.cli import cancel, dlq
+from taskq.cli.main import main as taskq_main
 
 APP = """
 from datetime import datetime, timezone
@@ -115,3 +116,54 @@ def test_a_directory_that_does_not_exist_is_a_usage_error(
     assert "argument --app-dir/-d: expected an existing directory, got 'no/such/dir'" in (
         capsys.readouterr().err
     )
+
+
+@pytest.mark.parametrize(
+    ("action", "out"),
+    [
+        (["list"], "1 of 1 dead letter(s) in the app's list"),
+        (["show", "dl-1"], "reason:      rejected"),
+        (["replay", "dl-1"], "replayed 1 dead letter(s)"),
+        (["purge", "--all"], "purged 1 dead letter(s)"),
+    ],
+)
+@pytest.mark.parametrize("flag", ["--app-dir", "-d"])
+@pytest.mark.parametrize("where", ["before the action", "after the action"])
+def test_taskq_dlq_takes_the_app_directory_before_or_after_the_action(
+    app: tuple[str, str],
+    where: str,
+    flag: str,
+    action: list[str],
+    out: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    name, app_dir = app
+    command = [action[0], f"{name}:broker", *action[1:]]
+    option = [flag, app_dir]
+    argv = option + command if where == "before the action" else command + option
+    assert taskq_main(["dlq", *argv]) == 0
+    captured = capsys.readouterr()
+    assert out in captured.out, captured.err
+
+
+def test_taskq_dlq_takes_the_app_directory_given_after_the_action_over_one_before(
+    app: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name, app_dir = app
+    argv = ["dlq", "-d", str(tmp_path / "elsewhere"), "list", f"{name}:broker", "-d", app_dir]
+    assert taskq_main(argv) == 0
+    assert "1 of 1 dead letter(s)" in capsys.readouterr().out
+
+
+def test_taskq_dlq_refuses_a_missing_app_directory_before_the_action(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert taskq_main(["dlq", "-d", "no/such/dir", "list", "app:broker"]) == 2
+    assert "argument --app-dir/-d: expected an existing directory, got 'no/such/dir'" in (
+        capsys.readouterr().err
+    )
+
+
+def test_taskq_dlq_help_shows_the_app_directory_option(capsys: pytest.CaptureFixture[str]) -> None:
+    assert taskq_main(["dlq", "--help"]) == 0
+    assert capsys.readouterr().out.count("--app-dir DIR") == 2  # the usage line and the option

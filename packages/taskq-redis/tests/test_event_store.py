@@ -25,7 +25,7 @@ from taskq.task_events import (
 )
 from taskq.testing import eventually
 from taskq_redis.errors import EventStoreUnavailableError, RedisUnavailableError
-from taskq_redis.event_store import RedisEventStore, from_url
+from taskq_redis.event_store import MAX_AGE_S, RedisEventStore, from_url
 
 WORKER = WorkerId("host", 1, 0)
 #: A heartbeat as the store keeps it.
@@ -54,6 +54,19 @@ async def test_every_key_is_under_the_prefix_and_prefixes_share_nothing(
     finally:
         await store.shutdown()
         await other.shutdown()
+
+
+async def test_the_longest_max_age_keeps_the_rates_of_a_finished_task(
+    redis_url: str, redis_prefix: str
+) -> None:
+    store = RedisEventStore(redis_url, prefix=redis_prefix, retention=Retention(max_age=MAX_AGE_S))
+    try:
+        now = time.time()
+        await store.write([TaskEvent(EventKind.SUCCEEDED, "t1", "t", WORKER, now)])
+        rates = await store.rates(1, now=now)
+        assert [rate.count(EventKind.SUCCEEDED) for rate in rates] == [1]
+    finally:
+        await store.shutdown()
 
 
 async def test_an_unreachable_server_raises_the_typed_error() -> None:

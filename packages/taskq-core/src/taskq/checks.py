@@ -10,6 +10,10 @@ from __future__ import annotations
 import math
 import numbers
 
+#: The longest time a signed 32-bit count of milliseconds holds, 2,147,483.647 s (24.8 days):
+#: the limit of SQLite's busy timeout (a longer one becomes no wait at all).
+MAX_INT32_MS_S = 2_147_483.647
+
 
 def check_seconds(
     name: str,
@@ -39,11 +43,17 @@ def check_seconds(
         if above and math.isfinite(seconds) and (maximum is None or seconds <= maximum):
             return value
     least = "0 or more" if zero else "greater than 0"
-    most = "" if maximum is None else f" and at most {maximum:g}"
+    most = "" if maximum is None else f" and at most {_shown(maximum)}"
     other = f", {alternative}" if alternative else ""
     raise ValueError(
         f"{name} must be a finite number of seconds {least}{most}{other}, got {value!r}"
     )
+
+
+def _shown(number: float) -> str:
+    """``number`` as short as ``:g`` writes it, in full where that would round it."""
+    short = f"{number:g}"
+    return short if float(short) == number else repr(number)
 
 
 def check_count(

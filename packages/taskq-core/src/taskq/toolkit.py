@@ -40,7 +40,8 @@ Event loops:
 Checking constructor arguments:
     `check_seconds`, `check_count`: refuse a timeout, interval, size or count that makes no
     sense (NaN, an infinity, a negative number, 0 where it must be positive) with a
-    ValueError naming the argument and what it must be.
+    ValueError naming the argument and what it must be. `MAX_INT32_MS_S`: the longest time a
+    C int of milliseconds holds, the ``maximum`` of seconds that end up as one.
 
 Sending and hooks:
     `send_task`: send a task by name, with labels, through a broker's middlewares, without
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
     from taskq._awaitable import maybe_await
     from taskq._lazy import import_on_access
     from taskq._running_loop import running_loop
-    from taskq.checks import check_count, check_seconds
+    from taskq.checks import MAX_INT32_MS_S, check_count, check_seconds
     from taskq.cli import converters
     from taskq.cli.discovery import DEFAULT_TASKS_PATTERN, discover_modules
     from taskq.cli.env_parser import EnvArgumentParser
@@ -86,6 +87,7 @@ if TYPE_CHECKING:
 _DEFINED_IN = {
     "DEFAULT_STALE_AFTER_S": "taskq.status_report",
     "FIRST_RETRY_DELAY_S": "taskq.reconnect",
+    "MAX_INT32_MS_S": "taskq.checks",
     "DEFAULT_TASKS_PATTERN": "taskq.cli.discovery",
     "EnvArgumentParser": "taskq.cli.env_parser",
     "Reconnector": "taskq.reconnect",
@@ -120,6 +122,7 @@ __all__ = [
     "DEFAULT_STALE_AFTER_S",
     "DEFAULT_TASKS_PATTERN",
     "FIRST_RETRY_DELAY_S",
+    "MAX_INT32_MS_S",
     "WORKER_GROUP_ENV",
     "EnvArgumentParser",
     "Reconnector",

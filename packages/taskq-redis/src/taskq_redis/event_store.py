@@ -68,6 +68,7 @@ from taskq.task_events import (
     reading,
     stored_task_id,
 )
+from taskq.toolkit import check_seconds
 from taskq_redis.connection import DEFAULT_URL, RedisConnection
 from taskq_redis.errors import EventStoreUnavailableError, translated
 
@@ -77,6 +78,10 @@ _kind_of, _time_of = itemgetter(0), itemgetter(3)
 
 #: Default key prefix.
 DEFAULT_PREFIX = "taskq:events"
+#: The longest ``max_age`` of a retention (about 285 million years): the per-minute counts
+#: expire ``max_age`` after their minute, and Redis refuses an expiry past 2**63 - 1
+#: milliseconds since 1970 (9.22e15 s).
+MAX_AGE_S = 9e15
 #: Tasks one write drops at most; a larger backlog (a lowered bound) goes over the next writes.
 RETENTION_BATCH = 1000
 #: Candidate tasks `RedisEventStore.tasks` reads from an index at a time.
@@ -336,8 +341,12 @@ class RedisEventStore(AsyncEventStore):
         url: The Redis server (``redis://``, ``rediss://`` or ``unix://``).
         prefix: Every key of the store starts with ``<prefix>:``; stores with different
             prefixes share nothing.
-        retention: The bounds on what is kept (default `Retention()`).
+        retention: The bounds on what is kept (default `Retention()`); its ``max_age`` at
+            most `MAX_AGE_S` (about 285 million years).
         **connection_kwargs: Passed to `taskq_redis.connection.RedisConnection`.
+
+    Raises:
+        EventStoreError: The retention's ``max_age`` is above `MAX_AGE_S`.
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.CROSS_PROCESS})
@@ -349,9 +358,14 @@ class RedisEventStore(AsyncEventStore):
         retention: Retention | None = None,
         **connection_kwargs: Any,
     ) -> None:
+        retention = retention or Retention()
+        try:
+            check_seconds("max_age", retention.max_age, maximum=MAX_AGE_S)
+        except ValueError as exc:  # worded as `Retention` words its own checks
+            raise EventStoreError(f"retention: {exc}") from None
         self.connection = RedisConnection(url, "RedisEventStore", **connection_kwargs)
         self.prefix = prefix
-        self.retention = retention or Retention()
+        self.retention = retention
         self._write_script: Any = None
 
     async def startup(self) -> None:

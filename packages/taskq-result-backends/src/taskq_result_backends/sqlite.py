@@ -83,12 +83,14 @@ class SQLiteResultBackend(CheckedResultTTL, AsyncResultBackend[_ReturnType]):
         serializer: Encodes results (default: taskq's `JSONSerializer`). Every process using
             the file must use the same one.
         busy_timeout_s: Seconds a statement waits for another connection's write lock before
-            `ResultStoreBusyError` is raised. Default 5.
+            `ResultStoreBusyError` is raised, at most 2,147,483.647 (SQLite counts it in
+            milliseconds in a C int). Default 5.
         purge_interval_s: Seconds between two purges of expired rows; a purge runs after a
             write and deletes at most ``PURGE_BATCH`` rows per table. Default 60.
 
     Raises:
-        ValueError: ``result_ttl``, ``busy_timeout_s`` or ``purge_interval_s`` is not positive.
+        ValueError: ``result_ttl``, ``busy_timeout_s`` or ``purge_interval_s`` is not positive
+            (or ``busy_timeout_s`` above its maximum).
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset(

@@ -47,10 +47,12 @@ class SQLiteCancellationStore(CancellationStore):
         ttl_s: Seconds a cancellation is kept (default 31 days: the longest delay, and a
             day).
         poll_interval_s: Seconds between two looks of a listener (default 0.25).
-        busy_timeout_s: Seconds a statement waits for another connection's write lock.
+        busy_timeout_s: Seconds a statement waits for another connection's write lock, at
+            most 2,147,483.647 (SQLite counts it in milliseconds in a C int).
 
     Raises:
-        ValueError: ``ttl_s``, ``poll_interval_s`` or ``busy_timeout_s`` is not positive.
+        ValueError: ``ttl_s``, ``poll_interval_s`` or ``busy_timeout_s`` is not positive
+            (or ``busy_timeout_s`` above its maximum).
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.CROSS_PROCESS})

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from taskq.exceptions import ResultBackendError
-from taskq.toolkit import check_seconds
+from taskq.toolkit import MAX_INT32_MS_S, check_seconds
 from taskq_result_backends.errors import ResultStoreBusyError, ResultStoreUnavailableError
 
 _T = TypeVar("_T")
@@ -38,7 +38,10 @@ class SQLiteFile:
 
     def __init__(self, path: str, busy_timeout_s: float, schema: str, what: str) -> None:
         self.path = path
-        self.busy_timeout_s = check_seconds("busy_timeout_s", busy_timeout_s)
+        # SQLite takes it as a C int of milliseconds; a longer one would be no wait at all
+        self.busy_timeout_s = check_seconds(
+            "busy_timeout_s", busy_timeout_s, maximum=MAX_INT32_MS_S
+        )
         self.schema = schema
         self.what = what
         self._connection: sqlite3.Connection | None = None

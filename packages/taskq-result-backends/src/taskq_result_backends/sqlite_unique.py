@@ -32,10 +32,11 @@ class SQLiteUniqueStore(UniqueKeyStore):
 
     Args:
         path: The database file, created with its table on first use.
-        busy_timeout_s: Seconds a statement waits for another connection's write lock.
+        busy_timeout_s: Seconds a statement waits for another connection's write lock, at
+            most 2,147,483.647 (SQLite counts it in milliseconds in a C int).
 
     Raises:
-        ValueError: ``busy_timeout_s`` is not positive.
+        ValueError: ``busy_timeout_s`` is not positive, or above its maximum.
     """
 
     def __init__(

@@ -68,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Inspect and replay the dead letters of a broker's queue: "
         "messages rejected by a worker, or delivered too often without an acknowledgement.",
     )
+    add_app_dir_argument(parser)  # before the action: taskq dlq -d DIR list ...
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="list dead letters, oldest first")
     listing.add_argument("broker", help="the broker, as module:attribute")
@@ -83,8 +84,8 @@ def _parser() -> argparse.ArgumentParser:
         action.add_argument("ids", nargs="*", metavar="ID", help="dead-letter ids")
         action.add_argument("--all", action="store_true", help="every dead letter there is now")
         subcommands.append(action)
-    for subcommand in subcommands:
-        add_app_dir_argument(subcommand)
+    for subcommand in subcommands:  # after it: taskq dlq list ... -d DIR
+        add_app_dir_argument(subcommand, default=argparse.SUPPRESS)
     return parser
 
 

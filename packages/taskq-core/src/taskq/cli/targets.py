@@ -7,6 +7,7 @@ import importlib
 import logging
 import os
 import sys
+from typing import Any
 
 from taskq.broker import AsyncBroker
 from taskq.cli.converters import directory as existing_directory
@@ -31,16 +32,19 @@ def add_working_directory_to_path(directory: str | None = None) -> None:
         sys.path.insert(0, path)
 
 
-def add_app_dir_argument(parser: argparse.ArgumentParser) -> None:
+def add_app_dir_argument(parser: argparse.ArgumentParser, default: Any = None) -> None:
     """Add ``--app-dir DIR``/``-d DIR`` to a plain argparse parser (no environment twin).
 
     Spelled, checked and worded as in ``taskq worker`` and ``taskq status``; give the value to
-    `add_working_directory_to_path`.
+    `add_working_directory_to_path`. A command with sub-commands adds it to its own parser and,
+    with ``default=argparse.SUPPRESS``, to each sub-command's, so that it is taken before and
+    after the sub-command's name and one given before is not reset by the sub-command.
     """
     parser.add_argument(
         "--app-dir",
         "-d",
         type=existing_directory,
+        default=default,
         help="directory to import the broker from (default: the current directory)",
         metavar="DIR",
     )

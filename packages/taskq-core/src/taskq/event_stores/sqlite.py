@@ -16,7 +16,7 @@ from typing import Any, ClassVar, TypeVar
 
 from taskq.abc.event_store import DEFAULT_FAILURES, AsyncEventStore
 from taskq.capabilities import Capability
-from taskq.checks import check_seconds
+from taskq.checks import MAX_INT32_MS_S, check_seconds
 from taskq.exceptions import EventStoreError
 from taskq.task_events import (
     LATEST_TASKS,
@@ -135,10 +135,12 @@ class SQLiteEventStore(AsyncEventStore):
     Args:
         path: The database file, created with its tables on first use.
         retention: The bounds on what is kept (default `Retention()`).
-        busy_timeout_s: Seconds a write waits for the lock before `EventStoreError`.
+        busy_timeout_s: Seconds a write waits for the lock before `EventStoreError`, at most
+            2,147,483.647 (SQLite counts it in milliseconds in a C int).
 
     Raises:
-        ValueError: ``busy_timeout_s`` is not a finite number of seconds above 0.
+        ValueError: ``busy_timeout_s`` is not a finite number of seconds above 0 and at most
+            2,147,483.647.
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.CROSS_PROCESS})
@@ -152,7 +154,10 @@ class SQLiteEventStore(AsyncEventStore):
     ) -> None:
         self.path = os.fspath(path)
         self.retention = retention or Retention()
-        self.busy_timeout_s = check_seconds("busy_timeout_s", busy_timeout_s)
+        # SQLite takes it as a C int of milliseconds; a longer one would be no wait at all
+        self.busy_timeout_s = check_seconds(
+            "busy_timeout_s", busy_timeout_s, maximum=MAX_INT32_MS_S
+        )
         self._connection: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
