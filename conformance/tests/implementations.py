@@ -51,7 +51,17 @@ from taskq.control.memory_unique import MemoryUniqueStore
 from taskq.event_stores import InMemoryEventStore
 from taskq.exceptions import MessageDecodeError, ResultGetError
 from taskq.inspection import QueueInspection
-from taskq.task_events import EventRow, TaskEvent, WorkerHeartbeat, WorkerId, check_times
+from taskq.task_events import (
+    EventRow,
+    TaskEvent,
+    WorkerHeartbeat,
+    WorkerId,
+    bounded_events,
+    bounded_heartbeats,
+    check_times,
+    stored_task_id,
+    stored_task_name,
+)
 from taskq_inmemory import InMemoryBroker, InmemoryResultBackend
 
 # -- brokers -------------------------------------------------------------------------------------
@@ -849,15 +859,20 @@ class KeepsPartOfARefusedBatch(InMemoryEventStore):
 
 
 class KeepsLongTaskIdsWhole(InMemoryEventStore):
-    """Defect: a task id or name of any length is kept whole (a 5 MB id costs megabytes)."""
+    """Defect: a task id or name of any length is kept whole (a 5 MB id costs megabytes).
+
+    The other fields are bounded as they must be.
+    """
 
     async def write(
         self, events: Sequence[TaskEvent], heartbeats: Sequence[WorkerHeartbeat] = ()
     ) -> None:
         check_times((event.time for event in events), heartbeats)
         for event in events:
-            self._add(str(event.worker), [event.as_row()])
-        self._finish_write(heartbeats)
+            (bounded,) = bounded_events([event])
+            whole = dataclasses.replace(bounded, task_id=event.task_id, task_name=event.task_name)
+            self._add(str(whole.worker), [whole.as_row()])
+        self._finish_write(bounded_heartbeats(heartbeats))
 
     async def write_rows(
         self,
@@ -865,9 +880,7 @@ class KeepsLongTaskIdsWhole(InMemoryEventStore):
         rows: Sequence[EventRow],
         heartbeats: Sequence[WorkerHeartbeat] = (),
     ) -> None:
-        check_times((row[3] for row in rows), heartbeats)
-        self._add(str(worker), rows)
-        self._finish_write(heartbeats)
+        await self.write([TaskEvent.from_row(worker, row) for row in rows], heartbeats)
 
     async def task_events(self, task_id: str) -> list[TaskEvent]:
         return [
@@ -878,6 +891,32 @@ class KeepsLongTaskIdsWhole(InMemoryEventStore):
     def _rows_of(self, task_id: str) -> list[tuple[Any, ...]]:
         events = self._tasks.get(task_id, ())
         return [events[at : at + 6] for at in range(0, len(events), 6)]
+
+
+class KeepsLongErrorTextsWhole(InMemoryEventStore):
+    """Defect: an error's type, message and traceback and a host name are kept at any length.
+
+    Ids and names are bounded as they must be: a 10 MB error message a script writes costs
+    the store 10 MB (twice: with its task and among the failures).
+    """
+
+    async def write(
+        self, events: Sequence[TaskEvent], heartbeats: Sequence[WorkerHeartbeat] = ()
+    ) -> None:
+        check_times((event.time for event in events), heartbeats)
+        for event in events:
+            kind, task_id, name, at, details = event.as_row()
+            row = (kind, stored_task_id(task_id), stored_task_name(name), at, details)
+            self._add(str(event.worker), [row])
+        self._finish_write(heartbeats)
+
+    async def write_rows(
+        self,
+        worker: WorkerId,
+        rows: Sequence[EventRow],
+        heartbeats: Sequence[WorkerHeartbeat] = (),
+    ) -> None:
+        await self.write([TaskEvent.from_row(worker, row) for row in rows], heartbeats)
 
 
 class IgnoresRetention(InMemoryEventStore):
@@ -1211,6 +1250,10 @@ def make_retention_ignoring_store() -> AsyncEventStore:
 
 def make_long_id_keeping_store() -> AsyncEventStore:
     return KeepsLongTaskIdsWhole()
+
+
+def make_long_text_keeping_store() -> AsyncEventStore:
+    return KeepsLongErrorTextsWhole()
 
 
 def make_refusal_counting_limiter() -> MemoryLimiter:

@@ -277,6 +277,12 @@ BROKEN = [
         "test_a_task_id_or_name_too_long_is_kept_shortened",
         only=True,
     ),
+    broken(
+        "event_store",
+        "make_long_text_keeping_store",
+        "test_error_texts_and_host_names_too_long_are_kept_bounded",
+        only=True,
+    ),
     broken("limiter", "make_refusal_counting_limiter", "test_a_refused_start_does_not_count"),
     broken(
         "limiter", "make_racing_limiter", "test_concurrent_decisions_never_hand_out_more_places"

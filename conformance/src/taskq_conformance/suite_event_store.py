@@ -19,8 +19,12 @@ import pytest
 from taskq import AsyncEventStore, Capability
 from taskq.exceptions import EventStoreError
 from taskq.task_events import (
+    MAX_ERROR_MESSAGE_CHARS,
+    MAX_ERROR_TYPE_CHARS,
+    MAX_HOST_CHARS,
     MAX_TASK_ID_CHARS,
     MAX_TASK_NAME_CHARS,
+    MAX_TRACEBACK_CHARS,
     EventKind,
     Retention,
     TaskEvent,
@@ -29,8 +33,10 @@ from taskq.task_events import (
     WorkerHeartbeat,
     WorkerId,
     minute_of,
+    shortened,
     stored_task_id,
     stored_task_name,
+    stored_worker,
 )
 from taskq_conformance.instances import FACTORY_CONTRACT, NewEventStore, run_in_another_process
 from taskq_conformance.targets import Target
@@ -207,6 +213,53 @@ async def test_a_task_id_or_name_too_long_is_kept_shortened(
         found = await all_tasks(store, TaskQuery(name=long_name))
         assert [t.task_id for t in found] == [kept_twin, kept_id], (
             "a query for the whole name must find the tasks kept under the shortened one"
+        )
+
+
+async def test_error_texts_and_host_names_too_long_are_kept_bounded(
+    taskq_new_event_store: NewEventStore,
+) -> None:
+    async with taskq_new_event_store() as store:
+        start, written_id, rows_id = later(), new_id(), new_id()
+        # what a writer other than taskq's recorder may hand over: 100,000 characters each
+        host = new_id("host") + "h" * 100_000
+        worker = WorkerId(host, 4242, 1)
+        error_type = new_id("Error") + "E" * 100_000
+        message = "m" * 50_000 + "M" * 50_000  # its beginning is kept
+        trace = "t" * 50_000 + "T" * 50_000  # its end is kept
+        texts = {"error_type": error_type, "error_message": message, "traceback": trace}
+        failed = event(EventKind.FAILED, written_id, start, duration=0.5, worker=worker, **texts)
+        rejected = event(EventKind.REJECTED, rows_id, start + 1, worker=worker, **texts)
+        await store.write([failed], [heartbeat(worker, start)])
+        await store.write_rows(worker, [rejected.as_row()])
+        bounded = {
+            "worker": stored_worker(worker),
+            "error_type": shortened(error_type, MAX_ERROR_TYPE_CHARS),
+            "error_message": message[:MAX_ERROR_MESSAGE_CHARS],
+            "traceback": trace[-MAX_TRACEBACK_CHARS:],
+        }
+        kept = dataclasses.replace(failed, **bounded)
+        assert await store.task_events(written_id) == [kept], (
+            f"an error type longer than {MAX_ERROR_TYPE_CHARS} characters, an error message "
+            f"longer than {MAX_ERROR_MESSAGE_CHARS}, a traceback longer than "
+            f"{MAX_TRACEBACK_CHARS} and a host name longer than {MAX_HOST_CHARS} must be kept "
+            "as taskq.task_events.bounded_events keeps them (the type and the host shortened, "
+            "the message's beginning, the traceback's end), whoever writes them: a script "
+            "writing a 10 MB error message must not cost the store megabytes"
+        )
+        assert await store.task_events(rows_id) == [dataclasses.replace(rejected, **bounded)], (
+            "rows given to write_rows must be kept bounded as events given to write are"
+        )
+        failures = [f for f in await store.failures() if f.task_id == written_id]
+        assert failures == [kept], "a failure must be kept bounded as its event is"
+        found = await all_tasks(store, TaskQuery(worker=worker))
+        assert [(t.task_id, t.error_message) for t in found] == [
+            (rows_id, bounded["error_message"]),
+            (written_id, bounded["error_message"]),
+        ], "a query for the whole worker id must find its tasks, their summaries bounded"
+        beats = [w.heartbeat for w in await store.workers(stale_after=3600, now=start)]
+        assert [b.worker for b in beats if b.host.startswith(host[:100])] == [bounded["worker"]], (
+            "a heartbeat's host name must be kept as taskq.task_events.stored_worker keeps it"
         )
 
 

@@ -20,7 +20,14 @@ from taskq.event_stores import InMemoryEventStore, SQLiteEventStore
 from taskq.exceptions import EventStoreError
 from taskq.inspection import QueueInspection
 from taskq.status_report import collect_status
-from taskq.task_events import EventKind, MinuteRate, TaskEvent, WorkerHeartbeat, WorkerId
+from taskq.task_events import (
+    MAX_ERROR_MESSAGE_CHARS,
+    EventKind,
+    MinuteRate,
+    TaskEvent,
+    WorkerHeartbeat,
+    WorkerId,
+)
 from taskq.testing import eventually
 from taskq_inmemory import InMemoryBroker
 
@@ -317,7 +324,8 @@ async def test_text_no_terminal_can_encode_is_shown_as_escapes() -> None:
 
 async def test_a_screen_lists_a_bounded_number_of_workers_and_of_error_characters() -> None:
     # a week of heartbeats from restarted worker processes, and a task that fails with a
-    # message of megabytes: the screen stays a screen, --json keeps every worker and character
+    # message of megabytes: the screen stays a screen, --json keeps every worker and every
+    # character the store keeps (the first MAX_ERROR_MESSAGE_CHARS)
     store = InMemoryEventStore()
     now = time.time()
     stale = [
@@ -334,4 +342,4 @@ async def test_a_screen_lists_a_bounded_number_of_workers_and_of_error_character
     assert "zz-new:1:0  alive" in screen  # the alive worker is listed, though last by id
     assert "2951 more" in screen
     assert len(report.as_dict()["workers"]) == 3001
-    assert report.as_dict()["failures"][0]["error_message"] == message
+    assert report.as_dict()["failures"][0]["error_message"] == message[:MAX_ERROR_MESSAGE_CHARS]

@@ -9,17 +9,20 @@ from collections.abc import Sequence
 import pytest
 
 from taskq import InMemoryCancellationStore, Receiver
-from taskq.event_recorder import (
-    MAX_ERROR_MESSAGE_CHARS,
-    MAX_TRACEBACK_CHARS,
-    EventRecorder,
-    traceback_text,
-)
+from taskq.event_recorder import EventRecorder, traceback_text
 from taskq.event_stores import InMemoryEventStore
 from taskq.exceptions import EventStoreError, TaskCancelledError, TaskRejectedError
 from taskq.message import TaskiqMessage
 from taskq.remote_error import encode_error
-from taskq.task_events import EventKind, EventRow, TaskQuery, WorkerHeartbeat, WorkerId
+from taskq.task_events import (
+    MAX_ERROR_MESSAGE_CHARS,
+    MAX_TRACEBACK_CHARS,
+    EventKind,
+    EventRow,
+    TaskQuery,
+    WorkerHeartbeat,
+    WorkerId,
+)
 from taskq.testing import eventually
 from taskq_inmemory import InMemoryBroker
 

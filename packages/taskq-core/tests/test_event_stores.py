@@ -16,17 +16,25 @@ from taskq.abc.event_store import AsyncEventStore
 from taskq.event_stores import InMemoryEventStore, SQLiteEventStore
 from taskq.exceptions import EventStoreError
 from taskq.task_events import (
+    MAX_ERROR_MESSAGE_CHARS,
+    MAX_ERROR_TYPE_CHARS,
+    MAX_HOST_CHARS,
     MAX_TASK_ID_CHARS,
     MAX_TASK_NAME_CHARS,
+    MAX_TRACEBACK_CHARS,
     EventKind,
     Retention,
     TaskEvent,
     TaskQuery,
     WorkerHeartbeat,
     WorkerId,
+    bounded_events,
+    bounded_heartbeats,
+    bounded_rows,
     shortened,
     stored_task_id,
     stored_task_name,
+    stored_worker,
 )
 
 WORKER = WorkerId("host-a", 10, 1)
@@ -197,6 +205,72 @@ async def test_a_huge_task_id_and_name_are_kept_shortened_and_found_by_the_whole
                 "SELECT max(length(task_id) + length(data)) FROM taskq_events"
             ).fetchone()
         assert longest < 2 * (MAX_TASK_ID_CHARS + MAX_TASK_NAME_CHARS)
+
+
+async def test_huge_error_texts_and_host_names_from_any_writer_are_kept_bounded(
+    new_store: NewStore,
+) -> None:
+    # the recorder cuts what it records, but a store took any length from another writer: a
+    # script's 10 MB error message or traceback was kept whole (twice: with its task and
+    # among the failures), and so was a host name of any length
+    store = new_store()
+    now = time.time()
+    host = "h" * 1_000_000
+    worker = WorkerId(host, 7, 0)
+    message, trace = "m" * 10_000_000, "t" * 9_999_999 + "T"
+    error_type = "E" * 1_000_000
+    details = (("error_type", error_type), ("error_message", message), ("traceback", trace))
+    beat = WorkerHeartbeat(worker, now, now, "B", "q", 1, 0, 0, 1, "0")
+    await store.write_rows(
+        worker, [(EventKind.FAILED.value, "t1", "tasks:x", now, details)], [beat]
+    )
+    await store.write(
+        [TaskEvent(EventKind.REJECTED, "t2", "tasks:x", worker, now + 1, **dict(details))]
+    )
+    kept_worker = WorkerId(shortened(host, MAX_HOST_CHARS), 7, 0)
+    for task_id in ("t1", "t2"):
+        (kept,) = await store.task_events(task_id)
+        assert kept.worker == kept_worker
+        assert kept.error_type == shortened(error_type, MAX_ERROR_TYPE_CHARS)
+        assert kept.error_message == message[:MAX_ERROR_MESSAGE_CHARS]
+        assert kept.traceback == trace[-MAX_TRACEBACK_CHARS:]  # the end: where it was raised
+    (failure,) = await store.failures()
+    assert len(failure.error_message or "") == MAX_ERROR_MESSAGE_CHARS
+    page = await store.tasks(TaskQuery(worker=worker))  # the whole worker id finds them
+    assert [(t.task_id, len(t.error_message or "")) for t in page.tasks] == [
+        ("t2", MAX_ERROR_MESSAGE_CHARS),
+        ("t1", MAX_ERROR_MESSAGE_CHARS),
+    ]
+    (status,) = await store.workers(stale_after=60, now=now)
+    assert status.heartbeat.worker == kept_worker
+    if isinstance(store, SQLiteEventStore):
+        with sqlite3.connect(store.path) as connection:
+            (longest,) = connection.execute("SELECT max(length(data)) FROM taskq_events").fetchone()
+            (beat_size,) = connection.execute("SELECT length(data) FROM taskq_workers").fetchone()
+        assert longest < 3 * (MAX_ERROR_MESSAGE_CHARS + MAX_TRACEBACK_CHARS)
+        assert beat_size < 2 * MAX_HOST_CHARS + 500
+
+
+def test_a_batch_that_needs_no_bounding_is_handed_back_as_it_is() -> None:
+    row = (EventKind.FAILED.value, "t1", "tasks:x", 1.0, (("error_message", "x" * 8192),))
+    rows = [row, (EventKind.SUCCEEDED.value, "t2", "tasks:x", 1.0, (("duration", 0.5),))]
+    assert bounded_rows(rows) is rows
+    events = [TaskEvent.from_row(WORKER, one) for one in rows]
+    assert bounded_events(events) is events
+    beats = [WorkerHeartbeat(WORKER, 1.0, 1.0, "B", "q", 1, 0, 0, 0, "0")]
+    assert bounded_heartbeats(beats) is beats
+    # fields that are not the bounded texts are left as they are, whatever their length
+    sent = (EventKind.SENT.value, "t3", "tasks:x", 1.0, (("message", b"m" * 100_000),))
+    long_message = (EventKind.FAILED.value, "t4", "tasks:x", 1.0, (("error_message", "x" * 9000),))
+    assert bounded_rows([sent, long_message]) == [
+        sent,
+        (EventKind.FAILED.value, "t4", "tasks:x", 1.0, (("error_message", "x" * 8192),)),
+    ]
+    assert stored_worker(WORKER) is WORKER
+    long_host = WorkerId("h" * 300, 1, 0)
+    assert len(stored_worker(long_host).host) == MAX_HOST_CHARS
+    assert stored_worker(stored_worker(long_host)) == stored_worker(long_host)
+    assert WorkerId.parse(str(stored_worker(long_host))) == stored_worker(long_host)
 
 
 def test_a_shortened_text_keeps_its_beginning_and_a_digest_of_the_whole() -> None:

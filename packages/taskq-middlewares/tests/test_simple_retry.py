@@ -16,6 +16,7 @@ from taskq import (
     TaskiqMiddleware,
     TaskiqResult,
 )
+from taskq.task_events import MAX_TASK_ID_CHARS, stored_task_id
 from taskq_inmemory import InMemoryBroker
 from taskq_middlewares import NoRetryError, SimpleRetryMiddleware, SmartRetryMiddleware
 
@@ -267,3 +268,33 @@ async def test_a_cancelled_task_is_never_retried(running: Any, middleware_type: 
     assert isinstance(result.error, TaskCancelledError)
     assert runs.retries == [None]
     assert sent == [task.task_id]  # no retry was sent
+
+
+@pytest.mark.parametrize(
+    "middleware",
+    [
+        SimpleRetryMiddleware(default_retry_count=2),
+        SmartRetryMiddleware(default_retry_count=2, default_delay=0),
+    ],
+    ids=["simple", "smart"],
+)
+async def test_a_task_id_of_megabytes_is_logged_as_the_event_store_keeps_it(
+    running: Any, caplog: pytest.LogCaptureFixture, middleware: SimpleRetryMiddleware
+) -> None:
+    # each retry line held the whole id: 5 MB a line for a message with a 5 MB task id
+    broker = broker_with(middleware)
+    long_id = "i" * 5_000_000
+
+    @broker.task(retry_on_error=True)
+    async def fails() -> None:
+        raise ValueError("no")
+
+    with caplog.at_level(logging.INFO, logger="taskq.retry"):
+        async with running(broker):
+            task = await fails.kicker().with_task_id(long_id).kiq()
+            await task.wait_result(timeout=WAIT)
+    lines = [r.getMessage() for r in caplog.records if r.name == "taskq.retry"]
+    assert len(lines) == 2  # retrying, then the last attempt
+    for line in lines:
+        assert stored_task_id(long_id) in line
+        assert len(line) < 2 * MAX_TASK_ID_CHARS

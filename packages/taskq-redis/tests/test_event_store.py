@@ -12,8 +12,12 @@ import pytest
 from taskq.event_recorder import EventRecorder
 from taskq.exceptions import EventStoreError
 from taskq.task_events import (
+    MAX_ERROR_MESSAGE_CHARS,
+    MAX_ERROR_TYPE_CHARS,
+    MAX_HOST_CHARS,
     MAX_TASK_ID_CHARS,
     MAX_TASK_NAME_CHARS,
+    MAX_TRACEBACK_CHARS,
     EventKind,
     Retention,
     TaskEvent,
@@ -22,6 +26,7 @@ from taskq.task_events import (
     WorkerId,
     stored_task_id,
     stored_task_name,
+    stored_worker,
 )
 from taskq.testing import eventually
 from taskq_redis.errors import EventStoreUnavailableError, RedisUnavailableError
@@ -411,5 +416,37 @@ async def test_a_huge_task_id_and_name_leave_kilobytes_not_megabytes(
         assert max(len(key) for key in keys) < len(redis_prefix) + 20 + MAX_TASK_NAME_CHARS
         used = sum(raw_redis.memory_usage(key, samples=0) for key in keys)
         assert used < 16 * (MAX_TASK_ID_CHARS + MAX_TASK_NAME_CHARS) + 20_000, f"{used} bytes"
+    finally:
+        await store.shutdown()
+
+
+async def test_huge_error_texts_and_a_huge_host_name_leave_kilobytes_not_megabytes(
+    redis_url: str, redis_prefix: str, raw_redis: Any
+) -> None:
+    # a writer other than taskq's recorder (a script) could hand the store a 10 MB error
+    # message and traceback (kept whole, twice: with the task and among the failures) and a
+    # host name of any length (kept whole in the worker index's key name and the heartbeats)
+    store = RedisEventStore(redis_url, prefix=redis_prefix)
+    worker = WorkerId("h" * 1_000_000, 1, 0)
+    texts = {"error_type": "E" * 1_000_000, "error_message": "m" * 10_000_000}
+    trace = "t" * 10_000_000
+    try:
+        now = time.time()
+        beat = WorkerHeartbeat(worker, now, now, "B", "q", 1, 0, 0, 1, "0")
+        await store.write([TaskEvent(EventKind.FAILED, "t1", "x", worker, now, **texts)], [beat])
+        row = (EventKind.FAILED.value, "t2", "x", now + 1, (*texts.items(), ("traceback", trace)))
+        await store.write_rows(worker, [row])
+        (second,) = await store.task_events("t2")
+        assert second.worker == stored_worker(worker)
+        assert second.error_message == texts["error_message"][:MAX_ERROR_MESSAGE_CHARS]
+        assert second.traceback == trace[-MAX_TRACEBACK_CHARS:]
+        types = [f.error_type or "" for f in await store.failures()]
+        assert [len(error_type) for error_type in types] == [MAX_ERROR_TYPE_CHARS] * 2
+        (status,) = await store.workers(stale_after=60, now=now)
+        assert status.heartbeat.worker == stored_worker(worker)
+        keys = list(raw_redis.scan_iter(match=f"{redis_prefix}:*"))
+        assert max(len(key) for key in keys) < len(redis_prefix) + 20 + MAX_HOST_CHARS
+        used = sum(raw_redis.memory_usage(key, samples=0) for key in keys)
+        assert used < 8 * (MAX_ERROR_MESSAGE_CHARS + MAX_TRACEBACK_CHARS) + 20_000, f"{used} bytes"
     finally:
         await store.shutdown()

@@ -24,7 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 from taskq.checks import check_count, check_seconds
 from taskq.remote_error import error_text
-from taskq.task_events import EventKind, EventRow, WorkerHeartbeat, WorkerId, storable_rows
+from taskq.task_events import (
+    MAX_ERROR_MESSAGE_CHARS,
+    MAX_TRACEBACK_CHARS,
+    EventKind,
+    EventRow,
+    WorkerHeartbeat,
+    WorkerId,
+    storable_rows,
+)
 
 if TYPE_CHECKING:
     from taskq.abc.event_store import AsyncEventStore
@@ -44,10 +52,6 @@ DEFAULT_FLUSH_INTERVAL_S = 0.5
 DEFAULT_BATCH_SIZE = 1000
 #: Largest encoded message (bytes) a ``sent`` event keeps; a larger one is recorded without it.
 DEFAULT_MAX_MESSAGE_BYTES = 2048
-#: Characters of an error's traceback an event keeps: the end, where the error was raised.
-MAX_TRACEBACK_CHARS = 8192
-#: Characters of an error's message an event keeps: the beginning.
-MAX_ERROR_MESSAGE_CHARS = 8192
 #: Characters of one part of a traceback (a frame, an error's line) it keeps: the beginning.
 MAX_TRACEBACK_PART_CHARS = 1024
 #: Seconds between two heartbeats of a worker.

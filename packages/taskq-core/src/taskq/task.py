@@ -13,6 +13,7 @@ from taskq.exceptions import (
     TaskiqError,
     TaskiqResultTimeoutError,
 )
+from taskq.task_events import stored_task_id
 
 if TYPE_CHECKING:
     from taskq.abc.broker import AsyncBroker
@@ -121,7 +122,7 @@ class AsyncTaskiqTask(Generic[_ReturnType]):
         except (ValueError, TypeError):
             logger.warning(
                 "Result of task %s does not fit its return annotation %r; returning it as is",
-                self.task_id,
+                stored_task_id(self.task_id),
                 self.return_type,
             )
             return value

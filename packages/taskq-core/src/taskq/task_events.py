@@ -10,7 +10,6 @@ import os
 import socket
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from operator import attrgetter, itemgetter
 from typing import Any
 
 from taskq.checks import check_count, check_seconds
@@ -26,6 +25,15 @@ DEFAULT_PAGE_SIZE = 50
 MAX_TASK_ID_CHARS = 512
 #: Characters of a task name a store keeps; a longer one is kept shortened (`stored_task_name`).
 MAX_TASK_NAME_CHARS = 512
+#: Characters of an error's type name a store keeps; a longer one is kept `shortened`.
+MAX_ERROR_TYPE_CHARS = 512
+#: Characters of an error's message an event keeps: the beginning.
+MAX_ERROR_MESSAGE_CHARS = 8192
+#: Characters of an error's traceback an event keeps: the end, where the error was raised.
+MAX_TRACEBACK_CHARS = 8192
+#: Characters of a worker's host name a store keeps (a DNS name has at most 253); a longer one
+#: is kept `shortened` (`stored_worker`).
+MAX_HOST_CHARS = 255
 #: Hex digits of the digest that ends a shortened id or name, and what comes before them.
 _DIGEST_CHARS = 32
 _DIGEST_MARK = "...#"
@@ -280,41 +288,138 @@ def stored_task_name(task_name: str) -> str:
     return shortened(task_name, MAX_TASK_NAME_CHARS)
 
 
-_id_of, _name_of = itemgetter(1), itemgetter(2)
-_event_id_of, _event_name_of = attrgetter("task_id"), attrgetter("task_name")
+def stored_worker(worker: WorkerId) -> WorkerId:
+    """``worker`` as a store keeps it: its host name `shortened` to `MAX_HOST_CHARS`.
+
+    The host is part of each event's and heartbeat's worker id (and, in Redis, of key names);
+    a real one fits, a writer that makes its own ids may not. A `TaskQuery` for the whole
+    worker id finds its tasks as well.
+    """
+    if len(worker.host) <= MAX_HOST_CHARS:
+        return worker
+    return replace(worker, host=shortened(worker.host, MAX_HOST_CHARS))
+
+
+def _stored_error_type(error_type: str) -> str:
+    return shortened(error_type, MAX_ERROR_TYPE_CHARS)
+
+
+def _stored_error_message(message: str) -> str:
+    return message[:MAX_ERROR_MESSAGE_CHARS]
+
+
+def _stored_traceback(text: str) -> str:
+    return text[-MAX_TRACEBACK_CHARS:]
+
+
+#: The bound of each text field of an event a store bounds, and how it cuts a longer one: an
+#: error's type is `shortened`, its message keeps its beginning, its traceback its end (as
+#: `taskq.event_recorder.EventRecorder.record_error` cuts them).
+_TEXT_BOUNDS = {
+    "error_type": (MAX_ERROR_TYPE_CHARS, _stored_error_type),
+    "error_message": (MAX_ERROR_MESSAGE_CHARS, _stored_error_message),
+    "traceback": (MAX_TRACEBACK_CHARS, _stored_traceback),
+}
+_TEXT_LIMITS = tuple((key, limit) for key, (limit, _) in _TEXT_BOUNDS.items())
+_text_limit = dict(_TEXT_LIMITS).get
 
 
 def bounded_rows(rows: Sequence[EventRow]) -> Sequence[EventRow]:
-    """``rows`` with each task id and name as a store keeps them (`stored_task_id`).
+    """``rows`` with each task id, task name and error text as a store keeps them.
 
-    ``rows`` itself when none is too long, as nearly always: that check is one pass in C.
+    Ids and names as `stored_task_id` and `stored_task_name` shorten them; an error's type
+    past `MAX_ERROR_TYPE_CHARS` `shortened`, its message cut to its first
+    `MAX_ERROR_MESSAGE_CHARS` characters and its traceback to its last `MAX_TRACEBACK_CHARS`.
+    ``rows`` itself when nothing is too long, as nearly always: that check is one short pass.
     """
-    if _fit(map(_id_of, rows), map(_name_of, rows)):
+    if _rows_fit(rows):
         return rows
     return [
-        (kind, _stored_id(task_id), _stored_name(name), at, details)
+        (kind, _stored_id(task_id), _stored_name(name), at, _bounded_details(details))
         for kind, task_id, name, at, details in rows
     ]
 
 
 def bounded_events(events: Sequence[TaskEvent]) -> Sequence[TaskEvent]:
-    """``events`` with each task id and name as a store keeps them; `bounded_rows` for events."""
-    if _fit(map(_event_id_of, events), map(_event_name_of, events)):
+    """``events`` bounded as `bounded_rows` bounds rows, each worker too (`stored_worker`)."""
+    if _events_fit(events):
         return events
-    return [
-        replace(event, task_id=_stored_id(event.task_id), task_name=_stored_name(event.task_name))
-        for event in events
-    ]
+    return [_bounded_event(event) for event in events]
 
 
-def _fit(ids: Iterable[Any], names: Iterable[Any]) -> bool:
+def bounded_heartbeats(heartbeats: Sequence[WorkerHeartbeat]) -> Sequence[WorkerHeartbeat]:
+    """``heartbeats`` with each worker as a store keeps it (`stored_worker`)."""
+    if all(len(beat.worker.host) <= MAX_HOST_CHARS for beat in heartbeats):
+        return heartbeats
+    return [replace(beat, worker=stored_worker(beat.worker)) for beat in heartbeats]
+
+
+def _rows_fit(rows: Sequence[EventRow]) -> bool:
+    """Whether no id, name or error text of ``rows`` is too long.
+
+    A loop the interpreter runs fast (most rows have no field, or one duration); about as
+    fast as checking the ids and names alone in C, in two passes.
+    """
     try:
-        return (
-            max(map(len, ids), default=0) <= MAX_TASK_ID_CHARS
-            and max(map(len, names), default=0) <= MAX_TASK_NAME_CHARS
-        )
-    except TypeError:  # not text: each is looked at on its own
+        for _, task_id, task_name, _, details in rows:
+            if len(task_id) > MAX_TASK_ID_CHARS or len(task_name) > MAX_TASK_NAME_CHARS:
+                return False
+            if details:
+                for key, value in details:
+                    limit = _text_limit(key)
+                    if limit is not None and len(value) > limit:
+                        return False
+    except (TypeError, ValueError):  # not text, or not pairs: each is looked at on its own
         return False
+    return True
+
+
+def _events_fit(events: Sequence[TaskEvent]) -> bool:
+    """Whether no id, name, error text or host of ``events`` is too long."""
+    worker = None
+    try:
+        for event in events:
+            if event.worker is not worker:  # a batch's events nearly always share theirs
+                worker = event.worker
+                if len(worker.host) > MAX_HOST_CHARS:
+                    return False
+            if len(event.task_id) > MAX_TASK_ID_CHARS or len(event.task_name) > MAX_TASK_NAME_CHARS:
+                return False
+            if event.error_type or event.error_message or event.traceback:  # failures only
+                for key, limit in _TEXT_LIMITS:
+                    value = getattr(event, key)
+                    if value is not None and len(value) > limit:
+                        return False
+    except (AttributeError, TypeError):  # not a worker id, or not text
+        return False
+    return True
+
+
+def _bounded_details(details: Any) -> Any:
+    """``details`` with each text field `_TEXT_BOUNDS` names cut to its bound."""
+    try:
+        return tuple((key, _bounded_text(key, value)) for key, value in details)
+    except (TypeError, ValueError):  # not pairs: kept as given, for the store to refuse
+        return details
+
+
+def _bounded_text(key: str, value: Any) -> Any:
+    bound = _TEXT_BOUNDS.get(key)
+    if bound is None or not isinstance(value, str) or len(value) <= bound[0]:
+        return value
+    return bound[1](value)
+
+
+def _bounded_event(event: TaskEvent) -> TaskEvent:
+    texts = {key: _bounded_text(key, getattr(event, key)) for key in _TEXT_BOUNDS}
+    worker = event.worker
+    return replace(
+        event,
+        task_id=_stored_id(event.task_id),
+        task_name=_stored_name(event.task_name),
+        worker=stored_worker(worker) if isinstance(worker, WorkerId) else worker,
+        **texts,
+    )
 
 
 def _stored_id(task_id: Any) -> Any:
@@ -443,7 +548,8 @@ class TaskQuery:
     ``cursor`` is the `TaskPage.cursor` of the previous page. A ``state`` given as its text
     (``"failed"``) and a ``worker`` as ``host:pid:process`` are read as `EventKind` and
     `WorkerId`; what is neither raises `EventStoreError`, as a limit that is not an integer
-    of at least 1 does. A ``name`` is read as stores keep it (`stored_task_name`).
+    of at least 1 does. A ``name`` and a ``worker`` are read as stores keep them
+    (`stored_task_name`, `stored_worker`).
     """
 
     state: EventKind | None = None
@@ -487,8 +593,9 @@ def _state_of(state: Any) -> EventKind | None:
 
 
 def _worker_of(worker: Any) -> WorkerId | None:
-    """``worker`` as a `WorkerId` (read from ``host:pid:process`` text; None stays None)."""
-    return WorkerId.parse(worker) if isinstance(worker, str) else worker
+    """``worker`` as a store keeps it (read from ``host:pid:process`` text; None stays None)."""
+    found = WorkerId.parse(worker) if isinstance(worker, str) else worker
+    return stored_worker(found) if isinstance(found, WorkerId) else found
 
 
 #: The query with no filter: the first page of the latest tasks.

@@ -17,7 +17,7 @@ from taskq.abc.dead_letters import dead_letters_of
 from taskq.exceptions import TaskiqError
 from taskq.message import TaskiqMessage
 from taskq.scheduled_task import ScheduledTask
-from taskq.task_events import EventKind, TaskEvent, WorkerId
+from taskq.task_events import EventKind, TaskEvent, WorkerId, stored_task_id
 from taskq.toolkit import send_task
 from taskq_dashboard.dead_letter_views import decoded_message
 from taskq_dashboard.errors import DashboardError
@@ -43,7 +43,7 @@ async def cancel_task(state: DashboardState, task_id: str) -> dict[str, Any]:
     name = events[-1].task_name if events else ""
     await state.broker.cancel(task_id, f"cancelled {ACTION_NOTE}")
     await _record(state, EventKind.CANCELLED, task_id, name, error_message=f"cancel {ACTION_NOTE}")
-    logger.info("Task %s: cancel requested %s", task_id, ACTION_NOTE)
+    logger.info("Task %s: cancel requested %s", stored_task_id(task_id), ACTION_NOTE)
     return {"cancelled": task_id}
 
 
@@ -92,7 +92,9 @@ async def retry_task(state: DashboardState, task_id: str) -> dict[str, Any]:
         new_task_id=again.task_id,
         error_message=f"retry {ACTION_NOTE}",
     )
-    logger.info("Task %s retried %s as task %s", task_id, ACTION_NOTE, again.task_id)
+    logger.info(
+        "Task %s retried %s as task %s", stored_task_id(task_id), ACTION_NOTE, again.task_id
+    )
     return {"task_id": again.task_id}
 
 

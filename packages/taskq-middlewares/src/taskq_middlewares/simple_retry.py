@@ -14,7 +14,7 @@ from taskq.control.unique import keep_unique_key
 from taskq.exceptions import NoResultError, TaskArgumentsError, TaskCancelledError
 from taskq.message import TaskiqMessage
 from taskq.result import TaskiqResult
-from taskq.task_events import EventKind
+from taskq.task_events import EventKind, stored_task_id, stored_task_name
 from taskq_middlewares.errors import NoRetryError
 
 logger = logging.getLogger("taskq.retry")
@@ -92,8 +92,8 @@ class SimpleRetryMiddleware(TaskiqMiddleware):
         if failed_runs >= attempts:
             logger.warning(
                 "Task %s (%s) failed on its last attempt (%d of %d)",
-                message.task_id,
-                message.task_name,
+                stored_task_id(message.task_id),
+                stored_task_name(message.task_name),
                 failed_runs,
                 attempts,
             )
@@ -106,8 +106,8 @@ class SimpleRetryMiddleware(TaskiqMiddleware):
         except Exception as exc:
             logger.error(
                 "Task %s (%s): the retry could not be sent (%s); the error is stored",
-                message.task_id,
-                message.task_name,
+                stored_task_id(message.task_id),
+                stored_task_name(message.task_name),
                 exc,
             )
             return
@@ -139,8 +139,8 @@ class SimpleRetryMiddleware(TaskiqMiddleware):
         labels = {**message.labels, RETRIES_LABEL: failed_runs}
         logger.info(
             "Task %s (%s) failed (attempt %d); retrying now",
-            message.task_id,
-            message.task_name,
+            stored_task_id(message.task_id),
+            stored_task_name(message.task_name),
             failed_runs,
         )
         await resend(self.broker, message, labels)
@@ -169,7 +169,11 @@ def int_label(message: TaskiqMessage, name: str, default: int) -> int:
         return int(raw)
     except (TypeError, ValueError, OverflowError):  # OverflowError: infinity
         logger.warning(
-            "Task %s: label %s=%r is not an integer; using %d", message.task_id, name, raw, default
+            "Task %s: label %s=%r is not an integer; using %d",
+            stored_task_id(message.task_id),
+            name,
+            raw,
+            default,
         )
         return default
 
@@ -183,7 +187,7 @@ def failed_runs_before(message: TaskiqMessage) -> int:
     if count < 0:
         logger.warning(
             "Task %s: label %s=%d is negative; counting no failed runs",
-            message.task_id,
+            stored_task_id(message.task_id),
             RETRIES_LABEL,
             count,
         )

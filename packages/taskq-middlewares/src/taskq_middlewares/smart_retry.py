@@ -12,6 +12,7 @@ from taskq.abc.schedule_source import ScheduleSource
 from taskq.capabilities import Capability
 from taskq.message import TaskiqMessage
 from taskq.scheduled_task import ScheduledTask
+from taskq.task_events import stored_task_id, stored_task_name
 from taskq_middlewares.errors import RetryConfigurationError
 from taskq_middlewares.simple_retry import (
     DEFAULT_RETRY_COUNT,
@@ -119,7 +120,7 @@ class SmartRetryMiddleware(SimpleRetryMiddleware):
             return max(delay, 0.0)
         logger.warning(
             "Task %s: delay %r is not a finite number of seconds; using %s",
-            message.task_id,
+            stored_task_id(message.task_id),
             raw,
             self.default_delay,
         )
@@ -144,8 +145,8 @@ class SmartRetryMiddleware(SimpleRetryMiddleware):
         labels = {**message.labels, RETRIES_LABEL: failed_runs, BASE_DELAY_LABEL: base}
         logger.info(
             "Task %s (%s) failed (attempt %d); retrying in %.3f s",
-            message.task_id,
-            message.task_name,
+            stored_task_id(message.task_id),
+            stored_task_name(message.task_name),
             failed_runs,
             wait,
         )

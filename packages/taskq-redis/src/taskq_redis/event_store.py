@@ -58,6 +58,7 @@ from taskq.task_events import (
     WorkerHeartbeat,
     WorkerId,
     WorkerStatus,
+    bounded_heartbeats,
     bounded_rows,
     check_times,
     last_minutes,
@@ -67,6 +68,7 @@ from taskq.task_events import (
     read_cursor,
     reading,
     stored_task_id,
+    stored_worker,
 )
 from taskq.toolkit import check_seconds
 from taskq_redis.connection import DEFAULT_URL, RedisConnection
@@ -382,7 +384,8 @@ class RedisEventStore(AsyncEventStore):
     ) -> None:
         """Record the batch and apply the retention, in one script run."""
         rows = [event.as_row() for event in events]
-        await self._write(rows, [str(event.worker) for event in events], heartbeats)
+        workers = [str(stored_worker(event.worker)) for event in events]
+        await self._write(rows, workers, heartbeats)
 
     async def write_rows(
         self,
@@ -391,7 +394,7 @@ class RedisEventStore(AsyncEventStore):
         heartbeats: Sequence[WorkerHeartbeat] = (),
     ) -> None:
         """Record the rows and apply the retention, in one script run (no `TaskEvent` made)."""
-        await self._write(rows, str(worker), heartbeats)
+        await self._write(rows, str(stored_worker(worker)), heartbeats)
 
     async def _write(
         self,
@@ -400,7 +403,7 @@ class RedisEventStore(AsyncEventStore):
         heartbeats: Sequence[WorkerHeartbeat],
     ) -> None:
         check_times(map(_time_of, rows), heartbeats)
-        arguments = self._arguments(bounded_rows(rows), workers, heartbeats)
+        arguments = self._arguments(bounded_rows(rows), workers, bounded_heartbeats(heartbeats))
         if self._write_script is None:
             self._write_script = self.connection.client.register_script(_WRITE)
         with self._translated(f"record {len(rows)} events"):

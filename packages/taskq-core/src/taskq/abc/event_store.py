@@ -32,7 +32,9 @@ class AsyncEventStore(ABC):
     the order they were written, every field as written (a ``sent`` event's ``message`` bytes
     byte for byte) but a task id or name longer than ``taskq.task_events.MAX_TASK_ID_CHARS``
     or ``MAX_TASK_NAME_CHARS``, which is kept shortened (`stored_task_id`, `stored_task_name`)
-    and found by its whole text too; tasks come back latest first. A store shared by processes
+    and found by its whole text too, and an error's type, message or traceback or a worker's
+    host name past its bound, kept as `taskq.task_events.bounded_events` and `stored_worker`
+    cut them, whoever writes them; tasks come back latest first. A store shared by processes
     (and hosts) declares ``Capability.CROSS_PROCESS``.
     """
 

@@ -31,6 +31,7 @@ from taskq.control.stores import unique_store_of
 from taskq.exceptions import SharedStoreRequiredError, UniqueKeyError
 from taskq.labels import UNIQUE_LABEL
 from taskq.task import AsyncTaskiqTask
+from taskq.task_events import stored_task_id
 
 if TYPE_CHECKING:
     from taskq.broker import AsyncBroker
@@ -214,7 +215,7 @@ class HeldKey:
             logger.warning(
                 "Task %s: its unique key %r cannot be freed here (%s); it frees itself after "
                 "its TTL",
-                self.task_id,
+                stored_task_id(self.task_id),
                 self.key,
                 error,
             )
@@ -224,7 +225,7 @@ class HeldKey:
         except Exception:
             logger.exception(
                 "Task %s: its unique key could not be freed; it frees itself after its TTL",
-                self.task_id,
+                stored_task_id(self.task_id),
             )
 
 

@@ -24,6 +24,7 @@ from taskq.task_events import (
     WorkerId,
     WorkerStatus,
     bounded_events,
+    bounded_heartbeats,
     bounded_rows,
     check_times,
     last_minutes,
@@ -31,6 +32,7 @@ from taskq.task_events import (
     page_cursor,
     read_cursor,
     stored_task_id,
+    stored_worker,
 )
 
 #: The fields of one retained event, in the flat tuple of its task's events: time, write
@@ -112,7 +114,7 @@ class InMemoryEventStore(AsyncEventStore):
         check_times((event.time for event in events), heartbeats)
         for event in bounded_events(events):
             self._add(str(event.worker), [event.as_row()])
-        self._finish_write(heartbeats)
+        self._finish_write(bounded_heartbeats(heartbeats))
 
     async def write_rows(
         self,
@@ -122,8 +124,8 @@ class InMemoryEventStore(AsyncEventStore):
     ) -> None:
         """Record the rows as they are (events are built when a query asks for them)."""
         check_times(map(_time_of, rows), heartbeats)
-        self._add(str(worker), bounded_rows(rows))
-        self._finish_write(heartbeats)
+        self._add(str(stored_worker(worker)), bounded_rows(rows))
+        self._finish_write(bounded_heartbeats(heartbeats))
 
     def _finish_write(self, heartbeats: Sequence[WorkerHeartbeat]) -> None:
         for heartbeat in heartbeats:

@@ -31,6 +31,7 @@ from taskq.task_events import (
     WorkerId,
     WorkerStatus,
     bounded_events,
+    bounded_heartbeats,
     check_times,
     last_minutes,
     minute_of,
@@ -184,6 +185,7 @@ class SQLiteEventStore(AsyncEventStore):
         """Record the batch in one transaction, then apply the retention in the same one."""
         check_times((event.time for event in events), heartbeats)
         events = bounded_events(events)
+        heartbeats = bounded_heartbeats(heartbeats)
         rows = [_event_row(event) for event in events]
         tasks = _task_rows(events)
         minutes = Counter((minute_of(event.time), event.kind.value) for event in events)
