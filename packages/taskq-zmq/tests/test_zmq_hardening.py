@@ -11,9 +11,9 @@ import zmq
 import zmq.asyncio
 
 from taskq import BrokerMessage, SecurityError
-from taskq.exceptions import ListenError
+from taskq.exceptions import ListenError, SendTaskError
 from taskq.testing import eventually
-from taskq_zmq import ZeroMQBroker, dispatcher, protocol
+from taskq_zmq import ZeroMQBroker, dispatcher, intake, protocol
 
 
 def message(n: int) -> BrokerMessage:
@@ -349,3 +349,45 @@ def test_prefetch_is_bounded_by_the_protocol():
     with pytest.raises(ValueError, match="65535"):
         ZeroMQBroker(prefetch=protocol.MAX_CREDIT + 1)
     assert ZeroMQBroker(prefetch=protocol.MAX_CREDIT).prefetch == 65_535
+
+
+# 5. an operator's mistakes, and a worker's reports under load
+
+
+async def test_a_client_that_cannot_bind_its_address_says_why(address):
+    holder = ZeroMQBroker(address, address)
+    await holder.startup()
+    client = ZeroMQBroker(address, address)
+    try:
+        with pytest.raises(SendTaskError, match=r"cannot bind .*already in use.*another process"):
+            await client.startup()
+        with pytest.raises(SendTaskError, match="cannot bind"):  # so does a kick, later
+            await client.kick(message(1))
+    finally:
+        await client.shutdown()
+        await holder.shutdown()
+
+
+async def test_a_worker_reports_room_when_a_quarter_of_its_buffer_frees_up(address, monkeypatch):
+    monkeypatch.setattr(intake, "HEARTBEAT", 60.0)  # no heartbeat report during the test
+    context = zmq.asyncio.Context()
+    client = context.socket(zmq.ROUTER)
+    client.setsockopt(zmq.LINGER, 0)
+    client.bind(address)
+    busy = await worker(address, prefetch=8)
+    session = b"s" * protocol.SESSION_SIZE
+    try:
+        identity, frame = await asyncio.wait_for(client.recv_multipart(), 5)
+        assert protocol.parse_credit(frame).free == 8
+        payloads = [b"%d" % n for n in range(8)]
+        await client.send_multipart([identity, protocol.tasks(session, 1, payloads)])
+        received = busy.listen()
+        taken = [await anext(received) for _ in range(2)]  # a quarter of the buffer frees up
+        assert taken == [b"0", b"1"]
+        _, frame = await asyncio.wait_for(client.recv_multipart(), 5)
+        report = protocol.parse_credit(frame)
+        assert (report.free, report.last_seq, report.held) == (2, 8, 6)
+    finally:
+        await busy.shutdown()
+        client.close()
+        context.term()

@@ -157,6 +157,7 @@ class Dispatcher:
         Raises:
             SecurityError: it would bind a non-loopback address without CURVE, and
                 ``allow_unauthenticated`` is false (see `check_exposed`).
+            SendTaskError: it cannot bind ``address`` (in use by another process, say).
         """
         if bind:
             check_exposed(address, curve, allow_unauthenticated)
@@ -171,7 +172,7 @@ class Dispatcher:
         if bind:
             if curve is not None:
                 curve.serve(self.socket)
-            self.socket.bind(address)
+            _bind(self.socket, address)
         else:
             if curve is not None:
                 curve.join(self.socket)
@@ -491,6 +492,23 @@ class Dispatcher:
             self._drop_silent()
             self._greet()
             self._poll()
+
+
+def _bind(socket: zmq.Socket[bytes], address: str) -> None:
+    """Bind the client's socket; else close it and raise `SendTaskError` saying what to do."""
+    try:
+        socket.bind(address)
+    except zmq.ZMQError as exc:
+        socket.close(linger=0)  # a kick tries again with a new socket: none is left open
+        reason, hint = exc.strerror, ""
+        if exc.errno == zmq.EADDRINUSE:
+            reason = zmq.strerror(exc.errno)  # pyzmq's strerror repeats the address
+            hint = (
+                ": another process binds it (another client, or a worker process whose task "
+                "sent a task before any client reached it). Stop it, or give each client an "
+                'address of its own; many clients can share workers with bind="worker"'
+            )
+        raise SendTaskError(f"the ZeroMQ client cannot bind {address} ({reason}){hint}") from exc
 
 
 def _peer_name(identity: bytes) -> str:

@@ -99,7 +99,7 @@ class Intake:
         self.clients: dict[bytes, ClientSession] = {}
         self.bad_frames = BadFrames("worker")
         self.closed = False
-        self._advertised = 0
+        self._advertised = 0  # the room last reported, less the tasks that arrived since
         self._polling = False
         self._arrived = asyncio.Event()
         self._loop = asyncio.get_running_loop()
@@ -292,6 +292,7 @@ class Intake:
             return False
         client.grant -= 1
         client.held += 1
+        self._advertised -= 1  # so ``free - _advertised`` counts the slots freed since a report
         self.buffer.append((key, payload))
         return True
 
@@ -373,6 +374,7 @@ def _bind(socket: zmq.Socket[bytes], address: str) -> None:
     try:
         socket.bind(address)
     except zmq.ZMQError as exc:
+        socket.close(linger=0)
         reason, hint = exc.strerror, ""
         if exc.errno == zmq.EADDRINUSE:
             reason = zmq.strerror(exc.errno)  # pyzmq's strerror repeats the address
