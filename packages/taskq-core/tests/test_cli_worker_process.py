@@ -19,6 +19,8 @@ from taskq import AsyncKicker, AsyncTaskiqTask
 from taskq.cli import worker, worker_process
 from taskq.cli.options import WorkerOptions
 from taskq.cli.worker_process import (
+    EXIT_REFUSED,
+    EXIT_STARTUP_FAILED,
     StopRequest,
     import_app,
     run_receiver,
@@ -212,24 +214,30 @@ async def test_a_started_worker_moves_its_start_up_objects_out_of_the_collector_
     assert await serving == (0, 0)
 
 
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [("SecurityError", EXIT_REFUSED), ("ListenError", EXIT_STARTUP_FAILED)],
+    ids=["refused-settings", "cannot-start"],
+)
 async def test_a_broker_refusing_to_start_is_one_error_line(
-    app_dir: Path, caplog: pytest.LogCaptureFixture
+    app_dir: Path, caplog: pytest.LogCaptureFixture, error: str, status: int
 ) -> None:
-    (app_dir / "cli_wp_refusing_app.py").write_text(
+    module = f"cli_wp_refusing_{error.lower()}_app"
+    (app_dir / f"{module}.py").write_text(
         textwrap.dedent(
-            """
+            f"""
             from taskq import InMemoryBroker
-            from taskq.exceptions import SecurityError
+            from taskq.exceptions import {error}
 
             class RefusingBroker(InMemoryBroker):
                 async def startup(self) -> None:
-                    raise SecurityError("refusing to bind 0.0.0.0 without authentication")
+                    raise {error}("refusing to bind 0.0.0.0 without authentication")
 
             broker = RefusingBroker()
             """
         )
     )
-    assert await serve(WorkerOptions("cli_wp_refusing_app:broker")) == (1, 0)
+    assert await serve(WorkerOptions(f"{module}:broker")) == (status, 0)
     errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
     assert [record.getMessage() for record in errors] == [
         "The broker could not start: refusing to bind 0.0.0.0 without authentication"

@@ -8,6 +8,8 @@
   timeout plus `STOP_MARGIN_S` to finish; a worker still there then is killed. The status is
   0 when every worker stopped by itself, 1 otherwise.
 - A second SIGTERM or SIGINT kills the workers and exits at once with status 128 + signal.
+- A worker whose broker refused its settings (exit status `EXIT_REFUSED`) is not restarted:
+  the manager stops the other workers and exits with that status.
 - Every worker finds the manager's pid in the `WORKER_GROUP_ENV` environment variable: what
   the processes of one ``taskq worker`` share (Prometheus metric files, for instance) is
   keyed by it.
@@ -29,7 +31,7 @@ from typing import Any
 from taskq.cli.environment import WORKER_GROUP_ENV
 from taskq.cli.options import WorkerOptions
 from taskq.cli.reload import ChangeWatcher
-from taskq.cli.worker_process import run_worker
+from taskq.cli.worker_process import EXIT_REFUSED, run_worker
 
 logger = logging.getLogger("taskq.cli")
 
@@ -76,6 +78,7 @@ class ProcessManager:
         self.slots = [_Slot(index) for index in range(options.workers)]
         self._context = multiprocessing.get_context("spawn")
         self._stop_signal: int | None = None
+        self._refused = False  # a worker's broker refused its settings: stop, do not restart
         self._wakeup_read = self._wakeup_write = -1
 
     def run(self) -> int:
@@ -85,13 +88,15 @@ class ProcessManager:
         try:
             for slot in self.slots:
                 self._start(slot)
-            while self._stop_signal is None:
+            while self._stop_signal is None and not self._refused:
                 self._wait_for_something()
                 self._reap()
                 self._start_due()
                 self._reload_if_changed()
             in_time = self._stop_workers()
             logger.info("Stopped" if in_time else "Stopped, after killing late workers")
+            if self._refused:
+                return EXIT_REFUSED
             return 0 if in_time else 1
         finally:
             restore()
@@ -159,6 +164,15 @@ class ProcessManager:
 
     def _schedule_restart(self, slot: _Slot, pid: int | None, status: int) -> None:
         now = time.monotonic()
+        if status == EXIT_REFUSED:
+            logger.error(
+                "%s (pid %s): its broker refused its settings (the error above); restarting "
+                "cannot help: stopping",
+                slot.name,
+                pid,
+            )
+            self._refused = True
+            return
         if status == 0 and self.options.max_tasks_per_child is not None:
             logger.info("%s (pid %s) reached --max-tasks-per-child; replacing it", slot.name, pid)
             slot.quick_failures = 0
@@ -173,6 +187,8 @@ class ProcessManager:
         slot.restart_at = now + delay
 
     def _start_due(self) -> None:
+        if self._refused:  # stopping: start nothing more
+            return
         now = time.monotonic()
         for slot in self.slots:
             if slot.restart_at is not None and slot.restart_at <= now:

@@ -35,15 +35,18 @@ from taskq.cli.targets import (
 )
 from taskq.event_recorder import process_number
 from taskq.event_stores.urls import open_event_store
-from taskq.exceptions import TaskiqError
+from taskq.exceptions import SecurityError, TaskiqError
 from taskq.receiver.receiver import Receiver
 
 logger = logging.getLogger("taskq.worker")
 
 #: Exit status of a process that could not import its broker or task modules.
 EXIT_BAD_TARGET = 2
-#: Exit status of a process whose broker refused to start (a typed error: bad settings, say).
+#: Exit status of a process whose broker could not start (a typed error: a server not reached).
 EXIT_STARTUP_FAILED = 1
+#: Exit status of a process whose broker refused its settings (`SecurityError`): restarting it
+#: cannot help, so the manager stops instead of restarting it (sysexits' EX_CONFIG).
+EXIT_REFUSED = 78
 #: Seconds between two checks that the manager is still there.
 PARENT_CHECK_INTERVAL_S = 1.0
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -103,9 +106,10 @@ async def serve(options: WorkerOptions) -> tuple[int, int]:
     if options.workers > 1 and process_number() == 0:
         warn_if_not_cross_process(broker, options)
     watchdog = asyncio.create_task(_stop_when_orphaned(stop, os.getppid()))
-    if not await start_broker(broker):
+    failed = await start_broker(broker)
+    if failed is not None:
         watchdog.cancel()
-        return EXIT_STARTUP_FAILED, 0
+        return failed, 0
     freeze_startup_objects()
     try:
         tasks = len(broker.get_all_tasks())
@@ -118,12 +122,14 @@ async def serve(options: WorkerOptions) -> tuple[int, int]:
     return 0, abandoned
 
 
-async def start_broker(broker: AsyncBroker) -> bool:
-    """Start the broker; False, with one error line and no traceback, if it raises a taskq error.
+async def start_broker(broker: AsyncBroker) -> int | None:
+    """Start the broker; if it raises a taskq error, log one line and return the exit status.
 
     A taskq error says what is wrong and what to do (a refused setting, a server that cannot be
-    reached): its traceback would only bury that line, once per restart. Other exceptions
-    propagate with their traceback.
+    reached): its traceback would only bury that line, once per restart. The status is
+    `EXIT_REFUSED` for a `SecurityError` (settings a restart cannot change), else
+    `EXIT_STARTUP_FAILED`; None when the broker started. Other exceptions propagate with their
+    traceback.
     """
     try:
         await broker.startup()
@@ -133,8 +139,8 @@ async def start_broker(broker: AsyncBroker) -> bool:
             await broker.shutdown()
         except Exception:
             logger.debug("Shutting the broker down after its failed start failed", exc_info=True)
-        return False
-    return True
+        return EXIT_REFUSED if isinstance(error, SecurityError) else EXIT_STARTUP_FAILED
+    return None
 
 
 def freeze_startup_objects() -> None:
