@@ -56,6 +56,7 @@ from taskq.task_events import (
     TaskEvent,
     WorkerHeartbeat,
     WorkerId,
+    WorkerStatus,
     bounded_events,
     bounded_heartbeats,
     check_times,
@@ -921,6 +922,20 @@ class KeepsLongErrorTextsWhole(InMemoryEventStore):
         await self.write([TaskEvent.from_row(worker, row) for row in rows], heartbeats)
 
 
+class TrustsHeartbeatsDatedAhead(InMemoryEventStore):
+    """Defect: a heartbeat dated in the future counts as alive, however far ahead.
+
+    A worker whose host's clock runs an hour ahead looks alive for an hour after it stopped.
+    """
+
+    async def workers(self, stale_after: float, now: float | None = None) -> list[WorkerStatus]:
+        moment = time.time() if now is None else now
+        return [
+            WorkerStatus(status.heartbeat, moment - status.last_seen <= stale_after)
+            for status in await super().workers(stale_after, now=moment)
+        ]
+
+
 class IgnoresRetention(InMemoryEventStore):
     """Defect: nothing is ever dropped, whatever `retention` says."""
 
@@ -1256,6 +1271,10 @@ def make_long_id_keeping_store() -> AsyncEventStore:
 
 def make_long_text_keeping_store() -> AsyncEventStore:
     return KeepsLongErrorTextsWhole()
+
+
+def make_future_trusting_store() -> AsyncEventStore:
+    return TrustsHeartbeatsDatedAhead()
 
 
 def make_refusal_counting_limiter() -> MemoryLimiter:

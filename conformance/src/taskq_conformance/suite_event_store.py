@@ -438,6 +438,26 @@ async def test_workers_are_alive_or_stale(taskq_new_event_store: NewEventStore) 
         )
 
 
+async def test_a_worker_whose_heartbeat_is_dated_ahead_is_not_alive(
+    taskq_new_event_store: NewEventStore,
+) -> None:
+    async with taskq_new_event_store() as store:
+        now = time.time()
+        host = new_id("host")
+        near, ahead = WorkerId(host, 1, 0), WorkerId(host, 2, 0)
+        await store.write([], [heartbeat(near, now + 5), heartbeat(ahead, now + 3600)])
+        found = [
+            (w.heartbeat.worker, w.alive, w.clock_ahead)
+            for w in await store.workers(stale_after=30, now=now)
+            if w.heartbeat.host == host
+        ]
+        assert found == [(near, True, False), (ahead, False, True)], (
+            "a heartbeat dated within stale_after ahead of now is alive (clocks differ a little); "
+            "one dated further ahead comes from a clock that runs ahead: not alive, clock_ahead "
+            "(WorkerStatus.judged)"
+        )
+
+
 async def test_retention_by_count_drops_the_oldest_tasks_whole(
     taskq_new_event_store: NewEventStore,
 ) -> None:

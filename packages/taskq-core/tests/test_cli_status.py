@@ -343,3 +343,20 @@ async def test_a_screen_lists_a_bounded_number_of_workers_and_of_error_character
     assert "2951 more" in screen
     assert len(report.as_dict()["workers"]) == 3001
     assert report.as_dict()["failures"][0]["error_message"] == message[:MAX_ERROR_MESSAGE_CHARS]
+
+
+async def test_a_worker_whose_heartbeat_is_dated_ahead_shows_as_such_and_is_not_alive() -> None:
+    # its host's clock runs an hour ahead: taken as alive, it would look so for an hour after
+    # it stopped, and the health check would pass with no worker running
+    store = InMemoryEventStore()
+    now = time.time()
+    ahead = dataclasses.replace(beat(now + 3600), worker=WorkerId("fast-clock", 1, 0))
+    await store.write([], [ahead])
+    report = await collect_status(store, None, now=now)
+    assert report.alive == 0
+    screen = render(report)
+    assert "Workers: 0 alive, 0 stale, 1 with a clock ahead" in screen
+    assert "fast-clock:1:0  clock ahead" in screen
+    assert "dated 3600 s ahead" in screen
+    (row,) = report.as_dict()["workers"]
+    assert (row["alive"], row["clock_ahead"]) == (False, True)

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import time
+import uuid
 from urllib.parse import quote
 
 import httpx
 
 from taskq.event_stores import InMemoryEventStore
 from taskq.exceptions import EventStoreError
-from taskq.task_events import MAX_TASK_ID_CHARS, EventKind, MinuteRate, stored_task_id
+from taskq.task_events import (
+    MAX_TASK_ID_CHARS,
+    EventKind,
+    MinuteRate,
+    WorkerHeartbeat,
+    WorkerId,
+    stored_task_id,
+)
 from taskq.testing import eventually
 from taskq_dashboard import Auth, DashboardSettings, create_app
 from taskq_inmemory import InMemoryBroker
@@ -150,6 +158,20 @@ async def test_stale_workers_are_flagged(broker: InMemoryBroker) -> None:
             return bool(rows) and all(not row["alive"] for row in rows)
 
         await eventually(stale)
+
+
+async def test_a_worker_whose_heartbeat_is_dated_ahead_is_flagged_not_alive(
+    broker: InMemoryBroker, client: httpx.AsyncClient
+) -> None:
+    host = f"fast-clock-{uuid.uuid4().hex[:6]}"
+    ahead = WorkerHeartbeat(
+        WorkerId(host, 1, 0), time.time() + 3600, time.time(), "B", "q", 4, 0, 0, 0, "0"
+    )
+    await broker.event_store.write([], [ahead])  # type: ignore[union-attr]
+    rows = (await client.get("/api/workers")).json()["workers"]
+    (row,) = [r for r in rows if r["worker"].startswith(host)]
+    assert (row["alive"], row["clock_ahead"]) == (False, True)
+    assert 3500 < -row["age"] <= 3600
 
 
 async def test_cancel_a_running_task_and_the_event_is_recorded(

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import pytest
 from taskq import ScheduledTask
 from taskq.event_stores import InMemoryEventStore
 from taskq.exceptions import EventStoreError
+from taskq.task_events import WorkerHeartbeat, WorkerId
 from taskq.testing import eventually_blocking
 from taskq_dashboard import DashboardSettings
 from taskq_dashboard.testing import Served, chromium_or_skip, serve
@@ -253,6 +255,28 @@ def test_workers_page_shows_heartbeats(page: Any, served: Served, broker: InMemo
     open_page(page, served, "/workers")
     page.wait_for_selector("td .badge.alive")
     assert "InMemoryBroker" in page.locator("table").inner_text()
+
+
+def test_workers_page_flags_a_heartbeat_dated_ahead(browser: Any, tmp_path: Path) -> None:
+    store = InMemoryEventStore()  # of its own: the other pages count the alive workers
+    served = serve(InMemoryBroker().with_event_store(store), settings=DashboardSettings())
+    context = browser.new_context()
+    try:
+        opened, running = context.new_page(), next(served)
+        now = time.time()
+        beat = WorkerHeartbeat(
+            WorkerId("fast-clock", 1, 0), now + 3600, now, "B", "q", 4, 0, 0, 0, "0"
+        )
+        running.run(store.write([], [beat]))
+        open_page(opened, running, "/workers")
+        row = opened.locator("tr", has_text="fast-clock:1:0")
+        row.locator(".badge.stale", has_text="clock ahead").wait_for(timeout=WAIT)
+        assert "s ahead" in row.inner_text()
+        assert opened.locator("td .badge.alive").count() == 0
+        shot(opened, tmp_path, "workers-clock-ahead")
+    finally:
+        context.close()
+        served.close()
 
 
 def test_dead_letters_page_says_when_the_broker_keeps_none(page: Any, served: Served) -> None:

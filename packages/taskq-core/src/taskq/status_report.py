@@ -68,7 +68,12 @@ class StatusReport:
             "broker": self.broker,
             "alive": self.alive,
             "workers": [
-                {**status.heartbeat.as_dict(), "alive": status.alive} for status in self.workers
+                {
+                    **status.heartbeat.as_dict(),
+                    "alive": status.alive,
+                    "clock_ahead": status.clock_ahead,
+                }
+                for status in self.workers
             ],
             "queue": None if self.queue is None else dataclasses.asdict(self.queue),
             "queue_note": self.queue_note,

@@ -702,10 +702,28 @@ def last_minutes(minutes: int, now: float) -> list[int]:
 
 @dataclass(frozen=True)
 class WorkerStatus:
-    """A worker's latest heartbeat and whether it came within the staleness threshold."""
+    """A worker's latest heartbeat and whether it came within the staleness threshold.
+
+    ``clock_ahead``: the heartbeat is dated more than the threshold after the time it was
+    judged at, so its host's clock runs ahead (or the reader's behind) and whether the worker
+    still runs cannot be told from it: it does not count as alive.
+    """
 
     heartbeat: WorkerHeartbeat
     alive: bool
+    clock_ahead: bool = False
+
+    @classmethod
+    def judged(cls, heartbeat: WorkerHeartbeat, stale_after: float, now: float) -> WorkerStatus:
+        """The status of ``heartbeat`` at ``now``: alive if dated within ``stale_after`` of it.
+
+        Within either way: a heartbeat dated further ahead than ``stale_after`` is
+        ``clock_ahead``, not alive (taken as alive, a worker whose clock ran an hour ahead
+        would look alive for an hour after it stopped).
+        """
+        age = now - heartbeat.time
+        ahead = age < -stale_after
+        return cls(heartbeat, not ahead and age <= stale_after, ahead)
 
     @property
     def last_seen(self) -> float:

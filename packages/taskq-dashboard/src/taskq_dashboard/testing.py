@@ -78,11 +78,27 @@ class Served:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     def stop(self) -> None:
-        """Stop serving, then the loop."""
+        """Stop serving, end what still runs on the loop, then stop and close the loop.
+
+        Tasks left pending on a loop that is only stopped would be finalized whenever the
+        garbage collector gets to them, each failing on the closed loop.
+        """
         self.server.should_exit = True
         self._serving.result(30)
+        asyncio.run_coroutine_threadsafe(_end_the_rest(), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(30)
+        self.loop.close()
+
+
+async def _end_the_rest() -> None:
+    """Cancel every other task of the running loop, wait for them, close its async generators."""
+    current = asyncio.current_task()
+    rest = [task for task in asyncio.all_tasks() if task is not current]
+    for task in rest:
+        task.cancel()
+    await asyncio.gather(*rest, return_exceptions=True)
+    await asyncio.get_running_loop().shutdown_asyncgens()
 
 
 def serve(broker: Any, **options: Any) -> Iterator[Served]:

@@ -166,11 +166,13 @@ async def workers(state: DashboardState) -> dict[str, Any]:
         running = await state.store.tasks(
             TaskQuery(state=EventKind.STARTED, worker=status.heartbeat.worker, limit=RUNNING_SHOWN)
         )
+        age = now - status.last_seen  # negative (dated ahead) only when its clock runs ahead
         rows.append(
             {
                 **status.heartbeat.as_dict(),
                 "alive": status.alive,
-                "age": max(now - status.last_seen, 0.0),
+                "clock_ahead": status.clock_ahead,
+                "age": age if status.clock_ahead else max(age, 0.0),
                 "running_tasks": [_task(task) for task in running.tasks],
             }
         )

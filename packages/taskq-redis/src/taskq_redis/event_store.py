@@ -561,7 +561,7 @@ class RedisEventStore(AsyncEventStore):
                 (WorkerHeartbeat.from_dict(json.loads(data)) for data in found),
                 key=lambda beat: beat.worker,
             )
-        return [WorkerStatus(beat, moment - beat.time <= stale_after) for beat in beats]
+        return [WorkerStatus.judged(beat, stale_after, moment) for beat in beats]
 
     async def _summaries(self, ids: list[str]) -> list[TaskSummary]:
         """The summaries of ``ids`` (in that order), skipping tasks dropped meanwhile."""

@@ -93,7 +93,9 @@ class AsyncEventStore(ABC):
     async def workers(self, stale_after: float, now: float | None = None) -> list[WorkerStatus]:
         """Each retained worker's latest heartbeat, ordered by worker id.
 
-        A worker is alive when its heartbeat is at most ``stale_after`` seconds old at ``now``.
+        A worker is alive when its heartbeat is dated at most ``stale_after`` seconds before
+        or after ``now``; one dated further ahead is ``clock_ahead`` (`WorkerStatus.judged`
+        says both).
         """
 
 

@@ -36,6 +36,7 @@ from taskq.status_report import (
 
 if TYPE_CHECKING:
     from taskq.broker import AsyncBroker
+    from taskq.task_events import WorkerStatus
 
 ENV_PREFIX = "TASKQ_STATUS_"
 #: Exit status when no worker is alive (or the store cannot be read): the health check fails.
@@ -258,8 +259,11 @@ def render(report: StatusReport) -> str:
 
 
 def _workers(report: StatusReport) -> list[str]:
-    stale = len(report.workers) - report.alive
+    ahead = sum(status.clock_ahead for status in report.workers)
+    stale = len(report.workers) - report.alive - ahead
     lines = [f"Workers: {report.alive} alive, {stale} stale"]
+    if ahead:  # a heartbeat dated in the future: its host's clock runs ahead
+        lines[0] += f", {ahead} with a clock ahead (liveness unknown: set their clocks right)"
     if not report.workers:
         return [*lines, "  (no heartbeat recorded)"]
     rows = [("WORKER", "STATE", "RUNNING", "PROCESSED", "FAILED", "LAST SEEN")]
@@ -269,11 +273,11 @@ def _workers(report: StatusReport) -> list[str]:
         rows.append(
             (
                 str(beat.worker),
-                "alive" if status.alive else "stale",
+                _state(status),
                 str(beat.running),
                 str(beat.processed),
                 str(beat.failed),
-                f"{max(report.time - beat.time, 0):.0f} s ago",
+                _last_seen(status, report.time),
             )
         )
     lines += _table(rows)
@@ -281,6 +285,16 @@ def _workers(report: StatusReport) -> list[str]:
     if hidden:
         lines.append(f"  ... and {hidden} more not shown (--json lists every worker)")
     return lines
+
+
+def _state(status: WorkerStatus) -> str:
+    return "alive" if status.alive else "clock ahead" if status.clock_ahead else "stale"
+
+
+def _last_seen(status: WorkerStatus, now: float) -> str:
+    if status.clock_ahead:
+        return f"dated {status.last_seen - now:.0f} s ahead"
+    return f"{max(now - status.last_seen, 0):.0f} s ago"
 
 
 def _cut(text: str, limit: int) -> str:

@@ -251,6 +251,6 @@ class InMemoryEventStore(AsyncEventStore):
         """Each retained worker's latest heartbeat, ordered by worker id."""
         moment = time.time() if now is None else now
         return [
-            WorkerStatus(heartbeat, moment - heartbeat.time <= stale_after)
+            WorkerStatus.judged(heartbeat, stale_after, moment)
             for heartbeat in sorted(self._workers.values(), key=lambda beat: beat.worker)
         ]

@@ -302,7 +302,7 @@ class SQLiteEventStore(AsyncEventStore):
                 (WorkerHeartbeat.from_dict(json.loads(data)) for (data,) in rows),
                 key=lambda beat: beat.worker,
             )
-        return [WorkerStatus(beat, moment - beat.time <= stale_after) for beat in beats]
+        return [WorkerStatus.judged(beat, stale_after, moment) for beat in beats]
 
     # -- the connection's thread -------------------------------------------------------------
 

@@ -330,9 +330,10 @@ async function workersPage() {
       table(["worker", "", "broker", "queue", "running", "concurrency", "processed", "failed", "last heartbeat", "running now"],
         data.workers.map((w) => [
           el("span", {class: "mono"}, w.worker),
-          el("span", {class: w.alive ? "badge alive" : "badge stale"}, w.alive ? "alive" : "stale"),
+          el("span", {class: w.alive ? "badge alive" : "badge stale"},
+            w.alive ? "alive" : w.clock_ahead ? "clock ahead" : "stale"),
           w.broker, w.queue, String(w.running), String(w.concurrency), String(w.processed), String(w.failed),
-          ago(w.age), el("span", {}, w.running_tasks.map((t) => el("div", {}, t.task_name, " ", taskLink(t)))),
+          w.clock_ahead ? `dated ${Math.round(-w.age)} s ahead` : ago(w.age), el("span", {}, w.running_tasks.map((t) => el("div", {}, t.task_name, " ", taskLink(t)))),
         ])));
   };
   await refresh();
