@@ -99,6 +99,21 @@ async def test_an_entry_naming_another_schedule_id_is_logged_once_and_skipped(
         await source.shutdown()
 
 
+async def test_an_entry_of_megabytes_is_logged_bounded(
+    new_redis_source: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = await started(new_redis_source())
+    try:
+        field = "x" * 1_000_000  # a schedule id of a megabyte, holding a megabyte of garbage
+        await source._client().hset(source.schedules_key, field, "[" * 1_000_000)
+        caplog.set_level(logging.ERROR, "taskq.scheduler")
+        assert await source.get_schedules() == []
+        (line,) = messages(caplog, "Skipping undecodable schedule")
+        assert len(line) < 2_000, len(line)
+    finally:
+        await source.shutdown()
+
+
 async def test_a_last_claim_that_is_not_a_number_is_replaced_and_the_schedule_fires(
     app: App, new_redis_source: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

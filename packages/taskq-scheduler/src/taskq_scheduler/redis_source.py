@@ -11,6 +11,7 @@ from taskq.abc.schedule_source import ScheduleSource
 from taskq.capabilities import Capability
 from taskq.exceptions import InvalidScheduleError
 from taskq.scheduled_task import ScheduledTask
+from taskq.task_events import quoted
 from taskq_scheduler._codec import decode_schedule, encode_schedule
 from taskq_scheduler.errors import ScheduleSourceUnavailableError
 from taskq_scheduler.fire_times import check_schedule
@@ -185,7 +186,7 @@ class RedisScheduleSource(ScheduleSource):
                     f"schedule_id {schedule.schedule_id!r}"
                 )
         except Exception as exc:  # any stored garbage: JSON too deep, numbers too large
-            logger.error("Skipping undecodable schedule %r: %r", schedule_id, exc)
+            logger.error("Skipping undecodable schedule %s: %s", quoted(schedule_id), quoted(exc))
             return None
         return schedule
 
