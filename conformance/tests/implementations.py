@@ -895,10 +895,12 @@ class KeepsLongTaskIdsWhole(InMemoryEventStore):
 
 
 class KeepsLongErrorTextsWhole(InMemoryEventStore):
-    """Defect: an error's type, message and traceback and a host name are kept at any length.
+    """Defect: error texts, a retry's new task id, host names and heartbeat texts are kept whole.
 
-    Ids and names are bounded as they must be: a 10 MB error message a script writes costs
-    the store 10 MB (twice: with its task and among the failures).
+    An error's type, message and traceback, a ``new_task_id``, a worker's host name and a
+    heartbeat's broker, queue and version are kept at any length. Ids and names are bounded
+    as they must be: a 10 MB error message a script writes costs the store 10 MB (twice: with
+    its task and among the failures).
     """
 
     async def write(

@@ -280,7 +280,7 @@ BROKEN = [
     broken(
         "event_store",
         "make_long_text_keeping_store",
-        "test_error_texts_and_host_names_too_long_are_kept_bounded",
+        "test_texts_too_long_are_kept_bounded",
         only=True,
     ),
     broken(

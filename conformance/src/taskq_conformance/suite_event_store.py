@@ -21,6 +21,7 @@ from taskq.exceptions import EventStoreError
 from taskq.task_events import (
     MAX_ERROR_MESSAGE_CHARS,
     MAX_ERROR_TYPE_CHARS,
+    MAX_HEARTBEAT_TEXT_CHARS,
     MAX_HOST_CHARS,
     MAX_TASK_ID_CHARS,
     MAX_TASK_NAME_CHARS,
@@ -32,6 +33,7 @@ from taskq.task_events import (
     TaskSummary,
     WorkerHeartbeat,
     WorkerId,
+    bounded_heartbeats,
     minute_of,
     shortened,
     stored_task_id,
@@ -216,11 +218,11 @@ async def test_a_task_id_or_name_too_long_is_kept_shortened(
         )
 
 
-async def test_error_texts_and_host_names_too_long_are_kept_bounded(
+async def test_texts_too_long_are_kept_bounded(
     taskq_new_event_store: NewEventStore,
 ) -> None:
     async with taskq_new_event_store() as store:
-        start, written_id, rows_id = later(), new_id(), new_id()
+        start, written_id, rows_id, retried_id = later(), new_id(), new_id(), new_id()
         # what a writer other than taskq's recorder may hand over: 100,000 characters each
         host = new_id("host") + "h" * 100_000
         worker = WorkerId(host, 4242, 1)
@@ -230,7 +232,15 @@ async def test_error_texts_and_host_names_too_long_are_kept_bounded(
         texts = {"error_type": error_type, "error_message": message, "traceback": trace}
         failed = event(EventKind.FAILED, written_id, start, duration=0.5, worker=worker, **texts)
         rejected = event(EventKind.REJECTED, rows_id, start + 1, worker=worker, **texts)
-        await store.write([failed], [heartbeat(worker, start)])
+        again_id = new_id("again") + "a" * 100_000
+        retried = event(EventKind.RETRIED, retried_id, start + 2, new_task_id=again_id)
+        beat = dataclasses.replace(
+            heartbeat(worker, start),
+            broker=new_id("Broker") + "B" * 100_000,
+            queue=new_id("queue") + "q" * 100_000,
+            version=new_id("version") + "v" * 100_000,
+        )
+        await store.write([failed, retried], [beat])
         await store.write_rows(worker, [rejected.as_row()])
         bounded = {
             "worker": stored_worker(worker),
@@ -247,6 +257,12 @@ async def test_error_texts_and_host_names_too_long_are_kept_bounded(
             "the message's beginning, the traceback's end), whoever writes them: a script "
             "writing a 10 MB error message must not cost the store megabytes"
         )
+        assert await store.task_events(retried_id) == [
+            dataclasses.replace(retried, new_task_id=stored_task_id(again_id))
+        ], (
+            f"a retried event's new_task_id longer than {MAX_TASK_ID_CHARS} characters must be "
+            "kept as taskq.task_events.stored_task_id keeps the new task's own id"
+        )
         assert await store.task_events(rows_id) == [dataclasses.replace(rejected, **bounded)], (
             "rows given to write_rows must be kept bounded as events given to write are"
         )
@@ -260,6 +276,12 @@ async def test_error_texts_and_host_names_too_long_are_kept_bounded(
         beats = [w.heartbeat for w in await store.workers(stale_after=3600, now=start)]
         assert [b.worker for b in beats if b.host.startswith(host[:100])] == [bounded["worker"]], (
             "a heartbeat's host name must be kept as taskq.task_events.stored_worker keeps it"
+        )
+        kept_beats = [b for b in beats if b.host.startswith(host[:100])]
+        assert kept_beats == list(bounded_heartbeats([beat])), (
+            f"a heartbeat's broker, queue and version longer than {MAX_HEARTBEAT_TEXT_CHARS} "
+            "characters must be kept as taskq.task_events.bounded_heartbeats keeps them "
+            "(shortened): `taskq status` prints them, and a 1 MB queue name costs megabytes"
         )
 
 

@@ -25,6 +25,7 @@ from taskq.control.memory_unique import MemoryUniqueStore
 from taskq.control.stores import unique_store_of
 from taskq.control.unique import UNIQUE_LABEL, default_key
 from taskq.exceptions import SharedStoreRequiredError, UniqueKeyError
+from taskq.task_events import MAX_QUOTED_CHARS, quoted
 from taskq.testing import eventually
 from taskq_inmemory import InMemoryBroker
 
@@ -233,7 +234,9 @@ async def test_a_task_cancelled_before_it_starts_frees_its_key():
         await eventually(lambda: _key_is_free(broker, "k"))
 
 
-async def test_a_worker_without_a_store_runs_a_unique_task_and_warns_in_one_line(caplog):
+# the warning quoted the whole key: a 5 MB key (a client's with_unique(key=...)) made a 5 MB line
+@pytest.mark.parametrize("key", ["k", "k" * 5_000_000], ids=["short", "huge"])
+async def test_a_worker_without_a_store_runs_a_unique_task_and_warns_in_one_line(caplog, key):
     from taskq import AckableMessage, Receiver
     from taskq_inmemory import InmemoryResultBackend
 
@@ -253,7 +256,7 @@ async def test_a_worker_without_a_store_runs_a_unique_task_and_warns_in_one_line
         return "done"
 
     message = broker.formatter.dumps(
-        TaskiqMessage(task_id="t1", task_name=work.task_name, labels={UNIQUE_LABEL: "k"})
+        TaskiqMessage(task_id="t1", task_name=work.task_name, labels={UNIQUE_LABEL: key})
     )
     acks: list[str] = []
     with caplog.at_level("DEBUG", logger="taskq"):
@@ -264,7 +267,10 @@ async def test_a_worker_without_a_store_runs_a_unique_task_and_warns_in_one_line
     about_the_key = [record for record in caplog.records if "unique key" in record.getMessage()]
     assert [record.levelname for record in about_the_key] == ["WARNING"]
     assert about_the_key[0].exc_info is None
-    assert "with_unique_store" in about_the_key[0].getMessage()
+    line = about_the_key[0].getMessage()
+    assert "with_unique_store" in line
+    assert quoted(key) in line
+    assert len(line) < 3 * MAX_QUOTED_CHARS
 
 
 async def test_a_task_of_a_broker_without_acks_or_cancellations_frees_its_key_when_it_ends():

@@ -18,7 +18,9 @@ from taskq.exceptions import EventStoreError
 from taskq.task_events import (
     MAX_ERROR_MESSAGE_CHARS,
     MAX_ERROR_TYPE_CHARS,
+    MAX_HEARTBEAT_TEXT_CHARS,
     MAX_HOST_CHARS,
+    MAX_QUOTED_CHARS,
     MAX_TASK_ID_CHARS,
     MAX_TASK_NAME_CHARS,
     MAX_TRACEBACK_CHARS,
@@ -31,6 +33,7 @@ from taskq.task_events import (
     bounded_events,
     bounded_heartbeats,
     bounded_rows,
+    quoted,
     shortened,
     stored_task_id,
     stored_task_name,
@@ -283,3 +286,59 @@ def test_a_shortened_text_keeps_its_beginning_and_a_digest_of_the_whole() -> Non
     assert len(stored_task_name(long_name)) == MAX_TASK_NAME_CHARS
     assert stored_task_id(long_id + "z") != kept
     assert shortened("\ud800" * 20, 10) != shortened("\udc00" * 20, 10)  # lone surrogates
+
+
+async def test_a_heartbeats_huge_broker_queue_and_version_are_kept_shortened(
+    new_store: NewStore,
+) -> None:
+    # a writer of its own could send a 1 MB queue name: kept whole, and `taskq status` and
+    # the dashboard printed it whole
+    store = new_store()
+    now = time.time()
+    broker, queue, version = "B" * 1_000_000, "q" * 1_000_000, "v" * 999_999 + "w"
+    beat = WorkerHeartbeat(WORKER, now, now, broker, queue, 1, 0, 0, 0, version)
+    await store.write([], [beat])
+    (status,) = await store.workers(stale_after=60, now=now)
+    kept = status.heartbeat
+    assert (kept.broker, kept.queue, kept.version) == (
+        shortened(broker, MAX_HEARTBEAT_TEXT_CHARS),
+        shortened(queue, MAX_HEARTBEAT_TEXT_CHARS),
+        shortened(version, MAX_HEARTBEAT_TEXT_CHARS),
+    )
+    assert len(kept.queue) == MAX_HEARTBEAT_TEXT_CHARS
+    other = WorkerHeartbeat(WorkerId("host-b", 1, 0), now, now, "B", "q", 1, 0, 0, 0, "1.0")
+    await store.write_rows(other.worker, [], [other])
+    statuses = await store.workers(stale_after=60, now=now)
+    assert other in [s.heartbeat for s in statuses]  # short ones are kept as they are
+
+
+async def test_a_retrys_huge_new_task_id_is_kept_as_that_tasks_id_is(new_store: NewStore) -> None:
+    # the retried event named the new task by its whole id: a 5 MB id was kept whole with the
+    # event, while the new task's own events are kept under `stored_task_id`
+    store = new_store()
+    now = time.time()
+    new_id = "n" * 5_000_000
+    retried = event(EventKind.RETRIED, "t1", now, new_task_id=new_id)
+    await store.write([retried])
+    await store.write_rows(
+        WORKER, [event(EventKind.RETRIED, "t2", now, new_task_id=new_id).as_row()]
+    )
+    await store.write([event(EventKind.SENT, new_id, now + 1)])
+    for task_id in ("t1", "t2"):
+        (kept,) = await store.task_events(task_id)
+        assert kept.new_task_id == stored_task_id(new_id)
+        # the id the event names finds the new task
+        assert [e.kind for e in await store.task_events(kept.new_task_id)] == [EventKind.SENT]
+    assert bounded_events([event(EventKind.RETRIED, "t3", now, new_task_id="short")])[0] == (
+        event(EventKind.RETRIED, "t3", now, new_task_id="short")
+    )
+
+
+def test_a_quoted_value_is_its_repr_shortened() -> None:
+    assert quoted("many") == "'many'"
+    assert quoted(3.5) == "3.5"
+    long = quoted("x" * 5_000_000)
+    assert len(long) == MAX_QUOTED_CHARS
+    assert long.startswith("'xxx")
+    assert long != quoted("x" * 4_999_999 + "y")
+    assert len(quoted(["k"] * 1_000_000, 100)) == 100

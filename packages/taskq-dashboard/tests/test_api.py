@@ -10,12 +10,19 @@ import httpx
 
 from taskq.event_stores import InMemoryEventStore
 from taskq.exceptions import EventStoreError
-from taskq.task_events import EventKind, MinuteRate, WorkerHeartbeat, WorkerId, stored_task_id
+from taskq.task_events import (
+    MAX_TASK_ID_CHARS,
+    EventKind,
+    MinuteRate,
+    WorkerHeartbeat,
+    WorkerId,
+    stored_task_id,
+)
 from taskq.testing import eventually
 from taskq_dashboard import Auth, DashboardSettings, create_app
 from taskq_inmemory import InMemoryBroker
 
-from .conftest import GATES, client_of, csrf_of
+from .conftest import GATES, XSS_ARGS, client_of, csrf_of
 
 
 async def finished(client: httpx.AsyncClient, count: int) -> bool:
@@ -295,3 +302,35 @@ async def test_a_task_with_a_long_id_is_listed_and_shown_under_the_id_kept(
     detail = (await client.get(f"/api/tasks/{quote(stored_task_id(long_id), safe='')}")).json()
     assert [e["kind"] for e in detail["events"]] == ["sent", "received", "started", "succeeded"]
     assert detail["result"] is None  # kept under the whole id, which the events no longer hold
+
+
+async def test_an_answer_quotes_a_huge_task_id_or_filter_as_kept_and_never_as_html(
+    client: httpx.AsyncClient,
+) -> None:
+    # an error or a cancel answered the request's whole id: a 60,000-character id (as long as
+    # a URL may be here) came back whole, 60 KB (and a 5 MB one, 5 MB, where a server
+    # takes such a request line)
+    long_id = "i" * 60_000
+    token = await csrf_of(client)
+    retry = await client.post(f"/api/tasks/{long_id}/retry", headers={"x-csrf-token": token})
+    assert retry.status_code == 400
+    assert retry.json() == {"error": f"no task {stored_task_id(long_id)!r} in the event store"}
+    cancel = await client.post(f"/api/tasks/{long_id}/cancel", headers={"x-csrf-token": token})
+    assert cancel.json() == {"cancelled": stored_task_id(long_id)}
+    bad_filter = await client.get("/api/tasks", params={"worker": long_id})
+    assert bad_filter.status_code == 400
+    assert "bad task filter" in bad_filter.json()["error"]
+    for answer in (retry, cancel, bad_filter):
+        assert len(answer.content) < 2 * MAX_TASK_ID_CHARS
+    # what a request holds comes back as JSON data, never as markup: the pages' script puts
+    # it in as text, and a page's HTML holds none of it
+    markup = XSS_ARGS[0]
+    refused = await client.post(
+        f"/api/tasks/{quote(markup, safe='')}/retry", headers={"x-csrf-token": token}
+    )
+    assert refused.headers["content-type"] == "application/json"
+    assert markup in refused.json()["error"]
+    page = await client.get(f"/tasks/{quote(markup, safe='')}")
+    assert page.headers["content-type"].startswith("text/html")
+    assert markup not in page.text
+    assert "pwned" not in page.text

@@ -16,9 +16,10 @@ from taskq import (
     TaskiqMiddleware,
     TaskiqResult,
 )
-from taskq.task_events import MAX_TASK_ID_CHARS, stored_task_id
+from taskq.task_events import MAX_QUOTED_CHARS, MAX_TASK_ID_CHARS, quoted, stored_task_id
 from taskq_inmemory import InMemoryBroker
 from taskq_middlewares import NoRetryError, SimpleRetryMiddleware, SmartRetryMiddleware
+from taskq_middlewares.simple_retry import int_label
 
 WAIT = 10
 
@@ -298,3 +299,19 @@ async def test_a_task_id_of_megabytes_is_logged_as_the_event_store_keeps_it(
     for line in lines:
         assert stored_task_id(long_id) in line
         assert len(line) < 2 * MAX_TASK_ID_CHARS
+
+
+def test_a_bad_label_of_megabytes_is_logged_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    # the warning quoted the label's whole value: a 5 MB label made a 5 MB line
+    bad = "x" * 5_000_000
+    message = TaskiqMessage("t1", "m:t", {"max_retries": bad, "delay": bad}, [], {})
+    retry = SmartRetryMiddleware(default_delay=2)
+    InMemoryBroker().add_middlewares(retry)
+    with caplog.at_level(logging.WARNING, logger="taskq.retry"):
+        assert int_label(message, "max_retries", 3) == 3
+        assert retry.base_delay(message) == 2
+    lines = [r.getMessage() for r in caplog.records if r.name == "taskq.retry"]
+    assert len(lines) == 2
+    for line in lines:
+        assert quoted(bad) in line
+        assert len(line) < 2 * MAX_QUOTED_CHARS

@@ -18,6 +18,7 @@ from taskq import (
     TaskiqDepends,
     TaskiqMessage,
 )
+from taskq.task_events import MAX_TASK_ID_CHARS, stored_task_id
 from taskq_inmemory import InMemoryBroker
 from taskq_middlewares import RetryConfigurationError, SmartRetryMiddleware
 
@@ -186,3 +187,23 @@ def test_bad_arguments_are_refused_at_construction() -> None:
         SmartRetryMiddleware(default_delay=float("inf"))
     with pytest.raises(ValueError, match="NaN"):
         SmartRetryMiddleware(max_delay_exponent=float("nan"))
+
+
+async def test_a_retry_schedule_of_a_huge_task_id_has_a_bounded_id_of_its_own() -> None:
+    # the schedule id held the whole task id: with a 5 MB id, a Redis schedule source kept a
+    # 5 MB hash field (15.7 MB for the schedule, 21 MB once its fire was claimed) and the
+    # scheduler sent it twice more in the retry's labels (schedule_id, idempotency_key)
+    source = RecordingSource()
+    retry = SmartRetryMiddleware(default_delay=30, schedule_source=source)
+    NoDelayBroker().add_middlewares(retry)
+    big, twin = "i" * 5_000_000, "i" * 4_999_999 + "j"
+    for task_id in (big, twin, "t1"):
+        for failed_runs in (1, 2):
+            sent = TaskiqMessage(task_id=task_id, task_name="m:t", labels={}, args=[], kwargs={})
+            await retry.send_again(sent, failed_runs)
+    ids = [schedule.schedule_id for schedule in source.added]
+    assert len(set(ids)) == 6  # one per task and retry
+    assert ids[0] == f"retry-{stored_task_id(big)}-1"
+    assert ids[4:] == ["retry-t1-1", "retry-t1-2"]  # a short id's schedule id is as it was
+    assert max(len(one) for one in ids) < MAX_TASK_ID_CHARS + 16
+    assert [s.task_id for s in source.added][::2] == [big, twin, "t1"]  # run as the same task

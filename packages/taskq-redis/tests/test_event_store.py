@@ -14,6 +14,7 @@ from taskq.exceptions import EventStoreError
 from taskq.task_events import (
     MAX_ERROR_MESSAGE_CHARS,
     MAX_ERROR_TYPE_CHARS,
+    MAX_HEARTBEAT_TEXT_CHARS,
     MAX_HOST_CHARS,
     MAX_TASK_ID_CHARS,
     MAX_TASK_NAME_CHARS,
@@ -24,6 +25,7 @@ from taskq.task_events import (
     TaskQuery,
     WorkerHeartbeat,
     WorkerId,
+    bounded_heartbeats,
     stored_task_id,
     stored_task_name,
     stored_worker,
@@ -448,5 +450,32 @@ async def test_huge_error_texts_and_a_huge_host_name_leave_kilobytes_not_megabyt
         assert max(len(key) for key in keys) < len(redis_prefix) + 20 + MAX_HOST_CHARS
         used = sum(raw_redis.memory_usage(key, samples=0) for key in keys)
         assert used < 8 * (MAX_ERROR_MESSAGE_CHARS + MAX_TRACEBACK_CHARS) + 20_000, f"{used} bytes"
+    finally:
+        await store.shutdown()
+
+
+async def test_a_heartbeats_huge_texts_and_a_retrys_huge_new_id_leave_kilobytes(
+    redis_url: str, redis_prefix: str, raw_redis: Any
+) -> None:
+    # a writer of its own could send a 1 MB broker, queue and version in a heartbeat (3.1 MB of
+    # Redis, printed whole by `taskq status`) and a retried event naming a 5 MB new task id
+    # (5.2 MB of Redis)
+    store = RedisEventStore(redis_url, prefix=redis_prefix)
+    worker = WorkerId("host", 1, 0)
+    try:
+        now = time.time()
+        big = "x" * 1_000_000
+        beat = WorkerHeartbeat(worker, now, now, "B" + big, "q" + big, 1, 0, 0, 1, "v" + big)
+        new_id = "n" * 5_000_000
+        retried = TaskEvent(EventKind.RETRIED, "t1", "x", worker, now, new_task_id=new_id)
+        await store.write([retried], [beat])
+        (status,) = await store.workers(stale_after=60, now=now)
+        assert status.heartbeat == bounded_heartbeats([beat])[0]
+        assert len(status.heartbeat.queue) == MAX_HEARTBEAT_TEXT_CHARS
+        (kept,) = await store.task_events("t1")
+        assert kept.new_task_id == stored_task_id(new_id)
+        keys = list(raw_redis.scan_iter(match=f"{redis_prefix}:*"))
+        used = sum(raw_redis.memory_usage(key, samples=0) for key in keys)
+        assert used < 20_000, f"{used} bytes"
     finally:
         await store.shutdown()

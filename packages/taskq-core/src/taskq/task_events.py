@@ -34,9 +34,16 @@ MAX_TRACEBACK_CHARS = 8192
 #: Characters of a worker's host name a store keeps (a DNS name has at most 253); a longer one
 #: is kept `shortened` (`stored_worker`).
 MAX_HOST_CHARS = 255
+#: Characters of a heartbeat's ``broker``, ``queue`` and ``version`` a store keeps; a longer one
+#: is kept `shortened` (`bounded_heartbeats`).
+MAX_HEARTBEAT_TEXT_CHARS = 512
+#: Characters of a value a log line or an error message quotes at most (`quoted`).
+MAX_QUOTED_CHARS = 512
 #: Hex digits of the digest that ends a shortened id or name, and what comes before them.
 _DIGEST_CHARS = 32
 _DIGEST_MARK = "...#"
+#: The text fields of a `WorkerHeartbeat` a store bounds to `MAX_HEARTBEAT_TEXT_CHARS`.
+_HEARTBEAT_TEXTS = ("broker", "queue", "version")
 
 
 class EventKind(str, enum.Enum):
@@ -78,7 +85,7 @@ class WorkerId:
         try:
             return cls(host, int(pid), int(rest))
         except ValueError:
-            raise EventStoreError(f"not a worker id (host:pid:process): {text!r}") from None
+            raise EventStoreError(f"not a worker id (host:pid:process): {quoted(text)}") from None
 
     @classmethod
     def current(cls, process: int = 0) -> WorkerId:
@@ -300,6 +307,15 @@ def stored_worker(worker: WorkerId) -> WorkerId:
     return replace(worker, host=shortened(worker.host, MAX_HOST_CHARS))
 
 
+def quoted(value: object, limit: int = MAX_QUOTED_CHARS) -> str:
+    """``repr(value)`` for a log line or an error message, `shortened` to ``limit`` characters.
+
+    For a value taken from a message or a request (a label, a unique key, a form field): a
+    5 MB one would make a 5 MB line.
+    """
+    return shortened(repr(value), limit)
+
+
 def _stored_error_type(error_type: str) -> str:
     return shortened(error_type, MAX_ERROR_TYPE_CHARS)
 
@@ -314,11 +330,13 @@ def _stored_traceback(text: str) -> str:
 
 #: The bound of each text field of an event a store bounds, and how it cuts a longer one: an
 #: error's type is `shortened`, its message keeps its beginning, its traceback its end (as
-#: `taskq.event_recorder.EventRecorder.record_error` cuts them).
+#: `taskq.event_recorder.EventRecorder.record_error` cuts them); a retry's new task id is kept
+#: as its task's events keep it (`stored_task_id`).
 _TEXT_BOUNDS = {
     "error_type": (MAX_ERROR_TYPE_CHARS, _stored_error_type),
     "error_message": (MAX_ERROR_MESSAGE_CHARS, _stored_error_message),
     "traceback": (MAX_TRACEBACK_CHARS, _stored_traceback),
+    "new_task_id": (MAX_TASK_ID_CHARS, stored_task_id),
 }
 _TEXT_LIMITS = tuple((key, limit) for key, (limit, _) in _TEXT_BOUNDS.items())
 _text_limit = dict(_TEXT_LIMITS).get
@@ -327,9 +345,10 @@ _text_limit = dict(_TEXT_LIMITS).get
 def bounded_rows(rows: Sequence[EventRow]) -> Sequence[EventRow]:
     """``rows`` with each task id, task name and error text as a store keeps them.
 
-    Ids and names as `stored_task_id` and `stored_task_name` shorten them; an error's type
-    past `MAX_ERROR_TYPE_CHARS` `shortened`, its message cut to its first
-    `MAX_ERROR_MESSAGE_CHARS` characters and its traceback to its last `MAX_TRACEBACK_CHARS`.
+    Ids and names as `stored_task_id` and `stored_task_name` shorten them (a retry's
+    ``new_task_id`` too); an error's type past `MAX_ERROR_TYPE_CHARS` `shortened`, its message
+    cut to its first `MAX_ERROR_MESSAGE_CHARS` characters and its traceback to its last
+    `MAX_TRACEBACK_CHARS`.
     ``rows`` itself when nothing is too long, as nearly always: that check is one short pass.
     """
     if _rows_fit(rows):
@@ -348,10 +367,36 @@ def bounded_events(events: Sequence[TaskEvent]) -> Sequence[TaskEvent]:
 
 
 def bounded_heartbeats(heartbeats: Sequence[WorkerHeartbeat]) -> Sequence[WorkerHeartbeat]:
-    """``heartbeats`` with each worker as a store keeps it (`stored_worker`)."""
-    if all(len(beat.worker.host) <= MAX_HOST_CHARS for beat in heartbeats):
+    """``heartbeats`` with each worker (`stored_worker`), broker, queue and version as kept.
+
+    A ``broker``, ``queue`` or ``version`` longer than `MAX_HEARTBEAT_TEXT_CHARS` is kept
+    `shortened`. ``heartbeats`` itself when nothing is too long, as nearly always.
+    """
+    if _heartbeats_fit(heartbeats):
         return heartbeats
-    return [replace(beat, worker=stored_worker(beat.worker)) for beat in heartbeats]
+    return [_bounded_heartbeat(beat) for beat in heartbeats]
+
+
+def _heartbeats_fit(heartbeats: Sequence[WorkerHeartbeat]) -> bool:
+    """Whether no host, broker, queue or version of ``heartbeats`` is too long."""
+    try:
+        for beat in heartbeats:
+            if len(beat.worker.host) > MAX_HOST_CHARS:
+                return False
+            for key in _HEARTBEAT_TEXTS:
+                if len(getattr(beat, key)) > MAX_HEARTBEAT_TEXT_CHARS:
+                    return False
+    except (AttributeError, TypeError):  # not a worker id, or not text
+        return False
+    return True
+
+
+def _bounded_heartbeat(beat: WorkerHeartbeat) -> WorkerHeartbeat:
+    texts = {key: _heartbeat_text(getattr(beat, key)) for key in _HEARTBEAT_TEXTS}
+    worker = beat.worker
+    return replace(
+        beat, worker=stored_worker(worker) if isinstance(worker, WorkerId) else worker, **texts
+    )
 
 
 def _rows_fit(rows: Sequence[EventRow]) -> bool:
@@ -385,7 +430,8 @@ def _events_fit(events: Sequence[TaskEvent]) -> bool:
                     return False
             if len(event.task_id) > MAX_TASK_ID_CHARS or len(event.task_name) > MAX_TASK_NAME_CHARS:
                 return False
-            if event.error_type or event.error_message or event.traceback:  # failures only
+            # failures and retries only
+            if event.error_type or event.error_message or event.traceback or event.new_task_id:
                 for key, limit in _TEXT_LIMITS:
                     value = getattr(event, key)
                     if value is not None and len(value) > limit:
@@ -420,6 +466,10 @@ def _bounded_event(event: TaskEvent) -> TaskEvent:
         worker=stored_worker(worker) if isinstance(worker, WorkerId) else worker,
         **texts,
     )
+
+
+def _heartbeat_text(text: Any) -> Any:
+    return shortened(text, MAX_HEARTBEAT_TEXT_CHARS) if isinstance(text, str) else text
 
 
 def _stored_id(task_id: Any) -> Any:
@@ -589,7 +639,7 @@ def _state_of(state: Any) -> EventKind | None:
         return EventKind(state)
     except ValueError:
         kinds = ", ".join(kind.value for kind in EventKind)
-        raise EventStoreError(f"not a state: {state!r} (one of {kinds})") from None
+        raise EventStoreError(f"not a state: {quoted(state)} (one of {kinds})") from None
 
 
 def _worker_of(worker: Any) -> WorkerId | None:
@@ -624,7 +674,7 @@ def read_cursor(cursor: str) -> tuple[float, str]:
             raise ValueError(cursor)
         return moment, task_id
     except ValueError:
-        raise EventStoreError(f"not a task page cursor: {cursor!r}") from None
+        raise EventStoreError(f"not a task page cursor: {quoted(cursor)}") from None
 
 
 @dataclass(frozen=True)

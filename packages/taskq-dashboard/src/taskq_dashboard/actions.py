@@ -17,7 +17,7 @@ from taskq.abc.dead_letters import dead_letters_of
 from taskq.exceptions import TaskiqError
 from taskq.message import TaskiqMessage
 from taskq.scheduled_task import ScheduledTask
-from taskq.task_events import EventKind, TaskEvent, WorkerId, stored_task_id
+from taskq.task_events import EventKind, TaskEvent, WorkerId, quoted, stored_task_id
 from taskq.toolkit import send_task
 from taskq_dashboard.dead_letter_views import decoded_message
 from taskq_dashboard.errors import DashboardError
@@ -44,7 +44,7 @@ async def cancel_task(state: DashboardState, task_id: str) -> dict[str, Any]:
     await state.broker.cancel(task_id, f"cancelled {ACTION_NOTE}")
     await _record(state, EventKind.CANCELLED, task_id, name, error_message=f"cancel {ACTION_NOTE}")
     logger.info("Task %s: cancel requested %s", stored_task_id(task_id), ACTION_NOTE)
-    return {"cancelled": task_id}
+    return {"cancelled": stored_task_id(task_id)}
 
 
 async def retry_task(state: DashboardState, task_id: str) -> dict[str, Any]:
@@ -55,15 +55,16 @@ async def retry_task(state: DashboardState, task_id: str) -> dict[str, Any]:
     """
     _writable(state)
     events = await state.store.task_events(task_id)
+    kept_id = stored_task_id(task_id)  # what an answer quotes: the request's id may be huge
     if not events:
-        raise DashboardError(f"no task {task_id!r} in the event store")
+        raise DashboardError(f"no task {kept_id!r} in the event store")
     if events[-1].kind is not EventKind.FAILED:
         raise DashboardError(
-            f"task {task_id} is {events[-1].kind.value}: only a failed task can be retried"
+            f"task {kept_id} is {events[-1].kind.value}: only a failed task can be retried"
         )
     sent = sent_message(state.broker, events)
     if sent.message is None:
-        raise DashboardError(f"task {task_id} cannot be sent again (arguments {sent.note})")
+        raise DashboardError(f"task {kept_id} cannot be sent again (arguments {sent.note})")
     message = sent.message
     again = await send_task(
         state.broker, message.task_name, message.labels, tuple(message.args), message.kwargs
@@ -170,7 +171,7 @@ def schedule_from_form(state: DashboardState, form: dict[str, Any]) -> Scheduled
     """The `ScheduledTask` a filled-in form describes; `DashboardError` says what is wrong."""
     name = str(form.get("task_name", ""))
     if state.broker.find_task(name) is None:
-        raise DashboardError(f"the broker knows no task {name!r}")
+        raise DashboardError(f"the broker knows no task {quoted(name)}")
     kind, spec = str(form.get("kind", "")), str(form.get("spec", "")).strip()
     try:
         args = json.loads(str(form.get("args") or "[]"))
@@ -185,7 +186,7 @@ def schedule_from_form(state: DashboardState, form: dict[str, Any]) -> Scheduled
         elif kind == "time":
             timing = {"time": datetime.fromisoformat(spec)}
         else:
-            raise ValueError(f"kind must be cron, interval or time, not {kind!r}")
+            raise ValueError(f"kind must be cron, interval or time, not {quoted(kind)}")
         return ScheduledTask(task_name=name, args=args, kwargs=kwargs, **timing)
     except (ValueError, TaskiqError) as error:
         raise DashboardError(f"bad schedule: {error}") from None
@@ -237,7 +238,7 @@ async def _schedule(source: ScheduleSource, schedule_id: str) -> ScheduledTask:
     for schedule in await source.get_schedules():
         if schedule.schedule_id == schedule_id:
             return schedule
-    raise DashboardError(f"no schedule {schedule_id!r} in {type(source).__name__}")
+    raise DashboardError(f"no schedule {quoted(schedule_id)} in {type(source).__name__}")
 
 
 async def _record(

@@ -14,7 +14,7 @@ from taskq.control.unique import keep_unique_key
 from taskq.exceptions import NoResultError, TaskArgumentsError, TaskCancelledError
 from taskq.message import TaskiqMessage
 from taskq.result import TaskiqResult
-from taskq.task_events import EventKind, stored_task_id, stored_task_name
+from taskq.task_events import EventKind, quoted, stored_task_id, stored_task_name
 from taskq_middlewares.errors import NoRetryError
 
 logger = logging.getLogger("taskq.retry")
@@ -169,10 +169,10 @@ def int_label(message: TaskiqMessage, name: str, default: int) -> int:
         return int(raw)
     except (TypeError, ValueError, OverflowError):  # OverflowError: infinity
         logger.warning(
-            "Task %s: label %s=%r is not an integer; using %d",
+            "Task %s: label %s=%s is not an integer; using %d",
             stored_task_id(message.task_id),
             name,
-            raw,
+            quoted(raw),
             default,
         )
         return default

@@ -12,7 +12,7 @@ from taskq.abc.schedule_source import ScheduleSource
 from taskq.capabilities import Capability
 from taskq.message import TaskiqMessage
 from taskq.scheduled_task import ScheduledTask
-from taskq.task_events import stored_task_id, stored_task_name
+from taskq.task_events import quoted, stored_task_id, stored_task_name
 from taskq_middlewares.errors import RetryConfigurationError
 from taskq_middlewares.simple_retry import (
     DEFAULT_RETRY_COUNT,
@@ -119,9 +119,9 @@ class SmartRetryMiddleware(SimpleRetryMiddleware):
         if math.isfinite(delay):
             return max(delay, 0.0)
         logger.warning(
-            "Task %s: delay %r is not a finite number of seconds; using %s",
+            "Task %s: delay %s is not a finite number of seconds; using %s",
             stored_task_id(message.task_id),
-            raw,
+            quoted(raw),
             self.default_delay,
         )
         return self.default_delay
@@ -163,8 +163,18 @@ class SmartRetryMiddleware(SimpleRetryMiddleware):
                 args=list(message.args),
                 kwargs=dict(message.kwargs),
                 task_id=message.task_id,
-                schedule_id=f"retry-{message.task_id}-{failed_runs}",
+                schedule_id=retry_schedule_id(message.task_id, failed_runs),
                 time=datetime.now(timezone.utc) + timedelta(seconds=wait),
             )
         )
         return wait
+
+
+def retry_schedule_id(task_id: str, failed_runs: int) -> str:
+    """The id of the one-shot schedule of a task's retry after ``failed_runs`` failed runs.
+
+    ``retry-<task id>-<n>``, the id as the event stores keep it (`stored_task_id`): one per
+    task and retry, and bounded (a schedule source keeps it as a key, the scheduler sends it
+    in the retry's labels twice; a 5 MB task id made each 5 MB).
+    """
+    return f"retry-{stored_task_id(task_id)}-{failed_runs}"

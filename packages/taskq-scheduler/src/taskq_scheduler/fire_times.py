@@ -127,10 +127,25 @@ def plan_for(schedule: ScheduledTask, default_zone: tzinfo = timezone.utc) -> Fi
         zone = default_zone if schedule.cron_offset is None else parse_zone(schedule.cron_offset)
         return CronPlan(check_cron(schedule.cron), zone)
     if schedule.time is not None:
-        if schedule.time.utcoffset() is None:
-            raise InvalidScheduleError(reason="time must be timezone-aware")
-        return OneShotPlan(schedule.time.timestamp())
+        return one_shot_plan(schedule.time)
     return IntervalPlan(schedule.interval_seconds)
+
+
+def one_shot_plan(when: datetime) -> OneShotPlan:
+    """Return the plan of a one-shot ``time``.
+
+    `InvalidScheduleError` if it is naive, or if its instant in UTC lies outside the years 1
+    to 9999 (``0001-01-01T00:00+01:00``): a fire time must be a datetime in UTC.
+    """
+    if when.utcoffset() is None:
+        raise InvalidScheduleError(reason="time must be timezone-aware")
+    try:
+        when.astimezone(timezone.utc)
+    except OverflowError:
+        raise InvalidScheduleError(
+            reason=f"time {when.isoformat()} is outside the years 1 to 9999 in UTC"
+        ) from None
+    return OneShotPlan(when.timestamp())
 
 
 def check_cron(expression: str) -> str:

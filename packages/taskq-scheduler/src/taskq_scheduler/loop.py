@@ -16,6 +16,8 @@ Rules (documented on the "Scheduler" page):
   only once.
 - A schedule the scheduler cannot fire (bad cron expression or timezone, a task its broker
   does not know) is logged once and skipped; the others go on.
+- Reading many schedules does not hold up the fires: while the loop plans them, it sends
+  what falls due every ``_TICK_EVERY`` schedules.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from taskq_scheduler.fire_times import (
     IntervalPlan,
     OneShotPlan,
     check_cron,
+    one_shot_plan,
     parse_zone,
 )
 
@@ -48,6 +51,9 @@ logger = logging.getLogger("taskq.scheduler")
 
 #: At start, a periodic schedule's latest fire is still sent if it is at most this old.
 START_GRACE_S = 60.0
+
+#: While reading many schedules, the loop sends what fell due after every this many.
+_TICK_EVERY = 200
 
 #: A schedule's key in the loop: (index of its source, schedule id).
 _Key = tuple[int, str]
@@ -138,18 +144,32 @@ class SchedulerLoop:
                 )
                 continue
             seen: set[_Key] = set()
-            for schedule in schedules:
+            for count, schedule in enumerate(schedules, 1):
                 key = (index, schedule.schedule_id)
                 seen.add(key)
                 tracked = self._tracked.get(key)
-                if tracked is None or tracked.schedule != schedule:
+                if tracked is not None and tracked.schedule == schedule:
+                    pass
+                elif tracked is None and self._reported.get(key) == schedule:
+                    pass  # known bad: reported once already
+                else:
                     self._track(key, source, schedule, now, at_start)
-            for key in [k for k in self._tracked if k[0] == index and k not in seen]:
-                del self._tracked[key]
-            for key in [k for k in self._fired_once if k[0] == index and k not in seen]:
-                del self._fired_once[key]
+                if count % _TICK_EVERY == 0:
+                    await self._tick_if_due()
+            for forget in (self._tracked, self._fired_once, self._reported):
+                for key in [k for k in forget if k[0] == index and k not in seen]:
+                    del forget[key]
         if len(self._heap) > 2 * len(self._tracked) + 64:
             self._rebuild_heap()
+        if len(self._plans) > 2 * len(self._tracked) + 64:
+            live = {id(tracked.plan) for tracked in self._tracked.values()}
+            self._plans = {k: plan for k, plan in self._plans.items() if id(plan) in live}
+
+    async def _tick_if_due(self) -> None:
+        """Send what fell due while a long read of the sources is being planned."""
+        self._drop_stale()
+        if self._heap and self._heap[0][0] <= self.clock.now():
+            await self.tick()
 
     async def tick(self) -> int:
         """Send every fire due now; return how many were sent."""
@@ -212,7 +232,7 @@ class SchedulerLoop:
 
     def _plan(self, schedule: ScheduledTask) -> FirePlan:
         if schedule.time is not None:
-            return OneShotPlan(schedule.time.timestamp())
+            return one_shot_plan(schedule.time)
         if schedule.cron is not None:
             offset = schedule.cron_offset
             plan_key: tuple[object, ...] = ("cron", schedule.cron, offset)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import datetime
 from typing import Any, ClassVar
 
 from taskq.abc.schedule_source import ScheduleSource
 from taskq.capabilities import Capability
+from taskq.exceptions import InvalidScheduleError
 from taskq.scheduled_task import ScheduledTask
+from taskq.task_events import quoted
 from taskq_scheduler._codec import decode_schedule, encode_schedule
 from taskq_scheduler.errors import ScheduleSourceUnavailableError
 from taskq_scheduler.fire_times import check_schedule
@@ -38,14 +41,18 @@ DEFAULT_PREFIX = "taskq-schedules"
 
 # KEYS: schedules hash, fires hash; ARGV: schedule id, fire time in ms.
 # A fire is claimed once: only while its schedule exists, and only if it is later than the
-# last fire claimed for that schedule.
+# last fire claimed for that schedule. A last claim that is not a number (written by other
+# code) is replaced: 2 says so.
 _CLAIM = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
 local last = redis.call('HGET', KEYS[2], ARGV[1])
-if last and tonumber(last) >= tonumber(ARGV[2]) then return 0 end
+local last_ms = tonumber(last)
+if last_ms and last_ms >= tonumber(ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+if last and not last_ms then return 2 end
 return 1
 """
+_REPLACED_CLAIM = 2
 
 
 class RedisScheduleSourceUnavailableError(RedisUnavailableError, ScheduleSourceUnavailableError):
@@ -121,7 +128,8 @@ class RedisScheduleSource(ScheduleSource):
         )
         self.reconnector: Reconnector = self.calls.reconnector
         self._started = False
-        self._undecodable: set[bytes | str] = set()
+        # the last read: schedule id -> (digest of its stored bytes, its schedule or None)
+        self._decoded: dict[bytes, tuple[bytes, ScheduledTask | None]] = {}
 
     async def startup(self) -> None:
         """Connect, and check that the server answers (retrying for ``reconnect_timeout_s``).
@@ -144,22 +152,43 @@ class RedisScheduleSource(ScheduleSource):
         await self.connection.close()
 
     async def get_schedules(self) -> list[ScheduledTask]:
-        """Return every stored schedule; one that cannot be decoded is logged once and skipped.
+        """Return every stored schedule; an entry that is not one is logged once and skipped.
 
-        Tried once: the scheduler keeps its last read when this fails.
+        Tried once: the scheduler keeps its last read when this fails. Entries unchanged since
+        the last read are not decoded again.
         """
         stored = await self.calls(
             "read the schedules", lambda: self._client().hgetall(self.schedules_key), retry=False
         )
+        previous, self._decoded = self._decoded, {}
         schedules: list[ScheduledTask] = []
-        for schedule_id, data in stored.items():
-            try:
-                schedules.append(decode_schedule(data.encode() if isinstance(data, str) else data))
-            except Exception as exc:  # any stored garbage: JSON too deep, numbers too large
-                if schedule_id not in self._undecodable:
-                    self._undecodable.add(schedule_id)
-                    logger.error("Skipping undecodable schedule %r: %r", schedule_id, exc)
+        for field, data in stored.items():
+            schedule_id = field.encode() if isinstance(field, str) else field
+            raw = data.encode() if isinstance(data, str) else data
+            digest = hashlib.blake2b(raw, digest_size=16).digest()
+            known = previous.get(schedule_id)
+            if known is not None and known[0] == digest:
+                schedule = known[1]
+            else:
+                schedule = self._decode(schedule_id, raw)
+            self._decoded[schedule_id] = (digest, schedule)
+            if schedule is not None:
+                schedules.append(schedule)
         return schedules
+
+    def _decode(self, schedule_id: bytes, data: bytes) -> ScheduledTask | None:
+        """Return the schedule stored under ``schedule_id``, or log why there is none."""
+        try:
+            schedule = decode_schedule(data)
+            if schedule.schedule_id.encode() != schedule_id:
+                raise InvalidScheduleError(
+                    reason=f"it is stored under the id {schedule_id!r} but names the "
+                    f"schedule_id {schedule.schedule_id!r}"
+                )
+        except Exception as exc:  # any stored garbage: JSON too deep, numbers too large
+            logger.error("Skipping undecodable schedule %s: %s", quoted(schedule_id), quoted(exc))
+            return None
+        return schedule
 
     async def add_schedule(self, schedule: ScheduledTask) -> None:
         """Store ``schedule`` (replacing the one with its id); `InvalidScheduleError` if unfireable.
@@ -194,6 +223,13 @@ class RedisScheduleSource(ScheduleSource):
                 _CLAIM, 2, self.schedules_key, self.fires_key, schedule_id, milliseconds
             ),
         )
+        if claimed == _REPLACED_CLAIM:
+            logger.warning(
+                "The last claimed fire of schedule %s in %s was not a number: replaced by "
+                "this fire's",
+                schedule_id,
+                self.fires_key,
+            )
         return bool(claimed)
 
     async def post_send(self, task: ScheduledTask) -> None:

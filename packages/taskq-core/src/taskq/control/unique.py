@@ -31,7 +31,7 @@ from taskq.control.stores import unique_store_of
 from taskq.exceptions import SharedStoreRequiredError, UniqueKeyError
 from taskq.labels import UNIQUE_LABEL
 from taskq.task import AsyncTaskiqTask
-from taskq.task_events import stored_task_id
+from taskq.task_events import quoted, stored_task_id
 
 if TYPE_CHECKING:
     from taskq.broker import AsyncBroker
@@ -213,10 +213,10 @@ class HeldKey:
             store = unique_store_of(broker)
         except SharedStoreRequiredError as error:  # the sender had a store, this worker has none
             logger.warning(
-                "Task %s: its unique key %r cannot be freed here (%s); it frees itself after "
+                "Task %s: its unique key %s cannot be freed here (%s); it frees itself after "
                 "its TTL",
                 stored_task_id(self.task_id),
-                self.key,
+                quoted(self.key),
                 error,
             )
             return
