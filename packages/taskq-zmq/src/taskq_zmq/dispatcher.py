@@ -17,6 +17,7 @@ from taskq.exceptions import SendTaskError
 from taskq.inspection import ConsumerInfo, QueueInspection
 from taskq_zmq import protocol
 from taskq_zmq.badframes import BadFrames
+from taskq_zmq.binding import bind_or_raise
 from taskq_zmq.lifetime import OwnContext
 from taskq_zmq.security import CurveKeys, check_exposed
 
@@ -28,6 +29,12 @@ PEER_TIMEOUT = 5.0
 WAIT_WARNING = 5.0
 #: Seconds between the client's checks for gone workers (and greetings to workers that bind).
 HEARTBEAT = 1.0
+#: What a client's bind error adds when another process holds its address.
+_CLIENT_IN_USE = (
+    " (another client, or a worker process whose task sent a task before any client reached "
+    "it). Stop it, or give each client an address of its own; many clients can share workers "
+    'with bind="worker"'
+)
 
 
 @dataclass
@@ -172,7 +179,7 @@ class Dispatcher:
         if bind:
             if curve is not None:
                 curve.serve(self.socket)
-            _bind(self.socket, address)
+            bind_or_raise(self.socket, address, "client", SendTaskError, _CLIENT_IN_USE)
         else:
             if curve is not None:
                 curve.join(self.socket)
@@ -492,23 +499,6 @@ class Dispatcher:
             self._drop_silent()
             self._greet()
             self._poll()
-
-
-def _bind(socket: zmq.Socket[bytes], address: str) -> None:
-    """Bind the client's socket; else close it and raise `SendTaskError` saying what to do."""
-    try:
-        socket.bind(address)
-    except zmq.ZMQError as exc:
-        socket.close(linger=0)  # a kick tries again with a new socket: none is left open
-        reason, hint = exc.strerror, ""
-        if exc.errno == zmq.EADDRINUSE:
-            reason = zmq.strerror(exc.errno)  # pyzmq's strerror repeats the address
-            hint = (
-                ": another process binds it (another client, or a worker process whose task "
-                "sent a task before any client reached it). Stop it, or give each client an "
-                'address of its own; many clients can share workers with bind="worker"'
-            )
-        raise SendTaskError(f"the ZeroMQ client cannot bind {address} ({reason}){hint}") from exc
 
 
 def _peer_name(identity: bytes) -> str:

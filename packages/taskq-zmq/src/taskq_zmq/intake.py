@@ -15,6 +15,7 @@ import zmq
 from taskq.exceptions import ListenError, SendTaskError
 from taskq_zmq import protocol
 from taskq_zmq.badframes import BadFrames
+from taskq_zmq.binding import bind_or_raise
 from taskq_zmq.lifetime import OwnContext
 from taskq_zmq.security import CurveKeys, check_exposed
 
@@ -28,6 +29,11 @@ RETRY = 0.05
 CLIENT_TIMEOUT = 5.0
 #: Seconds a graceful stop may spend handing buffered messages back to the clients.
 HANDBACK_TIMEOUT = 10.0
+#: What a worker's bind error adds when another process holds its address.
+_WORKER_IN_USE = (
+    '. With bind="worker" each worker process needs an address of its own: run taskq worker '
+    "--workers 1 for each address"
+)
 _ONE_CLIENT = b""  # the routing key of the only client a connecting (DEALER) worker has
 
 
@@ -89,7 +95,7 @@ class Intake:
             self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
             if curve is not None:
                 curve.serve(self.socket)
-            _bind(self.socket, address)
+            bind_or_raise(self.socket, address, "worker", ListenError, _WORKER_IN_USE)
         else:
             self.socket.setsockopt(zmq.IDENTITY, os.urandom(16))
             if curve is not None:
@@ -367,19 +373,3 @@ class Intake:
         finally:
             if not self.closed:
                 self._poll()  # a send can take in frames without the FD signalling them
-
-
-def _bind(socket: zmq.Socket[bytes], address: str) -> None:
-    """Bind a worker's socket; `ListenError` saying what to do when it cannot."""
-    try:
-        socket.bind(address)
-    except zmq.ZMQError as exc:
-        socket.close(linger=0)
-        reason, hint = exc.strerror, ""
-        if exc.errno == zmq.EADDRINUSE:
-            reason = zmq.strerror(exc.errno)  # pyzmq's strerror repeats the address
-            hint = (
-                ': another process binds it. With bind="worker" each worker process needs an '
-                "address of its own: run taskq worker --workers 1 for each address"
-            )
-        raise ListenError(f"the ZeroMQ worker cannot bind {address} ({reason}){hint}") from exc
