@@ -794,7 +794,19 @@ class DropsAnEvent(InMemoryEventStore):
         await super().write(kept, heartbeats)
 
 
-class ReordersEvents(InMemoryEventStore):
+class _WritesThroughWrite(InMemoryEventStore):
+    """Base of broken stores that override `write`: rows go through it, as events."""
+
+    async def write_rows(
+        self,
+        worker: WorkerId,
+        rows: Sequence[EventRow],
+        heartbeats: Sequence[WorkerHeartbeat] = (),
+    ) -> None:
+        await self.write([TaskEvent.from_row(worker, row) for row in rows], heartbeats)
+
+
+class ReordersEvents(_WritesThroughWrite):
     """Defect: a task's events come back in write order, not by time."""
 
     def __init__(self) -> None:
@@ -807,14 +819,6 @@ class ReordersEvents(InMemoryEventStore):
         for event in events:
             self.in_write_order.setdefault(event.task_id, []).append(event)
         await super().write(events, heartbeats)
-
-    async def write_rows(
-        self,
-        worker: WorkerId,
-        rows: Sequence[EventRow],
-        heartbeats: Sequence[WorkerHeartbeat] = (),
-    ) -> None:
-        await self.write([TaskEvent.from_row(worker, row) for row in rows], heartbeats)
 
     async def task_events(self, task_id: str) -> list[TaskEvent]:
         kept = await super().task_events(task_id)
@@ -842,7 +846,7 @@ class LosesSentMessages(InMemoryEventStore):
         await super().write([dataclasses.replace(e, message=None) for e in events], heartbeats)
 
 
-class KeepsPartOfARefusedBatch(InMemoryEventStore):
+class KeepsPartOfARefusedBatch(_WritesThroughWrite):
     """Defect: a batch with a time that is not a number loses that event only, silently."""
 
     async def write(
@@ -850,16 +854,8 @@ class KeepsPartOfARefusedBatch(InMemoryEventStore):
     ) -> None:
         await super().write([e for e in events if math.isfinite(e.time)], heartbeats)
 
-    async def write_rows(
-        self,
-        worker: WorkerId,
-        rows: Sequence[EventRow],
-        heartbeats: Sequence[WorkerHeartbeat] = (),
-    ) -> None:
-        await self.write([TaskEvent.from_row(worker, row) for row in rows], heartbeats)
 
-
-class KeepsLongTaskIdsWhole(InMemoryEventStore):
+class KeepsLongTaskIdsWhole(_WritesThroughWrite):
     """Defect: a task id or name of any length is kept whole (a 5 MB id costs megabytes).
 
     The other fields are bounded as they must be.
@@ -875,14 +871,6 @@ class KeepsLongTaskIdsWhole(InMemoryEventStore):
             self._add(str(whole.worker), [whole.as_row()])
         self._finish_write(bounded_heartbeats(heartbeats))
 
-    async def write_rows(
-        self,
-        worker: WorkerId,
-        rows: Sequence[EventRow],
-        heartbeats: Sequence[WorkerHeartbeat] = (),
-    ) -> None:
-        await self.write([TaskEvent.from_row(worker, row) for row in rows], heartbeats)
-
     async def task_events(self, task_id: str) -> list[TaskEvent]:
         return [
             TaskEvent.from_row(WorkerId.parse(worker), (kind, task_id, name, at, details))
@@ -894,7 +882,7 @@ class KeepsLongTaskIdsWhole(InMemoryEventStore):
         return [events[at : at + 6] for at in range(0, len(events), 6)]
 
 
-class KeepsLongErrorTextsWhole(InMemoryEventStore):
+class KeepsLongErrorTextsWhole(_WritesThroughWrite):
     """Defect: error texts, a retry's new task id, host names and heartbeat texts are kept whole.
 
     An error's type, message and traceback, a ``new_task_id``, a worker's host name and a
@@ -912,14 +900,6 @@ class KeepsLongErrorTextsWhole(InMemoryEventStore):
             row = (kind, stored_task_id(task_id), stored_task_name(name), at, details)
             self._add(str(event.worker), [row])
         self._finish_write(heartbeats)
-
-    async def write_rows(
-        self,
-        worker: WorkerId,
-        rows: Sequence[EventRow],
-        heartbeats: Sequence[WorkerHeartbeat] = (),
-    ) -> None:
-        await self.write([TaskEvent.from_row(worker, row) for row in rows], heartbeats)
 
 
 class TrustsHeartbeatsDatedAhead(InMemoryEventStore):
