@@ -795,7 +795,7 @@ class DropsAnEvent(InMemoryEventStore):
 
 
 class _WritesThroughWrite(InMemoryEventStore):
-    """Base of broken stores that override `write`: rows go through it, as events."""
+    """A correct store whose rows go through its `write`, as events: the base of broken ones."""
 
     async def write_rows(
         self,
