@@ -15,8 +15,13 @@ from typing import Any
 
 
 def _note_start() -> None:
+    """Note the start whole: written beside the directory, then moved in (a test that sees
+    the file and stops the worker at once must never read it empty)."""
     group = os.environ.get("TASKQ_WORKER_GROUP", "")
-    (Path(os.environ["TASKQ_TEST_STARTS"]) / str(os.getpid())).write_text(group)
+    starts = Path(os.environ["TASKQ_TEST_STARTS"])
+    partial = starts.parent / f"{starts.name}-{os.getpid()}.partial"
+    partial.write_text(group)
+    os.replace(partial, starts / str(os.getpid()))
 
 
 def _sleep_forever() -> None:
