@@ -139,6 +139,34 @@ def test_bad_settings_and_data_raise_the_event_store_error() -> None:
     assert WorkerId.parse(str(WORKER)) == WORKER
 
 
+# the error quoted the whole data, and the error its refused value: 5 MB of data, 5 MB messages
+@pytest.mark.parametrize("field", ["kind", "time", "error_message", "an_unknown_field"])
+def test_a_task_event_that_is_not_one_is_refused_in_a_short_message(field: str) -> None:
+    data = event(EventKind.FAILED, "t1", time.time()).as_dict()
+    huge = "x" * 5_000_000
+    if field == "an_unknown_field":
+        data[huge] = 1
+    else:
+        data[field] = huge if field != "error_message" else [huge]
+    with pytest.raises(EventStoreError, match="not a task event") as refused:
+        TaskEvent.from_dict(data)
+    assert len(str(refused.value)) < 3 * MAX_QUOTED_CHARS, len(str(refused.value))
+
+
+@pytest.mark.parametrize("field", ["broker", "time", "an_unknown_field"])
+def test_a_heartbeat_that_is_not_one_is_refused_in_a_short_message(field: str) -> None:
+    now = time.time()
+    data = WorkerHeartbeat(WORKER, now, now - 300, "B", "q", 4, 0, 1, 0, "0").as_dict()
+    huge = "x" * 5_000_000
+    if field == "an_unknown_field":
+        data[huge] = 1
+    else:
+        data[field] = huge if field == "time" else [huge]
+    with pytest.raises(EventStoreError, match="not a worker heartbeat") as refused:
+        WorkerHeartbeat.from_dict(data)
+    assert len(str(refused.value)) < 3 * MAX_QUOTED_CHARS, len(str(refused.value))
+
+
 async def test_a_late_earlier_event_keeps_the_tasks_failures(new_store: NewStore) -> None:
     store = new_store(Retention(max_events=3))
     now = time.time()

@@ -213,7 +213,7 @@ class TaskEvent:
                 fields["message"] = base64.b64decode(fields["message"], validate=True)
             return cls(**fields).checked()
         except (KeyError, TypeError, ValueError) as error:
-            raise EventStoreError(f"not a task event: {data!r} ({error})") from None
+            raise EventStoreError(f"not a task event: {_why(data, error)}") from None
 
 
 def check_times(times: Iterable[float], heartbeats: Sequence[WorkerHeartbeat] = ()) -> None:
@@ -314,6 +314,15 @@ def quoted(value: object, limit: int = MAX_QUOTED_CHARS) -> str:
     5 MB one would make a 5 MB line.
     """
     return shortened(repr(value), limit)
+
+
+def _why(data: object, error: Exception) -> str:
+    """``data`` `quoted` and what is wrong with it, each 512 characters at most.
+
+    Either may hold a field of megabytes read from a store (the error repeats the value it
+    refused): the message stays about 1 KB.
+    """
+    return f"{quoted(data)} ({shortened(str(error), MAX_QUOTED_CHARS)})"
 
 
 def _stored_error_type(error_type: str) -> str:
@@ -551,7 +560,7 @@ class WorkerHeartbeat:
             if not all(isinstance(text, str) for text in texts):
                 raise TypeError("the broker, queue or version is not text")
         except (KeyError, TypeError, ValueError) as error:
-            raise EventStoreError(f"not a worker heartbeat: {data!r} ({error})") from None
+            raise EventStoreError(f"not a worker heartbeat: {_why(data, error)}") from None
         return beat
 
 
