@@ -131,6 +131,26 @@ async def test_a_last_claim_that_is_not_a_number_is_replaced_and_the_schedule_fi
     assert not messages(caplog, "was not sent")
 
 
+async def test_a_replaced_last_claim_of_a_long_schedule_id_is_logged_shortened(
+    new_redis_source: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a 1 MB schedule id made the warning 1 MB long
+    schedule_id = "s" * 1_000_000
+    caplog.set_level(logging.WARNING, "taskq.scheduler")
+    source = await started(new_redis_source())
+    try:
+        await source.add_schedule(
+            ScheduledTask(task_name="record", schedule_id=schedule_id, interval=60)
+        )
+        await source._client().hset(source.fires_key, schedule_id, "garbage")
+        assert await source.claim_fire(schedule_id, START) is True
+    finally:
+        await source.shutdown()
+    (line,) = messages(caplog, "was not a number")
+    assert "sssss" in line
+    assert len(line) < 2_000, len(line)
+
+
 async def test_a_read_decodes_only_the_entries_that_changed(
     new_redis_source: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -88,3 +88,26 @@ async def test_reading_the_schedules_does_not_retry(relay, new_source):
     relay.cut()
     with pytest.raises(RedisScheduleSourceUnavailableError, match="does not answer"):
         await asyncio.wait_for(source.get_schedules(), PROMPT)
+
+
+@pytest.mark.parametrize("call", ["claim_fire", "delete_schedule", "add_schedule"])
+async def test_an_outage_names_a_long_schedule_id_shortened(relay, new_source, caplog, call):
+    # a 1 MB schedule id made the outage's warning and error 1 MB long each
+    caplog.set_level(logging.WARNING, "taskq.redis")
+    source = await new_source(reconnect_timeout_s=0.3, reconnect_max_delay_s=0.05)
+    schedule_id = "s" * 1_000_000
+    calls = {
+        "claim_fire": lambda: source.claim_fire(schedule_id, SOON),
+        "delete_schedule": lambda: source.delete_schedule(schedule_id),
+        "add_schedule": lambda: source.add_schedule(one_shot(schedule_id)),
+    }
+    relay.cut()
+    with pytest.raises(RedisScheduleSourceUnavailableError) as e:
+        await calls[call]()
+    lost = [r.getMessage() for r in caplog.records if r.name == "taskq.redis"]
+    assert len(lost) == 1, lost
+    assert "Lost the connection" in lost[0]
+    assert "sssss" in lost[0]
+    assert len(lost[0]) < 2_000, len(lost[0])
+    assert "sssss" in str(e.value)
+    assert len(str(e.value)) < 2_000, len(str(e.value))

@@ -182,8 +182,8 @@ class RedisScheduleSource(ScheduleSource):
             schedule = decode_schedule(data)
             if schedule.schedule_id.encode() != schedule_id:
                 raise InvalidScheduleError(
-                    reason=f"it is stored under the id {schedule_id!r} but names the "
-                    f"schedule_id {schedule.schedule_id!r}"
+                    reason=f"it is stored under the id {quoted(schedule_id)} but names the "
+                    f"schedule_id {quoted(schedule.schedule_id)}"
                 )
         except Exception as exc:  # any stored garbage: JSON too deep, numbers too large
             logger.error("Skipping undecodable schedule %s: %s", quoted(schedule_id), quoted(exc))
@@ -199,7 +199,7 @@ class RedisScheduleSource(ScheduleSource):
         check_schedule(schedule)
         data = encode_schedule(schedule)
         await self.calls(
-            f"store schedule {schedule.schedule_id}",
+            f"store schedule {quoted(schedule.schedule_id)}",
             lambda: self._client().hset(self.schedules_key, schedule.schedule_id, data),
         )
 
@@ -212,13 +212,13 @@ class RedisScheduleSource(ScheduleSource):
                 pipe.hdel(self.fires_key, schedule_id)
                 await pipe.execute()
 
-        await self.calls(f"delete schedule {schedule_id}", delete)
+        await self.calls(f"delete schedule {quoted(schedule_id)}", delete)
 
     async def claim_fire(self, schedule_id: str, fire_time: datetime) -> bool:
         """Claim the fire atomically: once, while the schedule exists, never an older one."""
         milliseconds = round(fire_time.timestamp() * 1000)
         claimed = await self.calls(
-            f"claim a fire of schedule {schedule_id}",
+            f"claim a fire of schedule {quoted(schedule_id)}",
             lambda: self._client().eval(
                 _CLAIM, 2, self.schedules_key, self.fires_key, schedule_id, milliseconds
             ),
@@ -227,7 +227,7 @@ class RedisScheduleSource(ScheduleSource):
             logger.warning(
                 "The last claimed fire of schedule %s in %s was not a number: replaced by "
                 "this fire's",
-                schedule_id,
+                quoted(schedule_id),
                 self.fires_key,
             )
         return bool(claimed)
