@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import copy
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -998,6 +999,32 @@ class IgnoresUniqueTtl(MemoryUniqueStore):
         return await super().claim(key, task_id, 3600.0)
 
 
+class KeepsTheStartOfAKey(MemoryUniqueStore):
+    """Defect: bounds a long key by keeping its first 200 characters (keys apart become one)."""
+
+    async def claim(self, key: str, task_id: str, ttl_s: float) -> str | None:
+        return await super().claim(key[:200], task_id, ttl_s)
+
+    async def release(self, key: str, task_id: str) -> None:
+        await super().release(key[:200], task_id)
+
+
+class DigestsOnlyLongKeys(MemoryUniqueStore):
+    """Defect: keeps a long key as ``sha256:<digest>``, and a short key of that form as it is."""
+
+    @staticmethod
+    def _stored(key: str) -> str:
+        if len(key) <= 200:
+            return key
+        return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+    async def claim(self, key: str, task_id: str, ttl_s: float) -> str | None:
+        return await super().claim(self._stored(key), task_id, ttl_s)
+
+    async def release(self, key: str, task_id: str) -> None:
+        await super().release(self._stored(key), task_id)
+
+
 def make_dropping_broker() -> InMemoryBroker:
     return DropsOneMessageInAHundred()
 
@@ -1279,6 +1306,14 @@ def make_freeing_unique_store() -> MemoryUniqueStore:
 
 def make_ttl_ignoring_unique_store() -> MemoryUniqueStore:
     return IgnoresUniqueTtl()
+
+
+def make_key_cutting_unique_store() -> MemoryUniqueStore:
+    return KeepsTheStartOfAKey()
+
+
+def make_long_key_digesting_unique_store() -> MemoryUniqueStore:
+    return DigestsOnlyLongKeys()
 
 
 def make_forgetful_cancellation_store() -> InMemoryCancellationStore:

@@ -304,6 +304,14 @@ BROKEN = [
         "unique_store", "make_ttl_ignoring_unique_store", "test_a_key_frees_itself_after_its_ttl"
     ),
     broken(
+        "unique_store", "make_key_cutting_unique_store", "test_long_keys_are_held_apart_and_once"
+    ),
+    broken(
+        "unique_store",
+        "make_long_key_digesting_unique_store",
+        "test_a_key_like_a_digest_is_apart_from_a_long_key",
+    ),
+    broken(
         "cancellation_store",
         "make_forgetful_cancellation_store",
         "test_a_cancellation_is_recorded_with_its_reason",

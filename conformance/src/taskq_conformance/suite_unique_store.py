@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
 
@@ -26,6 +27,30 @@ async def test_a_held_key_names_its_holder(taskq_new_unique_store: NewUniqueStor
         assert await store.claim(key, "first", 60) is None
         assert await store.claim(key, "second", 60) == "first"
         assert await store.claim(fresh_key(), "second", 60) is None  # keys are apart
+
+
+async def test_long_keys_are_held_apart_and_once(taskq_new_unique_store: NewUniqueStore) -> None:
+    # keys of a megabyte that differ only at their end (a store may keep a digest of them)
+    start = fresh_key() + "x" * 1_000_000
+    first, second = start + "1", start + "2"
+    async with taskq_new_unique_store() as store:
+        assert await store.claim(first, "first", 60) is None
+        assert await store.claim(second, "second", 60) is None, "two long keys were one"
+        assert await store.claim(first, "third", 60) == "first", "a long key was held twice"
+        await store.release(first, "first")
+        assert await store.claim(first, "third", 60) is None, "a long key was not freed"
+        assert await store.claim(second, "fourth", 60) == "second"
+
+
+async def test_a_key_like_a_digest_is_apart_from_a_long_key(
+    taskq_new_unique_store: NewUniqueStore,
+) -> None:
+    # a store keeping a long key as a digest must keep a short key of that form apart
+    long_key = fresh_key() + "x" * 1_000
+    digest_like = "sha256:" + hashlib.sha256(long_key.encode()).hexdigest()
+    async with taskq_new_unique_store() as store:
+        assert await store.claim(long_key, "first", 60) is None
+        assert await store.claim(digest_like, "second", 60) is None, "two keys were one"
 
 
 async def test_only_the_holder_frees_its_key(taskq_new_unique_store: NewUniqueStore) -> None:

@@ -9,6 +9,7 @@ import decimal
 import json
 import subprocess
 import sys
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from taskq import (
     TaskiqMessage,
     TaskiqMiddleware,
 )
+from taskq.abc.unique_store import DIGEST_KEY_PREFIX, MAX_STORED_KEY_BYTES, stored_key
 from taskq.control.memory_unique import MemoryUniqueStore
 from taskq.control.stores import unique_store_of
 from taskq.control.unique import UNIQUE_LABEL, default_key
@@ -87,6 +89,46 @@ async def test_memory_store_gives_a_key_to_one_task_until_released_or_expired():
     assert await store.claim("k", "b", 0.05) is None
     await asyncio.sleep(0.06)
     assert await store.claim("k", "c", 60) is None
+
+
+def test_a_long_key_is_stored_as_its_digest_and_a_short_one_as_it_is():
+    start = "k" * 5_000_000
+    first, second = stored_key(start + "1"), stored_key(start + "2")
+    assert first.startswith(DIGEST_KEY_PREFIX)
+    assert len(first) == len(DIGEST_KEY_PREFIX) + 64
+    assert first != second
+    assert stored_key(start + "1") == first
+    assert stored_key("k" * MAX_STORED_KEY_BYTES) == "k" * MAX_STORED_KEY_BYTES
+    assert stored_key("é" * 101) != "é" * 101  # 202 bytes of UTF-8
+    # a short key that looks like a digest is digested too: it stays apart from a long key
+    assert stored_key(first) not in (first, second)
+
+
+# a 5 MB key stayed in the store, whole, until its task ended or its TTL (an hour by default)
+async def test_memory_store_keeps_a_long_key_in_little_memory():
+    store = MemoryUniqueStore()
+    tracemalloc.start()
+    try:
+        key = "k" * 5_000_000
+        assert await store.claim(key, "a", 60) is None
+        del key
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 100_000, held
+    assert await store.claim("k" * 5_000_000, "b", 60) == "a"
+    assert await store.claim("k" * 4_999_999 + "j", "b", 60) is None
+
+
+def test_a_key_that_is_not_text_is_refused_in_a_short_message():
+    broker = InMemoryBroker()
+
+    @broker.task
+    def work() -> None: ...
+
+    with pytest.raises(ValueError, match="unique task") as refused:
+        work.kicker().with_unique(key=b"k" * 5_000_000)  # type: ignore[arg-type]
+    assert len(str(refused.value)) < 3 * MAX_QUOTED_CHARS
 
 
 async def test_a_second_kiq_while_the_first_is_queued_returns_the_first_handle():

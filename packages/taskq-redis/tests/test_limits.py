@@ -163,6 +163,38 @@ async def _claimed(store: RedisUniqueStore, key: str, task_id: str) -> bool:
     return await store.claim(key, task_id, 60) is None
 
 
+# a 5 MB key (with_unique(key=...)) made a 5 MB Redis key name, held until freed or its TTL
+async def test_a_long_unique_key_is_stored_under_a_short_redis_key(
+    store: RedisUniqueStore, redis_prefix: str, raw_redis
+):
+    start = "k" * 5_000_000
+    assert await store.claim("short", "s", 60) is None
+    assert await store.claim(start + "1", "a", 60) is None
+    assert await store.claim(start + "2", "b", 60) is None  # apart, though sharing 5 MB
+    assert await store.claim(start + "1", "c", 60) == "a"
+    names = raw_redis.keys(f"{redis_prefix}:unique:*")
+    assert len(names) == 3
+    assert max(len(name) for name in names) < 200 + len(redis_prefix)
+    assert f"{redis_prefix}:unique:short".encode() in names  # a short key as it is
+    await store.release(start + "1", "a")
+    assert await store.claim(start + "1", "c", 60) is None
+
+
+# the error quoted the whole key: a 5 MB key made a 5 MB message
+async def test_a_server_that_does_not_answer_names_a_long_key_shortened():
+    store = RedisUniqueStore("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    key = "k" * 5_000_000
+    try:
+        with pytest.raises(RedisUnavailableError, match="claim the unique key 'kkk") as claim:
+            await store.claim(key, "a", 60)
+        with pytest.raises(RedisUnavailableError, match="free the unique key 'kkk") as release:
+            await store.release(key, "a")
+    finally:
+        await store.shutdown()
+    assert len(str(claim.value)) < 2_000
+    assert len(str(release.value)) < 2_000
+
+
 async def test_a_worker_frees_a_unique_key_when_it_acknowledges_the_task(
     redis_url: str, redis_prefix: str, raw_redis
 ):

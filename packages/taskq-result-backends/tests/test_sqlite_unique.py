@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -12,6 +13,7 @@ import pytest
 from taskq.testing import eventually
 from taskq_inmemory import InMemoryBroker
 from taskq_result_backends import ResultStoreUnavailableError, SQLiteUniqueStore
+from taskq_result_backends.sqlite_unique import UNIQUE_KEYS
 
 
 @pytest.fixture
@@ -90,3 +92,16 @@ def test_of_8_processes_claiming_one_key_at_once_one_gets_it(sqlite_path: str):
     ]
     wins = [int(claimer.communicate(timeout=120)[0]) for claimer in claimers]
     assert sum(wins) == 1
+
+
+# a 5 MB key was a 5 MB row and index entry in the file, until its task ended or its TTL
+async def test_a_long_key_is_stored_as_a_digest(store: SQLiteUniqueStore, sqlite_path: str):
+    start = "k" * 5_000_000
+    assert await store.claim(start + "1", "a", 60) is None
+    assert await store.claim(start + "2", "b", 60) is None
+    assert await store.claim(start + "1", "c", 60) == "a"
+    await store.release(start + "1", "a")
+    assert await store.claim(start + "1", "c", 60) is None
+    with sqlite3.connect(sqlite_path) as connection:
+        (longest,) = connection.execute(f"SELECT max(length(key)) FROM {UNIQUE_KEYS}").fetchone()
+    assert longest < 100, longest

@@ -1,6 +1,7 @@
 """`RedisUniqueStore`: unique task keys shared by clients and workers on many hosts.
 
-A key is ``{key_prefix}:unique:{key}`` holding the holder's task id with a TTL: claiming is
+A key is ``{key_prefix}:unique:{key}`` (a key over 200 bytes: ``{key_prefix}:unique:sha256:`` and
+its digest, see `stored_key`) holding the holder's task id with a TTL: claiming is
 one ``SET NX PX`` (in a script that also returns the holder when the key is taken: one round
 trip, shared by the claims made meanwhile: see `BatchedScript`), freeing deletes the key only
 if the task still holds it. A store given to a `RedisStreamBroker` on its own server frees
@@ -12,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from taskq.abc.unique_store import UniqueKeyStore
+from taskq.abc.unique_store import UniqueKeyStore, stored_key
 from taskq.exceptions import SendTaskError, TaskiqError
+from taskq.task_events import quoted
 from taskq_redis.batching import BatchSender
 from taskq_redis.connection import DEFAULT_URL, RedisConnection
 from taskq_redis.errors import RedisUnavailableError, SendUnavailableError, translated
@@ -79,8 +81,8 @@ class RedisUniqueStore(UniqueKeyStore):
         self._acks = acks
 
     def key(self, key: str) -> str:
-        """The Redis key of unique key ``key``."""
-        return f"{self.key_prefix}:unique:{key}"
+        """The Redis key of unique key ``key``: ``{key_prefix}:unique:`` and its `stored_key`."""
+        return f"{self.key_prefix}:unique:{stored_key(key)}"
 
     async def claim(self, key: str, task_id: str, ttl_s: float) -> str | None:
         """Hold ``key`` for ``task_id`` unless it is held (see `UniqueKeyStore.claim`).
@@ -89,7 +91,7 @@ class RedisUniqueStore(UniqueKeyStore):
             SendUnavailableError: Redis does not answer (the task is not sent).
         """
         with translated(
-            f"claim the unique key {key!r}",
+            f"claim the unique key {quoted(key)}",
             self.connection.server,
             SendUnavailableError,
             SendTaskError,
@@ -104,7 +106,7 @@ class RedisUniqueStore(UniqueKeyStore):
             RedisUnavailableError: Redis does not answer (the key frees itself at its TTL).
         """
         with translated(
-            f"free the unique key {key!r}",
+            f"free the unique key {quoted(key)}",
             self.connection.server,
             RedisUnavailableError,
             TaskiqError,

@@ -6,7 +6,7 @@ import os
 import sqlite3
 import time
 
-from taskq.abc.unique_store import UniqueKeyStore
+from taskq.abc.unique_store import UniqueKeyStore, stored_key
 from taskq_result_backends.sqlite_file import SQLiteFile
 
 #: Seconds a statement waits for another connection's write lock before giving up.
@@ -27,7 +27,8 @@ class SQLiteUniqueStore(UniqueKeyStore):
 
     ``broker.with_unique_store(SQLiteUniqueStore("unique.sqlite3"))``. A claim is one write
     transaction, so of many processes claiming one key at once exactly one gets it; an
-    expired key is taken over by the next claim. The file may be the result backend's (the
+    expired key is taken over by the next claim. A key is stored as its `stored_key` form (a
+    long one as its digest). The file may be the result backend's (the
     tables differ).
 
     Args:
@@ -61,6 +62,7 @@ class SQLiteUniqueStore(UniqueKeyStore):
             ResultStoreUnavailableError: The file cannot be opened or created.
             ResultStoreBusyError: The database stayed locked longer than ``busy_timeout_s``.
         """
+        key = stored_key(key)
 
         def claim(connection: sqlite3.Connection) -> str | None:
             now = time.time()
@@ -83,6 +85,7 @@ class SQLiteUniqueStore(UniqueKeyStore):
 
     async def release(self, key: str, task_id: str) -> None:
         """Free ``key`` if ``task_id`` holds it."""
+        key = stored_key(key)
         await self._file.run(
             lambda connection: connection.execute(
                 f"DELETE FROM {UNIQUE_KEYS} WHERE key = ? AND task_id = ?", (key, task_id)

@@ -4,11 +4,33 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+#: Most bytes (UTF-8) of a key a store keeps as it is; a longer key is kept as its digest.
+MAX_STORED_KEY_BYTES = 200
+#: The start of a key kept as its SHA-256 digest (`stored_key`).
+DIGEST_KEY_PREFIX = "sha256:"
+
+
+def stored_key(key: str) -> str:
+    """The form a store keeps ``key`` under: itself, or ``sha256:`` and its SHA-256 hex digest.
+
+    A key of at most `MAX_STORED_KEY_BYTES` bytes is kept as it is (so it stays readable);
+    a longer one, or one starting with `DIGEST_KEY_PREFIX`, as its digest: a 5 MB key, given
+    with ``with_unique(key=...)``, would otherwise make a 5 MB Redis key or index entry. Two
+    different keys keep different forms, as long as SHA-256 has no collision.
+    """
+    data = key.encode("utf-8", "surrogatepass")  # a lone surrogate is the store's to refuse
+    if len(data) <= MAX_STORED_KEY_BYTES and not key.startswith(DIGEST_KEY_PREFIX):
+        return key
+    import hashlib  # imported when used: most processes never see a long key
+
+    return DIGEST_KEY_PREFIX + hashlib.sha256(data).hexdigest()
+
 
 class UniqueKeyStore(ABC):
     """Holds the key of each unique task that is queued or running, with the holder's task id.
 
-    `claim` is atomic: of many clients claiming one key at once, exactly one gets it.
+    `claim` is atomic: of many clients claiming one key at once, exactly one gets it. A key
+    is user data of any length: a store keeps it under `stored_key` (bounded).
     """
 
     @abstractmethod

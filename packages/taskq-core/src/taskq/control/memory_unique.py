@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 
-from taskq.abc.unique_store import UniqueKeyStore
+from taskq.abc.unique_store import UniqueKeyStore, stored_key
 
 
 class MemoryUniqueStore(UniqueKeyStore):
-    """Keeps each held key with its holder and expiry in a dict.
+    """Keeps each held key (its `stored_key` form) with its holder and expiry in a dict.
 
     The default store of a broker whose workers share one process (the in-memory broker).
     """
@@ -19,6 +19,7 @@ class MemoryUniqueStore(UniqueKeyStore):
 
     async def claim(self, key: str, task_id: str, ttl_s: float) -> str | None:
         """Hold ``key`` for ``task_id`` unless it is held (see `UniqueKeyStore.claim`)."""
+        key = stored_key(key)
         now = time.monotonic()
         held = self._held.get(key)
         if held is not None and held[1] > now:
@@ -30,6 +31,7 @@ class MemoryUniqueStore(UniqueKeyStore):
 
     async def release(self, key: str, task_id: str) -> None:
         """Free ``key`` if ``task_id`` holds it."""
+        key = stored_key(key)
         held = self._held.get(key)
         if held is not None and held[0] == task_id:
             del self._held[key]

@@ -64,7 +64,7 @@ class Uniqueness:
         if not 0 < ttl_s < math.inf:  # a store keeps a key for a finite time
             raise ValueError(f"a unique task's ttl must be positive seconds, got {ttl!r}")
         if key is not None and (not isinstance(key, str) or not key):
-            raise ValueError(f"a unique task's key must be a non-empty string, got {key!r}")
+            raise ValueError(f"a unique task's key must be a non-empty string, got {quoted(key)}")
         return cls(key, ttl_s)
 
     def as_labels(self) -> dict[str, Any]:
