@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from taskq import BrokerMessage, Capability, Receiver, TaskiqMessage
+from taskq import BrokerMessage, Capability, ListenError, Receiver, TaskiqMessage
 from taskq.event_stores import InMemoryEventStore
 from taskq.task_events import EventKind
 from taskq.testing import cancel_until_done, eventually
@@ -55,6 +55,22 @@ async def test_ack_acknowledges_and_deletes_the_entry(new_broker, raw_redis):
     await asyncio.gather(*(m.ack() for m in received))  # type: ignore[misc]
     assert pending(raw_redis, broker) == 0
     assert raw_redis.xlen(broker.keys.streams[0]) == 0, "acknowledged entries piled up"
+
+
+@pytest.mark.parametrize("level", [0, 1])
+async def test_a_stream_key_of_another_type_stops_listen_with_a_typed_error(
+    new_broker, raw_redis, level
+):
+    broker = await new_broker(priority_levels=2)
+    stream = broker.keys.streams[level]
+    raw_redis.rpush(stream, "written by other code")
+    with pytest.raises(ListenError) as caught:
+        await take(broker, 1, timeout=10)
+    message = str(caught.value)
+    assert f"the key '{stream}'" in message
+    assert "holds another type than a stream" in message
+    assert "another key_prefix or queue_name" in message
+    assert raw_redis.type(stream) == b"list", "left as it was"
 
 
 async def test_a_task_runs_through_the_receiver_and_its_message_is_gone(new_broker, raw_redis):

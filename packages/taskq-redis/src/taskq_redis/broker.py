@@ -21,11 +21,11 @@ from taskq.abc.unique_store import UniqueKeyStore
 from taskq.acks import AckableMessage
 from taskq.capabilities import Capability
 from taskq.control.unique import HeldKey
-from taskq.exceptions import BatchSendError
+from taskq.exceptions import BatchSendError, ListenError
 from taskq.inspection import QueueInspection
 from taskq.labels import delay_seconds, priority_value
 from taskq.message import BrokerMessage
-from taskq.task_events import EventKind
+from taskq.task_events import EventKind, quoted
 from taskq_redis.batching import BatchSender
 from taskq_redis.connection import DEFAULT_URL, RedisConnection, SerialConnection
 from taskq_redis.delayed import delayed_member, move_due_forever
@@ -559,6 +559,9 @@ class RedisStreamBroker(AsyncBroker):
         """Create the consumer group on every priority stream (and the streams) if missing.
 
         The group starts at the beginning, so messages sent before any worker ran are read.
+
+        Raises:
+            ListenError: A stream's key holds another Redis type (other code wrote there).
         """
 
         async def create() -> list[Any]:
@@ -567,9 +570,17 @@ class RedisStreamBroker(AsyncBroker):
                     pipe.xgroup_create(stream, self.consumer_group_name, id="0", mkstream=True)
                 return list(await pipe.execute(raise_on_error=False))
 
-        for outcome in await self.reconnector.call("create the consumer group", create):
-            if isinstance(outcome, ResponseError) and "BUSYGROUP" not in str(outcome):
-                raise outcome
+        outcomes = await self.reconnector.call("create the consumer group", create)
+        for stream, outcome in zip(self.keys.streams, outcomes, strict=True):
+            if not isinstance(outcome, ResponseError) or "BUSYGROUP" in str(outcome):
+                continue
+            if "WRONGTYPE" in str(outcome):
+                raise ListenError(
+                    f"cannot create the consumer group: the key {quoted(stream)} at "
+                    f"{self.reconnector.server} holds another type than a stream: delete that "
+                    "key or give the broker another key_prefix or queue_name"
+                ) from outcome
+            raise outcome
 
     def with_unique_store(self, store: UniqueKeyStore) -> Self:
         """Hold unique keys in ``store``; a `RedisUniqueStore` on this server frees them with acks.

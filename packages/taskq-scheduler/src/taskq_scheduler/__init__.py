@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from taskq_scheduler.clock import Clock, ManualClock, SystemClock
-from taskq_scheduler.errors import ScheduleSourceUnavailableError
+from taskq_scheduler.errors import ScheduleKeyTypeError, ScheduleSourceUnavailableError
 from taskq_scheduler.fire import Fire
 from taskq_scheduler.label_source import LabelScheduleSource
 from taskq_scheduler.loop import SchedulerLoop
@@ -27,6 +27,7 @@ __all__ = [
     "LabelScheduleSource",
     "ManualClock",
     "RedisScheduleSource",
+    "ScheduleKeyTypeError",
     "ScheduleSourceUnavailableError",
     "SchedulerLoop",
     "SystemClock",

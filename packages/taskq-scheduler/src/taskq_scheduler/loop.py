@@ -16,6 +16,9 @@ Rules (documented on the "Scheduler" page):
   only once.
 - A schedule the scheduler cannot fire (bad cron expression or timezone, a task its broker
   does not know) is logged once and skipped; the others go on.
+- A source that fails to read (its store is down, or holds a key of the wrong type) keeps its
+  last read; the failure is logged when it starts, once a minute while it lasts (at once when
+  the error changes) and when it ends, and the other sources go on.
 - Reading many schedules does not hold up the fires: while the loop plans them, it sends
   what falls due every ``_TICK_EVERY`` schedules.
 """
@@ -88,6 +91,7 @@ class SchedulerLoop:
     ) -> None:
         self.scheduler = scheduler
         self.clock = scheduler.clock
+        self.failures = scheduler.source_failures
         self.skip_first_run = skip_first_run
         self.update_interval = (
             update_interval.total_seconds()
@@ -138,11 +142,11 @@ class SchedulerLoop:
         for index, source in enumerate(self.scheduler.sources):
             try:
                 schedules = await source.get_schedules()
-            except Exception:
-                logger.exception(
-                    "Reading the schedules of %r failed; keeping the last read", source
-                )
+            except Exception as exc:
+                reading = f"Reading the schedules of {source!r}"
+                self.failures.failed(("read", id(source)), reading, exc, "its last read is kept")
                 continue
+            self.failures.succeeded(("read", id(source)))
             seen: set[_Key] = set()
             for count, schedule in enumerate(schedules, 1):
                 key = (index, schedule.schedule_id)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from taskq.abc.schedule_source import ScheduleSource
 from taskq.capabilities import Capability
@@ -13,11 +14,12 @@ from taskq.exceptions import InvalidScheduleError
 from taskq.scheduled_task import ScheduledTask
 from taskq.task_events import quoted
 from taskq_scheduler._codec import decode_schedule, encode_schedule
-from taskq_scheduler.errors import ScheduleSourceUnavailableError
+from taskq_scheduler.errors import ScheduleKeyTypeError, ScheduleSourceUnavailableError
 from taskq_scheduler.fire_times import check_schedule
 
 try:
     import redis.asyncio as aioredis
+    from redis.exceptions import ResponseError
 
     from taskq_redis.connection import DEFAULT_URL, RedisConnection
     from taskq_redis.errors import RedisUnavailableError
@@ -54,6 +56,11 @@ return 1
 """
 _REPLACED_CLAIM = 2
 
+#: What the source keeps in each of its keys (all hashes), by the end of the key's name.
+_KEPT = {"schedules": "the schedules", "fires": "the last claimed fire of each schedule"}
+
+_Result = TypeVar("_Result")
+
 
 class RedisScheduleSourceUnavailableError(RedisUnavailableError, ScheduleSourceUnavailableError):
     """The schedule source's Redis did not answer.
@@ -82,6 +89,10 @@ class RedisScheduleSource(ScheduleSource):
     outage is claimed and sent when Redis is back. `get_schedules` alone does not retry: the
     scheduler keeps its last read and reads again at its next update, without holding up the
     fires of its other sources.
+
+    A key of the prefix that holds another Redis type than a hash (a list or a string written
+    there by other code) makes its calls raise `ScheduleKeyTypeError`, naming the key and
+    what it holds; Redis answered, so that is not an outage and is not retried.
 
     Args:
         url: The Redis server, ``redis://[[user]:[password]@]host[:port][/db]``, ``rediss://``
@@ -145,6 +156,9 @@ class RedisScheduleSource(ScheduleSource):
             raise
         self._started = True
 
+    def __repr__(self) -> str:
+        return f"RedisScheduleSource({self.connection.server!r}, prefix={quoted(self.prefix)})"
+
     async def shutdown(self) -> None:
         """Close the connections."""
         self._started = False
@@ -157,7 +171,7 @@ class RedisScheduleSource(ScheduleSource):
         Tried once: the scheduler keeps its last read when this fails. Entries unchanged since
         the last read are not decoded again.
         """
-        stored = await self.calls(
+        stored = await self._call(
             "read the schedules", lambda: self._client().hgetall(self.schedules_key), retry=False
         )
         previous, self._decoded = self._decoded, {}
@@ -198,7 +212,7 @@ class RedisScheduleSource(ScheduleSource):
         """
         check_schedule(schedule)
         data = encode_schedule(schedule)
-        await self.calls(
+        await self._call(
             f"store schedule {quoted(schedule.schedule_id)}",
             lambda: self._client().hset(self.schedules_key, schedule.schedule_id, data),
         )
@@ -212,12 +226,12 @@ class RedisScheduleSource(ScheduleSource):
                 pipe.hdel(self.fires_key, schedule_id)
                 await pipe.execute()
 
-        await self.calls(f"delete schedule {quoted(schedule_id)}", delete)
+        await self._call(f"delete schedule {quoted(schedule_id)}", delete)
 
     async def claim_fire(self, schedule_id: str, fire_time: datetime) -> bool:
         """Claim the fire atomically: once, while the schedule exists, never an older one."""
         milliseconds = round(fire_time.timestamp() * 1000)
-        claimed = await self.calls(
+        claimed = await self._call(
             f"claim a fire of schedule {quoted(schedule_id)}",
             lambda: self._client().eval(
                 _CLAIM, 2, self.schedules_key, self.fires_key, schedule_id, milliseconds
@@ -236,6 +250,52 @@ class RedisScheduleSource(ScheduleSource):
         """Delete a one-shot schedule once sent."""
         if task.time is not None:
             await self.delete_schedule(task.schedule_id)
+
+    async def _call(
+        self, action: str, operation: Callable[[], Awaitable[_Result]], *, retry: bool = True
+    ) -> _Result:
+        """Run ``operation`` through `RetryingCalls`; a key of the wrong type raises typed.
+
+        Raises:
+            ScheduleKeyTypeError: A key of the prefix is not a hash.
+            ScheduleSourceUnavailableError: Redis did not answer, or answered another error.
+        """
+        try:
+            return await self.calls(action, operation, retry=retry)
+        except ScheduleSourceUnavailableError as exc:
+            answer = exc.__cause__
+            if not (isinstance(answer, ResponseError) and "WRONGTYPE" in str(answer)):
+                raise
+            misplaced = await self._key_type_error(action)
+            if misplaced is None:  # the key was deleted or replaced since
+                raise
+            raise misplaced from answer
+
+    async def _key_type_error(self, action: str) -> ScheduleKeyTypeError | None:
+        """The error naming the first key of the prefix that holds another type than a hash."""
+
+        async def types() -> list[Any]:
+            async with self._client().pipeline(transaction=False) as pipe:
+                pipe.type(self.schedules_key)
+                pipe.type(self.fires_key)
+                return await pipe.execute()
+
+        keys = (self.schedules_key, self.fires_key)
+        found = await self.calls("check the types of its keys", types, retry=False)
+        for key, kind in zip(keys, found, strict=True):
+            name = kind.decode() if isinstance(kind, bytes) else str(kind)
+            if name in ("hash", "none"):
+                continue
+            kept = _KEPT[key.rpartition(":")[2]]
+            return ScheduleKeyTypeError(
+                f"cannot {action}: the key {quoted(key)} at {self.connection.server} holds a "
+                f"{name}, not a hash: RedisScheduleSource keeps {kept} in a hash there; "
+                "delete that key or give the source another prefix",
+                key=key,
+                found=name,
+                needed="hash",
+            )
+        return None
 
     def _client(self) -> aioredis.Redis:
         if not self._started:

@@ -14,6 +14,8 @@ from taskq.exceptions import ScheduledTaskCancelledError
 from taskq.scheduled_task import ScheduledTask
 from taskq.toolkit import maybe_await, send_task
 from taskq_scheduler.clock import Clock, SystemClock
+from taskq_scheduler.errors import ScheduleKeyTypeError
+from taskq_scheduler.failures import REPORT_INTERVAL_S, FailureLog
 from taskq_scheduler.fire import Fire
 from taskq_scheduler.loop import SchedulerLoop
 
@@ -22,7 +24,7 @@ logger = logging.getLogger("taskq.scheduler")
 #: Seconds between two reads of every source's schedules.
 DEFAULT_UPDATE_INTERVAL_S = 60.0
 #: Seconds between two error lines about one schedule whose fires keep failing to be sent.
-FAILURE_REPORT_INTERVAL_S = 60.0
+FAILURE_REPORT_INTERVAL_S = REPORT_INTERVAL_S
 
 
 class TaskiqScheduler:
@@ -49,6 +51,8 @@ class TaskiqScheduler:
         self.sources = list(sources)
         self.clock: Clock = clock or SystemClock()
         self._failing: dict[str, _Failing] = {}  # by schedule id
+        #: The runs of failed reads and claims of each source.
+        self.source_failures = FailureLog(self.clock, logger)
 
     async def startup(self) -> None:
         """Start every source, then the broker; what started is stopped again on a failure."""
@@ -94,10 +98,17 @@ class TaskiqScheduler:
         sending = _Sending(fire)
         token = _sending.set(sending)
         try:
-            if not await fire.source.claim_fire(fire.schedule.schedule_id, fire.instant):
+            if not await self._claim(fire):
                 logger.debug("Fire %s was claimed by another scheduler", fire.idempotency_key)
                 return False
             await self.on_ready(fire.source, fire.schedule)
+        except ScheduleKeyTypeError as exc:
+            # the source's store, not this schedule: one run of lines for all its schedules
+            claiming = f"Claiming the fires of {fire.source!r}"
+            key = ("claim", id(fire.source))
+            kind = (exc.key, exc.found)  # the message names the schedule: not a change
+            self.source_failures.failed(key, claiming, exc, "its fires are not sent", kind)
+            return False
         except Exception as exc:
             self._log_failure(fire, exc)
             return False
@@ -106,6 +117,12 @@ class TaskiqScheduler:
         if sending.sent:
             self._log_recovery(fire)
         return sending.sent
+
+    async def _claim(self, fire: Fire) -> bool:
+        """Claim ``fire`` from its source; a claim that answers ends a run of failed claims."""
+        claimed = await fire.source.claim_fire(fire.schedule.schedule_id, fire.instant)
+        self.source_failures.succeeded(("claim", id(fire.source)))
+        return claimed
 
     async def on_ready(self, source: ScheduleSource, task: ScheduledTask) -> None:
         """Send ``task``, a schedule of ``source``, now: the loop calls it for each due fire.
