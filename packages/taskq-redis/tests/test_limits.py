@@ -149,6 +149,32 @@ async def test_a_server_that_does_not_answer_is_a_typed_error():
         await limiter.shutdown()
 
 
+# a limit_key made from a 5 MB argument named four 5 MB Redis keys, and errors quoted it whole
+async def test_a_long_limit_key_is_counted_under_short_redis_keys(
+    limiter: RedisLimiter, redis_prefix: str, raw_redis
+):
+    start = "k" * 5_000_000
+    rate = RateLimit(1, 60)
+    assert await limiter.acquire(start + "1", "a", rate, 1) == 0.0
+    assert await limiter.acquire(start + "2", "b", rate, 1) == 0.0  # apart, though sharing 5 MB
+    assert await limiter.acquire(start + "1", "c", rate, 1) > 0  # the same key: over its rate
+    names = raw_redis.keys(f"{redis_prefix}:limits:*")
+    assert len(names) >= 4  # starts and refusals, places and owners: two keys' worth
+    assert max(len(name) for name in names) < 250 + len(redis_prefix)
+    await limiter.release(start + "1", "a")
+    await limiter.release(start + "2", "b")
+
+
+async def test_a_server_that_does_not_answer_names_a_long_limit_key_shortened():
+    limiter = RedisLimiter("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    try:
+        with pytest.raises(RedisUnavailableError, match="check the limits of 'kkk") as caught:
+            await limiter.acquire("k" * 5_000_000, "a", None, 2)
+    finally:
+        await limiter.shutdown()
+    assert len(str(caught.value)) < 2_000
+
+
 async def test_a_unique_key_is_held_by_one_task_until_freed_or_expired(store: RedisUniqueStore):
     assert await store.claim("k", "a", 60) is None
     assert await store.claim("k", "b", 60) == "a"

@@ -34,8 +34,10 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from taskq.abc.limiter import TaskLimiter
+from taskq.abc.unique_store import stored_key
 from taskq.control.limits import CONCURRENCY_RETRY_S
 from taskq.exceptions import TaskiqError
+from taskq.task_events import quoted
 from taskq_redis.connection import DEFAULT_URL, RedisConnection
 from taskq_redis.errors import RedisUnavailableError, translated
 from taskq_redis.script_batch import BatchedScript
@@ -183,8 +185,12 @@ class RedisLimiter(TaskLimiter):
         self._renewer: asyncio.Task[None] | None = None
 
     def keys(self, key: str) -> tuple[str, str, str, str]:
-        """The keys of limited ``key``: its starts, running places, refusals, place owners."""
-        base = f"{self.key_prefix}:limits:{key}"
+        """The keys of limited ``key``: its starts, running places, refusals, place owners.
+
+        A ``limit_key`` may make a key of any length from a task's arguments: it is named
+        by its `stored_key` form (a long one by its digest), as unique keys are.
+        """
+        base = f"{self.key_prefix}:limits:{stored_key(key)}"
         return f"{base}:starts", f"{base}:running", f"{base}:refused", f"{base}:owners"
 
     async def acquire(
@@ -197,7 +203,7 @@ class RedisLimiter(TaskLimiter):
                 the server are).
         """
         keys = self.keys(key)
-        with self._errors(f"check the limits of {key!r}"):
+        with self._errors(f"check the limits of {quoted(key)}"):
             answer = int(
                 await self._acquire(
                     list(keys),
@@ -233,7 +239,7 @@ class RedisLimiter(TaskLimiter):
         if held[1] > 0:
             return
         del self._held[running, token]
-        with self._errors(f"give back the concurrency place of {key!r}"):
+        with self._errors(f"give back the concurrency place of {quoted(key)}"):
             await self._release([running, owners], [token, held[0]])
 
     async def shutdown(self) -> None:
