@@ -261,6 +261,29 @@ async def test_bad_schedules_in_a_source_are_logged_once_and_skipped(
     assert any("unknown_task" in line for line in skipped)
 
 
+# a 1 MB schedule id (or task name) read from a source was logged whole in every line
+async def test_long_schedule_ids_and_task_names_are_logged_shortened(
+    app: App, start_scheduler: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    long_id = "s" * 1_000_000
+    source = InMemoryScheduleSource(
+        [
+            cron("* * * * *", long_id),
+            ScheduledTask(task_name="t" * 1_000_000, interval=5, schedule_id=long_id + "2"),
+        ]
+    )
+    caplog.set_level(logging.INFO, "taskq.scheduler")
+    await start_scheduler(
+        TaskiqScheduler(app.broker, [source], clock=app.clock), skip_first_run=True
+    )
+    await app.clock.advance(60)
+    assert app.runs[0].labels["schedule_id"] == long_id  # sent whole
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("taskq.scheduler")]
+    assert any(line.startswith("Sent sss") for line in lines)
+    assert any(line.startswith("Skipping schedule sss") for line in lines)
+    assert max(len(line) for line in lines) < 2_000
+
+
 async def test_a_failing_source_or_broker_does_not_stop_the_loop(
     app: App, start_scheduler: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

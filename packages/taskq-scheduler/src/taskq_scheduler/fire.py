@@ -15,6 +15,7 @@ from typing import Any
 
 from taskq.abc.schedule_source import ScheduleSource
 from taskq.scheduled_task import ScheduledTask
+from taskq.task_events import MAX_QUOTED_CHARS, shortened
 
 #: The namespace of the task ids derived from idempotency keys.
 TASK_ID_NAMESPACE = uuid.UUID("6f1d3c1e-5b7a-4d0e-9a51-0c8f2a7be6d4")
@@ -40,6 +41,14 @@ class Fire:
     def idempotency_key(self) -> str:
         """``<schedule_id>@<fire time>``: the same for every scheduler computing this fire."""
         return f"{self.schedule.schedule_id}@{self.instant.isoformat(timespec='milliseconds')}"
+
+    @property
+    def name(self) -> str:
+        """The idempotency key as log lines name the fire, shortened when it is long.
+
+        A schedule id read from a store may be of any length.
+        """
+        return shortened(self.idempotency_key, MAX_QUOTED_CHARS)
 
     @property
     def task_id(self) -> str:

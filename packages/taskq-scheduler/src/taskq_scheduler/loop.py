@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 from taskq.abc.schedule_source import ScheduleSource
 from taskq.exceptions import InvalidScheduleError
 from taskq.scheduled_task import ScheduledTask
+from taskq.task_events import MAX_QUOTED_CHARS, quoted, shortened
 from taskq_scheduler.fire import Fire
 from taskq_scheduler.fire_times import (
     CronPlan,
@@ -263,7 +264,10 @@ class SchedulerLoop:
             return
         self._reported[key] = schedule
         logger.error(
-            "Skipping schedule %s of %r: %s", schedule.schedule_id, schedule.task_name, error
+            "Skipping schedule %s of %s: %s",
+            shortened(schedule.schedule_id, MAX_QUOTED_CHARS),
+            quoted(schedule.task_name),
+            shortened(str(error), MAX_QUOTED_CHARS),
         )
 
     def _drop_stale(self) -> None:

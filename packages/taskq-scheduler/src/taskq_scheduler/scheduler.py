@@ -12,6 +12,7 @@ from taskq.abc.broker import AsyncBroker
 from taskq.abc.schedule_source import ScheduleSource
 from taskq.exceptions import ScheduledTaskCancelledError
 from taskq.scheduled_task import ScheduledTask
+from taskq.task_events import MAX_QUOTED_CHARS, quoted, shortened, stored_task_name
 from taskq.toolkit import maybe_await, send_task
 from taskq_scheduler.clock import Clock, SystemClock
 from taskq_scheduler.errors import ScheduleKeyTypeError
@@ -99,7 +100,7 @@ class TaskiqScheduler:
         token = _sending.set(sending)
         try:
             if not await self._claim(fire):
-                logger.debug("Fire %s was claimed by another scheduler", fire.idempotency_key)
+                logger.debug("Fire %s was claimed by another scheduler", fire.name)
                 return False
             await self.on_ready(fire.source, fire.schedule)
         except ScheduleKeyTypeError as exc:
@@ -146,7 +147,7 @@ class TaskiqScheduler:
         try:
             await maybe_await(source.pre_send(task))
         except ScheduledTaskCancelledError:
-            logger.info("Fire %s was cancelled by its source", fire.idempotency_key)
+            logger.info("Fire %s was cancelled by its source", fire.name)
             return
         await send_task(
             self.broker,
@@ -158,11 +159,11 @@ class TaskiqScheduler:
         )
         if sending is not None:
             sending.sent = True
-        logger.info("Sent %s (task %s)", fire.idempotency_key, task.task_name)
+        logger.info("Sent %s (task %s)", fire.name, stored_task_name(task.task_name))
         try:
             await maybe_await(source.post_send(task))
         except Exception:
-            logger.exception("post_send of %s failed", fire.idempotency_key)
+            logger.exception("post_send of %s failed", fire.name)
 
     def _log_failure(self, fire: Fire, error: Exception) -> None:
         """Log an unsent fire: the first of a run of failures with its traceback.
@@ -177,10 +178,10 @@ class TaskiqScheduler:
             return
         failing.reported_at = now
         logger.error(
-            "Fire %s of task %s was not sent: %r%s",
-            fire.idempotency_key,
-            fire.schedule.task_name,
-            error,
+            "Fire %s of task %s was not sent: %s%s",
+            fire.name,
+            stored_task_name(fire.schedule.task_name),
+            quoted(error),
             f" ({failing.unsent} fires of this schedule not sent in a row)"
             if failing.unsent > 1
             else "",
@@ -193,8 +194,8 @@ class TaskiqScheduler:
         if failing is not None:
             logger.warning(
                 "Schedule %s sends again (%s): %d fire(s) before it were not sent",
-                fire.schedule.schedule_id,
-                fire.idempotency_key,
+                shortened(fire.schedule.schedule_id, MAX_QUOTED_CHARS),
+                fire.name,
                 failing.unsent,
             )
 
