@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from taskq import BrokerMessage, Capability, ListenError, Receiver, TaskiqMessage
+from taskq import BrokerMessage, Capability, ListenError, Receiver, SendTaskError, TaskiqMessage
 from taskq.event_stores import InMemoryEventStore
 from taskq.task_events import EventKind
 from taskq.testing import cancel_until_done, eventually
@@ -71,6 +71,21 @@ async def test_a_stream_key_of_another_type_stops_listen_with_a_typed_error(
     assert "holds another type than a stream" in message
     assert "another key_prefix or queue_name" in message
     assert raw_redis.type(stream) == b"list", "left as it was"
+
+
+# redis-py 8's repr of its errors leaves out Redis's answer: the error said only
+# "could not send: server:ResponseError"
+async def test_a_send_to_a_stream_key_of_another_type_says_what_redis_answered(
+    new_broker, raw_redis
+):
+    broker = await new_broker()
+
+    @broker.task(task_name="test:noop")
+    async def noop() -> None: ...
+
+    raw_redis.rpush(broker.keys.streams[0], "written by other code")
+    with pytest.raises(SendTaskError, match="could not send: ResponseError: WRONGTYPE"):
+        await noop.kiq()
 
 
 async def test_a_task_runs_through_the_receiver_and_its_message_is_gone(new_broker, raw_redis):

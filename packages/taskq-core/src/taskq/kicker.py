@@ -31,6 +31,7 @@ from taskq.exceptions import (
 )
 from taskq.labels import UNIQUE_LABEL, check_labels
 from taskq.message import BrokerMessage, TaskiqMessage
+from taskq.remote_error import error_line
 from taskq.scheduled_task import CronSpec, ScheduledTask
 from taskq.task import AsyncTaskiqTask
 from taskq.task_call import TaskCall
@@ -321,7 +322,7 @@ async def send_task(
     except TaskiqError:
         raise
     except Exception as exc:
-        raise SendTaskError(f"{type(broker).__name__} could not send: {exc!r}") from exc
+        raise SendTaskError(f"{type(broker).__name__} could not send: {error_line(exc)}") from exc
     if encoded is not None:
         _record_sent(broker, encoded, sent_at)
     if hooks["post_send"]:
@@ -550,7 +551,7 @@ class _Chunk:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, BatchSendError):
         return exc.reason
-    return f"{type(exc).__name__}: {exc}"
+    return error_line(exc)
 
 
 async def _run_pre_send(hooks: list[Any], message: TaskiqMessage) -> TaskiqMessage:

@@ -36,6 +36,16 @@ def error_text(error: BaseException) -> str:
         return f"<{type(error).__qualname__}: str() failed with {type(failure).__name__}>"
 
 
+def error_line(error: BaseException) -> str:
+    """``Type: message`` of ``error``, as a log line or another error names it.
+
+    Not ``repr(error)``: some libraries' exceptions leave their message out of it (redis-py 8
+    gives ``server:ResponseError`` for a ``WRONGTYPE`` answer).
+    """
+    text = error_text(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
 def decode_error(encoded: dict[str, Any]) -> BaseException:
     """Rebuild an exception from `encode_error`'s data.
 

@@ -13,6 +13,7 @@ from taskq.abc.serializer import TaskiqSerializer
 from taskq.capabilities import Capability
 from taskq.exceptions import ResultBackendError, ResultGetError, TaskiqError
 from taskq.progress import TaskProgress
+from taskq.remote_error import error_line
 from taskq.result import TaskiqResult
 from taskq_result_backends._codec import (
     decode_progress,
@@ -324,7 +325,9 @@ class RedisResultBackend(CheckedResultTTL, AsyncResultBackend[_ReturnType]):
             error = (
                 exc
                 if isinstance(exc, TaskiqError)
-                else ResultBackendError(f"the reader of {self.ready_channel} failed: {exc!r}")
+                else ResultBackendError(
+                    f"the reader of {self.ready_channel} failed: {error_line(exc)}"
+                )
             )
             if not subscribed.done():
                 subscribed.set_exception(error)

@@ -11,8 +11,9 @@ from datetime import timedelta, tzinfo
 from taskq.abc.broker import AsyncBroker
 from taskq.abc.schedule_source import ScheduleSource
 from taskq.exceptions import ScheduledTaskCancelledError
+from taskq.remote_error import error_line
 from taskq.scheduled_task import ScheduledTask
-from taskq.task_events import MAX_QUOTED_CHARS, quoted, shortened, stored_task_name
+from taskq.task_events import MAX_QUOTED_CHARS, shortened, stored_task_name
 from taskq.toolkit import maybe_await, send_task
 from taskq_scheduler.clock import Clock, SystemClock
 from taskq_scheduler.errors import ScheduleKeyTypeError
@@ -181,7 +182,7 @@ class TaskiqScheduler:
             "Fire %s of task %s was not sent: %s%s",
             fire.name,
             stored_task_name(fire.schedule.task_name),
-            quoted(error),
+            shortened(error_line(error), MAX_QUOTED_CHARS),
             f" ({failing.unsent} fires of this schedule not sent in a row)"
             if failing.unsent > 1
             else "",
