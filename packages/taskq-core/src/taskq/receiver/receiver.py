@@ -41,6 +41,7 @@ from taskq.receiver.limits import admit
 from taskq.receiver.recording import heartbeat_source, record_outcome
 from taskq.receiver.slots import Slots
 from taskq.receiver.task_log import log_task
+from taskq.remote_error import error_line
 from taskq.result import TaskiqResult
 from taskq.task_events import EventKind, stored_task_id, stored_task_name
 
@@ -697,9 +698,9 @@ async def _cancellation_of(store: CancellationStore, task_id: str) -> Cancellati
         return await store.cancellation(task_id)
     except Exception as exc:
         logger.warning(
-            "Task %s: cannot check whether it was cancelled (%r); it runs",
+            "Task %s: cannot check whether it was cancelled (%s); it runs",
             stored_task_id(task_id),
-            exc,
+            error_line(exc),
         )
         return None
 
@@ -723,4 +724,4 @@ def _failed_result(
 
 def rejection_reason(error: BaseException) -> str:
     """The reason a rejected message carries to the dead letters: the error's type and text."""
-    return f"{type(error).__name__}: {error}"
+    return error_line(error)
