@@ -68,3 +68,47 @@ def test_tasks_through_two_workers_each_run_once(tmp_path, address, count, clien
     assert len(everything) == count, f"{len(everything) - count:+d} runs for {count} tasks"
     assert everything == list(range(count)), "some tasks ran twice and others never"
     assert all(len(ran) > count // 10 for ran in per_worker), "one worker got almost nothing"
+
+
+def test_a_worker_stopped_with_tasks_it_had_not_started_hands_each_to_another(tmp_path, address):
+    count = 600
+    out = tmp_path / "ran"
+    env = {
+        **os.environ,
+        "TASKQ_TEST_ZMQ_ADDRESS": address,
+        "TASKQ_TEST_OUT": str(out),
+        "TASKQ_TEST_TASK_S": "0.05",
+        "TASKQ_TEST_MAX_ASYNC": "10",  # so its buffer (prefetch 256) stays full while it runs
+    }
+    leaving = start_worker(env)
+    sender = subprocess.Popen(
+        [sys.executable, str(APP), "client", str(count), "hold"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    staying = None
+    try:
+        wait_until_ran(out, 1)
+        leaving.send_signal(signal.SIGTERM)  # it finishes what runs, hands back its buffer
+        assert leaving.wait(timeout=60) == 0
+        staying = start_worker(env)
+        assert sender.stdout is not None
+        assert sender.stdin is not None
+        assert sender.stdout.readline().strip() == f"sent {count}"
+        wait_until_ran(out, count)
+        sender.stdin.close()
+        assert sender.wait(timeout=60) == 0
+    finally:
+        sender.kill()
+        for worker in [leaving, staying]:
+            if worker is not None and worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+                worker.wait(timeout=60)
+    per_worker = ran_by(out)
+    assert len(per_worker) == 2
+    ran_before_stopping = Path(f"{out}.{leaving.pid}").read_text().split()
+    assert 0 < len(ran_before_stopping) < count  # it stopped with a full buffer
+    everything = sorted(n for ran in per_worker for n in ran)
+    assert everything == list(range(count)), f"{len(everything)} runs of {count} tasks"

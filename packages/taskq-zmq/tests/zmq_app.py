@@ -1,8 +1,11 @@
 """A client and worker program for the cross-process tests (run as a script, not collected).
 
 Workers record the numbers they ran, keep ``<out>.<pid>.count`` up to date with how many, and
-write the numbers to ``<out>.<pid>`` when they stop. The client sends ``record(0)`` ...
-``record(N - 1)`` one kick at a time (``client N``) or in batches (``batches N SIZE``).
+write the numbers to ``<out>.<pid>`` when they stop; each task takes ``TASKQ_TEST_TASK_S``
+seconds (default 0), at most ``TASKQ_TEST_MAX_ASYNC`` at once (default: no limit). The client
+sends ``record(0)`` ... ``record(N - 1)`` one kick at a time (``client N``) or in batches
+(``batches N SIZE``); ``client N hold`` then stays up until its standard input closes, to
+dispatch what workers hand back.
 """
 
 from __future__ import annotations
@@ -18,12 +21,16 @@ from taskq_zmq import ZeroMQBroker
 
 ADDRESS = os.environ["TASKQ_TEST_ZMQ_ADDRESS"]
 OUT = os.environ.get("TASKQ_TEST_OUT", "")
+TASK_S = float(os.environ.get("TASKQ_TEST_TASK_S", "0"))
+MAX_ASYNC = int(os.environ.get("TASKQ_TEST_MAX_ASYNC", "0")) or None
 broker = ZeroMQBroker(ADDRESS, ADDRESS)
 ran: list[int] = []
 
 
 @broker.task(task_name="zmq_app:record")
 async def record(n: int) -> None:
+    if TASK_S:
+        await asyncio.sleep(TASK_S)
     ran.append(n)
 
 
@@ -31,6 +38,7 @@ async def record(n: int) -> None:
 def write_out(state: object) -> None:
     with open(f"{OUT}.{os.getpid()}", "w") as out:
         out.write("\n".join(map(str, ran)))
+    Path(f"{OUT}.{os.getpid()}.count").write_text(str(len(ran)))
 
 
 async def work() -> None:
@@ -40,7 +48,7 @@ async def work() -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, finish.set)
     counting = asyncio.create_task(keep_count())
     print("ready", flush=True)
-    await Receiver(broker).listen(finish)
+    await Receiver(broker, max_async_tasks=MAX_ASYNC).listen(finish)
     counting.cancel()
     await broker.shutdown()
 
@@ -51,12 +59,14 @@ async def keep_count() -> None:
         await asyncio.sleep(0.2)
 
 
-async def send(count: int) -> None:
+async def send(count: int, hold: bool = False) -> None:
     await broker.startup()
     for n in range(count):
         await record.kiq(n)
-    await broker.shutdown()
     print("sent", count, flush=True)
+    if hold:
+        await asyncio.to_thread(sys.stdin.read)
+    await broker.shutdown()
 
 
 async def send_batches(count: int, size: int) -> None:
@@ -78,4 +88,4 @@ if __name__ == "__main__":
     elif sys.argv[1] == "batches":
         asyncio.run(send_batches(int(sys.argv[2]), int(sys.argv[3])))
     else:
-        asyncio.run(send(int(sys.argv[2])))
+        asyncio.run(send(int(sys.argv[2]), hold=sys.argv[3:] == ["hold"]))
