@@ -620,7 +620,7 @@ async def test_a_worker_that_lost_its_lease_drops_what_it_had_not_started(
     stream = broker.keys.streams[0]
     ids = [p["message_id"] for p in raw_redis.xpending_range(stream, "taskq", "-", "+", 10)]
     raw_redis.xclaim(stream, "taskq", "thief", 0, ids)  # another worker took them all over
-    await asyncio.sleep(0.5)  # a heartbeat finds out
+    await eventually(lambda: "The lease of" in caplog.text, what="a heartbeat to find out")
     assert "The lease of 5 message(s) expired" in caplog.text
     assert "4 not started yet" in caplog.text
     assert await nothing_comes(broker, 0.5), "a message another worker holds came here too"

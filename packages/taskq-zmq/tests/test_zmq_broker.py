@@ -12,6 +12,7 @@ import zmq
 import zmq.asyncio
 
 from taskq import BrokerMessage, Capability, SendTaskError
+from taskq.testing import eventually
 from taskq_zmq import ZeroMQBroker, protocol
 
 
@@ -57,13 +58,10 @@ async def test_each_message_goes_to_exactly_one_of_two_workers(address):
     client = ZeroMQBroker(address, address)
     async with two_workers(address, 0.0005) as (_, _, got_first, got_second):
         await client.startup()
-        await asyncio.sleep(0.2)  # both workers report their room
+        await eventually(lambda: client.connected_workers == 2, what="both workers' room")
         for n in range(2000):
             await client.kick(message(n))
-        for _ in range(100):
-            if len(got_first) + len(got_second) == 2000:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: len(got_first) + len(got_second) == 2000, 30, what="2000")
     await client.shutdown()
     everything = sorted(int(p) for p in got_first + got_second)
     assert everything == list(range(2000))
@@ -80,11 +78,8 @@ async def test_kick_waits_for_a_worker_instead_of_dropping(address):
     late = await worker(address)
     received: list[bytes] = []
     consumer = asyncio.create_task(collect(late, received))
-    await asyncio.wait_for(pending, 5)
-    for _ in range(100):
-        if received:
-            break
-        await asyncio.sleep(0.02)
+    await asyncio.wait_for(pending, 10)
+    await eventually(lambda: received, what="the message")
     assert received == [b"1"]
     await late.shutdown()
     await client.shutdown()
@@ -95,18 +90,18 @@ async def test_a_worker_takes_no_more_than_its_prefetch(address):
     client = ZeroMQBroker(address, address)
     await client.startup()
     small = await worker(address, prefetch=5)
-    await asyncio.sleep(0.2)
+    await eventually(lambda: client.connected_workers == 1, what="the worker's room")
     sends = [asyncio.create_task(client.kick(message(n))) for n in range(20)]
-    await asyncio.sleep(0.3)
+    intake = small._intake
+    assert intake is not None
+    await eventually(lambda: len(intake.buffer) == 5, what="the worker's 5 messages")
+    await asyncio.sleep(0.3)  # a quiet period: a client ignoring the room would send more
     assert sum(task.done() for task in sends) == 5, "the worker was sent more than its room"
-    assert len(small._intake.buffer) == 5  # type: ignore[union-attr]
+    assert len(intake.buffer) == 5
     received: list[bytes] = []
     consumer = asyncio.create_task(collect(small, received))
-    await asyncio.wait_for(asyncio.gather(*sends), 5)
-    for _ in range(100):
-        if len(received) == 20:
-            break
-        await asyncio.sleep(0.02)
+    await asyncio.wait_for(asyncio.gather(*sends), 10)
+    await eventually(lambda: len(received) == 20, what="all 20 messages")
     assert sorted(int(p) for p in received) == list(range(20))
     await small.shutdown()
     await client.shutdown()
@@ -117,19 +112,16 @@ async def test_graceful_worker_stop_hands_back_what_it_did_not_start(address):
     client = ZeroMQBroker(address, address)
     await client.startup()
     leaving = await worker(address, prefetch=50)
-    await asyncio.sleep(0.2)
     for n in range(30):
         await client.kick(message(n))
-    await asyncio.sleep(0.2)
-    assert len(leaving._intake.buffer) == 30  # type: ignore[union-attr]
+    intake = leaving._intake
+    assert intake is not None
+    await eventually(lambda: len(intake.buffer) == 30, what="the 30 messages at the worker")
     await leaving.shutdown()  # it never started any: all 30 go back to the client
     staying = await worker(address)
     received: list[bytes] = []
     consumer = asyncio.create_task(collect(staying, received))
-    for _ in range(200):
-        if len(received) == 30:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: len(received) == 30, what="the 30 messages handed back")
     assert sorted(int(p) for p in received) == list(range(30))
     await staying.shutdown()
     await client.shutdown()
@@ -154,10 +146,7 @@ async def test_malformed_frames_do_not_stop_a_worker(address, caplog):
     for frames in junk:
         await router.send_multipart(frames)
     await router.send_multipart([identity, protocol.task(b"s" * 16, 1, b"good")])
-    for _ in range(100):
-        if received:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: received, what="the good task")
     assert received == [b"good"]
     assert caplog.text.count("does not fit the protocol") == 1  # once per peer
     assert target._intake.bad_frames.count == len(junk)  # type: ignore[union-attr]
@@ -200,10 +189,7 @@ async def test_worker_side_may_bind_for_many_clients(address):
     for n, client in enumerate(clients):
         await client.startup()
         await client.kick(message(n))
-    for _ in range(100):
-        if len(received) == 2:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: len(received) == 2, what="both messages")
     assert sorted(received) == [b"0", b"1"]
     for client in clients:
         await client.shutdown()
@@ -216,22 +202,13 @@ async def test_a_worker_sends_tasks_through_the_client_to_any_worker(address):
     client = ZeroMQBroker(address, address)
     async with two_workers(address, 0.001) as (first, _, got_first, got_second):
         await client.startup()
-        for _ in range(200):
-            if client.connected_workers == 2:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: client.connected_workers == 2, what="both workers' room")
         for n in range(1000, 1020):  # tasks from the client first: the workers hear from it
             await client.kick(message(n))
-        for _ in range(200):
-            if got_first and got_second:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: got_first and got_second, what="a task at each worker")
         for n in range(200):  # as tasks running on the first worker would (retries, follow-ups)
             await first.kick(message(n))
-        for _ in range(200):
-            if len(got_first) + len(got_second) == 220:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: len(got_first) + len(got_second) == 220, 30, what="220")
     await client.shutdown()
     everything = sorted(int(p) for p in got_first + got_second)
     assert everything == list(range(200)) + list(range(1000, 1020))

@@ -183,7 +183,9 @@ async def test_a_peer_cannot_claim_more_credit_than_the_protocol_allows(address,
     for _ in range(50):
         await greedy.send(huge)
     await greedy.send(b"\xff garbage")
-    await asyncio.sleep(0.2)  # let the client read them: nothing to wait for but time
+    dispatcher = client._dispatcher
+    assert dispatcher is not None
+    await eventually(lambda: dispatcher.bad_frames.count == 51, what="the client read all 51")
     pending = asyncio.create_task(client.kick(message(1)))
     assert not await greedy.poll(300), "the client sent a task on absurd credit"
     assert not pending.done()
