@@ -18,6 +18,8 @@ Monitoring (what ``taskq status`` shows, for other monitors such as the dashboar
     `collect_status`, `DEFAULT_STALE_AFTER_S`: a `StatusReport` of an event store and a
     broker's queue; the heartbeat age after which a worker counts as stale.
     `encode_error`: an exception as plain data (type, message, args), as results store it.
+    `error_line`: an exception as one line, ``Type: message``, for a log line or another
+    error (not its ``repr``, which some libraries' exceptions leave the message out of).
 
 The worker environment:
     `WORKER_GROUP_ENV`: the variable naming the group of a ``taskq worker`` process (the pid
@@ -80,7 +82,7 @@ if TYPE_CHECKING:
     from taskq.kicker import send_task
     from taskq.loopback import is_loopback_host
     from taskq.reconnect import FIRST_RETRY_DELAY_S, Reconnector
-    from taskq.remote_error import encode_error
+    from taskq.remote_error import encode_error, error_line
     from taskq.status_report import DEFAULT_STALE_AFTER_S, collect_status
 
 #: Each name of the toolkit, with the module that defines it (or that it is).
@@ -102,6 +104,7 @@ _DEFINED_IN = {
     "collect_status": "taskq.status_report",
     "discover_modules": "taskq.cli.discovery",
     "encode_error": "taskq.remote_error",
+    "error_line": "taskq.remote_error",
     "import_on_access": "taskq._lazy",
     "is_loopback_host": "taskq.loopback",
     "event_store_of": "taskq.cli.status",
@@ -136,6 +139,7 @@ __all__ = [
     "converters",
     "discover_modules",
     "encode_error",
+    "error_line",
     "event_store_of",
     "foreign_object_hint",
     "import_broker",

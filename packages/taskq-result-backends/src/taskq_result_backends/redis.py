@@ -13,8 +13,8 @@ from taskq.abc.serializer import TaskiqSerializer
 from taskq.capabilities import Capability
 from taskq.exceptions import ResultBackendError, ResultGetError, TaskiqError
 from taskq.progress import TaskProgress
-from taskq.remote_error import error_line
 from taskq.result import TaskiqResult
+from taskq.toolkit import error_line
 from taskq_result_backends._codec import (
     decode_progress,
     decode_result,

@@ -11,10 +11,9 @@ from datetime import timedelta, tzinfo
 from taskq.abc.broker import AsyncBroker
 from taskq.abc.schedule_source import ScheduleSource
 from taskq.exceptions import ScheduledTaskCancelledError
-from taskq.remote_error import error_line
 from taskq.scheduled_task import ScheduledTask
 from taskq.task_events import MAX_QUOTED_CHARS, shortened, stored_task_name
-from taskq.toolkit import maybe_await, send_task
+from taskq.toolkit import error_line, maybe_await, send_task
 from taskq_scheduler.clock import Clock, SystemClock
 from taskq_scheduler.errors import ScheduleKeyTypeError
 from taskq_scheduler.failures import REPORT_INTERVAL_S, FailureLog
