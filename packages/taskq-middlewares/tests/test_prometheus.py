@@ -290,3 +290,52 @@ def test_with_tls_only_a_scraper_with_a_client_certificate_reads_the_metrics(
             urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
     finally:
         server.stop()
+
+
+RUN_ONE_TASK = """
+from taskq.message import TaskiqMessage
+from taskq.result import TaskiqResult
+from taskq_middlewares import PrometheusMiddleware
+
+middleware = PrometheusMiddleware()
+message = TaskiqMessage(task_id="t", task_name="app:job", labels={}, args=[], kwargs={})
+middleware.pre_execute(message)
+middleware.post_execute(message, TaskiqResult(is_err=False, return_value=None, execution_time=0.01))
+"""
+
+
+def run_worker_processes(directory: Path, count: int) -> None:
+    """Run ``count`` processes one after another, each counting one task in ``directory``."""
+    env = {**os.environ, MULTIPROC_DIR_ENV: str(directory)}
+    for _ in range(count):
+        subprocess.run([sys.executable, "-c", RUN_ONE_TASK], env=env, check=True)
+
+
+def test_the_files_of_replaced_workers_are_merged_and_their_counts_kept(tmp_path: Path) -> None:
+    # each process left a counter and a histogram file, read at every scrape: after 500
+    # workers replaced by --max-tasks-per-child 1, 1,000 files and a scrape of 60 to 80 ms
+    group = tmp_path / f"group-{os.getpid()}"
+    run_worker_processes(group, 12)
+    collected = {m.name: m for m in GroupCollector(group).collect()}
+    assert sorted(p.name for p in group.glob("*.db")) == [
+        "counter_merged.db",
+        "histogram_merged.db",
+    ]
+    [received] = collected["taskq_tasks_received"].samples
+    assert received.value == 12
+    count = next(
+        s for s in collected["taskq_task_execution_seconds"].samples if s.name.endswith("_count")
+    )
+    assert count.value == 12
+    run_worker_processes(group, 1)  # a new worker merges what the last one left
+    assert value(group, "taskq_tasks_succeeded_total", "app:job") == 13
+    assert len(list(group.glob("*.db"))) == 2
+
+
+def test_files_in_a_directory_of_your_own_are_left_alone(tmp_path: Path) -> None:
+    # PROMETHEUS_MULTIPROC_DIR set by hand may be shared with processes of another pid
+    # namespace (another container): their files are not taken for a dead process's
+    mine = tmp_path / "mine"
+    run_worker_processes(mine, 2)
+    assert value(mine, "taskq_tasks_received_total", "app:job") == 2
+    assert len([p for p in mine.glob("counter_*.db")]) == 2

@@ -45,8 +45,8 @@ class SmartRetryMiddleware(SimpleRetryMiddleware):
     ``delay`` label, else ``default_delay`` —, or with ``use_delay_exponent``
     ``delay * 2**(n - 1)`` capped at ``max_delay_exponent`` seconds (1, 2, 4, 8, ... for a
     delay of 1). No wait exceeds `MAX_RETRY_DELAY_S` (30 days), whatever the labels and
-    ``max_delay_exponent`` say. With ``use_jitter`` the wait is drawn uniformly from [0, that wait] ("full
-    jitter"), so workers that failed together do not retry together.
+    ``max_delay_exponent`` say. With ``use_jitter`` the wait is drawn uniformly from [0, that
+    wait] ("full jitter"), so workers that failed together do not retry together.
 
     The wait is carried by the ``delay`` label when the broker declares the ``delay``
     capability, else by a one-shot schedule added to ``schedule_source`` (a dynamic source a
