@@ -7,12 +7,14 @@ the sender's trace. Attributes follow OpenTelemetry's messaging semantic convent
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from taskq.abc.middleware import TaskiqMiddleware
 from taskq.exceptions import NoResultError, TaskRejectedError
+from taskq.task_events import stored_task_id, stored_task_name
 
 if TYPE_CHECKING:
     from contextvars import Token
@@ -23,11 +25,17 @@ if TYPE_CHECKING:
     from taskq.message import TaskiqMessage
     from taskq.result import TaskiqResult
 
+logger = logging.getLogger("taskq.otel")
+
 #: The value of ``messaging.system`` on every span.
 MESSAGING_SYSTEM = "taskq"
 #: Producer spans kept until their send completes; past this many (sends that failed) the
 #: oldest are ended, marked as errors.
 MAX_PENDING_SENDS = 10_000
+#: The longest trace context label read from a message, in characters: W3C's limit for
+#: ``tracestate`` and ``baggage`` (a ``traceparent`` is 55). A longer one is ignored: the
+#: propagators would refuse it too, but after logging it whole (a 1 MB line per message).
+MAX_CONTEXT_LABEL_CHARS = 8192
 #: Results that steer the worker rather than report a failure.
 _CONTROL_FLOW = (NoResultError, TaskRejectedError)
 
@@ -41,8 +49,13 @@ class OpenTelemetryMiddleware(TaskiqMiddleware):
     Spans carry ``messaging.system`` (``taskq``), ``messaging.operation.type`` and
     ``messaging.operation.name`` (``send`` or ``process``), ``messaging.message.id`` (the task
     id), ``messaging.destination.name`` (the broker's queue, where it has one) and
-    ``taskq.task.name``. A failed run records the exception on its span and sets the span's
-    status to error. Spans opened inside the task are children of the consumer span.
+    ``taskq.task.name``. A task id or name over 512 characters appears as the event stores
+    keep it (`stored_task_id`, `stored_task_name`). A failed run records the exception on its
+    span and sets the span's status to error. Spans opened inside the task are children of
+    the consumer span.
+
+    The worker reads the trace context from the labels the propagator uses, when they are
+    strings of at most `MAX_CONTEXT_LABEL_CHARS`; a malformed one starts a new trace.
 
     Only ``opentelemetry-api`` is required (``pip install 'taskq-middlewares[otel]'``): with no
     SDK configured, spans cost next to nothing and go nowhere.
@@ -70,7 +83,7 @@ class OpenTelemetryMiddleware(TaskiqMiddleware):
         from opentelemetry import propagate, trace
 
         span = self.tracer.start_span(
-            f"send {message.task_name}",
+            f"send {stored_task_name(message.task_name)}",
             kind=trace.SpanKind.PRODUCER,
             attributes=self._attributes(message, "send"),
         )
@@ -94,10 +107,9 @@ class OpenTelemetryMiddleware(TaskiqMiddleware):
         """Open the consumer span as a child of the sender's, current while the task runs."""
         from opentelemetry import context, propagate, trace
 
-        carrier = {k: v for k, v in message.labels.items() if isinstance(v, str)}
         span = self.tracer.start_span(
-            f"process {message.task_name}",
-            context=propagate.extract(carrier),
+            f"process {stored_task_name(message.task_name)}",
+            context=propagate.extract(_context_carrier(message)),
             kind=trace.SpanKind.CONSUMER,
             attributes=self._attributes(message, "process"),
         )
@@ -128,13 +140,34 @@ class OpenTelemetryMiddleware(TaskiqMiddleware):
             "messaging.system": MESSAGING_SYSTEM,
             "messaging.operation.type": operation,
             "messaging.operation.name": operation,
-            "messaging.message.id": message.task_id,
-            "taskq.task.name": message.task_name,
+            "messaging.message.id": stored_task_id(message.task_id),
+            "taskq.task.name": stored_task_name(message.task_name),
         }
         queue = getattr(self.broker, "queue_name", None)
         if isinstance(queue, str):
             attributes["messaging.destination.name"] = queue
         return attributes
+
+
+def _context_carrier(message: TaskiqMessage) -> dict[str, str]:
+    """The labels of ``message`` the propagator reads, without those too long to be a context."""
+    from opentelemetry import propagate
+
+    carrier = {}
+    for name in propagate.get_global_textmap().fields:
+        value = message.labels.get(name)
+        if not isinstance(value, str):
+            continue
+        if len(value) > MAX_CONTEXT_LABEL_CHARS:
+            logger.warning(
+                "Task %s: label %s holds %d characters, more than a trace context has; ignored",
+                stored_task_id(message.task_id),
+                name,
+                len(value),
+            )
+            continue
+        carrier[name] = value
+    return carrier
 
 
 def _describe(error: BaseException) -> str:
