@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 import trustme
 
-from taskq import Receiver
+from taskq import Receiver, TaskiqMessage, TaskiqMiddleware
 from taskq.exceptions import SecurityError
 from taskq.testing import eventually_blocking
 from taskq.toolkit import WORKER_GROUP_ENV
 from taskq_inmemory import InMemoryBroker
 from taskq_middlewares import (
     MetricsTLS,
+    OpenTelemetryMiddleware,
     PrometheusMiddleware,
     SimpleRetryMiddleware,
     metrics_server,
@@ -118,6 +119,40 @@ async def test_counts_received_succeeded_failed_retried_and_run_times(
     assert delta["prom:ok"] == (3, 3, 0, 0, 3, 0)
     assert delta["prom:broken"] == (2, 0, 2, 0, 2, 0)
     assert delta["prom:flaky"] == (2, 1, 1, 1, 2, 0)
+
+
+class RefuseUnsigned(TaskiqMiddleware):
+    """A middleware of the user's that refuses some messages in ``pre_execute``."""
+
+    def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
+        if not message.labels.get("signed"):
+            raise PermissionError("unsigned message")
+        return message
+
+
+async def test_a_message_refused_by_a_later_middleware_is_not_left_running(
+    metrics_dir: Path, running: Any
+) -> None:
+    # the running gauge went up in pre_execute and nothing took it down: 20,000 refused
+    # messages left taskq_tasks_running at 20,000 (and OpenTelemetry holding 20,000 spans)
+    otel = OpenTelemetryMiddleware()
+    broker = InMemoryBroker().with_middlewares(PrometheusMiddleware(), otel, RefuseUnsigned())
+
+    @broker.task(task_name="prom:guarded")
+    async def guarded() -> str:
+        return "ran"
+
+    async with running(broker):
+        for i in range(5):
+            message = TaskiqMessage(task_id=f"g{i}", task_name="prom:guarded", labels={})
+            await broker.kick(broker.formatter.dumps(message))
+        signed = await guarded.kicker().with_labels(signed=True).kiq()
+        assert (await signed.wait_result(timeout=WAIT)).return_value == "ran"
+        await broker.wait_all()
+    assert value(metrics_dir, "taskq_tasks_running", "prom:guarded") == 0
+    assert value(metrics_dir, "taskq_tasks_received_total", "prom:guarded") == 6
+    assert value(metrics_dir, "taskq_tasks_failed_total", "prom:guarded") == 5  # refused
+    assert otel._running == {}
 
 
 async def test_a_worker_serves_the_metrics_over_http(metrics_dir: Path) -> None:
