@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -156,3 +157,26 @@ async def test_a_malformed_trace_context_neither_fails_the_task_nor_floods_the_l
     assert result.return_value == 3
     assert [span.name for span in exporter.get_finished_spans()] == ["process add"]
     assert max((len(record.getMessage()) for record in caplog.records), default=0) < 2_000
+
+
+async def test_two_runs_of_one_task_id_at_once_each_end_their_span() -> None:
+    # a redelivered message, or a client reusing a task id, runs twice at once: the spans were
+    # kept by task id, so the second replaced the first, which never ended (1 span of 2)
+    broker, exporter, _ = traced_broker()
+    running: list[int] = []
+    both = asyncio.Event()
+
+    @broker.task(task_name="slow")
+    async def slow() -> None:
+        running.append(1)
+        if len(running) == 2:
+            both.set()
+        await asyncio.wait_for(both.wait(), timeout=5)
+
+    async with broker:
+        for _ in range(2):
+            message = TaskiqMessage(task_id="same", task_name="slow", labels={})
+            await broker.kick(broker.formatter.dumps(message))
+        await broker.wait_all()
+    assert both.is_set()
+    assert [span.name for span in exporter.get_finished_spans()] == ["process slow"] * 2

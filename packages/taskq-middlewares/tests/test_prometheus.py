@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 import trustme
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from taskq import Receiver, TaskiqMessage, TaskiqMiddleware
 from taskq.exceptions import SecurityError
@@ -135,7 +138,10 @@ async def test_a_message_refused_by_a_later_middleware_is_not_left_running(
 ) -> None:
     # the running gauge went up in pre_execute and nothing took it down: 20,000 refused
     # messages left taskq_tasks_running at 20,000 (and OpenTelemetry holding 20,000 spans)
-    otel = OpenTelemetryMiddleware()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    otel = OpenTelemetryMiddleware(tracer_provider=provider)
     broker = InMemoryBroker().with_middlewares(PrometheusMiddleware(), otel, RefuseUnsigned())
 
     @broker.task(task_name="prom:guarded")
@@ -152,7 +158,9 @@ async def test_a_message_refused_by_a_later_middleware_is_not_left_running(
     assert value(metrics_dir, "taskq_tasks_running", "prom:guarded") == 0
     assert value(metrics_dir, "taskq_tasks_received_total", "prom:guarded") == 6
     assert value(metrics_dir, "taskq_tasks_failed_total", "prom:guarded") == 5  # refused
-    assert otel._running == {}
+    process = [span for span in exporter.get_finished_spans() if span.kind.name == "CONSUMER"]
+    assert len(process) == 6  # every span ended, the refused runs' as errors
+    assert sum(not span.status.is_ok for span in process) == 5
 
 
 async def test_a_worker_serves_the_metrics_over_http(metrics_dir: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from contextlib import suppress
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from taskq.abc.middleware import TaskiqMiddleware
@@ -76,7 +77,10 @@ class OpenTelemetryMiddleware(TaskiqMiddleware):
             ) from exc
         self.tracer: Tracer = trace.get_tracer("taskq", tracer_provider=tracer_provider)
         self._sending: OrderedDict[str, Span] = OrderedDict()
-        self._running: dict[str, tuple[Span, Token[Context]]] = {}
+        # the run's span, kept in the run's context rather than by task id: a task id
+        # delivered twice (a redelivery, a reused id) runs twice at once, and keyed by id
+        # the first run's span was replaced by the second's and never ended
+        self._run: ContextVar[_Run | None] = ContextVar(f"taskq_otel_run_{id(self)}", default=None)
 
     def pre_send(self, message: TaskiqMessage) -> TaskiqMessage:
         """Open the producer span and put its context in the message labels."""
@@ -113,18 +117,20 @@ class OpenTelemetryMiddleware(TaskiqMiddleware):
             kind=trace.SpanKind.CONSUMER,
             attributes=self._attributes(message, "process"),
         )
-        token = context.attach(trace.set_span_in_context(span))
-        self._running[message.task_id] = (span, token)
+        run = _Run(span, context.attach(trace.set_span_in_context(span)))
+        run.outer = self._run.set(run)
         return message
 
     def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
         """Close the consumer span, recording the task's error on it."""
         from opentelemetry import context, trace
 
-        entry = self._running.pop(message.task_id, None)
-        if entry is None:
+        run = self._run.get()
+        if run is None or run.outer is None:
             return
-        span, token = entry
+        with suppress(ValueError):  # reset from another context: the span still ends
+            self._run.reset(run.outer)  # a run nested in this one's context ends before it
+        span = run.span
         error = result.error
         try:
             if error is not None and not isinstance(error, _CONTROL_FLOW):
@@ -133,7 +139,7 @@ class OpenTelemetryMiddleware(TaskiqMiddleware):
                     span.record_exception(error)
         finally:  # an error whose str() raises still ends its span
             span.end()
-            context.detach(token)
+            context.detach(run.token)
 
     def _attributes(self, message: TaskiqMessage, operation: str) -> dict[str, str]:
         attributes = {
@@ -147,6 +153,17 @@ class OpenTelemetryMiddleware(TaskiqMiddleware):
         if isinstance(queue, str):
             attributes["messaging.destination.name"] = queue
         return attributes
+
+
+class _Run:
+    """The consumer span of one run, the context token that made it current, the var's token."""
+
+    __slots__ = ("outer", "span", "token")
+
+    def __init__(self, span: Span, token: Token[Context]) -> None:
+        self.span = span
+        self.token = token
+        self.outer: Token[_Run | None] | None = None
 
 
 def _context_carrier(message: TaskiqMessage) -> dict[str, str]:
