@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from typing import Any
+
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from taskq import AsyncTaskiqTask, TaskiqMessage
+from taskq.task_events import MAX_TASK_ID_CHARS, stored_task_id, stored_task_name
 from taskq_inmemory import InMemoryBroker
 from taskq_middlewares import OpenTelemetryMiddleware
 
@@ -96,3 +102,81 @@ async def test_an_error_whose_str_raises_still_ends_its_span_marked_as_an_error(
     assert process.status.status_code is trace.StatusCode.ERROR
     assert process.status.description == "UnprintableError"
     assert "a middleware failed" not in caplog.text
+
+
+async def test_a_huge_task_id_or_name_is_kept_bounded_on_the_spans() -> None:
+    # a 1 MB task id (a client's with_task_id) was a 1 MB attribute of both spans, and a 1 MB
+    # task name a 1 MB span name and attribute, for every exporter to ship
+    broker, exporter, _ = traced_broker()
+    name = "n" * 1_000_000
+
+    @broker.task(task_name=name)
+    async def job() -> int:
+        return 1
+
+    async with broker:
+        task = await job.kicker().with_task_id("i" * 1_000_000).kiq()
+        assert (await task.wait_result(timeout=5)).return_value == 1
+    spans = exporter.get_finished_spans()
+    assert sorted(span.name for span in spans) == [
+        f"process {stored_task_name(name)}",
+        f"send {stored_task_name(name)}",
+    ]
+    for span in spans:
+        assert span.attributes is not None
+        assert span.attributes["messaging.message.id"] == stored_task_id(task.task_id)
+        assert max(len(str(value)) for value in span.attributes.values()) <= MAX_TASK_ID_CHARS
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        {"baggage": "k=v," * 250_000},  # 1 MB: logged whole by the propagator, per message
+        {"baggage": "%" * 1_000_000},
+        {"tracestate": "a=b," * 250_000},
+        {"traceparent": "garbage"},
+        {"traceparent": 5, "tracestate": ["a=b"], "baggage": {"k": "v"}},
+    ],
+)
+async def test_a_malformed_trace_context_neither_fails_the_task_nor_floods_the_log(
+    labels: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    broker, exporter, _ = traced_broker()
+
+    @broker.task(task_name="add")
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    with caplog.at_level(logging.DEBUG):
+        async with broker:
+            # straight to the worker, as another program's message would come
+            message = TaskiqMessage(task_id="t1", task_name="add", labels=labels, args=[1, 2])
+            await broker.kick(broker.formatter.dumps(message))
+            task: AsyncTaskiqTask[int] = AsyncTaskiqTask("t1", broker.result_backend)
+            result = await task.wait_result(timeout=5)
+    assert result.return_value == 3
+    assert [span.name for span in exporter.get_finished_spans()] == ["process add"]
+    assert max((len(record.getMessage()) for record in caplog.records), default=0) < 2_000
+
+
+async def test_two_runs_of_one_task_id_at_once_each_end_their_span() -> None:
+    # a redelivered message, or a client reusing a task id, runs twice at once: the spans were
+    # kept by task id, so the second replaced the first, which never ended (1 span of 2)
+    broker, exporter, _ = traced_broker()
+    running: list[int] = []
+    both = asyncio.Event()
+
+    @broker.task(task_name="slow")
+    async def slow() -> None:
+        running.append(1)
+        if len(running) == 2:
+            both.set()
+        await asyncio.wait_for(both.wait(), timeout=5)
+
+    async with broker:
+        for _ in range(2):
+            message = TaskiqMessage(task_id="same", task_name="slow", labels={})
+            await broker.kick(broker.formatter.dumps(message))
+        await broker.wait_all()
+    assert both.is_set()
+    assert [span.name for span in exporter.get_finished_spans()] == ["process slow"] * 2

@@ -16,14 +16,18 @@ from typing import Any
 
 import pytest
 import trustme
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from taskq import Receiver
+from taskq import Receiver, TaskiqMessage, TaskiqMiddleware
 from taskq.exceptions import SecurityError
 from taskq.testing import eventually_blocking
 from taskq.toolkit import WORKER_GROUP_ENV
 from taskq_inmemory import InMemoryBroker
 from taskq_middlewares import (
     MetricsTLS,
+    OpenTelemetryMiddleware,
     PrometheusMiddleware,
     SimpleRetryMiddleware,
     metrics_server,
@@ -118,6 +122,45 @@ async def test_counts_received_succeeded_failed_retried_and_run_times(
     assert delta["prom:ok"] == (3, 3, 0, 0, 3, 0)
     assert delta["prom:broken"] == (2, 0, 2, 0, 2, 0)
     assert delta["prom:flaky"] == (2, 1, 1, 1, 2, 0)
+
+
+class RefuseUnsigned(TaskiqMiddleware):
+    """A middleware of the user's that refuses some messages in ``pre_execute``."""
+
+    def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
+        if not message.labels.get("signed"):
+            raise PermissionError("unsigned message")
+        return message
+
+
+async def test_a_message_refused_by_a_later_middleware_is_not_left_running(
+    metrics_dir: Path, running: Any
+) -> None:
+    # the running gauge went up in pre_execute and nothing took it down: 20,000 refused
+    # messages left taskq_tasks_running at 20,000 (and OpenTelemetry holding 20,000 spans)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    otel = OpenTelemetryMiddleware(tracer_provider=provider)
+    broker = InMemoryBroker().with_middlewares(PrometheusMiddleware(), otel, RefuseUnsigned())
+
+    @broker.task(task_name="prom:guarded")
+    async def guarded() -> str:
+        return "ran"
+
+    async with running(broker):
+        for i in range(5):
+            message = TaskiqMessage(task_id=f"g{i}", task_name="prom:guarded", labels={})
+            await broker.kick(broker.formatter.dumps(message))
+        signed = await guarded.kicker().with_labels(signed=True).kiq()
+        assert (await signed.wait_result(timeout=WAIT)).return_value == "ran"
+        await broker.wait_all()
+    assert value(metrics_dir, "taskq_tasks_running", "prom:guarded") == 0
+    assert value(metrics_dir, "taskq_tasks_received_total", "prom:guarded") == 6
+    assert value(metrics_dir, "taskq_tasks_failed_total", "prom:guarded") == 5  # refused
+    process = [span for span in exporter.get_finished_spans() if span.kind.name == "CONSUMER"]
+    assert len(process) == 6  # every span ended, the refused runs' as errors
+    assert sum(not span.status.is_ok for span in process) == 5
 
 
 async def test_a_worker_serves_the_metrics_over_http(metrics_dir: Path) -> None:
@@ -290,3 +333,52 @@ def test_with_tls_only_a_scraper_with_a_client_certificate_reads_the_metrics(
             urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
     finally:
         server.stop()
+
+
+RUN_ONE_TASK = """
+from taskq.message import TaskiqMessage
+from taskq.result import TaskiqResult
+from taskq_middlewares import PrometheusMiddleware
+
+middleware = PrometheusMiddleware()
+message = TaskiqMessage(task_id="t", task_name="app:job", labels={}, args=[], kwargs={})
+middleware.pre_execute(message)
+middleware.post_execute(message, TaskiqResult(is_err=False, return_value=None, execution_time=0.01))
+"""
+
+
+def run_worker_processes(directory: Path, count: int) -> None:
+    """Run ``count`` processes one after another, each counting one task in ``directory``."""
+    env = {**os.environ, MULTIPROC_DIR_ENV: str(directory)}
+    for _ in range(count):
+        subprocess.run([sys.executable, "-c", RUN_ONE_TASK], env=env, check=True)
+
+
+def test_the_files_of_replaced_workers_are_merged_and_their_counts_kept(tmp_path: Path) -> None:
+    # each process left a counter and a histogram file, read at every scrape: after 500
+    # workers replaced by --max-tasks-per-child 1, 1,000 files and a scrape of 60 to 80 ms
+    group = tmp_path / f"group-{os.getpid()}"
+    run_worker_processes(group, 12)
+    collected = {m.name: m for m in GroupCollector(group).collect()}
+    assert sorted(p.name for p in group.glob("*.db")) == [
+        "counter_merged.db",
+        "histogram_merged.db",
+    ]
+    [received] = collected["taskq_tasks_received"].samples
+    assert received.value == 12
+    count = next(
+        s for s in collected["taskq_task_execution_seconds"].samples if s.name.endswith("_count")
+    )
+    assert count.value == 12
+    run_worker_processes(group, 1)  # a new worker merges what the last one left
+    assert value(group, "taskq_tasks_succeeded_total", "app:job") == 13
+    assert len(list(group.glob("*.db"))) == 2
+
+
+def test_files_in_a_directory_of_your_own_are_left_alone(tmp_path: Path) -> None:
+    # PROMETHEUS_MULTIPROC_DIR set by hand may be shared with processes of another pid
+    # namespace (another container): their files are not taken for a dead process's
+    mine = tmp_path / "mine"
+    run_worker_processes(mine, 2)
+    assert value(mine, "taskq_tasks_received_total", "app:job") == 2
+    assert len([p for p in mine.glob("counter_*.db")]) == 2

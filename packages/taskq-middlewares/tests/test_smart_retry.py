@@ -207,3 +207,52 @@ async def test_a_retry_schedule_of_a_huge_task_id_has_a_bounded_id_of_its_own() 
     assert ids[4:] == ["retry-t1-1", "retry-t1-2"]  # a short id's schedule id is as it was
     assert max(len(one) for one in ids) < MAX_TASK_ID_CHARS + 16
     assert [s.task_id for s in source.added][::2] == [big, twin, "t1"]  # run as the same task
+
+
+THIRTY_DAYS = timedelta(days=30)
+
+
+@pytest.mark.parametrize(
+    ("cap", "labels", "failed_runs"),
+    [
+        (float("inf"), {}, 2000),  # no cap: 2**1999 s overflowed timedelta (OverflowError)
+        (1e300, {}, 40),  # a cap past datetime's range: "date value out of range"
+        (60.0, {"_retry_delay": 1e300}, 1),  # a label from the message, past timedelta's range
+        (60.0, {"delay": 2.5e11}, 1),  # 7,900 years: the retry was scheduled in year 9949
+    ],
+)
+async def test_a_retry_is_never_scheduled_more_than_30_days_ahead(
+    cap: float, labels: dict[str, Any], failed_runs: int
+) -> None:
+    source = RecordingSource()
+    retry = SmartRetryMiddleware(
+        use_delay_exponent=cap != 60.0, max_delay_exponent=cap, schedule_source=source
+    )
+    NoDelayBroker().add_middlewares(retry)
+    before = datetime.now(timezone.utc)
+    wait = await retry.send_again(message(**labels), failed_runs)
+    [schedule] = source.added
+    assert schedule.time is not None
+    assert wait == THIRTY_DAYS.total_seconds()
+    assert before + THIRTY_DAYS <= schedule.time <= datetime.now(timezone.utc) + THIRTY_DAYS
+
+
+async def test_an_uncapped_backoff_keeps_retrying_through_a_broker_with_delay(
+    running: Any,
+) -> None:
+    # the 23rd retry's delay (2**22 s, 48 days) was refused by the kicker (at most 30 days):
+    # the retries stopped there, with an error logged, however many attempts were allowed
+    retry = SmartRetryMiddleware(default_delay=1, use_delay_exponent=True, max_delay_exponent=1e9)
+    broker = InMemoryBroker().with_middlewares(retry)
+
+    @broker.task(task_name="m:t")
+    async def never_run() -> None: ...
+
+    async with running(broker):
+        assert await retry.send_again(message(), 23) == THIRTY_DAYS.total_seconds()
+        assert await retry.send_again(message(), 2000) == THIRTY_DAYS.total_seconds()
+
+
+def test_a_default_delay_over_30_days_is_refused() -> None:
+    with pytest.raises(ValueError, match="30 days"):
+        SmartRetryMiddleware(default_delay=THIRTY_DAYS.total_seconds() + 1)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from taskq_middlewares.metric_files import forget_dead_processes
+from taskq_middlewares.metric_files import files_locked, tidy
 
 logger = logging.getLogger("taskq.prometheus")
 
@@ -121,7 +121,7 @@ def group_registry(directory: Path) -> Any:
 
 
 class GroupCollector:
-    """Sums the metric files of a group, first forgetting the gauges of dead processes."""
+    """Sums the metric files of a group, first tidying those of dead processes (`tidy`)."""
 
     def __init__(self, directory: Path) -> None:
         """Collect from ``directory``."""
@@ -132,5 +132,6 @@ class GroupCollector:
 
     def collect(self) -> Any:
         """Return the summed metrics of the live and the finished processes of the group."""
-        forget_dead_processes(self.directory)
-        return self._files.collect()
+        tidy(self.directory)
+        with files_locked(self.directory):  # no merge removes a file between glob and read
+            return list(self._files.collect())

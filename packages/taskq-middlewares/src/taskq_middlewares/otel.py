@@ -7,12 +7,15 @@ the sender's trace. Attributes follow OpenTelemetry's messaging semantic convent
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from contextlib import suppress
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from taskq.abc.middleware import TaskiqMiddleware
 from taskq.exceptions import NoResultError, TaskRejectedError
+from taskq.task_events import stored_task_id, stored_task_name
 
 if TYPE_CHECKING:
     from contextvars import Token
@@ -23,11 +26,17 @@ if TYPE_CHECKING:
     from taskq.message import TaskiqMessage
     from taskq.result import TaskiqResult
 
+logger = logging.getLogger("taskq.otel")
+
 #: The value of ``messaging.system`` on every span.
 MESSAGING_SYSTEM = "taskq"
 #: Producer spans kept until their send completes; past this many (sends that failed) the
 #: oldest are ended, marked as errors.
 MAX_PENDING_SENDS = 10_000
+#: The longest trace context label read from a message, in characters: W3C's limit for
+#: ``tracestate`` and ``baggage`` (a ``traceparent`` is 55). A longer one is ignored: the
+#: propagators would refuse it too, but after logging it whole (a 1 MB line per message).
+MAX_CONTEXT_LABEL_CHARS = 8192
 #: Results that steer the worker rather than report a failure.
 _CONTROL_FLOW = (NoResultError, TaskRejectedError)
 
@@ -41,8 +50,13 @@ class OpenTelemetryMiddleware(TaskiqMiddleware):
     Spans carry ``messaging.system`` (``taskq``), ``messaging.operation.type`` and
     ``messaging.operation.name`` (``send`` or ``process``), ``messaging.message.id`` (the task
     id), ``messaging.destination.name`` (the broker's queue, where it has one) and
-    ``taskq.task.name``. A failed run records the exception on its span and sets the span's
-    status to error. Spans opened inside the task are children of the consumer span.
+    ``taskq.task.name``. A task id or name over 512 characters appears as the event stores
+    keep it (`stored_task_id`, `stored_task_name`). A failed run records the exception on its
+    span and sets the span's status to error. Spans opened inside the task are children of
+    the consumer span.
+
+    The worker reads the trace context from the labels the propagator uses, when they are
+    strings of at most `MAX_CONTEXT_LABEL_CHARS`; a malformed one starts a new trace.
 
     Only ``opentelemetry-api`` is required (``pip install 'taskq-middlewares[otel]'``): with no
     SDK configured, spans cost next to nothing and go nowhere.
@@ -63,14 +77,17 @@ class OpenTelemetryMiddleware(TaskiqMiddleware):
             ) from exc
         self.tracer: Tracer = trace.get_tracer("taskq", tracer_provider=tracer_provider)
         self._sending: OrderedDict[str, Span] = OrderedDict()
-        self._running: dict[str, tuple[Span, Token[Context]]] = {}
+        # the run's span, kept in the run's context rather than by task id: a task id
+        # delivered twice (a redelivery, a reused id) runs twice at once, and keyed by id
+        # the first run's span was replaced by the second's and never ended
+        self._run: ContextVar[_Run | None] = ContextVar(f"taskq_otel_run_{id(self)}", default=None)
 
     def pre_send(self, message: TaskiqMessage) -> TaskiqMessage:
         """Open the producer span and put its context in the message labels."""
         from opentelemetry import propagate, trace
 
         span = self.tracer.start_span(
-            f"send {message.task_name}",
+            f"send {stored_task_name(message.task_name)}",
             kind=trace.SpanKind.PRODUCER,
             attributes=self._attributes(message, "send"),
         )
@@ -94,25 +111,26 @@ class OpenTelemetryMiddleware(TaskiqMiddleware):
         """Open the consumer span as a child of the sender's, current while the task runs."""
         from opentelemetry import context, propagate, trace
 
-        carrier = {k: v for k, v in message.labels.items() if isinstance(v, str)}
         span = self.tracer.start_span(
-            f"process {message.task_name}",
-            context=propagate.extract(carrier),
+            f"process {stored_task_name(message.task_name)}",
+            context=propagate.extract(_context_carrier(message)),
             kind=trace.SpanKind.CONSUMER,
             attributes=self._attributes(message, "process"),
         )
-        token = context.attach(trace.set_span_in_context(span))
-        self._running[message.task_id] = (span, token)
+        run = _Run(span, context.attach(trace.set_span_in_context(span)))
+        run.outer = self._run.set(run)
         return message
 
     def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
         """Close the consumer span, recording the task's error on it."""
         from opentelemetry import context, trace
 
-        entry = self._running.pop(message.task_id, None)
-        if entry is None:
+        run = self._run.get()
+        if run is None or run.outer is None:
             return
-        span, token = entry
+        with suppress(ValueError):  # reset from another context: the span still ends
+            self._run.reset(run.outer)  # a run nested in this one's context ends before it
+        span = run.span
         error = result.error
         try:
             if error is not None and not isinstance(error, _CONTROL_FLOW):
@@ -121,20 +139,52 @@ class OpenTelemetryMiddleware(TaskiqMiddleware):
                     span.record_exception(error)
         finally:  # an error whose str() raises still ends its span
             span.end()
-            context.detach(token)
+            context.detach(run.token)
 
     def _attributes(self, message: TaskiqMessage, operation: str) -> dict[str, str]:
         attributes = {
             "messaging.system": MESSAGING_SYSTEM,
             "messaging.operation.type": operation,
             "messaging.operation.name": operation,
-            "messaging.message.id": message.task_id,
-            "taskq.task.name": message.task_name,
+            "messaging.message.id": stored_task_id(message.task_id),
+            "taskq.task.name": stored_task_name(message.task_name),
         }
         queue = getattr(self.broker, "queue_name", None)
         if isinstance(queue, str):
             attributes["messaging.destination.name"] = queue
         return attributes
+
+
+class _Run:
+    """The consumer span of one run, the context token that made it current, the var's token."""
+
+    __slots__ = ("outer", "span", "token")
+
+    def __init__(self, span: Span, token: Token[Context]) -> None:
+        self.span = span
+        self.token = token
+        self.outer: Token[_Run | None] | None = None
+
+
+def _context_carrier(message: TaskiqMessage) -> dict[str, str]:
+    """The labels of ``message`` the propagator reads, without those too long to be a context."""
+    from opentelemetry import propagate
+
+    carrier = {}
+    for name in propagate.get_global_textmap().fields:
+        value = message.labels.get(name)
+        if not isinstance(value, str):
+            continue
+        if len(value) > MAX_CONTEXT_LABEL_CHARS:
+            logger.warning(
+                "Task %s: label %s holds %d characters, more than a trace context has; ignored",
+                stored_task_id(message.task_id),
+                name,
+                len(value),
+            )
+            continue
+        carrier[name] = value
+    return carrier
 
 
 def _describe(error: BaseException) -> str:

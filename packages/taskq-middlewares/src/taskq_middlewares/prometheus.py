@@ -175,11 +175,11 @@ class _Metrics:
     @classmethod
     def create(cls, metrics_path: Path | None) -> _Metrics:
         """Prepare the group's directory, switch prometheus-client to it, make the families."""
-        from taskq_middlewares.metric_files import forget_dead_processes, prepare_directory
+        from taskq_middlewares.metric_files import prepare_directory, tidy
 
         directory = prepare_directory(metrics_path)
         _use_multiprocess_values()
-        forget_dead_processes(directory)
+        tidy(directory)
         return cls(directory)
 
     def of(self, task_name: str) -> _TaskMetrics:

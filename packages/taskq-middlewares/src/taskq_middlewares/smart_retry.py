@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 from taskq.abc.schedule_source import ScheduleSource
 from taskq.capabilities import Capability
+from taskq.labels import MAX_DELAY_S
 from taskq.message import TaskiqMessage
 from taskq.scheduled_task import ScheduledTask
 from taskq.task_events import quoted, stored_task_id, stored_task_name
@@ -31,6 +32,10 @@ DEFAULT_MAX_DELAY_S = 60.0
 BASE_DELAY_LABEL = "_retry_delay"
 #: Doublings beyond which the backoff is the cap anyway (keeps 2**n a finite float).
 _MAX_DOUBLINGS = 1000
+#: The longest wait before a retry, in seconds: the longest ``delay`` a message may carry
+#: (30 days). A longer one could not be sent with a ``delay`` label, and a schedule that far
+#: off overflows ``datetime`` or lands in year 9949.
+MAX_RETRY_DELAY_S = float(MAX_DELAY_S)
 
 
 class SmartRetryMiddleware(SimpleRetryMiddleware):
@@ -39,8 +44,9 @@ class SmartRetryMiddleware(SimpleRetryMiddleware):
     After the n-th failed run (n = 1, 2, ...) the retry waits ``delay`` seconds — the task's
     ``delay`` label, else ``default_delay`` —, or with ``use_delay_exponent``
     ``delay * 2**(n - 1)`` capped at ``max_delay_exponent`` seconds (1, 2, 4, 8, ... for a
-    delay of 1). With ``use_jitter`` the wait is drawn uniformly from [0, that wait] ("full
-    jitter"), so workers that failed together do not retry together.
+    delay of 1). No wait exceeds `MAX_RETRY_DELAY_S` (30 days), whatever the labels and
+    ``max_delay_exponent`` say. With ``use_jitter`` the wait is drawn uniformly from [0, that
+    wait] ("full jitter"), so workers that failed together do not retry together.
 
     The wait is carried by the ``delay`` label when the broker declares the ``delay``
     capability, else by a one-shot schedule added to ``schedule_source`` (a dynamic source a
@@ -52,10 +58,12 @@ class SmartRetryMiddleware(SimpleRetryMiddleware):
             run included (default 3).
         default_retry_label: retry tasks that have no ``retry_on_error`` label (default False).
         no_result_on_retry: store nothing for a run that is retried (default True).
-        default_delay: seconds before a retry of a task without a ``delay`` label (default 5).
+        default_delay: seconds before a retry of a task without a ``delay`` label (default 5,
+            at most 30 days).
         use_jitter: wait a uniform random time in [0, backoff] instead (default False).
         use_delay_exponent: double the wait after each failed run (default False).
-        max_delay_exponent: cap of the exponential backoff, in seconds (default 60).
+        max_delay_exponent: cap of the exponential backoff, in seconds (default 60; above
+            30 days, or infinite, the cap is 30 days).
         schedule_source: where to add the retries when the broker has no ``delay``.
         types_of_exceptions: retry only these exception types (default: any).
     """
@@ -78,10 +86,11 @@ class SmartRetryMiddleware(SimpleRetryMiddleware):
         )
         if schedule_source is not None and not isinstance(schedule_source, ScheduleSource):
             raise TypeError(f"schedule_source must be a ScheduleSource, not {schedule_source!r}")
-        if not (0 <= default_delay < math.inf and max_delay_exponent >= 0):  # NaN fails too
+        if not (0 <= default_delay <= MAX_RETRY_DELAY_S and max_delay_exponent >= 0):  # NaN too
             raise ValueError(
-                "default_delay must be finite seconds and max_delay_exponent seconds, neither "
-                f"negative nor NaN; got {default_delay!r} and {max_delay_exponent!r}"
+                "default_delay must be finite seconds, at most 30 days, and max_delay_exponent "
+                "seconds, neither negative nor NaN; "
+                f"got {default_delay!r} and {max_delay_exponent!r}"
             )
         self.default_delay = default_delay
         self.use_jitter = use_jitter
@@ -117,7 +126,14 @@ class SmartRetryMiddleware(SimpleRetryMiddleware):
         except (TypeError, ValueError, OverflowError):
             delay = math.nan
         if math.isfinite(delay):
-            return max(delay, 0.0)
+            if delay <= MAX_RETRY_DELAY_S:
+                return max(delay, 0.0)
+            logger.warning(
+                "Task %s: delay %s is over 30 days; retrying after 30 days at most",
+                stored_task_id(message.task_id),
+                quoted(raw),
+            )
+            return MAX_RETRY_DELAY_S
         logger.warning(
             "Task %s: delay %s is not a finite number of seconds; using %s",
             stored_task_id(message.task_id),
@@ -127,10 +143,11 @@ class SmartRetryMiddleware(SimpleRetryMiddleware):
         return self.default_delay
 
     def retry_delay(self, message: TaskiqMessage, failed_runs: int) -> float:
-        """Seconds to wait before the run after ``failed_runs`` failed ones."""
+        """Seconds to wait before the run after ``failed_runs`` failed ones (30 days at most)."""
         base = wait = self.base_delay(message)
         if self.use_delay_exponent:
-            wait = min(base * 2.0 ** min(failed_runs - 1, _MAX_DOUBLINGS), self.max_delay_exponent)
+            cap = min(self.max_delay_exponent, MAX_RETRY_DELAY_S)
+            wait = min(base * 2.0 ** min(failed_runs - 1, _MAX_DOUBLINGS), cap)
         if self.use_jitter:
             wait = random.uniform(0.0, wait)
         return wait

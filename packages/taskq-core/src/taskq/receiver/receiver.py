@@ -346,6 +346,7 @@ class Receiver:
         if ack_type is _WHEN_RECEIVED:
             await acker.ack()
         hooks = self.broker.middleware_hooks
+        hook = None
         try:
             for hook in hooks["pre_execute"]:
                 message = await maybe_await(hook(message))
@@ -354,6 +355,7 @@ class Receiver:
             logger.exception(
                 "Task %s: a pre_execute middleware failed", stored_task_id(message.task_id)
             )
+            await self._close_started(message, failure, hooks, hook)
             await self._refuse(message, failure, acker)
             return
         recorder = self.broker.event_recorder
@@ -445,6 +447,30 @@ class Receiver:
         await acker.reject(rejection_reason(error))
         if error.task_id is not None and error.unique_key is not None:
             await HeldKey(error.unique_key, error.task_id).free(self.broker)
+
+    async def _close_started(
+        self, message: TaskiqMessage, failure: Exception, hooks: dict[str, list[Any]], failed: Any
+    ) -> None:
+        """Run ``post_execute`` of the middlewares whose ``pre_execute`` ran before ``failed``.
+
+        What they opened for the run (a span, a running-tasks gauge) is closed: the task does
+        not run, and without this each message refused by a later middleware left it open.
+        """
+        pre = hooks["pre_execute"]
+        started = {id(getattr(hook, "__self__", hook)) for hook in pre[: pre.index(failed)]}
+        if not started:
+            return
+        result = _failed_result(message, failure, 0.0)
+        try:
+            for hook in hooks["post_execute"]:
+                if id(getattr(hook, "__self__", hook)) in started:
+                    await maybe_await(hook(message, result))
+        except BaseException as exc:
+            reraise_cancellation(exc)
+            logger.exception(
+                "Task %s: a middleware failed after another refused the message",
+                stored_task_id(message.task_id),
+            )
 
     async def _after_run(
         self, message: TaskiqMessage, result: TaskiqResult[Any], hooks: dict[str, list[Any]]
