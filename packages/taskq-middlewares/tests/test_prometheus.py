@@ -124,6 +124,24 @@ async def test_counts_received_succeeded_failed_retried_and_run_times(
     assert delta["prom:flaky"] == (2, 1, 1, 1, 2, 0)
 
 
+# any truthy label counted as a retry: "0", -5 and "x" too
+@pytest.mark.parametrize(("label", "retried"), [("0", 0), (-5, 0), ("x", 0), ([], 0), ("2", 1)])
+async def test_only_a_positive_retry_count_is_counted_as_a_retry(
+    metrics_dir: Path, running: Any, label: Any, retried: int
+) -> None:
+    broker = InMemoryBroker().with_middlewares(PrometheusMiddleware())
+
+    @broker.task(task_name="prom:labelled")
+    async def labelled() -> None: ...
+
+    before = value(metrics_dir, "taskq_tasks_retried_total", "prom:labelled")
+    async with running(broker):
+        sent = await labelled.kicker().with_labels(_retries=label).kiq()
+        await sent.wait_result(timeout=WAIT)
+    after = value(metrics_dir, "taskq_tasks_retried_total", "prom:labelled")
+    assert after - before == retried
+
+
 class RefuseUnsigned(TaskiqMiddleware):
     """A middleware of the user's that refuses some messages in ``pre_execute``."""
 

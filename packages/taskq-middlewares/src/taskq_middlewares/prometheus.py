@@ -104,7 +104,7 @@ class PrometheusMiddleware(TaskiqMiddleware):
         metrics = self._metrics or self._ensure_metrics()
         per_task = metrics.of(message.task_name)
         per_task.received.inc()
-        if message.labels.get(RETRIES_LABEL):
+        if _is_retry(message.labels.get(RETRIES_LABEL)):
             per_task.retried.inc()
         per_task.running.inc()
         return message
@@ -201,3 +201,17 @@ def _use_multiprocess_values() -> None:
 
     if values.ValueClass.__name__ != "MmapedValue":
         values.ValueClass = values.get_value_class()
+
+
+def _is_retry(failed_runs: Any) -> bool:
+    """Whether a ``_retries`` label counts failed runs before this one (1 or more).
+
+    Labels may arrive as strings, or be set by hand: ``"0"``, ``-5`` or ``"x"`` is no retry.
+    Quiet: the retry middleware reading the same label says what is wrong with it.
+    """
+    if not failed_runs:
+        return False
+    try:
+        return int(failed_runs) > 0
+    except (TypeError, ValueError, OverflowError):
+        return False
