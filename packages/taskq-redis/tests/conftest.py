@@ -10,10 +10,11 @@ import pytest
 from hypothesis import settings
 
 from taskq_redis import RedisStreamBroker
-from taskq_redis.testing import redis_prefix, redis_url
+from taskq_redis.testing import own_redis_url, redis_prefix, redis_url
 
-# the Redis server of the tests (skip without one, fail on CI) and a key prefix per test
-__all__ = ["redis_prefix", "redis_url"]
+# the Redis server of the tests (skip without one, fail on CI), a key prefix per test, and a
+# throwaway server of a test's own (for settings the shared one must keep)
+__all__ = ["own_redis_url", "redis_prefix", "redis_url"]
 
 # Fuzz tests (test_fuzz_*.py) use this profile: TASKQ_FUZZ_EXAMPLES inputs per property
 # (10000 by default; tox.ini lowers it), and no per-example deadline (timings vary on CI).

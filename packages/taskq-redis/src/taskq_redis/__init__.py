@@ -25,8 +25,10 @@ if TYPE_CHECKING:
     from taskq_redis.errors import (
         EventStoreUnavailableError,
         InvalidLabelError,
+        RedisAnsweredError,
         RedisBrokerUnavailableError,
         RedisUnavailableError,
+        SendRefusedError,
         SendUnavailableError,
     )
     from taskq_redis.event_store import RedisEventStore
@@ -39,6 +41,7 @@ _DEFINED_IN = {
     "DeadLetterQueue": "taskq_redis.dead_letters",
     "EventStoreUnavailableError": "taskq_redis.errors",
     "InvalidLabelError": "taskq_redis.errors",
+    "RedisAnsweredError": "taskq_redis.errors",
     "RedisBrokerUnavailableError": "taskq_redis.errors",
     "RedisCancellationStore": "taskq_redis.cancellation",
     "RedisConnection": "taskq_redis.connection",
@@ -47,6 +50,7 @@ _DEFINED_IN = {
     "RedisStreamBroker": "taskq_redis.broker",
     "RedisUnavailableError": "taskq_redis.errors",
     "RedisUniqueStore": "taskq_redis.unique",
+    "SendRefusedError": "taskq_redis.errors",
     "SendUnavailableError": "taskq_redis.errors",
 }
 
@@ -55,6 +59,7 @@ __all__ = [
     "DeadLetterQueue",
     "EventStoreUnavailableError",
     "InvalidLabelError",
+    "RedisAnsweredError",
     "RedisBrokerUnavailableError",
     "RedisCancellationStore",
     "RedisConnection",
@@ -63,6 +68,7 @@ __all__ = [
     "RedisStreamBroker",
     "RedisUnavailableError",
     "RedisUniqueStore",
+    "SendRefusedError",
     "SendUnavailableError",
 ]
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 from typing_extensions import Self
 
 from taskq.abc.broker import AsyncBroker
@@ -29,7 +29,13 @@ from taskq.task_events import EventKind, quoted
 from taskq_redis.batching import BatchSender
 from taskq_redis.connection import DEFAULT_URL, RedisConnection, SerialConnection
 from taskq_redis.delayed import delayed_member, move_due_forever
-from taskq_redis.errors import RedisBrokerUnavailableError, SendUnavailableError, unavailable
+from taskq_redis.errors import (
+    RedisBrokerUnavailableError,
+    SendRefusedError,
+    SendUnavailableError,
+    answered,
+    unavailable,
+)
 from taskq_redis.inspection import inspect_queue
 from taskq_redis.keys import QueueKeys
 from taskq_redis.options import BrokerOption, BrokerOptions
@@ -472,6 +478,8 @@ class RedisStreamBroker(AsyncBroker):
                 exc,
                 self.send_timeout_s,
             ) from exc
+        except RedisError as exc:  # Redis is up and refused it: out of memory, read-only, ...
+            raise SendRefusedError(answered("send the task", self.reconnector.server, exc)) from exc
 
     # -- receiving -----------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import ResponseError
 
 from taskq.acks import AckableMessage
-from taskq_redis.reconnect import CONNECTION_ERRORS
+from taskq_redis.reconnect import CONNECTION_ERRORS, AnswerLog
 from taskq_redis.scripts import HANDED_BACK, RELEASED
 
 if TYPE_CHECKING:
@@ -108,6 +108,10 @@ class StreamConsumer:
         self._next_handed_back_check = 0.0
         self._loop = asyncio.get_running_loop()
         self._releasing: set[asyncio.Task[None]] = set()
+        #: Logs what Redis answers when it refuses releases, once per condition.
+        self.refusals = AnswerLog(reconnector.server, "release messages")
+        self._read_refusals = AnswerLog(reconnector.server, "read messages")
+        self._beat_refusals = AnswerLog(reconnector.server, "extend the leases of held messages")
         self._fetching: asyncio.Task[None] | None = None
         self._give_up_after_s = 0.0  # set by `stop_reading`, for the leaving
         self._heartbeat = asyncio.ensure_future(self._beat())
@@ -222,6 +226,14 @@ class StreamConsumer:
                 entry_id.decode(),
                 options.lease_s,
             )
+        except ResponseError as exc:  # up but refusing: the same answer for every message
+            self.refusals.failed(
+                exc,
+                f"the messages stay pending: another worker takes them over when their lease "
+                f"({options.lease_s:g} s) expires",
+            )
+        else:
+            self.refusals.succeeded()
 
     def _release_dropped(self, level: int, entry_id: bytes) -> None:
         """Release an entry that no one can settle any more (its message was dropped)."""
@@ -342,6 +354,8 @@ class StreamConsumer:
             return
         except ResponseError as exc:
             await self._recover(exc)
+        else:
+            self._read_refusals.succeeded()
 
     async def _read(self) -> list[Entry]:
         response = await self.reconnector.call("read messages", self._read_once)
@@ -496,7 +510,9 @@ class StreamConsumer:
             )
             await self._create_groups()
             return
-        logger.error("Redis refused to deliver messages: %s; trying again", error)
+        self._read_refusals.failed(
+            error, f"trying again every {self.options.reconnect_max_delay_s:g} s"
+        )
         await asyncio.sleep(self.options.reconnect_max_delay_s)
 
     # -- leases --------------------------------------------------------------------------------
@@ -510,8 +526,15 @@ class StreamConsumer:
                 await self.heartbeat()
             except CONNECTION_ERRORS:
                 return  # closed during an outage
+            except ResponseError as exc:  # up but refusing: the same answer every beat
+                self._beat_refusals.failed(
+                    exc, "trying again; held messages may be taken over once their lease expires"
+                )
+                continue
             except Exception:
                 logger.exception("Extending the leases of held messages failed; trying again")
+            else:
+                self._beat_refusals.succeeded()
         # its listen() ended and what it yielded is settled: leave the group
         self.closed = True
         with contextlib.suppress(*CONNECTION_ERRORS):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from redis.exceptions import ResponseError
 
-from taskq_redis.reconnect import CONNECTION_ERRORS
+from taskq_redis.reconnect import CONNECTION_ERRORS, AnswerLog
 
 if TYPE_CHECKING:
     from taskq_redis.options import BrokerOptions
@@ -43,6 +43,7 @@ async def move_due_forever(
     """
     keys: ScriptKeys = [options.keys.delayed, *options.keys.streams]
     args: ScriptArgs = [MOVE_BATCH, options.max_stream_length or ""]
+    refusals = AnswerLog(reconnector.server, "move due delayed messages")
     while not stop.is_set() and not reconnector.closed:
         try:
             moved, wait_ms = await reconnector.call(
@@ -50,9 +51,11 @@ async def move_due_forever(
             )
         except CONNECTION_ERRORS:
             return  # closed during an outage
-        except ResponseError as exc:
-            logger.error("Moving due delayed messages failed: %s; trying again", exc)
+        except ResponseError as exc:  # the same answer every check: logged once a minute
+            refusals.failed(exc, "they stay delayed; trying again")
             moved, wait_ms = 0, -1
+        else:
+            refusals.succeeded()
         if moved >= MOVE_BATCH:
             continue
         pause = options.delay_check_interval_s

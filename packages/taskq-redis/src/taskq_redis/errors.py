@@ -4,6 +4,9 @@
 raise subclasses of it that are also their own kind of error (a `BrokerError`, a
 `ResultBackendError`, ...), built by `unavailable` (or `translated`) so that every outage
 reads the same.
+A server that is up and answers an error (out of memory, a read-only replica, an ACL user
+lacking a permission, ...) is worded by `answered`, which adds what to do about Redis's answer;
+a task that Redis refuses raises `SendRefusedError`.
 `InvalidLabelError` (a bad ``delay`` or ``priority`` label) is taskq's own, re-exported here.
 """
 
@@ -27,14 +30,59 @@ from taskq_redis.reconnect import CONNECTION_ERRORS
 __all__ = [
     "EventStoreUnavailableError",
     "InvalidLabelError",
+    "RedisAnsweredError",
     "RedisBrokerUnavailableError",
     "RedisUnavailableError",
+    "SendRefusedError",
     "SendUnavailableError",
+    "answered",
     "translated",
     "unavailable",
 ]
 
 _Error = TypeVar("_Error", bound="RedisUnavailableError")
+
+#: What to do about an error Redis answers, by the error's code (the first word of the reply).
+ANSWER_ADVICE = {
+    "OOM": (
+        "Redis reached its maxmemory and its policy (noeviction) refuses writes: raise "
+        "maxmemory, free memory, or let the workers drain the queue"
+    ),
+    "READONLY": ("the URL names a read-only replica (after a failover?): point it at the primary"),
+    "NOPERM": (
+        "the ACL user lacks that command or key pattern: grant it to the user (ACL SETUSER) "
+        "for the key prefix taskq uses"
+    ),
+    "NOAUTH": "Redis requires a password: give it in the URL (redis://user:password@host)",
+    "WRONGPASS": "the user or password is wrong (or the user is disabled): fix the URL",
+    "LOADING": "Redis is loading its dataset after a restart: it answers once loaded",
+    "BUSY": "a script has run for too long: it answers once it ends (or after SCRIPT KILL)",
+    "MASTERDOWN": "the replica lost its primary: point the URL at the primary",
+}
+
+
+def answer_code(error: BaseException) -> str | None:
+    """The code of the error Redis answered (``"OOM"``, ``"READONLY"``, ...), if it answered one."""
+    if not isinstance(error, RedisError):
+        return None
+    code = getattr(error, "status_code", None)  # redis-py 6 and later
+    if not code:
+        first = str(error).split(" ", 1)[0]
+        code = first if first.isupper() else None
+    return code if code in ANSWER_ADVICE else None
+
+
+def answered(action: str, server: str, error: BaseException) -> str:
+    """The message for ``action`` failing because Redis at ``server`` answered ``error``.
+
+    It quotes Redis's answer and, for the errors of `ANSWER_ADVICE`, says what to do.
+    """
+    code = answer_code(error)
+    text = str(error)
+    if code and not text.startswith(code):
+        text = f"{code} {text}"
+    advice = f"; {ANSWER_ADVICE[code]}" if code else ""
+    return f"cannot {action}: Redis at {server} answered an error: {text}{advice}"
 
 
 class RedisUnavailableError(TaskiqError):
@@ -59,6 +107,21 @@ class SendUnavailableError(RedisBrokerUnavailableError, SendTaskError):
     __template__ = "the task could not be sent: the Redis server does not answer"
 
 
+class RedisAnsweredError(TaskiqError):
+    """A Redis server answered a command with an error (out of memory, read-only, no permission).
+
+    The message quotes Redis's answer and says what to do about it.
+    """
+
+    __template__ = "the Redis server answered an error"
+
+
+class SendRefusedError(RedisAnsweredError, SendTaskError):
+    """A task was not sent: Redis refused it (out of memory, a read-only replica, an ACL rule)."""
+
+    __template__ = "the task could not be sent: the Redis server refused it"
+
+
 class EventStoreUnavailableError(RedisUnavailableError, EventStoreError):
     """The event store's Redis did not answer."""
 
@@ -81,6 +144,8 @@ def unavailable(
         cause: The connection error redis-py raised.
         waited_s: Seconds the call kept retrying before giving up (None: it did not retry).
     """
+    if answer_code(cause):  # up, but refusing us (a password, a dataset still loading)
+        return error_type(answered(action, server, cause))
     silence = "does not answer" if waited_s is None else f"did not answer for {waited_s:g} s"
     return error_type(
         f"cannot {action}: Redis at {server} {silence} ({cause}); check that it runs and that "
@@ -106,6 +171,6 @@ def translated(
     except CONNECTION_ERRORS as exc:
         raise unavailable(unavailable_type, action, server, exc) from exc
     except RedisError as exc:
-        raise error_type(f"cannot {action}: Redis at {server} answered an error: {exc}") from exc
+        raise error_type(answered(action, server, exc)) from exc
     except UnicodeEncodeError as exc:  # redis-py encodes text as UTF-8: no lone surrogate
         raise error_type(f"cannot {action}: {exc}") from exc

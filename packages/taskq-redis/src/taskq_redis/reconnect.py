@@ -8,6 +8,7 @@ The one reconnect policy of taskq's Redis parts: the broker runs its calls throu
 from __future__ import annotations
 
 import logging
+import time
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -40,3 +41,42 @@ class Reconnector(toolkit.Reconnector):
     def __init__(self, server: str, max_delay_s: float) -> None:
         """Retry calls to ``server`` (a printable name), waiting at most ``max_delay_s``."""
         super().__init__("Redis", server, max_delay_s, CONNECTION_ERRORS, logger)
+
+
+#: Seconds between two log lines about the same error Redis keeps answering a loop.
+ANSWER_LOG_INTERVAL_S = 60.0
+
+
+class AnswerLog:
+    """Logs the errors Redis answers a background loop: once per condition, not per call.
+
+    Redis up but refusing (out of memory, a read-only replica, a missing permission) makes
+    every call of a loop fail the same way: the first failure is logged as an error, the same
+    error again at most once every ``ANSWER_LOG_INTERVAL_S`` while it lasts, and the first
+    success after it as a warning.
+    """
+
+    def __init__(self, server: str, what: str) -> None:
+        """Log for the loop doing ``what`` (a verb phrase) against ``server`` (redacted)."""
+        self.server = server
+        self.what = what
+        self._failing: str | None = None
+        self._logged_at = 0.0
+
+    def failed(self, error: BaseException, consequence: str) -> None:
+        """Note that Redis answered ``error``; ``consequence`` says what happens meanwhile."""
+        from taskq_redis.errors import answered  # errors imports this module
+
+        text = str(error)
+        now = time.monotonic()
+        if text == self._failing and now - self._logged_at < ANSWER_LOG_INTERVAL_S:
+            return
+        self._failing, self._logged_at = text, now
+        logger.error("%s; %s", answered(self.what, self.server, error), consequence)
+
+    def succeeded(self) -> None:
+        """Note a call that Redis accepted (logged if a failure was)."""
+        if self._failing is None:
+            return
+        self._failing = None
+        logger.warning("Redis at %s accepts again: %s works", self.server, self.what)

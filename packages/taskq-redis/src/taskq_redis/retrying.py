@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 
 from taskq.exceptions import TaskiqError
 from taskq.toolkit import check_seconds
-from taskq_redis.errors import RedisUnavailableError, unavailable
+from taskq_redis.errors import RedisUnavailableError, answered, unavailable
 from taskq_redis.reconnect import CONNECTION_ERRORS, DEFAULT_MAX_DELAY_S, Reconnector
 
 #: Seconds a call keeps retrying while Redis does not answer, as the broker's ``send_timeout_s``.
@@ -76,6 +76,4 @@ class RetryingCalls:
             waited = limit if limit and not self.reconnector.closed else None
             raise unavailable(self.unavailable_type, action, server, exc, waited) from exc
         except RedisError as exc:
-            raise self.error_type(
-                f"cannot {action}: Redis at {self.reconnector.server} answered an error: {exc}"
-            ) from exc
+            raise self.error_type(answered(action, self.reconnector.server, exc)) from exc

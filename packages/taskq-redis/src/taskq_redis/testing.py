@@ -6,14 +6,15 @@ it fails, so that CI never passes by testing nothing. `unique_prefix` names the 
 test (`temporary_prefix` also deletes them afterwards), `run_prefix` those of one
 conformance run (shared with its child processes) and `delete_keys` removes them.
 `relayed` puts a `Relay` between a client and the server, for a test to cut and restore: an
-outage without touching the shared server.
+outage without touching the shared server. `throwaway_server` starts a ``redis-server`` of a
+test's own, whose configuration it may change (out of memory, passwords, ACL users).
 
 Two fixtures wrap them; a ``conftest.py`` imports them to use them::
 
     from taskq_redis.testing import redis_prefix, redis_url
 
 ``redis_url`` (session scope) is the server or a skip, ``redis_prefix`` a `temporary_prefix`
-of the test.
+of the test, ``own_redis_url`` the URL of a `throwaway_server` of the test.
 """
 
 from __future__ import annotations
@@ -22,9 +23,14 @@ import asyncio
 import atexit
 import contextlib
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -70,6 +76,65 @@ def redis_url_or_skip() -> str:
             pytest.fail(f"CI=true requires Redis: {reason}", pytrace=False)
         pytest.skip(reason)
     return url
+
+
+def redis_server_or_skip() -> str:
+    """The path of ``redis-server``; skip the test without one (fail under ``CI=true``)."""
+    path = shutil.which("redis-server")
+    if path is None:
+        reason = "no redis-server on PATH to start a throwaway server"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true requires it: {reason}", pytrace=False)
+        pytest.skip(reason)
+    return path
+
+
+@contextlib.contextmanager
+def throwaway_server(*options: str) -> Iterator[str]:
+    """Start a ``redis-server`` of the caller's own on a free port; yield its URL; kill it.
+
+    It keeps nothing on disk; ``options`` are more of its command-line options
+    (``"--maxmemory", "2mb"``). Skips the test without ``redis-server`` (fails under
+    ``CI=true``).
+    """
+    server = redis_server_or_skip()
+    import redis
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="taskq-redis-") as directory:
+        command = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        command += ["--appendonly", "no", "--dir", directory, *options]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        try:
+            _wait_for_ping(redis.Redis(port=port), process)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.kill()
+            process.wait()
+
+
+def _wait_for_ping(client: Any, process: subprocess.Popen[bytes]) -> None:
+    import redis
+
+    deadline = time.monotonic() + PING_TIMEOUT_S * 5
+    with client:
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+
+@pytest.fixture
+def own_redis_url() -> Iterator[str]:
+    """Fixture: the URL of a `throwaway_server` of this test alone (its settings may change)."""
+    with throwaway_server() as url:
+        yield url
 
 
 def unique_prefix(kind: str = "test") -> str:

@@ -1,0 +1,111 @@
+"""A Redis that is up and answers errors (out of memory, ACL, password): typed, logged once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis
+from redis.exceptions import ResponseError
+
+from taskq import BrokerMessage, SendTaskError
+from taskq_redis import RedisStreamBroker, SendRefusedError, SendUnavailableError
+from taskq_redis.reconnect import AnswerLog
+from taskq_redis.testing import take
+
+
+@pytest.fixture
+def admin(own_redis_url: str) -> Any:
+    """A client of the test's own server, to change its settings."""
+    with redis.Redis.from_url(own_redis_url) as client:
+        yield client
+
+
+@pytest.fixture
+async def own_broker(own_redis_url: str) -> AsyncIterator[RedisStreamBroker]:
+    broker = RedisStreamBroker(own_redis_url, lease_s=0.3, send_timeout_s=0.2)
+    broker.is_worker_process = True
+    await broker.startup()
+    yield broker
+    await broker.shutdown()
+
+
+def message(n: int) -> BrokerMessage:
+    return BrokerMessage(f"t{n}", "demo", b"%d" % n, {})
+
+
+async def test_a_send_refused_for_lack_of_memory_says_so_and_what_to_do(
+    own_broker: RedisStreamBroker, admin: Any
+) -> None:
+    admin.config_set("maxmemory", 1)  # the default policy, noeviction, refuses writes
+    with pytest.raises(SendRefusedError, match=r"OOM .* raise maxmemory") as caught:
+        await own_broker.kick(message(1))
+    assert isinstance(caught.value, SendTaskError)
+    assert own_broker.reconnector.server in str(caught.value)
+    admin.config_set("maxmemory", 0)
+    await own_broker.kick(message(2))  # accepted again at once
+    (got,) = await take(own_broker, 1)
+    assert got.data == b"2"
+    await got.ack()
+
+
+async def test_a_password_redis_asks_for_is_not_called_an_outage(
+    own_redis_url: str, admin: Any
+) -> None:
+    admin.config_set("requirepass", "secret")
+    broker = RedisStreamBroker(own_redis_url, send_timeout_s=0.2)
+    try:
+        with pytest.raises(SendUnavailableError) as caught:
+            await broker.kick(message(1))
+    finally:
+        await broker.shutdown()
+    text = str(caught.value)
+    assert "answered an error: NOAUTH" in text
+    assert "give it in the URL" in text
+    assert "did not answer" not in text
+
+
+async def test_releases_refused_are_logged_once_and_the_messages_come_back(
+    own_redis_url: str, admin: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    admin.acl_setuser("worker", enabled=True, passwords=["+pw"], commands=["+@all"], keys=["*"])
+    url = own_redis_url.replace("redis://", "redis://worker:pw@")
+    broker = RedisStreamBroker(url, lease_s=0.3)
+    broker.is_worker_process = True
+    await broker.startup()
+    try:
+        for n in range(5):
+            await broker.kick(message(n))
+        held = await take(broker, 5)
+        admin.acl_setuser("worker", enabled=True, commands=["-evalsha"])  # no scripts
+        with caplog.at_level(logging.WARNING, logger="taskq.redis"):
+            for got in held:
+                await got.release()  # raised NOPERM before, a traceback per message
+        refused = [r for r in caplog.records if "NOPERM" in r.getMessage()]
+        assert len(refused) == 1
+        assert "ACL SETUSER" in refused[0].getMessage()
+        admin.acl_setuser("worker", enabled=True, commands=["+@all"])
+        again = await take(broker, 5)  # taken over once their lease expired
+        assert sorted(m.data for m in again) == [b"%d" % n for n in range(5)]
+        for got in again:
+            await got.ack()
+    finally:
+        await broker.shutdown()
+
+
+def test_the_same_refusal_is_logged_once_and_its_end_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = AnswerLog("redis://h", "move due delayed messages")
+    with caplog.at_level(logging.WARNING, logger="taskq.redis"):
+        for _ in range(100):
+            log.failed(ResponseError("OOM command not allowed"), "trying again")
+        log.succeeded()
+        log.succeeded()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2
+    assert lines[0].startswith("cannot move due delayed messages: Redis at redis://h answered")
+    assert "raise maxmemory" in lines[0]
+    assert lines[1] == "Redis at redis://h accepts again: move due delayed messages works"
