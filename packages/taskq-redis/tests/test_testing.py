@@ -56,3 +56,24 @@ def test_the_run_prefix_is_chosen_once_and_shared(monkeypatch: pytest.MonkeyPatc
     assert testing.run_prefix("TASKQ_TEST_PREFIX", UNREACHABLE) == first
     assert os.environ["TASKQ_TEST_PREFIX"] == first
     assert registered == [(testing.delete_keys, UNREACHABLE, first)]
+
+
+def test_without_redis_server_a_throwaway_server_skips_but_fails_on_ci(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no redis-server on PATH"):
+        testing.redis_server_or_skip()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true requires it"):
+        testing.redis_server_or_skip()
+
+
+def test_a_throwaway_server_answers_and_is_gone_afterwards() -> None:
+    import redis
+
+    with testing.throwaway_server("--maxmemory", "2mb") as url, redis.Redis.from_url(url) as c:
+        assert c.config_get("maxmemory") == {"maxmemory": str(2 * 1024 * 1024)}
+    with pytest.raises(redis.ConnectionError), redis.Redis.from_url(url) as client:
+        client.ping()
