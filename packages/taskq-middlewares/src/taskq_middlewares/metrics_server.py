@@ -1,13 +1,13 @@
-"""The HTTP endpoint of the metrics: served by one worker of a group, taken over when it stops.
+"""The HTTP endpoint of the metrics: the sum over one directory of metric files, on one address.
 
-Every worker process of a group queues for the group's endpoint lock (a file lock in the
-group's directory, one per address and port); the holder listens on the address and serves the
-sum over the group. When it stops, or dies (even by SIGKILL: the system frees the lock with the
-process), the next process in the queue gets the lock and listens at once, so the endpoint
-answers while workers are replaced. Only the holder tries to listen: a process outside the
-group that holds the address (another ``taskq worker`` on the same port) is reported and tried
-again every `RETRY_BIND_S` seconds, never shared. With `MetricsTLS` the endpoint is HTTPS and
-answers only scrapers holding a client certificate signed by the given authority.
+The processes that may serve a directory (a worker group's keeper, see `metrics_keeper`; a
+worker process on its own) queue for its endpoint lock, a file lock in the directory, one per
+address and port. The holder listens and serves; when it stops, or dies (even by SIGKILL: the
+system frees the lock with the process), the next one in the queue gets the lock and listens
+at once. Only the holder tries to listen: an address held by a process outside the queue
+(another ``taskq worker`` on the same port) is reported and tried again every `RETRY_BIND_S`
+seconds, never shared. With `MetricsTLS` the endpoint is HTTPS and answers only scrapers
+holding a client certificate signed by the given authority.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ RETRY_BIND_S = 5.0
 TAKEOVER_RETRY_S = 0.05
 #: How long a new lock holder tries at `TAKEOVER_RETRY_S` before it reports the address taken.
 TAKEOVER_WINDOW_S = 1.0
-#: Without file locks (Windows) every waiting process tries the address every `RETRY_BIND_S`.
-_HAS_FLOCK = sys.platform != "win32"
+#: Without file locks (Windows) every waiting process tries the address every `RETRY_BIND_S`,
+#: and workers serve the endpoint themselves (no keeper).
+HAS_FILE_LOCKS = sys.platform != "win32"
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,8 @@ class MetricsServer:
             return
         if self._turn is None:
             logger.info(
-                "Metrics: another worker of this group serves %s:%d; this process takes over "
-                "if it stops",
+                "Metrics: another process of this metrics directory serves %s:%d; this one "
+                "takes over if it stops",
                 self.addr,
                 self.port,
             )
@@ -119,7 +120,7 @@ class MetricsServer:
 
     def _listen_when_free(self) -> None:
         """Listen as soon as the address frees: at once after a worker of the group, else slowly."""
-        if _HAS_FLOCK:  # the turn came: only the previous holder's socket may still be closing
+        if HAS_FILE_LOCKS:  # the turn came: only the previous holder's socket may be closing
             if self._retry_listen(TAKEOVER_RETRY_S, TAKEOVER_WINDOW_S):
                 return
             logger.warning(
@@ -179,7 +180,7 @@ def take_turn(directory: Path, addr: str, port: int, *, wait: bool) -> IO[bytes]
     """
     name = re.sub(r"[^\w.-]", "_", f"endpoint-{addr}-{port}.lock")  # no colons (IPv6) on Windows
     lock = open(directory / name, "a+b")  # noqa: SIM115 - held open while holding the turn
-    if not _HAS_FLOCK:
+    if not HAS_FILE_LOCKS:
         return lock
     import fcntl
 

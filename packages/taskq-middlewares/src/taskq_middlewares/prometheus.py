@@ -13,7 +13,7 @@ from taskq.message import TaskiqMessage
 from taskq.result import TaskiqResult
 from taskq.toolkit import WORKER_GROUP_ENV, is_loopback_host
 from taskq_middlewares.metrics_keeper import KeeperLauncher
-from taskq_middlewares.metrics_server import MetricsServer, MetricsTLS
+from taskq_middlewares.metrics_server import HAS_FILE_LOCKS, MetricsServer, MetricsTLS
 from taskq_middlewares.simple_retry import RETRIES_LABEL
 
 logger = logging.getLogger("taskq.prometheus")
@@ -92,14 +92,15 @@ class PrometheusMiddleware(TaskiqMiddleware):
         """In a worker process: set up the metrics and serve them.
 
         A worker of a ``taskq worker`` group makes sure the group's keeper process serves them
-        (it outlives worker replacements); a worker on its own serves them itself.
+        (it outlives worker replacements); a worker on its own (or on Windows, without file
+        locks) serves them itself.
         """
         if not self.broker.is_worker_process:
             return
         metrics = self._ensure_metrics()
         addr, port, tls = self.server_addr, self.server_port, self.tls
         group = os.environ.get(WORKER_GROUP_ENV)
-        if group:
+        if group and HAS_FILE_LOCKS:  # the keepers take turns through a file lock
             self.server = KeeperLauncher(metrics.directory, addr, port, tls, int(group))
         else:
             self.server = MetricsServer(metrics.directory, addr, port, tls)
