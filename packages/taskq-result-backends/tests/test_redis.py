@@ -20,7 +20,7 @@ from taskq import (
     TaskState,
 )
 from taskq.testing import eventually
-from taskq_result_backends import ResultStoreUnavailableError
+from taskq_result_backends import ResultKeyTypeError, ResultStoreUnavailableError
 
 redis = pytest.importorskip("redis", reason="the redis extra is not installed")
 from taskq_redis import RedisUnavailableError  # noqa: E402
@@ -281,10 +281,52 @@ async def test_an_unreachable_server_is_named_without_its_password():
     await backend.shutdown()
 
 
-async def test_a_server_error_is_a_result_backend_error(backend, raw, redis_prefix):
-    raw.rpush(f"{redis_prefix}:result:listed", "not a string")
-    with pytest.raises(ResultBackendError, match="answered an error"):
+# -- a key of another type, written by other code ----------------------------------------------
+
+
+async def test_a_result_key_of_another_type_is_not_ready_and_reading_it_names_the_key(
+    backend, raw, redis_prefix
+):
+    key = f"{redis_prefix}:result:listed"
+    raw.rpush(key, "not a string")
+    assert not await backend.is_result_ready("listed")
+    assert not await backend.wait_ready("listed", timeout=0, check_interval=1)
+    with pytest.raises(ResultKeyTypeError) as raised:
         await backend.get_result("listed")
+    assert isinstance(raised.value, ResultGetError)  # so a ResultBackendError too
+    assert (raised.value.key, raised.value.found, raised.value.needed) == (key, "list", "string")
+    assert repr(key) in str(raised.value)
+    assert "delete that key" in str(raised.value)
+    assert raw.lrange(key, 0, -1) == [b"not a string"]  # reading changed nothing
+
+
+async def test_a_long_key_of_another_type_is_quoted_shortened(new_redis_backend, raw, redis_prefix):
+    backend = await new_redis_backend()
+    task_id = "x" * 100_000
+    raw.sadd(backend.result_key(task_id), "member")
+    with pytest.raises(ResultKeyTypeError, match="holds a set") as raised:
+        await backend.get_result(task_id)
+    assert len(str(raised.value)) < 2_000
+
+
+async def test_storing_a_result_replaces_a_key_of_another_type_and_wakes_the_waiter(
+    new_redis_backend, raw, redis_prefix
+):
+    waiting, writing = await new_redis_backend(), await new_redis_backend()
+    raw.rpush(f"{redis_prefix}:result:taken", "not a string")
+    waiter = asyncio.create_task(waiting.wait_ready("taken", timeout=PROMPT, check_interval=3600))
+    await eventually(lambda: "taken" in waiting._waiters, PROMPT, what="the waiter to subscribe")
+    await writing.set_result("taken", success(7))
+    assert await waiter
+    assert (await waiting.get_result("taken")).return_value == 7
+
+
+async def test_a_progress_key_of_another_type_names_the_key(backend, raw, redis_prefix):
+    raw.hset(f"{redis_prefix}:progress:p", "field", "value")
+    with pytest.raises(ResultKeyTypeError, match="holds a hash"):
+        await backend.get_progress("p")
+    await backend.set_progress("p", TaskProgress(TaskState.STARTED, {"done": 1}))
+    assert await backend.get_progress("p") == TaskProgress(TaskState.STARTED, {"done": 1})
 
 
 def test_bad_arguments_are_refused():

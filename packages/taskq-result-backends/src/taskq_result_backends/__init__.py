@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from taskq_result_backends.errors import ResultStoreBusyError, ResultStoreUnavailableError
+from taskq_result_backends.errors import (
+    ResultKeyTypeError,
+    ResultStoreBusyError,
+    ResultStoreUnavailableError,
+)
 from taskq_result_backends.sqlite import SQLiteResultBackend
 from taskq_result_backends.sqlite_cancellation import SQLiteCancellationStore
 from taskq_result_backends.sqlite_unique import SQLiteUniqueStore
@@ -21,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RedisResultBackend",
+    "ResultKeyTypeError",
     "ResultStoreBusyError",
     "ResultStoreUnavailableError",
     "SQLiteCancellationStore",

@@ -14,6 +14,7 @@ from taskq.capabilities import Capability
 from taskq.exceptions import ResultBackendError, ResultGetError, TaskiqError
 from taskq.progress import TaskProgress
 from taskq.result import TaskiqResult
+from taskq.task_events import quoted
 from taskq.toolkit import error_line
 from taskq_result_backends._codec import (
     decode_progress,
@@ -22,7 +23,7 @@ from taskq_result_backends._codec import (
     encode_result,
     serializer_or_default,
 )
-from taskq_result_backends.errors import ResultStoreUnavailableError
+from taskq_result_backends.errors import ResultKeyTypeError, ResultStoreUnavailableError
 from taskq_result_backends.ttl import CheckedResultTTL
 
 try:
@@ -69,6 +70,10 @@ class RedisResultBackend(CheckedResultTTL, AsyncResultBackend[_ReturnType]):
     ``{prefix}:progress:{task_id}``; with a TTL both are written with ``SET ... PX``.
     Storing a result also publishes its task id on the channel ``{prefix}:ready`` (in the
     same MULTI/EXEC as the SET), so `wait_ready` is woken at once instead of polling.
+
+    The keys of the prefix are the backend's: a key of another Redis type at a result or
+    progress key (a list written there by other code) is no result, so the task is not ready;
+    reading it raises `ResultKeyTypeError` naming the key, and storing replaces it.
 
     Waiting uses one pub/sub connection per backend, opened by the first `wait_ready` and
     read by one task that wakes the waiters of each published id: thousands of waiters cost
@@ -185,7 +190,9 @@ class RedisResultBackend(CheckedResultTTL, AsyncResultBackend[_ReturnType]):
         await self.connection.close()
 
     async def set_result(self, task_id: str, result: TaskiqResult[_ReturnType]) -> None:
-        """Store ``result`` (replacing an earlier one) and notify who waits for it.
+        """Store ``result`` and wake who waits for it.
+
+        It replaces what its key held: an earlier result, or a value of another Redis type.
 
         Raises:
             SerializationError: The result cannot be encoded by the serializer.
@@ -204,24 +211,27 @@ class RedisResultBackend(CheckedResultTTL, AsyncResultBackend[_ReturnType]):
         await self.calls(f"store the result of task {task_id}", store)
 
     async def is_result_ready(self, task_id: str) -> bool:
-        """Tell whether a result is stored (and not expired) for ``task_id``."""
+        """Tell whether a result is stored (and not expired) for ``task_id``.
+
+        A value of another Redis type at its key is no result: False (`get_result` says why).
+        """
         return await self._is_ready(task_id)
 
     async def _is_ready(self, task_id: str, retry: bool = True) -> bool:
         key = self.result_key(task_id)
         action = f"check the result of task {task_id}"
-        return bool(await self.calls(action, lambda: self._client().exists(key), retry=retry))
+        found = await self.calls(action, lambda: self._client().type(key), retry=retry)
+        return _type_name(found) == "string"
 
     async def get_result(self, task_id: str, with_logs: bool = True) -> TaskiqResult[_ReturnType]:
         """Return the stored result of ``task_id`` (its log only when ``with_logs``).
 
         Raises:
             ResultGetError: No result is stored (or it expired), or it cannot be decoded.
+            ResultKeyTypeError: Its key holds another Redis type (other code wrote there).
         """
         key = self.result_key(task_id)
-        payload = await self.calls(
-            f"read the result of task {task_id}", lambda: self._client().get(key)
-        )
+        payload = await self._get(f"read the result of task {task_id}", key, "a result")
         if payload is None:
             raise ResultGetError(f"no result is stored for task {task_id} (or it expired)")
         return decode_result(self.serializer, task_id, _as_bytes(payload), with_logs)
@@ -240,11 +250,13 @@ class RedisResultBackend(CheckedResultTTL, AsyncResultBackend[_ReturnType]):
         )
 
     async def get_progress(self, task_id: str) -> TaskProgress[Any] | None:
-        """Return the latest progress report of ``task_id``, or None."""
+        """Return the latest progress report of ``task_id``, or None.
+
+        Raises:
+            ResultKeyTypeError: Its key holds another Redis type (other code wrote there).
+        """
         key = self.progress_key(task_id)
-        payload = await self.calls(
-            f"read the progress of task {task_id}", lambda: self._client().get(key)
-        )
+        payload = await self._get(f"read the progress of task {task_id}", key, "a progress report")
         if payload is None:
             return None
         return decode_progress(self.serializer, task_id, _as_bytes(payload))
@@ -268,6 +280,36 @@ class RedisResultBackend(CheckedResultTTL, AsyncResultBackend[_ReturnType]):
         except asyncio.TimeoutError:
             return False
         return True
+
+    async def _get(self, action: str, key: str, kept: str) -> bytes | str | None:
+        """GET ``key``, where the backend keeps ``kept`` as a string; another type raises.
+
+        Raises:
+            ResultKeyTypeError: ``key`` holds another type than a string.
+        """
+        try:
+            payload: bytes | str | None = await self.calls(action, lambda: self._client().get(key))
+        except ResultBackendError as exc:
+            answer = exc.__cause__
+            if not (isinstance(answer, aioredis.ResponseError) and "WRONGTYPE" in str(answer)):
+                raise
+            found = _type_name(
+                await self.calls(
+                    f"check the type of {quoted(key)}", lambda: self._client().type(key)
+                )
+            )
+            if found in ("string", "none"):  # replaced or deleted since
+                raise
+            raise ResultKeyTypeError(
+                f"cannot read {kept}: the key {quoted(key)} at {self.connection.server} holds "
+                f"a {found}, not a string: RedisResultBackend keeps {kept} there (other code "
+                "wrote that key; storing one replaces it); delete that key or "
+                "give the backend a prefix of its own",
+                key=key,
+                found=found,
+                needed="string",
+            ) from answer
+        return payload
 
     # -- waiting -------------------------------------------------------------------------------
 
@@ -387,6 +429,11 @@ class RedisResultBackend(CheckedResultTTL, AsyncResultBackend[_ReturnType]):
         return translated(
             action, self.connection.server, RedisResultStoreUnavailableError, ResultBackendError
         )
+
+
+def _type_name(reply: bytes | str) -> str:
+    """A TYPE reply as text: ``string``, ``list``, ``none``, ..."""
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
 def _as_bytes(value: bytes | str) -> bytes:
