@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +10,8 @@ from taskq.abc.middleware import TaskiqMiddleware
 from taskq.exceptions import NoResultError, SecurityError, TaskRejectedError
 from taskq.message import TaskiqMessage
 from taskq.result import TaskiqResult
-from taskq.toolkit import WORKER_GROUP_ENV, is_loopback_host
-from taskq_middlewares.metrics_keeper import KeeperLauncher
-from taskq_middlewares.metrics_server import HAS_FILE_LOCKS, MetricsServer, MetricsTLS
+from taskq.toolkit import is_loopback_host
+from taskq_middlewares.metrics_server import MetricsServer, MetricsTLS
 from taskq_middlewares.simple_retry import RETRIES_LABEL
 
 logger = logging.getLogger("taskq.prometheus")
@@ -33,11 +31,10 @@ class PrometheusMiddleware(TaskiqMiddleware):
     ``taskq_task_execution_seconds`` (a histogram) and ``taskq_tasks_running`` (a gauge).
 
     The processes of ``taskq worker --workers N`` write to one directory (prometheus-client's
-    multiprocess mode, set up here) and a small process they start, the group's keeper, serves
-    the sum over all N on ``server_addr:server_port`` for as long as the group runs, while
-    workers are replaced. A worker process without a group serves them itself; a process that
-    runs tasks without being a worker (the in-memory broker's) still counts them. Requires
-    ``pip install 'taskq-middlewares[prometheus]'``.
+    multiprocess mode, set up here) and one of them serves the sum over all N on
+    ``server_addr:server_port``; if it stops, another takes over. Only worker processes serve
+    the endpoint; a process that runs tasks without being a worker (the in-memory broker's)
+    still counts them. Requires ``pip install 'taskq-middlewares[prometheus]'``.
 
     Parameters:
         metrics_path: the directory under which each worker group keeps its metric files
@@ -85,29 +82,19 @@ class PrometheusMiddleware(TaskiqMiddleware):
         self.server_port = server_port
         self.tls = tls
         self.directory: Path | None = None
-        self.server: MetricsServer | KeeperLauncher | None = None
+        self.server: MetricsServer | None = None
         self._metrics: _Metrics | None = None
 
     def startup(self) -> None:
-        """In a worker process: set up the metrics and serve them.
-
-        A worker of a ``taskq worker`` group makes sure the group's keeper process serves them
-        (it outlives worker replacements); a worker on its own (or on Windows, without file
-        locks) serves them itself.
-        """
+        """In a worker process: set up the metrics and serve them."""
         if not self.broker.is_worker_process:
             return
         metrics = self._ensure_metrics()
-        addr, port, tls = self.server_addr, self.server_port, self.tls
-        group = os.environ.get(WORKER_GROUP_ENV, "")
-        if group.isdigit() and HAS_FILE_LOCKS:  # the keepers take turns through a file lock
-            self.server = KeeperLauncher(metrics.directory, addr, port, tls, int(group))
-        else:
-            self.server = MetricsServer(metrics.directory, addr, port, tls)
+        self.server = MetricsServer(metrics.directory, self.server_addr, self.server_port, self.tls)
         self.server.start()
 
     def shutdown(self) -> None:
-        """Stop serving or checking (the process's gauge file goes once the process is gone)."""
+        """Stop serving (the process's gauge file goes once the process is gone)."""
         server, self.server = self.server, None
         if server is not None:
             server.stop()
