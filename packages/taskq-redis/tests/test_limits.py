@@ -85,16 +85,20 @@ async def test_a_run_again_under_its_task_id_keeps_the_place_the_first_run_gives
 
 
 async def test_a_place_stays_held_while_renewed_and_frees_itself_when_its_worker_dies(
-    redis_url: str, redis_prefix: str, limiter: RedisLimiter
+    redis_url: str, redis_prefix: str
 ):
-    assert await limiter.acquire("k", "a", None, 1) == 0.0
-    await asyncio.sleep(0.8)  # longer than the lease: renewed meanwhile
-    assert await limiter.acquire("k", "b", None, 1) > 0
-    await limiter.shutdown()  # renewals stop, as when the worker is killed; nothing released
-    other = RedisLimiter(redis_url, key_prefix=redis_prefix, slot_lease_s=0.3)
+    # a lease of 2 s renewed every 0.67 s: a loaded machine may hold this loop up for a
+    # second without the place expiring (with 0.3 s, a 0.2 s stall under tox let it expire)
+    limiter = RedisLimiter(redis_url, key_prefix=redis_prefix, slot_lease_s=2)
+    other = RedisLimiter(redis_url, key_prefix=redis_prefix, slot_lease_s=2)
     try:
-        await eventually(lambda: _granted(other.acquire("k", "b", None, 1)), timeout=10)
+        assert await limiter.acquire("k", "a", None, 1) == 0.0
+        await asyncio.sleep(2.5)  # longer than the lease: renewed meanwhile
+        assert await limiter.acquire("k", "b", None, 1) > 0
+        await limiter.shutdown()  # renewals stop, as when the worker is killed; nothing released
+        await eventually(lambda: _granted(other.acquire("k", "b", None, 1)), timeout=15)
     finally:
+        await limiter.shutdown()
         await other.shutdown()
 
 
