@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from taskq_inmemory import message_queue
 from taskq_inmemory.message_queue import MessageQueue
 
 
@@ -32,12 +35,27 @@ def test_a_priority_emptied_and_used_again_keeps_its_place() -> None:
     assert drain(queue) == [b"high again", b"low"]
 
 
-async def test_a_due_delayed_message_queues_behind_what_is_available() -> None:
+class Clock:
+    """A ``time`` module stand-in whose ``monotonic()`` moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+async def test_a_due_delayed_message_queues_behind_what_is_available(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # on the real clock, a loaded machine could let the delay pass between the first two puts
+    clock = Clock()
+    monkeypatch.setattr(message_queue, "time", clock)
     queue = MessageQueue()
     queue.put(b"later", 0, delay=0.01)
     queue.put(b"now", 0)
     assert len(queue) == 2
-    await asyncio.sleep(0.02)
+    clock.now += 0.02
     queue.put(b"after it fell due", 0)
     assert drain(queue) == [b"now", b"later", b"after it fell due"]
 
