@@ -393,6 +393,28 @@ def test_the_files_of_replaced_workers_are_merged_and_their_counts_kept(tmp_path
     assert len(list(group.glob("*.db"))) == 2
 
 
+def test_a_scrape_while_a_worker_creates_its_files_reads_the_others(tmp_path: Path) -> None:
+    # a starting process creates each file empty and sizes it a moment later: a scrape in
+    # between failed whole (prometheus-client could not read the empty file's header)
+    group = tmp_path / f"group-{os.getpid()}"
+    run_worker_processes(group, 1)
+    (group / f"counter_{os.getpid()}.db").touch()
+    assert value(group, "taskq_tasks_succeeded_total", "app:job") == 1
+
+
+def test_an_empty_file_of_a_dead_process_is_removed_quietly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # its process died between creating and sizing it: it was warned about at every scrape
+    group = tmp_path / f"group-{os.getpid()}"
+    run_worker_processes(group, 1)
+    empty = group / f"counter_{dead_pid()}.db"
+    empty.touch()
+    assert value(group, "taskq_tasks_succeeded_total", "app:job") == 1
+    assert not empty.exists()
+    assert "cannot read" not in caplog.text
+
+
 def test_files_in_a_directory_of_your_own_are_left_alone(tmp_path: Path) -> None:
     # PROMETHEUS_MULTIPROC_DIR set by hand may be shared with processes of another pid
     # namespace (another container): their files are not taken for a dead process's

@@ -143,7 +143,9 @@ def _merge_into(merged: Path, files: list[Path]) -> None:
     readable = []
     for path in [merged, *files]:
         try:
-            values = list(MmapedDict.read_all_values_from_file(str(path)))
+            # empty: its process died between creating and sizing it; nothing to add
+            empty = path.stat().st_size == 0
+            values = [] if empty else list(MmapedDict.read_all_values_from_file(str(path)))
         except FileNotFoundError:
             continue
         except Exception as exc:  # cut short or foreign: left for a person to look at

@@ -8,6 +8,7 @@ answers only scrapers holding a client certificate signed by the given authority
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -19,8 +20,10 @@ from taskq_middlewares.metric_files import files_locked, tidy
 
 logger = logging.getLogger("taskq.prometheus")
 
-#: Seconds between two attempts to listen while another process holds the address.
-RETRY_BIND_S = 5.0
+#: Seconds between two attempts to listen while another process holds the address: the longest
+#: the endpoint stays unanswered after its serving worker stops, unless a new worker takes it
+#: sooner. An attempt is one failing ``bind``, a system call.
+RETRY_BIND_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -125,13 +128,26 @@ class GroupCollector:
 
     def __init__(self, directory: Path) -> None:
         """Collect from ``directory``."""
-        from prometheus_client.multiprocess import MultiProcessCollector
-
         self.directory = directory
-        self._files = MultiProcessCollector(None, path=str(directory))
 
     def collect(self) -> Any:
         """Return the summed metrics of the live and the finished processes of the group."""
+        from prometheus_client.multiprocess import MultiProcessCollector
+
         tidy(self.directory)
         with files_locked(self.directory):  # no merge removes a file between glob and read
-            return list(self._files.collect())
+            return list(MultiProcessCollector.merge(metric_files(self.directory)))
+
+
+def metric_files(directory: Path) -> list[str]:
+    """The metric files of ``directory`` that hold something to read.
+
+    A process starting now creates its files empty and sizes them a moment later; read in
+    between, an empty file failed the whole scrape (prometheus-client reads its header).
+    """
+    files = []
+    for entry in directory.glob("*.db"):
+        with contextlib.suppress(OSError):  # gone meanwhile: a process's file merged away
+            if entry.stat().st_size > 0:
+                files.append(str(entry))
+    return files
