@@ -39,7 +39,12 @@ from taskq_redis.errors import (
 from taskq_redis.inspection import inspect_queue
 from taskq_redis.keys import QueueKeys
 from taskq_redis.options import BrokerOption, BrokerOptions
-from taskq_redis.reconnect import CONNECTION_ERRORS, DEFAULT_MAX_DELAY_S, Reconnector
+from taskq_redis.reconnect import (
+    CONNECTION_ERRORS,
+    DEFAULT_MAX_DELAY_S,
+    Reconnector,
+    TransientAnswerError,
+)
 from taskq_redis.script_batch import BatchedScript
 from taskq_redis.scripts import KICK_MANY, ScriptArgs, ScriptKeys, Scripts
 from taskq_redis.unique import RELEASE_SCRIPT, KeyRelease, RedisUniqueStore
@@ -218,7 +223,9 @@ class RedisStreamBroker(AsyncBroker):
         )
         self.max_connections = max_connections
         self.connection_kwargs = connection_kwargs
-        self.reconnector = Reconnector(self.connection.server, reconnect_max_delay_s)
+        self.reconnector = Reconnector(
+            self.connection.server, reconnect_max_delay_s, self.connection.drop_connections
+        )
         # kicks go one call at a time (the batch sender's): through a connection of their own
         self._kick_connection = SerialConnection(self.connection)
         self._ack_connection = SerialConnection(self.connection)
@@ -470,6 +477,9 @@ class RedisStreamBroker(AsyncBroker):
             return await self.reconnector.call(
                 "send a task", operation, give_up_after_s=self.options.send_timeout_s
             )
+        except TransientAnswerError as exc:  # still answered after send_timeout_s
+            server = self.reconnector.server
+            raise SendRefusedError(answered("send the task", server, exc.answer)) from exc.answer
         except CONNECTION_ERRORS as exc:
             raise unavailable(
                 SendUnavailableError,

@@ -133,7 +133,9 @@ class RedisCancellationStore(CancellationStore):
             await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # typed from redis-py 8.2
 
     def _errors(self, action: str) -> AbstractContextManager[None]:
-        return translated(action, self.connection.server, RedisUnavailableError, TaskiqError)
+        return translated(
+            action, self.connection.server, RedisUnavailableError, TaskiqError, self.connection
+        )
 
 
 async def _confirmed(pubsub: PubSub) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -128,6 +129,8 @@ class RedisConnection:
         self.max_connections = max_connections
         self.connection_kwargs = connection_kwargs
         self._client: aioredis.Redis | None = None
+        self._serials: weakref.WeakSet[SerialConnection] = weakref.WeakSet()
+        self._dropping: set[asyncio.Task[None]] = set()
 
     @property
     def is_open(self) -> bool:
@@ -150,6 +153,25 @@ class RedisConnection:
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
+
+    async def drop_connections(self) -> None:
+        """Drop the open connections, so that the next calls connect anew (after a failover).
+
+        The pool's idle connections are closed now (a busy one is closed once it answers a
+        write with ``READONLY`` and is given back); each `SerialConnection` made from this one
+        reconnects before its next call. The address is resolved again on connecting: behind a
+        DNS name or a proxy the new connections reach the new primary.
+        """
+        for serial in self._serials:
+            serial.reconnect_before_next_call()
+        if self._client is not None:
+            await self._client.connection_pool.disconnect(inuse_connections=False)
+
+    def drop_connections_soon(self) -> None:
+        """`drop_connections` in a task of its own, for a caller that cannot wait for it."""
+        task = asyncio.ensure_future(self.drop_connections())
+        self._dropping.add(task)
+        task.add_done_callback(self._dropping.discard)
 
 
 class SerialConnection:
@@ -182,6 +204,8 @@ class SerialConnection:
         self._options = options
         self._client: aioredis.Redis | None = None
         self._deadline = CallDeadline()  # one call at a time: one deadline, one timer
+        self._stale = False
+        connection._serials.add(self)
 
     @property
     def client(self) -> aioredis.Redis:
@@ -203,6 +227,8 @@ class SerialConnection:
             RedisTimeoutError: No reply in time (the connection is dropped: redis-py closes a
                 connection whose command was cancelled).
         """
+        if self._stale:
+            await self._disconnect()
         client, timeout = self.client, self.timeout_s
         if timeout is None:
             return await operation(client)
@@ -234,9 +260,17 @@ class SerialConnection:
         # a plain function handing back the call's coroutine: one await less per call
         return self.call(lambda client: execute_raw(client, commands))
 
+    def reconnect_before_next_call(self) -> None:
+        """Have the next call close the connection first and open a new one."""
+        self._stale = self._client is not None
+
     async def close(self) -> None:
         """Close the connection (the next call opens a new one)."""
         self._deadline.close()
+        await self._disconnect()
+
+    async def _disconnect(self) -> None:
+        self._stale = False
         client, self._client = self._client, None
         if client is not None:
             await client.aclose(close_connection_pool=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -25,7 +25,10 @@ from taskq.exceptions import (
     SendTaskError,
     TaskiqError,
 )
-from taskq_redis.reconnect import CONNECTION_ERRORS
+from taskq_redis.reconnect import CONNECTION_ERRORS, REPLICA_ANSWERS, transient_code
+
+if TYPE_CHECKING:
+    from taskq_redis.connection import RedisConnection
 
 __all__ = [
     "EventStoreUnavailableError",
@@ -48,7 +51,12 @@ ANSWER_ADVICE = {
         "Redis reached its maxmemory and its policy (noeviction) refuses writes: raise "
         "maxmemory, free memory, or let the workers drain the queue"
     ),
-    "READONLY": ("the URL names a read-only replica (after a failover?): point it at the primary"),
+    "READONLY": (
+        "the server is a read-only replica (a failover?): taskq reconnects on each retry, so "
+        "an address that moves to the new primary recovers by itself; if the URL names a "
+        "replica, point it at the primary"
+    ),
+    "UNBLOCKED": "the server turned into a replica (a failover?): taskq reconnects and retries",
     "NOPERM": (
         "the ACL user lacks that command or key pattern: grant it to the user (ACL SETUSER) "
         "for the key prefix taskq uses"
@@ -159,18 +167,22 @@ def translated(
     server: str,
     unavailable_type: type[RedisUnavailableError],
     error_type: type[TaskiqError],
+    connection: RedisConnection | None = None,
 ) -> Iterator[None]:
     """Within the block, turn redis-py's errors into taskq's, naming ``server`` (redacted).
 
     A lost connection becomes `unavailable` ``unavailable_type``; any other Redis error
     (the server answered with one) becomes ``error_type``, and so does text that redis-py
-    cannot encode (a lone surrogate).
+    cannot encode (a lone surrogate). An answer of a server turned replica (``READONLY``)
+    also drops ``connection``'s connections, so that the next call reaches the new primary.
     """
     try:
         yield
     except CONNECTION_ERRORS as exc:
         raise unavailable(unavailable_type, action, server, exc) from exc
     except RedisError as exc:
+        if connection is not None and transient_code(exc) in REPLICA_ANSWERS:
+            connection.drop_connections_soon()
         raise error_type(answered(action, server, exc)) from exc
     except UnicodeEncodeError as exc:  # redis-py encodes text as UTF-8: no lone surrogate
         raise error_type(f"cannot {action}: {exc}") from exc

@@ -591,7 +591,11 @@ class RedisEventStore(AsyncEventStore):
 
     def _translated(self, action: str) -> AbstractContextManager[None]:
         return translated(
-            action, self.connection.server, EventStoreUnavailableError, EventStoreError
+            action,
+            self.connection.server,
+            EventStoreUnavailableError,
+            EventStoreError,
+            self.connection,
         )
 
 

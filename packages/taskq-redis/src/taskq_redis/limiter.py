@@ -253,7 +253,9 @@ class RedisLimiter(TaskLimiter):
 
     def _errors(self, action: str) -> AbstractContextManager[None]:
         """Turn redis-py's errors in the block into `RedisUnavailableError` or `TaskiqError`."""
-        return translated(action, self.connection.server, RedisUnavailableError, TaskiqError)
+        return translated(
+            action, self.connection.server, RedisUnavailableError, TaskiqError, self.connection
+        )
 
     def _start_renewing(self) -> None:
         if self._renewer is None or self._renewer.done():

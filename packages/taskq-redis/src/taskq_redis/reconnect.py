@@ -9,16 +9,35 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 import taskq.toolkit as toolkit
 
 logger = logging.getLogger("taskq.redis")
 
+_Result = TypeVar("_Result")
+
+
+class TransientAnswerError(RedisConnectionError):
+    """Redis answered an error that goes away by itself (`TRANSIENT_ANSWERS`): worth another try.
+
+    A connection error, so that every part retries it as it rides out an outage; ``answer`` is
+    the error Redis answered, ``status_code`` its code.
+    """
+
+    def __init__(self, answer: RedisError, code: str) -> None:
+        super().__init__(str(answer), status_code=code)
+        self.answer = answer
+
+
 #: Errors that mean "the connection failed", worth another attempt (a Redis still loading its
-#: data after a restart raises a ConnectionError too). Anything else is the command's answer.
+#: data after a restart raises a ConnectionError too, and `TransientAnswerError` is one).
+#: Anything else is the command's answer.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
@@ -30,17 +49,75 @@ FIRST_RETRY_DELAY_S = toolkit.FIRST_RETRY_DELAY_S
 DEFAULT_MAX_DELAY_S = 5.0
 
 
+#: Answers of a server that is the wrong one for now: it turned into a replica in a failover
+#: (``READONLY`` to a write; ``UNBLOCKED`` to a read waiting when it turned). The pool's
+#: connections are dropped so that new ones reach the new primary behind the same address.
+REPLICA_ANSWERS = frozenset({"READONLY", "UNBLOCKED"})
+#: Answers that go away by themselves, retried as an outage is: those of `REPLICA_ANSWERS`
+#: and a script running too long (``BUSY``). ``LOADING`` is one too, but redis-py raises it as
+#: a connection error already. ``OOM`` is not: see docs/redis.md, "Errors Redis answers".
+TRANSIENT_ANSWERS = REPLICA_ANSWERS | {"BUSY"}
+
+
+def transient_code(error: BaseException) -> str | None:
+    """The code of ``error`` if Redis answered one of `TRANSIENT_ANSWERS`, else None."""
+    if not isinstance(error, RedisError) or isinstance(error, RedisConnectionError):
+        return None
+    code = getattr(error, "status_code", None) or str(error).split(" ", 1)[0]
+    return code if code in TRANSIENT_ANSWERS else None
+
+
+def shown(error: BaseException) -> str:
+    """How a log line shows the error that started an outage (an answer with its code)."""
+    if isinstance(error, TransientAnswerError):
+        return f"it answered {error.status_code} {error}"
+    return str(error)
+
+
 class Reconnector(toolkit.Reconnector):
     """Runs a part's Redis calls, retrying those that fail on the connection.
 
-    redis-py opens a new connection for the next attempt by itself. The first failure of an
-    outage is logged as one warning and the recovery as another, however many calls fail in
-    between.
+    redis-py opens a new connection for the next attempt by itself. An answer of
+    `TRANSIENT_ANSWERS` is retried the same way; one of `REPLICA_ANSWERS` first drops the
+    connections (``drop_connections``, a `RedisConnection`'s) so that the next attempt reaches
+    the new primary. The first failure of an outage is logged as one warning and the recovery
+    as another, however many calls fail in between.
     """
 
-    def __init__(self, server: str, max_delay_s: float) -> None:
+    def __init__(
+        self,
+        server: str,
+        max_delay_s: float,
+        drop_connections: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         """Retry calls to ``server`` (a printable name), waiting at most ``max_delay_s``."""
-        super().__init__("Redis", server, max_delay_s, CONNECTION_ERRORS, logger)
+        super().__init__("Redis", server, max_delay_s, CONNECTION_ERRORS, logger, shown)
+        self.drop_connections = drop_connections
+
+    async def call(
+        self,
+        action: str,
+        operation: Callable[[], Awaitable[_Result]],
+        give_up_after_s: float | None = None,
+    ) -> _Result:
+        """As core's `Reconnector.call`, an answer of `TRANSIENT_ANSWERS` counting as an outage.
+
+        Once the call gives up on such an answer it raises `TransientAnswerError`, whose
+        ``answer`` is Redis's.
+        """
+        return await super().call(action, lambda: self.answered(operation), give_up_after_s)
+
+    async def answered(self, operation: Callable[[], Awaitable[_Result]]) -> _Result:
+        """Await ``operation()``; a transient answer becomes `TransientAnswerError`."""
+        try:
+            return await operation()
+        except RedisError as exc:
+            code = transient_code(exc)
+            if code is None:
+                raise
+            if code in REPLICA_ANSWERS and self.drop_connections is not None:
+                await self.drop_connections()
+            raise TransientAnswerError(exc, code) from exc
 
 
 #: Seconds between two log lines about the same error Redis keeps answering a loop.

@@ -8,19 +8,27 @@ after ``reconnect_timeout_s`` raises the part's `RedisUnavailableError`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from redis.exceptions import RedisError
 
 from taskq.exceptions import TaskiqError
 from taskq.toolkit import check_seconds
 from taskq_redis.errors import RedisUnavailableError, answered, unavailable
-from taskq_redis.reconnect import CONNECTION_ERRORS, DEFAULT_MAX_DELAY_S, Reconnector
+from taskq_redis.reconnect import (
+    CONNECTION_ERRORS,
+    DEFAULT_MAX_DELAY_S,
+    Reconnector,
+    TransientAnswerError,
+)
 
 #: Seconds a call keeps retrying while Redis does not answer, as the broker's ``send_timeout_s``.
 DEFAULT_RECONNECT_TIMEOUT_S = 30.0
 #: The cap on the pause between two attempts, as the broker's ``reconnect_max_delay_s``.
 DEFAULT_RECONNECT_MAX_DELAY_S = DEFAULT_MAX_DELAY_S
+
+if TYPE_CHECKING:
+    from taskq_redis.connection import RedisConnection
 
 _Result = TypeVar("_Result")
 
@@ -35,6 +43,8 @@ class RetryingCalls:
             (``reconnect_timeout_s``).
         unavailable_type: What a call raises when Redis did not answer in time.
         error_type: What a call raises when Redis answered with an error.
+        connection: The part's connection, whose connections are dropped when Redis answers
+            as a replica (see `Reconnector`).
 
     Raises:
         ValueError: ``max_delay_s`` is not a finite number above 0, or ``timeout_s`` not a
@@ -48,10 +58,12 @@ class RetryingCalls:
         timeout_s: float,
         unavailable_type: type[RedisUnavailableError],
         error_type: type[TaskiqError],
+        connection: RedisConnection | None = None,
     ) -> None:
         check_seconds("reconnect_max_delay_s", max_delay_s)
         check_seconds("reconnect_timeout_s", timeout_s, zero=True)
-        self.reconnector = Reconnector(server, max_delay_s)
+        drop = None if connection is None else connection.drop_connections
+        self.reconnector = Reconnector(server, max_delay_s, drop)
         self.timeout_s = timeout_s
         self.unavailable_type = unavailable_type
         self.error_type = error_type
@@ -71,6 +83,9 @@ class RetryingCalls:
         limit = self.timeout_s if retry else 0.0
         try:
             return await self.reconnector.call(action, operation, give_up_after_s=limit)
+        except TransientAnswerError as exc:  # still answered after timeout_s
+            server = self.reconnector.server
+            raise self.error_type(answered(action, server, exc.answer)) from exc.answer
         except CONNECTION_ERRORS as exc:
             server = self.reconnector.server
             waited = limit if limit and not self.reconnector.closed else None

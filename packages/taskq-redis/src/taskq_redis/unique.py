@@ -95,6 +95,7 @@ class RedisUniqueStore(UniqueKeyStore):
             self.connection.server,
             SendUnavailableError,
             SendTaskError,
+            self.connection,
         ):
             holder = await self._claim([self.key(key)], [task_id, max(1, round(ttl_s * 1000))])
         return None if holder is None else holder.decode()
@@ -110,6 +111,7 @@ class RedisUniqueStore(UniqueKeyStore):
             self.connection.server,
             RedisUnavailableError,
             TaskiqError,
+            self.connection,
         ):
             if self._acks is None:
                 await self._release([self.key(key)], [task_id])

@@ -148,6 +148,7 @@ class RedisResultBackend(CheckedResultTTL, AsyncResultBackend[_ReturnType]):
             reconnect_timeout_s,
             RedisResultStoreUnavailableError,
             ResultBackendError,
+            self.connection,
         )
         self.reconnector: Reconnector = self.calls.reconnector
         self._listener: asyncio.Task[None] | None = None
@@ -427,7 +428,11 @@ class RedisResultBackend(CheckedResultTTL, AsyncResultBackend[_ReturnType]):
     def _errors(self, action: str) -> AbstractContextManager[None]:
         """Turn redis-py's errors into taskq's, naming the server (for the pub/sub reader)."""
         return translated(
-            action, self.connection.server, RedisResultStoreUnavailableError, ResultBackendError
+            action,
+            self.connection.server,
+            RedisResultStoreUnavailableError,
+            ResultBackendError,
+            self.connection,
         )
 
 

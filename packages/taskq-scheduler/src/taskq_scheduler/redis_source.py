@@ -136,6 +136,7 @@ class RedisScheduleSource(ScheduleSource):
             reconnect_timeout_s,
             RedisScheduleSourceUnavailableError,
             ScheduleSourceUnavailableError,
+            self.connection,
         )
         self.reconnector: Reconnector = self.calls.reconnector
         self._started = False
