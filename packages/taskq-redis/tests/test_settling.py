@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import time
 import uuid
 from typing import Any
@@ -115,6 +116,39 @@ async def test_a_hand_back_keeps_ids_and_counts_and_another_worker_takes_it_prom
     counts = deliveries(raw_redis, staying)
     assert counts.pop(started.data) == 2
     assert set(counts.values()) == {1}
+
+
+async def test_messages_handed_back_taken_by_a_reclaim_are_not_reported_as_expired(
+    new_broker, redis_url, redis_prefix, caplog
+):
+    # a handed-back entry is idle for a lease already, so a reclaim may take it before the
+    # check for handed-back entries does: it warned "lease had expired: their worker stopped
+    # without acknowledging them" about a worker that had stopped cleanly
+    caplog.set_level(logging.INFO, "taskq.redis")
+    leaving = RedisStreamBroker(redis_url, key_prefix=redis_prefix, batch_size=20)
+    leaving.is_worker_process = True
+    await leaving.startup()
+    for n in range(5):
+        await leaving.kick(message(b"%d" % n))
+    listening = leaving.listen()
+    await listening.__anext__()  # read all 5, started one
+    staying = await new_broker(reclaim_interval_s=0.2)  # the lease of the leaving one
+    received: list[AckableMessage] = []
+
+    async def consume() -> None:
+        async for item in staying.listen():
+            received.append(item)
+
+    consumer = asyncio.ensure_future(consume())
+    await eventually(lambda: bool(staying._consumers) and _has_looked(staying), timeout=5)
+    # only a reclaim takes what comes back
+    staying._consumers[0]._next_handed_back_check = math.inf
+    await leaving.shutdown()
+    await eventually(lambda: len(received) == 5, timeout=10)
+    await cancel_until_done(consumer)
+    await listening.aclose()
+    assert "had expired" not in caplog.text
+    assert "Took 5 message(s) a stopping worker handed back" in caplog.text
 
 
 @pytest.mark.parametrize("ended", ["closed", "dropped"])

@@ -461,6 +461,7 @@ class StreamConsumer:
         """Take over entries whose lease expired (or dead-letter those delivered too often)."""
         options = self.options
         claimed: list[Entry] = []
+        handed_back = 0  # of those claimed: handed back by a stopping worker, not expired
         for stream in options.keys.highest_first:
             level = options.keys.streams.index(stream)
             keys: ScriptKeys = [stream, options.keys.dead_letters]
@@ -472,24 +473,30 @@ class StreamConsumer:
                 options.max_deliveries or 0,
                 level,
             ]
-            dead, entries = await self.reconnector.call(
+            dead, entries, handed = await self.reconnector.call(
                 "take over expired messages",
                 functools.partial(self.scripts.reclaim, keys, args),
             )
             self._settle_dead_lettered(dead, f"of {stream}")
             if len(dead) + len(entries) >= options.batch_size:
                 self._next_reclaim = 0.0  # more may wait: look again at the next fetch
+            handed_ids = set(handed)
             for entry_id, fields in entries:
                 payload = await self._held_payload(level, entry_id, fields)
                 if payload is not None:
                     claimed.append((level, entry_id, payload))
-        if claimed:
+                    if entry_id in handed_ids:
+                        handed_back += 1
+        expired = len(claimed) - handed_back
+        if expired:
             logger.warning(
                 "Took over %d message(s) whose lease (%g s) had expired: their worker stopped "
                 "(or released them) without acknowledging them",
-                len(claimed),
+                expired,
                 options.lease_s,
             )
+        if handed_back:
+            logger.info("Took %d message(s) a stopping worker handed back", handed_back)
         return claimed
 
     async def _reject_foreign(self, level: int, entry_id: bytes) -> None:

@@ -183,21 +183,28 @@ return 1
 
 #: KEYS: stream, dead letters. ARGV: group, consumer, lease in ms, most to take, max deliveries
 #: (0: no limit), level. Takes entries idle for longer than the lease (their worker died, or
-#: released them a while ago); those delivered max deliveries times go to the dead letters
-#: instead. Returns {the dead-lettered ({'m' field or nil, reason} each), claimed entries}.
+#: released them a while ago), and those a stopping worker handed back (idle for a lease
+#: already); those delivered max deliveries times go to the dead letters instead. Returns
+#: {the dead-lettered ({'m' field or nil, reason} each), claimed entries, the ids of those
+#: claimed that were handed back}.
 RECLAIM = (
     _TAKE
     + """
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], '-', '+', ARGV[4])
 local max_deliveries = tonumber(ARGV[5])
-local dead, claimed = {}, {}
+local dead, claimed, handed = {}, {}, {}
 for _, p in ipairs(pending) do
   local outcome = take(KEYS[1], KEYS[2], ARGV[1], ARGV[2], p[1], p[2], p[4], max_deliveries,
                        ARGV[6])
   if outcome[1] ~= 0 then table.insert(dead, outcome[1]) end
-  if outcome[2] then table.insert(claimed, outcome[2]) end
+  if outcome[2] then
+    table.insert(claimed, outcome[2])
+    if p[2] == '"""
+    + HANDED_BACK
+    + """' then table.insert(handed, p[1]) end
+  end
 end
-return {dead, claimed}
+return {dead, claimed, handed}
 """
 )
 
