@@ -28,7 +28,7 @@ DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 #: The URL schemes: plain TCP and TLS.
 URL_SCHEMES = ("amqp", "amqps")
 #: Errors that mean "the connection failed", worth another attempt on a new connection.
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     AMQPConnectionError,
     ChannelInvalidStateError,
     ConnectionError,

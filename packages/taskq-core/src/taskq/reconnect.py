@@ -47,7 +47,7 @@ class Reconnector:
         service: str,
         server: str,
         max_delay_s: float,
-        errors: tuple[type[BaseException], ...],
+        errors: tuple[type[Exception], ...],
         logger: logging.Logger,
         show_error: Callable[[BaseException], str] = str,
     ) -> None:
@@ -81,17 +81,30 @@ class Reconnector:
         while True:
             try:
                 result = await operation()
-            except self.errors as exc:
-                if self.closed:
+            except Exception as exc:  # the usual call, which succeeds, pays nothing for this
+                error = exc if isinstance(exc, self.errors) else await self.transient(exc)
+                if error is None:
                     raise
                 first_failure = first_failure or time.monotonic()
-                if give_up_after_s is not None and self._gives_up(first_failure, give_up_after_s):
-                    raise
-                delay = await self.pause(action, exc, delay)
+                if self.closed or (
+                    give_up_after_s is not None and self._gives_up(first_failure, give_up_after_s)
+                ):
+                    if error is exc:
+                        raise
+                    raise error from exc
+                delay = await self.pause(action, error, delay)
                 continue
             if self._gave_up or self._down_since is not None:  # else nothing to note
                 self.restored()
             return result
+
+    async def transient(self, error: Exception) -> BaseException | None:
+        """The connection error to retry ``error`` as, or None: it is the call's answer.
+
+        Called for a failure that is not one of ``errors``; this one retries none. A subclass
+        may take an answer that goes away by itself (a server in a failover) for an outage.
+        """
+        return None
 
     def _gives_up(self, first_failure: float, give_up_after_s: float) -> bool:
         """Whether a call failing since ``first_failure`` stops retrying (noted if it waited)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -19,8 +18,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 import taskq.toolkit as toolkit
 
 logger = logging.getLogger("taskq.redis")
-
-_Result = TypeVar("_Result")
 
 
 class TransientAnswerError(RedisConnectionError):
@@ -38,7 +35,7 @@ class TransientAnswerError(RedisConnectionError):
 #: Errors that mean "the connection failed", worth another attempt (a Redis still loading its
 #: data after a restart raises a ConnectionError too, and `TransientAnswerError` is one).
 #: Anything else is the command's answer.
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
     OSError,
@@ -94,30 +91,17 @@ class Reconnector(toolkit.Reconnector):
         super().__init__("Redis", server, max_delay_s, CONNECTION_ERRORS, logger, shown)
         self.drop_connections = drop_connections
 
-    async def call(
-        self,
-        action: str,
-        operation: Callable[[], Awaitable[_Result]],
-        give_up_after_s: float | None = None,
-    ) -> _Result:
-        """As core's `Reconnector.call`, an answer of `TRANSIENT_ANSWERS` counting as an outage.
+    async def transient(self, error: Exception) -> BaseException | None:
+        """A `TransientAnswerError` for an answer of `TRANSIENT_ANSWERS`, else None.
 
-        Once the call gives up on such an answer it raises `TransientAnswerError`, whose
-        ``answer`` is Redis's.
+        An answer of `REPLICA_ANSWERS` first drops the connections.
         """
-        return await super().call(action, lambda: self.answered(operation), give_up_after_s)
-
-    async def answered(self, operation: Callable[[], Awaitable[_Result]]) -> _Result:
-        """Await ``operation()``; a transient answer becomes `TransientAnswerError`."""
-        try:
-            return await operation()
-        except RedisError as exc:
-            code = transient_code(exc)
-            if code is None:
-                raise
-            if code in REPLICA_ANSWERS and self.drop_connections is not None:
-                await self.drop_connections()
-            raise TransientAnswerError(exc, code) from exc
+        code = transient_code(error)
+        if code is None or not isinstance(error, RedisError):
+            return None
+        if code in REPLICA_ANSWERS and self.drop_connections is not None:
+            await self.drop_connections()
+        return TransientAnswerError(error, code)
 
 
 #: Seconds between two log lines about the same error Redis keeps answering a loop.
