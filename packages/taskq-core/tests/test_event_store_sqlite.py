@@ -12,6 +12,7 @@ import pytest
 
 from taskq.event_recorder import EventRecorder
 from taskq.event_stores import SQLiteEventStore
+from taskq.event_stores import sqlite as sqlite_store
 from taskq.exceptions import EventStoreError
 from taskq.task_events import EventKind, TaskEvent, TaskQuery, WorkerHeartbeat, WorkerId
 from taskq.testing import eventually
@@ -165,3 +166,40 @@ async def test_a_store_whose_file_is_removed_records_into_a_new_file_not_the_rem
         assert len(await reader.workers(stale_after=60)) == 1
     finally:
         await reader.shutdown()
+
+
+def file_size(path: Path) -> int:
+    return path.stat().st_size
+
+
+async def test_the_wal_file_is_cut_back_after_a_long_read_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a reader holding a read transaction keeps the WAL from being checkpointed: it grows,
+    # and SQLite kept that size on disk as long as any process had the file open
+    monkeypatch.setattr(sqlite_store, "WAL_SIZE_LIMIT_BYTES", 64 * 1024)
+    path = tmp_path / "events.db"
+    wal = tmp_path / "events.db-wal"
+    store = SQLiteEventStore(path)
+    now = time.time()
+    try:
+        await store.startup()
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as reader:
+            reader.execute("BEGIN")
+            reader.execute("SELECT COUNT(*) FROM taskq_events").fetchone()
+            for number in range(100):
+                batch = [
+                    TaskEvent(EventKind.SUCCEEDED, f"t{number}-{i}", "app:x", WORKER, now)
+                    for i in range(50)
+                ]
+                await store.write(batch)
+            grown = file_size(wal)
+            reader.execute("COMMIT")
+        sizes = []
+        for number in range(50):  # the next write checkpoints, a later one starts the WAL anew
+            await store.write([TaskEvent(EventKind.SUCCEEDED, f"l{number}", "app:x", WORKER, now)])
+            sizes.append(file_size(wal))  # while open: closing the last connection removes it
+    finally:
+        await store.shutdown()
+    assert grown > 4 * 1024 * 1024
+    assert min(sizes) <= 64 * 1024

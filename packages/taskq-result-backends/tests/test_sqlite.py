@@ -29,11 +29,13 @@ from taskq import (
     TaskState,
     UnknownTaskError,
 )
+from taskq.exceptions import ResultBackendError
 from taskq_inmemory import InMemoryBroker
 from taskq_result_backends import (
     ResultStoreBusyError,
     ResultStoreUnavailableError,
     SQLiteResultBackend,
+    sqlite_file,
 )
 
 #: Seconds allowed for what must happen "now" on a loaded two-core machine.
@@ -245,6 +247,70 @@ async def test_a_file_that_is_not_a_database_fails(tmp_path):
     with pytest.raises(ResultStoreUnavailableError, match="SQLite database"):
         await backend.startup()
     await backend.shutdown()
+
+
+def remove_database(path: str) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(path + suffix).unlink(missing_ok=True)
+
+
+def file_size(path: Path) -> int:
+    return path.stat().st_size
+
+
+async def test_a_backend_whose_file_is_removed_stores_into_the_new_file(sqlite_path):
+    # an operator removes the file to start afresh: a worker's connection wrote on into the
+    # removed file, where no other process could read its results again
+    worker = SQLiteResultBackend(sqlite_path)
+    await worker.set_result("before", success(1))
+    remove_database(sqlite_path)
+    client = SQLiteResultBackend(sqlite_path)
+    try:
+        await client.startup()
+        await worker.set_result("after", success(2))
+        assert (await client.get_result("after")).return_value == 2
+        assert not await client.is_result_ready("before")
+    finally:
+        await worker.shutdown()
+        await client.shutdown()
+
+
+@pytest.mark.parametrize("task_id", ["a\udc80", "\ud800"])
+async def test_a_task_id_that_is_not_valid_unicode_is_a_result_backend_error(backend, task_id):
+    # JSON can carry "\\udc80": a message's task id may hold a lone surrogate
+    for call in (
+        backend.set_result(task_id, success(1)),
+        backend.get_result(task_id),
+        backend.is_result_ready(task_id),
+    ):
+        with pytest.raises(ResultBackendError, match="not valid Unicode"):
+            await call
+    await backend.set_result("fine", success(1))  # the connection is still usable
+    assert (await backend.get_result("fine")).return_value == 1
+
+
+async def test_the_wal_file_is_cut_back_after_a_long_read_transaction(sqlite_path, monkeypatch):
+    # a reader holding a read transaction keeps the WAL from being checkpointed: it grows,
+    # and SQLite kept that size on disk after the reader was done, as long as
+    # any process has the file open
+    monkeypatch.setattr(sqlite_file, "WAL_SIZE_LIMIT_BYTES", 64 * 1024)
+    backend = SQLiteResultBackend(sqlite_path)
+    await backend.startup()
+    wal = Path(sqlite_path + "-wal")
+    with closing(sqlite3.connect(sqlite_path, isolation_level=None)) as reader:
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM taskq_results").fetchone()
+        for number in range(400):
+            await backend.set_result(f"task-{number}", success("x" * 10_000))
+        grown = file_size(wal)
+        reader.execute("COMMIT")
+    sizes = []
+    for number in range(50):  # the next write checkpoints, a later one starts the WAL anew
+        await backend.set_result(f"later-{number}", success(number))
+        sizes.append(file_size(wal))  # while open: closing the last connection removes it
+    await backend.shutdown()
+    assert grown > 4 * 1024 * 1024
+    assert min(sizes) <= 64 * 1024
 
 
 async def test_a_locked_database_raises_busy_after_the_timeout_and_reads_go_on(backend):

@@ -7,9 +7,11 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
+from taskq.exceptions import ResultBackendError
 from taskq.testing import eventually
 from taskq_inmemory import InMemoryBroker
 from taskq_result_backends import ResultStoreUnavailableError, SQLiteUniqueStore
@@ -105,3 +107,29 @@ async def test_a_long_key_is_stored_as_a_digest(store: SQLiteUniqueStore, sqlite
     with sqlite3.connect(sqlite_path) as connection:
         (longest,) = connection.execute(f"SELECT max(length(key)) FROM {UNIQUE_KEYS}").fetchone()
     assert longest < 100, longest
+
+
+def remove_database(path: str) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(path + suffix).unlink(missing_ok=True)
+
+
+async def test_a_store_whose_file_is_removed_claims_in_the_new_file(sqlite_path: str):
+    # a connection on a removed file kept its own copy of the keys: a key claimed in the new
+    # file by another process was held twice
+    first = SQLiteUniqueStore(sqlite_path)
+    second = SQLiteUniqueStore(sqlite_path)
+    try:
+        assert await first.claim("k", "a", 60) is None
+        remove_database(sqlite_path)
+        assert await second.claim("k", "b", 60) is None
+        assert await first.claim("k", "c", 60) == "b"
+    finally:
+        await first.shutdown()
+        await second.shutdown()
+
+
+async def test_a_key_that_is_not_valid_unicode_is_a_result_backend_error(store: SQLiteUniqueStore):
+    with pytest.raises(ResultBackendError, match="not valid Unicode"):
+        await store.claim("k\udc80", "a", 60)
+    assert await store.claim("k", "a", 60) is None  # no transaction was left open

@@ -2,12 +2,14 @@
 
 The SQLite parts of taskq (the result backend, the cancellation store) each hold one: the
 event loop never waits for the disk or a lock, a forked child opens its own connection, and
-SQLite's errors become typed ones that say what to do.
+SQLite's errors become typed ones that say what to do. A file removed or replaced under an
+open connection is opened anew at the connection's next use.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import time
@@ -21,12 +23,18 @@ from taskq_result_backends.errors import ResultStoreBusyError, ResultStoreUnavai
 
 _T = TypeVar("_T")
 
+logger = logging.getLogger("taskq.result_backends")
+
 #: Seconds between two attempts to open a file that another process is setting up.
 OPEN_RETRY_S = 0.01
 
 #: Connections a forked child inherited: kept referenced so that the child never closes them
 #: (SQLite must not use a connection across fork(), and closing one is a use).
 _INHERITED: list[sqlite3.Connection] = []
+
+#: Bytes the ``-wal`` file is cut back to once it is written from its start again: a long
+#: read transaction lets it grow past its usual few megabytes, and SQLite keeps that size.
+WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 
 
 class SQLiteFile:
@@ -47,6 +55,7 @@ class SQLiteFile:
         self._connection: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
+        self._file: tuple[int, int] | None = None  # the (device, inode) the connection opened
 
     async def run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``work`` with the connection in the file's thread, opening it first if needed.
@@ -80,12 +89,22 @@ class SQLiteFile:
         return self._executor
 
     def _with_connection(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        path = self.path
         try:
+            if self._connection is not None and _file_of(path) != self._file:
+                logger.warning("%s %r was removed or replaced: opening it anew", self.what, path)
+                self._close()
             if self._connection is None:
-                self._connection = _connect(self.path, self.busy_timeout_s, self.schema)
+                self._connection = _connect(path, self.busy_timeout_s, self.schema)
+                self._file = _file_of(path)
             return work(self._connection)
         except sqlite3.Error as exc:
-            raise _store_error(exc, self.path, self.busy_timeout_s, self.what) from exc
+            raise _store_error(exc, path, self.busy_timeout_s, self.what) from exc
+        except UnicodeEncodeError as exc:  # a lone surrogate in a task id, key or reason
+            raise ResultBackendError(
+                f"{self.what} {path!r} cannot store text that is not valid Unicode "
+                f"({exc}): a lone surrogate, as decoding bytes with 'surrogateescape' makes"
+            ) from exc
 
     def _close(self) -> None:
         if self._connection is not None:
@@ -108,6 +127,7 @@ def _connect(path: str, busy_timeout_s: float, schema: str) -> sqlite3.Connectio
         try:
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = NORMAL")
+            connection.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
             connection.executescript(schema)
         except sqlite3.OperationalError as exc:
             connection.close()
@@ -119,6 +139,20 @@ def _connect(path: str, busy_timeout_s: float, schema: str) -> sqlite3.Connectio
             raise
         else:
             return connection
+
+
+def _file_of(path: str) -> tuple[int, int] | None:
+    """The (device, inode) ``path`` names now; None when there is no such file.
+
+    A connection writes on into a file removed (or replaced) under it, where no other
+    process reads, and a unique key claimed there is held twice: compared before each use,
+    a change opens the path anew.
+    """
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:

@@ -51,6 +51,9 @@ DEFAULT_PATH = "taskq-events.sqlite3"
 DEFAULT_BUSY_TIMEOUT_S = 10.0
 #: Tasks one retention pass reads at a time while looking for the oldest.
 RETENTION_CHUNK = 500
+#: Bytes the ``-wal`` file is cut back to once it is written from its start again: a long
+#: read transaction (a dashboard's query) lets it grow, and SQLite keeps that size.
+WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 
 #: Connections a forked child inherited, kept referenced so that the child never closes them.
 _INHERITED: list[sqlite3.Connection] = []
@@ -367,6 +370,7 @@ def _connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
         try:
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = NORMAL")
+            connection.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
             connection.executescript(_SCHEMA)
         except sqlite3.OperationalError as error:
             connection.close()
