@@ -85,6 +85,19 @@ async def test_an_unencodable_result_raises_serialization_error(backend):
     assert not await backend.is_result_ready("t")
 
 
+@pytest.mark.parametrize("call", ["set_result", "get_result", "is_result_ready", "get_progress"])
+async def test_a_task_id_that_is_not_valid_unicode_is_a_result_backend_error(backend, call):
+    # a task id decoded from JSON may hold a lone surrogate: redis-py's bare
+    # UnicodeEncodeError came out of every call
+    task_id = "t\udc80"
+    result = TaskiqResult(is_err=False, return_value=1, execution_time=0.0)
+    arguments = (task_id, result) if call == "set_result" else (task_id,)
+    with pytest.raises(ResultBackendError, match="not valid Unicode"):
+        await getattr(backend, call)(*arguments)
+    await backend.set_result("t", result)  # the backend goes on
+    assert (await backend.get_result("t")).return_value == 1
+
+
 async def test_progress_keeps_the_latest_report(backend, raw, redis_prefix):
     await backend.set_progress("p", TaskProgress(TaskState.STARTED, {"done": 1}))
     await backend.set_progress("p", TaskProgress(TaskState.STARTED, {"done": 2}))

@@ -78,7 +78,8 @@ class RetryingCalls:
 
         Raises:
             RedisUnavailableError: Redis did not answer (its ``unavailable_type``).
-            TaskiqError: Redis answered with an error (its ``error_type``).
+            TaskiqError: Redis answered with an error, or the call holds text that is not
+                valid Unicode (a lone surrogate) (its ``error_type``).
         """
         limit = self.timeout_s if retry else 0.0
         try:
@@ -92,3 +93,7 @@ class RetryingCalls:
             raise unavailable(self.unavailable_type, action, server, exc, waited) from exc
         except RedisError as exc:
             raise self.error_type(answered(action, self.reconnector.server, exc)) from exc
+        except UnicodeEncodeError as exc:  # redis-py encodes text as UTF-8: no lone surrogate
+            raise self.error_type(
+                f"cannot {action}: it holds text that is not valid Unicode ({exc})"
+            ) from exc
