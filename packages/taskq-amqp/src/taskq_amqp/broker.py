@@ -77,8 +77,9 @@ class AmqpBroker(AsyncBroker):
             capacity of the worker's receiver (running plus prefetched tasks); outside a
             worker, no limit (the consumer's own loop bounds what it takes).
         reconnect_max_delay_s: Longest pause between reconnection attempts.
-        send_timeout_s: Seconds ``kick`` keeps retrying while RabbitMQ does not answer,
-            before raising `SendUnavailableError`.
+        send_timeout_s: Seconds ``kick`` takes at most while RabbitMQ does not answer (its
+            retries, and the wait for a silent connection's reply), before raising
+            `SendUnavailableError`.
 
     Raises:
         ValueError: A bad URL scheme or option value.
@@ -145,8 +146,8 @@ class AmqpBroker(AsyncBroker):
         """
         self.connection.reopen()
         try:
-            await self.connection.call(
-                "connect", self.publisher.channel, give_up_after_s=self.send_timeout_s
+            await self.connection.call_within(
+                "connect", self.publisher.channel, self.send_timeout_s
             )
         except CONNECTION_ERRORS as exc:
             raise unavailable(
@@ -242,7 +243,7 @@ class AmqpBroker(AsyncBroker):
         if connection.closed:
             connection.reopen()  # a client that kicks after shutdown, or without startup
         try:
-            await connection.call(action, operation, give_up_after_s=self.send_timeout_s)
+            await connection.call_within(action, operation, self.send_timeout_s)
         except CONNECTION_ERRORS as exc:
             raise unavailable(
                 SendUnavailableError,
@@ -301,7 +302,7 @@ class AmqpBroker(AsyncBroker):
             await channel.close()
 
         self.connection.reopen()
-        await self.connection.call("delete the queues", delete, give_up_after_s=self.send_timeout_s)
+        await self.connection.call_within("delete the queues", delete, self.send_timeout_s)
 
 
 def _batch_error(

@@ -3,7 +3,9 @@
 Every part of the broker (sending, each consumer, the dead letters) runs its calls through
 `AmqpConnection.call`: a call that fails on the connection reopens it and is retried with
 capped exponential backoff; the first failure of an outage is logged as one warning and the
-recovery as another.
+recovery as another. A call is bounded as a whole where it has a limit (`call_within`): a
+server that went silent (a network path that drops everything) is only noticed by the
+connection's heartbeat timeout, three times the heartbeat, up to minutes later.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 import aiormq
@@ -22,6 +27,8 @@ import taskq.toolkit as toolkit
 from taskq_amqp.errors import AccessRefusedError
 
 logger = logging.getLogger("taskq.amqp")
+
+_Result = TypeVar("_Result")
 
 #: The server the broker uses when given no URL.
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -78,6 +85,50 @@ class AmqpConnection(toolkit.Reconnector):
         self._connection: AbstractConnection | None = None
         self._opening: asyncio.Lock | None = None
 
+    async def call(
+        self,
+        action: str,
+        operation: Callable[[], Awaitable[_Result]],
+        give_up_after_s: float | None = None,
+    ) -> _Result:
+        """Await ``operation()`` as core's reconnect policy does (see `toolkit.Reconnector`).
+
+        A call that aiormq cut off with a ``CancelledError`` as the connection closed (its
+        heartbeat timed out) fails on the connection like any other, and is retried.
+        """
+        return await super().call(action, lambda: lost_if_cut_off(operation), give_up_after_s)
+
+    async def call_within(
+        self, action: str, operation: Callable[[], Awaitable[_Result]], timeout_s: float
+    ) -> _Result:
+        """`call`, retried for ``timeout_s`` at most, attempts that hang included.
+
+        Raises:
+            asyncio.TimeoutError: No attempt ended within ``timeout_s`` (the server answers
+                nothing).
+            Exception: One of `CONNECTION_ERRORS`: the last attempt's error, when attempts
+                failed until ``timeout_s`` passed (the server refused it, or is unreachable).
+        """
+        failures: list[BaseException] = []  # the last one only
+
+        async def attempt() -> _Result:
+            try:
+                return await operation()
+            except CONNECTION_ERRORS as exc:
+                failures[:] = [exc]
+                raise
+
+        call = self.call(action, attempt, give_up_after_s=timeout_s)
+        try:
+            if sys.version_info >= (3, 11):
+                async with asyncio.timeout(timeout_s):
+                    return await call
+            return await asyncio.wait_for(call, timeout_s)  # pragma: no cover - Python 3.10
+        except asyncio.TimeoutError as timed_out:
+            if not failures or failures[0] is timed_out:
+                raise
+            raise failures[0] from timed_out
+
     @property
     def is_open(self) -> bool:
         """Whether a connection is open now."""
@@ -130,3 +181,19 @@ class AmqpConnection(toolkit.Reconnector):
     def reopen(self) -> None:
         """Let calls retry again after `close` (a broker started again)."""
         self.closed = False
+
+
+async def lost_if_cut_off(operation: Callable[[], Awaitable[_Result]]) -> _Result:
+    """``operation()``, with a cancellation that did not come to this task as a lost connection.
+
+    aiormq cancels the replies a connection still awaited when it closes that connection on a
+    heartbeat timeout: the caller's task then gets a ``CancelledError`` that no one sent it.
+    Python 3.10 cannot tell one from a real cancellation, so it keeps it as one.
+    """
+    try:
+        return await operation()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if sys.version_info < (3, 11) or task is None or task.cancelling():
+            raise
+        raise ConnectionError("the connection closed before RabbitMQ answered") from None

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from taskq.acks import AckableMessage
-from taskq_amqp.connection import CONNECTION_ERRORS, FIRST_RETRY_DELAY_S
+from taskq_amqp.connection import CONNECTION_ERRORS, FIRST_RETRY_DELAY_S, lost_if_cut_off
 from taskq_amqp.errors import UnroutableError
 from taskq_amqp.publisher import declare
 from taskq_amqp.queues import counted_deliveries
@@ -241,7 +241,7 @@ class _Settler:
         if self.channel.is_closed:
             return
         try:
-            await self._dead_letter(reason or REJECTED)
+            await lost_if_cut_off(lambda: self._dead_letter(reason or REJECTED))
         except CONNECTION_ERRORS:
             return  # unacknowledged: it comes back once its channel is gone, to be rejected again
         await self.ack()

@@ -152,7 +152,7 @@ class DeadLetterQueue(contract.DeadLetterQueue):
     async def _call(self, action: str, operation: Callable[[], Awaitable[_Result]]) -> _Result:
         connection = self.connection
         try:
-            return await connection.call(action, operation, give_up_after_s=self.timeout_s)
+            return await connection.call_within(action, operation, self.timeout_s)
         except CONNECTION_ERRORS as exc:
             raise unavailable(
                 AmqpUnavailableError, action, connection.server, exc, self.timeout_s

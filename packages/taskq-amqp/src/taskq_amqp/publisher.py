@@ -10,11 +10,16 @@ confirmed and lost; the next publish declares the queues again.
 A message larger than the server's ``max_message_size`` makes RabbitMQ close the channel: it
 fails with `MessageTooLargeError`, the other publishes the close cut off are sent again on a new
 channel, and the publisher refuses later messages over that size before sending them.
+
+A dead letter is a copy of a message with taskq's headers added. When the message's own headers
+(set by whatever client sent it) leave no room for them in one frame, which RabbitMQ answers by
+closing the whole connection, the copy keeps the body and taskq's headers and drops the others.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import sys
 import time
@@ -25,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from aiormq.abc import AbstractChannel
 from aiormq.exceptions import ChannelClosed, ChannelInvalidStateError, DeliveryError, PublishError
 from pamqp.commands import Basic
+from pamqp.header import ContentHeader
 
 from taskq.exceptions import SendTaskError
 from taskq_amqp.errors import MessageTooLargeError, UnroutableError
@@ -43,12 +49,18 @@ if TYPE_CHECKING:
 
     from taskq_amqp.connection import AmqpConnection
 
+logger = logging.getLogger("taskq.amqp")
+
 #: delivery_mode of a message RabbitMQ writes to disk.
 PERSISTENT = 2
 #: The headers taskq adds to dead letters, removed when one is replayed.
 DEAD_LETTER_HEADERS = (REASON_HEADER, DEAD_AT_HEADER, DELIVERIES_HEADER, DEATHS_HEADER)
 #: RabbitMQ's reason for closing a channel on a message over its ``max_message_size``.
 TOO_LARGE_REASON = re.compile(r"message size \d+ is larger than configured max size (\d+)")
+#: Header of a dead letter whose own headers were dropped: how many there were.
+DROPPED_HEADERS_HEADER = "x-taskq-dropped-headers"
+#: Bytes a frame adds around its payload (type, channel, size, end marker).
+FRAME_OVERHEAD = 8
 
 
 @dataclass(frozen=True)
@@ -223,8 +235,19 @@ class Publisher:
             DEAD_AT_HEADER: round(time.time() * 1000),
             DELIVERIES_HEADER: counted_deliveries(properties.headers, self.queues.name),
         }
-        properties = _copy(properties, headers)
-        await self.publish(delivered.body, self.queues.dead_letter_queue, properties)
+        copy = _copy(properties, headers)
+        channel = await self.channel()
+        if _header_frame_size(copy, len(delivered.body)) > _frame_max(channel):
+            logger.warning(
+                "Dead-lettering message %s without its %d headers: with taskq's they would "
+                "not fit in one frame (frame_max %d bytes)",
+                properties.message_id,
+                len(properties.headers or {}),
+                _frame_max(channel),
+            )
+            headers[DROPPED_HEADERS_HEADER] = len(properties.headers or {})
+            copy = _copy(properties, headers, drop=tuple(properties.headers or ()))
+        await self.publish(delivered.body, self.queues.dead_letter_queue, copy)
 
     async def replay(self, delivered: DeliveredMessage) -> None:
         """Publish a dead letter to the work queue again, without the dead-letter headers."""
@@ -333,6 +356,16 @@ def _outcome(outcome: object, channel_closed: bool) -> BaseException | None:
 def message_properties(priority: int | None) -> Basic.Properties:
     """The properties of a task message: persistent, with its priority where it has one."""
     return Basic.Properties(delivery_mode=PERSISTENT, priority=priority)
+
+
+def _frame_max(channel: AbstractChannel) -> int:
+    """The largest frame ``channel``'s connection takes, in bytes (0: no limit)."""
+    return int(channel.connection.connection_tune.frame_max or 0) or sys.maxsize
+
+
+def _header_frame_size(properties: Basic.Properties, body_size: int) -> int:
+    """The bytes of the content header frame of a message with these properties."""
+    return len(ContentHeader(0, body_size, properties).marshal()) + FRAME_OVERHEAD
 
 
 def _copy(

@@ -1,0 +1,100 @@
+"""RabbitMQ behind a relay that goes silent: no byte either way, the connection left open."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+
+import pytest
+
+from taskq import BrokerMessage
+from taskq.testing import eventually
+from taskq_amqp import AmqpBroker, SendUnavailableError
+from taskq_amqp.testing import delete_queues_async, relayed, unique_queue_name
+
+#: Generous: a kick bounded by its send_timeout_s of 1 s returns long before.
+HANG_LIMIT_S = 60
+#: Python 3.10 cannot tell aiormq's cancellation of a reply from a cancellation of the task.
+tells_cancellations_apart = pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="Python 3.10 keeps such a CancelledError"
+)
+
+
+def message(data: bytes) -> BrokerMessage:
+    return BrokerMessage(uuid.uuid4().hex, "amqp:test", data, {})
+
+
+async def depth(broker: AmqpBroker) -> int:
+    channel = await broker.publisher.channel()
+    return int((await channel.queue_declare(broker.queue_name, passive=True)).message_count)
+
+
+async def test_a_kick_to_a_silent_server_raises_after_send_timeout(amqp_url):
+    """The heartbeat notices a silent server after three heartbeats (3 minutes by default):
+    until then the kick waited for its confirm, whatever its send_timeout_s."""
+    queue = unique_queue_name()
+    async with relayed(amqp_url) as relay:
+        broker = AmqpBroker(relay.url, queue, send_timeout_s=1)
+        await broker.startup()
+        try:
+            relay.pause()
+            with pytest.raises(SendUnavailableError, match="did not answer for 1 s"):
+                await asyncio.wait_for(broker.kick(message(b"x")), HANG_LIMIT_S)
+            relay.restore()
+            await broker.kick(message(b"y"))  # the connection answers again
+        finally:
+            relay.restore()
+            await broker.shutdown()
+            await delete_queues_async(amqp_url, broker.queue_names())
+
+
+@tells_cancellations_apart
+async def test_a_kick_cut_off_by_a_heartbeat_timeout_is_sent_again(amqp_url):
+    """aiormq cancels the awaited confirm when the heartbeat times out: the kick raised that
+    CancelledError (its caller looked cancelled) instead of sending again."""
+    queue = unique_queue_name()
+    async with relayed(f"{amqp_url.rstrip('/')}/?heartbeat=1") as relay:
+        broker = AmqpBroker(relay.url, queue, send_timeout_s=HANG_LIMIT_S)
+        await broker.startup()
+        try:
+            connection = await broker.connection.connection()
+            relay.pause()
+            kicking = asyncio.ensure_future(broker.kick(message(b"x")))
+            await eventually(lambda: connection.is_closed, timeout=HANG_LIMIT_S)
+            relay.restore()
+            await kicking  # raised CancelledError
+            await eventually(lambda: depth(broker), timeout=30)
+        finally:
+            relay.restore()
+            await broker.shutdown()
+            await delete_queues_async(amqp_url, broker.queue_names())
+
+
+@tells_cancellations_apart
+async def test_a_reject_cut_off_by_a_heartbeat_timeout_leaves_the_message_to_redeliver(amqp_url):
+    """The dead-letter publish of a reject got the same CancelledError, raised into the
+    worker's receiver as if its task had been cancelled."""
+    queue = unique_queue_name()
+    other = AmqpBroker(amqp_url, queue, max_deliveries=None)
+    async with relayed(f"{amqp_url.rstrip('/')}/?heartbeat=1") as relay:
+        broker = AmqpBroker(relay.url, queue, max_deliveries=None)
+        await broker.startup()
+        try:
+            await broker.kick(message(b"x"))
+            item = await anext(aiter(broker.listen()))
+            connection = await broker.connection.connection()
+            relay.pause()
+            rejecting = asyncio.ensure_future(item.reject("ValueError: bad"))
+            await eventually(lambda: connection.is_closed, timeout=HANG_LIMIT_S)
+            relay.restore()
+            await rejecting  # raised CancelledError
+            await other.startup()
+            again = await asyncio.wait_for(anext(aiter(other.listen())), 30)
+            assert again.data == b"x"
+            await again.ack()
+        finally:
+            relay.restore()
+            await broker.shutdown()
+            await other.shutdown()
+            await delete_queues_async(amqp_url, broker.queue_names())
