@@ -10,7 +10,6 @@ import asyncio
 import importlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 
 from taskq import TaskCancelledError
-from taskq.testing import eventually
+from taskq.testing import eventually, free_port
 
 APPS = Path(__file__).resolve().parent / "apps"
 #: Seconds the tasks would run if nothing stopped them.
@@ -32,9 +31,7 @@ WAIT = 60.0
 
 
 def free_address() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    return f"tcp://127.0.0.1:{free_port()}"
 
 
 @pytest.fixture(params=["redis", "zmq"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,14 +15,14 @@ from typing import Any
 
 import pytest
 
+from taskq.testing import free_port
+
 APPS = Path(__file__).resolve().parent / "apps"
 REDIS_URL = os.environ.get("TASKQ_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def free_address() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    return f"tcp://127.0.0.1:{free_port()}"
 
 
 def redis_or_skip() -> None:

@@ -7,7 +7,6 @@ import importlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,18 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from taskq.testing import free_port
+
 pytest.importorskip("prometheus_client")
 pytest.importorskip("taskq_zmq")
 
 APPS = Path(__file__).resolve().parent / "apps"
 TASKS = 100
 WORKERS = 2
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -71,9 +66,7 @@ async def send_all(env: dict[str, str]) -> list[int | None]:
 @pytest.mark.timeout(180)
 def test_the_endpoint_sums_the_metrics_of_every_worker_process(tmp_path: Path) -> None:
     port = free_port()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        address = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    address = f"tcp://127.0.0.1:{free_port()}"
     env = {
         **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
         "PYTHONPATH": os.pathsep.join([str(APPS), os.environ.get("PYTHONPATH", "")]),

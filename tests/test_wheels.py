@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -29,6 +28,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
+
+from taskq.testing import free_port
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -226,9 +227,7 @@ asyncio.run(main())
 
 
 def free_address() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    return f"tcp://127.0.0.1:{free_port()}"
 
 
 def user_environment(env_dir: Path, **variables: str) -> dict[str, str]:

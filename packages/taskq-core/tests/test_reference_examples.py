@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import socket
 import sys
 import time
 import types
@@ -37,16 +36,10 @@ from taskq import (
     TaskiqResultTimeoutError,
     TaskiqState,
 )
+from taskq.testing import free_port
 from taskq_inmemory import InmemoryResultBackend
 
 WAIT = 10.0  # seconds: generous bound on every wait, so a bug fails instead of hanging
-
-
-def free_port() -> int:
-    """A TCP port on the loopback that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 # ======================================================================================

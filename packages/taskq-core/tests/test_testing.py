@@ -1,13 +1,15 @@
-"""`taskq.testing`: waiting for a condition instead of a duration."""
+"""`taskq.testing`: waiting for a condition instead of a duration, and ports for servers."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 import threading
 
 import pytest
 
-from taskq.testing import eventually, eventually_blocking
+from taskq.testing import eventually, eventually_blocking, free_port
 
 
 async def test_eventually_returns_the_first_true_value_once_the_condition_holds() -> None:
@@ -60,3 +62,16 @@ def test_eventually_blocking_refuses_a_nan_timeout() -> None:
 
     with pytest.raises(ValueError, match="nan"):
         eventually_blocking(never, timeout=float("nan"), interval=0)
+
+
+def test_free_port_is_kept_from_other_programs_but_a_server_binds_it() -> None:
+    # a port probed with bind(0) and closed was free for anyone: another test's server took
+    # it now and then (EADDRINUSE) before the server it was meant for bound it
+    port = free_port()
+    with socket.socket() as other, pytest.raises(OSError, match="in use") as refused:
+        other.bind(("127.0.0.1", port))  # as a bind to port 0 would pick it
+    assert refused.value.errno == errno.EADDRINUSE
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", port))
+        server.listen()

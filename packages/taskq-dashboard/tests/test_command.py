@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from taskq.testing import eventually_blocking
+from taskq.testing import eventually_blocking, free_port
 from taskq_dashboard.cli import main, parse_dashboard_args
 
 APP = """
@@ -26,12 +26,6 @@ broker = InMemoryBroker().with_event_store(InMemoryEventStore())
 
 
 AUTH = {"authorization": "Bearer tok"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

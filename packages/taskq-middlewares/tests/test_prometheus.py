@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from taskq import Receiver, TaskiqMessage, TaskiqMiddleware
 from taskq.exceptions import SecurityError
-from taskq.testing import eventually_blocking
+from taskq.testing import eventually_blocking, free_port
 from taskq.toolkit import WORKER_GROUP_ENV
 from taskq_inmemory import InMemoryBroker
 from taskq_middlewares import (
@@ -64,12 +63,6 @@ def value(directory: Path, sample_name: str, task_name: str) -> float:
             if sample.name == sample_name and sample.labels.get("task_name") == task_name:
                 return float(sample.value)
     return 0.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 NAMES = (

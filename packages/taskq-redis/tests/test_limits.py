@@ -8,6 +8,7 @@ processes; the tasks record their starts in Redis by the server's clock (see
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -100,6 +101,36 @@ async def test_a_place_stays_held_while_renewed_and_frees_itself_when_its_worker
     finally:
         await limiter.shutdown()
         await other.shutdown()
+
+
+async def test_shutdown_stops_the_renewals_even_if_their_cancellation_is_swallowed(
+    redis_url: str, redis_prefix: str
+):
+    # a cancellation that arrives as a redis-py call completes can be lost (the call returns
+    # as if uncancelled): the renewals then went on every slot_lease_s / 3 and shutdown
+    # waited for them forever (a test hung for 120 s)
+    limiter = RedisLimiter(redis_url, key_prefix=redis_prefix, slot_lease_s=0.3)
+    renewing = asyncio.Event()
+
+    async def renew_swallowing_cancellation(keys: list[str], args: list[object]) -> int:
+        renewing.set()
+        with contextlib.suppress(asyncio.CancelledError):  # lost, as the call completes
+            await asyncio.sleep(3600)
+        return 1
+
+    limiter._renew = renew_swallowing_cancellation  # type: ignore[assignment]
+    assert await limiter.acquire("k", "a", None, 1) == 0.0
+    await asyncio.wait_for(renewing.wait(), timeout=10)
+    renewer = limiter._renewer
+    assert renewer is not None
+    shutting_down = asyncio.ensure_future(limiter.shutdown())
+    try:
+        done, _ = await asyncio.wait({shutting_down}, timeout=10)
+        assert done, "shutdown still waits for the renewals"
+    finally:
+        limiter._held.clear()  # a renewer left running ends at its next cancellation
+        renewer.cancel()
+        await shutting_down
 
 
 async def test_a_place_whose_lease_ended_leaves_no_owner_behind(

@@ -8,7 +8,6 @@ import collections
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,16 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from taskq.testing import eventually_blocking
+from taskq.testing import eventually_blocking, free_port
 
 APPS = Path(__file__).resolve().parent / "apps"
 WAIT_S = 90.0
 
 
 def free_address() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    return f"tcp://127.0.0.1:{free_port()}"
 
 
 @pytest.fixture

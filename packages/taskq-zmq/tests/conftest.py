@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import gc
-import socket
 from collections.abc import Iterator
 
 import pytest
 import zmq
 
+from taskq.testing import free_port
 from taskq_zmq.lifetime import OwnContext
 
 
 @pytest.fixture
 def address() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"tcp://127.0.0.1:{port}"
+    return f"tcp://127.0.0.1:{free_port()}"
 
 
 def open_contexts() -> list[zmq.Context[zmq.Socket[bytes]]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import struct
 from collections.abc import Iterator
 
@@ -22,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from taskq import BrokerMessage
+from taskq.testing import free_port
 from taskq_zmq import ZeroMQBroker, protocol
 from taskq_zmq.badframes import BadFrames
 from taskq_zmq.dispatcher import Dispatcher
@@ -40,9 +40,7 @@ PEERS = [b"peer-a", b"peer-b", b"peer-c"]
 
 
 def free_address() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    return f"tcp://127.0.0.1:{free_port()}"
 
 
 @pytest.fixture(scope="module")

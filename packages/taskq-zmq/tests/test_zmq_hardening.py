@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import struct
 
 import pytest
@@ -12,7 +11,7 @@ import zmq.asyncio
 
 from taskq import BrokerMessage, SecurityError
 from taskq.exceptions import ListenError, SendTaskError
-from taskq.testing import eventually
+from taskq.testing import eventually, free_port
 from taskq_zmq import ZeroMQBroker, dispatcher, intake, protocol
 
 
@@ -36,9 +35,7 @@ async def receive_tasks(peer: zmq.asyncio.Socket, count: int) -> int:
 
 
 def free_address() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    return f"tcp://127.0.0.1:{free_port()}"
 
 
 async def worker(address: str, **options: object) -> ZeroMQBroker:

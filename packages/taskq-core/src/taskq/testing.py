@@ -5,20 +5,21 @@ either too long or flaky. `eventually` polls the condition until it holds; in a 
 (not async) test that drives other processes, `eventually_blocking` does the same without
 an event loop (a blocking poll inside a loop would starve what it waits for).
 `cancel_until_done` stops a consume loop for sure, even where a client library swallows one
-cancellation.
+cancellation. `free_port` gives a port for a server a test starts (in another process, say).
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from taskq._cancelling import cancel_until_done
 
-__all__ = ["cancel_until_done", "eventually", "eventually_blocking"]
+__all__ = ["cancel_until_done", "eventually", "eventually_blocking", "free_port"]
 
 #: Seconds `eventually` waits by default: long enough for a loaded CI machine.
 DEFAULT_TIMEOUT_S = 10.0
@@ -98,3 +99,23 @@ def _fail_after(deadline: float, timeout: float, condition: object, what: str | 
     if time.monotonic() >= deadline:
         described = what or getattr(condition, "__qualname__", repr(condition))
         raise AssertionError(f"still waiting after {timeout} s for {described}")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` for a server to bind, kept from other programs for about a minute.
+
+    A port read from a socket bound to port 0 and closed may be handed to another program
+    before the server binds it. This one is left in ``TIME_WAIT``: meanwhile the system gives
+    it to no socket bound to port 0 and to no outgoing connection, while a server that binds
+    it with ``SO_REUSEADDR`` (ZeroMQ, asyncio, uvicorn, ``http.server``, ``redis-server``)
+    gets it at once.
+    """
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, 0))
+        listener.listen(1)
+        port = int(listener.getsockname()[1])
+        with socket.create_connection((host, port)):
+            accepted, _ = listener.accept()
+            accepted.close()  # the side that closes first holds TIME_WAIT: this port's
+    return port

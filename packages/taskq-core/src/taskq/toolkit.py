@@ -38,6 +38,8 @@ Packages:
 Event loops:
     `running_loop`: the running event loop, reusing a loop seen before where looking it up
     costs a system call (before Python 3.12).
+    `cancel_until_done`: stop a background task for sure, cancelling it again where a client
+    library swallowed one cancellation.
 
 Checking constructor arguments:
     `check_seconds`, `check_count`: refuse a timeout, interval, size or count that makes no
@@ -61,6 +63,7 @@ from taskq import _lazy
 
 if TYPE_CHECKING:
     from taskq._awaitable import maybe_await
+    from taskq._cancelling import cancel_until_done
     from taskq._lazy import import_on_access
     from taskq._running_loop import running_loop
     from taskq.checks import MAX_INT32_MS_S, check_count, check_seconds
@@ -97,6 +100,7 @@ _DEFINED_IN = {
     "WORKER_GROUP_ENV": "taskq.cli.environment",
     "add_discovery_options": "taskq.cli.options",
     "add_working_directory_to_path": "taskq.cli.targets",
+    "cancel_until_done": "taskq._cancelling",
     "configure_logging": "taskq.cli.logs",
     "converters": "taskq.cli.converters",  # the module itself
     "check_count": "taskq.checks",
@@ -132,6 +136,7 @@ __all__ = [
     "TargetError",
     "add_discovery_options",
     "add_working_directory_to_path",
+    "cancel_until_done",
     "check_count",
     "check_seconds",
     "collect_status",

@@ -11,7 +11,6 @@ import asyncio
 import importlib.util
 import os
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Coroutine, Iterator
@@ -50,17 +49,16 @@ class Served:
     """A dashboard app served by uvicorn on 127.0.0.1 from a thread with its own event loop."""
 
     def __init__(self, app: Any) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        # port 0: the server binds a port the system picks, no other program can take it first
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
         self.server = uvicorn.Server(config)
         self._serving = asyncio.run_coroutine_threadsafe(self.server.serve(), self.loop)
         self._wait_until_listening()
+        self.port = int(self.server.servers[0].sockets[0].getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
 
     def _wait_until_listening(self, timeout: float = STARTUP_TIMEOUT_S) -> None:
         """Return once uvicorn listens: a browser sent at once would find the port closed."""

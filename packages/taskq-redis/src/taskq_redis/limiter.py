@@ -28,7 +28,6 @@ sets, timed by the server's clock (``TIME``):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
@@ -38,6 +37,7 @@ from taskq.abc.unique_store import stored_key
 from taskq.control.limits import CONCURRENCY_RETRY_S
 from taskq.exceptions import TaskiqError
 from taskq.task_events import quoted
+from taskq.toolkit import cancel_until_done
 from taskq_redis.connection import DEFAULT_URL, RedisConnection
 from taskq_redis.errors import RedisUnavailableError, translated
 from taskq_redis.script_batch import BatchedScript
@@ -243,12 +243,15 @@ class RedisLimiter(TaskLimiter):
             await self._release([running, owners], [token, held[0]])
 
     async def shutdown(self) -> None:
-        """Stop renewing leases and close the connection pool."""
+        """Stop renewing leases and close the connection pool.
+
+        The renewals stop even where redis-py swallows the cancellation of one in flight (it
+        then returns as if uncancelled): the renewal loop ends once it is no longer this
+        limiter's renewer, and it is cancelled until it has ended.
+        """
         renewer, self._renewer = self._renewer, None
         if renewer is not None:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+            await cancel_until_done(renewer)
         await self.connection.close()
 
     def _errors(self, action: str) -> AbstractContextManager[None]:
@@ -263,10 +266,11 @@ class RedisLimiter(TaskLimiter):
 
     async def _renew_forever(self) -> None:
         interval = self.slot_lease_s / 3
-        while self._held:
+        renewer = asyncio.current_task()
+        while self._held and self._renewer is renewer:
             await asyncio.sleep(interval)
             held = list(self._held)
-            if not held:
+            if not held or self._renewer is not renewer:  # shut down meanwhile
                 return
             try:
                 await self._renew(

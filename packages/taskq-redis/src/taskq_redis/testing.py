@@ -24,7 +24,6 @@ import atexit
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -35,6 +34,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from taskq.testing import free_port
 from taskq_redis.connection import DEFAULT_URL
 
 if TYPE_CHECKING:
@@ -100,9 +100,7 @@ def throwaway_server(*options: str) -> Iterator[str]:
     server = redis_server_or_skip()
     import redis
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="taskq-redis-") as directory:
         command = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
         command += ["--appendonly", "no", "--dir", directory, *options]

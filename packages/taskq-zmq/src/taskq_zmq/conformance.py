@@ -7,8 +7,8 @@ the variable, so the process the suite spawns for the cross-process check uses t
 from __future__ import annotations
 
 import os
-import socket
 
+from taskq.testing import free_port
 from taskq_zmq.broker import ZeroMQBroker
 
 _PORT_VARIABLE = "TASKQ_CONFORMANCE_ZMQ_PORT"
@@ -18,12 +18,6 @@ def make_broker() -> ZeroMQBroker:
     """A broker whose client binds, and whose workers connect to, one loopback port."""
     port = os.environ.get(_PORT_VARIABLE)
     if port is None:
-        port = os.environ[_PORT_VARIABLE] = str(_free_port())
+        port = os.environ[_PORT_VARIABLE] = str(free_port())
     address = f"tcp://127.0.0.1:{port}"
     return ZeroMQBroker(zmq_pub_host=address, zmq_sub_host=address)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
