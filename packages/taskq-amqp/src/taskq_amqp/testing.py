@@ -23,14 +23,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from taskq.testing import TcpRelay
 from taskq_amqp.connection import DEFAULT_URL
 
 #: The environment variable naming the RabbitMQ server of tests and conformance runs.
 URL_ENV = "TASKQ_AMQP_URL"
 #: Seconds `amqp_url_or_skip` waits for the server to answer.
 CONNECT_TIMEOUT_S = 5.0
-#: Bytes a relay reads at once.
-RELAY_CHUNK = 65536
 
 
 def server_url() -> str:
@@ -88,94 +87,8 @@ async def delete_queues_async(url: str, names: Iterable[str]) -> None:
             await connection.close()
 
 
-class Relay:
-    """A TCP relay to a RabbitMQ server that a test cuts, pauses and restores.
-
-    `cut` closes its connections and closes new ones as soon as accepted: the network or the
-    server is down. `pause` keeps the connections open but passes no byte either way until
-    `restore`, which then passes on what was held: a network path that went silent (no
-    heartbeats either) and came back.
-    """
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host = host
-        self.port = port
-        #: ``amqp://`` URL of the relay (set by `relayed`).
-        self.url = ""
-        #: Connections accepted so far, cut or not.
-        self.accepted = 0
-        self.is_cut = False
-        self._flowing = asyncio.Event()
-        self._flowing.set()
-        self._pumps: set[asyncio.Task[None]] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._server: asyncio.Server | None = None
-
-    @property
-    def connections(self) -> int:
-        """Connections relayed now."""
-        return len(self._writers) // 2
-
-    async def start(self) -> int:
-        """Listen on a free local port; return it."""
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
-
-    def cut(self) -> None:
-        """Close every relayed connection; refuse new ones until `restore`."""
-        self.is_cut = True
-        for writer in self._writers:
-            writer.close()
-        self._writers.clear()
-        for pump in self._pumps:
-            pump.cancel()
-
-    def pause(self) -> None:
-        """Pass no byte either way until `restore`; connections stay open."""
-        self._flowing.clear()
-
-    def restore(self) -> None:
-        """Relay new connections and bytes again (those held by `pause` first)."""
-        self.is_cut = False
-        self._flowing.set()
-
-    async def close(self) -> None:
-        """Stop listening and close every connection."""
-        self.cut()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        self.accepted += 1
-        if self.is_cut:
-            client_w.close()
-            return
-        try:
-            server_r, server_w = await asyncio.open_connection(self.host, self.port)
-        except OSError:
-            client_w.close()
-            return
-        self._writers |= {client_w, server_w}
-        pumps = {
-            asyncio.ensure_future(self._pump(client_r, server_w)),
-            asyncio.ensure_future(self._pump(server_r, client_w)),
-        }
-        self._pumps |= pumps
-        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
-        for pump in pumps:
-            pump.cancel()
-        self._pumps -= pumps
-        for writer in (client_w, server_w):
-            writer.close()
-            self._writers.discard(writer)
-
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(RELAY_CHUNK):
-            await self._flowing.wait()
-            writer.write(data)
-            await writer.drain()
+class Relay(TcpRelay):
+    """A `TcpRelay` to a RabbitMQ server (see `relayed`)."""
 
 
 @contextlib.asynccontextmanager

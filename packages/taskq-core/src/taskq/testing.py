@@ -6,6 +6,8 @@ either too long or flaky. `eventually` polls the condition until it holds; in a 
 an event loop (a blocking poll inside a loop would starve what it waits for).
 `cancel_until_done` stops a consume loop for sure, even where a client library swallows one
 cancellation. `free_port` gives a port for a server a test starts (in another process, say).
+`TcpRelay` stands between a client and a server, for a test to cut the network (an outage) or
+pause it (a silent path) without touching a shared server.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ import asyncio
 import inspect
 import socket
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from taskq._cancelling import cancel_until_done
 
-__all__ = ["cancel_until_done", "eventually", "eventually_blocking", "free_port"]
+__all__ = ["TcpRelay", "cancel_until_done", "eventually", "eventually_blocking", "free_port"]
 
+#: Bytes a `TcpRelay` reads at once.
+RELAY_CHUNK = 65536
 #: Seconds `eventually` waits by default: long enough for a loaded CI machine.
 DEFAULT_TIMEOUT_S = 10.0
 #: Seconds between two checks of the condition.
@@ -119,3 +123,110 @@ def free_port(host: str = "127.0.0.1") -> int:
             accepted, _ = listener.accept()
             accepted.close()  # the side that closes first holds TIME_WAIT: this port's
     return port
+
+
+class TcpRelay:
+    """A TCP relay to the server at ``host:port`` that a test cuts, pauses and restores.
+
+    While cut, its connections are closed and new ones are closed as soon as accepted, so
+    every call through it fails on the connection, as when the network or the server is down.
+    While paused, no byte passes either way but the connections stay open (a network path
+    that went silent); `restore` passes on what was held. A subclass may watch the bytes of
+    each direction (`pumps`).
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        """Relay to ``host:port`` once started."""
+        self.host = host
+        self.port = port
+        #: The URL clients connect to instead of the server's (set by whoever starts it).
+        self.url = ""
+        #: Connections accepted so far, cut or not.
+        self.accepted = 0
+        self.is_cut = False
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._pumps: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def connections(self) -> int:
+        """Connections relayed now."""
+        return len(self._writers) // 2
+
+    async def start(self) -> int:
+        """Listen on a free local port; return it."""
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    def cut(self) -> None:
+        """Close every relayed connection; refuse new ones until `restore`."""
+        self.is_cut = True
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
+        for pump in self._pumps:
+            pump.cancel()
+
+    def pause(self) -> None:
+        """Pass no byte either way until `restore`; connections stay open."""
+        self._flowing.clear()
+
+    def restore(self) -> None:
+        """Relay new connections and bytes again (those held by `pause` first)."""
+        self.is_cut = False
+        self._flowing.set()
+
+    async def close(self) -> None:
+        """Stop listening and close every connection."""
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def pumps(
+        self,
+        client_r: asyncio.StreamReader,
+        client_w: asyncio.StreamWriter,
+        server_r: asyncio.StreamReader,
+        server_w: asyncio.StreamWriter,
+    ) -> tuple[Coroutine[Any, Any, None], Coroutine[Any, Any, None]]:
+        """The two copies of one relayed connection: client to server, server to client."""
+        return self.pump(client_r, server_w), self.pump(server_r, client_w)
+
+    async def pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Copy ``reader`` to ``writer`` (holding the bytes while paused) until it ends."""
+        while data := await reader.read(RELAY_CHUNK):
+            await self.send(writer, data)
+
+    async def send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        """Write ``data`` once the relay is not paused."""
+        await self._flowing.wait()
+        writer.write(data)
+        await writer.drain()
+
+    async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        if self.is_cut:
+            client_w.close()
+            return
+        try:
+            server_r, server_w = await asyncio.open_connection(self.host, self.port)
+        except OSError:
+            client_w.close()
+            return
+        self._writers |= {client_w, server_w}
+        pumps = {
+            asyncio.ensure_future(pump)
+            for pump in self.pumps(client_r, client_w, server_r, server_w)
+        }
+        self._pumps |= pumps
+        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        for pump in pumps:
+            pump.cancel()
+        self._pumps -= pumps
+        for writer in (client_w, server_w):
+            writer.close()
+            self._writers.discard(writer)

@@ -28,13 +28,13 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pytest
 
-from taskq.testing import free_port
+from taskq.testing import RELAY_CHUNK, TcpRelay, free_port
 from taskq_redis.connection import DEFAULT_URL
 
 if TYPE_CHECKING:
@@ -47,8 +47,6 @@ URL_ENV = "TASKQ_REDIS_URL"
 DELETE_BATCH = 1000
 #: Seconds `redis_url_or_skip` waits for the server to answer.
 PING_TIMEOUT_S = 2.0
-#: Bytes a `Relay` passes on per read.
-RELAY_CHUNK = 65536
 
 
 def server_url() -> str:
@@ -220,11 +218,9 @@ async def take(broker: RedisStreamBroker, count: int, timeout: float = 30) -> li
     return got
 
 
-class Relay:
-    """A TCP relay to a Redis server that a test cuts (an outage) and restores.
+class Relay(TcpRelay):
+    """A `TcpRelay` to a Redis server that can also drop replies.
 
-    While cut, its connections are closed and new ones are closed as soon as accepted, so
-    every call through it fails on the connection, as when the network or the server is down.
     `cut_on_reply` cuts it in place of passing on Redis's reply to one command: Redis gets
     (and runs) the command, the client never gets the answer. While hung (`hang`), the
     connections stay open and Redis still gets the commands, but no reply is passed on: a
@@ -233,33 +229,10 @@ class Relay:
     """
 
     def __init__(self, host: str, port: int) -> None:
-        self.host = host
-        self.port = port
-        #: ``redis://`` URL of the relay (set by `relayed`).
-        self.url = ""
-        #: Connections accepted so far, cut or not.
-        self.accepted = 0
-        self.is_cut = False
+        """Relay to the Redis server at ``host:port`` once started."""
+        super().__init__(host, port)
         self.is_hung = False
-        self._pumps: set[asyncio.Task[None]] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._server: asyncio.Server | None = None
         self._reply_watch: tuple[bytes, tuple[bytes, ...]] | None = None
-
-    async def start(self) -> int:
-        """Listen on a free local port; return it."""
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
-
-    def cut(self) -> None:
-        """Close every relayed connection; refuse new ones until `restore`."""
-        self.is_cut = True
-        for writer in self._writers:
-            writer.close()
-        self._writers.clear()
-        for pump in self._pumps:
-            pump.cancel()
 
     def hang(self) -> None:
         """Pass on no reply (they are dropped) until `restore`; connections stay open."""
@@ -267,7 +240,7 @@ class Relay:
 
     def restore(self) -> None:
         """Relay new connections and replies again."""
-        self.is_cut = False
+        super().restore()
         self.is_hung = False
 
     def cut_on_reply(self, command: bytes, passing: tuple[bytes, ...] = ()) -> None:
@@ -278,37 +251,19 @@ class Relay:
         """
         self._reply_watch = (command.upper(), passing)
 
-    async def close(self) -> None:
-        """Stop listening and close every connection."""
-        self.cut()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        self.accepted += 1
-        if self.is_cut:
-            client_w.close()
-            return
-        try:
-            server_r, server_w = await asyncio.open_connection(self.host, self.port)
-        except OSError:
-            client_w.close()
-            return
-        self._writers |= {client_w, server_w}
+    def pumps(
+        self,
+        client_r: asyncio.StreamReader,
+        client_w: asyncio.StreamWriter,
+        server_r: asyncio.StreamReader,
+        server_w: asyncio.StreamWriter,
+    ) -> tuple[Coroutine[Any, Any, None], Coroutine[Any, Any, None]]:
+        """Commands up and replies down, watching for `cut_on_reply` and `hang`."""
         awaiting_reply = asyncio.Event()
-        pumps = {
-            asyncio.ensure_future(self._upstream(client_r, server_w, awaiting_reply)),
-            asyncio.ensure_future(self._downstream(server_r, client_w, awaiting_reply)),
-        }
-        self._pumps |= pumps
-        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
-        for pump in pumps:
-            pump.cancel()
-        self._pumps -= pumps
-        for writer in (client_w, server_w):
-            writer.close()
-            self._writers.discard(writer)
+        return (
+            self._upstream(client_r, server_w, awaiting_reply),
+            self._downstream(server_r, client_w, awaiting_reply),
+        )
 
     async def _upstream(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, awaiting: asyncio.Event
@@ -317,8 +272,7 @@ class Relay:
             watch = self._reply_watch
             if watch is not None and watch[0] in data.upper():
                 awaiting.set()
-            writer.write(data)
-            await writer.drain()
+            await self.send(writer, data)
 
     async def _downstream(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, awaiting: asyncio.Event
@@ -333,8 +287,7 @@ class Relay:
                     self._reply_watch = None
                     self.cut()
                     return
-            writer.write(data)
-            await writer.drain()
+            await self.send(writer, data)
 
 
 @contextlib.asynccontextmanager
