@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -17,17 +16,11 @@ import pytest
 import redis
 
 from taskq import BrokerMessage
+from taskq.testing import eventually
 from taskq_redis import RedisStreamBroker, SendRefusedError
 from taskq_redis.testing import relayed, throwaway_server
 
 DEADLINE_S = 30.0
-
-
-async def eventually(condition: Any, timeout: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the condition did not come true in time"
-        await asyncio.sleep(0.02)
 
 
 class Pair:
@@ -72,7 +65,7 @@ def pair() -> Iterator[Pair]:
 
 
 async def wait_in_sync(pair: Pair) -> None:
-    await eventually(pair.in_sync)
+    await eventually(pair.in_sync, DEADLINE_S)
 
 
 @contextlib.asynccontextmanager
@@ -109,14 +102,14 @@ async def test_a_kiq_during_a_read_only_window_waits_and_is_sent_once(
         await wait_in_sync(pair)
         pair.turn_a_into_replica()
         kick = asyncio.ensure_future(broker.kick(message(1)))
-        await eventually(lambda: refused_once(caplog) or kick.done())
+        await eventually(lambda: refused_once(caplog) or kick.done(), DEADLINE_S)
         assert not kick.done(), kick.exception()
         pair.make_a_primary_again()
         await asyncio.wait_for(kick, DEADLINE_S)
         assert pair.a.xlen(broker.keys.streams[0]) == 1
         seen: list[bytes] = []
         consumer = asyncio.ensure_future(consume(broker, seen))
-        await eventually(lambda: bool(seen))
+        await eventually(lambda: bool(seen), DEADLINE_S)
         consumer.cancel()
         assert seen == [b"1"]
 
@@ -142,15 +135,15 @@ async def test_a_worker_loses_nothing_while_its_server_is_read_only_a_while(pair
         consumer = asyncio.ensure_future(consume(broker, seen))
         for n in range(10):
             await broker.kick(message(n))
-        await eventually(lambda: len(seen) == 10)
-        await eventually(lambda: pair.a.xlen(broker.keys.streams[0]) == 0)  # all acked
+        await eventually(lambda: len(seen) == 10, DEADLINE_S)
+        await eventually(lambda: pair.a.xlen(broker.keys.streams[0]) == 0, DEADLINE_S)  # all acked
         await wait_in_sync(pair)
         pair.turn_a_into_replica()
         kicks = asyncio.gather(*(broker.kick(message(n)) for n in range(10, 20)))
         await asyncio.sleep(0)
         pair.make_a_primary_again()
         await asyncio.wait_for(kicks, DEADLINE_S)
-        await eventually(lambda: len(seen) == 20)
+        await eventually(lambda: len(seen) == 20, DEADLINE_S)
         consumer.cancel()
         assert sorted(seen) == sorted(b"%d" % n for n in range(20))
 
@@ -164,14 +157,14 @@ async def test_a_failover_behind_one_address_reaches_the_new_primary(pair: Pair)
         consumer = asyncio.ensure_future(consume(broker, seen))
         for n in range(10):
             await broker.kick(message(n))
-        await eventually(lambda: len(seen) == 10)
-        await eventually(lambda: pair.a.xlen(broker.keys.streams[0]) == 0)  # all acked
+        await eventually(lambda: len(seen) == 10, DEADLINE_S)
+        await eventually(lambda: pair.a.xlen(broker.keys.streams[0]) == 0, DEADLINE_S)  # all acked
         await wait_in_sync(pair)
         relay.port = pair.port_b  # the address now leads to b, promoted
         pair.turn_a_into_replica()
         for n in range(10, 20):
             await broker.kick(message(n))
-        await eventually(lambda: len(seen) == 20)
+        await eventually(lambda: len(seen) == 20, DEADLINE_S)
         consumer.cancel()
         assert sorted(seen) == sorted(b"%d" % n for n in range(20))
         assert pair.b.xlen(broker.keys.streams[0]) == 0  # acknowledged on b
