@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +19,34 @@ from taskq_middlewares import SimpleRetryMiddleware
 
 #: Arguments a page must show as text, never run or render.
 XSS_ARGS = ["<script>window.pwned = 1</script>", '<img src=x onerror="window.pwned = 2">']
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A browser test that fails reports what each open page shows: a wait that timed out
+    says only what did not appear."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    browser = getattr(item, "funcargs", {}).get("browser")
+    if call.when == "call" and report.failed and browser is not None:
+        shots = getattr(item, "funcargs", {}).get("tmp_path")
+        report.sections.append(("open pages", describe_pages(browser, shots)))
+        for context in browser.contexts:  # their live streams would hold the server's stop
+            context.close()
+
+
+def describe_pages(browser: Any, shots: Path | None) -> str:
+    """Each open page's address and flash message, and where its screenshot went."""
+    lines = []
+    for number, page in enumerate(p for context in browser.contexts for p in context.pages):
+        flash = page.locator("#flash")
+        said = flash.inner_text() if flash.count() else "(no flash)"
+        line = f"page {number}: {page.url}; flash: {said!r}"
+        if shots is not None:
+            page.screenshot(path=str(shots / f"failed-{number}.png"), full_page=True)
+            line += f"; screenshot: {shots / f'failed-{number}.png'}"
+        lines.append(line)
+    return "\n".join(lines) or "no page open"
 
 
 def make_broker() -> InMemoryBroker:

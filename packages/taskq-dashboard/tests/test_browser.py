@@ -413,6 +413,47 @@ def test_dead_letters_replay_one_and_purge_all(
     context.close()
 
 
+# Records each dead-letter count the page shows, and holds back the answer of the next read of
+# the dead letters (a live update's: the page redraws every 0.3 s) for 1.5 s.
+RECORD_COUNTS_AND_SLOW_ONE_READ = """() => {
+  window.counts = [];
+  new MutationObserver(() => {
+    const count = document.getElementById("dead-count");
+    if (count && window.counts[window.counts.length - 1] !== count.textContent) {
+      window.counts.push(count.textContent);
+    }
+  }).observe(document.getElementById("page"), {childList: true, subtree: true});
+  const realFetch = window.fetch;
+  window.fetch = async (url, options) => {
+    const response = await realFetch(url, options);
+    if (!window.slowed && String(url).endsWith("/api/dead-letters")) {
+      window.slowed = true;
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+    }
+    return response;
+  };
+}"""
+
+
+def test_a_live_update_read_before_an_action_never_paints_over_its_result(
+    browser: Any, redis_served: tuple[Served, RedisStreamBroker, RedisStreamBroker]
+) -> None:
+    served, client, worker = redis_served
+    served.run(make_dead_letters(client, worker, "one", "two"))
+    context = browser.new_context()
+    page = context.new_page()
+    open_page(page, served, "/dead-letters")
+    page.evaluate(RECORD_COUNTS_AND_SLOW_ONE_READ)
+    page.wait_for_function("() => window.slowed === true")  # it read "2 dead letter(s)"
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("tbody tr").first.locator("button:has-text('Replay')").click()
+    page.wait_for_selector("#dead-count:has-text('1 dead letter(s)')")
+    page.wait_for_timeout(2000)  # the held-back read is over, and a few live updates
+    counts = page.evaluate("window.counts")
+    assert counts[counts.index("1 dead letter(s)") :] == ["1 dead letter(s)"], counts
+    context.close()
+
+
 WORKER_APP = """
 import asyncio
 from pathlib import Path

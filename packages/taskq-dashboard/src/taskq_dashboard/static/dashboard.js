@@ -6,7 +6,23 @@ const ROOT = document.querySelector('meta[name="taskq-root"]').content;
 const CSRF = document.querySelector('meta[name="csrf-token"]').content;
 const STATES = ["sent", "received", "started", "succeeded", "failed", "retried", "rejected", "cancelled"];
 const SVG = "http://www.w3.org/2000/svg";
-let refresh = null;
+let refresh = null;  // the open page's redraw from fresh data
+let lastRedraw = Promise.resolve();  // the latest redraw, running or waiting to
+let waitingRedraw = null;  // a redraw not started yet: it serves every caller until it starts
+
+// Redraws the open page, one redraw at a time, after those already asked for: a redraw a live
+// update started before an action finished would otherwise paint what it read before the
+// action over what the action's redraw read after it. Calls made while one waits share it.
+function redraw() {
+  if (waitingRedraw === null) {
+    waitingRedraw = lastRedraw.catch(() => {}).then(() => {
+      waitingRedraw = null;
+      return refresh && refresh();
+    });
+    lastRedraw = waitingRedraw;
+  }
+  return waitingRedraw;
+}
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -99,7 +115,7 @@ async function act(question, path, body) {
     return;
   }
   for (const form of document.querySelectorAll("form[data-dirty]")) delete form.dataset.dirty;
-  if (refresh) await refresh();
+  await redraw();
   flash(`Done: ${JSON.stringify(result)}`, "ok");
 }
 
@@ -430,7 +446,7 @@ function live() {
     if (document.querySelector("form[data-dirty]")) return;  // a form is half filled in
     if (refresh === null) return;
     if ((location.pathname.slice(ROOT.length) || "/") === "/") renderOverview(JSON.parse(event.data));
-    else refresh().catch((error) => flash(error.message));
+    else redraw().catch((error) => flash(error.message));
   });
 }
 
