@@ -189,6 +189,35 @@ async def test_expired_rows_are_purged_by_a_later_write(sqlite_path):
     await backend.shutdown()
 
 
+def checkpointed_size(path: str) -> int:
+    """The database file's size once the writes in its WAL are in it."""
+    with closing(sqlite3.connect(path)) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return Path(path).stat().st_size
+
+
+async def test_the_file_shrinks_once_expired_results_are_purged(sqlite_path):
+    filler = SQLiteResultBackend(sqlite_path, result_ttl=0.1, purge_interval_s=3600)
+    await filler.startup()
+    big = TaskiqResult(is_err=False, return_value="x" * 4000, execution_time=0.0)
+    for start in range(0, 3000, 100):
+        await asyncio.gather(
+            *(filler.set_result(f"old-{i}", big) for i in range(start, start + 100))
+        )
+    await filler.shutdown()
+    full = checkpointed_size(sqlite_path)
+    assert full > 12_000_000
+    await asyncio.sleep(0.2)
+    backend = SQLiteResultBackend(sqlite_path, result_ttl=None, purge_interval_s=0.01)
+    await backend.startup()
+    for i in range(5):  # each write purges 1,000 rows, then gives free pages back
+        await backend.set_result(f"new-{i}", success(i))
+        await asyncio.sleep(0.02)
+    assert count_rows(sqlite_path, "taskq_results") == 5
+    assert checkpointed_size(sqlite_path) < full / 10
+    await backend.shutdown()
+
+
 async def test_results_are_kept_one_day_by_default_and_forever_with_none(sqlite_path):
     backend = SQLiteResultBackend(sqlite_path)
     await backend.startup()

@@ -23,7 +23,7 @@ from taskq_result_backends._codec import (
     encode_result,
     serializer_or_default,
 )
-from taskq_result_backends.sqlite_file import SQLiteFile
+from taskq_result_backends.sqlite_file import SQLiteFile, give_back_free_pages
 from taskq_result_backends.ttl import CheckedResultTTL
 
 _ReturnType = TypeVar("_ReturnType")
@@ -222,15 +222,22 @@ class SQLiteResultBackend(CheckedResultTTL, AsyncResultBackend[_ReturnType]):
         return await self._run(read)
 
     def _purge(self, connection: sqlite3.Connection, now: float) -> None:
-        """Delete expired rows, at most ``PURGE_BATCH`` per table; due again soon if more are."""
+        """Delete expired rows, at most ``PURGE_BATCH`` per table; due again soon if more are.
+
+        A purge that deleted rows shrinks the file when much of it is free.
+        """
         backlog = False
+        deleted = 0
         for table in (RESULTS, PROGRESS):
-            deleted = connection.execute(
+            in_table = connection.execute(
                 f"DELETE FROM {table} WHERE rowid IN"
                 f" (SELECT rowid FROM {table} WHERE expires_at <= ? LIMIT ?)",
                 (now, PURGE_BATCH),
             ).rowcount
-            backlog = backlog or deleted >= PURGE_BATCH
+            deleted += in_table
+            backlog = backlog or in_table >= PURGE_BATCH
+        if deleted:
+            give_back_free_pages(connection)
         self._next_purge = time.monotonic() + (0.0 if backlog else self.purge_interval_s)
 
     async def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:

@@ -35,6 +35,9 @@ _INHERITED: list[sqlite3.Connection] = []
 #: Bytes the ``-wal`` file is cut back to once it is written from its start again: a long
 #: read transaction lets it grow past its usual few megabytes, and SQLite keeps that size.
 WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
+#: Pages one `give_back_free_pages` returns to the file system at most (16 MiB of 4 KiB pages),
+#: so that no single write pays for shrinking a large file.
+FREE_PAGES_PER_SHRINK = 4096
 
 
 class SQLiteFile:
@@ -125,6 +128,10 @@ def _connect(path: str, busy_timeout_s: float, schema: str) -> sqlite3.Connectio
             path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
         )
         try:
+            if connection.execute("PRAGMA page_count").fetchone()[0] == 0:
+                # a new file (set before its first table): pages freed by deletions can then
+                # be given back to the file system (`give_back_free_pages`)
+                connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = NORMAL")
             connection.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
@@ -139,6 +146,21 @@ def _connect(path: str, busy_timeout_s: float, schema: str) -> sqlite3.Connectio
             raise
         else:
             return connection
+
+
+def give_back_free_pages(connection: sqlite3.Connection) -> None:
+    """Shrink the file when over a quarter of its pages are free (after deletions).
+
+    Free pages are reused by later writes, so an eighth of the file is kept free; at most
+    `FREE_PAGES_PER_SHRINK` pages go at a time. A file made before SQLite's incremental
+    vacuum was switched on (``auto_vacuum`` 0) is left as it is.
+    """
+    free = connection.execute("PRAGMA freelist_count").fetchone()[0]
+    pages = connection.execute("PRAGMA page_count").fetchone()[0]
+    if free > pages // 4:
+        surplus = min(free - pages // 8, FREE_PAGES_PER_SHRINK)
+        # one step frees one page: the statement runs to its end through executescript
+        connection.executescript(f"PRAGMA incremental_vacuum({int(surplus)});")
 
 
 def _file_of(path: str) -> tuple[int, int] | None:
