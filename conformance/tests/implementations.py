@@ -166,12 +166,16 @@ class DeliversDelayedMessagesLate(InMemoryBroker):
 
 
 class DeliversDelayedMessagesEarly(InMemoryBroker):
-    """Defect: a delayed message comes 8 % of its delay early (its due moment is rounded down)."""
+    """Defect: a delayed message comes 30 % of its delay early (its due moment rounded down).
+
+    0.3 s early in the suite's 1 s delay: a loaded machine may deliver it tens of milliseconds
+    late, which 8 % (30 ms before the suite's limit) did not outlast.
+    """
 
     async def kick(self, message: BrokerMessage) -> None:
         labels = message.labels
         if labels.get("delay"):
-            labels = {**labels, "delay": float(labels["delay"]) * 0.92}
+            labels = {**labels, "delay": float(labels["delay"]) * 0.7}
         await super().kick(dataclasses.replace(message, labels=labels))
 
 
