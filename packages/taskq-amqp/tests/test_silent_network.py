@@ -49,6 +49,26 @@ async def test_a_kick_to_a_silent_server_raises_after_send_timeout(amqp_url):
             await delete_queues_async(amqp_url, broker.queue_names())
 
 
+async def test_a_kick_that_timed_out_leaves_its_silent_connection_to_the_next(amqp_url, caplog):
+    """Every kick waited its whole send_timeout_s on the silent connection until the heartbeat
+    closed it (three heartbeats: minutes by default), though a new one would have worked."""
+    queue = unique_queue_name()
+    async with relayed(amqp_url) as relay:
+        broker = AmqpBroker(relay.url, queue, send_timeout_s=1)
+        await broker.startup()
+        try:
+            relay.stall()  # the path of the open connection forgets it; a new one gets through
+            with pytest.raises(SendUnavailableError, match="did not answer for 1 s"):
+                await asyncio.wait_for(broker.kick(message(b"x")), HANG_LIMIT_S)
+            assert "the next call opens a new connection" in caplog.text
+            await asyncio.wait_for(broker.kick(message(b"y")), 0.9)
+            assert relay.accepted == 2
+            await eventually(lambda: depth(broker), timeout=10)
+        finally:
+            await broker.shutdown()
+            await delete_queues_async(amqp_url, broker.queue_names())
+
+
 @tells_cancellations_apart
 async def test_a_kick_cut_off_by_a_heartbeat_timeout_is_sent_again(amqp_url):
     """aiormq cancels the awaited confirm when the heartbeat times out: the kick raised that

@@ -84,6 +84,7 @@ class AmqpConnection(toolkit.Reconnector):
         self.url = url
         self._connection: AbstractConnection | None = None
         self._opening: asyncio.Lock | None = None
+        self._dropped: set[asyncio.Task[None]] = set()  # closes of dropped connections
 
     async def call(
         self,
@@ -126,6 +127,7 @@ class AmqpConnection(toolkit.Reconnector):
             return await asyncio.wait_for(call, timeout_s)  # pragma: no cover - Python 3.10
         except asyncio.TimeoutError as timed_out:
             if not failures or failures[0] is timed_out:
+                self.drop(f"{action}: no answer within {timeout_s:g} s")
                 raise
             raise failures[0] from timed_out
 
@@ -133,6 +135,31 @@ class AmqpConnection(toolkit.Reconnector):
     def is_open(self) -> bool:
         """Whether a connection is open now."""
         return self._connection is not None and not self._connection.is_closed
+
+    def holds(self, channel: AbstractChannel) -> bool:
+        """Whether ``channel`` is open on the connection that calls use now."""
+        return not channel.is_closed and channel.connection is self._connection
+
+    def drop(self, why: str) -> None:
+        """Give up the open connection, silent for ``why``: the next call opens another.
+
+        A path that went silent (a NAT or a load balancer that forgot the connection) is
+        noticed by the heartbeat only after three heartbeats, minutes by default; every call
+        on it would wait its whole timeout until then. The old connection closes in the
+        background (its close waits for an answer too, seconds at most), failing the calls
+        still waiting on it, which are retried on the new one.
+        """
+        connection, self._connection = self._connection, None
+        if connection is None or connection.is_closed:
+            return
+        logger.warning(
+            "RabbitMQ at %s did not answer (%s): the next call opens a new connection",
+            self.server,
+            why,
+        )
+        closing = asyncio.ensure_future(_close_quietly(connection))
+        self._dropped.add(closing)
+        closing.add_done_callback(self._dropped.discard)
 
     async def connection(self) -> AbstractConnection:
         """The open connection, opened (once, for concurrent callers) when there is none."""
@@ -174,13 +201,20 @@ class AmqpConnection(toolkit.Reconnector):
         """Close the connection; calls stop retrying."""
         self.closed = True
         connection, self._connection = self._connection, None
-        if connection is not None and not connection.is_closed:
-            with contextlib.suppress(*CONNECTION_ERRORS):
-                await connection.close()
+        if connection is not None:
+            await _close_quietly(connection)
+        if self._dropped:
+            await asyncio.wait(self._dropped)
 
     def reopen(self) -> None:
         """Let calls retry again after `close` (a broker started again)."""
         self.closed = False
+
+
+async def _close_quietly(connection: AbstractConnection) -> None:
+    if not connection.is_closed:
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            await connection.close()
 
 
 async def lost_if_cut_off(operation: Callable[[], Awaitable[_Result]]) -> _Result:

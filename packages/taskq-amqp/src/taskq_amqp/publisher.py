@@ -92,10 +92,10 @@ class Publisher:
     async def channel(self) -> AbstractChannel:
         """The confirm channel, opened with the queues declared if it is not open."""
         channel = self._channel
-        if channel is not None and not channel.is_closed and not self._undeclared:
+        if channel is not None and self.connection.holds(channel) and not self._undeclared:
             return channel
         async with self._opening:
-            if self._channel is None or self._channel.is_closed:
+            if self._channel is None or not self.connection.holds(self._channel):
                 channel = await self.connection.channel(publisher_confirms=True)
                 await declare(channel, self.queues)
                 self._buckets.clear()

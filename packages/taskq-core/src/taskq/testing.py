@@ -131,8 +131,9 @@ class TcpRelay:
     While cut, its connections are closed and new ones are closed as soon as accepted, so
     every call through it fails on the connection, as when the network or the server is down.
     While paused, no byte passes either way but the connections stay open (a network path
-    that went silent); `restore` passes on what was held. A subclass may watch the bytes of
-    each direction (`pumps`).
+    that went silent); `restore` passes on what was held. `stall` silences the connections
+    open now for good, and relays new ones (a NAT or a load balancer that forgot a
+    connection). A subclass may watch the bytes of each direction (`pumps`).
     """
 
     def __init__(self, host: str, port: int) -> None:
@@ -148,6 +149,7 @@ class TcpRelay:
         self._flowing.set()
         self._pumps: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._stalled: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
 
     @property
@@ -173,6 +175,10 @@ class TcpRelay:
     def pause(self) -> None:
         """Pass no byte either way until `restore`; connections stay open."""
         self._flowing.clear()
+
+    def stall(self) -> None:
+        """Pass no byte of the connections open now, ever again; new connections pass."""
+        self._stalled |= self._writers
 
     def restore(self) -> None:
         """Relay new connections and bytes again (those held by `pause` first)."""
@@ -202,7 +208,9 @@ class TcpRelay:
             await self.send(writer, data)
 
     async def send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
-        """Write ``data`` once the relay is not paused."""
+        """Write ``data`` once the relay is not paused (never on a stalled connection)."""
+        if writer in self._stalled:
+            await asyncio.Future()  # until the connection is cut or the relay closed
         await self._flowing.wait()
         writer.write(data)
         await writer.drain()
@@ -230,3 +238,4 @@ class TcpRelay:
         for writer in (client_w, server_w):
             writer.close()
             self._writers.discard(writer)
+            self._stalled.discard(writer)
