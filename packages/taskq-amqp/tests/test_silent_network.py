@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import uuid
 
 import pytest
 
-from taskq import BrokerMessage
 from taskq.testing import eventually
 from taskq_amqp import AmqpBroker, SendUnavailableError
+from taskq_amqp.connection import AmqpConnection
 from taskq_amqp.testing import delete_queues_async, relayed, unique_queue_name
+
+from .conftest import message, ready
 
 #: Generous: a kick bounded by its send_timeout_s of 1 s returns long before.
 HANG_LIMIT_S = 60
@@ -19,15 +20,6 @@ HANG_LIMIT_S = 60
 tells_cancellations_apart = pytest.mark.skipif(
     sys.version_info < (3, 11), reason="Python 3.10 keeps such a CancelledError"
 )
-
-
-def message(data: bytes) -> BrokerMessage:
-    return BrokerMessage(uuid.uuid4().hex, "amqp:test", data, {})
-
-
-async def depth(broker: AmqpBroker) -> int:
-    channel = await broker.publisher.channel()
-    return int((await channel.queue_declare(broker.queue_name, passive=True)).message_count)
 
 
 async def test_a_kick_to_a_silent_server_raises_after_send_timeout(amqp_url):
@@ -63,7 +55,7 @@ async def test_a_kick_that_timed_out_leaves_its_silent_connection_to_the_next(am
             assert "the next call opens a new connection" in caplog.text
             await asyncio.wait_for(broker.kick(message(b"y")), 0.9)
             assert relay.accepted == 2
-            await eventually(lambda: depth(broker), timeout=10)
+            await eventually(lambda: ready(broker), timeout=10)
         finally:
             await broker.shutdown()
             await delete_queues_async(amqp_url, broker.queue_names())
@@ -84,7 +76,7 @@ async def test_a_kick_cut_off_by_a_heartbeat_timeout_is_sent_again(amqp_url):
             await eventually(lambda: connection.is_closed, timeout=HANG_LIMIT_S)
             relay.restore()
             await kicking  # raised CancelledError
-            await eventually(lambda: depth(broker), timeout=30)
+            await eventually(lambda: ready(broker), timeout=30)
         finally:
             relay.restore()
             await broker.shutdown()
@@ -118,3 +110,19 @@ async def test_a_reject_cut_off_by_a_heartbeat_timeout_leaves_the_message_to_red
             await broker.shutdown()
             await other.shutdown()
             await delete_queues_async(amqp_url, broker.queue_names())
+
+
+async def test_a_call_that_timed_out_on_an_old_connection_leaves_the_new_one(amqp_url):
+    """Kicks that started on a silent connection time out one after another: the first
+    gives it up; one timing out after a new connection opened must not give that one up."""
+    connection = AmqpConnection(amqp_url, max_delay_s=1.0)
+    try:
+        old = await connection.connection()
+        connection.drop(old, "the first kick timed out")
+        new = await connection.connection()
+        assert new is not old
+        connection.drop(old, "a later kick, sent on the old one, timed out")
+        assert await connection.connection() is new
+        assert not new.is_closed
+    finally:
+        await connection.close()

@@ -119,6 +119,7 @@ class AmqpConnection(toolkit.Reconnector):
                 failures[:] = [exc]
                 raise
 
+        using = self._connection  # the one to give up if no attempt ends
         call = self.call(action, attempt, give_up_after_s=timeout_s)
         try:
             if sys.version_info >= (3, 11):
@@ -127,7 +128,7 @@ class AmqpConnection(toolkit.Reconnector):
             return await asyncio.wait_for(call, timeout_s)  # pragma: no cover - Python 3.10
         except asyncio.TimeoutError as timed_out:
             if not failures or failures[0] is timed_out:
-                self.drop(f"{action}: no answer within {timeout_s:g} s")
+                self.drop(using, f"{action}: no answer within {timeout_s:g} s")
                 raise
             raise failures[0] from timed_out
 
@@ -140,17 +141,20 @@ class AmqpConnection(toolkit.Reconnector):
         """Whether ``channel`` is open on the connection that calls use now."""
         return not channel.is_closed and channel.connection is self._connection
 
-    def drop(self, why: str) -> None:
-        """Give up the open connection, silent for ``why``: the next call opens another.
+    def drop(self, connection: AbstractConnection | None, why: str) -> None:
+        """Give up ``connection``, silent for ``why``: the next call opens another.
 
-        A path that went silent (a NAT or a load balancer that forgot the connection) is
+        Only while calls still use it: a call that waited on an older one leaves a newer one
+        alone. A path that went silent (a NAT or a load balancer that forgot the connection) is
         noticed by the heartbeat only after three heartbeats, minutes by default; every call
         on it would wait its whole timeout until then. The old connection closes in the
         background (its close waits for an answer too, seconds at most), failing the calls
         still waiting on it, which are retried on the new one.
         """
-        connection, self._connection = self._connection, None
-        if connection is None or connection.is_closed:
+        if connection is None or connection is not self._connection:
+            return
+        self._connection = None
+        if connection.is_closed:
             return
         logger.warning(
             "RabbitMQ at %s did not answer (%s): the next call opens a new connection",
