@@ -18,12 +18,11 @@ import asyncio
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterable
-from urllib.parse import urlsplit
+from collections.abc import Iterable
 
 import pytest
 
-from taskq.testing import TcpRelay
+from taskq.testing import TcpRelay, relay_in_front
 from taskq_amqp.connection import DEFAULT_URL
 
 #: The environment variable naming the RabbitMQ server of tests and conformance runs.
@@ -91,19 +90,9 @@ class Relay(TcpRelay):
     """A `TcpRelay` to a RabbitMQ server (see `relayed`)."""
 
 
-@contextlib.asynccontextmanager
-async def relayed(url: str) -> AsyncIterator[Relay]:
+def relayed(url: str) -> contextlib.AbstractAsyncContextManager[Relay]:
     """A started `Relay` to the RabbitMQ server at ``url``; connect to its ``url`` instead.
 
     The relay is closed (its connections too) when the block ends.
     """
-    target = urlsplit(url)
-    relay = Relay(target.hostname or "127.0.0.1", target.port or 5672)
-    port = await relay.start()
-    netloc = target.netloc.rpartition("@")
-    credentials = netloc[0] + netloc[1]
-    relay.url = target._replace(netloc=f"{credentials}127.0.0.1:{port}").geturl()
-    try:
-        yield relay
-    finally:
-        await relay.close()
+    return relay_in_front(Relay, url, 5672)

@@ -13,11 +13,13 @@ pause it (a silent path) without touching a shared server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import socket
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from taskq._cancelling import cancel_until_done
 
@@ -239,3 +241,26 @@ class TcpRelay:
             writer.close()
             self._writers.discard(writer)
             self._stalled.discard(writer)
+
+
+_Relay = TypeVar("_Relay", bound=TcpRelay)
+
+
+@contextlib.asynccontextmanager
+async def relay_in_front(
+    relay_type: type[_Relay], url: str, default_port: int
+) -> AsyncIterator[_Relay]:
+    """A started relay of ``relay_type`` to the server at ``url``; connect to its ``url``.
+
+    Its ``url`` is ``url`` with the relay's host and port (``default_port``: the server's
+    when ``url`` names none). The relay is closed (its connections too) when the block ends.
+    """
+    target = urlsplit(url)
+    relay = relay_type(target.hostname or "127.0.0.1", target.port or default_port)
+    port = await relay.start()
+    credentials = "".join(target.netloc.rpartition("@")[:2])
+    relay.url = target._replace(netloc=f"{credentials}127.0.0.1:{port}").geturl()
+    try:
+        yield relay
+    finally:
+        await relay.close()

@@ -28,13 +28,12 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import pytest
 
-from taskq.testing import RELAY_CHUNK, TcpRelay, free_port
+from taskq.testing import RELAY_CHUNK, TcpRelay, free_port, relay_in_front
 from taskq_redis.connection import DEFAULT_URL
 
 if TYPE_CHECKING:
@@ -290,17 +289,9 @@ class Relay(TcpRelay):
             await self.send(writer, data)
 
 
-@contextlib.asynccontextmanager
-async def relayed(url: str) -> AsyncIterator[Relay]:
+def relayed(url: str) -> contextlib.AbstractAsyncContextManager[Relay]:
     """A started `Relay` to the Redis server at ``url``; connect to its ``url`` instead.
 
     The relay is closed (its connections too) when the block ends.
     """
-    target = urlsplit(url)
-    relay = Relay(target.hostname or "127.0.0.1", target.port or 6379)
-    port = await relay.start()
-    relay.url = f"redis://127.0.0.1:{port}{target.path or '/0'}"
-    try:
-        yield relay
-    finally:
-        await relay.close()
+    return relay_in_front(Relay, url, 6379)
