@@ -10,16 +10,29 @@ import shutil
 import subprocess
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
+from taskq import BrokerMessage
 from taskq_amqp import AmqpBroker
 from taskq_amqp.testing import amqp_url, delete_queues_async, unique_queue_name
 
 # the RabbitMQ server of the tests (skip without one, fail on CI)
 __all__ = ["amqp_url"]
+
+
+def message(data: bytes, **labels: Any) -> BrokerMessage:
+    """A message of a new task id carrying ``data``."""
+    return BrokerMessage(uuid.uuid4().hex, "amqp:test", data, labels)
+
+
+async def ready(broker: AmqpBroker) -> int:
+    """The messages ready in the broker's work queue."""
+    channel = await broker.publisher.channel()
+    return int((await channel.queue_declare(broker.queue_name, passive=True)).message_count)
 
 
 @pytest.fixture

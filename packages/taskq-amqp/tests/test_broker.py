@@ -6,21 +6,18 @@ import asyncio
 import math
 import time
 import urllib.parse
-import uuid
 from typing import Any
 
 import pytest
 
-from taskq import BrokerMessage, Capability, Receiver, UnsupportedCapabilityError
+from taskq import Capability, Receiver, UnsupportedCapabilityError
 from taskq.abc.dead_letters import DeadLetterQueue as DeadLetterContract
 from taskq.exceptions import InvalidLabelError
 from taskq.testing import eventually
 from taskq_amqp import AmqpBroker, AmqpUnavailableError, SendUnavailableError, UnroutableError
 from taskq_amqp.queues import bucket_ms
 
-
-def message(data: bytes, **labels: Any) -> BrokerMessage:
-    return BrokerMessage(uuid.uuid4().hex, "amqp:test", data, labels)
+from .conftest import message
 
 
 async def take(broker: AmqpBroker, count: int, timeout: float = 30) -> list[Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 import pytest
@@ -13,9 +12,7 @@ from taskq.exceptions import BatchSendError
 from taskq.testing import eventually
 from taskq_amqp import AmqpBroker, SendUnavailableError, UnroutableError
 
-
-def message(data: bytes, **labels: Any) -> BrokerMessage:
-    return BrokerMessage(uuid.uuid4().hex, "amqp:test", data, labels)
+from .conftest import message, ready
 
 
 def batch(count: int) -> list[BrokerMessage]:
@@ -45,11 +42,6 @@ async def drain(broker: AmqpBroker, expected: int, quiet_s: float = 2.0) -> list
     collecting.cancel()
     await asyncio.gather(collecting, return_exceptions=True)
     return got
-
-
-async def ready(broker: AmqpBroker) -> int:
-    channel = await broker.publisher.channel()
-    return int((await channel.queue_declare(broker.queue_name, passive=True)).message_count)
 
 
 def test_the_broker_declares_batch_send():

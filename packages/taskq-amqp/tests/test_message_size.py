@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 import aiormq
 import pytest
 
-from taskq import BrokerMessage
 from taskq.exceptions import BatchSendError, SendTaskError
-from taskq_amqp import AmqpBroker, MessageTooLargeError
+from taskq_amqp import MessageTooLargeError
+
+from .conftest import message, ready
 
 #: Over RabbitMQ's default ``max_message_size`` (128 MiB up to 3.13, 16 MiB from 4.0).
 TOO_LARGE = bytes((128 << 20) + 1)
-
-
-def message(data: bytes) -> BrokerMessage:
-    return BrokerMessage(uuid.uuid4().hex, "amqp:test", data, {})
-
-
-async def ready(broker: AmqpBroker) -> int:
-    channel = await broker.publisher.channel()
-    return int((await channel.queue_declare(broker.queue_name, passive=True)).message_count)
 
 
 async def test_a_message_over_the_servers_limit_raises_message_too_large(new_broker):

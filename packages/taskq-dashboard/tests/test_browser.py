@@ -413,8 +413,9 @@ def test_dead_letters_replay_one_and_purge_all(
     context.close()
 
 
-# Records each dead-letter count the page shows, and holds back the answer of the next read of
-# the dead letters (a live update's: the page redraws every 0.3 s) for 1.5 s.
+# Records each dead-letter count the page shows, holds back the answer of the next read of the
+# dead letters (a live update's: the page redraws every 0.3 s) for 1.5 s, and counts the reads
+# answered after it (`window.later`).
 RECORD_COUNTS_AND_SLOW_ONE_READ = """() => {
   window.counts = [];
   new MutationObserver(() => {
@@ -424,11 +425,16 @@ RECORD_COUNTS_AND_SLOW_ONE_READ = """() => {
     }
   }).observe(document.getElementById("page"), {childList: true, subtree: true});
   const realFetch = window.fetch;
+  window.later = 0;
   window.fetch = async (url, options) => {
     const response = await realFetch(url, options);
-    if (!window.slowed && String(url).endsWith("/api/dead-letters")) {
+    if (!String(url).endsWith("/api/dead-letters")) return response;
+    if (window.slowed) {
+      window.later += window.released ? 1 : 0;
+    } else {
       window.slowed = true;
       await new Promise((resolve) => setTimeout(resolve, 1500));
+      window.released = true;
     }
     return response;
   };
@@ -448,7 +454,8 @@ def test_a_live_update_read_before_an_action_never_paints_over_its_result(
     page.once("dialog", lambda dialog: dialog.accept())
     page.locator("tbody tr").first.locator("button:has-text('Replay')").click()
     page.wait_for_selector("#dead-count:has-text('1 dead letter(s)')")
-    page.wait_for_timeout(2000)  # the held-back read is over, and a few live updates
+    # the held-back read is answered, and two reads after it: its redraw is over
+    page.wait_for_function("() => window.later >= 2")
     counts = page.evaluate("window.counts")
     assert counts[counts.index("1 dead letter(s)") :] == ["1 dead letter(s)"], counts
     context.close()

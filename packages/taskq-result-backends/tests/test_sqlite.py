@@ -30,6 +30,7 @@ from taskq import (
     UnknownTaskError,
 )
 from taskq.exceptions import ResultBackendError
+from taskq.testing import eventually
 from taskq_inmemory import InMemoryBroker
 from taskq_result_backends import (
     ResultStoreBusyError,
@@ -207,14 +208,18 @@ async def test_the_file_shrinks_once_expired_results_are_purged(sqlite_path):
     await filler.shutdown()
     full = checkpointed_size(sqlite_path)
     assert full > 12_000_000
-    await asyncio.sleep(0.2)
     backend = SQLiteResultBackend(sqlite_path, result_ttl=None, purge_interval_s=0.01)
     await backend.startup()
-    for i in range(5):  # each write purges 1,000 rows, then gives free pages back
-        await backend.set_result(f"new-{i}", success(i))
-        await asyncio.sleep(0.02)
-    assert count_rows(sqlite_path, "taskq_results") == 5
-    assert checkpointed_size(sqlite_path) < full / 10
+    written = 0
+
+    async def purged_and_shrunk() -> bool:  # each write purges what expired, then shrinks
+        nonlocal written
+        await backend.set_result(f"new-{written}", success(written))
+        written += 1
+        purged = count_rows(sqlite_path, "taskq_results") == written
+        return purged and checkpointed_size(sqlite_path) < full / 10
+
+    await eventually(purged_and_shrunk, what="every old result purged and the file shrunk")
     await backend.shutdown()
 
 
