@@ -265,6 +265,60 @@ async def test_result_not_stored_at_all_releases_the_message_for_redelivery(
     assert "released for redelivery" in errors[0].getMessage()
 
 
+class BackSoonBackend(InmemoryResultBackend[Any]):
+    """Down for the first store; back the moment that store has failed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = True
+
+    async def set_result(self, task_id: str, result: TaskiqResult[Any]) -> None:
+        if self.down:
+            self.down = False
+            raise ConnectionError("backend down")
+        await super().set_result(task_id, result)
+
+
+async def test_a_backend_back_after_a_failed_store_gets_the_result_not_an_error(
+    recording_broker, encode, caplog
+):
+    recording_broker.with_result_backend(BackSoonBackend())
+
+    @recording_broker.task
+    async def fine() -> int:
+        return 1
+
+    data = encode(recording_broker, fine.task_name)
+    await run_one(recording_broker, data)
+    result = await result_of(recording_broker)
+    assert not result.is_err, result.error
+    assert result.return_value == 1
+    assert recording_broker.settled == [("ack", data)]
+    assert "stored on a second try" in caplog.text
+
+
+class SilentBackend(BrokenBackend):
+    async def is_result_ready(self, task_id: str) -> bool:
+        raise ConnectionError("backend down")
+
+
+async def test_a_backend_that_does_not_answer_gets_no_error_result(
+    recording_broker, encode, caplog
+):
+    backend = SilentBackend()
+    recording_broker.with_result_backend(backend)
+
+    @recording_broker.task
+    async def fine() -> int:
+        return 1
+
+    data = encode(recording_broker, fine.task_name)
+    await run_one(recording_broker, data)
+    assert recording_broker.settled == [("release", data)]
+    (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "does not answer" in error.getMessage()
+
+
 @pytest.mark.parametrize(
     ("ack_type", "settled"),
     [("when_received", "ack"), ("when_executed", "ack"), ("when_saved", "release")],

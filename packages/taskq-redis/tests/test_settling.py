@@ -246,18 +246,22 @@ async def test_a_message_handed_back_max_deliveries_times_goes_to_the_dead_lette
 
 
 class FlakyResultBackend(AsyncResultBackend[Any]):
-    """Keeps results in memory; every ``set_result`` fails while it is down."""
+    """Keeps results in memory; every call fails while it is down."""
 
     def __init__(self) -> None:
         self.results: dict[str, TaskiqResult[Any]] = {}
         self.down_until = 0.0
 
-    async def set_result(self, task_id: str, result: TaskiqResult[Any]) -> None:
+    def _answer(self) -> None:
         if time.monotonic() < self.down_until:
             raise ConnectionError("the result backend is down")
+
+    async def set_result(self, task_id: str, result: TaskiqResult[Any]) -> None:
+        self._answer()
         self.results[task_id] = result
 
     async def is_result_ready(self, task_id: str) -> bool:
+        self._answer()
         return task_id in self.results
 
     async def get_result(self, task_id: str, with_logs: bool = True) -> TaskiqResult[Any]:
@@ -285,8 +289,8 @@ async def test_messages_whose_results_could_not_be_stored_are_run_again_after_th
     worker = asyncio.ensure_future(Receiver(broker, max_async_tasks=100).listen())
     backend.down_until = time.monotonic() + outage_s
     tasks = await asyncio.gather(*(square.kiq(n) for n in range(count)))
-    waiting = asyncio.ensure_future(tasks[3].wait_result(check_interval=0.05, timeout=30))
     await eventually(lambda: time.monotonic() >= backend.down_until, timeout=outage_s + 1)
+    waiting = asyncio.ensure_future(tasks[3].wait_result(check_interval=0.05, timeout=30))
     stream = broker.keys.streams[0]
 
     def all_settled() -> bool:

@@ -518,26 +518,46 @@ class Receiver:
     async def _save_instead(
         self, message: TaskiqMessage, result: TaskiqResult[Any], exc: Exception
     ) -> bool:
-        """Store an error saying why ``result`` could not be stored (``exc``); False if not."""
+        """After storing ``result`` failed with ``exc``: store it, or an error saying why.
+
+        The error result is stored only when the backend answers and still refuses ``result``
+        (one that cannot be encoded, say): a backend that is down may be back in a moment, and
+        an error stored then would end for good a task that, released, runs again. False when
+        nothing was stored.
+        """
         backend = self.broker.result_backend
-        reason = f"the result could not be stored: {exc}"
+        task_id = stored_task_id(message.task_id)
+        try:
+            await backend.is_result_ready(message.task_id)  # does the backend answer at all?
+        except Exception as unanswered:
+            logger.error(
+                "Task %s: the result could not be stored (%s), and the result backend does not "
+                "answer (%r); an unsettled message is released for redelivery",
+                task_id,
+                exc,
+                unanswered,
+            )
+            return False
+        try:
+            await backend.set_result(message.task_id, result)  # it may be back since the first
+        except Exception as again:
+            reason = f"the result could not be stored: {again}"
+        else:
+            logger.warning("Task %s: the result was stored on a second try (%r)", task_id, exc)
+            return True
         failure = _failed_result(message, ResultSetError(reason), result.execution_time)
         try:
             await backend.set_result(message.task_id, failure)
-        except Exception as again:
+        except Exception as failed:
             logger.error(
                 "Task %s: %s; storing that error failed too (%r); an unsettled message is "
                 "released for redelivery",
-                stored_task_id(message.task_id),
+                task_id,
                 reason,
-                again,
+                failed,
             )
             return False
-        logger.error(
-            "Task %s: %s; an error result was stored instead",
-            stored_task_id(message.task_id),
-            reason,
-        )
+        logger.error("Task %s: %s; an error result was stored instead", task_id, reason)
         return True
 
     async def _store_failure(self, message: TaskiqMessage, error: Exception) -> None:
