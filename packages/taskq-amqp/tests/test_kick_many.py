@@ -125,10 +125,10 @@ async def test_a_connection_lost_part_way_sends_the_unconfirmed_again(new_broker
     publish_many = broker.publisher.publish_many
     attempts = 0
 
-    async def cut_while_confirms_are_due(publications: Any) -> Any:
+    async def cut_while_confirms_are_due(publications: Any, confirmed: Any) -> Any:
         nonlocal attempts
         attempts += 1
-        publishing = asyncio.ensure_future(publish_many(publications))
+        publishing = asyncio.ensure_future(publish_many(publications, confirmed))
         if attempts == 1:
             channel = await broker.publisher.channel()
             await eventually(lambda: len(channel.confirmations) > 0, interval=0.001)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any
 
 import pytest
 
+from taskq.exceptions import BatchSendError
 from taskq.testing import eventually
 from taskq_amqp import AmqpBroker, SendUnavailableError
 from taskq_amqp.connection import AmqpConnection
@@ -126,3 +128,43 @@ async def test_a_call_that_timed_out_on_an_old_connection_leaves_the_new_one(amq
         assert not new.is_closed
     finally:
         await connection.close()
+
+
+async def test_a_batch_that_timed_out_names_the_messages_confirmed_before_as_sent(amqp_url):
+    """The confirmed messages of a batch whose wait timed out were reported unsent: a caller
+    sending the unsent ones again sent those twice."""
+    queue = unique_queue_name()
+    async with relayed(amqp_url) as relay:
+        broker = AmqpBroker(relay.url, queue, send_timeout_s=1)
+        await broker.startup()
+        publish_many = broker.publisher.publish_many
+        confirms = 0
+
+        async def silent_after_100_confirms(publications: Any, confirmed: Any) -> Any:
+            def counted(position: int) -> None:
+                nonlocal confirms
+                confirms += 1
+                if confirms == 100:
+                    relay.stall()
+                confirmed(position)
+
+            return await publish_many(publications, counted)
+
+        broker.publisher.publish_many = silent_after_100_confirms  # type: ignore[method-assign]
+        messages = [message(b"%d" % n) for n in range(5000)]
+        try:
+            with pytest.raises(BatchSendError) as failed:
+                await asyncio.wait_for(broker.kick_many(messages), HANG_LIMIT_S)
+        finally:
+            await broker.shutdown()
+    sent, unsent = failed.value.sent_ids, failed.value.unsent_ids
+    assert len(sent) >= 100
+    assert sorted(sent + unsent) == sorted(m.task_id for m in messages)
+    reader = AmqpBroker(amqp_url, queue)
+    await reader.startup()
+    try:
+        queued = await ready(reader)
+        assert len(sent) <= queued < len(messages), "a message said sent is not in the queue"
+    finally:
+        await reader.shutdown()
+        await delete_queues_async(amqp_url, reader.queue_names())

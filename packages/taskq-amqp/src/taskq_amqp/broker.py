@@ -207,7 +207,14 @@ class AmqpBroker(AsyncBroker):
         async def publish_pending() -> None:
             nonlocal pending
             batch = [publications[n] for n in pending]
-            for n, outcome in zip(pending, await publisher.publish_many(batch), strict=True):
+            sent = pending
+
+            def confirmed(position: int) -> None:  # known at once: the wait may be given up
+                outcomes[sent[position]] = None
+
+            for n, outcome in zip(
+                pending, await publisher.publish_many(batch, confirmed), strict=True
+            ):
                 outcomes[n] = outcome
             pending = [n for n in pending if isinstance(outcomes[n], CONNECTION_ERRORS)]
             if pending:  # lost with the connection: published again on the next one

@@ -23,7 +23,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -183,7 +183,9 @@ class Publisher:
             self.bucket_names.add(name)
         return name
 
-    async def publish_many(self, batch: Sequence[Publication]) -> list[BaseException | None]:
+    async def publish_many(
+        self, batch: Sequence[Publication], confirmed: Callable[[int], None] | None = None
+    ) -> list[BaseException | None]:
         """Publish every message of ``batch``, then await all their confirmations at once.
 
         Returns one outcome per message, in order: None when RabbitMQ confirmed it, the error
@@ -192,11 +194,15 @@ class Publisher:
         server's ``max_message_size``, a connection error when the connection was lost, or
         the channel closed on another message, before its confirmation). Only a failure to
         open the channel or to declare a delay bucket raises: then nothing was published.
+        ``confirmed`` is called with the position of each message as RabbitMQ confirms it,
+        so that a caller that gives up waiting knows which ones were sent.
         """
         refusals = [self._too_large(len(p.body)) for p in batch]
         if any(refusals):
-            sendable = [p for p, refusal in zip(batch, refusals, strict=True) if refusal is None]
-            sent = iter(await self.publish_many(sendable) if sendable else ())
+            positions = [n for n, refusal in enumerate(refusals) if refusal is None]
+            sendable = [batch[n] for n in positions]
+            tell = None if confirmed is None else lambda n: confirmed(positions[n])
+            sent = iter(await self.publish_many(sendable, tell) if sendable else ())
             return [refusal or next(sent) for refusal in refusals]
         channel = await self.channel()
         waiting = self._waiting  # the publishes the close of this channel cuts off
@@ -214,6 +220,9 @@ class Publisher:
             for p in batch
         ]
         waiting.update(publishing)
+        if confirmed is not None:
+            for position, publish in enumerate(publishing):
+                publish.add_done_callback(_on_ack(confirmed, position))
         try:
             outcomes = await asyncio.gather(*publishing, return_exceptions=True)
             closed = channel.is_closed  # its close fails the publishes it cut off, any way
@@ -331,6 +340,22 @@ def refused(confirmation: object) -> SendTaskError:
     if isinstance(confirmation, DeliveryError):
         confirmation = confirmation.frame
     return SendTaskError(f"RabbitMQ refused the message: {confirmation}")
+
+
+def _on_ack(
+    confirmed: Callable[[int], None], position: int
+) -> Callable[[asyncio.Future[Any]], None]:
+    """A done callback that calls ``confirmed(position)`` when the publish was acknowledged."""
+
+    def check(publish: asyncio.Future[Any]) -> None:
+        if (
+            not publish.cancelled()
+            and publish.exception() is None
+            and isinstance(publish.result(), Basic.Ack)
+        ):
+            confirmed(position)
+
+    return check
 
 
 def _outcome(outcome: object, channel_closed: bool) -> BaseException | None:
