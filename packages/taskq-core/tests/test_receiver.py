@@ -248,17 +248,23 @@ class BrokenBackend(InmemoryResultBackend[Any]):
         raise ConnectionError("backend down")
 
 
-async def test_result_not_stored_at_all_releases_the_message_for_redelivery(
-    recording_broker, encode, caplog
-):
-    recording_broker.with_result_backend(BrokenBackend())
+async def run_fine(broker: Any, encode: Any, backend: Any, **options: Any) -> bytes:
+    """Run one message of a task returning 1 on ``broker`` storing in ``backend``; its bytes."""
+    broker.with_result_backend(backend)
 
-    @recording_broker.task
+    @broker.task
     async def fine() -> int:
         return 1
 
-    data = encode(recording_broker, fine.task_name)
-    await run_one(recording_broker, data)
+    data: bytes = encode(broker, fine.task_name)
+    await run_one(broker, data, **options)
+    return data
+
+
+async def test_result_not_stored_at_all_releases_the_message_for_redelivery(
+    recording_broker, encode, caplog
+):
+    data = await run_fine(recording_broker, encode, BrokenBackend())
     assert recording_broker.settled == [("release", data)]
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1
@@ -282,14 +288,7 @@ class BackSoonBackend(InmemoryResultBackend[Any]):
 async def test_a_backend_back_after_a_failed_store_gets_the_result_not_an_error(
     recording_broker, encode, caplog
 ):
-    recording_broker.with_result_backend(BackSoonBackend())
-
-    @recording_broker.task
-    async def fine() -> int:
-        return 1
-
-    data = encode(recording_broker, fine.task_name)
-    await run_one(recording_broker, data)
+    data = await run_fine(recording_broker, encode, BackSoonBackend())
     result = await result_of(recording_broker)
     assert not result.is_err, result.error
     assert result.return_value == 1
@@ -305,15 +304,7 @@ class SilentBackend(BrokenBackend):
 async def test_a_backend_that_does_not_answer_gets_no_error_result(
     recording_broker, encode, caplog
 ):
-    backend = SilentBackend()
-    recording_broker.with_result_backend(backend)
-
-    @recording_broker.task
-    async def fine() -> int:
-        return 1
-
-    data = encode(recording_broker, fine.task_name)
-    await run_one(recording_broker, data)
+    data = await run_fine(recording_broker, encode, SilentBackend())
     assert recording_broker.settled == [("release", data)]
     (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert "does not answer" in error.getMessage()
@@ -326,14 +317,7 @@ async def test_a_backend_that_does_not_answer_gets_no_error_result(
 async def test_a_result_not_stored_settles_per_the_ack_mode(
     recording_broker, encode, ack_type, settled
 ):
-    recording_broker.with_result_backend(BrokenBackend())
-
-    @recording_broker.task
-    async def fine() -> int:
-        return 1
-
-    data = encode(recording_broker, fine.task_name)
-    await run_one(recording_broker, data, ack_type=ack_type)
+    data = await run_fine(recording_broker, encode, BrokenBackend(), ack_type=ack_type)
     assert recording_broker.settled == [(settled, data)]
 
 
