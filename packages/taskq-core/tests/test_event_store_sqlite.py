@@ -10,11 +10,18 @@ from pathlib import Path
 
 import pytest
 
+from taskq import sqlite_file
 from taskq.event_recorder import EventRecorder
 from taskq.event_stores import SQLiteEventStore
-from taskq.event_stores import sqlite as sqlite_store
 from taskq.exceptions import EventStoreError
-from taskq.task_events import EventKind, TaskEvent, TaskQuery, WorkerHeartbeat, WorkerId
+from taskq.task_events import (
+    EventKind,
+    Retention,
+    TaskEvent,
+    TaskQuery,
+    WorkerHeartbeat,
+    WorkerId,
+)
 from taskq.testing import eventually
 
 WORKER = WorkerId("host", 1, 0)
@@ -177,7 +184,7 @@ async def test_the_wal_file_is_cut_back_after_a_long_read_transaction(
 ) -> None:
     # a reader holding a read transaction keeps the WAL from being checkpointed: it grows,
     # and SQLite kept that size on disk as long as any process had the file open
-    monkeypatch.setattr(sqlite_store, "WAL_SIZE_LIMIT_BYTES", 64 * 1024)
+    monkeypatch.setattr(sqlite_file, "WAL_SIZE_LIMIT_BYTES", 64 * 1024)
     path = tmp_path / "events.db"
     wal = tmp_path / "events.db-wal"
     store = SQLiteEventStore(path)
@@ -203,3 +210,43 @@ async def test_the_wal_file_is_cut_back_after_a_long_read_transaction(
         await store.shutdown()
     assert grown > 4 * 1024 * 1024
     assert min(sizes) <= 64 * 1024
+
+
+def checkpointed_size(path: Path) -> int:
+    """The database file's size once its WAL is written back into it."""
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return file_size(path)
+
+
+async def test_the_file_shrinks_once_the_retention_dropped_most_events(tmp_path: Path) -> None:
+    # the file kept its largest size for ever: freed pages were only reused
+    path = tmp_path / "events.db"
+    filler = SQLiteEventStore(path)
+    now = time.time()
+    for batch in range(20):
+        await filler.write(
+            [
+                TaskEvent(
+                    EventKind.FAILED, f"t{batch}-{i}", "app:x", WORKER, now, error_message="x" * 500
+                )
+                for i in range(1000)
+            ]
+        )
+    await filler.shutdown()
+    full = checkpointed_size(path)
+    assert full > 10_000_000
+    store = SQLiteEventStore(path, Retention(max_events=10))
+    written = 0
+
+    async def dropped_and_shrunk() -> bool:  # each write drops the oldest tasks, then shrinks
+        nonlocal written
+        await store.write([TaskEvent(EventKind.SUCCEEDED, f"new-{written}", "app:x", WORKER, now)])
+        written += 1
+        return checkpointed_size(path) < full / 10
+
+    try:
+        await eventually(dropped_and_shrunk, what="the old events dropped and the file shrunk")
+        assert len((await store.tasks(TaskQuery(limit=100))).tasks) <= 10
+    finally:
+        await store.shutdown()

@@ -28,6 +28,7 @@ from taskq import (
     TaskProgress,
     TaskState,
     UnknownTaskError,
+    sqlite_file,
 )
 from taskq.exceptions import ResultBackendError
 from taskq.testing import eventually
@@ -36,7 +37,6 @@ from taskq_result_backends import (
     ResultStoreBusyError,
     ResultStoreUnavailableError,
     SQLiteResultBackend,
-    sqlite_file,
 )
 
 #: Seconds allowed for what must happen "now" on a loaded two-core machine.

@@ -47,6 +47,12 @@ Checking constructor arguments:
     ValueError naming the argument and what it must be. `MAX_INT32_MS_S`: the longest time a
     C int of milliseconds holds, the ``maximum`` of seconds that end up as one.
 
+SQLite files (for parts that keep their data in a file shared on one host):
+    `SQLiteFile`: one process's connection to a file, used from a thread of its own, in WAL
+    mode, reopened after a fork or when the file is replaced. `give_back_free_pages`: shrink
+    a file after deletions. `is_busy_error`: whether SQLite's error says another connection
+    holds the lock.
+
 Sending and hooks:
     `send_task`: send a task by name, with labels, through a broker's middlewares, without
     the task being registered in this process.
@@ -86,6 +92,7 @@ if TYPE_CHECKING:
     from taskq.loopback import is_loopback_host
     from taskq.reconnect import FIRST_RETRY_DELAY_S, Reconnector
     from taskq.remote_error import encode_error, error_line
+    from taskq.sqlite_file import SQLiteFile, give_back_free_pages, is_busy_error
     from taskq.status_report import DEFAULT_STALE_AFTER_S, collect_status
 
 #: Each name of the toolkit, with the module that defines it (or that it is).
@@ -96,6 +103,7 @@ _DEFINED_IN = {
     "DEFAULT_TASKS_PATTERN": "taskq.cli.discovery",
     "EnvArgumentParser": "taskq.cli.env_parser",
     "Reconnector": "taskq.reconnect",
+    "SQLiteFile": "taskq.sqlite_file",
     "TargetError": "taskq.cli.targets",
     "WORKER_GROUP_ENV": "taskq.cli.environment",
     "add_discovery_options": "taskq.cli.options",
@@ -110,9 +118,11 @@ _DEFINED_IN = {
     "encode_error": "taskq.remote_error",
     "error_line": "taskq.remote_error",
     "import_on_access": "taskq._lazy",
+    "is_busy_error": "taskq.sqlite_file",
     "is_loopback_host": "taskq.loopback",
     "event_store_of": "taskq.cli.status",
     "foreign_object_hint": "taskq.cli.targets",
+    "give_back_free_pages": "taskq.sqlite_file",
     "import_broker": "taskq.cli.targets",
     "import_module": "taskq.cli.targets",
     "import_object": "taskq.cli.targets",
@@ -133,6 +143,7 @@ __all__ = [
     "WORKER_GROUP_ENV",
     "EnvArgumentParser",
     "Reconnector",
+    "SQLiteFile",
     "TargetError",
     "add_discovery_options",
     "add_working_directory_to_path",
@@ -147,10 +158,12 @@ __all__ = [
     "error_line",
     "event_store_of",
     "foreign_object_hint",
+    "give_back_free_pages",
     "import_broker",
     "import_module",
     "import_object",
     "import_on_access",
+    "is_busy_error",
     "is_loopback_host",
     "maybe_await",
     "running_loop",

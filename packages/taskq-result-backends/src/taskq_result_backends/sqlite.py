@@ -15,7 +15,7 @@ from taskq.capabilities import Capability
 from taskq.exceptions import ResultGetError
 from taskq.progress import TaskProgress
 from taskq.result import TaskiqResult
-from taskq.toolkit import check_seconds
+from taskq.toolkit import check_seconds, give_back_free_pages
 from taskq_result_backends._codec import (
     decode_progress,
     decode_result,
@@ -23,7 +23,7 @@ from taskq_result_backends._codec import (
     encode_result,
     serializer_or_default,
 )
-from taskq_result_backends.sqlite_file import SQLiteFile, give_back_free_pages
+from taskq_result_backends.sqlite_file import result_file
 from taskq_result_backends.ttl import CheckedResultTTL
 
 _ReturnType = TypeVar("_ReturnType")
@@ -112,7 +112,7 @@ class SQLiteResultBackend(CheckedResultTTL, AsyncResultBackend[_ReturnType]):
         self.serializer = serializer_or_default(serializer)
         self.busy_timeout_s = busy_timeout_s
         self.purge_interval_s = purge_interval_s
-        self._file = SQLiteFile(self.path, busy_timeout_s, _SCHEMA, "the SQLite result database")
+        self._file = result_file(self.path, busy_timeout_s, _SCHEMA, "the SQLite result database")
         self._next_purge = 0.0  # time.monotonic() from which a write purges; used in the thread
 
     async def startup(self) -> None:

@@ -13,7 +13,7 @@ from typing import ClassVar
 from taskq.abc.cancellation import DEFAULT_CANCELLATION_TTL_S, Cancellation, CancellationStore
 from taskq.capabilities import Capability
 from taskq.toolkit import check_seconds
-from taskq_result_backends.sqlite_file import SQLiteFile
+from taskq_result_backends.sqlite_file import result_file
 
 #: Seconds between two looks of a listener for new cancellations.
 DEFAULT_POLL_INTERVAL_S = 0.25
@@ -69,7 +69,7 @@ class SQLiteCancellationStore(CancellationStore):
         check_seconds("poll_interval_s", poll_interval_s)
         self.path = os.fspath(path)
         self.poll_interval_s = poll_interval_s
-        self._file = SQLiteFile(
+        self._file = result_file(
             self.path, busy_timeout_s, _SCHEMA, "the SQLite cancellation database"
         )
 

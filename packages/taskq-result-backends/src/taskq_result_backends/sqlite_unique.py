@@ -7,7 +7,7 @@ import sqlite3
 import time
 
 from taskq.abc.unique_store import UniqueKeyStore, stored_key
-from taskq_result_backends.sqlite_file import SQLiteFile
+from taskq_result_backends.sqlite_file import result_file
 
 #: Seconds a statement waits for another connection's write lock before giving up.
 DEFAULT_BUSY_TIMEOUT_S = 5.0
@@ -47,7 +47,7 @@ class SQLiteUniqueStore(UniqueKeyStore):
         busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
     ) -> None:
         self.path = os.fspath(path)
-        self._file = SQLiteFile(
+        self._file = result_file(
             self.path, busy_timeout_s, _SCHEMA, "the SQLite unique key database"
         )
 

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import logging
 import os
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
 
 from taskq.abc.event_store import DEFAULT_FAILURES, AsyncEventStore
 from taskq.capabilities import Capability
-from taskq.checks import MAX_INT32_MS_S, check_seconds
 from taskq.exceptions import EventStoreError
+from taskq.sqlite_file import SQLiteFile, give_back_free_pages
 from taskq.task_events import (
     LATEST_TASKS,
     EventKind,
@@ -41,22 +38,12 @@ from taskq.task_events import (
     stored_task_id,
 )
 
-_T = TypeVar("_T")
-
-logger = logging.getLogger("taskq.events")
-
 #: Default database file, relative to the working directory.
 DEFAULT_PATH = "taskq-events.sqlite3"
 #: Seconds a write waits for another process's write lock before giving up.
 DEFAULT_BUSY_TIMEOUT_S = 10.0
 #: Tasks one retention pass reads at a time while looking for the oldest.
 RETENTION_CHUNK = 500
-#: Bytes the ``-wal`` file is cut back to once it is written from its start again: a long
-#: read transaction (a dashboard's query) lets it grow, and SQLite keeps that size.
-WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
-
-#: Connections a forked child inherited, kept referenced so that the child never closes them.
-_INHERITED: list[sqlite3.Connection] = []
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS taskq_events (
@@ -158,29 +145,18 @@ class SQLiteEventStore(AsyncEventStore):
     ) -> None:
         self.path = os.fspath(path)
         self.retention = retention or Retention()
-        # SQLite takes it as a C int of milliseconds; a longer one would be no wait at all
-        self.busy_timeout_s = check_seconds(
-            "busy_timeout_s", busy_timeout_s, maximum=MAX_INT32_MS_S
+        self._file = SQLiteFile(
+            self.path, busy_timeout_s, _SCHEMA, "the SQLite event store", _store_error
         )
-        self._connection: sqlite3.Connection | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        self._pid = os.getpid()
-        self._file: tuple[int, int] | None = None  # the (device, inode) the connection opened
+        self.busy_timeout_s = self._file.busy_timeout_s
 
     async def startup(self) -> None:
         """Open the file and create the tables; a bad path fails here."""
-        await self._run(lambda connection: None)
+        await self._file.run(lambda connection: None)
 
     async def shutdown(self) -> None:
         """Close the connection and stop its thread; the store reopens on its next use."""
-        executor = self._executor
-        if executor is None or self._pid != os.getpid():
-            return
-        try:
-            await asyncio.get_running_loop().run_in_executor(executor, self._close)
-        finally:
-            executor.shutdown(wait=False)
-            self._executor = None
+        await self._file.close()
 
     async def write(
         self, events: Sequence[TaskEvent], heartbeats: Sequence[WorkerHeartbeat] = ()
@@ -215,11 +191,14 @@ class SQLiteEventStore(AsyncEventStore):
                 connection.execute(
                     "UPDATE taskq_event_count SET events = events + ? WHERE id = 0", (len(rows),)
                 )
-                self._retain(connection, time.time())
+                dropped = self._retain(connection, time.time())
+            if dropped:
+                give_back_free_pages(connection)
 
-        await self._run(write)
+        await self._file.run(write)
 
-    def _retain(self, connection: sqlite3.Connection, now: float) -> None:
+    def _retain(self, connection: sqlite3.Connection, now: float) -> bool:
+        """Delete the oldest tasks past the retention; say whether any went."""
         oldest_allowed = now - self.retention.max_age
         (total,) = connection.execute("SELECT events FROM taskq_event_count").fetchone()
         dropped: list[str] = []
@@ -249,6 +228,7 @@ class SQLiteEventStore(AsyncEventStore):
             )
         connection.execute("DELETE FROM taskq_minutes WHERE minute <= ?", (oldest_allowed - 60,))
         connection.execute("DELETE FROM taskq_workers WHERE time < ?", (oldest_allowed,))
+        return bool(dropped)
 
     async def task_events(self, task_id: str) -> list[TaskEvent]:
         """Every retained event of ``task_id`` (its whole id or the one kept), by time."""
@@ -310,42 +290,9 @@ class SQLiteEventStore(AsyncEventStore):
     # -- the connection's thread -------------------------------------------------------------
 
     async def _read(self, sql: str, parameters: Sequence[Any]) -> list[Any]:
-        return await self._run(lambda connection: connection.execute(sql, parameters).fetchall())
-
-    async def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run ``work`` with the connection in the store's thread, opening it first if needed."""
-        if self._pid != os.getpid():
-            # Forked: the thread did not survive, and the inherited connection must stay unused
-            # (closing it is a use): it stays referenced forever.
-            if self._connection is not None:
-                _INHERITED.append(self._connection)
-            self._connection, self._executor, self._pid = None, None, os.getpid()
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskq-events")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._with_connection, work)
-
-    def _with_connection(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
-        try:
-            if self._connection is not None and _file_of(self.path) != self._file:
-                logger.warning(
-                    "The event store file %r was removed or replaced: opening it anew", self.path
-                )
-                self._close()
-            if self._connection is None:
-                self._connection = _connect(self.path, self.busy_timeout_s)
-                self._file = _file_of(self.path)
-            return work(self._connection)
-        # text that is not valid Unicode, an integer past 64 bits: SQLite cannot take them
-        except (sqlite3.Error, UnicodeEncodeError, OverflowError) as error:
-            raise EventStoreError(
-                f"the SQLite event store {self.path!r} failed: {error}"
-            ) from error
-
-    def _close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        return await self._file.run(
+            lambda connection: connection.execute(sql, parameters).fetchall()
+        )
 
 
 @contextlib.contextmanager
@@ -360,41 +307,8 @@ def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
     connection.execute("COMMIT")
 
 
-def _connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
-    """Open ``path`` in autocommit mode, in WAL, with the tables; retry while another opens it."""
-    deadline = time.monotonic() + busy_timeout_s
-    while True:
-        connection = sqlite3.connect(
-            path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-        )
-        try:
-            connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute("PRAGMA synchronous = NORMAL")
-            connection.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
-            connection.executescript(_SCHEMA)
-        except sqlite3.OperationalError as error:
-            connection.close()
-            if "locked" not in str(error) or time.monotonic() >= deadline:
-                raise
-            time.sleep(0.01)
-        except BaseException:
-            connection.close()
-            raise
-        else:
-            return connection
-
-
-def _file_of(path: str) -> tuple[int, int] | None:
-    """The (device, inode) ``path`` names now; None when there is no such file.
-
-    A connection writes on into a file removed (or replaced) under it, where no other
-    process reads: compared before each use, a change opens the path anew.
-    """
-    try:
-        found = os.stat(path)
-    except OSError:
-        return None
-    return found.st_dev, found.st_ino
+def _store_error(exc: Exception, file: SQLiteFile) -> EventStoreError:
+    return EventStoreError(f"{file.what} {file.path!r} failed: {exc}")
 
 
 def _json(data: dict[str, Any]) -> str:
