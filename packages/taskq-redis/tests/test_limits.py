@@ -341,9 +341,12 @@ def test_100_per_second_over_10_s_on_4_workers_runs_1000_and_never_101_in_a_seco
     starts_us = sorted(_read(out, "starts"))
     first = starts_us[0]
     in_10_s = sum(1 for start in starts_us if start < first + 10_000_000)
-    # at most the limit (and a little for the clocks); at least 90 a second: a machine that
-    # other work loads starts each run a while after the limiter allowed it (928 once in CI)
-    assert 900 <= in_10_s <= 1020
+    # at least 90 a second: a machine that other work loads starts each run a while after the
+    # limiter allowed it (928 once in CI). At most the limit and a window more: each stamp
+    # trails its grant by a delay that varies with the load, so 10 s of stamps can hold grants
+    # of more than 10 s (1,055 once in CI, other tests running too); the exact bound is
+    # checked on the grants below.
+    assert 900 <= in_10_s <= 1100
     # any window of 1 s holds at most 100 starts: the 101st is 1 s or more after the 1st.
     # Checked on the times the limiter allowed each run, by Redis's clock: a task's own stamp
     # trails that decision by a round trip, and by more on a loaded machine.
