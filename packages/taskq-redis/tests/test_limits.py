@@ -14,7 +14,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -22,8 +24,10 @@ from taskq import Context, Receiver, TaskiqDepends
 from taskq.control.limits import RateLimit
 from taskq.testing import eventually, eventually_blocking
 from taskq_redis import RedisLimiter, RedisStreamBroker, RedisUnavailableError, RedisUniqueStore
+from taskq_redis.testing import Relay, relayed
 
 HERE = Path(__file__).resolve().parent
+_T = TypeVar("_T")
 WORKERS = 4
 
 
@@ -176,12 +180,41 @@ async def _granted(decision: object) -> bool:
 
 
 async def test_a_server_that_does_not_answer_is_a_typed_error():
-    limiter = RedisLimiter("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    limiter = RedisLimiter("redis://127.0.0.1:1/0", reconnect_timeout_s=0.3)
     try:
         with pytest.raises(RedisUnavailableError, match="check the limits of 'k'"):
             await limiter.acquire("k", "a", None, 2)
     finally:
         await limiter.shutdown()
+
+
+async def test_decisions_and_returned_places_ride_out_a_short_outage(
+    redis_url: str, redis_prefix: str, raw_redis
+):
+    """A connection lost for a moment failed the decision at once: the worker left the
+    message unsettled (back after a lease), and a place not given back stayed held."""
+    async with relayed(redis_url) as relay:
+        limiter = RedisLimiter(
+            relay.url, key_prefix=redis_prefix, reconnect_max_delay_s=0.1, reconnect_timeout_s=10
+        )
+        try:
+            assert await limiter.acquire("k", "a", None, 1) == 0.0
+            assert await _during_a_cut(relay, limiter.release("k", "a")) is None
+            assert await _during_a_cut(relay, limiter.acquire("k", "b", None, 1)) == 0.0
+        finally:
+            await limiter.shutdown()
+    _, running, _, _ = limiter.keys("k")
+    assert [m for m, _ in raw_redis.zrange(running, 0, -1, withscores=True)] == [b"b"]
+
+
+async def _during_a_cut(relay: Relay, call: Awaitable[_T]) -> _T:
+    """``call``'s result, awaited while the relay refuses connections for 0.5 s."""
+    relay.cut()
+    calling = asyncio.ensure_future(call)
+    await asyncio.sleep(0.5)
+    assert not calling.done(), "the call ended while Redis could not be reached"
+    relay.restore()
+    return await asyncio.wait_for(calling, 10)
 
 
 # a limit_key made from a 5 MB argument named four 5 MB Redis keys, and errors quoted it whole
@@ -201,7 +234,7 @@ async def test_a_long_limit_key_is_counted_under_short_redis_keys(
 
 
 async def test_a_server_that_does_not_answer_names_a_long_limit_key_shortened():
-    limiter = RedisLimiter("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    limiter = RedisLimiter("redis://127.0.0.1:1/0", reconnect_timeout_s=0)
     try:
         with pytest.raises(RedisUnavailableError, match="check the limits of 'kkk") as caught:
             await limiter.acquire("k" * 5_000_000, "a", None, 2)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from taskq.abc.limiter import TaskLimiter
@@ -39,7 +38,12 @@ from taskq.exceptions import TaskiqError
 from taskq.task_events import quoted
 from taskq.toolkit import cancel_until_done
 from taskq_redis.connection import DEFAULT_URL, RedisConnection
-from taskq_redis.errors import RedisUnavailableError, translated
+from taskq_redis.errors import RedisUnavailableError
+from taskq_redis.retrying import (
+    DEFAULT_RECONNECT_MAX_DELAY_S,
+    DEFAULT_RECONNECT_TIMEOUT_S,
+    RetryingCalls,
+)
 from taskq_redis.script_batch import BatchedScript
 from taskq_redis.scripts import _NOW
 
@@ -153,11 +157,15 @@ class RedisLimiter(TaskLimiter):
         slot_lease_s: Seconds a concurrency place stays held without a renewal (default 60,
             from a millisecond to a day); the worker renews its places every third of that.
         max_connections: Most connections to Redis (None: redis-py's default).
+        reconnect_max_delay_s: Longest pause between reconnection attempts. Default 5.
+        reconnect_timeout_s: Seconds a decision or a place's return keeps retrying while
+            Redis does not answer, before raising `RedisUnavailableError`. Default 30; 0: no
+            retry.
         **connection_kwargs: Passed to redis-py's ``BlockingConnectionPool``.
 
     Raises:
-        ValueError: A bad URL or a ``slot_lease_s`` outside ``MIN_SLOT_LEASE_S`` to
-            ``MAX_SLOT_LEASE_S``.
+        ValueError: A bad URL, a ``slot_lease_s`` outside ``MIN_SLOT_LEASE_S`` to
+            ``MAX_SLOT_LEASE_S``, or a bad reconnect setting.
     """
 
     def __init__(
@@ -166,6 +174,9 @@ class RedisLimiter(TaskLimiter):
         key_prefix: str = "taskq",
         slot_lease_s: float = DEFAULT_SLOT_LEASE_S,
         max_connections: int | None = None,
+        *,
+        reconnect_max_delay_s: float = DEFAULT_RECONNECT_MAX_DELAY_S,
+        reconnect_timeout_s: float = DEFAULT_RECONNECT_TIMEOUT_S,
         **connection_kwargs: Any,
     ) -> None:
         if not MIN_SLOT_LEASE_S <= slot_lease_s <= MAX_SLOT_LEASE_S:
@@ -174,6 +185,14 @@ class RedisLimiter(TaskLimiter):
                 f"got {slot_lease_s!r}"
             )
         self.connection = RedisConnection(url, "RedisLimiter", max_connections, **connection_kwargs)
+        self.calls = RetryingCalls(
+            self.connection.server,
+            reconnect_max_delay_s,
+            reconnect_timeout_s,
+            RedisUnavailableError,
+            TaskiqError,
+            self.connection,
+        )
         self.key_prefix = key_prefix
         self.slot_lease_s = slot_lease_s
         self._acquire = BatchedScript(self.connection, _ACQUIRE)
@@ -202,21 +221,20 @@ class RedisLimiter(TaskLimiter):
             RedisUnavailableError: Redis does not answer (a `TaskiqError`, as other errors of
                 the server are).
         """
-        keys = self.keys(key)
-        with self._errors(f"check the limits of {quoted(key)}"):
-            answer = int(
-                await self._acquire(
-                    list(keys),
-                    [
-                        token,
-                        rate.count if rate is not None else 0,
-                        round(rate.period_s * 1000) if rate is not None else 0,
-                        max_concurrency or 0,
-                        round(self.slot_lease_s * 1000),
-                        round(CONCURRENCY_RETRY_S * 1000),
-                    ],
-                )
+        keys = list(self.keys(key))
+        arguments = [
+            token,
+            rate.count if rate is not None else 0,
+            round(rate.period_s * 1000) if rate is not None else 0,
+            max_concurrency or 0,
+            round(self.slot_lease_s * 1000),
+            round(CONCURRENCY_RETRY_S * 1000),
+        ]
+        answer = int(
+            await self.calls(
+                f"check the limits of {quoted(key)}", lambda: self._acquire(keys, arguments)
             )
+        )
         if answer > 0:
             return answer / 1000
         if answer < 0:  # a concurrency place, taken by run number -answer
@@ -239,26 +257,28 @@ class RedisLimiter(TaskLimiter):
         if held[1] > 0:
             return
         del self._held[running, token]
-        with self._errors(f"give back the concurrency place of {quoted(key)}"):
-            await self._release([running, owners], [token, held[0]])
+        await self.calls(
+            f"give back the concurrency place of {quoted(key)}",
+            lambda: self._release([running, owners], [token, held[0]]),
+        )
+
+    async def startup(self) -> None:
+        """Let calls retry through an outage again (after a `shutdown`)."""
+        self.calls.reconnector.closed = False
 
     async def shutdown(self) -> None:
         """Stop renewing leases and close the connection pool.
 
         The renewals stop even where redis-py swallows the cancellation of one in flight (it
         then returns as if uncancelled): the renewal loop ends once it is no longer this
-        limiter's renewer, and it is cancelled until it has ended.
+        limiter's renewer, and it is cancelled until it has ended. Calls still retrying stop
+        at their next failure; later calls try once, until the next `startup`.
         """
+        self.calls.reconnector.closed = True
         renewer, self._renewer = self._renewer, None
         if renewer is not None:
             await cancel_until_done(renewer)
         await self.connection.close()
-
-    def _errors(self, action: str) -> AbstractContextManager[None]:
-        """Turn redis-py's errors in the block into `RedisUnavailableError` or `TaskiqError`."""
-        return translated(
-            action, self.connection.server, RedisUnavailableError, TaskiqError, self.connection
-        )
 
     def _start_renewing(self) -> None:
         if self._renewer is None or self._renewer.done():
