@@ -989,6 +989,16 @@ class RacesOnClaims(MemoryUniqueStore):
         return None
 
 
+class DisownsItsKey(MemoryUniqueStore):
+    """Defect: a task claiming the key it holds is told that a task holds it (itself)."""
+
+    async def claim(self, key: str, task_id: str, ttl_s: float) -> str | None:
+        held = self._held.get(key)
+        if held is not None and held[1] > time.monotonic():
+            return held[0]
+        return await super().claim(key, task_id, ttl_s)
+
+
 class FreesForAnyone(MemoryUniqueStore):
     """Defect: `release` frees the key whoever asks."""
 
@@ -1302,6 +1312,10 @@ def make_never_releasing_limiter() -> MemoryLimiter:
 
 def make_racing_unique_store() -> MemoryUniqueStore:
     return RacesOnClaims()
+
+
+def make_disowning_unique_store() -> MemoryUniqueStore:
+    return DisownsItsKey()
 
 
 def make_freeing_unique_store() -> MemoryUniqueStore:

@@ -29,6 +29,17 @@ async def test_a_held_key_names_its_holder(taskq_new_unique_store: NewUniqueStor
         assert await store.claim(fresh_key(), "second", 60) is None  # keys are apart
 
 
+async def test_a_holder_claiming_its_key_again_has_it(
+    taskq_new_unique_store: NewUniqueStore,
+) -> None:
+    # a claim retried after its answer was lost finds the key held by its own task
+    key = fresh_key()
+    async with taskq_new_unique_store() as store:
+        assert await store.claim(key, "first", 60) is None
+        assert await store.claim(key, "first", 60) is None, "its own key named as another's"
+        assert await store.claim(key, "second", 60) == "first"
+
+
 async def test_long_keys_are_held_apart_and_once(taskq_new_unique_store: NewUniqueStore) -> None:
     # keys of a megabyte that differ only at their end (a store may keep a digest of them)
     start = fresh_key() + "x" * 1_000_000

@@ -274,9 +274,34 @@ async def test_a_long_unique_key_is_stored_under_a_short_redis_key(
     assert await store.claim(start + "1", "c", 60) is None
 
 
+async def test_unique_claims_and_releases_ride_out_a_short_outage(
+    redis_url: str, redis_prefix: str
+):
+    """A connection lost for a moment failed a kiq's claim at once, though the broker's own
+    send would have waited it out."""
+    async with relayed(redis_url) as relay:
+        store = RedisUniqueStore(
+            relay.url, key_prefix=redis_prefix, reconnect_max_delay_s=0.1, reconnect_timeout_s=10
+        )
+        try:
+            assert await _during_a_cut(relay, store.claim("k", "a", 60)) is None
+            assert await store.claim("k", "b", 60) == "a"
+            assert await _during_a_cut(relay, store.release("k", "a")) is None
+            assert await store.claim("k", "b", 60) is None
+        finally:
+            await store.shutdown()
+
+
+async def test_a_claim_that_finds_its_own_task_holding_the_key_has_it(store: RedisUniqueStore):
+    # a claim retried after its answer was lost: the key is held by its own task id
+    assert await store.claim("k", "a", 60) is None
+    assert await store.claim("k", "a", 60) is None
+    assert await store.claim("k", "b", 60) == "a"
+
+
 # the error quoted the whole key: a 5 MB key made a 5 MB message
 async def test_a_server_that_does_not_answer_names_a_long_key_shortened():
-    store = RedisUniqueStore("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    store = RedisUniqueStore("redis://127.0.0.1:1/0", reconnect_timeout_s=0)
     key = "k" * 5_000_000
     try:
         with pytest.raises(RedisUnavailableError, match="claim the unique key 'kkk") as claim:

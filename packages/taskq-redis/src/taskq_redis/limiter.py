@@ -34,15 +34,13 @@ from typing import TYPE_CHECKING, Any
 from taskq.abc.limiter import TaskLimiter
 from taskq.abc.unique_store import stored_key
 from taskq.control.limits import CONCURRENCY_RETRY_S
-from taskq.exceptions import TaskiqError
 from taskq.task_events import quoted
 from taskq.toolkit import cancel_until_done
 from taskq_redis.connection import DEFAULT_URL, RedisConnection
-from taskq_redis.errors import RedisUnavailableError
 from taskq_redis.retrying import (
     DEFAULT_RECONNECT_MAX_DELAY_S,
     DEFAULT_RECONNECT_TIMEOUT_S,
-    RetryingCalls,
+    store_calls,
 )
 from taskq_redis.script_batch import BatchedScript
 from taskq_redis.scripts import _NOW
@@ -185,14 +183,7 @@ class RedisLimiter(TaskLimiter):
                 f"got {slot_lease_s!r}"
             )
         self.connection = RedisConnection(url, "RedisLimiter", max_connections, **connection_kwargs)
-        self.calls = RetryingCalls(
-            self.connection.server,
-            reconnect_max_delay_s,
-            reconnect_timeout_s,
-            RedisUnavailableError,
-            TaskiqError,
-            self.connection,
-        )
+        self.calls = store_calls(self.connection, reconnect_max_delay_s, reconnect_timeout_s)
         self.key_prefix = key_prefix
         self.slot_lease_s = slot_lease_s
         self._acquire = BatchedScript(self.connection, _ACQUIRE)

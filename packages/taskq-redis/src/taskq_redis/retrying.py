@@ -69,31 +69,51 @@ class RetryingCalls:
         self.error_type = error_type
 
     async def __call__(
-        self, action: str, operation: Callable[[], Awaitable[_Result]], *, retry: bool = True
+        self,
+        action: str,
+        operation: Callable[[], Awaitable[_Result]],
+        *,
+        retry: bool = True,
+        unavailable_type: type[RedisUnavailableError] | None = None,
+        error_type: type[TaskiqError] | None = None,
     ) -> _Result:
         """Await ``operation()`` (``action`` names it, as a verb phrase) and return its result.
 
         With ``retry``, a call failing on the connection is tried again for ``timeout_s``;
-        without it, after one attempt.
+        without it, after one attempt. ``unavailable_type`` and ``error_type`` replace the
+        part's for this call (a store whose calls fail in two ways).
 
         Raises:
             RedisUnavailableError: Redis did not answer (its ``unavailable_type``).
             TaskiqError: Redis answered with an error, or the call holds text that is not
                 valid Unicode (a lone surrogate) (its ``error_type``).
         """
+        unavailable_type = unavailable_type or self.unavailable_type
+        error_type = error_type or self.error_type
         limit = self.timeout_s if retry else 0.0
         try:
             return await self.reconnector.call(action, operation, give_up_after_s=limit)
         except TransientAnswerError as exc:  # still answered after timeout_s
             server = self.reconnector.server
-            raise self.error_type(answered(action, server, exc.answer)) from exc.answer
+            raise error_type(answered(action, server, exc.answer)) from exc.answer
         except CONNECTION_ERRORS as exc:
             server = self.reconnector.server
             waited = limit if limit and not self.reconnector.closed else None
-            raise unavailable(self.unavailable_type, action, server, exc, waited) from exc
+            raise unavailable(unavailable_type, action, server, exc, waited) from exc
         except RedisError as exc:
-            raise self.error_type(answered(action, self.reconnector.server, exc)) from exc
+            raise error_type(answered(action, self.reconnector.server, exc)) from exc
         except UnicodeEncodeError as exc:  # redis-py encodes text as UTF-8: no lone surrogate
-            raise self.error_type(
+            raise error_type(
                 f"cannot {action}: it holds text that is not valid Unicode ({exc})"
             ) from exc
+
+
+def store_calls(connection: RedisConnection, max_delay_s: float, timeout_s: float) -> RetryingCalls:
+    """The retried calls of a store on ``connection`` (the limiter, the unique key store).
+
+    They raise `RedisUnavailableError` when Redis stays silent, `TaskiqError` when it answers
+    with an error.
+    """
+    return RetryingCalls(
+        connection.server, max_delay_s, timeout_s, RedisUnavailableError, TaskiqError, connection
+    )

@@ -19,6 +19,11 @@ from taskq.task_events import quoted
 from taskq_redis.batching import BatchSender
 from taskq_redis.connection import DEFAULT_URL, RedisConnection
 from taskq_redis.errors import RedisUnavailableError, SendUnavailableError, translated
+from taskq_redis.retrying import (
+    DEFAULT_RECONNECT_MAX_DELAY_S,
+    DEFAULT_RECONNECT_TIMEOUT_S,
+    store_calls,
+)
 from taskq_redis.script_batch import BatchedScript
 
 # KEYS: the key; ARGV: task id, ttl ms. Returns nil when claimed, else the holder's task id.
@@ -51,10 +56,13 @@ class RedisUniqueStore(UniqueKeyStore):
         url: The Redis server (``redis://``, ``rediss://`` or ``unix://``).
         key_prefix: Start of every key (``{key_prefix}:unique:...``).
         max_connections: Most connections to Redis (None: redis-py's default).
+        reconnect_max_delay_s: Longest pause between reconnection attempts. Default 5.
+        reconnect_timeout_s: Seconds a claim or a release keeps retrying while Redis does not
+            answer, before raising. Default 30; 0: no retry.
         **connection_kwargs: Passed to redis-py's ``BlockingConnectionPool``.
 
     Raises:
-        ValueError: A bad URL.
+        ValueError: A bad URL or reconnect setting.
     """
 
     def __init__(
@@ -62,11 +70,15 @@ class RedisUniqueStore(UniqueKeyStore):
         url: str = DEFAULT_URL,
         key_prefix: str = "taskq",
         max_connections: int | None = None,
+        *,
+        reconnect_max_delay_s: float = DEFAULT_RECONNECT_MAX_DELAY_S,
+        reconnect_timeout_s: float = DEFAULT_RECONNECT_TIMEOUT_S,
         **connection_kwargs: Any,
     ) -> None:
         self.connection = RedisConnection(
             url, "RedisUniqueStore", max_connections, **connection_kwargs
         )
+        self.calls = store_calls(self.connection, reconnect_max_delay_s, reconnect_timeout_s)
         self.key_prefix = key_prefix
         self._claim = BatchedScript(self.connection, _CLAIM)
         self._release = BatchedScript(self.connection, RELEASE_SCRIPT)
@@ -87,18 +99,21 @@ class RedisUniqueStore(UniqueKeyStore):
     async def claim(self, key: str, task_id: str, ttl_s: float) -> str | None:
         """Hold ``key`` for ``task_id`` unless it is held (see `UniqueKeyStore.claim`).
 
+        A claim retried after its answer was lost finds the key held by ``task_id``: its own.
+
         Raises:
             SendUnavailableError: Redis does not answer (the task is not sent).
         """
-        with translated(
+        arguments = [task_id, max(1, round(ttl_s * 1000))]
+        holder = await self.calls(
             f"claim the unique key {quoted(key)}",
-            self.connection.server,
-            SendUnavailableError,
-            SendTaskError,
-            self.connection,
-        ):
-            holder = await self._claim([self.key(key)], [task_id, max(1, round(ttl_s * 1000))])
-        return None if holder is None else holder.decode()
+            lambda: self._claim([self.key(key)], arguments),
+            unavailable_type=SendUnavailableError,
+            error_type=SendTaskError,
+        )
+        if holder is None or holder == task_id.encode():
+            return None
+        return str(holder.decode())
 
     async def release(self, key: str, task_id: str) -> None:
         """Free ``key`` if ``task_id`` holds it.
@@ -106,18 +121,20 @@ class RedisUniqueStore(UniqueKeyStore):
         Raises:
             RedisUnavailableError: Redis does not answer (the key frees itself at its TTL).
         """
-        with translated(
-            f"free the unique key {quoted(key)}",
-            self.connection.server,
-            RedisUnavailableError,
-            TaskiqError,
-            self.connection,
-        ):
-            if self._acks is None:
-                await self._release([self.key(key)], [task_id])
-            else:
+        action = f"free the unique key {quoted(key)}"
+        if self._acks is None:
+            await self.calls(action, lambda: self._release([self.key(key)], [task_id]))
+        else:
+            with translated(
+                action, self.connection.server, RedisUnavailableError, TaskiqError, self.connection
+            ):
                 await self._acks.submit(KeyRelease(self.key(key), task_id))
 
+    async def startup(self) -> None:
+        """Let calls retry through an outage again (after a `shutdown`)."""
+        self.calls.reconnector.closed = False
+
     async def shutdown(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool; calls still retrying stop at their next failure."""
+        self.calls.reconnector.closed = True
         await self.connection.close()

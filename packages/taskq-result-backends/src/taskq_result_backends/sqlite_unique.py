@@ -79,7 +79,7 @@ class SQLiteUniqueStore(UniqueKeyStore):
                     )
             finally:
                 connection.execute("COMMIT")
-            return None if row is None else str(row[0])
+            return None if row is None or row[0] == task_id else str(row[0])
 
         return await self._file.run(claim)
 

@@ -23,7 +23,7 @@ class MemoryUniqueStore(UniqueKeyStore):
         now = time.monotonic()
         held = self._held.get(key)
         if held is not None and held[1] > now:
-            return held[0]
+            return None if held[0] == task_id else held[0]  # its own: a claim made again
         self._held[key] = (task_id, now + ttl_s)
         if len(self._held) > 1 and held is None:
             self._forget_expired(now)
