@@ -1,8 +1,9 @@
 """A Redis part's calls, riding out an outage on the reconnect policy and failing with typed errors.
 
-The result backend and the schedule source run their calls through `RetryingCalls`: a call that
-fails on the connection is retried on the broker's schedule, logged as every outage is, and
-after ``reconnect_timeout_s`` raises the part's `RedisUnavailableError`.
+The result backend, the schedule source, the limiter and the unique key store run their calls
+through `RetryingCalls`: a call that fails on the connection is retried on the broker's
+schedule, logged as every outage is, and after ``reconnect_timeout_s`` raises the part's
+`RedisUnavailableError`.
 """
 
 from __future__ import annotations
