@@ -208,10 +208,12 @@ async def test_decisions_and_returned_places_ride_out_a_short_outage(
 
 
 async def _during_a_cut(relay: Relay, call: Awaitable[_T]) -> _T:
-    """``call``'s result, awaited while the relay refuses connections for 0.5 s."""
+    """``call``'s result, awaited while the relay refuses its first two connections."""
     relay.cut()
+    refused_before = relay.accepted
     calling = asyncio.ensure_future(call)
-    await asyncio.sleep(0.5)
+    # a call that retries connects again after its first refusal; one that does not ends
+    await eventually(lambda: calling.done() or relay.accepted >= refused_before + 2, timeout=10)
     assert not calling.done(), "the call ended while Redis could not be reached"
     relay.restore()
     return await asyncio.wait_for(calling, 10)
