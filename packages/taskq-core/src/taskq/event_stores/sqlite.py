@@ -148,7 +148,11 @@ class SQLiteEventStore(AsyncEventStore):
         self._file = SQLiteFile(
             self.path, busy_timeout_s, _SCHEMA, "the SQLite event store", _store_error
         )
-        self.busy_timeout_s = self._file.busy_timeout_s
+
+    @property
+    def busy_timeout_s(self) -> float:
+        """Seconds a write waits for another process's write lock."""
+        return self._file.busy_timeout_s
 
     async def startup(self) -> None:
         """Open the file and create the tables; a bad path fails here."""
