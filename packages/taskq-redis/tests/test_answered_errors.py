@@ -83,8 +83,10 @@ async def test_releases_refused_are_logged_once_and_the_messages_come_back(
         with caplog.at_level(logging.WARNING, logger="taskq.redis"):
             for got in held:
                 await got.release()  # raised NOPERM before, a traceback per message
-        refused = [r for r in caplog.records if "NOPERM" in r.getMessage()]
+        # the heartbeat and the delayed-message mover may log their own refusal meanwhile
+        refused = [r for r in caplog.records if r.getMessage().startswith("cannot release")]
         assert len(refused) == 1
+        assert "NOPERM" in refused[0].getMessage()
         assert "ACL SETUSER" in refused[0].getMessage()
         admin.acl_setuser("worker", enabled=True, commands=["+@all"])
         again = await take(broker, 5)  # taken over once their lease expired
@@ -93,6 +95,38 @@ async def test_releases_refused_are_logged_once_and_the_messages_come_back(
             await got.ack()
     finally:
         await broker.shutdown()
+
+
+async def test_a_worker_shuts_down_when_redis_refuses_its_hand_back(
+    own_redis_url: str, admin: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    admin.acl_setuser("worker", enabled=True, passwords=["+pw"], commands=["+@all"], keys=["*"])
+    url = own_redis_url.replace("redis://", "redis://worker:pw@")
+    broker = RedisStreamBroker(url, lease_s=0.3)
+    broker.is_worker_process = True
+    await broker.startup()
+    for n in range(3):
+        await broker.kick(message(n))
+    held = await take(broker, 3)
+    admin.acl_setuser("worker", enabled=True, commands=["-evalsha"])
+    with caplog.at_level(logging.WARNING, logger="taskq.redis"):
+        await broker.shutdown()  # raised NOPERM before: the worker stopped with a traceback
+    refused = [r.getMessage() for r in caplog.records if "hand back" in r.getMessage()]
+    assert len(refused) == 1
+    assert refused[0].startswith("cannot hand back held messages")
+    assert "NOPERM" in refused[0]
+    del held
+    admin.acl_setuser("worker", enabled=True, commands=["+@all"])
+    successor = RedisStreamBroker(url, lease_s=0.3)
+    successor.is_worker_process = True
+    await successor.startup()
+    try:
+        again = await take(successor, 3)  # taken over once their lease expired
+        assert sorted(m.data for m in again) == [b"0", b"1", b"2"]
+        for got in again:
+            await got.ack()
+    finally:
+        await successor.shutdown()
 
 
 def test_the_same_refusal_is_logged_once_and_its_end_once(

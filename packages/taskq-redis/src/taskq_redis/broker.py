@@ -42,6 +42,7 @@ from taskq_redis.options import BrokerOption, BrokerOptions
 from taskq_redis.reconnect import (
     CONNECTION_ERRORS,
     DEFAULT_MAX_DELAY_S,
+    AnswerLog,
     Reconnector,
     TransientAnswerError,
 )
@@ -361,6 +362,10 @@ class RedisStreamBroker(AsyncBroker):
                 "their lease (%g s) expires",
                 exc or type(exc).__name__,
                 self.lease_s,
+            )
+        except ResponseError as exc:  # up but refusing (an ACL rule, say): shut down all the same
+            AnswerLog(self.reconnector.server, "hand back held messages").failed(
+                exc, f"other workers take them over when their lease ({self.lease_s:g} s) expires"
             )
 
     # -- sending -------------------------------------------------------------------------------

@@ -544,9 +544,15 @@ class StreamConsumer:
                 self._beat_refusals.succeeded()
         # its listen() ended and what it yielded is settled: leave the group
         self.closed = True
-        with contextlib.suppress(*CONNECTION_ERRORS):
+        try:
             await self.reconnector.call(
                 "leave the group", self.hand_back, give_up_after_s=self._give_up_after_s
+            )
+        except CONNECTION_ERRORS:
+            return  # what it held in Redis is taken over once its lease expires
+        except ResponseError as exc:
+            self._beat_refusals.failed(
+                exc, "it stays in the group; what it held is taken over once its lease expires"
             )
 
     async def heartbeat(self) -> None:
