@@ -385,6 +385,25 @@ async def test_priority_backlog_is_read_highest_first_with_clamping(new_broker):
     assert received == [b"top", b"over", b"mid", b"one", b"low", b"neg"]
 
 
+async def test_a_worker_runs_once_what_it_claims_back_from_itself(new_broker, raw_redis):
+    broker = await new_broker(reclaim_interval_s=0.001, block_ms=50)
+    await broker.kick(message(b"once"))
+    messages = broker.listen()
+    first = await messages.__anext__()
+    stream = broker.keys.streams[0]
+    (entry,) = raw_redis.xpending_range(stream, "taskq", "-", "+", 10)
+    # its lease lapsed while it ran (heartbeats lost in an outage, say): the next look for
+    # expired leases claims it, for this very consumer
+    raw_redis.xclaim(
+        stream, "taskq", entry["consumer"], 0, [entry["message_id"]], idle=3_600_000, justid=True
+    )
+    await broker.kick(message(b"next"))
+    second = await messages.__anext__()
+    assert second.data == b"next", "a message still running was yielded a second time"
+    await asyncio.gather(first.ack(), second.ack())  # type: ignore[misc]
+    await messages.aclose()
+
+
 async def test_the_stream_cap_applies_to_sends_also_when_set_later(new_broker, raw_redis):
     broker = await new_broker(worker=False)
     stream = broker.keys.streams[0]

@@ -435,7 +435,13 @@ class StreamConsumer:
         return claimed
 
     async def _held_payload(self, level: int, entry_id: bytes, fields: Any) -> bytes | None:
-        """The message of an entry a script claimed (now held), or None if it has none."""
+        """The message of an entry a script claimed (now held), or None if it has none.
+
+        None too for an entry this consumer holds already (its lease lapsed while it ran,
+        heartbeats lost in an outage say, and this consumer claimed it back): it runs once.
+        """
+        if entry_id in self.held[level]:
+            return None
         payload = _field(fields, b"m")
         if payload is None:
             await self._reject_foreign(level, entry_id)
