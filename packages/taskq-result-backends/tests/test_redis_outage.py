@@ -10,13 +10,15 @@ from typing import Any
 
 import pytest
 
-from taskq import TaskiqResult
-from taskq.testing import eventually
+from taskq import ResultBackendError, TaskiqResult
+from taskq.testing import eventually, free_port
 
 pytest.importorskip("redis", reason="the redis extra is not installed")
+import redis
+
 from taskq_inmemory import InMemoryBroker
 from taskq_redis import RedisUnavailableError
-from taskq_redis.testing import Relay, relayed
+from taskq_redis.testing import Relay, relayed, throwaway_server
 from taskq_result_backends.redis import (
     RedisResultBackend,
     RedisResultStoreUnavailableError,
@@ -172,3 +174,37 @@ async def test_a_result_not_stored_in_time_leaves_its_message_for_another_run(
     released = [r for r in caplog.records if "released for redelivery" in r.getMessage()]
     assert len(released) == 1
     assert "the result backend does not answer" in released[0].getMessage()
+
+
+async def test_a_read_from_a_replica_without_its_primary_waits_for_a_primary(
+    new_redis_backend, caplog
+):
+    # in a failover, an address may lead for a while to a replica not yet linked to its
+    # primary; serving no stale data, it answers reads MASTERDOWN
+    caplog.set_level(logging.WARNING, "taskq.redis")
+    with throwaway_server() as url:
+        server = redis.Redis.from_url(url)
+        backend = await new_redis_backend(url, reconnect_timeout_s=PROMPT)
+        await backend.set_result("t1", success(1))
+        server.config_set("replica-serve-stale-data", "no")
+        server.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))  # no primary there
+        reading = asyncio.create_task(backend.is_result_ready("t1"))
+        await eventually(lambda: "MASTERDOWN" in caplog.text, PROMPT, what="a refused read")
+        assert not reading.done()
+        server.execute_command("REPLICAOF", "NO", "ONE")  # promoted
+        assert await asyncio.wait_for(reading, PROMPT) is True
+        server.close()
+
+
+async def test_a_replica_without_its_primary_past_the_budget_is_named(new_redis_backend):
+    with throwaway_server() as url:
+        server = redis.Redis.from_url(url)
+        backend = await new_redis_backend(url, reconnect_timeout_s=0.3)
+        server.config_set("replica-serve-stale-data", "no")
+        server.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))
+        with pytest.raises(ResultBackendError, match="answered an error: MASTERDOWN") as caught:
+            await backend.get_result("t1")
+        assert not isinstance(caught.value, RedisUnavailableError), "it answered: no outage"
+        assert "point it at the primary" in str(caught.value)
+        server.execute_command("REPLICAOF", "NO", "ONE")
+        server.close()

@@ -65,7 +65,10 @@ ANSWER_ADVICE = {
     "WRONGPASS": "the user or password is wrong (or the user is disabled): fix the URL",
     "LOADING": "Redis is loading its dataset after a restart: it answers once loaded",
     "BUSY": "a script has run for too long: it answers once it ends (or after SCRIPT KILL)",
-    "MASTERDOWN": "the replica lost its primary: point the URL at the primary",
+    "MASTERDOWN": (
+        "the server is a replica not linked to its primary (a failover?): taskq reconnects on "
+        "each retry, as for READONLY; if the URL names a replica, point it at the primary"
+    ),
 }
 
 

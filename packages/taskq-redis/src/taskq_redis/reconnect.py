@@ -47,9 +47,11 @@ DEFAULT_MAX_DELAY_S = 5.0
 
 
 #: Answers of a server that is the wrong one for now: it turned into a replica in a failover
-#: (``READONLY`` to a write; ``UNBLOCKED`` to a read waiting when it turned). The pool's
-#: connections are dropped so that new ones reach the new primary behind the same address.
-REPLICA_ANSWERS = frozenset({"READONLY", "UNBLOCKED"})
+#: (``READONLY`` to a write; ``UNBLOCKED`` to a read waiting when it turned; ``MASTERDOWN``
+#: to a read, from a replica not yet linked to its primary that serves no stale data). The
+#: pool's connections are dropped so that new ones reach the new primary behind the same
+#: address.
+REPLICA_ANSWERS = frozenset({"READONLY", "UNBLOCKED", "MASTERDOWN"})
 #: Answers that go away by themselves, retried as an outage is: those of `REPLICA_ANSWERS`
 #: and a script running too long (``BUSY``). ``LOADING`` is one too, but redis-py raises it as
 #: a connection error already. ``OOM`` is not: see docs/redis.md, "Errors Redis answers".
