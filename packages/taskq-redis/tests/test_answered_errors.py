@@ -36,6 +36,20 @@ def message(n: int) -> BrokerMessage:
     return BrokerMessage(f"t{n}", "demo", b"%d" % n, {})
 
 
+async def started_worker(url: str) -> RedisStreamBroker:
+    broker = RedisStreamBroker(url, lease_s=0.3)
+    broker.is_worker_process = True
+    await broker.startup()
+    return broker
+
+
+async def acl_worker(server_url: str, admin: Any) -> tuple[str, RedisStreamBroker]:
+    """A started worker connected as ACL user ``worker`` (every command allowed), its URL."""
+    admin.acl_setuser("worker", enabled=True, passwords=["+pw"], commands=["+@all"], keys=["*"])
+    url = server_url.replace("redis://", "redis://worker:pw@")
+    return url, await started_worker(url)
+
+
 async def test_a_send_refused_for_lack_of_memory_says_so_and_what_to_do(
     own_broker: RedisStreamBroker, admin: Any
 ) -> None:
@@ -70,11 +84,7 @@ async def test_a_password_redis_asks_for_is_not_called_an_outage(
 async def test_releases_refused_are_logged_once_and_the_messages_come_back(
     own_redis_url: str, admin: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    admin.acl_setuser("worker", enabled=True, passwords=["+pw"], commands=["+@all"], keys=["*"])
-    url = own_redis_url.replace("redis://", "redis://worker:pw@")
-    broker = RedisStreamBroker(url, lease_s=0.3)
-    broker.is_worker_process = True
-    await broker.startup()
+    _, broker = await acl_worker(own_redis_url, admin)
     try:
         for n in range(5):
             await broker.kick(message(n))
@@ -100,11 +110,7 @@ async def test_releases_refused_are_logged_once_and_the_messages_come_back(
 async def test_a_worker_shuts_down_when_redis_refuses_its_hand_back(
     own_redis_url: str, admin: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    admin.acl_setuser("worker", enabled=True, passwords=["+pw"], commands=["+@all"], keys=["*"])
-    url = own_redis_url.replace("redis://", "redis://worker:pw@")
-    broker = RedisStreamBroker(url, lease_s=0.3)
-    broker.is_worker_process = True
-    await broker.startup()
+    url, broker = await acl_worker(own_redis_url, admin)
     for n in range(3):
         await broker.kick(message(n))
     held = await take(broker, 3)
@@ -117,9 +123,7 @@ async def test_a_worker_shuts_down_when_redis_refuses_its_hand_back(
     assert "NOPERM" in refused[0]
     del held
     admin.acl_setuser("worker", enabled=True, commands=["+@all"])
-    successor = RedisStreamBroker(url, lease_s=0.3)
-    successor.is_worker_process = True
-    await successor.startup()
+    successor = await started_worker(url)
     try:
         again = await take(successor, 3)  # taken over once their lease expired
         assert sorted(m.data for m in again) == [b"0", b"1", b"2"]
