@@ -557,8 +557,8 @@ class StreamConsumer:
         except CONNECTION_ERRORS:
             return  # what it held in Redis is taken over once its lease expires
         except ResponseError as exc:
-            self._beat_refusals.failed(
-                exc, "it stays in the group; what it held is taken over once its lease expires"
+            AnswerLog(self.reconnector.server, "leave the consumer group").failed(
+                exc, "what it held is taken over once its lease expires"
             )
 
     async def heartbeat(self) -> None:
