@@ -11,6 +11,7 @@ import redis
 from redis.exceptions import ResponseError
 
 from taskq import BrokerMessage, SendTaskError
+from taskq.testing import eventually
 from taskq_redis import RedisStreamBroker, SendRefusedError, SendUnavailableError
 from taskq_redis.reconnect import AnswerLog
 from taskq_redis.testing import take
@@ -131,6 +132,23 @@ async def test_a_worker_shuts_down_when_redis_refuses_its_hand_back(
             await got.ack()
     finally:
         await successor.shutdown()
+
+
+async def test_a_consumer_refused_its_leave_of_the_group_says_so(
+    own_redis_url: str, admin: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, broker = await acl_worker(own_redis_url, admin)
+    try:
+        await broker.kick(message(1))
+        (got,) = await take(broker, 1)  # its listen() ended: it leaves once this is settled
+        admin.acl_setuser("worker", enabled=True, commands=["-evalsha"])
+        with caplog.at_level(logging.WARNING, logger="taskq.redis"):
+            await got.ack()
+            # its task ended with the error, unretrieved, before
+            await eventually(lambda: "cannot leave the consumer group" in caplog.text)
+        admin.acl_setuser("worker", enabled=True, commands=["+@all"])
+    finally:
+        await broker.shutdown()
 
 
 def test_the_same_refusal_is_logged_once_and_its_end_once(
