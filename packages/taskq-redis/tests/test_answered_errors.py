@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -147,6 +148,27 @@ async def test_a_consumer_refused_its_leave_of_the_group_says_so(
             # its task ended with the error, unretrieved, before
             await eventually(lambda: "cannot leave the consumer group" in caplog.text)
         admin.acl_setuser("worker", enabled=True, commands=["+@all"])
+    finally:
+        await broker.shutdown()
+
+
+async def test_a_listen_ending_while_redis_refuses_its_hand_back_ends(
+    own_redis_url: str, admin: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, broker = await acl_worker(own_redis_url, admin)
+    try:
+        for n in range(3):
+            await broker.kick(message(n))
+        messages = broker.listen()
+        first = await messages.__anext__()  # held, unsettled: the other 2 go back at the end
+        admin.acl_setuser("worker", enabled=True, commands=["-evalsha"])
+        with caplog.at_level(logging.WARNING, logger="taskq.redis"):
+            await messages.aclose()  # raised NOPERM before
+        assert "cannot hand back unstarted messages" in caplog.text
+        admin.acl_setuser("worker", enabled=True, commands=["+@all"])
+        rest = await take(broker, 2)  # taken over once their lease expired
+        assert sorted(m.data for m in rest) == [b"1", b"2"]
+        await asyncio.gather(first.ack(), *(m.ack() for m in rest))  # type: ignore[misc]
     finally:
         await broker.shutdown()
 

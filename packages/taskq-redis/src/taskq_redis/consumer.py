@@ -165,17 +165,24 @@ class StreamConsumer:
                 give_up_after_s=give_up_after_s,
             )
         except CONNECTION_ERRORS:
-            for level, entry_id, _ in unstarted:
-                self.held[level].discard(entry_id)
             logger.warning(
                 "Could not hand back %d message(s) read for a listen() that ended (Redis does "
                 "not answer): other workers take them over when their lease (%g s) expires",
                 len(unstarted),
                 self.options.lease_s,
             )
+        except ResponseError as exc:  # up but refusing (an ACL rule, say)
+            AnswerLog(self.reconnector.server, "hand back unstarted messages").failed(
+                exc,
+                f"other workers take them over when their lease ({self.options.lease_s:g} s) "
+                "expires",
+            )
         else:
             if handed:
                 logger.info("Handed back %d message(s) read for a listen() that ended", handed)
+        # no longer this consumer's, whether handed back or left to expire: not heartbeated
+        for level, entry_id, _ in unstarted:
+            self.held[level].discard(entry_id)
         self.buffer.clear()
         if yielded_unsettled:
             with contextlib.suppress(*CONNECTION_ERRORS):
