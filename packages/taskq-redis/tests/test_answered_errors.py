@@ -45,6 +45,15 @@ async def started_worker(url: str) -> RedisStreamBroker:
     return broker
 
 
+def refuse_scripts(admin: Any) -> None:
+    """Take ``EVALSHA`` from ACL user ``worker``: Redis answers its scripts ``NOPERM``."""
+    admin.acl_setuser("worker", enabled=True, commands=["-evalsha"])
+
+
+def allow_everything(admin: Any) -> None:
+    admin.acl_setuser("worker", enabled=True, commands=["+@all"])
+
+
 async def acl_worker(server_url: str, admin: Any) -> tuple[str, RedisStreamBroker]:
     """A started worker connected as ACL user ``worker`` (every command allowed), its URL."""
     admin.acl_setuser("worker", enabled=True, passwords=["+pw"], commands=["+@all"], keys=["*"])
@@ -91,7 +100,7 @@ async def test_releases_refused_are_logged_once_and_the_messages_come_back(
         for n in range(5):
             await broker.kick(message(n))
         held = await take(broker, 5)
-        admin.acl_setuser("worker", enabled=True, commands=["-evalsha"])  # no scripts
+        refuse_scripts(admin)
         with caplog.at_level(logging.WARNING, logger="taskq.redis"):
             for got in held:
                 await got.release()  # raised NOPERM before, a traceback per message
@@ -100,7 +109,7 @@ async def test_releases_refused_are_logged_once_and_the_messages_come_back(
         assert len(refused) == 1
         assert "NOPERM" in refused[0].getMessage()
         assert "ACL SETUSER" in refused[0].getMessage()
-        admin.acl_setuser("worker", enabled=True, commands=["+@all"])
+        allow_everything(admin)
         again = await take(broker, 5)  # taken over once their lease expired
         assert sorted(m.data for m in again) == [b"%d" % n for n in range(5)]
         for got in again:
@@ -116,7 +125,7 @@ async def test_a_worker_shuts_down_when_redis_refuses_its_hand_back(
     for n in range(3):
         await broker.kick(message(n))
     held = await take(broker, 3)
-    admin.acl_setuser("worker", enabled=True, commands=["-evalsha"])
+    refuse_scripts(admin)
     with caplog.at_level(logging.WARNING, logger="taskq.redis"):
         await broker.shutdown()  # raised NOPERM before: the worker stopped with a traceback
     refused = [r.getMessage() for r in caplog.records if "hand back" in r.getMessage()]
@@ -124,7 +133,7 @@ async def test_a_worker_shuts_down_when_redis_refuses_its_hand_back(
     assert refused[0].startswith("cannot hand back held messages")
     assert "NOPERM" in refused[0]
     del held
-    admin.acl_setuser("worker", enabled=True, commands=["+@all"])
+    allow_everything(admin)
     successor = await started_worker(url)
     try:
         again = await take(successor, 3)  # taken over once their lease expired
@@ -142,12 +151,12 @@ async def test_a_consumer_refused_its_leave_of_the_group_says_so(
     try:
         await broker.kick(message(1))
         (got,) = await take(broker, 1)  # its listen() ended: it leaves once this is settled
-        admin.acl_setuser("worker", enabled=True, commands=["-evalsha"])
+        refuse_scripts(admin)
         with caplog.at_level(logging.WARNING, logger="taskq.redis"):
             await got.ack()
             # its task ended with the error, unretrieved, before
             await eventually(lambda: "cannot leave the consumer group" in caplog.text)
-        admin.acl_setuser("worker", enabled=True, commands=["+@all"])
+        allow_everything(admin)
     finally:
         await broker.shutdown()
 
@@ -161,11 +170,11 @@ async def test_a_listen_ending_while_redis_refuses_its_hand_back_ends(
             await broker.kick(message(n))
         messages = broker.listen()
         first = await messages.__anext__()  # held, unsettled: the other 2 go back at the end
-        admin.acl_setuser("worker", enabled=True, commands=["-evalsha"])
+        refuse_scripts(admin)
         with caplog.at_level(logging.WARNING, logger="taskq.redis"):
             await messages.aclose()  # raised NOPERM before
         assert "cannot hand back unstarted messages" in caplog.text
-        admin.acl_setuser("worker", enabled=True, commands=["+@all"])
+        allow_everything(admin)
         rest = await take(broker, 2)  # taken over once their lease expired
         assert sorted(m.data for m in rest) == [b"1", b"2"]
         await asyncio.gather(first.ack(), *(m.ack() for m in rest))  # type: ignore[misc]
