@@ -405,15 +405,16 @@ async def test_a_worker_runs_once_what_it_claims_back_from_itself(new_broker, ra
 
 
 async def test_what_an_ended_listen_handed_back_is_not_called_a_lost_lease(new_broker, caplog):
-    broker = await new_broker(heartbeat_interval_s=0.05)
+    broker = await new_broker()
     for n in range(5):
         await broker.kick(message(b"%d" % n))
     messages = broker.listen()
     first = await messages.__anext__()
+    (consumer,) = broker._consumers
     await messages.aclose()  # the other 4 are handed back; the first stays held, unsettled
     with caplog.at_level(logging.WARNING, logger="taskq.redis"):
         rest = await take(broker, 4)
-        await asyncio.sleep(0.3)  # heartbeats of the first listen()'s consumer
+        await consumer.heartbeat()  # the first listen()'s consumer renews what it holds
     assert "The lease of" not in caplog.text  # it said 4 leases expired, "may run twice"
     await asyncio.gather(first.ack(), *(m.ack() for m in rest))  # type: ignore[misc]
 
