@@ -404,6 +404,40 @@ async def test_a_worker_runs_once_what_it_claims_back_from_itself(new_broker, ra
     await messages.aclose()
 
 
+async def test_a_message_dead_lettered_while_it_ran_loses_its_dead_letter_when_acked(
+    new_broker, raw_redis, caplog
+):
+    broker = await new_broker(max_deliveries=1, reclaim_interval_s=0.001, block_ms=50)
+    for body in (b"ran", b"kept"):
+        await broker.kick(message(body))
+    messages = broker.listen()
+    ran, kept = await messages.__anext__(), await messages.__anext__()
+    stream = broker.keys.streams[0]
+    # both leases lapsed while they ran (heartbeats lost in an outage, say)
+    for entry in raw_redis.xpending_range(stream, "taskq", "-", "+", 10):
+        raw_redis.xclaim(
+            stream,
+            "taskq",
+            entry["consumer"],
+            0,
+            [entry["message_id"]],
+            idle=3_600_000,
+            justid=True,
+        )
+    # another worker's look for expired leases finds them delivered max_deliveries times
+    other = broker.listen()
+    waiting = asyncio.ensure_future(other.__anext__())
+    await eventually(lambda: raw_redis.xlen(broker.keys.dead_letters) == 2)
+    with caplog.at_level(logging.WARNING, logger="taskq.redis"):
+        await ran.ack()  # type: ignore[misc]
+    (letter,) = await broker.dead_letters.list()
+    assert letter.payload == b"kept", "the dead letter of a message that ran to its ack stayed"
+    assert "ran to their acknowledgement after their lease had lapsed" in caplog.text
+    await kept.reject("failed after all")  # type: ignore[misc]
+    await cancel_until_done(waiting)
+    await asyncio.gather(messages.aclose(), other.aclose())
+
+
 async def test_what_an_ended_listen_handed_back_is_not_called_a_lost_lease(new_broker, caplog):
     broker = await new_broker()
     for n in range(5):

@@ -47,7 +47,13 @@ from taskq_redis.reconnect import (
     TransientAnswerError,
 )
 from taskq_redis.script_batch import BatchedScript
-from taskq_redis.scripts import KICK_MANY, ScriptArgs, ScriptKeys, Scripts
+from taskq_redis.scripts import (
+    ACKED_DEAD_LETTER_SCAN,
+    KICK_MANY,
+    ScriptArgs,
+    ScriptKeys,
+    Scripts,
+)
 from taskq_redis.unique import RELEASE_SCRIPT, KeyRelease, RedisUniqueStore
 from taskq_redis.wire import CommandPrefix
 
@@ -629,7 +635,7 @@ class RedisStreamBroker(AsyncBroker):
             else:
                 by_level.setdefault(item[0], []).append(item[1])
 
-        async def ack_and_delete(redis: aioredis.Redis) -> None:
+        async def ack_and_delete(redis: aioredis.Redis) -> list[Any]:
             async with redis.pipeline(transaction=False) as pipe:
                 for level, ids in by_level.items():
                     stream = self.keys.streams[level]
@@ -637,11 +643,41 @@ class RedisStreamBroker(AsyncBroker):
                     pipe.xdel(stream, *ids)
                 for release in releases:  # EVAL: a short script, cached by the server
                     pipe.eval(RELEASE_SCRIPT, 1, release.redis_key, release.task_id)
-                await pipe.execute()
+                return await pipe.execute()
 
-        await self.reconnector.call(
+        answers = await self.reconnector.call(
             "acknowledge messages", lambda: self._ack_connection.call(ack_and_delete)
         )
+        acked_counts = answers[: 2 * len(by_level) : 2]  # each level's XACK, before its XDEL
+        for (level, ids), acked in zip(by_level.items(), acked_counts, strict=True):
+            if acked < len(ids):  # some were settled already: dead-lettered while they ran?
+                await self._drop_dead_letters_of_acked(level, ids)
+
+    async def _drop_dead_letters_of_acked(self, level: int, ids: list[bytes]) -> None:
+        """Delete the dead letters a reclaim made of these acknowledged entries while they ran.
+
+        Their lease lapsed while they ran (the worker's heartbeats lost for longer than
+        ``lease_s``) and another worker's reclaim found them delivered ``max_deliveries``
+        times; the run ended in an acknowledgement, so the dead letter would only invite a
+        replay that runs the message again. Found among the dead letters made since the
+        oldest of them was sent (the newest `ACKED_DEAD_LETTER_SCAN` at most).
+        """
+        oldest_ms = min(int(entry_id.split(b"-")[0]) for entry_id in ids)
+        keys: ScriptKeys = [self.keys.dead_letters]
+        args: ScriptArgs = [level, oldest_ms, ACKED_DEAD_LETTER_SCAN, *ids]
+        dropped = await self.reconnector.call(
+            "drop the dead letters of acknowledged messages",
+            lambda: self.scripts.drop_dead_letters_of_acked(keys, args),
+        )
+        if dropped:
+            logger.warning(
+                "%d message(s) ran to their acknowledgement after their lease had lapsed and "
+                "another worker had dead-lettered them for their deliveries: their dead "
+                "letters are deleted (entries %s of %s)",
+                len(dropped),
+                ", ".join(entry_id.decode() for entry_id in dropped),
+                self.keys.streams[level],
+            )
 
 
 def _delay_ms(delay: Any) -> int:

@@ -38,6 +38,10 @@ ScriptArgs = list[bytes | str | int | float]
 RELEASED = "taskq:released"
 #: The consumer that holds entries a stopping worker handed back, until a worker takes them.
 HANDED_BACK = "taskq:handed-back"
+#: How the reason of a message dead-lettered for its deliveries begins.
+DELIVERIES_REASON = "delivered "
+#: Dead letters, newest first, that `DROP_DEAD_LETTERS_OF_ACKED` looks through at most.
+ACKED_DEAD_LETTER_SCAN = 10_000
 
 _NOW = """
 local function now_ms()
@@ -84,7 +88,7 @@ end
 
 local function take(stream, dlq, group, consumer, id, owner, deliveries, max_deliveries, level)
   if max_deliveries > 0 and deliveries >= max_deliveries then
-    local reason = 'delivered ' .. deliveries .. ' times, never acknowledged ('
+    local reason = '{DELIVERIES_REASON}' .. deliveries .. ' times, never acknowledged ('
       .. last_delivery(owner) .. ')'
     return {{dead_letter(stream, dlq, group, id, reason, level, owner, deliveries), nil}}
   end
@@ -288,6 +292,30 @@ end
 return #pending
 """
 
+#: KEYS: dead letters. ARGV: priority level, the oldest id's milliseconds, most dead letters to
+#: look through, then ids of that level whose acknowledgement found them settled already.
+#: Deletes, among the dead letters made since that millisecond, those of the ids that were
+#: dead-lettered for their deliveries: a lease lapsed while the message ran (its worker's
+#: heartbeats lost, say) and a reclaim found it delivered ``max_deliveries`` times, but that
+#: run went on to its acknowledgement. Returns the ids whose dead letter was deleted.
+DROP_DEAD_LETTERS_OF_ACKED = f"""
+local wanted, dropped = {{}}, {{}}
+for i = 4, #ARGV do wanted[ARGV[i]] = true end
+local dead = redis.call('XREVRANGE', KEYS[1], '+', ARGV[2], 'COUNT', tonumber(ARGV[3]))
+for _, entry in ipairs(dead) do
+  local fields = {{}}
+  for k = 1, #entry[2], 2 do fields[entry[2][k]] = entry[2][k + 1] end
+  local reason = fields['reason'] or ''
+  if wanted[fields['source_id']] and fields['level'] == ARGV[1]
+      and string.sub(reason, 1, {len(DELIVERIES_REASON)}) == '{DELIVERIES_REASON}' then
+    redis.call('XDEL', KEYS[1], entry[1])
+    wanted[fields['source_id']] = nil
+    table.insert(dropped, fields['source_id'])
+  end
+end
+return dropped
+"""
+
 #: KEYS: dead letters, then the stream of each level. ARGV: ids. Puts each dead letter back
 #: on the stream of its level and deletes it. Returns how many were replayed.
 REPLAY = """
@@ -326,3 +354,6 @@ class Scripts:
         self.heartbeat: AsyncScript = client.register_script(HEARTBEAT)
         self.hand_back: AsyncScript = client.register_script(HAND_BACK)
         self.replay: AsyncScript = client.register_script(REPLAY)
+        self.drop_dead_letters_of_acked: AsyncScript = client.register_script(
+            DROP_DEAD_LETTERS_OF_ACKED
+        )
