@@ -12,7 +12,7 @@ import redis
 from redis.exceptions import ResponseError
 
 from taskq import BrokerMessage, SendTaskError
-from taskq.testing import eventually
+from taskq.testing import cancel_until_done, eventually
 from taskq_redis import RedisStreamBroker, SendRefusedError, SendUnavailableError
 from taskq_redis.reconnect import AnswerLog
 from taskq_redis.testing import take
@@ -74,6 +74,107 @@ async def test_a_send_refused_for_lack_of_memory_says_so_and_what_to_do(
     (got,) = await take(own_broker, 1)
     assert got.data == b"2"
     await got.ack()
+
+
+async def test_a_worker_started_while_redis_is_out_of_memory_reads_the_queue(
+    own_redis_url: str, admin: Any
+) -> None:
+    first = await started_worker(own_redis_url)
+    await first.create_groups()  # a worker ran before
+    for n in range(3):
+        await first.kick(message(n))
+    admin.config_set("maxmemory", 1)  # refuses XGROUP CREATE, even of a group that exists
+    added = await started_worker(own_redis_url)  # started to drain a full Redis
+    try:
+        got = await take(added, 3, timeout=5)  # raised OutOfMemoryError before
+        for each in got:
+            await each.ack()  # acknowledging frees memory: allowed
+        assert admin.xlen(added.keys.streams[0]) == 0
+    finally:
+        admin.config_set("maxmemory", 0)
+        await asyncio.gather(first.shutdown(), added.shutdown())
+
+
+async def test_a_worker_waits_for_memory_to_create_a_missing_group(
+    own_redis_url: str, admin: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = RedisStreamBroker(own_redis_url, reconnect_max_delay_s=0.05)
+    broker.is_worker_process = True
+    await broker.startup()
+    try:
+        await broker.kick(message(1))  # sent before any worker made the group
+        admin.config_set("maxmemory", 1)
+        with caplog.at_level(logging.WARNING, logger="taskq.redis"):
+            taking = asyncio.ensure_future(take(broker, 1, timeout=10))
+            await eventually(lambda: "cannot create the consumer group" in caplog.text)
+            await asyncio.sleep(0.3)  # several tries
+            assert not taking.done()
+            admin.config_set("maxmemory", 0)
+            (got,) = await taking
+        refusals = [r for r in caplog.records if "cannot create the consumer group" in r.message]
+        assert len(refusals) == 1, "logged once, not at every try"
+        assert "OOM" in refusals[0].message
+        assert "accepts again: create the consumer group works" in caplog.text
+        assert got.data == b"1"
+        await got.ack()
+    finally:
+        admin.config_set("maxmemory", 0)
+        await broker.shutdown()
+
+
+async def test_a_dead_letter_refused_for_lack_of_memory_leaves_the_message_pending(
+    own_redis_url: str, admin: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = RedisStreamBroker(own_redis_url, max_deliveries=1, lease_s=0.3, block_ms=50)
+    broker.is_worker_process = True
+    await broker.startup()
+    await broker.create_groups()
+    stream = broker.keys.streams[0]
+    try:
+        await broker.kick(message(1))
+        # a worker read it once and died: its lease expired long ago
+        ((_, ((entry_id, _),)),) = admin.xreadgroup("taskq", "gone-1", {stream: ">"})
+        admin.xclaim(stream, "taskq", "gone-1", 0, [entry_id], idle=3_600_000, justid=True)
+        admin.config_set("maxmemory", 1)  # the dead letter's XADD is refused
+        with caplog.at_level(logging.WARNING, logger="taskq.redis"):
+            looking = asyncio.ensure_future(take(broker, 1, timeout=10))
+            await eventually(lambda: "cannot dead-letter" in caplog.text)
+            # acknowledged and never dead-lettered before: lost
+            assert admin.xpending(stream, "taskq")["pending"] == 1
+            assert admin.xlen(broker.keys.dead_letters) == 0
+            admin.config_set("maxmemory", 0)
+            await eventually(lambda: admin.xlen(broker.keys.dead_letters) == 1)
+        assert admin.xpending(stream, "taskq")["pending"] == 0
+        (letter,) = await broker.dead_letters.list()
+        assert letter.payload == b"1"
+        assert letter.reason.startswith("delivered 1 times")
+        await cancel_until_done(looking)
+    finally:
+        admin.config_set("maxmemory", 0)
+        await broker.shutdown()
+
+
+async def test_rejections_refused_for_lack_of_memory_are_logged_once_and_kept_pending(
+    own_broker: RedisStreamBroker, admin: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    for n in range(3):
+        await own_broker.kick(message(n))
+    held = await take(own_broker, 3)
+    admin.config_set("maxmemory", 1)
+    with caplog.at_level(logging.WARNING, logger="taskq.redis"):
+        for got in held:
+            await got.reject("unknown task")  # raised OutOfMemoryError before
+    refused = [r for r in caplog.records if r.getMessage().startswith("cannot dead-letter")]
+    assert len(refused) == 1
+    assert "OOM" in refused[0].getMessage()
+    stream = own_broker.keys.streams[0]
+    assert admin.xpending(stream, "taskq")["pending"] == 3, "kept for another delivery"
+    admin.config_set("maxmemory", 0)
+    again = await take(own_broker, 3)  # back once their lease expired
+    for got in again:
+        await got.reject("unknown task")
+    assert admin.xlen(own_broker.keys.dead_letters) == 3
+    assert admin.xpending(stream, "taskq")["pending"] == 0
 
 
 async def test_a_password_redis_asks_for_is_not_called_an_outage(

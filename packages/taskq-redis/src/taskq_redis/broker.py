@@ -33,6 +33,7 @@ from taskq_redis.errors import (
     RedisBrokerUnavailableError,
     SendRefusedError,
     SendUnavailableError,
+    answer_code,
     answered,
     unavailable,
 )
@@ -588,10 +589,28 @@ class RedisStreamBroker(AsyncBroker):
         """Create the consumer group on every priority stream (and the streams) if missing.
 
         The group starts at the beginning, so messages sent before any worker ran are read.
+        Redis out of memory refuses ``XGROUP CREATE`` even where the group exists; where it
+        does not, this waits (logged once) until Redis accepts, or the broker shuts down: a
+        worker started to drain a full Redis reads what it can, as acknowledging frees memory.
 
         Raises:
             ListenError: A stream's key holds another Redis type (other code wrote there).
         """
+        refusals = AnswerLog(self.reconnector.server, "create the consumer group")
+        while not self._stopping:
+            refused = await self._create_missing_groups()
+            if refused is None:
+                refusals.succeeded()
+                return
+            refusals.failed(
+                refused,
+                f"workers cannot read until it exists; trying again every "
+                f"{self.reconnect_max_delay_s:g} s",
+            )
+            await asyncio.sleep(self.reconnect_max_delay_s)
+
+    async def _create_missing_groups(self) -> ResponseError | None:
+        """Create the groups that are missing; return the refusal (OOM) of one still missing."""
 
         async def create() -> list[Any]:
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -609,7 +628,21 @@ class RedisStreamBroker(AsyncBroker):
                     f"{self.reconnector.server} holds another type than a stream: delete that "
                     "key or give the broker another key_prefix or queue_name"
                 ) from outcome
-            raise outcome
+            if answer_code(outcome) != "OOM":
+                raise outcome
+            if not await self._group_exists(stream):
+                return outcome
+        return None
+
+    async def _group_exists(self, stream: str) -> bool:
+        try:
+            groups = await self.reconnector.call(
+                "look for the consumer group", lambda: self.redis.xinfo_groups(stream)
+            )
+        except ResponseError:  # no such key: the stream does not exist yet
+            return False
+        wanted = (self.consumer_group_name, self.consumer_group_name.encode())
+        return any(group["name"] in wanted for group in groups)
 
     def with_unique_store(self, store: UniqueKeyStore) -> Self:
         """Hold unique keys in ``store``; a `RedisUniqueStore` on this server frees them with acks.

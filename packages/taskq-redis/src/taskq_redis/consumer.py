@@ -112,6 +112,7 @@ class StreamConsumer:
         self.refusals = AnswerLog(reconnector.server, "release messages")
         self._read_refusals = AnswerLog(reconnector.server, "read messages")
         self._beat_refusals = AnswerLog(reconnector.server, "extend the leases of held messages")
+        self._dead_letter_refusals = AnswerLog(reconnector.server, "dead-letter messages")
         self._fetching: asyncio.Task[None] | None = None
         self._give_up_after_s = 0.0  # set by `stop_reading`, for the leaving
         self._heartbeat = asyncio.ensure_future(self._beat())
@@ -197,14 +198,27 @@ class StreamConsumer:
         await self.acks.submit((level, entry_id))
 
     async def reject(self, level: int, entry_id: bytes, reason: str = REJECTED) -> None:
-        """Move the entry to the dead letters with ``reason``, acknowledging it, in one step."""
+        """Move the entry to the dead letters with ``reason``, acknowledging it, in one step.
+
+        If Redis refuses the dead letter (out of memory, say), nothing changes in Redis: the
+        entry stays pending, unheartbeated, and comes back to a worker once its lease expires.
+        """
         self.held[level].discard(entry_id)
         options = self.options
         keys: ScriptKeys = [options.keys.streams[level], options.keys.dead_letters]
         args: ScriptArgs = [options.consumer_group_name, entry_id, reason, level, self.name]
-        await self.reconnector.call(
-            "dead-letter a rejected message", lambda: self.scripts.reject(keys, args)
-        )
+        try:
+            await self.reconnector.call(
+                "dead-letter a rejected message", lambda: self.scripts.reject(keys, args)
+            )
+        except ResponseError as exc:  # the same answer for every message meanwhile
+            self._dead_letter_refusals.failed(
+                exc,
+                f"the messages stay pending: they come back to a worker when their lease "
+                f"({options.lease_s:g} s) expires",
+            )
+        else:
+            self._dead_letter_refusals.succeeded()
 
     async def release(self, level: int, entry_id: bytes) -> None:
         """Give the entry up unsettled: any worker takes it again within a lease.
@@ -427,11 +441,11 @@ class StreamConsumer:
             options.batch_size,
             options.max_deliveries or 0,
         ]
-        dead, entries = await self.reconnector.call(
+        dead, entries, refused = await self.reconnector.call(
             "take handed-back messages",
             functools.partial(self.scripts.take_handed_back, keys, args),
         )
-        self._settle_dead_lettered(dead, "handed back by stopping workers")
+        self._settle_dead_lettered(dead, "handed back by stopping workers", refused)
         if len(dead) + len(entries) >= options.batch_size:
             self._next_handed_back_check = 0.0  # more may wait: look again at the next fetch
         claimed: list[Entry] = []
@@ -456,8 +470,22 @@ class StreamConsumer:
         self.held[level].add(entry_id)
         return payload
 
-    def _settle_dead_lettered(self, dead: list[DeadLettered], how: str) -> None:
-        """Log the messages a script dead-lettered and tell ``dead_lettered`` of them."""
+    def _settle_dead_lettered(
+        self, dead: list[DeadLettered], how: str, refused: bytes | None
+    ) -> None:
+        """Log the messages a script dead-lettered and tell ``dead_lettered`` of them.
+
+        ``refused``: what Redis answered a dead letter it refused (out of memory, say), if
+        any; those messages stay pending, dead-lettered by a later look.
+        """
+        if refused is None:
+            if dead:
+                self._dead_letter_refusals.succeeded()
+        else:
+            self._dead_letter_refusals.failed(
+                ResponseError(refused.decode(errors="replace")),
+                "those messages stay pending and are dead-lettered once Redis accepts it",
+            )
         if dead:
             if self._dead_lettered is not None:
                 self._dead_lettered(dead)
@@ -486,11 +514,11 @@ class StreamConsumer:
                 options.max_deliveries or 0,
                 level,
             ]
-            dead, entries, handed = await self.reconnector.call(
+            dead, entries, handed, refused = await self.reconnector.call(
                 "take over expired messages",
                 functools.partial(self.scripts.reclaim, keys, args),
             )
-            self._settle_dead_lettered(dead, f"of {stream}")
+            self._settle_dead_lettered(dead, f"of {stream}", refused)
             if len(dead) + len(entries) >= options.batch_size:
                 self._next_reclaim = 0.0  # more may wait: look again at the next fetch
             handed_ids = set(handed)
@@ -608,29 +636,35 @@ class _Settler:
     lives, so it is released instead.
     """
 
-    __slots__ = ("consumer", "entry_id", "level")
+    __slots__ = ("consumer", "entry_id", "level", "settled")
 
     def __init__(self, consumer: StreamConsumer, level: int, entry_id: bytes) -> None:
         self.consumer = consumer
         self.level = level
         self.entry_id = entry_id
+        #: Whether this delivery was settled through it: once released, the same entry may
+        #: come back to this consumer as a new delivery, which this one must leave alone.
+        self.settled = False
 
     def message(self, payload: bytes) -> AckableMessage:
         """The message to yield, settled through this object."""
         return AckableMessage(payload, self.ack, self.reject, self.release)
 
     async def ack(self) -> None:
+        self.settled = True
         await self.consumer.ack(self.level, self.entry_id)
 
     async def reject(self, reason: str | None = None) -> None:
+        self.settled = True
         await self.consumer.reject(self.level, self.entry_id, reason or REJECTED)
 
     async def release(self) -> None:
+        self.settled = True
         await self.consumer.release(self.level, self.entry_id)
 
     def __del__(self) -> None:
         consumer = self.consumer
-        if self.entry_id not in consumer.held[self.level]:
+        if self.settled or self.entry_id not in consumer.held[self.level]:
             return  # settled: the usual case, decided without touching the loop
         with contextlib.suppress(RuntimeError):  # the loop closed: the hand-back took it
             consumer._loop.call_soon_threadsafe(

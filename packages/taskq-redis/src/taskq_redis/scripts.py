@@ -51,18 +51,25 @@ end
 """
 
 # Copies entry `id` of `stream` to `dlq` (with why, from where and when), then acks and
-# deletes it. Returns {its 'm' field (false: none), reason} when an entry was moved, else 0.
+# deletes it. Returns {its 'm' field (false: none), reason} when an entry was moved, 0 when
+# there was none, or Redis's error reply when it refused the copy (out of memory): the entry
+# is then left as it was, pending, for a later try (a script stopped by an error keeps what it
+# wrote before, so the copy comes first and the ack after it).
 _DEAD_LETTER = (
     _NOW
     + """
 local function dead_letter(stream, dlq, group, id, reason, level, consumer, deliveries)
   local entry = redis.call('XRANGE', stream, id, id)
-  redis.call('XACK', stream, group, id)
-  if not entry[1] then return 0 end
+  if not entry[1] then
+    redis.call('XACK', stream, group, id)
+    return 0
+  end
   local args = {dlq, '*', 'reason', reason, 'source_id', id, 'level', level,
                 'consumer', consumer, 'deliveries', deliveries, 'dead_at_ms', now_ms()}
   for _, value in ipairs(entry[1][2]) do table.insert(args, value) end
-  redis.call('XADD', unpack(args))
+  local added = redis.pcall('XADD', unpack(args))
+  if type(added) == 'table' and added.err then return added end
+  redis.call('XACK', stream, group, id)
   redis.call('XDEL', stream, id)
   local payload = false
   for k = 1, #entry[1][2], 2 do
@@ -76,7 +83,7 @@ end
 # Takes pending entry `id` (held by `owner`, delivered `deliveries` times) for `consumer`, or
 # dead-letters it once delivered `max_deliveries` times (0: no limit), with a reason saying
 # how its last delivery ended. Returns {what `dead_letter` returned (0: not dead-lettered), the
-# entry or nil}.
+# entry or nil, the error of a refused dead-lettering or nil}.
 _TAKE = (
     _DEAD_LETTER
     + f"""
@@ -90,7 +97,9 @@ local function take(stream, dlq, group, consumer, id, owner, deliveries, max_del
   if max_deliveries > 0 and deliveries >= max_deliveries then
     local reason = '{DELIVERIES_REASON}' .. deliveries .. ' times, never acknowledged ('
       .. last_delivery(owner) .. ')'
-    return {{dead_letter(stream, dlq, group, id, reason, level, owner, deliveries), nil}}
+    local moved = dead_letter(stream, dlq, group, id, reason, level, owner, deliveries)
+    if type(moved) == 'table' and moved.err then return {{0, nil, moved.err}} end
+    return {{moved, nil}}
   end
   local got = redis.call('XCLAIM', stream, group, consumer, 0, id)
   if got[1] and type(got[1][2]) == 'table' then return {{0, got[1]}} end
@@ -180,6 +189,7 @@ local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
 if not pending[1] then return 0 end
 local moved = dead_letter(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5],
                           pending[1][4])
+if type(moved) == 'table' and moved.err then return moved end  -- refused: nothing changed
 if moved == 0 then return 0 end
 return 1
 """
@@ -188,19 +198,21 @@ return 1
 #: KEYS: stream, dead letters. ARGV: group, consumer, lease in ms, most to take, max deliveries
 #: (0: no limit), level. Takes entries idle for longer than the lease (their worker died, or
 #: released them a while ago), and those a stopping worker handed back (idle for a lease
-#: already); those delivered max deliveries times go to the dead letters instead. Returns
-#: {the dead-lettered ({'m' field or nil, reason} each), claimed entries, the ids of those
-#: claimed that were handed back}.
+#: already); those delivered max deliveries times go to the dead letters instead (left pending
+#: if Redis refuses the dead letter). Returns {the dead-lettered ({'m' field or nil, reason}
+#: each), claimed entries, the ids of those claimed that were handed back, the error of the
+#: last dead letter refused or false}.
 RECLAIM = (
     _TAKE
     + """
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], '-', '+', ARGV[4])
 local max_deliveries = tonumber(ARGV[5])
-local dead, claimed, handed = {}, {}, {}
+local dead, claimed, handed, refused = {}, {}, {}, false
 for _, p in ipairs(pending) do
   local outcome = take(KEYS[1], KEYS[2], ARGV[1], ARGV[2], p[1], p[2], p[4], max_deliveries,
                        ARGV[6])
   if outcome[1] ~= 0 then table.insert(dead, outcome[1]) end
+  if outcome[3] then refused = outcome[3] end
   if outcome[2] then
     table.insert(claimed, outcome[2])
     if p[2] == '"""
@@ -208,20 +220,21 @@ for _, p in ipairs(pending) do
     + """' then table.insert(handed, p[1]) end
   end
 end
-return {dead, claimed, handed}
+return {dead, claimed, handed, refused}
 """
 )
 
 #: KEYS: dead letters, then the stream of each level. ARGV: group, consumer, most to take per
 #: level, max deliveries (0: no limit). Takes what stopping workers handed back, highest level
 #: first and oldest first within a level, whatever its idle time; those delivered max
-#: deliveries times go to the dead letters instead. Returns {the dead-lettered (as for
-#: `RECLAIM`), {level, entry}...}.
+#: deliveries times go to the dead letters instead (as for `RECLAIM`). Returns {the
+#: dead-lettered (as for `RECLAIM`), {level, entry}..., the error of the last dead letter
+#: refused or false}.
 TAKE_HANDED_BACK = (
     _TAKE
     + f"""
 local max_deliveries = tonumber(ARGV[4])
-local dead, claimed = {{}}, {{}}
+local dead, claimed, refused = {{}}, {{}}, false
 for k = #KEYS, 2, -1 do
   local pending = redis.call('XPENDING', KEYS[k], ARGV[1], '-', '+', ARGV[3], '{HANDED_BACK}')
   for _, p in ipairs(pending) do
@@ -229,9 +242,10 @@ for k = #KEYS, 2, -1 do
                          max_deliveries, k - 2)
     if outcome[1] ~= 0 then table.insert(dead, outcome[1]) end
     if outcome[2] then table.insert(claimed, {{k - 2, outcome[2]}}) end
+    if outcome[3] then refused = outcome[3] end
   end
 end
-return {{dead, claimed}}
+return {{dead, claimed, refused}}
 """
 )
 
