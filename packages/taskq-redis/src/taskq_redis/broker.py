@@ -37,6 +37,7 @@ from taskq_redis.errors import (
     answered,
     unavailable,
 )
+from taskq_redis.eviction import warn_if_evicting
 from taskq_redis.inspection import inspect_queue
 from taskq_redis.keys import QueueKeys
 from taskq_redis.options import BrokerOption, BrokerOptions
@@ -521,7 +522,8 @@ class RedisStreamBroker(AsyncBroker):
         await self.create_groups()
         if self._stopping:
             return
-        if self._mover is None:
+        if self._mover is None:  # the first listen() of this broker
+            await warn_if_evicting(self.redis, self.reconnector.server)
             self._mover_stop = asyncio.Event()
             self._mover = asyncio.ensure_future(
                 move_due_forever(self.options, self.scripts, self.reconnector, self._mover_stop)
