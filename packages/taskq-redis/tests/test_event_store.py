@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
+import redis
 
 from taskq.event_recorder import EventRecorder
 from taskq.exceptions import EventStoreError
@@ -83,6 +84,27 @@ async def test_an_unreachable_server_raises_the_typed_error() -> None:
     assert isinstance(caught.value, EventStoreError)
     assert isinstance(caught.value, RedisUnavailableError)
     await store.shutdown()
+
+
+async def test_a_refused_write_says_what_it_was_recording(own_redis_url: str) -> None:
+    store = RedisEventStore(own_redis_url)
+    await store.startup()
+    try:
+        now = time.time()
+        beat = WorkerHeartbeat(WORKER, now, now, "B", "q", 1, 0, 0, 1, "0")
+        event = TaskEvent(EventKind.SUCCEEDED, "t1", "t", WORKER, now)
+        with redis.Redis.from_url(own_redis_url) as admin:
+            admin.config_set("maxmemory", 1)
+        writes = {
+            "record 1 worker heartbeat:": ([], [beat]),  # said "record 0 events"
+            "record 2 events:": ([event, event], []),
+            "record 1 event and 1 worker heartbeat:": ([event], [beat]),
+        }
+        for said, (events, beats) in writes.items():
+            with pytest.raises(EventStoreError, match=f"cannot {said} .* OOM"):
+                await store.write(events, beats)
+    finally:
+        await store.shutdown()
 
 
 async def test_a_task_with_many_events_in_one_batch_is_kept_and_dropped_whole(

@@ -406,7 +406,7 @@ class RedisEventStore(AsyncEventStore):
         arguments = self._arguments(bounded_rows(rows), workers, bounded_heartbeats(heartbeats))
         if self._write_script is None:
             self._write_script = self.connection.client.register_script(_WRITE)
-        with self._translated(f"record {len(rows)} events"):
+        with self._translated(_recording(len(rows), len(heartbeats))):
             await self._write_script(keys=[], args=arguments)
 
     def _arguments(
@@ -853,3 +853,11 @@ def _stored_row(row: Any) -> Any:
             for key, value in details
         ]
     return row
+
+
+def _recording(events: int, heartbeats: int) -> str:
+    """What a write does, for its error: ``record 3 events and 1 worker heartbeat``."""
+    parts = [f"{events} event{'s' * (events != 1)}"] if events or not heartbeats else []
+    if heartbeats:
+        parts.append(f"{heartbeats} worker heartbeat{'s' * (heartbeats != 1)}")
+    return "record " + " and ".join(parts)
