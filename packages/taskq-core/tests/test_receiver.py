@@ -29,6 +29,7 @@ from taskq import (
     UnknownTaskError,
 )
 from taskq.formatters import JSONFormatter
+from taskq.receiver import store_outage
 from taskq.serializers import (
     CBORSerializer,
     JSONSerializer,
@@ -308,6 +309,54 @@ async def test_a_backend_that_does_not_answer_gets_no_error_result(
     assert recording_broker.settled == [("release", data)]
     (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert "does not answer" in error.getMessage()
+
+
+class SwitchedBackend(InmemoryResultBackend[Any]):
+    """Down (neither storing nor answering) while ``down`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = True
+
+    async def set_result(self, task_id: str, result: TaskiqResult[Any]) -> None:
+        if self.down:
+            raise ConnectionError("backend down")
+        await super().set_result(task_id, result)
+
+    async def is_result_ready(self, task_id: str) -> bool:
+        if self.down:
+            raise ConnectionError("backend down")
+        return await super().is_result_ready(task_id)
+
+
+async def test_a_backend_outage_is_logged_once_summed_up_and_ended_once(
+    recording_broker, encode, caplog, monkeypatch
+):
+    backend = SwitchedBackend()
+    recording_broker.with_result_backend(backend)
+
+    @recording_broker.task
+    async def fine() -> int:
+        return 1
+
+    receiver = Receiver(recording_broker)
+    clock = [1000.0]
+    monkeypatch.setattr(store_outage.time, "monotonic", lambda: clock[0])
+    for n in range(300):  # 300 tasks while the backend is down: one error line each before
+        if n == 200:
+            clock[0] += store_outage.REPORT_INTERVAL_S
+        data = encode(recording_broker, fine.task_name, task_id=f"t{n}")
+        await receiver.callback(recording_broker.ackable(data))
+    backend.down = False
+    await receiver.callback(recording_broker.ackable(encode(recording_broker, fine.task_name)))
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("Task t0: the result could not be stored")
+    assert "released for redelivery" in lines[0]
+    assert lines[1].startswith("200 more results could not be stored")
+    assert "the last, task t200:" in lines[1]
+    assert lines[2] == "The result backend stores results again, after 300 could not be stored"
+    assert [kind for kind, _ in recording_broker.settled] == ["release"] * 300 + ["ack"]
 
 
 @pytest.mark.parametrize(

@@ -40,6 +40,7 @@ from taskq.receiver.interrupts import MessageTask, reraise_cancellation, task_fa
 from taskq.receiver.limits import admit
 from taskq.receiver.recording import heartbeat_source, record_outcome
 from taskq.receiver.slots import Slots
+from taskq.receiver.store_outage import StoreOutageLog
 from taskq.receiver.task_log import log_task
 from taskq.remote_error import error_line
 from taskq.result import TaskiqResult
@@ -149,6 +150,7 @@ class Receiver:
         )
         self.task_executor.failure_log_level = failure_log_level
         self.log_tasks = log_tasks
+        self._store_outage = StoreOutageLog()
         self._running: set[asyncio.Task[None]] = set()
         # at most max_async_tasks + max_prefetch are unfinished: forgetting the finished
         # ones each time the set doubles costs O(1) per message
@@ -387,6 +389,8 @@ class Receiver:
             except Exception as exc:
                 if not await self._save_instead(message, result, exc):
                     return  # nothing stored: an unsettled message is released for redelivery
+            if self._store_outage.failures:
+                self._store_outage.stored()
             if hooks["post_save"]:
                 await self._call_hooks(hooks["post_save"], message, result)
         cancelled = error is not None and isinstance(error, TaskCancelledError)
@@ -512,7 +516,10 @@ class Receiver:
         try:
             await self.broker.result_backend.set_result(message.task_id, result)
         except Exception as exc:
-            return await self._save_instead(message, result, exc)
+            if not await self._save_instead(message, result, exc):
+                return False
+        if self._store_outage.failures:
+            self._store_outage.stored()
         return True
 
     async def _save_instead(
@@ -530,12 +537,10 @@ class Receiver:
         try:
             await backend.is_result_ready(message.task_id)  # does the backend answer at all?
         except Exception as unanswered:
-            logger.error(
-                "Task %s: the result could not be stored (%s), and the result backend does not "
-                "answer (%r); an unsettled message is released for redelivery",
+            self._store_outage.failed(
                 task_id,
-                exc,
-                unanswered,
+                f"the result could not be stored ({exc}), and the result backend does not "
+                f"answer ({unanswered!r}); an unsettled message is released for redelivery",
             )
             return False
         try:
@@ -549,12 +554,10 @@ class Receiver:
         try:
             await backend.set_result(message.task_id, failure)
         except Exception as failed:
-            logger.error(
-                "Task %s: %s; storing that error failed too (%r); an unsettled message is "
-                "released for redelivery",
+            self._store_outage.failed(
                 task_id,
-                reason,
-                failed,
+                f"{reason}; storing that error failed too ({failed!r}); an unsettled message "
+                "is released for redelivery",
             )
             return False
         logger.error("Task %s: %s; an error result was stored instead", task_id, reason)
