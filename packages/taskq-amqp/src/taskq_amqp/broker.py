@@ -54,6 +54,11 @@ class AmqpBroker(AsyncBroker):
     plugin needed; delays keep three significant digits). The ``priority`` label needs
     ``max_priority`` (classic queues only). Delivery is at least once.
 
+    It publishes on one connection (`connection`) and consumes on another (`consuming`,
+    opened by the first ``listen()``): during a memory or disk alarm RabbitMQ blocks every
+    connection that publishes, and a worker whose retries or dead letters shared its
+    consumer's connection could then no longer acknowledge, which is what frees the memory.
+
     Args:
         url: The server, ``amqp://user:password@host:port/vhost`` (``amqps://`` for TLS).
         queue_name: The work queue; clients and workers of one queue must agree on it and on
@@ -118,6 +123,7 @@ class AmqpBroker(AsyncBroker):
         self.prefetch_count = prefetch_count
         self.send_timeout_s = send_timeout_s
         self.connection = AmqpConnection(url, reconnect_max_delay_s)
+        self.consuming = AmqpConnection(url, reconnect_max_delay_s)
         self.publisher = Publisher(self.connection, self.queues)
         self._consumers: list[Consumer] = []
         capabilities = BASE_CAPABILITIES
@@ -162,6 +168,7 @@ class AmqpBroker(AsyncBroker):
             await consumer.close()
         await self.publisher.close()
         await self.connection.close()
+        await self.consuming.close()
         await super().shutdown()
 
     # -- sending -------------------------------------------------------------------------------
@@ -268,13 +275,12 @@ class AmqpBroker(AsyncBroker):
         Each message's ``ack`` acknowledges it; ``reject(reason)`` dead-letters it with the
         reason; ``release`` returns it to the queue.
         """
-        if self.connection.closed:
-            self.connection.reopen()
+        if self.consuming.closed:
+            self.consuming.reopen()
         prefetch = self.prefetch_count or self.worker_capacity or 0  # 0: no limit
-        consumer = Consumer(self.connection, self.queues, self.publisher, prefetch)
+        consumer = Consumer(self.consuming, self.queues, self.publisher, prefetch)
         self._consumers.append(consumer)
         try:
-            await self.connection.call("declare the queues", self.publisher.channel)
             async for message in consumer.messages():
                 yield message
         finally:  # also when the caller stops iterating: it takes nothing more

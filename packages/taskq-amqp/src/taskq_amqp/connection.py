@@ -24,7 +24,7 @@ from aiormq.exceptions import AMQPConnectionError, ChannelInvalidStateError, Inv
 from pamqp.exceptions import AMQPInternalError
 
 import taskq.toolkit as toolkit
-from taskq_amqp.errors import AccessRefusedError
+from taskq_amqp.errors import AccessRefusedError, ConnectionBlockedError
 
 logger = logging.getLogger("taskq.amqp")
 
@@ -127,10 +127,12 @@ class AmqpConnection(toolkit.Reconnector):
                     return await call
             return await asyncio.wait_for(call, timeout_s)  # pragma: no cover - Python 3.10
         except asyncio.TimeoutError as timed_out:
-            if not failures or failures[0] is timed_out:
-                self.drop(using, f"{action}: no answer within {timeout_s:g} s")
-                raise
-            raise failures[0] from timed_out
+            if failures and failures[0] is not timed_out:
+                raise failures[0] from timed_out
+            if await is_blocked(self._connection if using is None else using):
+                raise ConnectionBlockedError(timeout_s) from timed_out
+            self.drop(using, f"{action}: no answer within {timeout_s:g} s")
+            raise
 
     @property
     def is_open(self) -> bool:
@@ -213,6 +215,22 @@ class AmqpConnection(toolkit.Reconnector):
     def reopen(self) -> None:
         """Let calls retry again after `close` (a broker started again)."""
         self.closed = False
+
+
+async def is_blocked(connection: AbstractConnection | None) -> bool:
+    """Whether RabbitMQ blocks ``connection`` now (``connection.blocked``: a resource alarm).
+
+    aiormq's ``ready()`` returns at once on an open connection unless it is blocked.
+    """
+    if connection is None or connection.is_closed:
+        return False
+    ready = asyncio.ensure_future(connection.ready())
+    await asyncio.sleep(0)  # ready() runs first: it was scheduled before this task resumes
+    if ready.done():
+        return False
+    ready.cancel()
+    await asyncio.gather(ready, return_exceptions=True)
+    return True
 
 
 async def _close_quietly(connection: AbstractConnection) -> None:

@@ -104,8 +104,8 @@ class Consumer:
             callbacks = getattr(channel, "on_consumer_cancel_callbacks", None)  # aiormq 7
             if callbacks is not None:
                 callbacks.add(self._on_cancelled)
-        if self._cancelled:
-            await declare(channel, self.queues)  # deleted, most likely: declared again
+        # on a new channel (idempotent), or cancelled: deleted, most likely, declared again
+        await declare(channel, self.queues)
         consumed = await channel.basic_consume(self.queues.name, self._on_message)
         self._tag = consumed.consumer_tag
         self._cancelled = False

@@ -55,6 +55,17 @@ class AccessRefusedError(ConnectionRefusedError):
     """
 
 
+class ConnectionBlockedError(ConnectionError):
+    """RabbitMQ blocked the connection's publishing (a memory or disk alarm) for the whole wait.
+
+    The connection is alive: it is kept, and publishing resumes on it when the alarm clears.
+    """
+
+    def __init__(self, waited_s: float) -> None:
+        super().__init__(f"RabbitMQ blocked the connection for {waited_s:g} s")
+        self.waited_s = waited_s
+
+
 #: The causes that mean RabbitMQ answered, refusing the URL's login or vhost.
 REFUSALS = (AccessRefusedError, AuthenticationError, ProbableAuthenticationError)
 
@@ -70,6 +81,13 @@ def unavailable(
 
     Or, when ``cause`` is one of `REFUSALS`, that ``server`` refused the login or the vhost.
     """
+    if isinstance(cause, ConnectionBlockedError):
+        return error_type(
+            f"cannot {action}: RabbitMQ at {server} blocked publishing for {waited_s:g} s, as "
+            "it does during a memory or disk alarm (`rabbitmqctl status` lists alarms): free "
+            "memory or disk there, or let the workers drain the queues; publishing resumes "
+            "when the alarm clears"
+        )
     if isinstance(cause, REFUSALS):
         reason = cause.args[0] if len(cause.args) == 1 else cause
         return error_type(

@@ -5,7 +5,8 @@
 ``CI=true`` where it fails, so that CI never passes by testing nothing. `unique_queue_name`
 names the queues of one test or run; `delete_queues` removes them. `relayed` puts a `Relay`
 between a client and the server, for a test to cut (an outage) or pause (a silent network)
-without touching the shared server.
+without touching the shared server. `throwaway_node` starts a RabbitMQ node of a test's own,
+for what would disturb every user of a shared one (a memory alarm).
 
 A ``conftest.py`` imports the ``amqp_url`` fixture (session scope) to use it::
 
@@ -17,12 +18,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import pytest
 
-from taskq.testing import TcpRelay, relay_in_front
+from taskq.testing import TcpRelay, free_port, relay_in_front
 from taskq_amqp.connection import DEFAULT_URL
 
 #: The environment variable naming the RabbitMQ server of tests and conformance runs.
@@ -54,6 +61,94 @@ async def _ping(url: str) -> None:
 
     connection = await asyncio.wait_for(aiormq.connect(url), CONNECT_TIMEOUT_S)
     await connection.close()
+
+
+#: Where system packages put RabbitMQ's commands, searched after PATH (often without them).
+SBIN_DIRS = os.pathsep.join(["/usr/sbin", "/usr/local/sbin"])
+#: Seconds a `throwaway_node` may take to start accepting connections.
+NODE_START_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class Node:
+    """A RabbitMQ node of a test's own: its AMQP URL and its Erlang node name."""
+
+    url: str
+    name: str
+
+    def ctl(self, *args: str) -> str:
+        """Run ``rabbitmqctl -n <node> <args>``; return what it printed.
+
+        Raises:
+            subprocess.CalledProcessError: rabbitmqctl failed.
+        """
+        command = [_tool("rabbitmqctl"), "-n", self.name, *args]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+        return done.stdout
+
+
+@contextlib.contextmanager
+def throwaway_node() -> Iterator[Node]:
+    """Start a RabbitMQ node on free ports, with nothing kept; yield it; stop it.
+
+    Takes several seconds. Skips the test without ``rabbitmq-server`` (fails under
+    ``CI=true``).
+    """
+    server = _tool("rabbitmq-server")
+    port, dist_port = free_port(), free_port()
+    name = f"taskq-{port}@localhost"
+    with tempfile.TemporaryDirectory(prefix="taskq-rabbitmq-") as directory:
+        os.chmod(directory, 0o777)  # the node may run as the rabbitmq user
+        config = os.path.join(directory, "rabbitmq.conf")
+        with open(config, "w") as file:
+            file.write(f"listeners.tcp.default = 127.0.0.1:{port}\n")
+        env = dict(
+            os.environ,
+            RABBITMQ_NODENAME=name,
+            RABBITMQ_DIST_PORT=str(dist_port),
+            RABBITMQ_CONFIG_FILE=config,
+            RABBITMQ_MNESIA_BASE=os.path.join(directory, "data"),
+            RABBITMQ_LOG_BASE=os.path.join(directory, "log"),
+            RABBITMQ_ENABLED_PLUGINS_FILE=os.path.join(directory, "plugins"),
+        )
+        process = subprocess.Popen(
+            [server],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        node = Node(f"amqp://guest:guest@127.0.0.1:{port}/", name)
+        try:
+            _wait_for_node(node, process)
+            yield node
+        finally:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _wait_for_node(node: Node, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + NODE_START_TIMEOUT_S
+    while True:
+        try:
+            asyncio.run(_ping(node.url))
+            return
+        except Exception:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _tool(name: str) -> str:
+    """The path of RabbitMQ's ``name``; skip the test without it (fail under ``CI=true``)."""
+    path = shutil.which(name) or shutil.which(name, path=SBIN_DIRS)
+    if path is None:
+        reason = f"no {name} on PATH to run a RabbitMQ node of the test's own"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true requires it: {reason}", pytrace=False)
+        pytest.skip(reason)
+    return path
 
 
 def unique_queue_name(kind: str = "test") -> str:
