@@ -38,8 +38,8 @@ def message(n: int) -> BrokerMessage:
     return BrokerMessage(f"t{n}", "demo", b"%d" % n, {})
 
 
-async def started_worker(url: str) -> RedisStreamBroker:
-    broker = RedisStreamBroker(url, lease_s=0.3)
+async def started_worker(url: str, **options: Any) -> RedisStreamBroker:
+    broker = RedisStreamBroker(url, **{"lease_s": 0.3, **options})
     broker.is_worker_process = True
     await broker.startup()
     return broker
@@ -98,9 +98,7 @@ async def test_a_worker_started_while_redis_is_out_of_memory_reads_the_queue(
 async def test_a_worker_waits_for_memory_to_create_a_missing_group(
     own_redis_url: str, admin: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    broker = RedisStreamBroker(own_redis_url, reconnect_max_delay_s=0.05)
-    broker.is_worker_process = True
-    await broker.startup()
+    broker = await started_worker(own_redis_url, reconnect_max_delay_s=0.05)
     try:
         await broker.kick(message(1))  # sent before any worker made the group
         admin.config_set("maxmemory", 1)
@@ -125,9 +123,7 @@ async def test_a_worker_waits_for_memory_to_create_a_missing_group(
 async def test_a_dead_letter_refused_for_lack_of_memory_leaves_the_message_pending(
     own_redis_url: str, admin: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    broker = RedisStreamBroker(own_redis_url, max_deliveries=1, lease_s=0.3, block_ms=50)
-    broker.is_worker_process = True
-    await broker.startup()
+    broker = await started_worker(own_redis_url, max_deliveries=1, block_ms=50)
     await broker.create_groups()
     stream = broker.keys.streams[0]
     try:
