@@ -215,6 +215,26 @@ async def test_releases_refused_are_logged_once_and_the_messages_come_back(
         await broker.shutdown()
 
 
+async def test_an_ack_goes_through_when_redis_refuses_the_look_for_dead_letters(
+    own_redis_url: str, admin: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, broker = await acl_worker(own_redis_url, admin)
+    try:
+        await broker.kick(message(1))
+        (got,) = await take(broker, 1)
+        (entry,) = admin.xpending_range(broker.keys.streams[0], "taskq", "-", "+", 10)
+        # settled meanwhile (a reclaim dead-lettered it, say): the ack looks for a dead letter
+        admin.xack(broker.keys.streams[0], "taskq", entry["message_id"])
+        refuse_scripts(admin)
+        with caplog.at_level(logging.WARNING, logger="taskq.redis"):
+            await got.ack()  # raised NoPermissionError from the look, after the ack went out
+        assert "cannot look for their dead letters" in caplog.text
+        assert "NOPERM" in caplog.text
+    finally:
+        allow_everything(admin)
+        await broker.shutdown()
+
+
 async def test_a_worker_shuts_down_when_redis_refuses_its_hand_back(
     own_redis_url: str, admin: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -700,10 +700,16 @@ class RedisStreamBroker(AsyncBroker):
         oldest_ms = min(int(entry_id.split(b"-")[0]) for entry_id in ids)
         keys: ScriptKeys = [self.keys.dead_letters]
         args: ScriptArgs = [level, oldest_ms, ACKED_DEAD_LETTER_SCAN, *ids]
-        dropped = await self.reconnector.call(
-            "drop the dead letters of acknowledged messages",
-            lambda: self.scripts.drop_dead_letters_of_acked(keys, args),
-        )
+        try:
+            dropped = await self.reconnector.call(
+                "drop the dead letters of acknowledged messages",
+                lambda: self.scripts.drop_dead_letters_of_acked(keys, args),
+            )
+        except ResponseError as exc:  # the acknowledgements themselves went through
+            logger.warning(
+                "%s", answered("look for their dead letters", self.connection.server, exc)
+            )
+            return
         if dropped:
             logger.warning(
                 "%d message(s) ran to their acknowledgement after their lease had lapsed and "
