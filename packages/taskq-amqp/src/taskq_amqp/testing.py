@@ -119,10 +119,15 @@ def throwaway_node() -> Iterator[Node]:
             start_new_session=True,
         )
         node = Node(f"amqp://guest:guest@127.0.0.1:{port}/", name)
+        beam = None  # the node's own process: the script may start it as another user
         try:
             _wait_for_node(node, process)
+            beam = int(node.ctl("eval", "os:getpid().").strip().strip('"'))
             yield node
         finally:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if beam is not None:
+                    os.kill(beam, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
