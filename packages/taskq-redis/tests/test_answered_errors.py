@@ -45,6 +45,12 @@ async def started_worker(url: str, **options: Any) -> RedisStreamBroker:
     return broker
 
 
+def refused_group_creations(admin: Any) -> int:
+    """How many ``XGROUP CREATE`` commands the server refused (out of memory, say)."""
+    stats = admin.info("commandstats").get("cmdstat_xgroup|create", {})
+    return int(stats.get("rejected_calls", 0))
+
+
 def refuse_scripts(admin: Any) -> None:
     """Take ``EVALSHA`` from ACL user ``worker``: Redis answers its scripts ``NOPERM``."""
     admin.acl_setuser("worker", enabled=True, commands=["-evalsha"])
@@ -104,8 +110,9 @@ async def test_a_worker_waits_for_memory_to_create_a_missing_group(
         admin.config_set("maxmemory", 1)
         with caplog.at_level(logging.WARNING, logger="taskq.redis"):
             taking = asyncio.ensure_future(take(broker, 1, timeout=10))
-            await eventually(lambda: "cannot create the consumer group" in caplog.text)
-            await asyncio.sleep(0.3)  # several tries
+            # several tries, each refused (10 streams per try)
+            await eventually(lambda: refused_group_creations(admin) >= 30)
+            assert "cannot create the consumer group" in caplog.text
             assert not taking.done()
             admin.config_set("maxmemory", 0)
             (got,) = await taking
