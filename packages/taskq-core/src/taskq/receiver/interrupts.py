@@ -44,7 +44,10 @@ if sys.version_info >= (3, 11):
 
     def cancel_requested() -> bool:
         """Whether the running task was asked to stop, not merely raising CancelledError."""
-        task = asyncio.current_task()
+        return asked_to_stop(asyncio.current_task())
+
+    def asked_to_stop(task: asyncio.Task[Any] | None) -> bool:
+        """Whether ``task`` was asked to stop (``cancel()``); True for no task."""
         return task is None or task.cancelling() > 0
 
 else:  # pragma: no cover - Python 3.10, run by its own tox environment
@@ -61,7 +64,11 @@ else:  # pragma: no cover - Python 3.10, run by its own tox environment
 
     def cancel_requested() -> bool:
         """Whether the running task was asked to stop, not merely raising CancelledError."""
-        return bool(getattr(asyncio.current_task(), "cancel_was_requested", True))
+        return asked_to_stop(asyncio.current_task())
+
+    def asked_to_stop(task: asyncio.Task[Any] | None) -> bool:
+        """Whether ``task`` was asked to stop (``cancel()``); True for a task not a MessageTask."""
+        return bool(getattr(task, "cancel_was_requested", True))
 
 
 def reraise_cancellation(error: BaseException) -> None:

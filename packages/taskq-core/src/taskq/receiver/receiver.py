@@ -36,6 +36,7 @@ from taskq.message import TaskiqMessage
 from taskq.receiver.cancel_watch import CancelWatch
 from taskq.receiver.eager import start_task
 from taskq.receiver.execution import CONTROL_FLOW, DEFAULT_THREADPOOL_THREADS, TaskExecutor
+from taskq.receiver.in_turn import run_in_turn
 from taskq.receiver.interrupts import MessageTask, reraise_cancellation, task_failure
 from taskq.receiver.limits import admit
 from taskq.receiver.recording import heartbeat_source, record_outcome
@@ -668,7 +669,16 @@ class Receiver:
                     return
             taken += 1
             fetch_slots.free -= 1  # taken: given back when the message is done
-            self._spawn(message, fetch_slots, loop)
+            batch = [message]
+            if take_now is not None and self.max_tasks_to_execute is None:
+                # the messages ready at once too run in turn in one task (`run_in_turn`)
+                _take_ready(batch, take_now, fetch_slots, _YIELD_EVERY - since_yield)
+                since_yield += len(batch) - 1
+                taken += len(batch) - 1
+            if len(batch) == 1:
+                self._spawn(message, fetch_slots, loop)
+            else:
+                self._spawn_in_turn(batch, 0, fetch_slots, loop)
 
     def hand_over(self, message: bytes | AckableMessage | TaskiqMessage) -> bool:
         """Have ``message`` run as the consume loop would once it took it.
@@ -692,6 +702,25 @@ class Receiver:
         self._spawn(message, consuming.slots, consuming.loop, consuming.context.copy(), eager=False)
         return True
 
+    def _spawn_in_turn(
+        self,
+        batch: list[bytes | AckableMessage | TaskiqMessage],
+        start: int,
+        slots: Slots,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        eager: bool = True,
+    ) -> None:
+        """Run ``batch[start:]`` in one task while its messages do not wait (`run_in_turn`)."""
+
+        def process(message: bytes | AckableMessage | TaskiqMessage) -> Coroutine[Any, Any, None]:
+            return self._run_message(message, slots)
+
+        def spawn_rest(position: int) -> None:  # scheduled, not started inside the running one
+            self._spawn_in_turn(batch, position, slots, loop, eager=False)
+
+        self._track(start_task(run_in_turn(batch, start, process, spawn_rest), loop, eager=eager))
+
     @property
     def consuming(self) -> bool:
         """Whether the consume loop runs and takes messages handed over (`hand_over`)."""
@@ -706,7 +735,10 @@ class Receiver:
         *,
         eager: bool = True,
     ) -> None:
-        running = start_task(self._run_message(message, slots), loop, context, eager=eager)
+        self._track(start_task(self._run_message(message, slots), loop, context, eager=eager))
+
+    def _track(self, running: asyncio.Task[None] | None) -> None:
+        """Keep ``running``, a task running messages, among those `wait_running` waits for."""
         if running is None:  # done without waiting
             return
         if len(self._running) >= self._forget_done_at:
@@ -720,9 +752,14 @@ class Receiver:
 
     async def wait_running(self, timeout: float | None = None) -> None:
         """Wait for the tasks this receiver is running (at most ``timeout`` seconds)."""
-        unfinished = self._unfinished()
-        if unfinished:
-            await asyncio.wait(unfinished, timeout=timeout)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        # again until none is left: a task running messages in turn may start another
+        while unfinished := self._unfinished():
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return
+            await asyncio.wait(unfinished, timeout=left)
 
     def _unfinished(self) -> list[asyncio.Task[None]]:
         # finished tasks are forgotten lazily (see _spawn), not one by one as they finish
@@ -739,6 +776,19 @@ class _Consuming(NamedTuple):
     slots: Slots
     loop: asyncio.AbstractEventLoop
     context: contextvars.Context
+
+
+def _take_ready(
+    batch: list[bytes | AckableMessage | TaskiqMessage],
+    take_now: Callable[[], bytes | AckableMessage | TaskiqMessage | None],
+    slots: Slots,
+    room: int,
+) -> None:
+    """Add to ``batch`` what ``take_now`` has ready, ``room`` messages at most, a slot each."""
+    while room > 0 and slots.free > 0 and (more := take_now()) is not None:
+        batch.append(more)
+        slots.free -= 1
+        room -= 1
 
 
 async def _cancellation_of(store: CancellationStore, task_id: str) -> Cancellation | None:
