@@ -7,7 +7,7 @@ import contextvars
 import logging
 import random
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -36,7 +36,7 @@ from taskq.message import TaskiqMessage
 from taskq.receiver.cancel_watch import CancelWatch
 from taskq.receiver.eager import start_task
 from taskq.receiver.execution import CONTROL_FLOW, DEFAULT_THREADPOOL_THREADS, TaskExecutor
-from taskq.receiver.in_turn import run_in_turn
+from taskq.receiver.in_turn import InTurnBackoff, run_in_turn
 from taskq.receiver.interrupts import MessageTask, reraise_cancellation, task_failure
 from taskq.receiver.limits import admit
 from taskq.receiver.recording import heartbeat_source, record_outcome
@@ -153,6 +153,7 @@ class Receiver:
         self.log_tasks = log_tasks
         self._store_outage = StoreOutageLog()
         self._running: set[asyncio.Task[None]] = set()
+        self._in_turn_backoff = InTurnBackoff()
         # at most max_async_tasks + max_prefetch are unfinished: forgetting the finished
         # ones each time the set doubles costs O(1) per message
         self._forget_done_at = 2 * (self.max_async_tasks + max_prefetch)
@@ -670,7 +671,11 @@ class Receiver:
             taken += 1
             fetch_slots.free -= 1  # taken: given back when the message is done
             batch = [message]
-            if take_now is not None and self.max_tasks_to_execute is None:
+            if (
+                take_now is not None
+                and self.max_tasks_to_execute is None
+                and self._in_turn_backoff.in_turn()
+            ):
                 # the messages ready at once too run in turn in one task (`run_in_turn`)
                 _take_ready(batch, take_now, fetch_slots, _YIELD_EVERY - since_yield)
                 since_yield += len(batch) - 1
@@ -678,7 +683,7 @@ class Receiver:
             if len(batch) == 1:
                 self._spawn(message, fetch_slots, loop)
             else:
-                self._spawn_in_turn(batch, 0, fetch_slots, loop)
+                self._spawn_in_turn(batch, fetch_slots, loop)
 
     def hand_over(self, message: bytes | AckableMessage | TaskiqMessage) -> bool:
         """Have ``message`` run as the consume loop would once it took it.
@@ -705,21 +710,20 @@ class Receiver:
     def _spawn_in_turn(
         self,
         batch: list[bytes | AckableMessage | TaskiqMessage],
-        start: int,
         slots: Slots,
         loop: asyncio.AbstractEventLoop,
-        *,
-        eager: bool = True,
     ) -> None:
-        """Run ``batch[start:]`` in one task while its messages do not wait (`run_in_turn`)."""
+        """Run ``batch`` in one task while its messages do not wait (`run_in_turn`)."""
 
         def process(message: bytes | AckableMessage | TaskiqMessage) -> Coroutine[Any, Any, None]:
             return self._run_message(message, slots)
 
-        def spawn_rest(position: int) -> None:  # scheduled, not started inside the running one
-            self._spawn_in_turn(batch, position, slots, loop, eager=False)
+        def spawn_each(rest: Sequence[bytes | AckableMessage | TaskiqMessage]) -> None:
+            for message in rest:
+                self._spawn(message, slots, loop)
 
-        self._track(start_task(run_in_turn(batch, start, process, spawn_rest), loop, eager=eager))
+        running = run_in_turn(batch, process, spawn_each, self._in_turn_backoff)
+        self._track(start_task(running, loop))
 
     @property
     def consuming(self) -> bool:
