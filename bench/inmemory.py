@@ -256,8 +256,14 @@ def measure(interp: tuple[Any, dict[str, str]], impl: str, what: str, n: int, wa
 def import_cost(interp: tuple[Any, dict[str, str]], impl: str) -> tuple[float, float]:
     """Median import seconds and median peak-RSS MiB above a bare interpreter."""
 
+    python, env = interp
+    # the warm-up writes the bytecode cache, as installing a package does, even where the
+    # environment says not to (PYTHONDONTWRITEBYTECODE): else an editable install compiles
+    # its sources at every import, and only an installed reference is measured warm
+    writing = (python, {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"})
+
     def probe(stmt: str) -> tuple[float, float]:
-        run(interp, ["-c", IMPORT_PROBE.format(stmt=stmt)])  # warm the bytecode cache
+        run(writing, ["-c", IMPORT_PROBE.format(stmt=stmt)])
         runs = [run(interp, ["-c", IMPORT_PROBE.format(stmt=stmt)]) for _ in range(IMPORT_RUNS)]
         seconds, mib = zip(*(map(float, line.split()) for line in runs), strict=True)
         return statistics.median(seconds), statistics.median(mib)
