@@ -582,7 +582,8 @@ class Receiver:
         one that yields decoded ones too (see `AsyncBroker.kick_decoded`). ``take_now``, if
         given, takes the next of those ``messages`` without waiting (None when none is
         ready): once ``messages`` gave one, the loop asks it first, sparing a step of the
-        iterator per message.
+        iterator per message, and the messages it has ready at once run in turn in one
+        asyncio task while they do not wait (see `taskq.receiver.in_turn`).
 
         No message is taken without a free slot, so stopping never strands a taken message
         in this process. Tasks still running then get ``wait_tasks_timeout`` seconds
