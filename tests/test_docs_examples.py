@@ -272,6 +272,8 @@ def run_as_file(block: Block, directory: Path) -> Run:
         done = subprocess.run(
             [sys.executable, block.file_name],
             cwd=directory,
+            # what a block puts in the temporary directory stays in its own, pytest's
+            env={**os.environ, "TMPDIR": str(directory)},
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,

@@ -14,6 +14,7 @@ the suite needs one to show that its schedule source checks pass,
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import copy
 import dataclasses
@@ -21,6 +22,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -1101,10 +1103,17 @@ def make_priority_before_listening_broker() -> InMemoryBroker:
 
 def shared_directory() -> Path:
     """The queue directory of the run, shared with the processes the suite starts."""
-    directory = os.environ.setdefault(
-        "TASKQ_TEST_QUEUE_DIR", tempfile.mkdtemp(prefix="taskq-conformance-queue-")
-    )
+    directory = os.environ.get("TASKQ_TEST_QUEUE_DIR")
+    if directory is None:  # made once: setdefault would make a directory at every call
+        directory = os.environ["TASKQ_TEST_QUEUE_DIR"] = queue_directory()
     return Path(directory)
+
+
+def queue_directory() -> str:
+    """A new queue directory, removed when this process exits."""
+    directory = tempfile.mkdtemp(prefix="taskq-conformance-queue-")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return directory
 
 
 def make_lease_dropping_broker() -> AsyncBroker:
@@ -1132,7 +1141,7 @@ def make_prefetch_losing_broker() -> AsyncBroker:
 
 
 def make_fresh_directory_broker() -> AsyncBroker:
-    return DirectoryQueueBroker(Path(tempfile.mkdtemp(prefix="taskq-conformance-queue-")))
+    return DirectoryQueueBroker(Path(queue_directory()))
 
 
 def make_shared_directory_broker() -> AsyncBroker:
