@@ -671,16 +671,18 @@ class Receiver:
                     return
             taken += 1
             fetch_slots.free -= 1  # taken: given back when the message is done
-            batch = [message]
             if (
-                take_now is not None
-                and self.max_tasks_to_execute is None
-                and self._in_turn_backoff.in_turn()
+                take_now is None  # no list per message for the brokers that cannot
+                or self.max_tasks_to_execute is not None
+                or not self._in_turn_backoff.in_turn()
             ):
-                # the messages ready at once too run in turn in one task (`run_in_turn`)
-                _take_ready(batch, take_now, fetch_slots, _YIELD_EVERY - since_yield)
-                since_yield += len(batch) - 1
-                taken += len(batch) - 1
+                self._spawn(message, fetch_slots, loop)
+                continue
+            # the messages ready at once too run in turn in one task (`run_in_turn`)
+            batch = [message]
+            _take_ready(batch, take_now, fetch_slots, _YIELD_EVERY - since_yield)
+            since_yield += len(batch) - 1
+            taken += len(batch) - 1
             if len(batch) == 1:
                 self._spawn(message, fetch_slots, loop)
             else:
