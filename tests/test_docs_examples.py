@@ -264,7 +264,7 @@ class Run:
     stderr: str
 
 
-def run_as_file(block: Block, directory: Path) -> Run:
+def run_as_file(block: Block, directory: Path, env: dict[str, str]) -> Run:
     """Write the block to a file of its own and run it with ``python file.py`` there."""
     directory.mkdir(parents=True)
     (directory / block.file_name).write_text(block.code, encoding="utf-8")
@@ -272,8 +272,7 @@ def run_as_file(block: Block, directory: Path) -> Run:
         done = subprocess.run(
             [sys.executable, block.file_name],
             cwd=directory,
-            # what a block puts in the temporary directory stays in its own, pytest's
-            env={**os.environ, "TMPDIR": str(directory)},
+            env=env,
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -313,7 +312,11 @@ def runs(
         for block in selected:
             if skip_reason(block, has_redis) is None and block not in started:
                 directory = tmp_path_factory.mktemp("block") / "run"
-                started[block] = pool.submit(run_as_file, block, directory)
+                # copied here: pytest writes os.environ while the pool's threads run, and a
+                # thread copying it then fails; what a block puts in the temporary directory
+                # stays in its own, pytest's
+                env = {**os.environ, "TMPDIR": str(directory)}
+                started[block] = pool.submit(run_as_file, block, directory, env)
         yield started
         for future in started.values():
             future.cancel()
