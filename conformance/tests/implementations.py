@@ -1141,7 +1141,11 @@ def make_prefetch_losing_broker() -> AsyncBroker:
 
 
 def make_fresh_directory_broker() -> AsyncBroker:
-    return DirectoryQueueBroker(Path(queue_directory()))
+    # a new directory per call (the defect), made inside the run's shared one, so that it
+    # goes with it: the processes the suite kills never remove what they made themselves
+    shared = shared_directory()
+    shared.mkdir(parents=True, exist_ok=True)
+    return DirectoryQueueBroker(Path(tempfile.mkdtemp(prefix="fresh-", dir=shared)))
 
 
 def make_shared_directory_broker() -> AsyncBroker:
