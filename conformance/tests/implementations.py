@@ -646,6 +646,23 @@ class StaleAfterOverwrite(InmemoryResultBackend[Any]):
         return self.cache[task_id]
 
 
+class StaleOnTheSpot(InmemoryResultBackend[Any]):
+    """Defect: ``result_now`` keeps the first result it read, so a result written again is
+    read on the spot as the old one (``get_result`` is right)."""
+
+    def __init__(self) -> None:
+        super().__init__(max_stored_results=-1)
+        self.cache: dict[str, TaskiqResult[Any]] = {}
+
+    def result_now(self, task_id: str) -> TaskiqResult[Any] | None:
+        if task_id not in self.cache:
+            held = super().result_now(task_id)
+            if held is None:
+                return None
+            self.cache[task_id] = held
+        return self.cache[task_id]
+
+
 class ProgressInOneSlot(InmemoryResultBackend[Any]):
     """Defect: progress reports share one slot, so one task reads another's progress."""
 
@@ -1237,6 +1254,10 @@ def make_overstaying_wait_backend() -> InmemoryResultBackend[Any]:
 
 def make_stale_backend() -> InmemoryResultBackend[Any]:
     return StaleAfterOverwrite()
+
+
+def make_stale_on_the_spot_backend() -> InmemoryResultBackend[Any]:
+    return StaleOnTheSpot()
 
 
 def make_one_progress_slot_backend() -> InmemoryResultBackend[Any]:

@@ -150,6 +150,11 @@ BROKEN = [
     ),
     broken(
         "result_backend",
+        "make_stale_on_the_spot_backend",
+        "test_result_now_gives_the_latest_result_or_none",
+    ),
+    broken(
+        "result_backend",
         "make_one_progress_slot_backend",
         MODEL_CHECK,
         suite="suite_result_backend_model.py",

@@ -51,6 +51,21 @@ async def test_unknown_id_is_not_ready_and_get_raises_a_typed_error(
             await backend.get_result(task_id)
 
 
+async def test_result_now_gives_the_latest_result_or_none(
+    taskq_new_result_backend: NewBackend,
+) -> None:
+    """``result_now``, which ``wait_result`` asks before it waits, gives no stale result."""
+    async with taskq_new_result_backend() as backend:
+        task_id = new_id()
+        assert backend.result_now(task_id) is None, "result_now() gave a result for an unknown id"
+        for value in ("first", "second"):
+            await backend.set_result(task_id, success(value))
+            held = backend.result_now(task_id)
+            assert held is None or held.return_value == value, (
+                f"result_now() gave {held.return_value!r} once {value!r} was stored"
+            )
+
+
 async def test_error_results_keep_type_and_message(taskq_new_result_backend: NewBackend) -> None:
     async with taskq_new_result_backend() as backend:
         task_id = new_id()
@@ -159,6 +174,7 @@ async def test_ttl(taskq_new_result_backend: NewBackend) -> None:
         assert await backend.is_result_ready(task_id)
         await asyncio.sleep(2.2)
         assert not await backend.is_result_ready(task_id), "a result outlived its TTL"
+        assert backend.result_now(task_id) is None, "result_now() gave a result past its TTL"
 
 
 @pytest.mark.taskq_requires(Capability.NOTIFY)

@@ -7,10 +7,12 @@ import contextvars
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 
 from taskq import (
+    AsyncTaskiqTask,
     BatchSendError,
     BrokerMessage,
     Capability,
@@ -21,6 +23,7 @@ from taskq import (
     TaskiqMessage,
     TaskiqMiddleware,
     TaskiqResult,
+    TaskiqResultTimeoutError,
     TaskProgress,
     TaskState,
     UnknownTaskError,
@@ -359,6 +362,50 @@ def _all_expired(backend: InmemoryResultBackend) -> bool:
         deadline <= time.monotonic()
         for deadline in backend._expires_at[id(backend.results)].values()
     )
+
+
+async def test_wait_result_reads_a_stored_result_without_waiting_and_casts_it():
+    backend: InmemoryResultBackend[Any] = InmemoryResultBackend(result_ttl=0.05)
+    await backend.set_result("done", result(7))
+    handle: AsyncTaskiqTask[float] = AsyncTaskiqTask("done", backend, return_type=float)
+    assert backend.result_now("done") is not None  # held here: read without a coroutine
+    value = (await handle.wait_result()).return_value
+    assert type(value) is float  # cast to the annotation, as get_result casts
+    assert value == 7
+    assert backend.result_now("missing") is None
+
+    async def expired() -> bool:
+        return backend.result_now("done") is None
+
+    await eventually(expired)  # an expired result is not served either
+    with pytest.raises(TaskiqResultTimeoutError):
+        await handle.wait_result(timeout=0.01)
+
+
+async def test_a_subclass_reading_results_its_own_way_sees_every_read():
+    reads: list[str] = []
+
+    class Counting(InmemoryResultBackend[Any]):
+        async def get_result(self, task_id: str, with_logs: bool = True) -> TaskiqResult[Any]:
+            reads.append(task_id)
+            return await super().get_result(task_id, with_logs)
+
+    counting = Counting()
+    await counting.set_result("a", result(1))
+    assert counting.result_now("a") is None
+    assert (await AsyncTaskiqTask("a", counting).wait_result()).return_value == 1
+
+    patched = InmemoryResultBackend[Any]()
+    await patched.set_result("b", result(2))
+    original = patched.get_result
+
+    async def stand_in(task_id: str, with_logs: bool = True) -> TaskiqResult[Any]:
+        reads.append(task_id)
+        return await original(task_id, with_logs)
+
+    patched.get_result = stand_in  # type: ignore[method-assign]
+    assert (await AsyncTaskiqTask("b", patched).wait_result()).return_value == 2
+    assert reads == ["a", "b"]
 
 
 def test_building_a_broker_leaves_dependency_injection_unimported() -> None:

@@ -74,6 +74,10 @@ class AsyncTaskiqTask(Generic[_ReturnType]):
             raise
         except Exception as exc:
             raise ResultGetError(f"cannot read the result of task {self.task_id}: {exc}") from exc
+        return self._cast(result)
+
+    def _cast(self, result: TaskiqResult[_ReturnType]) -> TaskiqResult[_ReturnType]:
+        """``result`` with its value cast to the task's return annotation, where it needs it."""
         value, return_type = result.return_value, self.return_type
         # a value of exactly the annotated type (None for ``-> None``) is kept as it is
         if return_type is not None and type(value) is not return_type and not result.is_err:
@@ -101,6 +105,9 @@ class AsyncTaskiqTask(Generic[_ReturnType]):
                 f"wait_result needs numbers, got timeout={timeout!r}, "
                 f"check_interval={check_interval!r}"
             )
+        held = self.result_backend.result_now(self.task_id)
+        if held is not None:
+            return self._cast(held)
         limit = timeout if timeout > 0 else None
         try:
             ready = await self.result_backend.wait_ready(self.task_id, limit, check_interval)

@@ -74,6 +74,16 @@ class InmemoryResultBackend(AsyncResultBackend[_ReturnType]):
             raise ResultGetError(f"no result is stored for task {task_id} (or it expired)")
         return result
 
+    def result_now(self, task_id: str) -> TaskiqResult[_ReturnType] | None:
+        """The unexpired result stored for ``task_id``, or None.
+
+        None too where `get_result` is not this module's (a subclass's, or a stand-in on the
+        instance): every read then goes through it.
+        """
+        if type(self).get_result is not _OWN_GET_RESULT or "get_result" in self.__dict__:
+            return None
+        return self._fresh(self.results, self._result_deadlines, task_id)
+
     async def set_progress(self, task_id: str, progress: TaskProgress[Any]) -> None:
         """Store the latest progress report of ``task_id``."""
         self._remember(self.progress, self._progress_deadlines, task_id, progress)
@@ -152,3 +162,7 @@ class InmemoryResultBackend(AsyncResultBackend[_ReturnType]):
             waiters.remove(waiter)
             if not waiters:
                 del self._waiters[task_id]
+
+
+#: The backend's own `get_result`, told apart from a subclass's or a stand-in's.
+_OWN_GET_RESULT = InmemoryResultBackend.get_result

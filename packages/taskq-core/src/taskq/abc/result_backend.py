@@ -25,7 +25,8 @@ class AsyncResultBackend(ABC, Generic[_ReturnType]):
 
     Subclasses implement `set_result`, `is_result_ready` and `get_result`; `get_result` raises
     `taskq.exceptions.ResultGetError` for an id with no result. A backend that can wake a
-    waiter without polling declares ``Capability.NOTIFY`` and overrides `wait_ready`.
+    waiter without polling declares ``Capability.NOTIFY`` and overrides `wait_ready`; one
+    holding its results in the reading process may override `result_now`.
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
@@ -47,6 +48,15 @@ class AsyncResultBackend(ABC, Generic[_ReturnType]):
     @abstractmethod
     async def get_result(self, task_id: str, with_logs: bool = True) -> TaskiqResult[_ReturnType]:
         """Return the stored result of ``task_id`` (raise `ResultGetError` when there is none)."""
+
+    def result_now(self, task_id: str) -> TaskiqResult[_ReturnType] | None:
+        """The stored result of ``task_id`` if this backend holds it in this process; else None.
+
+        Read without I/O and without a coroutine: `AsyncTaskiqTask.wait_result` asks it
+        first, and awaits `wait_ready` and `get_result` only when it gives None. A backend
+        keeping its results in memory overrides it; this default holds none.
+        """
+        return None
 
     async def set_progress(self, task_id: str, progress: TaskProgress[Any]) -> None:
         """Store a progress report (backends that declare ``Capability.PROGRESS``)."""
