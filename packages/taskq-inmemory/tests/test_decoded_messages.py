@@ -9,7 +9,7 @@ from unittest import mock
 
 import pytest
 
-from taskq import BrokerMessage, SerializationError, TaskiqMessage
+from taskq import AsyncTaskiqTask, BrokerMessage, SerializationError, TaskiqMessage
 from taskq.event_stores import InMemoryEventStore
 from taskq.serializers.pickle import PickleSerializer
 from taskq.task_events import EventKind
@@ -167,6 +167,25 @@ async def test_a_kick_replaced_on_the_instance_gets_every_message(broker):
     assert result.return_value == [([1],), {}]
     assert [message.task_name for message in kicked] == [echo.task_name]
     assert not broker.takes_decoded()
+
+
+async def test_a_kick_forwarded_to_another_broker_sends_there():
+    """``broker.kick = other.kick``: the message goes through ``other``, encoded."""
+    here, there = InMemoryBroker(), InMemoryBroker()
+    echo_task(here)
+    echo = echo_task(there)
+    here.kick = there.kick  # type: ignore[method-assign]
+    async with there:
+        await here.startup()
+        try:
+            assert not here.takes_decoded()
+            handle = await echo.kicker().with_broker(here).kiq([1])
+            # sent through there's kick: there runs it and holds its result, here holds none
+            ran_there = AsyncTaskiqTask(handle.task_id, there.result_backend)
+            assert (await ran_there.wait_result(timeout=5)).return_value == [([1],), {}]
+            assert here.result_backend.result_now(handle.task_id) is None
+        finally:
+            await here.shutdown()
 
 
 async def test_a_kick_patched_on_the_class_gets_every_message(broker):

@@ -78,11 +78,15 @@ class InmemoryResultBackend(AsyncResultBackend[_ReturnType]):
         """The unexpired result stored for ``task_id``, or None.
 
         None too where `get_result` is not this module's (a subclass's, or a stand-in on the
-        instance): every read then goes through it.
+        class or the instance): every read then goes through it. Told from the bound method,
+        as `InMemoryBroker` tells its own `kick`.
         """
-        if type(self).get_result is not _OWN_GET_RESULT or "get_result" in self.__dict__:
-            return None
-        return self._fresh(self.results, self._result_deadlines, task_id)
+        read: Any = self.get_result  # whatever it is now, a bound method or a stand-in
+        try:
+            own = read.__func__ is _OWN_GET_RESULT and read.__self__ is self
+        except AttributeError:  # a plain function set on the instance
+            own = False
+        return self._fresh(self.results, self._result_deadlines, task_id) if own else None
 
     async def set_progress(self, task_id: str, progress: TaskProgress[Any]) -> None:
         """Store the latest progress report of ``task_id``."""
