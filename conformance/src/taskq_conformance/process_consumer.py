@@ -32,7 +32,7 @@ SHOWN = 200
 #: runs) and say so.
 HOLD = """\
 from taskq.toolkit import maybe_await
-held = 0
+held = []  # kept: a broker may release a message no one holds any more (the Redis one does)
 print({started!r}, flush=True)
 async for item in instance.listen():
     data = item.data if isinstance(item, taskq.AckableMessage) else item
@@ -43,8 +43,8 @@ async for item in instance.listen():
         print({set_aside!r} + data[:{shown}].hex(), flush=True)
         continue
     print({report!r} + data.hex(), flush=True)
-    held += 1
-    if held == {capacity}:
+    held.append(item)
+    if len(held) == {capacity}:
         await asyncio.Event().wait()
 """
 
