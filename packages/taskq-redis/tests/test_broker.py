@@ -733,6 +733,28 @@ async def test_the_delayed_mover_stops_on_its_event_even_if_a_cancel_is_lost(new
     await asyncio.wait_for(mover, 5)
 
 
+async def test_a_listen_cancelled_while_it_starts_ends(new_broker):
+    # before Python 3.12, redis-py's asyncio.wait_for around each write swallows a
+    # cancellation that arrives as the write completes: cancelled at each turn of the event
+    # loop in its start (groups, memory policy, first read), every listen() must end
+    for turns in range(40):
+        broker = await new_broker()
+        await broker.kick(message(b"waiting"))  # a read that returns at once: the loop runs
+
+        async def consume(broker: RedisStreamBroker = broker) -> None:
+            async for _ in broker.listen():
+                pass
+
+        listening = asyncio.create_task(consume())
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        listening.cancel()
+        done, _ = await asyncio.wait({listening}, timeout=3)
+        assert done, f"listen() went on after a cancel {turns} turns into its start"
+        assert listening.cancelled()
+        await broker.shutdown()
+
+
 @pytest.mark.parametrize(
     "queue_name", ["cancelled", "unique", "result", "progress", "unique:emails", "events:name"]
 )

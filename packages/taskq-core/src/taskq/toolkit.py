@@ -40,6 +40,8 @@ Event loops:
     costs a system call (before Python 3.12).
     `cancel_until_done`: stop a background task for sure, cancelling it again where a client
     library swallowed one cancellation.
+    `await_keeping_cancellation`: await a call in a task of its own, so that a client library
+    cannot swallow a cancellation of the caller.
 
 Checking constructor arguments:
     `check_seconds`, `check_count`: refuse a timeout, interval, size or count that makes no
@@ -69,7 +71,7 @@ from taskq import _lazy
 
 if TYPE_CHECKING:
     from taskq._awaitable import maybe_await
-    from taskq._cancelling import cancel_until_done
+    from taskq._cancelling import await_keeping_cancellation, cancel_until_done
     from taskq._lazy import import_on_access
     from taskq._running_loop import running_loop
     from taskq.checks import MAX_INT32_MS_S, check_count, check_seconds
@@ -108,6 +110,7 @@ _DEFINED_IN = {
     "WORKER_GROUP_ENV": "taskq.cli.environment",
     "add_discovery_options": "taskq.cli.options",
     "add_working_directory_to_path": "taskq.cli.targets",
+    "await_keeping_cancellation": "taskq._cancelling",
     "cancel_until_done": "taskq._cancelling",
     "configure_logging": "taskq.cli.logs",
     "converters": "taskq.cli.converters",  # the module itself
@@ -147,6 +150,7 @@ __all__ = [
     "TargetError",
     "add_discovery_options",
     "add_working_directory_to_path",
+    "await_keeping_cancellation",
     "cancel_until_done",
     "check_count",
     "check_seconds",

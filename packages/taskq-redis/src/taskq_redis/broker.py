@@ -26,6 +26,7 @@ from taskq.inspection import QueueInspection
 from taskq.labels import delay_seconds, priority_value
 from taskq.message import BrokerMessage
 from taskq.task_events import EventKind, quoted
+from taskq.toolkit import await_keeping_cancellation
 from taskq_redis.batching import BatchSender
 from taskq_redis.connection import DEFAULT_URL, RedisConnection, SerialConnection
 from taskq_redis.delayed import delayed_member, move_due_forever
@@ -519,15 +520,10 @@ class RedisStreamBroker(AsyncBroker):
         # imported on use: a client or ``taskq status`` never reads the queue
         from taskq_redis.consumer import StreamConsumer
 
-        await self.create_groups()
+        # apart: redis-py's writes could swallow a cancellation of this listen() while it starts
+        await await_keeping_cancellation(self._start_listening())
         if self._stopping:
             return
-        if self._mover is None:  # the first listen() of this broker
-            await warn_if_evicting(self.redis, self.reconnector.server)
-            self._mover_stop = asyncio.Event()
-            self._mover = asyncio.ensure_future(
-                move_due_forever(self.options, self.scripts, self.reconnector, self._mover_stop)
-            )
         consumer = StreamConsumer(
             f"{self.consumer_name}-{next(self._consumer_numbers)}",
             self.options,
@@ -548,6 +544,18 @@ class RedisStreamBroker(AsyncBroker):
         finally:  # ended, closed or dropped by its caller: others get what it did not yield
             if await consumer.stop_reading(HAND_BACK_TIMEOUT_S) and consumer in self._consumers:
                 self._consumers.remove(consumer)  # closed: nothing is left to hand back
+
+    async def _start_listening(self) -> None:
+        """Create the groups; at the first ``listen()``, check memory policy and start moving."""
+        await self.create_groups()
+        if self._stopping or self._mover is not None:
+            return
+        await warn_if_evicting(self.redis, self.reconnector.server)
+        if self._mover is None and not self._stopping:  # another listen() may have started it
+            self._mover_stop = asyncio.Event()
+            self._mover = asyncio.ensure_future(
+                move_due_forever(self.options, self.scripts, self.reconnector, self._mover_stop)
+            )
 
     def _record_dead_lettered(self, letters: list[DeadLettered]) -> None:
         """Record a ``rejected`` event for each message the scripts dead-lettered; free its key.

@@ -15,7 +15,7 @@ from taskq.exceptions import ResultBackendError, ResultGetError, TaskiqError
 from taskq.progress import TaskProgress
 from taskq.result import TaskiqResult
 from taskq.task_events import quoted
-from taskq.toolkit import error_line
+from taskq.toolkit import cancel_until_done, error_line
 from taskq_result_backends._codec import (
     decode_progress,
     decode_result,
@@ -180,8 +180,7 @@ class RedisResultBackend(CheckedResultTTL, AsyncResultBackend[_ReturnType]):
         """
         listener, self._listener = self._listener, None
         if listener is not None:
-            listener.cancel()
-            await asyncio.gather(listener, return_exceptions=True)
+            await cancel_until_done(listener)  # redis-py may swallow one cancellation
         stopped = ResultBackendError("the result backend was shut down during the wait")
         if self._subscribed is not None and not self._subscribed.done():
             self._subscribed.set_exception(stopped)
