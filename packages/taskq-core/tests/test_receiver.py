@@ -25,6 +25,7 @@ from taskq import (
     TaskiqResult,
     TaskiqState,
     TaskRejectedError,
+    TaskRetriedError,
     TaskTimeoutError,
     UnknownTaskError,
 )
@@ -644,6 +645,45 @@ async def test_middleware_may_ask_for_no_result(recording_broker, encode, middle
     await run_one(recording_broker, data)
     assert not await recording_broker.result_backend.is_result_ready("t1")
     assert recording_broker.settled == [("ack", data)]
+
+
+async def test_a_post_execute_asking_for_no_result_of_a_success_stores_nothing(
+    recording_broker, encode
+):
+    class SkipsSuccess(TaskiqMiddleware):
+        def post_execute(self, message, result):
+            result.error = NoResultError()
+
+    recording_broker.add_middlewares(SkipsSuccess())
+
+    @recording_broker.task
+    async def works() -> int:
+        return 1
+
+    await run_one(recording_broker, encode(recording_broker, works.task_name))
+    assert not await recording_broker.result_backend.is_result_ready("t1")
+
+
+class SetsRetried(TaskiqMiddleware):
+    def on_error(self, message, result, exception):
+        result.error = TaskRetriedError()  # a retry middleware that sent the task again
+
+
+@pytest.mark.parametrize(("middleware", "logged"), [(SetsNoResult, 1), (SetsRetried, 0)])
+async def test_a_failure_is_logged_once_with_its_traceback_unless_it_was_sent_again(
+    recording_broker, encode, caplog, middleware, logged
+):
+    recording_broker.add_middlewares(middleware())
+
+    @recording_broker.task
+    async def fail() -> None:
+        raise KeyError("lost key")
+
+    await run_one(recording_broker, encode(recording_broker, fail.task_name))
+    records = [r for r in caplog.records if "lost key" in r.getMessage()]
+    assert len(records) == logged
+    assert all(r.exc_info is not None and r.levelno == logging.ERROR for r in records)
+    assert not await recording_broker.result_backend.is_result_ready("t1")
 
 
 async def test_post_execute_sees_control_flow_results_but_on_error_does_not(

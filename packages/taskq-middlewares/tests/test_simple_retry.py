@@ -174,6 +174,72 @@ async def test_without_no_result_on_retry_each_failed_run_stores_its_error(runni
     assert runs.retries == [None, 1]
 
 
+def failure_records(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
+    """The records that report a run failing with ``text``: the worker's and the retries'."""
+    return [r for r in caplog.records if text in r.getMessage() and "failed" in r.getMessage()]
+
+
+@pytest.mark.parametrize("middleware_type", [SimpleRetryMiddleware, SmartRetryMiddleware])
+async def test_a_retried_failure_is_one_warning_line_and_only_the_last_has_a_traceback(
+    running: Any, caplog: pytest.LogCaptureFixture, middleware_type: type
+) -> None:
+    quick = {"default_delay": 0.01} if middleware_type is SmartRetryMiddleware else {}
+    broker = broker_with(middleware_type(default_retry_label=True, **quick))
+
+    @broker.task(max_retries=3)
+    async def fails() -> None:
+        raise ValueError("boom")
+
+    async with running(broker):
+        task = await fails.kiq()
+        result = await task.wait_result(timeout=WAIT)
+    assert str(result.error) == "boom"
+    records = failure_records(caplog, "boom")
+    retries = [r for r in records if "retrying" in r.getMessage()]
+    assert [r.levelno for r in retries] == [logging.WARNING, logging.WARNING]
+    assert "failed (attempt 1 of 3): ValueError: boom; retrying" in retries[0].getMessage()
+    assert all(r.exc_info is None for r in retries)
+    with_traceback = [r for r in records if r.exc_info is not None]
+    assert len(with_traceback) == 1  # the last attempt's, logged by the worker
+    assert with_traceback[0].levelno == logging.ERROR
+    assert with_traceback[0].name == "taskq.receiver"
+
+
+async def test_a_task_that_recovers_after_retries_logs_no_traceback(
+    running: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = broker_with(SimpleRetryMiddleware(default_retry_label=True))
+    runs = Runs()
+
+    @broker.task
+    async def recovers(context: Context = TaskiqDepends()) -> str:
+        if runs.note(context) < 3:
+            raise ConnectionError("not yet")
+        return "done"
+
+    async with running(broker):
+        result = await (await recovers.kiq()).wait_result(timeout=WAIT)
+    assert result.return_value == "done"
+    assert not [r for r in caplog.records if r.exc_info is not None]
+    assert len(failure_records(caplog, "not yet")) == 2
+
+
+async def test_without_no_result_on_retry_each_failure_keeps_its_traceback(
+    running: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # each failed run's error is stored, as the user asked: the worker logs each one in full
+    broker = broker_with(SimpleRetryMiddleware(default_retry_label=True, no_result_on_retry=False))
+
+    @broker.task(max_retries=2)
+    async def fails() -> None:
+        raise ValueError("kept")
+
+    async with running(broker):
+        await (await fails.kiq()).wait_result(timeout=WAIT)
+        await broker.wait_all()
+    assert len([r for r in failure_records(caplog, "kept") if r.exc_info is not None]) == 2
+
+
 async def test_a_retry_that_cannot_be_sent_leaves_the_error_stored_and_logged_once(
     running: Any,
     caplog: pytest.LogCaptureFixture,

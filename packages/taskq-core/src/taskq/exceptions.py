@@ -190,6 +190,16 @@ class NoResultError(TaskiqError):
     __template__ = "the task asked for no result to be stored"
 
 
+class TaskRetriedError(NoResultError):
+    """Set by a retry middleware as the error of a failed run whose task it sent again.
+
+    No result is stored for the run (its next run stores one), and the worker does not log
+    the failure: the middleware logged it, in one line, with the retry.
+    """
+
+    __template__ = "the run failed and its task was sent again"
+
+
 class MessageNotAckableError(TaskiqError, RuntimeError):
     """`Context.ack` was called for a message that cannot be acknowledged.
 

@@ -11,10 +11,11 @@ from taskq import AsyncKicker
 from taskq.abc.broker import AsyncBroker
 from taskq.abc.middleware import TaskiqMiddleware
 from taskq.control.unique import keep_unique_key
-from taskq.exceptions import NoResultError, TaskArgumentsError, TaskCancelledError
+from taskq.exceptions import TaskArgumentsError, TaskCancelledError, TaskRetriedError
 from taskq.message import TaskiqMessage
 from taskq.result import TaskiqResult
 from taskq.task_events import EventKind, quoted, stored_task_id, stored_task_name
+from taskq.toolkit import error_line
 from taskq_middlewares.errors import NoRetryError
 
 logger = logging.getLogger("taskq.retry")
@@ -53,7 +54,10 @@ class SimpleRetryMiddleware(TaskiqMiddleware):
         default_retry_count: attempts of a task without a ``max_retries`` label (default 3).
         default_retry_label: retry tasks that have no ``retry_on_error`` label (default False).
         no_result_on_retry: store nothing for a run that is retried, so ``wait_result``
-            returns the last attempt's result (default True).
+            returns the last attempt's result (default True). Its error becomes a
+            `TaskRetriedError`, and its failure is logged once, by this middleware: one
+            WARNING line with the error and the retry, no traceback (the last attempt's
+            failure is the worker's to log, with its traceback).
         types_of_exceptions: retry only these exception types (default: any).
         max_retries: the same as ``default_retry_count`` (the spelling of the broker docs).
     """
@@ -111,6 +115,15 @@ class SimpleRetryMiddleware(TaskiqMiddleware):
                 exc,
             )
             return
+        logger.warning(
+            "Task %s (%s) failed (attempt %d of %d): %s; retrying %s",
+            stored_task_id(message.task_id),
+            stored_task_name(message.task_name),
+            failed_runs,
+            attempts,
+            error_line(exception),
+            f"in {delay:.3f} s" if delay > 0 else "now",
+        )
         keep_unique_key(message)  # a unique task's key stays held until its last run ends
         recorder = self.broker.event_recorder
         if recorder is not None:
@@ -122,8 +135,8 @@ class SimpleRetryMiddleware(TaskiqMiddleware):
                 retry=failed_runs,
                 retry_delay=delay,
             )
-        if self.no_result_on_retry:
-            result.error = NoResultError()
+        if self.no_result_on_retry:  # and the worker leaves the failure to the line above
+            result.error = TaskRetriedError()
 
     def is_retried(self, message: TaskiqMessage, exception: BaseException) -> bool:
         """Whether ``exception`` raised by the task of ``message`` calls for another run."""
@@ -137,12 +150,6 @@ class SimpleRetryMiddleware(TaskiqMiddleware):
     async def send_again(self, message: TaskiqMessage, failed_runs: int) -> float:
         """Send ``message`` again now, counting ``failed_runs`` in its labels; return 0 (s)."""
         labels = {**message.labels, RETRIES_LABEL: failed_runs}
-        logger.info(
-            "Task %s (%s) failed (attempt %d); retrying now",
-            stored_task_id(message.task_id),
-            stored_task_name(message.task_name),
-            failed_runs,
-        )
         await resend(self.broker, message, labels)
         return 0.0
 

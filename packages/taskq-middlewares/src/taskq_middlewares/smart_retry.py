@@ -13,7 +13,7 @@ from taskq.capabilities import Capability
 from taskq.labels import MAX_DELAY_S
 from taskq.message import TaskiqMessage
 from taskq.scheduled_task import ScheduledTask
-from taskq.task_events import quoted, stored_task_id, stored_task_name
+from taskq.task_events import quoted, stored_task_id
 from taskq_middlewares.errors import RetryConfigurationError
 from taskq_middlewares.simple_retry import (
     DEFAULT_RETRY_COUNT,
@@ -57,7 +57,8 @@ class SmartRetryMiddleware(SimpleRetryMiddleware):
         default_retry_count: attempts of a task without a ``max_retries`` label, the first
             run included (default 3).
         default_retry_label: retry tasks that have no ``retry_on_error`` label (default False).
-        no_result_on_retry: store nothing for a run that is retried (default True).
+        no_result_on_retry: store nothing for a run that is retried (default True), and log
+            its failure in the retry's one line (see `SimpleRetryMiddleware`).
         default_delay: seconds before a retry of a task without a ``delay`` label (default 5,
             at most 30 days).
         use_jitter: wait a uniform random time in [0, backoff] instead (default False).
@@ -160,13 +161,6 @@ class SmartRetryMiddleware(SimpleRetryMiddleware):
         wait = self.retry_delay(message, failed_runs)
         base = self.base_delay(message)
         labels = {**message.labels, RETRIES_LABEL: failed_runs, BASE_DELAY_LABEL: base}
-        logger.info(
-            "Task %s (%s) failed (attempt %d); retrying in %.3f s",
-            stored_task_id(message.task_id),
-            stored_task_name(message.task_name),
-            failed_runs,
-            wait,
-        )
         if Capability.DELAY in self.broker.capabilities:
             await resend(self.broker, message, {**labels, "delay": wait})
             return wait

@@ -17,9 +17,6 @@ from taskq.context import Context
 from taskq.exceptions import (
     NoResultError,
     TaskArgumentsError,
-    TaskCancelledError,
-    TaskExitError,
-    TaskiqError,
     TaskRejectedError,
     TaskTimeoutError,
 )
@@ -27,10 +24,8 @@ from taskq.labels import timeout_seconds
 from taskq.receiver.handoff import ThreadHandoff
 from taskq.receiver.interrupts import reraise_cancellation, task_failure
 from taskq.receiver.signature import TaskSignature
-from taskq.remote_error import error_text
 from taskq.result import TaskiqResult, result_of_run
 from taskq.state import TaskiqState
-from taskq.task_events import stored_task_id, stored_task_name
 
 if TYPE_CHECKING:
     from taskq.abc.broker import AsyncBroker
@@ -69,8 +64,6 @@ class TaskExecutor:
         self.threads = threads
         self.cast_types = cast_types
         self.propagate_exceptions = propagate_exceptions
-        #: The level of the one record (with its traceback) a task's failure is logged as.
-        self.failure_log_level = logging.ERROR
         self._signatures: dict[str, TaskSignature] = {}
         self._thread_handoff: ThreadHandoff | None = None
 
@@ -126,8 +119,6 @@ class TaskExecutor:
         elapsed = perf_counter() - started
         if resolver is not None:
             await self._close(resolver, error)
-        if error is not None and not isinstance(error, CONTROL_FLOW):
-            _log_failure(message, error, self.failure_log_level)
         return result_of_run(value, elapsed, message.labels, error)
 
     def executor(self) -> Executor:
@@ -238,38 +229,3 @@ def _check_injected(task_name: str, signature: TaskSignature, injected: dict[str
             reason=f"dependencies {sorted(missing)} could not be resolved "
             "(are their type hints importable at module level?)",
         )
-
-
-def _log_failure(message: TaskiqMessage, error: BaseException, level: int) -> None:
-    # the id and name as the event store keeps them: one of megabytes is not logged whole
-    task_id, task_name = stored_task_id(message.task_id), stored_task_name(message.task_name)
-    if isinstance(error, TaskCancelledError):  # asked for: not an error of the task
-        logger.info("Task %s (%s) was cancelled while running", task_id, task_name)
-    elif isinstance(error, TaskExitError):  # one line, with where the task exited
-        logger.log(
-            level,
-            "Task %s (%s) failed: %s",
-            task_id,
-            task_name,
-            error,
-            exc_info=error.__cause__,
-        )
-    elif isinstance(error, TaskiqError):  # our own errors say what is wrong in one line
-        logger.log(level, "Task %s (%s) failed: %s", task_id, task_name, error)
-    else:
-        logger.log(
-            level,
-            "Task %s (%s) failed: %s",
-            task_id,
-            task_name,
-            _described(error),
-            exc_info=error,
-        )
-
-
-def _described(error: BaseException) -> str:
-    """``repr(error)``, or its type and text when its ``__repr__`` raises."""
-    try:
-        return repr(error)
-    except Exception:  # a task's own exception class may be broken
-        return f"{type(error).__qualname__}({error_text(error)!r})"

@@ -27,6 +27,7 @@ from taskq.exceptions import (
     TaskCancelledError,
     TaskiqError,
     TaskRejectedError,
+    TaskRetriedError,
     UnknownTaskError,
 )
 from taskq.labels import ack_type_value
@@ -42,7 +43,7 @@ from taskq.receiver.limits import admit
 from taskq.receiver.recording import heartbeat_source, record_outcome
 from taskq.receiver.slots import Slots
 from taskq.receiver.store_outage import StoreOutageLog
-from taskq.receiver.task_log import log_task
+from taskq.receiver.task_log import log_failure, log_task
 from taskq.remote_error import error_line
 from taskq.result import TaskiqResult
 from taskq.task_events import EventKind, stored_task_id, stored_task_name
@@ -99,7 +100,8 @@ class Receiver:
     beyond those. A task's ``ack_type`` label overrides ``ack_type`` for its messages.
     ``run_startup``: `listen` first starts the broker if it is not started yet.
     ``log_tasks``: log one INFO line per run (``taskq.tasks`` logger); ``failure_log_level``:
-    the level of the record, with its traceback, a task's failure is logged as.
+    the level of the record, with its traceback, a task's failure is logged as (a failure
+    a retry middleware sent again, `TaskRetriedError`, is that middleware's to log).
     ``on_exit(receiver)`` is called when `listen` returns.
     """
 
@@ -149,7 +151,8 @@ class Receiver:
             propagate_exceptions,
             max_threadpool_threads or DEFAULT_THREADPOOL_THREADS,
         )
-        self.task_executor.failure_log_level = failure_log_level
+        #: The level of the one record (with its traceback) a task's failure is logged as.
+        self.failure_log_level = failure_log_level
         self.log_tasks = log_tasks
         self._store_outage = StoreOutageLog()
         self._running: set[asyncio.Task[None]] = set()
@@ -376,9 +379,17 @@ class Receiver:
             record_outcome(recorder, message, result)
         if self.log_tasks:
             log_task(message, result)
+        raised = result.error
         if hooks["post_execute"] or hooks["on_error"]:
             await self._after_run(message, result, hooks)
         error = result.error
+        # after the middlewares: a retry middleware that sent the task again logged it
+        if (
+            raised is not None
+            and not isinstance(raised, CONTROL_FLOW)
+            and not isinstance(error, TaskRetriedError)
+        ):
+            log_failure(message, raised, self.failure_log_level)
         if error is not None and isinstance(error, TaskRejectedError):
             logger.info("Task %s rejected its message", stored_task_id(message.task_id))
             await acker.reject(rejection_reason(error))

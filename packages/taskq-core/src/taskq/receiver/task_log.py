@@ -1,11 +1,13 @@
-"""The per-task log line of ``taskq worker --log-tasks``: name, id, duration, outcome."""
+"""What a run leaves in the log: its failure, and the line of ``taskq worker --log-tasks``."""
 
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any
 
+from taskq.exceptions import TaskCancelledError, TaskExitError, TaskiqError
 from taskq.receiver.recording import outcome_kind
+from taskq.remote_error import error_text
 from taskq.task_events import stored_task_id, stored_task_name
 
 if TYPE_CHECKING:
@@ -14,6 +16,8 @@ if TYPE_CHECKING:
 
 #: The logger of the per-task lines (INFO), apart from the receiver's own.
 task_logger = logging.getLogger("taskq.tasks")
+#: The logger of a run's failure (the receiver's).
+failure_logger = logging.getLogger("taskq.receiver")
 
 
 def log_task(message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
@@ -33,3 +37,42 @@ def log_task(message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
         result.execution_time,
         outcome,
     )
+
+
+def log_failure(message: TaskiqMessage, error: BaseException, level: int) -> None:
+    """Log the failure of the run of ``message`` once: at ``level``, with its traceback.
+
+    A cancellation is logged at INFO, and the errors of taskq's own in one line: they say
+    what is wrong. The task id and name are as the event store keeps them.
+    """
+    task_id, task_name = stored_task_id(message.task_id), stored_task_name(message.task_name)
+    if isinstance(error, TaskCancelledError):  # asked for: not an error of the task
+        failure_logger.info("Task %s (%s) was cancelled while running", task_id, task_name)
+    elif isinstance(error, TaskExitError):  # one line, with where the task exited
+        failure_logger.log(
+            level,
+            "Task %s (%s) failed: %s",
+            task_id,
+            task_name,
+            error,
+            exc_info=error.__cause__,
+        )
+    elif isinstance(error, TaskiqError):  # our own errors say what is wrong in one line
+        failure_logger.log(level, "Task %s (%s) failed: %s", task_id, task_name, error)
+    else:
+        failure_logger.log(
+            level,
+            "Task %s (%s) failed: %s",
+            task_id,
+            task_name,
+            _described(error),
+            exc_info=error,
+        )
+
+
+def _described(error: BaseException) -> str:
+    """``repr(error)``, or its type and text when its ``__repr__`` raises."""
+    try:
+        return repr(error)
+    except Exception:  # a task's own exception class may be broken
+        return f"{type(error).__qualname__}({error_text(error)!r})"
