@@ -467,6 +467,20 @@ class ListenNeverEnds(InMemoryBroker):
         await asyncio.Event().wait()
 
 
+class SwallowsACancellationAsItStarts(InMemoryBroker):
+    """Defect: `listen` loses a cancellation that arrives while it starts, and goes on.
+
+    As a client library's ``asyncio.wait_for`` (before Python 3.12) does when the cancellation
+    arrives as its call completes.
+    """
+
+    async def listen(self) -> AsyncGenerator[bytes, None]:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)  # the start: a call completing as the cancellation arrives
+        async for data in super().listen():
+            yield data
+
+
 class AckableWithoutDeclaringAcks(InMemoryBroker):
     """Defect: `listen` yields `AckableMessage` but the broker does not declare ``acks``."""
 
@@ -1210,6 +1224,10 @@ def make_ack_ignoring_broker() -> AsyncBroker:
 
 def make_endless_listen_broker() -> InMemoryBroker:
     return ListenNeverEnds()
+
+
+def make_cancellation_swallowing_broker() -> InMemoryBroker:
+    return SwallowsACancellationAsItStarts()
 
 
 def make_undeclared_acks_broker() -> InMemoryBroker:

@@ -47,6 +47,8 @@ QUIET_PERIOD = 0.5
 EARLY = 0.05
 #: Seconds `listen()` may run on after shutdown.
 LISTEN_END_TIMEOUT = 5.0
+#: Turns of the event loop into its start at which a ``listen()`` is cancelled, one per broker.
+LISTEN_START_TURNS = 10
 #: Seconds of the ``delay`` of the message the ``inspect`` check counts as delayed.
 INSPECT_DELAY = 5.0
 #: The counts of `QueueInspection`, as the ``inspect`` check compares them.
@@ -171,6 +173,26 @@ async def test_listen_ends_after_shutdown(taskq_new_broker: NewBroker) -> None:
         done, _ = await asyncio.wait({box.pump}, timeout=LISTEN_END_TIMEOUT)
         await box.close()
         assert done, f"listen() still runs {LISTEN_END_TIMEOUT} s after shutdown()"
+
+
+async def test_a_listen_cancelled_while_it_starts_ends(taskq_new_broker: NewBroker) -> None:
+    # before Python 3.12, asyncio.wait_for swallows a cancellation that arrives as its call
+    # completes, and client libraries use it (redis-py around each write): a listen() that
+    # ran its start (connecting, declaring, a first read) in the listening task went on
+    for turns in range(LISTEN_START_TURNS):
+        async with taskq_new_broker() as broker:
+            box = Inbox(broker)
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            box.pump.cancel()
+            done, _ = await asyncio.wait({box.pump}, timeout=LISTEN_END_TIMEOUT)
+            await box.close()
+            assert done, (
+                f"listen() went on for {LISTEN_END_TIMEOUT} s after its task was cancelled "
+                f"{turns} turn(s) of the event loop into its start: a CancelledError was "
+                "swallowed there (run the start in a task of its own and await that, e.g. "
+                "with asyncio.wait)"
+            )
 
 
 async def test_each_message_is_delivered_exactly_once(taskq_new_broker: NewBroker) -> None:
