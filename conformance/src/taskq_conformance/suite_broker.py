@@ -47,8 +47,12 @@ QUIET_PERIOD = 0.5
 EARLY = 0.05
 #: Seconds `listen()` may run on after shutdown.
 LISTEN_END_TIMEOUT = 5.0
-#: Turns of the event loop into its start at which a ``listen()`` is cancelled, one per broker.
-LISTEN_START_TURNS = 10
+#: When a ``listen()`` is cancelled into its start, one broker each: after 0 to 9 turns of the
+#: event loop, then after 0.5 to 5 ms (a start that talks to a server takes a few).
+LISTEN_START_MOMENTS = [
+    *((turns, 0.0) for turns in range(10)),
+    *((0, k / 2000) for k in range(1, 11)),
+]
 #: Seconds of the ``delay`` of the message the ``inspect`` check counts as delayed.
 INSPECT_DELAY = 5.0
 #: The counts of `QueueInspection`, as the ``inspect`` check compares them.
@@ -179,19 +183,20 @@ async def test_a_listen_cancelled_while_it_starts_ends(taskq_new_broker: NewBrok
     # before Python 3.12, asyncio.wait_for swallows a cancellation that arrives as its call
     # completes, and client libraries use it (redis-py around each write): a listen() that
     # ran its start (connecting, declaring, a first read) in the listening task went on
-    for turns in range(LISTEN_START_TURNS):
+    for turns, seconds in LISTEN_START_MOMENTS:
         async with taskq_new_broker() as broker:
             box = Inbox(broker)
             for _ in range(turns):
                 await asyncio.sleep(0)
+            await asyncio.sleep(seconds)
             box.pump.cancel()
             done, _ = await asyncio.wait({box.pump}, timeout=LISTEN_END_TIMEOUT)
             await box.close()
+            when = f"{turns} turn(s) of the event loop" if turns else f"{seconds * 1000:g} ms"
             assert done, (
                 f"listen() went on for {LISTEN_END_TIMEOUT} s after its task was cancelled "
-                f"{turns} turn(s) of the event loop into its start: a CancelledError was "
-                "swallowed there (run the start in a task of its own and await that, e.g. "
-                "with asyncio.wait)"
+                f"{when} into its start: a CancelledError was swallowed there (run the start "
+                "in a task of its own and await that, e.g. with asyncio.wait)"
             )
 
 

@@ -289,6 +289,35 @@ async def test_a_consumer_whose_queue_was_deleted_consumes_it_again(new_broker):
         await asyncio.gather(consuming, return_exceptions=True)
 
 
+async def test_a_listen_cancelled_while_it_starts_ends_and_leaves_no_consumer(new_broker):
+    # aiormq's calls use asyncio.wait_for, which before Python 3.12 swallows a cancellation
+    # that arrives as its call completes: cancelled at each moment of its start, every
+    # listen() must end, and the consumer it was registering must not stay behind
+    client = await new_broker(worker=False)
+    await client.kick(message(b"declares the queue"))
+    channel = await client.publisher.channel()
+
+    async def consumers() -> int:
+        declared = await channel.queue_declare(client.queue_name, passive=True)
+        return int(declared.consumer_count or 0)
+
+    for step in range(40):
+        broker = await new_broker()
+
+        async def consume(broker: AmqpBroker = broker) -> None:
+            async for item in broker.listen():
+                await item.release()
+
+        listening = asyncio.create_task(consume())
+        await asyncio.sleep(step * 0.0005)
+        listening.cancel()
+        done, _ = await asyncio.wait({listening}, timeout=5)
+        assert done, f"listen() went on after a cancel {step * 0.5} ms into its start"
+        await asyncio.sleep(0.05)  # a consumer left behind would be registered by now
+        assert await consumers() == 0, f"a consumer stayed after a cancel at {step * 0.5} ms"
+        await broker.shutdown()
+
+
 async def test_messages_taken_by_a_consumer_that_goes_away_are_redelivered(new_broker):
     broker = await new_broker()
     for n in range(10):

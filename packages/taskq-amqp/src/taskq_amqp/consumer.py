@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from taskq.acks import AckableMessage
+from taskq.toolkit import await_keeping_cancellation
 from taskq_amqp.connection import CONNECTION_ERRORS, FIRST_RETRY_DELAY_S, lost_if_cut_off
 from taskq_amqp.errors import UnroutableError
 from taskq_amqp.publisher import declare
@@ -75,7 +76,11 @@ class Consumer:
         delay = FIRST_RETRY_DELAY_S
         while not self._stopped:
             try:
-                channel = await self.connection.call("consume the queue", self._consume)
+                # apart: aiormq's calls (asyncio.wait_for before Python 3.12) could swallow a
+                # cancellation of this listen(), which would then go on
+                channel = await await_keeping_cancellation(
+                    self.connection.call("consume the queue", self._consume)
+                )
             except CONNECTION_ERRORS:
                 return  # closed while reconnecting
             while (delivered := await self._inbox.get()) is not None:
@@ -109,6 +114,8 @@ class Consumer:
         consumed = await channel.basic_consume(self.queues.name, self._on_message)
         self._tag = consumed.consumer_tag
         self._cancelled = False
+        if self._stopped and self._tag is not None:  # `stop` came meanwhile: take nothing
+            await channel.basic_cancel(self._tag)
         if not hasattr(channel, "on_consumer_cancel_callbacks"):
             self._cancel_watch = asyncio.create_task(self._watch_cancel(channel, self._tag))
         return channel

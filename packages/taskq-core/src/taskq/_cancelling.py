@@ -31,13 +31,20 @@ async def cancel_until_done(*tasks: asyncio.Task[Any]) -> None:
 async def await_keeping_cancellation(call: Coroutine[Any, Any, _T]) -> _T:
     """Await ``call`` in a task of its own, so that a cancellation of the caller is never lost.
 
-    The call may lose a cancellation of its own task (then it finishes, unobserved); the
-    caller's wait for it raises ``CancelledError`` as it should, and the call is cancelled.
+    The call may lose a cancellation of its own task: then it finishes unobserved (its
+    outcome dropped), while the caller's wait for it raises ``CancelledError`` as it should.
     """
     task = asyncio.ensure_future(call)
     try:
         await asyncio.wait((task,))
     except asyncio.CancelledError:
         task.cancel()
+        task.add_done_callback(_drop_outcome)
         raise
     return task.result()
+
+
+def _drop_outcome(task: asyncio.Future[Any]) -> None:
+    """Mark the error of an abandoned call as seen: nobody waits for it any more."""
+    if not task.cancelled():
+        task.exception()
