@@ -23,11 +23,11 @@ EXAMPLE_SRC = ROOT / "examples" / "taskq-example-broker" / "src"
                 "--taskq-result-backend",
                 "taskq_inmemory.conformance:make_result_backend",
             ],
-            ["broker: mandatory 10 0 0", "broker: delay 1 0 0", "result_backend: notify 1 0 0"],
+            ["broker: mandatory 11 0 0", "broker: delay 1 0 0", "result_backend: notify 1 0 0"],
         ),
         (
             ["--taskq-broker", "taskq_zmq.conformance:make_broker"],
-            ["broker: mandatory 10 0 0", "broker: cross_process 1 0 0"],
+            ["broker: mandatory 11 0 0", "broker: cross_process 1 0 0"],
         ),
         (
             ["--taskq-result-backend", "taskq_result_backends.conformance:make_sqlite_backend"],
@@ -39,7 +39,7 @@ EXAMPLE_SRC = ROOT / "examples" / "taskq-example-broker" / "src"
         ),
         (
             ["--taskq-broker", "taskq_example_broker.testing:make_broker"],
-            ["broker: mandatory 10 0 0", "broker: acks 1 0 0", "broker: reject 1 0 0"],
+            ["broker: mandatory 11 0 0", "broker: acks 1 0 0", "broker: reject 1 0 0"],
         ),
     ],
     ids=["inmemory", "zmq", "sqlite", "schedule-memory", "example-broker"],
