@@ -31,14 +31,14 @@ async def cancel_until_done(*tasks: asyncio.Task[Any]) -> None:
 async def await_keeping_cancellation(call: Coroutine[Any, Any, _T]) -> _T:
     """Await ``call`` in a task of its own, so that a cancellation of the caller is never lost.
 
-    The call may lose a cancellation of its own task: then it finishes unobserved (its
-    outcome dropped), while the caller's wait for it raises ``CancelledError`` as it should.
+    The caller's wait raises ``CancelledError`` as it should; the call is not cut short (a
+    request cut off after it was sent takes effect unseen: a consumer registered that
+    nobody knows to cancel) but finishes in the background, its outcome dropped.
     """
     task = asyncio.ensure_future(call)
     try:
         await asyncio.wait((task,))
     except asyncio.CancelledError:
-        task.cancel()
         task.add_done_callback(_drop_outcome)
         raise
     return task.result()
