@@ -9,7 +9,15 @@ from unittest import mock
 
 import pytest
 
-from taskq import AsyncTaskiqTask, BrokerMessage, SerializationError, TaskiqMessage
+from taskq import (
+    AsyncTaskiqTask,
+    BrokerMessage,
+    Context,
+    SerializationError,
+    TaskiqDepends,
+    TaskiqMessage,
+    TaskiqMiddleware,
+)
 from taskq.event_stores import InMemoryEventStore
 from taskq.serializers.pickle import PickleSerializer
 from taskq.task_events import EventKind
@@ -95,6 +103,44 @@ async def test_a_worker_process_broker_takes_only_bytes():
     broker.is_worker_process = True
 
     assert not broker.takes_decoded()
+
+
+class KeepsWhatItSends(TaskiqMiddleware):
+    """Holds each message it sends, as a tracing middleware may."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kept: list[TaskiqMessage] = []
+
+    def pre_send(self, message: TaskiqMessage) -> TaskiqMessage:
+        self.kept.append(message)
+        return message
+
+
+class KeepsWhatWasSent(TaskiqMiddleware):
+    """Holds each message after it was sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kept: list[TaskiqMessage] = []
+
+    def post_send(self, message: TaskiqMessage) -> None:
+        self.kept.append(message)
+
+
+@pytest.mark.parametrize("keeper", [KeepsWhatItSends, KeepsWhatWasSent])
+async def test_a_message_a_send_hook_holds_is_not_the_one_the_task_gets(broker, keeper):
+    middleware = keeper()
+    broker.add_middlewares(middleware)
+
+    @broker.task
+    async def labels_seen(context: Context = TaskiqDepends()) -> dict[str, Any]:
+        return dict(context.message.labels)
+
+    handle = await labels_seen.kiq()  # no labels, no arguments: nothing to copy but the message
+    middleware.kept[0].labels["changed"] = "after the send"  # before the task runs
+
+    assert (await handle.wait_result()).return_value == {}
 
 
 async def test_listen_encodes_a_message_queued_decoded():

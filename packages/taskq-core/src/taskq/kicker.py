@@ -286,7 +286,8 @@ async def send_task(
     """Build the message, run the send middlewares, kick it; return a handle on the result.
 
     Labels with a `UNIQUE_TTL_LABEL` (a schedule of a unique kicker) make it a unique send
-    (see `taskq.control.unique`).
+    (see `taskq.control.unique`). ``kwargs`` becomes the message's: a dict the caller keeps
+    must be copied first (a worker of this process may get the message itself).
 
     Raises:
         ValueError: the unique labels ask for no valid TTL or key.
@@ -308,6 +309,9 @@ async def send_task(
         _check_labels(broker, message.labels)
     # what a worker would decode, for a broker taking it so (see `AsyncBroker.kick_decoded`)
     decoded = broker.formatter.decoded_copy(message) if broker.takes_decoded() else None
+    if decoded is message and (hooks["pre_send"] or hooks["post_send"]):
+        decoded = TaskiqMessage(message.task_id, message.task_name)  # hooks may keep the sent one
+    sent_id = message.task_id  # a worker running the message itself may change it meanwhile
     encoded: BrokerMessage | None
     if decoded is None:
         encoded = broker.formatter.dumps(message)
@@ -327,7 +331,7 @@ async def send_task(
         _record_sent(broker, encoded, sent_at)
     if hooks["post_send"]:
         await _run_post_send(hooks["post_send"], message)
-    return AsyncTaskiqTask(message.task_id, broker.result_backend, return_type, broker)
+    return AsyncTaskiqTask(sent_id, broker.result_backend, return_type, broker)
 
 
 async def send_many(

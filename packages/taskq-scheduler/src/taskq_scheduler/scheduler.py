@@ -154,7 +154,7 @@ class TaskiqScheduler:
             task.task_name,
             fire.labels,
             tuple(task.args),
-            task.kwargs,
+            dict(task.kwargs),  # the message's own: the schedule keeps its dict
             task_id=fire.task_id,
         )
         if sending is not None:

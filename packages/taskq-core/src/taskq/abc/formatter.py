@@ -23,7 +23,8 @@ class TaskiqFormatter(ABC):
 
         A broker whose messages stay in this process hands this copy to its worker instead of
         the bytes (`AsyncBroker.kick_decoded`). It must be exactly what decoding would give,
-        in new containers, and None whenever encoding could fail or change anything. This
-        default is never sure.
+        in new containers, and None whenever encoding could fail or change anything; a message
+        with no labels, args and kwargs may come back itself (its empty containers are the
+        caller's to give away). This default is never sure.
         """
         return None
