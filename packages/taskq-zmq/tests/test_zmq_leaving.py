@@ -12,6 +12,8 @@ from taskq import BrokerMessage
 from taskq.testing import eventually
 from taskq_zmq import ZeroMQBroker, protocol
 from taskq_zmq.dispatcher import Dispatcher
+from taskq_zmq.lifetime import OwnContext
+from taskq_zmq.peer_watch import PeerWatch
 
 
 def message(n: int) -> BrokerMessage:
@@ -149,3 +151,55 @@ async def test_tasks_sent_to_a_worker_gone_before_its_goodbye_is_read_are_not_lo
     await sender.shutdown()
     await consumer
     context.term()
+
+
+async def test_a_worker_that_never_had_a_client_stops_without_waiting_for_one(address):
+    # its goodbye used to wait out the socket's 2 s linger for a client that never came
+    leaving = await worker(address)
+    loop = asyncio.get_running_loop()
+
+    started = loop.time()
+    await leaving.shutdown()
+
+    assert loop.time() - started < 1.0
+
+
+async def test_a_worker_whose_client_is_connected_still_says_goodbye(address):
+    leaving = await worker(address)
+    sender, dispatcher = await client(address)
+    await eventually(lambda: len(dispatcher.peers) == 1)
+    assert leaving._intake is not None
+    assert leaving._intake._client_link is not None
+    link = leaving._intake._client_link
+    await eventually(lambda: link.peers == 1)  # so its goodbye may linger until it is sent
+    goodbyes: list[int] = []
+    on_goodbye = dispatcher._on_goodbye
+
+    def heard(identity: bytes, session: bytes, last_seq: int) -> None:
+        goodbyes.append(last_seq)
+        on_goodbye(identity, session, last_seq)
+
+    dispatcher._on_goodbye = heard  # type: ignore[method-assign]
+
+    await leaving.shutdown()
+
+    await eventually(lambda: goodbyes == [0])
+    await sender.shutdown()
+
+
+async def test_the_peer_watch_counts_a_client_that_comes_and_goes(address):
+    context = OwnContext()
+    router = context.socket(zmq.ROUTER)
+    router.bind(address)
+    dealer = context.socket(zmq.DEALER)
+    watch = PeerWatch(context, dealer)
+    try:
+        assert watch.peers == 0
+        dealer.connect(address)
+        await eventually(lambda: watch.peers == 1)
+        router.close(linger=0)
+        await eventually(lambda: watch.peers == 0)
+    finally:
+        watch.close()
+        dealer.close(linger=0)
+        context.close()

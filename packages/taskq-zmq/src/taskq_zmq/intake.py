@@ -17,6 +17,7 @@ from taskq_zmq import protocol
 from taskq_zmq.badframes import BadFrames
 from taskq_zmq.binding import bind_or_raise
 from taskq_zmq.lifetime import OwnContext
+from taskq_zmq.peer_watch import PeerWatch
 from taskq_zmq.security import CurveKeys, check_exposed
 
 logger = logging.getLogger("taskq.zmq")
@@ -91,6 +92,7 @@ class Intake:
         self.context = context  # open while this part can use its socket
         self.socket = context.socket(zmq.ROUTER if bind else zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 2000)
+        self._client_link: PeerWatch | None = None  # a worker that binds: each client greets it
         if bind:
             self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
             if curve is not None:
@@ -100,7 +102,12 @@ class Intake:
             self.socket.setsockopt(zmq.IDENTITY, os.urandom(16))
             if curve is not None:
                 curve.join(self.socket)
-            self.socket.connect(address)
+            self._client_link = PeerWatch(context, self.socket)  # first: no handshake missed
+            try:
+                self.socket.connect(address)
+            except zmq.ZMQError:
+                self._client_link.close()
+                raise
         self.buffer: deque[tuple[bytes, bytes]] = deque()  # (client routing key, payload)
         self.clients: dict[bytes, ClientSession] = {}
         self.bad_frames = BadFrames("worker")
@@ -189,7 +196,20 @@ class Intake:
                 reason,
             )
         self.bad_frames.summary()
-        self.socket.close(linger=int(HANDBACK_TIMEOUT * 1000) if handed_back else None)
+        self.socket.close(linger=self._close_linger(handed_back))
+
+    def _close_linger(self, handed_back: int) -> int | None:
+        """Milliseconds the closing socket may spend sending what it holds (None: its own).
+
+        A worker that connects and has no client then closes at once: its goodbye would wait
+        out the whole linger for a client that may never come (nothing else is queued).
+        """
+        link = self._client_link
+        if link is not None:
+            link.close()
+        if handed_back:
+            return int(HANDBACK_TIMEOUT * 1000)
+        return 0 if link is not None and not link.peers else None
 
     async def _hand_back(self, deadline: float) -> str:
         """Return every buffered message to its client (another when it is gone) by ``deadline``.
