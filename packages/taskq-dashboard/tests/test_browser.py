@@ -184,6 +184,21 @@ def test_search_by_id_and_a_progress_bar(
     page.wait_for_selector("#result:has-text('\"done\"')", timeout=15000)
 
 
+def test_a_click_held_through_live_updates_still_opens_the_link(
+    page: Any, served: Served, broker: InMemoryBroker
+) -> None:
+    # a live update used to replace the list under the pressed button: the click never came
+    added = kiq(served, broker, "app:add", 1, 2)
+    open_page(page, served, f"/tasks?id={added}")
+    link = page.locator(f"#results a:has-text('{added}')")
+    link.hover()
+    page.mouse.down()
+    page.wait_for_timeout(1000)  # about three updates at this server's 0.3 s
+    page.mouse.up()
+    page.wait_for_selector("#task-state")
+    assert page.url.endswith(f"/tasks/{added}")
+
+
 def test_a_retried_task_shows_its_retry_in_the_timeline(
     page: Any, served: Served, broker: InMemoryBroker
 ) -> None:

@@ -434,6 +434,12 @@ function route() {
   return ({"/tasks": tasksPage, "/workers": workersPage, "/dead-letters": deadLettersPage, "/schedules": schedulesPage}[path] || overviewPage)();
 }
 
+// A button held down on the page: a redraw now would replace what it was pressed on, and the
+// click (a press and a release on the same element) would never come.
+let pressed = false;
+document.addEventListener("pointerdown", () => { pressed = true; }, true);
+for (const end of ["pointerup", "pointercancel"]) document.addEventListener(end, () => { pressed = false; }, true);
+
 function live() {
   const indicator = document.getElementById("live");
   const source = new EventSource(`${ROOT}/api/stream`);
@@ -444,6 +450,7 @@ function live() {
     const active = document.activeElement;
     if (active && ["INPUT", "SELECT", "TEXTAREA"].includes(active.tagName)) return;  // the user is typing
     if (document.querySelector("form[data-dirty]")) return;  // a form is half filled in
+    if (pressed) return;  // the user is clicking: the next update redraws
     if (refresh === null) return;
     if ((location.pathname.slice(ROOT.length) || "/") === "/") renderOverview(JSON.parse(event.data));
     else redraw().catch((error) => flash(error.message));
