@@ -155,7 +155,7 @@ def decoded_copy(serializer: TaskiqSerializer, message: TaskiqMessage) -> Taskiq
         and type(kwargs) is dict
     ):
         return None
-    if not (labels or args or kwargs):  # a copy would cost the hot path a tenth on Python 3.10
+    if not (labels or args or kwargs):  # a copy: 4% of a no-op task's send, run and read
         return message
     # empty ones, the usual labels and often the arguments, need no look
     labels = round_trip_copy(labels) if labels else {}

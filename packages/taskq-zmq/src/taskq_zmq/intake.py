@@ -196,6 +196,8 @@ class Intake:
                 reason,
             )
         self.bad_frames.summary()
+        if self._client_link is not None:
+            self._client_link.close()
         self.socket.close(linger=self._close_linger(handed_back))
 
     def _close_linger(self, handed_back: int) -> int | None:
@@ -204,11 +206,9 @@ class Intake:
         A worker that connects and has no client then closes at once: its goodbye would wait
         out the whole linger for a client that may never come (nothing else is queued).
         """
-        link = self._client_link
-        if link is not None:
-            link.close()
         if handed_back:
             return int(HANDBACK_TIMEOUT * 1000)
+        link = self._client_link
         return 0 if link is not None and not link.peers else None
 
     async def _hand_back(self, deadline: float) -> str:

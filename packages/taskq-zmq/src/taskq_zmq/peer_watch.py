@@ -27,6 +27,7 @@ class PeerWatch:
         """Start the socket's monitor and read its events in the running event loop."""
         address = f"inproc://taskq-peer-watch-{id(self)}-{next(_numbers)}"
         self._socket = socket
+        self.peers = 0
         socket.monitor(address, _WATCHED)
         self._events = context.socket(zmq.PAIR)
         self._events.connect(address)
@@ -34,7 +35,6 @@ class PeerWatch:
         self._loop.add_reader(self._events.FD, self._read)
         # ZeroMQ signals its descriptor on a change only: what came before is read now
         self._loop.call_soon(self._read)
-        self.peers = 0
 
     def _read(self) -> None:
         """Count the handshakes and disconnections the monitor reported."""
