@@ -199,6 +199,33 @@ def test_a_click_held_through_live_updates_still_opens_the_link(
     assert page.url.endswith(f"/tasks/{added}")
 
 
+def test_a_redraw_whose_data_comes_while_a_link_is_pressed_waits_for_the_click(
+    page: Any, served: Served, broker: InMemoryBroker
+) -> None:
+    added = kiq(served, broker, "app:add", 2, 3)
+    open_page(page, served, f"/tasks?id={added}")
+    link = page.locator(f"#results a:has-text('{added}')")
+    link.wait_for()  # listed once its sent event is stored
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:
+        held.append(route)
+
+    page.route(lambda url: "/api/tasks?" in url, hold)  # the list's data, kept back
+    page.evaluate("() => { redraw(); }")
+    page.wait_for_timeout(200)
+    assert held
+    link.hover()
+    page.mouse.down()
+    for route in held:  # the data arrives while the link is pressed
+        route.continue_()
+    page.wait_for_timeout(500)
+    page.unroute_all()
+    page.mouse.up()
+    page.wait_for_selector("#task-state")
+    assert page.url.endswith(f"/tasks/{added}")
+
+
 def test_a_retried_task_shows_its_retry_in_the_timeline(
     page: Any, served: Served, broker: InMemoryBroker
 ) -> None:

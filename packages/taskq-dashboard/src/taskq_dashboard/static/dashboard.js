@@ -44,6 +44,25 @@ function svg(tag, attrs, ...children) {
   return node;
 }
 
+// A button held down on the page: a redraw now would replace what it was pressed on, and the
+// click (a press and a release on the same element) would never come. Live updates are skipped
+// meanwhile, and what a fetch under way brings is drawn once the click has happened.
+let pressed = false;
+let onRelease = [];
+document.addEventListener("pointerdown", () => { pressed = true; }, true);
+for (const end of ["pointerup", "pointercancel"]) {
+  document.addEventListener(end, () => {
+    pressed = false;
+    const waiting = onRelease;
+    onRelease = [];
+    setTimeout(() => waiting.forEach((resume) => resume()));  // after the click it makes
+  }, true);
+}
+
+function pointerReleased() {
+  return pressed ? new Promise((resume) => onRelease.push(resume)) : Promise.resolve();
+}
+
 async function api(path, body) {
   const options = body === undefined ? {} : {
     method: "POST",
@@ -52,6 +71,7 @@ async function api(path, body) {
   };
   const response = await fetch(ROOT + path, {credentials: "same-origin", ...options});
   const data = await response.json();
+  await pointerReleased();  // every page is drawn from what this returns
   if (!response.ok) throw new Error(data.error || response.statusText);
   return data;
 }
@@ -433,12 +453,6 @@ function route() {
   if (path.startsWith("/tasks/")) return taskPage(decodeURIComponent(path.slice("/tasks/".length)));
   return ({"/tasks": tasksPage, "/workers": workersPage, "/dead-letters": deadLettersPage, "/schedules": schedulesPage}[path] || overviewPage)();
 }
-
-// A button held down on the page: a redraw now would replace what it was pressed on, and the
-// click (a press and a release on the same element) would never come.
-let pressed = false;
-document.addEventListener("pointerdown", () => { pressed = true; }, true);
-for (const end of ["pointerup", "pointercancel"]) document.addEventListener(end, () => { pressed = false; }, true);
 
 function live() {
   const indicator = document.getElementById("live");
