@@ -50,14 +50,15 @@ function svg(tag, attrs, ...children) {
 let pressed = false;
 let onRelease = [];
 document.addEventListener("pointerdown", () => { pressed = true; }, true);
-for (const end of ["pointerup", "pointercancel"]) {
-  document.addEventListener(end, () => {
-    pressed = false;
-    const waiting = onRelease;
-    onRelease = [];
-    setTimeout(() => waiting.forEach((resume) => resume()));  // after the click it makes
-  }, true);
+function pointerUp() {
+  pressed = false;
+  const waiting = onRelease;
+  onRelease = [];
+  setTimeout(() => waiting.forEach((resume) => resume()));  // after the click it makes
 }
+document.addEventListener("pointerup", pointerUp, true);
+document.addEventListener("pointercancel", pointerUp, true);
+window.addEventListener("blur", pointerUp);  // released in another window: no pointerup here
 
 function pointerReleased() {
   return pressed ? new Promise((resume) => onRelease.push(resume)) : Promise.resolve();
