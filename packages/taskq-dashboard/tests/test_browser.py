@@ -184,28 +184,37 @@ def test_search_by_id_and_a_progress_bar(
     page.wait_for_selector("#result:has-text('\"done\"')", timeout=15000)
 
 
+def listed_task(page: Any, served: Served, broker: InMemoryBroker) -> tuple[str, Any]:
+    """A task sent now, and its link on the task list (shown once its sent event is stored)."""
+    added = kiq(served, broker, "app:add", 1, 2)
+    open_page(page, served, f"/tasks?id={added}")
+    link = page.locator(f"#results a:has-text('{added}')")
+    link.wait_for()
+    return added, link
+
+
+def release_opens(page: Any, task_id: str) -> None:
+    """Release the pressed button: the click opens the task's page."""
+    page.mouse.up()
+    page.wait_for_selector("#task-state")
+    assert page.url.endswith(f"/tasks/{task_id}")
+
+
 def test_a_click_held_through_live_updates_still_opens_the_link(
     page: Any, served: Served, broker: InMemoryBroker
 ) -> None:
     # a live update used to replace the list under the pressed button: the click never came
-    added = kiq(served, broker, "app:add", 1, 2)
-    open_page(page, served, f"/tasks?id={added}")
-    link = page.locator(f"#results a:has-text('{added}')")
+    added, link = listed_task(page, served, broker)
     link.hover()
     page.mouse.down()
     page.wait_for_timeout(1000)  # about three updates at this server's 0.3 s
-    page.mouse.up()
-    page.wait_for_selector("#task-state")
-    assert page.url.endswith(f"/tasks/{added}")
+    release_opens(page, added)
 
 
 def test_a_redraw_whose_data_comes_while_a_link_is_pressed_waits_for_the_click(
     page: Any, served: Served, broker: InMemoryBroker
 ) -> None:
-    added = kiq(served, broker, "app:add", 2, 3)
-    open_page(page, served, f"/tasks?id={added}")
-    link = page.locator(f"#results a:has-text('{added}')")
-    link.wait_for()  # listed once its sent event is stored
+    added, link = listed_task(page, served, broker)
     held: list[Any] = []
 
     def hold(route: Any) -> None:
@@ -221,9 +230,7 @@ def test_a_redraw_whose_data_comes_while_a_link_is_pressed_waits_for_the_click(
         route.continue_()
     page.wait_for_timeout(500)
     page.unroute_all()
-    page.mouse.up()
-    page.wait_for_selector("#task-state")
-    assert page.url.endswith(f"/tasks/{added}")
+    release_opens(page, added)
 
 
 def test_a_retried_task_shows_its_retry_in_the_timeline(
