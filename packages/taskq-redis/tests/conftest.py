@@ -17,10 +17,10 @@ from taskq_redis.testing import own_redis_url, redis_prefix, redis_url
 __all__ = ["own_redis_url", "redis_prefix", "redis_url"]
 
 # Fuzz tests (test_fuzz_*.py) use this profile: TASKQ_FUZZ_EXAMPLES inputs per property
-# (10000 by default; tox.ini lowers it), and no per-example deadline (timings vary on CI).
+# (3000 by default; tox.ini lowers it), and no per-example deadline (timings vary on CI).
 settings.register_profile(
     "taskq-fuzz",
-    max_examples=int(os.environ.get("TASKQ_FUZZ_EXAMPLES", "10000")),
+    max_examples=int(os.environ.get("TASKQ_FUZZ_EXAMPLES", "3000")),
     deadline=None,
 )
 

@@ -3,7 +3,7 @@
 Each example drives the decoding functions directly (no socket round trip), with valid messages
 interleaved among arbitrary and deliberately malformed ones: every valid task is buffered (worker)
 or dispatched (client) exactly once, every malformed frame is counted, and the log has one line
-per misbehaving peer. ``TASKQ_FUZZ_EXAMPLES`` sets the number of examples (default 10,000).
+per misbehaving peer. ``TASKQ_FUZZ_EXAMPLES`` sets the number of examples (default 3,000).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from taskq_zmq.intake import Intake
 from taskq_zmq.lifetime import OwnContext
 
 FUZZ = settings(
-    max_examples=int(os.environ.get("TASKQ_FUZZ_EXAMPLES", "10000")),
+    max_examples=int(os.environ.get("TASKQ_FUZZ_EXAMPLES", "3000")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
