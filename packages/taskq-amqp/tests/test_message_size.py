@@ -70,7 +70,7 @@ async def test_too_large_is_learned_when_the_close_cuts_the_publish_off_first(
         return publishing.result()
 
     monkeypatch.setattr(aiormq.Channel, "basic_publish", sees_the_close_late)
-    broker = await new_broker(worker=False, send_timeout_s=3)
+    broker = await new_broker(worker=False, send_timeout_s=10)
     with pytest.raises(MessageTooLargeError, match="max_message_size"):
         await broker.kick(message(TOO_LARGE))
     with pytest.raises(BatchSendError) as failed:
