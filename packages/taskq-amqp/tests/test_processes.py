@@ -3,7 +3,7 @@
 Each worker process appends the number of each task it starts to ``<pid>.ran`` and of each
 task it finished to ``<pid>.done`` (see ``amqp_app.py``). ``TASKQ_AMQP_E2E_TASKS`` sets the
 number of tasks of the many-tasks test (default 20,000, about 17 s on a 2-core machine; the
-README's run uses the default, tox's envs 10,000; 100,000 took 88 s).
+README's run uses the default, tox's envs 5,000; 100,000 took 88 s).
 """
 
 from __future__ import annotations
